@@ -1,0 +1,21 @@
+//! The Azure Resource Manager surface shared by every recoverite resource provider.
+
+pub mod api_version;
+pub mod error;
+pub mod id;
+pub mod lro;
+pub mod names;
+pub mod paging;
+pub mod provider;
+pub mod regions;
+pub mod registration;
+pub mod resource;
+pub mod router;
+pub mod time;
+
+pub use error::{ArmError, ArmResult, ErrorBody};
+pub use provider::{
+    ArmRequest, Authorizer, Caller, Ctx, Environment, Operation, Platform, Provider, ProviderInfo, Reply,
+    ResourceType, ScopeCascade,
+};
+pub use router::{RawRequest, Router, RESOURCES};

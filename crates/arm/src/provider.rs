@@ -1,0 +1,266 @@
+//! The contract between the ARM router and a resource provider.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, Method};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use recoverite_store::{Store, WriteTx};
+
+use crate::error::ArmError;
+use crate::id::ResourcePath;
+
+/// Who is calling, as established from the bearer token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub object_id: String,
+    pub tenant_id: String,
+    /// The application (client) id.
+    pub app_id: String,
+}
+
+/// Authentication and authorization, provided by the identity context.
+pub trait Authorizer: Send + Sync {
+    /// Validates the `Authorization` header value.
+    fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, ArmError>;
+    /// Whether `caller` may perform `action` at `scope`.
+    fn is_allowed(&self, caller: &Caller, action: &str, scope: &str) -> Result<bool, ArmError>;
+    /// Whether `caller` holds any role assignment at, above or below `scope`.
+    fn has_any_access(&self, caller: &Caller, scope: &str) -> Result<bool, ArmError>;
+}
+
+/// Something that keeps state about scopes: when a scope is deleted (a resource
+/// group, a resource), it drops what it kept for it inside the same transaction.
+pub trait ScopeCascade: Send + Sync {
+    fn scope_deleted(&self, tx: &mut WriteTx, scope: &str) -> Result<(), ArmError>;
+}
+
+/// A resource type served by a provider, as listed by `GET /providers/{ns}`.
+#[derive(Debug, Clone)]
+pub struct ResourceType {
+    /// Type path without the namespace, e.g. `userAssignedIdentities`.
+    pub name: &'static str,
+    pub api_versions: &'static [&'static str],
+    /// Regional types list every region; global ones list `global`.
+    pub global: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderInfo {
+    pub namespace: &'static str,
+    pub resource_types: Vec<ResourceType>,
+    pub requires_registration: bool,
+}
+
+/// What a request does, for authorization: the action string and where.
+#[derive(Debug, Clone)]
+pub struct Operation {
+    pub action: String,
+    pub scope: String,
+    /// A list whose items the caller may see one by one even without access at `scope`.
+    pub list: bool,
+    pub api_versions: &'static [&'static str],
+    /// The type named in api-version errors.
+    pub resource_type: String,
+}
+
+pub trait Provider: Send + Sync {
+    fn info(&self) -> ProviderInfo;
+
+    /// Classifies the request. The default derives the action from the path
+    /// the way ARM does (`{ns}/{types}/read|write|delete`, `…/{verb}/action`).
+    fn operation(&self, req: &ArmRequest) -> Result<Operation, ArmError> {
+        default_operation(&self.info(), req)
+    }
+
+    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError>;
+}
+
+/// ARM's action for a provider path, and the resource type's api-versions.
+pub fn default_operation(info: &ProviderInfo, req: &ArmRequest) -> Result<Operation, ArmError> {
+    let p = req
+        .path
+        .provider
+        .as_ref()
+        .ok_or_else(|| ArmError::bad_request("InvalidResourceType", "The request path names no resource type."))?;
+    let full = p.type_path();
+    let is_action = !p.is_resource() && req.method != Method::GET;
+    let action = if p.is_resource() {
+        let verb = match req.method {
+            Method::GET | Method::HEAD => "read",
+            Method::PUT | Method::PATCH => "write",
+            Method::DELETE => "delete",
+            _ => "action",
+        };
+        format!("{}/{full}/{verb}", p.namespace)
+    } else if is_action {
+        // POST …/{resource}/{verb}: the last segment names the action.
+        format!("{}/{full}/action", p.namespace)
+    } else {
+        format!("{}/{full}/read", p.namespace)
+    };
+    // An action is looked up as its own type first (`checkNameAvailability`),
+    // then as an action on its parent type.
+    let parent = p.types[..p.types.len().saturating_sub(1)].join("/");
+    let find = |name: &str| info.resource_types.iter().find(|t| t.name.eq_ignore_ascii_case(name));
+    let rt = find(&full)
+        .or_else(|| if is_action { find(&parent) } else { None })
+        .ok_or_else(|| {
+            ArmError::bad_request(
+                "InvalidResourceType",
+                format!(
+                    "The resource type '{full}' could not be found in the namespace '{}' for api version '{}'.",
+                    info.namespace, req.api_version
+                ),
+            )
+        })?;
+    let scope = if p.is_resource() { req.path.id() } else { req.path.parent_id() };
+    Ok(Operation {
+        action,
+        scope,
+        list: !p.is_resource() && req.method == Method::GET,
+        api_versions: rt.api_versions,
+        resource_type: format!("{}/{}", info.namespace, rt.name),
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct ArmRequest {
+    pub method: Method,
+    pub path: ResourcePath,
+    /// The path exactly as received (used to build nextLinks).
+    pub raw_path: String,
+    /// Decoded query pairs, in order.
+    pub query: Vec<(String, String)>,
+    pub api_version: String,
+    pub headers: HeaderMap,
+    pub body: Option<Value>,
+}
+
+impl ArmRequest {
+    pub fn query_get(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body as `T`, or `InvalidRequestContent` naming what is wrong.
+    pub fn body_as<T: DeserializeOwned>(&self) -> Result<T, ArmError> {
+        let body = self
+            .body
+            .clone()
+            .ok_or_else(|| ArmError::bad_request("InvalidRequestContent", "The request content was invalid and could not be deserialized: the request body is empty; send a JSON object."))?;
+        serde_json::from_value(body).map_err(ArmError::invalid_content)
+    }
+
+    pub fn body_or_empty<T: DeserializeOwned + Default>(&self) -> Result<T, ArmError> {
+        match &self.body {
+            None => Ok(T::default()),
+            Some(_) => self.body_as(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Option<Value>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: Value) -> Reply {
+        Reply {
+            status,
+            body: Some(body),
+            headers: Vec::new(),
+        }
+    }
+    pub fn ok(body: Value) -> Reply {
+        Reply::json(200, body)
+    }
+    pub fn created(body: Value) -> Reply {
+        Reply::json(201, body)
+    }
+    pub fn empty(status: u16) -> Reply {
+        Reply {
+            status,
+            body: None,
+            headers: Vec::new(),
+        }
+    }
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Reply {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+}
+
+/// Settings of this emulated Azure.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    pub tenant_id: String,
+    pub subscriptions: Vec<String>,
+    /// Seconds a client should wait between long-running-operation polls.
+    pub poll_after_secs: u64,
+}
+
+impl Environment {
+    pub fn knows_subscription(&self, id: &str) -> bool {
+        self.subscriptions.iter().any(|s| s.eq_ignore_ascii_case(id))
+    }
+}
+
+/// Everything shared by all requests.
+pub struct Platform {
+    pub store: Store,
+    pub env: Environment,
+    pub authz: Arc<dyn Authorizer>,
+    pub cascades: Vec<Arc<dyn ScopeCascade>>,
+    pub catalog: Vec<ProviderInfo>,
+}
+
+/// One request's context, handed to the provider.
+#[derive(Clone)]
+pub struct Ctx {
+    pub platform: Arc<Platform>,
+    pub caller: Caller,
+    /// `https://127.0.0.1:10443`, for absolute URLs in replies.
+    pub base_url: String,
+    /// Set for list operations the caller may not read whole: items are filtered.
+    pub filtered_action: Option<String>,
+}
+
+impl Ctx {
+    pub fn store(&self) -> &Store {
+        &self.platform.store
+    }
+    pub fn env(&self) -> &Environment {
+        &self.platform.env
+    }
+
+    /// Runs every cascade for a deleted scope, inside the caller's transaction.
+    pub fn cascade_delete(&self, tx: &mut WriteTx, scope: &str) -> Result<(), ArmError> {
+        for c in &self.platform.cascades {
+            c.scope_deleted(tx, scope)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the caller may see a list item with this id.
+    pub fn can_see(&self, id: &str) -> Result<bool, ArmError> {
+        match &self.filtered_action {
+            None => Ok(true),
+            Some(action) => self.platform.authz.is_allowed(&self.caller, action, id),
+        }
+    }
+
+    pub fn is_allowed(&self, action: &str, scope: &str) -> Result<bool, ArmError> {
+        self.platform.authz.is_allowed(&self.caller, action, scope)
+    }
+}

@@ -1,0 +1,229 @@
+//! The ARM front door: every management request passes here, in ARM's order —
+//! authenticate, validate the api-version and subscription, authorize the
+//! operation's action at its scope, check provider registration and the
+//! resource group, then hand the request to its provider.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::{HeaderMap, Method};
+use serde_json::Value;
+
+use recoverite_store::Reader;
+
+use crate::api_version;
+use crate::error::ArmError;
+use crate::id::{self, ResourcePath};
+use crate::lro;
+use crate::provider::{ArmRequest, Ctx, Platform, Provider, Reply};
+use crate::registration;
+
+/// The namespace that owns subscriptions, resource groups and provider registration.
+pub const RESOURCES_NAMESPACE: &str = "Microsoft.Resources";
+
+/// Requests larger than this are refused with 413, as ARM does (4 MiB).
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+pub struct RawRequest {
+    pub method: Method,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub base_url: String,
+}
+
+pub struct Router {
+    platform: Arc<Platform>,
+    providers: HashMap<String, Arc<dyn Provider>>,
+}
+
+/// Decodes `a=b&c=d`, accepting `+` and `%20` for spaces.
+pub fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for pair in q.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let dec = |s: &str| {
+            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        out.push((dec(k), dec(v)));
+    }
+    out
+}
+
+fn is_guid_like(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+}
+
+impl Router {
+    pub fn new(platform: Arc<Platform>, providers: Vec<Arc<dyn Provider>>) -> Router {
+        let providers = providers
+            .into_iter()
+            .map(|p| (p.info().namespace.to_ascii_lowercase(), p))
+            .collect();
+        Router { platform, providers }
+    }
+
+    pub fn platform(&self) -> &Arc<Platform> {
+        &self.platform
+    }
+
+    /// Handles one management request end to end.
+    pub fn dispatch(&self, raw: RawRequest) -> Result<Reply, ArmError> {
+        let path = ResourcePath::parse(&raw.path)?;
+        let query = parse_query(raw.query.as_deref());
+        let authz = &self.platform.authz;
+        let auth_header = raw.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let caller = authz.authenticate(auth_header)?;
+
+        let api_version = query
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("api-version"))
+            .map(|(_, v)| v.clone())
+            .ok_or_else(api_version::missing)?;
+        if !api_version::is_well_formed(&api_version) {
+            return Err(api_version::invalid(&api_version, &[]));
+        }
+
+        if let Some(sub) = &path.subscription {
+            if !is_guid_like(sub) {
+                return Err(ArmError::bad_request(
+                    "InvalidSubscriptionId",
+                    format!("The provided subscription identifier '{sub}' is malformed or invalid."),
+                ));
+            }
+            if !self.platform.env.knows_subscription(sub) {
+                return Err(ArmError::new(
+                    404,
+                    "SubscriptionNotFound",
+                    format!("The subscription '{sub}' could not be found."),
+                ));
+            }
+        }
+
+        let provider = self.provider_for(&path)?;
+        let body = parse_body(&raw)?;
+        let req = ArmRequest {
+            method: raw.method.clone(),
+            path,
+            raw_path: raw.path.clone(),
+            query,
+            api_version,
+            headers: raw.headers,
+            body,
+        };
+        let mut ctx = Ctx {
+            platform: self.platform.clone(),
+            caller,
+            base_url: raw.base_url,
+            filtered_action: None,
+        };
+
+        if let Some((is_status, op_id)) = lro::generic_endpoint(&req) {
+            if req.method != Method::GET {
+                return Err(ArmError::method_not_allowed(req.method.as_str()));
+            }
+            return lro::serve(&ctx, &req, is_status, &op_id);
+        }
+
+        let op = provider.operation(&req)?;
+        if !op.api_versions.iter().any(|v| v.eq_ignore_ascii_case(&req.api_version)) {
+            return Err(if op.resource_type.starts_with(RESOURCES_NAMESPACE) {
+                api_version::invalid(&req.api_version, op.api_versions)
+            } else {
+                let loc = req.body.as_ref().and_then(|b| b.get("location")).and_then(Value::as_str).unwrap_or("");
+                api_version::unsupported(&req.api_version, &op.resource_type, loc, op.api_versions)
+            });
+        }
+        if !authz.is_allowed(&ctx.caller, &op.action, &op.scope)? {
+            if op.list {
+                ctx.filtered_action = Some(op.action.clone());
+            } else {
+                return Err(authorization_failed(&ctx.caller.object_id, &op.action, &op.scope));
+            }
+        }
+
+        let info = provider.info();
+        if let Some(sub) = &req.path.subscription {
+            if info.requires_registration && !info.namespace.eq_ignore_ascii_case(RESOURCES_NAMESPACE) {
+                let reg = self.platform.store.read(|r| Ok(registration::get(r, sub, info.namespace)))??;
+                if reg.map(|r| r.state) != Some(registration::REGISTERED.to_string()) {
+                    return Err(registration::missing(info.namespace));
+                }
+            }
+        }
+        if let (Some(rg), Some(rg_id)) = (&req.path.resource_group, req.path.resource_group_id()) {
+            if req.path.segments.len() > 4 {
+                let exists = self.platform.store.read(|r| r.get(RESOURCES, &id::key(&rg_id)))?.is_some();
+                if !exists {
+                    return Err(ArmError::resource_group_not_found(rg));
+                }
+            }
+        }
+        provider.handle(&ctx, &req)
+    }
+
+    fn provider_for(&self, path: &ResourcePath) -> Result<&Arc<dyn Provider>, ArmError> {
+        let root = || {
+            self.providers
+                .get(&RESOURCES_NAMESPACE.to_ascii_lowercase())
+                .ok_or_else(|| ArmError::internal("no Microsoft.Resources provider is installed"))
+        };
+        let Some(p) = &path.provider else { return root() };
+        // `{S}/providers/{ns}` and `{S}/providers/{ns}/register|unregister`
+        // are provider-registration calls, served by Microsoft.Resources.
+        let registration_call = p.scope_len <= 2
+            && (p.types.is_empty()
+                || (p.types.len() == 1
+                    && (p.types[0].eq_ignore_ascii_case("register") || p.types[0].eq_ignore_ascii_case("unregister"))));
+        if registration_call {
+            return root();
+        }
+        self.providers.get(&p.namespace.to_ascii_lowercase()).ok_or_else(|| {
+            ArmError::bad_request(
+                "InvalidResourceNamespace",
+                format!("The resource namespace '{}' is invalid.", p.namespace),
+            )
+        })
+    }
+}
+
+/// The table in which tracked resources (and resource groups) are stored.
+pub const RESOURCES: recoverite_store::Table = recoverite_store::Table("resources");
+
+pub fn authorization_failed(object_id: &str, action: &str, scope: &str) -> ArmError {
+    ArmError::new(
+        403,
+        "AuthorizationFailed",
+        format!(
+            "The client '{object_id}' with object id '{object_id}' does not have authorization to perform action '{action}' over scope '{scope}' or the scope is invalid. If access was recently granted, please refresh your credentials."
+        ),
+    )
+}
+
+fn parse_body(raw: &RawRequest) -> Result<Option<Value>, ArmError> {
+    if raw.body.len() > MAX_BODY_BYTES {
+        return Err(ArmError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("The request content size exceeds the maximum of {MAX_BODY_BYTES} bytes; send a smaller body."),
+        ));
+    }
+    if raw.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    if let Some(ct) = raw.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        if !ct.to_ascii_lowercase().contains("json") {
+            return Err(ArmError::new(
+                415,
+                "UnsupportedMediaType",
+                format!("The content media type '{ct}' is not supported. Only 'application/json' is supported."),
+            ));
+        }
+    }
+    serde_json::from_slice::<Value>(&raw.body)
+        .map(Some)
+        .map_err(ArmError::invalid_content)
+}
