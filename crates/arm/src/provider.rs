@@ -63,6 +63,8 @@ pub struct Operation {
     pub api_versions: &'static [&'static str],
     /// The type named in api-version errors.
     pub resource_type: String,
+    /// Needs an authenticated caller but no role (e.g. reading one's own permissions).
+    pub public: bool,
 }
 
 pub trait Provider: Send + Sync {
@@ -122,6 +124,7 @@ pub fn default_operation(info: &ProviderInfo, req: &ArmRequest) -> Result<Operat
         list: !p.is_resource() && req.method == Method::GET,
         api_versions: rt.api_versions,
         resource_type: format!("{}/{}", info.namespace, rt.name),
+        public: false,
     })
 }
 

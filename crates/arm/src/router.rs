@@ -137,7 +137,7 @@ impl Router {
                 api_version::unsupported(&req.api_version, &op.resource_type, loc, op.api_versions)
             });
         }
-        if !authz.is_allowed(&ctx.caller, &op.action, &op.scope)? {
+        if !op.public && !authz.is_allowed(&ctx.caller, &op.action, &op.scope)? {
             if op.list {
                 ctx.filtered_action = Some(op.action.clone());
             } else {

@@ -1,0 +1,401 @@
+//! Microsoft.Authorization: role definitions, role assignments, permissions.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use recoverite_arm::provider::default_operation;
+use recoverite_arm::{
+    id, paging, resource, time, ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo, Reply, ResourceType,
+};
+use recoverite_store::Reader;
+
+use crate::principals;
+use crate::rbac::{self, Assignment};
+use crate::roles::{self, Permission, RoleDefinition};
+
+pub const NAMESPACE: &str = "Microsoft.Authorization";
+const API_VERSIONS: &[&str] = &[
+    "2015-07-01",
+    "2018-01-01-preview",
+    "2018-09-01-preview",
+    "2020-04-01-preview",
+    "2020-10-01-preview",
+    "2022-04-01",
+    "2022-05-01-preview",
+];
+
+pub struct AuthorizationProvider;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AssignmentProps {
+    role_definition_id: String,
+    principal_id: String,
+    principal_type: Option<String>,
+    description: Option<String>,
+    condition: Option<String>,
+    condition_version: Option<String>,
+    delegated_managed_identity_resource_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AssignmentBody {
+    properties: AssignmentProps,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DefinitionProps {
+    role_name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    permissions: Vec<Permission>,
+    #[serde(default)]
+    assignable_scopes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct DefinitionBody {
+    properties: DefinitionProps,
+}
+
+fn is_guid(s: &str) -> bool {
+    uuid::Uuid::parse_str(s).is_ok()
+}
+
+/// The value inside `name eq 'value'` or `name('value')` in an OData filter.
+fn filter_value(filter: &str, name: &str) -> Option<String> {
+    let lower = filter.to_ascii_lowercase();
+    let at = lower.find(&name.to_ascii_lowercase())?;
+    let rest = &filter[at + name.len()..];
+    let start = rest.find('\'')? + 1;
+    let end = rest[start..].find('\'')? + start;
+    Some(rest[start..end].to_string())
+}
+
+impl Provider for AuthorizationProvider {
+    fn info(&self) -> ProviderInfo {
+        let t = |name| ResourceType {
+            name,
+            api_versions: API_VERSIONS,
+            global: true,
+        };
+        ProviderInfo {
+            namespace: NAMESPACE,
+            resource_types: vec![t("roleAssignments"), t("roleDefinitions"), t("permissions")],
+            requires_registration: false,
+        }
+    }
+
+    fn operation(&self, req: &ArmRequest) -> Result<Operation, ArmError> {
+        let mut op = default_operation(&self.info(), req)?;
+        let p = req.path.provider.as_ref().expect("checked by default_operation");
+        // Anyone signed in may ask what they themselves are allowed to do.
+        op.public = p.types[0].eq_ignore_ascii_case("permissions");
+        Ok(op)
+    }
+
+    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+        let p = req.path.provider.as_ref().expect("provider path");
+        let kind = p.types[0].to_ascii_lowercase();
+        let scope = req.path.scope();
+        let m = req.method.as_str();
+        match (kind.as_str(), p.is_resource(), m) {
+            ("roleassignments", true, "GET") => get_assignment(ctx, req),
+            ("roleassignments", true, "PUT") => create_assignment(ctx, req, &scope),
+            ("roleassignments", true, "DELETE") => delete_assignment(ctx, req),
+            ("roleassignments", false, "GET") => list_assignments(ctx, req, &scope),
+            ("roledefinitions", true, "GET") => get_definition(ctx, req),
+            ("roledefinitions", true, "PUT") => put_definition(ctx, req, &scope),
+            ("roledefinitions", true, "DELETE") => delete_definition(ctx, req),
+            ("roledefinitions", false, "GET") => list_definitions(ctx, req, &scope),
+            ("permissions", false, "GET") => permissions(ctx, req, &scope),
+            _ => Err(ArmError::method_not_allowed(m)),
+        }
+    }
+}
+
+fn assignment_not_found(name: &str) -> ArmError {
+    ArmError::new(
+        404,
+        "RoleAssignmentNotFound",
+        format!("The role assignment '{name}' is not found."),
+    )
+}
+
+fn get_assignment(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let doc = ctx.store().read(|r| Ok(resource::get(r, &req.path.id())))??;
+    match doc {
+        Some(d) => Ok(Reply::ok(d)),
+        None => Err(assignment_not_found(req.path.provider.as_ref().and_then(|p| p.name()).unwrap_or(""))),
+    }
+}
+
+fn create_assignment(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, ArmError> {
+    let name = req.path.provider.as_ref().and_then(|p| p.name()).unwrap_or("").to_string();
+    if !is_guid(&name) {
+        return Err(ArmError::bad_request(
+            "InvalidRoleAssignmentId",
+            format!("The role assignment ID '{name}' is not valid. The role assignment ID must be a GUID."),
+        ));
+    }
+    let body: AssignmentBody = req.body_as()?;
+    let props = body.properties;
+    let role_guid = roles::guid_of(&props.role_definition_id).to_string();
+    let assignment_id = req.path.id();
+    let caller = ctx.caller.object_id.clone();
+    ctx.store().write(|tx| {
+        // The scope itself must exist (resource groups are checked by the router).
+        if id::parse_id(scope).and_then(|p| p.provider).is_some_and(|p| p.is_resource())
+            && resource::get(tx, scope)?.is_none()
+        {
+            return Err(ArmError::new(
+                404,
+                "ResourceNotFound",
+                format!("The scope '{scope}' does not exist; create the resource before assigning roles on it."),
+            ));
+        }
+        let def = roles::find(tx, &role_guid)?.ok_or_else(|| {
+            ArmError::bad_request(
+                "RoleDefinitionDoesNotExist",
+                format!("The specified role definition with ID '{role_guid}' does not exist."),
+            )
+        })?;
+        if !def.assignable_scopes.iter().any(|s| id::scope_contains(s, scope)) {
+            return Err(ArmError::bad_request(
+                "InvalidRoleAssignmentScope",
+                format!("The role '{}' cannot be assigned at scope '{scope}'; it is assignable only at {:?}.", def.role_name, def.assignable_scopes),
+            ));
+        }
+        let principal = principals::get(tx, &props.principal_id)?.ok_or_else(|| {
+            ArmError::bad_request(
+                "PrincipalNotFound",
+                format!(
+                    "Principal {} does not exist in the directory {}. Check that you have the correct principal ID.",
+                    props.principal_id.replace('-', ""),
+                    ctx.env().tenant_id
+                ),
+            )
+        })?;
+        let existing = resource::get(tx, &assignment_id)?.and_then(Assignment::from_doc);
+        if let Some(e) = &existing {
+            if !e.principal_id.eq_ignore_ascii_case(&principal.object_id) || !e.role_guid.eq_ignore_ascii_case(&role_guid) {
+                return Err(ArmError::bad_request(
+                    "RoleAssignmentUpdateNotPermitted",
+                    "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.",
+                ));
+            }
+            return Ok(Reply::ok(e.doc.clone()));
+        }
+        let duplicate = rbac::for_principal(tx, &principal.object_id)?.into_iter().any(|a| {
+            a.role_guid.eq_ignore_ascii_case(&role_guid) && id::key(&a.scope) == id::key(scope)
+        });
+        if duplicate {
+            return Err(ArmError::conflict("RoleAssignmentExists", "The role assignment already exists."));
+        }
+        let now = time::now_string();
+        let doc = json!({
+            "id": assignment_id,
+            "name": name,
+            "type": "Microsoft.Authorization/roleAssignments",
+            "properties": {
+                "roleDefinitionId": def.id_at(req.path.subscription.as_deref()),
+                "principalId": principal.object_id,
+                "principalType": props.principal_type.unwrap_or_else(|| principal.principal_type().to_string()),
+                "scope": scope,
+                "condition": props.condition,
+                "conditionVersion": props.condition_version,
+                "createdOn": now,
+                "updatedOn": now,
+                "createdBy": caller,
+                "updatedBy": caller,
+                "delegatedManagedIdentityResourceId": props.delegated_managed_identity_resource_id,
+                "description": props.description,
+            }
+        });
+        let a = Assignment::from_doc(doc.clone()).expect("well-formed assignment");
+        rbac::save(tx, &a)?;
+        Ok(Reply::created(doc))
+    })
+}
+
+fn delete_assignment(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let aid = req.path.id();
+    ctx.store().write(|tx| {
+        match resource::get(tx, &aid)?.and_then(Assignment::from_doc) {
+            Some(a) => {
+                rbac::delete(tx, &a)?;
+                Ok(Reply::ok(a.doc))
+            }
+            None => Ok(Reply::empty(204)),
+        }
+    })
+}
+
+fn list_assignments(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, ArmError> {
+    let filter = req.query_get("$filter").unwrap_or("");
+    let at_scope = filter.to_ascii_lowercase().contains("atscope()");
+    let principal = filter_value(filter, "principalId eq").or_else(|| filter_value(filter, "assignedTo("));
+    let all = ctx.store().read(|r| Ok(rbac::all(r)))??;
+    let mut items = Vec::new();
+    for a in all {
+        let above = id::scope_contains(&a.scope, scope);
+        let below = id::scope_contains(scope, &a.scope);
+        if !(above || (!at_scope && below)) {
+            continue;
+        }
+        if principal.as_ref().is_some_and(|p| !p.eq_ignore_ascii_case(&a.principal_id)) {
+            continue;
+        }
+        if ctx.can_see(&a.scope)? {
+            items.push(a.doc);
+        }
+    }
+    Ok(Reply::ok(paging::page(ctx, req, items)?))
+}
+
+fn definition_not_found(guid: &str) -> ArmError {
+    ArmError::new(
+        404,
+        "RoleDefinitionDoesNotExist",
+        format!("The role definition '{guid}' could not be found."),
+    )
+}
+
+fn get_definition(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let guid = req.path.provider.as_ref().and_then(|p| p.name()).unwrap_or("").to_string();
+    let def = ctx.store().read(|r| Ok(roles::find(r, &guid)))??;
+    let def = def.ok_or_else(|| definition_not_found(&guid))?;
+    Ok(Reply::ok(def.to_json(req.path.subscription.as_deref())))
+}
+
+fn put_definition(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, ArmError> {
+    let guid = req.path.provider.as_ref().and_then(|p| p.name()).unwrap_or("").to_string();
+    if !is_guid(&guid) {
+        return Err(ArmError::bad_request(
+            "InvalidRoleDefinitionId",
+            format!("The role definition ID '{guid}' is not valid; it must be a GUID."),
+        ));
+    }
+    let body: DefinitionBody = req.body_as()?;
+    let props = body.properties;
+    if props.role_name.trim().is_empty() {
+        return Err(ArmError::invalid_parameter("properties.roleName", "A custom role needs a 'roleName'."));
+    }
+    if props.permissions.is_empty() {
+        return Err(ArmError::invalid_parameter("properties.permissions", "A custom role needs at least one permission block."));
+    }
+    let assignable = if props.assignable_scopes.is_empty() { vec![scope.to_string()] } else { props.assignable_scopes };
+    ctx.store().write(|tx| {
+        if roles::builtins().iter().any(|b| b.name.eq_ignore_ascii_case(&guid)) {
+            return Err(ArmError::bad_request("RoleDefinitionUpdateNotPermitted", "Built-in roles cannot be changed."));
+        }
+        let clash = roles::all(tx)?
+            .into_iter()
+            .any(|r| r.role_name.eq_ignore_ascii_case(&props.role_name) && !r.name.eq_ignore_ascii_case(&guid));
+        if clash {
+            return Err(ArmError::conflict(
+                "RoleDefinitionWithSameNameExists",
+                format!("A role definition named '{}' already exists; choose another roleName.", props.role_name),
+            ));
+        }
+        let def = RoleDefinition {
+            name: guid.clone(),
+            role_name: props.role_name,
+            description: props.description,
+            permissions: props.permissions,
+            assignable_scopes: assignable,
+            custom: true,
+            created_on: Some(time::now_string()),
+        };
+        roles::save_custom(tx, &def)?;
+        Ok(Reply::created(def.to_json(req.path.subscription.as_deref())))
+    })
+}
+
+fn delete_definition(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let guid = req.path.provider.as_ref().and_then(|p| p.name()).unwrap_or("").to_string();
+    ctx.store().write(|tx| {
+        let Some(def) = roles::find(tx, &guid)? else { return Ok(Reply::empty(204)) };
+        if !def.custom {
+            return Err(ArmError::bad_request("RoleDefinitionUpdateNotPermitted", "Built-in roles cannot be deleted."));
+        }
+        if rbac::all(tx)?.iter().any(|a| a.role_guid.eq_ignore_ascii_case(&guid)) {
+            return Err(ArmError::conflict(
+                "RoleDefinitionHasAssignments",
+                "There are existing role assignments referencing this role; delete them first.",
+            ));
+        }
+        roles::delete_custom(tx, &guid)?;
+        Ok(Reply::ok(def.to_json(req.path.subscription.as_deref())))
+    })
+}
+
+fn list_definitions(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, ArmError> {
+    let filter = req.query_get("$filter").unwrap_or("");
+    let role_name = filter_value(filter, "roleName eq");
+    let role_type = filter_value(filter, "type eq");
+    let defs = ctx.store().read(|r| Ok(roles::all(r)))??;
+    let items: Vec<Value> = defs
+        .into_iter()
+        .filter(|d| role_name.as_ref().is_none_or(|n| d.role_name.eq_ignore_ascii_case(n)))
+        .filter(|d| {
+            role_type
+                .as_ref()
+                .is_none_or(|t| t.eq_ignore_ascii_case(if d.custom { "CustomRole" } else { "BuiltInRole" }))
+        })
+        .filter(|d| !d.custom || d.assignable_scopes.iter().any(|s| id::scope_contains(s, scope) || id::scope_contains(scope, s)))
+        .map(|d| d.to_json(req.path.subscription.as_deref()))
+        .collect();
+    Ok(Reply::ok(paging::page(ctx, req, items)?))
+}
+
+fn permissions(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, ArmError> {
+    let perms = ctx
+        .store()
+        .read(|r| Ok(rbac::effective_permissions(r, &ctx.caller.object_id, scope)))??;
+    let items: Vec<Value> = perms.into_iter().map(|p| serde_json::to_value(p).unwrap_or(Value::Null)).collect();
+    Ok(Reply::ok(paging::page(ctx, req, items)?))
+}
+
+/// Assigns `role_name` to `principal_id` at `scope` (bootstrap and CLI use).
+pub fn assign(
+    tx: &mut recoverite_store::WriteTx,
+    role_name: &str,
+    principal_id: &str,
+    scope: &str,
+    created_by: &str,
+) -> Result<Value, ArmError> {
+    let def = roles::builtin_by_name(role_name)
+        .cloned()
+        .or_else(|| roles::all(tx).ok()?.into_iter().find(|r| r.role_name.eq_ignore_ascii_case(role_name)))
+        .ok_or_else(|| ArmError::bad_request("RoleDefinitionDoesNotExist", format!("There is no role named '{role_name}'.")))?;
+    let name = uuid::Uuid::new_v4().to_string();
+    let assignment_id = format!("{}/providers/Microsoft.Authorization/roleAssignments/{name}", scope.trim_end_matches('/'));
+    let subscription = id::parse_id(scope).and_then(|p| p.subscription);
+    let now = time::now_string();
+    let doc = json!({
+        "id": assignment_id,
+        "name": name,
+        "type": "Microsoft.Authorization/roleAssignments",
+        "properties": {
+            "roleDefinitionId": def.id_at(subscription.as_deref()),
+            "principalId": principal_id,
+            "principalType": "ServicePrincipal",
+            "scope": scope,
+            "createdOn": now,
+            "updatedOn": now,
+            "createdBy": created_by,
+            "updatedBy": created_by,
+        }
+    });
+    let a = Assignment::from_doc(doc.clone()).expect("well-formed assignment");
+    rbac::save(tx, &a)?;
+    Ok(doc)
+}
+
+/// Whether a principal exists (used by callers outside this crate).
+pub fn principal_exists(r: &impl Reader, object_id: &str) -> Result<bool, ArmError> {
+    Ok(principals::get(r, object_id)?.is_some())
+}

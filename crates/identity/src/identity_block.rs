@@ -1,0 +1,125 @@
+//! The ARM `identity` block (`SystemAssigned`, `UserAssigned`, both, `None`)
+//! on any resource that supports managed identities.
+
+use serde_json::{json, Map, Value};
+
+use recoverite_arm::{id, ArmError};
+use recoverite_store::WriteTx;
+
+use crate::principals::{self, PrincipalKind};
+
+/// How a provider spells the combined type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CombinedStyle {
+    /// `SystemAssigned, UserAssigned` (network, compute, recovery services).
+    Spaced,
+    /// `SystemAssigned,UserAssigned` (storage).
+    Compact,
+}
+
+#[derive(Debug, Default, PartialEq)]
+struct Wanted {
+    system: bool,
+    user: bool,
+}
+
+fn parse_type(t: &str) -> Result<Wanted, ArmError> {
+    let mut w = Wanted::default();
+    for part in t.split(',').map(str::trim) {
+        match part.to_ascii_lowercase().as_str() {
+            "systemassigned" => w.system = true,
+            "userassigned" => w.user = true,
+            "none" => {}
+            _ => {
+                return Err(ArmError::bad_request(
+                    "InvalidIdentityType",
+                    format!("The identity type '{t}' is not valid. Use 'SystemAssigned', 'UserAssigned', 'SystemAssigned, UserAssigned' or 'None'."),
+                ))
+            }
+        }
+    }
+    Ok(w)
+}
+
+/// Applies a requested identity block to `resource_id`, creating or deleting
+/// its system-assigned principal and resolving user-assigned identities.
+///
+/// `requested`: `None` keeps the existing block (PATCH without `identity`);
+/// `Some(Null)` removes every identity. Returns the block to store and return.
+pub fn apply(
+    tx: &mut WriteTx,
+    tenant_id: &str,
+    resource_id: &str,
+    requested: Option<&Value>,
+    existing: Option<&Value>,
+    style: CombinedStyle,
+) -> Result<Option<Value>, ArmError> {
+    let Some(req) = requested else { return Ok(existing.cloned()) };
+    let wanted = match req {
+        Value::Null => Wanted::default(),
+        Value::Object(o) => match o.get("type") {
+            Some(Value::String(t)) => parse_type(t)?,
+            Some(Value::Null) | None => {
+                return Err(ArmError::bad_request("InvalidIdentityType", "The identity block needs a 'type'."))
+            }
+            Some(_) => return Err(ArmError::invalid_content("'identity.type' must be a string.")),
+        },
+        _ => return Err(ArmError::invalid_content("'identity' must be an object.")),
+    };
+
+    let mut block = Map::new();
+    if wanted.system {
+        let p = principals::ensure_managed_identity(tx, resource_id, PrincipalKind::SystemAssigned)?;
+        block.insert("principalId".into(), json!(p.object_id));
+        block.insert("tenantId".into(), json!(tenant_id));
+    } else {
+        principals::delete_managed_identity(tx, resource_id, PrincipalKind::SystemAssigned)?;
+    }
+
+    if wanted.user {
+        let requested_ids = req.get("userAssignedIdentities").and_then(Value::as_object);
+        let mut ids: Map<String, Value> = existing
+            .and_then(|e| e.get("userAssignedIdentities"))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(r) = requested_ids {
+            // A PUT lists the complete set; `null` values remove an identity.
+            ids.retain(|k, _| r.keys().any(|rk| id::key(rk) == id::key(k)));
+            for (uai, v) in r {
+                if v.is_null() {
+                    ids.retain(|k, _| id::key(k) != id::key(uai));
+                } else {
+                    ids.insert(uai.clone(), json!({}));
+                }
+            }
+        }
+        if ids.is_empty() {
+            return Err(ArmError::bad_request(
+                "BadRequest",
+                "The identity type includes 'UserAssigned' but 'userAssignedIdentities' lists none; add the ARM id of at least one user-assigned identity.",
+            ));
+        }
+        let mut resolved = Map::new();
+        for uai in ids.keys() {
+            let p = principals::for_resource(tx, uai, PrincipalKind::UserAssigned)?.ok_or_else(|| {
+                ArmError::bad_request(
+                    "FailedIdentityOperation",
+                    format!("The user-assigned identity '{uai}' was not found; create it (Microsoft.ManagedIdentity/userAssignedIdentities) before referring to it."),
+                )
+            })?;
+            resolved.insert(uai.clone(), json!({"principalId": p.object_id, "clientId": p.app_id}));
+        }
+        block.insert("userAssignedIdentities".into(), Value::Object(resolved));
+    }
+
+    let t = match (wanted.system, wanted.user, style) {
+        (true, true, CombinedStyle::Spaced) => "SystemAssigned, UserAssigned",
+        (true, true, CombinedStyle::Compact) => "SystemAssigned,UserAssigned",
+        (true, false, _) => "SystemAssigned",
+        (false, true, _) => "UserAssigned",
+        (false, false, _) => return Ok(None),
+    };
+    block.insert("type".into(), json!(t));
+    Ok(Some(Value::Object(block)))
+}
