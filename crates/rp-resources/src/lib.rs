@@ -1,1 +1,160 @@
+//! Microsoft.Resources: subscriptions, tenants, locations, resource groups,
+//! generic resource listing and resource-provider registration.
 
+mod groups;
+mod registration;
+mod subscriptions;
+
+use http::Method;
+
+use recoverite_arm::{ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo, Reply, ResourceType};
+
+pub const NAMESPACE: &str = "Microsoft.Resources";
+
+pub const API_VERSIONS: &[&str] = &[
+    "2014-04-01", "2015-01-01", "2015-11-01", "2016-02-01", "2016-06-01", "2016-07-01", "2016-09-01", "2017-05-10",
+    "2017-08-01", "2018-02-01", "2018-05-01", "2018-06-01", "2019-03-01", "2019-05-01", "2019-05-10", "2019-06-01",
+    "2019-07-01", "2019-08-01", "2019-10-01", "2019-11-01", "2020-01-01", "2020-06-01", "2020-08-01", "2020-10-01",
+    "2021-01-01", "2021-04-01", "2022-01-01", "2022-09-01", "2022-12-01", "2023-07-01", "2024-03-01", "2024-07-01",
+    "2024-11-01", "2025-01-01", "2025-03-01", "2025-04-01",
+];
+
+pub struct ResourcesProvider;
+
+/// The shape of a request under Microsoft.Resources.
+#[derive(Debug, PartialEq)]
+enum Route {
+    Tenants,
+    Subscriptions,
+    Subscription,
+    Locations,
+    ResourceGroups,
+    ResourceGroup(String),
+    GroupResources(String),
+    SubscriptionResources,
+    OperationResult(String),
+    Providers,
+    Provider(String),
+    Register(String),
+    Unregister(String),
+}
+
+fn route(req: &ArmRequest) -> Result<Route, ArmError> {
+    let seg: Vec<String> = req.path.segments.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let orig = &req.path.segments;
+    let s: Vec<&str> = seg.iter().map(String::as_str).collect();
+    let r = match s.as_slice() {
+        ["tenants"] => Route::Tenants,
+        ["subscriptions"] => Route::Subscriptions,
+        ["subscriptions", _] => Route::Subscription,
+        ["subscriptions", _, "locations"] => Route::Locations,
+        ["subscriptions", _, "resourcegroups"] => Route::ResourceGroups,
+        ["subscriptions", _, "resourcegroups", _] => Route::ResourceGroup(orig[3].clone()),
+        ["subscriptions", _, "resourcegroups", _, "resources"] => Route::GroupResources(orig[3].clone()),
+        ["subscriptions", _, "resources"] => Route::SubscriptionResources,
+        ["subscriptions", _, "operationresults", _] => Route::OperationResult(orig[3].clone()),
+        ["subscriptions", _, "providers"] => Route::Providers,
+        ["subscriptions", _, "providers", _] => Route::Provider(orig[3].clone()),
+        ["subscriptions", _, "providers", _, "register"] => Route::Register(orig[3].clone()),
+        ["subscriptions", _, "providers", _, "unregister"] => Route::Unregister(orig[3].clone()),
+        _ => {
+            return Err(ArmError::bad_request(
+                "InvalidResourceType",
+                format!("The path '{}' is not a Microsoft.Resources resource or collection recoverite serves.", req.path.id()),
+            ))
+        }
+    };
+    Ok(r)
+}
+
+fn sub_id(req: &ArmRequest) -> String {
+    format!("/subscriptions/{}", req.path.subscription.clone().unwrap_or_default())
+}
+
+impl Provider for ResourcesProvider {
+    fn info(&self) -> ProviderInfo {
+        let t = |name| ResourceType {
+            name,
+            api_versions: API_VERSIONS,
+            global: true,
+        };
+        ProviderInfo {
+            namespace: NAMESPACE,
+            resource_types: vec![
+                t("tenants"),
+                t("subscriptions"),
+                t("resourceGroups"),
+                t("subscriptions/resourceGroups"),
+                t("subscriptions/locations"),
+                t("subscriptions/providers"),
+                t("subscriptions/resources"),
+                t("subscriptions/resourceGroups/resources"),
+                t("subscriptions/operationresults"),
+            ],
+            requires_registration: false,
+        }
+    }
+
+    fn operation(&self, req: &ArmRequest) -> Result<Operation, ArmError> {
+        let sub = sub_id(req);
+        let verb = match req.method {
+            Method::GET | Method::HEAD => "read",
+            Method::PUT | Method::PATCH => "write",
+            Method::DELETE => "delete",
+            _ => "action",
+        };
+        let op = |action: String, scope: String, list: bool, public: bool| Operation {
+            action,
+            scope,
+            list,
+            api_versions: API_VERSIONS,
+            resource_type: NAMESPACE.to_string(),
+            public,
+        };
+        let rg_action = |v: &str| format!("Microsoft.Resources/subscriptions/resourceGroups/{v}");
+        Ok(match route(req)? {
+            // Visibility of tenants, subscriptions and locations follows from
+            // having any role at all; the handlers check that.
+            Route::Tenants | Route::Subscriptions | Route::Subscription | Route::Locations | Route::OperationResult(_) => {
+                op("Microsoft.Resources/subscriptions/read".into(), sub, false, true)
+            }
+            Route::ResourceGroups => op(rg_action("read"), sub, true, false),
+            Route::ResourceGroup(_) => op(rg_action(verb), req.path.id(), false, false),
+            Route::GroupResources(_) => op(rg_action("resources/read"), req.path.parent_id(), true, false),
+            Route::SubscriptionResources => op("Microsoft.Resources/subscriptions/resources/read".into(), sub, true, false),
+            Route::Providers | Route::Provider(_) => {
+                op("Microsoft.Resources/subscriptions/providers/read".into(), sub, false, false)
+            }
+            Route::Register(ns) => op(format!("{ns}/register/action"), sub, false, false),
+            Route::Unregister(ns) => op(format!("{ns}/unregister/action"), sub, false, false),
+        })
+    }
+
+    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+        let m = req.method.clone();
+        let r = route(req)?;
+        match (r, m) {
+            (Route::Tenants, Method::GET) => subscriptions::tenants(ctx, req),
+            (Route::Subscriptions, Method::GET) => subscriptions::list(ctx, req),
+            (Route::Subscription, Method::GET) => subscriptions::get(ctx, req),
+            (Route::Locations, Method::GET) => subscriptions::locations(ctx, req),
+            (Route::ResourceGroups, Method::GET) => groups::list(ctx, req),
+            (Route::ResourceGroup(rg), Method::GET) => groups::get(ctx, req, &rg),
+            (Route::ResourceGroup(rg), Method::HEAD) => groups::exists(ctx, req, &rg),
+            (Route::ResourceGroup(rg), Method::PUT) => groups::put(ctx, req, &rg),
+            (Route::ResourceGroup(rg), Method::PATCH) => groups::patch(ctx, req, &rg),
+            (Route::ResourceGroup(rg), Method::DELETE) => groups::delete(ctx, req, &rg),
+            (Route::GroupResources(_), Method::GET) => groups::list_resources(ctx, req, &req.path.parent_id()),
+            (Route::SubscriptionResources, Method::GET) => groups::list_resources(ctx, req, &sub_id(req)),
+            (Route::OperationResult(id), Method::GET) => groups::operation_result(ctx, req, &id),
+            (Route::Providers, Method::GET) => registration::list(ctx, req),
+            (Route::Provider(ns), Method::GET) => registration::get(ctx, req, &ns),
+            (Route::Register(ns), Method::POST) => registration::register(ctx, req, &ns, true),
+            (Route::Unregister(ns), Method::POST) => registration::register(ctx, req, &ns, false),
+            (_, m) => Err(ArmError::method_not_allowed(m.as_str())),
+        }
+    }
+}
+
+/// Registers every namespace in `namespaces` for a subscription (bootstrap).
+pub use registration::register_all;
