@@ -1,1 +1,217 @@
-fn main(){}
+//! `recoverite`: Azure Site Recovery and Backup vaults with private endpoints,
+//! and what they depend on, as one offline program.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+
+use recoverite_server::{Connection, ServeConfig};
+
+#[derive(Parser)]
+#[command(name = "recoverite", version, about = "Azure Recovery Services, offline, on one machine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start every service (ARM, Entra token service) in this process.
+    Serve {
+        /// Where state, keys and certificates are kept.
+        #[arg(long, default_value = ".recoverite", env = "RECOVERITE_DATA_DIR")]
+        data_dir: PathBuf,
+        /// HTTPS port for ARM and the token service (0 picks a free port).
+        #[arg(long, default_value_t = 10443)]
+        port: u16,
+        /// Port of the DNS server.
+        #[arg(long, default_value_t = 10053)]
+        dns_port: u16,
+        /// Seconds clients wait between long-running-operation polls (Retry-After).
+        #[arg(long, default_value_t = 1)]
+        poll_interval: u64,
+    },
+    /// Manage service principals.
+    Principal {
+        #[command(subcommand)]
+        action: PrincipalCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PrincipalCommand {
+    /// Create a service principal and print its client id and secret.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Role to assign (e.g. Reader, Contributor, "Site Recovery Operator").
+        #[arg(long)]
+        role: Option<String>,
+        /// Scope of the role assignment (default: the subscription).
+        #[arg(long)]
+        scope: Option<String>,
+        #[arg(long, default_value = ".recoverite", env = "RECOVERITE_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RECOVERITE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            data_dir,
+            port,
+            dns_port,
+            poll_interval,
+        } => serve(ServeConfig {
+            data_dir,
+            port,
+            dns_port,
+            poll_after_secs: poll_interval,
+        }),
+        Command::Principal {
+            action: PrincipalCommand::Create {
+                name,
+                role,
+                scope,
+                data_dir,
+            },
+        } => {
+            let out = create_principal(&data_dir, &name, role.as_deref(), scope.as_deref())?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
+    }
+}
+
+fn serve(cfg: ServeConfig) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let running = recoverite_server::start(cfg).await?;
+        print!("{}", recoverite_server::banner(&running));
+        use std::io::Write;
+        std::io::stdout().flush().ok();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+            r = running.server => { r??; }
+        }
+        running.handle.graceful_shutdown(Some(std::time::Duration::from_secs(2)));
+        let _ = std::fs::remove_file(&running.connection_file);
+        Ok(())
+    })
+}
+
+fn read_connection(data_dir: &Path) -> Option<Connection> {
+    let text = std::fs::read_to_string(data_dir.join("connection.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Creates a principal through the running server, or directly in the data
+/// directory when no server holds it.
+fn create_principal(data_dir: &Path, name: &str, role: Option<&str>, scope: Option<&str>) -> Result<Value> {
+    if let Some(conn) = read_connection(data_dir) {
+        match create_via_http(&conn, name, role, scope) {
+            Ok(v) => return Ok(v),
+            Err(HttpFailure::Unreachable(e)) => eprintln!("recoverite is not reachable ({e}); writing to the data directory directly"),
+            Err(HttpFailure::Refused(e)) => bail!("{e}"),
+        }
+    }
+    create_in_store(data_dir, name, role, scope)
+}
+
+enum HttpFailure {
+    Unreachable(String),
+    Refused(String),
+}
+
+fn agent_for(conn: &Connection) -> Result<ureq::Agent, HttpFailure> {
+    let pem = std::fs::read(&conn.ca_cert_file).map_err(|e| HttpFailure::Unreachable(e.to_string()))?;
+    let cert = ureq::tls::Certificate::from_pem(&pem).map_err(|e| HttpFailure::Refused(e.to_string()))?;
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::Specific(Arc::new(vec![cert])))
+        .build();
+    Ok(ureq::Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false)
+        .build()
+        .into())
+}
+
+fn create_via_http(conn: &Connection, name: &str, role: Option<&str>, scope: Option<&str>) -> Result<Value, HttpFailure> {
+    let agent = agent_for(conn)?;
+    let token_url = format!("{}/{}/oauth2/v2.0/token", conn.authority, conn.tenant_id);
+    let mut resp = agent
+        .post(&token_url)
+        .send_form([
+            ("grant_type", "client_credentials"),
+            ("client_id", conn.client_id.as_str()),
+            ("client_secret", conn.client_secret.as_str()),
+            ("scope", "https://management.azure.com/.default"),
+        ])
+        .map_err(|e| HttpFailure::Unreachable(e.to_string()))?;
+    let tok = read_json(&mut resp)?;
+    let token = tok["access_token"]
+        .as_str()
+        .ok_or_else(|| HttpFailure::Refused(format!("token request failed: {tok}")))?;
+    let mut resp = agent
+        .post(&format!("{}/recoverite/principals", conn.arm_endpoint))
+        .header("Authorization", &format!("Bearer {token}"))
+        .content_type("application/json")
+        .send(json!({"displayName": name, "role": role, "scope": scope}).to_string())
+        .map_err(|e| HttpFailure::Unreachable(e.to_string()))?;
+    let status = resp.status().as_u16();
+    let v = read_json(&mut resp)?;
+    if status != 201 {
+        return Err(HttpFailure::Refused(format!("recoverite refused ({status}): {v}")));
+    }
+    Ok(v)
+}
+
+fn read_json(resp: &mut ureq::http::Response<ureq::Body>) -> Result<Value, HttpFailure> {
+    let text = resp.body_mut().read_to_string().map_err(|e| HttpFailure::Refused(e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| HttpFailure::Refused(format!("{e}: {text}")))
+}
+
+fn create_in_store(data_dir: &Path, name: &str, role: Option<&str>, scope: Option<&str>) -> Result<Value> {
+    let path = data_dir.join("state.redb");
+    if !path.exists() {
+        bail!("{} has no recoverite state yet; run `recoverite serve --data-dir {}` once first", data_dir.display(), data_dir.display());
+    }
+    let store = recoverite_store::Store::open(&path).context("opening the state store (is a server using it without a connection.json?)")?;
+    let boot: recoverite_server::Bootstrap = store
+        .read(|r| {
+            use recoverite_store::Reader;
+            r.get_json(recoverite_server::bootstrap::META, "bootstrap")
+        })?
+        .ok_or_else(|| anyhow!("the data directory was never initialised; run `recoverite serve` once first"))?;
+    let scope = scope
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("/subscriptions/{}", boot.subscription_id));
+    let v = store.write(|tx| -> Result<Value, recoverite_arm::ArmError> {
+        let (p, secret) = recoverite_identity::principals::create_service_principal(tx, name)?;
+        let assignment = match role {
+            Some(r) => Some(recoverite_identity::authorization_provider::assign(tx, r, &p.object_id, &scope, &boot.object_id)?),
+            None => None,
+        };
+        Ok(json!({
+            "displayName": p.display_name,
+            "objectId": p.object_id,
+            "clientId": p.app_id,
+            "clientSecret": secret,
+            "tenantId": boot.tenant_id,
+            "roleAssignment": assignment,
+        }))
+    })?;
+    Ok(v)
+}

@@ -1,1 +1,209 @@
+//! The recoverite process: one HTTPS listener serving the Entra token
+//! service and Azure Resource Manager on the same origin.
 
+mod admin;
+mod arm_http;
+pub mod bootstrap;
+mod entra;
+pub mod tls;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use serde::Serialize;
+
+use recoverite_arm::{Environment, Platform, Provider, Router};
+use recoverite_identity::authorization_provider::AuthorizationProvider;
+use recoverite_identity::{Directory, DirectoryCascade, TokenService};
+use recoverite_store::Store;
+
+pub use bootstrap::Bootstrap;
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    /// HTTPS port; 0 picks a free one.
+    pub port: u16,
+    pub dns_port: u16,
+    /// Seconds clients are told to wait between long-running-operation polls.
+    pub poll_after_secs: u64,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            data_dir: PathBuf::from(".recoverite"),
+            port: 10443,
+            dns_port: 10053,
+            poll_after_secs: 1,
+        }
+    }
+}
+
+/// The file a test harness waits for: how to reach and sign in to this instance.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Connection {
+    pub arm_endpoint: String,
+    pub authority: String,
+    pub tenant_id: String,
+    pub subscription_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub ca_cert_file: String,
+    pub dns_server: String,
+}
+
+pub struct AppState {
+    pub router: Arc<Router>,
+    pub directory: Arc<Directory>,
+    pub tokens: Arc<TokenService>,
+    pub bootstrap: Bootstrap,
+    pub arm_endpoint: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot use data directory {0}: {1}")]
+    DataDir(PathBuf, String),
+    #[error("cannot listen on 127.0.0.1:{0}: {1}")]
+    Listen(u16, String),
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    #[error("{0}")]
+    Arm(#[from] recoverite_arm::ArmError),
+}
+
+/// Every resource provider recoverite serves.
+pub fn providers() -> Vec<Arc<dyn Provider>> {
+    vec![
+        Arc::new(recoverite_rp_resources::ResourcesProvider),
+        Arc::new(AuthorizationProvider),
+        Arc::new(recoverite_rp_msi::ManagedIdentityProvider),
+    ]
+}
+
+pub struct Running {
+    pub connection: Connection,
+    pub connection_file: PathBuf,
+    pub addr: SocketAddr,
+    pub handle: axum_server::Handle,
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+    pub started_in: std::time::Duration,
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(tmp, path)
+}
+
+/// Opens (or initialises) the data directory and starts listening. Returns
+/// once the listener accepts connections and `connection.json` is written.
+pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
+    let t0 = Instant::now();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| ServeError::DataDir(cfg.data_dir.clone(), e.to_string()))?;
+    let data_dir = std::fs::canonicalize(&cfg.data_dir).map_err(|e| ServeError::DataDir(cfg.data_dir.clone(), e.to_string()))?;
+    let conn_path = data_dir.join("connection.json");
+    let _ = std::fs::remove_file(&conn_path);
+
+    let store = Store::open(&data_dir.join("state.redb"))
+        .map_err(|e| ServeError::DataDir(data_dir.clone(), format!("{e} (is another recoverite using it?)")))?;
+    let providers = providers();
+    let catalog: Vec<_> = providers.iter().map(|p| p.info()).collect();
+    let boot = bootstrap::load_or_create(&store, &catalog)?;
+
+    let (tls, files) = tls::server_config(&data_dir).map_err(ServeError::Tls)?;
+    let listener = TcpListener::bind(("127.0.0.1", cfg.port)).map_err(|e| ServeError::Listen(cfg.port, e.to_string()))?;
+    listener.set_nonblocking(true).map_err(|e| ServeError::Listen(cfg.port, e.to_string()))?;
+    let addr = listener.local_addr().map_err(|e| ServeError::Listen(cfg.port, e.to_string()))?;
+    let endpoint = format!("https://127.0.0.1:{}", addr.port());
+
+    let tokens = Arc::new(TokenService::start(data_dir.join("keys").join("token-signing.pem"), &endpoint, &boot.tenant_id));
+    let directory = Arc::new(Directory::new(store.clone(), tokens.clone()));
+    let platform = Arc::new(Platform {
+        store,
+        env: Environment {
+            tenant_id: boot.tenant_id.clone(),
+            subscriptions: vec![boot.subscription_id.clone()],
+            poll_after_secs: cfg.poll_after_secs,
+        },
+        authz: directory.clone(),
+        cascades: vec![Arc::new(DirectoryCascade)],
+        catalog,
+    });
+    let router = Arc::new(Router::new(platform, providers));
+    let state = Arc::new(AppState {
+        router,
+        directory,
+        tokens,
+        bootstrap: boot.clone(),
+        arm_endpoint: endpoint.clone(),
+    });
+
+    let app = axum::Router::new()
+        .route("/{tenant}/v2.0/.well-known/openid-configuration", get(entra::openid_configuration))
+        .route("/{tenant}/.well-known/openid-configuration", get(entra::openid_configuration_v1))
+        .route("/{tenant}/discovery/v2.0/keys", get(entra::keys))
+        .route("/{tenant}/discovery/keys", get(entra::keys))
+        .route("/{tenant}/oauth2/v2.0/token", post(entra::token_v2))
+        .route("/{tenant}/oauth2/token", post(entra::token_v1))
+        .route("/common/discovery/instance", get(entra::instance_discovery))
+        .route("/metadata/endpoints", get(admin::cloud_metadata))
+        .route("/recoverite/principals", post(admin::create_principal))
+        .fallback(arm_http::handle)
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state);
+
+    let handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp_rustls(listener, axum_server::tls_rustls::RustlsConfig::from_config(tls))
+        .handle(handle.clone())
+        .serve(app.into_make_service());
+    let server = tokio::spawn(server);
+
+    let connection = Connection {
+        arm_endpoint: endpoint.clone(),
+        authority: endpoint,
+        tenant_id: boot.tenant_id.clone(),
+        subscription_id: boot.subscription_id.clone(),
+        client_id: boot.client_id.clone(),
+        client_secret: boot.client_secret.clone(),
+        ca_cert_file: files.ca_cert.display().to_string(),
+        dns_server: format!("127.0.0.1:{}", cfg.dns_port),
+    };
+    let json = serde_json::to_vec_pretty(&connection).expect("connection serialises");
+    write_atomically(&conn_path, &json).map_err(|e| ServeError::DataDir(data_dir.clone(), e.to_string()))?;
+    Ok(Running {
+        connection,
+        connection_file: conn_path,
+        addr,
+        handle,
+        server,
+        started_in: t0.elapsed(),
+    })
+}
+
+pub fn banner(r: &Running) -> String {
+    let c = &r.connection;
+    format!(
+        "recoverite is running (ready in {} ms)\n\
+         \n  ARM endpoint     {}\n  Authority        {}\n  Tenant           {}\n  Subscription     {}\n  Client id        {}\n  Client secret    {}\n  CA certificate   {}\n  DNS server       {}\n\
+         \n  Connection file  {}\n\
+         \nPoint the Azure SDK at it: base_url=<ARM endpoint>, authority=<Authority>, connection_verify=<CA certificate>.\n",
+        r.started_in.as_millis(),
+        c.arm_endpoint,
+        c.authority,
+        c.tenant_id,
+        c.subscription_id,
+        c.client_id,
+        c.client_secret,
+        c.ca_cert_file,
+        c.dns_server,
+        r.connection_file.display()
+    )
+}

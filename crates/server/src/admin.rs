@@ -1,0 +1,122 @@
+//! recoverite's own HTTP calls (not part of Azure): creating service
+//! principals for scripts, and the cloud metadata the Azure CLI reads.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use recoverite_arm::router::authorization_failed;
+use recoverite_arm::{ArmError, Authorizer};
+use recoverite_identity::authorization_provider::assign;
+use recoverite_identity::principals;
+
+use crate::AppState;
+
+fn err(e: ArmError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, Json(e.to_json())).into_response();
+    for (k, v) in &e.headers {
+        if let (Ok(k), Ok(v)) = (
+            axum::http::HeaderName::from_bytes(k.as_bytes()),
+            axum::http::HeaderValue::from_str(v),
+        ) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewPrincipal {
+    pub display_name: String,
+    pub role: Option<String>,
+    pub scope: Option<String>,
+}
+
+/// `POST /recoverite/principals {displayName, role?, scope?}`: creates a
+/// service principal and, when asked, assigns it a role. The caller needs
+/// `Microsoft.Authorization/roleAssignments/write` at the scope (Owner or
+/// User Access Administrator), the same right that assigning a role takes.
+pub async fn create_principal(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let bytes = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
+        Ok(b) => b,
+        Err(_) => return err(ArmError::new(413, "RequestEntityTooLarge", "The request body is too large.")),
+    };
+    let body: NewPrincipal = match serde_json::from_slice(&bytes) {
+        Ok(b) => b,
+        Err(e) => return err(ArmError::invalid_content(e)),
+    };
+    let s2 = s.clone();
+    let res = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, ArmError> {
+        let caller = s2.directory.authenticate(auth.as_deref())?;
+        let scope = body
+            .scope
+            .clone()
+            .unwrap_or_else(|| format!("/subscriptions/{}", s2.bootstrap.subscription_id));
+        let action = "Microsoft.Authorization/roleAssignments/write";
+        if !s2.directory.is_allowed(&caller, action, &scope)? {
+            return Err(authorization_failed(&caller.object_id, action, &scope));
+        }
+        if body.display_name.trim().is_empty() {
+            return Err(ArmError::invalid_parameter("displayName", "A principal needs a non-empty displayName."));
+        }
+        s2.directory.store.write(|tx| {
+            let (p, secret) = principals::create_service_principal(tx, body.display_name.trim())?;
+            let assignment = match &body.role {
+                Some(role) => Some(assign(tx, role, &p.object_id, &scope, &caller.object_id)?),
+                None => None,
+            };
+            Ok(json!({
+                "displayName": p.display_name,
+                "objectId": p.object_id,
+                "clientId": p.app_id,
+                "clientSecret": secret,
+                "tenantId": s2.bootstrap.tenant_id,
+                "roleAssignment": assignment,
+            }))
+        })
+    })
+    .await;
+    match res {
+        Ok(Ok(v)) => (StatusCode::CREATED, Json(v)).into_response(),
+        Ok(Err(e)) => err(e),
+        Err(_) => err(ArmError::internal("principal creation stopped unexpectedly")),
+    }
+}
+
+/// `GET /metadata/endpoints`: lets `az cloud register --endpoint-resource-manager` discover the rest.
+pub async fn cloud_metadata(State(s): State<Arc<AppState>>) -> Response {
+    let a = &s.arm_endpoint;
+    Json(json!({
+        "galleryEndpoint": a,
+        "graphEndpoint": a,
+        "portalEndpoint": a,
+        "graphAudience": "https://graph.microsoft.com",
+        "authentication": {
+            "loginEndpoint": a,
+            "audiences": ["https://management.core.windows.net/", "https://management.azure.com/"],
+            "tenant": "common",
+            "identityProvider": "AAD"
+        },
+        "media": a,
+        "suffixes": {
+            "storage": "core.windows.net",
+            "keyVaultDns": "vault.azure.net",
+            "acrLoginServer": "azurecr.io",
+        },
+        "name": "recoverite",
+        "resourceManager": a,
+    }))
+    .into_response()
+}
