@@ -1,0 +1,106 @@
+"""Starts recoverite for the SDK tests: a fresh data directory, a free port,
+and the connection file as the readiness signal."""
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from azure.identity import ClientSecretCredential
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("RECOVERITE_BIN", ROOT / "target" / "debug" / "recoverite"))
+
+
+class Server:
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self.proc = None
+        self.conn = None
+
+    def start(self, timeout=20.0):
+        conn_file = self.data_dir / "connection.json"
+        if conn_file.exists():
+            conn_file.unlink()
+        self.log = open(self.data_dir / "server.log", "ab")
+        self.proc = subprocess.Popen(
+            [str(BIN), "serve", "--data-dir", str(self.data_dir), "--port", "0", "--dns-port", "0"],
+            stdout=self.log,
+            stderr=self.log,
+        )
+        deadline = time.time() + timeout
+        while not conn_file.exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"recoverite exited: {(self.data_dir / 'server.log').read_text()}")
+            if time.time() > deadline:
+                raise TimeoutError("recoverite did not write connection.json")
+            time.sleep(0.02)
+        self.conn = json.loads(conn_file.read_text())
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    # Helpers -------------------------------------------------------------
+    @property
+    def ca(self):
+        return self.conn["caCertFile"]
+
+    @property
+    def sub(self):
+        return self.conn["subscriptionId"]
+
+    def credential(self, client_id=None, secret=None):
+        return ClientSecretCredential(
+            self.conn["tenantId"],
+            client_id or self.conn["clientId"],
+            secret or self.conn["clientSecret"],
+            authority=self.conn["authority"],
+            connection_verify=self.ca,
+            disable_instance_discovery=True,
+        )
+
+    def client(self, cls, credential=None, **kw):
+        return cls(
+            credential or self.credential(),
+            self.sub,
+            base_url=self.conn["armEndpoint"],
+            connection_verify=self.ca,
+            polling_interval=1,
+            **kw,
+        )
+
+    def token(self, credential=None, scope="https://management.azure.com/.default"):
+        return (credential or self.credential()).get_token(scope).token
+
+    def http(self, method, path, token=None, **kw):
+        headers = kw.pop("headers", {})
+        if token is not False:
+            headers.setdefault("Authorization", f"Bearer {token or self.token()}")
+        return requests.request(method, self.conn["armEndpoint"] + path, headers=headers, verify=self.ca, **kw)
+
+    def cli(self, *args):
+        out = subprocess.run([str(BIN), *args, "--data-dir", str(self.data_dir)], capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="session")
+def server():
+    with tempfile.TemporaryDirectory(prefix="recoverite-sdk-") as d:
+        s = Server(Path(d)).start()
+        try:
+            yield s
+        finally:
+            s.stop()
