@@ -11,7 +11,11 @@ use serde_json::{json, Value};
 use recoverite_server::{Connection, ServeConfig};
 
 #[derive(Parser)]
-#[command(name = "recoverite", version, about = "Azure Recovery Services, offline, on one machine")]
+#[command(
+    name = "recoverite",
+    version,
+    about = "Azure Recovery Services, offline, on one machine"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,7 +65,8 @@ enum PrincipalCommand {
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RECOVERITE_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("RECOVERITE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -79,12 +84,13 @@ fn main() -> Result<()> {
             poll_after_secs: poll_interval,
         }),
         Command::Principal {
-            action: PrincipalCommand::Create {
-                name,
-                role,
-                scope,
-                data_dir,
-            },
+            action:
+                PrincipalCommand::Create {
+                    name,
+                    role,
+                    scope,
+                    data_dir,
+                },
         } => {
             let out = create_principal(&data_dir, &name, role.as_deref(), scope.as_deref())?;
             println!("{}", serde_json::to_string_pretty(&out)?);
@@ -94,7 +100,9 @@ fn main() -> Result<()> {
 }
 
 fn serve(cfg: ServeConfig) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let running = recoverite_server::start(cfg).await?;
         print!("{}", recoverite_server::banner(&running));
@@ -106,7 +114,9 @@ fn serve(cfg: ServeConfig) -> Result<()> {
             _ = term.recv() => {}
             r = running.server => { r??; }
         }
-        running.handle.graceful_shutdown(Some(std::time::Duration::from_secs(2)));
+        running
+            .handle
+            .graceful_shutdown(Some(std::time::Duration::from_secs(2)));
         let _ = std::fs::remove_file(&running.connection_file);
         Ok(())
     })
@@ -119,11 +129,18 @@ fn read_connection(data_dir: &Path) -> Option<Connection> {
 
 /// Creates a principal through the running server, or directly in the data
 /// directory when no server holds it.
-fn create_principal(data_dir: &Path, name: &str, role: Option<&str>, scope: Option<&str>) -> Result<Value> {
+fn create_principal(
+    data_dir: &Path,
+    name: &str,
+    role: Option<&str>,
+    scope: Option<&str>,
+) -> Result<Value> {
     if let Some(conn) = read_connection(data_dir) {
         match create_via_http(&conn, name, role, scope) {
             Ok(v) => return Ok(v),
-            Err(HttpFailure::Unreachable(e)) => eprintln!("recoverite is not reachable ({e}); writing to the data directory directly"),
+            Err(HttpFailure::Unreachable(e)) => eprintln!(
+                "recoverite is not reachable ({e}); writing to the data directory directly"
+            ),
             Err(HttpFailure::Refused(e)) => bail!("{e}"),
         }
     }
@@ -136,8 +153,10 @@ enum HttpFailure {
 }
 
 fn agent_for(conn: &Connection) -> Result<ureq::Agent, HttpFailure> {
-    let pem = std::fs::read(&conn.ca_cert_file).map_err(|e| HttpFailure::Unreachable(e.to_string()))?;
-    let cert = ureq::tls::Certificate::from_pem(&pem).map_err(|e| HttpFailure::Refused(e.to_string()))?;
+    let pem =
+        std::fs::read(&conn.ca_cert_file).map_err(|e| HttpFailure::Unreachable(e.to_string()))?;
+    let cert =
+        ureq::tls::Certificate::from_pem(&pem).map_err(|e| HttpFailure::Refused(e.to_string()))?;
     let tls = ureq::tls::TlsConfig::builder()
         .root_certs(ureq::tls::RootCerts::Specific(Arc::new(vec![cert])))
         .build();
@@ -148,7 +167,12 @@ fn agent_for(conn: &Connection) -> Result<ureq::Agent, HttpFailure> {
         .into())
 }
 
-fn create_via_http(conn: &Connection, name: &str, role: Option<&str>, scope: Option<&str>) -> Result<Value, HttpFailure> {
+fn create_via_http(
+    conn: &Connection,
+    name: &str,
+    role: Option<&str>,
+    scope: Option<&str>,
+) -> Result<Value, HttpFailure> {
     let agent = agent_for(conn)?;
     let token_url = format!("{}/{}/oauth2/v2.0/token", conn.authority, conn.tenant_id);
     let mut resp = agent
@@ -173,35 +197,58 @@ fn create_via_http(conn: &Connection, name: &str, role: Option<&str>, scope: Opt
     let status = resp.status().as_u16();
     let v = read_json(&mut resp)?;
     if status != 201 {
-        return Err(HttpFailure::Refused(format!("recoverite refused ({status}): {v}")));
+        return Err(HttpFailure::Refused(format!(
+            "recoverite refused ({status}): {v}"
+        )));
     }
     Ok(v)
 }
 
 fn read_json(resp: &mut ureq::http::Response<ureq::Body>) -> Result<Value, HttpFailure> {
-    let text = resp.body_mut().read_to_string().map_err(|e| HttpFailure::Refused(e.to_string()))?;
+    let text = resp
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| HttpFailure::Refused(e.to_string()))?;
     serde_json::from_str(&text).map_err(|e| HttpFailure::Refused(format!("{e}: {text}")))
 }
 
-fn create_in_store(data_dir: &Path, name: &str, role: Option<&str>, scope: Option<&str>) -> Result<Value> {
+fn create_in_store(
+    data_dir: &Path,
+    name: &str,
+    role: Option<&str>,
+    scope: Option<&str>,
+) -> Result<Value> {
     let path = data_dir.join("state.redb");
     if !path.exists() {
-        bail!("{} has no recoverite state yet; run `recoverite serve --data-dir {}` once first", data_dir.display(), data_dir.display());
+        bail!(
+            "{} has no recoverite state yet; run `recoverite serve --data-dir {}` once first",
+            data_dir.display(),
+            data_dir.display()
+        );
     }
-    let store = recoverite_store::Store::open(&path).context("opening the state store (is a server using it without a connection.json?)")?;
+    let store = recoverite_store::Store::open(&path)
+        .context("opening the state store (is a server using it without a connection.json?)")?;
     let boot: recoverite_server::Bootstrap = store
         .read(|r| {
             use recoverite_store::Reader;
             r.get_json(recoverite_server::bootstrap::META, "bootstrap")
         })?
-        .ok_or_else(|| anyhow!("the data directory was never initialised; run `recoverite serve` once first"))?;
+        .ok_or_else(|| {
+            anyhow!("the data directory was never initialised; run `recoverite serve` once first")
+        })?;
     let scope = scope
         .map(str::to_string)
         .unwrap_or_else(|| format!("/subscriptions/{}", boot.subscription_id));
     let v = store.write(|tx| -> Result<Value, recoverite_arm::ArmError> {
         let (p, secret) = recoverite_identity::principals::create_service_principal(tx, name)?;
         let assignment = match role {
-            Some(r) => Some(recoverite_identity::authorization_provider::assign(tx, r, &p.object_id, &scope, &boot.object_id)?),
+            Some(r) => Some(recoverite_identity::authorization_provider::assign(
+                tx,
+                r,
+                &p.object_id,
+                &scope,
+                &boot.object_id,
+            )?),
             None => None,
         };
         Ok(json!({

@@ -16,17 +16,37 @@ pub struct ErrorBody {
 }
 
 /// An error as ARM reports it: an HTTP status plus the envelope, and any extra
-/// headers (401s carry `WWW-Authenticate`).
+/// headers (401s carry `WWW-Authenticate`). Boxed so `Result`s stay small.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ArmError {
+pub struct ArmError(Box<ArmErrorInner>);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArmErrorInner {
     pub status: u16,
     pub body: ErrorBody,
     pub headers: Vec<(String, String)>,
 }
 
+impl std::ops::Deref for ArmError {
+    type Target = ArmErrorInner;
+    fn deref(&self) -> &ArmErrorInner {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ArmError {
+    fn deref_mut(&mut self) -> &mut ArmErrorInner {
+        &mut self.0
+    }
+}
+
 impl std::fmt::Display for ArmError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.status, self.body.code, self.body.message)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.status, self.body.code, self.body.message
+        )
     }
 }
 
@@ -34,16 +54,23 @@ impl std::error::Error for ArmError {}
 
 impl ArmError {
     pub fn new(status: u16, code: &str, message: impl Into<String>) -> ArmError {
-        ArmError {
+        ArmError::from_body(
             status,
-            body: ErrorBody {
+            ErrorBody {
                 code: code.to_string(),
                 message: message.into(),
                 target: None,
                 details: Vec::new(),
             },
+        )
+    }
+
+    pub fn from_body(status: u16, body: ErrorBody) -> ArmError {
+        ArmError(Box::new(ArmErrorInner {
+            status,
+            body,
             headers: Vec::new(),
-        }
+        }))
     }
 
     pub fn with_target(mut self, target: impl Into<String>) -> ArmError {
@@ -77,7 +104,11 @@ impl ArmError {
     }
 
     /// 404 for a tracked resource, worded as ARM words it.
-    pub fn resource_not_found(resource_type: &str, name: &str, resource_group: Option<&str>) -> ArmError {
+    pub fn resource_not_found(
+        resource_type: &str,
+        name: &str,
+        resource_group: Option<&str>,
+    ) -> ArmError {
         let msg = match resource_group {
             Some(rg) => format!(
                 "The Resource '{resource_type}/{name}' under resource group '{rg}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"
@@ -88,7 +119,11 @@ impl ArmError {
     }
 
     pub fn resource_group_not_found(rg: &str) -> ArmError {
-        ArmError::new(404, "ResourceGroupNotFound", format!("Resource group '{rg}' could not be found."))
+        ArmError::new(
+            404,
+            "ResourceGroupNotFound",
+            format!("Resource group '{rg}' could not be found."),
+        )
     }
 
     /// The body could not be read as the operation's JSON.
@@ -115,7 +150,9 @@ impl ArmError {
 impl From<StoreError> for ArmError {
     fn from(e: StoreError) -> Self {
         tracing::error!("store failure: {e}");
-        ArmError::internal(format!("The request failed inside recoverite's state store: {e}"))
+        ArmError::internal(format!(
+            "The request failed inside recoverite's state store: {e}"
+        ))
     }
 }
 

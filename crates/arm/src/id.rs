@@ -67,7 +67,12 @@ impl ResourcePath {
             }
             let seg = percent_encoding::percent_decode_str(raw)
                 .decode_utf8()
-                .map_err(|_| ArmError::bad_request("InvalidRequestUri", "The request path is not valid UTF-8."))?
+                .map_err(|_| {
+                    ArmError::bad_request(
+                        "InvalidRequestUri",
+                        "The request path is not valid UTF-8.",
+                    )
+                })?
                 .into_owned();
             segments.push(seg);
         }
@@ -76,7 +81,9 @@ impl ResourcePath {
             _ => None,
         };
         let resource_group = if subscription.is_some()
-            && segments.get(2).is_some_and(|s| s.eq_ignore_ascii_case("resourcegroups"))
+            && segments
+                .get(2)
+                .is_some_and(|s| s.eq_ignore_ascii_case("resourcegroups"))
         {
             segments.get(3).cloned()
         } else {
@@ -166,7 +173,10 @@ pub fn key(id: &str) -> String {
 pub fn scope_contains(scope: &str, id: &str) -> bool {
     let s = key(scope);
     let i = key(id);
-    s.is_empty() || s == "/" || i == s || (i.starts_with(&s) && i.as_bytes().get(s.len()) == Some(&b'/'))
+    s.is_empty()
+        || s == "/"
+        || i == s
+        || (i.starts_with(&s) && i.as_bytes().get(s.len()) == Some(&b'/'))
 }
 
 pub fn resource_group_id(subscription: &str, rg: &str) -> String {
@@ -205,7 +215,9 @@ mod tests {
 
     #[test]
     fn collection_and_action_paths() {
-        let p = ResourcePath::parse("/subscriptions/s/providers/Microsoft.RecoveryServices/register").unwrap();
+        let p =
+            ResourcePath::parse("/subscriptions/s/providers/Microsoft.RecoveryServices/register")
+                .unwrap();
         let pp = p.provider.unwrap();
         assert!(pp.is_collection());
         assert_eq!(pp.types, vec!["register"]);
@@ -216,8 +228,14 @@ mod tests {
 
     #[test]
     fn scope_containment_is_segment_aware_and_case_insensitive() {
-        assert!(scope_contains("/subscriptions/S", "/subscriptions/s/resourceGroups/a"));
-        assert!(!scope_contains("/subscriptions/s/resourceGroups/a", "/subscriptions/s/resourceGroups/ab"));
+        assert!(scope_contains(
+            "/subscriptions/S",
+            "/subscriptions/s/resourceGroups/a"
+        ));
+        assert!(!scope_contains(
+            "/subscriptions/s/resourceGroups/a",
+            "/subscriptions/s/resourceGroups/ab"
+        ));
         assert!(scope_contains("/", "/subscriptions/s"));
     }
 }

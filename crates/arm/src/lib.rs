@@ -15,7 +15,7 @@ pub mod time;
 
 pub use error::{ArmError, ArmResult, ErrorBody};
 pub use provider::{
-    ArmRequest, Authorizer, Caller, Ctx, Environment, Operation, Platform, Provider, ProviderInfo, Reply,
-    ResourceType, ScopeCascade,
+    ArmRequest, Authorizer, Caller, Ctx, Environment, Operation, Platform, Provider, ProviderInfo,
+    Reply, ResourceType, ScopeCascade,
 };
 pub use router::{RawRequest, Router, RESOURCES};

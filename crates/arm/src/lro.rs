@@ -96,7 +96,13 @@ pub fn load(r: &impl Reader, id: &str) -> Result<Option<OperationRecord>, ArmErr
 }
 
 /// URL of the generic status endpoint for `op`.
-pub fn status_url(ctx: &Ctx, subscription: &str, location: &str, op: &OperationRecord, api_version: &str) -> String {
+pub fn status_url(
+    ctx: &Ctx,
+    subscription: &str,
+    location: &str,
+    op: &OperationRecord,
+    api_version: &str,
+) -> String {
     format!(
         "{}/subscriptions/{subscription}/providers/{}/locations/{location}/operationStatuses/{}?api-version={api_version}",
         ctx.base_url, op.namespace, op.id
@@ -104,7 +110,13 @@ pub fn status_url(ctx: &Ctx, subscription: &str, location: &str, op: &OperationR
 }
 
 /// URL of the generic result endpoint for `op`.
-pub fn result_url(ctx: &Ctx, subscription: &str, location: &str, op: &OperationRecord, api_version: &str) -> String {
+pub fn result_url(
+    ctx: &Ctx,
+    subscription: &str,
+    location: &str,
+    op: &OperationRecord,
+    api_version: &str,
+) -> String {
     format!(
         "{}/subscriptions/{subscription}/providers/{}/locations/{location}/operationResults/{}?api-version={api_version}",
         ctx.base_url, op.namespace, op.id
@@ -134,7 +146,9 @@ pub fn generic_endpoint(req: &ArmRequest) -> Option<(bool, String)> {
 
 /// Serves a generic status or result endpoint.
 pub fn serve(ctx: &Ctx, req: &ArmRequest, is_status: bool, op_id: &str) -> Result<Reply, ArmError> {
-    let rec = ctx.store().read(|r| r.get_json::<OperationRecord>(OPERATIONS, op_id))?;
+    let rec = ctx
+        .store()
+        .read(|r| r.get_json::<OperationRecord>(OPERATIONS, op_id))?;
     let not_found = || {
         ArmError::new(
             404,
@@ -150,13 +164,23 @@ pub fn serve(ctx: &Ctx, req: &ArmRequest, is_status: bool, op_id: &str) -> Resul
     if is_status {
         return Ok(Reply::ok(rec.status_body(&req.path.id())));
     }
-    result_reply(ctx, &rec, &format!("{}{}?api-version={}", ctx.base_url, req.raw_path, req.api_version))
+    result_reply(
+        ctx,
+        &rec,
+        &format!(
+            "{}{}?api-version={}",
+            ctx.base_url, req.raw_path, req.api_version
+        ),
+    )
 }
 
 /// What a `Location` poll answers: 202 while running, then the result.
 pub fn result_reply(ctx: &Ctx, rec: &OperationRecord, self_url: &str) -> Result<Reply, ArmError> {
     match rec.status.as_str() {
-        IN_PROGRESS => Ok(with_retry_after(ctx, Reply::empty(202).header("Location", self_url))),
+        IN_PROGRESS => Ok(with_retry_after(
+            ctx,
+            Reply::empty(202).header("Location", self_url),
+        )),
         FAILED => {
             let body = rec.error.clone().unwrap_or(ErrorBody {
                 code: "OperationFailed".into(),
@@ -164,11 +188,7 @@ pub fn result_reply(ctx: &Ctx, rec: &OperationRecord, self_url: &str) -> Result<
                 target: None,
                 details: vec![],
             });
-            Err(ArmError {
-                status: rec.error_status.unwrap_or(400),
-                body,
-                headers: vec![],
-            })
+            Err(ArmError::from_body(rec.error_status.unwrap_or(400), body))
         }
         _ => Ok(match &rec.result {
             Some(v) => Reply::ok(v.clone()),

@@ -73,7 +73,12 @@ pub const USER_ASSIGNED_IDENTITY: NameRule = NameRule {
 
 /// Characters no ARM resource name may contain, whatever its type.
 pub fn check_generic(kind: &str, name: &str) -> Result<(), ArmError> {
-    let bad = name.chars().any(|c| matches!(c, '<' | '>' | '%' | '&' | ':' | '\\' | '?' | '/' | '*' | '#') || c.is_control());
+    let bad = name.chars().any(|c| {
+        matches!(
+            c,
+            '<' | '>' | '%' | '&' | ':' | '\\' | '?' | '/' | '*' | '#'
+        ) || c.is_control()
+    });
     if name.is_empty() || name.len() > 260 || bad || name.ends_with('.') || name.ends_with(' ') {
         return Err(ArmError::bad_request(
             "InvalidResourceName",
@@ -91,10 +96,14 @@ mod tests {
 
     #[test]
     fn resource_group_rule() {
-        assert!(RESOURCE_GROUP.check("resource group", "my-rg_(1).x").is_ok());
+        assert!(RESOURCE_GROUP
+            .check("resource group", "my-rg_(1).x")
+            .is_ok());
         assert!(RESOURCE_GROUP.check("resource group", "ends.").is_err());
         assert!(RESOURCE_GROUP.check("resource group", "").is_err());
-        assert!(RESOURCE_GROUP.check("resource group", &"a".repeat(91)).is_err());
+        assert!(RESOURCE_GROUP
+            .check("resource group", &"a".repeat(91))
+            .is_err());
         assert!(RESOURCE_GROUP.check("resource group", "has space").is_err());
     }
 

@@ -12,18 +12,29 @@ pub const DEFAULT_PAGE_SIZE: usize = 100;
 
 pub fn page(ctx: &Ctx, req: &ArmRequest, items: Vec<Value>) -> Result<Value, ArmError> {
     let skip = match req.query_get("$skiptoken") {
-        Some(t) => t
-            .parse::<usize>()
-            .map_err(|_| ArmError::bad_request("InvalidSkipToken", format!("The skip token '{t}' is not valid; use the nextLink of the previous page.")))?,
+        Some(t) => t.parse::<usize>().map_err(|_| {
+            ArmError::bad_request(
+                "InvalidSkipToken",
+                format!(
+                    "The skip token '{t}' is not valid; use the nextLink of the previous page."
+                ),
+            )
+        })?,
         None => 0,
     };
     let top = match req.query_get("$top") {
         Some(t) => {
             let n = t.parse::<usize>().map_err(|_| {
-                ArmError::bad_request("InvalidTopParameter", format!("The $top value '{t}' must be a positive whole number."))
+                ArmError::bad_request(
+                    "InvalidTopParameter",
+                    format!("The $top value '{t}' must be a positive whole number."),
+                )
             })?;
             if n == 0 {
-                return Err(ArmError::bad_request("InvalidTopParameter", "The $top value must be at least 1."));
+                return Err(ArmError::bad_request(
+                    "InvalidTopParameter",
+                    "The $top value must be at least 1.",
+                ));
             }
             n.min(1000)
         }

@@ -81,11 +81,12 @@ pub trait Provider: Send + Sync {
 
 /// ARM's action for a provider path, and the resource type's api-versions.
 pub fn default_operation(info: &ProviderInfo, req: &ArmRequest) -> Result<Operation, ArmError> {
-    let p = req
-        .path
-        .provider
-        .as_ref()
-        .ok_or_else(|| ArmError::bad_request("InvalidResourceType", "The request path names no resource type."))?;
+    let p = req.path.provider.as_ref().ok_or_else(|| {
+        ArmError::bad_request(
+            "InvalidResourceType",
+            "The request path names no resource type.",
+        )
+    })?;
     let full = p.type_path();
     let is_action = !p.is_resource() && req.method != Method::GET;
     let action = if p.is_resource() {
@@ -105,7 +106,11 @@ pub fn default_operation(info: &ProviderInfo, req: &ArmRequest) -> Result<Operat
     // An action is looked up as its own type first (`checkNameAvailability`),
     // then as an action on its parent type.
     let parent = p.types[..p.types.len().saturating_sub(1)].join("/");
-    let find = |name: &str| info.resource_types.iter().find(|t| t.name.eq_ignore_ascii_case(name));
+    let find = |name: &str| {
+        info.resource_types
+            .iter()
+            .find(|t| t.name.eq_ignore_ascii_case(name))
+    };
     let rt = find(&full)
         .or_else(|| if is_action { find(&parent) } else { None })
         .ok_or_else(|| {
@@ -117,7 +122,11 @@ pub fn default_operation(info: &ProviderInfo, req: &ArmRequest) -> Result<Operat
                 ),
             )
         })?;
-    let scope = if p.is_resource() { req.path.id() } else { req.path.parent_id() };
+    let scope = if p.is_resource() {
+        req.path.id()
+    } else {
+        req.path.parent_id()
+    };
     Ok(Operation {
         action,
         scope,
@@ -215,7 +224,9 @@ pub struct Environment {
 
 impl Environment {
     pub fn knows_subscription(&self, id: &str) -> bool {
-        self.subscriptions.iter().any(|s| s.eq_ignore_ascii_case(id))
+        self.subscriptions
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(id))
     }
 }
 

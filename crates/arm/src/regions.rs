@@ -75,7 +75,10 @@ regions! {
 }
 
 fn fold(s: &str) -> String {
-    s.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_lowercase).collect()
+    s.chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 /// Looks a location up by name or display name ("East US", "eastus", "EASTUS").
@@ -85,7 +88,9 @@ pub fn find(location: &str) -> Option<&'static Region> {
 }
 
 pub fn by_geo_code(code: &str) -> Option<&'static Region> {
-    REGIONS.iter().find(|r| r.geo_code.eq_ignore_ascii_case(code))
+    REGIONS
+        .iter()
+        .find(|r| r.geo_code.eq_ignore_ascii_case(code))
 }
 
 /// Resolves a regional location or refuses it the way ARM does.

@@ -19,14 +19,27 @@ pub struct Registration {
 }
 
 fn key(subscription: &str, namespace: &str) -> String {
-    format!("{}/{}", subscription.to_ascii_lowercase(), namespace.to_ascii_lowercase())
+    format!(
+        "{}/{}",
+        subscription.to_ascii_lowercase(),
+        namespace.to_ascii_lowercase()
+    )
 }
 
-pub fn get(r: &impl Reader, subscription: &str, namespace: &str) -> Result<Option<Registration>, ArmError> {
+pub fn get(
+    r: &impl Reader,
+    subscription: &str,
+    namespace: &str,
+) -> Result<Option<Registration>, ArmError> {
     Ok(r.get_json(REGISTRATIONS, &key(subscription, namespace))?)
 }
 
-pub fn set(tx: &mut WriteTx, subscription: &str, namespace: &str, reg: &Registration) -> Result<(), ArmError> {
+pub fn set(
+    tx: &mut WriteTx,
+    subscription: &str,
+    namespace: &str,
+    reg: &Registration,
+) -> Result<(), ArmError> {
     tx.put_json(REGISTRATIONS, &key(subscription, namespace), reg)?;
     Ok(())
 }

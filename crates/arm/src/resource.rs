@@ -27,10 +27,13 @@ pub fn delete_tree(tx: &mut WriteTx, resource_id: &str) -> Result<bool, ArmError
 }
 
 /// Direct children `{parent}/{child_type_segments}/{name}` (no deeper levels).
-pub fn list_children(r: &impl Reader, parent: &str, child_path: &str) -> Result<Vec<Value>, ArmError> {
+pub fn list_children(
+    r: &impl Reader,
+    parent: &str,
+    child_path: &str,
+) -> Result<Vec<Value>, ArmError> {
     let prefix = format!("{}/{}/", id::key(parent), child_path.to_ascii_lowercase());
-    Ok(r
-        .scan_json::<Value>(RESOURCES, &prefix)?
+    Ok(r.scan_json::<Value>(RESOURCES, &prefix)?
         .into_iter()
         .filter(|(k, _)| !k[prefix.len()..].contains('/'))
         .map(|(_, v)| v)
@@ -41,11 +44,14 @@ pub fn list_children(r: &impl Reader, parent: &str, child_path: &str) -> Result<
 /// under `scope` (a subscription or a resource group).
 pub fn list_of_type(r: &impl Reader, scope: &str, full_type: &str) -> Result<Vec<Value>, ArmError> {
     let prefix = format!("{}/", id::key(scope));
-    Ok(r
-        .scan_json::<Value>(RESOURCES, &prefix)?
+    Ok(r.scan_json::<Value>(RESOURCES, &prefix)?
         .into_iter()
         .map(|(_, v)| v)
-        .filter(|v| v.get("type").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case(full_type)))
+        .filter(|v| {
+            v.get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.eq_ignore_ascii_case(full_type))
+        })
         .collect())
 }
 
@@ -55,21 +61,28 @@ pub const MAX_TAG_VALUE: usize = 256;
 
 /// Checks a `tags` value against ARM's tag rules and returns it as a map.
 pub fn validate_tags(tags: Option<&Value>) -> Result<Map<String, Value>, ArmError> {
-    let Some(tags) = tags else { return Ok(Map::new()) };
+    let Some(tags) = tags else {
+        return Ok(Map::new());
+    };
     if tags.is_null() {
         return Ok(Map::new());
     }
-    let map = tags
-        .as_object()
-        .ok_or_else(|| ArmError::invalid_content("'tags' must be an object of string names to string values."))?;
+    let map = tags.as_object().ok_or_else(|| {
+        ArmError::invalid_content("'tags' must be an object of string names to string values.")
+    })?;
     if map.len() > MAX_TAGS {
         return Err(ArmError::bad_request(
             "InvalidTagCount",
-            format!("A resource can have at most {MAX_TAGS} tags; {} were given.", map.len()),
+            format!(
+                "A resource can have at most {MAX_TAGS} tags; {} were given.",
+                map.len()
+            ),
         ));
     }
     for (k, v) in map {
-        if k.chars().any(|c| matches!(c, '<' | '>' | '%' | '&' | '\\' | '?' | '/')) {
+        if k.chars()
+            .any(|c| matches!(c, '<' | '>' | '%' | '&' | '\\' | '?' | '/'))
+        {
             return Err(ArmError::bad_request(
                 "InvalidTagNameCharacters",
                 format!("The tag name '{k}' has characters that are not allowed: '<', '>', '%', '&', '\\', '?', '/'."),
@@ -102,10 +115,26 @@ mod tests {
     #[test]
     fn tag_rules() {
         assert!(validate_tags(Some(&json!({"a": "b"}))).is_ok());
-        assert_eq!(validate_tags(Some(&json!({"a/b": "x"}))).unwrap_err().code(), "InvalidTagNameCharacters");
-        assert_eq!(validate_tags(Some(&json!({"a": 1}))).unwrap_err().code(), "InvalidRequestContent");
-        assert_eq!(validate_tags(Some(&json!(["a"]))).unwrap_err().code(), "InvalidRequestContent");
+        assert_eq!(
+            validate_tags(Some(&json!({"a/b": "x"})))
+                .unwrap_err()
+                .code(),
+            "InvalidTagNameCharacters"
+        );
+        assert_eq!(
+            validate_tags(Some(&json!({"a": 1}))).unwrap_err().code(),
+            "InvalidRequestContent"
+        );
+        assert_eq!(
+            validate_tags(Some(&json!(["a"]))).unwrap_err().code(),
+            "InvalidRequestContent"
+        );
         let many: Map<String, Value> = (0..51).map(|i| (format!("k{i}"), json!("v"))).collect();
-        assert_eq!(validate_tags(Some(&Value::Object(many))).unwrap_err().code(), "InvalidTagCount");
+        assert_eq!(
+            validate_tags(Some(&Value::Object(many)))
+                .unwrap_err()
+                .code(),
+            "InvalidTagCount"
+        );
     }
 }

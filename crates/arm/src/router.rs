@@ -63,7 +63,10 @@ impl Router {
             .into_iter()
             .map(|p| (p.info().namespace.to_ascii_lowercase(), p))
             .collect();
-        Router { platform, providers }
+        Router {
+            platform,
+            providers,
+        }
     }
 
     pub fn platform(&self) -> &Arc<Platform> {
@@ -75,7 +78,10 @@ impl Router {
         let path = ResourcePath::parse(&raw.path)?;
         let query = parse_query(raw.query.as_deref());
         let authz = &self.platform.authz;
-        let auth_header = raw.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let auth_header = raw
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
         let caller = authz.authenticate(auth_header)?;
 
         let api_version = query
@@ -91,7 +97,9 @@ impl Router {
             if !is_guid_like(sub) {
                 return Err(ArmError::bad_request(
                     "InvalidSubscriptionId",
-                    format!("The provided subscription identifier '{sub}' is malformed or invalid."),
+                    format!(
+                        "The provided subscription identifier '{sub}' is malformed or invalid."
+                    ),
                 ));
             }
             if !self.platform.env.knows_subscription(sub) {
@@ -129,11 +137,20 @@ impl Router {
         }
 
         let op = provider.operation(&req)?;
-        if !op.api_versions.iter().any(|v| v.eq_ignore_ascii_case(&req.api_version)) {
+        if !op
+            .api_versions
+            .iter()
+            .any(|v| v.eq_ignore_ascii_case(&req.api_version))
+        {
             return Err(if op.resource_type.starts_with(RESOURCES_NAMESPACE) {
                 api_version::invalid(&req.api_version, op.api_versions)
             } else {
-                let loc = req.body.as_ref().and_then(|b| b.get("location")).and_then(Value::as_str).unwrap_or("");
+                let loc = req
+                    .body
+                    .as_ref()
+                    .and_then(|b| b.get("location"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 api_version::unsupported(&req.api_version, &op.resource_type, loc, op.api_versions)
             });
         }
@@ -141,14 +158,23 @@ impl Router {
             if op.list {
                 ctx.filtered_action = Some(op.action.clone());
             } else {
-                return Err(authorization_failed(&ctx.caller.object_id, &op.action, &op.scope));
+                return Err(authorization_failed(
+                    &ctx.caller.object_id,
+                    &op.action,
+                    &op.scope,
+                ));
             }
         }
 
         let info = provider.info();
         if let Some(sub) = &req.path.subscription {
-            if info.requires_registration && !info.namespace.eq_ignore_ascii_case(RESOURCES_NAMESPACE) {
-                let reg = self.platform.store.read(|r| Ok(registration::get(r, sub, info.namespace)))??;
+            if info.requires_registration
+                && !info.namespace.eq_ignore_ascii_case(RESOURCES_NAMESPACE)
+            {
+                let reg = self
+                    .platform
+                    .store
+                    .read(|r| Ok(registration::get(r, sub, info.namespace)))??;
                 if reg.map(|r| r.state) != Some(registration::REGISTERED.to_string()) {
                     return Err(registration::missing(info.namespace));
                 }
@@ -156,7 +182,11 @@ impl Router {
         }
         if let (Some(rg), Some(rg_id)) = (&req.path.resource_group, req.path.resource_group_id()) {
             if req.path.segments.len() > 4 {
-                let exists = self.platform.store.read(|r| r.get(RESOURCES, &id::key(&rg_id)))?.is_some();
+                let exists = self
+                    .platform
+                    .store
+                    .read(|r| r.get(RESOURCES, &id::key(&rg_id)))?
+                    .is_some();
                 if !exists {
                     return Err(ArmError::resource_group_not_found(rg));
                 }
@@ -171,22 +201,27 @@ impl Router {
                 .get(&RESOURCES_NAMESPACE.to_ascii_lowercase())
                 .ok_or_else(|| ArmError::internal("no Microsoft.Resources provider is installed"))
         };
-        let Some(p) = &path.provider else { return root() };
+        let Some(p) = &path.provider else {
+            return root();
+        };
         // `{S}/providers/{ns}` and `{S}/providers/{ns}/register|unregister`
         // are provider-registration calls, served by Microsoft.Resources.
         let registration_call = p.scope_len <= 2
             && (p.types.is_empty()
                 || (p.types.len() == 1
-                    && (p.types[0].eq_ignore_ascii_case("register") || p.types[0].eq_ignore_ascii_case("unregister"))));
+                    && (p.types[0].eq_ignore_ascii_case("register")
+                        || p.types[0].eq_ignore_ascii_case("unregister"))));
         if registration_call {
             return root();
         }
-        self.providers.get(&p.namespace.to_ascii_lowercase()).ok_or_else(|| {
-            ArmError::bad_request(
-                "InvalidResourceNamespace",
-                format!("The resource namespace '{}' is invalid.", p.namespace),
-            )
-        })
+        self.providers
+            .get(&p.namespace.to_ascii_lowercase())
+            .ok_or_else(|| {
+                ArmError::bad_request(
+                    "InvalidResourceNamespace",
+                    format!("The resource namespace '{}' is invalid.", p.namespace),
+                )
+            })
     }
 }
 
@@ -214,7 +249,11 @@ fn parse_body(raw: &RawRequest) -> Result<Option<Value>, ArmError> {
     if raw.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    if let Some(ct) = raw.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+    if let Some(ct) = raw
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
         if !ct.to_ascii_lowercase().contains("json") {
             return Err(ArmError::new(
                 415,

@@ -5,7 +5,8 @@ use serde_json::{json, Value};
 
 use recoverite_arm::provider::default_operation;
 use recoverite_arm::{
-    id, paging, resource, time, ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo, Reply, ResourceType,
+    id, paging, resource, time, ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo,
+    Reply, ResourceType,
 };
 use recoverite_store::Reader;
 
@@ -90,7 +91,11 @@ impl Provider for AuthorizationProvider {
 
     fn operation(&self, req: &ArmRequest) -> Result<Operation, ArmError> {
         let mut op = default_operation(&self.info(), req)?;
-        let p = req.path.provider.as_ref().expect("checked by default_operation");
+        let p = req
+            .path
+            .provider
+            .as_ref()
+            .expect("checked by default_operation");
         // Anyone signed in may ask what they themselves are allowed to do.
         op.public = p.types[0].eq_ignore_ascii_case("permissions");
         Ok(op)
@@ -125,15 +130,29 @@ fn assignment_not_found(name: &str) -> ArmError {
 }
 
 fn get_assignment(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let doc = ctx.store().read(|r| Ok(resource::get(r, &req.path.id())))??;
+    let doc = ctx
+        .store()
+        .read(|r| Ok(resource::get(r, &req.path.id())))??;
     match doc {
         Some(d) => Ok(Reply::ok(d)),
-        None => Err(assignment_not_found(req.path.provider.as_ref().and_then(|p| p.name()).unwrap_or(""))),
+        None => Err(assignment_not_found(
+            req.path
+                .provider
+                .as_ref()
+                .and_then(|p| p.name())
+                .unwrap_or(""),
+        )),
     }
 }
 
 fn create_assignment(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, ArmError> {
-    let name = req.path.provider.as_ref().and_then(|p| p.name()).unwrap_or("").to_string();
+    let name = req
+        .path
+        .provider
+        .as_ref()
+        .and_then(|p| p.name())
+        .unwrap_or("")
+        .to_string();
     if !is_guid(&name) {
         return Err(ArmError::bad_request(
             "InvalidRoleAssignmentId",
@@ -222,21 +241,22 @@ fn create_assignment(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, 
 
 fn delete_assignment(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let aid = req.path.id();
-    ctx.store().write(|tx| {
-        match resource::get(tx, &aid)?.and_then(Assignment::from_doc) {
+    ctx.store().write(
+        |tx| match resource::get(tx, &aid)?.and_then(Assignment::from_doc) {
             Some(a) => {
                 rbac::delete(tx, &a)?;
                 Ok(Reply::ok(a.doc))
             }
             None => Ok(Reply::empty(204)),
-        }
-    })
+        },
+    )
 }
 
 fn list_assignments(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, ArmError> {
     let filter = req.query_get("$filter").unwrap_or("");
     let at_scope = filter.to_ascii_lowercase().contains("atscope()");
-    let principal = filter_value(filter, "principalId eq").or_else(|| filter_value(filter, "assignedTo("));
+    let principal =
+        filter_value(filter, "principalId eq").or_else(|| filter_value(filter, "assignedTo("));
     let all = ctx.store().read(|r| Ok(rbac::all(r)))??;
     let mut items = Vec::new();
     for a in all {
@@ -245,7 +265,10 @@ fn list_assignments(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, A
         if !(above || (!at_scope && below)) {
             continue;
         }
-        if principal.as_ref().is_some_and(|p| !p.eq_ignore_ascii_case(&a.principal_id)) {
+        if principal
+            .as_ref()
+            .is_some_and(|p| !p.eq_ignore_ascii_case(&a.principal_id))
+        {
             continue;
         }
         if ctx.can_see(&a.scope)? {
@@ -264,14 +287,26 @@ fn definition_not_found(guid: &str) -> ArmError {
 }
 
 fn get_definition(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let guid = req.path.provider.as_ref().and_then(|p| p.name()).unwrap_or("").to_string();
+    let guid = req
+        .path
+        .provider
+        .as_ref()
+        .and_then(|p| p.name())
+        .unwrap_or("")
+        .to_string();
     let def = ctx.store().read(|r| Ok(roles::find(r, &guid)))??;
     let def = def.ok_or_else(|| definition_not_found(&guid))?;
     Ok(Reply::ok(def.to_json(req.path.subscription.as_deref())))
 }
 
 fn put_definition(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, ArmError> {
-    let guid = req.path.provider.as_ref().and_then(|p| p.name()).unwrap_or("").to_string();
+    let guid = req
+        .path
+        .provider
+        .as_ref()
+        .and_then(|p| p.name())
+        .unwrap_or("")
+        .to_string();
     if !is_guid(&guid) {
         return Err(ArmError::bad_request(
             "InvalidRoleDefinitionId",
@@ -281,23 +316,43 @@ fn put_definition(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, Arm
     let body: DefinitionBody = req.body_as()?;
     let props = body.properties;
     if props.role_name.trim().is_empty() {
-        return Err(ArmError::invalid_parameter("properties.roleName", "A custom role needs a 'roleName'."));
+        return Err(ArmError::invalid_parameter(
+            "properties.roleName",
+            "A custom role needs a 'roleName'.",
+        ));
     }
     if props.permissions.is_empty() {
-        return Err(ArmError::invalid_parameter("properties.permissions", "A custom role needs at least one permission block."));
+        return Err(ArmError::invalid_parameter(
+            "properties.permissions",
+            "A custom role needs at least one permission block.",
+        ));
     }
-    let assignable = if props.assignable_scopes.is_empty() { vec![scope.to_string()] } else { props.assignable_scopes };
+    let assignable = if props.assignable_scopes.is_empty() {
+        vec![scope.to_string()]
+    } else {
+        props.assignable_scopes
+    };
     ctx.store().write(|tx| {
-        if roles::builtins().iter().any(|b| b.name.eq_ignore_ascii_case(&guid)) {
-            return Err(ArmError::bad_request("RoleDefinitionUpdateNotPermitted", "Built-in roles cannot be changed."));
+        if roles::builtins()
+            .iter()
+            .any(|b| b.name.eq_ignore_ascii_case(&guid))
+        {
+            return Err(ArmError::bad_request(
+                "RoleDefinitionUpdateNotPermitted",
+                "Built-in roles cannot be changed.",
+            ));
         }
-        let clash = roles::all(tx)?
-            .into_iter()
-            .any(|r| r.role_name.eq_ignore_ascii_case(&props.role_name) && !r.name.eq_ignore_ascii_case(&guid));
+        let clash = roles::all(tx)?.into_iter().any(|r| {
+            r.role_name.eq_ignore_ascii_case(&props.role_name)
+                && !r.name.eq_ignore_ascii_case(&guid)
+        });
         if clash {
             return Err(ArmError::conflict(
                 "RoleDefinitionWithSameNameExists",
-                format!("A role definition named '{}' already exists; choose another roleName.", props.role_name),
+                format!(
+                    "A role definition named '{}' already exists; choose another roleName.",
+                    props.role_name
+                ),
             ));
         }
         let def = RoleDefinition {
@@ -310,18 +365,34 @@ fn put_definition(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, Arm
             created_on: Some(time::now_string()),
         };
         roles::save_custom(tx, &def)?;
-        Ok(Reply::created(def.to_json(req.path.subscription.as_deref())))
+        Ok(Reply::created(
+            def.to_json(req.path.subscription.as_deref()),
+        ))
     })
 }
 
 fn delete_definition(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let guid = req.path.provider.as_ref().and_then(|p| p.name()).unwrap_or("").to_string();
+    let guid = req
+        .path
+        .provider
+        .as_ref()
+        .and_then(|p| p.name())
+        .unwrap_or("")
+        .to_string();
     ctx.store().write(|tx| {
-        let Some(def) = roles::find(tx, &guid)? else { return Ok(Reply::empty(204)) };
+        let Some(def) = roles::find(tx, &guid)? else {
+            return Ok(Reply::empty(204));
+        };
         if !def.custom {
-            return Err(ArmError::bad_request("RoleDefinitionUpdateNotPermitted", "Built-in roles cannot be deleted."));
+            return Err(ArmError::bad_request(
+                "RoleDefinitionUpdateNotPermitted",
+                "Built-in roles cannot be deleted.",
+            ));
         }
-        if rbac::all(tx)?.iter().any(|a| a.role_guid.eq_ignore_ascii_case(&guid)) {
+        if rbac::all(tx)?
+            .iter()
+            .any(|a| a.role_guid.eq_ignore_ascii_case(&guid))
+        {
             return Err(ArmError::conflict(
                 "RoleDefinitionHasAssignments",
                 "There are existing role assignments referencing this role; delete them first.",
@@ -339,13 +410,26 @@ fn list_definitions(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, A
     let defs = ctx.store().read(|r| Ok(roles::all(r)))??;
     let items: Vec<Value> = defs
         .into_iter()
-        .filter(|d| role_name.as_ref().is_none_or(|n| d.role_name.eq_ignore_ascii_case(n)))
         .filter(|d| {
-            role_type
+            role_name
                 .as_ref()
-                .is_none_or(|t| t.eq_ignore_ascii_case(if d.custom { "CustomRole" } else { "BuiltInRole" }))
+                .is_none_or(|n| d.role_name.eq_ignore_ascii_case(n))
         })
-        .filter(|d| !d.custom || d.assignable_scopes.iter().any(|s| id::scope_contains(s, scope) || id::scope_contains(scope, s)))
+        .filter(|d| {
+            role_type.as_ref().is_none_or(|t| {
+                t.eq_ignore_ascii_case(if d.custom {
+                    "CustomRole"
+                } else {
+                    "BuiltInRole"
+                })
+            })
+        })
+        .filter(|d| {
+            !d.custom
+                || d.assignable_scopes
+                    .iter()
+                    .any(|s| id::scope_contains(s, scope) || id::scope_contains(scope, s))
+        })
         .map(|d| d.to_json(req.path.subscription.as_deref()))
         .collect();
     Ok(Reply::ok(paging::page(ctx, req, items)?))
@@ -355,7 +439,10 @@ fn permissions(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, ArmErr
     let perms = ctx
         .store()
         .read(|r| Ok(rbac::effective_permissions(r, &ctx.caller.object_id, scope)))??;
-    let items: Vec<Value> = perms.into_iter().map(|p| serde_json::to_value(p).unwrap_or(Value::Null)).collect();
+    let items: Vec<Value> = perms
+        .into_iter()
+        .map(|p| serde_json::to_value(p).unwrap_or(Value::Null))
+        .collect();
     Ok(Reply::ok(paging::page(ctx, req, items)?))
 }
 
@@ -369,10 +456,23 @@ pub fn assign(
 ) -> Result<Value, ArmError> {
     let def = roles::builtin_by_name(role_name)
         .cloned()
-        .or_else(|| roles::all(tx).ok()?.into_iter().find(|r| r.role_name.eq_ignore_ascii_case(role_name)))
-        .ok_or_else(|| ArmError::bad_request("RoleDefinitionDoesNotExist", format!("There is no role named '{role_name}'.")))?;
+        .or_else(|| {
+            roles::all(tx)
+                .ok()?
+                .into_iter()
+                .find(|r| r.role_name.eq_ignore_ascii_case(role_name))
+        })
+        .ok_or_else(|| {
+            ArmError::bad_request(
+                "RoleDefinitionDoesNotExist",
+                format!("There is no role named '{role_name}'."),
+            )
+        })?;
     let name = uuid::Uuid::new_v4().to_string();
-    let assignment_id = format!("{}/providers/Microsoft.Authorization/roleAssignments/{name}", scope.trim_end_matches('/'));
+    let assignment_id = format!(
+        "{}/providers/Microsoft.Authorization/roleAssignments/{name}",
+        scope.trim_end_matches('/')
+    );
     let subscription = id::parse_id(scope).and_then(|p| p.subscription);
     let now = time::now_string();
     let doc = json!({

@@ -53,7 +53,13 @@ impl Directory {
     }
 
     /// The client-credentials grant with a client secret.
-    pub fn client_credentials(&self, tenant: &str, client_id: &str, secret: &str, resource: &str) -> Result<Grant, OAuthError> {
+    pub fn client_credentials(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        secret: &str,
+        resource: &str,
+    ) -> Result<Grant, OAuthError> {
         if !tenant.eq_ignore_ascii_case(&self.tokens.tenant_id) {
             return Err(OAuthError::new(
                 400,
@@ -124,7 +130,10 @@ impl Authorizer for Directory {
                     "Authentication failed. The 'Authorization' header is provided in an invalid format; use 'Bearer <token>'.",
                 ))
             })?;
-        let claims = self.tokens.verify_for_arm(token.trim()).map_err(|e| self.with_challenge(e))?;
+        let claims = self
+            .tokens
+            .verify_for_arm(token.trim())
+            .map_err(|e| self.with_challenge(e))?;
         Ok(Caller {
             object_id: claims.oid,
             tenant_id: claims.tid,
@@ -133,13 +142,17 @@ impl Authorizer for Directory {
     }
 
     fn is_allowed(&self, caller: &Caller, action: &str, scope: &str) -> Result<bool, ArmError> {
-        self.store.read(|r| Ok(rbac::is_allowed(r, &caller.object_id, action, scope)))?
+        self.store
+            .read(|r| Ok(rbac::is_allowed(r, &caller.object_id, action, scope)))?
     }
 
     fn has_any_access(&self, caller: &Caller, scope: &str) -> Result<bool, ArmError> {
-        let assignments = self.store.read(|r| Ok(rbac::for_principal(r, &caller.object_id)))??;
+        let assignments = self
+            .store
+            .read(|r| Ok(rbac::for_principal(r, &caller.object_id)))??;
         Ok(assignments.iter().any(|a| {
-            recoverite_arm::id::scope_contains(&a.scope, scope) || recoverite_arm::id::scope_contains(scope, &a.scope)
+            recoverite_arm::id::scope_contains(&a.scope, scope)
+                || recoverite_arm::id::scope_contains(scope, &a.scope)
         }))
     }
 }

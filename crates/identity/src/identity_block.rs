@@ -54,22 +54,32 @@ pub fn apply(
     existing: Option<&Value>,
     style: CombinedStyle,
 ) -> Result<Option<Value>, ArmError> {
-    let Some(req) = requested else { return Ok(existing.cloned()) };
+    let Some(req) = requested else {
+        return Ok(existing.cloned());
+    };
     let wanted = match req {
         Value::Null => Wanted::default(),
         Value::Object(o) => match o.get("type") {
             Some(Value::String(t)) => parse_type(t)?,
             Some(Value::Null) | None => {
-                return Err(ArmError::bad_request("InvalidIdentityType", "The identity block needs a 'type'."))
+                return Err(ArmError::bad_request(
+                    "InvalidIdentityType",
+                    "The identity block needs a 'type'.",
+                ))
             }
-            Some(_) => return Err(ArmError::invalid_content("'identity.type' must be a string.")),
+            Some(_) => {
+                return Err(ArmError::invalid_content(
+                    "'identity.type' must be a string.",
+                ))
+            }
         },
         _ => return Err(ArmError::invalid_content("'identity' must be an object.")),
     };
 
     let mut block = Map::new();
     if wanted.system {
-        let p = principals::ensure_managed_identity(tx, resource_id, PrincipalKind::SystemAssigned)?;
+        let p =
+            principals::ensure_managed_identity(tx, resource_id, PrincipalKind::SystemAssigned)?;
         block.insert("principalId".into(), json!(p.object_id));
         block.insert("tenantId".into(), json!(tenant_id));
     } else {
@@ -108,7 +118,10 @@ pub fn apply(
                     format!("The user-assigned identity '{uai}' was not found; create it (Microsoft.ManagedIdentity/userAssignedIdentities) before referring to it."),
                 )
             })?;
-            resolved.insert(uai.clone(), json!({"principalId": p.object_id, "clientId": p.app_id}));
+            resolved.insert(
+                uai.clone(),
+                json!({"principalId": p.object_id, "clientId": p.app_id}),
+            );
         }
         block.insert("userAssignedIdentities".into(), Value::Object(resolved));
     }

@@ -41,7 +41,9 @@ impl Principal {
 
     pub fn verify_secret(&self, secret: &str) -> bool {
         match (&self.secret_salt, &self.secret_sha256) {
-            (Some(salt), Some(hash)) => constant_time_eq(hash_secret(salt, secret).as_bytes(), hash.as_bytes()),
+            (Some(salt), Some(hash)) => {
+                constant_time_eq(hash_secret(salt, secret).as_bytes(), hash.as_bytes())
+            }
             _ => false,
         }
     }
@@ -62,12 +64,17 @@ fn hash_secret(salt: &str, secret: &str) -> String {
 pub fn new_secret() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.";
     let mut rng = rand::thread_rng();
-    let body: String = (0..36).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
+    let body: String = (0..36)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect();
     format!("{}8Q~{}", &body[..3], &body[3..])
 }
 
 /// Creates a service principal; returns it with its one-time secret.
-pub fn create_service_principal(tx: &mut WriteTx, display_name: &str) -> Result<(Principal, String), ArmError> {
+pub fn create_service_principal(
+    tx: &mut WriteTx,
+    display_name: &str,
+) -> Result<(Principal, String), ArmError> {
     let secret = new_secret();
     let salt = uuid::Uuid::new_v4().to_string();
     let p = Principal {
@@ -93,11 +100,19 @@ fn resource_key(resource_id: &str, kind: PrincipalKind) -> String {
 }
 
 /// Creates the managed identity of a resource (idempotent: returns the existing one).
-pub fn ensure_managed_identity(tx: &mut WriteTx, resource_id: &str, kind: PrincipalKind) -> Result<Principal, ArmError> {
+pub fn ensure_managed_identity(
+    tx: &mut WriteTx,
+    resource_id: &str,
+    kind: PrincipalKind,
+) -> Result<Principal, ArmError> {
     if let Some(p) = for_resource(tx, resource_id, kind)? {
         return Ok(p);
     }
-    let display = resource_id.rsplit('/').next().unwrap_or(resource_id).to_string();
+    let display = resource_id
+        .rsplit('/')
+        .next()
+        .unwrap_or(resource_id)
+        .to_string();
     let p = Principal {
         object_id: uuid::Uuid::new_v4().to_string(),
         app_id: uuid::Uuid::new_v4().to_string(),
@@ -109,18 +124,30 @@ pub fn ensure_managed_identity(tx: &mut WriteTx, resource_id: &str, kind: Princi
         created: time::now_string(),
     };
     save(tx, &p)?;
-    tx.put(BY_RESOURCE, &resource_key(resource_id, kind), p.object_id.as_bytes())?;
+    tx.put(
+        BY_RESOURCE,
+        &resource_key(resource_id, kind),
+        p.object_id.as_bytes(),
+    )?;
     Ok(p)
 }
 
-pub fn for_resource(r: &impl Reader, resource_id: &str, kind: PrincipalKind) -> Result<Option<Principal>, ArmError> {
+pub fn for_resource(
+    r: &impl Reader,
+    resource_id: &str,
+    kind: PrincipalKind,
+) -> Result<Option<Principal>, ArmError> {
     match r.get(BY_RESOURCE, &resource_key(resource_id, kind))? {
         Some(oid) => get(r, &String::from_utf8_lossy(&oid)),
         None => Ok(None),
     }
 }
 
-pub fn delete_managed_identity(tx: &mut WriteTx, resource_id: &str, kind: PrincipalKind) -> Result<(), ArmError> {
+pub fn delete_managed_identity(
+    tx: &mut WriteTx,
+    resource_id: &str,
+    kind: PrincipalKind,
+) -> Result<(), ArmError> {
     if let Some(p) = for_resource(tx, resource_id, kind)? {
         remove(tx, &p)?;
     }
@@ -144,7 +171,11 @@ pub fn delete_under_scope(tx: &mut WriteTx, scope: &str) -> Result<(), ArmError>
 
 fn save(tx: &mut WriteTx, p: &Principal) -> Result<(), ArmError> {
     tx.put_json(PRINCIPALS, &p.object_id, p)?;
-    tx.put(BY_APP_ID, &p.app_id.to_ascii_lowercase(), p.object_id.as_bytes())?;
+    tx.put(
+        BY_APP_ID,
+        &p.app_id.to_ascii_lowercase(),
+        p.object_id.as_bytes(),
+    )?;
     Ok(())
 }
 

@@ -37,7 +37,11 @@ impl Assignment {
 }
 
 fn index_key(principal_id: &str, assignment_id: &str) -> String {
-    format!("{}|{}", principal_id.to_ascii_lowercase(), id::key(assignment_id))
+    format!(
+        "{}|{}",
+        principal_id.to_ascii_lowercase(),
+        id::key(assignment_id)
+    )
 }
 
 pub fn save(tx: &mut WriteTx, a: &Assignment) -> Result<(), ArmError> {
@@ -69,7 +73,9 @@ pub fn for_principal(r: &impl Reader, principal_id: &str) -> Result<Vec<Assignme
 pub fn all(r: &impl Reader) -> Result<Vec<Assignment>, ArmError> {
     let mut out = Vec::new();
     for (k, _) in r.scan_prefix(BY_PRINCIPAL, "")? {
-        let Some((_, assignment_key)) = k.split_once('|') else { continue };
+        let Some((_, assignment_key)) = k.split_once('|') else {
+            continue;
+        };
         if let Some(doc) = r.get_json::<Value>(recoverite_arm::RESOURCES, assignment_key)? {
             out.extend(Assignment::from_doc(doc));
         }
@@ -84,7 +90,10 @@ pub fn forget_under_scope(tx: &mut WriteTx, scope: &str) -> Result<(), ArmError>
         .scan_prefix(BY_PRINCIPAL, "")?
         .into_iter()
         .map(|(k, _)| k)
-        .filter(|k| k.split_once('|').is_some_and(|(_, a)| id::scope_contains(&s, a)))
+        .filter(|k| {
+            k.split_once('|')
+                .is_some_and(|(_, a)| id::scope_contains(&s, a))
+        })
         .collect();
     for k in stale {
         tx.delete(BY_PRINCIPAL, &k)?;
@@ -93,7 +102,11 @@ pub fn forget_under_scope(tx: &mut WriteTx, scope: &str) -> Result<(), ArmError>
 }
 
 /// The permissions that apply to `principal_id` at `scope`.
-pub fn effective_permissions(r: &impl Reader, principal_id: &str, scope: &str) -> Result<Vec<Permission>, ArmError> {
+pub fn effective_permissions(
+    r: &impl Reader,
+    principal_id: &str,
+    scope: &str,
+) -> Result<Vec<Permission>, ArmError> {
     let mut out = Vec::new();
     for a in for_principal(r, principal_id)? {
         if id::scope_contains(&a.scope, scope) {
@@ -105,11 +118,23 @@ pub fn effective_permissions(r: &impl Reader, principal_id: &str, scope: &str) -
     Ok(out)
 }
 
-pub fn is_allowed(r: &impl Reader, principal_id: &str, action: &str, scope: &str) -> Result<bool, ArmError> {
-    Ok(effective_permissions(r, principal_id, scope)?.iter().any(|p| p.allows(action)))
+pub fn is_allowed(
+    r: &impl Reader,
+    principal_id: &str,
+    action: &str,
+    scope: &str,
+) -> Result<bool, ArmError> {
+    Ok(effective_permissions(r, principal_id, scope)?
+        .iter()
+        .any(|p| p.allows(action)))
 }
 
-pub fn is_allowed_data(r: &impl Reader, principal_id: &str, data_action: &str, scope: &str) -> Result<bool, ArmError> {
+pub fn is_allowed_data(
+    r: &impl Reader,
+    principal_id: &str,
+    data_action: &str,
+    scope: &str,
+) -> Result<bool, ArmError> {
     Ok(effective_permissions(r, principal_id, scope)?
         .iter()
         .any(|p| p.allows_data(data_action)))

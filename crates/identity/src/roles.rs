@@ -30,11 +30,15 @@ pub struct Permission {
 
 impl Permission {
     pub fn allows(&self, action: &str) -> bool {
-        self.actions.iter().any(|p| action_matches(p, action)) && !self.not_actions.iter().any(|p| action_matches(p, action))
+        self.actions.iter().any(|p| action_matches(p, action))
+            && !self.not_actions.iter().any(|p| action_matches(p, action))
     }
     pub fn allows_data(&self, action: &str) -> bool {
         self.data_actions.iter().any(|p| action_matches(p, action))
-            && !self.not_data_actions.iter().any(|p| action_matches(p, action))
+            && !self
+                .not_data_actions
+                .iter()
+                .any(|p| action_matches(p, action))
     }
 }
 
@@ -67,8 +71,14 @@ impl RoleDefinition {
     /// The definition's id as read at `scope` (subscription-qualified when possible).
     pub fn id_at(&self, subscription: Option<&str>) -> String {
         match subscription {
-            Some(s) => format!("/subscriptions/{s}/providers/Microsoft.Authorization/roleDefinitions/{}", self.name),
-            None => format!("/providers/Microsoft.Authorization/roleDefinitions/{}", self.name),
+            Some(s) => format!(
+                "/subscriptions/{s}/providers/Microsoft.Authorization/roleDefinitions/{}",
+                self.name
+            ),
+            None => format!(
+                "/providers/Microsoft.Authorization/roleDefinitions/{}",
+                self.name
+            ),
         }
     }
 
@@ -123,20 +133,32 @@ pub fn action_matches(pattern: &str, action: &str) -> bool {
 
 pub fn builtins() -> &'static [RoleDefinition] {
     static ROLES: OnceLock<Vec<RoleDefinition>> = OnceLock::new();
-    ROLES.get_or_init(|| serde_json::from_str(include_str!("builtin_roles.json")).expect("built-in roles are valid JSON"))
+    ROLES.get_or_init(|| {
+        serde_json::from_str(include_str!("builtin_roles.json"))
+            .expect("built-in roles are valid JSON")
+    })
 }
 
 pub fn builtin_by_name(role_name: &str) -> Option<&'static RoleDefinition> {
-    builtins().iter().find(|r| r.role_name.eq_ignore_ascii_case(role_name))
+    builtins()
+        .iter()
+        .find(|r| r.role_name.eq_ignore_ascii_case(role_name))
 }
 
 /// Extracts the GUID from a role definition id or returns the input.
 pub fn guid_of(role_definition_id: &str) -> &str {
-    role_definition_id.trim_end_matches('/').rsplit('/').next().unwrap_or(role_definition_id)
+    role_definition_id
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(role_definition_id)
 }
 
 pub fn find(r: &impl Reader, guid: &str) -> Result<Option<RoleDefinition>, ArmError> {
-    if let Some(b) = builtins().iter().find(|r| r.name.eq_ignore_ascii_case(guid)) {
+    if let Some(b) = builtins()
+        .iter()
+        .find(|r| r.name.eq_ignore_ascii_case(guid))
+    {
         return Ok(Some(b.clone()));
     }
     Ok(r.get_json(CUSTOM_ROLES, &guid.to_ascii_lowercase())?)
@@ -144,7 +166,11 @@ pub fn find(r: &impl Reader, guid: &str) -> Result<Option<RoleDefinition>, ArmEr
 
 pub fn all(r: &impl Reader) -> Result<Vec<RoleDefinition>, ArmError> {
     let mut out: Vec<RoleDefinition> = builtins().to_vec();
-    out.extend(r.scan_json::<RoleDefinition>(CUSTOM_ROLES, "")?.into_iter().map(|(_, v)| v));
+    out.extend(
+        r.scan_json::<RoleDefinition>(CUSTOM_ROLES, "")?
+            .into_iter()
+            .map(|(_, v)| v),
+    );
     Ok(out)
 }
 
@@ -165,16 +191,28 @@ mod tests {
     #[test]
     fn builtin_guids() {
         assert_eq!(builtin_by_name("Owner").unwrap().name, OWNER);
-        assert_eq!(builtin_by_name("Site Recovery Operator").unwrap().name, "494ae006-db33-4328-bf46-533a6560a3ca");
+        assert_eq!(
+            builtin_by_name("Site Recovery Operator").unwrap().name,
+            "494ae006-db33-4328-bf46-533a6560a3ca"
+        );
         assert_eq!(builtins().len(), 14);
     }
 
     #[test]
     fn wildcard_matching() {
         assert!(action_matches("*", "Microsoft.X/y/write"));
-        assert!(action_matches("*/read", "Microsoft.Resources/subscriptions/resourceGroups/read"));
-        assert!(!action_matches("*/read", "Microsoft.Resources/subscriptions/resourceGroups/write"));
-        assert!(action_matches("Microsoft.Authorization/*/Write", "Microsoft.Authorization/roleAssignments/write"));
+        assert!(action_matches(
+            "*/read",
+            "Microsoft.Resources/subscriptions/resourceGroups/read"
+        ));
+        assert!(!action_matches(
+            "*/read",
+            "Microsoft.Resources/subscriptions/resourceGroups/write"
+        ));
+        assert!(action_matches(
+            "Microsoft.Authorization/*/Write",
+            "Microsoft.Authorization/roleAssignments/write"
+        ));
         assert!(action_matches(
             "Microsoft.RecoveryServices/vaults/replicationFabrics/*",
             "microsoft.recoveryservices/Vaults/replicationFabrics/replicationProtectionContainers/replicationProtectedItems/write"
@@ -199,10 +237,19 @@ mod tests {
         let item = "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationProtectionContainers/replicationProtectedItems";
         assert!(op.allows(&format!("{item}/unplannedFailover/action")));
         assert!(op.allows(&format!("{item}/reProtect/action")));
-        assert!(!op.allows(&format!("{item}/write")), "operator cannot enable replication");
-        assert!(!op.allows(&format!("{item}/delete")), "operator cannot disable replication");
+        assert!(
+            !op.allows(&format!("{item}/write")),
+            "operator cannot enable replication"
+        );
+        assert!(
+            !op.allows(&format!("{item}/delete")),
+            "operator cannot disable replication"
+        );
         assert!(contrib.allows(&format!("{item}/write")));
-        assert!(!contrib.allows("Microsoft.RecoveryServices/Vaults/write"), "contributor cannot create vaults");
+        assert!(
+            !contrib.allows("Microsoft.RecoveryServices/Vaults/write"),
+            "contributor cannot create vaults"
+        );
         assert!(!contrib.allows("Microsoft.RecoveryServices/Vaults/delete"));
         assert!(!contrib.allows("Microsoft.Authorization/roleAssignments/write"));
         assert!(reader.allows(&format!("{item}/read")));

@@ -66,7 +66,9 @@ pub struct KeyMaterial {
 
 impl KeyMaterial {
     fn from_private(key: &RsaPrivateKey) -> Result<KeyMaterial, String> {
-        let pem = key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).map_err(|e| e.to_string())?;
+        let pem = key
+            .to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
+            .map_err(|e| e.to_string())?;
         let encoding = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
         let n = URL_SAFE_NO_PAD.encode(key.n().to_bytes_be());
         let e = URL_SAFE_NO_PAD.encode(key.e().to_bytes_be());
@@ -84,11 +86,14 @@ impl KeyMaterial {
 
 fn load_or_generate(path: &Path) -> Result<KeyMaterial, String> {
     if let Ok(pem) = std::fs::read_to_string(path) {
-        let key = RsaPrivateKey::from_pkcs1_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))?;
+        let key =
+            RsaPrivateKey::from_pkcs1_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))?;
         return KeyMaterial::from_private(&key);
     }
     let key = RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).map_err(|e| e.to_string())?;
-    let pem = key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).map_err(|e| e.to_string())?;
+    let pem = key
+        .to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
+        .map_err(|e| e.to_string())?;
     write_private_file(path, pem.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
     KeyMaterial::from_private(&key)
 }
@@ -155,16 +160,30 @@ impl TokenService {
     /// Whether `resource` names something this directory issues tokens for.
     pub fn known_resource(&self, resource: &str) -> bool {
         let r = resource.trim_end_matches('/');
-        ARM_AUDIENCES.iter().chain(OTHER_RESOURCES).any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(r))
+        ARM_AUDIENCES
+            .iter()
+            .chain(OTHER_RESOURCES)
+            .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(r))
             || r.eq_ignore_ascii_case(&self.authority)
     }
 
-    pub fn issue(&self, p: &Principal, audience: &str, lifetime_secs: u64) -> Result<String, String> {
+    pub fn issue(
+        &self,
+        p: &Principal,
+        audience: &str,
+        lifetime_secs: u64,
+    ) -> Result<String, String> {
         self.issue_at(p, audience, unix_now(), lifetime_secs)
     }
 
     /// Issues a token valid from `iat` (used by tests to mint expired tokens).
-    pub fn issue_at(&self, p: &Principal, audience: &str, iat: u64, lifetime_secs: u64) -> Result<String, String> {
+    pub fn issue_at(
+        &self,
+        p: &Principal,
+        audience: &str,
+        iat: u64,
+        lifetime_secs: u64,
+    ) -> Result<String, String> {
         let keys = self.keys()?;
         let claims = Claims {
             aud: audience.to_string(),
@@ -207,7 +226,9 @@ impl TokenService {
         })?;
         let c = data.claims;
         let arm_ok = ARM_AUDIENCES.iter().any(|a| *a == c.aud)
-            || c.aud.trim_end_matches('/').eq_ignore_ascii_case(&self.authority);
+            || c.aud
+                .trim_end_matches('/')
+                .eq_ignore_ascii_case(&self.authority);
         if !arm_ok {
             return Err(unauthorized(
                 "InvalidAuthenticationTokenAudience",

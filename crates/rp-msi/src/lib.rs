@@ -6,7 +6,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use recoverite_arm::{
-    names, paging, regions, resource, ArmError, ArmRequest, Ctx, Provider, ProviderInfo, Reply, ResourceType,
+    names, paging, regions, resource, ArmError, ArmRequest, Ctx, Provider, ProviderInfo, Reply,
+    ResourceType,
 };
 use recoverite_identity::principals::{self, PrincipalKind};
 
@@ -76,24 +77,44 @@ impl Provider for ManagedIdentityProvider {
 }
 
 fn not_found(req: &ArmRequest) -> ArmError {
-    let name = req.path.provider.as_ref().and_then(|p| p.name()).unwrap_or("");
+    let name = req
+        .path
+        .provider
+        .as_ref()
+        .and_then(|p| p.name())
+        .unwrap_or("");
     ArmError::resource_not_found(UAI_TYPE, name, req.path.resource_group.as_deref())
 }
 
 fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let doc = ctx.store().read(|r| Ok(resource::get(r, &req.path.id())))??;
+    let doc = ctx
+        .store()
+        .read(|r| Ok(resource::get(r, &req.path.id())))??;
     doc.map(Reply::ok).ok_or_else(|| not_found(req))
 }
 
 fn put(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmError> {
-    let name = req.path.provider.as_ref().and_then(|p| p.name()).unwrap_or("").to_string();
+    let name = req
+        .path
+        .provider
+        .as_ref()
+        .and_then(|p| p.name())
+        .unwrap_or("")
+        .to_string();
     names::USER_ASSIGNED_IDENTITY.check("user-assigned identity", &name)?;
-    let body: UaiBody = if patch { req.body_or_empty()? } else { req.body_as()? };
+    let body: UaiBody = if patch {
+        req.body_or_empty()?
+    } else {
+        req.body_as()?
+    };
     let tags = match &body.tags {
         Some(t) => Some(resource::validate_tags(Some(t))?),
         None => None,
     };
-    let isolation = body.properties.as_ref().and_then(|p| p.isolation_scope.clone());
+    let isolation = body
+        .properties
+        .as_ref()
+        .and_then(|p| p.isolation_scope.clone());
     if let Some(i) = &isolation {
         if !matches!(i.as_str(), "None" | "Regional") {
             return Err(ArmError::invalid_parameter(
@@ -173,7 +194,9 @@ fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 
 fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let scope = req.path.scope();
-    let docs = ctx.store().read(|r| Ok(resource::list_of_type(r, &scope, UAI_TYPE)))??;
+    let docs = ctx
+        .store()
+        .read(|r| Ok(resource::list_of_type(r, &scope, UAI_TYPE)))??;
     let mut items = Vec::new();
     for d in docs {
         if ctx.can_see(d["id"].as_str().unwrap_or_default())? {
@@ -186,9 +209,13 @@ fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 /// `GET {resource}/providers/Microsoft.ManagedIdentity/identities/default`.
 fn system_identity(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let scope = req.path.scope();
-    let p = ctx
-        .store()
-        .read(|r| Ok(principals::for_resource(r, &scope, PrincipalKind::SystemAssigned)))??;
+    let p = ctx.store().read(|r| {
+        Ok(principals::for_resource(
+            r,
+            &scope,
+            PrincipalKind::SystemAssigned,
+        ))
+    })??;
     let p = p.ok_or_else(|| {
         ArmError::new(
             404,

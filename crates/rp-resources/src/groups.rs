@@ -4,7 +4,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use recoverite_arm::lro::{self, OperationRecord};
-use recoverite_arm::{id, names, paging, regions, resource, ArmError, ArmRequest, Ctx, Reply, RESOURCES};
+use recoverite_arm::{
+    id, names, paging, regions, resource, ArmError, ArmRequest, Ctx, Reply, RESOURCES,
+};
 use recoverite_store::Reader;
 
 const RG_TYPE: &str = "Microsoft.Resources/resourceGroups";
@@ -34,7 +36,8 @@ fn load(r: &impl Reader, rg_id: &str) -> Result<Option<Value>, ArmError> {
 
 pub fn get(ctx: &Ctx, req: &ArmRequest, rg: &str) -> Result<Reply, ArmError> {
     let doc = ctx.store().read(|r| Ok(load(r, &rg_id(req, rg))))??;
-    doc.map(Reply::ok).ok_or_else(|| ArmError::resource_group_not_found(rg))
+    doc.map(Reply::ok)
+        .ok_or_else(|| ArmError::resource_group_not_found(rg))
 }
 
 pub fn exists(ctx: &Ctx, req: &ArmRequest, rg: &str) -> Result<Reply, ArmError> {
@@ -82,7 +85,13 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, rg: &str) -> Result<Reply, ArmError> {
     })
 }
 
-fn group_doc(req: &ArmRequest, name: &str, location: &str, tags: Map<String, Value>, managed_by: Option<String>) -> Value {
+fn group_doc(
+    req: &ArmRequest,
+    name: &str,
+    location: &str,
+    tags: Map<String, Value>,
+    managed_by: Option<String>,
+) -> Value {
     let mut doc = json!({
         "id": rg_id(req, name),
         "name": name,
@@ -151,15 +160,35 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest, rg: &str) -> Result<Reply, ArmError> 
         "{}/subscriptions/{sub}/operationresults/{}?api-version={}",
         ctx.base_url, op.id, req.api_version
     );
-    Ok(lro::with_retry_after(ctx, Reply::empty(202).header("Location", url)))
+    Ok(lro::with_retry_after(
+        ctx,
+        Reply::empty(202).header("Location", url),
+    ))
 }
 
 pub fn operation_result(ctx: &Ctx, req: &ArmRequest, op_id: &str) -> Result<Reply, ArmError> {
     let rec = ctx.store().read(|r| Ok(lro::load(r, op_id)))??;
     let rec = rec
-        .filter(|r| r.started_by == ctx.caller.object_id || ctx.is_allowed("Microsoft.Resources/subscriptions/resourceGroups/read", &r.scope).unwrap_or(false))
-        .ok_or_else(|| ArmError::new(404, "OperationNotFound", format!("The operation '{op_id}' was not found.")))?;
-    let url = format!("{}{}?api-version={}", ctx.base_url, req.raw_path, req.api_version);
+        .filter(|r| {
+            r.started_by == ctx.caller.object_id
+                || ctx
+                    .is_allowed(
+                        "Microsoft.Resources/subscriptions/resourceGroups/read",
+                        &r.scope,
+                    )
+                    .unwrap_or(false)
+        })
+        .ok_or_else(|| {
+            ArmError::new(
+                404,
+                "OperationNotFound",
+                format!("The operation '{op_id}' was not found."),
+            )
+        })?;
+    let url = format!(
+        "{}{}?api-version={}",
+        ctx.base_url, req.raw_path, req.api_version
+    );
     lro::result_reply(ctx, &rec, &url)
 }
 
@@ -178,17 +207,27 @@ fn tag_filter(filter: &str) -> Option<(String, Option<String>)> {
 
 fn matches_tag(doc: &Value, tf: &Option<(String, Option<String>)>) -> bool {
     let Some((name, value)) = tf else { return true };
-    let Some(tags) = doc.get("tags").and_then(Value::as_object) else { return false };
+    let Some(tags) = doc.get("tags").and_then(Value::as_object) else {
+        return false;
+    };
     tags.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case(name) && value.as_ref().is_none_or(|want| v.as_str() == Some(want.as_str()))
+        k.eq_ignore_ascii_case(name)
+            && value
+                .as_ref()
+                .is_none_or(|want| v.as_str() == Some(want.as_str()))
     })
 }
 
 pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let sub = req.path.subscription.clone().unwrap_or_default();
-    let prefix = format!("/subscriptions/{}/resourcegroups/", sub.to_ascii_lowercase());
+    let prefix = format!(
+        "/subscriptions/{}/resourcegroups/",
+        sub.to_ascii_lowercase()
+    );
     let tf = req.query_get("$filter").and_then(tag_filter);
-    let docs = ctx.store().read(|r| r.scan_json::<Value>(RESOURCES, &prefix))?;
+    let docs = ctx
+        .store()
+        .read(|r| r.scan_json::<Value>(RESOURCES, &prefix))?;
     let mut items = Vec::new();
     for (k, doc) in docs {
         if k[prefix.len()..].contains('/') || !matches_tag(&doc, &tf) {
@@ -215,23 +254,40 @@ pub fn list_resources(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply,
         })
     };
     let tf = tag_filter(&filter);
-    let docs = ctx.store().read(|r| r.scan_json::<Value>(RESOURCES, &prefix))?;
+    let docs = ctx
+        .store()
+        .read(|r| r.scan_json::<Value>(RESOURCES, &prefix))?;
     let mut items = Vec::new();
     for (_, doc) in docs {
-        let Some(t) = doc.get("type").and_then(Value::as_str) else { continue };
+        let Some(t) = doc.get("type").and_then(Value::as_str) else {
+            continue;
+        };
         // Only tracked resources (they have a location); not groups or extension resources.
         if t.eq_ignore_ascii_case(RG_TYPE) || doc.get("location").is_none() {
             continue;
         }
-        if type_filter.as_ref().is_some_and(|f| !f.eq_ignore_ascii_case(t)) || !matches_tag(&doc, &tf) {
+        if type_filter
+            .as_ref()
+            .is_some_and(|f| !f.eq_ignore_ascii_case(t))
+            || !matches_tag(&doc, &tf)
+        {
             continue;
         }
         let rid = doc["id"].as_str().unwrap_or_default();
         if !ctx.can_see(rid)? {
             continue;
         }
-        let mut g = json!({"id": doc["id"], "name": doc["name"], "type": t, "location": doc["location"]});
-        for k in ["tags", "kind", "sku", "identity", "managedBy", "plan", "zones"] {
+        let mut g =
+            json!({"id": doc["id"], "name": doc["name"], "type": t, "location": doc["location"]});
+        for k in [
+            "tags",
+            "kind",
+            "sku",
+            "identity",
+            "managedBy",
+            "plan",
+            "zones",
+        ] {
             if let Some(v) = doc.get(k) {
                 g[k] = v.clone();
             }

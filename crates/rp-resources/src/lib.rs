@@ -7,16 +7,49 @@ mod subscriptions;
 
 use http::Method;
 
-use recoverite_arm::{ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo, Reply, ResourceType};
+use recoverite_arm::{
+    ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo, Reply, ResourceType,
+};
 
 pub const NAMESPACE: &str = "Microsoft.Resources";
 
 pub const API_VERSIONS: &[&str] = &[
-    "2014-04-01", "2015-01-01", "2015-11-01", "2016-02-01", "2016-06-01", "2016-07-01", "2016-09-01", "2017-05-10",
-    "2017-08-01", "2018-02-01", "2018-05-01", "2018-06-01", "2019-03-01", "2019-05-01", "2019-05-10", "2019-06-01",
-    "2019-07-01", "2019-08-01", "2019-10-01", "2019-11-01", "2020-01-01", "2020-06-01", "2020-08-01", "2020-10-01",
-    "2021-01-01", "2021-04-01", "2022-01-01", "2022-09-01", "2022-12-01", "2023-07-01", "2024-03-01", "2024-07-01",
-    "2024-11-01", "2025-01-01", "2025-03-01", "2025-04-01",
+    "2014-04-01",
+    "2015-01-01",
+    "2015-11-01",
+    "2016-02-01",
+    "2016-06-01",
+    "2016-07-01",
+    "2016-09-01",
+    "2017-05-10",
+    "2017-08-01",
+    "2018-02-01",
+    "2018-05-01",
+    "2018-06-01",
+    "2019-03-01",
+    "2019-05-01",
+    "2019-05-10",
+    "2019-06-01",
+    "2019-07-01",
+    "2019-08-01",
+    "2019-10-01",
+    "2019-11-01",
+    "2020-01-01",
+    "2020-06-01",
+    "2020-08-01",
+    "2020-10-01",
+    "2021-01-01",
+    "2021-04-01",
+    "2022-01-01",
+    "2022-09-01",
+    "2022-12-01",
+    "2023-07-01",
+    "2024-03-01",
+    "2024-07-01",
+    "2024-11-01",
+    "2025-01-01",
+    "2025-03-01",
+    "2025-04-01",
 ];
 
 pub struct ResourcesProvider;
@@ -40,7 +73,12 @@ enum Route {
 }
 
 fn route(req: &ArmRequest) -> Result<Route, ArmError> {
-    let seg: Vec<String> = req.path.segments.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let seg: Vec<String> = req
+        .path
+        .segments
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
     let orig = &req.path.segments;
     let s: Vec<&str> = seg.iter().map(String::as_str).collect();
     let r = match s.as_slice() {
@@ -68,7 +106,10 @@ fn route(req: &ArmRequest) -> Result<Route, ArmError> {
 }
 
 fn sub_id(req: &ArmRequest) -> String {
-    format!("/subscriptions/{}", req.path.subscription.clone().unwrap_or_default())
+    format!(
+        "/subscriptions/{}",
+        req.path.subscription.clone().unwrap_or_default()
+    )
 }
 
 impl Provider for ResourcesProvider {
@@ -115,16 +156,36 @@ impl Provider for ResourcesProvider {
         Ok(match route(req)? {
             // Visibility of tenants, subscriptions and locations follows from
             // having any role at all; the handlers check that.
-            Route::Tenants | Route::Subscriptions | Route::Subscription | Route::Locations | Route::OperationResult(_) => {
-                op("Microsoft.Resources/subscriptions/read".into(), sub, false, true)
-            }
+            Route::Tenants
+            | Route::Subscriptions
+            | Route::Subscription
+            | Route::Locations
+            | Route::OperationResult(_) => op(
+                "Microsoft.Resources/subscriptions/read".into(),
+                sub,
+                false,
+                true,
+            ),
             Route::ResourceGroups => op(rg_action("read"), sub, true, false),
             Route::ResourceGroup(_) => op(rg_action(verb), req.path.id(), false, false),
-            Route::GroupResources(_) => op(rg_action("resources/read"), req.path.parent_id(), true, false),
-            Route::SubscriptionResources => op("Microsoft.Resources/subscriptions/resources/read".into(), sub, true, false),
-            Route::Providers | Route::Provider(_) => {
-                op("Microsoft.Resources/subscriptions/providers/read".into(), sub, false, false)
-            }
+            Route::GroupResources(_) => op(
+                rg_action("resources/read"),
+                req.path.parent_id(),
+                true,
+                false,
+            ),
+            Route::SubscriptionResources => op(
+                "Microsoft.Resources/subscriptions/resources/read".into(),
+                sub,
+                true,
+                false,
+            ),
+            Route::Providers | Route::Provider(_) => op(
+                "Microsoft.Resources/subscriptions/providers/read".into(),
+                sub,
+                false,
+                false,
+            ),
             Route::Register(ns) => op(format!("{ns}/register/action"), sub, false, false),
             Route::Unregister(ns) => op(format!("{ns}/unregister/action"), sub, false, false),
         })
@@ -144,8 +205,12 @@ impl Provider for ResourcesProvider {
             (Route::ResourceGroup(rg), Method::PUT) => groups::put(ctx, req, &rg),
             (Route::ResourceGroup(rg), Method::PATCH) => groups::patch(ctx, req, &rg),
             (Route::ResourceGroup(rg), Method::DELETE) => groups::delete(ctx, req, &rg),
-            (Route::GroupResources(_), Method::GET) => groups::list_resources(ctx, req, &req.path.parent_id()),
-            (Route::SubscriptionResources, Method::GET) => groups::list_resources(ctx, req, &sub_id(req)),
+            (Route::GroupResources(_), Method::GET) => {
+                groups::list_resources(ctx, req, &req.path.parent_id())
+            }
+            (Route::SubscriptionResources, Method::GET) => {
+                groups::list_resources(ctx, req, &sub_id(req))
+            }
             (Route::OperationResult(id), Method::GET) => groups::operation_result(ctx, req, &id),
             (Route::Providers, Method::GET) => registration::list(ctx, req),
             (Route::Provider(ns), Method::GET) => registration::get(ctx, req, &ns),

@@ -83,12 +83,17 @@ pub fn register(ctx: &Ctx, req: &ArmRequest, ns: &str, on: bool) -> Result<Reply
         state: if on { REGISTERED } else { NOT_REGISTERED }.to_string(),
         registered_at: on.then(time::now_string),
     };
-    ctx.store().write(|tx| registration::set(tx, &sub, info.namespace, &reg))?;
+    ctx.store()
+        .write(|tx| registration::set(tx, &sub, info.namespace, &reg))?;
     Ok(Reply::ok(provider_doc(&sub, info, &reg.state)))
 }
 
 /// Registers every namespace that needs it (a new subscription's defaults).
-pub fn register_all(tx: &mut WriteTx, subscription: &str, catalog: &[ProviderInfo]) -> Result<(), ArmError> {
+pub fn register_all(
+    tx: &mut WriteTx,
+    subscription: &str,
+    catalog: &[ProviderInfo],
+) -> Result<(), ArmError> {
     let now = time::now_string();
     for info in catalog.iter().filter(|i| i.requires_registration) {
         registration::set(

@@ -42,7 +42,11 @@ pub fn tenants(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let mut items = Vec::new();
     for s in &ctx.env().subscriptions {
-        if ctx.platform.authz.has_any_access(&ctx.caller, &format!("/subscriptions/{s}"))? {
+        if ctx
+            .platform
+            .authz
+            .has_any_access(&ctx.caller, &format!("/subscriptions/{s}"))?
+        {
             items.push(subscription_doc(ctx, s));
         }
     }
@@ -54,7 +58,11 @@ fn require_access(ctx: &Ctx, sub: &str) -> Result<(), ArmError> {
     if ctx.platform.authz.has_any_access(&ctx.caller, &scope)? {
         Ok(())
     } else {
-        Err(authorization_failed(&ctx.caller.object_id, "Microsoft.Resources/subscriptions/read", &scope))
+        Err(authorization_failed(
+            &ctx.caller.object_id,
+            "Microsoft.Resources/subscriptions/read",
+            &scope,
+        ))
     }
 }
 

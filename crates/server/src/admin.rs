@@ -51,7 +51,13 @@ pub async fn create_principal(State(s): State<Arc<AppState>>, req: Request) -> R
         .map(str::to_string);
     let bytes = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
         Ok(b) => b,
-        Err(_) => return err(ArmError::new(413, "RequestEntityTooLarge", "The request body is too large.")),
+        Err(_) => {
+            return err(ArmError::new(
+                413,
+                "RequestEntityTooLarge",
+                "The request body is too large.",
+            ))
+        }
     };
     let body: NewPrincipal = match serde_json::from_slice(&bytes) {
         Ok(b) => b,
@@ -69,7 +75,10 @@ pub async fn create_principal(State(s): State<Arc<AppState>>, req: Request) -> R
             return Err(authorization_failed(&caller.object_id, action, &scope));
         }
         if body.display_name.trim().is_empty() {
-            return Err(ArmError::invalid_parameter("displayName", "A principal needs a non-empty displayName."));
+            return Err(ArmError::invalid_parameter(
+                "displayName",
+                "A principal needs a non-empty displayName.",
+            ));
         }
         s2.directory.store.write(|tx| {
             let (p, secret) = principals::create_service_principal(tx, body.display_name.trim())?;
@@ -91,7 +100,9 @@ pub async fn create_principal(State(s): State<Arc<AppState>>, req: Request) -> R
     match res {
         Ok(Ok(v)) => (StatusCode::CREATED, Json(v)).into_response(),
         Ok(Err(e)) => err(e),
-        Err(_) => err(ArmError::internal("principal creation stopped unexpectedly")),
+        Err(_) => err(ArmError::internal(
+            "principal creation stopped unexpectedly",
+        )),
     }
 }
 

@@ -72,20 +72,34 @@ pub async fn handle(State(s): State<Arc<AppState>>, req: Request) -> Response {
     to_response(reply, is_head, correlation, client_request_id)
 }
 
-fn to_response(reply: Reply, is_head: bool, correlation: Option<String>, client_request_id: Option<HeaderValue>) -> Response {
+fn to_response(
+    reply: Reply,
+    is_head: bool,
+    correlation: Option<String>,
+    client_request_id: Option<HeaderValue>,
+) -> Response {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = match (&reply.body, is_head || status == StatusCode::NO_CONTENT) {
         (Some(v), false) => Body::from(serde_json::to_vec(v).unwrap_or_default()),
         _ => Body::empty(),
     };
-    let mut resp = Response::builder().status(status).body(body).expect("valid response");
+    let mut resp = Response::builder()
+        .status(status)
+        .body(body)
+        .expect("valid response");
     let h = resp.headers_mut();
     if reply.body.is_some() && !is_head {
-        h.insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
+        h.insert(
+            "content-type",
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
     }
     let request_id = uuid::Uuid::new_v4().to_string();
     let correlation = correlation.unwrap_or_else(|| request_id.clone());
-    for (k, v) in [("x-ms-request-id", &request_id), ("x-ms-correlation-request-id", &correlation)] {
+    for (k, v) in [
+        ("x-ms-request-id", &request_id),
+        ("x-ms-correlation-request-id", &correlation),
+    ] {
         if let Ok(v) = HeaderValue::from_str(v) {
             h.insert(k, v);
         }
@@ -94,7 +108,10 @@ fn to_response(reply: Reply, is_head: bool, correlation: Option<String>, client_
         h.insert("x-ms-client-request-id", c);
     }
     for (k, v) in reply.headers {
-        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
             h.insert(k, v);
         }
     }

@@ -31,7 +31,12 @@ pub fn load_or_create(store: &Store, catalog: &[ProviderInfo]) -> Result<Bootstr
         store.write(|tx| {
             let unseen: Vec<ProviderInfo> = catalog
                 .iter()
-                .filter(|i| matches!(recoverite_arm::registration::get(tx, &b.subscription_id, i.namespace), Ok(None)))
+                .filter(|i| {
+                    matches!(
+                        recoverite_arm::registration::get(tx, &b.subscription_id, i.namespace),
+                        Ok(None)
+                    )
+                })
                 .cloned()
                 .collect();
             recoverite_rp_resources::register_all(tx, &b.subscription_id, &unseen)
@@ -42,7 +47,13 @@ pub fn load_or_create(store: &Store, catalog: &[ProviderInfo]) -> Result<Bootstr
         let tenant_id = uuid::Uuid::new_v4().to_string();
         let subscription_id = uuid::Uuid::new_v4().to_string();
         let (p, secret) = principals::create_service_principal(tx, "recoverite-bootstrap")?;
-        assign(tx, "Owner", &p.object_id, &format!("/subscriptions/{subscription_id}"), &p.object_id)?;
+        assign(
+            tx,
+            "Owner",
+            &p.object_id,
+            &format!("/subscriptions/{subscription_id}"),
+            &p.object_id,
+        )?;
         recoverite_rp_resources::register_all(tx, &subscription_id, catalog)?;
         let b = Bootstrap {
             tenant_id,

@@ -37,11 +37,17 @@ fn bad(error: &'static str, description: impl Into<String>) -> Response {
     })
 }
 
-pub async fn openid_configuration(State(s): State<Arc<AppState>>, Path(tenant): Path<String>) -> Response {
+pub async fn openid_configuration(
+    State(s): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+) -> Response {
     openid(&s, &tenant, true)
 }
 
-pub async fn openid_configuration_v1(State(s): State<Arc<AppState>>, Path(tenant): Path<String>) -> Response {
+pub async fn openid_configuration_v1(
+    State(s): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+) -> Response {
     openid(&s, &tenant, false)
 }
 
@@ -49,10 +55,19 @@ fn openid(s: &AppState, tenant: &str, v2: bool) -> Response {
     let t = &s.tokens.tenant_id;
     let known = tenant.eq_ignore_ascii_case(t) || matches!(tenant, "common" | "organizations");
     if !known {
-        return bad("invalid_tenant", format!("AADSTS90002: Tenant '{tenant}' not found. Use the tenantId from connection.json."));
+        return bad(
+            "invalid_tenant",
+            format!(
+                "AADSTS90002: Tenant '{tenant}' not found. Use the tenantId from connection.json."
+            ),
+        );
     }
     let a = &s.tokens.authority;
-    let (ver, token) = if v2 { ("/v2.0", "oauth2/v2.0/token") } else { ("", "oauth2/token") };
+    let (ver, token) = if v2 {
+        ("/v2.0", "oauth2/v2.0/token")
+    } else {
+        ("", "oauth2/token")
+    };
     Json(json!({
         "issuer": s.tokens.issuer,
         "token_endpoint": format!("{a}/{t}/{token}"),
@@ -74,7 +89,11 @@ fn openid(s: &AppState, tenant: &str, v2: bool) -> Response {
 
 /// What MSAL asks when instance discovery is left on.
 pub async fn instance_discovery(State(s): State<Arc<AppState>>) -> Response {
-    let host = s.tokens.authority.trim_start_matches("https://").to_string();
+    let host = s
+        .tokens
+        .authority
+        .trim_start_matches("https://")
+        .to_string();
     Json(json!({
         "tenant_discovery_endpoint": format!("{}/{}/v2.0/.well-known/openid-configuration", s.tokens.authority, s.tokens.tenant_id),
         "api-version": "1.1",
@@ -92,17 +111,30 @@ pub async fn keys(State(s): State<Arc<AppState>>) -> Response {
 }
 
 /// Client id and secret from the form or from HTTP Basic authentication.
-fn client_credentials(form: &HashMap<String, String>, headers: &HeaderMap) -> Option<(String, String)> {
+fn client_credentials(
+    form: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Option<(String, String)> {
     if let (Some(id), Some(secret)) = (form.get("client_id"), form.get("client_secret")) {
         return Some((id.clone(), secret.clone()));
     }
-    let basic = headers.get("authorization")?.to_str().ok()?.strip_prefix("Basic ")?;
+    let basic = headers
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .strip_prefix("Basic ")?;
     let decoded = String::from_utf8(STANDARD.decode(basic.trim()).ok()?).ok()?;
     let (id, secret) = decoded.split_once(':')?;
     Some((id.to_string(), secret.to_string()))
 }
 
-async fn grant(s: Arc<AppState>, tenant: String, form: HashMap<String, String>, headers: HeaderMap, v2: bool) -> Response {
+async fn grant(
+    s: Arc<AppState>,
+    tenant: String,
+    form: HashMap<String, String>,
+    headers: HeaderMap,
+    v2: bool,
+) -> Response {
     match form.get("grant_type").map(String::as_str) {
         Some("client_credentials") => {}
         Some(other) => {
@@ -129,14 +161,20 @@ async fn grant(s: Arc<AppState>, tenant: String, form: HashMap<String, String>, 
     } else {
         match form.get("resource") {
             Some(r) => r.clone(),
-            None => return bad("invalid_request", "AADSTS900144: The request body must contain the following parameter: 'resource'."),
+            None => return bad(
+                "invalid_request",
+                "AADSTS900144: The request body must contain the following parameter: 'resource'.",
+            ),
         }
     };
     let Some((client_id, secret)) = client_credentials(&form, &headers) else {
         return bad("invalid_request", "AADSTS900144: The request body must contain the following parameter: 'client_id' and 'client_secret'.");
     };
     let dir = s.directory.clone();
-    let res = tokio::task::spawn_blocking(move || dir.client_credentials(&tenant, &client_id, &secret, &resource)).await;
+    let res = tokio::task::spawn_blocking(move || {
+        dir.client_credentials(&tenant, &client_id, &secret, &resource)
+    })
+    .await;
     match res {
         Ok(Ok(g)) => {
             let mut body = json!({

@@ -107,24 +107,39 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
     let t0 = Instant::now();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| ServeError::DataDir(cfg.data_dir.clone(), e.to_string()))?;
-    let data_dir = std::fs::canonicalize(&cfg.data_dir).map_err(|e| ServeError::DataDir(cfg.data_dir.clone(), e.to_string()))?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| ServeError::DataDir(cfg.data_dir.clone(), e.to_string()))?;
+    let data_dir = std::fs::canonicalize(&cfg.data_dir)
+        .map_err(|e| ServeError::DataDir(cfg.data_dir.clone(), e.to_string()))?;
     let conn_path = data_dir.join("connection.json");
     let _ = std::fs::remove_file(&conn_path);
 
-    let store = Store::open(&data_dir.join("state.redb"))
-        .map_err(|e| ServeError::DataDir(data_dir.clone(), format!("{e} (is another recoverite using it?)")))?;
+    let store = Store::open(&data_dir.join("state.redb")).map_err(|e| {
+        ServeError::DataDir(
+            data_dir.clone(),
+            format!("{e} (is another recoverite using it?)"),
+        )
+    })?;
     let providers = providers();
     let catalog: Vec<_> = providers.iter().map(|p| p.info()).collect();
     let boot = bootstrap::load_or_create(&store, &catalog)?;
 
     let (tls, files) = tls::server_config(&data_dir).map_err(ServeError::Tls)?;
-    let listener = TcpListener::bind(("127.0.0.1", cfg.port)).map_err(|e| ServeError::Listen(cfg.port, e.to_string()))?;
-    listener.set_nonblocking(true).map_err(|e| ServeError::Listen(cfg.port, e.to_string()))?;
-    let addr = listener.local_addr().map_err(|e| ServeError::Listen(cfg.port, e.to_string()))?;
+    let listener = TcpListener::bind(("127.0.0.1", cfg.port))
+        .map_err(|e| ServeError::Listen(cfg.port, e.to_string()))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| ServeError::Listen(cfg.port, e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServeError::Listen(cfg.port, e.to_string()))?;
     let endpoint = format!("https://127.0.0.1:{}", addr.port());
 
-    let tokens = Arc::new(TokenService::start(data_dir.join("keys").join("token-signing.pem"), &endpoint, &boot.tenant_id));
+    let tokens = Arc::new(TokenService::start(
+        data_dir.join("keys").join("token-signing.pem"),
+        &endpoint,
+        &boot.tenant_id,
+    ));
     let directory = Arc::new(Directory::new(store.clone(), tokens.clone()));
     let platform = Arc::new(Platform {
         store,
@@ -147,8 +162,14 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
     });
 
     let app = axum::Router::new()
-        .route("/{tenant}/v2.0/.well-known/openid-configuration", get(entra::openid_configuration))
-        .route("/{tenant}/.well-known/openid-configuration", get(entra::openid_configuration_v1))
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(entra::openid_configuration),
+        )
+        .route(
+            "/{tenant}/.well-known/openid-configuration",
+            get(entra::openid_configuration_v1),
+        )
         .route("/{tenant}/discovery/v2.0/keys", get(entra::keys))
         .route("/{tenant}/discovery/keys", get(entra::keys))
         .route("/{tenant}/oauth2/v2.0/token", post(entra::token_v2))
@@ -161,9 +182,12 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         .with_state(state);
 
     let handle = axum_server::Handle::new();
-    let server = axum_server::from_tcp_rustls(listener, axum_server::tls_rustls::RustlsConfig::from_config(tls))
-        .handle(handle.clone())
-        .serve(app.into_make_service());
+    let server = axum_server::from_tcp_rustls(
+        listener,
+        axum_server::tls_rustls::RustlsConfig::from_config(tls),
+    )
+    .handle(handle.clone())
+    .serve(app.into_make_service());
     let server = tokio::spawn(server);
 
     let connection = Connection {
@@ -177,7 +201,8 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         dns_server: format!("127.0.0.1:{}", cfg.dns_port),
     };
     let json = serde_json::to_vec_pretty(&connection).expect("connection serialises");
-    write_atomically(&conn_path, &json).map_err(|e| ServeError::DataDir(data_dir.clone(), e.to_string()))?;
+    write_atomically(&conn_path, &json)
+        .map_err(|e| ServeError::DataDir(data_dir.clone(), e.to_string()))?;
     Ok(Running {
         connection,
         connection_file: conn_path,

@@ -31,18 +31,26 @@ fn generate(files: &TlsFiles) -> Result<(), String> {
     let e = |x: rcgen::Error| x.to_string();
     let ca_key = KeyPair::generate().map_err(e)?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
-    ca.distinguished_name.push(DnType::CommonName, "recoverite local CA");
-    ca.distinguished_name.push(DnType::OrganizationName, "recoverite");
+    ca.distinguished_name
+        .push(DnType::CommonName, "recoverite local CA");
+    ca.distinguished_name
+        .push(DnType::OrganizationName, "recoverite");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     ca.not_before = rcgen::date_time_ymd(2024, 1, 1);
     ca.not_after = rcgen::date_time_ymd(2049, 12, 31);
     let ca_cert = ca.self_signed(&ca_key).map_err(e)?;
 
     let key = KeyPair::generate().map_err(e)?;
     let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).map_err(e)?;
-    leaf.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().expect("literal ip")));
-    leaf.distinguished_name.push(DnType::CommonName, "recoverite");
+    leaf.subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().expect("literal ip")));
+    leaf.distinguished_name
+        .push(DnType::CommonName, "recoverite");
     leaf.not_before = rcgen::date_time_ymd(2024, 1, 1);
     leaf.not_after = rcgen::date_time_ymd(2049, 12, 31);
     let leaf_cert = leaf.signed_by(&key, &ca_cert, &ca_key).map_err(e)?;
@@ -65,7 +73,8 @@ pub fn server_config(data_dir: &Path) -> Result<(Arc<rustls::ServerConfig>, TlsF
         .map_err(|e| format!("{}: {e}", files.server_cert.display()))?
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{}: {e}", files.server_cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(&files.server_key).map_err(|e| format!("{}: {e}", files.server_key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&files.server_key)
+        .map_err(|e| format!("{}: {e}", files.server_key.display()))?;
     let mut cfg = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(chain, key)

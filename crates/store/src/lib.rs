@@ -70,7 +70,10 @@ impl Store {
     }
 
     /// Runs `f` in one write transaction; commits only if `f` returns `Ok`.
-    pub fn write<T, E>(&self, f: impl FnOnce(&mut WriteTx) -> std::result::Result<T, E>) -> std::result::Result<T, E>
+    pub fn write<T, E>(
+        &self,
+        f: impl FnOnce(&mut WriteTx) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E>
     where
         E: From<StoreError>,
     {
@@ -91,17 +94,23 @@ pub trait Reader {
     fn get_json<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<T>> {
         match self.get(table, key)? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt {
-                    table: table.0,
-                    key: key.to_string(),
-                    err: e.to_string(),
-                }),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt {
+                        table: table.0,
+                        key: key.to_string(),
+                        err: e.to_string(),
+                    })
+            }
         }
     }
 
-    fn scan_json<T: DeserializeOwned>(&self, table: Table, prefix: &str) -> Result<Vec<(String, T)>> {
+    fn scan_json<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>> {
         self.scan_prefix(table, prefix)?
             .into_iter()
             .map(|(k, v)| {
@@ -117,11 +126,17 @@ pub trait Reader {
     }
 }
 
-fn get_in<T: ReadableTable<&'static str, &'static [u8]>>(t: &T, key: &str) -> Result<Option<Vec<u8>>> {
+fn get_in<T: ReadableTable<&'static str, &'static [u8]>>(
+    t: &T,
+    key: &str,
+) -> Result<Option<Vec<u8>>> {
     Ok(t.get(key)?.map(|v| v.value().to_vec()))
 }
 
-fn scan_in<T: ReadableTable<&'static str, &'static [u8]>>(t: &T, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+fn scan_in<T: ReadableTable<&'static str, &'static [u8]>>(
+    t: &T,
+    prefix: &str,
+) -> Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
     for item in t.range(prefix..)? {
         let (k, v) = item?;
@@ -191,7 +206,11 @@ impl WriteTx {
 
     /// Removes every key starting with `prefix`; returns the removed keys.
     pub fn delete_prefix(&mut self, table: Table, prefix: &str) -> Result<Vec<String>> {
-        let keys: Vec<String> = self.scan_prefix(table, prefix)?.into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<String> = self
+            .scan_prefix(table, prefix)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         let mut t = self.tx.open_table(table.def())?;
         for k in &keys {
             t.remove(k.as_str())?;
@@ -257,7 +276,9 @@ mod tests {
         let path = dir.path().join("s.redb");
         {
             let store = Store::open(&path).unwrap();
-            store.write(|tx| tx.put_json(T, "k", &serde_json::json!({"x": 1}))).unwrap();
+            store
+                .write(|tx| tx.put_json(T, "k", &serde_json::json!({"x": 1})))
+                .unwrap();
         }
         let store = Store::open(&path).unwrap();
         let v: Option<serde_json::Value> = store.read(|tx| tx.get_json(T, "k")).unwrap();
