@@ -116,6 +116,12 @@ def test_provider_registration_and_auto_registration_by_the_sdk(server):
     u = msi.user_assigned_identities.create_or_update("reg-rg", "uai-1", {"location": "eastus"})
     assert u.principal_id
     assert rm.providers.get("Microsoft.ManagedIdentity").registration_state == "Registered"
+    # Recovery Services can be registered up front, as automation does.
+    rm.providers.unregister("Microsoft.RecoveryServices")
+    assert rm.providers.get("Microsoft.RecoveryServices").registration_state == "NotRegistered"
+    assert rm.providers.register("Microsoft.RecoveryServices").registration_state == "Registered"
+    with pytest.raises(ResourceNotFoundError) as e:
+        rm.providers.get("Microsoft.NoSuchThing")
     providers = {p.namespace for p in rm.providers.list()}
     assert {"Microsoft.Resources", "Microsoft.Authorization", "Microsoft.ManagedIdentity"} <= providers
     rm.resource_groups.begin_delete("reg-rg").result()
@@ -210,6 +216,9 @@ def test_builtin_roles_have_real_guids(server):
         assert defs[name].name == guid, name
     c = auth.role_definitions.get(f"/subscriptions/{server.sub}", CONTRIBUTOR)
     assert "Microsoft.Authorization/*/Write" in c.permissions[0].not_actions
+    # The tenant-scope id of a built-in role resolves too.
+    o = auth.role_definitions.get_by_id(f"/providers/Microsoft.Authorization/roleDefinitions/{OWNER}")
+    assert o.role_name == "Owner" and o.permissions[0].actions == ["*"]
 
 
 def test_managed_identity_receives_a_role(server):

@@ -278,3 +278,28 @@ impl Ctx {
         self.platform.authz.is_allowed(&self.caller, action, scope)
     }
 }
+
+/// A namespace that can be registered before recoverite serves any of its
+/// resource types (so automation that registers providers up front works).
+pub struct RegistrationOnly(pub &'static str);
+
+impl Provider for RegistrationOnly {
+    fn info(&self) -> ProviderInfo {
+        ProviderInfo {
+            namespace: self.0,
+            resource_types: Vec::new(),
+            requires_registration: true,
+        }
+    }
+
+    fn handle(&self, _: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+        Err(ArmError::bad_request(
+            "InvalidResourceType",
+            format!(
+                "recoverite does not serve resource types of '{}' yet ({}).",
+                self.0,
+                req.path.id()
+            ),
+        ))
+    }
+}

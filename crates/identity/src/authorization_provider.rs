@@ -96,8 +96,11 @@ impl Provider for AuthorizationProvider {
             .provider
             .as_ref()
             .expect("checked by default_operation");
-        // Anyone signed in may ask what they themselves are allowed to do.
-        op.public = p.types[0].eq_ignore_ascii_case("permissions");
+        // Anyone signed in may ask what they themselves are allowed to do, and
+        // read role definitions (built-in ones live at tenant scope).
+        op.public = p.types[0].eq_ignore_ascii_case("permissions")
+            || (p.types[0].eq_ignore_ascii_case("roleDefinitions")
+                && req.method == http::Method::GET);
         Ok(op)
     }
 

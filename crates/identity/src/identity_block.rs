@@ -136,3 +136,86 @@ pub fn apply(
     block.insert("type".into(), json!(t));
     Ok(Some(Value::Object(block)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use recoverite_store::Store;
+
+    const VAULT: &str =
+        "/subscriptions/s/resourceGroups/rg/providers/Microsoft.RecoveryServices/vaults/v";
+    const UAI: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/u";
+
+    #[test]
+    fn system_and_user_assigned_lifecycle() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        store
+            .write(|tx| -> Result<(), ArmError> {
+                let uai = principals::ensure_managed_identity(tx, UAI, PrincipalKind::UserAssigned)?;
+                let sys = apply(tx, "t", VAULT, Some(&json!({"type": "SystemAssigned"})), None, CombinedStyle::Spaced)?.unwrap();
+                let pid = sys["principalId"].as_str().unwrap().to_string();
+                assert_eq!(sys["type"], "SystemAssigned");
+                // Adding a user-assigned identity keeps the same system principal.
+                let both = apply(
+                    tx,
+                    "t",
+                    VAULT,
+                    Some(&json!({"type": "SystemAssigned, UserAssigned", "userAssignedIdentities": {UAI: {}}})),
+                    Some(&sys),
+                    CombinedStyle::Spaced,
+                )?
+                .unwrap();
+                assert_eq!(both["type"], "SystemAssigned, UserAssigned");
+                assert_eq!(both["principalId"], pid.as_str());
+                assert_eq!(both["userAssignedIdentities"][UAI]["principalId"], uai.object_id.as_str());
+                let compact = apply(
+                    tx,
+                    "t",
+                    VAULT,
+                    Some(&json!({"type": "SystemAssigned,UserAssigned", "userAssignedIdentities": {UAI: {}}})),
+                    Some(&both),
+                    CombinedStyle::Compact,
+                )?
+                .unwrap();
+                assert_eq!(compact["type"], "SystemAssigned,UserAssigned");
+                // None removes the system principal from the directory.
+                assert!(apply(tx, "t", VAULT, Some(&json!({"type": "None"})), Some(&both), CombinedStyle::Spaced)?.is_none());
+                assert!(principals::get(tx, &pid)?.is_none());
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn unknown_user_assigned_identity_and_bad_type_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let e = store
+            .write(|tx| {
+                apply(
+                    tx,
+                    "t",
+                    VAULT,
+                    Some(&json!({"type": "UserAssigned", "userAssignedIdentities": {UAI: {}}})),
+                    None,
+                    CombinedStyle::Spaced,
+                )
+            })
+            .unwrap_err();
+        assert_eq!(e.code(), "FailedIdentityOperation");
+        let e = store
+            .write(|tx| {
+                apply(
+                    tx,
+                    "t",
+                    VAULT,
+                    Some(&json!({"type": "Sometimes"})),
+                    None,
+                    CombinedStyle::Spaced,
+                )
+            })
+            .unwrap_err();
+        assert_eq!(e.code(), "InvalidIdentityType");
+    }
+}

@@ -16,6 +16,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use serde::Serialize;
 
+use recoverite_arm::provider::RegistrationOnly;
 use recoverite_arm::{Environment, Platform, Provider, Router};
 use recoverite_identity::authorization_provider::AuthorizationProvider;
 use recoverite_identity::{Directory, DirectoryCascade, TokenService};
@@ -84,6 +85,13 @@ pub fn providers() -> Vec<Arc<dyn Provider>> {
         Arc::new(recoverite_rp_resources::ResourcesProvider),
         Arc::new(AuthorizationProvider),
         Arc::new(recoverite_rp_msi::ManagedIdentityProvider),
+        // Registrable now; their resource types arrive with later issues.
+        Arc::new(RegistrationOnly("Microsoft.RecoveryServices")),
+        Arc::new(RegistrationOnly("Microsoft.DataProtection")),
+        Arc::new(RegistrationOnly("Microsoft.Network")),
+        Arc::new(RegistrationOnly("Microsoft.Storage")),
+        Arc::new(RegistrationOnly("Microsoft.Compute")),
+        Arc::new(RegistrationOnly("Microsoft.KeyVault")),
     ]
 }
 

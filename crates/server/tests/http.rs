@@ -78,14 +78,25 @@ impl Client {
 }
 
 async fn boot(dir: &Path) -> Running {
-    start(ServeConfig {
-        data_dir: dir.to_path_buf(),
-        port: 0,
-        dns_port: 0,
-        poll_after_secs: 1,
-    })
-    .await
-    .expect("server starts")
+    // After an in-process shutdown, connection tasks may hold the store for a
+    // moment longer; wait for them rather than fail.
+    let mut tries = 0;
+    loop {
+        let cfg = ServeConfig {
+            data_dir: dir.to_path_buf(),
+            port: 0,
+            dns_port: 0,
+            poll_after_secs: 1,
+        };
+        match start(cfg).await {
+            Ok(r) => return r,
+            Err(e) if tries < 100 && e.to_string().contains("lock") => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("server starts: {e}"),
+        }
+    }
 }
 
 fn owner(c: &Client, r: &Running) -> String {
