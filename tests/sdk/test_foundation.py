@@ -363,3 +363,42 @@ def test_subscription_tenant_and_locations(server):
     assert locs["eastus"].display_name == "East US"
     assert locs["eastus"].metadata.paired_region[0].name == "westus"
     assert [t.tenant_id for t in sc.tenants.list()] == [server.conn["tenantId"]]
+
+
+def test_kill_9_during_writes_leaves_no_half_written_resource(server):
+    import threading
+
+    token = server.token()
+    stop = threading.Event()
+    acked = []
+
+    def writer():
+        for i in range(100000):
+            if stop.is_set():
+                return
+            try:
+                r = server.http("PUT", f"/subscriptions/{server.sub}/resourcegroups/crash-{i}?api-version={RG_API}",
+                                token=token, json={"location": "eastus", "tags": {"i": str(i), "pad": "x" * 200}}, timeout=2)
+            except requests.RequestException:
+                return
+            if r.status_code == 201:
+                acked.append(i)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    time.sleep(0.7)
+    server.proc.kill()  # SIGKILL: no shutdown path runs
+    server.proc.wait()
+    stop.set()
+    t.join()
+    assert acked, "some writes were acknowledged before the kill"
+    server.start()
+    rm = server.client(ResourceManagementClient)
+    groups = {g.name: g for g in rm.resource_groups.list() if g.name.startswith("crash-")}
+    # Every acknowledged write is there, and nothing is half-written.
+    assert {f"crash-{i}" for i in acked} <= set(groups)
+    for name, g in groups.items():
+        assert g.tags == {"i": name.split("-")[1], "pad": "x" * 200}
+        assert g.properties.provisioning_state == "Succeeded"
+    for name in groups:
+        server.http("DELETE", f"/subscriptions/{server.sub}/resourcegroups/{name}?api-version={RG_API}")

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue, Method};
 use serde_json::json;
 
+use recoverite_arm::lro::{self, OperationRecord};
 use recoverite_arm::registration::{self, Registration};
 use recoverite_arm::{
     resource, ArmError, ArmRequest, Authorizer, Caller, Ctx, Environment, Platform, Provider,
@@ -52,8 +53,15 @@ impl Provider for Things {
     }
     fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         if req.method == Method::PUT {
-            ctx.store()
-                .write(|tx| resource::put(tx, &req.path.id(), &json!({"id": req.path.id()})))?;
+            // An asynchronous create: the record is written with the resource.
+            let op = ctx.store().write(|tx| {
+                resource::put(tx, &req.path.id(), &json!({"id": req.path.id()}))?;
+                let op = OperationRecord::new(ctx, "Test.Things", &req.path.id()).succeed(None);
+                op.save(tx)?;
+                Ok::<_, ArmError>(op)
+            })?;
+            let url = lro::status_url(ctx, SUB, "eastus", &op, &req.api_version);
+            return Ok(Reply::created(json!({})).header("Azure-AsyncOperation", url));
         }
         Ok(Reply::ok(
             json!({"filtered": ctx.filtered_action.is_some()}),
@@ -236,4 +244,56 @@ fn lists_without_access_are_filtered_not_refused() {
     assert_eq!(reply.body.unwrap()["filtered"], true);
     let reply = call(&r, Method::GET, &list, "api-version=2024-01-01", "owner").unwrap();
     assert_eq!(reply.body.unwrap()["filtered"], false);
+}
+
+#[test]
+fn async_operation_status_is_served_generically() {
+    let (r, _d) = setup();
+    let thing = format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Test.Things/things/a");
+    let reply = call(&r, Method::PUT, &thing, "api-version=2024-01-01", "owner").unwrap();
+    let url = reply
+        .headers
+        .iter()
+        .find(|(k, _)| k == "Azure-AsyncOperation")
+        .unwrap()
+        .1
+        .clone();
+    let (path, query) = url.trim_start_matches("https://x").split_once('?').unwrap();
+    let status = call(&r, Method::GET, path, query, "owner").unwrap();
+    let body = status.body.unwrap();
+    assert_eq!(body["status"], "Succeeded");
+    assert!(body["startTime"].is_string() && body["endTime"].is_string());
+    // Someone without access to the resource cannot read its operations.
+    assert_eq!(
+        code(call(&r, Method::GET, path, query, "reader")),
+        "OperationNotFound"
+    );
+    let results = path.replace("operationStatuses", "operationResults");
+    assert_eq!(
+        call(&r, Method::GET, &results, query, "owner")
+            .unwrap()
+            .status,
+        204
+    );
+}
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        #[test]
+        fn any_path_query_and_body(
+            path in "(/[A-Za-z0-9%._~!$'()*+,;=:@-]{0,12}){0,12}",
+            query in "[A-Za-z0-9%=&+$-]{0,40}",
+            body in proptest::collection::vec(any::<u8>(), 0..64),
+            method in prop_oneof![Just(Method::GET), Just(Method::PUT), Just(Method::POST), Just(Method::DELETE), Just(Method::PATCH), Just(Method::HEAD)],
+        ) {
+            let (r, _d) = setup();
+            let mut headers = HeaderMap::new();
+            headers.insert("authorization", HeaderValue::from_static("Bearer owner"));
+            let _ = r.dispatch(RawRequest { method, path, query: Some(query), headers, body, base_url: "https://x".into() });
+        }
+    }
 }
