@@ -39,7 +39,7 @@ pub fn unsupported(v: &str, resource_type: &str, location: &str, supported: &[&s
     ArmError::bad_request(
         "NoRegisteredProviderFound",
         format!(
-            "No registered resource provider found for location '{location}' and API version '{v}' for type '{}'. The supported api-versions are '{}'. The supported locations are ''.",
+            "No registered resource provider found for location '{location}' and API version '{v}' for type '{}'. The supported api-versions are '{}'.",
             resource_type.split_once('/').map(|x| x.1).unwrap_or(resource_type),
             supported.join(", ")
         ),

@@ -114,6 +114,7 @@ pub async fn cloud_metadata(State(s): State<Arc<AppState>>) -> Response {
         "graphEndpoint": a,
         "portalEndpoint": a,
         "graphAudience": "https://graph.microsoft.com",
+        "microsoftGraphResourceId": "https://graph.microsoft.com/",
         "authentication": {
             "loginEndpoint": a,
             "audiences": ["https://management.core.windows.net/", "https://management.azure.com/"],
