@@ -303,3 +303,57 @@ impl Provider for RegistrationOnly {
         ))
     }
 }
+
+/// Several crates serving one namespace (Microsoft.Network holds virtual
+/// networks and private DNS zones): requests go to the member that declares
+/// the path's top-level type.
+pub struct NamespaceGroup {
+    pub members: Vec<Arc<dyn Provider>>,
+}
+
+impl NamespaceGroup {
+    fn member(&self, req: &ArmRequest) -> Result<&Arc<dyn Provider>, ArmError> {
+        let first = req
+            .path
+            .provider
+            .as_ref()
+            .and_then(|p| p.types.first())
+            .cloned()
+            .unwrap_or_default();
+        self.members
+            .iter()
+            .find(|m| {
+                m.info().resource_types.iter().any(|t| {
+                    t.name.split('/').next().is_some_and(|top| top.eq_ignore_ascii_case(&first))
+                })
+            })
+            .ok_or_else(|| {
+                ArmError::bad_request(
+                    "InvalidResourceType",
+                    format!(
+                        "The resource type '{first}' could not be found in the namespace '{}' for api version '{}'.",
+                        self.info().namespace,
+                        req.api_version
+                    ),
+                )
+            })
+    }
+}
+
+impl Provider for NamespaceGroup {
+    fn info(&self) -> ProviderInfo {
+        let mut info = self.members[0].info();
+        for m in &self.members[1..] {
+            info.resource_types.extend(m.info().resource_types);
+        }
+        info
+    }
+
+    fn operation(&self, req: &ArmRequest) -> Result<Operation, ArmError> {
+        self.member(req)?.operation(req)
+    }
+
+    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+        self.member(req)?.handle(ctx, req)
+    }
+}

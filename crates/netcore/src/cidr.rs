@@ -9,9 +9,12 @@ pub use ipnet::Ipv4Net;
 pub fn parse_prefix(s: &str) -> Result<Ipv4Net, String> {
     let s = s.trim();
     let net: Ipv4Net = if s.contains('/') {
-        s.parse().map_err(|_| format!("'{s}' is not a valid IPv4 CIDR prefix"))?
+        s.parse()
+            .map_err(|_| format!("'{s}' is not a valid IPv4 CIDR prefix"))?
     } else {
-        let ip: Ipv4Addr = s.parse().map_err(|_| format!("'{s}' is not a valid IPv4 address"))?;
+        let ip: Ipv4Addr = s
+            .parse()
+            .map_err(|_| format!("'{s}' is not a valid IPv4 address"))?;
         Ipv4Net::new(ip, 32).expect("32 is a valid length")
     };
     if net.network() != net.addr() {
@@ -45,7 +48,9 @@ mod tests {
     #[test]
     fn parsing() {
         assert_eq!(parse_prefix("10.0.0.0/16").unwrap().prefix_len(), 16);
-        assert!(parse_prefix("10.0.0.1/16").unwrap_err().contains("host bits"));
+        assert!(parse_prefix("10.0.0.1/16")
+            .unwrap_err()
+            .contains("host bits"));
         assert!(parse_prefix("10.0.0.0/33").is_err());
         assert_eq!(parse_prefix("1.2.3.4").unwrap().prefix_len(), 32);
     }

@@ -17,7 +17,10 @@ pub const LARGEST_PREFIX: u8 = 2;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IpamError {
     /// Not enough free addresses: how many were needed and how many are free.
-    Exhausted { needed: u64, free: u64 },
+    Exhausted {
+        needed: u64,
+        free: u64,
+    },
     Reserved(Ipv4Addr),
     InUse(Ipv4Addr),
     OutOfRange(Ipv4Addr),
@@ -187,12 +190,27 @@ mod tests {
     fn reserved_addresses_and_lowest_first() {
         let mut p = pool("10.0.1.0/24");
         assert_eq!(p.capacity(), 251);
-        assert_eq!(p.allocate().unwrap(), "10.0.1.4".parse::<Ipv4Addr>().unwrap());
-        assert_eq!(p.allocate().unwrap(), "10.0.1.5".parse::<Ipv4Addr>().unwrap());
-        assert_eq!(p.claim("10.0.1.255".parse().unwrap()), Err(IpamError::Reserved("10.0.1.255".parse().unwrap())));
-        assert_eq!(p.claim("10.0.1.3".parse().unwrap()), Err(IpamError::Reserved("10.0.1.3".parse().unwrap())));
+        assert_eq!(
+            p.allocate().unwrap(),
+            "10.0.1.4".parse::<Ipv4Addr>().unwrap()
+        );
+        assert_eq!(
+            p.allocate().unwrap(),
+            "10.0.1.5".parse::<Ipv4Addr>().unwrap()
+        );
+        assert_eq!(
+            p.claim("10.0.1.255".parse().unwrap()),
+            Err(IpamError::Reserved("10.0.1.255".parse().unwrap()))
+        );
+        assert_eq!(
+            p.claim("10.0.1.3".parse().unwrap()),
+            Err(IpamError::Reserved("10.0.1.3".parse().unwrap()))
+        );
         p.release("10.0.1.4".parse().unwrap());
-        assert_eq!(p.allocate().unwrap(), "10.0.1.4".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(
+            p.allocate().unwrap(),
+            "10.0.1.4".parse::<Ipv4Addr>().unwrap()
+        );
     }
 
     #[test]
@@ -212,7 +230,10 @@ mod tests {
         let all = p.allocate_n(p.capacity()).unwrap();
         assert_eq!(all.len(), 65531);
         assert_eq!(all[0], "10.1.0.4".parse::<Ipv4Addr>().unwrap());
-        assert_eq!(*all.last().unwrap(), "10.1.255.254".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(
+            *all.last().unwrap(),
+            "10.1.255.254".parse::<Ipv4Addr>().unwrap()
+        );
         assert!(p.allocate().is_err());
     }
 

@@ -104,7 +104,14 @@ pub struct Decision {
 pub const MIN_PRIORITY: u32 = 100;
 pub const MAX_PRIORITY: u32 = 4096;
 
-fn default(name: &str, priority: u32, direction: Direction, src: &str, dst: &str, access: Access) -> Rule {
+fn default(
+    name: &str,
+    priority: u32,
+    direction: Direction,
+    src: &str,
+    dst: &str,
+    access: Access,
+) -> Rule {
     Rule {
         name: name.to_string(),
         priority,
@@ -123,11 +130,39 @@ pub fn default_rules() -> Vec<Rule> {
     use Access::*;
     use Direction::*;
     vec![
-        default("AllowVnetInBound", 65000, Inbound, "VirtualNetwork", "VirtualNetwork", Allow),
-        default("AllowAzureLoadBalancerInBound", 65001, Inbound, "AzureLoadBalancer", "*", Allow),
+        default(
+            "AllowVnetInBound",
+            65000,
+            Inbound,
+            "VirtualNetwork",
+            "VirtualNetwork",
+            Allow,
+        ),
+        default(
+            "AllowAzureLoadBalancerInBound",
+            65001,
+            Inbound,
+            "AzureLoadBalancer",
+            "*",
+            Allow,
+        ),
         default("DenyAllInBound", 65500, Inbound, "*", "*", Deny),
-        default("AllowVnetOutBound", 65000, Outbound, "VirtualNetwork", "VirtualNetwork", Allow),
-        default("AllowInternetOutBound", 65001, Outbound, "*", "Internet", Allow),
+        default(
+            "AllowVnetOutBound",
+            65000,
+            Outbound,
+            "VirtualNetwork",
+            "VirtualNetwork",
+            Allow,
+        ),
+        default(
+            "AllowInternetOutBound",
+            65001,
+            Outbound,
+            "*",
+            "Internet",
+            Allow,
+        ),
         default("DenyAllOutBound", 65500, Outbound, "*", "*", Deny),
     ]
 }
@@ -143,7 +178,10 @@ pub fn validate(rules: &[Rule]) -> Result<(), String> {
         }
     }
     for (i, a) in rules.iter().enumerate() {
-        if let Some(b) = rules[i + 1..].iter().find(|b| b.priority == a.priority && b.direction == a.direction) {
+        if let Some(b) = rules[i + 1..]
+            .iter()
+            .find(|b| b.priority == a.priority && b.direction == a.direction)
+        {
             return Err(format!(
                 "Security rule {} conflicts with rule {}. Rules cannot have the same Priority and Direction.",
                 a.name, b.name
@@ -158,15 +196,27 @@ impl Rule {
         self.direction == f.direction
             && self.protocol.covers(f.protocol)
             && self.source_ports.iter().any(|p| p.contains(f.source_port))
-            && self.destination_ports.iter().any(|p| p.contains(f.destination_port))
-            && self.source_prefixes.iter().any(|p| prefix_matches(p, &f.source, ctx))
-            && self.destination_prefixes.iter().any(|p| prefix_matches(p, &f.destination, ctx))
+            && self
+                .destination_ports
+                .iter()
+                .any(|p| p.contains(f.destination_port))
+            && self
+                .source_prefixes
+                .iter()
+                .any(|p| prefix_matches(p, &f.source, ctx))
+            && self
+                .destination_prefixes
+                .iter()
+                .any(|p| prefix_matches(p, &f.destination, ctx))
     }
 }
 
 /// Evaluates one NSG (its own rules, then the defaults).
 pub fn evaluate(custom: &[Rule], flow: &Flow, ctx: &TagContext) -> Decision {
-    let mut ordered: Vec<&Rule> = custom.iter().filter(|r| r.direction == flow.direction).collect();
+    let mut ordered: Vec<&Rule> = custom
+        .iter()
+        .filter(|r| r.direction == flow.direction)
+        .collect();
     ordered.sort_by_key(|r| r.priority);
     if let Some(r) = ordered.into_iter().find(|r| r.matches(flow, ctx)) {
         return Decision {
@@ -198,7 +248,9 @@ impl CompiledNsg {
         let mut all: Vec<Rule> = custom.to_vec();
         all.extend(default_rules());
         all.sort_by_key(|r| r.priority);
-        let (inbound, outbound) = all.into_iter().partition(|r| r.direction == Direction::Inbound);
+        let (inbound, outbound) = all
+            .into_iter()
+            .partition(|r| r.direction == Direction::Inbound);
         CompiledNsg { inbound, outbound }
     }
 
@@ -207,8 +259,15 @@ impl CompiledNsg {
             Direction::Inbound => &self.inbound,
             Direction::Outbound => &self.outbound,
         };
-        let r = list.iter().find(|r| r.matches(flow, ctx)).expect("DenyAll closes the list");
-        let kind = if r.priority >= 65000 { "defaultSecurityRules" } else { "securityRules" };
+        let r = list
+            .iter()
+            .find(|r| r.matches(flow, ctx))
+            .expect("DenyAll closes the list");
+        let kind = if r.priority >= 65000 {
+            "defaultSecurityRules"
+        } else {
+            "securityRules"
+        };
         Decision {
             access: r.access,
             rule: format!("{kind}/{}", r.name),
@@ -230,7 +289,9 @@ mod tests {
     }
 
     fn vm() -> Endpoint {
-        Endpoint::Private { ip: "10.0.1.4".parse().unwrap() }
+        Endpoint::Private {
+            ip: "10.0.1.4".parse().unwrap(),
+        }
     }
 
     fn ctx() -> TagContext {
@@ -267,8 +328,23 @@ mod tests {
     #[test]
     fn defaults_allow_internet_and_vnet_outbound() {
         let d = evaluate(&[], &out(storage_east(), 443), &ctx());
-        assert_eq!(d, Decision { access: Access::Allow, rule: "defaultSecurityRules/AllowInternetOutBound".into() });
-        let d = evaluate(&[], &out(Endpoint::Private { ip: "10.0.2.9".parse().unwrap() }, 22), &ctx());
+        assert_eq!(
+            d,
+            Decision {
+                access: Access::Allow,
+                rule: "defaultSecurityRules/AllowInternetOutBound".into()
+            }
+        );
+        let d = evaluate(
+            &[],
+            &out(
+                Endpoint::Private {
+                    ip: "10.0.2.9".parse().unwrap(),
+                },
+                22,
+            ),
+            &ctx(),
+        );
         assert_eq!(d.rule, "defaultSecurityRules/AllowVnetOutBound");
     }
 
@@ -277,19 +353,43 @@ mod tests {
         // Deny Internet, then allow Storage.EastUS on 443 at a lower number.
         let mut rules = vec![rule("deny-internet", 4000, Access::Deny, "Internet", "*")];
         let d = evaluate(&rules, &out(storage_east(), 443), &ctx());
-        assert_eq!((d.access, d.rule.as_str()), (Access::Deny, "securityRules/deny-internet"));
-        rules.push(rule("allow-storage", 100, Access::Allow, "Storage.EastUS", "443"));
-        assert_eq!(evaluate(&rules, &out(storage_east(), 443), &ctx()).access, Access::Allow);
-        assert_eq!(evaluate(&rules, &out(storage_east(), 80), &ctx()).access, Access::Deny);
+        assert_eq!(
+            (d.access, d.rule.as_str()),
+            (Access::Deny, "securityRules/deny-internet")
+        );
+        rules.push(rule(
+            "allow-storage",
+            100,
+            Access::Allow,
+            "Storage.EastUS",
+            "443",
+        ));
+        assert_eq!(
+            evaluate(&rules, &out(storage_east(), 443), &ctx()).access,
+            Access::Allow
+        );
+        assert_eq!(
+            evaluate(&rules, &out(storage_east(), 80), &ctx()).access,
+            Access::Deny
+        );
         let compiled = CompiledNsg::new(&rules);
-        assert_eq!(compiled.evaluate(&out(storage_east(), 443), &ctx()), evaluate(&rules, &out(storage_east(), 443), &ctx()));
+        assert_eq!(
+            compiled.evaluate(&out(storage_east(), 443), &ctx()),
+            evaluate(&rules, &out(storage_east(), 443), &ctx())
+        );
     }
 
     #[test]
     fn priority_rules() {
         let a = rule("a", 100, Access::Allow, "*", "*");
-        assert!(validate(&[a.clone(), rule("b", 100, Access::Deny, "*", "*")]).unwrap_err().contains("same Priority"));
-        assert!(validate(&[rule("c", 99, Access::Deny, "*", "*")]).unwrap_err().contains("Allowed range 100-4096"));
+        assert!(
+            validate(&[a.clone(), rule("b", 100, Access::Deny, "*", "*")])
+                .unwrap_err()
+                .contains("same Priority")
+        );
+        assert!(validate(&[rule("c", 99, Access::Deny, "*", "*")])
+            .unwrap_err()
+            .contains("Allowed range 100-4096"));
         let mut inbound = a.clone();
         inbound.direction = Direction::Inbound;
         assert!(validate(&[a, inbound]).is_ok());

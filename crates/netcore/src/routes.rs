@@ -75,9 +75,16 @@ pub struct NextHop {
 
 impl RouteContext {
     fn service_endpoint_covers(&self, dst: &Endpoint) -> bool {
-        let Endpoint::Service { service, region, .. } = dst else { return false };
+        let Endpoint::Service {
+            service, region, ..
+        } = dst
+        else {
+            return false;
+        };
         self.service_endpoints.iter().any(|(svc, locations)| {
-            svc.strip_prefix("Microsoft.").unwrap_or(svc).eq_ignore_ascii_case(service)
+            svc.strip_prefix("Microsoft.")
+                .unwrap_or(svc)
+                .eq_ignore_ascii_case(service)
                 && (locations.is_empty()
                     || locations.iter().any(|l| {
                         l == "*" || region.as_deref().map(fold_region) == Some(fold_region(l))
@@ -157,10 +164,31 @@ mod tests {
     #[test]
     fn system_routes() {
         let c = base();
-        assert_eq!(c.next_hop(&Endpoint::Private { ip: "10.0.5.5".parse().unwrap() }).next_hop, NextHopType::VnetLocal);
-        assert_eq!(c.next_hop(&Endpoint::Private { ip: "10.1.5.5".parse().unwrap() }).next_hop, NextHopType::VNetPeering);
-        assert_eq!(c.next_hop(&storage("eastus")).next_hop, NextHopType::Internet);
-        assert_eq!(c.next_hop(&Endpoint::Private { ip: "10.9.0.1".parse().unwrap() }).next_hop, NextHopType::None);
+        assert_eq!(
+            c.next_hop(&Endpoint::Private {
+                ip: "10.0.5.5".parse().unwrap()
+            })
+            .next_hop,
+            NextHopType::VnetLocal
+        );
+        assert_eq!(
+            c.next_hop(&Endpoint::Private {
+                ip: "10.1.5.5".parse().unwrap()
+            })
+            .next_hop,
+            NextHopType::VNetPeering
+        );
+        assert_eq!(
+            c.next_hop(&storage("eastus")).next_hop,
+            NextHopType::Internet
+        );
+        assert_eq!(
+            c.next_hop(&Endpoint::Private {
+                ip: "10.9.0.1".parse().unwrap()
+            })
+            .next_hop,
+            NextHopType::None
+        );
     }
 
     #[test]
@@ -173,12 +201,28 @@ mod tests {
             next_hop_ip: Some("10.0.9.4".parse().unwrap()),
         });
         let hop = c.next_hop(&storage("eastus"));
-        assert_eq!((hop.next_hop, hop.route.as_deref()), (NextHopType::VirtualAppliance, Some("to-nva")));
-        c.service_endpoints.push(("Microsoft.Storage".into(), vec!["eastus".into()]));
-        assert_eq!(c.next_hop(&storage("eastus")).next_hop, NextHopType::VirtualNetworkServiceEndpoint);
+        assert_eq!(
+            (hop.next_hop, hop.route.as_deref()),
+            (NextHopType::VirtualAppliance, Some("to-nva"))
+        );
+        c.service_endpoints
+            .push(("Microsoft.Storage".into(), vec!["eastus".into()]));
+        assert_eq!(
+            c.next_hop(&storage("eastus")).next_hop,
+            NextHopType::VirtualNetworkServiceEndpoint
+        );
         // The endpoint covers only its listed locations.
-        assert_eq!(c.next_hop(&storage("westeurope")).next_hop, NextHopType::VirtualAppliance);
+        assert_eq!(
+            c.next_hop(&storage("westeurope")).next_hop,
+            NextHopType::VirtualAppliance
+        );
         // VNet-local traffic stays local.
-        assert_eq!(c.next_hop(&Endpoint::Private { ip: "10.0.5.5".parse().unwrap() }).next_hop, NextHopType::VnetLocal);
+        assert_eq!(
+            c.next_hop(&Endpoint::Private {
+                ip: "10.0.5.5".parse().unwrap()
+            })
+            .next_hop,
+            NextHopType::VnetLocal
+        );
     }
 }

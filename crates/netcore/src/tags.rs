@@ -24,7 +24,14 @@ pub const SERVICES: &[&str] = &[
 ];
 
 /// Tags that have regional variants (`Storage.EastUS`).
-pub const REGIONAL: &[&str] = &["Storage", "EventHub", "AzureKeyVault", "AzureBackup", "AzureMonitor", "ServiceBus"];
+pub const REGIONAL: &[&str] = &[
+    "Storage",
+    "EventHub",
+    "AzureKeyVault",
+    "AzureBackup",
+    "AzureMonitor",
+    "ServiceBus",
+];
 
 pub const AZURE_LOAD_BALANCER_IP: Ipv4Addr = Ipv4Addr::new(168, 63, 129, 16);
 
@@ -34,7 +41,11 @@ pub enum Endpoint {
     /// An address inside a virtual network (model address, e.g. 10.0.1.4).
     Private { ip: Ipv4Addr },
     /// A public address of an Azure service in a region.
-    Service { ip: Ipv4Addr, service: String, region: Option<String> },
+    Service {
+        ip: Ipv4Addr,
+        service: String,
+        region: Option<String>,
+    },
     /// The platform's load-balancer probe source.
     LoadBalancer,
     /// Any other public address.
@@ -44,7 +55,9 @@ pub enum Endpoint {
 impl Endpoint {
     pub fn ip(&self) -> Ipv4Addr {
         match self {
-            Endpoint::Private { ip } | Endpoint::Service { ip, .. } | Endpoint::Internet { ip } => *ip,
+            Endpoint::Private { ip } | Endpoint::Service { ip, .. } | Endpoint::Internet { ip } => {
+                *ip
+            }
             Endpoint::LoadBalancer => AZURE_LOAD_BALANCER_IP,
         }
     }
@@ -52,7 +65,10 @@ impl Endpoint {
 
 /// `EastUS`, `eastus`, `East US` → `eastus`.
 pub fn fold_region(s: &str) -> String {
-    s.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_lowercase).collect()
+    s.chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 fn service_name(s: &str) -> Option<&'static str> {
@@ -66,7 +82,10 @@ pub fn is_valid_prefix(prefix: &str) -> bool {
     if p == "*" || p.parse::<Ipv4Net>().is_ok() || p.parse::<Ipv4Addr>().is_ok() {
         return true;
     }
-    if ["VirtualNetwork", "Internet", "AzureLoadBalancer"].iter().any(|t| t.eq_ignore_ascii_case(p)) {
+    if ["VirtualNetwork", "Internet", "AzureLoadBalancer"]
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(p))
+    {
         return true;
     }
     match p.split_once('.') {
@@ -105,7 +124,12 @@ pub fn prefix_matches(prefix: &str, ep: &Endpoint, ctx: &TagContext) -> bool {
     if p.eq_ignore_ascii_case("Internet") {
         return matches!(ep, Endpoint::Service { .. } | Endpoint::Internet { .. });
     }
-    let Endpoint::Service { service, region, .. } = ep else { return false };
+    let Endpoint::Service {
+        service, region, ..
+    } = ep
+    else {
+        return false;
+    };
     let (tag, tag_region) = match p.split_once('.') {
         Some((t, r)) => (t, Some(fold_region(r))),
         None => (p, None),
@@ -136,9 +160,17 @@ mod tests {
         let ctx = TagContext::default();
         assert!(prefix_matches("Storage", &storage("eastus"), &ctx));
         assert!(prefix_matches("Storage.EastUS", &storage("eastus"), &ctx));
-        assert!(!prefix_matches("Storage.CentralUS", &storage("eastus"), &ctx));
+        assert!(!prefix_matches(
+            "Storage.CentralUS",
+            &storage("eastus"),
+            &ctx
+        ));
         assert!(prefix_matches("Internet", &storage("eastus"), &ctx));
-        assert!(!prefix_matches("AzureSiteRecovery", &storage("eastus"), &ctx));
+        assert!(!prefix_matches(
+            "AzureSiteRecovery",
+            &storage("eastus"),
+            &ctx
+        ));
         assert!(!prefix_matches("VirtualNetwork", &storage("eastus"), &ctx));
     }
 
@@ -147,8 +179,12 @@ mod tests {
         let ctx = TagContext {
             virtual_network: vec!["10.0.0.0/16".parse().unwrap()],
         };
-        let inside = Endpoint::Private { ip: "10.0.3.4".parse().unwrap() };
-        let outside = Endpoint::Private { ip: "10.9.0.4".parse().unwrap() };
+        let inside = Endpoint::Private {
+            ip: "10.0.3.4".parse().unwrap(),
+        };
+        let outside = Endpoint::Private {
+            ip: "10.9.0.4".parse().unwrap(),
+        };
         assert!(prefix_matches("VirtualNetwork", &inside, &ctx));
         assert!(!prefix_matches("VirtualNetwork", &outside, &ctx));
         assert!(prefix_matches("10.9.0.0/16", &outside, &ctx));
@@ -156,7 +192,15 @@ mod tests {
 
     #[test]
     fn validation() {
-        for ok in ["*", "10.0.0.0/8", "1.2.3.4", "Storage.EastUS", "AzureSiteRecovery", "EventHub.CentralUS", "virtualnetwork"] {
+        for ok in [
+            "*",
+            "10.0.0.0/8",
+            "1.2.3.4",
+            "Storage.EastUS",
+            "AzureSiteRecovery",
+            "EventHub.CentralUS",
+            "virtualnetwork",
+        ] {
             assert!(is_valid_prefix(ok), "{ok}");
         }
         for bad in ["Storge", "AzureSiteRecovery.EastUS", "10.0.0.0/40", ""] {

@@ -16,7 +16,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use serde::Serialize;
 
-use recoverite_arm::provider::RegistrationOnly;
+use recoverite_arm::provider::{NamespaceGroup, RegistrationOnly};
 use recoverite_arm::{Environment, Platform, Provider, Router};
 use recoverite_identity::authorization_provider::AuthorizationProvider;
 use recoverite_identity::{Directory, DirectoryCascade, TokenService};
@@ -88,7 +88,9 @@ pub fn providers() -> Vec<Arc<dyn Provider>> {
         // Registrable now; their resource types arrive with later issues.
         Arc::new(RegistrationOnly("Microsoft.RecoveryServices")),
         Arc::new(RegistrationOnly("Microsoft.DataProtection")),
-        Arc::new(RegistrationOnly("Microsoft.Network")),
+        Arc::new(NamespaceGroup {
+            members: vec![Arc::new(recoverite_rp_network::NetworkProvider)],
+        }),
         Arc::new(RegistrationOnly("Microsoft.Storage")),
         Arc::new(RegistrationOnly("Microsoft.Compute")),
         Arc::new(RegistrationOnly("Microsoft.KeyVault")),
@@ -157,7 +159,10 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
             poll_after_secs: cfg.poll_after_secs,
         },
         authz: directory.clone(),
-        cascades: vec![Arc::new(DirectoryCascade)],
+        cascades: vec![
+            Arc::new(DirectoryCascade),
+            Arc::new(recoverite_rp_network::NetworkCascade),
+        ],
         catalog,
     });
     let router = Arc::new(Router::new(platform, providers));

@@ -69,6 +69,18 @@ impl Store {
         f(&ReadTx { tx })
     }
 
+    /// Like [`Store::read`], for closures that fail with the caller's own error type.
+    pub fn view<T, E>(
+        &self,
+        f: impl FnOnce(&ReadTx) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let tx = self.db.begin_read().map_err(StoreError::from)?;
+        f(&ReadTx { tx })
+    }
+
     /// Runs `f` in one write transaction; commits only if `f` returns `Ok`.
     pub fn write<T, E>(
         &self,

@@ -1,0 +1,210 @@
+//! What every Microsoft.Network resource shares: api-versions, etags, the
+//! long-running-operation replies Azure's network RP sends, references.
+
+use serde_json::{json, Value};
+
+use recoverite_arm::lro::{self, OperationRecord};
+use recoverite_arm::{id, regions, resource, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_store::Reader;
+
+pub const NAMESPACE: &str = "Microsoft.Network";
+
+pub const API_VERSIONS: &[&str] = &[
+    "2018-08-01",
+    "2019-02-01",
+    "2019-11-01",
+    "2020-05-01",
+    "2020-11-01",
+    "2021-02-01",
+    "2021-05-01",
+    "2021-08-01",
+    "2022-01-01",
+    "2022-05-01",
+    "2022-07-01",
+    "2022-09-01",
+    "2022-11-01",
+    "2023-02-01",
+    "2023-04-01",
+    "2023-05-01",
+    "2023-06-01",
+    "2023-09-01",
+    "2023-11-01",
+    "2024-01-01",
+    "2024-03-01",
+    "2024-05-01",
+    "2024-07-01",
+    "2024-10-01",
+    "2025-01-01",
+    "2025-03-01",
+    "2025-05-01",
+    "2025-07-01",
+    "2026-01-01",
+    "2026-03-01",
+];
+
+pub fn etag() -> String {
+    format!("W/\"{}\"", uuid::Uuid::new_v4())
+}
+
+/// The resource's name from the request path.
+pub fn name(req: &ArmRequest) -> String {
+    req.path
+        .provider
+        .as_ref()
+        .and_then(|p| p.name())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Names of every level, e.g. `[vnet, subnet]`.
+pub fn names(req: &ArmRequest) -> Vec<String> {
+    req.path
+        .provider
+        .as_ref()
+        .map(|p| p.names.clone())
+        .unwrap_or_default()
+}
+
+/// Network resource names: 1–80 characters, letters, digits, `_ . -`,
+/// starting alphanumeric and ending alphanumeric or `_`.
+pub fn check_name(kind: &str, n: &str) -> Result<(), ArmError> {
+    let ok = (1..=80).contains(&n.chars().count())
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && n.chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ArmError::bad_request(
+            "InvalidResourceName",
+            format!("Resource name {n} is invalid. The name can be up to 80 characters long. It must begin with a word character, and it must end with a word character or with '_'. The name may contain word characters or '.', '-', '_'. ({kind})"),
+        ))
+    }
+}
+
+pub fn location_of(body: &Value, kind: &str, existing: Option<&Value>) -> Result<String, ArmError> {
+    match (body.get("location").and_then(Value::as_str), existing) {
+        (Some(l), Some(e)) => {
+            let r = regions::require(l, kind)?;
+            if Some(r.name) != e["location"].as_str() {
+                return Err(ArmError::bad_request(
+                    "LocationCannotBeChanged",
+                    format!(
+                        "The location of {} cannot change from '{}' to '{l}'.",
+                        e["name"].as_str().unwrap_or(""),
+                        e["location"].as_str().unwrap_or("")
+                    ),
+                ));
+            }
+            Ok(r.name.to_string())
+        }
+        (Some(l), None) => Ok(regions::require(l, kind)?.name.to_string()),
+        (None, Some(e)) => Ok(e["location"].as_str().unwrap_or_default().to_string()),
+        (None, None) => Err(ArmError::bad_request(
+            "LocationRequired",
+            format!("The location property is required for resource type '{kind}'."),
+        )),
+    }
+}
+
+pub fn tags_of(body: &Value) -> Result<Value, ArmError> {
+    Ok(Value::Object(resource::validate_tags(body.get("tags"))?))
+}
+
+/// `{"id": "..."}` references inside a body.
+pub fn ref_id(v: Option<&Value>) -> Option<String> {
+    v.and_then(|x| x.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+pub fn invalid_reference(referenced: &str, by: &str) -> ArmError {
+    ArmError::bad_request(
+        "InvalidResourceReference",
+        format!("Resource {referenced} referenced by resource {by} was not found. Please make sure that the referenced resource exists, and that both resources are in the same region."),
+    )
+}
+
+/// Loads a referenced resource of an expected type or fails as Azure does.
+pub fn load_ref(
+    r: &impl Reader,
+    referenced: &str,
+    expected_type: &str,
+    by: &str,
+) -> Result<Value, ArmError> {
+    match resource::get(r, referenced)? {
+        Some(doc)
+            if doc["type"]
+                .as_str()
+                .is_some_and(|t| t.eq_ignore_ascii_case(expected_type)) =>
+        {
+            Ok(doc)
+        }
+        _ => Err(invalid_reference(referenced, by)),
+    }
+}
+
+/// Azure's reply to a network PUT: 201 (create) or 200 (update) with the
+/// resource and an `Azure-AsyncOperation` to poll.
+pub fn put_reply(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    created: bool,
+    doc: Value,
+    op: &OperationRecord,
+    location: &str,
+) -> Reply {
+    let sub = req.path.subscription.clone().unwrap_or_default();
+    let url = lro::status_url(ctx, &sub, location, op, &req.api_version);
+    let reply = if created {
+        Reply::created(doc)
+    } else {
+        Reply::ok(doc)
+    };
+    lro::with_retry_after(ctx, reply.header("Azure-AsyncOperation", url))
+}
+
+/// Azure's reply to a network DELETE: 202 with `Location` and `Azure-AsyncOperation`.
+pub fn delete_reply(ctx: &Ctx, req: &ArmRequest, op: &OperationRecord, location: &str) -> Reply {
+    let sub = req.path.subscription.clone().unwrap_or_default();
+    let status = lro::status_url(ctx, &sub, location, op, &req.api_version);
+    let result = lro::result_url(ctx, &sub, location, op, &req.api_version);
+    lro::with_retry_after(
+        ctx,
+        Reply::empty(202)
+            .header("Azure-AsyncOperation", status)
+            .header("Location", result),
+    )
+}
+
+pub fn op(ctx: &Ctx, scope: &str) -> OperationRecord {
+    OperationRecord::new(ctx, NAMESPACE, scope).succeed(None)
+}
+
+pub fn not_found(req: &ArmRequest, kind: &str) -> ArmError {
+    ArmError::resource_not_found(kind, &name(req), req.path.resource_group.as_deref())
+}
+
+/// A child-collection id: `{parent}/{segment}/{name}`.
+pub fn child_id(parent: &str, segment: &str, n: &str) -> String {
+    format!("{parent}/{segment}/{n}")
+}
+
+pub fn base_doc(rid: &str, n: &str, kind: &str) -> Value {
+    json!({"id": rid, "name": n, "type": kind, "etag": etag()})
+}
+
+/// The stored document's original spelling of the id, or the request's.
+pub fn stored_id(existing: Option<&Value>, rid: &str) -> String {
+    existing
+        .and_then(|e| e["id"].as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| rid.to_string())
+}
+
+pub fn key(s: &str) -> String {
+    id::key(s)
+}
