@@ -65,12 +65,14 @@ fn parse_ipconfigs(props: &Value) -> Result<Vec<IpConfigIn>, ArmError> {
                     format!("'{ip}' is not a valid IPv4 address."),
                 )
             })?),
-            ("static", None) => return Err(ArmError::bad_request(
-                "PrivateIPAddressRequired",
-                format!(
+            ("static", None) => {
+                return Err(ArmError::bad_request(
+                    "PrivateIPAddressRequired",
+                    format!(
                     "IP configuration {name} uses Static allocation and needs privateIPAddress."
                 ),
-            )),
+                ))
+            }
             ("dynamic", _) => None,
             _ => {
                 return Err(ArmError::invalid_parameter(

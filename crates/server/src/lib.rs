@@ -89,7 +89,10 @@ pub fn providers() -> Vec<Arc<dyn Provider>> {
         Arc::new(RegistrationOnly("Microsoft.RecoveryServices")),
         Arc::new(RegistrationOnly("Microsoft.DataProtection")),
         Arc::new(NamespaceGroup {
-            members: vec![Arc::new(recoverite_rp_network::NetworkProvider)],
+            members: vec![
+                Arc::new(recoverite_rp_network::NetworkProvider),
+                Arc::new(recoverite_rp_privatedns::PrivateDnsProvider),
+            ],
         }),
         Arc::new(RegistrationOnly("Microsoft.Storage")),
         Arc::new(RegistrationOnly("Microsoft.Compute")),
