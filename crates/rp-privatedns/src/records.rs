@@ -244,7 +244,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmError> 
         }
         let records = records_of(rtype, &merged)?;
         let metadata = merged.get("metadata").cloned().filter(Value::is_object).unwrap_or(json!({}));
-        let doc = write(tx, &zone, rtype, &rel, ttl, metadata, records, existing.as_ref())?;
+        let doc = write(tx, &zone, rtype, &rel, RecordData { ttl, metadata, records }, existing.as_ref())?;
         Ok(if existing.is_some() || patch { Reply::ok(doc) } else { Reply::created(doc) })
     })
 }

@@ -250,7 +250,7 @@ pub fn put_link(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmEr
         let zname = zone["name"].as_str().unwrap_or_default().to_ascii_lowercase();
         for other in crate::view::links_of_vnet(tx, &vnet)? {
             let (ozone, olink) = other;
-            if id::key(&ozone["id"].as_str().unwrap_or_default()) == id::key(&zid) {
+            if id::key(ozone["id"].as_str().unwrap_or_default()) == id::key(&zid) {
                 if id::key(olink["id"].as_str().unwrap_or_default()) != id::key(&rid) {
                     return Err(ArmError::conflict(
                         "Conflict",
