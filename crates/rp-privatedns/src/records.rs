@@ -157,17 +157,28 @@ fn parts(req: &ArmRequest) -> Result<(&'static str, String), ArmError> {
     Ok((t, p.names.get(1).cloned().unwrap_or_default()))
 }
 
+/// The content of a record set: its TTL, metadata and the records themselves
+/// (property name and value, e.g. `("aRecords", [...])`).
+pub struct RecordData<'a> {
+    pub ttl: u64,
+    pub metadata: Value,
+    pub records: (&'a str, Value),
+}
+
 /// Writes a record set (shared by the API and private endpoint DNS integration).
 pub fn write(
     tx: &mut WriteTx,
     zone: &Value,
     rtype: &'static str,
     rel: &str,
-    ttl: u64,
-    metadata: Value,
-    records: (&str, Value),
+    data: RecordData,
     existing: Option<&Value>,
 ) -> Result<Value, ArmError> {
+    let RecordData {
+        ttl,
+        metadata,
+        records,
+    } = data;
     let zid = zone["id"].as_str().unwrap_or_default();
     let zname = zone["name"].as_str().unwrap_or_default();
     let rid = record_id(zid, rtype, rel);
