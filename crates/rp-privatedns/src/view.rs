@@ -89,16 +89,12 @@ pub fn set_a(
         .iter()
         .map(|ip| json!({"ipv4Address": ip.to_string()}))
         .collect();
-    records::write(
-        tx,
-        &zone,
-        "A",
-        rel,
+    let data = records::RecordData {
         ttl,
-        json!({}),
-        ("aRecords", Value::Array(recs)),
-        existing.as_ref(),
-    )?;
+        metadata: json!({}),
+        records: ("aRecords", Value::Array(recs)),
+    };
+    records::write(tx, &zone, "A", rel, data, existing.as_ref())?;
     Ok(())
 }
 
