@@ -7,11 +7,15 @@ pub mod ipam_store;
 pub mod nic;
 pub mod nsg;
 pub mod position;
+pub mod private_endpoint;
 pub mod routetable;
 pub mod vnet;
 mod watcher;
 
+use std::sync::Arc;
+
 use http::Method;
+use recoverite_privatelink::Registry;
 
 use recoverite_arm::{
     ArmError, ArmRequest, Ctx, Provider, ProviderInfo, Reply, ResourceType, ScopeCascade,
@@ -20,7 +24,9 @@ use recoverite_store::WriteTx;
 
 pub use common::{API_VERSIONS, NAMESPACE};
 
-pub struct NetworkProvider;
+pub struct NetworkProvider {
+    pub registry: Arc<Registry>,
+}
 
 /// The types this crate serves (other Microsoft.Network types, such as
 /// private DNS zones, come from their own crates).
@@ -36,6 +42,8 @@ pub const TYPES: &[&str] = &[
     "networkInterfaces",
     "networkInterfaces/ipConfigurations",
     "networkWatchers",
+    "privateEndpoints",
+    "privateEndpoints/privateDnsZoneGroups",
 ];
 
 impl Provider for NetworkProvider {
@@ -134,6 +142,26 @@ impl Provider for NetworkProvider {
                 watcher::ip_flow_verify(ctx, req)
             }
             (["networkwatchers", "nexthop"], false, M::POST) => watcher::next_hop(ctx, req),
+            (["privateendpoints"], true, M::PUT) => private_endpoint::put(ctx, req, &self.registry),
+            (["privateendpoints"], true, M::GET) => private_endpoint::get(ctx, req, &self.registry),
+            (["privateendpoints"], true, M::DELETE) => {
+                private_endpoint::delete(ctx, req, &self.registry)
+            }
+            (["privateendpoints"], false, M::GET) => {
+                private_endpoint::list(ctx, req, &self.registry)
+            }
+            (["privateendpoints", "privatednszonegroups"], true, M::PUT) => {
+                private_endpoint::put_zone_group(ctx, req)
+            }
+            (["privateendpoints", "privatednszonegroups"], true, M::GET) => {
+                private_endpoint::get_zone_group(ctx, req)
+            }
+            (["privateendpoints", "privatednszonegroups"], true, M::DELETE) => {
+                private_endpoint::delete_zone_group(ctx, req)
+            }
+            (["privateendpoints", "privatednszonegroups"], false, M::GET) => {
+                private_endpoint::list_zone_groups(ctx, req)
+            }
             (_, _, m) => Err(ArmError::method_not_allowed(m.as_str())),
         }
     }

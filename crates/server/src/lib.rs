@@ -20,6 +20,7 @@ use recoverite_arm::provider::{NamespaceGroup, RegistrationOnly};
 use recoverite_arm::{Environment, Platform, Provider, Router};
 use recoverite_identity::authorization_provider::AuthorizationProvider;
 use recoverite_identity::{Directory, DirectoryCascade, TokenService};
+use recoverite_privatelink::Registry;
 use recoverite_store::Store;
 
 pub use bootstrap::Bootstrap;
@@ -79,8 +80,12 @@ pub enum ServeError {
     Arm(#[from] recoverite_arm::ArmError),
 }
 
-/// Every resource provider recoverite serves.
+/// Every resource provider recoverite serves, wired to one private link registry.
 pub fn providers() -> Vec<Arc<dyn Provider>> {
+    let registry = Arc::new(Registry::new(vec![Arc::new(
+        recoverite_privatelink::test_target::TestTarget,
+    )]));
+    registry.set_host(Arc::new(recoverite_rp_network::private_endpoint::Host));
     vec![
         Arc::new(recoverite_rp_resources::ResourcesProvider),
         Arc::new(AuthorizationProvider),
@@ -90,11 +95,14 @@ pub fn providers() -> Vec<Arc<dyn Provider>> {
         Arc::new(RegistrationOnly("Microsoft.DataProtection")),
         Arc::new(NamespaceGroup {
             members: vec![
-                Arc::new(recoverite_rp_network::NetworkProvider),
+                Arc::new(recoverite_rp_network::NetworkProvider {
+                    registry: registry.clone(),
+                }),
                 Arc::new(recoverite_rp_privatedns::PrivateDnsProvider),
             ],
         }),
         Arc::new(RegistrationOnly("Microsoft.Storage")),
+        Arc::new(recoverite_privatelink::test_target::TestTargetProvider { registry }),
         Arc::new(RegistrationOnly("Microsoft.Compute")),
         Arc::new(RegistrationOnly("Microsoft.KeyVault")),
     ]

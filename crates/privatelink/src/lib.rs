@@ -1,0 +1,306 @@
+//! Private link, as one interface.
+//!
+//! A *target* (a Recovery Services vault, a storage account, the built-in test
+//! target) implements [`PrivateLinkTarget`]: its group ids, the members (one
+//! IP configuration and FQDN each) a connection gets, its rules, and who may
+//! approve. The *host* of endpoints (the network provider) implements
+//! [`EndpointHost`], so a target can add FQDNs to its existing endpoints
+//! later (Site Recovery adds two when replication is first enabled).
+//! Connections live here, shared by both sides.
+
+use std::sync::{Arc, OnceLock};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use recoverite_arm::{id, ArmError, Caller};
+use recoverite_store::{Reader, Table, WriteTx};
+
+pub const CONNECTIONS: Table = Table("private_link_connections");
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GroupInfo {
+    pub group_id: String,
+    pub required_members: Vec<String>,
+    pub required_zone_names: Vec<String>,
+}
+
+/// One IP configuration of an endpoint: the member it serves and its FQDN.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Member {
+    pub member_name: String,
+    pub fqdn: String,
+}
+
+/// A static IP the endpoint's creator asked for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StaticIp {
+    pub name: String,
+    pub group_id: String,
+    pub member_name: String,
+    pub ip: String,
+}
+
+/// What the endpoint being created asks of a target.
+#[derive(Debug, Clone)]
+pub struct ConnectionRequest {
+    pub endpoint_id: String,
+    pub endpoint_name: String,
+    pub endpoint_location: String,
+    pub subnet_id: String,
+    pub group_ids: Vec<String>,
+    /// `manualPrivateLinkServiceConnections`: always waits for approval.
+    pub manual: bool,
+    pub static_ips: Vec<StaticIp>,
+    /// Free addresses left in the endpoint's subnet.
+    pub free_ips: u64,
+    pub request_message: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Status {
+    Pending,
+    Approved,
+    Rejected,
+    Disconnected,
+}
+
+impl Status {
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "pending" => Status::Pending,
+            "approved" => Status::Approved,
+            "rejected" => Status::Rejected,
+            "disconnected" => Status::Disconnected,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "Pending",
+            Status::Approved => "Approved",
+            Status::Rejected => "Rejected",
+            Status::Disconnected => "Disconnected",
+        }
+    }
+}
+
+/// A connection between an endpoint and a target.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Connection {
+    /// Connection name on the target side (`{pe}.{guid}` style).
+    pub name: String,
+    pub target_id: String,
+    pub endpoint_id: String,
+    pub group_ids: Vec<String>,
+    pub status: Status,
+    pub description: String,
+    pub actions_required: String,
+    pub request_message: Option<String>,
+    /// The name of the connection entry on the endpoint side.
+    pub endpoint_connection_name: String,
+    pub manual: bool,
+}
+
+impl Connection {
+    /// The connection's id under its target.
+    pub fn id(&self) -> String {
+        format!(
+            "{}/privateEndpointConnections/{}",
+            self.target_id, self.name
+        )
+    }
+
+    /// `privateLinkServiceConnectionState` with the given spelling of the
+    /// "actions required" key (`actionsRequired`, or storage's `actionRequired`).
+    pub fn state_json(&self, actions_key: &str) -> Value {
+        json!({"status": self.status.as_str(), "description": self.description, actions_key: self.actions_required})
+    }
+
+    pub fn carries_traffic(&self) -> bool {
+        self.status == Status::Approved
+    }
+}
+
+fn key(target_id: &str, endpoint_id: &str) -> String {
+    format!("{}|{}", id::key(target_id), id::key(endpoint_id))
+}
+
+pub fn save(tx: &mut WriteTx, c: &Connection) -> Result<(), ArmError> {
+    tx.put_json(CONNECTIONS, &key(&c.target_id, &c.endpoint_id), c)?;
+    Ok(())
+}
+
+pub fn remove(tx: &mut WriteTx, target_id: &str, endpoint_id: &str) -> Result<(), ArmError> {
+    tx.delete(CONNECTIONS, &key(target_id, endpoint_id))?;
+    Ok(())
+}
+
+/// Every connection of a target.
+pub fn of_target(r: &impl Reader, target_id: &str) -> Result<Vec<Connection>, ArmError> {
+    Ok(
+        r.scan_json::<Connection>(CONNECTIONS, &format!("{}|", id::key(target_id)))?
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect(),
+    )
+}
+
+/// The connections an endpoint holds (normally one).
+pub fn of_endpoint(r: &impl Reader, endpoint_id: &str) -> Result<Vec<Connection>, ArmError> {
+    let ek = id::key(endpoint_id);
+    Ok(r.scan_json::<Connection>(CONNECTIONS, "")?
+        .into_iter()
+        .filter(|(k, _)| k.split_once('|').is_some_and(|(_, e)| e == ek))
+        .map(|(_, c)| c)
+        .collect())
+}
+
+pub fn by_name(
+    r: &impl Reader,
+    target_id: &str,
+    name: &str,
+) -> Result<Option<Connection>, ArmError> {
+    Ok(of_target(r, target_id)?
+        .into_iter()
+        .find(|c| c.name.eq_ignore_ascii_case(name)))
+}
+
+/// Drops connections whose target or endpoint lived inside a deleted scope;
+/// connections to a deleted target become Disconnected on the endpoint side.
+pub fn scope_deleted(tx: &mut WriteTx, scope: &str) -> Result<(), ArmError> {
+    for (k, mut c) in tx.scan_json::<Connection>(CONNECTIONS, "")? {
+        if id::scope_contains(scope, &c.endpoint_id) {
+            tx.delete(CONNECTIONS, &k)?;
+        } else if id::scope_contains(scope, &c.target_id) {
+            c.status = Status::Disconnected;
+            c.description = "The private link target was deleted.".into();
+            tx.put_json(CONNECTIONS, &k, &c)?;
+        }
+    }
+    Ok(())
+}
+
+/// What a private link target provides.
+pub trait PrivateLinkTarget: Send + Sync {
+    /// ARM type, e.g. `Microsoft.RecoveryServices/vaults`.
+    fn resource_type(&self) -> &'static str;
+
+    fn groups(&self, r: &dyn ReaderDyn, target: &Value) -> Result<Vec<GroupInfo>, ArmError>;
+
+    /// Refuses a connection the target's rules do not allow.
+    fn validate(
+        &self,
+        r: &dyn ReaderDyn,
+        target: &Value,
+        req: &ConnectionRequest,
+    ) -> Result<(), ArmError>;
+
+    /// The members (IP configurations and FQDNs) a new connection gets for a group.
+    fn members(
+        &self,
+        r: &dyn ReaderDyn,
+        target: &Value,
+        group_id: &str,
+        req: &ConnectionRequest,
+    ) -> Result<Vec<Member>, ArmError>;
+
+    /// The action whose holder gets connections approved automatically.
+    fn approval_action(&self) -> String;
+
+    /// Whether the target accepts connections that do not come through an approved endpoint.
+    fn public_network_access(&self, target: &Value) -> bool;
+
+    /// Called in the endpoint's transaction once a connection is made or removed.
+    fn connections_changed(&self, tx: &mut WriteTx, target_id: &str) -> Result<(), ArmError> {
+        let _ = (tx, target_id);
+        Ok(())
+    }
+
+    /// The spelling of "actions required" in this target's connection state.
+    fn actions_key(&self) -> &'static str {
+        "actionsRequired"
+    }
+}
+
+/// `Reader` as a trait object, so targets can be called with any transaction.
+pub trait ReaderDyn {
+    fn get_value(&self, id: &str) -> Result<Option<Value>, ArmError>;
+    fn connections(&self, target_id: &str) -> Result<Vec<Connection>, ArmError>;
+}
+
+impl<R: Reader> ReaderDyn for R {
+    fn get_value(&self, id: &str) -> Result<Option<Value>, ArmError> {
+        recoverite_arm::resource::get(self, id)
+    }
+    fn connections(&self, target_id: &str) -> Result<Vec<Connection>, ArmError> {
+        of_target(self, target_id)
+    }
+}
+
+/// What hosts endpoints (the network provider).
+pub trait EndpointHost: Send + Sync {
+    /// Adds members to every endpoint connected to `target_id` for `group_id`,
+    /// allocating addresses in each endpoint's subnet and updating DNS zone
+    /// groups; fails whole if any subnet lacks the addresses.
+    fn add_members(
+        &self,
+        tx: &mut WriteTx,
+        target_id: &str,
+        group_id: &str,
+        members: &[Member],
+    ) -> Result<(), ArmError>;
+}
+
+/// Targets and the endpoint host, wired together when the server starts.
+#[derive(Default)]
+pub struct Registry {
+    targets: Vec<Arc<dyn PrivateLinkTarget>>,
+    host: OnceLock<Arc<dyn EndpointHost>>,
+}
+
+impl Registry {
+    pub fn new(targets: Vec<Arc<dyn PrivateLinkTarget>>) -> Registry {
+        Registry {
+            targets,
+            host: OnceLock::new(),
+        }
+    }
+
+    pub fn target_for(&self, resource_type: &str) -> Option<&Arc<dyn PrivateLinkTarget>> {
+        self.targets
+            .iter()
+            .find(|t| t.resource_type().eq_ignore_ascii_case(resource_type))
+    }
+
+    pub fn set_host(&self, host: Arc<dyn EndpointHost>) {
+        let _ = self.host.set(host);
+    }
+
+    pub fn host(&self) -> Result<&Arc<dyn EndpointHost>, ArmError> {
+        self.host
+            .get()
+            .ok_or_else(|| ArmError::internal("no private endpoint host is installed"))
+    }
+}
+
+/// Whether `caller` may approve connections of a target (by the target's approval action).
+pub fn may_approve(
+    authz: &dyn recoverite_arm::Authorizer,
+    caller: &Caller,
+    target: &dyn PrivateLinkTarget,
+    target_id: &str,
+) -> Result<bool, ArmError> {
+    authz.is_allowed(caller, &target.approval_action(), target_id)
+}
+
+pub mod test_target;
+
+/// Keeps connections consistent when scopes are deleted.
+pub struct PrivateLinkCascade;
+
+impl recoverite_arm::ScopeCascade for PrivateLinkCascade {
+    fn scope_deleted(&self, tx: &mut WriteTx, scope: &str) -> Result<(), ArmError> {
+        scope_deleted(tx, scope)
+    }
+}

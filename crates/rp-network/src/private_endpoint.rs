@@ -1,0 +1,706 @@
+//! Private endpoints: a NIC with one address per member of the target's
+//! group, the connection to the target (auto-approved or pending), custom
+//! DNS configs, and DNS zone groups that write A records into private zones.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use recoverite_arm::{paging, resource, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_privatelink::{
+    self as pl, Connection, ConnectionRequest, Member, Registry, StaticIp, Status,
+};
+use recoverite_rp_privatedns::view as dnsview;
+use recoverite_store::{Reader, WriteTx};
+
+use crate::common::{self, *};
+use crate::{ipam_store, nic, vnet};
+
+pub const PE_TYPE: &str = "Microsoft.Network/privateEndpoints";
+pub const ZONE_GROUP_TYPE: &str = "Microsoft.Network/privateEndpoints/privateDnsZoneGroups";
+/// Azure writes zone-group records with a 10 second TTL.
+pub const ZONE_GROUP_TTL: u64 = 10;
+
+struct ConnIn {
+    name: String,
+    target: String,
+    group_ids: Vec<String>,
+    message: Option<String>,
+    manual: bool,
+}
+
+fn parse_connections(props: &Value) -> Result<ConnIn, ArmError> {
+    let auto = props["privateLinkServiceConnections"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let manual = props["manualPrivateLinkServiceConnections"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if auto.len() + manual.len() != 1 {
+        return Err(ArmError::bad_request(
+            "PrivateEndpointMustHaveOneConnection",
+            "A private endpoint needs exactly one entry in privateLinkServiceConnections or manualPrivateLinkServiceConnections.",
+        ));
+    }
+    let (c, is_manual) = if let Some(c) = auto.first() {
+        (c, false)
+    } else {
+        (&manual[0], true)
+    };
+    let p = &c["properties"];
+    let target = p["privateLinkServiceId"].as_str().ok_or_else(|| {
+        ArmError::invalid_parameter(
+            "privateLinkServiceId",
+            "The connection needs properties.privateLinkServiceId (the target resource id).",
+        )
+    })?;
+    let group_ids: Vec<String> = p["groupIds"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|g| g.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if group_ids.is_empty() {
+        return Err(ArmError::invalid_parameter(
+            "groupIds",
+            "The connection needs groupIds (the target sub-resource, e.g. AzureSiteRecovery).",
+        ));
+    }
+    Ok(ConnIn {
+        name: c["name"].as_str().unwrap_or("connection").to_string(),
+        target: target.to_string(),
+        group_ids,
+        message: p["requestMessage"].as_str().map(str::to_string),
+        manual: is_manual,
+    })
+}
+
+fn parse_static(props: &Value) -> Result<Vec<StaticIp>, ArmError> {
+    props["ipConfigurations"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| {
+                    let p = &c["properties"];
+                    Ok(StaticIp {
+                        name: c["name"].as_str().unwrap_or_default().to_string(),
+                        group_id: p["groupId"].as_str().unwrap_or_default().to_string(),
+                        member_name: p["memberName"].as_str().unwrap_or_default().to_string(),
+                        ip: p["privateIPAddress"]
+                            .as_str()
+                            .ok_or_else(|| {
+                                ArmError::invalid_parameter(
+                                    "ipConfigurations",
+                                    "Every static ipConfiguration needs privateIPAddress.",
+                                )
+                            })?
+                            .to_string(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or(Ok(Vec::new()))
+}
+
+fn vnet_of_subnet(subnet_id: &str) -> String {
+    subnet_id[..subnet_id
+        .to_ascii_lowercase()
+        .rfind("/subnets/")
+        .unwrap_or(subnet_id.len())]
+        .to_string()
+}
+
+/// One address of an endpoint: the group and member it serves, its FQDNs.
+#[derive(Debug, Clone)]
+pub struct EndpointMember {
+    pub group_id: String,
+    pub member: String,
+    pub fqdns: Vec<String>,
+    pub ip: Ipv4Addr,
+}
+
+/// The members of an endpoint, from its NIC.
+pub fn members_of(r: &impl Reader, pe: &Value) -> Result<Vec<EndpointMember>, ArmError> {
+    let mut out = Vec::new();
+    for n in pe["properties"]["networkInterfaces"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let Some(nic) = resource::get(r, n["id"].as_str().unwrap_or_default())? else {
+            continue;
+        };
+        for c in nic["properties"]["ipConfigurations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            let p = &c["properties"];
+            let Some(ip) = p["privateIPAddress"].as_str().and_then(|s| s.parse().ok()) else {
+                continue;
+            };
+            let lc = &p["privateLinkConnectionProperties"];
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            out.push(EndpointMember {
+                group_id: text(&lc["groupId"]),
+                member: text(&lc["requiredMemberName"]),
+                fqdns: lc["fqdns"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|f| f.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                ip,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn ipconfig_json(
+    nic_id: &str,
+    idx: usize,
+    subnet: &str,
+    ip: Ipv4Addr,
+    group: &str,
+    m: &Member,
+    static_alloc: bool,
+) -> Value {
+    json!({
+        "id": child_id(nic_id, "ipConfigurations", &format!("privateEndpointIpConfig.{group}.{}.{idx}", m.member_name)),
+        "name": format!("privateEndpointIpConfig.{group}.{}.{idx}", m.member_name),
+        "etag": etag(),
+        "type": nic::IPCONFIG_TYPE,
+        "properties": {
+            "privateIPAddress": ip.to_string(),
+            "privateIPAllocationMethod": if static_alloc { "Static" } else { "Dynamic" },
+            "privateIPAddressVersion": "IPv4",
+            "subnet": {"id": subnet},
+            "primary": idx == 0,
+            "provisioningState": "Succeeded",
+            "privateLinkConnectionProperties": {"groupId": group, "requiredMemberName": m.member_name, "fqdns": [m.fqdn]},
+        }
+    })
+}
+
+/// The endpoint as returned: connection states come from the connection store.
+pub fn assemble(r: &impl Reader, registry: &Registry, doc: &Value) -> Result<Value, ArmError> {
+    let mut d = doc.clone();
+    let pe_id = d["id"].as_str().unwrap_or_default().to_string();
+    let conns = pl::of_endpoint(r, &pe_id)?;
+    for field in [
+        "privateLinkServiceConnections",
+        "manualPrivateLinkServiceConnections",
+    ] {
+        if let Some(arr) = d["properties"][field].as_array_mut() {
+            for c in arr.iter_mut() {
+                let target = c["properties"]["privateLinkServiceId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                if let Some(conn) = conns.iter().find(|x| {
+                    recoverite_arm::id::key(&x.target_id) == recoverite_arm::id::key(&target)
+                }) {
+                    c["properties"]["privateLinkServiceConnectionState"] =
+                        conn.state_json("actionsRequired");
+                }
+            }
+        }
+    }
+    let members = members_of(r, doc)?;
+    d["properties"]["customDnsConfigs"] = Value::Array(
+        members
+            .iter()
+            .flat_map(|EndpointMember { fqdns, ip, .. }| {
+                fqdns
+                    .iter()
+                    .map(move |f| json!({"fqdn": f, "ipAddresses": [ip.to_string()]}))
+            })
+            .collect(),
+    );
+    let _ = registry;
+    Ok(d)
+}
+
+pub fn put(ctx: &Ctx, req: &ArmRequest, registry: &Arc<Registry>) -> Result<Reply, ArmError> {
+    let n = name(req);
+    check_name("private endpoint", &n)?;
+    let body = req.body.clone().unwrap_or(Value::Null);
+    if !body.is_object() {
+        return Err(ArmError::invalid_content("the body must be a JSON object"));
+    }
+    let props = body.get("properties").cloned().unwrap_or(json!({}));
+    let tags = tags_of(&body)?;
+    let rid = req.path.id();
+    let subnet_id = ref_id(props.get("subnet")).ok_or_else(|| {
+        ArmError::invalid_parameter(
+            "properties.subnet",
+            "A private endpoint needs properties.subnet.id.",
+        )
+    })?;
+    let conn = parse_connections(&props)?;
+    let statics = parse_static(&props)?;
+    ctx.store().write(|tx| {
+        let existing = resource::get(tx, &rid)?;
+        let location = location_of(&body, PE_TYPE, existing.as_ref())?;
+        if let Some(e) = existing {
+            // Only tags change on an existing endpoint.
+            let mut doc = e.clone();
+            doc["tags"] = tags.clone();
+            doc["etag"] = json!(etag());
+            resource::put(tx, &rid, &doc)?;
+            let op = common::op(ctx, &rid);
+            op.save(tx)?;
+            return Ok(put_reply(ctx, req, false, assemble(tx, registry, &doc)?, &op, &location));
+        }
+        let subnet = load_ref(tx, &subnet_id, vnet::SUBNET_TYPE, &rid)?;
+        let v = resource::get(tx, &vnet_of_subnet(&subnet_id))?.ok_or_else(|| invalid_reference(&subnet_id, &rid))?;
+        if v["location"].as_str() != Some(location.as_str()) {
+            return Err(ArmError::bad_request(
+                "InvalidResourceReference",
+                format!("Subnet {subnet_id} is in {} but the private endpoint is in {location}; a private endpoint must be in its virtual network's region.", v["location"].as_str().unwrap_or("")),
+            ));
+        }
+        let net = vnet::primary_prefix(&subnet).ok_or_else(|| invalid_reference(&subnet_id, &rid))?;
+        let mut pool = ipam_store::pool(tx, &subnet_id, net)?;
+        let target_doc = resource::get(tx, &conn.target)?.ok_or_else(|| {
+            ArmError::bad_request("PrivateLinkServiceNotFound", format!("The private link target {} was not found.", conn.target))
+        })?;
+        let target_id = target_doc["id"].as_str().unwrap_or(&conn.target).to_string();
+        let ttype = target_doc["type"].as_str().unwrap_or_default().to_string();
+        let target = registry.target_for(&ttype).ok_or_else(|| {
+            ArmError::bad_request("PrivateLinkServiceNotSupported", format!("Resources of type {ttype} do not support private endpoints."))
+        })?;
+        let groups = target.groups(tx, &target_doc)?;
+        for g in &conn.group_ids {
+            if !groups.iter().any(|x| x.group_id.eq_ignore_ascii_case(g)) {
+                return Err(ArmError::bad_request(
+                    "InvalidGroupId",
+                    format!("Group id '{g}' is not a sub-resource of {target_id}; valid group ids: {}.", groups.iter().map(|x| x.group_id.clone()).collect::<Vec<_>>().join(", ")),
+                ));
+            }
+        }
+        let request = ConnectionRequest {
+            endpoint_id: rid.clone(),
+            endpoint_name: n.clone(),
+            endpoint_location: location.clone(),
+            subnet_id: subnet_id.clone(),
+            group_ids: conn.group_ids.clone(),
+            manual: conn.manual,
+            static_ips: statics.clone(),
+            free_ips: pool.free(),
+            request_message: conn.message.clone(),
+        };
+        target.validate(tx, &target_doc, &request)?;
+        let mut wanted: Vec<(String, Member)> = Vec::new();
+        for g in &conn.group_ids {
+            for m in target.members(tx, &target_doc, g, &request)? {
+                wanted.push((g.clone(), m));
+            }
+        }
+        if (wanted.len() as u64) > pool.free() {
+            return Err(ipam_store::ipam_error(
+                recoverite_netcore::ipam::IpamError::Exhausted { needed: wanted.len() as u64, free: pool.free() },
+                &subnet_id,
+                &net,
+            ));
+        }
+        let nic_name = props["customNetworkInterfaceName"].as_str().map(str::to_string).unwrap_or_else(|| format!("{n}.nic.{}", uuid::Uuid::new_v4()));
+        let rg_id = req.path.resource_group_id().unwrap_or_default();
+        let nic_id = format!("{rg_id}/providers/Microsoft.Network/networkInterfaces/{nic_name}");
+        let mut ipconfigs = Vec::new();
+        for (i, (g, m)) in wanted.iter().enumerate() {
+            let st = statics.iter().find(|s| s.group_id.eq_ignore_ascii_case(g) && s.member_name.eq_ignore_ascii_case(&m.member_name));
+            let ip = match st {
+                Some(s) => {
+                    let ip: Ipv4Addr = s.ip.parse().map_err(|_| ArmError::bad_request("InvalidPrivateIPAddress", format!("'{}' is not a valid IPv4 address.", s.ip)))?;
+                    pool.claim(ip).map(|_| ip)
+                }
+                None => pool.allocate(),
+            }
+            .map_err(|e| ipam_store::ipam_error(e, &subnet_id, &net))?;
+            let cfg = ipconfig_json(&nic_id, i, &subnet_id, ip, g, m, st.is_some());
+            ipam_store::record(tx, &subnet_id, ip, cfg["id"].as_str().unwrap_or_default())?;
+            ipconfigs.push(cfg);
+        }
+        let mut nic_doc = base_doc(&nic_id, &nic_name, nic::NIC_TYPE);
+        nic_doc["location"] = json!(location);
+        nic_doc["properties"] = json!({
+            "provisioningState": "Succeeded",
+            "ipConfigurations": ipconfigs,
+            "privateEndpoint": {"id": rid},
+            "nicType": "Standard",
+            "macAddress": "",
+            "dnsSettings": {"dnsServers": [], "appliedDnsServers": []},
+        });
+        resource::put(tx, &nic_id, &nic_doc)?;
+
+        let may_approve = !conn.manual && pl::may_approve(ctx.platform.authz.as_ref(), &ctx.caller, target.as_ref(), &target_id)?;
+        let connection = Connection {
+            name: format!("{n}.{}", uuid::Uuid::new_v4()),
+            target_id: target_id.clone(),
+            endpoint_id: rid.clone(),
+            group_ids: conn.group_ids.clone(),
+            status: if may_approve { Status::Approved } else { Status::Pending },
+            description: if may_approve { "Auto-Approved".into() } else { "Awaiting approval".into() },
+            actions_required: "None".into(),
+            request_message: conn.message.clone(),
+            endpoint_connection_name: conn.name.clone(),
+            manual: conn.manual,
+        };
+        pl::save(tx, &connection)?;
+        target.connections_changed(tx, &target_id)?;
+        let conn_field = if conn.manual { "manualPrivateLinkServiceConnections" } else { "privateLinkServiceConnections" };
+        let other_field = if conn.manual { "privateLinkServiceConnections" } else { "manualPrivateLinkServiceConnections" };
+        let mut doc = base_doc(&rid, &n, PE_TYPE);
+        doc["location"] = json!(location);
+        doc["tags"] = tags.clone();
+        doc["properties"] = json!({
+            "provisioningState": "Succeeded",
+            "subnet": {"id": subnet["id"]},
+            "networkInterfaces": [{"id": nic_id}],
+            conn_field: [{
+                "id": format!("{rid}/{conn_field}/{}", conn.name),
+                "name": conn.name,
+                "etag": etag(),
+                "type": format!("{PE_TYPE}/privateLinkServiceConnections"),
+                "properties": {
+                    "provisioningState": "Succeeded",
+                    "privateLinkServiceId": target_id,
+                    "groupIds": conn.group_ids,
+                    "requestMessage": conn.message,
+                    "privateLinkServiceConnectionState": connection.state_json("actionsRequired"),
+                }
+            }],
+            other_field: [],
+            "customNetworkInterfaceName": props["customNetworkInterfaceName"].as_str().unwrap_or(""),
+            "ipConfigurations": props["ipConfigurations"].as_array().cloned().unwrap_or_default(),
+            "applicationSecurityGroups": [],
+        });
+        resource::put(tx, &rid, &doc)?;
+        let op = common::op(ctx, &rid);
+        op.save(tx)?;
+        Ok(put_reply(ctx, req, true, assemble(tx, registry, &doc)?, &op, &location))
+    })
+}
+
+pub fn get(ctx: &Ctx, req: &ArmRequest, registry: &Registry) -> Result<Reply, ArmError> {
+    ctx.store()
+        .view(|r| match resource::get(r, &req.path.id())? {
+            Some(d) => Ok(Reply::ok(assemble(r, registry, &d)?)),
+            None => Err(not_found(req, PE_TYPE)),
+        })
+}
+
+pub fn list(ctx: &Ctx, req: &ArmRequest, registry: &Registry) -> Result<Reply, ArmError> {
+    let scope = req.path.scope();
+    let items = ctx.store().view(|r| {
+        resource::list_of_type(r, &scope, PE_TYPE)?
+            .iter()
+            .map(|d| assemble(r, registry, d))
+            .collect::<Result<Vec<_>, ArmError>>()
+    })?;
+    let mut visible = Vec::new();
+    for d in items {
+        if ctx.can_see(d["id"].as_str().unwrap_or_default())? {
+            visible.push(d);
+        }
+    }
+    Ok(Reply::ok(paging::page(ctx, req, visible)?))
+}
+
+/// Removes an endpoint with everything it owns (inside `tx`).
+pub fn remove(tx: &mut WriteTx, registry: &Registry, pe: &Value) -> Result<(), ArmError> {
+    let pe_id = pe["id"].as_str().unwrap_or_default().to_string();
+    for zg in resource::list_children(tx, &pe_id, "privateDnsZoneGroups")? {
+        clear_zone_group(tx, pe, &zg)?;
+    }
+    for n in pe["properties"]["networkInterfaces"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let nid = n["id"].as_str().unwrap_or_default();
+        ipam_store::release_owned_by(tx, nid)?;
+        resource::delete_tree(tx, nid)?;
+    }
+    for c in pl::of_endpoint(tx, &pe_id)? {
+        pl::remove(tx, &c.target_id, &pe_id)?;
+        if let Some(t) = resource::get(tx, &c.target_id)? {
+            if let Some(target) = registry.target_for(t["type"].as_str().unwrap_or_default()) {
+                target.connections_changed(tx, &c.target_id)?;
+            }
+        }
+    }
+    resource::delete_tree(tx, &pe_id)?;
+    Ok(())
+}
+
+pub fn delete(ctx: &Ctx, req: &ArmRequest, registry: &Registry) -> Result<Reply, ArmError> {
+    let rid = req.path.id();
+    ctx.store().write(|tx| {
+        let Some(doc) = resource::get(tx, &rid)? else {
+            return Ok(Reply::empty(204));
+        };
+        remove(tx, registry, &doc)?;
+        ctx.cascade_delete(tx, &rid)?;
+        let op = common::op(ctx, &rid);
+        op.save(tx)?;
+        Ok(delete_reply(
+            ctx,
+            req,
+            &op,
+            doc["location"].as_str().unwrap_or("global"),
+        ))
+    })
+}
+
+// ---- DNS zone groups -------------------------------------------------------
+
+fn zone_configs(zg: &Value) -> Vec<(String, String)> {
+    zg["properties"]["privateDnsZoneConfigs"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| {
+                    Some((
+                        c["name"].as_str().unwrap_or_default().to_string(),
+                        c["properties"]["privateDnsZoneId"].as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn relative(fqdn: &str, zone: &str) -> Option<String> {
+    let f = fqdn.trim_end_matches('.').to_ascii_lowercase();
+    let z = zone.trim_end_matches('.').to_ascii_lowercase();
+    f.strip_suffix(&format!(".{z}")).map(str::to_string)
+}
+
+/// Writes the A records of an endpoint's members into the group's zones;
+/// returns the record sets for the group's read-only view.
+fn apply_zone_group(tx: &mut WriteTx, pe: &Value, zg: &Value) -> Result<Value, ArmError> {
+    let members = members_of(tx, pe)?;
+    let mut configs = Vec::new();
+    for (cname, zone_id) in zone_configs(zg) {
+        let zone = dnsview::zone(tx, &zone_id)?
+            .ok_or_else(|| invalid_reference(&zone_id, zg["id"].as_str().unwrap_or_default()))?;
+        let zname = zone["name"].as_str().unwrap_or_default().to_string();
+        let mut record_sets = Vec::new();
+        for EndpointMember { fqdns, ip, .. } in &members {
+            for f in fqdns {
+                if let Some(rel) = relative(f, &zname) {
+                    dnsview::set_a(tx, &zone_id, &rel, &[*ip], ZONE_GROUP_TTL)?;
+                    record_sets.push(json!({"recordType": "A", "recordSetName": rel, "fqdn": format!("{rel}.{zname}"), "ttl": ZONE_GROUP_TTL, "ipAddresses": [ip.to_string()], "provisioningState": "Succeeded"}));
+                }
+            }
+        }
+        configs.push(json!({"name": cname, "properties": {"privateDnsZoneId": zone["id"], "recordSets": record_sets}}));
+    }
+    Ok(Value::Array(configs))
+}
+
+/// Removes the records a zone group wrote (those still pointing at this endpoint).
+fn clear_zone_group(tx: &mut WriteTx, pe: &Value, zg: &Value) -> Result<(), ArmError> {
+    let members = members_of(tx, pe)?;
+    for (_, zone_id) in zone_configs(zg) {
+        let Some(zone) = dnsview::zone(tx, &zone_id)? else {
+            continue;
+        };
+        let zname = zone["name"].as_str().unwrap_or_default().to_string();
+        for EndpointMember { fqdns, ip, .. } in &members {
+            for f in fqdns {
+                if let Some(rel) = relative(f, &zname) {
+                    let still_ours = dnsview::record(tx, &zone_id, "A", &rel)?
+                        .is_some_and(|r| dnsview::a_records(&r).contains(ip));
+                    if still_ours {
+                        dnsview::delete_record(tx, &zone_id, "A", &rel)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn pe_of(r: &impl Reader, req: &ArmRequest) -> Result<Value, ArmError> {
+    let pid = req.path.prefix(8);
+    resource::get(r, &pid)?.ok_or_else(|| {
+        ArmError::resource_not_found(PE_TYPE, &names(req)[0], req.path.resource_group.as_deref())
+    })
+}
+
+pub fn put_zone_group(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let n = name(req);
+    check_name("private DNS zone group", &n)?;
+    let body = req.body.clone().unwrap_or(json!({}));
+    let props = body.get("properties").cloned().unwrap_or(json!({}));
+    let configs = props["privateDnsZoneConfigs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if configs.is_empty() || configs.len() > 5 {
+        return Err(ArmError::bad_request(
+            "InvalidPrivateDnsZoneConfigs",
+            "A private DNS zone group needs 1 to 5 privateDnsZoneConfigs, each with properties.privateDnsZoneId.",
+        ));
+    }
+    ctx.store().write(|tx| {
+        let pe = pe_of(tx, req)?;
+        let pe_id = pe["id"].as_str().unwrap_or_default().to_string();
+        let zid = child_id(&pe_id, "privateDnsZoneGroups", &n);
+        let others: Vec<Value> = resource::list_children(tx, &pe_id, "privateDnsZoneGroups")?
+            .into_iter()
+            .filter(|g| !g["name"].as_str().unwrap_or_default().eq_ignore_ascii_case(&n))
+            .collect();
+        if !others.is_empty() {
+            return Err(ArmError::bad_request(
+                "OnlyOnePrivateDnsZoneGroupPerPrivateEndpoint",
+                format!("Private endpoint {pe_id} already has DNS zone group {}; an endpoint can have only one.", others[0]["name"].as_str().unwrap_or("")),
+            ));
+        }
+        let old = resource::get(tx, &zid)?;
+        if let Some(o) = &old {
+            clear_zone_group(tx, &pe, o)?;
+        }
+        let mut doc = base_doc(&zid, &n, ZONE_GROUP_TYPE);
+        doc["properties"] = json!({"provisioningState": "Succeeded", "privateDnsZoneConfigs": configs});
+        let applied = apply_zone_group(tx, &pe, &doc)?;
+        doc["properties"]["privateDnsZoneConfigs"] = applied;
+        resource::put(tx, &zid, &doc)?;
+        let op = common::op(ctx, &zid);
+        op.save(tx)?;
+        Ok(put_reply(ctx, req, old.is_none(), doc, &op, pe["location"].as_str().unwrap_or_default()))
+    })
+}
+
+pub fn get_zone_group(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    ctx.store().view(|r| {
+        pe_of(r, req)?;
+        resource::get(r, &req.path.id())?
+            .map(Reply::ok)
+            .ok_or_else(|| not_found(req, ZONE_GROUP_TYPE))
+    })
+}
+
+pub fn list_zone_groups(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let items = ctx.store().view(|r| {
+        let pe = pe_of(r, req)?;
+        resource::list_children(
+            r,
+            pe["id"].as_str().unwrap_or_default(),
+            "privateDnsZoneGroups",
+        )
+    })?;
+    Ok(Reply::ok(paging::page(ctx, req, items)?))
+}
+
+pub fn delete_zone_group(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let zid = req.path.id();
+    ctx.store().write(|tx| {
+        let pe = pe_of(tx, req)?;
+        let Some(zg) = resource::get(tx, &zid)? else {
+            return Ok(Reply::empty(204));
+        };
+        clear_zone_group(tx, &pe, &zg)?;
+        resource::delete_tree(tx, &zid)?;
+        let op = common::op(ctx, &zid);
+        op.save(tx)?;
+        Ok(delete_reply(
+            ctx,
+            req,
+            &op,
+            pe["location"].as_str().unwrap_or("global"),
+        ))
+    })
+}
+
+/// The network provider as host of endpoints: adds members to every endpoint
+/// of a target (Site Recovery's two extra FQDNs), or fails whole.
+pub struct Host;
+
+impl pl::EndpointHost for Host {
+    fn add_members(
+        &self,
+        tx: &mut WriteTx,
+        target_id: &str,
+        group_id: &str,
+        members: &[Member],
+    ) -> Result<(), ArmError> {
+        for c in pl::of_target(tx, target_id)? {
+            if !c.group_ids.iter().any(|g| g.eq_ignore_ascii_case(group_id)) {
+                continue;
+            }
+            let Some(pe) = resource::get(tx, &c.endpoint_id)? else {
+                continue;
+            };
+            let Some(nic_id) = pe["properties"]["networkInterfaces"][0]["id"]
+                .as_str()
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            let Some(mut nic_doc) = resource::get(tx, &nic_id)? else {
+                continue;
+            };
+            let existing = members_of(tx, &pe)?;
+            let new: Vec<&Member> = members
+                .iter()
+                .filter(|m| {
+                    !existing
+                        .iter()
+                        .any(|em| em.fqdns.iter().any(|x| x.eq_ignore_ascii_case(&m.fqdn)))
+                })
+                .collect();
+            if new.is_empty() {
+                continue;
+            }
+            let subnet_id = ref_id(pe["properties"].get("subnet")).unwrap_or_default();
+            let subnet = resource::get(tx, &subnet_id)?
+                .ok_or_else(|| invalid_reference(&subnet_id, &c.endpoint_id))?;
+            let net = vnet::primary_prefix(&subnet)
+                .ok_or_else(|| invalid_reference(&subnet_id, &c.endpoint_id))?;
+            let mut pool = ipam_store::pool(tx, &subnet_id, net)?;
+            if (new.len() as u64) > pool.free() {
+                return Err(ArmError::bad_request(
+                    "SubnetIsFull",
+                    format!(
+                        "Private endpoint {} needs {} more IP address(es) in subnet {subnet_id} ({net}) but the subnet has {} free. Free addresses or use a larger subnet, then retry.",
+                        c.endpoint_id,
+                        new.len(),
+                        pool.free()
+                    ),
+                ));
+            }
+            let cfgs = nic_doc["properties"]["ipConfigurations"]
+                .as_array_mut()
+                .expect("endpoint NIC has ipConfigurations");
+            for m in new {
+                let ip = pool
+                    .allocate()
+                    .map_err(|e| ipam_store::ipam_error(e, &subnet_id, &net))?;
+                let cfg = ipconfig_json(&nic_id, cfgs.len(), &subnet_id, ip, group_id, m, false);
+                ipam_store::record(tx, &subnet_id, ip, cfg["id"].as_str().unwrap_or_default())?;
+                cfgs.push(cfg);
+            }
+            resource::put(tx, &nic_id, &nic_doc)?;
+            let pe_id = pe["id"].as_str().unwrap_or_default().to_string();
+            for zg in resource::list_children(tx, &pe_id, "privateDnsZoneGroups")? {
+                let mut zg = zg;
+                let applied = apply_zone_group(tx, &pe, &zg)?;
+                zg["properties"]["privateDnsZoneConfigs"] = applied;
+                resource::put(tx, zg["id"].as_str().unwrap_or_default(), &zg)?;
+            }
+        }
+        Ok(())
+    }
+}
