@@ -38,6 +38,41 @@ pub fn service_ip(service: &str, region: Option<&str>, host: u8) -> Option<Ipv4A
     Some(Ipv4Addr::new(base[0], base[1], third, host.max(1)))
 }
 
+/// The test target's public side lives in TEST-NET-3 (an "Internet" address).
+pub const TEST_TARGET_PUBLIC: [u8; 3] = [203, 0, 113];
+
+/// The loopback alias standing for a public model address: service `k` of
+/// the plan maps `a.b.c.d` to `127.(200+k).c.d`; other addresses to 127.250.c.d.
+pub fn public_alias(ip: Ipv4Addr) -> Ipv4Addr {
+    let o = ip.octets();
+    let k = PLAN
+        .iter()
+        .position(|(_, base, _)| o[0] == base[0] && o[1] == base[1])
+        .map(|k| 200 + k as u8)
+        .unwrap_or(250);
+    Ipv4Addr::new(127, k, o[2], o[3])
+}
+
+/// The model public address behind a public alias, if it is one.
+pub fn public_of_alias(alias: Ipv4Addr) -> Option<Ipv4Addr> {
+    let o = alias.octets();
+    if o[0] != 127 {
+        return None;
+    }
+    match o[1] {
+        k @ 200..=249 => PLAN
+            .get((k - 200) as usize)
+            .map(|(_, base, _)| Ipv4Addr::new(base[0], base[1], o[2], o[3])),
+        250 => Some(Ipv4Addr::new(
+            TEST_TARGET_PUBLIC[0],
+            TEST_TARGET_PUBLIC[1],
+            TEST_TARGET_PUBLIC[2],
+            o[3],
+        )),
+        _ => None,
+    }
+}
+
 /// Classifies any non-VNet address.
 pub fn classify_public(ip: Ipv4Addr) -> Endpoint {
     let o = ip.octets();
@@ -88,5 +123,8 @@ mod tests {
         ));
         assert!(service_ip("Storage", None, 1).is_none());
         assert!(service_ip("AzureActiveDirectory", None, 1).is_some());
+        assert_eq!(public_of_alias(public_alias(ip)), Some(ip));
+        let t = Ipv4Addr::new(203, 0, 113, 9);
+        assert_eq!(public_of_alias(public_alias(t)), Some(t));
     }
 }

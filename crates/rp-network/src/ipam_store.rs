@@ -53,6 +53,15 @@ pub fn record(
             owner: owner.to_string(),
         },
     )?;
+    // Every address holder gets a loopback alias (its network position).
+    crate::aliases::assign(
+        tx,
+        owner,
+        "ipConfiguration",
+        &crate::aliases::vnet_of_subnet(subnet_id),
+        Some(subnet_id),
+        Some(ip),
+    )?;
     Ok(())
 }
 
@@ -64,7 +73,7 @@ pub fn release_owned_by(tx: &mut WriteTx, owner_scope: &str) -> Result<(), ArmEr
             tx.delete(ALLOCATIONS, &k)?;
         }
     }
-    Ok(())
+    crate::aliases::release_under(tx, owner_scope)
 }
 
 /// Drops the allocation table of a deleted subnet.

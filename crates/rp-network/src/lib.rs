@@ -2,6 +2,7 @@
 //! groups, route tables, network interfaces and Network Watcher.
 
 pub mod addressbook;
+pub mod aliases;
 mod common;
 pub mod ipam_store;
 pub mod nic;

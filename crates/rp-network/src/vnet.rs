@@ -454,6 +454,8 @@ pub fn put_vnet(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         doc["tags"] = tags.clone();
         doc["properties"] = stored;
         resource::put(tx, &vid, &doc)?;
+        // The network's own alias: a resolver position "inside" the network.
+        crate::aliases::assign(tx, &vid, "virtualNetwork", &vid, None, None)?;
         let op = common::op(ctx, &vid);
         op.save(tx)?;
         Ok(put_reply(

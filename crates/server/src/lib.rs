@@ -5,6 +5,7 @@ mod admin;
 mod arm_http;
 pub mod bootstrap;
 mod entra;
+mod netadmin;
 pub mod tls;
 
 use std::net::{SocketAddr, TcpListener};
@@ -62,6 +63,7 @@ pub struct Connection {
 
 pub struct AppState {
     pub router: Arc<Router>,
+    pub resolver: Arc<recoverite_dns::Resolver>,
     pub directory: Arc<Directory>,
     pub tokens: Arc<TokenService>,
     pub bootstrap: Bootstrap,
@@ -176,9 +178,14 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         ],
         catalog,
     });
+    let resolver = Arc::new(recoverite_dns::Resolver::new(platform.store.clone()));
+    let dns_port = recoverite_dns::serve(resolver.clone(), cfg.dns_port)
+        .await
+        .map_err(|e| ServeError::Listen(cfg.dns_port, format!("DNS: {e}")))?;
     let router = Arc::new(Router::new(platform, providers));
     let state = Arc::new(AppState {
         router,
+        resolver,
         directory,
         tokens,
         bootstrap: boot.clone(),
@@ -201,6 +208,9 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         .route("/common/discovery/instance", get(entra::instance_discovery))
         .route("/metadata/endpoints", get(admin::cloud_metadata))
         .route("/recoverite/principals", post(admin::create_principal))
+        .route("/recoverite/network/aliases", get(netadmin::aliases))
+        .route("/recoverite/network/resolve", get(netadmin::resolve))
+        .route("/recoverite/network/hosts", get(netadmin::hosts))
         .fallback(arm_http::handle)
         .layer(DefaultBodyLimit::disable())
         .with_state(state);
@@ -222,7 +232,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         client_id: boot.client_id.clone(),
         client_secret: boot.client_secret.clone(),
         ca_cert_file: files.ca_cert.display().to_string(),
-        dns_server: format!("127.0.0.1:{}", cfg.dns_port),
+        dns_server: format!("127.0.0.1:{dns_port}"),
     };
     let json = serde_json::to_vec_pretty(&connection).expect("connection serialises");
     write_atomically(&conn_path, &json)

@@ -55,12 +55,22 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
+    /// Bumped after every committed write, so readers can cache derived views.
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         let db = Database::create(path)?;
-        Ok(Store { db: Arc::new(db) })
+        Ok(Store {
+            db: Arc::new(db),
+            generation: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+        })
+    }
+
+    /// Changes whenever a write commits.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Runs `f` against a consistent snapshot.
@@ -93,6 +103,8 @@ impl Store {
         let mut w = WriteTx { tx };
         let out = f(&mut w)?;
         w.tx.commit().map_err(StoreError::from)?;
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         Ok(out)
     }
 }

@@ -1,0 +1,165 @@
+//! recoverite's own network views (not Azure APIs): the loopback alias of
+//! every network position, "what does NAME resolve to from network V", and
+//! a network's effective records as a hosts file.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use recoverite_arm::router::authorization_failed;
+use recoverite_arm::{id, ArmError, Authorizer};
+use recoverite_dns::RType;
+use recoverite_rp_network::aliases;
+
+use crate::AppState;
+
+fn err(e: ArmError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(e.to_json())).into_response()
+}
+
+/// Who may look: anyone who may read networks in the subscription.
+fn check(s: &AppState, headers: &HeaderMap) -> Result<(), ArmError> {
+    let caller = s
+        .directory
+        .authenticate(headers.get("authorization").and_then(|v| v.to_str().ok()))?;
+    let scope = format!("/subscriptions/{}", s.bootstrap.subscription_id);
+    let action = "Microsoft.Network/virtualNetworks/read";
+    if s.directory.is_allowed(&caller, action, &scope)? {
+        Ok(())
+    } else {
+        Err(authorization_failed(&caller.object_id, action, &scope))
+    }
+}
+
+pub async fn aliases(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(e) = check(&s, &headers) {
+        return err(e);
+    }
+    match s.directory.store.view(|r| aliases::all(r)) {
+        Ok(list) => Json(json!({ "value": list.iter().map(|a| json!({
+            "alias": a.alias, "owner": a.owner, "kind": a.kind, "virtualNetworkId": a.vnet_id,
+            "subnetId": a.subnet_id, "privateIPAddress": a.private_ip,
+        })).collect::<Vec<_>>() }))
+        .into_response(),
+        Err(e) => err(e),
+    }
+}
+
+fn rtype(s: Option<&String>) -> Result<RType, ArmError> {
+    Ok(match s.map(|x| x.to_ascii_uppercase()).as_deref() {
+        None | Some("A") => RType::A,
+        Some("AAAA") => RType::Aaaa,
+        Some("CNAME") => RType::Cname,
+        Some("TXT") => RType::Txt,
+        Some(o) => {
+            return Err(ArmError::bad_request(
+                "InvalidRecordType",
+                format!("Record type {o} is not answered; use A, AAAA, CNAME or TXT."),
+            ))
+        }
+    })
+}
+
+/// `GET /recoverite/network/resolve?name=N&(vnet=ID|from=ALIAS)[&type=A]`
+pub async fn resolve(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(e) = check(&s, &headers) {
+        return err(e);
+    }
+    let Some(name) = q.get("name") else {
+        return err(ArmError::invalid_parameter(
+            "name",
+            "Give the name to resolve: ?name=…",
+        ));
+    };
+    let t = match rtype(q.get("type")) {
+        Ok(t) => t,
+        Err(e) => return err(e),
+    };
+    let snap = s.resolver.snapshot();
+    let vnet = match (q.get("vnet"), q.get("from")) {
+        (Some(v), _) => Some(id::key(v)),
+        (None, Some(a)) => match a.parse::<Ipv4Addr>() {
+            Ok(ip) => s.resolver.vnet_of(&snap, IpAddr::V4(ip)),
+            Err(_) => {
+                return err(ArmError::invalid_parameter(
+                    "from",
+                    "from must be an IPv4 loopback alias.",
+                ))
+            }
+        },
+        (None, None) => None,
+    };
+    if let Some(v) = &vnet {
+        if !snap.vnets.contains_key(v) {
+            return err(ArmError::new(
+                404,
+                "NotFound",
+                format!("Virtual network {v} was not found."),
+            ));
+        }
+    }
+    let r = recoverite_dns::resolve(&snap, vnet.as_deref(), name, t);
+    let answers: Vec<_> = r
+        .answers
+        .iter()
+        .map(|a| {
+            let (ty, v) = match &a.value {
+                recoverite_dns::resolve::Value::A(ip) => ("A", ip.to_string()),
+                recoverite_dns::resolve::Value::Aaaa(ip) => ("AAAA", ip.to_string()),
+                recoverite_dns::resolve::Value::Cname(c) => ("CNAME", c.clone()),
+                recoverite_dns::resolve::Value::Txt(t) => ("TXT", t.join(" ")),
+            };
+            json!({"name": a.name, "type": ty, "ttl": a.ttl, "value": v})
+        })
+        .collect();
+    Json(json!({
+        "name": name,
+        "virtualNetworkId": vnet.as_ref().and_then(|v| snap.vnets.get(v)),
+        "rcode": if r.rcode == recoverite_dns::Rcode::NoError { "NOERROR" } else { "NXDOMAIN" },
+        "answers": answers,
+        "trace": r.trace,
+    }))
+    .into_response()
+}
+
+/// `GET /recoverite/network/hosts?vnet=ID`
+pub async fn hosts(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(e) = check(&s, &headers) {
+        return err(e);
+    }
+    let Some(v) = q.get("vnet") else {
+        return err(ArmError::invalid_parameter(
+            "vnet",
+            "Give the virtual network id: ?vnet=…",
+        ));
+    };
+    let snap = s.resolver.snapshot();
+    let key = id::key(v);
+    if !snap.vnets.contains_key(&key) {
+        return err(ArmError::new(
+            404,
+            "NotFound",
+            format!("Virtual network {v} was not found."),
+        ));
+    }
+    (
+        [("content-type", "text/plain; charset=utf-8")],
+        recoverite_dns::hosts_file(&snap, &key),
+    )
+        .into_response()
+}
