@@ -42,7 +42,7 @@ pub async fn aliases(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     if let Err(e) = check(&s, &headers) {
         return err(e);
     }
-    match s.directory.store.view(|r| aliases::all(r)) {
+    match s.directory.store.view(aliases::all) {
         Ok(list) => Json(json!({ "value": list.iter().map(|a| json!({
             "alias": a.alias, "owner": a.owner, "kind": a.kind, "virtualNetworkId": a.vnet_id,
             "subnetId": a.subnet_id, "privateIPAddress": a.private_ip,
