@@ -63,6 +63,7 @@ pub struct Connection {
 
 pub struct AppState {
     pub router: Arc<Router>,
+    pub gateway: Arc<recoverite_gateway::Gateway>,
     pub resolver: Arc<recoverite_dns::Resolver>,
     pub directory: Arc<Directory>,
     pub tokens: Arc<TokenService>,
@@ -82,12 +83,17 @@ pub enum ServeError {
     Arm(#[from] recoverite_arm::ArmError),
 }
 
-/// Every resource provider recoverite serves, wired to one private link registry.
-pub fn providers() -> Vec<Arc<dyn Provider>> {
+/// The private link registry: every target type, and the network as endpoint host.
+pub fn private_link_registry() -> Arc<Registry> {
     let registry = Arc::new(Registry::new(vec![Arc::new(
         recoverite_privatelink::test_target::TestTarget,
     )]));
     registry.set_host(Arc::new(recoverite_rp_network::private_endpoint::Host));
+    registry
+}
+
+/// Every resource provider recoverite serves, wired to one private link registry.
+pub fn providers(registry: &Arc<Registry>) -> Vec<Arc<dyn Provider>> {
     vec![
         Arc::new(recoverite_rp_resources::ResourcesProvider),
         Arc::new(AuthorizationProvider),
@@ -104,7 +110,9 @@ pub fn providers() -> Vec<Arc<dyn Provider>> {
             ],
         }),
         Arc::new(RegistrationOnly("Microsoft.Storage")),
-        Arc::new(recoverite_privatelink::test_target::TestTargetProvider { registry }),
+        Arc::new(recoverite_privatelink::test_target::TestTargetProvider {
+            registry: registry.clone(),
+        }),
         Arc::new(RegistrationOnly("Microsoft.Compute")),
         Arc::new(RegistrationOnly("Microsoft.KeyVault")),
     ]
@@ -143,7 +151,8 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
             format!("{e} (is another recoverite using it?)"),
         )
     })?;
-    let providers = providers();
+    let registry = private_link_registry();
+    let providers = providers(&registry);
     let catalog: Vec<_> = providers.iter().map(|p| p.info()).collect();
     let boot = bootstrap::load_or_create(&store, &catalog)?;
 
@@ -182,9 +191,15 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
     let dns_port = recoverite_dns::serve(resolver.clone(), cfg.dns_port)
         .await
         .map_err(|e| ServeError::Listen(cfg.dns_port, format!("DNS: {e}")))?;
+    let gateway = recoverite_gateway::Gateway::new(platform.store.clone(), registry.clone());
+    gateway
+        .start()
+        .await
+        .map_err(|e| ServeError::Listen(0, format!("gateway: {e}")))?;
     let router = Arc::new(Router::new(platform, providers));
     let state = Arc::new(AppState {
         router,
+        gateway,
         resolver,
         directory,
         tokens,
@@ -211,6 +226,8 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         .route("/recoverite/network/aliases", get(netadmin::aliases))
         .route("/recoverite/network/resolve", get(netadmin::resolve))
         .route("/recoverite/network/hosts", get(netadmin::hosts))
+        .route("/recoverite/network/flowlog", get(netadmin::flow_log))
+        .route("/recoverite/network/check", get(netadmin::check_flow))
         .fallback(arm_http::handle)
         .layer(DefaultBodyLimit::disable())
         .with_state(state);

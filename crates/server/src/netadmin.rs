@@ -163,3 +163,37 @@ pub async fn hosts(
     )
         .into_response()
 }
+
+/// `GET /recoverite/network/flowlog`: the gateway's recent decisions, newest last.
+pub async fn flow_log(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(e) = check(&s, &headers) {
+        return err(e);
+    }
+    Json(json!({ "value": s.gateway.flow_log() })).into_response()
+}
+
+/// `GET /recoverite/network/check?from=ALIAS&to=ALIAS&port=443`: what the
+/// gateway would decide, without connecting.
+pub async fn check_flow(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(e) = check(&s, &headers) {
+        return err(e);
+    }
+    let ip = |k: &str| q.get(k).and_then(|v| v.parse::<Ipv4Addr>().ok());
+    let (Some(from), Some(to)) = (ip("from"), ip("to")) else {
+        return err(ArmError::invalid_parameter(
+            "from",
+            "Give from= and to= as loopback aliases (see /recoverite/network/aliases).",
+        ));
+    };
+    let port = q.get("port").and_then(|p| p.parse().ok()).unwrap_or(443);
+    let gw = s.gateway.clone();
+    match tokio::task::spawn_blocking(move || gw.check(from, to, port)).await {
+        Ok(Ok(d)) => Json(serde_json::to_value(d).unwrap_or_default()).into_response(),
+        Ok(Err(e)) => err(e),
+        Err(_) => err(ArmError::internal("the check stopped unexpectedly")),
+    }
+}

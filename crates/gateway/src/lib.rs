@@ -1,0 +1,339 @@
+//! The gateway: recoverite's network made real for TCP.
+//!
+//! It listens on the loopback alias of every private endpoint IP, every NIC
+//! IP and every public service address in use. A process acting inside a VM
+//! binds its socket to the VM's alias and connects to the destination's
+//! alias; the gateway decides from source and destination what Azure would
+//! (security groups, routes, endpoint approval, the target's public access),
+//! then proxies the connection to the emulated service or closes it — and
+//! records the decision with its reason in the flow log.
+//!
+//! Model ports below 1024 are served at `port + 10000` (443 → 10443) so that
+//! nothing needs root; higher ports are served as they are.
+
+pub mod decide;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use recoverite_arm::{id, resource};
+use recoverite_privatelink::{self as pl, Registry};
+use recoverite_rp_network::{addressbook, aliases};
+use recoverite_store::{Reader, Store};
+
+pub use decide::{decide, Decision, Destination};
+
+/// Where a model port is served on an alias.
+pub fn real_port(model: u16) -> u16 {
+    if model < 1024 {
+        model + 10000
+    } else {
+        model
+    }
+}
+
+pub fn model_port(real: u16) -> u16 {
+    if (10000..11024).contains(&real) {
+        real - 10000
+    } else {
+        real
+    }
+}
+
+/// Ports a VM's NIC is reachable on: HTTPS and Site Recovery's replication-group port.
+pub const NIC_PORTS: &[u16] = &[443, 20004];
+
+pub const FLOW_LOG_CAPACITY: usize = 10_000;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowRecord {
+    pub time: String,
+    pub source_alias: Ipv4Addr,
+    pub destination_alias: Ipv4Addr,
+    pub port: u16,
+    pub allowed: bool,
+    pub reason: String,
+    pub source: Option<String>,
+    pub destination: Option<Destination>,
+}
+
+pub struct Gateway {
+    store: Store,
+    registry: Arc<Registry>,
+    log: Mutex<VecDeque<FlowRecord>>,
+    listeners: Mutex<HashMap<(Ipv4Addr, u16), JoinHandle<()>>>,
+    /// Emulated services by target id (case-folded): where allowed traffic goes.
+    backends: Mutex<HashMap<String, SocketAddr>>,
+    echo: Mutex<Option<SocketAddr>>,
+}
+
+impl Gateway {
+    pub fn new(store: Store, registry: Arc<Registry>) -> Arc<Gateway> {
+        Arc::new(Gateway {
+            store,
+            registry,
+            log: Mutex::new(VecDeque::new()),
+            listeners: Mutex::new(HashMap::new()),
+            backends: Mutex::new(HashMap::new()),
+            echo: Mutex::new(None),
+        })
+    }
+
+    /// Routes allowed connections for `target_id` to a service listening at `addr`.
+    pub fn register_backend(&self, target_id: &str, addr: SocketAddr) {
+        self.backends
+            .lock()
+            .expect("backends")
+            .insert(id::key(target_id), addr);
+    }
+
+    pub fn flow_log(&self) -> Vec<FlowRecord> {
+        self.log.lock().expect("flow log").iter().cloned().collect()
+    }
+
+    fn record(&self, f: FlowRecord) {
+        if f.allowed {
+            tracing::debug!(src = %f.source_alias, dst = %f.destination_alias, port = f.port, "flow allowed");
+        } else {
+            tracing::info!(src = %f.source_alias, dst = %f.destination_alias, port = f.port, reason = %f.reason, "flow refused");
+        }
+        let mut log = self.log.lock().expect("flow log");
+        if log.len() == FLOW_LOG_CAPACITY {
+            log.pop_front();
+        }
+        log.push_back(f);
+    }
+
+    /// Starts the built-in echo service and the listener reconciler.
+    pub async fn start(self: &Arc<Gateway>) -> std::io::Result<()> {
+        let echo = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        *self.echo.lock().expect("echo") = Some(echo.local_addr()?);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = echo.accept().await else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        let gw = self.clone();
+        tokio::spawn(async move {
+            let mut seen = 0;
+            loop {
+                let g = gw.store.generation();
+                if g != seen {
+                    seen = g;
+                    if let Err(e) = gw.reconcile().await {
+                        tracing::warn!("gateway listeners: {e}");
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Ok(())
+    }
+
+    /// The (alias, model port) pairs that should be listened on now.
+    fn wanted(&self) -> Result<Vec<(Ipv4Addr, u16)>, recoverite_arm::ArmError> {
+        self.store.view(|r| {
+            let mut out = Vec::new();
+            for a in aliases::all(r)? {
+                if a.private_ip.is_none() {
+                    continue;
+                }
+                if a.owner.to_ascii_lowercase().contains("/networkinterfaces/") {
+                    match decide::destination(r, a.alias)? {
+                        Some(Destination::PrivateEndpoint { .. }) => out.push((a.alias, 443)),
+                        Some(Destination::Nic { .. }) => {
+                            out.extend(NIC_PORTS.iter().map(|p| (a.alias, *p)))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            for (_, doc) in r.scan_json::<Value>(recoverite_arm::RESOURCES, "/subscriptions/")? {
+                if doc["type"].as_str() == Some(pl::test_target::TARGET_TYPE) {
+                    let ip = recoverite_dns::resolve::test_target_public_ip(
+                        doc["name"].as_str().unwrap_or_default(),
+                    );
+                    out.push((addressbook::public_alias(ip), 443));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    async fn reconcile(self: &Arc<Gateway>) -> Result<(), recoverite_arm::ArmError> {
+        let gw = self.clone();
+        let wanted = tokio::task::spawn_blocking(move || gw.wanted())
+            .await
+            .map_err(|e| recoverite_arm::ArmError::internal(e.to_string()))??;
+        let mut listeners = self.listeners.lock().expect("listeners");
+        listeners.retain(|k, h| {
+            let keep = wanted.contains(k);
+            if !keep {
+                h.abort();
+            }
+            keep
+        });
+        for (alias, port) in wanted {
+            if listeners.contains_key(&(alias, port)) {
+                continue;
+            }
+            let std = match std::net::TcpListener::bind((alias, real_port(port))) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!("cannot listen on {alias}:{}: {e}", real_port(port));
+                    continue;
+                }
+            };
+            let _ = std.set_nonblocking(true);
+            let Ok(listener) = TcpListener::from_std(std) else {
+                continue;
+            };
+            let gw = self.clone();
+            listeners.insert(
+                (alias, port),
+                tokio::spawn(async move {
+                    loop {
+                        let Ok((stream, peer)) = listener.accept().await else {
+                            continue;
+                        };
+                        let gw = gw.clone();
+                        tokio::spawn(async move { gw.handle(stream, peer, alias, port).await });
+                    }
+                }),
+            );
+        }
+        Ok(())
+    }
+
+    /// Decides whether a connection may pass, without making it.
+    pub fn check(
+        &self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        port: u16,
+    ) -> Result<Decision, recoverite_arm::ArmError> {
+        self.store
+            .view(|r| decide::decide(r, &self.registry, src, dst, port))
+    }
+
+    async fn handle(
+        self: Arc<Gateway>,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        dst: Ipv4Addr,
+        port: u16,
+    ) {
+        let src = match peer.ip() {
+            std::net::IpAddr::V4(ip) => ip,
+            std::net::IpAddr::V6(_) => return,
+        };
+        let gw = self.clone();
+        let decision = tokio::task::spawn_blocking(move || gw.check(src, dst, port)).await;
+        let decision = match decision {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => Decision {
+                allowed: false,
+                reason: format!("internal error: {e}"),
+                source: None,
+                destination: None,
+            },
+            Err(_) => return,
+        };
+        let backend = if decision.allowed {
+            self.backend_for(&decision)
+        } else {
+            None
+        };
+        let mut rec = FlowRecord {
+            time: recoverite_arm::time::now_string(),
+            source_alias: src,
+            destination_alias: dst,
+            port,
+            allowed: decision.allowed,
+            reason: decision.reason.clone(),
+            source: decision.source.clone(),
+            destination: decision.destination.clone(),
+        };
+        let Some((addr, greeting)) = backend.filter(|_| decision.allowed) else {
+            if decision.allowed {
+                rec.allowed = false;
+                rec.reason = "allowed by the network, but no emulated service listens there".into();
+            }
+            self.record(rec);
+            let _ = stream.shutdown().await;
+            return;
+        };
+        self.record(rec);
+        let Ok(mut upstream) = TcpStream::connect(addr).await else {
+            let _ = stream.shutdown().await;
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        let _ = upstream.set_nodelay(true);
+        if let Some(g) = greeting {
+            if stream.write_all(g.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+        let _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
+    }
+
+    /// The emulated service behind a destination, and an optional greeting.
+    fn backend_for(&self, d: &Decision) -> Option<(SocketAddr, Option<String>)> {
+        let target = match &d.destination {
+            Some(Destination::PrivateEndpoint { target_id, .. }) => Some(target_id.clone()),
+            Some(Destination::Public {
+                target_id: Some(t), ..
+            }) => Some(t.clone()),
+            _ => None,
+        }?;
+        if let Some(addr) = self
+            .backends
+            .lock()
+            .expect("backends")
+            .get(&id::key(&target))
+        {
+            return Some((*addr, None));
+        }
+        let doc = self
+            .store
+            .view(|r| resource::get(r, &target))
+            .ok()
+            .flatten()?;
+        if doc["type"].as_str() != Some(pl::test_target::TARGET_TYPE) {
+            return None;
+        }
+        let via = match &d.destination {
+            Some(Destination::PrivateEndpoint {
+                endpoint_id, fqdn, ..
+            }) => {
+                format!(
+                    "private endpoint {} ({})",
+                    endpoint_id.rsplit('/').next().unwrap_or(""),
+                    fqdn.clone().unwrap_or_default()
+                )
+            }
+            _ => "public endpoint".to_string(),
+        };
+        let greeting = format!(
+            "recoverite test target {} via {via}\n",
+            doc["name"].as_str().unwrap_or("")
+        );
+        (*self.echo.lock().expect("echo")).map(|a| (a, Some(greeting)))
+    }
+}
