@@ -53,6 +53,9 @@ pub const NIC_PORTS: &[u16] = &[443, 20004];
 
 pub const FLOW_LOG_CAPACITY: usize = 10_000;
 
+/// Per-direction copy buffer of a proxied connection.
+pub const PROXY_BUFFER: usize = 256 * 1024;
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FlowRecord {
@@ -123,8 +126,9 @@ impl Gateway {
                     continue;
                 };
                 tokio::spawn(async move {
-                    let (mut r, mut w) = s.split();
-                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                    let (r, mut w) = s.split();
+                    let mut r = tokio::io::BufReader::with_capacity(PROXY_BUFFER, r);
+                    let _ = tokio::io::copy_buf(&mut r, &mut w).await;
                 });
             }
         });
@@ -290,7 +294,14 @@ impl Gateway {
                 return;
             }
         }
-        let _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
+        // Large buffers: replication traffic flows through here.
+        let _ = tokio::io::copy_bidirectional_with_sizes(
+            &mut stream,
+            &mut upstream,
+            PROXY_BUFFER,
+            PROXY_BUFFER,
+        )
+        .await;
     }
 
     /// The emulated service behind a destination, and an optional greeting.
