@@ -147,3 +147,24 @@ def test_public_network_access_disabled_refuses_public_but_not_private(server, w
     assert greeting(w["vm"], w["public"]) == ""
     assert "public network access disabled" in last_flow(server, w["vm"], w["public"])["reason"]
     assert greeting(w["vm"], w["approved"]).startswith("recoverite test target")
+
+
+def test_forced_tunneling_refuses_with_the_route_named(server, w):
+    net = w["net"]
+    base = f"/subscriptions/{server.sub}/resourceGroups/gw-rg/providers/Microsoft.Network"
+    rt = net.route_tables.begin_create_or_update("gw-rg", "forced", {"location": "eastus", "properties": {"routes": [
+        {"name": "all-to-nva", "properties": {"addressPrefix": "0.0.0.0/0", "nextHopType": "VirtualAppliance", "nextHopIpAddress": "10.50.9.4"}}]}}).result()
+    s = net.subnets.get("gw-rg", "src", "vms")
+    s.route_table = {"id": rt.id}
+    net.subnets.begin_create_or_update("gw-rg", "src", "vms", s).result()
+    server.http("PUT", f"{w['target']}?{API}", json={"location": "eastus", "properties": {"members": ["api"], "publicNetworkAccess": "Enabled"}})
+    assert greeting(w["vm"], w["public"]) == ""
+    reason = last_flow(server, w["vm"], w["public"])["reason"]
+    assert "forced tunneling" in reason and "all-to-nva" in reason
+    # Traffic inside the network still goes direct.
+    assert greeting(w["vm"], w["approved"]).startswith("recoverite test target")
+    s = net.subnets.get("gw-rg", "src", "vms")
+    s.route_table = None
+    net.subnets.begin_create_or_update("gw-rg", "src", "vms", s).result()
+    assert greeting(w["vm"], w["public"]).startswith("recoverite test target")
+    _ = base

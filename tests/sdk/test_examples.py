@@ -1,0 +1,22 @@
+"""The README's walkthroughs run as tests, so they keep working."""
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_document_000_network_walkthrough(server, capsys):
+    out = load("doc000_network").main(str(server.data_dir / "connection.json"))
+    assert out["first"] == "" and "securityRules/deny-internet" in out["first_reason"]
+    assert out["second"].startswith("recoverite test target drtarget via public endpoint")
+    printed = capsys.readouterr().out
+    assert "source   VM" in printed and "-> 10.0.2.4" in printed
+    assert "recovery VM" in printed and "-> 10.1.2.4" in printed
