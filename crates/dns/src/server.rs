@@ -121,15 +121,20 @@ impl Resolver {
     }
 }
 
-/// Serves DNS on `127.0.0.1:port` (UDP and TCP); returns the bound port.
-pub async fn serve(resolver: Arc<Resolver>, port: u16) -> std::io::Result<u16> {
+/// Serves DNS on `127.0.0.1:port` (UDP and TCP); returns the bound port and
+/// the serving tasks (abort them to stop).
+pub async fn serve(
+    resolver: Arc<Resolver>,
+    port: u16,
+) -> std::io::Result<(u16, Vec<tokio::task::JoinHandle<()>>)> {
+    let mut tasks = Vec::new();
     let udp = Arc::new(UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).await?);
     let port = udp.local_addr()?.port();
     let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await?;
     // Two receive loops keep both cores busy under load.
     for _ in 0..2 {
         let (udp, resolver) = (udp.clone(), resolver.clone());
-        tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             loop {
                 let Ok((n, from)) = udp.recv_from(&mut buf).await else {
@@ -139,9 +144,9 @@ pub async fn serve(resolver: Arc<Resolver>, port: u16) -> std::io::Result<u16> {
                     let _ = udp.send_to(&out, from).await;
                 }
             }
-        });
+        }));
     }
-    tokio::spawn(async move {
+    tasks.push(tokio::spawn(async move {
         loop {
             let Ok((mut stream, from)) = tcp.accept().await else {
                 continue;
@@ -151,8 +156,8 @@ pub async fn serve(resolver: Arc<Resolver>, port: u16) -> std::io::Result<u16> {
                 let _ = tcp_session(&mut stream, from, &resolver).await;
             });
         }
-    });
-    Ok(port)
+    }));
+    Ok((port, tasks))
 }
 
 async fn tcp_session(

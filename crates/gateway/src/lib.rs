@@ -77,6 +77,7 @@ pub struct Gateway {
     /// Emulated services by target id (case-folded): where allowed traffic goes.
     backends: Mutex<HashMap<String, SocketAddr>>,
     echo: Mutex<Option<SocketAddr>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Gateway {
@@ -88,6 +89,7 @@ impl Gateway {
             listeners: Mutex::new(HashMap::new()),
             backends: Mutex::new(HashMap::new()),
             echo: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
         })
     }
 
@@ -120,7 +122,7 @@ impl Gateway {
     pub async fn start(self: &Arc<Gateway>) -> std::io::Result<()> {
         let echo = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         *self.echo.lock().expect("echo") = Some(echo.local_addr()?);
-        tokio::spawn(async move {
+        let echo_task = tokio::spawn(async move {
             loop {
                 let Ok((mut s, _)) = echo.accept().await else {
                     continue;
@@ -133,7 +135,7 @@ impl Gateway {
             }
         });
         let gw = self.clone();
-        tokio::spawn(async move {
+        let reconciler = tokio::spawn(async move {
             let mut seen = 0;
             loop {
                 let g = gw.store.generation();
@@ -146,7 +148,21 @@ impl Gateway {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
+        self.tasks
+            .lock()
+            .expect("tasks")
+            .extend([echo_task, reconciler]);
         Ok(())
+    }
+
+    /// Stops listening everywhere.
+    pub fn stop(&self) {
+        for t in self.tasks.lock().expect("tasks").drain(..) {
+            t.abort();
+        }
+        for (_, h) in self.listeners.lock().expect("listeners").drain() {
+            h.abort();
+        }
     }
 
     /// The (alias, model port) pairs that should be listened on now.

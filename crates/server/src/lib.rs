@@ -125,6 +125,22 @@ pub struct Running {
     pub handle: axum_server::Handle,
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
     pub started_in: std::time::Duration,
+    pub gateway: Arc<recoverite_gateway::Gateway>,
+    pub background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops every listener and waits for the HTTPS server to finish, which
+    /// releases the data directory.
+    pub async fn stop(self) {
+        self.gateway.stop();
+        for t in &self.background {
+            t.abort();
+        }
+        self.handle.shutdown();
+        let _ = self.server.await;
+        let _ = std::fs::remove_file(&self.connection_file);
+    }
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -188,7 +204,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         catalog,
     });
     let resolver = Arc::new(recoverite_dns::Resolver::new(platform.store.clone()));
-    let dns_port = recoverite_dns::serve(resolver.clone(), cfg.dns_port)
+    let (dns_port, dns_tasks) = recoverite_dns::serve(resolver.clone(), cfg.dns_port)
         .await
         .map_err(|e| ServeError::Listen(cfg.dns_port, format!("DNS: {e}")))?;
     let gateway = recoverite_gateway::Gateway::new(platform.store.clone(), registry.clone());
@@ -199,7 +215,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
     let router = Arc::new(Router::new(platform, providers));
     let state = Arc::new(AppState {
         router,
-        gateway,
+        gateway: gateway.clone(),
         resolver,
         directory,
         tokens,
@@ -261,6 +277,8 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         handle,
         server,
         started_in: t0.elapsed(),
+        gateway,
+        background: dns_tasks,
     })
 }
 

@@ -118,7 +118,7 @@ async fn connection_file_token_and_resource_group() {
         .collect();
     assert_eq!(keys.len(), 8);
     let sub = r.connection.subscription_id.clone();
-    let rr = Running { ..r };
+    let rr = r;
     let res = tokio::task::spawn_blocking(move || {
         let c = Client::new(&rr);
         let t = owner(&c, &rr);
@@ -200,8 +200,7 @@ async fn reader_is_refused_writes_and_state_survives_restart() {
     })
     .await
     .unwrap();
-    r.handle.shutdown();
-    let _ = r.server.await;
+    r.stop().await;
 
     let r = boot(dir.path()).await;
     assert_eq!(r.connection.subscription_id, conn.subscription_id);
