@@ -2,10 +2,10 @@
 //! to a destination, through security groups, routes, private endpoint
 //! approval and the target's public network access.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use recoverite_arm::{id, resource, ArmError};
 use recoverite_netcore::nsg::{Direction, Flow, Protocol};
@@ -63,7 +63,11 @@ fn refuse(
 }
 
 /// Identifies what listens at a loopback alias.
-pub fn destination(r: &impl Reader, alias: Ipv4Addr) -> Result<Option<Destination>, ArmError> {
+pub fn destination(
+    r: &impl Reader,
+    alias: Ipv4Addr,
+    public_targets: &HashMap<Ipv4Addr, String>,
+) -> Result<Option<Destination>, ArmError> {
     if let Some(a) = aliases::lookup(r, alias)? {
         let Some(ip) = a.private_ip else {
             return Ok(None);
@@ -116,18 +120,8 @@ pub fn destination(r: &impl Reader, alias: Ipv4Addr) -> Result<Option<Destinatio
         } => (Some(service), region),
         _ => (None, None),
     };
-    // The built-in test target's public address identifies the target.
-    let mut target_id = None;
-    if public.octets()[..3] == addressbook::TEST_TARGET_PUBLIC {
-        for (_, doc) in r.scan_json::<Value>(recoverite_arm::RESOURCES, "/subscriptions/")? {
-            if doc["type"].as_str() == Some(pl::test_target::TARGET_TYPE) {
-                let name = doc["name"].as_str().unwrap_or_default();
-                if recoverite_dns::resolve::test_target_public_ip(name) == public {
-                    target_id = doc["id"].as_str().map(str::to_string);
-                }
-            }
-        }
-    }
+    // A public address answered for a private link target's name identifies the target.
+    let target_id = public_targets.get(&public).cloned();
     Ok(Some(Destination::Public {
         ip: public,
         service,
@@ -186,11 +180,12 @@ fn target_public_access(
 pub fn decide(
     r: &impl Reader,
     registry: &pl::Registry,
+    public_targets: &HashMap<Ipv4Addr, String>,
     src: Ipv4Addr,
     dst: Ipv4Addr,
     port: u16,
 ) -> Result<Decision, ArmError> {
-    let destination = destination(r, dst)?;
+    let destination = destination(r, dst, public_targets)?;
     let Some(dest) = destination.clone() else {
         return Ok(refuse(format!("nothing listens at {dst}"), None, None));
     };

@@ -78,6 +78,8 @@ pub struct Gateway {
     backends: Mutex<HashMap<String, SocketAddr>>,
     echo: Mutex<Option<SocketAddr>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Public (model) address of a private link target's name → the target.
+    public_targets: Mutex<HashMap<Ipv4Addr, String>>,
 }
 
 impl Gateway {
@@ -90,6 +92,7 @@ impl Gateway {
             backends: Mutex::new(HashMap::new()),
             echo: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
+            public_targets: Mutex::new(HashMap::new()),
         })
     }
 
@@ -165,16 +168,22 @@ impl Gateway {
         }
     }
 
-    /// The (alias, model port) pairs that should be listened on now.
-    fn wanted(&self) -> Result<Vec<(Ipv4Addr, u16)>, recoverite_arm::ArmError> {
+    /// The (alias, model port) pairs that should be listened on now, and the
+    /// public addresses of every private link target's names.
+    #[allow(clippy::type_complexity)]
+    fn wanted(
+        &self,
+    ) -> Result<(Vec<(Ipv4Addr, u16)>, HashMap<Ipv4Addr, String>), recoverite_arm::ArmError> {
+        let snap = recoverite_dns::snapshot::build(&self.store)?;
         self.store.view(|r| {
+            let empty = HashMap::new();
             let mut out = Vec::new();
             for a in aliases::all(r)? {
                 if a.private_ip.is_none() {
                     continue;
                 }
                 if a.owner.to_ascii_lowercase().contains("/networkinterfaces/") {
-                    match decide::destination(r, a.alias)? {
+                    match decide::destination(r, a.alias, &empty)? {
                         Some(Destination::PrivateEndpoint { .. }) => out.push((a.alias, 443)),
                         Some(Destination::Nic { .. }) => {
                             out.extend(NIC_PORTS.iter().map(|p| (a.alias, *p)))
@@ -183,23 +192,56 @@ impl Gateway {
                     }
                 }
             }
+            let mut publics = HashMap::new();
+            let probe = pl::ConnectionRequest {
+                endpoint_id: String::new(),
+                endpoint_name: String::new(),
+                endpoint_location: String::new(),
+                subnet_id: String::new(),
+                group_ids: Vec::new(),
+                manual: false,
+                static_ips: Vec::new(),
+                free_ips: 0,
+                request_message: None,
+            };
             for (_, doc) in r.scan_json::<Value>(recoverite_arm::RESOURCES, "/subscriptions/")? {
-                if doc["type"].as_str() == Some(pl::test_target::TARGET_TYPE) {
-                    let ip = recoverite_dns::resolve::test_target_public_ip(
-                        doc["name"].as_str().unwrap_or_default(),
-                    );
-                    out.push((addressbook::public_alias(ip), 443));
+                let Some(target) = self
+                    .registry
+                    .target_for(doc["type"].as_str().unwrap_or_default())
+                else {
+                    continue;
+                };
+                let tid = doc["id"].as_str().unwrap_or_default().to_string();
+                for g in target.groups(r, &doc)? {
+                    let Ok(members) = target.members(r, &doc, &g.group_id, &probe) else {
+                        continue;
+                    };
+                    for m in members.iter().filter(|m| !m.fqdn.is_empty()) {
+                        let res =
+                            recoverite_dns::resolve(&snap, None, &m.fqdn, recoverite_dns::RType::A);
+                        if let Some(recoverite_dns::resolve::Value::A(ip)) =
+                            res.answers.last().map(|a| a.value.clone())
+                        {
+                            publics.insert(ip, tid.clone());
+                        }
+                    }
                 }
             }
-            Ok(out)
+            out.extend(
+                publics
+                    .keys()
+                    .map(|ip| (addressbook::public_alias(*ip), 443)),
+            );
+            Ok((out, publics))
         })
     }
 
     async fn reconcile(self: &Arc<Gateway>) -> Result<(), recoverite_arm::ArmError> {
         let gw = self.clone();
-        let wanted = tokio::task::spawn_blocking(move || gw.wanted())
+        let (wanted, publics) = tokio::task::spawn_blocking(move || gw.wanted())
             .await
             .map_err(|e| recoverite_arm::ArmError::internal(e.to_string()))??;
+        *self.public_targets.lock().expect("public targets") = publics;
         let mut listeners = self.listeners.lock().expect("listeners");
         listeners.retain(|k, h| {
             let keep = wanted.contains(k);
@@ -247,8 +289,11 @@ impl Gateway {
         dst: Ipv4Addr,
         port: u16,
     ) -> Result<Decision, recoverite_arm::ArmError> {
-        self.store
-            .view(|r| decide::decide(r, &self.registry, src, dst, port))
+        {
+            let publics = self.public_targets.lock().expect("public targets").clone();
+            self.store
+                .view(|r| decide::decide(r, &self.registry, &publics, src, dst, port))
+        }
     }
 
     async fn handle(
@@ -342,9 +387,7 @@ impl Gateway {
             .view(|r| resource::get(r, &target))
             .ok()
             .flatten()?;
-        if doc["type"].as_str() != Some(pl::test_target::TARGET_TYPE) {
-            return None;
-        }
+
         let via = match &d.destination {
             Some(Destination::PrivateEndpoint {
                 endpoint_id, fqdn, ..
@@ -357,8 +400,15 @@ impl Gateway {
             }
             _ => "public endpoint".to_string(),
         };
+        // Targets without a service of their own answer with a greeting and echo.
+        let kind = if doc["type"].as_str() == Some(pl::test_target::TARGET_TYPE) {
+            "test target".to_string()
+        } else {
+            doc["type"].as_str().unwrap_or("").to_string()
+        };
         let greeting = format!(
-            "recoverite test target {} via {via}\n",
+            "recoverite {kind} {} via {via}
+",
             doc["name"].as_str().unwrap_or("")
         );
         (*self.echo.lock().expect("echo")).map(|a| (a, Some(greeting)))

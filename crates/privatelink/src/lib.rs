@@ -227,6 +227,13 @@ pub trait PrivateLinkTarget: Send + Sync {
 pub trait ReaderDyn {
     fn get_value(&self, id: &str) -> Result<Option<Value>, ArmError>;
     fn connections(&self, target_id: &str) -> Result<Vec<Connection>, ArmError>;
+    /// A provider's own record (outside the resources table).
+    fn record(&self, table: Table, key: &str) -> Result<Option<Value>, ArmError>;
+    fn registration(
+        &self,
+        subscription: &str,
+        namespace: &str,
+    ) -> Result<Option<recoverite_arm::registration::Registration>, ArmError>;
 }
 
 impl<R: Reader> ReaderDyn for R {
@@ -235,6 +242,16 @@ impl<R: Reader> ReaderDyn for R {
     }
     fn connections(&self, target_id: &str) -> Result<Vec<Connection>, ArmError> {
         of_target(self, target_id)
+    }
+    fn record(&self, table: Table, key: &str) -> Result<Option<Value>, ArmError> {
+        Ok(self.get_json(table, key)?)
+    }
+    fn registration(
+        &self,
+        subscription: &str,
+        namespace: &str,
+    ) -> Result<Option<recoverite_arm::registration::Registration>, ArmError> {
+        recoverite_arm::registration::get(self, subscription, namespace)
     }
 }
 

@@ -163,6 +163,16 @@ impl ReaderDyn for NoReader {
     fn connections(&self, _: &str) -> Result<Vec<crate::Connection>, ArmError> {
         Ok(Vec::new())
     }
+    fn record(&self, _: recoverite_store::Table, _: &str) -> Result<Option<Value>, ArmError> {
+        Ok(None)
+    }
+    fn registration(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<recoverite_arm::registration::Registration>, ArmError> {
+        Ok(None)
+    }
 }
 
 pub fn connection_json(c: &crate::Connection) -> Value {

@@ -153,7 +153,9 @@ pub fn members_of(r: &impl Reader, pe: &Value) -> Result<Vec<EndpointMember>, Ar
                     .as_array()
                     .map(|a| {
                         a.iter()
-                            .filter_map(|f| f.as_str().map(str::to_string))
+                            .filter_map(|f| {
+                                f.as_str().filter(|s| !s.is_empty()).map(str::to_string)
+                            })
                             .collect()
                     })
                     .unwrap_or_default(),

@@ -132,3 +132,67 @@ pub async fn cloud_metadata(State(s): State<Arc<AppState>>) -> Response {
     }))
     .into_response()
 }
+
+/// `PUT /recoverite/providers/{namespace}/registration {"registeredAt": "2019-06-01T00:00:00Z"}`:
+/// sets when a provider was (last) registered, to reproduce rules that depend
+/// on old registrations (document 001's May 2020 cut-off). Needs the right to
+/// register the provider.
+pub async fn set_registration_date(
+    State(s): State<Arc<AppState>>,
+    axum::extract::Path(ns): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let bytes = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
+        Ok(b) => b,
+        Err(_) => {
+            return err(ArmError::new(
+                413,
+                "RequestEntityTooLarge",
+                "The request body is too large.",
+            ))
+        }
+    };
+    let body: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(b) => b,
+        Err(e) => return err(ArmError::invalid_content(e)),
+    };
+    let Some(at) = body["registeredAt"]
+        .as_str()
+        .filter(|t| recoverite_arm::time::parse(t).is_some())
+        .map(str::to_string)
+    else {
+        return err(ArmError::invalid_parameter(
+            "registeredAt",
+            "registeredAt must be an RFC 3339 time, e.g. 2019-06-01T00:00:00Z.",
+        ));
+    };
+    let s2 = s.clone();
+    let res = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, ArmError> {
+        let caller = s2.directory.authenticate(auth.as_deref())?;
+        let scope = format!("/subscriptions/{}", s2.bootstrap.subscription_id);
+        let action = format!("{ns}/register/action");
+        if !s2.directory.is_allowed(&caller, &action, &scope)? {
+            return Err(authorization_failed(&caller.object_id, &action, &scope));
+        }
+        let sub = s2.bootstrap.subscription_id.clone();
+        s2.directory.store.write(|tx| {
+            let reg = recoverite_arm::registration::Registration {
+                state: recoverite_arm::registration::REGISTERED.into(),
+                registered_at: Some(at.clone()),
+            };
+            recoverite_arm::registration::set(tx, &sub, &ns, &reg)?;
+            Ok(json!({"namespace": ns, "registrationState": reg.state, "registeredAt": reg.registered_at}))
+        })
+    })
+    .await;
+    match res {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => err(e),
+        Err(_) => err(ArmError::internal("the update stopped unexpectedly")),
+    }
+}

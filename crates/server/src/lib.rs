@@ -85,9 +85,10 @@ pub enum ServeError {
 
 /// The private link registry: every target type, and the network as endpoint host.
 pub fn private_link_registry() -> Arc<Registry> {
-    let registry = Arc::new(Registry::new(vec![Arc::new(
-        recoverite_privatelink::test_target::TestTarget,
-    )]));
+    let registry = Arc::new(Registry::new(vec![
+        Arc::new(recoverite_privatelink::test_target::TestTarget),
+        Arc::new(recoverite_rp_recoveryservices::VaultTarget),
+    ]));
     registry.set_host(Arc::new(recoverite_rp_network::private_endpoint::Host));
     registry
 }
@@ -99,7 +100,7 @@ pub fn providers(registry: &Arc<Registry>) -> Vec<Arc<dyn Provider>> {
         Arc::new(AuthorizationProvider),
         Arc::new(recoverite_rp_msi::ManagedIdentityProvider),
         // Registrable now; their resource types arrive with later issues.
-        Arc::new(RegistrationOnly("Microsoft.RecoveryServices")),
+        Arc::new(recoverite_rp_recoveryservices::RecoveryServicesProvider),
         Arc::new(RegistrationOnly("Microsoft.DataProtection")),
         Arc::new(NamespaceGroup {
             members: vec![
@@ -239,6 +240,10 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         .route("/common/discovery/instance", get(entra::instance_discovery))
         .route("/metadata/endpoints", get(admin::cloud_metadata))
         .route("/recoverite/principals", post(admin::create_principal))
+        .route(
+            "/recoverite/providers/{namespace}/registration",
+            axum::routing::put(admin::set_registration_date),
+        )
         .route("/recoverite/network/aliases", get(netadmin::aliases))
         .route("/recoverite/network/resolve", get(netadmin::resolve))
         .route("/recoverite/network/hosts", get(netadmin::hosts))

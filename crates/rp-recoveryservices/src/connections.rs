@@ -1,0 +1,152 @@
+//! Private endpoint connections of a vault: get, approve or reject, delete.
+
+use serde_json::{json, Value};
+
+use recoverite_arm::lro::{self, OperationRecord};
+use recoverite_arm::{paging, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_privatelink::{self as pl, Status};
+
+use crate::vault::{connection_json, vault_of};
+
+fn name(req: &ArmRequest) -> String {
+    req.path
+        .provider
+        .as_ref()
+        .map(|p| p.names.get(1).cloned().unwrap_or_default())
+        .unwrap_or_default()
+}
+
+fn not_found(vault: &Value, name: &str) -> ArmError {
+    ArmError::new(
+        404,
+        "PrivateEndpointConnectionNotFound",
+        format!(
+            "Private endpoint connection '{name}' was not found on vault {}.",
+            vault["name"].as_str().unwrap_or("")
+        ),
+    )
+}
+
+pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let n = name(req);
+    ctx.store().view(|r| {
+        let v = vault_of(r, req)?;
+        let c = pl::by_name(r, v["id"].as_str().unwrap_or_default(), &n)?
+            .ok_or_else(|| not_found(&v, &n))?;
+        Ok(Reply::ok(connection_json(&v, &c)))
+    })
+}
+
+pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let items = ctx.store().view(|r| {
+        let v = vault_of(r, req)?;
+        Ok::<_, ArmError>(
+            pl::of_target(r, v["id"].as_str().unwrap_or_default())?
+                .iter()
+                .map(|c| connection_json(&v, c))
+                .collect::<Vec<_>>(),
+        )
+    })?;
+    Ok(Reply::ok(paging::page(ctx, req, items)?))
+}
+
+fn status_url(ctx: &Ctx, req: &ArmRequest, op: &OperationRecord) -> String {
+    format!(
+        "{}{}/operationsStatus/{}?api-version={}",
+        ctx.base_url,
+        req.path.id(),
+        op.id,
+        req.api_version
+    )
+}
+
+/// PUT: approve or reject (the owner's decision).
+pub fn put(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let n = name(req);
+    let body = req.body.clone().unwrap_or(json!({}));
+    let state = &body["properties"]["privateLinkServiceConnectionState"];
+    let status = state["status"]
+        .as_str()
+        .and_then(Status::parse)
+        .filter(|s| *s != Status::Disconnected)
+        .ok_or_else(|| {
+            ArmError::invalid_parameter(
+                "properties.privateLinkServiceConnectionState.status",
+                "status must be Approved, Rejected or Pending.",
+            )
+        })?;
+    let (doc, op) = ctx.store().write(|tx| {
+        let v = vault_of(tx, req)?;
+        let vid = v["id"].as_str().unwrap_or_default().to_string();
+        let mut c = pl::by_name(tx, &vid, &n)?.ok_or_else(|| not_found(&v, &n))?;
+        if c.status == Status::Rejected && status == Status::Approved {
+            return Err(ArmError::bad_request(
+                "CannotApproveRejectedPrivateEndpointConnection",
+                "A rejected private endpoint connection cannot be approved; delete the private endpoint and create a new one.",
+            ));
+        }
+        c.status = status;
+        c.description = state["description"].as_str().unwrap_or_default().to_string();
+        pl::save(tx, &c)?;
+        let doc = connection_json(&v, &c);
+        let op = OperationRecord::new(ctx, "Microsoft.RecoveryServices", &c.id()).succeed(Some(doc.clone()));
+        op.save(tx)?;
+        Ok((doc, op))
+    })?;
+    Ok(lro::with_retry_after(
+        ctx,
+        Reply::created(doc).header("Azure-AsyncOperation", status_url(ctx, req, &op)),
+    ))
+}
+
+/// DELETE: the endpoint stays, its connection becomes Disconnected.
+pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let n = name(req);
+    let found = ctx.store().write(|tx| {
+        let v = vault_of(tx, req)?;
+        let vid = v["id"].as_str().unwrap_or_default().to_string();
+        let Some(mut c) = pl::by_name(tx, &vid, &n)? else {
+            return Ok::<_, ArmError>(None);
+        };
+        c.status = Status::Disconnected;
+        c.description = "The vault owner removed this connection.".into();
+        pl::save(tx, &c)?;
+        let op = OperationRecord::new(ctx, "Microsoft.RecoveryServices", &c.id()).succeed(None);
+        op.save(tx)?;
+        Ok(Some((
+            op,
+            v["location"].as_str().unwrap_or_default().to_string(),
+        )))
+    })?;
+    let Some((op, loc)) = found else {
+        return Ok(Reply::empty(204));
+    };
+    let sub = req.path.subscription.clone().unwrap_or_default();
+    Ok(lro::with_retry_after(
+        ctx,
+        Reply::empty(202).header(
+            "Location",
+            lro::result_url(ctx, &sub, &loc, &op, &req.api_version),
+        ),
+    ))
+}
+
+/// GET …/privateEndpointConnections/{name}/operationsStatus/{id}
+pub fn operation_status(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let op_id = req
+        .path
+        .provider
+        .as_ref()
+        .and_then(|p| p.name())
+        .unwrap_or("")
+        .to_string();
+    let rec = ctx.store().view(|r| lro::load(r, &op_id))?;
+    let rec = rec.ok_or_else(|| {
+        ArmError::new(
+            404,
+            "OperationNotFound",
+            format!("Operation {op_id} was not found."),
+        )
+    })?;
+    Ok(Reply::ok(rec.status_body(&req.path.id())))
+}

@@ -1,0 +1,132 @@
+//! Backup protection containers: registering one is registering an item in
+//! the vault, which permanently closes the vault to new private endpoints.
+
+use serde_json::{json, Value};
+
+use recoverite_arm::{paging, resource, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_privatelink::{self as pl, Status};
+use recoverite_store::Reader;
+
+use crate::meta;
+use crate::target::BACKUP;
+use crate::vault::vault_of;
+
+pub const CONTAINER_TYPE: &str =
+    "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers";
+
+fn all(r: &impl Reader, vault_id: &str) -> Result<Vec<Value>, ArmError> {
+    Ok(r.scan_json::<Value>(
+        recoverite_arm::RESOURCES,
+        &format!("{}/backupfabrics/", recoverite_arm::id::key(vault_id)),
+    )?
+    .into_iter()
+    .map(|(_, v)| v)
+    .filter(|v| v["type"].as_str() == Some(CONTAINER_TYPE))
+    .collect())
+}
+
+pub fn count(r: &impl Reader, vault_id: &str) -> Result<u64, ArmError> {
+    Ok(all(r, vault_id)?.len() as u64)
+}
+
+/// Whether a live Backup endpoint of the vault was created with static IPs.
+fn static_backup_endpoint(r: &impl Reader, vault_id: &str) -> Result<Option<String>, ArmError> {
+    for c in pl::of_target(r, vault_id)? {
+        if c.status == Status::Disconnected
+            || !c.group_ids.iter().any(|g| g.eq_ignore_ascii_case(BACKUP))
+        {
+            continue;
+        }
+        if let Some(pe) = resource::get(r, &c.endpoint_id)? {
+            if pe["properties"]["ipConfigurations"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+            {
+                return Ok(Some(c.endpoint_id));
+            }
+        }
+    }
+    Ok(None)
+}
+
+pub fn register(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let body = req.body.clone().unwrap_or(json!({}));
+    let props = body.get("properties").cloned().unwrap_or(json!({}));
+    let rid = req.path.id();
+    let name = req
+        .path
+        .provider
+        .as_ref()
+        .and_then(|p| p.name())
+        .unwrap_or("")
+        .to_string();
+    ctx.store().write(|tx| {
+        let vault = vault_of(tx, req)?;
+        let vid = vault["id"].as_str().unwrap_or_default().to_string();
+        let existing = resource::get(tx, &rid)?;
+        if existing.is_none() && count(tx, &vid)? > 0 {
+            // Document 001: static IPs cannot grow, so with items already protected
+            // a new registration needing more addresses fails.
+            if let Some(pe) = static_backup_endpoint(tx, &vid)? {
+                return Err(ArmError::bad_request(
+                    "UserErrorPrivateEndpointStaticIpExpansionFailed",
+                    format!("Registration failed: the vault already protects items and its Backup private endpoint {pe} uses static IP addresses, which cannot be expanded dynamically (unsupported in the version 2 experience). Recreate the endpoint with dynamic IPs."),
+                ));
+            }
+        }
+        let doc = json!({
+            "id": rid,
+            "name": name,
+            "type": CONTAINER_TYPE,
+            "properties": {
+                "friendlyName": props["friendlyName"].as_str().unwrap_or(&name),
+                "backupManagementType": props["backupManagementType"].as_str().unwrap_or("AzureWorkload"),
+                "containerType": props["containerType"].as_str().unwrap_or("VMAppContainer"),
+                "sourceResourceId": props["sourceResourceId"],
+                "workloadType": props["workloadType"],
+                "registrationStatus": "Registered",
+                "healthStatus": "Healthy",
+            }
+        });
+        resource::put(tx, &rid, &doc)?;
+        meta::mark_registered(tx, &vid)?;
+        Ok(Reply::ok(doc))
+    })
+}
+
+pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    ctx.store().view(|r| {
+        vault_of(r, req)?;
+        resource::get(r, &req.path.id())?
+            .map(Reply::ok)
+            .ok_or_else(|| {
+                ArmError::resource_not_found(
+                    CONTAINER_TYPE,
+                    req.path
+                        .provider
+                        .as_ref()
+                        .and_then(|p| p.name())
+                        .unwrap_or(""),
+                    req.path.resource_group.as_deref(),
+                )
+            })
+    })
+}
+
+/// Unregistering leaves the vault marked: it has had items.
+pub fn unregister(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let rid = req.path.id();
+    ctx.store().write(|tx| {
+        vault_of(tx, req)?;
+        let existed = resource::delete_tree(tx, &rid)?;
+        Ok(Reply::empty(if existed { 200 } else { 204 }))
+    })
+}
+
+pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let items = ctx.store().view(|r| {
+        let v = vault_of(r, req)?;
+        all(r, v["id"].as_str().unwrap_or_default())
+    })?;
+    Ok(Reply::ok(paging::page(ctx, req, items)?))
+}

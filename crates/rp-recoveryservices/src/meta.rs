@@ -1,0 +1,75 @@
+//! What a vault remembers that ARM does not show: its numeric id (used in
+//! its private-link FQDNs), whether anything was **ever** registered or
+//! protected in it ("empty now" is not "new"), its private endpoint
+//! experience, and the region pairs replication was enabled for.
+
+use serde::{Deserialize, Serialize};
+
+use recoverite_arm::{id, ArmError};
+use recoverite_store::{Reader, Table, WriteTx};
+
+pub const VAULTS: Table = Table("recoveryservices_vaults");
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum PeVersion {
+    V1,
+    V2,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VaultMeta {
+    pub numeric_id: u64,
+    pub ever_registered: bool,
+    pub pe_version: PeVersion,
+    /// `(source, target)` region pairs replication was enabled for.
+    pub replication_pairs: Vec<(String, String)>,
+}
+
+impl VaultMeta {
+    pub fn new() -> VaultMeta {
+        // Vault ids are large positive numbers (19 digits).
+        let n: u64 = rand::Rng::gen_range(
+            &mut rand::thread_rng(),
+            1_000_000_000_000_000_000..9_000_000_000_000_000_000,
+        );
+        VaultMeta {
+            numeric_id: n,
+            ever_registered: false,
+            pe_version: PeVersion::V2,
+            replication_pairs: Vec::new(),
+        }
+    }
+}
+
+impl Default for VaultMeta {
+    fn default() -> Self {
+        VaultMeta::new()
+    }
+}
+
+pub fn get(r: &impl Reader, vault_id: &str) -> Result<Option<VaultMeta>, ArmError> {
+    Ok(r.get_json(VAULTS, &id::key(vault_id))?)
+}
+
+pub fn put(tx: &mut WriteTx, vault_id: &str, m: &VaultMeta) -> Result<(), ArmError> {
+    tx.put_json(VAULTS, &id::key(vault_id), m)?;
+    Ok(())
+}
+
+pub fn forget_under(tx: &mut WriteTx, scope: &str) -> Result<(), ArmError> {
+    let s = id::key(scope);
+    for (k, _) in tx.scan_prefix(VAULTS, &s)? {
+        if id::scope_contains(&s, &k) {
+            tx.delete(VAULTS, &k)?;
+        }
+    }
+    Ok(())
+}
+
+/// Records that an item was registered or protected in the vault; the mark is permanent.
+pub fn mark_registered(tx: &mut WriteTx, vault_id: &str) -> Result<(), ArmError> {
+    let mut m = get(tx, vault_id)?
+        .ok_or_else(|| ArmError::internal(format!("vault {vault_id} has no record")))?;
+    m.ever_registered = true;
+    put(tx, vault_id, &m)
+}

@@ -1,0 +1,342 @@
+//! Vault CRUD and its read-only views.
+
+use serde_json::{json, Value};
+
+use recoverite_arm::lro::{self, OperationRecord};
+use recoverite_arm::{id, paging, regions, resource, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_identity::identity_block::{self, CombinedStyle};
+use recoverite_privatelink::{self as pl, Status};
+use recoverite_store::Reader;
+
+use crate::meta::{self, PeVersion, VaultMeta};
+use crate::target::{BACKUP, SITE_RECOVERY, VAULT_TYPE};
+
+/// Tag that selects the private endpoint experience of Azure Backup for a
+/// vault (`v1` or `v2`, the default), so document 001's "no upgrade from v1
+/// to v2" rule can be exercised.
+pub const PE_VERSION_TAG: &str = "recoverite-backup-private-endpoint-version";
+
+pub fn check_name(n: &str) -> Result<(), ArmError> {
+    let ok = (2..=50).contains(&n.len())
+        && n.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ArmError::bad_request(
+            "InvalidResourceName",
+            format!("Vault name '{n}' is invalid. Vault names are 2 to 50 characters, start with a letter, and contain only letters, numbers and hyphens."),
+        ))
+    }
+}
+
+pub fn connection_json(vault: &Value, c: &pl::Connection) -> Value {
+    json!({
+        "id": c.id(),
+        "name": c.name,
+        "type": format!("{VAULT_TYPE}/privateEndpointConnections"),
+        "location": vault["location"],
+        "properties": {
+            "provisioningState": "Succeeded",
+            "privateEndpoint": {"id": c.endpoint_id},
+            "groupIds": c.group_ids,
+            "privateLinkServiceConnectionState": c.state_json("actionsRequired"),
+        }
+    })
+}
+
+/// The vault as returned: connections and endpoint states come from the connection store.
+pub fn assemble(r: &impl Reader, doc: &Value) -> Result<Value, ArmError> {
+    let mut d = doc.clone();
+    let vid = d["id"].as_str().unwrap_or_default().to_string();
+    let conns = pl::of_target(r, &vid)?;
+    let state = |group: &str| {
+        let on = conns.iter().any(|c| {
+            c.status != Status::Disconnected
+                && c.group_ids.iter().any(|g| g.eq_ignore_ascii_case(group))
+        });
+        if on {
+            "Enabled"
+        } else {
+            "None"
+        }
+    };
+    d["properties"]["privateEndpointStateForBackup"] = json!(state(BACKUP));
+    d["properties"]["privateEndpointStateForSiteRecovery"] = json!(state(SITE_RECOVERY));
+    d["properties"]["privateEndpointConnections"] =
+        Value::Array(conns.iter().map(|c| connection_json(doc, c)).collect());
+    Ok(d)
+}
+
+fn version_of(tags: &Value) -> Result<PeVersion, ArmError> {
+    match tags
+        .get(PE_VERSION_TAG)
+        .and_then(Value::as_str)
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("v2") => Ok(PeVersion::V2),
+        Some("v1") => Ok(PeVersion::V1),
+        Some(o) => Err(ArmError::bad_request(
+            "InvalidTag",
+            format!("Tag {PE_VERSION_TAG} must be v1 or v2, not '{o}'."),
+        )),
+    }
+}
+
+pub fn put(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmError> {
+    let n = req
+        .path
+        .provider
+        .as_ref()
+        .and_then(|p| p.name())
+        .unwrap_or("")
+        .to_string();
+    check_name(&n)?;
+    let body = req.body.clone().unwrap_or(json!({}));
+    if !body.is_object() {
+        return Err(ArmError::invalid_content("the body must be a JSON object"));
+    }
+    let props = body.get("properties").cloned().unwrap_or(json!({}));
+    if let Some(p) = props.get("publicNetworkAccess").and_then(Value::as_str) {
+        if !["Enabled", "Disabled"].contains(&p) {
+            return Err(ArmError::invalid_parameter(
+                "properties.publicNetworkAccess",
+                "publicNetworkAccess must be Enabled or Disabled.",
+            ));
+        }
+    }
+    let sku = body["sku"]["name"].as_str().unwrap_or("Standard");
+    if !["Standard", "RS0"].contains(&sku) {
+        return Err(ArmError::invalid_parameter(
+            "sku.name",
+            format!("SKU '{sku}' is not valid; use Standard (RS0)."),
+        ));
+    }
+    let rid = req.path.id();
+    let tenant = ctx.env().tenant_id.clone();
+    let (created, doc) = ctx.store().write(|tx| {
+        let existing = resource::get(tx, &rid)?;
+        if patch && existing.is_none() {
+            return Err(ArmError::resource_not_found(VAULT_TYPE, &n, req.path.resource_group.as_deref()));
+        }
+        let location = match (body["location"].as_str(), &existing) {
+            (Some(l), Some(e)) => {
+                let r = regions::require(l, VAULT_TYPE)?;
+                if Some(r.name) != e["location"].as_str() {
+                    return Err(ArmError::bad_request("LocationCannotBeChanged", "A vault's location cannot change."));
+                }
+                r.name.to_string()
+            }
+            (Some(l), None) => regions::require(l, VAULT_TYPE)?.name.to_string(),
+            (None, Some(e)) => e["location"].as_str().unwrap_or_default().to_string(),
+            (None, None) => return Err(ArmError::bad_request("LocationRequired", "The location property is required for a vault.")),
+        };
+        let vid = existing.as_ref().and_then(|e| e["id"].as_str().map(str::to_string)).unwrap_or(rid.clone());
+        let tags = match body.get("tags") {
+            Some(t) => Value::Object(resource::validate_tags(Some(t))?),
+            None => existing.as_ref().and_then(|e| e.get("tags").cloned()).unwrap_or(json!({})),
+        };
+        let mut m = meta::get(tx, &vid)?.unwrap_or_else(VaultMeta::new);
+        let version = version_of(&tags)?;
+        if version != m.pe_version {
+            let backup_endpoints = pl::of_target(tx, &vid)?
+                .into_iter()
+                .filter(|c| c.status != Status::Disconnected && c.group_ids.iter().any(|g| g.eq_ignore_ascii_case(BACKUP)))
+                .count();
+            if backup_endpoints > 0 {
+                return Err(ArmError::bad_request(
+                    "PrivateEndpointVersionUpgradeNotSupported",
+                    format!("Vault {n} has {backup_endpoints} Backup private endpoint(s) of the {:?} experience; it cannot switch experience while they exist. Delete them all, then create new private endpoints.", m.pe_version),
+                ));
+            }
+            m.pe_version = version;
+        }
+        let identity = identity_block::apply(tx, &tenant, &vid, body.get("identity").or(if patch { None } else { Some(&Value::Null) }), existing.as_ref().and_then(|e| e.get("identity")), CombinedStyle::Spaced)?;
+        let old_props = existing.as_ref().map(|e| e["properties"].clone()).unwrap_or(json!({}));
+        let pick = |k: &str, d: Value| props.get(k).cloned().or_else(|| old_props.get(k).cloned()).unwrap_or(d);
+        let mut doc = json!({
+            "id": vid,
+            "name": existing.as_ref().and_then(|e| e["name"].as_str()).unwrap_or(&n),
+            "type": VAULT_TYPE,
+            "location": location,
+            "tags": tags,
+            "etag": format!("W/\"datetime'{}'\"", recoverite_arm::time::now_string().replace(':', "%3A")),
+            "sku": {"name": "RS0", "tier": "Standard"},
+            "properties": {
+                "provisioningState": "Succeeded",
+                "publicNetworkAccess": pick("publicNetworkAccess", json!("Enabled")),
+                "redundancySettings": pick("redundancySettings", json!({"standardTierStorageRedundancy": "GeoRedundant", "crossRegionRestore": "Disabled"})),
+                "securitySettings": pick("securitySettings", json!({"softDeleteSettings": {"softDeleteState": "Enabled", "softDeleteRetentionPeriodInDays": 14}})),
+                "monitoringSettings": pick("monitoringSettings", json!({"azureMonitorAlertSettings": {"alertsForAllJobFailures": "Enabled"}, "classicAlertSettings": {"alertsForCriticalOperations": "Disabled"}})),
+                "backupStorageVersion": "V2",
+            }
+        });
+        if let Some(enc) = props.get("encryption").or(old_props.get("encryption")) {
+            doc["properties"]["encryption"] = enc.clone();
+        }
+        if let Some(i) = identity {
+            doc["identity"] = i;
+        }
+        resource::put(tx, &vid, &doc)?;
+        meta::put(tx, &vid, &m)?;
+        Ok((existing.is_none(), assemble(tx, &doc)?))
+    })?;
+    if patch {
+        return Ok(Reply::ok(doc));
+    }
+    // The vault RP answers PUT as a long-running operation polled through Location.
+    let op = OperationRecord::new(
+        ctx,
+        "Microsoft.RecoveryServices",
+        doc["id"].as_str().unwrap_or_default(),
+    )
+    .succeed(Some(doc.clone()));
+    ctx.store().write(|tx| op.save(tx))?;
+    let sub = req.path.subscription.clone().unwrap_or_default();
+    let url = lro::result_url(
+        ctx,
+        &sub,
+        doc["location"].as_str().unwrap_or_default(),
+        &op,
+        &req.api_version,
+    );
+    let reply = if created {
+        Reply::created(doc)
+    } else {
+        Reply::ok(doc)
+    };
+    Ok(lro::with_retry_after(ctx, reply.header("Location", url)))
+}
+
+pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    ctx.store()
+        .view(|r| match resource::get(r, &req.path.id())? {
+            Some(d) => Ok(Reply::ok(assemble(r, &d)?)),
+            None => Err(ArmError::resource_not_found(
+                VAULT_TYPE,
+                req.path
+                    .provider
+                    .as_ref()
+                    .and_then(|p| p.name())
+                    .unwrap_or(""),
+                req.path.resource_group.as_deref(),
+            )),
+        })
+}
+
+pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let scope = req.path.scope();
+    let items = ctx.store().view(|r| {
+        resource::list_of_type(r, &scope, VAULT_TYPE)?
+            .iter()
+            .map(|d| assemble(r, d))
+            .collect::<Result<Vec<_>, ArmError>>()
+    })?;
+    let mut visible = Vec::new();
+    for d in items {
+        if ctx.can_see(d["id"].as_str().unwrap_or_default())? {
+            visible.push(d);
+        }
+    }
+    Ok(Reply::ok(paging::page(ctx, req, visible)?))
+}
+
+pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let rid = req.path.id();
+    let loc = ctx.store().write(|tx| {
+        let Some(doc) = resource::get(tx, &rid)? else { return Ok::<_, ArmError>(None) };
+        let live = pl::of_target(tx, &rid)?.into_iter().filter(|c| c.status != Status::Disconnected).count();
+        if live > 0 {
+            return Err(ArmError::bad_request(
+                "ServiceResourceNotEmpty",
+                format!("Vault {} cannot be deleted: it has {live} private endpoint connection(s). Delete the private endpoints first.", doc["name"].as_str().unwrap_or("")),
+            ));
+        }
+        if crate::containers::count(tx, &rid)? > 0 {
+            return Err(ArmError::bad_request(
+                "ServiceResourceNotEmpty",
+                "Vault cannot be deleted as there are existing resources within the vault. Unregister the protection containers first.",
+            ));
+        }
+        resource::delete_tree(tx, &rid)?;
+        ctx.cascade_delete(tx, &rid)?;
+        Ok(Some(doc["location"].as_str().unwrap_or_default().to_string()))
+    })?;
+    let Some(loc) = loc else {
+        return Ok(Reply::empty(204));
+    };
+    let op = OperationRecord::new(ctx, "Microsoft.RecoveryServices", &rid).succeed(None);
+    ctx.store().write(|tx| op.save(tx))?;
+    let sub = req.path.subscription.clone().unwrap_or_default();
+    Ok(lro::with_retry_after(
+        ctx,
+        Reply::empty(202).header(
+            "Location",
+            lro::result_url(ctx, &sub, &loc, &op, &req.api_version),
+        ),
+    ))
+}
+
+pub fn check_name_availability(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let body = req.body.clone().unwrap_or(json!({}));
+    let name = body["name"]
+        .as_str()
+        .ok_or_else(|| ArmError::invalid_parameter("name", "Give the vault name to check."))?;
+    let rg = req.path.resource_group_id().unwrap_or_default();
+    let vid = format!("{rg}/providers/Microsoft.RecoveryServices/vaults/{name}");
+    let exists = ctx.store().view(|r| resource::get(r, &vid))?.is_some();
+    Ok(Reply::ok(if exists {
+        json!({"nameAvailable": false, "reason": "AlreadyExists", "message": format!("Resource name '{name}' already exists in the resource group.")})
+    } else if check_name(name).is_err() {
+        json!({"nameAvailable": false, "reason": "Invalid", "message": "Vault names are 2 to 50 characters, start with a letter, and contain only letters, numbers and hyphens."})
+    } else {
+        json!({"nameAvailable": true})
+    }))
+}
+
+pub fn vault_of(r: &impl Reader, req: &ArmRequest) -> Result<Value, ArmError> {
+    let vid = req.path.prefix(8);
+    resource::get(r, &vid)?.ok_or_else(|| {
+        let n = req
+            .path
+            .provider
+            .as_ref()
+            .map(|p| p.names[0].clone())
+            .unwrap_or_default();
+        ArmError::resource_not_found(VAULT_TYPE, &n, req.path.resource_group.as_deref())
+    })
+}
+
+pub fn usages(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let (vault, containers) = ctx.store().view(|r| {
+        let v = vault_of(r, req)?;
+        let c = crate::containers::count(r, v["id"].as_str().unwrap_or_default())?;
+        Ok::<_, ArmError>((v, c))
+    })?;
+    let _ = vault;
+    let usage = |value: &str, localized: &str, current: u64| json!({"unit": "Count", "quotaPeriod": "P1D", "currentValue": current, "limit": -1, "name": {"value": value, "localizedValue": localized}});
+    let items = vec![
+        usage("ProtectedItemCount", "Protected Items", containers),
+        usage("RegisteredServerCount", "Registered Servers", containers),
+        usage(
+            "BackupManagementServerCount",
+            "Backup Management Servers",
+            0,
+        ),
+    ];
+    Ok(Reply::ok(json!({"value": items})))
+}
+
+pub fn replication_usages(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    ctx.store().view(|r| vault_of(r, req))?;
+    Ok(Reply::ok(json!({"value": [{
+        "monitoringSummary": {"unHealthyVmCount": 0, "unHealthyProviderCount": 0, "eventsCount": 0, "deprecatedProviderCount": 0, "supportedProviderCount": 0, "unsupportedProviderCount": 0},
+        "jobsSummary": {"failedJobs": 0, "suspendedJobs": 0, "inProgressJobs": 0},
+        "protectedItemCount": 0, "recoveryPlanCount": 0, "registeredServersCount": 0, "recoveryServicesProviderAuthType": 1
+    }]})))
+}
+
+pub fn key(v: &Value) -> String {
+    id::key(v["id"].as_str().unwrap_or_default())
+}

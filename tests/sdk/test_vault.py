@@ -1,0 +1,274 @@
+"""Recovery Services vaults with private endpoints (documents 000, 001, 004),
+driven by azure-mgmt-recoveryservices and azure-mgmt-recoveryservicesbackup:
+the vault, its private link resources, Site Recovery endpoints with five
+FQDNs in each network's own zone, approval, lock-down, and the documented
+rules."""
+
+import socket
+import time
+import uuid
+
+import dns.message
+import dns.query
+import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.mgmt.network import NetworkManagementClient
+from azure.mgmt.privatedns import PrivateDnsManagementClient
+from azure.mgmt.recoveryservices import RecoveryServicesClient
+from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
+from azure.mgmt.resource.resources import ResourceManagementClient
+
+RG = "vault-rg"
+ASR_ZONE = "privatelink.siterecovery.windowsazure.com"
+
+
+@pytest.fixture(scope="module")
+def v(server):
+    rm = server.client(ResourceManagementClient)
+    rm.resource_groups.create_or_update(RG, {"location": "eastus"})
+    net = server.client(NetworkManagementClient)
+    base = f"/subscriptions/{server.sub}/resourceGroups/{RG}/providers/Microsoft.Network"
+    for name, loc, prefix in (("src", "eastus", "10.60"), ("rec", "centralus", "10.61"), ("lonely", "eastus", "10.62")):
+        net.virtual_networks.begin_create_or_update(RG, name, {"location": loc, "properties": {
+            "addressSpace": {"addressPrefixes": [f"{prefix}.0.0/16"]},
+            "subnets": [{"name": "vms", "properties": {"addressPrefix": f"{prefix}.1.0/24"}},
+                        {"name": "pe", "properties": {"addressPrefix": f"{prefix}.2.0/24"}},
+                        {"name": "small", "properties": {"addressPrefix": f"{prefix}.3.0/28"}}]}}).result()
+    rs = server.client(RecoveryServicesClient)
+    vault = rs.vaults.begin_create_or_update(RG, "dr-vault", {
+        "location": "eastus", "sku": {"name": "Standard"}, "identity": {"type": "SystemAssigned"},
+        "properties": {"publicNetworkAccess": "Enabled"}}).result()
+    yield {"rs": rs, "net": net, "base": base, "vault": vault,
+           "backup": server.client(RecoveryServicesBackupClient), "dns": server.client(PrivateDnsManagementClient)}
+    for pe in net.private_endpoints.list(RG):
+        net.private_endpoints.begin_delete(RG, pe.name).result()
+    rm.resource_groups.begin_delete(RG).result()
+
+
+def subnet(v, vnet, name="pe"):
+    return f"{v['base']}/virtualNetworks/{vnet}/subnets/{name}"
+
+
+def pe_body(v, vnet, location, group, subnet_name="pe", manual=False, static=None):
+    key = "manualPrivateLinkServiceConnections" if manual else "privateLinkServiceConnections"
+    props = {"subnet": {"id": subnet(v, vnet, subnet_name)},
+             key: [{"name": "c", "properties": {"privateLinkServiceId": v["vault"].id, "groupIds": [group]}}]}
+    if static:
+        props["ipConfigurations"] = [{"name": f"s{i}", "properties": {"groupId": group, "memberName": m, "privateIPAddress": ip}}
+                                     for i, (m, ip) in enumerate(static.items())]
+    return {"location": location, "properties": props}
+
+
+def test_vault_with_system_identity_and_private_link_resources(server, v):
+    vault = v["vault"]
+    assert vault.identity.type == "SystemAssigned" and vault.identity.principal_id
+    assert vault.properties.private_endpoint_state_for_site_recovery == "None"
+    assert vault.sku.name == "RS0"
+    plr = {r.name: r for r in v["rs"].private_link_resources.list(RG, "dr-vault")}
+    assert {r.properties.group_id for r in plr.values()} == {"AzureSiteRecovery", "AzureBackup", "AzureBackup_secondary"}
+    assert "privatelink.eus.backup.windowsazure.com" in plr["backupResource"].properties.required_zone_names
+    avail = v["rs"].recovery_services.check_name_availability(RG, "eastus", {"type": "Microsoft.RecoveryServices/Vaults", "name": "dr-vault"})
+    assert avail.name_available is False and avail.reason == "AlreadyExists"
+    assert [u.name.value for u in v["rs"].usages.list_by_vaults(RG, "dr-vault")][0] == "ProtectedItemCount"
+
+
+def test_site_recovery_endpoints_in_source_and_recovery_networks(server, v):
+    net, pdns = v["net"], v["dns"]
+    fqdns = {}
+    for vnet, loc in (("src", "eastus"), ("rec", "centralus")):
+        pe = net.private_endpoints.begin_create_or_update(RG, f"asr-{vnet}", pe_body(v, vnet, loc, "AzureSiteRecovery")).result()
+        assert pe.private_link_service_connections[0].private_link_service_connection_state.status == "Approved"
+        names = [c.fqdn for c in pe.custom_dns_configs]
+        assert len(names) == 5 and all(".eus.privatelink.siterecovery.windowsazure.com" in n for n in names)
+        assert {n.split("-asr-pod01-")[1].split(".")[0] for n in names} == {"rcm1", "prot2", "tel1", "srs1", "id1"}
+        fqdns[vnet] = {c.fqdn: c.ip_addresses[0] for c in pe.custom_dns_configs}
+        # Each network gets its own zone (document 000), linked to it, with a zone group.
+        zrg = f"vault-dns-{vnet}"
+        server.client(ResourceManagementClient).resource_groups.create_or_update(zrg, {"location": loc})
+        pdns.private_zones.begin_create_or_update(zrg, ASR_ZONE, {"location": "global"}).result()
+        pdns.virtual_network_links.begin_create_or_update(zrg, ASR_ZONE, "link", {"location": "global", "properties": {
+            "virtualNetwork": {"id": f"{v['base']}/virtualNetworks/{vnet}"}}}).result()
+        zone_id = f"/subscriptions/{server.sub}/resourceGroups/{zrg}/providers/Microsoft.Network/privateDnsZones/{ASR_ZONE}"
+        net.private_dns_zone_groups.begin_create_or_update(RG, f"asr-{vnet}", "default", {"properties": {
+            "privateDnsZoneConfigs": [{"name": "asr", "properties": {"privateDnsZoneId": zone_id}}]}}).result()
+    vault = v["rs"].vaults.get(RG, "dr-vault")
+    assert vault.properties.private_endpoint_state_for_site_recovery == "Enabled"
+    assert len(vault.properties.private_endpoint_connections) == 2
+    # The same names resolve to each network's own endpoint, and to public outside.
+    aliases = server.http("GET", "/recoverite/network/aliases").json()["value"]
+    vnet_alias = {a["virtualNetworkId"].rsplit("/", 1)[1]: a["alias"] for a in aliases if a["kind"] == "virtualNetwork"}
+    host, port = "127.0.0.1", int(server.conn["dnsServer"].split(":")[1])
+    name = next(iter(fqdns["src"])).replace(".privatelink.", ".")
+    for vnet in ("src", "rec"):
+        r = dns.query.udp(dns.message.make_query(name, "A"), host, port=port, source=vnet_alias[vnet], timeout=3)
+        got = [x.address for rr in r.answer for x in rr if rr.rdtype == 1]
+        assert got == [fqdns[vnet][name.replace(".siterecovery.", ".privatelink.siterecovery.")]], vnet
+    r = dns.query.udp(dns.message.make_query(name, "A"), host, port=port, source=vnet_alias["lonely"], timeout=3)
+    assert [x.address for rr in r.answer for x in rr if rr.rdtype == 1][0].startswith("52.136.")
+    v["fqdns"] = fqdns
+
+
+def connect(src, dst, port=10443):
+    for _ in range(60):
+        s = socket.socket()
+        s.settimeout(3)
+        s.bind((src, 0))
+        try:
+            s.connect((dst, port))
+            data = s.recv(200)
+            s.close()
+            return data.decode()
+        except ConnectionRefusedError:
+            s.close()
+            time.sleep(0.05)
+    return None
+
+
+def test_pending_endpoint_then_owner_approval_and_lock_down(server, v):
+    from azure.mgmt.authorization import AuthorizationManagementClient
+    net = v["net"]
+    auth = server.client(AuthorizationManagementClient)
+    role = str(uuid.uuid4())
+    auth.role_definitions.create_or_update(f"/subscriptions/{server.sub}", role, {
+        "role_name": "Vault network builder", "permissions": [{"actions": ["Microsoft.Network/*", "*/read"]}],
+        "assignable_scopes": [f"/subscriptions/{server.sub}"]})
+    p = server.cli("principal", "create", "--name", "vault-net-builder")
+    auth.role_assignments.create(f"/subscriptions/{server.sub}/resourceGroups/{RG}", str(uuid.uuid4()), {
+        "role_definition_id": f"/subscriptions/{server.sub}/providers/Microsoft.Authorization/roleDefinitions/{role}",
+        "principal_id": p["objectId"]})
+    builder = server.client(NetworkManagementClient, credential=server.credential(p["clientId"], p["clientSecret"]))
+    pe = builder.private_endpoints.begin_create_or_update(RG, "asr-pending", pe_body(v, "lonely", "eastus", "AzureSiteRecovery")).result()
+    assert pe.private_link_service_connections[0].private_link_service_connection_state.status == "Pending"
+    vm = net.network_interfaces.begin_create_or_update(RG, "lonely-vm", {"location": "eastus", "properties": {
+        "ipConfigurations": [{"name": "c", "properties": {"subnet": {"id": subnet(v, "lonely", "vms")}}}]}}).result()
+    aliases = server.http("GET", "/recoverite/network/aliases").json()["value"]
+    by_ip = {(a["privateIPAddress"], a["virtualNetworkId"].rsplit("/", 1)[1]): a["alias"] for a in aliases}
+    vm_alias = by_ip[(vm.ip_configurations[0].private_ip_address, "lonely")]
+    pe_alias = by_ip[(pe.custom_dns_configs[0].ip_addresses[0], "lonely")]
+    assert connect(vm_alias, pe_alias) == ""
+    flows = server.http("GET", "/recoverite/network/flowlog").json()["value"]
+    assert "is Pending" in [f for f in flows if f["destinationAlias"] == pe_alias][-1]["reason"]
+    # The owner approves through the Backup SDK's connection API.
+    backup = v["backup"]
+    conn = [c for c in v["rs"].vaults.get(RG, "dr-vault").properties.private_endpoint_connections
+            if c.properties.private_endpoint.id == pe.id][0]
+    approved = backup.private_endpoint_connection.begin_put("dr-vault", RG, conn.name, {"properties": {
+        "privateLinkServiceConnectionState": {"status": "Approved", "description": "ok"}}}).result()
+    assert approved.properties.private_link_service_connection_state.status == "Approved"
+    assert backup.private_endpoint_connection.get("dr-vault", RG, conn.name).properties.private_link_service_connection_state.status == "Approved"
+    assert connect(vm_alias, pe_alias).startswith("recoverite Microsoft.RecoveryServices/vaults dr-vault via private endpoint asr-pending")
+    # Public network access Disabled refuses a connection to the vault's public address.
+    public_ip = server.http("GET", "/recoverite/network/resolve", params={"name": pe.custom_dns_configs[0].fqdn}).json()["answers"][-1]["value"]
+    public_alias = "127.202." + ".".join(public_ip.split(".")[2:])
+    assert connect(vm_alias, public_alias).startswith("recoverite Microsoft.RecoveryServices/vaults dr-vault via public endpoint")
+    v["rs"].vaults.begin_update(RG, "dr-vault", {"properties": {"publicNetworkAccess": "Disabled"}}).result()
+    time.sleep(0.3)
+    assert connect(vm_alias, public_alias) == ""
+    assert "public network access disabled" in [f for f in server.http("GET", "/recoverite/network/flowlog").json()["value"]
+                                                 if f["destinationAlias"] == public_alias][-1]["reason"]
+    assert connect(vm_alias, pe_alias).startswith("recoverite")
+
+
+def test_rules_static_ip_name_reuse_and_subnet_capacity(server, v):
+    net = v["net"]
+    with pytest.raises(HttpResponseError) as e:
+        net.private_endpoints.begin_create_or_update(RG, "asr-static", pe_body(v, "src", "eastus", "AzureSiteRecovery", static={"siteRecovery-rcm1": "10.60.2.200"})).result()
+    assert e.value.error.code == "StaticIpNotSupportedForSiteRecoveryPrivateEndpoint"
+    server.client(ResourceManagementClient).resource_groups.create_or_update("vault-rg-2", {"location": "eastus"})
+    with pytest.raises(HttpResponseError) as e:
+        net.private_endpoints.begin_create_or_update("vault-rg-2", "asr-src", pe_body(v, "src", "eastus", "AzureSiteRecovery")).result()
+    assert e.value.error.code == "PrivateEndpointNameAlreadyUsed"
+    # A /28 has 11 usable addresses: Site Recovery takes 5, then Backup v2 needs 10.
+    net.private_endpoints.begin_create_or_update(RG, "asr-small", pe_body(v, "src", "eastus", "AzureSiteRecovery", subnet_name="small")).result()
+    with pytest.raises(HttpResponseError) as e:
+        net.private_endpoints.begin_create_or_update(RG, "bkp-small", pe_body(v, "src", "eastus", "AzureBackup", subnet_name="small")).result()
+    assert e.value.error.code == "SubnetIsFull" and "needs 10" in e.value.error.message and "has 6" in e.value.error.message
+
+
+def test_backup_v2_uses_ten_ips_and_static_ips_break_later_registration(server, v):
+    net = v["net"]
+    pe = net.private_endpoints.begin_create_or_update(RG, "bkp-src", pe_body(
+        v, "src", "eastus", "AzureBackup", static={"backup-fab1": "10.60.2.100", "backup-rec2": "10.60.2.101"})).result()
+    nic = net.network_interfaces.get(RG, pe.network_interfaces[0].id.rsplit("/", 1)[1])
+    assert len(nic.ip_configurations) == 10
+    names = [c.fqdn for c in pe.custom_dns_configs]
+    assert len(names) == 8 and all(".privatelink.eus.backup.windowsazure.com" in n for n in names)
+    assert not any("blob.core" in n or "queue.core" in n for n in names)  # no storage endpoints in v2
+    backup = v["backup"]
+    container = {"properties": {"containerType": "VMAppContainer", "backupManagementType": "AzureWorkload", "friendlyName": "sqlvm1"}}
+    backup.protection_containers.begin_register("dr-vault", RG, "Azure", "VMAppContainer;compute;rg;sqlvm1", container).result()
+    with pytest.raises(HttpResponseError) as e:
+        backup.protection_containers.begin_register("dr-vault", RG, "Azure", "VMAppContainer;compute;rg;sqlvm2", container).result()
+    assert e.value.error.code == "UserErrorPrivateEndpointStaticIpExpansionFailed"
+    v["registered"] = True
+
+
+def test_no_new_endpoints_once_items_were_registered_even_after_removal(server, v):
+    net, backup = v["net"], v["backup"]
+    assert v.get("registered")
+    with pytest.raises(HttpResponseError) as e:
+        net.private_endpoints.begin_create_or_update(RG, "asr-late", pe_body(v, "rec", "centralus", "AzureSiteRecovery")).result()
+    assert e.value.error.code == "PrivateEndpointNotSupportedForVaultWithRegisteredItems"
+    backup.protection_containers.unregister("dr-vault", RG, "Azure", "VMAppContainer;compute;rg;sqlvm1")
+    with pytest.raises(HttpResponseError) as e:
+        net.private_endpoints.begin_create_or_update(RG, "asr-late", pe_body(v, "rec", "centralus", "AzureSiteRecovery")).result()
+    assert e.value.error.code == "PrivateEndpointNotSupportedForVaultWithRegisteredItems"
+    # Cross-region restore endpoints may come after items are protected.
+    sec = net.private_endpoints.begin_create_or_update(RG, "bkp-secondary", pe_body(v, "rec", "centralus", "AzureBackup_secondary")).result()
+    assert all(".privatelink.wus.backup.windowsazure.com" in c.fqdn for c in sec.custom_dns_configs)
+
+
+def test_twelve_endpoints_at_most(server, v):
+    net, rs = v["net"], v["rs"]
+    rs.vaults.begin_create_or_update(RG, "busy-vault", {"location": "eastus", "sku": {"name": "Standard"}}).result()
+    busy = rs.vaults.get(RG, "busy-vault")
+    body = lambda: {"location": "eastus", "properties": {"subnet": {"id": subnet(v, "lonely")},
+                    "privateLinkServiceConnections": [{"name": "c", "properties": {"privateLinkServiceId": busy.id, "groupIds": ["AzureSiteRecovery"]}}]}}
+    for i in range(12):
+        net.private_endpoints.begin_create_or_update(RG, f"busy-{i}", body()).result()
+    with pytest.raises(HttpResponseError) as e:
+        net.private_endpoints.begin_create_or_update(RG, "busy-12", body()).result()
+    assert e.value.error.code == "PrivateEndpointLimitReached"
+    for i in range(12):
+        net.private_endpoints.begin_delete(RG, f"busy-{i}").result()
+    rs.vaults.begin_delete(RG, "busy-vault").result()
+
+
+def test_v1_endpoints_need_identity_and_block_the_v2_upgrade(server, v):
+    net, rs = v["net"], v["rs"]
+    tag = {"recoverite-backup-private-endpoint-version": "v1"}
+    rs.vaults.begin_create_or_update(RG, "v1-vault", {"location": "eastus", "sku": {"name": "Standard"}, "tags": tag}).result()
+    vid = rs.vaults.get(RG, "v1-vault").id
+    body = {"location": "eastus", "properties": {"subnet": {"id": subnet(v, "lonely")},
+            "privateLinkServiceConnections": [{"name": "c", "properties": {"privateLinkServiceId": vid, "groupIds": ["AzureBackup"]}}]}}
+    with pytest.raises(HttpResponseError) as e:
+        net.private_endpoints.begin_create_or_update(RG, "v1-pe", body).result()
+    assert e.value.error.code == "UserErrorVaultManagedIdentityNotEnabled"
+    rs.vaults.begin_create_or_update(RG, "v1-vault", {"location": "eastus", "sku": {"name": "Standard"}, "tags": tag,
+                                                      "identity": {"type": "SystemAssigned"}}).result()
+    pe = net.private_endpoints.begin_create_or_update(RG, "v1-pe", body).result()
+    assert any(".privatelink.blob.core.windows.net" in c.fqdn for c in pe.custom_dns_configs)
+    with pytest.raises(HttpResponseError) as e:
+        rs.vaults.begin_update(RG, "v1-vault", {"tags": {"recoverite-backup-private-endpoint-version": "v2"}}).result()
+    assert e.value.error.code == "PrivateEndpointVersionUpgradeNotSupported"
+    net.private_endpoints.begin_delete(RG, "v1-pe").result()
+    rs.vaults.begin_update(RG, "v1-vault", {"tags": {"recoverite-backup-private-endpoint-version": "v2"}}).result()
+    rs.vaults.begin_delete(RG, "v1-vault").result()
+
+
+def test_old_provider_registration_must_be_renewed(server, v):
+    net, rs = v["net"], v["rs"]
+    rs.vaults.begin_create_or_update(RG, "old-reg-vault", {"location": "eastus", "sku": {"name": "Standard"}}).result()
+    vid = rs.vaults.get(RG, "old-reg-vault").id
+    r = server.http("PUT", "/recoverite/providers/Microsoft.RecoveryServices/registration", json={"registeredAt": "2019-06-01T00:00:00Z"})
+    assert r.status_code == 200, r.text
+    body = {"location": "eastus", "properties": {"subnet": {"id": subnet(v, "lonely")},
+            "privateLinkServiceConnections": [{"name": "c", "properties": {"privateLinkServiceId": vid, "groupIds": ["AzureSiteRecovery"]}}]}}
+    with pytest.raises(HttpResponseError) as e:
+        net.private_endpoints.begin_create_or_update(RG, "old-reg-pe", body).result()
+    assert e.value.error.code == "ResourceProviderReregistrationRequired"
+    server.client(ResourceManagementClient).providers.register("Microsoft.RecoveryServices")
+    net.private_endpoints.begin_create_or_update(RG, "old-reg-pe", body).result()
+    net.private_endpoints.begin_delete(RG, "old-reg-pe").result()
+    with pytest.raises(HttpResponseError):
+        rs.vaults.begin_delete(RG, "dr-vault").result()
