@@ -272,3 +272,40 @@ def test_old_provider_registration_must_be_renewed(server, v):
     net.private_endpoints.begin_delete(RG, "old-reg-pe").result()
     with pytest.raises(HttpResponseError):
         rs.vaults.begin_delete(RG, "dr-vault").result()
+
+
+def test_backup_vaults_do_not_support_private_endpoints(server, v):
+    bv = f"/subscriptions/{server.sub}/resourceGroups/{RG}/providers/Microsoft.DataProtection/backupVaults/dp-vault"
+    r = server.http("PUT", f"{bv}?api-version=2025-01-01", json={"location": "eastus", "properties": {}})
+    assert r.status_code == 201, r.text
+    with pytest.raises(HttpResponseError) as e:
+        v["net"].private_endpoints.begin_create_or_update(RG, "dp-pe", {"location": "eastus", "properties": {
+            "subnet": {"id": subnet(v, "lonely")},
+            "privateLinkServiceConnections": [{"name": "c", "properties": {"privateLinkServiceId": bv, "groupIds": ["AzureBackup"]}}]}}).result()
+    assert e.value.error.code == "PrivateEndpointNotSupportedForBackupVault"
+
+
+def test_cmk_in_a_restricted_key_vault_excludes_private_endpoints(server, v):
+    net, rs = v["net"], v["rs"]
+    kv = f"/subscriptions/{server.sub}/resourceGroups/{RG}/providers/Microsoft.KeyVault/vaults/locked-kv"
+    r = server.http("PUT", f"{kv}?api-version=2023-07-01", json={"location": "eastus", "properties": {
+        "tenantId": server.conn["tenantId"], "sku": {"family": "A", "name": "standard"}, "networkAcls": {"defaultAction": "Deny"}}})
+    assert r.status_code == 201, r.text
+    enc = {"keyVaultProperties": {"keyUri": "https://locked-kv.vault.azure.net/keys/k1/0123"}, "kekIdentity": {"useSystemAssignedIdentity": True}}
+    rs.vaults.begin_create_or_update(RG, "cmk-vault", {"location": "eastus", "sku": {"name": "Standard"},
+                                                       "identity": {"type": "SystemAssigned"}, "properties": {"encryption": enc}}).result()
+    vid = rs.vaults.get(RG, "cmk-vault").id
+    body = {"location": "eastus", "properties": {"subnet": {"id": subnet(v, "lonely")},
+            "privateLinkServiceConnections": [{"name": "c", "properties": {"privateLinkServiceId": vid, "groupIds": ["AzureBackup"]}}]}}
+    with pytest.raises(HttpResponseError) as e:
+        net.private_endpoints.begin_create_or_update(RG, "cmk-pe", body).result()
+    assert e.value.error.code == "CmkWithRestrictedKeyVaultNotSupportedWithPrivateEndpoints"
+    # With an open key vault the endpoint is fine; restricting the key a vault uses afterwards is refused.
+    server.http("PUT", f"{kv}?api-version=2023-07-01", json={"location": "eastus", "properties": {"networkAcls": {"defaultAction": "Allow"}}})
+    net.private_endpoints.begin_create_or_update(RG, "cmk-pe", body).result()
+    server.http("PUT", f"{kv}?api-version=2023-07-01", json={"location": "eastus", "properties": {"networkAcls": {"defaultAction": "Deny"}}})
+    with pytest.raises(HttpResponseError) as e:
+        rs.vaults.begin_create_or_update(RG, "cmk-vault", {"location": "eastus", "sku": {"name": "Standard"},
+                                                           "identity": {"type": "SystemAssigned"}, "properties": {"encryption": enc}}).result()
+    assert e.value.error.code == "CmkWithRestrictedKeyVaultNotSupportedWithPrivateEndpoints"
+    net.private_endpoints.begin_delete(RG, "cmk-pe").result()

@@ -321,3 +321,33 @@ impl recoverite_arm::ScopeCascade for PrivateLinkCascade {
         scope_deleted(tx, scope)
     }
 }
+
+/// Storage accounts accept private endpoints only as General Purpose v2
+/// (`kind: StorageV2`), documents 000 and 001. The storage provider calls
+/// this from its target's `validate`.
+pub fn require_general_purpose_v2(kind: &str, account: &str) -> Result<(), ArmError> {
+    if kind.eq_ignore_ascii_case("StorageV2") {
+        Ok(())
+    } else {
+        Err(ArmError::bad_request(
+            "PrivateEndpointRequiresGeneralPurposeV2",
+            format!("Private endpoints can be created only on General Purpose v2 storage accounts; {account} is of kind {kind}. Upgrade it to StorageV2 or use another account."),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn storage_private_endpoints_need_gpv2() {
+        assert!(super::require_general_purpose_v2("StorageV2", "a").is_ok());
+        for k in ["Storage", "BlobStorage", "BlockBlobStorage", "FileStorage"] {
+            assert_eq!(
+                super::require_general_purpose_v2(k, "a")
+                    .unwrap_err()
+                    .code(),
+                "PrivateEndpointRequiresGeneralPurposeV2"
+            );
+        }
+    }
+}

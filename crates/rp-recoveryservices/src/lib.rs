@@ -3,6 +3,7 @@
 
 pub mod connections;
 pub mod containers;
+pub mod dependents;
 pub mod meta;
 pub mod target;
 pub mod vault;

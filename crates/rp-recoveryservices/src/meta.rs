@@ -23,6 +23,9 @@ pub struct VaultMeta {
     pub pe_version: PeVersion,
     /// `(source, target)` region pairs replication was enabled for.
     pub replication_pairs: Vec<(String, String)>,
+    /// The key vault of the vault's customer-managed key, if any.
+    #[serde(default)]
+    pub cmk_key_vault: Option<String>,
 }
 
 impl VaultMeta {
@@ -37,6 +40,7 @@ impl VaultMeta {
             ever_registered: false,
             pe_version: PeVersion::V2,
             replication_pairs: Vec::new(),
+            cmk_key_vault: None,
         }
     }
 }

@@ -135,6 +135,14 @@ impl PrivateLinkTarget for VaultTarget {
                 ));
             }
         }
+        if let Some(kid) = &m.cmk_key_vault {
+            if crate::dependents::key_vault_restricted(r, kid)? {
+                return Err(crate::dependents::cmk_conflict(
+                    vault["name"].as_str().unwrap_or(""),
+                    kid,
+                ));
+            }
+        }
         let live: Vec<_> = r
             .connections(vid)?
             .into_iter()

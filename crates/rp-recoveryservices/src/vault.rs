@@ -152,6 +152,18 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmError> 
             }
             m.pe_version = version;
         }
+        // Customer-managed keys: remember the key vault; a restricted one cannot
+        // be combined with private endpoints (documents 001 and 004).
+        if let Some(uri) = props["encryption"]["keyVaultProperties"]["keyUri"].as_str() {
+            let sub = req.path.subscription.clone().unwrap_or_default();
+            m.cmk_key_vault = crate::dependents::key_vault_of_uri(tx, &sub, uri)?;
+            if let Some(kid) = &m.cmk_key_vault {
+                let live = pl::of_target(tx, &vid)?.into_iter().any(|c| c.status != Status::Disconnected);
+                if live && crate::dependents::key_vault_restricted(tx, kid)? {
+                    return Err(crate::dependents::cmk_conflict(&n, kid));
+                }
+            }
+        }
         let identity = identity_block::apply(tx, &tenant, &vid, body.get("identity").or(if patch { None } else { Some(&Value::Null) }), existing.as_ref().and_then(|e| e.get("identity")), CombinedStyle::Spaced)?;
         let old_props = existing.as_ref().map(|e| e["properties"].clone()).unwrap_or(json!({}));
         let pick = |k: &str, d: Value| props.get(k).cloned().or_else(|| old_props.get(k).cloned()).unwrap_or(d);

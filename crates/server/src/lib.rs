@@ -88,6 +88,8 @@ pub fn private_link_registry() -> Arc<Registry> {
     let registry = Arc::new(Registry::new(vec![
         Arc::new(recoverite_privatelink::test_target::TestTarget),
         Arc::new(recoverite_rp_recoveryservices::VaultTarget),
+        Arc::new(recoverite_rp_recoveryservices::dependents::BackupVaultTarget),
+        Arc::new(recoverite_rp_recoveryservices::dependents::KeyVaultTarget),
     ]));
     registry.set_host(Arc::new(recoverite_rp_network::private_endpoint::Host));
     registry
@@ -101,7 +103,7 @@ pub fn providers(registry: &Arc<Registry>) -> Vec<Arc<dyn Provider>> {
         Arc::new(recoverite_rp_msi::ManagedIdentityProvider),
         // Registrable now; their resource types arrive with later issues.
         Arc::new(recoverite_rp_recoveryservices::RecoveryServicesProvider),
-        Arc::new(RegistrationOnly("Microsoft.DataProtection")),
+        Arc::new(recoverite_rp_recoveryservices::dependents::data_protection()),
         Arc::new(NamespaceGroup {
             members: vec![
                 Arc::new(recoverite_rp_network::NetworkProvider {
@@ -115,7 +117,7 @@ pub fn providers(registry: &Arc<Registry>) -> Vec<Arc<dyn Provider>> {
             registry: registry.clone(),
         }),
         Arc::new(RegistrationOnly("Microsoft.Compute")),
-        Arc::new(RegistrationOnly("Microsoft.KeyVault")),
+        Arc::new(recoverite_rp_recoveryservices::dependents::key_vault()),
     ]
 }
 
