@@ -309,3 +309,88 @@ def test_cmk_in_a_restricted_key_vault_excludes_private_endpoints(server, v):
                                                            "identity": {"type": "SystemAssigned"}, "properties": {"encryption": enc}}).result()
     assert e.value.error.code == "CmkWithRestrictedKeyVaultNotSupportedWithPrivateEndpoints"
     net.private_endpoints.begin_delete(RG, "cmk-pe").result()
+
+
+def resolve_from(server, alias, name):
+    host, port = "127.0.0.1", int(server.conn["dnsServer"].split(":")[1])
+    r = dns.query.udp(dns.message.make_query(name, "A"), host, port=port, source=alias, timeout=3)
+    ips = [x.address for rr in r.answer for x in rr if rr.rdtype == 1]
+    return ips[-1] if ips else None
+
+
+def alias_for(server, ip, vnet):
+    if ip.startswith("10."):
+        for a in server.http("GET", "/recoverite/network/aliases").json()["value"]:
+            if a["privateIPAddress"] == ip and a["virtualNetworkId"].lower().endswith("/" + vnet):
+                return a["alias"]
+        return None
+    plan = {"52.136": 202, "20.40": 203}  # AzureSiteRecovery, AzureBackup in the address plan
+    o = ip.split(".")
+    return f"127.{plan['.'.join(o[:2])]}.{o[2]}.{o[3]}"
+
+
+def backup_agent(server, vm_alias, vnet, vault_id, num, svc="wbcm1", geo="eus"):
+    """What the workload extension does (document 001): the vault's private
+    URL first, then the shared public URL, naming the vault."""
+    ip = resolve_from(server, vm_alias, f"{num}.{svc}.privatelink.{geo}.backup.windowsazure.com")
+    if ip and ip.startswith("10."):
+        got = connect(vm_alias, alias_for(server, ip, vnet))
+        if got:
+            return "private", got
+    ip = resolve_from(server, vm_alias, f"{svc}.{geo}.backup.windowsazure.com")
+    dst = alias_for(server, ip, vnet)
+    for _ in range(60):
+        s = socket.socket()
+        s.settimeout(3)
+        s.bind((vm_alias, 0))
+        try:
+            s.connect((dst, 10443))
+            s.sendall(f"vault {vault_id}\n".encode())
+            data = s.recv(200).decode()
+            return "public", data
+        except ConnectionRefusedError:
+            time.sleep(0.05)
+        finally:
+            s.close()
+    return "public", None
+
+
+def test_backup_agents_try_the_private_url_then_the_public_url(server, v):
+    net, rs, pdns = v["net"], v["rs"], v["dns"]
+    rs.vaults.begin_create_or_update(RG, "bkp-fallback", {"location": "eastus", "sku": {"name": "Standard"}}).result()
+    vault = rs.vaults.get(RG, "bkp-fallback")
+    pe = net.private_endpoints.begin_create_or_update(RG, "fb-pe", {"location": "eastus", "properties": {
+        "subnet": {"id": subnet(v, "src")},
+        "privateLinkServiceConnections": [{"name": "c", "properties": {"privateLinkServiceId": vault.id, "groupIds": ["AzureBackup"]}}]}}).result()
+    num = pe.custom_dns_configs[0].fqdn.split(".")[0]
+    zone = "privatelink.eus.backup.windowsazure.com"
+    rm = server.client(ResourceManagementClient)
+    for zrg, vnet in (("fb-dns-src", "src"), ("fb-dns-lonely", "lonely")):
+        rm.resource_groups.create_or_update(zrg, {"location": "eastus"})
+        pdns.private_zones.begin_create_or_update(zrg, zone, {"location": "global"}).result()
+        pdns.virtual_network_links.begin_create_or_update(zrg, zone, "l", {"location": "global", "properties": {
+            "virtualNetwork": {"id": f"{v['base']}/virtualNetworks/{vnet}"}}}).result()
+    zone_id = f"/subscriptions/{server.sub}/resourceGroups/fb-dns-src/providers/Microsoft.Network/privateDnsZones/{zone}"
+    net.private_dns_zone_groups.begin_create_or_update(RG, "fb-pe", "default", {"properties": {
+        "privateDnsZoneConfigs": [{"name": "z", "properties": {"privateDnsZoneId": zone_id}}]}}).result()
+    vms = {}
+    for vnet in ("src", "lonely"):
+        nic = net.network_interfaces.begin_create_or_update(RG, f"fb-vm-{vnet}", {"location": "eastus", "properties": {
+            "ipConfigurations": [{"name": "c", "properties": {"subnet": {"id": subnet(v, vnet, "vms")}}}]}}).result()
+        vms[vnet] = alias_for(server, nic.ip_configurations[0].private_ip_address, vnet)
+    # Inside the endpoint's network the private URL works.
+    path, got = backup_agent(server, vms["src"], "src", vault.id, num)
+    assert path == "private" and "via private endpoint fb-pe" in got
+    # Elsewhere the private name is not found, so the agent falls back to the public URL…
+    path, got = backup_agent(server, vms["lonely"], "lonely", vault.id, num)
+    assert path == "public" and got.startswith("recoverite Microsoft.RecoveryServices/vaults bkp-fallback via public URL")
+    # …which the vault refuses once its public network access is denied.
+    rs.vaults.begin_update(RG, "bkp-fallback", {"properties": {"publicNetworkAccess": "Disabled"}}).result()
+    time.sleep(0.3)
+    path, got = backup_agent(server, vms["lonely"], "lonely", vault.id, num)
+    assert path == "public" and got == ""
+    flows = server.http("GET", "/recoverite/network/flowlog").json()["value"]
+    assert "denies requests over public URLs" in [f for f in flows if f["sourceAlias"] == vms["lonely"]][-1]["reason"]
+    # The private path is unaffected.
+    assert backup_agent(server, vms["src"], "src", vault.id, num)[0] == "private"
+    net.private_endpoints.begin_delete(RG, "fb-pe").result()

@@ -69,6 +69,13 @@ pub struct FlowRecord {
     pub destination: Option<Destination>,
 }
 
+/// What the listeners should be, and what the public addresses stand for.
+struct Wanted {
+    listen: Vec<(Ipv4Addr, u16)>,
+    publics: HashMap<Ipv4Addr, String>,
+    shared: HashMap<Ipv4Addr, String>,
+}
+
 pub struct Gateway {
     store: Store,
     registry: Arc<Registry>,
@@ -80,6 +87,8 @@ pub struct Gateway {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Public (model) address of a private link target's name → the target.
     public_targets: Mutex<HashMap<Ipv4Addr, String>>,
+    /// Public addresses a service shares among its instances → the target type.
+    shared_publics: Mutex<HashMap<Ipv4Addr, String>>,
 }
 
 impl Gateway {
@@ -93,6 +102,7 @@ impl Gateway {
             echo: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
             public_targets: Mutex::new(HashMap::new()),
+            shared_publics: Mutex::new(HashMap::new()),
         })
     }
 
@@ -170,10 +180,7 @@ impl Gateway {
 
     /// The (alias, model port) pairs that should be listened on now, and the
     /// public addresses of every private link target's names.
-    #[allow(clippy::type_complexity)]
-    fn wanted(
-        &self,
-    ) -> Result<(Vec<(Ipv4Addr, u16)>, HashMap<Ipv4Addr, String>), recoverite_arm::ArmError> {
+    fn wanted(&self) -> Result<Wanted, recoverite_arm::ArmError> {
         let snap = recoverite_dns::snapshot::build(&self.store)?;
         self.store.view(|r| {
             let empty = HashMap::new();
@@ -193,6 +200,7 @@ impl Gateway {
                 }
             }
             let mut publics = HashMap::new();
+            let mut shared = HashMap::new();
             let probe = pl::ConnectionRequest {
                 endpoint_id: String::new(),
                 endpoint_name: String::new(),
@@ -212,6 +220,14 @@ impl Gateway {
                     continue;
                 };
                 let tid = doc["id"].as_str().unwrap_or_default().to_string();
+                for name in target.shared_public_names(&doc) {
+                    let res = recoverite_dns::resolve(&snap, None, &name, recoverite_dns::RType::A);
+                    if let Some(recoverite_dns::resolve::Value::A(ip)) =
+                        res.answers.last().map(|a| a.value.clone())
+                    {
+                        shared.insert(ip, target.resource_type().to_string());
+                    }
+                }
                 for g in target.groups(r, &doc)? {
                     let Ok(members) = target.members(r, &doc, &g.group_id, &probe) else {
                         continue;
@@ -230,18 +246,28 @@ impl Gateway {
             out.extend(
                 publics
                     .keys()
+                    .chain(shared.keys())
                     .map(|ip| (addressbook::public_alias(*ip), 443)),
             );
-            Ok((out, publics))
+            Ok(Wanted {
+                listen: out,
+                publics,
+                shared,
+            })
         })
     }
 
     async fn reconcile(self: &Arc<Gateway>) -> Result<(), recoverite_arm::ArmError> {
         let gw = self.clone();
-        let (wanted, publics) = tokio::task::spawn_blocking(move || gw.wanted())
+        let Wanted {
+            listen: wanted,
+            publics,
+            shared,
+        } = tokio::task::spawn_blocking(move || gw.wanted())
             .await
             .map_err(|e| recoverite_arm::ArmError::internal(e.to_string()))??;
         *self.public_targets.lock().expect("public targets") = publics;
+        *self.shared_publics.lock().expect("shared publics") = shared;
         let mut listeners = self.listeners.lock().expect("listeners");
         listeners.retain(|k, h| {
             let keep = wanted.contains(k);
@@ -319,6 +345,24 @@ impl Gateway {
             },
             Err(_) => return,
         };
+        let shared_type = match &decision.destination {
+            Some(Destination::Public {
+                ip,
+                target_id: None,
+                ..
+            }) if decision.allowed => self
+                .shared_publics
+                .lock()
+                .expect("shared publics")
+                .get(ip)
+                .cloned(),
+            _ => None,
+        };
+        if let Some(target_type) = shared_type {
+            return self
+                .serve_shared(stream, src, dst, port, decision, target_type)
+                .await;
+        }
         let backend = if decision.allowed {
             self.backend_for(&decision)
         } else {
@@ -363,6 +407,92 @@ impl Gateway {
             PROXY_BUFFER,
         )
         .await;
+    }
+
+    /// A service address shared by all instances: the client names the
+    /// instance first (`vault <ARM id>`), and that instance's public network
+    /// access decides (document 001's public-URL fallback).
+    async fn serve_shared(
+        self: Arc<Gateway>,
+        mut stream: TcpStream,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        port: u16,
+        decision: Decision,
+        target_type: String,
+    ) {
+        use tokio::io::AsyncReadExt;
+        let mut line = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut b = [0u8; 1];
+            while line.len() < 1024 {
+                match stream.read(&mut b).await {
+                    Ok(1) if b[0] == b'\n' => break,
+                    Ok(1) => line.push(b[0]),
+                    _ => break,
+                }
+            }
+        })
+        .await;
+        let text = String::from_utf8_lossy(&line).trim().to_string();
+        let named = text.split_whitespace().last().unwrap_or("").to_string();
+        let doc = if read.is_ok() && !named.is_empty() {
+            self.store.view(|r| resource::get(r, &named)).ok().flatten()
+        } else {
+            None
+        };
+        let mut rec = FlowRecord {
+            time: recoverite_arm::time::now_string(),
+            source_alias: src,
+            destination_alias: dst,
+            port,
+            allowed: false,
+            reason: String::new(),
+            source: decision.source.clone(),
+            destination: decision.destination.clone(),
+        };
+        let target = self.registry.target_for(&target_type).cloned();
+        match (doc, target) {
+            (Some(d), Some(t))
+                if d["type"]
+                    .as_str()
+                    .is_some_and(|x| x.eq_ignore_ascii_case(&target_type)) =>
+            {
+                if t.public_network_access(&d) {
+                    rec.allowed = true;
+                    rec.reason =
+                        format!("allowed: {} accepts requests over its public URLs", named);
+                    self.record(rec);
+                    let greeting = format!(
+                        "recoverite {target_type} {} via public URL\n",
+                        d["name"].as_str().unwrap_or("")
+                    );
+                    let echo = *self.echo.lock().expect("echo");
+                    if let (Some(addr), Ok(())) =
+                        (echo, stream.write_all(greeting.as_bytes()).await)
+                    {
+                        if let Ok(mut upstream) = TcpStream::connect(addr).await {
+                            let _ = tokio::io::copy_bidirectional_with_sizes(
+                                &mut stream,
+                                &mut upstream,
+                                PROXY_BUFFER,
+                                PROXY_BUFFER,
+                            )
+                            .await;
+                        }
+                    }
+                    return;
+                }
+                rec.reason = format!("{named} denies requests over public URLs: its public network access is disabled");
+            }
+            _ => {
+                rec.reason = format!(
+                    "the request named no {target_type} instance this service knows ('{text}')"
+                )
+            }
+        }
+        self.record(rec);
+        let _ = stream.shutdown().await;
     }
 
     /// The emulated service behind a destination, and an optional greeting.

@@ -217,6 +217,15 @@ pub trait PrivateLinkTarget: Send + Sync {
         Ok(())
     }
 
+    /// Public names the target's service shares among all its instances
+    /// (Backup's `{svc}.{geo}.backup.windowsazure.com`): a client names the
+    /// instance in its first line (`vault <id>`), and the instance's public
+    /// network access decides.
+    fn shared_public_names(&self, target: &Value) -> Vec<String> {
+        let _ = target;
+        Vec::new()
+    }
+
     /// The spelling of "actions required" in this target's connection state.
     fn actions_key(&self) -> &'static str {
         "actionsRequired"

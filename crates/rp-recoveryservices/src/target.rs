@@ -214,6 +214,15 @@ impl PrivateLinkTarget for VaultTarget {
     fn public_network_access(&self, vault: &Value) -> bool {
         vault["properties"]["publicNetworkAccess"].as_str() != Some("Disabled")
     }
+
+    /// Backup's public URLs, `{svc}.{geo}.backup.windowsazure.com` (document 001).
+    fn shared_public_names(&self, vault: &Value) -> Vec<String> {
+        let g = geo(vault["location"].as_str().unwrap_or_default());
+        BACKUP_SERVICES
+            .iter()
+            .map(|s| format!("{s}.{g}.backup.windowsazure.com"))
+            .collect()
+    }
 }
 
 fn never_registered_error(vault: &Value) -> ArmError {
