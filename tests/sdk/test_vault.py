@@ -124,6 +124,23 @@ def connect(src, dst, port=10443):
     return None
 
 
+def connect_naming(src, dst, vault_id, port=10443):
+    """A client of a shared public service address names its vault first."""
+    for _ in range(60):
+        s = socket.socket()
+        s.settimeout(3)
+        s.bind((src, 0))
+        try:
+            s.connect((dst, port))
+            s.sendall(f"vault {vault_id}\n".encode())
+            return s.recv(200).decode()
+        except ConnectionRefusedError:
+            time.sleep(0.05)
+        finally:
+            s.close()
+    return None
+
+
 def test_pending_endpoint_then_owner_approval_and_lock_down(server, v):
     from azure.mgmt.authorization import AuthorizationManagementClient
     net = v["net"]
@@ -160,12 +177,12 @@ def test_pending_endpoint_then_owner_approval_and_lock_down(server, v):
     # Public network access Disabled refuses a connection to the vault's public address.
     public_ip = server.http("GET", "/recoverite/network/resolve", params={"name": pe.custom_dns_configs[0].fqdn}).json()["answers"][-1]["value"]
     public_alias = "127.202." + ".".join(public_ip.split(".")[2:])
-    assert connect(vm_alias, public_alias).startswith("recoverite Microsoft.RecoveryServices/vaults dr-vault via public endpoint")
+    assert connect_naming(vm_alias, public_alias, v["vault"].id).startswith("recoverite Microsoft.RecoveryServices/vaults dr-vault via public URL")
     v["rs"].vaults.begin_update(RG, "dr-vault", {"properties": {"publicNetworkAccess": "Disabled"}}).result()
     time.sleep(0.3)
-    assert connect(vm_alias, public_alias) == ""
-    assert "public network access disabled" in [f for f in server.http("GET", "/recoverite/network/flowlog").json()["value"]
-                                                 if f["destinationAlias"] == public_alias][-1]["reason"]
+    assert connect_naming(vm_alias, public_alias, v["vault"].id) == ""
+    assert "public network access is disabled" in [f for f in server.http("GET", "/recoverite/network/flowlog").json()["value"]
+                                                    if f["destinationAlias"] == public_alias][-1]["reason"]
     assert connect(vm_alias, pe_alias).startswith("recoverite")
 
 
@@ -394,3 +411,35 @@ def test_backup_agents_try_the_private_url_then_the_public_url(server, v):
     # The private path is unaffected.
     assert backup_agent(server, vms["src"], "src", vault.id, num)[0] == "private"
     net.private_endpoints.begin_delete(RG, "fb-pe").result()
+
+
+def test_enabling_replication_adds_two_fqdns_or_is_refused_when_a_subnet_is_short(server, v):
+    net, rs = v["net"], v["rs"]
+    rs.vaults.begin_create_or_update(RG, "pair-vault", {"location": "eastus", "sku": {"name": "Standard"}}).result()
+    vid = rs.vaults.get(RG, "pair-vault").id
+    pe = net.private_endpoints.begin_create_or_update(RG, "pair-pe", {"location": "centralus", "properties": {
+        "subnet": {"id": subnet(v, "rec", "small")},
+        "privateLinkServiceConnections": [{"name": "c", "properties": {"privateLinkServiceId": vid, "groupIds": ["AzureSiteRecovery"]}}]}}).result()
+    assert len(pe.custom_dns_configs) == 5
+    # A /28 gives 11 addresses: 5 for the endpoint, fill 5 more so that only 1 is left.
+    for i in range(5):
+        net.network_interfaces.begin_create_or_update(RG, f"pair-fill-{i}", {"location": "centralus", "properties": {
+            "ipConfigurations": [{"name": "c", "properties": {"subnet": {"id": subnet(v, "rec", "small")}}}]}}).result()
+    r = server.http("POST", "/recoverite/vaults/replication-pair", json={"vaultId": vid, "source": "eastus", "target": "centralus"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "SubnetIsFull"
+    assert "needs 2" in r.json()["error"]["message"] and "has 1" in r.json()["error"]["message"]
+    assert len(net.private_endpoints.get(RG, "pair-pe").custom_dns_configs) == 5
+    net.network_interfaces.begin_delete(RG, "pair-fill-0").result()
+    r = server.http("POST", "/recoverite/vaults/replication-pair", json={"vaultId": vid, "source": "eastus", "target": "centralus"})
+    assert r.status_code == 200, r.text
+    added = r.json()["addedFqdns"]
+    assert sorted(f.split(".")[1] for f in added) == ["cus", "eus"] and all("-asr-pod01-prot2b." in f for f in added)
+    fqdns = {c.fqdn for c in net.private_endpoints.get(RG, "pair-pe").custom_dns_configs}
+    assert len(fqdns) == 7 and set(added) <= fqdns
+    # Endpoints created later get all seven from the start.
+    later = net.private_endpoints.begin_create_or_update(RG, "pair-pe-2", {"location": "eastus", "properties": {
+        "subnet": {"id": subnet(v, "lonely")},
+        "privateLinkServiceConnections": [{"name": "c", "properties": {"privateLinkServiceId": vid, "groupIds": ["AzureSiteRecovery"]}}]}}).result()
+    assert len(later.custom_dns_configs) == 7
+    for name in ("pair-pe", "pair-pe-2"):
+        net.private_endpoints.begin_delete(RG, name).result()

@@ -39,6 +39,10 @@ pub struct Resolution {
     pub trace: Vec<String>,
 }
 
+/// Host part of the one public address a shared service (Site Recovery,
+/// Backup) has per region.
+pub const SHARED_HOST: u8 = 1;
+
 /// TTL of the emulated public DNS.
 pub const PUBLIC_TTL: u32 = 60;
 
@@ -94,7 +98,7 @@ fn public_step(snap: &Snapshot, name: &str) -> Step {
     if let Some(prefix) = name.strip_suffix(".privatelink.siterecovery.windowsazure.com") {
         let geo = prefix.rsplit('.').next().unwrap_or_default();
         return match region_of_geo(geo)
-            .and_then(|r| addressbook::service_ip("AzureSiteRecovery", Some(r), host_of(name)))
+            .and_then(|r| addressbook::service_ip("AzureSiteRecovery", Some(r), SHARED_HOST))
         {
             Some(ip) => Step::A(ip, format!("public DNS: Site Recovery in {geo}")),
             None => Step::NxDomain(format!(
@@ -115,7 +119,7 @@ fn public_step(snap: &Snapshot, name: &str) -> Step {
         if let Some(pos) = before.iter().position(|l| *l == "privatelink") {
             let geo = before.get(pos + 1).copied().unwrap_or_default();
             return match region_of_geo(geo)
-                .and_then(|r| addressbook::service_ip("AzureBackup", Some(r), host_of(name)))
+                .and_then(|r| addressbook::service_ip("AzureBackup", Some(r), SHARED_HOST))
             {
                 Some(ip) => Step::A(ip, format!("public DNS: Azure Backup in {geo}")),
                 None => Step::NxDomain(format!("public DNS: unknown Backup region code '{geo}'")),
@@ -130,7 +134,7 @@ fn public_step(snap: &Snapshot, name: &str) -> Step {
                 "public DNS: Backup name of a vault".into(),
             ),
             2 => match region_of_geo(before[1])
-                .and_then(|r| addressbook::service_ip("AzureBackup", Some(r), host_of(name)))
+                .and_then(|r| addressbook::service_ip("AzureBackup", Some(r), SHARED_HOST))
             {
                 Some(ip) => Step::A(
                     ip,

@@ -220,6 +220,8 @@ impl Gateway {
                     continue;
                 };
                 let tid = doc["id"].as_str().unwrap_or_default().to_string();
+                // Services with shared public addresses learn the instance from the client.
+                let shared_service = !target.shared_public_names(&doc).is_empty();
                 for name in target.shared_public_names(&doc) {
                     let res = recoverite_dns::resolve(&snap, None, &name, recoverite_dns::RType::A);
                     if let Some(recoverite_dns::resolve::Value::A(ip)) =
@@ -238,7 +240,11 @@ impl Gateway {
                         if let Some(recoverite_dns::resolve::Value::A(ip)) =
                             res.answers.last().map(|a| a.value.clone())
                         {
-                            publics.insert(ip, tid.clone());
+                            if shared_service {
+                                shared.insert(ip, target.resource_type().to_string());
+                            } else {
+                                publics.insert(ip, tid.clone());
+                            }
                         }
                     }
                 }

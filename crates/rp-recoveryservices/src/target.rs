@@ -311,3 +311,30 @@ pub fn pair_members(m: &VaultMeta) -> Vec<Member> {
     }
     out
 }
+
+/// What enabling replication for a new region pair does to the vault's
+/// private endpoints: every Site Recovery endpoint gets two more FQDNs (one
+/// per region of the pair) and addresses for them, and zone groups get the
+/// records — or, when a subnet cannot give the addresses, nothing changes and
+/// replication is refused (document 000).
+pub fn enable_replication_pair(
+    tx: &mut recoverite_store::WriteTx,
+    registry: &recoverite_privatelink::Registry,
+    vault_id: &str,
+    source: &str,
+    target: &str,
+) -> Result<Vec<Member>, ArmError> {
+    let (src, tgt) = (regions::require(source, VAULT_TYPE)?.name.to_string(), regions::require(target, VAULT_TYPE)?.name.to_string());
+    if src == tgt {
+        return Err(bad("InvalidReplicationRegionPair", "The target region must differ from the source region."));
+    }
+    let mut m = meta::get(tx, vault_id)?.ok_or_else(|| ArmError::internal(format!("vault {vault_id} has no record")))?;
+    if m.replication_pairs.iter().any(|(a, b)| *a == src && *b == tgt) {
+        return Ok(Vec::new());
+    }
+    m.replication_pairs.push((src, tgt));
+    let members = pair_members(&m);
+    registry.host()?.add_members(tx, vault_id, SITE_RECOVERY, &members)?;
+    meta::put(tx, vault_id, &m)?;
+    Ok(members)
+}

@@ -196,3 +196,47 @@ pub async fn set_registration_date(
         Err(_) => err(ArmError::internal("the update stopped unexpectedly")),
     }
 }
+
+/// `POST /recoverite/vaults/replication-pair {"vaultId","source","target"}`:
+/// what enabling replication for a new region pair does to a vault's private
+/// endpoints (Site Recovery's enable-protection calls the same function).
+pub async fn replication_pair(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let bytes = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
+        Ok(b) => b,
+        Err(_) => return err(ArmError::new(413, "RequestEntityTooLarge", "The request body is too large.")),
+    };
+    let body: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(b) => b,
+        Err(e) => return err(ArmError::invalid_content(e)),
+    };
+    let s2 = s.clone();
+    let res = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, ArmError> {
+        let caller = s2.directory.authenticate(auth.as_deref())?;
+        let vault = body["vaultId"].as_str().unwrap_or_default().to_string();
+        let action = "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationProtectionContainers/replicationProtectedItems/write";
+        if !s2.directory.is_allowed(&caller, action, &vault)? {
+            return Err(authorization_failed(&caller.object_id, action, &vault));
+        }
+        let registry = s2.registry.clone();
+        s2.directory.store.write(|tx| {
+            if recoverite_arm::resource::get(tx, &vault)?.is_none() {
+                return Err(ArmError::new(404, "ResourceNotFound", format!("Vault {vault} was not found.")));
+            }
+            let added = recoverite_rp_recoveryservices::target::enable_replication_pair(
+                tx,
+                &registry,
+                &vault,
+                body["source"].as_str().unwrap_or_default(),
+                body["target"].as_str().unwrap_or_default(),
+            )?;
+            Ok(json!({"addedFqdns": added.iter().map(|m| m.fqdn.clone()).collect::<Vec<_>>()}))
+        })
+    })
+    .await;
+    match res {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => err(e),
+        Err(_) => err(ArmError::internal("the update stopped unexpectedly")),
+    }
+}

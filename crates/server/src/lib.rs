@@ -63,6 +63,7 @@ pub struct Connection {
 
 pub struct AppState {
     pub router: Arc<Router>,
+    pub registry: Arc<Registry>,
     pub gateway: Arc<recoverite_gateway::Gateway>,
     pub resolver: Arc<recoverite_dns::Resolver>,
     pub directory: Arc<Directory>,
@@ -218,6 +219,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
     let router = Arc::new(Router::new(platform, providers));
     let state = Arc::new(AppState {
         router,
+        registry: registry.clone(),
         gateway: gateway.clone(),
         resolver,
         directory,
@@ -246,6 +248,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
             "/recoverite/providers/{namespace}/registration",
             axum::routing::put(admin::set_registration_date),
         )
+        .route("/recoverite/vaults/replication-pair", post(admin::replication_pair))
         .route("/recoverite/network/aliases", get(netadmin::aliases))
         .route("/recoverite/network/resolve", get(netadmin::resolve))
         .route("/recoverite/network/hosts", get(netadmin::hosts))
