@@ -20,3 +20,14 @@ def test_document_000_network_walkthrough(server, capsys):
     printed = capsys.readouterr().out
     assert "source   VM" in printed and "-> 10.0.2.4" in printed
     assert "recovery VM" in printed and "-> 10.1.2.4" in printed
+
+
+def test_document_000_vault_walkthrough(server):
+    out = load("doc000_vault").main(str(server.data_dir / "connection.json"))
+    assert len(out["answers"]) == 5
+    for public_name, row in out["answers"].items():
+        private_name = public_name.replace(".siterecovery.", ".privatelink.siterecovery.")
+        assert row["source"] == out["endpoint_ips"]["source"][private_name]
+        assert row["recovery"] == out["endpoint_ips"]["recovery"][private_name]
+        assert row["source"].startswith("10.10.") and row["recovery"].startswith("10.11.")
+        assert row["unlinked"].startswith("52.136.")
