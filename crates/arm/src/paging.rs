@@ -68,3 +68,19 @@ fn encode(s: &str) -> String {
         .remove(b'~');
     percent_encoding::utf8_percent_encode(s, SET).to_string()
 }
+
+/// A page of the items the caller may see (lists are filtered item by item
+/// when the caller lacks read access at the list's scope).
+pub fn page_visible(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    items: Vec<Value>,
+) -> Result<crate::provider::Reply, ArmError> {
+    let mut visible = Vec::with_capacity(items.len());
+    for d in items {
+        if ctx.can_see(d["id"].as_str().unwrap_or_default())? {
+            visible.push(d);
+        }
+    }
+    Ok(crate::provider::Reply::ok(page(ctx, req, visible)?))
+}

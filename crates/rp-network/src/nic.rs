@@ -250,13 +250,7 @@ pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let items = ctx
         .store()
         .view(|r| resource::list_of_type(r, &scope, NIC_TYPE))?;
-    let mut visible = Vec::new();
-    for d in items {
-        if ctx.can_see(d["id"].as_str().unwrap_or_default())? {
-            visible.push(d);
-        }
-    }
-    Ok(Reply::ok(paging::page(ctx, req, visible)?))
+    paging::page_visible(ctx, req, items)
 }
 
 pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {

@@ -370,13 +370,7 @@ pub fn list_nsgs(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
             .map(|d| assemble(r, &sub_of(req), d))
             .collect::<Result<Vec<_>, _>>()
     })?;
-    let mut visible = Vec::new();
-    for d in items {
-        if ctx.can_see(d["id"].as_str().unwrap_or_default())? {
-            visible.push(d);
-        }
-    }
-    Ok(Reply::ok(paging::page(ctx, req, visible)?))
+    paging::page_visible(ctx, req, items)
 }
 
 fn remove(tx: &mut WriteTx, sub: &str, nid: &str) -> Result<(), ArmError> {

@@ -409,13 +409,7 @@ pub fn list(ctx: &Ctx, req: &ArmRequest, registry: &Registry) -> Result<Reply, A
             .map(|d| assemble(r, registry, d))
             .collect::<Result<Vec<_>, ArmError>>()
     })?;
-    let mut visible = Vec::new();
-    for d in items {
-        if ctx.can_see(d["id"].as_str().unwrap_or_default())? {
-            visible.push(d);
-        }
-    }
-    Ok(Reply::ok(paging::page(ctx, req, visible)?))
+    paging::page_visible(ctx, req, items)
 }
 
 /// Removes an endpoint with everything it owns (inside `tx`).

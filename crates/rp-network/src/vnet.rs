@@ -485,13 +485,7 @@ pub fn list_vnets(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
             .map(|d| assemble_vnet(r, d))
             .collect::<Result<Vec<_>, ArmError>>()
     })?;
-    let mut visible = Vec::new();
-    for d in items {
-        if ctx.can_see(d["id"].as_str().unwrap_or_default())? {
-            visible.push(d);
-        }
-    }
-    Ok(Reply::ok(paging::page(ctx, req, visible)?))
+    paging::page_visible(ctx, req, items)
 }
 
 pub fn delete_vnet(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {

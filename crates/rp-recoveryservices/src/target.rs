@@ -324,17 +324,29 @@ pub fn enable_replication_pair(
     source: &str,
     target: &str,
 ) -> Result<Vec<Member>, ArmError> {
-    let (src, tgt) = (regions::require(source, VAULT_TYPE)?.name.to_string(), regions::require(target, VAULT_TYPE)?.name.to_string());
+    let (src, tgt) = (
+        regions::require(source, VAULT_TYPE)?.name.to_string(),
+        regions::require(target, VAULT_TYPE)?.name.to_string(),
+    );
     if src == tgt {
-        return Err(bad("InvalidReplicationRegionPair", "The target region must differ from the source region."));
+        return Err(bad(
+            "InvalidReplicationRegionPair",
+            "The target region must differ from the source region.",
+        ));
     }
-    let mut m = meta::get(tx, vault_id)?.ok_or_else(|| ArmError::internal(format!("vault {vault_id} has no record")))?;
-    if m.replication_pairs.iter().any(|(a, b)| *a == src && *b == tgt) {
+    let mut m = meta::get(tx, vault_id)?
+        .ok_or_else(|| ArmError::internal(format!("vault {vault_id} has no record")))?;
+    if m.replication_pairs
+        .iter()
+        .any(|(a, b)| *a == src && *b == tgt)
+    {
         return Ok(Vec::new());
     }
     m.replication_pairs.push((src, tgt));
     let members = pair_members(&m);
-    registry.host()?.add_members(tx, vault_id, SITE_RECOVERY, &members)?;
+    registry
+        .host()?
+        .add_members(tx, vault_id, SITE_RECOVERY, &members)?;
     meta::put(tx, vault_id, &m)?;
     Ok(members)
 }

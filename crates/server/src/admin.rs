@@ -201,10 +201,20 @@ pub async fn set_registration_date(
 /// what enabling replication for a new region pair does to a vault's private
 /// endpoints (Site Recovery's enable-protection calls the same function).
 pub async fn replication_pair(State(s): State<Arc<AppState>>, req: Request) -> Response {
-    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let bytes = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
         Ok(b) => b,
-        Err(_) => return err(ArmError::new(413, "RequestEntityTooLarge", "The request body is too large.")),
+        Err(_) => {
+            return err(ArmError::new(
+                413,
+                "RequestEntityTooLarge",
+                "The request body is too large.",
+            ))
+        }
     };
     let body: serde_json::Value = match serde_json::from_slice(&bytes) {
         Ok(b) => b,

@@ -248,7 +248,10 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
             "/recoverite/providers/{namespace}/registration",
             axum::routing::put(admin::set_registration_date),
         )
-        .route("/recoverite/vaults/replication-pair", post(admin::replication_pair))
+        .route(
+            "/recoverite/vaults/replication-pair",
+            post(admin::replication_pair),
+        )
         .route("/recoverite/network/aliases", get(netadmin::aliases))
         .route("/recoverite/network/resolve", get(netadmin::resolve))
         .route("/recoverite/network/hosts", get(netadmin::hosts))
