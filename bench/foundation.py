@@ -55,7 +55,7 @@ def wrk(url, headers, seconds, conns):
 
 def start_recoverite(binary, data_dir):
     t0 = time.perf_counter()
-    proc = subprocess.Popen([binary, "serve", "--data-dir", data_dir, "--port", "0", "--dns-port", "0"],
+    proc = subprocess.Popen([binary, "serve", "--data-dir", data_dir, "--port", "0", "--dns-port", "0", "--nbd-port", "0"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     conn = Path(data_dir) / "connection.json"
     wait_for(conn.exists)

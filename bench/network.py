@@ -97,7 +97,7 @@ def main():
     rows.append(("NSG: 200-rule decision, unsorted list (µs)", figures["nsg_200_rules_reference_us_per_decision"], "-", ""))
 
     d = tempfile.mkdtemp(prefix="nbench-")
-    proc = subprocess.Popen([str(BIN), "serve", "--data-dir", d, "--port", "0", "--dns-port", "0"],
+    proc = subprocess.Popen([str(BIN), "serve", "--data-dir", d, "--port", "0", "--dns-port", "0", "--nbd-port", "0"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         conn = Path(d) / "connection.json"

@@ -34,6 +34,9 @@ enum Command {
         /// Port of the DNS server.
         #[arg(long, default_value_t = 10053)]
         dns_port: u16,
+        /// Port of the NBD server exporting managed disks.
+        #[arg(long, default_value_t = 10809)]
+        nbd_port: u16,
         /// Seconds clients wait between long-running-operation polls (Retry-After).
         #[arg(long, default_value_t = 1)]
         poll_interval: u64,
@@ -76,11 +79,13 @@ fn main() -> Result<()> {
             data_dir,
             port,
             dns_port,
+            nbd_port,
             poll_interval,
         } => serve(ServeConfig {
             data_dir,
             port,
             dns_port,
+            nbd_port,
             poll_after_secs: poll_interval,
         }),
         Command::Principal {

@@ -29,7 +29,7 @@ class Server:
             conn_file.unlink()
         self.log = open(self.data_dir / "server.log", "ab")
         self.proc = subprocess.Popen(
-            [str(BIN), "serve", "--data-dir", str(self.data_dir), "--port", "0", "--dns-port", "0"],
+            [str(BIN), "serve", "--data-dir", str(self.data_dir), "--port", "0", "--dns-port", "0", "--nbd-port", "0"],
             stdout=self.log,
             stderr=self.log,
         )

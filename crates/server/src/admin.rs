@@ -250,3 +250,9 @@ pub async fn replication_pair(State(s): State<Arc<AppState>>, req: Request) -> R
         Err(_) => err(ArmError::internal("the update stopped unexpectedly")),
     }
 }
+
+/// `GET /recoverite/nbd`: where managed disks are exported.
+pub async fn nbd_info(State(s): State<Arc<AppState>>) -> Response {
+    Json(json!({"endpoint": s.nbd_endpoint, "exportName": "{resourceGroup}/{diskName}"}))
+        .into_response()
+}

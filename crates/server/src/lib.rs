@@ -32,6 +32,8 @@ pub struct ServeConfig {
     /// HTTPS port; 0 picks a free one.
     pub port: u16,
     pub dns_port: u16,
+    /// NBD port exporting managed disks; 0 picks a free one.
+    pub nbd_port: u16,
     /// Seconds clients are told to wait between long-running-operation polls.
     pub poll_after_secs: u64,
 }
@@ -42,6 +44,7 @@ impl Default for ServeConfig {
             data_dir: PathBuf::from(".recoverite"),
             port: 10443,
             dns_port: 10053,
+            nbd_port: 10809,
             poll_after_secs: 1,
         }
     }
@@ -63,6 +66,7 @@ pub struct Connection {
 
 pub struct AppState {
     pub router: Arc<Router>,
+    pub nbd_endpoint: String,
     pub registry: Arc<Registry>,
     pub gateway: Arc<recoverite_gateway::Gateway>,
     pub resolver: Arc<recoverite_dns::Resolver>,
@@ -97,7 +101,10 @@ pub fn private_link_registry() -> Arc<Registry> {
 }
 
 /// Every resource provider recoverite serves, wired to one private link registry.
-pub fn providers(registry: &Arc<Registry>) -> Vec<Arc<dyn Provider>> {
+pub fn providers(
+    registry: &Arc<Registry>,
+    blocks: &recoverite_blockstore::BlockStore,
+) -> Vec<Arc<dyn Provider>> {
     vec![
         Arc::new(recoverite_rp_resources::ResourcesProvider),
         Arc::new(AuthorizationProvider),
@@ -117,7 +124,9 @@ pub fn providers(registry: &Arc<Registry>) -> Vec<Arc<dyn Provider>> {
         Arc::new(recoverite_privatelink::test_target::TestTargetProvider {
             registry: registry.clone(),
         }),
-        Arc::new(RegistrationOnly("Microsoft.Compute")),
+        Arc::new(recoverite_rp_compute::ComputeProvider {
+            blocks: blocks.clone(),
+        }),
         Arc::new(recoverite_rp_recoveryservices::dependents::key_vault()),
     ]
 }
@@ -131,6 +140,8 @@ pub struct Running {
     pub started_in: std::time::Duration,
     pub gateway: Arc<recoverite_gateway::Gateway>,
     pub background: Vec<tokio::task::JoinHandle<()>>,
+    /// `nbd://127.0.0.1:PORT`: managed disks are exported as `{resourceGroup}/{disk}`.
+    pub nbd_endpoint: String,
 }
 
 impl Running {
@@ -172,7 +183,9 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         )
     })?;
     let registry = private_link_registry();
-    let providers = providers(&registry);
+    let blocks = recoverite_blockstore::BlockStore::open(&data_dir)
+        .map_err(|e| ServeError::DataDir(data_dir.clone(), e.to_string()))?;
+    let providers = providers(&registry, &blocks);
     let catalog: Vec<_> = providers.iter().map(|p| p.info()).collect();
     let boot = bootstrap::load_or_create(&store, &catalog)?;
 
@@ -211,6 +224,13 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
     let (dns_port, dns_tasks) = recoverite_dns::serve(resolver.clone(), cfg.dns_port)
         .await
         .map_err(|e| ServeError::Listen(cfg.dns_port, format!("DNS: {e}")))?;
+    let exports = Arc::new(DiskExports {
+        store: platform.store.clone(),
+        blocks: blocks.clone(),
+    });
+    let (nbd_port, nbd_task) = recoverite_blockstore::nbd::serve(exports, cfg.nbd_port)
+        .await
+        .map_err(|e| ServeError::Listen(cfg.nbd_port, format!("NBD: {e}")))?;
     let gateway = recoverite_gateway::Gateway::new(platform.store.clone(), registry.clone());
     gateway
         .start()
@@ -218,6 +238,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         .map_err(|e| ServeError::Listen(0, format!("gateway: {e}")))?;
     let router = Arc::new(Router::new(platform, providers));
     let state = Arc::new(AppState {
+        nbd_endpoint: format!("nbd://127.0.0.1:{nbd_port}"),
         router,
         registry: registry.clone(),
         gateway: gateway.clone(),
@@ -252,6 +273,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
             "/recoverite/vaults/replication-pair",
             post(admin::replication_pair),
         )
+        .route("/recoverite/nbd", get(admin::nbd_info))
         .route("/recoverite/network/aliases", get(netadmin::aliases))
         .route("/recoverite/network/resolve", get(netadmin::resolve))
         .route("/recoverite/network/hosts", get(netadmin::hosts))
@@ -291,7 +313,8 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         server,
         started_in: t0.elapsed(),
         gateway,
-        background: dns_tasks,
+        background: dns_tasks.into_iter().chain([nbd_task]).collect(),
+        nbd_endpoint: format!("nbd://127.0.0.1:{nbd_port}"),
     })
 }
 
@@ -300,6 +323,7 @@ pub fn banner(r: &Running) -> String {
     format!(
         "recoverite is running (ready in {} ms)\n\
          \n  ARM endpoint     {}\n  Authority        {}\n  Tenant           {}\n  Subscription     {}\n  Client id        {}\n  Client secret    {}\n  CA certificate   {}\n  DNS server       {}\n\
+         \n  NBD (disks)      {}/RESOURCE_GROUP/DISK\n\
          \n  Connection file  {}\n\
          \nPoint the Azure SDK at it: base_url=<ARM endpoint>, authority=<Authority>, connection_verify=<CA certificate>.\n",
         r.started_in.as_millis(),
@@ -311,6 +335,61 @@ pub fn banner(r: &Running) -> String {
         c.client_secret,
         c.ca_cert_file,
         c.dns_server,
+        r.nbd_endpoint,
         r.connection_file.display()
     )
+}
+
+/// Managed disks as NBD exports: `{resourceGroup}/{disk}`, case-insensitive.
+struct DiskExports {
+    store: Store,
+    blocks: recoverite_blockstore::BlockStore,
+}
+
+impl DiskExports {
+    fn disks(&self) -> Vec<serde_json::Value> {
+        use recoverite_store::Reader;
+        self.store
+            .read(|r| {
+                r.scan_json::<serde_json::Value>(recoverite_arm::RESOURCES, "/subscriptions/")
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, d)| d)
+            .filter(|d| d["type"].as_str() == Some("Microsoft.Compute/disks"))
+            .collect()
+    }
+
+    fn name_of(d: &serde_json::Value) -> String {
+        let rg = recoverite_arm::id::parse_id(d["id"].as_str().unwrap_or_default())
+            .and_then(|p| p.resource_group)
+            .unwrap_or_default();
+        format!("{rg}/{}", d["name"].as_str().unwrap_or_default())
+    }
+}
+
+impl recoverite_blockstore::nbd::Exports for DiskExports {
+    fn find(&self, name: &str) -> Option<recoverite_blockstore::nbd::Export> {
+        let want = name.trim_start_matches('/').to_ascii_lowercase();
+        self.disks()
+            .into_iter()
+            .find(|d| Self::name_of(d).to_ascii_lowercase() == want)
+            .map(|d| {
+                let unique = d["properties"]["uniqueId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                recoverite_blockstore::nbd::Export {
+                    name: Self::name_of(&d),
+                    image: self.blocks.image(&unique),
+                    journal: self.blocks.journal(&unique),
+                    size: d["properties"]["diskSizeBytes"].as_u64().unwrap_or(0),
+                    read_only: false,
+                }
+            })
+    }
+
+    fn list(&self) -> Vec<String> {
+        self.disks().iter().map(Self::name_of).collect()
+    }
 }

@@ -86,6 +86,7 @@ async fn boot(dir: &Path) -> Running {
             data_dir: dir.to_path_buf(),
             port: 0,
             dns_port: 0,
+            nbd_port: 0,
             poll_after_secs: 1,
         };
         match start(cfg).await {

@@ -1,0 +1,314 @@
+//! An NBD server (fixed newstyle handshake, simple replies) exporting managed
+//! disks, so `qemu-io`, `qemu-nbd`, `nbd-client` or a real VM can read and
+//! write them. Every write is journaled before it is acknowledged.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::Journal;
+
+const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
+const IHAVEOPT: u64 = 0x4948_4156_454F_5054;
+const REPLY_MAGIC: u64 = 0x0003_e889_0455_65a9;
+const REQUEST_MAGIC: u32 = 0x2560_9513;
+const SIMPLE_REPLY_MAGIC: u32 = 0x6744_6698;
+
+const FLAG_FIXED_NEWSTYLE: u16 = 1;
+const FLAG_NO_ZEROES: u16 = 2;
+
+const OPT_EXPORT_NAME: u32 = 1;
+const OPT_ABORT: u32 = 2;
+const OPT_LIST: u32 = 3;
+const OPT_INFO: u32 = 6;
+const OPT_GO: u32 = 7;
+
+const REP_ACK: u32 = 1;
+const REP_SERVER: u32 = 2;
+const REP_INFO: u32 = 3;
+const REP_ERR_UNSUP: u32 = (1 << 31) + 1;
+const REP_ERR_UNKNOWN: u32 = (1 << 31) + 6;
+
+const TF_HAS_FLAGS: u16 = 1;
+const TF_READ_ONLY: u16 = 2;
+const TF_SEND_FLUSH: u16 = 4;
+const TF_SEND_FUA: u16 = 8;
+const TF_SEND_TRIM: u16 = 32;
+const TF_SEND_WRITE_ZEROES: u16 = 64;
+
+const CMD_READ: u16 = 0;
+const CMD_WRITE: u16 = 1;
+const CMD_DISC: u16 = 2;
+const CMD_FLUSH: u16 = 3;
+const CMD_TRIM: u16 = 4;
+const CMD_WRITE_ZEROES: u16 = 6;
+
+const EIO: u32 = 5;
+const EPERM: u32 = 1;
+const EINVAL: u32 = 22;
+const ENOSPC: u32 = 28;
+
+/// Largest request the server accepts (qemu sends up to 32 MiB).
+const MAX_REQUEST: u32 = 32 << 20;
+
+#[derive(Clone, Debug)]
+pub struct Export {
+    pub name: String,
+    pub image: PathBuf,
+    pub journal: PathBuf,
+    pub size: u64,
+    pub read_only: bool,
+}
+
+/// Finds exports by name, and lists them.
+pub trait Exports: Send + Sync + 'static {
+    fn find(&self, name: &str) -> Option<Export>;
+    fn list(&self) -> Vec<String>;
+}
+
+/// Serves NBD on 127.0.0.1:`port`; returns the bound port and the accept task.
+pub async fn serve(
+    exports: Arc<dyn Exports>,
+    port: u16,
+) -> std::io::Result<(u16, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    let port = listener.local_addr()?.port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let exports = exports.clone();
+            tokio::spawn(async move {
+                if let Err(e) = session(stream, exports).await {
+                    tracing::debug!("nbd session ended: {e}");
+                }
+            });
+        }
+    });
+    Ok((port, task))
+}
+
+async fn reply_opt<W: AsyncWriteExt + Unpin>(
+    w: &mut W,
+    opt: u32,
+    kind: u32,
+    data: &[u8],
+) -> std::io::Result<()> {
+    w.write_u64(REPLY_MAGIC).await?;
+    w.write_u32(opt).await?;
+    w.write_u32(kind).await?;
+    w.write_u32(data.len() as u32).await?;
+    w.write_all(data).await?;
+    w.flush().await
+}
+
+fn transmission_flags(e: &Export) -> u16 {
+    let mut f = TF_HAS_FLAGS | TF_SEND_FLUSH | TF_SEND_FUA | TF_SEND_TRIM | TF_SEND_WRITE_ZEROES;
+    if e.read_only {
+        f |= TF_READ_ONLY;
+    }
+    f
+}
+
+async fn session(stream: TcpStream, exports: Arc<dyn Exports>) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let (r, w) = stream.into_split();
+    let mut r = BufReader::with_capacity(1 << 20, r);
+    let mut w = BufWriter::with_capacity(1 << 20, w);
+    w.write_u64(NBDMAGIC).await?;
+    w.write_u64(IHAVEOPT).await?;
+    w.write_u16(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES).await?;
+    w.flush().await?;
+    let client_flags = r.read_u32().await?;
+    let no_zeroes = client_flags & (FLAG_NO_ZEROES as u32) != 0;
+    let export = loop {
+        if r.read_u64().await? != IHAVEOPT {
+            return Ok(());
+        }
+        let opt = r.read_u32().await?;
+        let len = r.read_u32().await?;
+        if len > 64 * 1024 {
+            return Ok(());
+        }
+        let mut data = vec![0u8; len as usize];
+        r.read_exact(&mut data).await?;
+        match opt {
+            OPT_EXPORT_NAME => {
+                let name = String::from_utf8_lossy(&data).to_string();
+                let Some(e) = exports.find(&name) else {
+                    return Ok(());
+                };
+                w.write_u64(e.size).await?;
+                w.write_u16(transmission_flags(&e)).await?;
+                if !no_zeroes {
+                    w.write_all(&[0u8; 124]).await?;
+                }
+                w.flush().await?;
+                break e;
+            }
+            OPT_GO | OPT_INFO => {
+                if data.len() < 6 {
+                    reply_opt(&mut w, opt, REP_ERR_UNSUP, b"").await?;
+                    continue;
+                }
+                let nlen = u32::from_be_bytes(data[..4].try_into().expect("4 bytes")) as usize;
+                let name =
+                    String::from_utf8_lossy(data.get(4..4 + nlen).unwrap_or_default()).to_string();
+                match exports.find(&name) {
+                    None => {
+                        reply_opt(
+                            &mut w,
+                            opt,
+                            REP_ERR_UNKNOWN,
+                            format!("no disk exported as '{name}'").as_bytes(),
+                        )
+                        .await?
+                    }
+                    Some(e) => {
+                        let mut info = Vec::with_capacity(12);
+                        info.extend_from_slice(&0u16.to_be_bytes());
+                        info.extend_from_slice(&e.size.to_be_bytes());
+                        info.extend_from_slice(&transmission_flags(&e).to_be_bytes());
+                        reply_opt(&mut w, opt, REP_INFO, &info).await?;
+                        reply_opt(&mut w, opt, REP_ACK, b"").await?;
+                        if opt == OPT_GO {
+                            break e;
+                        }
+                    }
+                }
+            }
+            OPT_LIST => {
+                for name in exports.list() {
+                    let mut d = (name.len() as u32).to_be_bytes().to_vec();
+                    d.extend_from_slice(name.as_bytes());
+                    reply_opt(&mut w, opt, REP_SERVER, &d).await?;
+                }
+                reply_opt(&mut w, opt, REP_ACK, b"").await?;
+            }
+            OPT_ABORT => {
+                let _ = reply_opt(&mut w, opt, REP_ACK, b"").await;
+                return Ok(());
+            }
+            _ => reply_opt(&mut w, opt, REP_ERR_UNSUP, b"").await?,
+        }
+    };
+    transmit(&mut r, &mut w, export).await
+}
+
+async fn reply<W: AsyncWriteExt + Unpin>(w: &mut W, err: u32, handle: u64) -> std::io::Result<()> {
+    w.write_u32(SIMPLE_REPLY_MAGIC).await?;
+    w.write_u32(err).await?;
+    w.write_u64(handle).await
+}
+
+async fn transmit<R: AsyncReadExt + Unpin, W: AsyncWriteExt + Unpin>(
+    r: &mut R,
+    w: &mut W,
+    e: Export,
+) -> std::io::Result<()> {
+    let file: File = OpenOptions::new()
+        .read(true)
+        .write(!e.read_only)
+        .open(&e.image)?;
+    let mut journal = if e.read_only {
+        None
+    } else {
+        Some(Journal::open(&e.journal)?)
+    };
+    let mut buf = Vec::new();
+    loop {
+        if r.read_u32().await? != REQUEST_MAGIC {
+            return Ok(());
+        }
+        let _flags = r.read_u16().await?;
+        let cmd = r.read_u16().await?;
+        let handle = r.read_u64().await?;
+        let offset = r.read_u64().await?;
+        let len = r.read_u32().await?;
+        let in_range = offset
+            .checked_add(len as u64)
+            .is_some_and(|end| end <= e.size);
+        match cmd {
+            CMD_READ => {
+                if !in_range || len > MAX_REQUEST {
+                    reply(w, EINVAL, handle).await?;
+                    continue;
+                }
+                buf.resize(len as usize, 0);
+                match file.read_exact_at(&mut buf, offset) {
+                    Ok(()) => {
+                        reply(w, 0, handle).await?;
+                        w.write_all(&buf).await?;
+                    }
+                    Err(_) => reply(w, EIO, handle).await?,
+                }
+            }
+            CMD_WRITE => {
+                if len > MAX_REQUEST {
+                    return Ok(());
+                }
+                buf.resize(len as usize, 0);
+                r.read_exact(&mut buf).await?;
+                let err = if e.read_only {
+                    EPERM
+                } else if !in_range {
+                    ENOSPC
+                } else {
+                    let j = journal.as_mut().expect("writable export has a journal");
+                    match j
+                        .record(offset, len as u64)
+                        .and_then(|_| file.write_all_at(&buf, offset))
+                    {
+                        Ok(()) => 0,
+                        Err(_) => EIO,
+                    }
+                };
+                reply(w, err, handle).await?;
+            }
+            CMD_WRITE_ZEROES | CMD_TRIM => {
+                let err = if e.read_only {
+                    EPERM
+                } else if !in_range {
+                    ENOSPC
+                } else {
+                    let j = journal.as_mut().expect("writable export has a journal");
+                    let zeros = vec![0u8; (len as usize).min(1 << 20)];
+                    let mut res = j.record(offset, len as u64);
+                    let mut done = 0u64;
+                    while res.is_ok() && done < len as u64 {
+                        let n = (len as u64 - done).min(zeros.len() as u64) as usize;
+                        res = file.write_all_at(&zeros[..n], offset + done);
+                        done += n as u64;
+                    }
+                    if res.is_ok() {
+                        0
+                    } else {
+                        EIO
+                    }
+                };
+                reply(w, err, handle).await?;
+            }
+            CMD_FLUSH => {
+                let res = file
+                    .sync_data()
+                    .and_then(|_| journal.as_mut().map(|j| j.sync()).unwrap_or(Ok(())));
+                reply(w, if res.is_ok() { 0 } else { EIO }, handle).await?;
+            }
+            CMD_DISC => {
+                w.flush().await?;
+                let _ = file.sync_data();
+                if let Some(j) = journal.as_mut() {
+                    let _ = j.sync();
+                }
+                return Ok(());
+            }
+            _ => reply(w, EINVAL, handle).await?,
+        }
+        w.flush().await?;
+    }
+}

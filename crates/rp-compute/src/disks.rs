@@ -1,0 +1,243 @@
+//! Managed disks.
+
+use serde_json::{json, Value};
+
+use recoverite_arm::lro::{self, OperationRecord};
+use recoverite_arm::{paging, regions, resource, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_blockstore::BlockStore;
+
+pub const DISK_TYPE: &str = "Microsoft.Compute/disks";
+pub const SKUS: &[&str] = &[
+    "Standard_LRS",
+    "Premium_LRS",
+    "StandardSSD_LRS",
+    "UltraSSD_LRS",
+    "Premium_ZRS",
+    "StandardSSD_ZRS",
+    "PremiumV2_LRS",
+];
+pub const MAX_GB: u64 = 32767;
+
+fn tier(sku: &str) -> &'static str {
+    if sku.starts_with("Premium") || sku.starts_with("Ultra") {
+        "Premium"
+    } else {
+        "Standard"
+    }
+}
+
+pub fn check_name(n: &str) -> Result<(), ArmError> {
+    let ok = (1..=80).contains(&n.len())
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && n.chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ArmError::bad_request("InvalidResourceName", format!("The disk name '{n}' is invalid: 1-80 letters, digits, '_', '.', '-', starting with a letter or digit and ending with a letter, digit or '_'.")))
+    }
+}
+
+fn io(e: std::io::Error) -> ArmError {
+    ArmError::internal(format!("disk storage failed: {e}"))
+}
+
+/// Creates the disk document and its bytes (or resizes, on update).
+pub fn put(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    blocks: &BlockStore,
+    patch: bool,
+) -> Result<Reply, ArmError> {
+    let n = req
+        .path
+        .provider
+        .as_ref()
+        .and_then(|p| p.name())
+        .unwrap_or("")
+        .to_string();
+    check_name(&n)?;
+    let body = req.body.clone().unwrap_or(json!({}));
+    if !body.is_object() {
+        return Err(ArmError::invalid_content("the body must be a JSON object"));
+    }
+    let props = body.get("properties").cloned().unwrap_or(json!({}));
+    let rid = req.path.id();
+    let doc = ctx.store().write(|tx| {
+        let existing = resource::get(tx, &rid)?;
+        if patch && existing.is_none() {
+            return Err(ArmError::resource_not_found(DISK_TYPE, &n, req.path.resource_group.as_deref()));
+        }
+        let location = match (body["location"].as_str(), &existing) {
+            (Some(l), _) => regions::require(l, DISK_TYPE)?.name.to_string(),
+            (None, Some(e)) => e["location"].as_str().unwrap_or_default().to_string(),
+            (None, None) => return Err(ArmError::bad_request("LocationRequired", "The location property is required for a disk.")),
+        };
+        let sku = body["sku"]["name"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| existing.as_ref().and_then(|e| e["sku"]["name"].as_str().map(str::to_string)))
+            .unwrap_or_else(|| "Standard_LRS".into());
+        if !SKUS.contains(&sku.as_str()) {
+            return Err(ArmError::invalid_parameter("sku.name", format!("Disk SKU '{sku}' is not valid; use one of {}.", SKUS.join(", "))));
+        }
+        let old_gb = existing.as_ref().and_then(|e| e["properties"]["diskSizeGB"].as_u64());
+        let create = props["creationData"]["createOption"].as_str().unwrap_or("Empty").to_string();
+        let source = props["creationData"]["sourceResourceId"].as_str().map(str::to_string);
+        let source_doc = match (&existing, create.as_str(), &source) {
+            (None, "Copy", Some(s)) => Some(resource::get(tx, s)?.filter(|d| d["type"].as_str() == Some(DISK_TYPE)).ok_or_else(|| {
+                ArmError::bad_request("InvalidResourceReference", format!("Source disk {s} was not found."))
+            })?),
+            (None, "Copy", None) => return Err(ArmError::invalid_parameter("creationData.sourceResourceId", "createOption Copy needs creationData.sourceResourceId.")),
+            (None, "Empty" | "Attach" | "FromImage", _) => None,
+            (None, other, _) => return Err(ArmError::invalid_parameter("creationData.createOption", format!("createOption '{other}' is not supported; use Empty or Copy."))),
+            (Some(_), _, _) => None,
+        };
+        let gb = props["diskSizeGB"]
+            .as_u64()
+            .or(old_gb)
+            .or_else(|| source_doc.as_ref().and_then(|s| s["properties"]["diskSizeGB"].as_u64()))
+            .ok_or_else(|| ArmError::invalid_parameter("diskSizeGB", "An empty disk needs properties.diskSizeGB."))?;
+        if gb == 0 || gb > MAX_GB {
+            return Err(ArmError::invalid_parameter("diskSizeGB", format!("diskSizeGB must be from 1 to {MAX_GB}.")));
+        }
+        if let Some(old) = old_gb {
+            if gb < old {
+                return Err(ArmError::bad_request("BadRequest", format!("Disk size cannot be decreased from {old} GB to {gb} GB.")));
+            }
+            if gb > old && existing.as_ref().is_some_and(|e| e["managedBy"].is_string()) {
+                return Err(ArmError::conflict("OperationNotAllowed", "A disk attached to a running VM cannot be resized; deallocate or detach it first."));
+            }
+        }
+        let unique = existing
+            .as_ref()
+            .and_then(|e| e["properties"]["uniqueId"].as_str().map(str::to_string))
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let bytes = gb << 30;
+        match (&existing, &source_doc) {
+            (None, Some(s)) => blocks.copy(s["properties"]["uniqueId"].as_str().unwrap_or_default(), &unique, bytes).map_err(io)?,
+            (None, None) => blocks.create(&unique, bytes).map_err(io)?,
+            (Some(_), _) => blocks.resize(&unique, bytes).map_err(io)?,
+        }
+        let mut doc = json!({
+            "id": existing.as_ref().and_then(|e| e["id"].as_str().map(str::to_string)).unwrap_or(rid.clone()),
+            "name": existing.as_ref().and_then(|e| e["name"].as_str()).unwrap_or(&n),
+            "type": DISK_TYPE,
+            "location": location,
+            "tags": body.get("tags").cloned().or_else(|| existing.as_ref().and_then(|e| e.get("tags").cloned())).unwrap_or(json!({})),
+            "sku": {"name": sku, "tier": tier(&sku)},
+            "properties": {
+                "creationData": existing.as_ref().map(|e| e["properties"]["creationData"].clone()).unwrap_or_else(|| json!({"createOption": create, "sourceResourceId": source})),
+                "diskSizeGB": gb,
+                "diskSizeBytes": bytes,
+                "uniqueId": unique,
+                "provisioningState": "Succeeded",
+                "diskState": if existing.as_ref().is_some_and(|e| e["managedBy"].is_string()) { "Attached" } else { "Unattached" },
+                "timeCreated": existing.as_ref().map(|e| e["properties"]["timeCreated"].clone()).unwrap_or_else(|| json!(recoverite_arm::time::now_string())),
+                "encryption": {"type": "EncryptionAtRestWithPlatformKey"},
+                "networkAccessPolicy": "AllowAll",
+                "publicNetworkAccess": "Enabled",
+            }
+        });
+        for k in ["osType", "hyperVGeneration"] {
+            if let Some(v) = props.get(k).or(existing.as_ref().and_then(|e| e["properties"].get(k))) {
+                doc["properties"][k] = v.clone();
+            }
+        }
+        if let Some(m) = existing.as_ref().and_then(|e| e.get("managedBy")) {
+            doc["managedBy"] = m.clone();
+        }
+        resource::put(tx, &rid, &doc)?;
+        Ok(doc)
+    })?;
+    // Disk writes are long-running operations polled through Location (201 is not used).
+    let op = OperationRecord::new(ctx, "Microsoft.Compute", &rid).succeed(Some(doc.clone()));
+    ctx.store().write(|tx| op.save(tx))?;
+    let sub = req.path.subscription.clone().unwrap_or_default();
+    let url = lro::result_url(
+        ctx,
+        &sub,
+        doc["location"].as_str().unwrap_or_default(),
+        &op,
+        &req.api_version,
+    );
+    Ok(lro::with_retry_after(
+        ctx,
+        Reply::json(202, doc).header("Location", url),
+    ))
+}
+
+pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    ctx.store()
+        .view(|r| resource::get(r, &req.path.id()))?
+        .map(Reply::ok)
+        .ok_or_else(|| {
+            ArmError::resource_not_found(
+                DISK_TYPE,
+                req.path
+                    .provider
+                    .as_ref()
+                    .and_then(|p| p.name())
+                    .unwrap_or(""),
+                req.path.resource_group.as_deref(),
+            )
+        })
+}
+
+pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let items = ctx
+        .store()
+        .view(|r| resource::list_of_type(r, &req.path.scope(), DISK_TYPE))?;
+    paging::page_visible(ctx, req, items)
+}
+
+pub fn delete(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, ArmError> {
+    let rid = req.path.id();
+    let gone = ctx.store().write(|tx| {
+        let Some(doc) = resource::get(tx, &rid)? else {
+            return Ok::<_, ArmError>(None);
+        };
+        if let Some(vm) = doc["managedBy"].as_str() {
+            return Err(ArmError::conflict(
+                "OperationNotAllowed",
+                format!(
+                    "Disk {} is attached to VM {vm}; detach it before deleting.",
+                    doc["name"].as_str().unwrap_or("")
+                ),
+            ));
+        }
+        resource::delete_tree(tx, &rid)?;
+        ctx.cascade_delete(tx, &rid)?;
+        Ok(Some(doc))
+    })?;
+    let Some(doc) = gone else {
+        return Ok(Reply::empty(204));
+    };
+    blocks
+        .delete(doc["properties"]["uniqueId"].as_str().unwrap_or_default())
+        .map_err(io)?;
+    let op = OperationRecord::new(ctx, "Microsoft.Compute", &rid).succeed(None);
+    ctx.store().write(|tx| op.save(tx))?;
+    let sub = req.path.subscription.clone().unwrap_or_default();
+    Ok(lro::with_retry_after(
+        ctx,
+        Reply::empty(202).header(
+            "Location",
+            lro::result_url(
+                ctx,
+                &sub,
+                doc["location"].as_str().unwrap_or_default(),
+                &op,
+                &req.api_version,
+            ),
+        ),
+    ))
+}
+
+/// A disk by id, as stored.
+pub fn load(r: &impl recoverite_store::Reader, id: &str) -> Result<Option<Value>, ArmError> {
+    Ok(resource::get(r, id)?.filter(|d| d["type"].as_str() == Some(DISK_TYPE)))
+}

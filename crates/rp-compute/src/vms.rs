@@ -1,0 +1,432 @@
+//! Virtual machines and availability sets.
+
+use serde_json::{json, Value};
+
+use recoverite_arm::lro::{self, OperationRecord};
+use recoverite_arm::{id, paging, regions, resource, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_blockstore::BlockStore;
+use recoverite_store::WriteTx;
+
+use crate::disks::{self, DISK_TYPE};
+
+pub const VM_TYPE: &str = "Microsoft.Compute/virtualMachines";
+pub const SET_TYPE: &str = "Microsoft.Compute/availabilitySets";
+const NIC_TYPE: &str = "Microsoft.Network/networkInterfaces";
+
+fn name(req: &ArmRequest) -> String {
+    req.path
+        .provider
+        .as_ref()
+        .and_then(|p| p.name())
+        .unwrap_or("")
+        .to_string()
+}
+
+fn bad(code: &str, msg: impl Into<String>) -> ArmError {
+    ArmError::bad_request(code, msg)
+}
+
+/// Attaches a disk to a VM (refusing one attached elsewhere or in another region).
+fn attach_disk(
+    tx: &mut WriteTx,
+    disk_id: &str,
+    vm_id: &str,
+    location: &str,
+) -> Result<Value, ArmError> {
+    let mut d = disks::load(tx, disk_id)?
+        .ok_or_else(|| bad("NotFound", format!("Disk {disk_id} was not found.")))?;
+    if let Some(owner) = d["managedBy"].as_str() {
+        if id::key(owner) != id::key(vm_id) {
+            return Err(ArmError::conflict(
+                "OperationNotAllowed",
+                format!(
+                    "Disk {} is already attached to VM {owner}.",
+                    d["name"].as_str().unwrap_or("")
+                ),
+            ));
+        }
+    }
+    if d["location"].as_str() != Some(location) {
+        return Err(bad(
+            "BadRequest",
+            format!(
+                "Disk {} is in {} but the VM is in {location}; they must be in the same region.",
+                d["name"].as_str().unwrap_or(""),
+                d["location"].as_str().unwrap_or("")
+            ),
+        ));
+    }
+    d["managedBy"] = json!(vm_id);
+    d["properties"]["diskState"] = json!("Attached");
+    resource::put(tx, disk_id, &d)?;
+    Ok(d)
+}
+
+fn detach_disk(tx: &mut WriteTx, disk_id: &str) -> Result<(), ArmError> {
+    if let Some(mut d) = disks::load(tx, disk_id)? {
+        d.as_object_mut().map(|o| o.remove("managedBy"));
+        d["properties"]["diskState"] = json!("Unattached");
+        resource::put(tx, disk_id, &d)?;
+    }
+    Ok(())
+}
+
+fn set_nic_owner(tx: &mut WriteTx, nic_id: &str, vm_id: Option<&str>) -> Result<(), ArmError> {
+    if let Some(mut n) = resource::get(tx, nic_id)? {
+        match vm_id {
+            Some(v) => n["properties"]["virtualMachine"] = json!({"id": v}),
+            None => {
+                n["properties"]
+                    .as_object_mut()
+                    .map(|o| o.remove("virtualMachine"));
+            }
+        }
+        resource::put(tx, nic_id, &n)?;
+    }
+    Ok(())
+}
+
+fn disk_ids(vm: &Value) -> Vec<String> {
+    let sp = &vm["properties"]["storageProfile"];
+    let mut out: Vec<String> = sp["osDisk"]["managedDisk"]["id"]
+        .as_str()
+        .map(str::to_string)
+        .into_iter()
+        .collect();
+    out.extend(
+        sp["dataDisks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["managedDisk"]["id"].as_str().map(str::to_string)),
+    );
+    out
+}
+
+fn nic_ids(vm: &Value) -> Vec<String> {
+    vm["properties"]["networkProfile"]["networkInterfaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+pub fn put(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, ArmError> {
+    let n = name(req);
+    disks::check_name(&n)?;
+    let body = req.body.clone().unwrap_or(json!({}));
+    if !body.is_object() {
+        return Err(ArmError::invalid_content("the body must be a JSON object"));
+    }
+    let props = body.get("properties").cloned().unwrap_or(json!({}));
+    let rid = req.path.id();
+    let rg_id = req.path.resource_group_id().unwrap_or_default();
+    let (created, doc) = ctx.store().write(|tx| {
+        let existing = resource::get(tx, &rid)?;
+        let location = match (body["location"].as_str(), &existing) {
+            (Some(l), _) => regions::require(l, VM_TYPE)?.name.to_string(),
+            (None, Some(e)) => e["location"].as_str().unwrap_or_default().to_string(),
+            (None, None) => return Err(ArmError::bad_request("LocationRequired", "The location property is required for a virtual machine.")),
+        };
+        let vid = existing.as_ref().and_then(|e| e["id"].as_str().map(str::to_string)).unwrap_or(rid.clone());
+        let size = props["hardwareProfile"]["vmSize"].as_str().unwrap_or("Standard_D2s_v3").to_string();
+        // Network interfaces: exist, same region, not another VM's.
+        let nics = props["networkProfile"]["networkInterfaces"].as_array().cloned().unwrap_or_default();
+        if nics.is_empty() {
+            return Err(bad("InvalidParameter", "A virtual machine needs at least one network interface in properties.networkProfile.networkInterfaces."));
+        }
+        for nic in &nics {
+            let nid = nic["id"].as_str().unwrap_or_default();
+            let doc = resource::get(tx, nid)?.filter(|d| d["type"].as_str() == Some(NIC_TYPE)).ok_or_else(|| bad("NotFound", format!("Network interface {nid} was not found.")))?;
+            if doc["location"].as_str() != Some(location.as_str()) {
+                return Err(bad("InvalidParameter", format!("Network interface {nid} is in {} but the VM is in {location}.", doc["location"].as_str().unwrap_or(""))));
+            }
+            if let Some(owner) = doc["properties"]["virtualMachine"]["id"].as_str() {
+                if id::key(owner) != id::key(&vid) {
+                    return Err(bad("NicInUse", format!("Network interface {nid} is used by virtual machine {owner}.")));
+                }
+            }
+            if doc["properties"].get("privateEndpoint").is_some() {
+                return Err(bad("InvalidParameter", format!("Network interface {nid} belongs to a private endpoint.")));
+            }
+        }
+        // Disks: the OS disk is attached; data disks are attached or created empty.
+        let mut sp = props["storageProfile"].clone();
+        let os_id = sp["osDisk"]["managedDisk"]["id"].as_str().map(str::to_string);
+        let os_option = sp["osDisk"]["createOption"].as_str().unwrap_or("Attach").to_string();
+        let os_id = match (os_id, os_option.as_str()) {
+            (Some(d), _) => d,
+            (None, "FromImage") => {
+                let disk_name = format!("{n}_OsDisk_1");
+                let did = format!("{rg_id}/providers/Microsoft.Compute/disks/{disk_name}");
+                let unique = uuid::Uuid::new_v4().to_string();
+                let gb = sp["osDisk"]["diskSizeGB"].as_u64().unwrap_or(30);
+                blocks.create(&unique, gb << 30).map_err(|e| ArmError::internal(e.to_string()))?;
+                resource::put(tx, &did, &json!({"id": did, "name": disk_name, "type": DISK_TYPE, "location": location, "tags": {},
+                    "sku": {"name": "Premium_LRS", "tier": "Premium"},
+                    "properties": {"creationData": {"createOption": "FromImage"}, "diskSizeGB": gb, "diskSizeBytes": gb << 30, "uniqueId": unique,
+                                   "provisioningState": "Succeeded", "diskState": "Unattached", "osType": sp["osDisk"]["osType"].as_str().unwrap_or("Linux")}}))?;
+                did
+            }
+            _ => return Err(bad("InvalidParameter", "The OS disk needs managedDisk.id (createOption Attach) or an imageReference (createOption FromImage).")),
+        };
+        let os = attach_disk(tx, &os_id, &vid, &location)?;
+        sp["osDisk"]["managedDisk"] = json!({"id": os["id"], "storageAccountType": os["sku"]["name"]});
+        sp["osDisk"]["name"] = os["name"].clone();
+        sp["osDisk"]["diskSizeGB"] = os["properties"]["diskSizeGB"].clone();
+        sp["osDisk"]["createOption"] = json!(os_option);
+        let mut data_out = Vec::new();
+        let mut luns = std::collections::HashSet::new();
+        for dd in sp["dataDisks"].as_array().cloned().unwrap_or_default() {
+            let lun = dd["lun"].as_u64().ok_or_else(|| bad("InvalidParameter", "Every data disk needs a lun."))?;
+            if !luns.insert(lun) {
+                return Err(bad("InvalidParameter", format!("Two data disks use lun {lun}.")));
+            }
+            let did = match (dd["managedDisk"]["id"].as_str(), dd["createOption"].as_str().unwrap_or("Attach")) {
+                (Some(d), _) => d.to_string(),
+                (None, "Empty") => {
+                    let disk_name = dd["name"].as_str().map(str::to_string).unwrap_or_else(|| format!("{n}_DataDisk_{lun}"));
+                    let did = format!("{rg_id}/providers/Microsoft.Compute/disks/{disk_name}");
+                    let gb = dd["diskSizeGB"].as_u64().ok_or_else(|| bad("InvalidParameter", "An empty data disk needs diskSizeGB."))?;
+                    let sku = dd["managedDisk"]["storageAccountType"].as_str().unwrap_or("Standard_LRS").to_string();
+                    let unique = uuid::Uuid::new_v4().to_string();
+                    blocks.create(&unique, gb << 30).map_err(|e| ArmError::internal(e.to_string()))?;
+                    resource::put(tx, &did, &json!({"id": did, "name": disk_name, "type": DISK_TYPE, "location": location, "tags": {},
+                        "sku": {"name": sku, "tier": if sku.starts_with("Premium") { "Premium" } else { "Standard" }},
+                        "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": gb, "diskSizeBytes": gb << 30, "uniqueId": unique,
+                                       "provisioningState": "Succeeded", "diskState": "Unattached"}}))?;
+                    did
+                }
+                _ => return Err(bad("InvalidParameter", format!("Data disk at lun {lun} needs managedDisk.id (Attach) or createOption Empty with diskSizeGB."))),
+            };
+            let d = attach_disk(tx, &did, &vid, &location)?;
+            data_out.push(json!({"lun": lun, "name": d["name"], "createOption": dd["createOption"].as_str().unwrap_or("Attach"),
+                                 "caching": dd["caching"].as_str().unwrap_or("None"), "diskSizeGB": d["properties"]["diskSizeGB"],
+                                 "managedDisk": {"id": d["id"], "storageAccountType": d["sku"]["name"]}}));
+        }
+        sp["dataDisks"] = Value::Array(data_out);
+        // Disks and NICs the VM no longer lists are released.
+        if let Some(old) = &existing {
+            let keep_disks = disk_ids(&json!({"properties": {"storageProfile": sp}}));
+            for d in disk_ids(old) {
+                if !keep_disks.iter().any(|k| id::key(k) == id::key(&d)) {
+                    detach_disk(tx, &d)?;
+                }
+            }
+            for nid in nic_ids(old) {
+                if !nics.iter().any(|x| x["id"].as_str().map(id::key) == Some(id::key(&nid))) {
+                    set_nic_owner(tx, &nid, None)?;
+                }
+            }
+        }
+        for nic in &nics {
+            set_nic_owner(tx, nic["id"].as_str().unwrap_or_default(), Some(&vid))?;
+        }
+        let set = props["availabilitySet"]["id"].as_str().map(str::to_string);
+        if let Some(s) = &set {
+            let sdoc = resource::get(tx, s)?.filter(|d| d["type"].as_str() == Some(SET_TYPE)).ok_or_else(|| bad("NotFound", format!("Availability set {s} was not found.")))?;
+            if sdoc["location"].as_str() != Some(location.as_str()) {
+                return Err(bad("InvalidParameter", "The availability set must be in the VM's region."));
+            }
+        }
+        let mut doc = json!({
+            "id": vid,
+            "name": existing.as_ref().and_then(|e| e["name"].as_str()).unwrap_or(&n),
+            "type": VM_TYPE,
+            "location": location,
+            "tags": body.get("tags").cloned().or_else(|| existing.as_ref().and_then(|e| e.get("tags").cloned())).unwrap_or(json!({})),
+            "properties": {
+                "vmId": existing.as_ref().and_then(|e| e["properties"]["vmId"].as_str().map(str::to_string)).unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                "provisioningState": "Succeeded",
+                "hardwareProfile": {"vmSize": size},
+                "storageProfile": sp,
+                "networkProfile": {"networkInterfaces": nics},
+                "timeCreated": existing.as_ref().map(|e| e["properties"]["timeCreated"].clone()).unwrap_or_else(|| json!(recoverite_arm::time::now_string())),
+            }
+        });
+        if let Some(s) = set {
+            doc["properties"]["availabilitySet"] = json!({"id": s});
+        }
+        if let Some(os_profile) = props.get("osProfile") {
+            let mut p = os_profile.clone();
+            p.as_object_mut().map(|o| o.remove("adminPassword"));
+            doc["properties"]["osProfile"] = p;
+        }
+        resource::put(tx, &vid, &doc)?;
+        Ok((existing.is_none(), doc))
+    })?;
+    let op = OperationRecord::new(ctx, "Microsoft.Compute", &rid).succeed(None);
+    ctx.store().write(|tx| op.save(tx))?;
+    let sub = req.path.subscription.clone().unwrap_or_default();
+    let url = lro::status_url(
+        ctx,
+        &sub,
+        doc["location"].as_str().unwrap_or_default(),
+        &op,
+        &req.api_version,
+    );
+    let reply = if created {
+        Reply::created(doc)
+    } else {
+        Reply::ok(doc)
+    };
+    Ok(lro::with_retry_after(
+        ctx,
+        reply.header("Azure-AsyncOperation", url),
+    ))
+}
+
+pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let mut doc = ctx
+        .store()
+        .view(|r| resource::get(r, &req.path.id()))?
+        .ok_or_else(|| {
+            ArmError::resource_not_found(VM_TYPE, &name(req), req.path.resource_group.as_deref())
+        })?;
+    if req
+        .query_get("$expand")
+        .is_some_and(|e| e.eq_ignore_ascii_case("instanceView"))
+    {
+        doc["properties"]["instanceView"] = json!({"statuses": [
+            {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded"},
+            {"code": "PowerState/running", "level": "Info", "displayStatus": "VM running"}]});
+    }
+    Ok(Reply::ok(doc))
+}
+
+pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let items = ctx
+        .store()
+        .view(|r| resource::list_of_type(r, &req.path.scope(), VM_TYPE))?;
+    paging::page_visible(ctx, req, items)
+}
+
+/// Deleting a VM keeps its disks and NICs (Azure's default) and releases them.
+pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let rid = req.path.id();
+    let gone = ctx.store().write(|tx| {
+        let Some(doc) = resource::get(tx, &rid)? else {
+            return Ok::<_, ArmError>(None);
+        };
+        for d in disk_ids(&doc) {
+            detach_disk(tx, &d)?;
+        }
+        for nid in nic_ids(&doc) {
+            set_nic_owner(tx, &nid, None)?;
+        }
+        resource::delete_tree(tx, &rid)?;
+        ctx.cascade_delete(tx, &rid)?;
+        Ok(Some(doc))
+    })?;
+    let Some(doc) = gone else {
+        return Ok(Reply::empty(204));
+    };
+    let op = OperationRecord::new(ctx, "Microsoft.Compute", &rid).succeed(None);
+    ctx.store().write(|tx| op.save(tx))?;
+    let sub = req.path.subscription.clone().unwrap_or_default();
+    Ok(lro::with_retry_after(
+        ctx,
+        Reply::empty(202).header(
+            "Location",
+            lro::result_url(
+                ctx,
+                &sub,
+                doc["location"].as_str().unwrap_or_default(),
+                &op,
+                &req.api_version,
+            ),
+        ),
+    ))
+}
+
+fn set_with_members(r: &impl recoverite_store::Reader, doc: &Value) -> Result<Value, ArmError> {
+    let mut d = doc.clone();
+    let sid = id::key(d["id"].as_str().unwrap_or_default());
+    let sub = id::parse_id(d["id"].as_str().unwrap_or_default())
+        .and_then(|p| p.subscription)
+        .unwrap_or_default();
+    let members: Vec<Value> = resource::list_of_type(r, &format!("/subscriptions/{sub}"), VM_TYPE)?
+        .into_iter()
+        .filter(|vm| {
+            vm["properties"]["availabilitySet"]["id"]
+                .as_str()
+                .map(id::key)
+                == Some(sid.clone())
+        })
+        .map(|vm| json!({"id": vm["id"]}))
+        .collect();
+    d["properties"]["virtualMachines"] = Value::Array(members);
+    Ok(d)
+}
+
+/// Availability sets: PUT answers 200 at once (not a long-running operation).
+pub fn put_set(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let n = name(req);
+    disks::check_name(&n)?;
+    let body = req.body.clone().unwrap_or(json!({}));
+    let location = regions::require(body["location"].as_str().unwrap_or(""), SET_TYPE)?
+        .name
+        .to_string();
+    let p = body.get("properties").cloned().unwrap_or(json!({}));
+    let fd = p["platformFaultDomainCount"].as_u64().unwrap_or(2);
+    let ud = p["platformUpdateDomainCount"].as_u64().unwrap_or(5);
+    if !(1..=3).contains(&fd) || !(1..=20).contains(&ud) {
+        return Err(bad(
+            "InvalidParameter",
+            "platformFaultDomainCount must be 1-3 and platformUpdateDomainCount 1-20.",
+        ));
+    }
+    let rid = req.path.id();
+    let doc = json!({"id": rid, "name": n, "type": SET_TYPE, "location": location,
+                     "tags": body.get("tags").cloned().unwrap_or(json!({})),
+                     "sku": {"name": body["sku"]["name"].as_str().unwrap_or("Aligned")},
+                     "properties": {"platformFaultDomainCount": fd, "platformUpdateDomainCount": ud}});
+    let out = ctx.store().write(|tx| {
+        resource::put(tx, &rid, &doc)?;
+        set_with_members(tx, &doc)
+    })?;
+    Ok(Reply::ok(out))
+}
+
+pub fn get_set(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    ctx.store()
+        .view(|r| match resource::get(r, &req.path.id())? {
+            Some(d) => Ok(Reply::ok(set_with_members(r, &d)?)),
+            None => Err(ArmError::resource_not_found(
+                SET_TYPE,
+                &name(req),
+                req.path.resource_group.as_deref(),
+            )),
+        })
+}
+
+pub fn list_sets(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let items = ctx.store().view(|r| {
+        resource::list_of_type(r, &req.path.scope(), SET_TYPE)?
+            .iter()
+            .map(|d| set_with_members(r, d))
+            .collect::<Result<Vec<_>, ArmError>>()
+    })?;
+    paging::page_visible(ctx, req, items)
+}
+
+pub fn delete_set(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let rid = req.path.id();
+    ctx.store().write(|tx| {
+        let Some(doc) = resource::get(tx, &rid)? else {
+            return Ok(Reply::empty(204));
+        };
+        if set_with_members(tx, &doc)?["properties"]["virtualMachines"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
+            return Err(ArmError::conflict(
+                "OperationNotAllowed",
+                "An availability set with virtual machines cannot be deleted.",
+            ));
+        }
+        resource::delete_tree(tx, &rid)?;
+        Ok(Reply::empty(200))
+    })
+}
