@@ -96,7 +96,9 @@ def main(conn_file):
     pub_alias = "127.250." + ".".join(pub_ip.split(".")[2:])
 
     def try_connect():
-        for _ in range(50):
+        # The gateway opens listeners for new addresses within moments; on a
+        # busy machine allow it up to ten seconds.
+        for _ in range(200):
             s = socket.socket()
             s.settimeout(2)
             s.bind((src, 0))

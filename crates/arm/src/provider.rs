@@ -305,33 +305,51 @@ impl Provider for RegistrationOnly {
 }
 
 /// Several crates serving one namespace (Microsoft.Network holds virtual
-/// networks and private DNS zones): requests go to the member that declares
-/// the path's top-level type.
+/// networks and private DNS zones; Microsoft.RecoveryServices holds vaults
+/// and Site Recovery): a request goes to the member declaring the longest
+/// resource type that the request's type path starts with.
 pub struct NamespaceGroup {
     pub members: Vec<Arc<dyn Provider>>,
 }
 
 impl NamespaceGroup {
     fn member(&self, req: &ArmRequest) -> Result<&Arc<dyn Provider>, ArmError> {
-        let first = req
+        let types: Vec<String> = req
             .path
             .provider
             .as_ref()
-            .and_then(|p| p.types.first())
-            .cloned()
+            .map(|p| p.types.clone())
             .unwrap_or_default();
+        let depth = |m: &Arc<dyn Provider>| {
+            m.info()
+                .resource_types
+                .iter()
+                .map(|t| t.name.split('/').collect::<Vec<_>>())
+                .filter(|segs| {
+                    segs.len() <= types.len()
+                        && segs
+                            .iter()
+                            .zip(&types)
+                            .all(|(a, b)| a.eq_ignore_ascii_case(b))
+                })
+                .map(|segs| segs.len())
+                .max()
+        };
         self.members
             .iter()
-            .find(|m| {
-                m.info().resource_types.iter().any(|t| {
-                    t.name.split('/').next().is_some_and(|top| top.eq_ignore_ascii_case(&first))
-                })
+            .filter_map(|m| depth(m).map(|d| (d, m)))
+            // Ties go to the earlier member.
+            .fold(None, |best: Option<(usize, &Arc<dyn Provider>)>, (d, m)| match best {
+                Some((bd, _)) if bd >= d => best,
+                _ => Some((d, m)),
             })
+            .map(|(_, m)| m)
             .ok_or_else(|| {
                 ArmError::bad_request(
                     "InvalidResourceType",
                     format!(
-                        "The resource type '{first}' could not be found in the namespace '{}' for api version '{}'.",
+                        "The resource type '{}' could not be found in the namespace '{}' for api version '{}'.",
+                        types.join("/"),
                         self.info().namespace,
                         req.api_version
                     ),

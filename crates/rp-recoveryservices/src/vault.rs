@@ -265,6 +265,15 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
                 "Vault cannot be deleted as there are existing resources within the vault. Unregister the protection containers first.",
             ));
         }
+        // Site Recovery stores its replication resources under the vault;
+        // a paired container means replication is configured.
+        let mapping = "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationProtectionContainers/replicationProtectionContainerMappings";
+        if !resource::list_of_type(tx, &rid, mapping)?.is_empty() {
+            return Err(ArmError::bad_request(
+                "ServiceResourceNotEmpty",
+                "Vault cannot be deleted as there are existing resources within the vault. Delete the Site Recovery protection container mappings first.",
+            ));
+        }
         resource::delete_tree(tx, &rid)?;
         ctx.cascade_delete(tx, &rid)?;
         Ok(Some(doc["location"].as_str().unwrap_or_default().to_string()))

@@ -109,8 +109,12 @@ pub fn providers(
         Arc::new(recoverite_rp_resources::ResourcesProvider),
         Arc::new(AuthorizationProvider),
         Arc::new(recoverite_rp_msi::ManagedIdentityProvider),
-        // Registrable now; their resource types arrive with later issues.
-        Arc::new(recoverite_rp_recoveryservices::RecoveryServicesProvider),
+        Arc::new(NamespaceGroup {
+            members: vec![
+                Arc::new(recoverite_rp_recoveryservices::RecoveryServicesProvider),
+                Arc::new(recoverite_rp_siterecovery::SiteRecoveryProvider),
+            ],
+        }),
         Arc::new(recoverite_rp_recoveryservices::dependents::data_protection()),
         Arc::new(NamespaceGroup {
             members: vec![

@@ -1,0 +1,377 @@
+//! Fabrics (one per Azure region), their protection containers, and the
+//! container mappings that pair a source container with a target one under
+//! a replication policy.
+
+use serde_json::{json, Value};
+
+use recoverite_arm::{names, regions, resource, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_store::Reader;
+
+use crate::{jobs, policies, vault_of};
+
+pub const FABRIC_TYPE: &str = "Microsoft.RecoveryServices/vaults/replicationFabrics";
+pub const CONTAINER_TYPE: &str =
+    "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationProtectionContainers";
+pub const MAPPING_TYPE: &str = "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationProtectionContainers/replicationProtectionContainerMappings";
+
+fn name_of(req: &ArmRequest) -> String {
+    req.path
+        .provider
+        .as_ref()
+        .and_then(|p| p.name())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn props(req: &ArmRequest) -> Result<Value, ArmError> {
+    let body = req.body.clone().unwrap_or(json!({}));
+    if !body.is_object() {
+        return Err(ArmError::invalid_content(
+            "the request body must be a JSON object",
+        ));
+    }
+    Ok(body.get("properties").cloned().unwrap_or(json!({})))
+}
+
+fn instance_type<'a>(v: &'a Value, field: &str, want: &str) -> Result<&'a Value, ArmError> {
+    match v.get("instanceType").and_then(Value::as_str) {
+        Some(t) if t.eq_ignore_ascii_case(want) => Ok(v),
+        Some(t) => Err(ArmError::invalid_parameter(
+            field,
+            format!("instanceType '{t}' is not supported by recoverite; only '{want}' (Azure to Azure) is."),
+        )),
+        None => Err(ArmError::invalid_parameter(
+            field,
+            format!("'{field}.instanceType' is required; use '{want}' for Azure to Azure replication."),
+        )),
+    }
+}
+
+/// PUT a fabric: `customDetails` names the Azure region it stands for; a vault
+/// has at most one fabric per region.
+pub fn put_fabric(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let name = name_of(req);
+    names::check_generic("fabric", &name)?;
+    let p = props(req)?;
+    let details = instance_type(
+        p.get("customDetails").unwrap_or(&Value::Null),
+        "properties.customDetails",
+        "Azure",
+    )?;
+    let loc = details
+        .get("location")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            ArmError::invalid_parameter(
+                "properties.customDetails.location",
+                "An Azure fabric needs 'customDetails.location', the region whose VMs it holds.",
+            )
+        })?;
+    let region = regions::require(loc, FABRIC_TYPE)?;
+    let id = req.path.id();
+    ctx.store().write(|tx| {
+        let vault = vault_of(tx, req)?;
+        let vid = vault["id"].as_str().unwrap_or_default().to_string();
+        let existing = resource::get(tx, &id)?;
+        for f in resource::list_children(tx, &vid, "replicationFabrics")? {
+            let same = f["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(&id));
+            if f["properties"]["customDetails"]["location"] == region.name && !same {
+                return Err(ArmError::conflict(
+                    "FabricAlreadyExists",
+                    format!(
+                        "The vault already has fabric '{}' for region '{}'; a vault holds one Azure fabric per region. Use that fabric.",
+                        f["name"].as_str().unwrap_or_default(),
+                        region.name
+                    ),
+                ));
+            }
+        }
+        if let Some(e) = &existing {
+            if e["properties"]["customDetails"]["location"] != region.name {
+                return Err(ArmError::bad_request(
+                    "FabricLocationCannotChange",
+                    format!("Fabric '{name}' stands for region '{}'; its location cannot change. Create another fabric for '{}'.", e["properties"]["customDetails"]["location"].as_str().unwrap_or_default(), region.name),
+                ));
+            }
+        }
+        let doc = existing.unwrap_or_else(|| {
+            json!({
+                "id": id, "name": name, "type": FABRIC_TYPE, "location": vault["location"],
+                "properties": {
+                    "friendlyName": name,
+                    "internalIdentifier": uuid::Uuid::new_v4().to_string(),
+                    "bcdrState": "Valid",
+                    "health": "Normal",
+                    "healthErrorDetails": [],
+                    "encryptionDetails": {"kekState": "None"},
+                    "rolloverEncryptionDetails": {"kekState": "None"},
+                    "customDetails": {"instanceType": "Azure", "location": region.name, "containerIds": [], "zones": []},
+                }
+            })
+        });
+        resource::put(tx, &id, &doc)?;
+        jobs::record(tx, &vid, "CreateFabric", "Create fabric", &doc, &["Creating fabric", "Updating fabric"])?;
+        crate::finish(ctx, req, tx, Some(doc))
+    })
+    .map(|op| crate::accepted(ctx, req, &op))
+}
+
+/// PUT a protection container in a fabric; A2A containers need no settings.
+pub fn put_container(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let name = name_of(req);
+    names::check_generic("protection container", &name)?;
+    let p = props(req)?;
+    if let Some(list) = p.get("providerSpecificInput") {
+        let items = list.as_array().ok_or_else(|| {
+            ArmError::invalid_parameter("properties.providerSpecificInput", "providerSpecificInput is a list of container settings, e.g. [{\"instanceType\": \"A2A\"}].")
+        })?;
+        for i in items {
+            instance_type(i, "properties.providerSpecificInput", "A2A")?;
+        }
+    }
+    let id = req.path.id();
+    let fabric_id = parent_of(&id);
+    ctx.store()
+        .write(|tx| {
+            let vault = vault_of(tx, req)?;
+            let vid = vault["id"].as_str().unwrap_or_default().to_string();
+            let mut fabric = found(tx, &fabric_id, "fabric")?;
+            let doc = match resource::get(tx, &id)? {
+                Some(d) => d,
+                None => json!({
+                    "id": id, "name": name, "type": CONTAINER_TYPE, "location": vault["location"],
+                    "properties": {
+                        "friendlyName": name,
+                        "fabricFriendlyName": fabric["properties"]["friendlyName"],
+                        "fabricType": "Azure",
+                        "protectedItemCount": 0,
+                        "pairingStatus": "NotPaired",
+                        "role": "Primary",
+                        "fabricSpecificDetails": {"instanceId": uuid::Uuid::new_v4().to_string()},
+                    }
+                }),
+            };
+            if let Some(ids) = fabric["properties"]["customDetails"]["containerIds"].as_array_mut()
+            {
+                if !ids.iter().any(|i| i == &doc["id"]) {
+                    ids.push(doc["id"].clone());
+                }
+            }
+            resource::put(tx, &fabric_id, &fabric)?;
+            resource::put(tx, &id, &doc)?;
+            jobs::record(
+                tx,
+                &vid,
+                "CreateProtectionContainer",
+                "Create protection container",
+                &doc,
+                &["Creating protection container"],
+            )?;
+            crate::finish(ctx, req, tx, Some(doc))
+        })
+        .map(|op| crate::accepted(ctx, req, &op))
+}
+
+/// PUT a container mapping: the target container must sit in another
+/// region's fabric of the same vault, and the policy must exist.
+pub fn put_mapping(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let name = name_of(req);
+    names::check_generic("protection container mapping", &name)?;
+    let p = props(req)?;
+    let target_id = p.get("targetProtectionContainerId").and_then(Value::as_str).ok_or_else(|| {
+        ArmError::invalid_parameter("properties.targetProtectionContainerId", "A mapping needs 'targetProtectionContainerId', the protection container in the recovery region.")
+    })?;
+    let policy_id = p.get("policyId").and_then(Value::as_str).ok_or_else(|| {
+        ArmError::invalid_parameter(
+            "properties.policyId",
+            "A mapping needs 'policyId', the replication policy to apply.",
+        )
+    })?;
+    let specific = match p.get("providerSpecificInput") {
+        Some(v) => instance_type(v, "properties.providerSpecificInput", "A2A")?.clone(),
+        None => json!({"instanceType": "A2A"}),
+    };
+    let auto_update = specific
+        .get("agentAutoUpdateStatus")
+        .and_then(Value::as_str)
+        .unwrap_or("Disabled");
+    if !["Enabled", "Disabled"]
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(auto_update))
+    {
+        return Err(ArmError::invalid_parameter(
+            "properties.providerSpecificInput.agentAutoUpdateStatus",
+            "agentAutoUpdateStatus is 'Enabled' or 'Disabled'.",
+        ));
+    }
+    let id = req.path.id();
+    let source_id = parent_of(&id);
+    ctx.store().write(|tx| {
+        let vault = vault_of(tx, req)?;
+        let vid = vault["id"].as_str().unwrap_or_default().to_string();
+        let source = found(tx, &source_id, "protection container")?;
+        let target = found(tx, target_id, "target protection container")?;
+        if target["type"] != CONTAINER_TYPE || !in_vault(target_id, &vid) {
+            return Err(ArmError::invalid_parameter("properties.targetProtectionContainerId", format!("'{target_id}' is not a protection container of this vault.")));
+        }
+        let policy = found(tx, policy_id, "replication policy")?;
+        if policy["type"] != policies::POLICY_TYPE || !in_vault(policy_id, &vid) {
+            return Err(ArmError::invalid_parameter("properties.policyId", format!("'{policy_id}' is not a replication policy of this vault.")));
+        }
+        let src_fabric = found(tx, &parent_of(&source_id), "fabric")?;
+        let tgt_fabric = found(tx, &parent_of(target_id), "fabric")?;
+        let (src_loc, tgt_loc) = (
+            src_fabric["properties"]["customDetails"]["location"].as_str().unwrap_or_default(),
+            tgt_fabric["properties"]["customDetails"]["location"].as_str().unwrap_or_default(),
+        );
+        if src_loc == tgt_loc {
+            return Err(ArmError::bad_request(
+                "SameSourceAndTargetRegion",
+                format!("The source and target containers are both in region '{src_loc}'. Azure to Azure replication needs a target container in another region."),
+            ));
+        }
+        for m in resource::list_children(tx, &source_id, "replicationProtectionContainerMappings")? {
+            let same = m["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(&id));
+            let t = m["properties"]["targetProtectionContainerId"].as_str().unwrap_or_default();
+            if !same && t.eq_ignore_ascii_case(target_id) {
+                return Err(ArmError::conflict(
+                    "ProtectionContainerMappingAlreadyExists",
+                    format!("Mapping '{}' already pairs these containers; a container pair has one mapping.", m["name"].as_str().unwrap_or_default()),
+                ));
+            }
+        }
+        let doc = json!({
+            "id": id, "name": name, "type": MAPPING_TYPE, "location": vault["location"],
+            "properties": {
+                "targetProtectionContainerId": target["id"],
+                "targetProtectionContainerFriendlyName": target["properties"]["friendlyName"],
+                "sourceProtectionContainerFriendlyName": source["properties"]["friendlyName"],
+                "sourceFabricFriendlyName": src_fabric["properties"]["friendlyName"],
+                "targetFabricFriendlyName": tgt_fabric["properties"]["friendlyName"],
+                "policyId": policy["id"],
+                "policyFriendlyName": policy["properties"]["friendlyName"],
+                "state": "Paired",
+                "health": "Normal",
+                "healthErrorDetails": [],
+                "providerSpecificDetails": {
+                    "instanceType": "A2A",
+                    "agentAutoUpdateStatus": if auto_update.eq_ignore_ascii_case("enabled") { "Enabled" } else { "Disabled" },
+                    "automationAccountArmId": specific.get("automationAccountArmId"),
+                    "automationAccountAuthenticationType": specific.get("automationAccountAuthenticationType").and_then(Value::as_str).unwrap_or("RunAsAccount"),
+                },
+            }
+        });
+        for (cid, status) in [(&source_id, "Paired"), (&target_id.to_string(), "Paired")] {
+            if let Some(mut c) = resource::get(tx, cid)? {
+                c["properties"]["pairingStatus"] = json!(status);
+                resource::put(tx, cid, &c)?;
+            }
+        }
+        resource::put(tx, &id, &doc)?;
+        jobs::record(tx, &vid, "PairContainers", "Configure protection", &doc, &["Pairing protection containers", "Associating replication policy"])?;
+        crate::finish(ctx, req, tx, Some(doc))
+    })
+    .map(|op| crate::accepted(ctx, req, &op))
+}
+
+/// DELETE (or POST …/remove) a fabric, container or mapping. Anything a
+/// container mapping still pairs refuses: remove the mappings first.
+pub fn delete(ctx: &Ctx, req: &ArmRequest, what: &str) -> Result<Reply, ArmError> {
+    let id = req.path.id();
+    ctx.store().write(|tx| {
+        let vault = vault_of(tx, req)?;
+        let vid = vault["id"].as_str().unwrap_or_default().to_string();
+        let Some(doc) = resource::get(tx, &id)? else {
+            return crate::finish(ctx, req, tx, None);
+        };
+        if what == "fabric" {
+            for c in resource::list_children(tx, &id, "replicationProtectionContainers")? {
+                let cid = c["id"].as_str().unwrap_or_default();
+                if mappings_touching(tx, &vid, cid, "")? > 0 {
+                    return Err(ArmError::conflict(
+                        "FabricHasContainerMappings",
+                        format!("Protection container '{}' of this fabric still has container mappings. Delete the mappings first.", c["name"].as_str().unwrap_or_default()),
+                    ));
+                }
+            }
+        } else if what == "container" {
+            if mappings_touching(tx, &vid, &id, "")? > 0 {
+                return Err(ArmError::conflict(
+                    "ProtectionContainerHasMappings",
+                    format!("Protection container '{}' is still paired by a container mapping. Delete the mapping first.", doc["name"].as_str().unwrap_or_default()),
+                ));
+            }
+            let fabric_id = parent_of(&id);
+            if let Some(mut f) = resource::get(tx, &fabric_id)? {
+                if let Some(ids) = f["properties"]["customDetails"]["containerIds"].as_array_mut() {
+                    ids.retain(|i| !i.as_str().unwrap_or_default().eq_ignore_ascii_case(&id));
+                }
+                resource::put(tx, &fabric_id, &f)?;
+            }
+        } else {
+            let source_id = parent_of(&id);
+            for cid in [source_id.as_str(), doc["properties"]["targetProtectionContainerId"].as_str().unwrap_or_default()] {
+                let remaining = mappings_touching(tx, &vid, cid, &id)?;
+                if let (0, Some(mut c)) = (remaining, resource::get(tx, cid)?) {
+                    c["properties"]["pairingStatus"] = json!("NotPaired");
+                    resource::put(tx, cid, &c)?;
+                }
+            }
+        }
+        resource::delete_tree(tx, &id)?;
+        let (scenario, friendly) = match what {
+            "fabric" => ("DeleteFabric", "Delete fabric"),
+            "container" => ("RemoveProtectionContainer", "Remove protection container"),
+            _ => ("UnpairContainers", "Remove protection container mapping"),
+        };
+        jobs::record(tx, &vid, scenario, friendly, &doc, &["Removing"])?;
+        crate::finish(ctx, req, tx, None)
+    })
+    .map(|op| crate::accepted(ctx, req, &op))
+}
+
+/// Mappings other than `except` whose source or target is container `cid`.
+fn mappings_touching(
+    r: &impl Reader,
+    vault_id: &str,
+    cid: &str,
+    except: &str,
+) -> Result<usize, ArmError> {
+    Ok(resource::list_of_type(r, vault_id, MAPPING_TYPE)?
+        .iter()
+        .filter(|m| {
+            !m["id"]
+                .as_str()
+                .unwrap_or_default()
+                .eq_ignore_ascii_case(except)
+        })
+        .filter(|m| {
+            let mid = m["id"].as_str().unwrap_or_default();
+            parent_of(mid).eq_ignore_ascii_case(cid)
+                || m["properties"]["targetProtectionContainerId"]
+                    .as_str()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(cid))
+        })
+        .count())
+}
+
+pub fn found(r: &impl Reader, id: &str, what: &str) -> Result<Value, ArmError> {
+    resource::get(r, id)?.ok_or_else(|| {
+        ArmError::new(
+            404,
+            "NotFound",
+            format!("The {what} '{id}' was not found in the vault. Create it first."),
+        )
+    })
+}
+
+fn in_vault(id: &str, vault_id: &str) -> bool {
+    id.to_ascii_lowercase()
+        .starts_with(&format!("{}/", vault_id.to_ascii_lowercase()))
+}
+
+/// The id one `type/name` level up.
+pub fn parent_of(id: &str) -> String {
+    let parts: Vec<&str> = id.trim_end_matches('/').split('/').collect();
+    parts[..parts.len().saturating_sub(2)].join("/")
+}
