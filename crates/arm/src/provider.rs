@@ -320,19 +320,30 @@ impl NamespaceGroup {
             .as_ref()
             .map(|p| p.types.clone())
             .unwrap_or_default();
+        // A full prefix scores its length; sharing only the top-level type
+        // (an action or sub-resource the member handles itself) scores 0.
         let depth = |m: &Arc<dyn Provider>| {
             m.info()
                 .resource_types
                 .iter()
                 .map(|t| t.name.split('/').collect::<Vec<_>>())
-                .filter(|segs| {
-                    segs.len() <= types.len()
+                .filter_map(|segs| {
+                    let top = types
+                        .first()
+                        .is_some_and(|f| segs[0].eq_ignore_ascii_case(f));
+                    let full = segs.len() <= types.len()
                         && segs
                             .iter()
                             .zip(&types)
-                            .all(|(a, b)| a.eq_ignore_ascii_case(b))
+                            .all(|(a, b)| a.eq_ignore_ascii_case(b));
+                    if full {
+                        Some(segs.len())
+                    } else if top {
+                        Some(0)
+                    } else {
+                        None
+                    }
                 })
-                .map(|segs| segs.len())
                 .max()
         };
         self.members
