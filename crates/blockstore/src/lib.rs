@@ -43,31 +43,9 @@ impl BlockStore {
         f.sync_all()
     }
 
-    /// Copies a disk, keeping holes: only allocated ranges are read
-    /// (SEEK_DATA/SEEK_HOLE), and zero blocks within them are skipped.
+    /// Copies a disk, keeping holes.
     pub fn copy(&self, from: &str, to: &str, size: u64) -> std::io::Result<()> {
-        let mut src = File::open(self.image(from))?;
-        let mut dst = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(self.image(to))?;
-        dst.set_len(size)?;
-        let mut buf = vec![0u8; BLOCK as usize];
-        for (start, end) in data_ranges(&src)? {
-            let mut off = start;
-            while off < end {
-                let n = ((end - off) as usize).min(buf.len());
-                src.seek(SeekFrom::Start(off))?;
-                src.read_exact(&mut buf[..n])?;
-                if buf[..n].iter().any(|b| *b != 0) {
-                    dst.seek(SeekFrom::Start(off))?;
-                    dst.write_all(&buf[..n])?;
-                }
-                off += n as u64;
-            }
-        }
-        dst.sync_all()
+        copy_sparse(&self.image(from), &self.image(to), size)
     }
 
     /// Grows a disk (Azure never shrinks one).
@@ -123,6 +101,33 @@ impl BlockStore {
         }
         Ok(blocks.into_iter().collect())
     }
+}
+
+/// Copies a sparse image: only allocated ranges are read (SEEK_DATA /
+/// SEEK_HOLE), and zero blocks within them are skipped, so holes stay holes.
+pub fn copy_sparse(from: &Path, to: &Path, size: u64) -> std::io::Result<()> {
+    let mut src = File::open(from)?;
+    let mut dst = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(to)?;
+    dst.set_len(size)?;
+    let mut buf = vec![0u8; BLOCK as usize];
+    for (start, end) in data_ranges(&src)? {
+        let mut off = start;
+        while off < end.min(size) {
+            let n = ((end.min(size) - off) as usize).min(buf.len());
+            src.seek(SeekFrom::Start(off))?;
+            src.read_exact(&mut buf[..n])?;
+            if buf[..n].iter().any(|b| *b != 0) {
+                dst.seek(SeekFrom::Start(off))?;
+                dst.write_all(&buf[..n])?;
+            }
+            off += n as u64;
+        }
+    }
+    dst.sync_all()
 }
 
 /// The allocated (non-hole) ranges of a sparse file.
