@@ -40,6 +40,9 @@ enum Command {
         /// Seconds clients wait between long-running-operation polls (Retry-After).
         #[arg(long, default_value_t = 1)]
         poll_interval: u64,
+        /// Seconds between crash-consistent recovery points of each replicating VM (Azure: 300).
+        #[arg(long, default_value_t = 300)]
+        recovery_point_interval: u64,
     },
     /// Manage service principals.
     Principal {
@@ -81,12 +84,14 @@ fn main() -> Result<()> {
             dns_port,
             nbd_port,
             poll_interval,
+            recovery_point_interval,
         } => serve(ServeConfig {
             data_dir,
             port,
             dns_port,
             nbd_port,
             poll_after_secs: poll_interval,
+            recovery_point_secs: recovery_point_interval,
         }),
         Command::Principal {
             action:

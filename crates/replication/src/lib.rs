@@ -46,6 +46,10 @@ impl Engine {
         })
     }
 
+    pub fn blocks(&self) -> &BlockStore {
+        &self.blocks
+    }
+
     fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
         self.lock.lock().unwrap_or_else(|p| p.into_inner())
     }

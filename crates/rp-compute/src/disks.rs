@@ -241,3 +241,60 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply,
 pub fn load(r: &impl recoverite_store::Reader, id: &str) -> Result<Option<Value>, ArmError> {
     Ok(resource::get(r, id)?.filter(|d| d["type"].as_str() == Some(DISK_TYPE)))
 }
+
+/// A VM's managed disk documents, OS disk first; `None` when the VM is missing.
+pub fn of_vm(
+    r: &impl recoverite_store::Reader,
+    vm_id: &str,
+) -> Result<Option<(Value, Vec<Value>)>, ArmError> {
+    let Some(vm) = resource::get(r, vm_id)?.filter(|v| {
+        v["type"]
+            .as_str()
+            .is_some_and(|t| t.eq_ignore_ascii_case(crate::vms::VM_TYPE))
+    }) else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for id in crate::vms::disk_ids(&vm) {
+        if let Some(d) = load(r, &id)? {
+            out.push(d);
+        }
+    }
+    Ok(Some((vm, out)))
+}
+
+/// Records a managed disk whose bytes another provider already wrote to the
+/// block store under `unique_id` (Site Recovery's failover disks).
+pub fn register(
+    tx: &mut recoverite_store::WriteTx,
+    rid: &str,
+    location: &str,
+    sku: &str,
+    size_bytes: u64,
+    unique_id: &str,
+    source: &Value,
+) -> Result<Value, ArmError> {
+    let name = rid.rsplit('/').next().unwrap_or_default();
+    check_name(name)?;
+    let mut doc = json!({
+        "id": rid, "name": name, "type": DISK_TYPE, "location": location, "tags": {},
+        "sku": {"name": sku, "tier": tier(sku)},
+        "properties": {
+            "creationData": {"createOption": "Restore", "sourceResourceId": source["id"]},
+            "diskSizeGB": size_bytes >> 30,
+            "diskSizeBytes": size_bytes,
+            "uniqueId": unique_id,
+            "provisioningState": "Succeeded",
+            "diskState": "Unattached",
+            "timeCreated": recoverite_arm::time::now_string(),
+            "encryption": {"type": "EncryptionAtRestWithPlatformKey"},
+            "networkAccessPolicy": "AllowAll",
+            "publicNetworkAccess": "Enabled",
+        }
+    });
+    if let Some(os) = source["properties"].get("osType") {
+        doc["properties"]["osType"] = os.clone();
+    }
+    resource::put(tx, rid, &doc)?;
+    Ok(doc)
+}

@@ -86,7 +86,7 @@ fn set_nic_owner(tx: &mut WriteTx, nic_id: &str, vm_id: Option<&str>) -> Result<
     Ok(())
 }
 
-fn disk_ids(vm: &Value) -> Vec<String> {
+pub(crate) fn disk_ids(vm: &Value) -> Vec<String> {
     let sp = &vm["properties"]["storageProfile"];
     let mut out: Vec<String> = sp["osDisk"]["managedDisk"]["id"]
         .as_str()

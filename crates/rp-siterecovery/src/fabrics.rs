@@ -295,7 +295,7 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest, what: &str) -> Result<Reply, ArmError
                 }
             }
         } else if what == "container" {
-            if mappings_touching(tx, &vid, &id, "")? > 0 {
+            if crate::protected_items::uses(tx, &vid, &id)? || mappings_touching(tx, &vid, &id, "")? > 0 {
                 return Err(ArmError::conflict(
                     "ProtectionContainerHasMappings",
                     format!("Protection container '{}' is still paired by a container mapping. Delete the mapping first.", doc["name"].as_str().unwrap_or_default()),
@@ -310,6 +310,12 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest, what: &str) -> Result<Reply, ArmError
             }
         } else {
             let source_id = parent_of(&id);
+            if crate::protected_items::uses(tx, &vid, &source_id)? {
+                return Err(ArmError::conflict(
+                    "ProtectedItemsExist",
+                    "VMs protected through this container still replicate under the mapping. Disable their replication first.",
+                ));
+            }
             for cid in [source_id.as_str(), doc["properties"]["targetProtectionContainerId"].as_str().unwrap_or_default()] {
                 let remaining = mappings_touching(tx, &vid, cid, &id)?;
                 if let (0, Some(mut c)) = (remaining, resource::get(tx, cid)?) {

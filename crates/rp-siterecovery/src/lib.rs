@@ -5,6 +5,7 @@
 pub mod fabrics;
 pub mod jobs;
 pub mod policies;
+pub mod protected_items;
 
 use http::Method;
 use serde_json::Value;
@@ -51,9 +52,16 @@ const TYPES: &[&str] = &[
     "vaults/replicationProtectionContainerMappings",
     "vaults/replicationPolicies",
     "vaults/replicationJobs",
+    "vaults/replicationFabrics/replicationProtectionContainers/replicationProtectedItems",
+    "vaults/replicationFabrics/replicationProtectionContainers/replicationProtectedItems/recoveryPoints",
+    "vaults/replicationProtectedItems",
 ];
 
-pub struct SiteRecoveryProvider;
+pub struct SiteRecoveryProvider {
+    pub engine: recoverite_replication::Engine,
+    /// Enabling replication adds the region pair's names to the vault's private endpoints.
+    pub registry: std::sync::Arc<recoverite_privatelink::Registry>,
+}
 
 impl Provider for SiteRecoveryProvider {
     fn info(&self) -> ProviderInfo {
@@ -127,6 +135,54 @@ impl Provider for SiteRecoveryProvider {
                 false,
                 M::POST,
             ) => fabrics::delete(ctx, &on_parent(req), "mapping"),
+            (
+                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems"],
+                true,
+                M::PUT,
+            ) => protected_items::enable(ctx, req, &self.engine, &self.registry),
+            (
+                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems"],
+                true,
+                M::GET,
+            ) => protected_items::get(ctx, req, &self.engine),
+            (
+                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems"],
+                true,
+                M::DELETE,
+            ) => protected_items::disable(ctx, req, &self.engine),
+            (
+                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems"],
+                false,
+                M::GET,
+            ) => protected_items::list(ctx, req, &self.engine, false),
+            (
+                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "remove"],
+                false,
+                M::POST,
+            ) => protected_items::disable(ctx, &on_parent(req), &self.engine),
+            (
+                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "unplannedfailover"],
+                false,
+                M::POST,
+            ) => protected_items::unplanned_failover(ctx, req, &self.engine),
+            (
+                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "failovercommit"],
+                false,
+                M::POST,
+            ) => protected_items::commit(ctx, req, &self.engine),
+            (
+                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "recoverypoints"],
+                true,
+                M::GET,
+            ) => protected_items::points(ctx, req, &self.engine, true),
+            (
+                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "recoverypoints"],
+                false,
+                M::GET,
+            ) => protected_items::points(ctx, req, &self.engine, false),
+            (["vaults", "replicationprotecteditems"], false, M::GET) => {
+                protected_items::list(ctx, req, &self.engine, true)
+            }
             (["vaults", "replicationprotectioncontainers"], false, M::GET) => {
                 list_in_vault(ctx, req, fabrics::CONTAINER_TYPE)
             }

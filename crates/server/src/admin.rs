@@ -256,3 +256,50 @@ pub async fn nbd_info(State(s): State<Arc<AppState>>) -> Response {
     Json(json!({"endpoint": s.nbd_endpoint, "exportName": "{resourceGroup}/{diskName}"}))
         .into_response()
 }
+
+/// `POST /recoverite/replication/points` `{"protectedItemId", "kind"}`: takes
+/// a recovery point now instead of waiting for the replication loop
+/// (`kind` `AppConsistent` marks an agent quiesce point).
+pub async fn take_recovery_point(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body: serde_json::Value = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
+        Ok(b) => match serde_json::from_slice(&b) {
+            Ok(v) => v,
+            Err(e) => return err(ArmError::invalid_content(e)),
+        },
+        Err(_) => {
+            return err(ArmError::new(
+                413,
+                "RequestEntityTooLarge",
+                "The request body is too large.",
+            ))
+        }
+    };
+    let s2 = s.clone();
+    let res = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, ArmError> {
+        let caller = s2.directory.authenticate(auth.as_deref())?;
+        let item = body["protectedItemId"].as_str().unwrap_or_default().to_string();
+        let action = "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationProtectionContainers/replicationProtectedItems/write";
+        if !s2.directory.is_allowed(&caller, action, &item)? {
+            return Err(authorization_failed(&caller.object_id, action, &item));
+        }
+        let app = match body["kind"].as_str().unwrap_or("CrashConsistent") {
+            "AppConsistent" => true,
+            "CrashConsistent" => false,
+            other => return Err(ArmError::invalid_parameter("kind", format!("kind '{other}' is not valid; use CrashConsistent or AppConsistent."))),
+        };
+        recoverite_rp_siterecovery::protected_items::take_point_now(&s2.directory.store, &s2.engine, &item, app)
+    })
+    .await;
+    match res {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => err(e),
+        Err(_) => err(ArmError::internal(
+            "the recovery point stopped unexpectedly",
+        )),
+    }
+}

@@ -36,6 +36,8 @@ pub struct ServeConfig {
     pub nbd_port: u16,
     /// Seconds clients are told to wait between long-running-operation polls.
     pub poll_after_secs: u64,
+    /// Seconds between crash-consistent recovery points of a replicating VM.
+    pub recovery_point_secs: u64,
 }
 
 impl Default for ServeConfig {
@@ -46,6 +48,7 @@ impl Default for ServeConfig {
             dns_port: 10053,
             nbd_port: 10809,
             poll_after_secs: 1,
+            recovery_point_secs: 300,
         }
     }
 }
@@ -74,6 +77,7 @@ pub struct AppState {
     pub tokens: Arc<TokenService>,
     pub bootstrap: Bootstrap,
     pub arm_endpoint: String,
+    pub engine: recoverite_replication::Engine,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +108,7 @@ pub fn private_link_registry() -> Arc<Registry> {
 pub fn providers(
     registry: &Arc<Registry>,
     blocks: &recoverite_blockstore::BlockStore,
+    engine: &recoverite_replication::Engine,
 ) -> Vec<Arc<dyn Provider>> {
     vec![
         Arc::new(recoverite_rp_resources::ResourcesProvider),
@@ -112,7 +117,10 @@ pub fn providers(
         Arc::new(NamespaceGroup {
             members: vec![
                 Arc::new(recoverite_rp_recoveryservices::RecoveryServicesProvider),
-                Arc::new(recoverite_rp_siterecovery::SiteRecoveryProvider),
+                Arc::new(recoverite_rp_siterecovery::SiteRecoveryProvider {
+                    engine: engine.clone(),
+                    registry: registry.clone(),
+                }),
             ],
         }),
         Arc::new(recoverite_rp_recoveryservices::dependents::data_protection()),
@@ -162,6 +170,35 @@ impl Running {
     }
 }
 
+fn platform_store(s: &AppState) -> Store {
+    s.directory.store.clone()
+}
+
+/// The replication loop: every second, each replicating VM whose newest
+/// recovery point is `every_secs` old gets a new one (see `tick`).
+fn spawn_replication(
+    store: Store,
+    engine: recoverite_replication::Engine,
+    every_secs: u64,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let every = time::Duration::seconds(every_secs.max(1) as i64);
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let (s, e) = (store.clone(), engine.clone());
+            match tokio::task::spawn_blocking(move || {
+                recoverite_rp_siterecovery::protected_items::tick(&s, &e, every)
+            })
+            .await
+            {
+                Ok(Err(err)) => tracing::warn!(%err, "replication cycle failed"),
+                Err(err) => tracing::warn!(%err, "replication cycle stopped"),
+                Ok(Ok(_)) => {}
+            }
+        }
+    })
+}
+
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, bytes)?;
@@ -189,7 +226,9 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
     let registry = private_link_registry();
     let blocks = recoverite_blockstore::BlockStore::open(&data_dir)
         .map_err(|e| ServeError::DataDir(data_dir.clone(), e.to_string()))?;
-    let providers = providers(&registry, &blocks);
+    let engine = recoverite_replication::Engine::open(&data_dir, blocks.clone())
+        .map_err(|e| ServeError::DataDir(data_dir.clone(), e.to_string()))?;
+    let providers = providers(&registry, &blocks, &engine);
     let catalog: Vec<_> = providers.iter().map(|p| p.info()).collect();
     let boot = bootstrap::load_or_create(&store, &catalog)?;
 
@@ -251,7 +290,13 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         tokens,
         bootstrap: boot.clone(),
         arm_endpoint: endpoint.clone(),
+        engine: engine.clone(),
     });
+    let replication = spawn_replication(
+        platform_store(&state),
+        engine.clone(),
+        cfg.recovery_point_secs,
+    );
 
     let app = axum::Router::new()
         .route(
@@ -278,6 +323,10 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
             post(admin::replication_pair),
         )
         .route("/recoverite/nbd", get(admin::nbd_info))
+        .route(
+            "/recoverite/replication/points",
+            post(admin::take_recovery_point),
+        )
         .route("/recoverite/network/aliases", get(netadmin::aliases))
         .route("/recoverite/network/resolve", get(netadmin::resolve))
         .route("/recoverite/network/hosts", get(netadmin::hosts))
@@ -317,7 +366,10 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         server,
         started_in: t0.elapsed(),
         gateway,
-        background: dns_tasks.into_iter().chain([nbd_task]).collect(),
+        background: dns_tasks
+            .into_iter()
+            .chain([nbd_task, replication])
+            .collect(),
         nbd_endpoint: format!("nbd://127.0.0.1:{nbd_port}"),
     })
 }
