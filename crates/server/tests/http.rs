@@ -88,6 +88,7 @@ async fn boot(dir: &Path) -> Running {
             dns_port: 0,
             nbd_port: 0,
             poll_after_secs: 1,
+            recovery_point_secs: 300,
         };
         match start(cfg).await {
             Ok(r) => return r,
