@@ -44,24 +44,9 @@ pub struct NewPrincipal {
 /// `Microsoft.Authorization/roleAssignments/write` at the scope (Owner or
 /// User Access Administrator), the same right that assigning a role takes.
 pub async fn create_principal(State(s): State<Arc<AppState>>, req: Request) -> Response {
-    let auth = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let bytes = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
-        Ok(b) => b,
-        Err(_) => {
-            return err(ArmError::new(
-                413,
-                "RequestEntityTooLarge",
-                "The request body is too large.",
-            ))
-        }
-    };
-    let body: NewPrincipal = match serde_json::from_slice(&bytes) {
-        Ok(b) => b,
-        Err(e) => return err(ArmError::invalid_content(e)),
+    let (auth, body): (_, NewPrincipal) = match authed_json(req).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let s2 = s.clone();
     let res = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, ArmError> {
@@ -142,24 +127,9 @@ pub async fn set_registration_date(
     axum::extract::Path(ns): axum::extract::Path<String>,
     req: Request,
 ) -> Response {
-    let auth = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let bytes = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
-        Ok(b) => b,
-        Err(_) => {
-            return err(ArmError::new(
-                413,
-                "RequestEntityTooLarge",
-                "The request body is too large.",
-            ))
-        }
-    };
-    let body: serde_json::Value = match serde_json::from_slice(&bytes) {
-        Ok(b) => b,
-        Err(e) => return err(ArmError::invalid_content(e)),
+    let (auth, body): (_, serde_json::Value) = match authed_json(req).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let Some(at) = body["registeredAt"]
         .as_str()
@@ -201,24 +171,9 @@ pub async fn set_registration_date(
 /// what enabling replication for a new region pair does to a vault's private
 /// endpoints (Site Recovery's enable-protection calls the same function).
 pub async fn replication_pair(State(s): State<Arc<AppState>>, req: Request) -> Response {
-    let auth = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let bytes = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
-        Ok(b) => b,
-        Err(_) => {
-            return err(ArmError::new(
-                413,
-                "RequestEntityTooLarge",
-                "The request body is too large.",
-            ))
-        }
-    };
-    let body: serde_json::Value = match serde_json::from_slice(&bytes) {
-        Ok(b) => b,
-        Err(e) => return err(ArmError::invalid_content(e)),
+    let (auth, body): (_, serde_json::Value) = match authed_json(req).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let s2 = s.clone();
     let res = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, ArmError> {
@@ -261,23 +216,9 @@ pub async fn nbd_info(State(s): State<Arc<AppState>>) -> Response {
 /// a recovery point now instead of waiting for the replication loop
 /// (`kind` `AppConsistent` marks an agent quiesce point).
 pub async fn take_recovery_point(State(s): State<Arc<AppState>>, req: Request) -> Response {
-    let auth = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body: serde_json::Value = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
-        Ok(b) => match serde_json::from_slice(&b) {
-            Ok(v) => v,
-            Err(e) => return err(ArmError::invalid_content(e)),
-        },
-        Err(_) => {
-            return err(ArmError::new(
-                413,
-                "RequestEntityTooLarge",
-                "The request body is too large.",
-            ))
-        }
+    let (auth, body): (_, serde_json::Value) = match authed_json(req).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let s2 = s.clone();
     let res = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, ArmError> {
@@ -302,4 +243,27 @@ pub async fn take_recovery_point(State(s): State<Arc<AppState>>, req: Request) -
             "the recovery point stopped unexpectedly",
         )),
     }
+}
+
+/// An admin request's bearer token and JSON body (at most 64 KiB), or the
+/// error reply to send.
+async fn authed_json<T: serde::de::DeserializeOwned>(
+    req: Request,
+) -> Result<(Option<String>, T), Response> {
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024)
+        .await
+        .map_err(|_| {
+            err(ArmError::new(
+                413,
+                "RequestEntityTooLarge",
+                "The request body is too large.",
+            ))
+        })?;
+    let body = serde_json::from_slice(&bytes).map_err(|e| err(ArmError::invalid_content(e)))?;
+    Ok((auth, body))
 }
