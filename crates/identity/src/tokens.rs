@@ -273,7 +273,7 @@ fn expired(token: &str) -> ArmError {
         format!(
             "The access token expiry UTC time '{}' is earlier than current UTC time '{}'.",
             exp.map(fmt).unwrap_or_default(),
-            recoverite_arm::time::now_string()
+            fmt(recoverite_arm::time::real_now())
         ),
     )
 }

@@ -1,49 +1,96 @@
-//! A delta file: `count` (u64 LE), then `count` × (block index u64 LE,
-//! length u64 LE, bytes). Blocks are whole `BLOCK`s except at the disk's end.
+//! Change records: (block index u64 LE, length u64 LE, bytes), one after
+//! another until the end of the file or buffer. Blocks are whole `BLOCK`s
+//! except at the disk's end. The same stream is a batch's per-disk part, an
+//! open point's accumulated changes (batches appended as they arrive) and a
+//! sealed point's delta (compacted: each block once, newest content).
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use recoverite_blockstore::BLOCK;
 
-/// Reads `blocks` of the image at `src` and writes them to `dst`; returns bytes written.
-pub fn write(src: &Path, size: u64, blocks: &[u64], dst: &Path) -> std::io::Result<u64> {
+/// Appends the records of `blocks` of the image at `src` to `out`; returns bytes added.
+pub fn collect(src: &Path, size: u64, blocks: &[u64], out: &mut Vec<u8>) -> std::io::Result<u64> {
     let mut img = File::open(src)?;
-    let f = File::create(dst)?;
-    let mut out = BufWriter::with_capacity(1 << 20, f);
-    out.write_all(&(blocks.len() as u64).to_le_bytes())?;
+    let start = out.len();
     let mut buf = vec![0u8; BLOCK as usize];
-    let mut total = 8;
     for b in blocks {
         let off = b * BLOCK;
         let n = BLOCK.min(size.saturating_sub(off)) as usize;
+        if n == 0 {
+            continue;
+        }
         img.seek(SeekFrom::Start(off))?;
         img.read_exact(&mut buf[..n])?;
-        out.write_all(&b.to_le_bytes())?;
-        out.write_all(&(n as u64).to_le_bytes())?;
-        out.write_all(&buf[..n])?;
-        total += 16 + n as u64;
+        out.extend_from_slice(&b.to_le_bytes());
+        out.extend_from_slice(&(n as u64).to_le_bytes());
+        out.extend_from_slice(&buf[..n]);
+    }
+    Ok((out.len() - start) as u64)
+}
+
+/// Calls `f(block, bytes)` for each record of a stream, in order.
+pub fn each(
+    mut r: impl Read,
+    mut f: impl FnMut(u64, &[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut word = [0u8; 8];
+    let mut buf = vec![0u8; BLOCK as usize];
+    loop {
+        match r.read_exact(&mut word) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let block = u64::from_le_bytes(word);
+        r.read_exact(&mut word)?;
+        let n = u64::from_le_bytes(word);
+        if n > BLOCK {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "change record longer than a block",
+            ));
+        }
+        r.read_exact(&mut buf[..n as usize])?;
+        f(block, &buf[..n as usize])?;
+    }
+}
+
+/// Writes a stream's blocks into `out` (idempotent).
+pub fn apply(delta: &Path, out: &mut File) -> std::io::Result<()> {
+    let r = BufReader::with_capacity(1 << 20, File::open(delta)?);
+    each(r, |block, bytes| {
+        out.seek(SeekFrom::Start(block * BLOCK))?;
+        out.write_all(bytes)
+    })
+}
+
+/// Compacts the stream at `src` into `dst`: each block once, with its newest
+/// content. Returns the bytes `dst` holds.
+pub fn compact(src: &Path, dst: &Path) -> std::io::Result<u64> {
+    // Block → offset of its newest record's bytes in `src`.
+    let mut newest: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    let mut pos = 0u64;
+    let r = BufReader::with_capacity(1 << 20, File::open(src)?);
+    each(r, |block, bytes| {
+        newest.insert(block, (pos + 16, bytes.len() as u64));
+        pos += 16 + bytes.len() as u64;
+        Ok(())
+    })?;
+    let mut input = File::open(src)?;
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(dst)?);
+    let mut buf = vec![0u8; BLOCK as usize];
+    let mut total = 0;
+    for (block, (off, n)) in newest {
+        input.seek(SeekFrom::Start(off))?;
+        input.read_exact(&mut buf[..n as usize])?;
+        out.write_all(&block.to_le_bytes())?;
+        out.write_all(&n.to_le_bytes())?;
+        out.write_all(&buf[..n as usize])?;
+        total += 16 + n;
     }
     out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     Ok(total)
-}
-
-/// Writes a delta's blocks into `out` (idempotent).
-pub fn apply(delta: &Path, out: &mut File) -> std::io::Result<()> {
-    let mut r = BufReader::with_capacity(1 << 20, File::open(delta)?);
-    let mut word = [0u8; 8];
-    r.read_exact(&mut word)?;
-    let count = u64::from_le_bytes(word);
-    let mut buf = vec![0u8; BLOCK as usize];
-    for _ in 0..count {
-        r.read_exact(&mut word)?;
-        let block = u64::from_le_bytes(word);
-        r.read_exact(&mut word)?;
-        let n = u64::from_le_bytes(word).min(BLOCK) as usize;
-        r.read_exact(&mut buf[..n])?;
-        out.seek(SeekFrom::Start(block * BLOCK))?;
-        out.write_all(&buf[..n])?;
-    }
-    Ok(())
 }

@@ -1,30 +1,39 @@
-//! The replication engine. For a protected item it keeps, per disk, a
-//! **base image** (the disk as it was at the oldest retained point) and one
-//! **delta** per recovery point holding the blocks that changed since the
-//! point before, read from the source disk after its change journal named
-//! them. Any retained point is materialized as base + deltas up to it.
+//! The replication engine, in two halves that meet only through **batches**
+//! (bytes that travel through the cache storage account):
 //!
-//! Crash safety: a delta is written and synced before the manifest that
-//! lists it is atomically replaced (write, sync, rename), so a point is
-//! either fully there or absent; pruning records the merge it is about to
-//! do before doing it, and redoes it on open (applying a delta is idempotent).
+//! - the **agent** side (`agent.rs`) reads a source disk's change journal
+//!   past its cursor, collects the changed blocks into a batch, and moves its
+//!   cursor once the batch is safely in the cache;
+//! - the **service** side (`service.rs`) appends each batch to the item's
+//!   open point, **seals** the open point into a recovery point (one
+//!   compacted delta per disk), materializes any retained point as a disk
+//!   (base + deltas up to it) and prunes old points into the base.
+//!
+//! Crash safety: every file a manifest names is synced before the manifest
+//! that names it is atomically replaced, so a point is fully there or
+//! absent; a torn append to the open point is cut back to the length the
+//! manifest records; pruning records its merge before doing it and redoes it
+//! on open (applying a delta is idempotent).
 
+mod agent;
 mod delta;
 mod manifest;
+mod service;
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use recoverite_blockstore::{copy_sparse, BlockStore, BLOCK};
+use recoverite_blockstore::{copy_sparse, data_ranges, BlockStore, BLOCK};
 
-pub use manifest::{DiskReplica, Manifest, PointKind, RecoveryPoint};
+pub use agent::Batch;
+pub use manifest::{AgentState, DiskReplica, Manifest, PointKind, RecoveryPoint};
 
 #[derive(Clone, Debug)]
 pub struct Engine {
     dir: PathBuf,
     blocks: BlockStore,
-    /// One change at a time: the replication loop and failovers share items.
+    /// One change at a time: agents, the service loop and failovers share items.
     lock: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
@@ -33,6 +42,10 @@ pub struct Engine {
 pub struct SourceDisk {
     pub unique_id: String,
     pub size: u64,
+    /// A disk already holding (most of) the same bytes in the recovery
+    /// region: initial replication compares against it and sends only the
+    /// difference (reprotect), instead of a full copy.
+    pub seed: Option<String>,
 }
 
 impl Engine {
@@ -58,9 +71,10 @@ impl Engine {
         self.dir.join(item)
     }
 
-    /// Initial replication: notes where each disk's journal ends, then copies
-    /// the disk into its base. Writes racing the copy are in the journal past
-    /// that mark and are shipped again with the first point.
+    /// Initial replication: notes where each disk's journal ends (the agent
+    /// ships from there), then builds the base — a copy of the disk, or the
+    /// seed patched with the blocks that differ. Writes racing the copy are in
+    /// the journal past that mark and are shipped again with the first batch.
     pub fn enable(
         &self,
         item: &str,
@@ -71,20 +85,31 @@ impl Engine {
         let dir = self.item_dir(item);
         std::fs::create_dir_all(&dir)?;
         let mut m = Manifest::default();
+        let mut agent = AgentState::default();
         for (i, d) in disks.iter().enumerate() {
-            let cursor = journal_len(&self.blocks.journal(&d.unique_id))?;
-            copy_sparse(
-                &self.blocks.image(&d.unique_id),
-                &base_path(&dir, i),
-                d.size,
-            )?;
+            agent
+                .cursors
+                .push(journal_len(&self.blocks.journal(&d.unique_id))?);
+            let src = self.blocks.image(&d.unique_id);
+            let base = base_path(&dir, i);
+            m.seeded_bytes += match &d.seed {
+                Some(seed) => {
+                    copy_sparse(&self.blocks.image(seed), &base, d.size)?;
+                    patch_differences(&src, &base, d.size)?
+                }
+                None => {
+                    copy_sparse(&src, &base, d.size)?;
+                    allocated(&base)?
+                }
+            };
             m.disks.push(DiskReplica {
                 source: d.unique_id.clone(),
                 size: d.size,
-                cursor,
             });
+            m.open.push(0);
         }
         m.base_time = time.to_string();
+        manifest::save(&dir.join("agent.json"), &agent)?;
         m.save(&dir)?;
         Ok(m)
     }
@@ -94,128 +119,11 @@ impl Engine {
         self.manifest_locked(item)
     }
 
-    fn manifest_locked(&self, item: &str) -> std::io::Result<Manifest> {
-        let dir = self.item_dir(item);
-        let m = Manifest::load(&dir)?;
-        self.finish_merge(&dir, m)
-    }
-
-    /// Takes a recovery point: ships every block the journals name since the
-    /// last point into one delta per disk, then publishes the point.
-    pub fn take_point(
-        &self,
-        item: &str,
-        kind: PointKind,
-        time: &str,
-    ) -> std::io::Result<RecoveryPoint> {
-        let _g = self.guard();
-        let dir = self.item_dir(item);
-        let mut m = self.manifest_locked(item)?;
-        let seq = m.next_seq;
-        let mut shipped = 0;
-        let mut cursors = Vec::new();
-        for (i, d) in m.disks.iter().enumerate() {
-            let (blocks, end) = changed_since(&self.blocks.journal(&d.source), d.cursor)?;
-            shipped += delta::write(
-                &self.blocks.image(&d.source),
-                d.size,
-                &blocks,
-                &delta_path(&dir, seq, i),
-            )?;
-            cursors.push(end);
-        }
-        let point = RecoveryPoint {
-            seq,
-            time: time.to_string(),
-            kind,
-            changed_bytes: shipped,
-        };
-        for (d, c) in m.disks.iter_mut().zip(cursors) {
-            d.cursor = c;
-        }
-        m.points.push(point.clone());
-        m.next_seq += 1;
-        m.save(&dir)?;
-        Ok(point)
-    }
-
-    /// Writes disk `disk` as it was at point `seq` into `dst` (a new image).
-    pub fn materialize(
-        &self,
-        item: &str,
-        seq: u64,
-        disk: usize,
-        dst: &Path,
-    ) -> std::io::Result<()> {
-        let _g = self.guard();
-        let dir = self.item_dir(item);
-        let m = self.manifest_locked(item)?;
-        let d = m
-            .disks
-            .get(disk)
-            .ok_or_else(|| not_found("no such disk in the protected item"))?;
-        if !m.points.iter().any(|p| p.seq == seq) {
-            return Err(not_found("no such recovery point"));
-        }
-        copy_sparse(&base_path(&dir, disk), dst, d.size)?;
-        let mut out = OpenOptions::new().write(true).open(dst)?;
-        for p in m.points.iter().filter(|p| p.seq <= seq) {
-            delta::apply(&delta_path(&dir, p.seq, disk), &mut out)?;
-        }
-        out.sync_all()
-    }
-
-    /// Drops the points older than `keep_from` (an RFC 3339 time), folding
-    /// their deltas into the base so the oldest kept point stays exact.
-    pub fn prune(&self, item: &str, keep_from: &str) -> std::io::Result<usize> {
-        let _g = self.guard();
-        let dir = self.item_dir(item);
-        let mut m = self.manifest_locked(item)?;
-        let drop: Vec<u64> = m
-            .points
-            .iter()
-            .filter(|p| p.time.as_str() < keep_from)
-            .map(|p| p.seq)
-            .collect();
-        if drop.is_empty() {
-            return Ok(0);
-        }
-        m.points.retain(|p| !drop.contains(&p.seq));
-        m.merging = drop.clone();
-        if let Some(last) = drop.last() {
-            m.base_time = format!("point {last}");
-        }
-        m.save(&dir)?;
-        self.finish_merge(&dir, m)?;
-        Ok(drop.len())
-    }
-
-    fn finish_merge(&self, dir: &Path, mut m: Manifest) -> std::io::Result<Manifest> {
-        if m.merging.is_empty() {
-            return Ok(m);
-        }
-        for i in 0..m.disks.len() {
-            let mut base = OpenOptions::new().write(true).open(base_path(dir, i))?;
-            for seq in &m.merging {
-                delta::apply(&delta_path(dir, *seq, i), &mut base)?;
-            }
-            base.sync_all()?;
-        }
-        for seq in std::mem::take(&mut m.merging) {
-            for i in 0..m.disks.len() {
-                remove_if_there(&delta_path(dir, seq, i))?;
-            }
-        }
-        m.save(dir)?;
-        Ok(m)
-    }
-
     /// Bytes the item's base and deltas take on disk.
     pub fn stored_bytes(&self, item: &str) -> std::io::Result<u64> {
-        use std::os::unix::fs::MetadataExt;
         let mut total = 0;
         for e in std::fs::read_dir(self.item_dir(item))? {
-            total += e?.metadata()?.blocks() * 512;
+            total += allocated(&e?.path())?;
         }
         Ok(total)
     }
@@ -228,6 +136,58 @@ impl Engine {
             _ => Ok(()),
         }
     }
+
+    /// In-process convenience: the agent ships everything written so far, the
+    /// service applies it and seals a point.
+    pub fn take_point(
+        &self,
+        item: &str,
+        kind: PointKind,
+        time: &str,
+    ) -> std::io::Result<RecoveryPoint> {
+        if let Some(b) = self.ship(item)? {
+            self.apply(item, &b.bytes, time)?;
+            self.shipped(item, &b)?;
+        }
+        self.seal(item, kind, time)
+    }
+}
+
+fn allocated(p: &Path) -> std::io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata(p)?.blocks() * 512)
+}
+
+/// Writes into `base` every block of `src` that differs from it; returns the
+/// bytes that had to be sent.
+fn patch_differences(src: &Path, base: &Path, size: u64) -> std::io::Result<u64> {
+    let mut s = File::open(src)?;
+    let mut b = OpenOptions::new().read(true).write(true).open(base)?;
+    // Only blocks allocated in either file can differ (holes read as zeros).
+    let mut blocks = std::collections::BTreeSet::new();
+    for (start, end) in data_ranges(&s)?.into_iter().chain(data_ranges(&b)?) {
+        let end = end.min(size);
+        if start < end {
+            blocks.extend(start / BLOCK..=(end - 1) / BLOCK);
+        }
+    }
+    let (mut x, mut y) = (vec![0u8; BLOCK as usize], vec![0u8; BLOCK as usize]);
+    let mut sent = 0;
+    for blk in blocks {
+        let off = blk * BLOCK;
+        let n = BLOCK.min(size - off) as usize;
+        s.seek(SeekFrom::Start(off))?;
+        s.read_exact(&mut x[..n])?;
+        b.seek(SeekFrom::Start(off))?;
+        b.read_exact(&mut y[..n])?;
+        if x[..n] != y[..n] {
+            b.seek(SeekFrom::Start(off))?;
+            b.write_all(&x[..n])?;
+            sent += n as u64;
+        }
+    }
+    b.sync_all()?;
+    Ok(sent)
 }
 
 fn base_path(dir: &Path, disk: usize) -> PathBuf {
@@ -236,6 +196,10 @@ fn base_path(dir: &Path, disk: usize) -> PathBuf {
 
 fn delta_path(dir: &Path, seq: u64, disk: usize) -> PathBuf {
     dir.join(format!("point-{seq}-{disk}.delta"))
+}
+
+fn open_path(dir: &Path, disk: usize) -> PathBuf {
+    dir.join(format!("open-{disk}.changes"))
 }
 
 fn not_found(what: &str) -> std::io::Error {
@@ -255,29 +219,6 @@ fn journal_len(p: &Path) -> std::io::Result<u64> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
         Err(e) => Err(e),
     }
-}
-
-/// The blocks named by journal records from byte `from` on, and where the
-/// whole records end (a torn last record is left for the next point).
-fn changed_since(journal: &Path, from: u64) -> std::io::Result<(Vec<u64>, u64)> {
-    let mut f = match File::open(journal) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), from)),
-        Err(e) => return Err(e),
-    };
-    f.seek(SeekFrom::Start(from))?;
-    let mut data = Vec::new();
-    f.read_to_end(&mut data)?;
-    let whole = data.len() / 16 * 16;
-    let mut set = std::collections::BTreeSet::new();
-    for rec in data[..whole].chunks_exact(16) {
-        let off = u64::from_le_bytes(rec[..8].try_into().expect("8 bytes"));
-        let len = u64::from_le_bytes(rec[8..].try_into().expect("8 bytes"));
-        if len > 0 {
-            set.extend(off / BLOCK..=(off + len - 1) / BLOCK);
-        }
-    }
-    Ok((set.into_iter().collect(), from + whole as u64))
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
-//! The item's manifest: disks, journal cursors, retained points.
+//! The item's manifest (the replication service's side: disks, retained
+//! points, the open point's accumulated changes) and the agent's state (how
+//! far into each disk's change journal it has shipped).
 
 use std::io::Write;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PointKind {
@@ -24,8 +26,6 @@ pub struct RecoveryPoint {
 pub struct DiskReplica {
     pub source: String,
     pub size: u64,
-    /// Journal bytes already shipped.
-    pub cursor: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -37,22 +37,53 @@ pub struct Manifest {
     /// Deltas being folded into the base (redone on open after a crash).
     #[serde(default)]
     pub merging: Vec<u64>,
+    /// Valid length of each disk's open-point file; bytes past it are a torn
+    /// append and are cut off on open.
+    #[serde(default)]
+    pub open: Vec<u64>,
+    /// Sequence number of the last batch applied (a batch seen again is skipped).
+    #[serde(default)]
+    pub applied_batch: u64,
+    /// When the last batch arrived.
+    #[serde(default)]
+    pub last_batch_time: Option<String>,
+    /// Bytes initial replication (or a reprotect's resync) had to send.
+    #[serde(default)]
+    pub seeded_bytes: u64,
+}
+
+/// The agent's side: the journal position each disk has been shipped to.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AgentState {
+    pub cursors: Vec<u64>,
+    pub next_batch: u64,
+}
+
+pub(crate) fn load<T: DeserializeOwned>(path: &Path) -> std::io::Result<T> {
+    let data = std::fs::read(path)?;
+    serde_json::from_slice(&data)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// Replaces a JSON file atomically (write, sync, rename, sync the directory).
+pub(crate) fn save<T: Serialize>(path: &Path, v: &T) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&serde_json::to_vec(v).map_err(std::io::Error::other)?)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 impl Manifest {
     pub fn load(dir: &Path) -> std::io::Result<Manifest> {
-        let data = std::fs::read(dir.join("manifest.json"))?;
-        serde_json::from_slice(&data)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        load(&dir.join("manifest.json"))
     }
 
-    /// Replaces the manifest atomically.
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
-        let tmp = dir.join("manifest.json.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dir.join("manifest.json"))?;
-        std::fs::File::open(dir)?.sync_all()
+        save(&dir.join("manifest.json"), self)
     }
 }

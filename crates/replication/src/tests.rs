@@ -35,6 +35,7 @@ fn points_materialize_exactly_and_survive_pruning() {
         "item",
         &[SourceDisk {
             unique_id: "src".into(),
+            seed: None,
             size,
         }],
         "t0",
@@ -52,7 +53,7 @@ fn points_materialize_exactly_and_survive_pruning() {
     let p3 = e
         .take_point("item", PointKind::CrashConsistent, "t3")
         .unwrap();
-    assert_eq!(p3.changed_bytes, 8, "no change since the last point");
+    assert_eq!(p3.changed_bytes, 0, "no change since the last point");
     // A 1 MiB write costs a 1 MiB delta (plus 16 bytes a block).
     assert!(p1.changed_bytes < (1 << 20) * 11 / 10);
 
@@ -95,6 +96,7 @@ fn an_interrupted_merge_is_redone_on_open() {
         "i",
         &[SourceDisk {
             unique_id: "src".into(),
+            seed: None,
             size: 1 << 20,
         }],
         "t0",
@@ -113,4 +115,79 @@ fn an_interrupted_merge_is_redone_on_open() {
     e.materialize("i", 1, 0, &out).unwrap();
     assert_eq!(read(&out, 0, 100), vec![9; 100]);
     assert!(e.manifest("i").unwrap().merging.is_empty());
+}
+
+fn one(id: &str, size: u64, seed: Option<&str>) -> Vec<SourceDisk> {
+    vec![SourceDisk {
+        unique_id: id.into(),
+        size,
+        seed: seed.map(str::to_string),
+    }]
+}
+
+#[test]
+fn a_seeded_enable_sends_only_the_difference() {
+    let d = tempfile::tempdir().unwrap();
+    let s = BlockStore::open(d.path()).unwrap();
+    let size = 8 << 30;
+    s.create("old", size).unwrap();
+    write(&s, "old", 1 << 30, 5, 4 << 20);
+    s.copy("old", "new", size).unwrap();
+    write(&s, "new", 1 << 30, 6, 100); // one block differs
+    write(&s, "new", 7 << 30, 7, 1 << 16); // and one more, where the seed has a hole
+    let e = Engine::open(d.path(), s.clone()).unwrap();
+    let m = e.enable("r", &one("new", size, Some("old")), "t0").unwrap();
+    assert_eq!(m.seeded_bytes, 2 * BLOCK, "two blocks differ");
+    let p = e.take_point("r", PointKind::CrashConsistent, "t1").unwrap();
+    let out = d.path().join("o.img");
+    e.materialize("r", p.seq, 0, &out).unwrap();
+    assert_eq!(read(&out, 1 << 30, 101), [vec![6; 100], vec![5]].concat());
+    assert_eq!(read(&out, 7 << 30, 1 << 16), vec![7; 1 << 16]);
+}
+
+#[test]
+fn batches_are_applied_once_and_torn_appends_are_cut() {
+    let d = tempfile::tempdir().unwrap();
+    let s = BlockStore::open(d.path()).unwrap();
+    s.create("src", 1 << 24).unwrap();
+    let e = Engine::open(d.path(), s.clone()).unwrap();
+    e.enable("i", &one("src", 1 << 24, None), "t0").unwrap();
+    write(&s, "src", 0, 1, 1 << 20);
+    let b = e.ship("i").unwrap().expect("changes to ship");
+    assert_eq!(e.pending_at_source("i").unwrap(), 1 << 20);
+    assert_eq!(e.apply("i", &b.bytes, "t1").unwrap(), (1 << 20) + 16 * 16);
+    assert_eq!(
+        e.apply("i", &b.bytes, "t1").unwrap(),
+        0,
+        "a batch seen again is skipped"
+    );
+    e.shipped("i", &b).unwrap();
+    assert_eq!(e.pending_at_source("i").unwrap(), 0);
+    assert!(e.ship("i").unwrap().is_none(), "nothing new to ship");
+    // A crash mid-append leaves garbage past the recorded length.
+    let open = d.path().join("replication/i/open-0.changes");
+    OpenOptions::new()
+        .append(true)
+        .open(&open)
+        .unwrap()
+        .write_all(&[9; 37])
+        .unwrap();
+    write(&s, "src", 0, 2, 10);
+    let b2 = e.ship("i").unwrap().unwrap();
+    assert!(b2.seq > b.seq);
+    e.apply("i", &b2.bytes, "t2").unwrap();
+    let p = e.seal("i", PointKind::CrashConsistent, "t2").unwrap();
+    // Rewritten blocks are stored once: a point costs about what changed.
+    assert!(
+        p.changed_bytes <= (1 << 20) * 11 / 10,
+        "{}",
+        p.changed_bytes
+    );
+    let out = d.path().join("o.img");
+    e.materialize("i", p.seq, 0, &out).unwrap();
+    assert_eq!(read(&out, 0, 12), [vec![2; 10], vec![1; 2]].concat());
+    assert!(
+        agent::parse(&b.bytes[..b.bytes.len() - 1]).is_err(),
+        "a short batch is refused"
+    );
 }

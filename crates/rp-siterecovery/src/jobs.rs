@@ -16,6 +16,21 @@ pub fn record(
     target: &Value,
     tasks: &[&str],
 ) -> Result<Value, ArmError> {
+    let custom = json!({"instanceType": "AsrJobDetails", "affectedObjectDetails": {}});
+    record_with(tx, vault_id, scenario, friendly, target, tasks, custom)
+}
+
+/// Records a finished job with scenario-specific `customDetails`
+/// (`FailoverJobDetails`, `TestFailoverJobDetails`, …).
+pub fn record_with(
+    tx: &mut WriteTx,
+    vault_id: &str,
+    scenario: &str,
+    friendly: &str,
+    target: &Value,
+    tasks: &[&str],
+    custom: Value,
+) -> Result<Value, ArmError> {
     let name = uuid::Uuid::new_v4().to_string();
     let now = time::now_string();
     let jid = format!("{vault_id}/replicationJobs/{name}");
@@ -44,7 +59,7 @@ pub fn record(
             "targetInstanceType": target["type"],
             "tasks": tasks,
             "errors": [],
-            "customDetails": {"instanceType": "AsrJobDetails", "affectedObjectDetails": {}},
+            "customDetails": custom,
         }
     });
     resource::put(tx, &jid, &doc)?;

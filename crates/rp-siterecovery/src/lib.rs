@@ -3,9 +3,12 @@
 //! leaves a job behind, as Site Recovery does.
 
 pub mod fabrics;
+pub mod failover;
 pub mod jobs;
 pub mod policies;
 pub mod protected_items;
+pub mod replication_loop;
+pub mod reprotect;
 
 use http::Method;
 use serde_json::Value;
@@ -164,12 +167,27 @@ impl Provider for SiteRecoveryProvider {
                 ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "unplannedfailover"],
                 false,
                 M::POST,
-            ) => protected_items::unplanned_failover(ctx, req, &self.engine),
+            ) => failover::unplanned_failover(ctx, req, &self.engine),
             (
                 ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "failovercommit"],
                 false,
                 M::POST,
-            ) => protected_items::commit(ctx, req, &self.engine),
+            ) => failover::commit(ctx, req, &self.engine),
+            (
+                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "testfailover"],
+                false,
+                M::POST,
+            ) => failover::test_failover(ctx, req, &self.engine),
+            (
+                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "testfailovercleanup"],
+                false,
+                M::POST,
+            ) => failover::test_failover_cleanup(ctx, req, &self.engine),
+            (
+                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "reprotect"],
+                false,
+                M::POST,
+            ) => reprotect::reprotect(ctx, req, &self.engine),
             (
                 ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "recoverypoints"],
                 true,

@@ -5,27 +5,27 @@
 use serde_json::{json, Value};
 
 use recoverite_arm::{names, resource, time, ArmError, ArmRequest, Ctx, Reply};
-use recoverite_replication::{Engine, Manifest, PointKind, SourceDisk};
+use recoverite_replication::{Engine, PointKind, SourceDisk};
 use recoverite_rp_compute::disks;
 use recoverite_store::Reader;
 
 use crate::fabrics::{found, parent_of};
-use crate::{jobs, policies, vault_of};
+use crate::{jobs, vault_of};
 
 pub const ITEM_TYPE: &str = "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationProtectionContainers/replicationProtectedItems";
 pub const POINT_TYPE: &str = "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationProtectionContainers/replicationProtectedItems/recoveryPoints";
 /// A protected item turns critical when its newest point is this old.
 pub const CRITICAL_AFTER_SECS: i64 = 60 * 60;
 
-fn io(e: std::io::Error) -> ArmError {
+pub(crate) fn io(e: std::io::Error) -> ArmError {
     ArmError::internal(format!("replication storage failed: {e}"))
 }
 
-fn str_of<'a>(v: &'a Value, k: &str) -> &'a str {
+pub(crate) fn str_of<'a>(v: &'a Value, k: &str) -> &'a str {
     v[k].as_str().unwrap_or_default()
 }
 
-fn engine_id(item: &Value) -> String {
+pub(crate) fn engine_id(item: &Value) -> String {
     str_of(
         &item["properties"]["providerSpecificDetails"],
         "lifecycleId",
@@ -138,6 +138,7 @@ pub fn enable(
             size: d["doc"]["properties"]["diskSizeBytes"]
                 .as_u64()
                 .unwrap_or(0),
+            seed: None,
         })
         .collect();
     let now = time::now_string();
@@ -241,7 +242,7 @@ fn item_doc(id: &str, name: &str, plan: &Value, lifecycle: &str, now: &str) -> V
             "protectionState": "Protected", "protectionStateDescription": "Protected",
             "activeLocation": "Primary", "testFailoverState": "None", "testFailoverStateDescription": "None",
             "replicationHealth": "Normal", "failoverHealth": "Normal", "healthErrors": [],
-            "allowedOperations": ["UnplannedFailover", "DisableProtection"],
+            "allowedOperations": replicating_operations(),
             "currentScenario": {"scenarioName": "None"},
             "lastSuccessfulFailoverTime": null,
             "providerSpecificDetails": details,
@@ -267,7 +268,7 @@ pub fn decorate(mut item: Value, engine: &Engine) -> Value {
     d["rpoInSeconds"] = json!(age);
     d["lastRpoCalculatedTime"] = json!(time::format(now));
     d["lastRecoveryPointReceived"] = json!(m.points.last().map(|p| p.time.clone()));
-    if item["properties"]["activeLocation"] == "Primary" && age > CRITICAL_AFTER_SECS {
+    if item["properties"]["protectionState"] == "Protected" && age > CRITICAL_AFTER_SECS {
         item["properties"]["replicationHealth"] = json!("Critical");
         item["properties"]["healthErrors"] = json!([{
             "errorCode": "150004", "errorLevel": "Error", "errorSource": "ReplicationService",
@@ -305,7 +306,7 @@ pub fn list(
     Ok(Reply::ok(recoverite_arm::paging::page(ctx, req, items)?))
 }
 
-fn point_doc(item: &Value, p: &recoverite_replication::RecoveryPoint) -> Value {
+pub(crate) fn point_doc(item: &Value, p: &recoverite_replication::RecoveryPoint) -> Value {
     let kind = match p.kind {
         PointKind::CrashConsistent => "CrashConsistent",
         PointKind::AppConsistent => "AppConsistent",
@@ -319,7 +320,7 @@ fn point_doc(item: &Value, p: &recoverite_replication::RecoveryPoint) -> Value {
     })
 }
 
-fn item_of(ctx: &Ctx, req: &ArmRequest, item_id: &str) -> Result<Value, ArmError> {
+pub(crate) fn item_of(ctx: &Ctx, req: &ArmRequest, item_id: &str) -> Result<Value, ArmError> {
     ctx.store().view(|r| {
         vault_of(r, req)?;
         found(r, item_id, "replication protected item")
@@ -350,141 +351,6 @@ pub fn points(ctx: &Ctx, req: &ArmRequest, engine: &Engine, one: bool) -> Result
             .ok_or_else(|| ArmError::new(404, "NotFound", format!("Recovery point '{want}' was not found; it may have aged out of the policy's retention.")));
     }
     Ok(Reply::ok(recoverite_arm::paging::page(ctx, req, docs)?))
-}
-
-/// Picks the point a failover uses: a listed point's id, or none for
-/// `Latest` (a point taken now from everything shipped: lowest RPO).
-fn choose_point(
-    engine: &Engine,
-    item: &Value,
-    recovery_point_id: Option<&str>,
-) -> Result<u64, ArmError> {
-    let eid = engine_id(item);
-    let m: Manifest = engine.manifest(&eid).map_err(io)?;
-    match recovery_point_id {
-        None => Ok(engine
-            .take_point(&eid, PointKind::CrashConsistent, &time::now_string())
-            .map_err(io)?
-            .seq),
-        Some(rp) => {
-            let seq = rp.rsplit('/').next().and_then(|s| s.parse::<u64>().ok());
-            seq.filter(|s| m.points.iter().any(|p| p.seq == *s)).ok_or_else(|| {
-                ArmError::invalid_parameter("properties.providerSpecificDetails.recoveryPointId", format!("Recovery point '{rp}' is not one of this item's retained points; list them with recoveryPoints, or omit the id for the latest."))
-            })
-        }
-    }
-}
-
-/// POST …/unplannedFailover: materializes every protected disk at the chosen
-/// point as a managed disk `{disk}-ASRReplica` in the recovery resource group.
-pub fn unplanned_failover(ctx: &Ctx, req: &ArmRequest, engine: &Engine) -> Result<Reply, ArmError> {
-    let item_id = req.path.parent_id();
-    let item = item_of(ctx, req, &item_id)?;
-    let body = req.body.clone().unwrap_or(json!({}));
-    let direction = body["properties"]["failoverDirection"]
-        .as_str()
-        .unwrap_or("PrimaryToRecovery");
-    if !direction.eq_ignore_ascii_case("PrimaryToRecovery") {
-        return Err(ArmError::bad_request("FailoverDirectionNotSupported", "recoverite fails over PrimaryToRecovery; failback after reprotect is not available yet."));
-    }
-    if item["properties"]["activeLocation"] != "Primary"
-        || item["properties"]["protectionState"] != "Protected"
-    {
-        return Err(ArmError::conflict("OperationNotAllowed", format!("'{}' is in state '{}'; failover needs a protected item replicating from its primary region.", str_of(&item, "name"), str_of(&item["properties"], "protectionState"))));
-    }
-    let seq = choose_point(
-        engine,
-        &item,
-        body["properties"]["providerSpecificDetails"]["recoveryPointId"].as_str(),
-    )?;
-    let d = &item["properties"]["providerSpecificDetails"];
-    let target_loc = str_of(d, "recoveryFabricLocation").to_string();
-    let mut made: Vec<(String, String, Value)> = Vec::new();
-    for (i, disk) in d["protectedManagedDisks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let unique = uuid::Uuid::new_v4().to_string();
-        let dst = engine.blocks().image(&unique);
-        if let Err(e) = engine.materialize(&engine_id(&item), seq, i, &dst) {
-            for (_, u, _) in &made {
-                let _ = engine.blocks().delete(u);
-            }
-            let _ = std::fs::remove_file(&dst);
-            return Err(io(e));
-        }
-        let rid = format!(
-            "{}/providers/Microsoft.Compute/disks/{}-ASRReplica",
-            str_of(disk, "recoveryResourceGroupId"),
-            str_of(disk, "diskName")
-        );
-        made.push((rid, unique, disk.clone()));
-    }
-    let vault_id = req.path.prefix(8);
-    let done = ctx.store().write(|tx| {
-        let mut item = found(tx, &item_id, "replication protected item")?;
-        for (rid, unique, disk) in &made {
-            if resource::get(tx, rid)?.is_some() {
-                return Err(ArmError::conflict("RecoveryDiskExists", format!("Disk '{rid}' already exists in the recovery resource group; delete it before failing over again.")));
-            }
-            let source = resource::get(tx, str_of(disk, "diskId"))?.unwrap_or(json!({"id": disk["diskId"]}));
-            disks::register(tx, rid, &target_loc, str_of(disk, "recoveryTargetDiskAccountType"), disk["diskCapacityInBytes"].as_u64().unwrap_or(0), unique, &source)?;
-        }
-        let p = &mut item["properties"];
-        p["activeLocation"] = json!("Recovery");
-        p["protectionState"] = json!("UnplannedFailoverCommitPending");
-        p["protectionStateDescription"] = json!("Failover completed; commit pending");
-        p["allowedOperations"] = json!(["Commit", "DisableProtection"]);
-        p["lastSuccessfulFailoverTime"] = json!(time::now_string());
-        p["failoverRecoveryPointId"] = json!(format!("{item_id}/recoveryPoints/{seq}"));
-        p["providerSpecificDetails"]["recoveredDiskIds"] = json!(made.iter().map(|(r, _, _)| r.clone()).collect::<Vec<_>>());
-        resource::put(tx, &item_id, &item)?;
-        jobs::record(tx, &vault_id, "UnplannedFailover", "Failover", &item, &["Prerequisites check for failover", "Creating recovery disks", "Failing over"])?;
-        crate::finish(ctx, req, tx, Some(item.clone()))
-    });
-    match done {
-        Ok(op) => Ok(crate::accepted(ctx, req, &op)),
-        Err(e) => {
-            for (_, u, _) in &made {
-                let _ = engine.blocks().delete(u);
-            }
-            Err(e)
-        }
-    }
-}
-
-/// POST …/failoverCommit: the failover is final; recovery points are discarded.
-pub fn commit(ctx: &Ctx, req: &ArmRequest, engine: &Engine) -> Result<Reply, ArmError> {
-    let item_id = req.path.parent_id();
-    let vault_id = req.path.prefix(8);
-    let (op, eid) = ctx.store().write(|tx| {
-        let mut item = found(tx, &item_id, "replication protected item")?;
-        if item["properties"]["protectionState"] != "UnplannedFailoverCommitPending" {
-            return Err(ArmError::conflict(
-                "OperationNotAllowed",
-                "Commit follows a failover; this item has none pending.",
-            ));
-        }
-        item["properties"]["protectionState"] = json!("FailedOver");
-        item["properties"]["protectionStateDescription"] = json!("Failover committed");
-        item["properties"]["allowedOperations"] = json!(["DisableProtection"]);
-        resource::put(tx, &item_id, &item)?;
-        jobs::record(
-            tx,
-            &vault_id,
-            "CommitFailover",
-            "Commit",
-            &item,
-            &["Committing failover"],
-        )?;
-        let op = crate::finish(ctx, req, tx, Some(item.clone()))?;
-        Ok((op, engine_id(&item)))
-    })?;
-    // After commit no earlier point can be chosen; keep only the newest.
-    let _ = engine.prune(&eid, &time::now_string());
-    Ok(crate::accepted(ctx, req, &op))
 }
 
 /// DELETE or POST …/remove: stop replicating and drop the recovery points.
@@ -521,93 +387,91 @@ pub fn uses(r: &impl Reader, vault_id: &str, container_id: &str) -> Result<bool,
         .any(|i| parent_of(str_of(i, "id")).eq_ignore_ascii_case(container_id)))
 }
 
-/// One replication cycle for every replicating item: a crash-consistent point
-/// when `crash_every` has passed since the newest, app-consistent when the
-/// policy's frequency has, and pruning to the policy's retention.
-pub fn tick(
-    store: &recoverite_store::Store,
-    engine: &Engine,
-    crash_every: ::time::Duration,
-) -> Result<usize, ArmError> {
-    let items = store.view(|r| {
-        resource::list_of_type(r, "", ITEM_TYPE).map(|v| {
-            v.into_iter()
-                .filter(|i| i["properties"]["protectionState"] == "Protected")
-                .map(|i| {
-                    let pol = resource::get(r, str_of(&i["properties"], "policyId"))
-                        .ok()
-                        .flatten()
-                        .and_then(|p| policies::A2aSettings::from_doc(&p));
-                    (i, pol)
-                })
-                .collect::<Vec<_>>()
-        })
-    })?;
-    let now = time::now();
-    let mut taken = 0;
-    for (item, policy) in items {
-        let eid = engine_id(&item);
-        let Ok(m) = engine.manifest(&eid) else {
-            continue;
-        };
-        let age = |t: Option<&String>| t.and_then(|s| time::parse(s)).map(|t| now - t);
-        let newest = age(m.points.last().map(|p| &p.time).or(Some(&m.base_time)));
-        if newest.is_some_and(|a| a < crash_every) {
-            continue;
-        }
-        let app_every = policy
-            .as_ref()
-            .map(|p| p.app_consistent_frequency)
-            .unwrap_or(policies::DEFAULT_APP_CONSISTENT_MINUTES);
-        let last_app = age(m
-            .points
-            .iter()
-            .rev()
-            .find(|p| p.kind == PointKind::AppConsistent)
-            .map(|p| &p.time)
-            .or(Some(&m.base_time)));
-        let kind = if app_every > 0
-            && last_app.is_none_or(|a| a >= ::time::Duration::minutes(app_every))
-        {
-            PointKind::AppConsistent
-        } else {
-            PointKind::CrashConsistent
-        };
-        engine
-            .take_point(&eid, kind, &time::format(now))
-            .map_err(io)?;
-        taken += 1;
-        let keep = policy
-            .map(|p| p.recovery_point_history)
-            .unwrap_or(policies::DEFAULT_RETENTION_MINUTES);
-        engine
-            .prune(&eid, &time::format(now - ::time::Duration::minutes(keep)))
-            .map_err(io)?;
-    }
-    Ok(taken)
+/// What a replicating item allows.
+pub fn replicating_operations() -> Value {
+    json!(["UnplannedFailover", "TestFailover", "DisableProtection"])
 }
 
-/// Takes a point for one item now (the admin API's "sync now").
-pub fn take_point_now(
-    store: &recoverite_store::Store,
-    engine: &Engine,
-    item_id: &str,
-    app: bool,
-) -> Result<Value, ArmError> {
-    let item = store.view(|r| found(r, item_id, "replication protected item"))?;
-    if item["properties"]["protectionState"] != "Protected" {
-        return Err(ArmError::conflict(
-            "OperationNotAllowed",
-            "Only a replicating item takes recovery points.",
-        ));
+/// Where a protected item is active: the side it replicates from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Primary,
+    Recovery,
+}
+
+impl Side {
+    pub fn of(item: &Value) -> Side {
+        if item["properties"]["activeLocation"] == "Recovery" {
+            Side::Recovery
+        } else {
+            Side::Primary
+        }
     }
-    let kind = if app {
-        PointKind::AppConsistent
-    } else {
-        PointKind::CrashConsistent
-    };
-    let p = engine
-        .take_point(&engine_id(&item), kind, &time::now_string())
-        .map_err(io)?;
-    Ok(point_doc(&item, &p))
+
+    pub fn other(self) -> Side {
+        match self {
+            Side::Primary => Side::Recovery,
+            Side::Recovery => Side::Primary,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Primary => "Primary",
+            Side::Recovery => "Recovery",
+        }
+    }
+
+    pub fn failover_direction(self) -> &'static str {
+        match self {
+            Side::Primary => "PrimaryToRecovery",
+            Side::Recovery => "RecoveryToPrimary",
+        }
+    }
+
+    /// The region a failover from this side lands in.
+    pub fn target_location(self, item: &Value) -> String {
+        let d = &item["properties"]["providerSpecificDetails"];
+        match self {
+            Side::Primary => str_of(d, "recoveryFabricLocation"),
+            Side::Recovery => str_of(d, "primaryFabricLocation"),
+        }
+        .to_string()
+    }
+
+    /// The disk a failover from this side writes for a protected disk: the
+    /// recovery disk (`{disk}-ASRReplica` until one exists), or on failback
+    /// the original disk.
+    pub fn failover_disk_id(self, disk: &Value) -> String {
+        match self {
+            Side::Primary => disk["recoveryTargetDiskId"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| {
+                    format!(
+                        "{}/providers/Microsoft.Compute/disks/{}-ASRReplica",
+                        str_of(disk, "recoveryResourceGroupId"),
+                        str_of(disk, "diskName")
+                    )
+                }),
+            Side::Recovery => str_of(disk, "diskId").to_string(),
+        }
+    }
+
+    /// The disk replication reads from on this side.
+    pub fn source_disk_id(self, disk: &Value) -> String {
+        match self {
+            Side::Primary => str_of(disk, "diskId").to_string(),
+            Side::Recovery => str_of(disk, "recoveryTargetDiskId").to_string(),
+        }
+    }
+
+    /// What the user should do next, for error messages.
+    pub fn next_step(self, item: &Value) -> &'static str {
+        match item["properties"]["protectionState"].as_str() {
+            Some("UnplannedFailoverCommitPending") => "Commit the failover first.",
+            Some("FailedOver") => "Reprotect it to replicate in the other direction first.",
+            _ => "",
+        }
+    }
 }

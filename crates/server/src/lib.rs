@@ -187,7 +187,7 @@ fn spawn_replication(
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             let (s, e) = (store.clone(), engine.clone());
             match tokio::task::spawn_blocking(move || {
-                recoverite_rp_siterecovery::protected_items::tick(&s, &e, every)
+                recoverite_rp_siterecovery::replication_loop::tick(&s, &e, every)
             })
             .await
             {

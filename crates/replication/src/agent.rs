@@ -1,0 +1,148 @@
+//! The agent's half: turn a disk's change journal into batches.
+//!
+//! A batch: `RCB1`, header length (u32 LE), a JSON header
+//! `{"seq", "disks":[{"cursor","len"}]}`, then each disk's change records.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::{self, AgentState};
+use crate::{delta, Engine, BLOCK};
+
+const MAGIC: &[u8; 4] = b"RCB1";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Header {
+    pub seq: u64,
+    pub disks: Vec<DiskPart>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct DiskPart {
+    /// Journal position this batch ships up to.
+    pub cursor: u64,
+    pub len: u64,
+}
+
+/// A batch of changes on its way from the agent to the replication service.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    pub seq: u64,
+    pub bytes: Vec<u8>,
+    pub(crate) cursors: Vec<u64>,
+}
+
+impl Batch {
+    /// Bytes of changed data carried (headers excluded).
+    pub fn payload(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+}
+
+pub(crate) fn parse(bytes: &[u8]) -> std::io::Result<(Header, &[u8])> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("batch: {m}"));
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err(bad("not a recoverite change batch"));
+    }
+    let n = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")) as usize;
+    let h: Header = serde_json::from_slice(bytes.get(8..8 + n).ok_or_else(|| bad("short header"))?)
+        .map_err(|e| bad(&e.to_string()))?;
+    let body = &bytes[8 + n..];
+    if h.disks.iter().map(|d| d.len).sum::<u64>() != body.len() as u64 {
+        return Err(bad("length does not match its header"));
+    }
+    Ok((h, body))
+}
+
+impl Engine {
+    fn agent_state(&self, item: &str) -> std::io::Result<AgentState> {
+        manifest::load(&self.item_dir(item).join("agent.json"))
+    }
+
+    /// Collects every change since the agent's cursors into a batch; `None`
+    /// when nothing was written.
+    pub fn ship(&self, item: &str) -> std::io::Result<Option<Batch>> {
+        let _g = self.guard();
+        let m = self.manifest_locked(item)?;
+        let st = self.agent_state(item)?;
+        let mut parts = Vec::new();
+        let mut body = Vec::new();
+        let mut any = false;
+        for (i, d) in m.disks.iter().enumerate() {
+            let from = st.cursors.get(i).copied().unwrap_or(0);
+            let (blocks, end) = changed_since(&self.blocks.journal(&d.source), from)?;
+            any |= end != from;
+            let len = delta::collect(&self.blocks.image(&d.source), d.size, &blocks, &mut body)?;
+            parts.push(DiskPart { cursor: end, len });
+        }
+        if !any {
+            return Ok(None);
+        }
+        let seq = st.next_batch.max(m.applied_batch) + 1;
+        let cursors = parts.iter().map(|p| p.cursor).collect();
+        let header =
+            serde_json::to_vec(&Header { seq, disks: parts }).map_err(std::io::Error::other)?;
+        let mut bytes = Vec::with_capacity(8 + header.len() + body.len());
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&header);
+        bytes.extend_from_slice(&body);
+        Ok(Some(Batch {
+            seq,
+            bytes,
+            cursors,
+        }))
+    }
+
+    /// The batch is safely in the cache: move the cursors past it.
+    pub fn shipped(&self, item: &str, b: &Batch) -> std::io::Result<()> {
+        let _g = self.guard();
+        let st = AgentState {
+            cursors: b.cursors.clone(),
+            next_batch: b.seq,
+        };
+        manifest::save(&self.item_dir(item).join("agent.json"), &st)
+    }
+
+    /// Bytes written at the source and not yet shipped (whole blocks).
+    pub fn pending_at_source(&self, item: &str) -> std::io::Result<u64> {
+        let _g = self.guard();
+        let m = self.manifest_locked(item)?;
+        let st = self.agent_state(item)?;
+        let mut total = 0;
+        for (i, d) in m.disks.iter().enumerate() {
+            let (blocks, _) = changed_since(
+                &self.blocks.journal(&d.source),
+                st.cursors.get(i).copied().unwrap_or(0),
+            )?;
+            total += blocks.len() as u64 * BLOCK;
+        }
+        Ok(total)
+    }
+}
+
+/// The blocks named by journal records from byte `from` on, and where the
+/// whole records end (a torn last record is left for the next batch).
+fn changed_since(journal: &Path, from: u64) -> std::io::Result<(Vec<u64>, u64)> {
+    let mut f = match File::open(journal) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), from)),
+        Err(e) => return Err(e),
+    };
+    f.seek(SeekFrom::Start(from))?;
+    let mut data = Vec::new();
+    f.read_to_end(&mut data)?;
+    let whole = data.len() / 16 * 16;
+    let mut set = std::collections::BTreeSet::new();
+    for rec in data[..whole].chunks_exact(16) {
+        let off = u64::from_le_bytes(rec[..8].try_into().expect("8 bytes"));
+        let len = u64::from_le_bytes(rec[8..].try_into().expect("8 bytes"));
+        if len > 0 {
+            set.extend(off / BLOCK..=(off + len - 1) / BLOCK);
+        }
+    }
+    Ok((set.into_iter().collect(), from + whole as u64))
+}

@@ -1,0 +1,170 @@
+//! The replication service's half: apply batches to the open point, seal
+//! points, materialize a point as a disk, prune old points into the base.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+
+use crate::manifest::{Manifest, PointKind, RecoveryPoint};
+use crate::{agent, base_path, delta, delta_path, not_found, open_path, remove_if_there, Engine};
+use recoverite_blockstore::copy_sparse;
+
+impl Engine {
+    pub(crate) fn manifest_locked(&self, item: &str) -> std::io::Result<Manifest> {
+        let dir = self.item_dir(item);
+        let m = Manifest::load(&dir)?;
+        // Cut torn appends back to what the manifest vouches for.
+        for i in 0..m.disks.len() {
+            let p = open_path(&dir, i);
+            let valid = m.open.get(i).copied().unwrap_or(0);
+            if std::fs::metadata(&p)
+                .map(|md| md.len() > valid)
+                .unwrap_or(false)
+            {
+                OpenOptions::new().write(true).open(&p)?.set_len(valid)?;
+            }
+        }
+        self.finish_merge(&dir, m)
+    }
+
+    /// Appends a batch to the open point. A batch already applied is skipped,
+    /// so a batch delivered twice (agent crash, retry) changes nothing.
+    /// Returns the change bytes applied.
+    pub fn apply(&self, item: &str, batch: &[u8], time: &str) -> std::io::Result<u64> {
+        let _g = self.guard();
+        let dir = self.item_dir(item);
+        let mut m = self.manifest_locked(item)?;
+        let (h, mut body) = agent::parse(batch)?;
+        if h.seq <= m.applied_batch {
+            return Ok(0);
+        }
+        if h.disks.len() != m.disks.len() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "batch is for another set of disks",
+            ));
+        }
+        let mut total = 0;
+        for (i, part) in h.disks.iter().enumerate() {
+            let (mine, rest) = body.split_at(part.len as usize);
+            body = rest;
+            if mine.is_empty() {
+                continue;
+            }
+            let mut f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(open_path(&dir, i))?;
+            f.write_all(mine)?;
+            f.sync_data()?;
+            m.open[i] += part.len;
+            total += part.len;
+        }
+        m.applied_batch = h.seq;
+        m.last_batch_time = Some(time.to_string());
+        m.save(&dir)?;
+        Ok(total)
+    }
+
+    /// Seals the open point into a recovery point: one compacted delta per disk.
+    pub fn seal(&self, item: &str, kind: PointKind, time: &str) -> std::io::Result<RecoveryPoint> {
+        let _g = self.guard();
+        let dir = self.item_dir(item);
+        let mut m = self.manifest_locked(item)?;
+        let seq = m.next_seq;
+        let mut stored = 0;
+        for i in 0..m.disks.len() {
+            let open = open_path(&dir, i);
+            if m.open[i] == 0 {
+                std::fs::File::create(delta_path(&dir, seq, i))?.sync_all()?;
+                continue;
+            }
+            stored += delta::compact(&open, &delta_path(&dir, seq, i))?;
+        }
+        let point = RecoveryPoint {
+            seq,
+            time: time.to_string(),
+            kind,
+            changed_bytes: stored,
+        };
+        m.points.push(point.clone());
+        m.next_seq += 1;
+        m.open.iter_mut().for_each(|o| *o = 0);
+        m.save(&dir)?;
+        for i in 0..m.disks.len() {
+            remove_if_there(&open_path(&dir, i))?;
+        }
+        Ok(point)
+    }
+
+    /// Writes disk `disk` as it was at point `seq` into `dst` (a new image).
+    pub fn materialize(
+        &self,
+        item: &str,
+        seq: u64,
+        disk: usize,
+        dst: &Path,
+    ) -> std::io::Result<()> {
+        let _g = self.guard();
+        let dir = self.item_dir(item);
+        let m = self.manifest_locked(item)?;
+        let d = m
+            .disks
+            .get(disk)
+            .ok_or_else(|| not_found("no such disk in the protected item"))?;
+        if !m.points.iter().any(|p| p.seq == seq) {
+            return Err(not_found("no such recovery point"));
+        }
+        copy_sparse(&base_path(&dir, disk), dst, d.size)?;
+        let mut out = OpenOptions::new().write(true).open(dst)?;
+        for p in m.points.iter().filter(|p| p.seq <= seq) {
+            delta::apply(&delta_path(&dir, p.seq, disk), &mut out)?;
+        }
+        out.sync_all()
+    }
+
+    /// Drops the points older than `keep_from` (an RFC 3339 time), folding
+    /// their deltas into the base so the oldest kept point stays exact.
+    pub fn prune(&self, item: &str, keep_from: &str) -> std::io::Result<usize> {
+        let _g = self.guard();
+        let dir = self.item_dir(item);
+        let mut m = self.manifest_locked(item)?;
+        let drop: Vec<u64> = m
+            .points
+            .iter()
+            .filter(|p| p.time.as_str() < keep_from)
+            .map(|p| p.seq)
+            .collect();
+        if drop.is_empty() {
+            return Ok(0);
+        }
+        m.points.retain(|p| !drop.contains(&p.seq));
+        m.merging = drop.clone();
+        if let Some(last) = drop.last() {
+            m.base_time = format!("point {last}");
+        }
+        m.save(&dir)?;
+        self.finish_merge(&dir, m)?;
+        Ok(drop.len())
+    }
+
+    pub(crate) fn finish_merge(&self, dir: &Path, mut m: Manifest) -> std::io::Result<Manifest> {
+        if m.merging.is_empty() {
+            return Ok(m);
+        }
+        for i in 0..m.disks.len() {
+            let mut base = OpenOptions::new().write(true).open(base_path(dir, i))?;
+            for seq in &m.merging {
+                delta::apply(&delta_path(dir, *seq, i), &mut base)?;
+            }
+            base.sync_all()?;
+        }
+        for seq in std::mem::take(&mut m.merging) {
+            for i in 0..m.disks.len() {
+                remove_if_there(&delta_path(dir, seq, i))?;
+            }
+        }
+        m.save(dir)?;
+        Ok(m)
+    }
+}
