@@ -43,6 +43,10 @@ enum Command {
         /// Seconds between crash-consistent recovery points of each replicating VM (Azure: 300).
         #[arg(long, default_value_t = 300)]
         recovery_point_interval: u64,
+        /// Emulated seconds per wall-clock second: `--time-scale 3600` runs an
+        /// hour of recovery points, retention and app-consistency cycles per second.
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
     },
     /// Manage service principals.
     Principal {
@@ -85,7 +89,9 @@ fn main() -> Result<()> {
             nbd_port,
             poll_interval,
             recovery_point_interval,
+            time_scale,
         } => serve(ServeConfig {
+            time_scale,
             data_dir,
             port,
             dns_port,

@@ -17,7 +17,7 @@ use recoverite_identity::principals;
 
 use crate::AppState;
 
-fn err(e: ArmError) -> Response {
+pub(crate) fn err(e: ArmError) -> Response {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = (status, Json(e.to_json())).into_response();
     for (k, v) in &e.headers {
@@ -247,7 +247,7 @@ pub async fn take_recovery_point(State(s): State<Arc<AppState>>, req: Request) -
 
 /// An admin request's bearer token and JSON body (at most 64 KiB), or the
 /// error reply to send.
-async fn authed_json<T: serde::de::DeserializeOwned>(
+pub(crate) async fn authed_json<T: serde::de::DeserializeOwned>(
     req: Request,
 ) -> Result<(Option<String>, T), Response> {
     let auth = req

@@ -4,6 +4,7 @@
 mod admin;
 mod arm_http;
 pub mod bootstrap;
+mod clock;
 mod entra;
 mod netadmin;
 pub mod tls;
@@ -38,6 +39,8 @@ pub struct ServeConfig {
     pub poll_after_secs: u64,
     /// Seconds between crash-consistent recovery points of a replicating VM.
     pub recovery_point_secs: u64,
+    /// Emulated seconds per wall-clock second (see `recoverite_arm::time`).
+    pub time_scale: f64,
 }
 
 impl Default for ServeConfig {
@@ -49,6 +52,7 @@ impl Default for ServeConfig {
             nbd_port: 10809,
             poll_after_secs: 1,
             recovery_point_secs: 300,
+            time_scale: 1.0,
         }
     }
 }
@@ -177,6 +181,7 @@ fn platform_store(s: &AppState) -> Store {
 /// The replication loop: every second, each replicating VM whose newest
 /// recovery point is `every_secs` old gets a new one (see `tick`).
 fn spawn_replication(
+    data_dir: PathBuf,
     store: Store,
     engine: recoverite_replication::Engine,
     every_secs: u64,
@@ -185,6 +190,7 @@ fn spawn_replication(
         let every = time::Duration::seconds(every_secs.max(1) as i64);
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            clock::save(&data_dir);
             let (s, e) = (store.clone(), engine.clone());
             match tokio::task::spawn_blocking(move || {
                 recoverite_rp_siterecovery::replication_loop::tick(&s, &e, every)
@@ -215,6 +221,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
     let data_dir = std::fs::canonicalize(&cfg.data_dir)
         .map_err(|e| ServeError::DataDir(cfg.data_dir.clone(), e.to_string()))?;
     let conn_path = data_dir.join("connection.json");
+    clock::start(&data_dir, cfg.time_scale);
     let _ = std::fs::remove_file(&conn_path);
 
     let store = Store::open(&data_dir.join("state.redb")).map_err(|e| {
@@ -293,6 +300,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         engine: engine.clone(),
     });
     let replication = spawn_replication(
+        data_dir.clone(),
         platform_store(&state),
         engine.clone(),
         cfg.recovery_point_secs,
@@ -323,6 +331,8 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
             post(admin::replication_pair),
         )
         .route("/recoverite/nbd", get(admin::nbd_info))
+        .route("/recoverite/clock", get(clock::get_clock))
+        .route("/recoverite/clock/advance", post(clock::advance))
         .route(
             "/recoverite/replication/points",
             post(admin::take_recovery_point),

@@ -89,6 +89,7 @@ async fn boot(dir: &Path) -> Running {
             nbd_port: 0,
             poll_after_secs: 1,
             recovery_point_secs: 300,
+            time_scale: 1.0,
         };
         match start(cfg).await {
             Ok(r) => return r,
