@@ -16,6 +16,7 @@ from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.recoveryservices import RecoveryServicesClient
 from azure.mgmt.recoveryservicessiterecovery import SiteRecoveryManagementClient
 from azure.mgmt.resource.resources import ResourceManagementClient
+from azure.mgmt.storage import StorageManagementClient
 
 RG, TARGET_RG, VAULT = "cycle-rg", "cycle-rg-asr", "cycle-vault"
 SRC, DST = ("cyc-src", "cyc-src-c"), ("cyc-dst", "cyc-dst-c")
@@ -48,6 +49,8 @@ def env(server):
         "networkProfile": {"networkInterfaces": [{"id": nic.id}]}}}).result()
     server.client(RecoveryServicesClient).vaults.begin_create_or_update(RG, VAULT, {
         "location": "centralus", "sku": {"name": "Standard"}, "properties": {"publicNetworkAccess": "Enabled"}}).result()
+    server.client(StorageManagementClient).storage_accounts.begin_create(RG, "cyccache", {
+        "location": "eastus", "kind": "StorageV2", "sku": {"name": "Standard_LRS"}}).result()
     sr = server.client(SiteRecoveryManagementClient)
     for (fabric, container), loc in ((SRC, "eastus"), (DST, "centralus")):
         sr.replication_fabrics.begin_create(RG, VAULT, fabric, {"properties": {"customDetails": {"instanceType": "Azure", "location": loc}}}).result()
@@ -78,6 +81,18 @@ def point(server, item_id, kind="CrashConsistent"):
     r = server.http("POST", "/recoverite/replication/points", json={"protectedItemId": item_id, "kind": kind})
     assert r.status_code == 200, r.text
     return r.json()
+
+
+def wait_shipped(sr, timeout=20):
+    """Until the agent has shipped everything written (nothing pending at the source)."""
+    import time
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        item = sr.replication_protected_items.get(RG, VAULT, *SRC, "web")
+        if all((d.data_pending_at_source_agent_in_mb or 0) == 0 for d in item.properties.provider_specific_details.protected_managed_disks):
+            return item
+        time.sleep(0.2)
+    raise AssertionError(f"the agent did not ship: {item.properties.health_errors}")
 
 
 def enable_body(env):
@@ -158,6 +173,7 @@ def test_protect_drill_failover_reprotect_failback(server, env):
     # Only the difference crossed: 0x50's 128 KiB and the 1 MiB 0x40 that never replicated.
     assert details["resyncBytes"] == (128 << 10) + (1 << 20), details["resyncBytes"]
     io(env, TARGET_RG, f"{data}-ASRReplica", "write -P 0x60 20M 64k")
+    wait_shipped(sr)  # the agent in Central US ships it to the cache there
 
     # Failback: the original disks receive what was written in Central US.
     fb = ops.replication_protected_items.begin_unplanned_failover(RG, VAULT, *SRC, "web", {"properties": {

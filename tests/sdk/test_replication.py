@@ -13,6 +13,7 @@ from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.recoveryservices import RecoveryServicesClient
 from azure.mgmt.recoveryservicessiterecovery import SiteRecoveryManagementClient
 from azure.mgmt.resource.resources import ResourceManagementClient
+from azure.mgmt.storage import StorageManagementClient
 
 RG, TARGET_RG, VAULT = "repl-rg", "repl-rg-asr", "repl-vault"
 QEMU_IO = shutil.which("qemu-io")
@@ -42,6 +43,8 @@ def env(server):
             "networkProfile": {"networkInterfaces": [{"id": nic.id}]}}}).result()
     server.client(RecoveryServicesClient).vaults.begin_create_or_update(RG, VAULT, {
         "location": "westus", "sku": {"name": "Standard"}, "properties": {"publicNetworkAccess": "Enabled"}}).result()
+    server.client(StorageManagementClient).storage_accounts.begin_create(RG, "cachesa", {
+        "location": "eastus", "kind": "StorageV2", "sku": {"name": "Standard_LRS"}}).result()
     sr = server.client(SiteRecoveryManagementClient)
     for fabric, loc in (("src-fabric", "eastus"), ("dst-fabric", "westus")):
         sr.replication_fabrics.begin_create(RG, VAULT, fabric, {"properties": {"customDetails": {"instanceType": "Azure", "location": loc}}}).result()
@@ -87,6 +90,19 @@ def point(server, item_id, kind="CrashConsistent"):
     r = server.http("POST", "/recoverite/replication/points", json={"protectedItemId": item_id, "kind": kind})
     assert r.status_code == 200, r.text
     return r.json()
+
+
+def wait_shipped(sr, name, timeout=20):
+    """Waits until the agent has shipped everything written (nothing pending at the source)."""
+    import time
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        item = sr.replication_protected_items.get(RG, VAULT, "src-fabric", "src-fabric-c", name)
+        disks = item.properties.provider_specific_details.protected_managed_disks
+        if all((d.data_pending_at_source_agent_in_mb or 0) == 0 for d in disks):
+            return item
+        time.sleep(0.2)
+    raise AssertionError(f"the agent did not ship {name}'s changes: {item.properties.health_errors}")
 
 
 def test_enable_replication_rules(env):
@@ -165,7 +181,8 @@ def test_latest_failover_ships_everything_written(server, env):
     sr = env["sr"]
     item = enable(env, "app2")
     qemu_io(env, RG, "app2_DataDisk_0", "write -P 0x77 5M 3M")
-    # No point is taken by hand: "Latest" processes everything written first.
+    wait_shipped(sr, "app2")
+    # No point is taken by hand: "Latest" processes everything in the cache first.
     done = sr.replication_protected_items.begin_unplanned_failover(RG, VAULT, "src-fabric", "src-fabric-c", "app2", {
         "properties": {"failoverDirection": "PrimaryToRecovery", "providerSpecificDetails": {"instanceType": "A2A"}}}).result()
     assert done.properties.failover_recovery_point_id.startswith(item.id + "/recoveryPoints/")

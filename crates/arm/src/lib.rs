@@ -2,6 +2,7 @@
 
 pub mod api_version;
 pub mod error;
+pub mod first_party;
 pub mod id;
 pub mod lro;
 pub mod names;

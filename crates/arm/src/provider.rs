@@ -28,6 +28,13 @@ pub trait Authorizer: Send + Sync {
     fn is_allowed(&self, caller: &Caller, action: &str, scope: &str) -> Result<bool, ArmError>;
     /// Whether `caller` holds any role assignment at, above or below `scope`.
     fn has_any_access(&self, caller: &Caller, scope: &str) -> Result<bool, ArmError>;
+    /// Whether principal `object_id` may perform data action `data_action` at `scope`.
+    fn is_allowed_data(
+        &self,
+        object_id: &str,
+        data_action: &str,
+        scope: &str,
+    ) -> Result<bool, ArmError>;
 }
 
 /// Something that keeps state about scopes: when a scope is deleted (a resource
@@ -276,6 +283,12 @@ impl Ctx {
 
     pub fn is_allowed(&self, action: &str, scope: &str) -> Result<bool, ArmError> {
         self.platform.authz.is_allowed(&self.caller, action, scope)
+    }
+
+    /// The authorizer, to ask about principals other than the caller (a
+    /// vault's managed identity, say).
+    pub fn authorizer(&self) -> &dyn Authorizer {
+        self.platform.authz.as_ref()
     }
 }
 

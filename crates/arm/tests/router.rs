@@ -35,6 +35,9 @@ impl Authorizer for FakeAuth {
     fn has_any_access(&self, _: &Caller, _: &str) -> Result<bool, ArmError> {
         Ok(true)
     }
+    fn is_allowed_data(&self, object_id: &str, _: &str, _: &str) -> Result<bool, ArmError> {
+        Ok(object_id == "owner")
+    }
 }
 
 struct Things;

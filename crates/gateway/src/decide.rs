@@ -162,18 +162,21 @@ fn source_position(
     Ok(Some((a.owner, pos)))
 }
 
-/// Whether a target admits connections that do not come through its approved endpoints.
-fn target_public_access(
+/// Whether a target admits a connection from `source_subnet` that does not
+/// come through its approved endpoints (Err: why not).
+fn target_admits(
     r: &impl Reader,
     registry: &pl::Registry,
     target_id: &str,
-) -> Result<Option<bool>, ArmError> {
+    source_subnet: Option<&str>,
+) -> Result<Result<(), String>, ArmError> {
     let Some(doc) = resource::get(r, target_id)? else {
-        return Ok(None);
+        return Ok(Ok(()));
     };
     Ok(registry
         .target_for(doc["type"].as_str().unwrap_or_default())
-        .map(|t| t.public_network_access(&doc)))
+        .map(|t| t.admits(&doc, source_subnet))
+        .unwrap_or(Ok(())))
 }
 
 /// Decides a TCP connection from `src` alias to `dst` alias on model `port`.
@@ -307,12 +310,11 @@ pub fn decide(
         }
         Destination::Public {
             target_id: Some(t), ..
-        } if target_public_access(r, registry, t)? == Some(false) => {
-            return Ok(refuse(
-                format!("{t} has public network access disabled: it accepts connections only through its approved private endpoints"),
-                source_name,
-                destination,
-            ));
+        } => {
+            let subnet = source.as_ref().map(|(_, p)| p.subnet_id.clone());
+            if let Err(why) = target_admits(r, registry, t, subnet.as_deref())? {
+                return Ok(refuse(why, source_name, destination));
+            }
         }
         _ => {}
     }

@@ -83,6 +83,9 @@ pub struct Gateway {
     listeners: Mutex<HashMap<(Ipv4Addr, u16), JoinHandle<()>>>,
     /// Emulated services by target id (case-folded): where allowed traffic goes.
     backends: Mutex<HashMap<String, SocketAddr>>,
+    /// Emulated services for every target of a type (case-folded), e.g. the
+    /// Blob service behind every storage account.
+    type_backends: Mutex<HashMap<String, SocketAddr>>,
     echo: Mutex<Option<SocketAddr>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Public (model) address of a private link target's name → the target.
@@ -99,6 +102,7 @@ impl Gateway {
             log: Mutex::new(VecDeque::new()),
             listeners: Mutex::new(HashMap::new()),
             backends: Mutex::new(HashMap::new()),
+            type_backends: Mutex::new(HashMap::new()),
             echo: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
             public_targets: Mutex::new(HashMap::new()),
@@ -112,6 +116,15 @@ impl Gateway {
             .lock()
             .expect("backends")
             .insert(id::key(target_id), addr);
+    }
+
+    /// Routes allowed connections for every target of `resource_type` to a
+    /// service listening at `addr` (it tells instances apart itself).
+    pub fn register_type_backend(&self, resource_type: &str, addr: SocketAddr) {
+        self.type_backends
+            .lock()
+            .expect("type backends")
+            .insert(resource_type.to_ascii_lowercase(), addr);
     }
 
     pub fn flow_log(&self) -> Vec<FlowRecord> {
@@ -221,8 +234,9 @@ impl Gateway {
                 };
                 let tid = doc["id"].as_str().unwrap_or_default().to_string();
                 // Services with shared public addresses learn the instance from the client.
-                let shared_service = !target.shared_public_names(&doc).is_empty();
-                for name in target.shared_public_names(&doc) {
+                let shared_names = target.shared_public_names(r, &doc);
+                let shared_service = !shared_names.is_empty();
+                for name in shared_names {
                     let res = recoverite_dns::resolve(&snap, None, &name, recoverite_dns::RType::A);
                     if let Some(recoverite_dns::resolve::Value::A(ip)) =
                         res.answers.last().map(|a| a.value.clone())
@@ -523,6 +537,13 @@ impl Gateway {
             .view(|r| resource::get(r, &target))
             .ok()
             .flatten()?;
+        let ty = doc["type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if let Some(addr) = self.type_backends.lock().expect("type backends").get(&ty) {
+            return Some((*addr, None));
+        }
 
         let via = match &d.destination {
             Some(Destination::PrivateEndpoint {

@@ -146,6 +146,16 @@ impl Authorizer for Directory {
             .read(|r| Ok(rbac::is_allowed(r, &caller.object_id, action, scope)))?
     }
 
+    fn is_allowed_data(
+        &self,
+        object_id: &str,
+        data_action: &str,
+        scope: &str,
+    ) -> Result<bool, ArmError> {
+        self.store
+            .read(|r| Ok(rbac::is_allowed_data(r, object_id, data_action, scope)))?
+    }
+
     fn has_any_access(&self, caller: &Caller, scope: &str) -> Result<bool, ArmError> {
         let assignments = self
             .store

@@ -207,6 +207,18 @@ impl TokenService {
 
     /// Validates a bearer token for ARM; errors are ARM's 401s.
     pub fn verify_for_arm(&self, token: &str) -> Result<Claims, ArmError> {
+        self.verify_for(token, ARM_AUDIENCES)
+    }
+
+    /// Validates a bearer token for Azure Storage's data plane.
+    pub fn verify_for_storage(&self, token: &str) -> Result<Claims, ArmError> {
+        self.verify_for(
+            token,
+            &["https://storage.azure.com", "https://storage.azure.com/"],
+        )
+    }
+
+    fn verify_for(&self, token: &str, audiences: &[&str]) -> Result<Claims, ArmError> {
         let keys = self.keys().map_err(ArmError::internal)?;
         let mut v = Validation::new(Algorithm::RS256);
         v.leeway = 0;
@@ -225,7 +237,7 @@ impl TokenService {
             }
         })?;
         let c = data.claims;
-        let arm_ok = ARM_AUDIENCES.iter().any(|a| *a == c.aud)
+        let arm_ok = audiences.iter().any(|a| *a == c.aud)
             || c.aud
                 .trim_end_matches('/')
                 .eq_ignore_ascii_case(&self.authority);
@@ -235,7 +247,7 @@ impl TokenService {
                 format!(
                     "The access token has been obtained for wrong audience or resource '{}'. It should exactly match with one of the allowed audiences '{}'.",
                     c.aud,
-                    ARM_AUDIENCES.join("','")
+                    audiences.join("','")
                 ),
             ));
         }

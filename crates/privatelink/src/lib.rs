@@ -211,6 +211,21 @@ pub trait PrivateLinkTarget: Send + Sync {
     /// Whether the target accepts connections that do not come through an approved endpoint.
     fn public_network_access(&self, target: &Value) -> bool;
 
+    /// Whether a connection that does not come through an approved endpoint
+    /// is admitted from `source_subnet` (None: outside any network); the
+    /// error says why not. Targets with a firewall refine this.
+    fn admits(&self, target: &Value, source_subnet: Option<&str>) -> Result<(), String> {
+        let _ = source_subnet;
+        if self.public_network_access(target) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} has public network access disabled: it accepts connections only through its approved private endpoints",
+                target["id"].as_str().unwrap_or_default()
+            ))
+        }
+    }
+
     /// Called in the endpoint's transaction once a connection is made or removed.
     fn connections_changed(&self, tx: &mut WriteTx, target_id: &str) -> Result<(), ArmError> {
         let _ = (tx, target_id);
@@ -221,8 +236,8 @@ pub trait PrivateLinkTarget: Send + Sync {
     /// (Backup's `{svc}.{geo}.backup.windowsazure.com`): a client names the
     /// instance in its first line (`vault <id>`), and the instance's public
     /// network access decides.
-    fn shared_public_names(&self, target: &Value) -> Vec<String> {
-        let _ = target;
+    fn shared_public_names(&self, r: &dyn ReaderDyn, target: &Value) -> Vec<String> {
+        let _ = (r, target);
         Vec::new()
     }
 

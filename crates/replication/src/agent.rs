@@ -107,20 +107,20 @@ impl Engine {
         manifest::save(&self.item_dir(item).join("agent.json"), &st)
     }
 
-    /// Bytes written at the source and not yet shipped (whole blocks).
-    pub fn pending_at_source(&self, item: &str) -> std::io::Result<u64> {
+    /// Bytes written at the source and not yet shipped (whole blocks), per disk.
+    pub fn pending_at_source(&self, item: &str) -> std::io::Result<Vec<u64>> {
         let _g = self.guard();
         let m = self.manifest_locked(item)?;
         let st = self.agent_state(item)?;
-        let mut total = 0;
+        let mut out = Vec::new();
         for (i, d) in m.disks.iter().enumerate() {
             let (blocks, _) = changed_since(
                 &self.blocks.journal(&d.source),
                 st.cursors.get(i).copied().unwrap_or(0),
             )?;
-            total += blocks.len() as u64 * BLOCK;
+            out.push(blocks.len() as u64 * BLOCK);
         }
-        Ok(total)
+        Ok(out)
     }
 }
 

@@ -168,3 +168,22 @@ impl Engine {
         Ok(m)
     }
 }
+
+impl Engine {
+    /// Marks a point app-consistent (the agent quiesced the application
+    /// before the point was sealed).
+    pub fn mark_app_consistent(&self, item: &str, seq: u64) -> std::io::Result<RecoveryPoint> {
+        let _g = self.guard();
+        let dir = self.item_dir(item);
+        let mut m = self.manifest_locked(item)?;
+        let p = m
+            .points
+            .iter_mut()
+            .find(|p| p.seq == seq)
+            .ok_or_else(|| not_found("no such recovery point"))?;
+        p.kind = PointKind::AppConsistent;
+        let out = p.clone();
+        m.save(&dir)?;
+        Ok(out)
+    }
+}

@@ -154,7 +154,7 @@ fn batches_are_applied_once_and_torn_appends_are_cut() {
     e.enable("i", &one("src", 1 << 24, None), "t0").unwrap();
     write(&s, "src", 0, 1, 1 << 20);
     let b = e.ship("i").unwrap().expect("changes to ship");
-    assert_eq!(e.pending_at_source("i").unwrap(), 1 << 20);
+    assert_eq!(e.pending_at_source("i").unwrap(), vec![1 << 20]);
     assert_eq!(e.apply("i", &b.bytes, "t1").unwrap(), (1 << 20) + 16 * 16);
     assert_eq!(
         e.apply("i", &b.bytes, "t1").unwrap(),
@@ -162,7 +162,7 @@ fn batches_are_applied_once_and_torn_appends_are_cut() {
         "a batch seen again is skipped"
     );
     e.shipped("i", &b).unwrap();
-    assert_eq!(e.pending_at_source("i").unwrap(), 0);
+    assert_eq!(e.pending_at_source("i").unwrap(), vec![0]);
     assert!(e.ship("i").unwrap().is_none(), "nothing new to ship");
     // A crash mid-append leaves garbage past the recorded length.
     let open = d.path().join("replication/i/open-0.changes");

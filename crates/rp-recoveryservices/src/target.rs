@@ -216,12 +216,32 @@ impl PrivateLinkTarget for VaultTarget {
     }
 
     /// Backup's public URLs, `{svc}.{geo}.backup.windowsazure.com` (document 001).
-    fn shared_public_names(&self, vault: &Value) -> Vec<String> {
-        let g = geo(vault["location"].as_str().unwrap_or_default());
-        BACKUP_SERVICES
+    /// Backup's shared URLs in the vault's region, and Site Recovery's
+    /// public service names in the vault's region and in every region
+    /// replication was enabled for (agents reach the vault there when no
+    /// private endpoint answers for them).
+    fn shared_public_names(&self, r: &dyn ReaderDyn, vault: &Value) -> Vec<String> {
+        let loc = vault["location"].as_str().unwrap_or_default();
+        let g = geo(loc);
+        let mut out: Vec<String> = BACKUP_SERVICES
             .iter()
             .map(|s| format!("{s}.{g}.backup.windowsazure.com"))
-            .collect()
+            .collect();
+        let Ok(m) = meta_of(r, vault["id"].as_str().unwrap_or_default()) else {
+            return out;
+        };
+        let mut regions = vec![loc.to_string()];
+        for (a, b) in &m.replication_pairs {
+            regions.extend([a.clone(), b.clone()]);
+        }
+        for region in regions {
+            let name =
+                asr_fqdn(m.numeric_id, ASR_PAIR_TYPE, &geo(&region)).replace(".privatelink.", ".");
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        out
     }
 }
 

@@ -8,11 +8,12 @@ use serde_json::{json, Value};
 use recoverite_arm::{resource, time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_replication::{Engine, PointKind, RecoveryPoint};
 use recoverite_rp_compute::disks;
-use recoverite_store::WriteTx;
 
 use crate::fabrics::found;
 use crate::jobs;
 use crate::protected_items::{engine_id, io, item_of, str_of, Side};
+use crate::runtime::Runtime;
+use crate::targets;
 
 /// The point a failover uses. `recoveryPointId` names one; without it the
 /// A2A default is `Latest`. `recoveryPointType` (the recovery-plan enum,
@@ -21,6 +22,7 @@ use crate::protected_items::{engine_id, io, item_of, str_of, Side};
 /// made: lowest RTO), `LatestApplicationConsistent` or `LatestCrashConsistent`.
 pub fn choose_point(
     engine: &Engine,
+    rt: &Runtime,
     item: &Value,
     input: &Value,
 ) -> Result<RecoveryPoint, ArmError> {
@@ -40,7 +42,7 @@ pub fn choose_point(
         })
     };
     match kind.to_ascii_lowercase().as_str() {
-        "latest" => crate::replication_loop::latest_point(engine, &eid),
+        "latest" => crate::replication_loop::latest_point(engine, rt, item),
         "latestprocessed" => newest(None),
         "latestapplicationconsistent" => newest(Some(PointKind::AppConsistent)),
         "latestcrashconsistent" => newest(Some(PointKind::CrashConsistent)),
@@ -95,32 +97,156 @@ fn discard(engine: &Engine, made: &[Made]) {
     }
 }
 
-/// Records a materialized disk: a new managed disk, or the existing disk at
-/// that id taking the new bytes (its old image is returned for deletion).
-fn place(
-    tx: &mut WriteTx,
-    m: &Made,
-    location: &str,
-    sku: &str,
-) -> Result<Option<String>, ArmError> {
-    if let Some(mut existing) = disks::load(tx, &m.rid)? {
-        let old = str_of(&existing["properties"], "uniqueId").to_string();
-        existing["properties"]["uniqueId"] = json!(m.unique);
-        resource::put(tx, &m.rid, &existing)?;
-        return Ok(Some(old));
+/// A disk put in place: a new managed disk, or an existing one whose bytes
+/// were replaced (`old` is its previous image, dropped once all succeeded).
+struct Placed {
+    rid: String,
+    unique: String,
+    old: Option<String>,
+}
+
+/// Records every materialized disk in one transaction.
+fn place_all(ctx: &Ctx, made: &[Made], location: &str) -> Result<Vec<Placed>, ArmError> {
+    ctx.store().write(|tx| {
+        let mut out = Vec::new();
+        for m in made {
+            let old = if let Some(mut existing) = disks::load(tx, &m.rid)? {
+                let old = str_of(&existing["properties"], "uniqueId").to_string();
+                existing["properties"]["uniqueId"] = json!(m.unique);
+                resource::put(tx, &m.rid, &existing)?;
+                Some(old)
+            } else {
+                let source = resource::get(tx, str_of(&m.disk, "diskId"))?
+                    .unwrap_or(json!({"id": m.disk["diskId"]}));
+                let sku = str_of(&m.disk, "recoveryTargetDiskAccountType");
+                disks::register(
+                    tx,
+                    &m.rid,
+                    location,
+                    sku,
+                    m.disk["diskCapacityInBytes"].as_u64().unwrap_or(0),
+                    &m.unique,
+                    &source,
+                )?;
+                None
+            };
+            out.push(Placed {
+                rid: m.rid.clone(),
+                unique: m.unique.clone(),
+                old,
+            });
+        }
+        Ok(out)
+    })
+}
+
+/// Undoes `place_all` after a later step failed: nothing is left half done.
+fn unplace(ctx: &Ctx, engine: &Engine, placed: &[Placed]) {
+    let _ = ctx.store().write(|tx| {
+        for p in placed {
+            match &p.old {
+                Some(old) => {
+                    if let Some(mut d) = disks::load(tx, &p.rid)? {
+                        d["properties"]["uniqueId"] = json!(old);
+                        resource::put(tx, &p.rid, &d)?;
+                    }
+                }
+                None => {
+                    resource::delete_tree(tx, &p.rid)?;
+                }
+            }
+        }
+        Ok::<_, ArmError>(())
+    });
+    for p in placed {
+        let _ = engine.blocks().delete(&p.unique);
     }
-    let source =
-        resource::get(tx, str_of(&m.disk, "diskId"))?.unwrap_or(json!({"id": m.disk["diskId"]}));
-    disks::register(
-        tx,
-        &m.rid,
-        location,
-        sku,
-        m.disk["diskCapacityInBytes"].as_u64().unwrap_or(0),
-        &m.unique,
-        &source,
-    )?;
-    Ok(None)
+}
+
+/// The VM a failover brings up on the placed disks: the recovery VM for a
+/// failover to the recovery region (made once, reused afterwards), a
+/// `{vm}-test` VM in the drill network for a test failover. None when
+/// there is no network to put it in (disks only).
+fn bring_up_vm(
+    ctx: &Ctx,
+    rt: &Runtime,
+    item: &Value,
+    made: &[Made],
+    vm_id: &str,
+    subnet: Option<String>,
+) -> Result<Option<String>, ArmError> {
+    if ctx.store().view(|r| resource::get(r, vm_id))?.is_some() {
+        return Ok(Some(vm_id.to_string()));
+    }
+    let Some(subnet) = subnet else {
+        return Ok(None);
+    };
+    let d = &item["properties"]["providerSpecificDetails"];
+    let source = ctx
+        .store()
+        .view(|r| resource::get(r, str_of(d, "fabricObjectId")))?
+        .unwrap_or_default();
+    let lun_of = |disk_id: &str| {
+        source["properties"]["storageProfile"]["dataDisks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|x| str_of(&x["managedDisk"], "id").eq_ignore_ascii_case(disk_id))
+            .and_then(|x| x["lun"].as_u64())
+    };
+    let os = made
+        .iter()
+        .find(|m| m.disk["diskType"] == "OperatingSystem")
+        .or(made.first())
+        .map(|m| m.rid.clone())
+        .unwrap_or_default();
+    let data: Vec<(u64, String)> = made
+        .iter()
+        .filter(|m| m.rid != os)
+        .enumerate()
+        .map(|(i, m)| {
+            (
+                lun_of(str_of(&m.disk, "diskId")).unwrap_or(i as u64),
+                m.rid.clone(),
+            )
+        })
+        .collect();
+    let size = d["recoveryAzureVMSize"]
+        .as_str()
+        .unwrap_or("Standard_D2s_v3");
+    let loc = Side::Primary.target_location(item);
+    let os_type = d["osType"].as_str().unwrap_or("Linux");
+    targets::create_vm(
+        rt,
+        &targets::VmSpec {
+            id: vm_id,
+            location: &loc,
+            size,
+            os_disk: &os,
+            os_type,
+            data_disks: &data,
+            subnet_id: &subnet,
+        },
+    )
+    .map(Some)
+}
+
+fn recovery_vm_id(item: &Value) -> String {
+    let d = &item["properties"]["providerSpecificDetails"];
+    format!(
+        "{}/providers/Microsoft.Compute/virtualMachines/{}",
+        str_of(d, "recoveryAzureResourceGroupId"),
+        str_of(d, "recoveryAzureVMName")
+    )
+}
+
+fn recovery_subnet(item: &Value) -> Option<String> {
+    let d = &item["properties"]["providerSpecificDetails"];
+    let net = d["selectedRecoveryAzureNetworkId"].as_str()?;
+    Some(format!(
+        "{net}/subnets/{}",
+        d["recoverySubnetName"].as_str()?
+    ))
 }
 
 fn point_id(item_id: &str, p: &RecoveryPoint) -> String {
@@ -142,8 +268,15 @@ fn job_details(kind: &str, item: &Value, p: &RecoveryPoint, extra: Value) -> Val
 }
 
 /// POST …/unplannedFailover: every protected disk, as it was at the chosen
-/// point, becomes a managed disk in the region being failed over to.
-pub fn unplanned_failover(ctx: &Ctx, req: &ArmRequest, engine: &Engine) -> Result<Reply, ArmError> {
+/// point, becomes a managed disk in the region being failed over to, and the
+/// VM comes up on them there (failback: the original VM's disks take the
+/// bytes in place).
+pub fn unplanned_failover(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    engine: &Engine,
+    rt: &Runtime,
+) -> Result<Reply, ArmError> {
     let item_id = req.path.parent_id();
     let item = item_of(ctx, req, &item_id)?;
     let body = req.body.clone().unwrap_or(json!({}));
@@ -181,23 +314,28 @@ pub fn unplanned_failover(ctx: &Ctx, req: &ArmRequest, engine: &Engine) -> Resul
     }
     let point = choose_point(
         engine,
+        rt,
         &item,
         &body["properties"]["providerSpecificDetails"],
     )?;
     let made = materialize_all(engine, &item, point.seq, |d| side.failover_disk_id(d))?;
-    let vault_id = req.path.prefix(8);
     let target_loc = side.target_location(&item);
+    let placed = place_all(ctx, &made, &target_loc).inspect_err(|_| discard(engine, &made))?;
+    let vm = match side {
+        Side::Primary => bring_up_vm(
+            ctx,
+            rt,
+            &item,
+            &made,
+            &recovery_vm_id(&item),
+            recovery_subnet(&item),
+        ),
+        Side::Recovery => Ok(None),
+    };
+    let vm = vm.inspect_err(|_| unplace(ctx, engine, &placed))?;
+    let vault_id = req.path.prefix(8);
     let done = ctx.store().write(|tx| {
         let mut item = found(tx, &item_id, "replication protected item")?;
-        let mut old = Vec::new();
-        for m in &made {
-            old.extend(place(
-                tx,
-                m,
-                &target_loc,
-                str_of(&m.disk, "recoveryTargetDiskAccountType"),
-            )?);
-        }
         let disks =
             item["properties"]["providerSpecificDetails"]["protectedManagedDisks"].as_array_mut();
         for (d, m) in disks.into_iter().flatten().zip(&made) {
@@ -207,6 +345,9 @@ pub fn unplanned_failover(ctx: &Ctx, req: &ArmRequest, engine: &Engine) -> Resul
             }
         }
         let p = &mut item["properties"];
+        if let Some(vm) = &vm {
+            p["providerSpecificDetails"]["recoveryVmId"] = json!(vm);
+        }
         p["activeLocation"] = json!(side.other().name());
         p["protectionState"] = json!("UnplannedFailoverCommitPending");
         p["protectionStateDescription"] = json!("Failover completed; commit pending");
@@ -229,30 +370,38 @@ pub fn unplanned_failover(ctx: &Ctx, req: &ArmRequest, engine: &Engine) -> Resul
             &[
                 "Prerequisites check for failover",
                 "Creating recovery disks",
+                "Starting the virtual machine",
                 "Failing over",
             ],
             details,
         )?;
-        Ok((crate::finish(ctx, req, tx, Some(item.clone()))?, old))
+        crate::finish(ctx, req, tx, Some(item.clone()))
     });
     match done {
-        Ok((op, old)) => {
-            for u in old {
-                let _ = engine.blocks().delete(&u);
+        Ok(op) => {
+            for p in &placed {
+                if let Some(old) = &p.old {
+                    let _ = engine.blocks().delete(old);
+                }
             }
             Ok(crate::accepted(ctx, req, &op))
         }
         Err(e) => {
-            discard(engine, &made);
+            unplace(ctx, engine, &placed);
             Err(e)
         }
     }
 }
 
 /// POST …/testFailover: the disks at the chosen point appear as
-/// `{disk}-ASRTest` beside the recovery disks, for a drill in an isolated
-/// network; replication goes on meanwhile.
-pub fn test_failover(ctx: &Ctx, req: &ArmRequest, engine: &Engine) -> Result<Reply, ArmError> {
+/// `{disk}-ASRTest` and a `{vm}-test` VM comes up on them in the given
+/// (isolated) network; replication goes on meanwhile.
+pub fn test_failover(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    engine: &Engine,
+    rt: &Runtime,
+) -> Result<Reply, ArmError> {
     let item_id = req.path.parent_id();
     let item = item_of(ctx, req, &item_id)?;
     let body = req.body.clone().unwrap_or(json!({}));
@@ -306,22 +455,66 @@ pub fn test_failover(ctx: &Ctx, req: &ArmRequest, engine: &Engine) -> Result<Rep
             ),
         ));
     }
-    let point = choose_point(engine, &item, &p["providerSpecificDetails"])?;
+    let subnets: Vec<String> = ctx
+        .store()
+        .view(|r| resource::list_children(r, &network_id, "subnets"))?
+        .iter()
+        .map(|s| str_of(s, "id").to_string())
+        .collect();
+    let wanted = item["properties"]["providerSpecificDetails"]["recoverySubnetName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let subnet = subnets
+        .iter()
+        .find(|s| {
+            s.to_ascii_lowercase()
+                .ends_with(&format!("/subnets/{wanted}"))
+        })
+        .or(subnets.first())
+        .cloned();
+    let point = choose_point(engine, rt, &item, &p["providerSpecificDetails"])?;
     let made = materialize_all(engine, &item, point.seq, |d| {
         format!(
             "{}-ASRTest",
             side.failover_disk_id(d).trim_end_matches("-ASRReplica")
         )
     })?;
+    let exists = ctx.store().view(|r| {
+        Ok::<_, ArmError>(
+            made.iter()
+                .find(|m| resource::get(r, &m.rid).ok().flatten().is_some())
+                .map(|m| m.rid.clone()),
+        )
+    })?;
+    if let Some(rid) = exists {
+        discard(engine, &made);
+        return Err(ArmError::conflict(
+            "TestDiskExists",
+            format!("Disk '{rid}' already exists; delete it before the drill."),
+        ));
+    }
+    let placed = place_all(ctx, &made, &target_loc).inspect_err(|_| discard(engine, &made))?;
+    let rg = made
+        .first()
+        .map(|m| {
+            m.rid
+                .split("/providers/")
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .unwrap_or_default();
+    let vm_name = format!(
+        "{}-test",
+        item["properties"]["friendlyName"].as_str().unwrap_or("vm")
+    );
+    let vm_id = format!("{rg}/providers/Microsoft.Compute/virtualMachines/{vm_name}");
+    let vm = bring_up_vm(ctx, rt, &item, &made, &vm_id, subnet)
+        .inspect_err(|_| unplace(ctx, engine, &placed))?;
     let vault_id = req.path.prefix(8);
     let done = ctx.store().write(|tx| {
         let mut item = found(tx, &item_id, "replication protected item")?;
-        for m in &made {
-            if resource::get(tx, &m.rid)?.is_some() {
-                return Err(ArmError::conflict("TestDiskExists", format!("Disk '{}' already exists; delete it before the drill.", m.rid)));
-            }
-            place(tx, m, &target_loc, str_of(&m.disk, "recoveryTargetDiskAccountType"))?;
-        }
         let pr = &mut item["properties"];
         pr["testFailoverState"] = json!("TestFailoverCompleted");
         pr["testFailoverStateDescription"] = json!("Test failover completed; clean up the test environment when the drill is over");
@@ -329,28 +522,31 @@ pub fn test_failover(ctx: &Ctx, req: &ArmRequest, engine: &Engine) -> Result<Rep
         pr["allowedOperations"] = json!(["TestFailoverCleanup", "DisableProtection"]);
         pr["providerSpecificDetails"]["testFailoverDiskIds"] = json!(made.iter().map(|m| m.rid.clone()).collect::<Vec<_>>());
         pr["providerSpecificDetails"]["testFailoverNetworkId"] = json!(network_id);
+        pr["providerSpecificDetails"]["testFailoverVmId"] = json!(vm);
         resource::put(tx, &item_id, &item)?;
-        let details = job_details("TestFailoverJobDetails", &item, &point, json!({
+        let mut details = job_details("TestFailoverJobDetails", &item, &point, json!({
             "testFailoverStatus": "Completed", "networkName": network["name"], "networkType": "VmNetworkAsInput", "networkFriendlyName": network["name"],
         }));
-        jobs::record_with(tx, &vault_id, "TestFailover", "Test failover", &item, &["Prerequisites check for test failover", "Creating test disks", "Starting the test failover"], details)?;
+        details["protectedItemDetails"][0]["testVmName"] = json!(vm_name);
+        details["protectedItemDetails"][0]["networkConnectionStatus"] = json!(if vm.is_some() { "Connected" } else { "NotConnected" });
+        jobs::record_with(tx, &vault_id, "TestFailover", "Test failover", &item, &["Prerequisites check for test failover", "Creating test disks", "Starting the test virtual machine"], details)?;
         crate::finish(ctx, req, tx, Some(item.clone()))
     });
     match done {
         Ok(op) => Ok(crate::accepted(ctx, req, &op)),
         Err(e) => {
-            discard(engine, &made);
+            if let Some(v) = &vm {
+                let _ = targets::delete_vm(rt, v, &[]);
+            }
+            unplace(ctx, engine, &placed);
             Err(e)
         }
     }
 }
 
-/// POST …/testFailoverCleanup: deletes the drill's disks.
-pub fn test_failover_cleanup(
-    ctx: &Ctx,
-    req: &ArmRequest,
-    engine: &Engine,
-) -> Result<Reply, ArmError> {
+/// POST …/testFailoverCleanup: deletes the drill's VM, its network
+/// interface and its disks.
+pub fn test_failover_cleanup(ctx: &Ctx, req: &ArmRequest, rt: &Runtime) -> Result<Reply, ArmError> {
     let item_id = req.path.parent_id();
     let comments = req
         .body
@@ -358,19 +554,31 @@ pub fn test_failover_cleanup(
         .and_then(|b| b["properties"]["comments"].as_str())
         .unwrap_or("")
         .to_string();
-    let vault_id = req.path.prefix(8);
-    let (op, gone) = ctx.store().write(|tx| {
-        let mut item = found(tx, &item_id, "replication protected item")?;
-        if item["properties"]["testFailoverState"] == "None" {
-            return Err(ArmError::conflict("OperationNotAllowed", "There is no test failover to clean up."));
-        }
-        let mut gone = Vec::new();
-        for id in item["properties"]["providerSpecificDetails"]["testFailoverDiskIds"].as_array().cloned().unwrap_or_default() {
-            if let Some(d) = disks::load(tx, id.as_str().unwrap_or_default())? {
-                gone.push(str_of(&d["properties"], "uniqueId").to_string());
-                resource::delete_tree(tx, str_of(&d, "id"))?;
+    let item = item_of(ctx, req, &item_id)?;
+    if item["properties"]["testFailoverState"] == "None" {
+        return Err(ArmError::conflict(
+            "OperationNotAllowed",
+            "There is no test failover to clean up.",
+        ));
+    }
+    let d = &item["properties"]["providerSpecificDetails"];
+    let disk_ids: Vec<String> = d["testFailoverDiskIds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str().map(str::to_string))
+        .collect();
+    match d["testFailoverVmId"].as_str() {
+        Some(vm) => targets::delete_vm(rt, vm, &disk_ids)?,
+        None => {
+            for id in &disk_ids {
+                rt.arm.call(http::Method::DELETE, id, "2026-03-02", None)?;
             }
         }
+    }
+    let vault_id = req.path.prefix(8);
+    let op = ctx.store().write(|tx| {
+        let mut item = found(tx, &item_id, "replication protected item")?;
         let pr = &mut item["properties"];
         pr["testFailoverState"] = json!("None");
         pr["testFailoverStateDescription"] = json!("None");
@@ -378,15 +586,13 @@ pub fn test_failover_cleanup(
         if let Some(d) = pr["providerSpecificDetails"].as_object_mut() {
             d.remove("testFailoverDiskIds");
             d.remove("testFailoverNetworkId");
+            d.remove("testFailoverVmId");
         }
         resource::put(tx, &item_id, &item)?;
         let details = json!({"instanceType": "TestFailoverJobDetails", "testFailoverStatus": "Cleaned up", "comments": comments, "affectedObjectDetails": {}});
-        jobs::record_with(tx, &vault_id, "TestFailoverCleanup", "Cleanup test failover", &item, &["Deleting test disks"], details)?;
-        Ok((crate::finish(ctx, req, tx, Some(item.clone()))?, gone))
+        jobs::record_with(tx, &vault_id, "TestFailoverCleanup", "Cleanup test failover", &item, &["Deleting the test virtual machine", "Deleting test disks"], details)?;
+        crate::finish(ctx, req, tx, Some(item.clone()))
     })?;
-    for u in gone {
-        let _ = engine.blocks().delete(&u);
-    }
     Ok(crate::accepted(ctx, req, &op))
 }
 

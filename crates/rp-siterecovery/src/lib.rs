@@ -9,6 +9,8 @@ pub mod policies;
 pub mod protected_items;
 pub mod replication_loop;
 pub mod reprotect;
+pub mod runtime;
+pub mod targets;
 
 use http::Method;
 use serde_json::Value;
@@ -64,6 +66,8 @@ pub struct SiteRecoveryProvider {
     pub engine: recoverite_replication::Engine,
     /// Enabling replication adds the region pair's names to the vault's private endpoints.
     pub registry: std::sync::Arc<recoverite_privatelink::Registry>,
+    /// DNS, tokens, the cache and first-party ARM calls, wired by the server.
+    pub rt: std::sync::Arc<runtime::Runtime>,
 }
 
 impl Provider for SiteRecoveryProvider {
@@ -142,7 +146,7 @@ impl Provider for SiteRecoveryProvider {
                 ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems"],
                 true,
                 M::PUT,
-            ) => protected_items::enable(ctx, req, &self.engine, &self.registry),
+            ) => protected_items::enable(ctx, req, &self.engine, &self.registry, &self.rt),
             (
                 ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems"],
                 true,
@@ -167,7 +171,7 @@ impl Provider for SiteRecoveryProvider {
                 ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "unplannedfailover"],
                 false,
                 M::POST,
-            ) => failover::unplanned_failover(ctx, req, &self.engine),
+            ) => failover::unplanned_failover(ctx, req, &self.engine, &self.rt),
             (
                 ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "failovercommit"],
                 false,
@@ -177,17 +181,17 @@ impl Provider for SiteRecoveryProvider {
                 ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "testfailover"],
                 false,
                 M::POST,
-            ) => failover::test_failover(ctx, req, &self.engine),
+            ) => failover::test_failover(ctx, req, &self.engine, &self.rt),
             (
                 ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "testfailovercleanup"],
                 false,
                 M::POST,
-            ) => failover::test_failover_cleanup(ctx, req, &self.engine),
+            ) => failover::test_failover_cleanup(ctx, req, &self.rt),
             (
                 ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "reprotect"],
                 false,
                 M::POST,
-            ) => reprotect::reprotect(ctx, req, &self.engine),
+            ) => reprotect::reprotect(ctx, req, &self.engine, &self.rt),
             (
                 ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "recoverypoints"],
                 true,

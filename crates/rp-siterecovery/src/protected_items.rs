@@ -10,7 +10,8 @@ use recoverite_rp_compute::disks;
 use recoverite_store::Reader;
 
 use crate::fabrics::{found, parent_of};
-use crate::{jobs, vault_of};
+use crate::runtime::Runtime;
+use crate::{jobs, targets, vault_of};
 
 pub const ITEM_TYPE: &str = "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationProtectionContainers/replicationProtectedItems";
 pub const POINT_TYPE: &str = "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationProtectionContainers/replicationProtectedItems/recoveryPoints";
@@ -39,6 +40,7 @@ pub fn enable(
     req: &ArmRequest,
     engine: &Engine,
     registry: &recoverite_privatelink::Registry,
+    rt: &Runtime,
 ) -> Result<Reply, ArmError> {
     let name = req
         .path
@@ -120,14 +122,51 @@ pub fn enable(
             }
             chosen.push((disk.clone(), d.clone()));
         }
+        // The cache account (documents 000 and 002).
+        let cache_id = str_of(&chosen[0].1, "primaryStagingAzureStorageAccountId").to_string();
+        let cache = resource::get(r, &cache_id)?.ok_or_else(|| ArmError::bad_request("CacheStorageAccountNotFound", format!("Cache storage account '{cache_id}' was not found; create a storage account in {source_loc} first.")))?;
+        let subnet = targets::vm_subnet(r, &vm)?;
+        let source_vnet_id = subnet.as_deref().map(targets::vnet_of_subnet);
+        let vault_private = recoverite_privatelink::of_target(r, &vid)?
+            .iter()
+            .any(|c| c.group_ids.iter().any(|g| g.eq_ignore_ascii_case("AzureSiteRecovery")));
+        let vault_principal = vault["identity"]["principalId"].as_str();
+        recoverite_rp_storage::cache::check_for_replication(r, ctx.authorizer(), &cache, &source_loc, source_vnet_id.as_deref(), vault_private.then_some(vault_principal))?;
+        let source_vnet = match &source_vnet_id {
+            Some(v) => match resource::get(r, v)? {
+                Some(doc) => recoverite_rp_network::vnet::assemble_vnet(r, &doc)?,
+                None => Value::Null,
+            },
+            None => Value::Null,
+        };
+        let named_net = a2a["recoveryAzureNetworkId"].as_str();
+        let net_lookup = named_net.map(str::to_string).unwrap_or_else(|| targets::default_network_id(&source_vnet, rg_id));
+        let existing_net = resource::get(r, &net_lookup)?;
         let policy = found(r, str_of(&mapping["properties"], "policyId"), "replication policy")?;
         let target_container = found(r, &target_container_id, "protection container")?;
         Ok((json!({
             "vm": vm, "container": container, "fabric": fabric, "targetFabric": target_fabric, "targetContainer": target_container,
             "policy": policy, "rg": rg_id, "targetLocation": target_loc, "sourceLocation": source_loc, "disks": chosen.iter().map(|(d, i)| json!({"doc": d, "input": i})).collect::<Vec<_>>(),
             "multiVmGroupName": a2a.get("multiVmGroupName"),
+            "sourceVnet": source_vnet, "namedNetwork": named_net, "existingNetwork": existing_net,
+            "recoverySubnetName": a2a["recoverySubnetName"].as_str().map(str::to_string).or_else(|| subnet.as_deref().map(|s| targets::name_of(s).to_string())),
         }), vid))
     })?;
+    // Document 003: without a recovery network, Site Recovery creates `{vnet}-asr`.
+    let mut plan = plan;
+    if plan["sourceVnet"].is_object() {
+        let net = targets::recovery_network(
+            rt,
+            &plan["sourceVnet"],
+            plan["namedNetwork"].as_str(),
+            str_of(&plan, "rg"),
+            str_of(&plan, "targetLocation"),
+            plan["existingNetwork"]
+                .as_object()
+                .map(|o| Value::Object(o.clone())),
+        )?;
+        plan["recoveryNetwork"] = json!(net);
+    }
     let lifecycle = uuid::Uuid::new_v4().to_string();
     let sources: Vec<SourceDisk> = plan["disks"]
         .as_array()
@@ -217,6 +256,10 @@ fn item_doc(id: &str, name: &str, plan: &Value, lifecycle: &str, now: &str) -> V
         "osType": vm["properties"]["storageProfile"]["osDisk"]["osType"],
         "recoveryAzureResourceGroupId": plan["rg"],
         "multiVmGroupName": plan["multiVmGroupName"],
+        "selectedRecoveryAzureNetworkId": plan["recoveryNetwork"],
+        "recoverySubnetName": plan["recoverySubnetName"],
+        "recoveryAzureVMName": vm["name"],
+        "recoveryAzureVMSize": vm["properties"]["hardwareProfile"]["vmSize"],
         "multiVmGroupCreateOption": if plan["multiVmGroupName"].is_string() { "UserSpecified" } else { "AutoCreated" },
         "vmProtectionState": "Protected", "vmProtectionStateDescription": "Protected",
         "protectedManagedDisks": managed,
@@ -264,7 +307,15 @@ pub fn decorate(mut item: Value, engine: &Engine) -> Value {
     let age = time::parse(&newest)
         .map(|t| (now - t).whole_seconds())
         .unwrap_or(0);
+    let pending = engine
+        .pending_at_source(&engine_id(&item))
+        .unwrap_or_default();
     let d = &mut item["properties"]["providerSpecificDetails"];
+    if let Some(disks) = d["protectedManagedDisks"].as_array_mut() {
+        for (disk, p) in disks.iter_mut().zip(pending) {
+            disk["dataPendingAtSourceAgentInMB"] = json!(p as f64 / (1 << 20) as f64);
+        }
+    }
     d["rpoInSeconds"] = json!(age);
     d["lastRpoCalculatedTime"] = json!(time::format(now));
     d["lastRecoveryPointReceived"] = json!(m.points.last().map(|p| p.time.clone()));
@@ -456,6 +507,24 @@ impl Side {
                 }),
             Side::Recovery => str_of(disk, "diskId").to_string(),
         }
+    }
+
+    /// The region replication reads from on this side.
+    pub fn source_location(self, item: &Value) -> String {
+        self.other().target_location(item)
+    }
+
+    /// The cache storage account the agent on this side writes to.
+    pub fn cache_account_id(self, item: &Value) -> String {
+        let d = &item["properties"]["providerSpecificDetails"];
+        match self {
+            Side::Primary => str_of(
+                &d["protectedManagedDisks"][0],
+                "primaryStagingAzureStorageAccountId",
+            ),
+            Side::Recovery => str_of(d, "recoveryCacheStorageAccountId"),
+        }
+        .to_string()
     }
 
     /// The disk replication reads from on this side.

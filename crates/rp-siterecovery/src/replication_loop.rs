@@ -10,20 +10,33 @@ use recoverite_replication::{Engine, PointKind, RecoveryPoint};
 use crate::fabrics::found;
 use crate::policies;
 use crate::protected_items::{engine_id, io, point_doc, str_of, ITEM_TYPE};
+use crate::runtime::{self, Runtime};
 
-/// `Latest`: everything the service has received becomes a point now.
-pub fn latest_point(engine: &Engine, eid: &str) -> Result<RecoveryPoint, ArmError> {
+/// `Latest`: everything waiting in the cache is processed first, then all
+/// the service has received becomes a point (lowest RPO).
+pub fn latest_point(
+    engine: &Engine,
+    rt: &Runtime,
+    item: &Value,
+) -> Result<RecoveryPoint, ArmError> {
+    runtime::drain(engine, rt, item)?;
     engine
-        .take_point(eid, PointKind::CrashConsistent, &time::now_string())
+        .seal(
+            &engine_id(item),
+            PointKind::CrashConsistent,
+            &time::now_string(),
+        )
         .map_err(io)
 }
 
-/// One replication cycle for every replicating item: a crash-consistent point
-/// when `crash_every` has passed since the newest, app-consistent when the
-/// policy's frequency has, and pruning to the policy's retention.
+/// The service's cycle for every replicating item: apply what arrived in
+/// the cache; seal a crash-consistent point when `crash_every` has passed
+/// since the newest, app-consistent when the policy's frequency has; prune
+/// to the policy's retention.
 pub fn tick(
     store: &recoverite_store::Store,
     engine: &Engine,
+    rt: &Runtime,
     crash_every: ::time::Duration,
 ) -> Result<usize, ArmError> {
     let items = store.view(|r| {
@@ -44,6 +57,9 @@ pub fn tick(
     let mut taken = 0;
     for (item, policy) in items {
         let eid = engine_id(&item);
+        if let Err(e) = runtime::drain(engine, rt, &item) {
+            tracing_warn(&eid, &e);
+        }
         let Ok(m) = engine.manifest(&eid) else {
             continue;
         };
@@ -70,9 +86,7 @@ pub fn tick(
         } else {
             PointKind::CrashConsistent
         };
-        engine
-            .take_point(&eid, kind, &time::format(now))
-            .map_err(io)?;
+        engine.seal(&eid, kind, &time::format(now)).map_err(io)?;
         taken += 1;
         let keep = policy
             .map(|p| p.recovery_point_history)
@@ -84,10 +98,17 @@ pub fn tick(
     Ok(taken)
 }
 
-/// Takes a point for one item now (the admin API's "sync now").
+fn tracing_warn(item: &str, e: &ArmError) {
+    eprintln!("replication service: item {item}: {}", e.body.message);
+}
+
+/// Takes a point for one item now (the admin API's "sync now"): the agent
+/// ships what changed (through the network, as always), the service applies
+/// it and seals the point (`app`: the agent marked a quiesce point).
 pub fn take_point_now(
     store: &recoverite_store::Store,
     engine: &Engine,
+    rt: &Runtime,
     item_id: &str,
     app: bool,
 ) -> Result<Value, ArmError> {
@@ -98,13 +119,27 @@ pub fn take_point_now(
             "Only a replicating item takes recovery points.",
         ));
     }
-    let kind = if app {
-        PointKind::AppConsistent
+    let h = tokio::runtime::Handle::try_current()
+        .map_err(|_| ArmError::internal("no network runtime for the agent"))?;
+    if let Err(b) = h.block_on(runtime::agent_cycle(store, engine, rt, &item)) {
+        let _ = runtime::set_health(store, item_id, Some(&b));
+        return Err(ArmError::conflict(
+            "ReplicationBlocked",
+            format!(
+                "The agent could not ship the VM's changes: the {} ({}) is unreachable: {}",
+                b.endpoint, b.fqdn, b.reason
+            ),
+        ));
+    }
+    let _ = runtime::set_health(store, item_id, None);
+    let p = latest_point(engine, rt, &item)?;
+    let p = if app {
+        // The agent's quiesce point: the point just sealed is app-consistent.
+        engine
+            .mark_app_consistent(&engine_id(&item), p.seq)
+            .map_err(io)?
     } else {
-        PointKind::CrashConsistent
+        p
     };
-    let p = engine
-        .take_point(&engine_id(&item), kind, &time::now_string())
-        .map_err(io)?;
     Ok(point_doc(&item, &p))
 }

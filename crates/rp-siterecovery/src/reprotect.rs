@@ -3,7 +3,7 @@
 //! the blocks that differ are sent, never a full copy. After a failback and
 //! its commit, reprotect turns replication the original way round again.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use recoverite_arm::{resource, time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_replication::{Engine, SourceDisk};
@@ -12,9 +12,15 @@ use recoverite_rp_compute::disks;
 use crate::fabrics::found;
 use crate::jobs;
 use crate::protected_items::{engine_id, io, item_of, replicating_operations, str_of, Side};
+use crate::runtime::{self, Runtime};
 
 /// POST …/reProtect.
-pub fn reprotect(ctx: &Ctx, req: &ArmRequest, engine: &Engine) -> Result<Reply, ArmError> {
+pub fn reprotect(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    engine: &Engine,
+    rt: &Runtime,
+) -> Result<Reply, ArmError> {
     let item_id = req.path.parent_id();
     let item = item_of(ctx, req, &item_id)?;
     let body = req.body.clone().unwrap_or(json!({}));
@@ -71,6 +77,26 @@ pub fn reprotect(ctx: &Ctx, req: &ArmRequest, engine: &Engine) -> Result<Reply, 
         Ok::<_, ArmError>(out)
     })?;
     let lifecycle = uuid::Uuid::new_v4().to_string();
+    let cache = cache_for(
+        ctx,
+        rt,
+        &item,
+        side,
+        &body["properties"]["providerSpecificDetails"],
+        &lifecycle,
+    )?;
+    // The agent will run from the VM on the active side: it must reach the
+    // vault from there (document 000: the recovery network needs its own
+    // endpoint and DNS zone with the vault's records), or reprotect fails.
+    let mut after = item.clone();
+    after["properties"]["providerSpecificDetails"]["lifecycleId"] = json!(lifecycle);
+    if side == Side::Recovery {
+        after["properties"]["providerSpecificDetails"]["recoveryCacheStorageAccountId"] =
+            json!(cache);
+    }
+    if let Err(b) = runtime::check_vault_reachable(ctx.store(), rt, &after) {
+        return Err(ArmError::bad_request("ReprotectVaultUnreachable", format!("Reprotect needs the VM in the {} region to reach the vault, and it cannot: {} ({}{}): {}", side.source_location(&item), b.endpoint, b.fqdn, b.address.map(|a| format!(" → {a}")).unwrap_or_default(), b.reason)));
+    }
     let m = engine
         .enable(&lifecycle, &plan, &time::now_string())
         .map_err(io)?;
@@ -93,6 +119,9 @@ pub fn reprotect(ctx: &Ctx, req: &ArmRequest, engine: &Engine) -> Result<Reply, 
         d["lifecycleId"] = json!(lifecycle);
         d["replicationDirection"] = json!(side.failover_direction());
         d["resyncBytes"] = json!(m.seeded_bytes);
+        if side == Side::Recovery {
+            d["recoveryCacheStorageAccountId"] = json!(cache);
+        }
         d["initialReplicationStartTime"] = json!(time::now_string());
         resource::put(tx, &item_id, &item)?;
         jobs::record(
@@ -119,4 +148,82 @@ pub fn reprotect(ctx: &Ctx, req: &ArmRequest, engine: &Engine) -> Result<Reply, 
             Err(e)
         }
     }
+}
+
+/// The cache account the agent on the active side writes to. Going back to
+/// the primary region it is the original one; from the recovery region it is
+/// the one named in the input (`vmDisks[].primaryStagingAzureStorageAccountId`),
+/// the one a previous reprotect used, or a new `…asrcache` account Site
+/// Recovery creates there. It must meet the same rules as at enable.
+fn cache_for(
+    ctx: &Ctx,
+    rt: &Runtime,
+    item: &Value,
+    side: Side,
+    input: &Value,
+    lifecycle: &str,
+) -> Result<String, ArmError> {
+    if side == Side::Primary {
+        return Ok(side.cache_account_id(item));
+    }
+    let d = &item["properties"]["providerSpecificDetails"];
+    let region = side.source_location(item);
+    let named = input["vmDisks"][0]["primaryStagingAzureStorageAccountId"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| {
+            d["recoveryCacheStorageAccountId"]
+                .as_str()
+                .map(str::to_string)
+        });
+    let id = match named {
+        Some(id) => id,
+        None => {
+            let name: String = format!(
+                "{}asrcache",
+                lifecycle
+                    .replace('-', "")
+                    .chars()
+                    .take(12)
+                    .collect::<String>()
+            );
+            let id = format!(
+                "{}/providers/Microsoft.Storage/storageAccounts/{name}",
+                str_of(d, "recoveryAzureResourceGroupId")
+            );
+            rt.arm.call(http::Method::PUT, &id, "2026-09-01", Some(json!({"location": region, "kind": "StorageV2", "sku": {"name": "Standard_LRS"}, "tags": {"createdBy": "Azure Site Recovery"}})))?;
+            id
+        }
+    };
+    let vault_id = str_of(item, "id")
+        .split("/replicationFabrics/")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    ctx.store().view(|r| {
+        let account = resource::get(r, &id)?.ok_or_else(|| {
+            ArmError::bad_request(
+                "CacheStorageAccountNotFound",
+                format!("Cache storage account '{id}' was not found."),
+            )
+        })?;
+        let vault = resource::get(r, &vault_id)?.unwrap_or_default();
+        let private = recoverite_privatelink::of_target(r, &vault_id)?
+            .iter()
+            .any(|c| {
+                c.group_ids
+                    .iter()
+                    .any(|g| g.eq_ignore_ascii_case("AzureSiteRecovery"))
+            });
+        let vnet = d["selectedRecoveryAzureNetworkId"].as_str();
+        recoverite_rp_storage::cache::check_for_replication(
+            r,
+            ctx.authorizer(),
+            &account,
+            &region,
+            vnet,
+            private.then_some(vault["identity"]["principalId"].as_str()),
+        )
+    })?;
+    Ok(id)
 }

@@ -233,7 +233,7 @@ pub async fn take_recovery_point(State(s): State<Arc<AppState>>, req: Request) -
             "CrashConsistent" => false,
             other => return Err(ArmError::invalid_parameter("kind", format!("kind '{other}' is not valid; use CrashConsistent or AppConsistent."))),
         };
-        recoverite_rp_siterecovery::replication_loop::take_point_now(&s2.directory.store, &s2.engine, &item, app)
+        recoverite_rp_siterecovery::replication_loop::take_point_now(&s2.directory.store, &s2.engine, &s2.rt, &item, app)
     })
     .await;
     match res {

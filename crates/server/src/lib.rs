@@ -6,7 +6,9 @@ mod arm_http;
 pub mod bootstrap;
 mod clock;
 mod entra;
+mod first_party;
 mod netadmin;
+mod replication;
 pub mod tls;
 
 use std::net::{SocketAddr, TcpListener};
@@ -18,7 +20,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use serde::Serialize;
 
-use recoverite_arm::provider::{NamespaceGroup, RegistrationOnly};
+use recoverite_arm::provider::NamespaceGroup;
 use recoverite_arm::{Environment, Platform, Provider, Router};
 use recoverite_identity::authorization_provider::AuthorizationProvider;
 use recoverite_identity::{Directory, DirectoryCascade, TokenService};
@@ -82,6 +84,7 @@ pub struct AppState {
     pub bootstrap: Bootstrap,
     pub arm_endpoint: String,
     pub engine: recoverite_replication::Engine,
+    pub rt: Arc<recoverite_rp_siterecovery::runtime::Runtime>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +106,7 @@ pub fn private_link_registry() -> Arc<Registry> {
         Arc::new(recoverite_rp_recoveryservices::VaultTarget),
         Arc::new(recoverite_rp_recoveryservices::dependents::BackupVaultTarget),
         Arc::new(recoverite_rp_recoveryservices::dependents::KeyVaultTarget),
+        Arc::new(recoverite_rp_storage::target::StorageTarget),
     ]));
     registry.set_host(Arc::new(recoverite_rp_network::private_endpoint::Host));
     registry
@@ -113,6 +117,7 @@ pub fn providers(
     registry: &Arc<Registry>,
     blocks: &recoverite_blockstore::BlockStore,
     engine: &recoverite_replication::Engine,
+    rt: &Arc<recoverite_rp_siterecovery::runtime::Runtime>,
 ) -> Vec<Arc<dyn Provider>> {
     vec![
         Arc::new(recoverite_rp_resources::ResourcesProvider),
@@ -124,6 +129,7 @@ pub fn providers(
                 Arc::new(recoverite_rp_siterecovery::SiteRecoveryProvider {
                     engine: engine.clone(),
                     registry: registry.clone(),
+                    rt: rt.clone(),
                 }),
             ],
         }),
@@ -136,7 +142,7 @@ pub fn providers(
                 Arc::new(recoverite_rp_privatedns::PrivateDnsProvider),
             ],
         }),
-        Arc::new(RegistrationOnly("Microsoft.Storage")),
+        Arc::new(recoverite_rp_storage::StorageProvider),
         Arc::new(recoverite_privatelink::test_target::TestTargetProvider {
             registry: registry.clone(),
         }),
@@ -178,33 +184,6 @@ fn platform_store(s: &AppState) -> Store {
     s.directory.store.clone()
 }
 
-/// The replication loop: every second, each replicating VM whose newest
-/// recovery point is `every_secs` old gets a new one (see `tick`).
-fn spawn_replication(
-    data_dir: PathBuf,
-    store: Store,
-    engine: recoverite_replication::Engine,
-    every_secs: u64,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let every = time::Duration::seconds(every_secs.max(1) as i64);
-        loop {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            clock::save(&data_dir);
-            let (s, e) = (store.clone(), engine.clone());
-            match tokio::task::spawn_blocking(move || {
-                recoverite_rp_siterecovery::replication_loop::tick(&s, &e, every)
-            })
-            .await
-            {
-                Ok(Err(err)) => tracing::warn!(%err, "replication cycle failed"),
-                Err(err) => tracing::warn!(%err, "replication cycle stopped"),
-                Ok(Ok(_)) => {}
-            }
-        }
-    })
-}
-
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, bytes)?;
@@ -235,7 +214,8 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         .map_err(|e| ServeError::DataDir(data_dir.clone(), e.to_string()))?;
     let engine = recoverite_replication::Engine::open(&data_dir, blocks.clone())
         .map_err(|e| ServeError::DataDir(data_dir.clone(), e.to_string()))?;
-    let providers = providers(&registry, &blocks, &engine);
+    let rt = Arc::new(recoverite_rp_siterecovery::runtime::Runtime::default());
+    let providers = providers(&registry, &blocks, &engine, &rt);
     let catalog: Vec<_> = providers.iter().map(|p| p.info()).collect();
     let boot = bootstrap::load_or_create(&store, &catalog)?;
 
@@ -287,6 +267,41 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         .await
         .map_err(|e| ServeError::Listen(0, format!("gateway: {e}")))?;
     let router = Arc::new(Router::new(platform, providers));
+    let first_party = first_party::ensure(&router.platform().store, &boot.subscription_id)?;
+    rt.arm.set(Arc::new(first_party::Client {
+        router: Arc::downgrade(&router),
+        tokens: tokens.clone(),
+        principal: first_party.clone(),
+        base_url: endpoint.clone(),
+    }));
+    let _ = rt
+        .dns
+        .set(std::net::SocketAddr::from(([127, 0, 0, 1], dns_port)));
+    let objects = replication::object_store(&data_dir)
+        .map_err(|e| ServeError::DataDir(data_dir.clone(), format!("blob store: {e}")))?;
+    let (blob_addr, blob_task) = recoverite_blob::serve(
+        objects.clone(),
+        Arc::new(replication::BlobAuth {
+            store: router.platform().store.clone(),
+            tokens: tokens.clone(),
+            first_party: first_party.object_id.clone(),
+        }),
+    )
+    .await
+    .map_err(|e| ServeError::Listen(0, format!("blob service: {e}")))?;
+    gateway.register_type_backend(recoverite_rp_storage::ACCOUNT_TYPE, blob_addr);
+    let _ = rt.tokens.set(Arc::new(replication::AgentTokens {
+        store: router.platform().store.clone(),
+        tokens: tokens.clone(),
+        first_party,
+    }));
+    let _ = rt.cache.set(Arc::new(replication::BlobCache {
+        store: objects,
+        handle: tokio::runtime::Handle::current(),
+    }));
+    let _ = rt
+        .explain
+        .set(Arc::new(replication::GatewayExplain(gateway.clone())));
     let state = Arc::new(AppState {
         nbd_endpoint: format!("nbd://127.0.0.1:{nbd_port}"),
         router,
@@ -298,11 +313,13 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         bootstrap: boot.clone(),
         arm_endpoint: endpoint.clone(),
         engine: engine.clone(),
+        rt: rt.clone(),
     });
-    let replication = spawn_replication(
+    let replication = replication::spawn(
         data_dir.clone(),
         platform_store(&state),
         engine.clone(),
+        rt.clone(),
         cfg.recovery_point_secs,
     );
 
@@ -378,7 +395,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         gateway,
         background: dns_tasks
             .into_iter()
-            .chain([nbd_task, replication])
+            .chain([nbd_task, replication, blob_task])
             .collect(),
         nbd_endpoint: format!("nbd://127.0.0.1:{nbd_port}"),
     })

@@ -1,0 +1,297 @@
+//! Replication at run time: where each protected VM's agent stands in the
+//! network, one agent cycle (hello to the vault, ship the changes to the
+//! cache account, through DNS and the gateway), the replication service
+//! draining the cache into recovery points, and the item's health.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, OnceLock};
+
+use serde_json::{json, Value};
+
+use recoverite_agent::{self as agent, Blocked, Placement};
+use recoverite_arm::first_party::LateClient;
+use recoverite_arm::{id, resource, time, ArmError};
+use recoverite_replication::Engine;
+use recoverite_rp_network::{addressbook, aliases};
+use recoverite_store::{Reader, Store};
+
+use crate::protected_items::{engine_id, io, str_of, Side, ITEM_TYPE};
+
+/// Batches waiting in cache storage accounts (the replication service reads
+/// them as a trusted Microsoft service, not through the customer's network).
+pub trait ChangeCache: Send + Sync {
+    /// Batches under `prefix` of `account`'s cache container, oldest first.
+    fn pending(&self, account: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, String>;
+    fn remove(&self, account: &str, prefix: &str, name: &str) -> Result<(), String>;
+}
+
+/// Storage tokens for the identity Site Recovery writes to the cache with:
+/// the vault's managed identity, or (no identity) Site Recovery's own.
+pub trait StorageTokens: Send + Sync {
+    fn token(&self, principal_object_id: Option<&str>) -> Result<String, String>;
+}
+
+/// The gateway's verdict on a refused connection (why it was refused).
+pub trait Explain: Send + Sync {
+    fn explain(&self, from: Ipv4Addr, to: Ipv4Addr) -> Option<String>;
+}
+
+/// What the runtime needs, wired once the server has it.
+#[derive(Default)]
+pub struct Runtime {
+    pub dns: OnceLock<SocketAddr>,
+    pub tokens: OnceLock<Arc<dyn StorageTokens>>,
+    pub cache: OnceLock<Arc<dyn ChangeCache>>,
+    pub explain: OnceLock<Arc<dyn Explain>>,
+    pub arm: LateClient,
+}
+
+fn unwired(what: &str) -> Blocked {
+    Blocked {
+        endpoint: "agent".into(),
+        fqdn: String::new(),
+        address: None,
+        reason: format!("the {what} is not running"),
+        flow: None,
+    }
+}
+
+/// Resolved addresses → the gateway's loopback aliases, from a VM's view.
+pub struct StoreAliases(pub Store);
+
+impl agent::Aliases for StoreAliases {
+    fn alias_of(&self, from: Ipv4Addr, model: Ipv4Addr) -> Option<Ipv4Addr> {
+        if !model.is_private() {
+            return Some(addressbook::public_alias(model));
+        }
+        self.0
+            .view(|r| {
+                let mine = aliases::lookup(r, from)?.map(|a| id::key(&a.vnet_id));
+                let all: Vec<_> = aliases::all(r)?
+                    .into_iter()
+                    .filter(|a| a.private_ip == Some(model))
+                    .collect();
+                // Private addresses repeat across networks: the VM's own first.
+                Ok::<_, ArmError>(
+                    all.iter()
+                        .find(|a| Some(id::key(&a.vnet_id)) == mine)
+                        .or(all.first())
+                        .map(|a| a.alias),
+                )
+            })
+            .ok()
+            .flatten()
+    }
+}
+
+/// The protected item's agent placement on its active side.
+pub fn placement(r: &impl Reader, rt: &Runtime, item: &Value) -> Result<Placement, Blocked> {
+    let no = |why: String| Blocked {
+        endpoint: "agent".into(),
+        fqdn: String::new(),
+        address: None,
+        reason: why,
+        flow: None,
+    };
+    let d = &item["properties"]["providerSpecificDetails"];
+    let side = Side::of(item);
+    let vm_id = match side {
+        Side::Primary => str_of(d, "fabricObjectId"),
+        Side::Recovery => str_of(d, "recoveryVmId"),
+    };
+    let vm = resource::get(r, vm_id)
+        .ok()
+        .flatten()
+        .ok_or_else(|| no(format!("VM {vm_id} does not exist, so no agent runs")))?;
+    let nic_id = vm["properties"]["networkProfile"]["networkInterfaces"][0]["id"]
+        .as_str()
+        .unwrap_or_default();
+    let nic = resource::get(r, nic_id).ok().flatten().ok_or_else(|| {
+        no(format!(
+            "the VM's network interface {nic_id} does not exist"
+        ))
+    })?;
+    let cfgs = nic["properties"]["ipConfigurations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let cfg = cfgs
+        .iter()
+        .find(|c| c["properties"]["primary"] == true)
+        .or(cfgs.first())
+        .cloned()
+        .unwrap_or_default();
+    let vm_alias = aliases::of_owner(r, str_of(&cfg, "id"))
+        .ok()
+        .flatten()
+        .map(|a| a.alias)
+        .ok_or_else(|| no("the VM has no network position".into()))?;
+    let vault_id = str_of(item, "id")
+        .split("/replicationFabrics/")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let meta = recoverite_rp_recoveryservices::target::meta_of(r, &vault_id)
+        .map_err(|e| no(e.body.message.clone()))?;
+    let region = side.source_location(item);
+    let geo = recoverite_rp_recoveryservices::target::geo(&region);
+    let vault_fqdn = format!(
+        "{}-asr-pod01-{}.{geo}.siterecovery.windowsazure.com",
+        meta.numeric_id,
+        recoverite_rp_recoveryservices::target::ASR_PAIR_TYPE
+    );
+    let cache_id = side.cache_account_id(item);
+    let account = cache_id
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let vault = resource::get(r, &vault_id)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let principal = vault["identity"]["principalId"].as_str();
+    let tokens = rt.tokens.get().ok_or_else(|| unwired("token service"))?;
+    let storage_token = tokens.token(principal).map_err(no)?;
+    Ok(Placement {
+        vm_alias,
+        dns_server: *rt.dns.get().ok_or_else(|| unwired("DNS server"))?,
+        vault_id,
+        vault_fqdn,
+        cache_host: format!("{account}.blob.core.windows.net"),
+        item_prefix: engine_id(item),
+        storage_token,
+        proxy: vm["tags"]["recoverite-proxy"].as_str().map(str::to_string),
+    })
+}
+
+/// Fills in the gateway's reason for a refused connection.
+fn explained(rt: &Runtime, mut b: Blocked) -> Blocked {
+    if let (Some((from, to)), Some(e)) = (b.flow, rt.explain.get()) {
+        if let Some(why) = e.explain(from, to) {
+            b.reason = format!("{} (gateway: {why})", b.reason);
+        }
+    }
+    b
+}
+
+/// One agent cycle for an item: hello to the vault, then ship what changed.
+/// Returns the change bytes shipped.
+pub async fn agent_cycle(
+    store: &Store,
+    engine: &Engine,
+    rt: &Runtime,
+    item: &Value,
+) -> Result<u64, Blocked> {
+    let p = store
+        .view(|r| Ok::<_, ArmError>(placement(r, rt, item)))
+        .map_err(|e| unwired(&e.body.message))??;
+    let al = StoreAliases(store.clone());
+    agent::hello_vault(&p, &al)
+        .await
+        .map_err(|b| explained(rt, b))?;
+    let eid = engine_id(item);
+    let (e2, id2) = (engine.clone(), eid.clone());
+    let batch = tokio::task::spawn_blocking(move || e2.ship(&id2))
+        .await
+        .map_err(|e| unwired(&e.to_string()))?
+        .map_err(|e| unwired(&format!("change journal: {e}")))?;
+    let Some(b) = batch else { return Ok(0) };
+    agent::upload(&p, &al, &format!("{:020}.batch", b.seq), &b.bytes)
+        .await
+        .map_err(|b| explained(rt, b))?;
+    engine
+        .shipped(&eid, &b)
+        .map_err(|e| unwired(&format!("agent state: {e}")))?;
+    Ok(b.payload())
+}
+
+/// Checks, from the item's active side, that its agent can reach the vault
+/// (reprotect refuses when it cannot: document 000's DNS trap).
+pub fn check_vault_reachable(store: &Store, rt: &Runtime, item: &Value) -> Result<(), Blocked> {
+    let p = store
+        .view(|r| Ok::<_, ArmError>(placement(r, rt, item)))
+        .map_err(|e| unwired(&e.body.message))??;
+    let al = StoreAliases(store.clone());
+    let h = tokio::runtime::Handle::try_current().map_err(|_| unwired("network runtime"))?;
+    h.block_on(agent::hello_vault(&p, &al))
+        .map(|_| ())
+        .map_err(|b| explained(rt, b))
+}
+
+/// The replication service: applies every batch waiting in the cache.
+pub fn drain(engine: &Engine, rt: &Runtime, item: &Value) -> Result<u64, ArmError> {
+    let Some(cache) = rt.cache.get() else {
+        return Ok(0);
+    };
+    let eid = engine_id(item);
+    let account = Side::of(item)
+        .cache_account_id(item)
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let mut applied = 0;
+    for (name, bytes) in cache.pending(&account, &eid).map_err(ArmError::internal)? {
+        applied += engine
+            .apply(&eid, &bytes, &time::now_string())
+            .map_err(io)?;
+        cache
+            .remove(&account, &eid, &name)
+            .map_err(ArmError::internal)?;
+    }
+    Ok(applied)
+}
+
+/// Records the agent's state on the item when it changes: a blocked agent
+/// makes the item Critical with the endpoint and the reason; a working one
+/// clears it.
+pub fn set_health(store: &Store, item_id: &str, blocked: Option<&Blocked>) -> Result<(), ArmError> {
+    let errors = match blocked {
+        None => json!([]),
+        Some(b) => json!([{
+            "errorCode": "151196", "errorLevel": "Error", "errorSource": "MobilityAgent",
+            "errorMessage": format!("The Site Recovery agent cannot reach the {} ({}{}): {}", b.endpoint, b.fqdn, b.address.map(|a| format!(" → {a}")).unwrap_or_default(), b.reason),
+            "summaryMessage": format!("Replication is blocked: the {} is unreachable from the VM", b.endpoint),
+            "recommendedAction": "Let the VM reach it: check the network security groups and routes of its subnet and NIC, that the private DNS zone linked to its network holds the endpoint's records, and that the private endpoint connection is approved.",
+            "creationTimeUtc": time::now_string(),
+        }]),
+    };
+    store.write(|tx| {
+        let Some(mut item) = resource::get(tx, item_id)? else {
+            return Ok(());
+        };
+        let before: Vec<String> = item["properties"]["healthErrors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| str_of(e, "errorMessage").to_string())
+            .collect();
+        let after: Vec<String> = errors
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| str_of(e, "errorMessage").to_string())
+            .collect();
+        if before == after {
+            return Ok(());
+        }
+        item["properties"]["healthErrors"] = errors.clone();
+        item["properties"]["replicationHealth"] = json!(if blocked.is_some() {
+            "Critical"
+        } else {
+            "Normal"
+        });
+        resource::put(tx, item_id, &item)
+    })
+}
+
+/// Items replicating now.
+pub fn replicating(store: &Store) -> Result<Vec<Value>, ArmError> {
+    store.view(|r| {
+        Ok(resource::list_of_type(r, "", ITEM_TYPE)?
+            .into_iter()
+            .filter(|i| i["properties"]["protectionState"] == "Protected")
+            .collect())
+    })
+}

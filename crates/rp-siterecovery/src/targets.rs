@@ -1,0 +1,145 @@
+//! Where a protected VM lands in the recovery region, with document 003's
+//! defaults: the recovery network (`{vnet}-asr`, made by Site Recovery when
+//! none is named), and the failover VM itself with its network interface —
+//! all created through ARM with Site Recovery's first-party principal, so
+//! the network and compute providers' own rules apply.
+
+use http::Method;
+use serde_json::{json, Value};
+
+use recoverite_arm::{resource, ArmError};
+use recoverite_store::Reader;
+
+use crate::protected_items::str_of;
+use crate::runtime::Runtime;
+
+pub const NETWORK_API: &str = "2026-03-01";
+pub const COMPUTE_API: &str = "2026-04-01";
+
+fn rg_of(id: &str) -> String {
+    let l = id.to_ascii_lowercase();
+    match l.find("/providers/") {
+        Some(i) => id[..i].to_string(),
+        None => id.to_string(),
+    }
+}
+
+pub fn name_of(id: &str) -> &str {
+    id.rsplit('/').next().unwrap_or_default()
+}
+
+/// The subnet of a VM's primary NIC.
+pub fn vm_subnet(r: &impl Reader, vm: &Value) -> Result<Option<String>, ArmError> {
+    let nic_id = vm["properties"]["networkProfile"]["networkInterfaces"][0]["id"]
+        .as_str()
+        .unwrap_or_default();
+    let Some(nic) = resource::get(r, nic_id)? else {
+        return Ok(None);
+    };
+    let cfgs = nic["properties"]["ipConfigurations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let cfg = cfgs
+        .iter()
+        .find(|c| c["properties"]["primary"] == true)
+        .or(cfgs.first())
+        .cloned()
+        .unwrap_or_default();
+    Ok(cfg["properties"]["subnet"]["id"]
+        .as_str()
+        .map(str::to_string))
+}
+
+pub fn vnet_of_subnet(subnet_id: &str) -> String {
+    recoverite_rp_network::aliases::vnet_of_subnet(subnet_id)
+}
+
+/// The recovery network: the one named in the input (it must be in the
+/// recovery region), or `{source vnet}-asr` in the recovery resource group,
+/// created like the source's address space and subnets when missing.
+pub fn recovery_network(
+    rt: &Runtime,
+    r_source_vnet: &Value,
+    named: Option<&str>,
+    target_rg: &str,
+    target_loc: &str,
+    existing: Option<Value>,
+) -> Result<String, ArmError> {
+    if let Some(id) = named {
+        let n = existing.ok_or_else(|| ArmError::invalid_parameter("properties.providerSpecificDetails.recoveryAzureNetworkId", format!("Network '{id}' was not found; create it first or omit it to let Site Recovery create one.")))?;
+        if !str_of(&n, "location").eq_ignore_ascii_case(target_loc) {
+            return Err(ArmError::invalid_parameter("properties.providerSpecificDetails.recoveryAzureNetworkId", format!("Network '{id}' is in '{}'; the recovery network must be in the recovery region '{target_loc}'.", str_of(&n, "location"))));
+        }
+        return Ok(str_of(&n, "id").to_string());
+    }
+    let id = format!(
+        "{target_rg}/providers/Microsoft.Network/virtualNetworks/{}-asr",
+        str_of(r_source_vnet, "name")
+    );
+    if existing.is_some() {
+        return Ok(id);
+    }
+    let subnets: Vec<Value> = r_source_vnet["properties"]["subnets"].as_array().into_iter().flatten().map(|s| {
+        json!({"name": s["name"], "properties": {"addressPrefix": s["properties"]["addressPrefix"]}})
+    }).collect();
+    let body = json!({"location": target_loc, "tags": {"createdBy": "Azure Site Recovery"}, "properties": {
+        "addressSpace": r_source_vnet["properties"]["addressSpace"], "subnets": subnets}});
+    rt.arm.call(Method::PUT, &id, NETWORK_API, Some(body))?;
+    Ok(id)
+}
+
+/// The default recovery network's id for a source network (for lookups before creating it).
+pub fn default_network_id(source_vnet: &Value, target_rg: &str) -> String {
+    format!(
+        "{target_rg}/providers/Microsoft.Network/virtualNetworks/{}-asr",
+        str_of(source_vnet, "name")
+    )
+}
+
+/// A VM Site Recovery brings up on failed-over disks.
+pub struct VmSpec<'a> {
+    pub id: &'a str,
+    pub location: &'a str,
+    pub size: &'a str,
+    pub os_disk: &'a str,
+    pub os_type: &'a str,
+    pub data_disks: &'a [(u64, String)],
+    pub subnet_id: &'a str,
+}
+
+/// Creates the VM with a network interface `{vm}-nic` in its subnet.
+pub fn create_vm(rt: &Runtime, vm: &VmSpec) -> Result<String, ArmError> {
+    let nic_id = format!(
+        "{}/providers/Microsoft.Network/networkInterfaces/{}-nic",
+        rg_of(vm.id),
+        name_of(vm.id)
+    );
+    rt.arm.call(Method::PUT, &nic_id, NETWORK_API, Some(json!({"location": vm.location, "properties": {
+        "ipConfigurations": [{"name": "ipconfig1", "properties": {"subnet": {"id": vm.subnet_id}, "primary": true}}]}})))?;
+    let data: Vec<Value> = vm
+        .data_disks
+        .iter()
+        .map(|(lun, id)| json!({"lun": lun, "createOption": "Attach", "managedDisk": {"id": id}}))
+        .collect();
+    rt.arm.call(Method::PUT, vm.id, COMPUTE_API, Some(json!({"location": vm.location, "tags": {"createdBy": "Azure Site Recovery"}, "properties": {
+        "hardwareProfile": {"vmSize": vm.size},
+        "storageProfile": {"osDisk": {"createOption": "Attach", "osType": vm.os_type, "managedDisk": {"id": vm.os_disk}}, "dataDisks": data},
+        "networkProfile": {"networkInterfaces": [{"id": nic_id, "properties": {"primary": true}}]}}})))?;
+    Ok(vm.id.to_string())
+}
+
+/// Deletes a VM Site Recovery made, its network interface and its disks.
+pub fn delete_vm(rt: &Runtime, vm_id: &str, disks: &[String]) -> Result<(), ArmError> {
+    let nic_id = format!(
+        "{}/providers/Microsoft.Network/networkInterfaces/{}-nic",
+        rg_of(vm_id),
+        name_of(vm_id)
+    );
+    rt.arm.call(Method::DELETE, vm_id, COMPUTE_API, None)?;
+    rt.arm.call(Method::DELETE, &nic_id, NETWORK_API, None)?;
+    for d in disks {
+        rt.arm.call(Method::DELETE, d, "2026-03-02", None)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! Microsoft.Storage: storage accounts. The account is a private link target
+//! (`blob`, `queue`, `table`, `file`, `web`, `dfs`; endpoints only on General
+//! Purpose v2), its firewall (`networkAcls`) and public network access
+//! decide who reaches its data plane through the gateway, and
+//! [`cache::check_for_replication`] holds the rules Site Recovery's cache
+//! accounts must meet (document 000 and 002).
+
+pub mod accounts;
+pub mod cache;
+pub mod target;
+
+use http::Method;
+
+use recoverite_arm::{ArmError, ArmRequest, Ctx, Provider, ProviderInfo, Reply, ResourceType};
+
+pub const NAMESPACE: &str = "Microsoft.Storage";
+pub const ACCOUNT_TYPE: &str = "Microsoft.Storage/storageAccounts";
+
+pub const API_VERSIONS: &[&str] = &[
+    "2021-09-01",
+    "2022-09-01",
+    "2023-01-01",
+    "2023-05-01",
+    "2024-01-01",
+    "2025-01-01",
+    "2025-06-01",
+    "2026-09-01",
+];
+
+pub struct StorageProvider;
+
+impl Provider for StorageProvider {
+    fn info(&self) -> ProviderInfo {
+        let t = |name| ResourceType {
+            name,
+            api_versions: API_VERSIONS,
+            global: false,
+        };
+        ProviderInfo {
+            namespace: NAMESPACE,
+            resource_types: vec![
+                t("storageAccounts"),
+                t("storageAccounts/privateEndpointConnections"),
+                t("storageAccounts/privateLinkResources"),
+                t("checkNameAvailability"),
+                t("operations"),
+            ],
+            requires_registration: true,
+        }
+    }
+
+    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+        let p = req.path.provider.as_ref().expect("provider path");
+        let types: Vec<String> = p.types.iter().map(|t| t.to_ascii_lowercase()).collect();
+        let t: Vec<&str> = types.iter().map(String::as_str).collect();
+        use Method as M;
+        match (t.as_slice(), p.is_resource(), req.method.clone()) {
+            (["storageaccounts"], true, M::PUT) => accounts::put(ctx, req),
+            (["storageaccounts"], true, M::PATCH) => accounts::patch(ctx, req),
+            (["storageaccounts"], true, M::GET) => accounts::get(ctx, req),
+            (["storageaccounts"], true, M::DELETE) => accounts::delete(ctx, req),
+            (["storageaccounts"], false, M::GET) => accounts::list(ctx, req),
+            (["checknameavailability"], false, M::POST) => accounts::check_name(ctx, req),
+            (["storageaccounts", "privatelinkresources"], false, M::GET) => {
+                target::link_resources(ctx, req)
+            }
+            (["storageaccounts", "privateendpointconnections"], false, M::GET) => {
+                target::list_connections(ctx, req)
+            }
+            (["storageaccounts", "privateendpointconnections"], true, m) => {
+                target::connection(ctx, req, m)
+            }
+            (_, _, m) => Err(ArmError::method_not_allowed(m.as_str())),
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The storage account as a private link target, and its connections API.
+
+use http::Method;
+use serde_json::{json, Value};
+
+use recoverite_arm::{paging, resource, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_privatelink::{
+    self as pl, ConnectionRequest, GroupInfo, Member, PrivateLinkTarget, ReaderDyn, Status,
+};
+
+use crate::accounts::SERVICES;
+use crate::ACCOUNT_TYPE;
+
+pub fn zone(service: &str) -> String {
+    format!("privatelink.{service}.core.windows.net")
+}
+
+pub struct StorageTarget;
+
+impl PrivateLinkTarget for StorageTarget {
+    fn resource_type(&self) -> &'static str {
+        ACCOUNT_TYPE
+    }
+
+    fn groups(&self, _: &dyn ReaderDyn, _: &Value) -> Result<Vec<GroupInfo>, ArmError> {
+        Ok(SERVICES
+            .iter()
+            .map(|s| GroupInfo {
+                group_id: s.to_string(),
+                required_members: vec![s.to_string()],
+                required_zone_names: vec![zone(s)],
+            })
+            .collect())
+    }
+
+    /// Document 000: private endpoints for storage only on General Purpose v2.
+    fn validate(
+        &self,
+        _: &dyn ReaderDyn,
+        target: &Value,
+        _: &ConnectionRequest,
+    ) -> Result<(), ArmError> {
+        pl::require_general_purpose_v2(
+            target["kind"].as_str().unwrap_or_default(),
+            target["name"].as_str().unwrap_or_default(),
+        )
+    }
+
+    fn members(
+        &self,
+        _: &dyn ReaderDyn,
+        target: &Value,
+        group_id: &str,
+        _: &ConnectionRequest,
+    ) -> Result<Vec<Member>, ArmError> {
+        let name = target["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let svc = SERVICES
+            .iter()
+            .find(|s| s.eq_ignore_ascii_case(group_id))
+            .ok_or_else(|| {
+                ArmError::invalid_parameter(
+                    "groupIds",
+                    format!(
+                        "'{group_id}' is not a storage sub-resource; use one of {}.",
+                        SERVICES.join(", ")
+                    ),
+                )
+            })?;
+        Ok(vec![Member {
+            member_name: svc.to_string(),
+            fqdn: format!("{name}.{}", zone(svc)),
+        }])
+    }
+
+    fn approval_action(&self) -> String {
+        format!("{ACCOUNT_TYPE}/privateEndpointConnectionsApproval/action")
+    }
+
+    fn public_network_access(&self, target: &Value) -> bool {
+        target["properties"]["publicNetworkAccess"].as_str() != Some("Disabled")
+    }
+
+    /// The account firewall: with `defaultAction: Deny` only sources in a
+    /// subnet named by a virtual network rule get through (over the subnet's
+    /// Microsoft.Storage service endpoint).
+    fn admits(&self, target: &Value, source_subnet: Option<&str>) -> Result<(), String> {
+        let name = target["name"].as_str().unwrap_or_default();
+        if !self.public_network_access(target) {
+            return Err(format!("storage account {name} has public network access disabled: it accepts connections only through its approved private endpoints"));
+        }
+        let acls = &target["properties"]["networkAcls"];
+        if acls["defaultAction"].as_str() != Some("Deny") {
+            return Ok(());
+        }
+        let listed = source_subnet.is_some_and(|s| {
+            acls["virtualNetworkRules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|r| {
+                    r["id"]
+                        .as_str()
+                        .is_some_and(|id| id.eq_ignore_ascii_case(s))
+                })
+        });
+        if listed {
+            Ok(())
+        } else {
+            Err(format!("storage account {name}'s firewall denies by default and has no virtual network rule for {}", source_subnet.unwrap_or("a source outside any virtual network")))
+        }
+    }
+
+    fn actions_key(&self) -> &'static str {
+        "actionRequired"
+    }
+}
+
+pub fn connection_json(c: &pl::Connection) -> Value {
+    json!({
+        "id": c.id(), "name": c.name, "type": format!("{ACCOUNT_TYPE}/privateEndpointConnections"),
+        "properties": {
+            "privateEndpoint": {"id": c.endpoint_id},
+            "groupIds": c.group_ids,
+            "privateLinkServiceConnectionState": c.state_json("actionRequired"),
+            "provisioningState": "Succeeded",
+        }
+    })
+}
+
+fn account(ctx: &Ctx, req: &ArmRequest) -> Result<Value, ArmError> {
+    let tid = req.path.prefix(8);
+    ctx.store()
+        .view(|r| resource::get(r, &tid))?
+        .ok_or_else(|| {
+            ArmError::resource_not_found(
+                ACCOUNT_TYPE,
+                tid.rsplit('/').next().unwrap_or(""),
+                req.path.resource_group.as_deref(),
+            )
+        })
+}
+
+/// GET …/privateLinkResources (not paged).
+pub fn link_resources(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let a = account(ctx, req)?;
+    let aid = a["id"].as_str().unwrap_or_default();
+    let value: Vec<Value> = SERVICES
+        .iter()
+        .map(|s| json!({"id": format!("{aid}/privateLinkResources/{s}"), "name": s, "type": format!("{ACCOUNT_TYPE}/privateLinkResources"),
+                        "properties": {"groupId": s, "requiredMembers": [s], "requiredZoneNames": [zone(s)]}}))
+        .collect();
+    Ok(Reply::ok(json!({"value": value})))
+}
+
+pub fn list_connections(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let a = account(ctx, req)?;
+    let tid = a["id"].as_str().unwrap_or_default().to_string();
+    let items: Vec<Value> = ctx
+        .store()
+        .view(|r| pl::of_target(r, &tid))?
+        .iter()
+        .map(connection_json)
+        .collect();
+    Ok(Reply::ok(paging::page(ctx, req, items)?))
+}
+
+/// GET / PUT (approve, reject; 200, not an LRO) / DELETE of one connection.
+pub fn connection(ctx: &Ctx, req: &ArmRequest, m: Method) -> Result<Reply, ArmError> {
+    let a = account(ctx, req)?;
+    let tid = a["id"].as_str().unwrap_or_default().to_string();
+    let name = req
+        .path
+        .provider
+        .as_ref()
+        .and_then(|p| p.name())
+        .unwrap_or("")
+        .to_string();
+    let not_found = || {
+        ArmError::new(
+            404,
+            "PrivateEndpointConnectionNotFound",
+            format!("Private endpoint connection {name} was not found on {tid}."),
+        )
+    };
+    match m {
+        Method::GET => ctx
+            .store()
+            .view(|r| pl::by_name(r, &tid, &name))?
+            .map(|c| Reply::ok(connection_json(&c)))
+            .ok_or_else(not_found),
+        Method::PUT => {
+            let body = req.body.clone().unwrap_or(json!({}));
+            let state = &body["properties"]["privateLinkServiceConnectionState"];
+            let status = state["status"]
+                .as_str()
+                .and_then(Status::parse)
+                .filter(|s| *s != Status::Disconnected)
+                .ok_or_else(|| {
+                    ArmError::invalid_parameter(
+                        "privateLinkServiceConnectionState.status",
+                        "status must be Approved, Rejected or Pending.",
+                    )
+                })?;
+            ctx.store().write(|tx| {
+                let mut c = pl::by_name(tx, &tid, &name)?.ok_or_else(not_found)?;
+                if c.status == Status::Rejected && status == Status::Approved {
+                    return Err(ArmError::bad_request(
+                        "CannotApproveRejectedConnection",
+                        "A rejected connection cannot be approved; create a new private endpoint.",
+                    ));
+                }
+                c.status = status;
+                c.description = state["description"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                pl::save(tx, &c)?;
+                Ok(Reply::ok(connection_json(&c)))
+            })
+        }
+        Method::DELETE => ctx.store().write(|tx| {
+            let Some(mut c) = pl::by_name(tx, &tid, &name)? else {
+                return Ok(Reply::empty(204));
+            };
+            c.status = Status::Disconnected;
+            c.description = "The connection was removed by the storage account's owner.".into();
+            pl::save(tx, &c)?;
+            Ok(Reply::empty(200))
+        }),
+        other => Err(ArmError::method_not_allowed(other.as_str())),
+    }
+}

@@ -1,0 +1,86 @@
+//! Site Recovery's first-party principal and its ARM client: a service
+//! principal created once per data directory, Contributor on the
+//! subscription (as Azure's first-party app acts on the customer's behalf
+//! once they enabled replication), whose calls go through the router.
+
+use std::sync::{Arc, Weak};
+
+use http::{HeaderMap, HeaderValue, Method};
+use serde_json::Value;
+
+use recoverite_arm::first_party::ArmClient;
+use recoverite_arm::{ArmError, RawRequest, Router};
+use recoverite_identity::authorization_provider::assign;
+use recoverite_identity::{principals, TokenService};
+use recoverite_store::{Reader, Store};
+
+use crate::bootstrap::META;
+
+const KEY: &str = "site-recovery-first-party";
+pub const DISPLAY_NAME: &str = "Azure Site Recovery (recoverite first-party)";
+
+/// The first-party principal's object id (created on first use).
+pub fn ensure(store: &Store, subscription: &str) -> Result<principals::Principal, ArmError> {
+    if let Some(oid) = store.read(|r| r.get_json::<String>(META, KEY))? {
+        if let Some(p) = store.view(|r| principals::get(r, &oid))? {
+            return Ok(p);
+        }
+    }
+    store.write(|tx| {
+        let (p, _) = principals::create_service_principal(tx, DISPLAY_NAME)?;
+        assign(
+            tx,
+            "Contributor",
+            &p.object_id,
+            &format!("/subscriptions/{subscription}"),
+            &p.object_id,
+        )?;
+        tx.put_json(META, KEY, &p.object_id)?;
+        Ok(p)
+    })
+}
+
+pub struct Client {
+    pub router: Weak<Router>,
+    pub tokens: Arc<TokenService>,
+    pub principal: principals::Principal,
+    pub base_url: String,
+}
+
+impl ArmClient for Client {
+    fn call(
+        &self,
+        method: Method,
+        path: &str,
+        api_version: &str,
+        body: Option<Value>,
+    ) -> Result<Value, ArmError> {
+        let router = self
+            .router
+            .upgrade()
+            .ok_or_else(|| ArmError::internal("the server is stopping"))?;
+        let token = self
+            .tokens
+            .issue(&self.principal, "https://management.azure.com/", 600)
+            .map_err(ArmError::internal)?;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|e| ArmError::internal(e.to_string()))?,
+        );
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let reply = router.dispatch(RawRequest {
+            method,
+            path: path.to_string(),
+            query: Some(format!("api-version={api_version}")),
+            headers,
+            body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+            base_url: self.base_url.clone(),
+        })?;
+        Ok(reply.body.unwrap_or(Value::Null))
+    }
+}

@@ -1,0 +1,224 @@
+//! The process side of Site Recovery's runtime: the Blob service behind
+//! every storage account, the cache the replication service drains, storage
+//! tokens for agents, the gateway's verdicts, and the loop that runs every
+//! protected VM's agent and the replication service once a second.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::Arc;
+
+use object_store::path::Path as ObjPath;
+use object_store::ObjectStore;
+
+use recoverite_blob::{Access, Authorize, BlobError};
+use recoverite_identity::{principals, rbac, Principal, TokenService};
+use recoverite_replication::Engine;
+use recoverite_rp_siterecovery::runtime::{self, ChangeCache, Explain, Runtime, StorageTokens};
+use recoverite_store::Store;
+
+pub fn object_store(data_dir: &Path) -> std::io::Result<Arc<dyn ObjectStore>> {
+    let dir = data_dir.join("blobs");
+    std::fs::create_dir_all(&dir)?;
+    let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+        .map_err(std::io::Error::other)?;
+    Ok(Arc::new(fs))
+}
+
+/// Blob data-plane authorization: an Entra token for Azure Storage whose
+/// principal holds the data action on the account (Site Recovery's own
+/// principal writes to cache accounts as Azure's first party does).
+pub struct BlobAuth {
+    pub store: Store,
+    pub tokens: Arc<TokenService>,
+    pub first_party: String,
+}
+
+impl Authorize for BlobAuth {
+    fn authorize(
+        &self,
+        account: &str,
+        authorization: Option<&str>,
+        access: Access,
+    ) -> Result<(), BlobError> {
+        let doc = self
+            .store
+            .view(|r| recoverite_rp_storage::accounts::find_by_name(r, account))
+            .map_err(|e| BlobError::new(500, "InternalError", e.body.message.clone()))?
+            .ok_or_else(|| {
+                BlobError::new(
+                    404,
+                    "ResourceNotFound",
+                    format!("Storage account {account} does not exist."),
+                )
+            })?;
+        let token = authorization
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .ok_or_else(|| BlobError::new(401, "NoAuthenticationInformation", "Server failed to authenticate the request. Send an Entra token for https://storage.azure.com as 'Authorization: Bearer'."))?;
+        let claims = self.tokens.verify_for_storage(token.trim()).map_err(|e| {
+            BlobError::new(401, "InvalidAuthenticationInfo", e.body.message.clone())
+        })?;
+        if claims.oid == self.first_party {
+            return Ok(());
+        }
+        let aid = doc["id"].as_str().unwrap_or_default();
+        let (data, action) = match access {
+            Access::Read | Access::List => (
+                true,
+                "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
+            ),
+            Access::Write => (
+                true,
+                "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write",
+            ),
+            Access::Delete => (
+                true,
+                "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete",
+            ),
+            Access::ManageContainer => (
+                false,
+                "Microsoft.Storage/storageAccounts/blobServices/containers/write",
+            ),
+        };
+        let ok = self
+            .store
+            .view(|r| {
+                if data {
+                    rbac::is_allowed_data(r, &claims.oid, action, aid)
+                } else {
+                    rbac::is_allowed(r, &claims.oid, action, aid)
+                }
+            })
+            .map_err(|e| BlobError::new(500, "InternalError", e.body.message.clone()))?;
+        if ok {
+            Ok(())
+        } else {
+            Err(BlobError::new(403, "AuthorizationPermissionMismatch", format!("This request is not authorized to perform this operation using this permission: principal {} lacks {action} on {aid}.", claims.oid)))
+        }
+    }
+}
+
+/// Storage tokens for agents: the vault's managed identity, or Site Recovery's own.
+pub struct AgentTokens {
+    pub store: Store,
+    pub tokens: Arc<TokenService>,
+    pub first_party: Principal,
+}
+
+impl StorageTokens for AgentTokens {
+    fn token(&self, principal: Option<&str>) -> Result<String, String> {
+        let p = match principal {
+            Some(oid) => self
+                .store
+                .view(|r| principals::get(r, oid))
+                .map_err(|e| e.body.message.clone())?
+                .ok_or_else(|| format!("the vault's managed identity {oid} no longer exists"))?,
+            None => self.first_party.clone(),
+        };
+        self.tokens.issue(&p, "https://storage.azure.com/", 3600)
+    }
+}
+
+/// The cache container, read by the replication service.
+pub struct BlobCache {
+    pub store: Arc<dyn ObjectStore>,
+    pub handle: tokio::runtime::Handle,
+}
+
+fn dir(account: &str, prefix: &str) -> ObjPath {
+    ObjPath::from(format!(
+        "{account}/{}/{prefix}",
+        recoverite_agent::CACHE_CONTAINER
+    ))
+}
+
+impl ChangeCache for BlobCache {
+    fn pending(&self, account: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
+        use futures::TryStreamExt;
+        self.handle.block_on(async {
+            let mut names: Vec<ObjPath> = self
+                .store
+                .list(Some(&dir(account, prefix)))
+                .map_ok(|m| m.location)
+                .try_collect()
+                .await
+                .map_err(|e| e.to_string())?;
+            names.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
+            let mut out = Vec::new();
+            for n in names {
+                let bytes = self
+                    .store
+                    .get(&n)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .bytes()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                out.push((n.filename().unwrap_or_default().to_string(), bytes.to_vec()));
+            }
+            Ok(out)
+        })
+    }
+
+    fn remove(&self, account: &str, prefix: &str, name: &str) -> Result<(), String> {
+        let p = ObjPath::from(format!("{}/{name}", dir(account, prefix).as_ref()));
+        self.handle
+            .block_on(self.store.delete(&p))
+            .map_err(|e| e.to_string())
+    }
+}
+
+pub struct GatewayExplain(pub Arc<recoverite_gateway::Gateway>);
+
+impl Explain for GatewayExplain {
+    fn explain(&self, from: Ipv4Addr, to: Ipv4Addr) -> Option<String> {
+        self.0
+            .check(from, to, 443)
+            .ok()
+            .filter(|d| !d.allowed)
+            .map(|d| d.reason)
+    }
+}
+
+/// Once a second: every replicating VM's agent ships its changes through the
+/// network; the replication service drains the caches and seals points.
+pub fn spawn(
+    data_dir: std::path::PathBuf,
+    store: Store,
+    engine: Engine,
+    rt: Arc<Runtime>,
+    every_secs: u64,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let every = time::Duration::seconds(every_secs.max(1) as i64);
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            crate::clock::save(&data_dir);
+            let items = match runtime::replicating(&store) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(err = %e.body.message, "replication: listing items");
+                    continue;
+                }
+            };
+            for item in &items {
+                let id = item["id"].as_str().unwrap_or_default().to_string();
+                let res = runtime::agent_cycle(&store, &engine, &rt, item).await;
+                let s = store.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    runtime::set_health(&s, &id, res.as_ref().err())
+                })
+                .await;
+            }
+            let (s, e, r) = (store.clone(), engine.clone(), rt.clone());
+            match tokio::task::spawn_blocking(move || {
+                recoverite_rp_siterecovery::replication_loop::tick(&s, &e, &r, every)
+            })
+            .await
+            {
+                Ok(Err(err)) => tracing::warn!(err = %err.body.message, "replication cycle failed"),
+                Err(err) => tracing::warn!(%err, "replication cycle stopped"),
+                Ok(Ok(_)) => {}
+            }
+        }
+    })
+}
