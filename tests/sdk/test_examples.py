@@ -31,3 +31,20 @@ def test_document_000_vault_walkthrough(server):
         assert row["recovery"] == out["endpoint_ips"]["recovery"][private_name]
         assert row["source"].startswith("10.10.") and row["recovery"].startswith("10.11.")
         assert row["unlinked"].startswith("52.136.")
+
+
+def test_document_000_replication_walkthrough(server):
+    import shutil
+    import pytest
+    if shutil.which("qemu-io") is None:
+        pytest.skip("qemu-io (qemu-utils) is not installed")
+    out = load("doc000_replication").main(str(server.data_dir / "connection.json"))
+    assert out["failover"][0], out["failover"][1]
+    assert out["failback"][0], out["failback"][1]
+    # Unlinked: the name resolves publicly, and the locked-down vault refuses.
+    assert out["trap"] and "52.136." in out["trap"] and "public network access is disabled" in out["trap"], out["trap"]
+    # 0xd4 was written after the failover point, nothing else differs.
+    assert out["resync"] == 0 and out["again"] == 0, (out["resync"], out["again"])
+    assert out["vm"].endswith("/resourceGroups/dr-app-asr/providers/Microsoft.Compute/virtualMachines/app")
+    for s in ("EnableDr", "UnplannedFailover", "CommitFailover", "SwitchProtection"):
+        assert s in out["jobs"]

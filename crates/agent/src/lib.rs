@@ -106,7 +106,7 @@ async fn reach(
     aliases: &dyn Aliases,
     endpoint: &str,
     fqdn: &str,
-) -> Result<TcpStream, Blocked> {
+) -> Result<(TcpStream, Ipv4Addr), Blocked> {
     let ip = resolve(p.vm_alias, p.dns_server, fqdn)
         .await
         .map_err(|e| blocked(endpoint, fqdn, None, e))?;
@@ -131,7 +131,7 @@ async fn reach(
         )
         .await
         {
-            Ok(Ok(s)) => return Ok(s),
+            Ok(Ok(s)) => return Ok((s, ip)),
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused && attempt < 6 => {
                 tokio::time::sleep(wait).await;
                 wait *= 2;
@@ -147,7 +147,7 @@ async fn reach(
 /// A connection the network refuses is closed before any greeting.
 pub async fn hello_vault(p: &Placement, aliases: &dyn Aliases) -> Result<String, Blocked> {
     refuse_authenticating_proxy(p.proxy.as_deref())?;
-    let s = reach(p, aliases, "vault", &p.vault_fqdn).await?;
+    let (s, ip) = reach(p, aliases, "vault", &p.vault_fqdn).await?;
     let alias = s.peer_addr().ok().and_then(|a| match a.ip() {
         std::net::IpAddr::V4(v) => Some(v),
         _ => None,
@@ -155,7 +155,7 @@ pub async fn hello_vault(p: &Placement, aliases: &dyn Aliases) -> Result<String,
     let mut s = BufReader::new(s);
     let refused = |why: &str| Blocked {
         flow: alias.map(|a| (p.vm_alias, a)),
-        ..blocked("vault", &p.vault_fqdn, None, why)
+        ..blocked("vault", &p.vault_fqdn, Some(ip), why)
     };
     s.get_mut()
         .write_all(format!("vault {}\n", p.vault_id).as_bytes())
@@ -181,14 +181,14 @@ pub async fn upload(
     refuse_authenticating_proxy(p.proxy.as_deref())?;
     let path = format!("/{CACHE_CONTAINER}/{}/{name}", p.item_prefix);
     for attempt in 0..2 {
-        let s = reach(p, aliases, "cache storage", &p.cache_host).await?;
+        let (s, _) = reach(p, aliases, "cache storage", &p.cache_host).await?;
         let status = http::put(s, &p.cache_host, &path, &p.storage_token, bytes)
             .await
             .map_err(|e| blocked("cache storage", &p.cache_host, None, e))?;
         match status.code {
             201 => return Ok(()),
             404 if status.error_code == "ContainerNotFound" && attempt == 0 => {
-                let s = reach(p, aliases, "cache storage", &p.cache_host).await?;
+                let (s, _) = reach(p, aliases, "cache storage", &p.cache_host).await?;
                 let c = http::put(
                     s,
                     &p.cache_host,

@@ -346,7 +346,7 @@ pub fn unplanned_failover(
         }
         let p = &mut item["properties"];
         if let Some(vm) = &vm {
-            p["providerSpecificDetails"]["recoveryVmId"] = json!(vm);
+            p["providerSpecificDetails"]["recoveryFabricObjectId"] = json!(vm);
         }
         p["activeLocation"] = json!(side.other().name());
         p["protectionState"] = json!("UnplannedFailoverCommitPending");
@@ -521,8 +521,9 @@ pub fn test_failover(
         pr["lastSuccessfulTestFailoverTime"] = json!(time::now_string());
         pr["allowedOperations"] = json!(["TestFailoverCleanup", "DisableProtection"]);
         pr["providerSpecificDetails"]["testFailoverDiskIds"] = json!(made.iter().map(|m| m.rid.clone()).collect::<Vec<_>>());
-        pr["providerSpecificDetails"]["testFailoverNetworkId"] = json!(network_id);
-        pr["providerSpecificDetails"]["testFailoverVmId"] = json!(vm);
+        pr["providerSpecificDetails"]["selectedTfoAzureNetworkId"] = json!(network_id);
+        pr["providerSpecificDetails"]["testFailoverRecoveryFabricObjectId"] = json!(vm);
+        pr["providerSpecificDetails"]["tfoAzureVMName"] = json!(vm_name);
         resource::put(tx, &item_id, &item)?;
         let mut details = job_details("TestFailoverJobDetails", &item, &point, json!({
             "testFailoverStatus": "Completed", "networkName": network["name"], "networkType": "VmNetworkAsInput", "networkFriendlyName": network["name"],
@@ -568,7 +569,7 @@ pub fn test_failover_cleanup(ctx: &Ctx, req: &ArmRequest, rt: &Runtime) -> Resul
         .flatten()
         .filter_map(|x| x.as_str().map(str::to_string))
         .collect();
-    match d["testFailoverVmId"].as_str() {
+    match d["testFailoverRecoveryFabricObjectId"].as_str() {
         Some(vm) => targets::delete_vm(rt, vm, &disk_ids)?,
         None => {
             for id in &disk_ids {
@@ -585,8 +586,9 @@ pub fn test_failover_cleanup(ctx: &Ctx, req: &ArmRequest, rt: &Runtime) -> Resul
         pr["allowedOperations"] = crate::protected_items::replicating_operations();
         if let Some(d) = pr["providerSpecificDetails"].as_object_mut() {
             d.remove("testFailoverDiskIds");
-            d.remove("testFailoverNetworkId");
-            d.remove("testFailoverVmId");
+            d.remove("selectedTfoAzureNetworkId");
+            d.remove("testFailoverRecoveryFabricObjectId");
+            d.remove("tfoAzureVMName");
         }
         resource::put(tx, &item_id, &item)?;
         let details = json!({"instanceType": "TestFailoverJobDetails", "testFailoverStatus": "Cleaned up", "comments": comments, "affectedObjectDetails": {}});

@@ -97,7 +97,7 @@ pub fn placement(r: &impl Reader, rt: &Runtime, item: &Value) -> Result<Placemen
     let side = Side::of(item);
     let vm_id = match side {
         Side::Primary => str_of(d, "fabricObjectId"),
-        Side::Recovery => str_of(d, "recoveryVmId"),
+        Side::Recovery => str_of(d, "recoveryFabricObjectId"),
     };
     let vm = resource::get(r, vm_id)
         .ok()

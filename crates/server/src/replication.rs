@@ -170,12 +170,24 @@ impl ChangeCache for BlobCache {
 pub struct GatewayExplain(pub Arc<recoverite_gateway::Gateway>);
 
 impl Explain for GatewayExplain {
+    /// The flow log's newest record of this connection when it was refused
+    /// (it knows what the service itself refused, too), else a fresh decision.
     fn explain(&self, from: Ipv4Addr, to: Ipv4Addr) -> Option<String> {
-        self.0
-            .check(from, to, 443)
-            .ok()
-            .filter(|d| !d.allowed)
-            .map(|d| d.reason)
+        let logged = self
+            .0
+            .flow_log()
+            .into_iter()
+            .rev()
+            .find(|f| f.source_alias == from && f.destination_alias == to)
+            .filter(|f| !f.allowed)
+            .map(|f| f.reason);
+        logged.or_else(|| {
+            self.0
+                .check(from, to, 443)
+                .ok()
+                .filter(|d| !d.allowed)
+                .map(|d| d.reason)
+        })
     }
 }
 
