@@ -83,6 +83,7 @@ impl Provider for ComputeProvider {
             ("disks", 1, false, M::GET) => disks::list(ctx, req),
             ("virtualmachines", 1, true, M::PUT) => vms::put(ctx, req, &self.blocks),
             ("virtualmachines", 1, true, M::GET) => vms::get(ctx, req),
+            ("virtualmachines", 1, true, M::PATCH) => vms::patch(ctx, req, &self.blocks),
             ("virtualmachines", 1, true, M::DELETE) => vms::delete(ctx, req),
             ("virtualmachines", 1, false, M::GET) => vms::list(ctx, req),
             ("availabilitysets", 1, true, M::PUT) => vms::put_set(ctx, req),

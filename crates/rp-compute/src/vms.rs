@@ -430,3 +430,28 @@ pub fn delete_set(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         Ok(Reply::empty(200))
     })
 }
+
+/// PATCH: tags and top-level properties merged into the VM, then written as
+/// a PUT would (200 only, as the SDK expects for an update).
+pub fn patch(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, ArmError> {
+    let rid = req.path.id();
+    let current = ctx
+        .store()
+        .view(|r| resource::get(r, &rid))?
+        .filter(|d| d["type"].as_str() == Some(VM_TYPE))
+        .ok_or_else(|| {
+            ArmError::resource_not_found(VM_TYPE, &name(req), req.path.resource_group.as_deref())
+        })?;
+    let patch = req.body.clone().unwrap_or(json!({}));
+    let mut merged = json!({"location": current["location"], "tags": patch.get("tags").cloned().unwrap_or(current["tags"].clone()), "properties": current["properties"].clone()});
+    if let Some(p) = patch["properties"].as_object() {
+        for (k, v) in p {
+            merged["properties"][k] = v.clone();
+        }
+    }
+    let mut r2 = req.clone();
+    r2.body = Some(merged);
+    let mut reply = put(ctx, &r2, blocks)?;
+    reply.status = 200;
+    Ok(reply)
+}

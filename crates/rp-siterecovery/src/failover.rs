@@ -174,6 +174,7 @@ fn bring_up_vm(
     made: &[Made],
     vm_id: &str,
     subnet: Option<String>,
+    set: Option<&str>,
 ) -> Result<Option<String>, ArmError> {
     if ctx.store().view(|r| resource::get(r, vm_id))?.is_some() {
         return Ok(Some(vm_id.to_string()));
@@ -220,6 +221,7 @@ fn bring_up_vm(
         rt,
         &targets::VmSpec {
             id: vm_id,
+            availability_set: set,
             location: &loc,
             size,
             os_disk: &os,
@@ -329,6 +331,7 @@ pub fn unplanned_failover(
             &made,
             &recovery_vm_id(&item),
             recovery_subnet(&item),
+            item["properties"]["providerSpecificDetails"]["recoveryAvailabilitySet"].as_str(),
         ),
         Side::Recovery => Ok(None),
     };
@@ -510,7 +513,7 @@ pub fn test_failover(
         item["properties"]["friendlyName"].as_str().unwrap_or("vm")
     );
     let vm_id = format!("{rg}/providers/Microsoft.Compute/virtualMachines/{vm_name}");
-    let vm = bring_up_vm(ctx, rt, &item, &made, &vm_id, subnet)
+    let vm = bring_up_vm(ctx, rt, &item, &made, &vm_id, subnet, None)
         .inspect_err(|_| unplace(ctx, engine, &placed))?;
     let vault_id = req.path.prefix(8);
     let done = ctx.store().write(|tx| {

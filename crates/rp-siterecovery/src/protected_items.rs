@@ -102,11 +102,33 @@ pub fn enable(
         {
             return Err(ArmError::conflict("VmAlreadyProtected", format!("VM '{}' is already protected as '{}'.", str_of(&vm, "name"), str_of(&other, "name"))));
         }
-        let rg_id = a2a["recoveryResourceGroupId"].as_str().ok_or_else(|| ArmError::invalid_parameter("properties.providerSpecificDetails.recoveryResourceGroupId", "Name the resource group in the recovery region that will hold the failed-over disks."))?;
-        let rg = resource::get(r, rg_id)?.ok_or_else(|| ArmError::invalid_parameter("properties.providerSpecificDetails.recoveryResourceGroupId", format!("Resource group '{rg_id}' was not found; create it first.")))?;
-        if str_of(&rg, "location").eq_ignore_ascii_case(&source_loc) {
-            return Err(ArmError::invalid_parameter("properties.providerSpecificDetails.recoveryResourceGroupId", format!("The recovery resource group is in '{source_loc}', the source VM's region; use a group in any other region.")));
+        // Document 003: the vault may be in any region except the source region.
+        if str_of(&vault, "location").eq_ignore_ascii_case(&source_loc) {
+            return Err(ArmError::bad_request("VaultInSourceRegion", format!("Vault '{}' is in '{source_loc}', the region of the VMs it would protect; create the vault in any other region (ideally the recovery region).", str_of(&vault, "name"))));
         }
+        // The recovery resource group; by default `{source group}-asr`, made when missing.
+        let vm_rg = vm_id.split("/providers/").next().unwrap_or_default().to_string();
+        let (rg_id, create_rg) = match a2a["recoveryResourceGroupId"].as_str() {
+            Some(x) => (x.to_string(), false),
+            None => {
+                let d = format!("{vm_rg}-asr");
+                let missing = resource::get(r, &d)?.is_none();
+                (d, missing)
+            }
+        };
+        if !create_rg {
+            let rg = resource::get(r, &rg_id)?.ok_or_else(|| ArmError::invalid_parameter("properties.providerSpecificDetails.recoveryResourceGroupId", format!("Resource group '{rg_id}' was not found; create it first, or omit it for '{vm_rg}-asr'.")))?;
+            if str_of(&rg, "location").eq_ignore_ascii_case(&source_loc) {
+                return Err(ArmError::invalid_parameter("properties.providerSpecificDetails.recoveryResourceGroupId", format!("The recovery resource group is in '{source_loc}', the source VM's region; use a group in any other region.")));
+            }
+        }
+        // The recovery availability set: named, or `{set}-asr` when the VM is in one.
+        let recovery_set = match (a2a["recoveryAvailabilitySetId"].as_str(), vm["properties"]["availabilitySet"]["id"].as_str()) {
+            (Some(x), _) => Some(x.to_string()),
+            (None, Some(src)) => Some(format!("{rg_id}/providers/Microsoft.Compute/availabilitySets/{}-asr", targets::name_of(src))),
+            (None, None) => None,
+        };
+        let source_set = vm["properties"]["availabilitySet"]["id"].as_str().and_then(|id| resource::get(r, id).ok().flatten());
         let inputs = a2a["vmManagedDisks"].as_array().cloned().unwrap_or_default();
         if inputs.is_empty() {
             return Err(ArmError::invalid_parameter("properties.providerSpecificDetails.vmManagedDisks", "List the VM's managed disks to replicate, each with diskId and primaryStagingAzureStorageAccountId (the cache storage account)."));
@@ -140,20 +162,21 @@ pub fn enable(
             None => Value::Null,
         };
         let named_net = a2a["recoveryAzureNetworkId"].as_str();
-        let net_lookup = named_net.map(str::to_string).unwrap_or_else(|| targets::default_network_id(&source_vnet, rg_id));
+        let net_lookup = named_net.map(str::to_string).unwrap_or_else(|| targets::default_network_id(&source_vnet, &rg_id));
         let existing_net = resource::get(r, &net_lookup)?;
         let policy = found(r, str_of(&mapping["properties"], "policyId"), "replication policy")?;
         let target_container = found(r, &target_container_id, "protection container")?;
         Ok((json!({
             "vm": vm, "container": container, "fabric": fabric, "targetFabric": target_fabric, "targetContainer": target_container,
-            "policy": policy, "rg": rg_id, "targetLocation": target_loc, "sourceLocation": source_loc, "disks": chosen.iter().map(|(d, i)| json!({"doc": d, "input": i})).collect::<Vec<_>>(),
+            "policy": policy, "rg": rg_id, "createRg": create_rg, "recoverySet": recovery_set, "sourceSet": source_set, "targetLocation": target_loc, "sourceLocation": source_loc, "disks": chosen.iter().map(|(d, i)| json!({"doc": d, "input": i})).collect::<Vec<_>>(),
             "multiVmGroupName": a2a.get("multiVmGroupName"),
             "sourceVnet": source_vnet, "namedNetwork": named_net, "existingNetwork": existing_net,
             "recoverySubnetName": a2a["recoverySubnetName"].as_str().map(str::to_string).or_else(|| subnet.as_deref().map(|s| targets::name_of(s).to_string())),
         }), vid))
     })?;
-    // Document 003: without a recovery network, Site Recovery creates `{vnet}-asr`.
     let mut plan = plan;
+    targets::prepare_recovery_side(rt, &plan)?;
+    // Document 003: without a recovery network, Site Recovery creates `{vnet}-asr`.
     if plan["sourceVnet"].is_object() {
         let net = targets::recovery_network(
             rt,
@@ -260,6 +283,7 @@ fn item_doc(id: &str, name: &str, plan: &Value, lifecycle: &str, now: &str) -> V
         "recoverySubnetName": plan["recoverySubnetName"],
         "recoveryAzureVMName": vm["name"],
         "recoveryAzureVMSize": vm["properties"]["hardwareProfile"]["vmSize"],
+        "recoveryAvailabilitySet": plan["recoverySet"],
         "multiVmGroupCreateOption": if plan["multiVmGroupName"].is_string() { "UserSpecified" } else { "AutoCreated" },
         "vmProtectionState": "Protected", "vmProtectionStateDescription": "Protected",
         "protectedManagedDisks": managed,

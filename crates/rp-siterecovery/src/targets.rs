@@ -100,6 +100,7 @@ pub fn default_network_id(source_vnet: &Value, target_rg: &str) -> String {
 /// A VM Site Recovery brings up on failed-over disks.
 pub struct VmSpec<'a> {
     pub id: &'a str,
+    pub availability_set: Option<&'a str>,
     pub location: &'a str,
     pub size: &'a str,
     pub os_disk: &'a str,
@@ -125,7 +126,8 @@ pub fn create_vm(rt: &Runtime, vm: &VmSpec) -> Result<String, ArmError> {
     rt.arm.call(Method::PUT, vm.id, COMPUTE_API, Some(json!({"location": vm.location, "tags": {"createdBy": "Azure Site Recovery"}, "properties": {
         "hardwareProfile": {"vmSize": vm.size},
         "storageProfile": {"osDisk": {"createOption": "Attach", "osType": vm.os_type, "managedDisk": {"id": vm.os_disk}}, "dataDisks": data},
-        "networkProfile": {"networkInterfaces": [{"id": nic_id, "properties": {"primary": true}}]}}})))?;
+        "networkProfile": {"networkInterfaces": [{"id": nic_id, "properties": {"primary": true}}]},
+        "availabilitySet": vm.availability_set.map(|id| json!({"id": id}))}})))?;
     Ok(vm.id.to_string())
 }
 
@@ -140,6 +142,31 @@ pub fn delete_vm(rt: &Runtime, vm_id: &str, disks: &[String]) -> Result<(), ArmE
     rt.arm.call(Method::DELETE, &nic_id, NETWORK_API, None)?;
     for d in disks {
         rt.arm.call(Method::DELETE, d, "2026-03-02", None)?;
+    }
+    Ok(())
+}
+
+/// Document 003's defaults on the recovery side, made before replication
+/// starts: the resource group `{source group}-asr` and the availability set
+/// `{set}-asr` (same fault and update domain counts) when they are missing.
+pub fn prepare_recovery_side(rt: &Runtime, plan: &Value) -> Result<(), ArmError> {
+    let loc = str_of(plan, "targetLocation");
+    if plan["createRg"] == true {
+        rt.arm.call(
+            Method::PUT,
+            str_of(plan, "rg"),
+            "2025-04-01",
+            Some(json!({"location": loc, "tags": {"createdBy": "Azure Site Recovery"}})),
+        )?;
+    }
+    if let (Some(set), Some(src)) = (plan["recoverySet"].as_str(), plan["sourceSet"].as_object()) {
+        let props = &src["properties"];
+        let body = json!({"location": loc, "sku": src.get("sku").cloned().unwrap_or(json!({"name": "Aligned"})), "properties": {
+            "platformFaultDomainCount": props["platformFaultDomainCount"], "platformUpdateDomainCount": props["platformUpdateDomainCount"]}});
+        let exists = rt.arm.call(Method::GET, set, COMPUTE_API, None).is_ok();
+        if !exists {
+            rt.arm.call(Method::PUT, set, COMPUTE_API, Some(body))?;
+        }
     }
     Ok(())
 }
