@@ -36,6 +36,8 @@ pub fn real_port(model: u16) -> u16 {
 pub const TIMEOUT: Duration = Duration::from_secs(3);
 /// The cache container Site Recovery writes change batches to.
 pub const CACHE_CONTAINER: &str = "asr-cache";
+/// The port VMs of a replication group reach each other on (document 003).
+pub const MULTI_VM_SYNC_PORT: u16 = 20004;
 
 /// Everything the agent needs to know about its VM and its vault.
 #[derive(Debug, Clone)]
@@ -229,4 +231,42 @@ pub async fn upload(
         None,
         "the container could not be created",
     ))
+}
+
+/// Checks that a peer VM of the replication group is reachable on the
+/// multi-VM sync port (its agent answers there).
+pub async fn check_peer(p: &Placement, peer: Ipv4Addr, peer_name: &str) -> Result<(), Blocked> {
+    let fail = |why: String| Blocked {
+        endpoint: "replication group peer".into(),
+        fqdn: peer_name.into(),
+        address: None,
+        reason: why,
+        flow: Some((p.vm_alias, peer)),
+    };
+    let sock = TcpSocket::new_v4().map_err(|e| fail(e.to_string()))?;
+    sock.bind(SocketAddr::from((p.vm_alias, 0)))
+        .map_err(|e| fail(e.to_string()))?;
+    let s = match tokio::time::timeout(
+        TIMEOUT,
+        sock.connect(SocketAddr::from((peer, real_port(MULTI_VM_SYNC_PORT)))),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            return Err(fail(format!(
+                "port {MULTI_VM_SYNC_PORT} connection failed: {e}"
+            )))
+        }
+        Err(_) => {
+            return Err(fail(format!(
+                "port {MULTI_VM_SYNC_PORT} connection timed out"
+            )))
+        }
+    };
+    let mut line = String::new();
+    match tokio::time::timeout(TIMEOUT, BufReader::new(s).read_line(&mut line)).await {
+        Ok(Ok(n)) if n > 0 => Ok(()),
+        _ => Err(fail(format!("the connection on port {MULTI_VM_SYNC_PORT} was closed: multi-VM consistency needs the group's VMs to reach each other on it"))),
+    }
 }

@@ -48,8 +48,11 @@ pub fn model_port(real: u16) -> u16 {
     }
 }
 
+/// Site Recovery's replication-group port: agents of one group talk on it.
+pub const MULTI_VM_SYNC_PORT: u16 = 20004;
+
 /// Ports a VM's NIC is reachable on: HTTPS and Site Recovery's replication-group port.
-pub const NIC_PORTS: &[u16] = &[443, 20004];
+pub const NIC_PORTS: &[u16] = &[443, MULTI_VM_SYNC_PORT];
 
 pub const FLOW_LOG_CAPACITY: usize = 10_000;
 
@@ -384,7 +387,7 @@ impl Gateway {
                 .await;
         }
         let backend = if decision.allowed {
-            self.backend_for(&decision)
+            self.backend_for(&decision, port)
         } else {
             None
         };
@@ -516,7 +519,14 @@ impl Gateway {
     }
 
     /// The emulated service behind a destination, and an optional greeting.
-    fn backend_for(&self, d: &Decision) -> Option<(SocketAddr, Option<String>)> {
+    fn backend_for(&self, d: &Decision, port: u16) -> Option<(SocketAddr, Option<String>)> {
+        // Site Recovery's mobility agents listen on 20004 for multi-VM sync.
+        if let Some(Destination::Nic { ipconfig, .. }) = &d.destination {
+            if port == MULTI_VM_SYNC_PORT {
+                let greeting = format!("recoverite mobility agent at {ipconfig}: multi-VM sync\n");
+                return (*self.echo.lock().expect("echo")).map(|a| (a, Some(greeting)));
+            }
+        }
         let target = match &d.destination {
             Some(Destination::PrivateEndpoint { target_id, .. }) => Some(target_id.clone()),
             Some(Destination::Public {

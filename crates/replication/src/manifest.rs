@@ -50,6 +50,9 @@ pub struct Manifest {
     /// Bytes initial replication (or a reprotect's resync) had to send.
     #[serde(default)]
     pub seeded_bytes: u64,
+    /// A point being thinned into the next one (finished on open after a crash).
+    #[serde(default)]
+    pub thinning: Option<(u64, u64)>,
 }
 
 /// The agent's side: the journal position each disk has been shipped to.

@@ -24,6 +24,7 @@ impl Engine {
                 OpenOptions::new().write(true).open(&p)?.set_len(valid)?;
             }
         }
+        let m = self.finish_thinning(&dir, m)?;
         self.finish_merge(&dir, m)
     }
 
@@ -170,20 +171,61 @@ impl Engine {
 }
 
 impl Engine {
-    /// Marks a point app-consistent (the agent quiesced the application
-    /// before the point was sealed).
-    pub fn mark_app_consistent(&self, item: &str, seq: u64) -> std::io::Result<RecoveryPoint> {
+    /// Drops point `seq` from the middle of the retained points: its changes
+    /// fold into the next point's delta, so every other point stays exact.
+    /// Crash-safe: the merged deltas are written and synced first, the
+    /// manifest records the thinning, and an interrupted one is finished on
+    /// open (renames and removals are idempotent).
+    pub fn thin(&self, item: &str, seq: u64) -> std::io::Result<bool> {
         let _g = self.guard();
         let dir = self.item_dir(item);
         let mut m = self.manifest_locked(item)?;
-        let p = m
-            .points
-            .iter_mut()
-            .find(|p| p.seq == seq)
-            .ok_or_else(|| not_found("no such recovery point"))?;
-        p.kind = PointKind::AppConsistent;
-        let out = p.clone();
+        let Some(pos) = m.points.iter().position(|p| p.seq == seq) else {
+            return Ok(false);
+        };
+        let Some(next) = m.points.get(pos + 1).map(|p| p.seq) else {
+            return Ok(false); // the newest point is never thinned
+        };
+        let mut stored = 0;
+        for i in 0..m.disks.len() {
+            let both = merged_path(&dir, next, i).with_extension("both");
+            {
+                let mut out = std::fs::File::create(&both)?;
+                for s in [seq, next] {
+                    std::io::copy(&mut std::fs::File::open(delta_path(&dir, s, i))?, &mut out)?;
+                }
+            }
+            stored += delta::compact(&both, &merged_path(&dir, next, i))?;
+            std::fs::remove_file(both)?;
+        }
+        m.points.remove(pos);
+        if let Some(p) = m.points.iter_mut().find(|p| p.seq == next) {
+            p.changed_bytes = stored;
+        }
+        m.thinning = Some((seq, next));
         m.save(&dir)?;
-        Ok(out)
+        self.finish_thinning(&dir, m)?;
+        Ok(true)
     }
+
+    pub(crate) fn finish_thinning(&self, dir: &Path, mut m: Manifest) -> std::io::Result<Manifest> {
+        let Some((seq, next)) = m.thinning else {
+            return Ok(m);
+        };
+        for i in 0..m.disks.len() {
+            let merged = merged_path(dir, next, i);
+            if merged.exists() {
+                std::fs::rename(&merged, delta_path(dir, next, i))?;
+            }
+            remove_if_there(&delta_path(dir, seq, i))?;
+        }
+        std::fs::File::open(dir)?.sync_all()?;
+        m.thinning = None;
+        m.save(dir)?;
+        Ok(m)
+    }
+}
+
+fn merged_path(dir: &Path, seq: u64, disk: usize) -> std::path::PathBuf {
+    dir.join(format!("point-{seq}-{disk}.merged"))
 }

@@ -191,3 +191,68 @@ fn batches_are_applied_once_and_torn_appends_are_cut() {
         "a short batch is refused"
     );
 }
+
+#[test]
+fn thinning_a_point_keeps_every_other_point_exact() {
+    let d = tempfile::tempdir().unwrap();
+    let s = BlockStore::open(d.path()).unwrap();
+    s.create("src", 1 << 24).unwrap();
+    let e = Engine::open(d.path(), s.clone()).unwrap();
+    e.enable("t", &one("src", 1 << 24, None), "t0").unwrap();
+    let mut seqs = Vec::new();
+    for (i, off) in [(1u8, 0u64), (2, 1 << 20), (3, 0), (4, 2 << 20)] {
+        write(&s, "src", off, i, 4096);
+        seqs.push(
+            e.take_point("t", PointKind::CrashConsistent, &format!("t{i}"))
+                .unwrap()
+                .seq,
+        );
+    }
+    let expect: Vec<Vec<u8>> = seqs
+        .iter()
+        .map(|seq| {
+            let out = d.path().join(format!("want-{seq}.img"));
+            e.materialize("t", *seq, 0, &out).unwrap();
+            [
+                read(&out, 0, 4096),
+                read(&out, 1 << 20, 4096),
+                read(&out, 2 << 20, 4096),
+            ]
+            .concat()
+        })
+        .collect();
+    assert!(e.thin("t", seqs[1]).unwrap());
+    assert!(
+        !e.thin("t", seqs[3]).unwrap(),
+        "the newest point is never thinned"
+    );
+    for (k, seq) in seqs.iter().enumerate() {
+        let out = d.path().join(format!("got-{seq}.img"));
+        let r = e.materialize("t", *seq, 0, &out);
+        if k == 1 {
+            assert!(r.is_err(), "the thinned point is gone");
+            continue;
+        }
+        r.unwrap();
+        let got = [
+            read(&out, 0, 4096),
+            read(&out, 1 << 20, 4096),
+            read(&out, 2 << 20, 4096),
+        ]
+        .concat();
+        assert_eq!(got, expect[k], "point {seq} changed");
+    }
+    // A crash after the manifest recorded the thinning is finished on open.
+    let dir = d.path().join("replication/t");
+    let mut m = Manifest::load(&dir).unwrap();
+    std::fs::copy(
+        dir.join(format!("point-{}-0.delta", seqs[3])),
+        dir.join(format!("point-{}-0.merged", seqs[3])),
+    )
+    .unwrap();
+    m.thinning = Some((seqs[2], seqs[3]));
+    m.points.retain(|p| p.seq != seqs[2]);
+    m.save(&dir).unwrap();
+    assert!(e.manifest("t").unwrap().thinning.is_none());
+    assert!(!dir.join(format!("point-{}-0.delta", seqs[2])).exists());
+}

@@ -4,6 +4,7 @@
 
 pub mod fabrics;
 pub mod failover;
+pub mod groups;
 pub mod jobs;
 pub mod policies;
 pub mod protected_items;

@@ -165,11 +165,15 @@ pub fn enable(
         let net_lookup = named_net.map(str::to_string).unwrap_or_else(|| targets::default_network_id(&source_vnet, &rg_id));
         let existing_net = resource::get(r, &net_lookup)?;
         let policy = found(r, str_of(&mapping["properties"], "policyId"), "replication policy")?;
+        let group_id = match a2a["multiVmGroupName"].as_str().filter(|g| !g.is_empty()) {
+            Some(g) => Some(crate::groups::admit(r, &vid, g, &policy)?),
+            None => None,
+        };
         let target_container = found(r, &target_container_id, "protection container")?;
         Ok((json!({
             "vm": vm, "container": container, "fabric": fabric, "targetFabric": target_fabric, "targetContainer": target_container,
             "policy": policy, "rg": rg_id, "createRg": create_rg, "recoverySet": recovery_set, "sourceSet": source_set, "targetLocation": target_loc, "sourceLocation": source_loc, "disks": chosen.iter().map(|(d, i)| json!({"doc": d, "input": i})).collect::<Vec<_>>(),
-            "multiVmGroupName": a2a.get("multiVmGroupName"),
+            "multiVmGroupName": a2a.get("multiVmGroupName"), "multiVmGroupId": group_id,
             "sourceVnet": source_vnet, "namedNetwork": named_net, "existingNetwork": existing_net,
             "recoverySubnetName": a2a["recoverySubnetName"].as_str().map(str::to_string).or_else(|| subnet.as_deref().map(|s| targets::name_of(s).to_string())),
         }), vid))
@@ -279,6 +283,7 @@ fn item_doc(id: &str, name: &str, plan: &Value, lifecycle: &str, now: &str) -> V
         "osType": vm["properties"]["storageProfile"]["osDisk"]["osType"],
         "recoveryAzureResourceGroupId": plan["rg"],
         "multiVmGroupName": plan["multiVmGroupName"],
+        "multiVmGroupId": plan["multiVmGroupId"],
         "selectedRecoveryAzureNetworkId": plan["recoveryNetwork"],
         "recoverySubnetName": plan["recoverySubnetName"],
         "recoveryAzureVMName": vm["name"],

@@ -1,6 +1,11 @@
-//! The replication service's schedule: crash-consistent points at the
-//! configured cadence, app-consistent ones at the policy's frequency, and
-//! pruning to the policy's retention — all on the emulator clock.
+//! The replication service's schedule, on the emulator clock: apply what
+//! arrived in the cache; seal crash-consistent points at the configured
+//! cadence and app-consistent ones at the policy's frequency — for a
+//! replication group, one shared point across all its VMs; keep every point
+//! of the last two hours, thin older ones to one an hour (app-consistent
+//! ones stay), and drop what is past the policy's retention.
+
+use std::collections::BTreeMap;
 
 use serde_json::Value;
 
@@ -8,9 +13,15 @@ use recoverite_arm::{resource, time, ArmError};
 use recoverite_replication::{Engine, PointKind, RecoveryPoint};
 
 use crate::fabrics::found;
-use crate::policies;
+use crate::groups;
+use crate::policies::{self, A2aSettings};
 use crate::protected_items::{engine_id, io, point_doc, str_of, ITEM_TYPE};
 use crate::runtime::{self, Runtime};
+
+/// Every point of this recent past is kept; older ones are thinned.
+pub const KEEP_ALL_MINUTES: i64 = 120;
+/// Older crash-consistent points are thinned to one per this many minutes.
+pub const THIN_TO_MINUTES: i64 = 60;
 
 /// `Latest`: everything waiting in the cache is processed first, then all
 /// the service has received becomes a point (lowest RPO).
@@ -29,10 +40,97 @@ pub fn latest_point(
         .map_err(io)
 }
 
-/// The service's cycle for every replicating item: apply what arrived in
-/// the cache; seal a crash-consistent point when `crash_every` has passed
-/// since the newest, app-consistent when the policy's frequency has; prune
-/// to the policy's retention.
+/// Items that seal together: a replication group, or a VM on its own.
+fn units(items: Vec<(Value, Option<A2aSettings>)>) -> Vec<Vec<(Value, Option<A2aSettings>)>> {
+    let mut grouped: BTreeMap<String, Vec<(Value, Option<A2aSettings>)>> = BTreeMap::new();
+    for (item, pol) in items {
+        let key = match groups::group_of(&item) {
+            Some(g) => format!(
+                "{}|{}",
+                groups::vault_of_item(str_of(&item, "id")).to_ascii_lowercase(),
+                g.to_ascii_lowercase()
+            ),
+            None => str_of(&item, "id").to_string(),
+        };
+        grouped.entry(key).or_default().push((item, pol));
+    }
+    grouped.into_values().collect()
+}
+
+/// What kind of point is due for a unit now, if any (judged on its first VM:
+/// a group's VMs always seal together).
+fn due(
+    engine: &Engine,
+    first: &Value,
+    policy: Option<&A2aSettings>,
+    crash_every: ::time::Duration,
+    now: ::time::OffsetDateTime,
+) -> Option<PointKind> {
+    let m = engine.manifest(&engine_id(first)).ok()?;
+    let age = |t: Option<&String>| t.and_then(|s| time::parse(s)).map(|t| now - t);
+    let newest = age(m.points.last().map(|p| &p.time).or(Some(&m.base_time)));
+    if newest.is_some_and(|a| a < crash_every) {
+        return None;
+    }
+    let app_every = policy
+        .map(|p| p.app_consistent_frequency)
+        .unwrap_or(policies::DEFAULT_APP_CONSISTENT_MINUTES);
+    let last_app = age(m
+        .points
+        .iter()
+        .rev()
+        .find(|p| p.kind == PointKind::AppConsistent)
+        .map(|p| &p.time)
+        .or(Some(&m.base_time)));
+    Some(
+        if app_every > 0 && last_app.is_none_or(|a| a >= ::time::Duration::minutes(app_every)) {
+            PointKind::AppConsistent
+        } else {
+            PointKind::CrashConsistent
+        },
+    )
+}
+
+/// Retention for one item: drop what is past the policy's window, thin
+/// crash-consistent points older than two hours to one per hour.
+fn retain(
+    engine: &Engine,
+    item: &Value,
+    policy: Option<&A2aSettings>,
+    now: ::time::OffsetDateTime,
+) -> Result<(), ArmError> {
+    let eid = engine_id(item);
+    let keep = policy
+        .map(|p| p.recovery_point_history)
+        .unwrap_or(policies::DEFAULT_RETENTION_MINUTES);
+    engine
+        .prune(&eid, &time::format(now - ::time::Duration::minutes(keep)))
+        .map_err(io)?;
+    let m = engine.manifest(&eid).map_err(io)?;
+    let cutoff = now - ::time::Duration::minutes(KEEP_ALL_MINUTES);
+    let mut last_bucket = None;
+    let mut drop = Vec::new();
+    // Keep the newest point of each hour; the newest point overall is never thinned.
+    for p in m.points.iter().rev().skip(1) {
+        let Some(t) = time::parse(&p.time) else {
+            continue;
+        };
+        if t >= cutoff {
+            continue;
+        }
+        let bucket = t.unix_timestamp().div_euclid(THIN_TO_MINUTES * 60);
+        if p.kind == PointKind::CrashConsistent && last_bucket == Some(bucket) {
+            drop.push(p.seq);
+        }
+        last_bucket = Some(bucket);
+    }
+    for seq in drop {
+        engine.thin(&eid, seq).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// The service's cycle for every replicating item.
 pub fn tick(
     store: &recoverite_store::Store,
     engine: &Engine,
@@ -47,7 +145,7 @@ pub fn tick(
                     let pol = resource::get(r, str_of(&i["properties"], "policyId"))
                         .ok()
                         .flatten()
-                        .and_then(|p| policies::A2aSettings::from_doc(&p));
+                        .and_then(|p| A2aSettings::from_doc(&p));
                     (i, pol)
                 })
                 .collect::<Vec<_>>()
@@ -55,56 +153,34 @@ pub fn tick(
     })?;
     let now = time::now();
     let mut taken = 0;
-    for (item, policy) in items {
-        let eid = engine_id(&item);
-        if let Err(e) = runtime::drain(engine, rt, &item) {
-            tracing_warn(&eid, &e);
+    for unit in units(items) {
+        for (item, _) in &unit {
+            if let Err(e) = runtime::drain(engine, rt, item) {
+                eprintln!(
+                    "replication service: {}: {}",
+                    str_of(item, "id"),
+                    e.body.message
+                );
+            }
         }
-        let Ok(m) = engine.manifest(&eid) else {
+        let Some(kind) = due(engine, &unit[0].0, unit[0].1.as_ref(), crash_every, now) else {
             continue;
         };
-        let age = |t: Option<&String>| t.and_then(|s| time::parse(s)).map(|t| now - t);
-        let newest = age(m.points.last().map(|p| &p.time).or(Some(&m.base_time)));
-        if newest.is_some_and(|a| a < crash_every) {
-            continue;
+        // One time for the whole unit: a group's VMs share the point.
+        let at = time::format(now);
+        for (item, policy) in &unit {
+            engine.seal(&engine_id(item), kind, &at).map_err(io)?;
+            retain(engine, item, policy.as_ref(), now)?;
+            taken += 1;
         }
-        let app_every = policy
-            .as_ref()
-            .map(|p| p.app_consistent_frequency)
-            .unwrap_or(policies::DEFAULT_APP_CONSISTENT_MINUTES);
-        let last_app = age(m
-            .points
-            .iter()
-            .rev()
-            .find(|p| p.kind == PointKind::AppConsistent)
-            .map(|p| &p.time)
-            .or(Some(&m.base_time)));
-        let kind = if app_every > 0
-            && last_app.is_none_or(|a| a >= ::time::Duration::minutes(app_every))
-        {
-            PointKind::AppConsistent
-        } else {
-            PointKind::CrashConsistent
-        };
-        engine.seal(&eid, kind, &time::format(now)).map_err(io)?;
-        taken += 1;
-        let keep = policy
-            .map(|p| p.recovery_point_history)
-            .unwrap_or(policies::DEFAULT_RETENTION_MINUTES);
-        engine
-            .prune(&eid, &time::format(now - ::time::Duration::minutes(keep)))
-            .map_err(io)?;
     }
     Ok(taken)
 }
 
-fn tracing_warn(item: &str, e: &ArmError) {
-    eprintln!("replication service: item {item}: {}", e.body.message);
-}
-
-/// Takes a point for one item now (the admin API's "sync now"): the agent
-/// ships what changed (through the network, as always), the service applies
-/// it and seals the point (`app`: the agent marked a quiesce point).
+/// Takes a point now (the admin API's "sync now"): the agents ship what
+/// changed (through the network, as always), the service applies it and
+/// seals the point (`app`: the agents marked a quiesce point). For a VM in a
+/// replication group, every VM of the group gets the same point.
 pub fn take_point_now(
     store: &recoverite_store::Store,
     engine: &Engine,
@@ -119,27 +195,37 @@ pub fn take_point_now(
             "Only a replicating item takes recovery points.",
         ));
     }
+    let unit = match groups::group_of(&item) {
+        Some(g) => store.view(|r| groups::members(r, groups::vault_of_item(item_id), g))?,
+        None => vec![item.clone()],
+    };
     let h = tokio::runtime::Handle::try_current()
         .map_err(|_| ArmError::internal("no network runtime for the agent"))?;
-    if let Err(b) = h.block_on(runtime::agent_cycle(store, engine, rt, &item)) {
-        let _ = runtime::set_health(store, item_id, Some(&b));
-        return Err(ArmError::conflict(
-            "ReplicationBlocked",
-            format!(
-                "The agent could not ship the VM's changes: the {} ({}) is unreachable: {}",
-                b.endpoint, b.fqdn, b.reason
-            ),
-        ));
+    for member in &unit {
+        let mid = str_of(member, "id").to_string();
+        if let Err(b) = h.block_on(runtime::agent_cycle(store, engine, rt, member)) {
+            let _ = runtime::set_health(store, &mid, Some(&b));
+            return Err(ArmError::conflict(
+                "ReplicationBlocked",
+                format!("The agent of '{}' could not ship the VM's changes: the {} ({}) is unreachable: {}", str_of(member, "name"), b.endpoint, b.fqdn, b.reason),
+            ));
+        }
+        let _ = runtime::set_health(store, &mid, None);
     }
-    let _ = runtime::set_health(store, item_id, None);
-    let p = latest_point(engine, rt, &item)?;
-    let p = if app {
-        // The agent's quiesce point: the point just sealed is app-consistent.
-        engine
-            .mark_app_consistent(&engine_id(&item), p.seq)
-            .map_err(io)?
+    let kind = if app {
+        PointKind::AppConsistent
     } else {
-        p
+        PointKind::CrashConsistent
     };
+    let at = time::now_string();
+    let mut mine = None;
+    for member in &unit {
+        runtime::drain(engine, rt, member)?;
+        let p = engine.seal(&engine_id(member), kind, &at).map_err(io)?;
+        if str_of(member, "id").eq_ignore_ascii_case(item_id) {
+            mine = Some(p);
+        }
+    }
+    let p = mine.ok_or_else(|| ArmError::internal("the item left its group meanwhile"))?;
     Ok(point_doc(&item, &p))
 }

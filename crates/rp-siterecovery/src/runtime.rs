@@ -84,18 +84,20 @@ impl agent::Aliases for StoreAliases {
     }
 }
 
-/// The protected item's agent placement on its active side.
-pub fn placement(r: &impl Reader, rt: &Runtime, item: &Value) -> Result<Placement, Blocked> {
-    let no = |why: String| Blocked {
+fn no(why: String) -> Blocked {
+    Blocked {
         endpoint: "agent".into(),
         fqdn: String::new(),
         address: None,
         reason: why,
         flow: None,
-    };
+    }
+}
+
+/// The loopback alias of the VM an item runs on (its active side).
+pub fn vm_alias(r: &impl Reader, item: &Value) -> Result<Ipv4Addr, Blocked> {
     let d = &item["properties"]["providerSpecificDetails"];
-    let side = Side::of(item);
-    let vm_id = match side {
+    let vm_id = match Side::of(item) {
         Side::Primary => str_of(d, "fabricObjectId"),
         Side::Recovery => str_of(d, "recoveryFabricObjectId"),
     };
@@ -121,11 +123,23 @@ pub fn placement(r: &impl Reader, rt: &Runtime, item: &Value) -> Result<Placemen
         .or(cfgs.first())
         .cloned()
         .unwrap_or_default();
-    let vm_alias = aliases::of_owner(r, str_of(&cfg, "id"))
+    aliases::of_owner(r, str_of(&cfg, "id"))
         .ok()
         .flatten()
         .map(|a| a.alias)
-        .ok_or_else(|| no("the VM has no network position".into()))?;
+        .ok_or_else(|| no("the VM has no network position".into()))
+}
+
+/// The protected item's agent placement on its active side.
+pub fn placement(r: &impl Reader, rt: &Runtime, item: &Value) -> Result<Placement, Blocked> {
+    let side = Side::of(item);
+    let vm_alias = vm_alias(r, item)?;
+    let d = &item["properties"]["providerSpecificDetails"];
+    let vm_id = match side {
+        Side::Primary => str_of(d, "fabricObjectId"),
+        Side::Recovery => str_of(d, "recoveryFabricObjectId"),
+    };
+    let vm = resource::get(r, vm_id).ok().flatten().unwrap_or_default();
     let vault_id = str_of(item, "id")
         .split("/replicationFabrics/")
         .next()
@@ -190,6 +204,27 @@ pub async fn agent_cycle(
     agent::hello_vault(&p, &al)
         .await
         .map_err(|b| explained(rt, b))?;
+    // A replication group's VMs must reach each other on port 20004.
+    if let Some(g) = crate::groups::group_of(item) {
+        let vault = crate::groups::vault_of_item(str_of(item, "id"));
+        let peers = store
+            .view(|r| crate::groups::members(r, vault, g))
+            .map_err(|e| unwired(&e.body.message))?;
+        for peer in peers
+            .iter()
+            .filter(|m| str_of(m, "id") != str_of(item, "id"))
+        {
+            let alias = store
+                .view(|r| Ok::<_, ArmError>(vm_alias(r, peer)))
+                .map_err(|e| unwired(&e.body.message))?;
+            if let Ok(a) = alias {
+                let name = str_of(&peer["properties"], "friendlyName");
+                agent::check_peer(&p, a, name)
+                    .await
+                    .map_err(|b| explained(rt, b))?;
+            }
+        }
+    }
     let eid = engine_id(item);
     let (e2, id2) = (engine.clone(), eid.clone());
     let batch = tokio::task::spawn_blocking(move || e2.ship(&id2))
