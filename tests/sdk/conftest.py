@@ -103,4 +103,8 @@ def server():
         try:
             yield s
         finally:
+            died = s.proc is not None and s.proc.poll() is not None
             s.stop()
+            log = (Path(d) / "server.log").read_text(errors="replace")
+            if died or "panicked" in log:
+                print(f"\nrecoverite exited or panicked during the tests; its log ends with:\n{log[-4000:]}")

@@ -182,7 +182,7 @@ def test_pending_endpoint_then_owner_approval_and_lock_down(server, v):
     time.sleep(0.3)
     assert connect_naming(vm_alias, public_alias, v["vault"].id) == ""
     assert "public network access is disabled" in [f for f in server.http("GET", "/recoverite/network/flowlog").json()["value"]
-                                                    if f["destinationAlias"] == public_alias][-1]["reason"]
+                                                    if f["destinationAlias"] == public_alias and f["sourceAlias"] == vm_alias][-1]["reason"]
     assert connect(vm_alias, pe_alias).startswith("recoverite")
 
 

@@ -119,30 +119,47 @@ async fn reach(
         flow: Some((p.vm_alias, alias)),
         ..blocked(endpoint, fqdn, Some(ip), why)
     };
-    // Nothing listening yet (a network change still being applied) is
-    // transient: retry briefly, as agents do. A refusal by the network is
-    // an accepted-then-closed connection and is not retried here.
+    connect_from(p.vm_alias, alias, 443)
+        .await
+        .map(|s| (s, ip))
+        .map_err(|e| refused(format!("connection to {ip}:443 failed: {e}")))
+}
+
+/// Connects from `from` (the VM's alias) to model `port` at `alias`.
+/// Nothing listening yet (a network change still being applied) is
+/// transient: retried briefly, as agents do. A refusal by the network is an
+/// accepted-then-closed connection and is not retried here.
+pub async fn connect_from(
+    from: Ipv4Addr,
+    alias: Ipv4Addr,
+    port: u16,
+) -> std::io::Result<TcpStream> {
     let mut wait = Duration::from_millis(50);
-    for attempt in 0.. {
-        let sock = TcpSocket::new_v4().map_err(|e| refused(e.to_string()))?;
-        sock.bind(SocketAddr::from((p.vm_alias, 0)))
-            .map_err(|e| refused(format!("cannot bind the VM's address {}: {e}", p.vm_alias)))?;
+    let mut attempt = 0;
+    loop {
+        let sock = TcpSocket::new_v4()?;
+        sock.bind(SocketAddr::from((from, 0)))?;
         match tokio::time::timeout(
             TIMEOUT,
-            sock.connect(SocketAddr::from((alias, real_port(443)))),
+            sock.connect(SocketAddr::from((alias, real_port(port)))),
         )
         .await
         {
-            Ok(Ok(s)) => return Ok((s, ip)),
+            Ok(Ok(s)) => return Ok(s),
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused && attempt < 6 => {
                 tokio::time::sleep(wait).await;
                 wait *= 2;
+                attempt += 1;
             }
-            Ok(Err(e)) => return Err(refused(format!("connection to {ip}:443 failed: {e}"))),
-            Err(_) => return Err(refused(format!("connection to {ip}:443 timed out"))),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "timed out",
+                ))
+            }
         }
     }
-    unreachable!("the loop returns")
 }
 
 /// Says hello to the vault: the first line back is the service's greeting.
@@ -243,27 +260,10 @@ pub async fn check_peer(p: &Placement, peer: Ipv4Addr, peer_name: &str) -> Resul
         reason: why,
         flow: Some((p.vm_alias, peer)),
     };
-    let sock = TcpSocket::new_v4().map_err(|e| fail(e.to_string()))?;
-    sock.bind(SocketAddr::from((p.vm_alias, 0)))
-        .map_err(|e| fail(e.to_string()))?;
-    let s = match tokio::time::timeout(
-        TIMEOUT,
-        sock.connect(SocketAddr::from((peer, real_port(MULTI_VM_SYNC_PORT)))),
-    )
-    .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            return Err(fail(format!(
-                "port {MULTI_VM_SYNC_PORT} connection failed: {e}"
-            )))
-        }
-        Err(_) => {
-            return Err(fail(format!(
-                "port {MULTI_VM_SYNC_PORT} connection timed out"
-            )))
-        }
-    };
+
+    let s = connect_from(p.vm_alias, peer, MULTI_VM_SYNC_PORT)
+        .await
+        .map_err(|e| fail(format!("port {MULTI_VM_SYNC_PORT} connection failed: {e}")))?;
     let mut line = String::new();
     match tokio::time::timeout(TIMEOUT, BufReader::new(s).read_line(&mut line)).await {
         Ok(Ok(n)) if n > 0 => Ok(()),
