@@ -350,11 +350,16 @@ pub fn decorate(mut item: Value, engine: &Engine) -> Value {
     d["lastRecoveryPointReceived"] = json!(m.points.last().map(|p| p.time.clone()));
     if item["properties"]["protectionState"] == "Protected" && age > CRITICAL_AFTER_SECS {
         item["properties"]["replicationHealth"] = json!("Critical");
-        item["properties"]["healthErrors"] = json!([{
+        let rpo = json!({
             "errorCode": "150004", "errorLevel": "Error", "errorSource": "ReplicationService",
+            "errorMessage": format!("The newest recovery point is {} minutes old.", age / 60),
             "summaryMessage": "No recovery point was created for the virtual machine in the last 60 minutes.",
             "recommendedAction": "Check that the mobility agent can reach the vault and the cache storage account.",
-        }]);
+        });
+        match item["properties"]["healthErrors"].as_array_mut() {
+            Some(errors) => errors.push(rpo),
+            None => item["properties"]["healthErrors"] = json!([rpo]),
+        }
     }
     item
 }

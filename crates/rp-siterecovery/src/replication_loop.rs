@@ -166,6 +166,26 @@ pub fn tick(
         let Some(kind) = due(engine, &unit[0].0, unit[0].1.as_ref(), crash_every, now) else {
             continue;
         };
+        // Points come only from agents heard from since the newest point:
+        // a silent (blocked) agent means no new points, and RPO grows.
+        let heard = unit.iter().all(|(item, _)| {
+            let eid = engine_id(item);
+            let newest = engine.manifest(&eid).ok().and_then(|m| {
+                time::parse(
+                    m.points
+                        .last()
+                        .map(|p| p.time.clone())
+                        .unwrap_or(m.base_time)
+                        .as_str(),
+                )
+            });
+            // Heard since the newest point, and recently (within one cadence).
+            let since = newest.map_or(now - crash_every, |n| n.max(now - crash_every));
+            rt.last_heartbeat(&eid).is_some_and(|h| h >= since)
+        });
+        if !heard {
+            continue;
+        }
         // One time for the whole unit: a group's VMs share the point.
         let at = time::format(now);
         for (item, policy) in &unit {

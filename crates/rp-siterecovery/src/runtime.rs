@@ -44,6 +44,26 @@ pub struct Runtime {
     pub cache: OnceLock<Arc<dyn ChangeCache>>,
     pub explain: OnceLock<Arc<dyn Explain>>,
     pub arm: LateClient,
+    /// When each item's agent last got through (emulated time): the service
+    /// makes points only from agents it hears from.
+    pub heartbeats: std::sync::Mutex<std::collections::HashMap<String, ::time::OffsetDateTime>>,
+}
+
+impl Runtime {
+    pub fn heard_from(&self, engine_id: &str) {
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(engine_id.to_string(), time::now());
+    }
+
+    pub fn last_heartbeat(&self, engine_id: &str) -> Option<::time::OffsetDateTime> {
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(engine_id)
+            .copied()
+    }
 }
 
 fn unwired(what: &str) -> Blocked {
@@ -231,13 +251,17 @@ pub async fn agent_cycle(
         .await
         .map_err(|e| unwired(&e.to_string()))?
         .map_err(|e| unwired(&format!("change journal: {e}")))?;
-    let Some(b) = batch else { return Ok(0) };
+    let Some(b) = batch else {
+        rt.heard_from(&eid);
+        return Ok(0);
+    };
     agent::upload(&p, &al, &format!("{:020}.batch", b.seq), &b.bytes)
         .await
         .map_err(|b| explained(rt, b))?;
     engine
         .shipped(&eid, &b)
         .map_err(|e| unwired(&format!("agent state: {e}")))?;
+    rt.heard_from(&eid);
     Ok(b.payload())
 }
 

@@ -1,0 +1,130 @@
+"""The emulator clock (issue 5): time-based behaviour happens in seconds.
+Crash-consistent points every 5 emulated minutes, app-consistent ones at the
+policy's frequency, every point of the last two hours kept and older ones
+thinned to one an hour, nothing older than the retention, and an item whose
+agent is silenced turning Critical after 60 minutes without a point.
+
+(Named to run last: moving the shared server's clock forward is harmless to
+tests that already ran, and every test after it would see hours pass.)"""
+
+import time
+
+import pytest
+from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.network import NetworkManagementClient
+from azure.mgmt.recoveryservices import RecoveryServicesClient
+from azure.mgmt.recoveryservicessiterecovery import SiteRecoveryManagementClient
+from azure.mgmt.resource.resources import ResourceManagementClient
+from azure.mgmt.storage import StorageManagementClient
+
+RG, VAULT = "clock-rg", "clock-vault"
+PATH = (RG, VAULT, "east", "east-c", "timed")
+
+
+@pytest.fixture(scope="module")
+def env(server):
+    rm = server.client(ResourceManagementClient)
+    rm.resource_groups.create_or_update(RG, {"location": "eastus"})
+    net = server.client(NetworkManagementClient)
+    nsg = net.network_security_groups.begin_create_or_update(RG, "clock-nsg", {"location": "eastus"}).result()
+    vnet = net.virtual_networks.begin_create_or_update(RG, "clock-vnet", {"location": "eastus", "properties": {
+        "addressSpace": {"addressPrefixes": ["10.80.0.0/16"]},
+        "subnets": [{"name": "s", "properties": {"addressPrefix": "10.80.1.0/24", "networkSecurityGroup": {"id": nsg.id}}}]}}).result()
+    nic = net.network_interfaces.begin_create_or_update(RG, "timed-nic", {"location": "eastus", "properties": {
+        "ipConfigurations": [{"name": "c", "properties": {"subnet": {"id": vnet.subnets[0].id}}}]}}).result()
+    compute = server.client(ComputeManagementClient)
+    osd = compute.disks.begin_create_or_update(RG, "timed-os", {"location": "eastus", "sku": {"name": "Standard_LRS"},
+        "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 4, "osType": "Linux"}}).result()
+    vm = compute.virtual_machines.begin_create_or_update(RG, "timed", {"location": "eastus", "properties": {
+        "hardwareProfile": {"vmSize": "Standard_D2s_v3"},
+        "storageProfile": {"osDisk": {"createOption": "Attach", "osType": "Linux", "managedDisk": {"id": osd.id}}},
+        "networkProfile": {"networkInterfaces": [{"id": nic.id}]}}}).result()
+    cache = server.client(StorageManagementClient).storage_accounts.begin_create(RG, "clockcache", {
+        "location": "eastus", "kind": "StorageV2", "sku": {"name": "Standard_LRS"}}).result()
+    server.client(RecoveryServicesClient).vaults.begin_create_or_update(RG, VAULT, {"location": "westus", "sku": {"name": "Standard"}}).result()
+    sr = server.client(SiteRecoveryManagementClient)
+    for fabric, loc in (("east", "eastus"), ("west", "westus")):
+        sr.replication_fabrics.begin_create(RG, VAULT, fabric, {"properties": {"customDetails": {"instanceType": "Azure", "location": loc}}}).result()
+        sr.replication_protection_containers.begin_create(RG, VAULT, fabric, f"{fabric}-c", {"properties": {"providerSpecificInput": [{"instanceType": "A2A"}]}}).result()
+    policy = sr.replication_policies.begin_create(RG, VAULT, "3h", {"properties": {"providerSpecificInput": {
+        "instanceType": "A2A", "recoveryPointHistory": 180, "appConsistentFrequencyInMinutes": 60, "multiVmSyncStatus": "Disable"}}}).result()
+    target = sr.replication_protection_containers.get(RG, VAULT, "west", "west-c")
+    sr.replication_protection_container_mappings.begin_create(RG, VAULT, "east", "east-c", "m", {"properties": {
+        "targetProtectionContainerId": target.id, "policyId": policy.id, "providerSpecificInput": {"instanceType": "A2A"}}}).result()
+    rm.resource_groups.create_or_update(f"{RG}-asr", {"location": "westus"})
+    item = sr.replication_protected_items.begin_create(*PATH, {"properties": {"policyId": policy.id, "providerSpecificDetails": {
+        "instanceType": "A2A", "fabricObjectId": vm.id, "recoveryContainerId": target.id,
+        "recoveryResourceGroupId": f"/subscriptions/{server.sub}/resourceGroups/{RG}-asr",
+        "vmManagedDisks": [{"diskId": osd.id, "primaryStagingAzureStorageAccountId": cache.id}]}}}).result()
+    return {"sr": sr, "item": item, "net": net}
+
+
+def advance(server, minutes):
+    r = server.http("POST", "/recoverite/clock/advance", json={"minutes": minutes})
+    assert r.status_code == 200, r.text
+    return r.json()["now"]
+
+
+def points(env):
+    return list(env["sr"].recovery_points.list_by_replication_protected_items(*PATH))
+
+
+def wait_points(env, n, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = points(env)
+        if len(got) >= n:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"expected {n} points, have {len(points(env))}")
+
+
+def test_clock_drives_points_retention_thinning_and_health(server, env):
+    clock = server.http("GET", "/recoverite/clock").json()
+    assert clock["scale"] == 1
+    assert server.http("POST", "/recoverite/clock/advance", json={"minutes": -5}).status_code == 400
+    assert points(env) == []
+    # Every 5 emulated minutes a crash-consistent point; hourly an app-consistent one.
+    for i in range(1, 13):
+        advance(server, 5)
+        wait_points(env, i)
+    kinds = [p.properties.recovery_point_type for p in reversed(points(env))]
+    assert kinds.count("AppConsistent") == 1 and kinds[11] == "AppConsistent", kinds
+    # Two more hours in 30-minute steps: points older than two hours are thinned to one an hour.
+    for _ in range(4):
+        advance(server, 30)
+        time.sleep(1.2)
+    now = server.http("GET", "/recoverite/clock").json()["now"]
+    pts = points(env)
+    old = [p for p in pts if (time.mktime(time.strptime(now[:19], "%Y-%m-%dT%H:%M:%S")) -
+                              time.mktime(time.strptime(p.properties.recovery_point_time.strftime("%Y-%m-%dT%H:%M:%S"), "%Y-%m-%dT%H:%M:%S"))) > 2 * 3600]
+    hours = [p.properties.recovery_point_time.replace(minute=0, second=0, microsecond=0) for p in old if p.properties.recovery_point_type == "CrashConsistent"]
+    assert len(hours) == len(set(hours)), [p.properties.recovery_point_time for p in old]
+    assert len(pts) < 16
+    # Past the 3-hour retention nothing is left from the start.
+    advance(server, 200)
+    time.sleep(1.5)
+    oldest = min(p.properties.recovery_point_time for p in points(env))
+    newest = max(p.properties.recovery_point_time for p in points(env))
+    assert (newest - oldest).total_seconds() <= 3 * 3600
+
+    # Silence the agent (NSG): no more points; after 60 minutes the item is Critical.
+    env["net"].security_rules.begin_create_or_update(RG, "clock-nsg", "deny-out", {"properties": {
+        "protocol": "*", "access": "Deny", "direction": "Outbound", "priority": 100, "sourceAddressPrefix": "*",
+        "sourcePortRange": "*", "destinationAddressPrefix": "*", "destinationPortRange": "*"}}).result()
+    time.sleep(1.5)
+    count = len(points(env))
+    advance(server, 61)
+    time.sleep(1.5)
+    item = env["sr"].replication_protected_items.get(*PATH)
+    assert len(points(env)) == count, "a silent agent makes no points"
+    assert item.properties.replication_health == "Critical"
+    assert item.properties.provider_specific_details.rpo_in_seconds >= 3600
+    summaries = [e.summary_message for e in item.properties.health_errors]
+    assert any("60 minutes" in s for s in summaries), summaries
+    env["net"].security_rules.begin_delete(RG, "clock-nsg", "deny-out").result()
+    deadline = time.time() + 10
+    while time.time() < deadline and env["sr"].replication_protected_items.get(*PATH).properties.replication_health != "Normal":
+        advance(server, 1)
+        time.sleep(0.5)
+    assert env["sr"].replication_protected_items.get(*PATH).properties.replication_health == "Normal"
