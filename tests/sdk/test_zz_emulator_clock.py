@@ -69,7 +69,7 @@ def points(env):
     return list(env["sr"].recovery_points.list_by_replication_protected_items(*PATH))
 
 
-def wait_points(env, n, timeout=10):
+def wait_points(env, n, timeout=20):
     deadline = time.time() + timeout
     while time.time() < deadline:
         got = points(env)
@@ -77,6 +77,16 @@ def wait_points(env, n, timeout=10):
             return got
         time.sleep(0.1)
     raise AssertionError(f"expected {n} points, have {len(points(env))}")
+
+
+def wait_newer(env, than, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        pts = points(env)
+        if pts and max(p.properties.recovery_point_time for p in pts) > than:
+            return pts
+        time.sleep(0.1)
+    raise AssertionError(f"no point newer than {than}")
 
 
 def test_clock_drives_points_retention_thinning_and_health(server, env):
@@ -92,8 +102,9 @@ def test_clock_drives_points_retention_thinning_and_health(server, env):
     assert kinds.count("AppConsistent") == 1 and kinds[11] == "AppConsistent", kinds
     # Two more hours in 30-minute steps: points older than two hours are thinned to one an hour.
     for _ in range(4):
+        newest = max(p.properties.recovery_point_time for p in points(env))
         advance(server, 30)
-        time.sleep(1.2)
+        wait_newer(env, newest)
     now = server.http("GET", "/recoverite/clock").json()["now"]
     pts = points(env)
     old = [p for p in pts if (time.mktime(time.strptime(now[:19], "%Y-%m-%dT%H:%M:%S")) -
@@ -102,8 +113,9 @@ def test_clock_drives_points_retention_thinning_and_health(server, env):
     assert len(hours) == len(set(hours)), [p.properties.recovery_point_time for p in old]
     assert len(pts) < 16
     # Past the 3-hour retention nothing is left from the start.
+    newest = max(p.properties.recovery_point_time for p in points(env))
     advance(server, 200)
-    time.sleep(1.5)
+    wait_newer(env, newest)
     oldest = min(p.properties.recovery_point_time for p in points(env))
     newest = max(p.properties.recovery_point_time for p in points(env))
     assert (newest - oldest).total_seconds() <= 3 * 3600

@@ -128,9 +128,8 @@ pub async fn serve(
     port: u16,
 ) -> std::io::Result<(u16, Vec<tokio::task::JoinHandle<()>>)> {
     let mut tasks = Vec::new();
-    let udp = Arc::new(UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).await?);
-    let port = udp.local_addr()?.port();
-    let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await?;
+    let (udp, tcp, port) = bind_both(port).await?;
+    let udp = Arc::new(udp);
     // Two receive loops keep both cores busy under load.
     for _ in 0..2 {
         let (udp, resolver) = (udp.clone(), resolver.clone());
@@ -174,4 +173,20 @@ async fn tcp_session(
             stream.write_all(&out).await?;
         }
     }
+}
+
+/// UDP and TCP on the same port. With port 0 the UDP port is picked first
+/// and its TCP twin may be taken (an outgoing connection's ephemeral port):
+/// pick again rather than fail.
+async fn bind_both(port: u16) -> std::io::Result<(UdpSocket, TcpListener, u16)> {
+    let mut last = None;
+    for _ in 0..if port == 0 { 32 } else { 1 } {
+        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).await?;
+        let p = udp.local_addr()?.port();
+        match TcpListener::bind((Ipv4Addr::LOCALHOST, p)).await {
+            Ok(tcp) => return Ok((udp, tcp, p)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no port")))
 }

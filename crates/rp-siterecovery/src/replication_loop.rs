@@ -189,8 +189,16 @@ pub fn tick(
         // One time for the whole unit: a group's VMs share the point.
         let at = time::format(now);
         for (item, policy) in &unit {
-            engine.seal(&engine_id(item), kind, &at).map_err(io)?;
-            retain(engine, item, policy.as_ref(), now)?;
+            // One item's trouble must not stop the others' points.
+            let sealed = engine.seal(&engine_id(item), kind, &at).map_err(io);
+            if let Err(e) = sealed.and_then(|_| retain(engine, item, policy.as_ref(), now)) {
+                eprintln!(
+                    "replication service: {}: {}",
+                    str_of(item, "id"),
+                    e.body.message
+                );
+                continue;
+            }
             taken += 1;
         }
     }
