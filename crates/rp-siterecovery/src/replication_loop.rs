@@ -255,5 +255,8 @@ pub fn take_point_now(
         }
     }
     let p = mine.ok_or_else(|| ArmError::internal("the item left its group meanwhile"))?;
-    Ok(point_doc(&item, &p))
+    // recoverite's own reply adds what the point cost to store.
+    let mut doc = point_doc(&item, &p);
+    doc["changedBytes"] = serde_json::json!(p.changed_bytes);
+    Ok(doc)
 }
