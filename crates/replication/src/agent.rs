@@ -13,6 +13,8 @@ use crate::manifest::{self, AgentState};
 use crate::{delta, Engine, BLOCK};
 
 const MAGIC: &[u8; 4] = b"RCB1";
+/// Most block bytes one batch carries.
+pub const MAX_BATCH: u64 = 32 << 20;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Header {
@@ -71,9 +73,14 @@ impl Engine {
         let mut parts = Vec::new();
         let mut body = Vec::new();
         let mut any = false;
+        // A batch carries at most MAX_BATCH bytes of blocks (whole journal
+        // records), so the agent's memory stays bounded whatever the churn.
+        let mut budget = (MAX_BATCH / BLOCK) as usize;
         for (i, d) in m.disks.iter().enumerate() {
             let from = st.cursors.get(i).copied().unwrap_or(0);
-            let (blocks, end) = changed_since(&self.blocks.journal(&d.source), from)?;
+            let (blocks, end) =
+                changed_since_capped(&self.blocks.journal(&d.source), from, budget)?;
+            budget = budget.saturating_sub(blocks.len());
             any |= end != from;
             let len = delta::collect(&self.blocks.image(&d.source), d.size, &blocks, &mut body)?;
             parts.push(DiskPart { cursor: end, len });
@@ -145,4 +152,39 @@ fn changed_since(journal: &Path, from: u64) -> std::io::Result<(Vec<u64>, u64)> 
         }
     }
     Ok((set.into_iter().collect(), from + whole as u64))
+}
+
+/// Like `changed_since`, but stops after the record that brings the block
+/// set to `max_blocks` (0: nothing this time).
+fn changed_since_capped(
+    journal: &Path,
+    from: u64,
+    max_blocks: usize,
+) -> std::io::Result<(Vec<u64>, u64)> {
+    if max_blocks == 0 {
+        return Ok((Vec::new(), from));
+    }
+    let mut f = match File::open(journal) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), from)),
+        Err(e) => return Err(e),
+    };
+    f.seek(SeekFrom::Start(from))?;
+    let mut data = Vec::new();
+    f.read_to_end(&mut data)?;
+    let whole = data.len() / 16 * 16;
+    let mut set = std::collections::BTreeSet::new();
+    let mut end = from;
+    for rec in data[..whole].chunks_exact(16) {
+        let off = u64::from_le_bytes(rec[..8].try_into().expect("8 bytes"));
+        let len = u64::from_le_bytes(rec[8..].try_into().expect("8 bytes"));
+        if len > 0 {
+            set.extend(off / BLOCK..=(off + len - 1) / BLOCK);
+        }
+        end += 16;
+        if set.len() >= max_blocks {
+            break;
+        }
+    }
+    Ok((set.into_iter().collect(), end))
 }

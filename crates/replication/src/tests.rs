@@ -256,3 +256,36 @@ fn thinning_a_point_keeps_every_other_point_exact() {
     assert!(e.manifest("t").unwrap().thinning.is_none());
     assert!(!dir.join(format!("point-{}-0.delta", seqs[2])).exists());
 }
+
+#[test]
+fn batches_are_bounded_and_ship_everything_in_turn() {
+    let d = tempfile::tempdir().unwrap();
+    let s = BlockStore::open(d.path()).unwrap();
+    s.create("src", 1 << 30).unwrap();
+    let e = Engine::open(d.path(), s.clone()).unwrap();
+    e.enable("b", &one("src", 1 << 30, None), "t0").unwrap();
+    for i in 0..100u64 {
+        write(&s, "src", i << 20, (i % 250) as u8 + 1, 1 << 20);
+    }
+    let mut batches = 0;
+    while let Some(b) = e.ship("b").unwrap() {
+        assert!(
+            b.payload() <= agent::MAX_BATCH + (1 << 20) + 8192,
+            "{}",
+            b.payload()
+        );
+        e.apply("b", &b.bytes, "t1").unwrap();
+        e.shipped("b", &b).unwrap();
+        batches += 1;
+    }
+    assert!(
+        batches >= 4,
+        "100 MiB of churn takes several bounded batches ({batches})"
+    );
+    let p = e.seal("b", PointKind::CrashConsistent, "t1").unwrap();
+    let out = d.path().join("o.img");
+    e.materialize("b", p.seq, 0, &out).unwrap();
+    for i in [0u64, 37, 99] {
+        assert_eq!(read(&out, i << 20, 4096), vec![(i % 250) as u8 + 1; 4096]);
+    }
+}

@@ -231,7 +231,7 @@ pub fn take_point_now(
         .map_err(|_| ArmError::internal("no network runtime for the agent"))?;
     for member in &unit {
         let mid = str_of(member, "id").to_string();
-        if let Err(b) = h.block_on(runtime::agent_cycle(store, engine, rt, member)) {
+        if let Err(b) = h.block_on(runtime::agent_cycle(store, engine, rt, member, None)) {
             let _ = runtime::set_health(store, &mid, Some(&b));
             return Err(ArmError::conflict(
                 "ReplicationBlocked",

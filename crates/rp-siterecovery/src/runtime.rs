@@ -20,8 +20,9 @@ use crate::protected_items::{engine_id, io, str_of, Side, ITEM_TYPE};
 /// Batches waiting in cache storage accounts (the replication service reads
 /// them as a trusted Microsoft service, not through the customer's network).
 pub trait ChangeCache: Send + Sync {
-    /// Batches under `prefix` of `account`'s cache container, oldest first.
-    fn pending(&self, account: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, String>;
+    /// Names of the batches under `prefix` of `account`'s cache container, oldest first.
+    fn pending(&self, account: &str, prefix: &str) -> Result<Vec<String>, String>;
+    fn get(&self, account: &str, prefix: &str, name: &str) -> Result<Vec<u8>, String>;
     fn remove(&self, account: &str, prefix: &str, name: &str) -> Result<(), String>;
 }
 
@@ -216,6 +217,7 @@ pub async fn agent_cycle(
     engine: &Engine,
     rt: &Runtime,
     item: &Value,
+    budget: Option<std::time::Duration>,
 ) -> Result<u64, Blocked> {
     let p = store
         .view(|r| Ok::<_, ArmError>(placement(r, rt, item)))
@@ -246,23 +248,32 @@ pub async fn agent_cycle(
         }
     }
     let eid = engine_id(item);
-    let (e2, id2) = (engine.clone(), eid.clone());
-    let batch = tokio::task::spawn_blocking(move || e2.ship(&id2))
-        .await
-        .map_err(|e| unwired(&e.to_string()))?
-        .map_err(|e| unwired(&format!("change journal: {e}")))?;
-    let Some(b) = batch else {
+    // Bounded batches, one after another, until caught up or the budget is
+    // spent (the next cycle goes on from the cursor).
+    let started = std::time::Instant::now();
+    let mut shipped = 0;
+    loop {
+        let (e2, id2) = (engine.clone(), eid.clone());
+        let batch = tokio::task::spawn_blocking(move || e2.ship(&id2))
+            .await
+            .map_err(|e| unwired(&e.to_string()))?
+            .map_err(|e| unwired(&format!("change journal: {e}")))?;
+        let Some(b) = batch else {
+            rt.heard_from(&eid);
+            return Ok(shipped);
+        };
+        agent::upload(&p, &al, &format!("{:020}.batch", b.seq), &b.bytes)
+            .await
+            .map_err(|b| explained(rt, b))?;
+        engine
+            .shipped(&eid, &b)
+            .map_err(|e| unwired(&format!("agent state: {e}")))?;
         rt.heard_from(&eid);
-        return Ok(0);
-    };
-    agent::upload(&p, &al, &format!("{:020}.batch", b.seq), &b.bytes)
-        .await
-        .map_err(|b| explained(rt, b))?;
-    engine
-        .shipped(&eid, &b)
-        .map_err(|e| unwired(&format!("agent state: {e}")))?;
-    rt.heard_from(&eid);
-    Ok(b.payload())
+        shipped += b.payload();
+        if budget.is_some_and(|b| started.elapsed() >= b) {
+            return Ok(shipped);
+        }
+    }
 }
 
 /// Checks, from the item's active side, that its agent can reach the vault
@@ -291,7 +302,10 @@ pub fn drain(engine: &Engine, rt: &Runtime, item: &Value) -> Result<u64, ArmErro
         .unwrap_or_default()
         .to_ascii_lowercase();
     let mut applied = 0;
-    for (name, bytes) in cache.pending(&account, &eid).map_err(ArmError::internal)? {
+    for name in cache.pending(&account, &eid).map_err(ArmError::internal)? {
+        let bytes = cache
+            .get(&account, &eid, &name)
+            .map_err(ArmError::internal)?;
         applied += engine
             .apply(&eid, &bytes, &time::now_string())
             .map_err(io)?;

@@ -132,30 +132,29 @@ fn dir(account: &str, prefix: &str) -> ObjPath {
 }
 
 impl ChangeCache for BlobCache {
-    fn pending(&self, account: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
+    fn pending(&self, account: &str, prefix: &str) -> Result<Vec<String>, String> {
         use futures::TryStreamExt;
         self.handle.block_on(async {
-            let mut names: Vec<ObjPath> = self
+            let mut names: Vec<String> = self
                 .store
                 .list(Some(&dir(account, prefix)))
-                .map_ok(|m| m.location)
+                .map_ok(|m| m.location.filename().unwrap_or_default().to_string())
                 .try_collect()
                 .await
                 .map_err(|e| e.to_string())?;
-            names.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
-            let mut out = Vec::new();
-            for n in names {
-                let bytes = self
-                    .store
-                    .get(&n)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .bytes()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                out.push((n.filename().unwrap_or_default().to_string(), bytes.to_vec()));
-            }
-            Ok(out)
+            names.sort();
+            Ok(names)
+        })
+    }
+
+    fn get(&self, account: &str, prefix: &str, name: &str) -> Result<Vec<u8>, String> {
+        let p = ObjPath::from(format!("{}/{name}", dir(account, prefix).as_ref()));
+        self.handle.block_on(async {
+            let got = self.store.get(&p).await.map_err(|e| e.to_string())?;
+            got.bytes()
+                .await
+                .map(|b| b.to_vec())
+                .map_err(|e| e.to_string())
         })
     }
 
@@ -214,7 +213,14 @@ pub fn spawn(
             };
             for item in &items {
                 let id = item["id"].as_str().unwrap_or_default().to_string();
-                let res = runtime::agent_cycle(&store, &engine, &rt, item).await;
+                let res = runtime::agent_cycle(
+                    &store,
+                    &engine,
+                    &rt,
+                    item,
+                    Some(std::time::Duration::from_millis(500)),
+                )
+                .await;
                 let s = store.clone();
                 let _ = tokio::task::spawn_blocking(move || {
                     runtime::set_health(&s, &id, res.as_ref().err())
