@@ -20,13 +20,20 @@ pub async fn put(
         body.len()
     );
     let io = |e: std::io::Error| format!("the connection to {host} broke: {e}");
-    s.write_all(head.as_bytes()).await.map_err(io)?;
-    s.write_all(body).await.map_err(io)?;
+    // The service may answer (an error) before the body is through and close
+    // its side: a failed write still leaves its answer to read.
+    let sent = async {
+        s.write_all(head.as_bytes()).await?;
+        s.write_all(body).await
+    }
+    .await;
     let mut resp = Vec::new();
-    tokio::time::timeout(crate::TIMEOUT * 10, s.read_to_end(&mut resp))
-        .await
-        .map_err(|_| format!("{host} did not answer"))?
-        .map_err(io)?;
+    let read = tokio::time::timeout(crate::TIMEOUT * 10, s.read_to_end(&mut resp)).await;
+    if resp.is_empty() {
+        sent.map_err(io)?;
+        read.map_err(|_| format!("{host} did not answer"))?
+            .map_err(io)?;
+    }
     let text = String::from_utf8_lossy(&resp);
     let code = text
         .split_whitespace()

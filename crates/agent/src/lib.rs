@@ -199,14 +199,21 @@ pub async fn upload(
 ) -> Result<(), Blocked> {
     refuse_authenticating_proxy(p.proxy.as_deref())?;
     let path = format!("/{CACHE_CONTAINER}/{}/{name}", p.item_prefix);
+    let fail = |why: String| blocked("cache storage", &p.cache_host, None, why);
     for attempt in 0..2 {
         let (s, _) = reach(p, aliases, "cache storage", &p.cache_host).await?;
-        let status = http::put(s, &p.cache_host, &path, &p.storage_token, bytes)
-            .await
-            .map_err(|e| blocked("cache storage", &p.cache_host, None, e))?;
-        match status.code {
-            201 => return Ok(()),
-            404 if status.error_code == "ContainerNotFound" && attempt == 0 => {
+        match http::put(s, &p.cache_host, &path, &p.storage_token, bytes).await {
+            Ok(st) if st.code == 201 => return Ok(()),
+            Ok(st) if attempt == 1 || st.error_code != "ContainerNotFound" => {
+                return Err(fail(format!(
+                    "the Blob service answered {} {}",
+                    st.code, st.error_code
+                )));
+            }
+            Err(e) if attempt == 1 => return Err(fail(e)),
+            // The container is missing (the service may cut a large upload
+            // short to say so): create it, then upload again.
+            _ => {
                 let (s, _) = reach(p, aliases, "cache storage", &p.cache_host).await?;
                 let c = http::put(
                     s,
@@ -216,38 +223,17 @@ pub async fn upload(
                     &[],
                 )
                 .await
-                .map_err(|e| blocked("cache storage", &p.cache_host, None, e))?;
+                .map_err(fail)?;
                 if c.code != 201 && c.code != 409 {
-                    return Err(blocked(
-                        "cache storage",
-                        &p.cache_host,
-                        None,
-                        format!(
-                            "creating container {CACHE_CONTAINER} failed: {} {}",
-                            c.code, c.error_code
-                        ),
-                    ));
+                    return Err(fail(format!(
+                        "creating container {CACHE_CONTAINER} failed: {} {}",
+                        c.code, c.error_code
+                    )));
                 }
-            }
-            _ => {
-                return Err(blocked(
-                    "cache storage",
-                    &p.cache_host,
-                    None,
-                    format!(
-                        "the Blob service answered {} {}",
-                        status.code, status.error_code
-                    ),
-                ))
             }
         }
     }
-    Err(blocked(
-        "cache storage",
-        &p.cache_host,
-        None,
-        "the container could not be created",
-    ))
+    Err(fail("the upload did not go through".into()))
 }
 
 /// Checks that a peer VM of the replication group is reachable on the

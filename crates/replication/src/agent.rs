@@ -14,7 +14,7 @@ use crate::{delta, Engine, BLOCK};
 
 const MAGIC: &[u8; 4] = b"RCB1";
 /// Most block bytes one batch carries.
-pub const MAX_BATCH: u64 = 32 << 20;
+pub const MAX_BATCH: u64 = 16 << 20;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Header {
@@ -61,7 +61,12 @@ pub(crate) fn parse(bytes: &[u8]) -> std::io::Result<(Header, &[u8])> {
 
 impl Engine {
     fn agent_state(&self, item: &str) -> std::io::Result<AgentState> {
-        manifest::load(&self.item_dir(item).join("agent.json"))
+        match manifest::load(&self.item_dir(item).join("agent.json")) {
+            // Torn by a power failure: start over from the journal's start
+            // (everything is shipped again; nothing is lost).
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Ok(AgentState::default()),
+            other => other,
+        }
     }
 
     /// Collects every change since the agent's cursors into a batch; `None`
@@ -71,7 +76,7 @@ impl Engine {
         let m = self.manifest_locked(item)?;
         let st = self.agent_state(item)?;
         let mut parts = Vec::new();
-        let mut body = Vec::new();
+        let mut body = Vec::with_capacity((MAX_BATCH + (2 << 20)) as usize);
         let mut any = false;
         // A batch carries at most MAX_BATCH bytes of blocks (whole journal
         // records), so the agent's memory stays bounded whatever the churn.
@@ -92,11 +97,13 @@ impl Engine {
         let cursors = parts.iter().map(|p| p.cursor).collect();
         let header =
             serde_json::to_vec(&Header { seq, disks: parts }).map_err(std::io::Error::other)?;
-        let mut bytes = Vec::with_capacity(8 + header.len() + body.len());
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&header);
-        bytes.extend_from_slice(&body);
+        // The header goes in front of the body in place: one buffer per batch.
+        let mut prefix = Vec::with_capacity(8 + header.len());
+        prefix.extend_from_slice(MAGIC);
+        prefix.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        prefix.extend_from_slice(&header);
+        let mut bytes = body;
+        bytes.splice(0..0, prefix);
         Ok(Some(Batch {
             seq,
             bytes,
@@ -111,7 +118,9 @@ impl Engine {
             cursors: b.cursors.clone(),
             next_batch: b.seq,
         };
-        manifest::save(&self.item_dir(item).join("agent.json"), &st)
+        // Not synced: a cursor lost in a power failure only re-ships a
+        // range (applying a range twice changes nothing).
+        manifest::save_unsynced(&self.item_dir(item).join("agent.json"), &st)
     }
 
     /// Bytes written at the source and not yet shipped (whole blocks), per disk.

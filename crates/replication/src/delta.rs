@@ -67,18 +67,52 @@ pub fn apply(delta: &Path, out: &mut File) -> std::io::Result<()> {
     })
 }
 
-/// Compacts the stream at `src` into `dst`: each block once, with its newest
-/// content. Returns the bytes `dst` holds.
-pub fn compact(src: &Path, dst: &Path) -> std::io::Result<u64> {
-    // Block → offset of its newest record's bytes in `src`.
-    let mut newest: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+/// Block → (offset of its newest bytes, their length).
+type Index = BTreeMap<u64, (u64, u64)>;
+
+/// Where each block's newest record is in a stream (reading only the record
+/// headers), and the stream's length.
+fn index(src: &Path) -> std::io::Result<(Index, u64)> {
+    let mut f = BufReader::with_capacity(1 << 16, File::open(src)?);
+    let mut newest = BTreeMap::new();
     let mut pos = 0u64;
-    let r = BufReader::with_capacity(1 << 20, File::open(src)?);
-    each(r, |block, bytes| {
-        newest.insert(block, (pos + 16, bytes.len() as u64));
-        pos += 16 + bytes.len() as u64;
-        Ok(())
-    })?;
+    let mut head = [0u8; 16];
+    loop {
+        match f.read_exact(&mut head) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok((newest, pos)),
+            Err(e) => return Err(e),
+        }
+        let block = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+        let n = u64::from_le_bytes(head[8..].try_into().expect("8 bytes"));
+        if n > BLOCK {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "change record longer than a block",
+            ));
+        }
+        newest.insert(block, (pos + 16, n));
+        f.seek_relative(n as i64)?;
+        pos += 16 + n;
+    }
+}
+
+/// Makes the stream at `src` a point's delta at `dst`: each block once, with
+/// its newest content. When blocks were rarely rewritten (≤ 5% extra) the
+/// stream already is one: `dst` becomes a second name for it (no copy; the
+/// caller drops `src` after publishing). Returns the bytes `dst` holds.
+pub fn compact(src: &Path, dst: &Path) -> std::io::Result<u64> {
+    let (newest, len) = index(src)?;
+    let unique: u64 = newest.values().map(|(_, n)| 16 + n).sum();
+    if len <= unique + unique / 20 {
+        match std::fs::remove_file(dst) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        std::fs::hard_link(src, dst)?;
+        File::open(src)?.sync_all()?;
+        return Ok(len);
+    }
     let mut input = File::open(src)?;
     let mut out = BufWriter::with_capacity(1 << 20, File::create(dst)?);
     let mut buf = vec![0u8; BLOCK as usize];

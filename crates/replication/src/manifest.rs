@@ -81,6 +81,13 @@ pub(crate) fn save<T: Serialize>(path: &Path, v: &T) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Replaces a JSON file atomically against process crashes (write, rename).
+pub(crate) fn save_unsynced<T: Serialize>(path: &Path, v: &T) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(v).map_err(std::io::Error::other)?)?;
+    std::fs::rename(&tmp, path)
+}
+
 impl Manifest {
     pub fn load(dir: &Path) -> std::io::Result<Manifest> {
         load(&dir.join("manifest.json"))

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::manifest::{Manifest, PointKind, RecoveryPoint};
 use crate::{agent, base_path, delta, delta_path, not_found, open_path, remove_if_there, Engine};
-use recoverite_blockstore::copy_sparse;
+use recoverite_blockstore::copy_sparse_unsynced;
 
 impl Engine {
     pub(crate) fn manifest_locked(&self, item: &str) -> std::io::Result<Manifest> {
@@ -21,7 +21,13 @@ impl Engine {
                 .map(|md| md.len() > valid)
                 .unwrap_or(false)
             {
-                OpenOptions::new().write(true).open(&p)?.set_len(valid)?;
+                if valid == 0 {
+                    // A sealed point may share this file (see `delta::compact`):
+                    // drop the name, never truncate the bytes.
+                    remove_if_there(&p)?;
+                } else {
+                    OpenOptions::new().write(true).open(&p)?.set_len(valid)?;
+                }
             }
         }
         let m = self.finish_thinning(&dir, m)?;
@@ -32,36 +38,64 @@ impl Engine {
     /// so a batch delivered twice (agent crash, retry) changes nothing.
     /// Returns the change bytes applied.
     pub fn apply(&self, item: &str, batch: &[u8], time: &str) -> std::io::Result<u64> {
+        let mut once = Some(batch.to_vec());
+        self.apply_stream(item, time, || Ok(once.take()))
+    }
+
+    /// Applies batches one after another (`next` yields them, one in memory
+    /// at a time), then makes them durable together: one sync per disk and
+    /// one manifest write for the lot. The caller removes the batches from
+    /// the cache only after this returns.
+    pub fn apply_stream(
+        &self,
+        item: &str,
+        time: &str,
+        mut next: impl FnMut() -> std::io::Result<Option<Vec<u8>>>,
+    ) -> std::io::Result<u64> {
         let _g = self.guard();
         let dir = self.item_dir(item);
         let mut m = self.manifest_locked(item)?;
-        let (h, mut body) = agent::parse(batch)?;
-        if h.seq <= m.applied_batch {
-            return Ok(0);
-        }
-        if h.disks.len() != m.disks.len() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "batch is for another set of disks",
-            ));
-        }
+        let mut files: Vec<Option<std::fs::File>> = (0..m.disks.len()).map(|_| None).collect();
         let mut total = 0;
-        for (i, part) in h.disks.iter().enumerate() {
-            let (mine, rest) = body.split_at(part.len as usize);
-            body = rest;
-            if mine.is_empty() {
+        let mut any = false;
+        while let Some(batch) = next()? {
+            let (h, mut body) = agent::parse(&batch)?;
+            if h.seq <= m.applied_batch {
                 continue;
             }
-            let mut f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(open_path(&dir, i))?;
-            f.write_all(mine)?;
-            f.sync_data()?;
-            m.open[i] += part.len;
-            total += part.len;
+            if h.disks.len() != m.disks.len() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "batch is for another set of disks",
+                ));
+            }
+            for (i, part) in h.disks.iter().enumerate() {
+                let (mine, rest) = body.split_at(part.len as usize);
+                body = rest;
+                if mine.is_empty() {
+                    continue;
+                }
+                if files[i].is_none() {
+                    files[i] = Some(
+                        OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(open_path(&dir, i))?,
+                    );
+                }
+                files[i].as_mut().expect("opened above").write_all(mine)?;
+                m.open[i] += part.len;
+                total += part.len;
+            }
+            m.applied_batch = h.seq;
+            any = true;
         }
-        m.applied_batch = h.seq;
+        if !any {
+            return Ok(0);
+        }
+        for f in files.iter().flatten() {
+            f.sync_data()?;
+        }
         m.last_batch_time = Some(time.to_string());
         m.save(&dir)?;
         Ok(total)
@@ -106,6 +140,20 @@ impl Engine {
         disk: usize,
         dst: &Path,
     ) -> std::io::Result<()> {
+        self.materialize_with(item, seq, disk, dst, true)
+    }
+
+    /// `materialize`, optionally leaving the bytes to the page cache: they
+    /// survive a process crash at once and reach the disk when flushed
+    /// (failover flushes them in the background, so it answers sooner).
+    pub fn materialize_with(
+        &self,
+        item: &str,
+        seq: u64,
+        disk: usize,
+        dst: &Path,
+        durable: bool,
+    ) -> std::io::Result<()> {
         let _g = self.guard();
         let dir = self.item_dir(item);
         let m = self.manifest_locked(item)?;
@@ -116,12 +164,15 @@ impl Engine {
         if !m.points.iter().any(|p| p.seq == seq) {
             return Err(not_found("no such recovery point"));
         }
-        copy_sparse(&base_path(&dir, disk), dst, d.size)?;
+        copy_sparse_unsynced(&base_path(&dir, disk), dst, d.size)?;
         let mut out = OpenOptions::new().write(true).open(dst)?;
         for p in m.points.iter().filter(|p| p.seq <= seq) {
             delta::apply(&delta_path(&dir, p.seq, disk), &mut out)?;
         }
-        out.sync_all()
+        if durable {
+            out.sync_all()?;
+        }
+        Ok(())
     }
 
     /// Drops the points older than `keep_from` (an RFC 3339 time), folding

@@ -77,7 +77,7 @@ fn materialize_all(
     {
         let unique = uuid::Uuid::new_v4().to_string();
         let dst = engine.blocks().image(&unique);
-        if let Err(e) = engine.materialize(&engine_id(item), seq, i, &dst) {
+        if let Err(e) = engine.materialize_with(&engine_id(item), seq, i, &dst, false) {
             discard(engine, &made);
             let _ = std::fs::remove_file(&dst);
             return Err(io(e));
@@ -89,6 +89,23 @@ fn materialize_all(
         });
     }
     Ok(made)
+}
+
+/// Flushes failed-over disks to stable storage in the background: the reply
+/// does not wait for gigabytes to reach the disk (they are safe from a
+/// process crash already, in the page cache).
+fn flush_later(engine: &Engine, made: &[Made]) {
+    let paths: Vec<_> = made
+        .iter()
+        .map(|m| engine.blocks().image(&m.unique))
+        .collect();
+    std::thread::spawn(move || {
+        for p in paths {
+            if let Ok(f) = std::fs::File::open(&p) {
+                let _ = f.sync_all();
+            }
+        }
+    });
 }
 
 fn discard(engine: &Engine, made: &[Made]) {
@@ -387,6 +404,7 @@ pub fn unplanned_failover(
                     let _ = engine.blocks().delete(old);
                 }
             }
+            flush_later(engine, &made);
             Ok(crate::accepted(ctx, req, &op))
         }
         Err(e) => {
@@ -537,7 +555,10 @@ pub fn test_failover(
         crate::finish(ctx, req, tx, Some(item.clone()))
     });
     match done {
-        Ok(op) => Ok(crate::accepted(ctx, req, &op)),
+        Ok(op) => {
+            flush_later(engine, &made);
+            Ok(crate::accepted(ctx, req, &op))
+        }
         Err(e) => {
             if let Some(v) = &vm {
                 let _ = targets::delete_vm(rt, v, &[]);

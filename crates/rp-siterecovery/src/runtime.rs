@@ -48,9 +48,22 @@ pub struct Runtime {
     /// When each item's agent last got through (emulated time): the service
     /// makes points only from agents it hears from.
     pub heartbeats: std::sync::Mutex<std::collections::HashMap<String, ::time::OffsetDateTime>>,
+    locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Runtime {
+    /// One lock per item and role (`agent` / `service`): two agents (the
+    /// loop and a "sync now") must not ship the same journal range as two
+    /// batches, nor two drains apply one batch twice.
+    pub fn lock(&self, role: &str, engine_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(format!("{role}/{engine_id}"))
+            .or_default()
+            .clone()
+    }
+
     pub fn heard_from(&self, engine_id: &str) {
         self.heartbeats
             .lock()
@@ -248,6 +261,8 @@ pub async fn agent_cycle(
         }
     }
     let eid = engine_id(item);
+    let lock = rt.lock("agent", &eid);
+    let _one_agent = lock.lock().await;
     // Bounded batches, one after another, until caught up or the budget is
     // spent (the next cycle goes on from the cursor).
     let started = std::time::Instant::now();
@@ -301,16 +316,27 @@ pub fn drain(engine: &Engine, rt: &Runtime, item: &Value) -> Result<u64, ArmErro
         .next()
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let mut applied = 0;
-    for name in cache.pending(&account, &eid).map_err(ArmError::internal)? {
-        let bytes = cache
-            .get(&account, &eid, &name)
-            .map_err(ArmError::internal)?;
-        applied += engine
-            .apply(&eid, &bytes, &time::now_string())
-            .map_err(io)?;
+    let lock = rt.lock("service", &eid);
+    let _one_drain = lock.blocking_lock();
+    let names = cache.pending(&account, &eid).map_err(ArmError::internal)?;
+    if names.is_empty() {
+        return Ok(0);
+    }
+    // All waiting batches in one go (one in memory at a time), durable
+    // together; only then are they removed from the cache.
+    let mut queue = names.iter();
+    let applied = engine
+        .apply_stream(&eid, &time::now_string(), || match queue.next() {
+            Some(name) => cache
+                .get(&account, &eid, name)
+                .map(Some)
+                .map_err(std::io::Error::other),
+            None => Ok(None),
+        })
+        .map_err(io)?;
+    for name in &names {
         cache
-            .remove(&account, &eid, &name)
+            .remove(&account, &eid, name)
             .map_err(ArmError::internal)?;
     }
     Ok(applied)

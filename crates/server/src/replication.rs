@@ -201,8 +201,13 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let every = time::Duration::seconds(every_secs.max(1) as i64);
+        let mut busy = false;
         loop {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            // Once a second, or straight on while agents still have changes
+            // to ship (each cycle has a budget, so every VM gets its turn).
+            let pause = if busy { 5 } else { 1000 };
+            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            busy = false;
             crate::clock::save(&data_dir);
             let items = match runtime::replicating(&store) {
                 Ok(v) => v,
@@ -221,6 +226,7 @@ pub fn spawn(
                     Some(std::time::Duration::from_millis(500)),
                 )
                 .await;
+                busy |= matches!(res, Ok(n) if n > 0);
                 let s = store.clone();
                 let _ = tokio::task::spawn_blocking(move || {
                     runtime::set_health(&s, &id, res.as_ref().err())
