@@ -192,36 +192,6 @@ impl Journal {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sparse_create_copy_and_journal() {
-        let d = tempfile::tempdir().unwrap();
-        let s = BlockStore::open(d.path()).unwrap();
-        s.create("a", 64 << 30).unwrap();
-        assert!(
-            s.allocated("a").unwrap() < 1 << 20,
-            "a 64 GiB empty disk allocates almost nothing"
-        );
-        {
-            let mut f = OpenOptions::new().write(true).open(s.image("a")).unwrap();
-            f.seek(SeekFrom::Start(10 << 30)).unwrap();
-            f.write_all(&[7u8; 4096]).unwrap();
-        }
-        s.copy("a", "b", 64 << 30).unwrap();
-        assert!(s.allocated("b").unwrap() < 4 << 20, "copies keep holes");
-        let mut j = Journal::open(&s.journal("a")).unwrap();
-        j.record(10 << 30, 4096).unwrap();
-        j.record(BLOCK - 1, 2).unwrap();
-        assert_eq!(
-            s.changed_blocks("a").unwrap(),
-            vec![0, 1, (10u64 << 30) / BLOCK]
-        );
-    }
-}
-
 /// copy_file_range(2) for each range (fails where unsupported: the caller falls back).
 fn copy_ranges_in_kernel(
     src: &File,
@@ -257,4 +227,34 @@ fn copy_ranges_in_kernel(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparse_create_copy_and_journal() {
+        let d = tempfile::tempdir().unwrap();
+        let s = BlockStore::open(d.path()).unwrap();
+        s.create("a", 64 << 30).unwrap();
+        assert!(
+            s.allocated("a").unwrap() < 1 << 20,
+            "a 64 GiB empty disk allocates almost nothing"
+        );
+        {
+            let mut f = OpenOptions::new().write(true).open(s.image("a")).unwrap();
+            f.seek(SeekFrom::Start(10 << 30)).unwrap();
+            f.write_all(&[7u8; 4096]).unwrap();
+        }
+        s.copy("a", "b", 64 << 30).unwrap();
+        assert!(s.allocated("b").unwrap() < 4 << 20, "copies keep holes");
+        let mut j = Journal::open(&s.journal("a")).unwrap();
+        j.record(10 << 30, 4096).unwrap();
+        j.record(BLOCK - 1, 2).unwrap();
+        assert_eq!(
+            s.changed_blocks("a").unwrap(),
+            vec![0, 1, (10u64 << 30) / BLOCK]
+        );
+    }
 }
