@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 
 use recoverite_server::{Connection, ServeConfig};
 
+mod agent_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "recoverite",
@@ -47,6 +49,15 @@ enum Command {
         /// hour of recovery points, retention and app-consistency cycles per second.
         #[arg(long, default_value_t = 1.0)]
         time_scale: f64,
+    },
+    /// Run a protected VM's mobility agent as its own process (the server
+    /// runs a built-in one for every VM otherwise). Needs a running server.
+    Agent {
+        /// The VM's ARM id.
+        #[arg(long)]
+        vm: String,
+        #[arg(long, default_value = ".recoverite", env = "RECOVERITE_DATA_DIR")]
+        data_dir: PathBuf,
     },
     /// Manage service principals.
     Principal {
@@ -99,6 +110,7 @@ fn main() -> Result<()> {
             poll_after_secs: poll_interval,
             recovery_point_secs: recovery_point_interval,
         }),
+        Command::Agent { vm, data_dir } => agent_cmd::run(&data_dir, &vm),
         Command::Principal {
             action:
                 PrincipalCommand::Create {
@@ -190,20 +202,7 @@ fn create_via_http(
     scope: Option<&str>,
 ) -> Result<Value, HttpFailure> {
     let agent = agent_for(conn)?;
-    let token_url = format!("{}/{}/oauth2/v2.0/token", conn.authority, conn.tenant_id);
-    let mut resp = agent
-        .post(&token_url)
-        .send_form([
-            ("grant_type", "client_credentials"),
-            ("client_id", conn.client_id.as_str()),
-            ("client_secret", conn.client_secret.as_str()),
-            ("scope", "https://management.azure.com/.default"),
-        ])
-        .map_err(|e| HttpFailure::Unreachable(e.to_string()))?;
-    let tok = read_json(&mut resp)?;
-    let token = tok["access_token"]
-        .as_str()
-        .ok_or_else(|| HttpFailure::Refused(format!("token request failed: {tok}")))?;
+    let token = token_for(&agent, conn)?;
     let mut resp = agent
         .post(&format!("{}/recoverite/principals", conn.arm_endpoint))
         .header("Authorization", &format!("Bearer {token}"))
@@ -218,6 +217,25 @@ fn create_via_http(
         )));
     }
     Ok(v)
+}
+
+/// A token for ARM with the connection's dev credentials.
+fn token_for(agent: &ureq::Agent, conn: &Connection) -> Result<String, HttpFailure> {
+    let token_url = format!("{}/{}/oauth2/v2.0/token", conn.authority, conn.tenant_id);
+    let mut resp = agent
+        .post(&token_url)
+        .send_form([
+            ("grant_type", "client_credentials"),
+            ("client_id", conn.client_id.as_str()),
+            ("client_secret", conn.client_secret.as_str()),
+            ("scope", "https://management.azure.com/.default"),
+        ])
+        .map_err(|e| HttpFailure::Unreachable(e.to_string()))?;
+    let tok = read_json(&mut resp)?;
+    tok["access_token"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| HttpFailure::Refused(format!("token request failed: {tok}")))
 }
 
 fn read_json(resp: &mut ureq::http::Response<ureq::Body>) -> Result<Value, HttpFailure> {

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{self, AgentState};
+use crate::manifest::{self, AgentState, Manifest};
 use crate::{delta, Engine, BLOCK};
 
 const MAGIC: &[u8; 4] = b"RCB1";
@@ -73,7 +73,9 @@ impl Engine {
     /// when nothing was written.
     pub fn ship(&self, item: &str) -> std::io::Result<Option<Batch>> {
         let _g = self.guard();
-        let m = self.manifest_locked(item)?;
+        // The agent only reads the manifest (the service owns it), so it can
+        // run in another process.
+        let m = Manifest::load(&self.item_dir(item))?;
         let st = self.agent_state(item)?;
         let mut parts = Vec::new();
         let mut body = Vec::with_capacity((MAX_BATCH + (2 << 20)) as usize);
@@ -126,7 +128,7 @@ impl Engine {
     /// Bytes written at the source and not yet shipped (whole blocks), per disk.
     pub fn pending_at_source(&self, item: &str) -> std::io::Result<Vec<u64>> {
         let _g = self.guard();
-        let m = self.manifest_locked(item)?;
+        let m = Manifest::load(&self.item_dir(item))?;
         let st = self.agent_state(item)?;
         let mut out = Vec::new();
         for (i, d) in m.disks.iter().enumerate() {

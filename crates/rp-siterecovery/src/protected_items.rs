@@ -26,7 +26,7 @@ pub(crate) fn str_of<'a>(v: &'a Value, k: &str) -> &'a str {
     v[k].as_str().unwrap_or_default()
 }
 
-pub(crate) fn engine_id(item: &Value) -> String {
+pub fn engine_id(item: &Value) -> String {
     str_of(
         &item["properties"]["providerSpecificDetails"],
         "lifecycleId",

@@ -231,6 +231,9 @@ pub fn take_point_now(
         .map_err(|_| ArmError::internal("no network runtime for the agent"))?;
     for member in &unit {
         let mid = str_of(member, "id").to_string();
+        if rt.external_agent(&engine_id(member)).is_some() {
+            continue; // its own process ships; the point takes what it sent
+        }
         if let Err(b) = h.block_on(runtime::agent_cycle(store, engine, rt, member, None)) {
             let _ = runtime::set_health(store, &mid, Some(&b));
             return Err(ArmError::conflict(

@@ -49,7 +49,13 @@ pub struct Runtime {
     /// makes points only from agents it hears from.
     pub heartbeats: std::sync::Mutex<std::collections::HashMap<String, ::time::OffsetDateTime>>,
     locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Items whose agent runs as its own process (`recoverite agent`), with
+    /// when it last checked in (wall clock): the built-in agent stands aside.
+    external: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, String)>>,
 }
+
+/// How long an external agent's check-in holds its item.
+pub const EXTERNAL_LEASE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Runtime {
     /// One lock per item and role (`agent` / `service`): two agents (the
@@ -62,6 +68,27 @@ impl Runtime {
             .entry(format!("{role}/{engine_id}"))
             .or_default()
             .clone()
+    }
+
+    /// An external agent checks in for an item.
+    pub fn external_check_in(&self, engine_id: &str, who: &str) {
+        self.external
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                engine_id.to_string(),
+                (std::time::Instant::now(), who.to_string()),
+            );
+    }
+
+    /// Who runs an item's agent, when it is an external process still checking in.
+    pub fn external_agent(&self, engine_id: &str) -> Option<String> {
+        self.external
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(engine_id)
+            .filter(|(at, _)| at.elapsed() < EXTERNAL_LEASE)
+            .map(|(_, who)| who.clone())
     }
 
     pub fn heard_from(&self, engine_id: &str) {
@@ -393,4 +420,72 @@ pub fn replicating(store: &Store) -> Result<Vec<Value>, ArmError> {
             .filter(|i| i["properties"]["protectionState"] == "Protected")
             .collect())
     })
+}
+
+/// The replicating item whose agent runs on `vm_id` now (its active side's VM).
+pub fn item_of_vm(store: &Store, vm_id: &str) -> Result<Option<Value>, ArmError> {
+    Ok(replicating(store)?.into_iter().find(|i| {
+        let d = &i["properties"]["providerSpecificDetails"];
+        let active = match Side::of(i) {
+            Side::Primary => str_of(d, "fabricObjectId"),
+            Side::Recovery => str_of(d, "recoveryFabricObjectId"),
+        };
+        active.eq_ignore_ascii_case(vm_id)
+    }))
+}
+
+/// What an external agent (`recoverite agent --vm ID`) needs for one cycle;
+/// asking is its check-in, so the built-in agent stands aside.
+pub fn external_placement(
+    store: &Store,
+    rt: &Runtime,
+    vm_id: &str,
+    who: &str,
+) -> Result<Value, ArmError> {
+    let item = item_of_vm(store, vm_id)?.ok_or_else(|| {
+        ArmError::new(404, "NotFound", format!("No replicating protected item runs on VM '{vm_id}'; enable replication for it first."))
+    })?;
+    let p = store
+        .view(|r| Ok::<_, ArmError>(placement(r, rt, &item)))?
+        .map_err(|b| ArmError::conflict("AgentCannotRun", b.reason))?;
+    let peers = match crate::groups::group_of(&item) {
+        Some(g) => store.view(|r| {
+            Ok::<_, ArmError>(
+                crate::groups::members(r, crate::groups::vault_of_item(str_of(&item, "id")), g)?
+                    .iter()
+                    .filter(|m| str_of(m, "id") != str_of(&item, "id"))
+                    .filter_map(|m| vm_alias(r, m).ok().map(|a| serde_json::json!({"name": str_of(&m["properties"], "friendlyName"), "alias": a.to_string()})))
+                    .collect::<Vec<_>>(),
+            )
+        })?,
+        None => Vec::new(),
+    };
+    let eid = engine_id(&item);
+    rt.external_check_in(&eid, who);
+    Ok(json!({
+        "itemId": item["id"], "engineId": eid, "vmAlias": p.vm_alias.to_string(), "dnsServer": p.dns_server.to_string(),
+        "vaultId": p.vault_id, "vaultFqdn": p.vault_fqdn, "cacheHost": p.cache_host, "itemPrefix": p.item_prefix,
+        "storageToken": p.storage_token, "proxy": p.proxy, "peers": peers,
+    }))
+}
+
+/// An external agent's report after a cycle: heard from (points go on), or
+/// blocked (the item's health says where and why).
+pub fn external_report(
+    store: &Store,
+    rt: &Runtime,
+    item_id: &str,
+    who: &str,
+    blocked: Option<Blocked>,
+) -> Result<(), ArmError> {
+    let item = store.view(|r| crate::fabrics::found(r, item_id, "replication protected item"))?;
+    let eid = engine_id(&item);
+    rt.external_check_in(&eid, who);
+    match blocked {
+        None => {
+            rt.heard_from(&eid);
+            set_health(store, item_id, None)
+        }
+        Some(b) => set_health(store, item_id, Some(&explained(rt, b))),
+    }
 }

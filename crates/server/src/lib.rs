@@ -2,6 +2,7 @@
 //! service and Azure Resource Manager on the same origin.
 
 mod admin;
+mod agents;
 mod arm_http;
 pub mod bootstrap;
 mod clock;
@@ -349,6 +350,8 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         )
         .route("/recoverite/nbd", get(admin::nbd_info))
         .route("/recoverite/clock", get(clock::get_clock))
+        .route("/recoverite/agents/placement", get(agents::placement))
+        .route("/recoverite/agents/report", post(agents::report))
         .route("/recoverite/clock/advance", post(clock::advance))
         .route(
             "/recoverite/replication/points",

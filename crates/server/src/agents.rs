@@ -1,0 +1,107 @@
+//! What `recoverite agent --vm ID` talks to: its placement (asking is its
+//! check-in, and the built-in agent stands aside while it checks in) and its
+//! report after each cycle.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use recoverite_arm::router::authorization_failed;
+use recoverite_arm::{ArmError, Authorizer};
+use recoverite_rp_siterecovery::runtime;
+
+use crate::admin::{authed_json, err};
+use crate::AppState;
+
+const READ: &str = "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationProtectionContainers/replicationProtectedItems/read";
+
+#[derive(Deserialize)]
+pub struct PlacementQuery {
+    vm: String,
+    agent: Option<String>,
+}
+
+/// `GET /recoverite/agents/placement?vm=ID&agent=NAME`.
+pub async fn placement(
+    State(s): State<Arc<AppState>>,
+    Query(q): Query<PlacementQuery>,
+    req: Request,
+) -> Response {
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let s2 = s.clone();
+    let res = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, ArmError> {
+        let caller = s2.directory.authenticate(auth.as_deref())?;
+        if !s2.directory.is_allowed(&caller, READ, &q.vm)? {
+            return Err(authorization_failed(&caller.object_id, READ, &q.vm));
+        }
+        let who = q.agent.unwrap_or_else(|| "recoverite agent".into());
+        runtime::external_placement(&s2.directory.store, &s2.rt, &q.vm, &who)
+    })
+    .await;
+    match res {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => err(e),
+        Err(_) => err(ArmError::internal("placement stopped unexpectedly")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    item_id: String,
+    agent: String,
+    blocked: Option<BlockedReport>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockedReport {
+    endpoint: String,
+    fqdn: String,
+    address: Option<std::net::Ipv4Addr>,
+    reason: String,
+    flow_from: Option<std::net::Ipv4Addr>,
+    flow_to: Option<std::net::Ipv4Addr>,
+}
+
+/// `POST /recoverite/agents/report {itemId, agent, blocked?}`.
+pub async fn report(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    let (auth, body): (_, Report) = match authed_json(req).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let s2 = s.clone();
+    let res = tokio::task::spawn_blocking(move || -> Result<(), ArmError> {
+        let caller = s2.directory.authenticate(auth.as_deref())?;
+        if !s2.directory.is_allowed(&caller, READ, &body.item_id)? {
+            return Err(authorization_failed(&caller.object_id, READ, &body.item_id));
+        }
+        let blocked = body.blocked.map(|b| recoverite_agent::Blocked {
+            endpoint: b.endpoint,
+            fqdn: b.fqdn,
+            address: b.address,
+            reason: b.reason,
+            flow: b.flow_from.zip(b.flow_to),
+        });
+        runtime::external_report(
+            &s2.directory.store,
+            &s2.rt,
+            &body.item_id,
+            &body.agent,
+            blocked,
+        )
+    })
+    .await;
+    match res {
+        Ok(Ok(())) => Json(serde_json::json!({"ok": true})).into_response(),
+        Ok(Err(e)) => err(e),
+        Err(_) => err(ArmError::internal("report stopped unexpectedly")),
+    }
+}
