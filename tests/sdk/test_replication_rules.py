@@ -61,7 +61,7 @@ def env(server):
     aset = compute.availability_sets.create_or_update(RG, "web-set", {"location": "eastus", "sku": {"name": "Aligned"},
         "properties": {"platformFaultDomainCount": 2, "platformUpdateDomainCount": 5}})
     vms = {}
-    for name in ("r1", "r2"):
+    for name in ("r1", "r2", "r3"):
         nic = net.network_interfaces.begin_create_or_update(RG, f"{name}-nic", {"location": "eastus", "properties": {
             "ipConfigurations": [{"name": "c", "properties": {"subnet": {"id": subnet["vms"]}}}]}}).result()
         osd = compute.disks.begin_create_or_update(RG, f"{name}-os", {"location": "eastus", "sku": {"name": "Premium_LRS"},
@@ -217,3 +217,22 @@ def test_defaults_and_a_blocked_agent_turns_critical_then_recovers(server, env):
     assert "authentication prox" in bad.properties.health_errors[0].error_message
     compute.virtual_machines.begin_update(RG, "r1", {"tags": vm.tags or {}}).result()
     wait_health(sr, "health-vault", "r1", "Normal")
+
+
+def test_network_mapping_picks_the_recovery_network(server, env):
+    sr, net = env["sr"], env["net"]
+    v = vault_with_mapping(server, "map-vault", "centralus")
+    mapped = net.virtual_networks.begin_create_or_update("rules-other", "mapped-vnet", {"location": "centralus", "properties": {
+        "addressSpace": {"addressPrefixes": ["10.61.0.0/16"]}, "subnets": [{"name": "vms", "properties": {"addressPrefix": "10.61.1.0/24"}}]}}).result()
+    source = env["subnet"]["vms"].split("/subnets/")[0]
+    body = {"properties": {"recoveryFabricName": "central", "recoveryNetworkId": mapped.id,
+                           "fabricSpecificDetails": {"instanceType": "AzureToAzure", "primaryNetworkId": source}}}
+    bad = {"properties": {**body["properties"], "recoveryNetworkId": source}}
+    e = refused(lambda: sr.replication_network_mappings.begin_create(RG, "map-vault", "east", "rules-vnet", "to-mapped", bad).result())
+    assert e.code == "NetworkNotInFabricRegion"
+    m = sr.replication_network_mappings.begin_create(RG, "map-vault", "east", "rules-vnet", "to-mapped", body).result()
+    assert m.properties.recovery_network_id == mapped.id and m.properties.state == "Paired"
+    assert m.properties.fabric_specific_settings.instance_type == "AzureToAzure"
+    assert [x.name for x in sr.replication_network_mappings.list(RG, "map-vault")] == ["to-mapped"]
+    item = enable(env, v, vm="r3", cache=account(env, "mapcache1").id, rg=f"/subscriptions/{server.sub}/resourceGroups/rules-other", name="r3")
+    assert item.properties.provider_specific_details.selected_recovery_azure_network_id == mapped.id

@@ -6,6 +6,7 @@ pub mod fabrics;
 pub mod failover;
 pub mod groups;
 pub mod jobs;
+pub mod network_mappings;
 pub mod policies;
 pub mod protected_items;
 pub mod replication_loop;
@@ -61,6 +62,9 @@ const TYPES: &[&str] = &[
     "vaults/replicationFabrics/replicationProtectionContainers/replicationProtectedItems",
     "vaults/replicationFabrics/replicationProtectionContainers/replicationProtectedItems/recoveryPoints",
     "vaults/replicationProtectedItems",
+    "vaults/replicationFabrics/replicationNetworks",
+    "vaults/replicationFabrics/replicationNetworks/replicationNetworkMappings",
+    "vaults/replicationNetworkMappings",
 ];
 
 pub struct SiteRecoveryProvider {
@@ -211,6 +215,29 @@ impl Provider for SiteRecoveryProvider {
             }
             (["vaults", "replicationprotectioncontainermappings"], false, M::GET) => {
                 list_in_vault(ctx, req, fabrics::MAPPING_TYPE)
+            }
+            (
+                ["vaults", "replicationfabrics", "replicationnetworks", "replicationnetworkmappings"],
+                true,
+                M::PUT | M::PATCH,
+            ) => network_mappings::put(ctx, req),
+            (
+                ["vaults", "replicationfabrics", "replicationnetworks", "replicationnetworkmappings"],
+                true,
+                M::GET,
+            ) => get(ctx, req, "network mapping"),
+            (
+                ["vaults", "replicationfabrics", "replicationnetworks", "replicationnetworkmappings"],
+                true,
+                M::DELETE,
+            ) => network_mappings::delete(ctx, req),
+            (
+                ["vaults", "replicationfabrics", "replicationnetworks", "replicationnetworkmappings"],
+                false,
+                M::GET,
+            ) => list_children(ctx, req),
+            (["vaults", "replicationnetworkmappings"], false, M::GET) => {
+                list_in_vault(ctx, req, network_mappings::MAPPING_TYPE)
             }
             (["vaults", "replicationpolicies"], true, M::PUT) => policies::put(ctx, req, false),
             (["vaults", "replicationpolicies"], true, M::PATCH) => policies::put(ctx, req, true),

@@ -161,7 +161,12 @@ pub fn enable(
             },
             None => Value::Null,
         };
-        let named_net = a2a["recoveryAzureNetworkId"].as_str();
+        // The recovery network: named, or the source network's mapping, or (later) `{vnet}-asr`.
+        let mapped = match &source_vnet_id {
+            Some(v) => crate::network_mappings::recovery_network_for(r, &vid, v)?,
+            None => None,
+        };
+        let named_net = a2a["recoveryAzureNetworkId"].as_str().or(mapped.as_deref());
         let net_lookup = named_net.map(str::to_string).unwrap_or_else(|| targets::default_network_id(&source_vnet, &rg_id));
         let existing_net = resource::get(r, &net_lookup)?;
         let policy = found(r, str_of(&mapping["properties"], "policyId"), "replication policy")?;
