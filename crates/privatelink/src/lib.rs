@@ -360,6 +360,82 @@ pub fn require_general_purpose_v2(kind: &str, account: &str) -> Result<(), ArmEr
     }
 }
 
+/// GET / PUT (approve or reject; not an LRO) / DELETE of one connection of
+/// `target_id`, named by the request's last segment — the same for every
+/// target; `to_json` renders the connection in the target's own shape.
+pub fn connection_api(
+    ctx: &recoverite_arm::Ctx,
+    req: &recoverite_arm::ArmRequest,
+    target_id: &str,
+    m: http::Method,
+    to_json: fn(&Connection) -> Value,
+) -> Result<recoverite_arm::Reply, ArmError> {
+    use recoverite_arm::Reply;
+    let tid = target_id.to_string();
+    let name = req
+        .path
+        .provider
+        .as_ref()
+        .and_then(|p| p.name())
+        .unwrap_or("")
+        .to_string();
+    let not_found = || {
+        ArmError::new(
+            404,
+            "PrivateEndpointConnectionNotFound",
+            format!("Private endpoint connection {name} was not found on {tid}."),
+        )
+    };
+    match m {
+        http::Method::GET => ctx
+            .store()
+            .view(|r| by_name(r, &tid, &name))?
+            .map(|c| Reply::ok(to_json(&c)))
+            .ok_or_else(not_found),
+        http::Method::PUT => {
+            let body = req.body.clone().unwrap_or(json!({}));
+            let state = &body["properties"]["privateLinkServiceConnectionState"];
+            let status = state["status"]
+                .as_str()
+                .and_then(Status::parse)
+                .filter(|s| *s != Status::Disconnected)
+                .ok_or_else(|| {
+                    ArmError::invalid_parameter(
+                        "privateLinkServiceConnectionState.status",
+                        "status must be Approved, Rejected or Pending.",
+                    )
+                })?;
+            ctx.store().write(|tx| {
+                let mut c = by_name(tx, &tid, &name)?.ok_or_else(not_found)?;
+                if c.status == Status::Rejected && status == Status::Approved {
+                    return Err(ArmError::bad_request(
+                        "CannotApproveRejectedConnection",
+                        "A rejected connection cannot be approved; create a new private endpoint.",
+                    ));
+                }
+                c.status = status;
+                c.description = state["description"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                save(tx, &c)?;
+                Ok(Reply::ok(to_json(&c)))
+            })
+        }
+        http::Method::DELETE => ctx.store().write(|tx| {
+            let Some(mut c) = by_name(tx, &tid, &name)? else {
+                return Ok(Reply::empty(204));
+            };
+            // The endpoint stays; its connection becomes Disconnected.
+            c.status = Status::Disconnected;
+            c.description = "The connection was removed by the target's owner.".into();
+            save(tx, &c)?;
+            Ok(Reply::empty(200))
+        }),
+        other => Err(ArmError::method_not_allowed(other.as_str())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -14,7 +14,7 @@ use recoverite_arm::{
     ResourceType,
 };
 
-use crate::{ConnectionRequest, GroupInfo, Member, PrivateLinkTarget, ReaderDyn, Registry, Status};
+use crate::{ConnectionRequest, GroupInfo, Member, PrivateLinkTarget, ReaderDyn, Registry};
 
 pub const NAMESPACE: &str = "Recoverite.Test";
 pub const TARGET_TYPE: &str = "Recoverite.Test/privateLinkTargets";
@@ -268,62 +268,7 @@ impl TestTargetProvider {
     fn connection(&self, ctx: &Ctx, req: &ArmRequest, m: Method) -> Result<Reply, ArmError> {
         let target = self.target(ctx, req, 8)?;
         let tid = target["id"].as_str().unwrap_or_default().to_string();
-        let name = req
-            .path
-            .provider
-            .as_ref()
-            .and_then(|p| p.name())
-            .unwrap_or("")
-            .to_string();
-        let not_found = || {
-            ArmError::new(
-                404,
-                "PrivateEndpointConnectionNotFound",
-                format!("Private endpoint connection {name} was not found on {tid}."),
-            )
-        };
-        match m {
-            Method::GET => ctx
-                .store()
-                .view(|r| crate::by_name(r, &tid, &name))?
-                .map(|c| Reply::ok(connection_json(&c)))
-                .ok_or_else(not_found),
-            Method::PUT => {
-                let body = req.body.clone().unwrap_or(json!({}));
-                let state = &body["properties"]["privateLinkServiceConnectionState"];
-                let status = state["status"]
-                    .as_str()
-                    .and_then(Status::parse)
-                    .filter(|s| *s != Status::Disconnected)
-                    .ok_or_else(|| {
-                        ArmError::invalid_parameter(
-                            "privateLinkServiceConnectionState.status",
-                            "status must be Approved, Rejected or Pending.",
-                        )
-                    })?;
-                ctx.store().write(|tx| {
-                    let mut c = crate::by_name(tx, &tid, &name)?.ok_or_else(not_found)?;
-                    if c.status == Status::Rejected && status == Status::Approved {
-                        return Err(ArmError::bad_request("CannotApproveRejectedConnection", "A rejected connection cannot be approved; create a new private endpoint."));
-                    }
-                    c.status = status;
-                    c.description = state["description"].as_str().unwrap_or_default().to_string();
-                    crate::save(tx, &c)?;
-                    Ok(Reply::ok(connection_json(&c)))
-                })
-            }
-            Method::DELETE => ctx.store().write(|tx| {
-                let Some(mut c) = crate::by_name(tx, &tid, &name)? else {
-                    return Ok(Reply::empty(204));
-                };
-                // The endpoint stays; its connection becomes Disconnected.
-                c.status = Status::Disconnected;
-                c.description = "The connection was removed by the target's owner.".into();
-                crate::save(tx, &c)?;
-                Ok(Reply::empty(200))
-            }),
-            other => Err(ArmError::method_not_allowed(other.as_str())),
-        }
+        crate::connection_api(ctx, req, &tid, m, connection_json)
     }
 
     /// POST {target}/addMembers {"groupId","members":["x"]}: adds FQDNs to existing endpoints.

@@ -145,24 +145,7 @@ impl Engine {
 /// The blocks named by journal records from byte `from` on, and where the
 /// whole records end (a torn last record is left for the next batch).
 fn changed_since(journal: &Path, from: u64) -> std::io::Result<(Vec<u64>, u64)> {
-    let mut f = match File::open(journal) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), from)),
-        Err(e) => return Err(e),
-    };
-    f.seek(SeekFrom::Start(from))?;
-    let mut data = Vec::new();
-    f.read_to_end(&mut data)?;
-    let whole = data.len() / 16 * 16;
-    let mut set = std::collections::BTreeSet::new();
-    for rec in data[..whole].chunks_exact(16) {
-        let off = u64::from_le_bytes(rec[..8].try_into().expect("8 bytes"));
-        let len = u64::from_le_bytes(rec[8..].try_into().expect("8 bytes"));
-        if len > 0 {
-            set.extend(off / BLOCK..=(off + len - 1) / BLOCK);
-        }
-    }
-    Ok((set.into_iter().collect(), from + whole as u64))
+    changed_since_capped(journal, from, usize::MAX)
 }
 
 /// Like `changed_since`, but stops after the record that brings the block

@@ -166,24 +166,10 @@ pub fn vm_alias(r: &impl Reader, item: &Value) -> Result<Ipv4Addr, Blocked> {
         .ok()
         .flatten()
         .ok_or_else(|| no(format!("VM {vm_id} does not exist, so no agent runs")))?;
-    let nic_id = vm["properties"]["networkProfile"]["networkInterfaces"][0]["id"]
-        .as_str()
-        .unwrap_or_default();
-    let nic = resource::get(r, nic_id).ok().flatten().ok_or_else(|| {
-        no(format!(
-            "the VM's network interface {nic_id} does not exist"
-        ))
-    })?;
-    let cfgs = nic["properties"]["ipConfigurations"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let cfg = cfgs
-        .iter()
-        .find(|c| c["properties"]["primary"] == true)
-        .or(cfgs.first())
-        .cloned()
-        .unwrap_or_default();
+    let cfg = crate::targets::primary_ipconfig(r, &vm)
+        .ok()
+        .flatten()
+        .ok_or_else(|| no("the VM's network interface does not exist".into()))?;
     aliases::of_owner(r, str_of(&cfg, "id"))
         .ok()
         .flatten()

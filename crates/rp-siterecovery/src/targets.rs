@@ -28,8 +28,8 @@ pub fn name_of(id: &str) -> &str {
     id.rsplit('/').next().unwrap_or_default()
 }
 
-/// The subnet of a VM's primary NIC.
-pub fn vm_subnet(r: &impl Reader, vm: &Value) -> Result<Option<String>, ArmError> {
+/// The primary IP configuration of a VM's first network interface.
+pub fn primary_ipconfig(r: &impl Reader, vm: &Value) -> Result<Option<Value>, ArmError> {
     let nic_id = vm["properties"]["networkProfile"]["networkInterfaces"][0]["id"]
         .as_str()
         .unwrap_or_default();
@@ -40,15 +40,17 @@ pub fn vm_subnet(r: &impl Reader, vm: &Value) -> Result<Option<String>, ArmError
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let cfg = cfgs
+    Ok(cfgs
         .iter()
         .find(|c| c["properties"]["primary"] == true)
         .or(cfgs.first())
-        .cloned()
-        .unwrap_or_default();
-    Ok(cfg["properties"]["subnet"]["id"]
-        .as_str()
-        .map(str::to_string))
+        .cloned())
+}
+
+/// The subnet of a VM's primary NIC.
+pub fn vm_subnet(r: &impl Reader, vm: &Value) -> Result<Option<String>, ArmError> {
+    Ok(primary_ipconfig(r, vm)?
+        .and_then(|c| c["properties"]["subnet"]["id"].as_str().map(str::to_string)))
 }
 
 pub fn vnet_of_subnet(subnet_id: &str) -> String {

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use recoverite_arm::{paging, resource, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_privatelink::{
-    self as pl, ConnectionRequest, GroupInfo, Member, PrivateLinkTarget, ReaderDyn, Status,
+    self as pl, ConnectionRequest, GroupInfo, Member, PrivateLinkTarget, ReaderDyn,
 };
 
 use crate::accounts::SERVICES;
@@ -170,66 +170,11 @@ pub fn list_connections(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> 
 /// GET / PUT (approve, reject; 200, not an LRO) / DELETE of one connection.
 pub fn connection(ctx: &Ctx, req: &ArmRequest, m: Method) -> Result<Reply, ArmError> {
     let a = account(ctx, req)?;
-    let tid = a["id"].as_str().unwrap_or_default().to_string();
-    let name = req
-        .path
-        .provider
-        .as_ref()
-        .and_then(|p| p.name())
-        .unwrap_or("")
-        .to_string();
-    let not_found = || {
-        ArmError::new(
-            404,
-            "PrivateEndpointConnectionNotFound",
-            format!("Private endpoint connection {name} was not found on {tid}."),
-        )
-    };
-    match m {
-        Method::GET => ctx
-            .store()
-            .view(|r| pl::by_name(r, &tid, &name))?
-            .map(|c| Reply::ok(connection_json(&c)))
-            .ok_or_else(not_found),
-        Method::PUT => {
-            let body = req.body.clone().unwrap_or(json!({}));
-            let state = &body["properties"]["privateLinkServiceConnectionState"];
-            let status = state["status"]
-                .as_str()
-                .and_then(Status::parse)
-                .filter(|s| *s != Status::Disconnected)
-                .ok_or_else(|| {
-                    ArmError::invalid_parameter(
-                        "privateLinkServiceConnectionState.status",
-                        "status must be Approved, Rejected or Pending.",
-                    )
-                })?;
-            ctx.store().write(|tx| {
-                let mut c = pl::by_name(tx, &tid, &name)?.ok_or_else(not_found)?;
-                if c.status == Status::Rejected && status == Status::Approved {
-                    return Err(ArmError::bad_request(
-                        "CannotApproveRejectedConnection",
-                        "A rejected connection cannot be approved; create a new private endpoint.",
-                    ));
-                }
-                c.status = status;
-                c.description = state["description"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                pl::save(tx, &c)?;
-                Ok(Reply::ok(connection_json(&c)))
-            })
-        }
-        Method::DELETE => ctx.store().write(|tx| {
-            let Some(mut c) = pl::by_name(tx, &tid, &name)? else {
-                return Ok(Reply::empty(204));
-            };
-            c.status = Status::Disconnected;
-            c.description = "The connection was removed by the storage account's owner.".into();
-            pl::save(tx, &c)?;
-            Ok(Reply::empty(200))
-        }),
-        other => Err(ArmError::method_not_allowed(other.as_str())),
-    }
+    pl::connection_api(
+        ctx,
+        req,
+        a["id"].as_str().unwrap_or_default(),
+        m,
+        connection_json,
+    )
 }
