@@ -9,13 +9,10 @@ import subprocess
 import time
 
 import pytest
-from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
-from azure.mgmt.recoveryservices import RecoveryServicesClient
 from azure.mgmt.recoveryservicessiterecovery import SiteRecoveryManagementClient
-from azure.mgmt.resource.resources import ResourceManagementClient
-from azure.mgmt.storage import StorageManagementClient
 
+import asr
 from conftest import BIN
 
 RG, VAULT = "agentproc-rg", "agentproc-vault"
@@ -26,38 +23,13 @@ pytestmark = pytest.mark.skipif(QEMU_IO is None, reason="qemu-io (qemu-utils) is
 
 @pytest.fixture(scope="module")
 def vm(server):
-    rm = server.client(ResourceManagementClient)
-    rm.resource_groups.create_or_update(RG, {"location": "eastus"})
-    rm.resource_groups.create_or_update(f"{RG}-asr", {"location": "westus"})
-    net = server.client(NetworkManagementClient)
-    vnet = net.virtual_networks.begin_create_or_update(RG, "v", {"location": "eastus", "properties": {
+    asr.groups(server, (RG, "eastus"), (f"{RG}-asr", "westus"))
+    vnet = server.client(NetworkManagementClient).virtual_networks.begin_create_or_update(RG, "v", {"location": "eastus", "properties": {
         "addressSpace": {"addressPrefixes": ["10.95.0.0/16"]}, "subnets": [{"name": "s", "properties": {"addressPrefix": "10.95.1.0/24"}}]}}).result()
-    nic = net.network_interfaces.begin_create_or_update(RG, "solo-nic", {"location": "eastus", "properties": {
-        "ipConfigurations": [{"name": "c", "properties": {"subnet": {"id": vnet.subnets[0].id}}}]}}).result()
-    compute = server.client(ComputeManagementClient)
-    osd = compute.disks.begin_create_or_update(RG, "solo-os", {"location": "eastus", "sku": {"name": "Standard_LRS"},
-        "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 2, "osType": "Linux"}}).result()
-    vm = compute.virtual_machines.begin_create_or_update(RG, "solo", {"location": "eastus", "properties": {
-        "hardwareProfile": {"vmSize": "Standard_D2s_v3"},
-        "storageProfile": {"osDisk": {"createOption": "Attach", "osType": "Linux", "managedDisk": {"id": osd.id}}},
-        "networkProfile": {"networkInterfaces": [{"id": nic.id}]}}}).result()
-    cache = server.client(StorageManagementClient).storage_accounts.begin_create(RG, "agentproccache", {
-        "location": "eastus", "kind": "StorageV2", "sku": {"name": "Standard_LRS"}}).result()
-    server.client(RecoveryServicesClient).vaults.begin_create_or_update(RG, VAULT, {"location": "westus", "sku": {"name": "Standard"}}).result()
-    sr = server.client(SiteRecoveryManagementClient)
-    for fabric, loc in (("east", "eastus"), ("west", "westus")):
-        sr.replication_fabrics.begin_create(RG, VAULT, fabric, {"properties": {"customDetails": {"instanceType": "Azure", "location": loc}}}).result()
-        sr.replication_protection_containers.begin_create(RG, VAULT, fabric, f"{fabric}-c", {"properties": {"providerSpecificInput": [{"instanceType": "A2A"}]}}).result()
-    policy = sr.replication_policies.begin_create(RG, VAULT, "p", {"properties": {"providerSpecificInput": {
-        "instanceType": "A2A", "recoveryPointHistory": 1440, "multiVmSyncStatus": "Disable"}}}).result()
-    target = sr.replication_protection_containers.get(RG, VAULT, "west", "west-c")
-    sr.replication_protection_container_mappings.begin_create(RG, VAULT, "east", "east-c", "m", {"properties": {
-        "targetProtectionContainerId": target.id, "policyId": policy.id, "providerSpecificInput": {"instanceType": "A2A"}}}).result()
-    sr.replication_protected_items.begin_create(*PATH, {"properties": {"policyId": policy.id, "providerSpecificDetails": {
-        "instanceType": "A2A", "fabricObjectId": vm.id, "recoveryContainerId": target.id,
-        "recoveryResourceGroupId": f"/subscriptions/{server.sub}/resourceGroups/{RG}-asr",
-        "vmManagedDisks": [{"diskId": osd.id, "primaryStagingAzureStorageAccountId": cache.id}]}}}).result()
-    return vm
+    v = asr.vm(server, RG, "solo", vnet.subnets[0].id, os_gb=2)
+    sr, pol, tc = asr.vault(server, RG, VAULT)
+    asr.protect(server, sr, RG, VAULT, "solo", v, pol, tc, asr.cache(server, RG, "agentproccache").id, f"{RG}-asr")
+    return v
 
 
 def io(server, disk, *cmds):

@@ -10,12 +10,10 @@ import time
 
 import pytest
 import requests
-from azure.mgmt.compute import ComputeManagementClient
+
+import asr
 from azure.mgmt.network import NetworkManagementClient
-from azure.mgmt.recoveryservices import RecoveryServicesClient
 from azure.mgmt.recoveryservicessiterecovery import SiteRecoveryManagementClient
-from azure.mgmt.resource.resources import ResourceManagementClient
-from azure.mgmt.storage import StorageManagementClient
 
 RG, VAULT = "crash-rg", "crash-vault"
 PATH = (RG, VAULT, "east", "east-c", "crashy")
@@ -58,41 +56,15 @@ def kill_during(server, fn, rng, window=0.08):
 
 @pytest.fixture(scope="module")
 def env(server):
-    rm = server.client(ResourceManagementClient)
-    rm.resource_groups.create_or_update(RG, {"location": "eastus"})
-    rm.resource_groups.create_or_update(f"{RG}-asr", {"location": "centralus"})
+    asr.groups(server, (RG, "eastus"), (f"{RG}-asr", "centralus"))
     net = server.client(NetworkManagementClient)
     vnet = net.virtual_networks.begin_create_or_update(RG, "crash-vnet", {"location": "eastus", "properties": {
         "addressSpace": {"addressPrefixes": ["10.90.0.0/16"]}, "subnets": [{"name": "s", "properties": {"addressPrefix": "10.90.1.0/24"}}]}}).result()
     drill = net.virtual_networks.begin_create_or_update(f"{RG}-asr", "drill", {"location": "centralus", "properties": {
         "addressSpace": {"addressPrefixes": ["10.91.0.0/16"]}, "subnets": [{"name": "s", "properties": {"addressPrefix": "10.91.1.0/24"}}]}}).result()
-    nic = net.network_interfaces.begin_create_or_update(RG, "crashy-nic", {"location": "eastus", "properties": {
-        "ipConfigurations": [{"name": "c", "properties": {"subnet": {"id": vnet.subnets[0].id}}}]}}).result()
-    compute = server.client(ComputeManagementClient)
-    osd = compute.disks.begin_create_or_update(RG, "crashy-os", {"location": "eastus", "sku": {"name": "Standard_LRS"},
-        "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 4, "osType": "Linux"}}).result()
-    vm = compute.virtual_machines.begin_create_or_update(RG, "crashy", {"location": "eastus", "properties": {
-        "hardwareProfile": {"vmSize": "Standard_D2s_v3"},
-        "storageProfile": {"osDisk": {"createOption": "Attach", "osType": "Linux", "managedDisk": {"id": osd.id}},
-                           "dataDisks": [{"lun": 0, "createOption": "Empty", "diskSizeGB": 16, "managedDisk": {"storageAccountType": "Standard_LRS"}}]},
-        "networkProfile": {"networkInterfaces": [{"id": nic.id}]}}}).result()
-    cache = server.client(StorageManagementClient).storage_accounts.begin_create(RG, "crashcache", {
-        "location": "eastus", "kind": "StorageV2", "sku": {"name": "Standard_LRS"}}).result()
-    server.client(RecoveryServicesClient).vaults.begin_create_or_update(RG, VAULT, {"location": "centralus", "sku": {"name": "Standard"}}).result()
-    s = sr(server)
-    for fabric, loc in (("east", "eastus"), ("central", "centralus")):
-        s.replication_fabrics.begin_create(RG, VAULT, fabric, {"properties": {"customDetails": {"instanceType": "Azure", "location": loc}}}).result()
-        s.replication_protection_containers.begin_create(RG, VAULT, fabric, f"{fabric}-c", {"properties": {"providerSpecificInput": [{"instanceType": "A2A"}]}}).result()
-    policy = s.replication_policies.begin_create(RG, VAULT, "p", {"properties": {"providerSpecificInput": {
-        "instanceType": "A2A", "recoveryPointHistory": 1440, "multiVmSyncStatus": "Disable"}}}).result()
-    target = s.replication_protection_containers.get(RG, VAULT, "central", "central-c")
-    s.replication_protection_container_mappings.begin_create(RG, VAULT, "east", "east-c", "m", {"properties": {
-        "targetProtectionContainerId": target.id, "policyId": policy.id, "providerSpecificInput": {"instanceType": "A2A"}}}).result()
-    disks = [osd.id, vm.storage_profile.data_disks[0].managed_disk.id]
-    s.replication_protected_items.begin_create(*PATH, {"properties": {"policyId": policy.id, "providerSpecificDetails": {
-        "instanceType": "A2A", "fabricObjectId": vm.id, "recoveryContainerId": target.id,
-        "recoveryResourceGroupId": f"/subscriptions/{server.sub}/resourceGroups/{RG}-asr",
-        "vmManagedDisks": [{"diskId": d, "primaryStagingAzureStorageAccountId": cache.id} for d in disks]}}}).result()
+    v = asr.vm(server, RG, "crashy", vnet.subnets[0].id, data_gb=16)
+    s, pol, tc = asr.vault(server, RG, VAULT, target="centralus")
+    asr.protect(server, s, RG, VAULT, "crashy", v, pol, tc, asr.cache(server, RG, "crashcache").id, f"{RG}-asr")
     return {"drill": drill.id}
 
 

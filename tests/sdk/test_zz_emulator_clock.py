@@ -10,12 +10,9 @@ tests that already ran, and every test after it would see hours pass.)"""
 import time
 
 import pytest
-from azure.mgmt.compute import ComputeManagementClient
+
+import asr
 from azure.mgmt.network import NetworkManagementClient
-from azure.mgmt.recoveryservices import RecoveryServicesClient
-from azure.mgmt.recoveryservicessiterecovery import SiteRecoveryManagementClient
-from azure.mgmt.resource.resources import ResourceManagementClient
-from azure.mgmt.storage import StorageManagementClient
 
 RG, VAULT = "clock-rg", "clock-vault"
 PATH = (RG, VAULT, "east", "east-c", "timed")
@@ -23,39 +20,16 @@ PATH = (RG, VAULT, "east", "east-c", "timed")
 
 @pytest.fixture(scope="module")
 def env(server):
-    rm = server.client(ResourceManagementClient)
-    rm.resource_groups.create_or_update(RG, {"location": "eastus"})
+    asr.groups(server, (RG, "eastus"), (f"{RG}-asr", "westus"))
     net = server.client(NetworkManagementClient)
     nsg = net.network_security_groups.begin_create_or_update(RG, "clock-nsg", {"location": "eastus"}).result()
     vnet = net.virtual_networks.begin_create_or_update(RG, "clock-vnet", {"location": "eastus", "properties": {
         "addressSpace": {"addressPrefixes": ["10.80.0.0/16"]},
         "subnets": [{"name": "s", "properties": {"addressPrefix": "10.80.1.0/24", "networkSecurityGroup": {"id": nsg.id}}}]}}).result()
-    nic = net.network_interfaces.begin_create_or_update(RG, "timed-nic", {"location": "eastus", "properties": {
-        "ipConfigurations": [{"name": "c", "properties": {"subnet": {"id": vnet.subnets[0].id}}}]}}).result()
-    compute = server.client(ComputeManagementClient)
-    osd = compute.disks.begin_create_or_update(RG, "timed-os", {"location": "eastus", "sku": {"name": "Standard_LRS"},
-        "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 4, "osType": "Linux"}}).result()
-    vm = compute.virtual_machines.begin_create_or_update(RG, "timed", {"location": "eastus", "properties": {
-        "hardwareProfile": {"vmSize": "Standard_D2s_v3"},
-        "storageProfile": {"osDisk": {"createOption": "Attach", "osType": "Linux", "managedDisk": {"id": osd.id}}},
-        "networkProfile": {"networkInterfaces": [{"id": nic.id}]}}}).result()
-    cache = server.client(StorageManagementClient).storage_accounts.begin_create(RG, "clockcache", {
-        "location": "eastus", "kind": "StorageV2", "sku": {"name": "Standard_LRS"}}).result()
-    server.client(RecoveryServicesClient).vaults.begin_create_or_update(RG, VAULT, {"location": "westus", "sku": {"name": "Standard"}}).result()
-    sr = server.client(SiteRecoveryManagementClient)
-    for fabric, loc in (("east", "eastus"), ("west", "westus")):
-        sr.replication_fabrics.begin_create(RG, VAULT, fabric, {"properties": {"customDetails": {"instanceType": "Azure", "location": loc}}}).result()
-        sr.replication_protection_containers.begin_create(RG, VAULT, fabric, f"{fabric}-c", {"properties": {"providerSpecificInput": [{"instanceType": "A2A"}]}}).result()
-    policy = sr.replication_policies.begin_create(RG, VAULT, "3h", {"properties": {"providerSpecificInput": {
-        "instanceType": "A2A", "recoveryPointHistory": 180, "appConsistentFrequencyInMinutes": 60, "multiVmSyncStatus": "Disable"}}}).result()
-    target = sr.replication_protection_containers.get(RG, VAULT, "west", "west-c")
-    sr.replication_protection_container_mappings.begin_create(RG, VAULT, "east", "east-c", "m", {"properties": {
-        "targetProtectionContainerId": target.id, "policyId": policy.id, "providerSpecificInput": {"instanceType": "A2A"}}}).result()
-    rm.resource_groups.create_or_update(f"{RG}-asr", {"location": "westus"})
-    item = sr.replication_protected_items.begin_create(*PATH, {"properties": {"policyId": policy.id, "providerSpecificDetails": {
-        "instanceType": "A2A", "fabricObjectId": vm.id, "recoveryContainerId": target.id,
-        "recoveryResourceGroupId": f"/subscriptions/{server.sub}/resourceGroups/{RG}-asr",
-        "vmManagedDisks": [{"diskId": osd.id, "primaryStagingAzureStorageAccountId": cache.id}]}}}).result()
+    v = asr.vm(server, RG, "timed", vnet.subnets[0].id)
+    sr, pol, tc = asr.vault(server, RG, VAULT, policy={
+        "instanceType": "A2A", "recoveryPointHistory": 180, "appConsistentFrequencyInMinutes": 60, "multiVmSyncStatus": "Disable"})
+    item = asr.protect(server, sr, RG, VAULT, "timed", v, pol, tc, asr.cache(server, RG, "clockcache").id, f"{RG}-asr")
     return {"sr": sr, "item": item, "net": net}
 
 
