@@ -394,30 +394,10 @@ pub fn connection_api(
             .ok_or_else(not_found),
         http::Method::PUT => {
             let body = req.body.clone().unwrap_or(json!({}));
-            let state = &body["properties"]["privateLinkServiceConnectionState"];
-            let status = state["status"]
-                .as_str()
-                .and_then(Status::parse)
-                .filter(|s| *s != Status::Disconnected)
-                .ok_or_else(|| {
-                    ArmError::invalid_parameter(
-                        "privateLinkServiceConnectionState.status",
-                        "status must be Approved, Rejected or Pending.",
-                    )
-                })?;
+            let decision = requested_decision(&body)?;
             ctx.store().write(|tx| {
                 let mut c = by_name(tx, &tid, &name)?.ok_or_else(not_found)?;
-                if c.status == Status::Rejected && status == Status::Approved {
-                    return Err(ArmError::bad_request(
-                        "CannotApproveRejectedConnection",
-                        "A rejected connection cannot be approved; create a new private endpoint.",
-                    ));
-                }
-                c.status = status;
-                c.description = state["description"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
+                decision.apply(&mut c)?;
                 save(tx, &c)?;
                 Ok(Reply::ok(to_json(&c)))
             })
@@ -433,6 +413,49 @@ pub fn connection_api(
             Ok(Reply::empty(200))
         }),
         other => Err(ArmError::method_not_allowed(other.as_str())),
+    }
+}
+
+/// The target owner's decision on a connection, from a PUT body's
+/// `properties.privateLinkServiceConnectionState`.
+pub struct Decision {
+    pub status: Status,
+    pub description: String,
+}
+
+pub fn requested_decision(body: &Value) -> Result<Decision, ArmError> {
+    let state = &body["properties"]["privateLinkServiceConnectionState"];
+    let status = state["status"]
+        .as_str()
+        .and_then(Status::parse)
+        .filter(|s| *s != Status::Disconnected)
+        .ok_or_else(|| {
+            ArmError::invalid_parameter(
+                "properties.privateLinkServiceConnectionState.status",
+                "status must be Approved, Rejected or Pending.",
+            )
+        })?;
+    Ok(Decision {
+        status,
+        description: state["description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    })
+}
+
+impl Decision {
+    /// Applies the decision; a rejected connection is never approved again.
+    pub fn apply(&self, c: &mut Connection) -> Result<(), ArmError> {
+        if c.status == Status::Rejected && self.status == Status::Approved {
+            return Err(ArmError::bad_request(
+                "CannotApproveRejectedPrivateEndpointConnection",
+                "A rejected private endpoint connection cannot be approved; delete the private endpoint and create a new one.",
+            ));
+        }
+        c.status = self.status;
+        c.description = self.description.clone();
+        Ok(())
     }
 }
 

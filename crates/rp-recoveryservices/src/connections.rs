@@ -64,34 +64,18 @@ fn status_url(ctx: &Ctx, req: &ArmRequest, op: &OperationRecord) -> String {
 pub fn put(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let n = name(req);
     let body = req.body.clone().unwrap_or(json!({}));
-    let state = &body["properties"]["privateLinkServiceConnectionState"];
-    let status = state["status"]
-        .as_str()
-        .and_then(Status::parse)
-        .filter(|s| *s != Status::Disconnected)
-        .ok_or_else(|| {
-            ArmError::invalid_parameter(
-                "properties.privateLinkServiceConnectionState.status",
-                "status must be Approved, Rejected or Pending.",
-            )
-        })?;
+    let decision = pl::requested_decision(&body)?;
     let (doc, op) = ctx.store().write(|tx| {
         let v = vault_of(tx, req)?;
         let vid = v["id"].as_str().unwrap_or_default().to_string();
         let mut c = pl::by_name(tx, &vid, &n)?.ok_or_else(|| not_found(&v, &n))?;
-        if c.status == Status::Rejected && status == Status::Approved {
-            return Err(ArmError::bad_request(
-                "CannotApproveRejectedPrivateEndpointConnection",
-                "A rejected private endpoint connection cannot be approved; delete the private endpoint and create a new one.",
-            ));
-        }
-        c.status = status;
-        c.description = state["description"].as_str().unwrap_or_default().to_string();
+        decision.apply(&mut c)?;
         pl::save(tx, &c)?;
         let doc = connection_json(&v, &c);
-        let op = OperationRecord::new(ctx, "Microsoft.RecoveryServices", &c.id()).succeed(Some(doc.clone()));
+        let op = OperationRecord::new(ctx, "Microsoft.RecoveryServices", &c.id())
+            .succeed(Some(doc.clone()));
         op.save(tx)?;
-        Ok((doc, op))
+        Ok::<_, ArmError>((doc, op))
     })?;
     Ok(lro::with_retry_after(
         ctx,
