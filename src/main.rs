@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use recoverite_server::{Connection, ServeConfig};
 
 mod agent_cmd;
+mod subscription_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -63,6 +64,32 @@ enum Command {
     Principal {
         #[command(subcommand)]
         action: PrincipalCommand,
+    },
+    /// Manage the tenant's subscriptions.
+    Subscription {
+        #[command(subcommand)]
+        action: SubscriptionCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SubscriptionCommand {
+    /// Create a subscription (the bootstrap principal becomes its Owner) and
+    /// print its id.
+    Create {
+        /// Its display name.
+        #[arg(long)]
+        name: String,
+        /// Place it under this management group instead of the root group.
+        #[arg(long)]
+        management_group: Option<String>,
+        #[arg(long, default_value = ".recoverite", env = "RECOVERITE_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// List the tenant's subscriptions.
+    List {
+        #[arg(long, default_value = ".recoverite", env = "RECOVERITE_DATA_DIR")]
+        data_dir: PathBuf,
     },
 }
 
@@ -121,6 +148,18 @@ fn main() -> Result<()> {
                 },
         } => {
             let out = create_principal(&data_dir, &name, role.as_deref(), scope.as_deref())?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
+        Command::Subscription { action } => {
+            let out = match action {
+                SubscriptionCommand::Create {
+                    name,
+                    management_group,
+                    data_dir,
+                } => subscription_cmd::create(&data_dir, &name, management_group.as_deref())?,
+                SubscriptionCommand::List { data_dir } => subscription_cmd::list(&data_dir)?,
+            };
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }

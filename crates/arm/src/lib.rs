@@ -12,11 +12,12 @@ pub mod regions;
 pub mod registration;
 pub mod resource;
 pub mod router;
+pub mod tenancy;
 pub mod time;
 
 pub use error::{ArmError, ArmResult, ErrorBody};
 pub use provider::{
     ArmRequest, Authorizer, Caller, Ctx, Environment, Operation, Platform, Provider, ProviderInfo,
-    Reply, ResourceType, ScopeCascade,
+    Reply, ResourceType, ScopeCascade, TenantHook,
 };
 pub use router::{RawRequest, Router, RESOURCES};

@@ -220,21 +220,22 @@ impl Reply {
     }
 }
 
-/// Settings of this emulated Azure.
+/// Settings of this emulated Azure. The tenant's subscriptions are state,
+/// not settings: see [`crate::tenancy`].
 #[derive(Debug, Clone)]
 pub struct Environment {
     pub tenant_id: String,
-    pub subscriptions: Vec<String>,
     /// Seconds a client should wait between long-running-operation polls.
     pub poll_after_secs: u64,
 }
 
-impl Environment {
-    pub fn knows_subscription(&self, id: &str) -> bool {
-        self.subscriptions
-            .iter()
-            .any(|s| s.eq_ignore_ascii_case(id))
-    }
+/// Told when the tenant gains a subscription, inside the transaction that
+/// creates it: the server registers the providers there and gives its
+/// first-party principals their roles, and rewrites `connection.json`.
+pub trait TenantHook: Send + Sync {
+    fn subscription_created(&self, tx: &mut WriteTx, subscription: &str) -> Result<(), ArmError>;
+    /// After the creating transaction committed.
+    fn subscriptions_changed(&self) {}
 }
 
 /// Everything shared by all requests.
@@ -244,6 +245,31 @@ pub struct Platform {
     pub authz: Arc<dyn Authorizer>,
     pub cascades: Vec<Arc<dyn ScopeCascade>>,
     pub catalog: Vec<ProviderInfo>,
+    pub tenant_hooks: Vec<Arc<dyn TenantHook>>,
+}
+
+impl Platform {
+    /// Whether the tenant holds subscription `id`.
+    pub fn knows_subscription(&self, id: &str) -> Result<bool, ArmError> {
+        Ok(self
+            .store
+            .read(|r| Ok(crate::tenancy::subscription(r, id)))??
+            .is_some())
+    }
+
+    /// Runs every tenant hook for a subscription created in `tx`.
+    pub fn subscription_created(&self, tx: &mut WriteTx, sub: &str) -> Result<(), ArmError> {
+        for h in &self.tenant_hooks {
+            h.subscription_created(tx, sub)?;
+        }
+        Ok(())
+    }
+
+    pub fn subscriptions_changed(&self) {
+        for h in &self.tenant_hooks {
+            h.subscriptions_changed();
+        }
+    }
 }
 
 /// One request's context, handed to the provider.

@@ -102,7 +102,7 @@ impl Router {
                     ),
                 ));
             }
-            if !self.platform.env.knows_subscription(sub) {
+            if !self.platform.knows_subscription(sub)? {
                 return Err(ArmError::new(
                     404,
                     "SubscriptionNotFound",

@@ -86,6 +86,16 @@ fn setup() -> (Router, tempfile::TempDir) {
                     registered_at: None,
                 },
             )?;
+            recoverite_arm::tenancy::save_subscription(
+                tx,
+                &recoverite_arm::tenancy::Subscription {
+                    subscription_id: SUB.into(),
+                    display_name: "s".into(),
+                    state: "Enabled".into(),
+                    management_group: None,
+                    created_at: String::new(),
+                },
+            )?;
             resource::put(
                 tx,
                 &format!("/subscriptions/{SUB}/resourceGroups/rg"),
@@ -97,12 +107,12 @@ fn setup() -> (Router, tempfile::TempDir) {
         store,
         env: Environment {
             tenant_id: "t".into(),
-            subscriptions: vec![SUB.into()],
             poll_after_secs: 1,
         },
         authz: Arc::new(FakeAuth),
         cascades: vec![],
         catalog: vec![Things.info()],
+        tenant_hooks: vec![],
     });
     (Router::new(platform, vec![Arc::new(Things)]), dir)
 }

@@ -168,10 +168,19 @@ fn create_assignment(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, 
     let assignment_id = req.path.id();
     let caller = ctx.caller.object_id.clone();
     ctx.store().write(|tx| {
-        // The scope itself must exist (resource groups are checked by the router).
-        if id::parse_id(scope).and_then(|p| p.provider).is_some_and(|p| p.is_resource())
-            && resource::get(tx, scope)?.is_none()
-        {
+        // The scope itself must exist (resource groups are checked by the
+        // router; subscriptions by the router too).
+        let missing = match recoverite_arm::tenancy::group_of_scope(scope) {
+            Some(g) => {
+                !g.eq_ignore_ascii_case(&ctx.env().tenant_id)
+                    && recoverite_arm::tenancy::group(tx, &g)?.is_none()
+            }
+            None => {
+                id::parse_id(scope).and_then(|p| p.provider).is_some_and(|p| p.is_resource())
+                    && resource::get(tx, scope)?.is_none()
+            }
+        };
+        if missing {
             return Err(ArmError::new(
                 404,
                 "ResourceNotFound",

@@ -157,13 +157,26 @@ impl Authorizer for Directory {
     }
 
     fn has_any_access(&self, caller: &Caller, scope: &str) -> Result<bool, ArmError> {
-        let assignments = self
-            .store
-            .read(|r| Ok(rbac::for_principal(r, &caller.object_id)))??;
-        Ok(assignments.iter().any(|a| {
-            recoverite_arm::id::scope_contains(&a.scope, scope)
-                || recoverite_arm::id::scope_contains(scope, &a.scope)
-        }))
+        use recoverite_arm::tenancy;
+        self.store.read(|r| {
+            Ok((|| {
+                for a in rbac::for_principal(r, &caller.object_id)? {
+                    // At or above the scope (management groups included) …
+                    if tenancy::assignment_reaches(r, &a.scope, scope)? {
+                        return Ok(true);
+                    }
+                    // … or below it: a group holds the subscriptions under it.
+                    let below = match tenancy::group_of_scope(scope) {
+                        Some(_) => tenancy::assignment_reaches(r, scope, &a.scope)?,
+                        None => recoverite_arm::id::scope_contains(scope, &a.scope),
+                    };
+                    if below {
+                        return Ok(true);
+                    }
+                }
+                Ok::<bool, ArmError>(false)
+            })())
+        })?
     }
 }
 

@@ -109,7 +109,7 @@ pub fn effective_permissions(
 ) -> Result<Vec<Permission>, ArmError> {
     let mut out = Vec::new();
     for a in for_principal(r, principal_id)? {
-        if id::scope_contains(&a.scope, scope) {
+        if recoverite_arm::tenancy::assignment_reaches(r, &a.scope, scope)? {
             if let Some(def) = roles::find(r, &a.role_guid)? {
                 out.extend(def.permissions);
             }

@@ -3,15 +3,17 @@
 use serde_json::{json, Value};
 
 use recoverite_arm::router::authorization_failed;
+use recoverite_arm::tenancy::{self, Subscription};
 use recoverite_arm::{paging, regions, ArmError, ArmRequest, Ctx, Reply};
 
-fn subscription_doc(ctx: &Ctx, sub: &str) -> Value {
+fn subscription_doc(ctx: &Ctx, s: &Subscription) -> Value {
+    let sub = &s.subscription_id;
     json!({
         "id": format!("/subscriptions/{sub}"),
         "subscriptionId": sub,
         "tenantId": ctx.env().tenant_id,
-        "displayName": "recoverite",
-        "state": "Enabled",
+        "displayName": s.display_name,
+        "state": s.state,
         "subscriptionPolicies": {
             "locationPlacementId": "Public_2014-09-01",
             "quotaId": "PayAsYouGo_2014-09-01",
@@ -41,13 +43,14 @@ pub fn tenants(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 
 pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let mut items = Vec::new();
-    for s in &ctx.env().subscriptions {
-        if ctx
-            .platform
-            .authz
-            .has_any_access(&ctx.caller, &format!("/subscriptions/{s}"))?
-        {
-            items.push(subscription_doc(ctx, s));
+    for s in ctx.store().view(tenancy::subscriptions)? {
+        // Each caller sees the subscriptions it holds any role in (management
+        // groups above them included), as Azure lists them.
+        if ctx.platform.authz.has_any_access(
+            &ctx.caller,
+            &format!("/subscriptions/{}", s.subscription_id),
+        )? {
+            items.push(subscription_doc(ctx, &s));
         }
     }
     Ok(Reply::ok(paging::page(ctx, req, items)?))
@@ -69,14 +72,17 @@ fn require_access(ctx: &Ctx, sub: &str) -> Result<(), ArmError> {
 pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let sub = req.path.subscription.clone().unwrap_or_default();
     require_access(ctx, &sub)?;
-    let canonical = ctx
-        .env()
-        .subscriptions
-        .iter()
-        .find(|s| s.eq_ignore_ascii_case(&sub))
-        .cloned()
-        .unwrap_or(sub);
-    Ok(Reply::ok(subscription_doc(ctx, &canonical)))
+    let s = ctx
+        .store()
+        .view(|r| tenancy::subscription(r, &sub))?
+        .ok_or_else(|| {
+            ArmError::new(
+                404,
+                "SubscriptionNotFound",
+                format!("The subscription '{sub}' could not be found."),
+            )
+        })?;
+    Ok(Reply::ok(subscription_doc(ctx, &s)))
 }
 
 pub fn locations(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use recoverite_arm::tenancy;
 use recoverite_arm::{ArmError, ProviderInfo};
 use recoverite_identity::authorization_provider::assign;
 use recoverite_identity::principals;
@@ -26,20 +27,27 @@ pub struct Bootstrap {
 
 pub fn load_or_create(store: &Store, catalog: &[ProviderInfo]) -> Result<Bootstrap, ArmError> {
     if let Some(b) = store.read(|r| r.get_json::<Bootstrap>(META, BOOTSTRAP_KEY))? {
-        // Namespaces added by a newer recoverite start out registered, as the
-        // ones present at first start did; an explicit unregister is kept.
         store.write(|tx| {
-            let unseen: Vec<ProviderInfo> = catalog
-                .iter()
-                .filter(|i| {
-                    matches!(
-                        recoverite_arm::registration::get(tx, &b.subscription_id, i.namespace),
-                        Ok(None)
-                    )
-                })
-                .cloned()
-                .collect();
-            recoverite_rp_resources::register_all(tx, &b.subscription_id, &unseen)
+            ensure_tenancy(tx, &b)?;
+            // Namespaces added by a newer recoverite start out registered, as
+            // the ones present at first start did, in every subscription
+            // (one created offline by `recoverite subscription create` too);
+            // an explicit unregister is kept.
+            for s in tenancy::subscriptions(tx)? {
+                let sub = s.subscription_id;
+                let unseen: Vec<ProviderInfo> = catalog
+                    .iter()
+                    .filter(|i| {
+                        matches!(
+                            recoverite_arm::registration::get(tx, &sub, i.namespace),
+                            Ok(None)
+                        )
+                    })
+                    .cloned()
+                    .collect();
+                recoverite_rp_resources::register_all(tx, &sub, &unseen)?;
+            }
+            Ok::<_, ArmError>(())
         })?;
         return Ok(b);
     }
@@ -63,6 +71,35 @@ pub fn load_or_create(store: &Store, catalog: &[ProviderInfo]) -> Result<Bootstr
             object_id: p.object_id.clone(),
         };
         tx.put_json(META, BOOTSTRAP_KEY, &b)?;
+        ensure_tenancy(tx, &b)?;
         Ok(b)
     })
+}
+
+/// The tenant record (the bootstrap principal owns its billing account, so it
+/// may create subscriptions) and the first subscription's record. Data
+/// directories from before subscriptions were state get them here.
+fn ensure_tenancy(tx: &mut recoverite_store::WriteTx, b: &Bootstrap) -> Result<(), ArmError> {
+    if tenancy::tenant(tx)?.is_none() {
+        tenancy::save_tenant(
+            tx,
+            &tenancy::Tenant {
+                tenant_id: b.tenant_id.clone(),
+                billing_owners: vec![b.object_id.clone()],
+            },
+        )?;
+    }
+    if tenancy::subscription(tx, &b.subscription_id)?.is_none() {
+        tenancy::save_subscription(
+            tx,
+            &tenancy::Subscription {
+                subscription_id: b.subscription_id.clone(),
+                display_name: "recoverite".into(),
+                state: "Enabled".into(),
+                management_group: None,
+                created_at: recoverite_arm::time::now_string(),
+            },
+        )?;
+    }
+    Ok(())
 }

@@ -9,6 +9,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use serde_json::Value;
 
 use recoverite_arm::first_party::ArmClient;
+use recoverite_arm::tenancy;
 use recoverite_arm::{ArmError, RawRequest, Router};
 use recoverite_identity::authorization_provider::assign;
 use recoverite_identity::{principals, TokenService};
@@ -19,25 +20,50 @@ use crate::bootstrap::META;
 const KEY: &str = "site-recovery-first-party";
 pub const DISPLAY_NAME: &str = "Azure Site Recovery (recoverite first-party)";
 
-/// The first-party principal's object id (created on first use).
-pub fn ensure(store: &Store, subscription: &str) -> Result<principals::Principal, ArmError> {
-    if let Some(oid) = store.read(|r| r.get_json::<String>(META, KEY))? {
-        if let Some(p) = store.view(|r| principals::get(r, &oid))? {
-            return Ok(p);
-        }
-    }
+/// The first-party principal (created on first use), Contributor on every
+/// subscription of the tenant: the ones that existed before it and any made
+/// offline since the last start get their assignment here.
+pub fn ensure(store: &Store) -> Result<principals::Principal, ArmError> {
+    let existing = match store.read(|r| r.get_json::<String>(META, KEY))? {
+        Some(oid) => store.view(|r| principals::get(r, &oid))?,
+        None => None,
+    };
     store.write(|tx| {
-        let (p, _) = principals::create_service_principal(tx, DISPLAY_NAME)?;
-        assign(
-            tx,
-            "Contributor",
-            &p.object_id,
-            &format!("/subscriptions/{subscription}"),
-            &p.object_id,
-        )?;
-        tx.put_json(META, KEY, &p.object_id)?;
+        let p = match existing {
+            Some(p) => p,
+            None => {
+                let (p, _) = principals::create_service_principal(tx, DISPLAY_NAME)?;
+                tx.put_json(META, KEY, &p.object_id)?;
+                p
+            }
+        };
+        for s in tenancy::subscriptions(tx)? {
+            grant(tx, &p.object_id, &s.subscription_id)?;
+        }
         Ok(p)
     })
+}
+
+/// Contributor on one subscription, unless it already has it.
+pub fn grant(
+    tx: &mut recoverite_store::WriteTx,
+    oid: &str,
+    subscription: &str,
+) -> Result<(), ArmError> {
+    let scope = format!("/subscriptions/{subscription}");
+    let contributor = recoverite_identity::roles::builtin_by_name("Contributor")
+        .map(|r| r.name.clone())
+        .unwrap_or_default();
+    let has = recoverite_identity::rbac::for_principal(tx, oid)?
+        .iter()
+        .any(|a| {
+            recoverite_arm::id::key(&a.scope) == recoverite_arm::id::key(&scope)
+                && a.role_guid.eq_ignore_ascii_case(&contributor)
+        });
+    if !has {
+        assign(tx, "Contributor", oid, &scope, oid)?;
+    }
+    Ok(())
 }
 
 pub struct Client {

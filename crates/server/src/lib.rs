@@ -72,6 +72,68 @@ pub struct Connection {
     pub client_secret: String,
     pub ca_cert_file: String,
     pub dns_server: String,
+    /// Every subscription of the tenant, the first one included; kept up to
+    /// date while the server runs (`recoverite subscription create`).
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionEntry {
+    pub subscription_id: String,
+    pub display_name: String,
+}
+
+fn subscription_entries(store: &Store) -> Vec<SubscriptionEntry> {
+    let mut all = store
+        .read(|r| Ok(recoverite_arm::tenancy::subscriptions(r)))
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    all.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    all.into_iter()
+        .map(|s| SubscriptionEntry {
+            subscription_id: s.subscription_id,
+            display_name: s.display_name,
+        })
+        .collect()
+}
+
+/// What the server does when the tenant gains a subscription: Site
+/// Recovery's first-party principal becomes Contributor there (in the same
+/// transaction), and `connection.json` is rewritten to list it.
+struct TenantEvents {
+    first_party: std::sync::OnceLock<String>,
+    connection: std::sync::Mutex<Option<(PathBuf, Connection)>>,
+    store: std::sync::OnceLock<Store>,
+}
+
+impl recoverite_arm::TenantHook for TenantEvents {
+    fn subscription_created(
+        &self,
+        tx: &mut recoverite_store::WriteTx,
+        subscription: &str,
+    ) -> Result<(), recoverite_arm::ArmError> {
+        if let Some(oid) = self.first_party.get() {
+            first_party::grant(tx, oid, subscription)?;
+        }
+        Ok(())
+    }
+
+    fn subscriptions_changed(&self) {
+        let (Some(store), Ok(mut guard)) = (self.store.get(), self.connection.lock()) else {
+            return;
+        };
+        if let Some((path, conn)) = guard.as_mut() {
+            conn.subscriptions = subscription_entries(store);
+            if let Ok(json) = serde_json::to_vec_pretty(conn) {
+                if let Err(e) = write_atomically(path, &json) {
+                    tracing::warn!("cannot rewrite {}: {e}", path.display());
+                }
+            }
+        }
+    }
 }
 
 pub struct AppState {
@@ -122,6 +184,8 @@ pub fn providers(
 ) -> Vec<Arc<dyn Provider>> {
     vec![
         Arc::new(recoverite_rp_resources::ResourcesProvider),
+        Arc::new(recoverite_rp_management::SubscriptionProvider),
+        Arc::new(recoverite_rp_management::ManagementProvider),
         Arc::new(AuthorizationProvider),
         Arc::new(recoverite_rp_msi::ManagedIdentityProvider),
         Arc::new(NamespaceGroup {
@@ -237,11 +301,16 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         &boot.tenant_id,
     ));
     let directory = Arc::new(Directory::new(store.clone(), tokens.clone()));
+    let events = Arc::new(TenantEvents {
+        first_party: std::sync::OnceLock::new(),
+        connection: std::sync::Mutex::new(None),
+        store: std::sync::OnceLock::new(),
+    });
+    let _ = events.store.set(store.clone());
     let platform = Arc::new(Platform {
         store,
         env: Environment {
             tenant_id: boot.tenant_id.clone(),
-            subscriptions: vec![boot.subscription_id.clone()],
             poll_after_secs: cfg.poll_after_secs,
         },
         authz: directory.clone(),
@@ -250,6 +319,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
             Arc::new(recoverite_rp_network::NetworkCascade),
         ],
         catalog,
+        tenant_hooks: vec![events.clone()],
     });
     let resolver = Arc::new(recoverite_dns::Resolver::new(platform.store.clone()));
     let (dns_port, dns_tasks) = recoverite_dns::serve(resolver.clone(), cfg.dns_port)
@@ -267,8 +337,10 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         .start()
         .await
         .map_err(|e| ServeError::Listen(0, format!("gateway: {e}")))?;
+    let state_store = platform.store.clone();
     let router = Arc::new(Router::new(platform, providers));
-    let first_party = first_party::ensure(&router.platform().store, &boot.subscription_id)?;
+    let first_party = first_party::ensure(&router.platform().store)?;
+    let _ = events.first_party.set(first_party.object_id.clone());
     rt.arm.set(Arc::new(first_party::Client {
         router: Arc::downgrade(&router),
         tokens: tokens.clone(),
@@ -384,10 +456,14 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         client_secret: boot.client_secret.clone(),
         ca_cert_file: files.ca_cert.display().to_string(),
         dns_server: format!("127.0.0.1:{dns_port}"),
+        subscriptions: subscription_entries(&state_store),
     };
     let json = serde_json::to_vec_pretty(&connection).expect("connection serialises");
     write_atomically(&conn_path, &json)
         .map_err(|e| ServeError::DataDir(data_dir.clone(), e.to_string()))?;
+    if let Ok(mut g) = events.connection.lock() {
+        *g = Some((conn_path.clone(), connection.clone()));
+    }
     Ok(Running {
         connection,
         connection_file: conn_path,
@@ -455,11 +531,19 @@ impl DiskExports {
 }
 
 impl recoverite_blockstore::nbd::Exports for DiskExports {
+    /// `{resourceGroup}/{disk}`, or `{subscription}/{resourceGroup}/{disk}`
+    /// where two subscriptions hold groups and disks of the same names.
     fn find(&self, name: &str) -> Option<recoverite_blockstore::nbd::Export> {
         let want = name.trim_start_matches('/').to_ascii_lowercase();
+        let qualified = |d: &serde_json::Value| {
+            let sub = recoverite_arm::id::parse_id(d["id"].as_str().unwrap_or_default())
+                .and_then(|p| p.subscription)
+                .unwrap_or_default();
+            format!("{sub}/{}", Self::name_of(d)).to_ascii_lowercase()
+        };
         self.disks()
             .into_iter()
-            .find(|d| Self::name_of(d).to_ascii_lowercase() == want)
+            .find(|d| Self::name_of(d).to_ascii_lowercase() == want || qualified(d) == want)
             .map(|d| {
                 let unique = d["properties"]["uniqueId"]
                     .as_str()
