@@ -98,7 +98,24 @@ class Server:
 
 @pytest.fixture(scope="session")
 def server():
-    with tempfile.TemporaryDirectory(prefix="recoverite-sdk-") as d:
+    yield from _serve("recoverite-sdk-")
+
+
+@pytest.fixture(scope="module")
+def isolated_server(server):
+    """A server of the module's own, for tests that change the tenant
+    (subscriptions, management groups) which every other test would see.
+    The shared server pauses meanwhile: two servers on one machine would
+    share loopback aliases (one recoverite per machine, for now)."""
+    server.stop()
+    try:
+        yield from _serve("recoverite-sdk-own-")
+    finally:
+        server.start()
+
+
+def _serve(prefix):
+    with tempfile.TemporaryDirectory(prefix=prefix) as d:
         s = Server(Path(d)).start()
         try:
             yield s

@@ -48,3 +48,26 @@ def test_document_000_replication_walkthrough(server):
     assert out["vm"].endswith("/resourceGroups/dr-app-asr/providers/Microsoft.Compute/virtualMachines/app")
     for s in ("EnableDr", "UnplannedFailover", "CommitFailover", "SwitchProtection"):
         assert s in out["jobs"]
+
+
+def test_hub_and_spoke_walkthrough(isolated_server):
+    """Issue 16: three subscriptions, the hub's zones answering both spokes,
+    cross-subscription endpoints, peering, roles and Site Recovery."""
+    import shutil
+    import pytest
+    if shutil.which("qemu-io") is None:
+        pytest.skip("qemu-io (qemu-utils) is not installed")
+    out = load("hub_spoke").main(str(isolated_server.data_dir / "connection.json"))
+    assert len(set(out["subs"].values())) == 3
+    # Contributor on spoke 1 only: the vault in spoke 2 is not theirs to approve.
+    assert out["requested"] == "Pending"
+    assert out["endpoints"] == {"s1-vnet": "Approved", "s2-vnet": "Approved"}
+    assert out["peering"] == "Connected"
+    for public, row in out["answers"].items():
+        # Both spokes are answered from the hub's zone, with the record it holds.
+        assert row["s1-vm"] == [row["hub"]] and row["s2-vnet"] == [row["hub"]], (public, row)
+        assert any("privatelink.siterecovery.windowsazure.com" in t and out["subs"]["hub"] in t for t in row["trace"]), row["trace"]
+    assert out["health"] == "Normal"
+    assert out["bytes"][0], out["bytes"][1]
+    assert out["vm"].startswith(f"/subscriptions/{out['subs']['spoke-2']}/resourceGroups/s2-recovery/"), out["vm"]
+    assert "app_DataDisk_0-ASRReplica" in out["replica_disks"]

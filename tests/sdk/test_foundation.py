@@ -31,7 +31,9 @@ def test_connection_file_has_exactly_the_documented_keys(server):
     assert set(server.conn) == {
         "armEndpoint", "authority", "tenantId", "subscriptionId",
         "clientId", "clientSecret", "caCertFile", "dnsServer",
+        "subscriptions",  # issue 16: every subscription of the tenant
     }
+    assert server.conn["subscriptions"] == [{"subscriptionId": server.sub, "displayName": "recoverite"}]
     assert server.conn["armEndpoint"].startswith("https://127.0.0.1:")
 
 

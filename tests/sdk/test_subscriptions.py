@@ -19,6 +19,12 @@ from azure.mgmt.subscription import SubscriptionClient as AliasClient
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 
 
+@pytest.fixture(scope="module")
+def server(isolated_server):
+    """New subscriptions would show up in every other test's lists."""
+    return isolated_server
+
+
 def tenant_client(server, cls, credential=None):
     return cls(credential or server.credential(), base_url=server.conn["armEndpoint"],
                connection_verify=server.ca, polling_interval=1)

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use recoverite_store::{Reader, WriteTx};
+use recoverite_store::{Reader, Table, WriteTx};
 
 use crate::error::ArmError;
 use crate::id;
@@ -13,8 +13,37 @@ pub fn get(r: &impl Reader, resource_id: &str) -> Result<Option<Value>, ArmError
     Ok(r.get_json(RESOURCES, &id::key(resource_id))?)
 }
 
+/// When each resource was first written, as a sequence number: child
+/// collections (subnets, security rules, routes, zone groups, …) come back in
+/// the order they were created, which is the order of the PUT that created
+/// them, as Azure keeps it. Scripts take `vnet.subnets[0]`.
+pub const CREATION_ORDER: Table = Table("creation_order");
+const NEXT_ORDER_KEY: &str = "~next";
+
+fn order_of(r: &impl Reader, key: &str) -> Result<Option<u64>, ArmError> {
+    Ok(r.get_json::<u64>(CREATION_ORDER, key)?)
+}
+
 pub fn put(tx: &mut WriteTx, resource_id: &str, doc: &Value) -> Result<(), ArmError> {
-    tx.put_json(RESOURCES, &id::key(resource_id), doc)?;
+    let k = id::key(resource_id);
+    if order_of(tx, &k)?.is_none() {
+        let next = order_of(tx, NEXT_ORDER_KEY)?.unwrap_or(0);
+        tx.put_json(CREATION_ORDER, &k, &next)?;
+        tx.put_json(CREATION_ORDER, NEXT_ORDER_KEY, &(next + 1))?;
+    }
+    tx.put_json(RESOURCES, &k, doc)?;
+    Ok(())
+}
+
+/// A parent's PUT that lists a child collection inline (subnets, security
+/// rules, routes) sets its order: the children come back as listed.
+pub fn keep_order(tx: &mut WriteTx, child_ids: &[String]) -> Result<(), ArmError> {
+    let mut next = order_of(tx, NEXT_ORDER_KEY)?.unwrap_or(0);
+    for c in child_ids {
+        tx.put_json(CREATION_ORDER, &id::key(c), &next)?;
+        next += 1;
+    }
+    tx.put_json(CREATION_ORDER, NEXT_ORDER_KEY, &next)?;
     Ok(())
 }
 
@@ -23,21 +52,30 @@ pub fn delete_tree(tx: &mut WriteTx, resource_id: &str) -> Result<bool, ArmError
     let k = id::key(resource_id);
     let existed = tx.delete(RESOURCES, &k)?;
     tx.delete_prefix(RESOURCES, &format!("{k}/"))?;
+    tx.delete(CREATION_ORDER, &k)?;
+    tx.delete_prefix(CREATION_ORDER, &format!("{k}/"))?;
     Ok(existed)
 }
 
-/// Direct children `{parent}/{child_type_segments}/{name}` (no deeper levels).
+/// Direct children `{parent}/{child_type_segments}/{name}` (no deeper
+/// levels), in the order they were created.
 pub fn list_children(
     r: &impl Reader,
     parent: &str,
     child_path: &str,
 ) -> Result<Vec<Value>, ArmError> {
     let prefix = format!("{}/{}/", id::key(parent), child_path.to_ascii_lowercase());
-    Ok(r.scan_json::<Value>(RESOURCES, &prefix)?
-        .into_iter()
-        .filter(|(k, _)| !k[prefix.len()..].contains('/'))
-        .map(|(_, v)| v)
-        .collect())
+    let mut items: Vec<(u64, String, Value)> = Vec::new();
+    for (k, v) in r.scan_json::<Value>(RESOURCES, &prefix)? {
+        if k[prefix.len()..].contains('/') {
+            continue;
+        }
+        // Resources written before the order was kept sort after, by name.
+        let seq = order_of(r, &k)?.unwrap_or(u64::MAX);
+        items.push((seq, k, v));
+    }
+    items.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    Ok(items.into_iter().map(|(_, _, v)| v).collect())
 }
 
 /// Every resource of `full_type` (e.g. `Microsoft.ManagedIdentity/userAssignedIdentities`)
@@ -111,6 +149,50 @@ pub fn validate_tags(tags: Option<&Value>) -> Result<Map<String, Value>, ArmErro
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn children_come_back_in_creation_order_until_a_parent_put_reorders_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = recoverite_store::Store::open(&dir.path().join("s.redb")).unwrap();
+        let parent = "/subscriptions/s/resourceGroups/g/providers/N/vnets/v";
+        let child = |n: &str| format!("{parent}/subnets/{n}");
+        let names = |store: &recoverite_store::Store| -> Vec<String> {
+            store
+                .view(|r| list_children(r, parent, "subnets"))
+                .unwrap()
+                .iter()
+                .map(|d| d["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        store
+            .write(|tx| {
+                for n in ["vms", "pe", "app"] {
+                    put(tx, &child(n), &json!({"name": n}))?;
+                }
+                // Rewriting a child keeps its place; a nested resource is not a child.
+                put(tx, &child("vms"), &json!({"name": "vms", "v": 2}))?;
+                put(
+                    tx,
+                    &format!("{}/x/y", child("pe")),
+                    &json!({"name": "deep"}),
+                )?;
+                Ok::<_, ArmError>(())
+            })
+            .unwrap();
+        assert_eq!(names(&store), ["vms", "pe", "app"]);
+        store
+            .write(|tx| keep_order(tx, &[child("app"), child("vms"), child("pe")]))
+            .unwrap();
+        assert_eq!(names(&store), ["app", "vms", "pe"]);
+        // A deleted and re-created child goes last.
+        store
+            .write(|tx| {
+                delete_tree(tx, &child("app"))?;
+                put(tx, &child("app"), &json!({"name": "app"}))
+            })
+            .unwrap();
+        assert_eq!(names(&store), ["vms", "pe", "app"]);
+    }
 
     #[test]
     fn tag_rules() {

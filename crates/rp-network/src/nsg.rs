@@ -334,11 +334,14 @@ pub fn put_nsg(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
                 resource::delete_tree(tx, old["id"].as_str().unwrap_or_default())?;
             }
         }
+        let mut order = Vec::new();
         for (rn, rp) in &parsed {
             let rid = child_id(&nid, "securityRules", rn);
             let old = resource::get(tx, &rid)?;
             resource::put(tx, &rid, &rule_doc(&nid, rn, rp, old.as_ref()))?;
+            order.push(rid);
         }
+        resource::keep_order(tx, &order)?;
         let mut doc = base_doc(&nid, existing.as_ref().and_then(|e| e["name"].as_str()).unwrap_or(&n), NSG_TYPE);
         doc["location"] = json!(location);
         doc["tags"] = tags.clone();

@@ -150,11 +150,14 @@ pub fn put_table(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
                 resource::delete_tree(tx, old["id"].as_str().unwrap_or_default())?;
             }
         }
+        let mut order = Vec::new();
         for (rn, rp) in &parsed {
             let id = child_id(&tid, "routes", rn);
             let old = resource::get(tx, &id)?;
             resource::put(tx, &id, &route_doc(&tid, rn, rp, old.as_ref()))?;
+            order.push(id);
         }
+        resource::keep_order(tx, &order)?;
         let mut doc = base_doc(&tid, existing.as_ref().and_then(|e| e["name"].as_str()).unwrap_or(&n), ROUTE_TABLE_TYPE);
         doc["location"] = json!(location);
         doc["tags"] = tags.clone();

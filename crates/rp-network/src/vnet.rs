@@ -437,6 +437,11 @@ pub fn put_vnet(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         for (doc, old, prefixes) in &docs {
             write_subnet(tx, doc, old.as_ref(), prefixes)?;
         }
+        let order: Vec<String> = planned
+            .iter()
+            .map(|(sname, _)| child_id(&vid, "subnets", sname))
+            .collect();
+        resource::keep_order(tx, &order)?;
         let mut stored = props.clone();
         if let Some(o) = stored.as_object_mut() {
             o.remove("subnets");

@@ -297,6 +297,8 @@ pub fn unplanned_failover(
     rt: &Runtime,
 ) -> Result<Reply, ArmError> {
     let item_id = req.path.parent_id();
+    let lock = rt.transition_lock(&item_id);
+    let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
     let item = item_of(ctx, req, &item_id)?;
     let body = req.body.clone().unwrap_or(json!({}));
     let side = Side::of(&item);
@@ -356,6 +358,17 @@ pub fn unplanned_failover(
     let vault_id = req.path.prefix(8);
     let done = ctx.store().write(|tx| {
         let mut item = found(tx, &item_id, "replication protected item")?;
+        // The transition is checked again where it commits.
+        if item["properties"]["protectionState"] != "Protected" {
+            return Err(ArmError::conflict(
+                "OperationNotAllowed",
+                format!(
+                    "'{}' changed to '{}' while failing over; nothing was changed.",
+                    str_of(&item, "name"),
+                    str_of(&item["properties"], "protectionState")
+                ),
+            ));
+        }
         let disks =
             item["properties"]["providerSpecificDetails"]["protectedManagedDisks"].as_array_mut();
         for (d, m) in disks.into_iter().flatten().zip(&made) {
@@ -424,6 +437,8 @@ pub fn test_failover(
     rt: &Runtime,
 ) -> Result<Reply, ArmError> {
     let item_id = req.path.parent_id();
+    let lock = rt.transition_lock(&item_id);
+    let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
     let item = item_of(ctx, req, &item_id)?;
     let body = req.body.clone().unwrap_or(json!({}));
     let p = &body["properties"];

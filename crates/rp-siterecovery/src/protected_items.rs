@@ -96,12 +96,7 @@ pub fn enable(
         if !str_of(&vm, "location").eq_ignore_ascii_case(&source_loc) {
             return Err(ArmError::bad_request("VmNotInFabricRegion", format!("VM '{}' is in '{}' but the protection container's fabric is for '{source_loc}'. Use the container of the VM's region.", str_of(&vm, "name"), str_of(&vm, "location"))));
         }
-        if let Some(other) = resource::list_of_type(r, &vid, ITEM_TYPE)?
-            .into_iter()
-            .find(|i| str_of(&i["properties"]["providerSpecificDetails"], "fabricObjectId").eq_ignore_ascii_case(vm_id))
-        {
-            return Err(ArmError::conflict("VmAlreadyProtected", format!("VM '{}' is already protected as '{}'.", str_of(&vm, "name"), str_of(&other, "name"))));
-        }
+        vm_not_yet_protected(r, &vid, vm_id, str_of(&vm, "name"))?;
         // Document 003: the vault may be in any region except the source region.
         if str_of(&vault, "location").eq_ignore_ascii_case(&source_loc) {
             return Err(ArmError::bad_request("VaultInSourceRegion", format!("Vault '{}' is in '{source_loc}', the region of the VMs it would protect; create the vault in any other region (ideally the recovery region).", str_of(&vault, "name"))));
@@ -222,6 +217,12 @@ pub fn enable(
                 format!("'{name}' was protected meanwhile."),
             ));
         }
+        // Checked again where it commits: two enables of one VM racing
+        // (under different item names) must not both protect it.
+        vm_not_yet_protected(tx, &vault_id, vm_id, str_of(&plan["vm"], "name"))?;
+        // Documents 000 and 001: private endpoints only for vaults with no
+        // items registered; a protected VM is such an item.
+        recoverite_rp_recoveryservices::meta::mark_registered(tx, &vault_id)?;
         // Document 004: replication between a region pair needs the pair's
         // Site Recovery names on the vault's private endpoints.
         recoverite_rp_recoveryservices::target::enable_replication_pair(
@@ -253,6 +254,35 @@ pub fn enable(
             let _ = engine.disable(&lifecycle);
             Err(e)
         }
+    }
+}
+
+/// A VM is protected once in a vault: no other replication protected item
+/// of the vault names it as its source.
+fn vm_not_yet_protected(
+    r: &impl Reader,
+    vault_id: &str,
+    vm_id: &str,
+    vm_name: &str,
+) -> Result<(), ArmError> {
+    let other = resource::list_of_type(r, vault_id, ITEM_TYPE)?
+        .into_iter()
+        .find(|i| {
+            str_of(
+                &i["properties"]["providerSpecificDetails"],
+                "fabricObjectId",
+            )
+            .eq_ignore_ascii_case(vm_id)
+        });
+    match other {
+        Some(o) => Err(ArmError::conflict(
+            "VmAlreadyProtected",
+            format!(
+                "VM '{vm_name}' is already protected as '{}'.",
+                str_of(&o, "name")
+            ),
+        )),
+        None => Ok(()),
     }
 }
 

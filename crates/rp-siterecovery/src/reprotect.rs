@@ -22,6 +22,8 @@ pub fn reprotect(
     rt: &Runtime,
 ) -> Result<Reply, ArmError> {
     let item_id = req.path.parent_id();
+    let lock = rt.transition_lock(&item_id);
+    let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
     let item = item_of(ctx, req, &item_id)?;
     let body = req.body.clone().unwrap_or(json!({}));
     if item["properties"]["protectionState"] != "FailedOver" {

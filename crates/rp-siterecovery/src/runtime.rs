@@ -49,6 +49,10 @@ pub struct Runtime {
     /// makes points only from agents it hears from.
     pub heartbeats: std::sync::Mutex<std::collections::HashMap<String, ::time::OffsetDateTime>>,
     locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One lock per protected item for the operations that change its
+    /// protection state (failover, test failover, reprotect): the state a
+    /// request checks stays the state it commits from.
+    transitions: std::sync::Mutex<std::collections::HashMap<String, Arc<std::sync::Mutex<()>>>>,
     /// Items whose agent runs as its own process (`recoverite agent`), with
     /// when it last checked in (wall clock): the built-in agent stands aside.
     external: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, String)>>,
@@ -66,6 +70,17 @@ impl Runtime {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(format!("{role}/{engine_id}"))
+            .or_default()
+            .clone()
+    }
+
+    /// The transition lock of one protected item (by its ARM id). Handlers
+    /// run on blocking threads, so holding it across disk copies is fine.
+    pub fn transition_lock(&self, item_id: &str) -> Arc<std::sync::Mutex<()>> {
+        self.transitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(item_id.to_ascii_lowercase())
             .or_default()
             .clone()
     }

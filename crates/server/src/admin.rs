@@ -120,8 +120,9 @@ pub async fn cloud_metadata(State(s): State<Arc<AppState>>) -> Response {
 
 /// `PUT /recoverite/providers/{namespace}/registration {"registeredAt": "2019-06-01T00:00:00Z"}`:
 /// sets when a provider was (last) registered, to reproduce rules that depend
-/// on old registrations (document 001's May 2020 cut-off). Needs the right to
-/// register the provider.
+/// on old registrations (document 001's May 2020 cut-off), in the first
+/// subscription or the body's `subscriptionId`. Needs the right to register
+/// the provider there.
 pub async fn set_registration_date(
     State(s): State<Arc<AppState>>,
     axum::extract::Path(ns): axum::extract::Path<String>,
@@ -141,15 +142,30 @@ pub async fn set_registration_date(
             "registeredAt must be an RFC 3339 time, e.g. 2019-06-01T00:00:00Z.",
         ));
     };
+    // Any subscription of the tenant (`subscriptionId`), the first by default.
+    let sub = body["subscriptionId"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| s.bootstrap.subscription_id.clone());
     let s2 = s.clone();
     let res = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, ArmError> {
         let caller = s2.directory.authenticate(auth.as_deref())?;
-        let scope = format!("/subscriptions/{}", s2.bootstrap.subscription_id);
+        let scope = format!("/subscriptions/{sub}");
         let action = format!("{ns}/register/action");
         if !s2.directory.is_allowed(&caller, &action, &scope)? {
             return Err(authorization_failed(&caller.object_id, &action, &scope));
         }
-        let sub = s2.bootstrap.subscription_id.clone();
+        let known = s2
+            .directory
+            .store
+            .read(|r| Ok(recoverite_arm::tenancy::subscription(r, &sub)))??;
+        if known.is_none() {
+            return Err(ArmError::new(
+                404,
+                "SubscriptionNotFound",
+                format!("The subscription '{sub}' could not be found."),
+            ));
+        }
         s2.directory.store.write(|tx| {
             let reg = recoverite_arm::registration::Registration {
                 state: recoverite_arm::registration::REGISTERED.into(),

@@ -175,6 +175,19 @@ pub fn private_link_registry() -> Arc<Registry> {
     registry
 }
 
+/// What each provider keeps about scopes, dropped when a scope (a resource
+/// group, a resource, a management group) is deleted, in dependency order:
+/// private endpoint connections before the vault records and address
+/// allocations that refer to them, role assignments and identities last.
+pub fn cascades() -> Vec<Arc<dyn recoverite_arm::ScopeCascade>> {
+    vec![
+        Arc::new(recoverite_privatelink::PrivateLinkCascade),
+        Arc::new(recoverite_rp_recoveryservices::VaultCascade),
+        Arc::new(recoverite_rp_network::NetworkCascade),
+        Arc::new(DirectoryCascade),
+    ]
+}
+
 /// Every resource provider recoverite serves, wired to one private link registry.
 pub fn providers(
     registry: &Arc<Registry>,
@@ -314,10 +327,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
             poll_after_secs: cfg.poll_after_secs,
         },
         authz: directory.clone(),
-        cascades: vec![
-            Arc::new(DirectoryCascade),
-            Arc::new(recoverite_rp_network::NetworkCascade),
-        ],
+        cascades: cascades(),
         catalog,
         tenant_hooks: vec![events.clone()],
     });

@@ -24,18 +24,28 @@ fn err(e: ArmError) -> Response {
     (status, Json(e.to_json())).into_response()
 }
 
-/// Who may look: anyone who may read networks in the subscription.
+/// Who may look: anyone who may read networks in a subscription of the
+/// tenant (the first is named in the refusal).
 fn check(s: &AppState, headers: &HeaderMap) -> Result<(), ArmError> {
     let caller = s
         .directory
         .authenticate(headers.get("authorization").and_then(|v| v.to_str().ok()))?;
-    let scope = format!("/subscriptions/{}", s.bootstrap.subscription_id);
     let action = "Microsoft.Network/virtualNetworks/read";
-    if s.directory.is_allowed(&caller, action, &scope)? {
-        Ok(())
-    } else {
-        Err(authorization_failed(&caller.object_id, action, &scope))
+    let subs = s
+        .directory
+        .store
+        .read(|r| Ok(recoverite_arm::tenancy::subscriptions(r)))??;
+    for sub in subs {
+        if s.directory.is_allowed(
+            &caller,
+            action,
+            &format!("/subscriptions/{}", sub.subscription_id),
+        )? {
+            return Ok(());
+        }
     }
+    let scope = format!("/subscriptions/{}", s.bootstrap.subscription_id);
+    Err(authorization_failed(&caller.object_id, action, &scope))
 }
 
 pub async fn aliases(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {

@@ -119,7 +119,12 @@ async fn connection_file_token_and_resource_group() {
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(keys.len(), 8);
+    // The eight fields plus the tenant's subscriptions (the first one alone here).
+    assert_eq!(keys.len(), 9);
+    assert_eq!(
+        file["subscriptions"][0]["subscriptionId"],
+        r.connection.subscription_id.as_str()
+    );
     let sub = r.connection.subscription_id.clone();
     let rr = r;
     let res = tokio::task::spawn_blocking(move || {
