@@ -27,6 +27,7 @@ import time
 import uuid
 
 import requests
+from azure.core.exceptions import HttpResponseError
 from azure.identity import ClientSecretCredential
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.compute import ComputeManagementClient
@@ -118,6 +119,22 @@ def main(conn_file):
                        cred_of(p["clientId"], p["clientSecret"]))
     requested = pending.private_link_service_connections[0].private_link_service_connection_state.status
     print(f"   requested-pe: {requested}")
+    # Nor may they write into the hub's zone or peer with spoke 2's network:
+    # each needs a linked action on the other subscription's resource.
+    outsider = client(NetworkManagementClient, s1, cred_of(p["clientId"], p["clientSecret"]))
+    linked = {}
+    for what, call in (
+        ("zone group", lambda: outsider.private_dns_zone_groups.begin_create_or_update("s1-app", "requested-pe", "default", {
+            "properties": {"privateDnsZoneConfigs": [{"name": "asr", "properties": {"privateDnsZoneId": zone_id[ASR_ZONE]}}]}}).result()),
+        ("peering", lambda: outsider.virtual_network_peerings.begin_create_or_update("s1-app", "s1-vnet", "sneaky", {"properties": {
+            "remoteVirtualNetwork": {"id": vnets["s2-vnet"].id}}}).result()),
+    ):
+        try:
+            call()
+            linked[what] = "allowed"
+        except HttpResponseError as e:
+            linked[what] = e.error.code
+        print(f"   {what} by the spoke-1 Contributor: {linked[what]}")
     client(NetworkManagementClient, s1).private_endpoints.begin_delete("s1-app", "requested-pe").result()
 
     step("vault endpoints in both spokes, their zone groups writing into the hub's zone")
@@ -217,7 +234,7 @@ def main(conn_file):
     check = io(s2, "s2-recovery", "app_DataDisk_0-ASRReplica", "read -P 0x5a 0 1M", "read -P 0x6b 1M 1M", "read -P 0 2M 1M")
     print(f"   failed over VM: {recovery_vm}; bytes {'match' if check[0] else 'DIFFER'}")
     sr.replication_protected_items.begin_failover_commit(*item_path).result()
-    return {"subs": subs, "requested": requested, "peering": peering.peering_state,
+    return {"subs": subs, "requested": requested, "linked": linked, "peering": peering.peering_state,
             "endpoints": {k: v.private_link_service_connections[0].private_link_service_connection_state.status for k, v in pes.items()},
             "pe_ips": {k: sorted(d.ip_addresses[0] for d in v.custom_dns_configs) for k, v in pes.items()},
             "answers": answers, "health": it.properties.replication_health, "vm": recovery_vm, "bytes": check,

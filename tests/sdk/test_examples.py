@@ -61,6 +61,8 @@ def test_hub_and_spoke_walkthrough(isolated_server):
     assert len(set(out["subs"].values())) == 3
     # Contributor on spoke 1 only: the vault in spoke 2 is not theirs to approve.
     assert out["requested"] == "Pending"
+    # …nor may they write into the hub's zone or peer with spoke 2's network.
+    assert out["linked"] == {"zone group": "LinkedAuthorizationFailed", "peering": "LinkedAuthorizationFailed"}
     assert out["endpoints"] == {"s1-vnet": "Approved", "s2-vnet": "Approved"}
     assert out["peering"] == "Connected"
     for public, row in out["answers"].items():

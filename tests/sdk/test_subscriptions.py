@@ -173,3 +173,25 @@ def test_management_group_roles_reach_every_subscription_beneath(server, subs):
         tenant_client(server, ManagementGroupsMgmtClient, outsider).management_groups.begin_create_or_update("sneaky", {"properties": {
             "displayName": "x", "details": {"parent": {"id": corp.id}}}}).result()
     assert e.value.status_code == 403
+
+
+def test_subscription_created_without_a_server(server):
+    """`recoverite subscription create` writes the data directory when no
+    server runs; the next start registers every provider there."""
+    server.stop()
+    try:
+        made = server.cli("subscription", "create", "--name", "offline-spoke")
+        listed = server.cli("subscription", "list")
+        assert made["subscriptionId"] in [s["subscriptionId"] for s in listed]
+    finally:
+        server.start()
+    sub = made["subscriptionId"]
+    assert sub in [s["subscriptionId"] for s in server.conn["subscriptions"]]
+    rm = in_sub(server, ResourceManagementClient, sub)
+    assert rm.providers.get("Microsoft.RecoveryServices").registration_state == "Registered"
+    assert rm.resource_groups.create_or_update("offline-rg", {"location": "westus"}).name == "offline-rg"
+    # The server keeps connection.json's list current as subscriptions come.
+    more = server.cli("subscription", "create", "--name", "online-spoke")
+    conn = json.loads((server.data_dir / "connection.json").read_text())
+    assert more["subscriptionId"] in [s["subscriptionId"] for s in conn["subscriptions"]]
+    assert conn["subscriptionId"] == server.sub

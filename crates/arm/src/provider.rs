@@ -307,6 +307,29 @@ impl Ctx {
         }
     }
 
+    /// The linked access check ARM makes for a resource the body references:
+    /// the caller needs `linked_action` on `linked_scope` too, else 403
+    /// `LinkedAuthorizationFailed` naming both.
+    pub fn require_linked(
+        &self,
+        action: &str,
+        scope: &str,
+        linked_action: &str,
+        linked_scope: &str,
+    ) -> Result<(), ArmError> {
+        if self.is_allowed(linked_action, linked_scope)? {
+            Ok(())
+        } else {
+            Err(crate::router::linked_authorization_failed(
+                &self.caller.object_id,
+                action,
+                scope,
+                linked_action,
+                linked_scope,
+            ))
+        }
+    }
+
     pub fn is_allowed(&self, action: &str, scope: &str) -> Result<bool, ArmError> {
         self.platform.authz.is_allowed(&self.caller, action, scope)
     }

@@ -238,6 +238,25 @@ pub fn authorization_failed(object_id: &str, action: &str, scope: &str) -> ArmEr
     )
 }
 
+/// ARM's refusal when the caller may perform the operation but not the
+/// linked action its body needs on another resource (joining a subnet,
+/// linking a zone, peering with a network), in Azure's words.
+pub fn linked_authorization_failed(
+    object_id: &str,
+    action: &str,
+    scope: &str,
+    linked_action: &str,
+    linked_scope: &str,
+) -> ArmError {
+    ArmError::new(
+        403,
+        "LinkedAuthorizationFailed",
+        format!(
+            "The client '{object_id}' with object id '{object_id}' has permission to perform action '{action}' on scope '{scope}'; however, it does not have permission to perform action(s) '{linked_action}' on the linked scope(s) '{linked_scope}' (respectively) or the linked scope(s) are invalid."
+        ),
+    )
+}
+
 fn parse_body(raw: &RawRequest) -> Result<Option<Value>, ArmError> {
     if raw.body.len() > MAX_BODY_BYTES {
         return Err(ArmError::new(

@@ -550,6 +550,18 @@ pub fn put_zone_group(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
             "A private DNS zone group needs 1 to 5 privateDnsZoneConfigs, each with properties.privateDnsZoneId.",
         ));
     }
+    // Writing records into a zone, wherever it lives (a hub subscription's
+    // zone, say), takes the right to join it.
+    for c in &configs {
+        if let Some(zone) = c["properties"]["privateDnsZoneId"].as_str() {
+            ctx.require_linked(
+                "Microsoft.Network/privateEndpoints/privateDnsZoneGroups/write",
+                &req.path.id(),
+                "Microsoft.Network/privateDnsZones/join/action",
+                zone,
+            )?;
+        }
+    }
     ctx.store().write(|tx| {
         let pe = pe_of(tx, req)?;
         let pe_id = pe["id"].as_str().unwrap_or_default().to_string();

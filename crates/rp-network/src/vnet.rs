@@ -622,6 +622,14 @@ pub fn put_peering(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
             "A peering needs properties.remoteVirtualNetwork.id.",
         )
     })?;
+    // Peering with a network (in any subscription) takes the right to peer
+    // with it.
+    ctx.require_linked(
+        "Microsoft.Network/virtualNetworks/virtualNetworkPeerings/write",
+        &req.path.id(),
+        "Microsoft.Network/virtualNetworks/peer/action",
+        &remote,
+    )?;
     ctx.store().write(|tx| {
         let vnet = vnet_of(tx, req)?;
         let vid = vnet["id"].as_str().unwrap_or_default().to_string();

@@ -219,6 +219,16 @@ pub fn put_link(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmEr
     let body = req.body.clone().unwrap_or(json!({}));
     let props = body.get("properties").cloned().unwrap_or(json!({}));
     let rid = req.path.id();
+    // Linking a zone to a network (in any subscription) takes the right to
+    // join that network.
+    if let Some(vnet) = props["virtualNetwork"]["id"].as_str() {
+        ctx.require_linked(
+            "Microsoft.Network/privateDnsZones/virtualNetworkLinks/write",
+            &rid,
+            "Microsoft.Network/virtualNetworks/join/action",
+            vnet,
+        )?;
+    }
     let (created, doc) = ctx.store().write(|tx| {
         let zone = zone_of(tx, req)?;
         let zid = zone["id"].as_str().unwrap_or_default().to_string();
