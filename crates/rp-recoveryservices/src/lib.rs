@@ -4,7 +4,8 @@
 pub mod connections;
 pub mod containers;
 pub mod dependents;
-pub mod meta;
+/// Vault records live in the Recovery Services core, shared with Site Recovery and Backup.
+pub use recoverite_rs_core::vault as meta;
 pub mod target;
 pub mod vault;
 

@@ -9,10 +9,13 @@ use recoverite_arm::{resource, time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_replication::{Engine, PointKind, RecoveryPoint};
 use recoverite_rp_compute::disks;
 
+use recoverite_rs_core::protection::Transition;
+
 use crate::fabrics::found;
 use crate::jobs;
 use crate::protected_items::{engine_id, io, item_of, str_of, Side};
 use crate::runtime::Runtime;
+use crate::state;
 use crate::targets;
 
 /// The point a failover uses. `recoveryPointId` names one; without it the
@@ -305,17 +308,7 @@ pub fn unplanned_failover(
     let direction = body["properties"]["failoverDirection"]
         .as_str()
         .unwrap_or(side.failover_direction());
-    if item["properties"]["protectionState"] != "Protected" {
-        return Err(ArmError::conflict(
-            "OperationNotAllowed",
-            format!(
-                "'{}' is in state '{}'; failover needs an item that is replicating. {}",
-                str_of(&item, "name"),
-                str_of(&item["properties"], "protectionState"),
-                side.next_step(&item)
-            ),
-        ));
-    }
+    state::check(&item, Transition::UnplannedFailover)?;
     if !direction.eq_ignore_ascii_case(side.failover_direction()) {
         return Err(ArmError::bad_request(
             "FailoverDirectionInvalid",
@@ -325,12 +318,6 @@ pub fn unplanned_failover(
                 side.failover_direction(),
                 side.failover_direction()
             ),
-        ));
-    }
-    if item["properties"]["testFailoverState"] != "None" {
-        return Err(ArmError::conflict(
-            "TestFailoverCleanupPending",
-            "A test failover of this item is not cleaned up yet; run testFailoverCleanup first.",
         ));
     }
     let point = choose_point(
@@ -359,16 +346,7 @@ pub fn unplanned_failover(
     let done = ctx.store().write(|tx| {
         let mut item = found(tx, &item_id, "replication protected item")?;
         // The transition is checked again where it commits.
-        if item["properties"]["protectionState"] != "Protected" {
-            return Err(ArmError::conflict(
-                "OperationNotAllowed",
-                format!(
-                    "'{}' changed to '{}' while failing over; nothing was changed.",
-                    str_of(&item, "name"),
-                    str_of(&item["properties"], "protectionState")
-                ),
-            ));
-        }
+        state::apply(&mut item, Transition::UnplannedFailover)?;
         let disks =
             item["properties"]["providerSpecificDetails"]["protectedManagedDisks"].as_array_mut();
         for (d, m) in disks.into_iter().flatten().zip(&made) {
@@ -382,9 +360,6 @@ pub fn unplanned_failover(
             p["providerSpecificDetails"]["recoveryFabricObjectId"] = json!(vm);
         }
         p["activeLocation"] = json!(side.other().name());
-        p["protectionState"] = json!("UnplannedFailoverCommitPending");
-        p["protectionStateDescription"] = json!("Failover completed; commit pending");
-        p["allowedOperations"] = json!(["Commit", "DisableProtection"]);
         p["lastSuccessfulFailoverTime"] = json!(time::now_string());
         p["failoverRecoveryPointId"] = json!(point_id(&item_id, &point));
         resource::put(tx, &item_id, &item)?;
@@ -443,19 +418,7 @@ pub fn test_failover(
     let body = req.body.clone().unwrap_or(json!({}));
     let p = &body["properties"];
     let side = Side::of(&item);
-    if item["properties"]["protectionState"] != "Protected" {
-        return Err(ArmError::conflict(
-            "OperationNotAllowed",
-            format!(
-                "'{}' is in state '{}'; a test failover needs an item that is replicating.",
-                str_of(&item, "name"),
-                str_of(&item["properties"], "protectionState")
-            ),
-        ));
-    }
-    if item["properties"]["testFailoverState"] != "None" {
-        return Err(ArmError::conflict("TestFailoverInProgress", "A test failover of this item already exists; run testFailoverCleanup before the next drill."));
-    }
+    state::check(&item, Transition::TestFailover)?;
     if let Some(d) = p["failoverDirection"].as_str() {
         if !d.eq_ignore_ascii_case(side.failover_direction()) {
             return Err(ArmError::bad_request(
@@ -551,11 +514,10 @@ pub fn test_failover(
     let vault_id = req.path.prefix(8);
     let done = ctx.store().write(|tx| {
         let mut item = found(tx, &item_id, "replication protected item")?;
+        state::apply(&mut item, Transition::TestFailover)?;
         let pr = &mut item["properties"];
-        pr["testFailoverState"] = json!("TestFailoverCompleted");
         pr["testFailoverStateDescription"] = json!("Test failover completed; clean up the test environment when the drill is over");
         pr["lastSuccessfulTestFailoverTime"] = json!(time::now_string());
-        pr["allowedOperations"] = json!(["TestFailoverCleanup", "DisableProtection"]);
         pr["providerSpecificDetails"]["testFailoverDiskIds"] = json!(made.iter().map(|m| m.rid.clone()).collect::<Vec<_>>());
         pr["providerSpecificDetails"]["selectedTfoAzureNetworkId"] = json!(network_id);
         pr["providerSpecificDetails"]["testFailoverRecoveryFabricObjectId"] = json!(vm);
@@ -594,13 +556,10 @@ pub fn test_failover_cleanup(ctx: &Ctx, req: &ArmRequest, rt: &Runtime) -> Resul
         .and_then(|b| b["properties"]["comments"].as_str())
         .unwrap_or("")
         .to_string();
+    let lock = rt.transition_lock(&item_id);
+    let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
     let item = item_of(ctx, req, &item_id)?;
-    if item["properties"]["testFailoverState"] == "None" {
-        return Err(ArmError::conflict(
-            "OperationNotAllowed",
-            "There is no test failover to clean up.",
-        ));
-    }
+    state::check(&item, Transition::TestFailoverCleanup)?;
     let d = &item["properties"]["providerSpecificDetails"];
     let disk_ids: Vec<String> = d["testFailoverDiskIds"]
         .as_array()
@@ -619,10 +578,9 @@ pub fn test_failover_cleanup(ctx: &Ctx, req: &ArmRequest, rt: &Runtime) -> Resul
     let vault_id = req.path.prefix(8);
     let op = ctx.store().write(|tx| {
         let mut item = found(tx, &item_id, "replication protected item")?;
+        state::apply(&mut item, Transition::TestFailoverCleanup)?;
         let pr = &mut item["properties"];
-        pr["testFailoverState"] = json!("None");
         pr["testFailoverStateDescription"] = json!("None");
-        pr["allowedOperations"] = crate::protected_items::replicating_operations();
         if let Some(d) = pr["providerSpecificDetails"].as_object_mut() {
             d.remove("testFailoverDiskIds");
             d.remove("selectedTfoAzureNetworkId");
@@ -643,16 +601,7 @@ pub fn commit(ctx: &Ctx, req: &ArmRequest, engine: &Engine) -> Result<Reply, Arm
     let vault_id = req.path.prefix(8);
     let (op, eid) = ctx.store().write(|tx| {
         let mut item = found(tx, &item_id, "replication protected item")?;
-        if item["properties"]["protectionState"] != "UnplannedFailoverCommitPending" {
-            return Err(ArmError::conflict(
-                "OperationNotAllowed",
-                "Commit follows a failover; this item has none pending.",
-            ));
-        }
-        item["properties"]["protectionState"] = json!("FailedOver");
-        item["properties"]["protectionStateDescription"] =
-            json!("Failover committed; reprotect to replicate back");
-        item["properties"]["allowedOperations"] = json!(["ReverseReplicate", "DisableProtection"]);
+        state::apply(&mut item, Transition::Commit)?;
         resource::put(tx, &item_id, &item)?;
         jobs::record(
             tx,
@@ -663,7 +612,7 @@ pub fn commit(ctx: &Ctx, req: &ArmRequest, engine: &Engine) -> Result<Reply, Arm
             &["Committing failover"],
         )?;
         let op = crate::finish(ctx, req, tx, Some(item.clone()))?;
-        Ok((op, engine_id(&item)))
+        Ok::<_, ArmError>((op, engine_id(&item)))
     })?;
     // The points belong to the direction that was failed over: gone now.
     let _ = engine.disable(&eid);

@@ -12,6 +12,7 @@ pub mod protected_items;
 pub mod replication_loop;
 pub mod reprotect;
 pub mod runtime;
+pub mod state;
 pub mod targets;
 
 use http::Method;

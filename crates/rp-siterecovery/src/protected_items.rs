@@ -349,7 +349,7 @@ fn item_doc(id: &str, name: &str, plan: &Value, lifecycle: &str, now: &str) -> V
             "protectionState": "Protected", "protectionStateDescription": "Protected",
             "activeLocation": "Primary", "testFailoverState": "None", "testFailoverStateDescription": "None",
             "replicationHealth": "Normal", "failoverHealth": "Normal", "healthErrors": [],
-            "allowedOperations": replicating_operations(),
+            "allowedOperations": recoverite_rs_core::protection::ItemState::NEW.allowed_operations(),
             "currentScenario": {"scenarioName": "None"},
             "lastSuccessfulFailoverTime": null,
             "providerSpecificDetails": details,
@@ -507,11 +507,6 @@ pub fn uses(r: &impl Reader, vault_id: &str, container_id: &str) -> Result<bool,
         .any(|i| parent_of(str_of(i, "id")).eq_ignore_ascii_case(container_id)))
 }
 
-/// What a replicating item allows.
-pub fn replicating_operations() -> Value {
-    json!(["UnplannedFailover", "TestFailover", "DisableProtection"])
-}
-
 /// Where a protected item is active: the side it replicates from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
@@ -601,15 +596,6 @@ impl Side {
         match self {
             Side::Primary => str_of(disk, "diskId").to_string(),
             Side::Recovery => str_of(disk, "recoveryTargetDiskId").to_string(),
-        }
-    }
-
-    /// What the user should do next, for error messages.
-    pub fn next_step(self, item: &Value) -> &'static str {
-        match item["properties"]["protectionState"].as_str() {
-            Some("UnplannedFailoverCommitPending") => "Commit the failover first.",
-            Some("FailedOver") => "Reprotect it to replicate in the other direction first.",
-            _ => "",
         }
     }
 }

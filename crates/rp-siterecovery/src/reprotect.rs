@@ -9,10 +9,13 @@ use recoverite_arm::{resource, time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_replication::{Engine, SourceDisk};
 use recoverite_rp_compute::disks;
 
+use recoverite_rs_core::protection::Transition;
+
 use crate::fabrics::found;
 use crate::jobs;
-use crate::protected_items::{engine_id, io, item_of, replicating_operations, str_of, Side};
+use crate::protected_items::{engine_id, io, item_of, str_of, Side};
 use crate::runtime::{self, Runtime};
+use crate::state;
 
 /// POST …/reProtect.
 pub fn reprotect(
@@ -26,16 +29,7 @@ pub fn reprotect(
     let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
     let item = item_of(ctx, req, &item_id)?;
     let body = req.body.clone().unwrap_or(json!({}));
-    if item["properties"]["protectionState"] != "FailedOver" {
-        return Err(ArmError::conflict(
-            "OperationNotAllowed",
-            format!(
-                "'{}' is in state '{}'; reprotect follows a committed failover.",
-                str_of(&item, "name"),
-                str_of(&item["properties"], "protectionState")
-            ),
-        ));
-    }
+    state::check(&item, Transition::Reprotect)?;
     // After a failover the item is active on the side it failed over to,
     // which now becomes the replication source.
     let side = Side::of(&item);
@@ -106,16 +100,8 @@ pub fn reprotect(
     let old = engine_id(&item);
     let done = ctx.store().write(|tx| {
         let mut item = found(tx, &item_id, "replication protected item")?;
-        if item["properties"]["protectionState"] != "FailedOver" {
-            return Err(ArmError::conflict(
-                "OperationNotAllowed",
-                "The item changed meanwhile; read it and try again.",
-            ));
-        }
+        state::apply(&mut item, Transition::Reprotect)?;
         let p = &mut item["properties"];
-        p["protectionState"] = json!("Protected");
-        p["protectionStateDescription"] = json!("Protected");
-        p["allowedOperations"] = replicating_operations();
         p["replicationHealth"] = json!("Normal");
         let d = &mut p["providerSpecificDetails"];
         d["lifecycleId"] = json!(lifecycle);

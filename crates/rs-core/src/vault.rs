@@ -77,3 +77,36 @@ pub fn mark_registered(tx: &mut WriteTx, vault_id: &str) -> Result<(), ArmError>
     m.ever_registered = true;
     put(tx, vault_id, &m)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vault_ids_have_19_digits_and_the_mark_is_permanent() {
+        for _ in 0..100 {
+            assert_eq!(VaultMeta::new().numeric_id.to_string().len(), 19);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = recoverite_store::Store::open(&dir.path().join("s.redb")).unwrap();
+        let v = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.RecoveryServices/vaults/v";
+        let other = "/subscriptions/s/resourceGroups/rg2/providers/Microsoft.RecoveryServices/vaults/v";
+        store
+            .write(|tx| {
+                put(tx, v, &VaultMeta::new())?;
+                put(tx, other, &VaultMeta::new())?;
+                mark_registered(tx, v)
+            })
+            .unwrap();
+        assert!(store.view(|r| get(r, v)).unwrap().unwrap().ever_registered);
+        assert!(!store.view(|r| get(r, other)).unwrap().unwrap().ever_registered);
+        // Marking an unknown vault is an error, not a silent default.
+        assert!(store.write(|tx| mark_registered(tx, &format!("{v}x"))).is_err());
+        // A deleted resource group forgets its vaults, and only those.
+        store
+            .write(|tx| forget_under(tx, "/subscriptions/s/resourceGroups/rg"))
+            .unwrap();
+        assert!(store.view(|r| get(r, v)).unwrap().is_none());
+        assert!(store.view(|r| get(r, other)).unwrap().is_some());
+    }
+}
