@@ -108,24 +108,6 @@ pub fn delete_record(
     Ok(())
 }
 
-/// Zones with exactly this name, anywhere in the subscription.
-pub fn zones_named(
-    r: &impl Reader,
-    subscription: &str,
-    name: &str,
-) -> Result<Vec<Value>, ArmError> {
-    Ok(
-        resource::list_of_type(r, &format!("/subscriptions/{subscription}"), ZONE_TYPE)?
-            .into_iter()
-            .filter(|z| {
-                z["name"]
-                    .as_str()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
-            })
-            .collect(),
-    )
-}
-
 pub fn exists(r: &impl Reader, zone_id: &str) -> Result<bool, ArmError> {
     Ok(r.get(RESOURCES, &id::key(zone_id))?.is_some())
 }
