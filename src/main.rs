@@ -285,12 +285,11 @@ fn read_json(resp: &mut ureq::http::Response<ureq::Body>) -> Result<Value, HttpF
     serde_json::from_str(&text).map_err(|e| HttpFailure::Refused(format!("{e}: {text}")))
 }
 
-fn create_in_store(
+/// The state store of a data directory no server holds, and its bootstrap
+/// record (tenant, first subscription, dev credentials).
+fn open_data_dir(
     data_dir: &Path,
-    name: &str,
-    role: Option<&str>,
-    scope: Option<&str>,
-) -> Result<Value> {
+) -> Result<(recoverite_store::Store, recoverite_server::Bootstrap)> {
     let path = data_dir.join("state.redb");
     if !path.exists() {
         bail!(
@@ -309,6 +308,16 @@ fn create_in_store(
         .ok_or_else(|| {
             anyhow!("the data directory was never initialised; run `recoverite serve` once first")
         })?;
+    Ok((store, boot))
+}
+
+fn create_in_store(
+    data_dir: &Path,
+    name: &str,
+    role: Option<&str>,
+    scope: Option<&str>,
+) -> Result<Value> {
+    let (store, boot) = open_data_dir(data_dir)?;
     let scope = scope
         .map(str::to_string)
         .unwrap_or_else(|| format!("/subscriptions/{}", boot.subscription_id));

@@ -6,10 +6,10 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
-use crate::{agent_for, read_connection, read_json, token_for, HttpFailure};
+use crate::{agent_for, open_data_dir, read_connection, read_json, token_for, HttpFailure};
 
 const ALIAS_API: &str = "2021-10-01";
 
@@ -47,24 +47,7 @@ pub fn list(data_dir: &Path) -> Result<Value> {
 }
 
 fn open(data_dir: &Path) -> Result<(recoverite_store::Store, recoverite_server::Bootstrap)> {
-    let path = data_dir.join("state.redb");
-    if !path.exists() {
-        bail!(
-            "{} has no recoverite state yet; run `recoverite serve --data-dir {}` once first",
-            data_dir.display(),
-            data_dir.display()
-        );
-    }
-    let store = recoverite_store::Store::open(&path)
-        .context("opening the state store (is a server using it without a connection.json?)")?;
-    let boot: recoverite_server::Bootstrap = store
-        .read(|r| {
-            use recoverite_store::Reader;
-            r.get_json(recoverite_server::bootstrap::META, "bootstrap")
-        })?
-        .ok_or_else(|| {
-            anyhow!("the data directory was never initialised; run `recoverite serve` once first")
-        })?;
+    let (store, boot) = open_data_dir(data_dir)?;
     // Data directories from before subscriptions were state.
     recoverite_server::bootstrap::load_or_create(&store, &[])?;
     Ok((store, boot))

@@ -60,6 +60,30 @@ pub struct ProviderInfo {
     pub requires_registration: bool,
 }
 
+impl ProviderInfo {
+    /// A namespace whose types all take the same api-versions.
+    pub fn new(
+        namespace: &'static str,
+        types: &[&'static str],
+        api_versions: &'static [&'static str],
+        global: bool,
+        requires_registration: bool,
+    ) -> ProviderInfo {
+        ProviderInfo {
+            namespace,
+            resource_types: types
+                .iter()
+                .map(|name| ResourceType {
+                    name,
+                    api_versions,
+                    global,
+                })
+                .collect(),
+            requires_registration,
+        }
+    }
+}
+
 /// What a request does, for authorization: the action string and where.
 #[derive(Debug, Clone)]
 pub struct Operation {
@@ -158,6 +182,28 @@ pub struct ArmRequest {
 }
 
 impl ArmRequest {
+    /// The provider part of the path (`providers/{ns}/{types…}`); a request
+    /// without one never reaches a provider's own routes, but a typed
+    /// error beats a panic if one does.
+    pub fn provider_part(&self) -> Result<&crate::id::ProviderPart, ArmError> {
+        self.path.provider.as_ref().ok_or_else(|| {
+            ArmError::bad_request(
+                "InvalidResourceType",
+                "The request path names no resource type.",
+            )
+        })
+    }
+
+    /// The provider part's type segments, lower-cased, for matching routes.
+    pub fn types_lower(&self) -> Result<Vec<String>, ArmError> {
+        Ok(self
+            .provider_part()?
+            .types
+            .iter()
+            .map(|t| t.to_ascii_lowercase())
+            .collect())
+    }
+
     pub fn query_get(&self, name: &str) -> Option<&str> {
         self.query
             .iter()

@@ -5,8 +5,7 @@ use serde_json::{json, Value};
 
 use recoverite_arm::provider::default_operation;
 use recoverite_arm::{
-    id, paging, resource, time, ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo,
-    Reply, ResourceType,
+    id, paging, resource, time, ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo, Reply,
 };
 use recoverite_store::Reader;
 
@@ -77,25 +76,18 @@ fn filter_value(filter: &str, name: &str) -> Option<String> {
 
 impl Provider for AuthorizationProvider {
     fn info(&self) -> ProviderInfo {
-        let t = |name| ResourceType {
-            name,
-            api_versions: API_VERSIONS,
-            global: true,
-        };
-        ProviderInfo {
-            namespace: NAMESPACE,
-            resource_types: vec![t("roleAssignments"), t("roleDefinitions"), t("permissions")],
-            requires_registration: false,
-        }
+        ProviderInfo::new(
+            NAMESPACE,
+            &["roleAssignments", "roleDefinitions", "permissions"],
+            API_VERSIONS,
+            true,
+            false,
+        )
     }
 
     fn operation(&self, req: &ArmRequest) -> Result<Operation, ArmError> {
         let mut op = default_operation(&self.info(), req)?;
-        let p = req
-            .path
-            .provider
-            .as_ref()
-            .expect("checked by default_operation");
+        let p = req.provider_part()?;
         // Anyone signed in may ask what they themselves are allowed to do, and
         // read role definitions (built-in ones live at tenant scope).
         op.public = p.types[0].eq_ignore_ascii_case("permissions")
@@ -105,7 +97,7 @@ impl Provider for AuthorizationProvider {
     }
 
     fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        let p = req.path.provider.as_ref().expect("provider path");
+        let p = req.provider_part()?;
         let kind = p.types[0].to_ascii_lowercase();
         let scope = req.path.scope();
         let m = req.method.as_str();

@@ -11,7 +11,6 @@ use serde_json::{json, Value};
 
 use recoverite_arm::{
     paging, regions, resource, ArmError, ArmRequest, Ctx, Provider, ProviderInfo, Reply,
-    ResourceType,
 };
 
 use crate::{ConnectionRequest, GroupInfo, Member, PrivateLinkTarget, ReaderDyn, Registry};
@@ -92,25 +91,22 @@ pub struct TestTargetProvider {
 
 impl Provider for TestTargetProvider {
     fn info(&self) -> ProviderInfo {
-        let t = |name| ResourceType {
-            name,
-            api_versions: API,
-            global: false,
-        };
-        ProviderInfo {
-            namespace: NAMESPACE,
-            resource_types: vec![
-                t("privateLinkTargets"),
-                t("privateLinkTargets/privateEndpointConnections"),
-                t("privateLinkTargets/privateLinkResources"),
-                t("privateLinkTargets/addMembers"),
+        ProviderInfo::new(
+            NAMESPACE,
+            &[
+                "privateLinkTargets",
+                "privateLinkTargets/privateEndpointConnections",
+                "privateLinkTargets/privateLinkResources",
+                "privateLinkTargets/addMembers",
             ],
-            requires_registration: false,
-        }
+            API,
+            false,
+            false,
+        )
     }
 
     fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        let p = req.path.provider.as_ref().expect("provider path");
+        let p = req.provider_part()?;
         let types: Vec<String> = p.types.iter().map(|t| t.to_ascii_lowercase()).collect();
         let t: Vec<&str> = types.iter().map(String::as_str).collect();
         match (t.as_slice(), p.is_resource(), req.method.clone()) {

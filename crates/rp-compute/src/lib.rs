@@ -67,7 +67,7 @@ impl Provider for ComputeProvider {
     }
 
     fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        let p = req.path.provider.as_ref().expect("provider path");
+        let p = req.provider_part()?;
         let kind = p.types[0].to_ascii_lowercase();
         use Method as M;
         match (

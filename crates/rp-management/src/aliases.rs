@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use recoverite_arm::router::authorization_failed;
 use recoverite_arm::tenancy;
 use recoverite_arm::{
-    paging, time, ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo, Reply, ResourceType,
+    paging, time, ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo, Reply,
 };
 use recoverite_store::{Reader, Table};
 
@@ -80,13 +80,8 @@ enum Route {
 }
 
 fn route(req: &ArmRequest) -> Result<Route, ArmError> {
-    let p = req.path.provider.as_ref().ok_or_else(|| {
-        ArmError::bad_request(
-            "InvalidResourceType",
-            "The request path names no resource type.",
-        )
-    })?;
-    let t: Vec<String> = p.types.iter().map(|t| t.to_ascii_lowercase()).collect();
+    let p = req.provider_part()?;
+    let t = req.types_lower()?;
     let t: Vec<&str> = t.iter().map(String::as_str).collect();
     match (t.as_slice(), req.path.subscription.is_some()) {
         (["aliases"], false) if p.is_resource() => Ok(Route::Alias(p.names[0].clone())),
@@ -104,16 +99,7 @@ fn route(req: &ArmRequest) -> Result<Route, ArmError> {
 
 impl Provider for SubscriptionProvider {
     fn info(&self) -> ProviderInfo {
-        let t = |name| ResourceType {
-            name,
-            api_versions: API_VERSIONS,
-            global: true,
-        };
-        ProviderInfo {
-            namespace: NAMESPACE,
-            resource_types: vec![t("aliases"), t("rename")],
-            requires_registration: false,
-        }
+        ProviderInfo::new(NAMESPACE, &["aliases", "rename"], API_VERSIONS, true, false)
     }
 
     fn operation(&self, req: &ArmRequest) -> Result<Operation, ArmError> {

@@ -20,7 +20,6 @@ use recoverite_arm::router::authorization_failed;
 use recoverite_arm::tenancy::{self, ManagementGroup, TenancyError, MG_TYPE};
 use recoverite_arm::{
     paging, resource, time, ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo, Reply,
-    ResourceType,
 };
 use recoverite_identity::authorization_provider::assign;
 use recoverite_store::Reader;
@@ -62,13 +61,8 @@ enum Route {
 }
 
 fn route(req: &ArmRequest) -> Result<Route, ArmError> {
-    let p = req.path.provider.as_ref().ok_or_else(|| {
-        ArmError::bad_request(
-            "InvalidResourceType",
-            "The request path names no resource type.",
-        )
-    })?;
-    let t: Vec<String> = p.types.iter().map(|t| t.to_ascii_lowercase()).collect();
+    let p = req.provider_part()?;
+    let t = req.types_lower()?;
     let t: Vec<&str> = t.iter().map(String::as_str).collect();
     let n = &p.names;
     Ok(match t.as_slice() {
@@ -92,21 +86,18 @@ fn route(req: &ArmRequest) -> Result<Route, ArmError> {
 
 impl Provider for ManagementProvider {
     fn info(&self) -> ProviderInfo {
-        let t = |name| ResourceType {
-            name,
-            api_versions: API_VERSIONS,
-            global: true,
-        };
-        ProviderInfo {
-            namespace: NAMESPACE,
-            resource_types: vec![
-                t("managementGroups"),
-                t("managementGroups/subscriptions"),
-                t("managementGroups/descendants"),
-                t("checkNameAvailability"),
+        ProviderInfo::new(
+            NAMESPACE,
+            &[
+                "managementGroups",
+                "managementGroups/subscriptions",
+                "managementGroups/descendants",
+                "checkNameAvailability",
             ],
-            requires_registration: false,
-        }
+            API_VERSIONS,
+            true,
+            false,
+        )
     }
 
     /// Every route is decided in its handler, which knows whether a group

@@ -63,7 +63,7 @@ impl Provider for ManagedIdentityProvider {
     }
 
     fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        let p = req.path.provider.as_ref().expect("provider path");
+        let p = req.provider_part()?;
         let kind = p.types[0].to_ascii_lowercase();
         match (kind.as_str(), p.is_resource(), req.method.clone()) {
             ("identities", true, Method::GET) => system_identity(ctx, req),

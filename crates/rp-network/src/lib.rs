@@ -64,7 +64,7 @@ impl Provider for NetworkProvider {
     }
 
     fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        let p = req.path.provider.as_ref().expect("provider path");
+        let p = req.provider_part()?;
         let types: Vec<String> = p.types.iter().map(|t| t.to_ascii_lowercase()).collect();
         let t: Vec<&str> = types.iter().map(String::as_str).collect();
         let res = p.is_resource();

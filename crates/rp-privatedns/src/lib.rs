@@ -50,7 +50,7 @@ impl Provider for PrivateDnsProvider {
     }
 
     fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        let p = req.path.provider.as_ref().expect("provider path");
+        let p = req.provider_part()?;
         let second = p.types.get(1).map(|t| t.to_ascii_lowercase());
         let m = req.method.clone();
         match (p.types.len(), second.as_deref(), p.is_resource(), m) {

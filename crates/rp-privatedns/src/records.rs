@@ -151,7 +151,7 @@ fn zone_of(r: &impl Reader, req: &ArmRequest) -> Result<Value, ArmError> {
 }
 
 fn parts(req: &ArmRequest) -> Result<(&'static str, String), ArmError> {
-    let p = req.path.provider.as_ref().expect("provider path");
+    let p = req.provider_part()?;
     let t = canonical_type(&p.types[1])
         .ok_or_else(|| bad(format!("Record type '{}' is not supported.", p.types[1])))?;
     Ok((t, p.names.get(1).cloned().unwrap_or_default()))

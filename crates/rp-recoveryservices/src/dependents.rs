@@ -61,7 +61,7 @@ impl Provider for SimpleProvider {
     }
 
     fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        let p = req.path.provider.as_ref().expect("provider path");
+        let p = req.provider_part()?;
         let rid = req.path.id();
         match (p.is_resource(), req.method.clone()) {
             (true, Method::PUT) => {

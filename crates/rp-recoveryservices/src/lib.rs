@@ -89,7 +89,7 @@ impl Provider for RecoveryServicesProvider {
     }
 
     fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        let p = req.path.provider.as_ref().expect("provider path");
+        let p = req.provider_part()?;
         let types: Vec<String> = p.types.iter().map(|t| t.to_ascii_lowercase()).collect();
         let t: Vec<&str> = types.iter().map(String::as_str).collect();
         use Method as M;
@@ -154,7 +154,7 @@ fn private_link_resources(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError
             })
         })
         .collect();
-    let p = req.path.provider.as_ref().expect("provider path");
+    let p = req.provider_part()?;
     if let Some(n) = p.name() {
         return items
             .into_iter()

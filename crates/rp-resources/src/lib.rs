@@ -7,9 +7,7 @@ mod subscriptions;
 
 use http::Method;
 
-use recoverite_arm::{
-    ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo, Reply, ResourceType,
-};
+use recoverite_arm::{ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo, Reply};
 
 pub const NAMESPACE: &str = "Microsoft.Resources";
 
@@ -114,26 +112,23 @@ fn sub_id(req: &ArmRequest) -> String {
 
 impl Provider for ResourcesProvider {
     fn info(&self) -> ProviderInfo {
-        let t = |name| ResourceType {
-            name,
-            api_versions: API_VERSIONS,
-            global: true,
-        };
-        ProviderInfo {
-            namespace: NAMESPACE,
-            resource_types: vec![
-                t("tenants"),
-                t("subscriptions"),
-                t("resourceGroups"),
-                t("subscriptions/resourceGroups"),
-                t("subscriptions/locations"),
-                t("subscriptions/providers"),
-                t("subscriptions/resources"),
-                t("subscriptions/resourceGroups/resources"),
-                t("subscriptions/operationresults"),
+        ProviderInfo::new(
+            NAMESPACE,
+            &[
+                "tenants",
+                "subscriptions",
+                "resourceGroups",
+                "subscriptions/resourceGroups",
+                "subscriptions/locations",
+                "subscriptions/providers",
+                "subscriptions/resources",
+                "subscriptions/resourceGroups/resources",
+                "subscriptions/operationresults",
             ],
-            requires_registration: false,
-        }
+            API_VERSIONS,
+            true,
+            false,
+        )
     }
 
     fn operation(&self, req: &ArmRequest) -> Result<Operation, ArmError> {

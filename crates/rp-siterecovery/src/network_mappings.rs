@@ -32,7 +32,7 @@ fn loc(v: &Value) -> &str {
 
 /// PUT (and PATCH) `{F}/replicationNetworks/{net}/replicationNetworkMappings/{name}`.
 pub fn put(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let p = req.path.provider.as_ref().expect("provider path");
+    let p = req.provider_part()?;
     let name = p.name().unwrap_or_default().to_string();
     names::check_generic("network mapping", &name)?;
     let body = req.body.clone().unwrap_or(json!({}));

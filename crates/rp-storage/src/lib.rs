@@ -11,7 +11,7 @@ pub mod target;
 
 use http::Method;
 
-use recoverite_arm::{ArmError, ArmRequest, Ctx, Provider, ProviderInfo, Reply, ResourceType};
+use recoverite_arm::{ArmError, ArmRequest, Ctx, Provider, ProviderInfo, Reply};
 
 pub const NAMESPACE: &str = "Microsoft.Storage";
 pub const ACCOUNT_TYPE: &str = "Microsoft.Storage/storageAccounts";
@@ -31,26 +31,23 @@ pub struct StorageProvider;
 
 impl Provider for StorageProvider {
     fn info(&self) -> ProviderInfo {
-        let t = |name| ResourceType {
-            name,
-            api_versions: API_VERSIONS,
-            global: false,
-        };
-        ProviderInfo {
-            namespace: NAMESPACE,
-            resource_types: vec![
-                t("storageAccounts"),
-                t("storageAccounts/privateEndpointConnections"),
-                t("storageAccounts/privateLinkResources"),
-                t("checkNameAvailability"),
-                t("operations"),
+        ProviderInfo::new(
+            NAMESPACE,
+            &[
+                "storageAccounts",
+                "storageAccounts/privateEndpointConnections",
+                "storageAccounts/privateLinkResources",
+                "checkNameAvailability",
+                "operations",
             ],
-            requires_registration: true,
-        }
+            API_VERSIONS,
+            false,
+            true,
+        )
     }
 
     fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        let p = req.path.provider.as_ref().expect("provider path");
+        let p = req.provider_part()?;
         let types: Vec<String> = p.types.iter().map(|t| t.to_ascii_lowercase()).collect();
         let t: Vec<&str> = types.iter().map(String::as_str).collect();
         use Method as M;

@@ -90,7 +90,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = recoverite_store::Store::open(&dir.path().join("s.redb")).unwrap();
         let v = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.RecoveryServices/vaults/v";
-        let other = "/subscriptions/s/resourceGroups/rg2/providers/Microsoft.RecoveryServices/vaults/v";
+        let other =
+            "/subscriptions/s/resourceGroups/rg2/providers/Microsoft.RecoveryServices/vaults/v";
         store
             .write(|tx| {
                 put(tx, v, &VaultMeta::new())?;
@@ -99,9 +100,17 @@ mod tests {
             })
             .unwrap();
         assert!(store.view(|r| get(r, v)).unwrap().unwrap().ever_registered);
-        assert!(!store.view(|r| get(r, other)).unwrap().unwrap().ever_registered);
+        assert!(
+            !store
+                .view(|r| get(r, other))
+                .unwrap()
+                .unwrap()
+                .ever_registered
+        );
         // Marking an unknown vault is an error, not a silent default.
-        assert!(store.write(|tx| mark_registered(tx, &format!("{v}x"))).is_err());
+        assert!(store
+            .write(|tx| mark_registered(tx, &format!("{v}x")))
+            .is_err());
         // A deleted resource group forgets its vaults, and only those.
         store
             .write(|tx| forget_under(tx, "/subscriptions/s/resourceGroups/rg"))
