@@ -274,6 +274,14 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
                 "Vault cannot be deleted as there are existing resources within the vault. Delete the Site Recovery protection container mappings first.",
             ));
         }
+        // Backup items, soft-deleted ones included, keep the vault.
+        let items = recoverite_rs_core::vault::protected_items(tx, &rid)?;
+        if items > 0 {
+            return Err(ArmError::bad_request(
+                "ServiceResourceNotEmpty",
+                format!("Vault cannot be deleted as there are existing resources within the vault: {items} protected item(s), soft-deleted ones included. Stop protection and delete the backup data of each item (and wait out or undo soft delete, then delete it permanently), then delete the vault."),
+            ));
+        }
         resource::delete_tree(tx, &rid)?;
         ctx.cascade_delete(tx, &rid)?;
         Ok(Some(doc["location"].as_str().unwrap_or_default().to_string()))

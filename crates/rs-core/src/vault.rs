@@ -10,6 +10,21 @@ use recoverite_store::{Reader, Table, WriteTx};
 
 pub const VAULTS: Table = Table("recoveryservices_vaults");
 
+/// The protected items of the vault's two services, stored under the vault.
+pub const BACKUP_ITEM_TYPE: &str =
+    "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectedItems";
+pub const SITE_RECOVERY_ITEM_TYPE: &str = "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationProtectionContainers/replicationProtectedItems";
+
+/// How many items (Backup's, soft-deleted ones included, and Site
+/// Recovery's) the vault holds: "a vault with items cannot be deleted".
+pub fn protected_items(r: &impl Reader, vault_id: &str) -> Result<usize, ArmError> {
+    let mut n = 0;
+    for t in [BACKUP_ITEM_TYPE, SITE_RECOVERY_ITEM_TYPE] {
+        n += recoverite_arm::resource::list_of_type(r, vault_id, t)?.len();
+    }
+    Ok(n)
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub enum PeVersion {
     V1,

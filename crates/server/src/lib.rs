@@ -194,6 +194,7 @@ pub fn providers(
     blocks: &recoverite_blockstore::BlockStore,
     engine: &recoverite_replication::Engine,
     rt: &Arc<recoverite_rp_siterecovery::runtime::Runtime>,
+    data_dir: &Path,
 ) -> Vec<Arc<dyn Provider>> {
     vec![
         Arc::new(recoverite_rp_resources::ResourcesProvider),
@@ -208,6 +209,10 @@ pub fn providers(
                     engine: engine.clone(),
                     registry: registry.clone(),
                     rt: rt.clone(),
+                }),
+                Arc::new(recoverite_rp_backup::BackupProvider {
+                    blocks: blocks.clone(),
+                    root: data_dir.join("backup"),
                 }),
             ],
         }),
@@ -293,7 +298,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
     let engine = recoverite_replication::Engine::open(&data_dir, blocks.clone())
         .map_err(|e| ServeError::DataDir(data_dir.clone(), e.to_string()))?;
     let rt = Arc::new(recoverite_rp_siterecovery::runtime::Runtime::default());
-    let providers = providers(&registry, &blocks, &engine, &rt);
+    let providers = providers(&registry, &blocks, &engine, &rt, &data_dir);
     let catalog: Vec<_> = providers.iter().map(|p| p.info()).collect();
     let boot = bootstrap::load_or_create(&store, &catalog)?;
 

@@ -1,0 +1,334 @@
+//! The vault tier of Azure Backup: disk images cut into fixed 1 MiB chunks,
+//! each stored once under its SHA-256 (zstd-compressed), and a manifest per
+//! recovery point disk naming the chunks at each offset. Backups are
+//! incremental forever: a chunk an earlier point already stored is not
+//! written again; holes and all-zero chunks are not stored at all. Deleting
+//! a point's manifests and collecting garbage frees exactly the chunks no
+//! remaining manifest names.
+//!
+//! Crash safety: a chunk is written to a temporary file, synced and renamed
+//! into place before any manifest names it; a manifest is published the same
+//! way, so a crash leaves at worst unreferenced chunks, which the next
+//! collection removes. Fixed-size chunks suit block devices, where a changed
+//! block keeps its offset.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The chunk size: the unit of change tracking, deduplication and restore.
+pub const CHUNK: u64 = 1 << 20;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Manifest {
+    /// The disk's size in bytes.
+    pub size: u64,
+    /// `(offset, sha256 hex)` of every stored chunk, in offset order;
+    /// offsets not listed read as zeros.
+    pub chunks: Vec<(u64, String)>,
+}
+
+/// What one backup of a disk cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Transfer {
+    /// Non-zero bytes read from the disk.
+    pub scanned: u64,
+    /// Chunks the vault did not hold yet, and their uncompressed bytes.
+    pub new_chunks: u64,
+    pub new_bytes: u64,
+    /// Bytes written to the vault (compressed).
+    pub stored_bytes: u64,
+}
+
+#[derive(Clone)]
+pub struct ChunkStore {
+    root: PathBuf,
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Writes `bytes` to `path` durably: temporary file, sync, rename, sync the directory.
+fn publish(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().expect("chunk paths have a parent");
+    fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("x")
+    ));
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    sync_dir(dir)
+}
+
+fn bad(msg: impl Into<String>) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, msg.into())
+}
+
+impl ChunkStore {
+    /// The vault tier of one vault, under `root`.
+    pub fn open(root: &Path) -> std::io::Result<ChunkStore> {
+        fs::create_dir_all(root.join("chunks"))?;
+        fs::create_dir_all(root.join("manifests"))?;
+        Ok(ChunkStore {
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn chunk_path(&self, hash: &str) -> PathBuf {
+        self.root.join("chunks").join(&hash[..2]).join(hash)
+    }
+
+    fn manifest_path(&self, name: &str) -> PathBuf {
+        self.root.join("manifests").join(format!("{name}.json"))
+    }
+
+    pub fn has_chunk(&self, hash: &str) -> bool {
+        hash.len() == 64 && self.chunk_path(hash).exists()
+    }
+
+    /// Backs up a disk image as manifest `name`: reads only its allocated
+    /// ranges, stores the chunks the vault lacks, then publishes the manifest.
+    pub fn backup(
+        &self,
+        image: &Path,
+        size: u64,
+        name: &str,
+    ) -> std::io::Result<(Manifest, Transfer)> {
+        let mut f = File::open(image)?;
+        let ranges = recoverite_blockstore::data_ranges(&f)?;
+        let mut offsets: Vec<u64> = Vec::new();
+        for (start, end) in ranges {
+            let mut c = start / CHUNK * CHUNK;
+            while c < end.min(size) {
+                if offsets.last() != Some(&c) {
+                    offsets.push(c);
+                }
+                c += CHUNK;
+            }
+        }
+        let mut manifest = Manifest {
+            size,
+            chunks: Vec::new(),
+        };
+        let mut t = Transfer::default();
+        let mut buf = vec![0u8; CHUNK as usize];
+        for off in offsets {
+            let n = (size - off).min(CHUNK) as usize;
+            f.seek(SeekFrom::Start(off))?;
+            let got = read_up_to(&mut f, &mut buf[..n])?;
+            buf[got..n].fill(0);
+            let data = &buf[..n];
+            if data.iter().all(|b| *b == 0) {
+                continue;
+            }
+            t.scanned += n as u64;
+            let hash = hex::encode(Sha256::digest(data));
+            if !self.chunk_path(&hash).exists() {
+                let packed = zstd::encode_all(data, 1)?;
+                publish(&self.chunk_path(&hash), &packed)?;
+                t.new_chunks += 1;
+                t.new_bytes += n as u64;
+                t.stored_bytes += packed.len() as u64;
+            }
+            manifest.chunks.push((off, hash));
+        }
+        let json = serde_json::to_vec(&manifest).map_err(|e| bad(e.to_string()))?;
+        publish(&self.manifest_path(name), &json)?;
+        Ok((manifest, t))
+    }
+
+    pub fn manifest(&self, name: &str) -> std::io::Result<Manifest> {
+        let bytes = fs::read(self.manifest_path(name))?;
+        serde_json::from_slice(&bytes).map_err(|e| bad(format!("manifest {name}: {e}")))
+    }
+
+    /// Writes manifest `name`'s disk into `dst` (a new sparse file), checking
+    /// every chunk against its hash; the file is synced before it returns.
+    pub fn restore(&self, name: &str, dst: &Path) -> std::io::Result<u64> {
+        let m = self.manifest(name)?;
+        let mut out = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(dst)?;
+        out.set_len(m.size)?;
+        let mut written = 0u64;
+        for (off, hash) in &m.chunks {
+            if *off >= m.size {
+                return Err(bad(format!(
+                    "manifest {name}: chunk at {off} past the disk's end"
+                )));
+            }
+            let packed = fs::read(self.chunk_path(hash))
+                .map_err(|e| bad(format!("chunk {hash} of {name} is missing: {e}")))?;
+            let data = zstd::decode_all(&packed[..])?;
+            if hex::encode(Sha256::digest(&data)) != *hash {
+                return Err(bad(format!("chunk {hash} of {name} is corrupt")));
+            }
+            let n = (data.len() as u64).min(m.size - off) as usize;
+            out.seek(SeekFrom::Start(*off))?;
+            out.write_all(&data[..n])?;
+            written += n as u64;
+        }
+        out.sync_all()?;
+        Ok(written)
+    }
+
+    /// Forgets a manifest (its chunks go at the next [`ChunkStore::collect`]).
+    pub fn delete(&self, name: &str) -> std::io::Result<()> {
+        match fs::remove_file(self.manifest_path(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => sync_dir(&self.root.join("manifests")),
+        }
+    }
+
+    /// Deletes every chunk no manifest names; returns the bytes freed.
+    pub fn collect(&self) -> std::io::Result<u64> {
+        let mut live = std::collections::HashSet::new();
+        for e in fs::read_dir(self.root.join("manifests"))? {
+            let p = e?.path();
+            if p.extension().and_then(|x| x.to_str()) != Some("json") {
+                continue;
+            }
+            let m: Manifest = serde_json::from_slice(&fs::read(&p)?)
+                .map_err(|e| bad(format!("{}: {e}", p.display())))?;
+            live.extend(m.chunks.into_iter().map(|(_, h)| h));
+        }
+        let mut freed = 0;
+        for d in fs::read_dir(self.root.join("chunks"))? {
+            let d = d?.path();
+            if !d.is_dir() {
+                continue;
+            }
+            for c in fs::read_dir(&d)? {
+                let c = c?.path();
+                let name = c.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if !live.contains(name) {
+                    freed += c.metadata().map(|m| m.len()).unwrap_or(0);
+                    fs::remove_file(&c)?;
+                }
+            }
+        }
+        Ok(freed)
+    }
+
+    /// Bytes the vault tier holds (chunks only).
+    pub fn stored_bytes(&self) -> std::io::Result<u64> {
+        let mut n = 0;
+        for d in fs::read_dir(self.root.join("chunks"))? {
+            let d = d?.path();
+            if d.is_dir() {
+                for c in fs::read_dir(&d)? {
+                    n += c?.metadata()?.len();
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn read_up_to(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read(&mut buf[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_at(p: &Path, off: u64, byte: u8, len: usize) {
+        let mut f = OpenOptions::new().write(true).open(p).unwrap();
+        f.seek(SeekFrom::Start(off)).unwrap();
+        f.write_all(&vec![byte; len]).unwrap();
+    }
+
+    fn disk(dir: &Path, size: u64) -> PathBuf {
+        let p = dir.join("disk.img");
+        File::create(&p).unwrap().set_len(size).unwrap();
+        p
+    }
+
+    #[test]
+    fn restores_exactly_and_stores_each_chunk_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(&dir.path().join("vault")).unwrap();
+        let size = 64 << 20;
+        let img = disk(dir.path(), size);
+        write_at(&img, 0, 0x11, 3 << 20);
+        write_at(&img, 40 << 20, 0x22, 100);
+        let (_, t1) = store.backup(&img, size, "p1-d0").unwrap();
+        // Three full chunks of 0x11 are one chunk stored once, plus the 0x22 chunk.
+        assert_eq!(t1.new_chunks, 2);
+        // Nothing changed: the second backup stores nothing new.
+        let (_, t2) = store.backup(&img, size, "p2-d0").unwrap();
+        assert_eq!(t2.new_chunks, 0);
+        write_at(&img, 1 << 20, 0x33, 4096);
+        let (_, t3) = store.backup(&img, size, "p3-d0").unwrap();
+        assert_eq!((t3.new_chunks, t3.new_bytes), (1, CHUNK));
+
+        let out = dir.path().join("restored.img");
+        store.restore("p1-d0", &out).unwrap();
+        let bytes = fs::read(&out).unwrap();
+        assert_eq!(bytes.len() as u64, size);
+        assert!(bytes[..3 << 20].iter().all(|b| *b == 0x11));
+        assert!(bytes[40 << 20..(40 << 20) + 100].iter().all(|b| *b == 0x22));
+        assert!(bytes[(3 << 20)..(40 << 20)].iter().all(|b| *b == 0));
+        store.restore("p3-d0", &out).unwrap();
+        let bytes = fs::read(&out).unwrap();
+        assert!(bytes[1 << 20..(1 << 20) + 4096].iter().all(|b| *b == 0x33));
+        assert!(bytes[..1 << 20].iter().all(|b| *b == 0x11));
+    }
+
+    #[test]
+    fn deleting_points_frees_only_unshared_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(&dir.path().join("vault")).unwrap();
+        let size = 8 << 20;
+        let img = disk(dir.path(), size);
+        write_at(&img, 0, 0x01, 1 << 20);
+        store.backup(&img, size, "a").unwrap();
+        write_at(&img, 2 << 20, 0x02, 1 << 20);
+        store.backup(&img, size, "b").unwrap();
+        store.delete("a").unwrap();
+        // Every chunk of "a" is also in "b".
+        assert_eq!(store.collect().unwrap(), 0);
+        store.restore("b", &dir.path().join("r")).unwrap();
+        store.delete("b").unwrap();
+        assert!(store.collect().unwrap() > 0);
+        assert_eq!(store.stored_bytes().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_missing_or_corrupt_chunk_fails_the_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(&dir.path().join("vault")).unwrap();
+        let img = disk(dir.path(), 2 << 20);
+        write_at(&img, 0, 0x05, 10);
+        let (m, _) = store.backup(&img, 2 << 20, "p").unwrap();
+        let chunk = store.chunk_path(&m.chunks[0].1);
+        fs::write(&chunk, zstd::encode_all(&b"tampered"[..], 1).unwrap()).unwrap();
+        let e = store.restore("p", &dir.path().join("r")).unwrap_err();
+        assert!(e.to_string().contains("corrupt"), "{e}");
+        fs::remove_file(&chunk).unwrap();
+        assert!(store
+            .restore("p", &dir.path().join("r"))
+            .unwrap_err()
+            .to_string()
+            .contains("missing"));
+    }
+}

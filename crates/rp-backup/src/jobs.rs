@@ -1,0 +1,331 @@
+//! Backup jobs (`AzureIaaSVMJob`, with their tasks) and the operation
+//! records clients poll: `backupOperations/{id}` carries the `jobId`
+//! exactly as azure-cli follows it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use recoverite_arm::{resource, time, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_store::{Reader, Table, WriteTx};
+
+use crate::{vault_of, JOB_TYPE};
+
+const OPERATIONS: Table = Table("backup_operations");
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OperationRecord {
+    id: String,
+    vault_id: String,
+    status: String,
+    start_time: String,
+    end_time: String,
+    job_id: Option<String>,
+}
+
+/// An ISO 8601 duration of whole seconds (`PT1H2M3S`), as the SDKs parse it.
+pub fn iso_duration(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::from("PT");
+    if h > 0 {
+        out.push_str(&format!("{h}H"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}M"));
+    }
+    out.push_str(&format!("{s}S"));
+    out
+}
+
+/// Records a finished job of `operation` on `item` with its tasks
+/// (`(name, seconds)`), in the caller's transaction; returns its id.
+pub fn record(
+    tx: &mut WriteTx,
+    vault_id: &str,
+    operation: &str,
+    item: &Value,
+    tasks: &[(&str, u64)],
+    property_bag: Value,
+) -> Result<String, ArmError> {
+    record_with_status(
+        tx,
+        vault_id,
+        operation,
+        item,
+        tasks,
+        property_bag,
+        "Completed",
+        &[],
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn record_with_status(
+    tx: &mut WriteTx,
+    vault_id: &str,
+    operation: &str,
+    item: &Value,
+    tasks: &[(&str, u64)],
+    property_bag: Value,
+    status: &str,
+    errors: &[(String, String)],
+) -> Result<String, ArmError> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let end = time::now();
+    let total: u64 = tasks.iter().map(|(_, s)| s).sum();
+    let start = end - ::time::Duration::seconds(total as i64);
+    let mut at = start;
+    let tasks: Vec<Value> = tasks
+        .iter()
+        .map(|(name, secs)| {
+            let t0 = at;
+            at += ::time::Duration::seconds(*secs as i64);
+            json!({"taskId": name, "startTime": time::format(t0), "endTime": time::format(at),
+                   "duration": iso_duration(*secs), "status": status, "progressPercentage": 100.0})
+        })
+        .collect();
+    let p = &item["properties"];
+    let doc = json!({
+        "id": format!("{vault_id}/backupJobs/{id}"), "name": id, "type": JOB_TYPE,
+        "properties": {
+            "jobType": "AzureIaaSVMJob",
+            "entityFriendlyName": p["friendlyName"],
+            "backupManagementType": "AzureIaasVM",
+            "operation": operation,
+            "status": status,
+            "startTime": time::format(start),
+            "endTime": time::format(end),
+            "activityId": uuid::Uuid::new_v4().to_string(),
+            "duration": iso_duration(total),
+            "virtualMachineVersion": "Compute",
+            "containerName": p["containerName"],
+            "isUserTriggered": true,
+            "actionsInfo": [],
+            "errorDetails": errors.iter().map(|(c, m)| json!({"errorCode": 0, "errorString": format!("{c}: {m}"), "errorTitle": c, "recommendations": []})).collect::<Vec<_>>(),
+            "extendedInfo": {"tasksList": tasks, "propertyBag": property_bag, "progressPercentage": 100.0},
+        }
+    });
+    resource::put(tx, &format!("{vault_id}/backupJobs/{id}"), &doc)?;
+    Ok(id)
+}
+
+/// A finished operation record, optionally naming its job; returns its id.
+pub fn finished_operation(
+    tx: &mut WriteTx,
+    vault_id: &str,
+    job_id: Option<&str>,
+) -> Result<String, ArmError> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = time::now_string();
+    tx.put_json(
+        OPERATIONS,
+        &id,
+        &OperationRecord {
+            id: id.clone(),
+            vault_id: vault_id.to_string(),
+            status: "Succeeded".into(),
+            start_time: now.clone(),
+            end_time: now,
+            job_id: job_id.map(str::to_string),
+        },
+    )?;
+    Ok(id)
+}
+
+fn url(ctx: &Ctx, req: &ArmRequest, path: &str) -> String {
+    format!("{}{path}?api-version={}", ctx.base_url, req.api_version)
+}
+
+/// 202 for a change on a protected item, polled at the item's
+/// `operationsStatus/{id}` (Azure-AsyncOperation) and `operationResults/{id}`.
+pub fn accepted(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    vault_id: &str,
+    item_id: &str,
+    job: &str,
+) -> Result<Reply, ArmError> {
+    let op = ctx
+        .store()
+        .write(|tx| finished_operation(tx, vault_id, Some(job)))?;
+    Ok(recoverite_arm::lro::with_retry_after(
+        ctx,
+        Reply::empty(202)
+            .header(
+                "Location",
+                url(ctx, req, &format!("{item_id}/operationResults/{op}")),
+            )
+            .header(
+                "Azure-AsyncOperation",
+                url(ctx, req, &format!("{item_id}/operationsStatus/{op}")),
+            ),
+    ))
+}
+
+/// 202 for backup, restore and delete: `backupOperations/{id}` (the
+/// Azure-AsyncOperation whose last segment azure-cli takes) and
+/// `backupOperationResults/{id}`.
+pub fn accepted_plain(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    vault_id: &str,
+    job: &str,
+) -> Result<Reply, ArmError> {
+    let op = ctx
+        .store()
+        .write(|tx| finished_operation(tx, vault_id, Some(job)))?;
+    Ok(recoverite_arm::lro::with_retry_after(
+        ctx,
+        Reply::empty(202)
+            .header(
+                "Location",
+                url(ctx, req, &format!("{vault_id}/backupOperationResults/{op}")),
+            )
+            .header(
+                "Azure-AsyncOperation",
+                url(ctx, req, &format!("{vault_id}/backupOperations/{op}")),
+            ),
+    ))
+}
+
+fn load_op(ctx: &Ctx, req: &ArmRequest, id: &str) -> Result<OperationRecord, ArmError> {
+    let vid = ctx.store().view(|r| vault_of(r, req))?;
+    ctx.store()
+        .read(|r| Ok(r.get_json::<OperationRecord>(OPERATIONS, id)))??
+        .filter(|o| recoverite_arm::id::key(&o.vault_id) == recoverite_arm::id::key(&vid))
+        .ok_or_else(|| {
+            ArmError::new(
+                404,
+                "BMSUserErrorOperationNotFound",
+                format!("The operation '{id}' was not found in this vault."),
+            )
+        })
+}
+
+fn status_doc(o: &OperationRecord) -> Value {
+    let mut d = json!({"id": o.id, "name": o.id, "status": o.status, "startTime": o.start_time, "endTime": o.end_time});
+    if let Some(j) = &o.job_id {
+        d["properties"] = json!({"objectType": "OperationStatusJobExtendedInfo", "jobId": j});
+    }
+    d
+}
+
+/// `backupOperations/{id}` and an item's `operationsStatus/{id}`.
+pub fn operation(ctx: &Ctx, req: &ArmRequest, id: &str) -> Result<Reply, ArmError> {
+    Ok(Reply::ok(status_doc(&load_op(ctx, req, id)?)))
+}
+
+pub fn operation_result(ctx: &Ctx, req: &ArmRequest, id: &str) -> Result<Reply, ArmError> {
+    load_op(ctx, req, id)?;
+    Ok(Reply::empty(204))
+}
+
+pub fn fabric_operation_result(ctx: &Ctx, req: &ArmRequest, id: &str) -> Result<Reply, ArmError> {
+    load_op(ctx, req, id)?;
+    Ok(Reply::empty(204))
+}
+
+/// An item's `operationsStatus/{id}` (status) or `operationResults/{id}`
+/// (the item, once done).
+pub fn item_operation(ctx: &Ctx, req: &ArmRequest, id: &str) -> Result<Reply, ArmError> {
+    let o = load_op(ctx, req, id)?;
+    let kind = req
+        .path
+        .segments
+        .get(req.path.segments.len().saturating_sub(2))
+        .map(|s| s.to_ascii_lowercase());
+    if kind.as_deref() == Some("operationsstatus") {
+        return Ok(Reply::ok(status_doc(&o)));
+    }
+    let item_id = req.path.prefix(req.path.segments.len() - 2);
+    match ctx.store().view(|r| resource::get(r, &item_id))? {
+        Some(d) => Ok(Reply::ok(d)),
+        None => Ok(Reply::empty(204)),
+    }
+}
+
+/// The `Y-m-d h:M:S AM` times azure-cli puts in `$filter`, or RFC 3339.
+pub fn parse_filter_time(s: &str) -> Option<::time::OffsetDateTime> {
+    if let Some(t) = time::parse(s) {
+        return Some(t);
+    }
+    let fmt = ::time::macros::format_description!(
+        "[year]-[month]-[day] [hour repr:12]:[minute]:[second] [period]"
+    );
+    ::time::PrimitiveDateTime::parse(s, &fmt)
+        .ok()
+        .map(|p| p.assume_utc())
+}
+
+/// `name eq 'value'` in an OData filter, case-insensitively.
+pub fn filter_value(filter: &str, name: &str) -> Option<String> {
+    let lower = filter.to_ascii_lowercase();
+    let at = lower.find(&format!("{} eq '", name.to_ascii_lowercase()))?;
+    let rest = &filter[at + name.len() + 5..];
+    rest.split('\'').next().map(str::to_string)
+}
+
+pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let vid = ctx.store().view(|r| vault_of(r, req))?;
+    let f = req.query_get("$filter").unwrap_or("").to_string();
+    let (op, status, bmt) = (
+        filter_value(&f, "operation"),
+        filter_value(&f, "status"),
+        filter_value(&f, "backupManagementType"),
+    );
+    let from = filter_value(&f, "startTime").and_then(|t| parse_filter_time(&t));
+    let to = filter_value(&f, "endTime").and_then(|t| parse_filter_time(&t));
+    let mut items: Vec<Value> = ctx
+        .store()
+        .view(|r| resource::list_children(r, &vid, "backupJobs"))?
+        .into_iter()
+        .filter(|j| {
+            let p = &j["properties"];
+            let eq = |want: &Option<String>, k: &str| {
+                want.as_ref()
+                    .is_none_or(|w| p[k].as_str().is_some_and(|v| v.eq_ignore_ascii_case(w)))
+            };
+            let started = p["startTime"].as_str().and_then(time::parse);
+            eq(&op, "operation")
+                && eq(&status, "status")
+                && eq(&bmt, "backupManagementType")
+                && from.is_none_or(|f| started.is_some_and(|s| s >= f))
+                && to.is_none_or(|t| started.is_some_and(|s| s <= t))
+        })
+        .collect();
+    // Newest first, as the portal and azure-cli show them.
+    items.reverse();
+    Ok(Reply::ok(recoverite_arm::paging::page(ctx, req, items)?))
+}
+
+pub fn get(ctx: &Ctx, req: &ArmRequest, id: &str) -> Result<Reply, ArmError> {
+    let vid = ctx.store().view(|r| vault_of(r, req))?;
+    ctx.store()
+        .view(|r| resource::get(r, &format!("{vid}/backupJobs/{id}")))?
+        .map(Reply::ok)
+        .ok_or_else(|| {
+            ArmError::new(
+                404,
+                "BMSUserErrorJobNotFound",
+                format!("The job '{id}' was not found in the vault."),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_filters() {
+        assert_eq!(iso_duration(0), "PT0S");
+        assert_eq!(iso_duration(3723), "PT1H2M3S");
+        let f = "operation eq 'Backup' and status eq 'Completed' and startTime eq '2026-11-30 01:02:03 PM'";
+        assert_eq!(filter_value(f, "operation").as_deref(), Some("Backup"));
+        assert_eq!(filter_value(f, "STATUS").as_deref(), Some("Completed"));
+        let t = parse_filter_time(&filter_value(f, "startTime").unwrap()).unwrap();
+        assert_eq!((t.hour(), t.minute(), t.second()), (13, 2, 3));
+        assert!(parse_filter_time("2026-11-30T01:02:03Z").is_some());
+        assert!(parse_filter_time("yesterday").is_none());
+    }
+}

@@ -1,0 +1,540 @@
+//! Backups and restores on real bytes. A backup copies every disk of the VM
+//! into the snapshot tier (sparse copies, holes stay holes) and then into
+//! the vault tier (only chunks the vault lacks travel); a restore writes
+//! new managed disks from the snapshot tier while the point's instant
+//! restore days last, from the vault tier after.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use recoverite_arm::{id, resource, time, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_backup_store::ChunkStore;
+use recoverite_rp_compute::disks;
+use recoverite_store::{Reader, Table};
+
+use crate::items::{item_id, load};
+use crate::jobs::{self, filter_value, parse_filter_time};
+use crate::{policy, vault_of, BackupProvider, POINT_TYPE};
+
+/// Where each point's bytes are, beside its ARM document.
+const POINT_DATA: Table = Table("backup_point_data");
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PointDisk {
+    /// -1 for the OS disk, the LUN for a data disk.
+    pub lun: i64,
+    pub disk_id: String,
+    pub name: String,
+    pub size_bytes: u64,
+    pub sku: String,
+    /// The snapshot-tier image (a blockstore unique id).
+    pub snapshot: String,
+    /// The vault-tier manifest.
+    pub manifest: String,
+    pub source: Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PointData {
+    pub vault_numeric_id: u64,
+    pub location: String,
+    pub disks: Vec<PointDisk>,
+    /// The snapshot tier serves restores until then (instant restore days).
+    pub snapshot_until: String,
+}
+
+fn io(e: std::io::Error) -> ArmError {
+    ArmError::internal(format!("backup storage: {e}"))
+}
+
+fn store_of(bp: &BackupProvider, vault_numeric_id: u64) -> Result<ChunkStore, ArmError> {
+    ChunkStore::open(&bp.root.join(vault_numeric_id.to_string())).map_err(io)
+}
+
+fn point_key(point_id: &str) -> String {
+    id::key(point_id)
+}
+
+/// Azure's recovery point names are long numbers.
+fn new_point_name() -> String {
+    let n = uuid::Uuid::new_v4().as_u128() % 10u128.pow(17);
+    format!("{:017}", n)
+}
+
+fn not_found(point: &str) -> ArmError {
+    ArmError::new(
+        404,
+        "BMSUserErrorRecoveryPointNotFound",
+        format!("The recovery point '{point}' was not found; list the item's recoveryPoints."),
+    )
+}
+
+/// "Backup now" needs an item under protection: not stopped, not deleted.
+pub fn check_backup_allowed(item: &Value) -> Result<(), ArmError> {
+    let p = &item["properties"];
+    if p["isScheduledForDeferredDelete"] == true {
+        return Err(ArmError::bad_request("BMSUserErrorItemSoftDeleted", "The item's backup data is deleted (soft delete); undelete it and resume protection first."));
+    }
+    match p["protectionState"].as_str() {
+        Some("IRPending" | "Protected") => Ok(()),
+        other => Err(ArmError::bad_request("BMSUserErrorProtectionStopped", format!("Backups need an item under protection; this one is '{}'. Resume protection with a policy first.", other.unwrap_or("")))),
+    }
+}
+
+pub fn backup(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    bp: &BackupProvider,
+    container: &str,
+    item: &str,
+) -> Result<Reply, ArmError> {
+    let body = req.body.clone().unwrap_or(json!({}));
+    let expiry = body["properties"]["recoveryPointExpiryTimeInUTC"]
+        .as_str()
+        .map(str::to_string);
+    if let Some(e) = &expiry {
+        match time::parse(e) {
+            Some(t) if t > time::now() => {}
+            _ => {
+                return Err(ArmError::invalid_parameter(
+                    "properties.recoveryPointExpiryTimeInUTC",
+                    format!(
+                        "'{e}' must be a future time (RFC 3339), when the point may be pruned."
+                    ),
+                ))
+            }
+        }
+    }
+    let vid = ctx.store().view(|r| vault_of(r, req))?;
+    let rid = item_id(&vid, container, item);
+    let (it, vm, vm_disks, meta, pol) = ctx.store().view(|r| {
+        let it = load(r, &vid, container, item)?;
+        check_backup_allowed(&it)?;
+        let vm_id = it["properties"]["sourceResourceId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let (vm, ds) = disks::of_vm(r, &vm_id)?.ok_or_else(|| {
+            ArmError::bad_request(
+                "BMSUserErrorVmNotFound",
+                format!("The protected VM '{vm_id}' no longer exists."),
+            )
+        })?;
+        let meta = recoverite_rs_core::vault::get(r, &vid)?
+            .ok_or_else(|| ArmError::internal("the vault has no record"))?;
+        let pol = policy::find(
+            r,
+            &vid,
+            it["properties"]["policyId"].as_str().unwrap_or_default(),
+        )?;
+        Ok::<_, ArmError>((it, vm, ds, meta, pol))
+    })?;
+    let name = new_point_name();
+    let store = store_of(bp, meta.numeric_id)?;
+    // Snapshot tier: every disk copied at (nearly) one instant.
+    let t0 = Instant::now();
+    let os_id = vm["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"]
+        .as_str()
+        .map(id::key);
+    let data_disks = vm["properties"]["storageProfile"]["dataDisks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut made: Vec<PointDisk> = Vec::new();
+    let cleanup = |made: &[PointDisk]| {
+        for d in made {
+            let _ = bp.blocks.delete(&d.snapshot);
+            let _ = store.delete(&d.manifest);
+        }
+    };
+    for d in &vm_disks {
+        let did = d["id"].as_str().unwrap_or_default();
+        let lun = if Some(id::key(did)) == os_id {
+            -1
+        } else {
+            data_disks
+                .iter()
+                .find(|x| x["managedDisk"]["id"].as_str().map(id::key) == Some(id::key(did)))
+                .and_then(|x| x["lun"].as_i64())
+                .unwrap_or(0)
+        };
+        let size = d["properties"]["diskSizeBytes"].as_u64().unwrap_or(0);
+        let snap = format!("bkp-{name}-{}", made.len());
+        if let Err(e) = bp.blocks.copy(
+            d["properties"]["uniqueId"].as_str().unwrap_or_default(),
+            &snap,
+            size,
+        ) {
+            cleanup(&made);
+            return Err(io(e));
+        }
+        made.push(PointDisk {
+            lun,
+            disk_id: did.to_string(),
+            name: d["name"].as_str().unwrap_or_default().to_string(),
+            size_bytes: size,
+            sku: d["sku"]["name"]
+                .as_str()
+                .unwrap_or("Standard_LRS")
+                .to_string(),
+            snapshot: snap,
+            manifest: format!(
+                "{}-{name}-{}",
+                it["properties"]["protectedItemDataId"]
+                    .as_str()
+                    .unwrap_or("item"),
+                made.len()
+            ),
+            source: json!({"id": did, "properties": {"osType": d["properties"]["osType"]}}),
+        });
+    }
+    let snap_secs = t0.elapsed().as_secs();
+    // Vault tier: only chunks the vault does not hold yet.
+    let t1 = Instant::now();
+    let (mut new_bytes, mut stored) = (0u64, 0u64);
+    for d in &made {
+        match store.backup(&bp.blocks.image(&d.snapshot), d.size_bytes, &d.manifest) {
+            Ok((_, t)) => {
+                new_bytes += t.new_bytes;
+                stored += t.stored_bytes;
+            }
+            Err(e) => {
+                cleanup(&made);
+                return Err(io(e));
+            }
+        }
+    }
+    let transfer_secs = t1.elapsed().as_secs();
+    let now = time::now();
+    let instant_days = pol
+        .as_ref()
+        .and_then(|p| p["properties"]["instantRpRetentionRangeInDays"].as_i64())
+        .unwrap_or(2);
+    let retention_days = pol
+        .as_ref()
+        .and_then(|p| {
+            p["properties"]["retentionPolicy"]["dailySchedule"]["retentionDuration"]["count"]
+                .as_i64()
+        })
+        .unwrap_or(30);
+    let expiry =
+        expiry.unwrap_or_else(|| time::format(now + ::time::Duration::days(retention_days)));
+    let pid = format!("{rid}/recoveryPoints/{name}");
+    let doc = json!({
+        "id": pid, "name": name, "type": POINT_TYPE,
+        "properties": {
+            "objectType": "IaasVMRecoveryPoint",
+            "recoveryPointType": "CrashConsistent",
+            "recoveryPointTime": time::format(now),
+            "recoveryPointTierDetails": [{"type": "InstantRP", "status": "Valid"}, {"type": "HardenedRP", "status": "Valid"}],
+            "isManagedVirtualMachine": true,
+            "virtualMachineSize": vm["properties"]["hardwareProfile"]["vmSize"],
+            "osType": vm["properties"]["storageProfile"]["osDisk"]["osType"],
+            "sourceVMStorageType": "NormalStorage",
+            "isSourceVMEncrypted": false, "isInstantIlrSessionActive": false, "originalStorageAccountOption": false,
+            "recoveryPointDiskConfiguration": {
+                "numberOfDisksIncludedInBackup": made.len(), "numberOfDisksAttachedToVm": made.len(),
+                "includedDiskList": made.iter().map(|d| json!({"lun": d.lun, "name": d.name})).collect::<Vec<_>>(),
+                "excludedDiskList": [],
+            },
+            "recoveryPointProperties": {"expiryTime": expiry},
+        }
+    });
+    let data = PointData {
+        vault_numeric_id: meta.numeric_id,
+        location: vm["location"].as_str().unwrap_or_default().to_string(),
+        disks: made.clone(),
+        snapshot_until: time::format(now + ::time::Duration::days(instant_days)),
+    };
+    let job = ctx.store().write(|tx| {
+        // The item may have been stopped or deleted meanwhile.
+        let mut it = resource::get(tx, &rid)?.ok_or_else(|| {
+            ArmError::conflict(
+                "BMSUserErrorItemNotFound",
+                "The item was removed during the backup.",
+            )
+        })?;
+        check_backup_allowed(&it)?;
+        resource::put(tx, &pid, &doc)?;
+        tx.put_json(POINT_DATA, &point_key(&pid), &data)?;
+        let count = resource::list_children(tx, &rid, "recoveryPoints")?.len();
+        let p = &mut it["properties"];
+        p["protectionState"] = json!("Protected");
+        p["lastBackupStatus"] = json!("Completed");
+        p["lastBackupTime"] = json!(time::format(now));
+        p["lastRecoveryPoint"] = json!(time::format(now));
+        p["extendedInfo"]["recoveryPointCount"] = json!(count);
+        if p["extendedInfo"]["oldestRecoveryPoint"].is_null() {
+            p["extendedInfo"]["oldestRecoveryPoint"] = json!(time::format(now));
+        }
+        resource::put(tx, &rid, &it)?;
+        jobs::record(
+            tx,
+            &vid,
+            "Backup",
+            &it,
+            &[
+                ("Take Snapshot", snap_secs),
+                ("Transfer data to vault", transfer_secs),
+            ],
+            json!({
+                "Backup Size": format!("{} MB", new_bytes >> 20),
+                "Stored Size": format!("{} MB", stored >> 20),
+                "Recovery point": name,
+                "Recovery point Expiry Time in UTC": expiry,
+            }),
+        )
+    });
+    match job {
+        Ok(j) => jobs::accepted_plain(ctx, req, &vid, &j),
+        Err(e) => {
+            cleanup(&made);
+            Err(e)
+        }
+    }
+}
+
+pub fn list(ctx: &Ctx, req: &ArmRequest, container: &str, item: &str) -> Result<Reply, ArmError> {
+    let vid = ctx.store().view(|r| vault_of(r, req))?;
+    let rid = item_id(&vid, container, item);
+    let f = req.query_get("$filter").unwrap_or("").to_string();
+    let from = filter_value(&f, "startDate").and_then(|t| parse_filter_time(&t));
+    let to = filter_value(&f, "endDate").and_then(|t| parse_filter_time(&t));
+    let mut items: Vec<Value> = ctx.store().view(|r| {
+        load(r, &vid, container, item)?;
+        let mut out = Vec::new();
+        for p in resource::list_children(r, &rid, "recoveryPoints")? {
+            let t = p["properties"]["recoveryPointTime"]
+                .as_str()
+                .and_then(time::parse);
+            if from.is_none_or(|f| t.is_some_and(|t| t >= f))
+                && to.is_none_or(|e| t.is_some_and(|t| t <= e))
+            {
+                out.push(with_tiers(r, p)?);
+            }
+        }
+        Ok::<_, ArmError>(out)
+    })?;
+    items.reverse();
+    Ok(Reply::ok(recoverite_arm::paging::page(ctx, req, items)?))
+}
+
+/// The tiers a point is in now: the snapshot tier only until its instant
+/// restore days end.
+fn with_tiers(r: &impl Reader, mut p: Value) -> Result<Value, ArmError> {
+    let data = point_data(r, p["id"].as_str().unwrap_or_default())?;
+    let instant = data
+        .and_then(|d| time::parse(&d.snapshot_until))
+        .is_some_and(|t| t > time::now());
+    let mut tiers = Vec::new();
+    if instant {
+        tiers.push(json!({"type": "InstantRP", "status": "Valid"}));
+    }
+    tiers.push(json!({"type": "HardenedRP", "status": "Valid"}));
+    p["properties"]["recoveryPointTierDetails"] = Value::Array(tiers);
+    Ok(p)
+}
+
+pub fn get(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    container: &str,
+    item: &str,
+    point: &str,
+) -> Result<Reply, ArmError> {
+    let vid = ctx.store().view(|r| vault_of(r, req))?;
+    let pid = format!("{}/recoveryPoints/{point}", item_id(&vid, container, item));
+    ctx.store().view(|r| match resource::get(r, &pid)? {
+        Some(p) => Ok(Reply::ok(with_tiers(r, p)?)),
+        None => Err(not_found(point)),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RestoreProps {
+    object_type: Option<String>,
+    recovery_type: Option<String>,
+    target_resource_group_id: Option<String>,
+    storage_account_id: Option<String>,
+    #[serde(default)]
+    restore_disk_lun_list: Option<Vec<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RestoreBody {
+    properties: RestoreProps,
+}
+
+/// Restores the point's disks (`RestoreDisks`) as new managed disks in the
+/// target resource group, as the caller.
+pub fn restore(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    bp: &BackupProvider,
+    container: &str,
+    item: &str,
+    point: &str,
+) -> Result<Reply, ArmError> {
+    let body: RestoreBody = req.body_as()?;
+    let p = body.properties;
+    if p.object_type
+        .as_deref()
+        .is_some_and(|o| o != "IaasVMRestoreRequest")
+    {
+        return Err(ArmError::invalid_parameter(
+            "properties.objectType",
+            "Azure VM restores take an IaasVMRestoreRequest.",
+        ));
+    }
+    match p.recovery_type.as_deref() {
+        Some("RestoreDisks") => {}
+        Some(other @ ("AlternateLocation" | "OriginalLocation")) => {
+            return Err(ArmError::bad_request("BMSUserErrorNotSupported", format!("recoverite does not implement '{other}' restores yet; use RestoreDisks and attach the disks.")))
+        }
+        other => return Err(ArmError::invalid_parameter("properties.recoveryType", format!("'{}' is not a recovery type; use RestoreDisks.", other.unwrap_or("")))),
+    }
+    let target_rg = p.target_resource_group_id.clone().ok_or_else(|| {
+        ArmError::invalid_parameter(
+            "properties.targetResourceGroupId",
+            "RestoreDisks writes the disks into a resource group: give targetResourceGroupId.",
+        )
+    })?;
+    let vid = ctx.store().view(|r| vault_of(r, req))?;
+    let rid = item_id(&vid, container, item);
+    let pid = format!("{rid}/recoveryPoints/{point}");
+    let (it, data) = ctx.store().view(|r| {
+        let it = load(r, &vid, container, item)?;
+        resource::get(r, &pid)?.ok_or_else(|| not_found(point))?;
+        let data = r.get_json::<PointData>(POINT_DATA, &point_key(&pid))?.ok_or_else(|| not_found(point))?;
+        if resource::get(r, &target_rg)?.is_none() {
+            return Err(ArmError::bad_request("BMSUserErrorTargetResourceGroupNotFound", format!("The target resource group '{target_rg}' does not exist; create it first.")));
+        }
+        // "RestoreDisks needs a staging storage account in the VM's region."
+        let sa = p.storage_account_id.clone().ok_or_else(|| ArmError::invalid_parameter("properties.storageAccountId", "RestoreDisks needs a staging storage account (storageAccountId) in the VM's region."))?;
+        let acct = resource::get(r, &sa)?.ok_or_else(|| ArmError::bad_request("BMSUserErrorStorageAccountNotFound", format!("The staging storage account '{sa}' does not exist.")))?;
+        let loc = acct["location"].as_str().unwrap_or("");
+        if !loc.eq_ignore_ascii_case(&data.location) {
+            return Err(ArmError::bad_request("BMSUserErrorStorageAccountRegionMismatch", format!("The staging storage account is in '{loc}'; it must be in the VM's region '{}'.", data.location)));
+        }
+        Ok::<_, ArmError>((it, data))
+    })?;
+    // Restores create resources as the caller.
+    ctx.require_linked(
+        "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectedItems/recoveryPoints/restore/action",
+        &pid,
+        "Microsoft.Compute/disks/write",
+        &target_rg,
+    )?;
+    let chosen: Vec<&PointDisk> = data
+        .disks
+        .iter()
+        .filter(|d| {
+            d.lun < 0
+                || p.restore_disk_lun_list
+                    .as_ref()
+                    .is_none_or(|l| l.contains(&d.lun))
+        })
+        .collect();
+    let from_snapshot = time::parse(&data.snapshot_until).is_some_and(|t| t > time::now())
+        && chosen.iter().all(|d| bp.blocks.image(&d.snapshot).exists());
+    let store = store_of(bp, data.vault_numeric_id)?;
+    let t0 = Instant::now();
+    let mut written: Vec<(String, &PointDisk, String)> = Vec::new();
+    let undo = |w: &[(String, &PointDisk, String)]| {
+        for (u, _, _) in w {
+            let _ = bp.blocks.delete(u);
+        }
+    };
+    for d in &chosen {
+        let unique = uuid::Uuid::new_v4().to_string();
+        let res = if from_snapshot {
+            bp.blocks.copy(&d.snapshot, &unique, d.size_bytes)
+        } else {
+            store
+                .restore(&d.manifest, &bp.blocks.image(&unique))
+                .map(|_| ())
+        };
+        if let Err(e) = res {
+            let _ = bp.blocks.delete(&unique);
+            undo(&written);
+            return Err(io(e));
+        }
+        let name = format!("{}-{}", d.name, &point[point.len().saturating_sub(8)..]);
+        written.push((
+            unique,
+            d,
+            format!("{target_rg}/providers/Microsoft.Compute/disks/{name}"),
+        ));
+    }
+    let secs = t0.elapsed().as_secs();
+    let job = ctx.store().write(|tx| {
+        for (unique, d, disk_id) in &written {
+            if resource::get(tx, disk_id)?.is_some() {
+                return Err(ArmError::conflict("BMSUserErrorDiskAlreadyExists", format!("A disk '{disk_id}' already exists; restore into another resource group or delete it.")));
+            }
+            disks::register(tx, disk_id, &data.location, &d.sku, d.size_bytes, unique, &d.source)?;
+        }
+        let ids: Vec<&str> = written.iter().map(|(_, _, i)| i.as_str()).collect();
+        jobs::record(tx, &vid, "Restore", &it, &[("Transfer data", secs), ("Create disks", 0)], json!({
+            "Recovery point": point,
+            "Restore source": if from_snapshot { "Snapshot" } else { "Vault" },
+            "Target resource group": target_rg,
+            "Restored disks": ids.join(","),
+        }))
+    });
+    match job {
+        Ok(j) => jobs::accepted_plain(ctx, req, &vid, &j),
+        Err(e) => {
+            undo(&written);
+            Err(e)
+        }
+    }
+}
+
+/// The vault tier's directory of a vault, for tools and tests.
+pub fn tier_dir(bp: &BackupProvider, vault_numeric_id: u64) -> PathBuf {
+    bp.root.join(vault_numeric_id.to_string())
+}
+
+pub fn point_data(r: &impl Reader, point_id: &str) -> Result<Option<PointData>, ArmError> {
+    Ok(r.get_json(POINT_DATA, &point_key(point_id))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backups_need_an_item_under_protection() {
+        let item = |state: &str, deleted: bool| json!({"properties": {"protectionState": state, "isScheduledForDeferredDelete": deleted}});
+        assert!(check_backup_allowed(&item("IRPending", false)).is_ok());
+        assert!(check_backup_allowed(&item("Protected", false)).is_ok());
+        assert_eq!(
+            check_backup_allowed(&item("ProtectionStopped", false))
+                .unwrap_err()
+                .body
+                .code,
+            "BMSUserErrorProtectionStopped"
+        );
+        assert_eq!(
+            check_backup_allowed(&item("ProtectionStopped", true))
+                .unwrap_err()
+                .body
+                .code,
+            "BMSUserErrorItemSoftDeleted"
+        );
+    }
+
+    #[test]
+    fn point_names_are_17_digits() {
+        let n = new_point_name();
+        assert_eq!(n.len(), 17);
+        assert!(n.chars().all(|c| c.is_ascii_digit()));
+    }
+}
