@@ -105,15 +105,17 @@ def test_discover_protect_backup_restore(server, env):
     bk.protection_containers.refresh(VAULT, RG, "Azure", filter="backupManagementType eq 'AzureIaasVM'")
     protectable = list(bk.backup_protectable_items.list(VAULT, RG, filter="backupManagementType eq 'AzureIaasVM'"))
     # The SDK leaves the nested discriminator (AzureIaaSComputeVMProtectableItem) as a mapping.
-    assert [p.properties["virtualMachineId"].lower() for p in protectable] == [vm.id.lower()]
-    assert protectable[0].name == ITEM
+    mine = [p for p in protectable if p.properties["virtualMachineId"].lower() == vm.id.lower()]
+    assert [p.name for p in mine] == [ITEM]
+    # Only VMs in the vault's region (East US) are offered.
+    assert all("westus" not in (p.properties.get("friendlyName") or "") for p in protectable)
 
     policy_id = bk.protection_policies.get(VAULT, RG, "DefaultPolicy").id
     item = bk.protected_items.begin_create_or_update(VAULT, RG, "Azure", CONTAINER, ITEM, {"properties": {
         "protectedItemType": "Microsoft.Compute/virtualMachines", "sourceResourceId": vm.id, "policyId": policy_id}}).result()
     assert item.properties["protectionState"] == "IRPending"
     assert item.properties["policyName"] == "DefaultPolicy"
-    assert list(bk.backup_protectable_items.list(VAULT, RG)) == [], "a protected VM is not protectable any more"
+    assert ITEM not in [p.name for p in bk.backup_protectable_items.list(VAULT, RG)], "a protected VM is not protectable any more"
     assert bk.protection_policies.get(VAULT, RG, "DefaultPolicy").properties.protected_items_count == 1
     with pytest.raises(HttpResponseError) as e:  # a policy in use stays
         bk.protection_policies.begin_delete(VAULT, RG, "DefaultPolicy").result()
@@ -231,10 +233,56 @@ def test_vm_outside_the_vault_region_is_refused(server, env):
     rs = server.client(RecoveryServicesClient)
     rs.vaults.begin_create_or_update(RG, "bkp-west", {"location": "westus", "sku": {"name": "Standard"}}).result()
     bk = env["bk"]
-    assert list(bk.backup_protectable_items.list("bkp-west", RG)) == []
+    assert ITEM not in [p.name for p in bk.backup_protectable_items.list("bkp-west", RG)]
     with pytest.raises(HttpResponseError) as e:
         bk.protected_items.begin_create_or_update("bkp-west", RG, "Azure", CONTAINER, ITEM, {"properties": {
             "protectedItemType": "Microsoft.Compute/virtualMachines", "sourceResourceId": env["vm"].id,
             "policyId": bk.protection_policies.get("bkp-west", RG, "DefaultPolicy").id}}).result()
     assert e.value.error.code == "BMSUserErrorVmNotInVaultRegion"
     _ = uuid
+
+
+def test_storage_redundancy_and_soft_delete_settings(server, env):
+    rs, bk = server.client(RecoveryServicesClient), env["bk"]
+    rs.vaults.begin_create_or_update(RG, "bkp-cfg", {"location": "eastus", "sku": {"name": "Standard"}}).result()
+    cfg = bk.backup_resource_storage_configs_non_crr
+    got = cfg.get("bkp-cfg", RG).properties
+    assert got.storage_model_type == "GeoRedundant" and got.cross_region_restore_flag is False
+    # Redundancy may change until the first item; CRR needs GeoRedundant.
+    assert cfg.update("bkp-cfg", RG, {"properties": {"storageModelType": "LocallyRedundant"}}).properties.storage_model_type == "LocallyRedundant"
+    with pytest.raises(HttpResponseError) as e:
+        cfg.update("bkp-cfg", RG, {"properties": {"storageModelType": "LocallyRedundant", "crossRegionRestoreFlag": True}})
+    assert e.value.error.code == "BMSUserErrorCrossRegionRestoreNeedsGrs"
+    on = cfg.update("bkp-cfg", RG, {"properties": {"storageModelType": "GeoRedundant", "crossRegionRestoreFlag": True}})
+    assert on.properties.cross_region_restore_flag is True
+    with pytest.raises(HttpResponseError) as e:
+        cfg.update("bkp-cfg", RG, {"properties": {"crossRegionRestoreFlag": False}})
+    assert e.value.error.code == "BMSUserErrorCrossRegionRestoreCannotBeDisabled"
+    # The vault with protected items is locked.
+    assert cfg.get(VAULT, RG).properties.storage_type_state == "Locked"
+    with pytest.raises(HttpResponseError) as e:
+        cfg.update(VAULT, RG, {"properties": {"storageModelType": "ZoneRedundant"}})
+    assert e.value.error.code == "BMSUserErrorStorageTypeLocked"
+
+    # Soft delete off: deleting an item's data removes it at once.
+    vc = bk.backup_resource_vault_configs
+    assert vc.get("bkp-cfg", RG).properties.soft_delete_feature_state == "Enabled"
+    vc.update("bkp-cfg", RG, {"properties": {"softDeleteFeatureState": "Disabled"}})
+    vm2 = asr.vm(server, RG, "bkvm2", env["vnet"].subnets[0].id, os_gb=1)
+    c2, i2 = f"iaasvmcontainer;iaasvmcontainerv2;{RG};bkvm2", f"vm;iaasvmcontainerv2;{RG};bkvm2"
+    bk.protected_items.begin_create_or_update("bkp-cfg", RG, "Azure", c2, i2, {"properties": {
+        "protectedItemType": "Microsoft.Compute/virtualMachines", "sourceResourceId": vm2.id,
+        "policyId": bk.protection_policies.get("bkp-cfg", RG, "DefaultPolicy").id}}).result()
+    io(env, RG, "bkvm2-os", "write -P 0x44 0 64k")
+    bk.backups.trigger("bkp-cfg", RG, "Azure", c2, i2, {"properties": {"objectType": "IaasVMBackupRequest"}})
+    assert len(list(bk.recovery_points.list("bkp-cfg", RG, "Azure", c2, i2))) == 1
+    bk.protected_items.delete("bkp-cfg", RG, "Azure", c2, i2)
+    with pytest.raises(HttpResponseError) as e:
+        bk.protected_items.get("bkp-cfg", RG, "Azure", c2, i2)
+    assert e.value.status_code == 404
+    # AlwaysON is for good; and the vault, empty again, can go.
+    vc.update("bkp-cfg", RG, {"properties": {"softDeleteFeatureState": "AlwaysON"}})
+    with pytest.raises(HttpResponseError) as e:
+        vc.update("bkp-cfg", RG, {"properties": {"softDeleteFeatureState": "Enabled"}})
+    assert e.value.error.code == "BMSUserErrorSoftDeleteAlwaysOn"
+    rs.vaults.begin_delete(RG, "bkp-cfg").result()

@@ -285,6 +285,37 @@ pub fn delete(
 ) -> Result<Reply, ArmError> {
     let vid = ctx.store().view(|r| vault_of(r, req))?;
     let rid = item_id(&vid, container, item);
+    let soft = ctx
+        .store()
+        .view(|r| crate::config::get_config(r, &vid))?
+        .soft_delete
+        != "Disabled";
+    if !soft {
+        // Without soft delete the data goes now: points, both tiers, the item.
+        let job = ctx.store().write(|tx| {
+            let Some(d) = resource::get(tx, &rid)? else {
+                return Ok(None);
+            };
+            let gone = crate::points::forget_points(tx, &rid)?;
+            resource::delete_tree(tx, &rid)?;
+            let job = jobs::record(
+                tx,
+                &vid,
+                "DeleteBackupData",
+                &d,
+                &[("Delete backup data", 0)],
+                json!({}),
+            )?;
+            Ok::<_, ArmError>(Some((job, gone)))
+        })?;
+        return match job {
+            Some((j, gone)) => {
+                crate::points::free(bp, &gone);
+                jobs::accepted_plain(ctx, req, &vid, &j)
+            }
+            None => Ok(Reply::empty(204)),
+        };
+    }
     let job = ctx.store().write(|tx| {
         let Some(mut d) = resource::get(tx, &rid)? else {
             return Ok(None);
@@ -309,7 +340,6 @@ pub fn delete(
             json!({}),
         )?))
     })?;
-    let _ = bp;
     match job {
         Some(j) => jobs::accepted_plain(ctx, req, &vid, &j),
         None => Ok(Reply::empty(204)),

@@ -312,6 +312,22 @@ pub fn get(ctx: &Ctx, req: &ArmRequest, id: &str) -> Result<Reply, ArmError> {
         })
 }
 
+/// POST backupJobs/{id}/cancel. Jobs here finish within their request, so
+/// there is never one still running to cancel.
+pub fn cancel(ctx: &Ctx, req: &ArmRequest, id: &str) -> Result<Reply, ArmError> {
+    let job = get(ctx, req, id)?;
+    let status = job
+        .body
+        .as_ref()
+        .and_then(|b| b["properties"]["status"].as_str())
+        .unwrap_or("")
+        .to_string();
+    Err(ArmError::bad_request(
+        "BMSUserErrorJobNotCancellable",
+        format!("Job '{id}' is {status}; only a job in progress can be cancelled."),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

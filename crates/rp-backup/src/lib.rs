@@ -7,6 +7,7 @@
 //!
 //! Each request is parsed once into a [`Route`]; the handler receives it.
 
+pub mod config;
 pub mod items;
 pub mod jobs;
 pub mod points;
@@ -40,6 +41,8 @@ const TYPES: &[&str] = &[
     "vaults/backupProtectableItems",
     "vaults/backupProtectedItems",
     "vaults/backupJobs",
+    "vaults/backupstorageconfig",
+    "vaults/backupconfig",
     "vaults/backupOperations",
     "vaults/backupOperationResults",
 ];
@@ -88,6 +91,9 @@ pub enum Route {
     ProtectedItems,
     Jobs,
     Job(String),
+    CancelJob(String),
+    StorageConfig,
+    VaultConfig,
     Operation(String),
     OperationResult(String),
 }
@@ -125,6 +131,9 @@ fn route(req: &ArmRequest) -> Result<Route, ArmError> {
         ["vaults", "backupprotecteditems"] => Route::ProtectedItems,
         ["vaults", "backupjobs"] if p.is_resource() => Route::Job(n(1)),
         ["vaults", "backupjobs"] => Route::Jobs,
+        ["vaults", "backupjobs", "cancel"] => Route::CancelJob(n(1)),
+        ["vaults", "backupstorageconfig"] if n(1).eq_ignore_ascii_case("vaultstorageconfig") => Route::StorageConfig,
+        ["vaults", "backupconfig"] if n(1).eq_ignore_ascii_case("vaultconfig") => Route::VaultConfig,
         ["vaults", "backupoperations"] if p.is_resource() => Route::Operation(n(1)),
         ["vaults", "backupoperationresults"] if p.is_resource() => Route::OperationResult(n(1)),
         _ => {
@@ -194,6 +203,9 @@ impl Provider for BackupProvider {
             ) => points::restore(ctx, req, self, &container, &item, &point),
             (Route::Jobs, M::GET) => jobs::list(ctx, req),
             (Route::Job(id), M::GET) => jobs::get(ctx, req, &id),
+            (Route::CancelJob(id), M::POST) => jobs::cancel(ctx, req, &id),
+            (Route::StorageConfig, M::GET | M::PUT | M::PATCH) => config::storage(ctx, req),
+            (Route::VaultConfig, M::GET | M::PUT | M::PATCH) => config::vault(ctx, req),
             (Route::Operation(id), M::GET) => jobs::operation(ctx, req, &id),
             (Route::OperationResult(id), M::GET) => jobs::operation_result(ctx, req, &id),
             (_, m) => Err(ArmError::method_not_allowed(m.as_str())),

@@ -497,6 +497,43 @@ pub fn restore(
     }
 }
 
+/// Drops an item's points from the store (in the caller's transaction) and
+/// returns where their bytes are, for [`free`] once it committed.
+pub fn forget_points(
+    tx: &mut recoverite_store::WriteTx,
+    item_id: &str,
+) -> Result<Vec<PointData>, ArmError> {
+    let mut out = Vec::new();
+    for p in resource::list_children(tx, item_id, "recoveryPoints")? {
+        let pid = p["id"].as_str().unwrap_or_default().to_string();
+        if let Some(d) = tx.get_json::<PointData>(POINT_DATA, &point_key(&pid))? {
+            out.push(d);
+        }
+        tx.delete(POINT_DATA, &point_key(&pid))?;
+    }
+    Ok(out)
+}
+
+/// Frees the bytes of forgotten points: snapshots, manifests, then the
+/// vault-tier chunks no other point uses.
+pub fn free(bp: &BackupProvider, points: &[PointData]) {
+    let mut vaults = std::collections::BTreeSet::new();
+    for p in points {
+        if let Ok(store) = store_of(bp, p.vault_numeric_id) {
+            for d in &p.disks {
+                let _ = bp.blocks.delete(&d.snapshot);
+                let _ = store.delete(&d.manifest);
+            }
+        }
+        vaults.insert(p.vault_numeric_id);
+    }
+    for v in vaults {
+        if let Ok(store) = store_of(bp, v) {
+            let _ = store.collect();
+        }
+    }
+}
+
 /// The vault tier's directory of a vault, for tools and tests.
 pub fn tier_dir(bp: &BackupProvider, vault_numeric_id: u64) -> PathBuf {
     bp.root.join(vault_numeric_id.to_string())
