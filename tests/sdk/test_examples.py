@@ -73,3 +73,13 @@ def test_hub_and_spoke_walkthrough(isolated_server):
     assert out["bytes"][0], out["bytes"][1]
     assert out["vm"].startswith(f"/subscriptions/{out['subs']['spoke-2']}/resourceGroups/s2-recovery/"), out["vm"]
     assert "app_DataDisk_0-ASRReplica" in out["replica_disks"]
+
+
+def test_backup_walkthrough(server):
+    import shutil
+    import pytest
+    if shutil.which("qemu-io") is None:
+        pytest.skip("qemu-io (qemu-utils) is not installed")
+    out = load("backup_vm").main(str(server.data_dir / "connection.json"))
+    assert out["jobs"] == ["Completed", "Completed"] and out["points"] == 2
+    assert len(out["restored"]) == 2 and out["bytes"]

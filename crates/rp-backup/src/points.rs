@@ -48,6 +48,10 @@ pub struct PointData {
     pub snapshot_until: String,
 }
 
+fn mb(bytes: u64) -> String {
+    format!("{:.2} MB", bytes as f64 / (1u64 << 20) as f64)
+}
+
 fn io(e: std::io::Error) -> ArmError {
     ArmError::internal(format!("backup storage: {e}"))
 }
@@ -196,10 +200,11 @@ pub fn backup(
     let snap_secs = t0.elapsed().as_secs();
     // Vault tier: only chunks the vault does not hold yet.
     let t1 = Instant::now();
-    let (mut new_bytes, mut stored) = (0u64, 0u64);
+    let (mut scanned, mut new_bytes, mut stored) = (0u64, 0u64, 0u64);
     for d in &made {
         match store.backup(&bp.blocks.image(&d.snapshot), d.size_bytes, &d.manifest) {
             Ok((_, t)) => {
+                scanned += t.scanned;
                 new_bytes += t.new_bytes;
                 stored += t.stored_bytes;
             }
@@ -283,8 +288,9 @@ pub fn backup(
                 ("Transfer data to vault", transfer_secs),
             ],
             json!({
-                "Backup Size": format!("{} MB", new_bytes >> 20),
-                "Stored Size": format!("{} MB", stored >> 20),
+                "Backup Size": mb(scanned),
+                "Transferred to vault": mb(new_bytes),
+                "Stored in vault": mb(stored),
                 "Recovery point": name,
                 "Recovery point Expiry Time in UTC": expiry,
             }),
