@@ -60,3 +60,23 @@ def test_restore_from_the_vault_tier_after_the_instant_restore_days(server):
     restored = f"{VM}_DataDisk_0-{point.name[-8:]}"
     assert restored in [d.name for d in server.client(ComputeManagementClient).disks.list_by_resource_group(RG)]
     io(restored, "read -P 0 0 1M", "read -P 0x7e 1M 3M")
+
+    # The policy's schedule ran while the clock moved on (DefaultPolicy: daily).
+    import time as wall
+    deadline = wall.time() + 15
+    while wall.time() < deadline:
+        scheduled = [j for j in bk.backup_jobs.list(VAULT, RG, filter="operation eq 'Backup'") if j.properties.is_user_triggered is False]
+        if scheduled:
+            break
+        wall.sleep(0.3)
+    assert scheduled and scheduled[0].properties.status == "Completed", [j.properties for j in bk.backup_jobs.list(VAULT, RG)]
+    # Thirty days on, the first point has expired and is pruned; newer ones stay.
+    r = server.http("POST", "/recoverite/clock/advance", json={"hours": 31 * 24})
+    assert r.status_code == 200, r.text
+    deadline = wall.time() + 15
+    while wall.time() < deadline:
+        names = [p.name for p in bk.recovery_points.list(VAULT, RG, "Azure", CONTAINER, ITEM)]
+        if point.name not in names:
+            break
+        wall.sleep(0.3)
+    assert point.name not in names and names, names

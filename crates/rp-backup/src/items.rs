@@ -263,6 +263,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, container: &str, item: &str) -> Result<R
             }
         });
         resource::put(tx, &rid, &d)?;
+        crate::schedule::start(tx, &rid)?;
         // Documents 000 and 001: a vault with items takes no new private endpoints.
         recoverite_rs_core::vault::mark_registered(tx, &vid)?;
         let job = jobs::record(tx, &vid, "ConfigureBackup", &d, &[("Configure backup", 0)], json!({"Policy Name": pol["name"]}))?;

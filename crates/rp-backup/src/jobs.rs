@@ -109,6 +109,16 @@ pub fn record_with_status(
     Ok(id)
 }
 
+/// Marks a job as started by the policy's schedule, not a user.
+pub fn mark_scheduled(tx: &mut WriteTx, vault_id: &str, job: &str) -> Result<(), ArmError> {
+    let id = format!("{vault_id}/backupJobs/{job}");
+    if let Some(mut d) = resource::get(tx, &id)? {
+        d["properties"]["isUserTriggered"] = json!(false);
+        resource::put(tx, &id, &d)?;
+    }
+    Ok(())
+}
+
 /// A finished operation record, optionally naming its job; returns its id.
 pub fn finished_operation(
     tx: &mut WriteTx,

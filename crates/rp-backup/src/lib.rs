@@ -12,6 +12,7 @@ pub mod items;
 pub mod jobs;
 pub mod points;
 pub mod policy;
+pub mod schedule;
 
 use std::path::PathBuf;
 
@@ -47,6 +48,7 @@ const TYPES: &[&str] = &[
     "vaults/backupOperationResults",
 ];
 
+#[derive(Clone)]
 pub struct BackupProvider {
     pub blocks: BlockStore,
     /// Where each vault's tier lives: `{root}/{vault numeric id}/`.

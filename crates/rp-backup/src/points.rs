@@ -116,8 +116,27 @@ pub fn backup(
     }
     let vid = ctx.store().view(|r| vault_of(r, req))?;
     let rid = item_id(&vid, container, item);
-    let (it, vm, vm_disks, meta, pol) = ctx.store().view(|r| {
-        let it = load(r, &vid, container, item)?;
+    ctx.store().view(|r| load(r, &vid, container, item))?;
+    let job = take_point(ctx.store(), bp, &vid, &rid, expiry, true)?;
+    jobs::accepted_plain(ctx, req, &vid, &job)
+}
+
+/// Takes a recovery point of item `rid`: snapshot tier, then vault tier,
+/// then the point, the item's update and its job in one transaction.
+/// Returns the job id. `user`: on demand (else from the policy's schedule).
+pub fn take_point(
+    store_: &recoverite_store::Store,
+    bp: &BackupProvider,
+    vid: &str,
+    rid: &str,
+    expiry: Option<String>,
+    user: bool,
+) -> Result<String, ArmError> {
+    let (vid, rid) = (vid.to_string(), rid.to_string());
+    let (it, vm, vm_disks, meta, pol) = store_.view(|r| {
+        let it = resource::get(r, &rid)?.ok_or_else(|| {
+            ArmError::conflict("BMSUserErrorItemNotFound", "The item was removed.")
+        })?;
         check_backup_allowed(&it)?;
         let vm_id = it["properties"]["sourceResourceId"]
             .as_str()
@@ -256,7 +275,7 @@ pub fn backup(
         disks: made.clone(),
         snapshot_until: time::format(now + ::time::Duration::days(instant_days)),
     };
-    let job = ctx.store().write(|tx| {
+    let job = store_.write(|tx| {
         // The item may have been stopped or deleted meanwhile.
         let mut it = resource::get(tx, &rid)?.ok_or_else(|| {
             ArmError::conflict(
@@ -297,7 +316,12 @@ pub fn backup(
         )
     });
     match job {
-        Ok(j) => jobs::accepted_plain(ctx, req, &vid, &j),
+        Ok(j) => {
+            if !user {
+                let _ = store_.write(|tx| jobs::mark_scheduled(tx, &vid, &j));
+            }
+            Ok(j)
+        }
         Err(e) => {
             cleanup(&made);
             Err(e)
@@ -518,6 +542,14 @@ pub fn forget_points(
         tx.delete(POINT_DATA, &point_key(&pid))?;
     }
     Ok(out)
+}
+
+/// Drops one point (its document and where its bytes are) in the caller's
+/// transaction; [`free`] its bytes once that committed.
+pub fn forget_point(tx: &mut recoverite_store::WriteTx, point_id: &str) -> Result<(), ArmError> {
+    tx.delete(POINT_DATA, &point_key(point_id))?;
+    resource::delete_tree(tx, point_id)?;
+    Ok(())
 }
 
 /// Frees the bytes of forgotten points: snapshots, manifests, then the

@@ -403,6 +403,24 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         engine: engine.clone(),
         rt: rt.clone(),
     });
+    // Azure Backup on the emulator clock: scheduled backups, pruning.
+    let backup = {
+        let bp = recoverite_rp_backup::BackupProvider {
+            blocks: blocks.clone(),
+            root: data_dir.join("backup"),
+        };
+        let store = platform_store(&state);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let (s, b) = (store.clone(), bp.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    recoverite_rp_backup::schedule::tick(&s, &b)
+                })
+                .await;
+            }
+        })
+    };
     let replication = replication::spawn(
         data_dir.clone(),
         platform_store(&state),
@@ -489,7 +507,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         gateway,
         background: dns_tasks
             .into_iter()
-            .chain([nbd_task, replication, blob_task])
+            .chain([nbd_task, replication, blob_task, backup])
             .collect(),
         nbd_endpoint: format!("nbd://127.0.0.1:{nbd_port}"),
     })

@@ -1,0 +1,304 @@
+//! What happens on the emulator clock: scheduled backups from each item's
+//! policy, recovery points pruned when they expire, snapshot-tier copies
+//! dropped when their instant-restore days end, and soft-deleted items
+//! purged after their 14 days.
+
+use ::time::{Duration, OffsetDateTime, Time, Weekday};
+use serde_json::Value;
+
+use recoverite_arm::{resource, time, ArmError};
+use recoverite_store::{Reader, Store, Table};
+
+use crate::points::{self, PointData};
+use crate::{policy, BackupProvider, ITEM_TYPE};
+
+/// When each item's schedule last ran (or was first seen: no backfill).
+const LAST_RUN: Table = Table("backup_schedule");
+
+fn time_of_day(rfc3339: &str) -> Option<Time> {
+    time::parse(rfc3339).map(|t| t.time())
+}
+
+fn weekday(name: &str) -> Option<Weekday> {
+    use Weekday::*;
+    [
+        Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday,
+    ]
+    .into_iter()
+    .find(|d| format!("{d:?}").eq_ignore_ascii_case(name))
+}
+
+/// The latest slot of `schedule` at or before `now` (UTC), if any: daily
+/// at the run time; weekly at the run time on the run days; hourly every
+/// `interval` hours from the window's start, within the window.
+pub fn latest_slot(schedule: &Value, now: OffsetDateTime) -> Option<OffsetDateTime> {
+    let freq = schedule["scheduleRunFrequency"].as_str()?;
+    let v2 = schedule["schedulePolicyType"].as_str() == Some("SimpleSchedulePolicyV2");
+    let run_time = || {
+        let times = if v2 {
+            match freq {
+                "Daily" => &schedule["dailySchedule"]["scheduleRunTimes"],
+                _ => &schedule["weeklySchedule"]["scheduleRunTimes"],
+            }
+        } else {
+            &schedule["scheduleRunTimes"]
+        };
+        times.get(0).and_then(Value::as_str).and_then(time_of_day)
+    };
+    match freq {
+        "Daily" => {
+            let at = run_time()?;
+            let today = now.replace_time(at);
+            Some(if today <= now {
+                today
+            } else {
+                today - Duration::days(1)
+            })
+        }
+        "Weekly" => {
+            let at = run_time()?;
+            let days = if v2 {
+                &schedule["weeklySchedule"]["scheduleRunDays"]
+            } else {
+                &schedule["scheduleRunDays"]
+            };
+            let days: Vec<Weekday> = days
+                .as_array()?
+                .iter()
+                .filter_map(|d| d.as_str().and_then(weekday))
+                .collect();
+            (0..8)
+                .map(|back| now.replace_time(at) - Duration::days(back))
+                .find(|t| *t <= now && days.contains(&t.weekday()))
+        }
+        "Hourly" => {
+            let h = &schedule["hourlySchedule"];
+            let interval = h["interval"].as_i64().filter(|i| *i > 0)?;
+            let window = h["scheduleWindowDuration"].as_i64().unwrap_or(24);
+            let start = h["scheduleWindowStartTime"]
+                .as_str()
+                .and_then(time_of_day)?;
+            // The window opened today or yesterday; the last slot in it at or before now.
+            for back in 0..2 {
+                let open = now.replace_time(start) - Duration::days(back);
+                if open > now {
+                    continue;
+                }
+                let elapsed = (now - open).whole_hours();
+                let last = (elapsed / interval) * interval;
+                if last < window {
+                    return Some(open + Duration::hours(last));
+                }
+                return Some(open + Duration::hours(((window - 1) / interval) * interval));
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+/// A newly protected item's schedule starts with the first slot after now.
+pub fn start(tx: &mut recoverite_store::WriteTx, item_id: &str) -> Result<(), ArmError> {
+    tx.put_json(
+        LAST_RUN,
+        &recoverite_arm::id::key(item_id),
+        &time::now_string(),
+    )?;
+    Ok(())
+}
+
+/// Whether a slot is due: newer than the last run.
+pub fn due(slot: Option<OffsetDateTime>, last: Option<OffsetDateTime>) -> bool {
+    matches!((slot, last), (Some(s), Some(l)) if s > l)
+}
+
+/// One pass over every Backup item of the tenant.
+pub fn tick(store: &Store, bp: &BackupProvider) -> Result<(), ArmError> {
+    let now = time::now();
+    let items = store.view(|r| resource::list_of_type(r, "/subscriptions", ITEM_TYPE))?;
+    for item in items {
+        if let Err(e) = tick_item(store, bp, &item, now) {
+            // One item's trouble never stops the others.
+            tracing::warn!(item = %item["id"], err = %e.body.message, "backup schedule");
+        }
+    }
+    Ok(())
+}
+
+fn tick_item(
+    store: &Store,
+    bp: &BackupProvider,
+    item: &Value,
+    now: OffsetDateTime,
+) -> Result<(), ArmError> {
+    let rid = item["id"].as_str().unwrap_or_default().to_string();
+    let vid = item["properties"]["vaultId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let p = &item["properties"];
+    // Soft-deleted items go once their 14 days are over.
+    if p["isScheduledForDeferredDelete"] == true {
+        if p["deferredDeleteTimeInUTC"]
+            .as_str()
+            .and_then(time::parse)
+            .is_some_and(|t| t <= now)
+        {
+            let gone = store.write(|tx| {
+                let gone = points::forget_points(tx, &rid)?;
+                resource::delete_tree(tx, &rid)?;
+                tx.delete(LAST_RUN, &recoverite_arm::id::key(&rid))?;
+                Ok::<_, ArmError>(gone)
+            })?;
+            points::free(bp, &gone);
+        }
+        return Ok(());
+    }
+    prune(store, bp, &rid, now)?;
+    if !matches!(
+        p["protectionState"].as_str(),
+        Some("IRPending" | "Protected")
+    ) {
+        return Ok(());
+    }
+    let Some(pol) =
+        store.view(|r| policy::find(r, &vid, p["policyId"].as_str().unwrap_or_default()))?
+    else {
+        return Ok(());
+    };
+    let slot = latest_slot(&pol["properties"]["schedulePolicy"], now);
+    let key = recoverite_arm::id::key(&rid);
+    let last = store.read(|r| Ok(r.get_json::<String>(LAST_RUN, &key)))??;
+    match last.as_deref().and_then(time::parse) {
+        None => {
+            // First seen: the schedule starts with the next slot.
+            let mark = slot.unwrap_or(now);
+            store.write(|tx| tx.put_json(LAST_RUN, &key, &time::format(mark)))?;
+        }
+        Some(l) if due(slot, Some(l)) => {
+            let s = slot.unwrap_or(now);
+            store.write(|tx| tx.put_json(LAST_RUN, &key, &time::format(s)))?;
+            points::take_point(store, bp, &vid, &rid, None, false)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Points past their expiry go (the newest stays while the item is
+/// protected); snapshot copies past their instant-restore days go.
+fn prune(
+    store: &Store,
+    bp: &BackupProvider,
+    rid: &str,
+    now: OffsetDateTime,
+) -> Result<(), ArmError> {
+    let pts = store.view(|r| resource::list_children(r, rid, "recoveryPoints"))?;
+    let newest = pts
+        .last()
+        .and_then(|p| p["id"].as_str())
+        .map(str::to_string);
+    let mut expired: Vec<String> = Vec::new();
+    let mut snapshots: Vec<String> = Vec::new();
+    for p in &pts {
+        let pid = p["id"].as_str().unwrap_or_default().to_string();
+        let exp = p["properties"]["recoveryPointProperties"]["expiryTime"]
+            .as_str()
+            .and_then(time::parse);
+        if exp.is_some_and(|e| e <= now) && Some(&pid) != newest.as_ref() {
+            expired.push(pid);
+        } else if let Some(d) = store.view(|r| points::point_data(r, &pid))? {
+            if time::parse(&d.snapshot_until).is_some_and(|t| t <= now) {
+                snapshots.extend(d.disks.iter().map(|x| x.snapshot.clone()));
+            }
+        }
+    }
+    for s in snapshots {
+        if bp.blocks.image(&s).exists() {
+            let _ = bp.blocks.delete(&s);
+        }
+    }
+    if expired.is_empty() {
+        return Ok(());
+    }
+    let gone: Vec<PointData> = store.write(|tx| {
+        let mut gone = Vec::new();
+        for pid in &expired {
+            if let Some(d) = points::point_data(tx, pid)? {
+                gone.push(d);
+            }
+            points::forget_point(tx, pid)?;
+        }
+        if let Some(mut it) = resource::get(tx, rid)? {
+            let left = resource::list_children(tx, rid, "recoveryPoints")?;
+            it["properties"]["extendedInfo"]["recoveryPointCount"] = serde_json::json!(left.len());
+            it["properties"]["extendedInfo"]["oldestRecoveryPoint"] = left
+                .first()
+                .map(|p| p["properties"]["recoveryPointTime"].clone())
+                .unwrap_or(Value::Null);
+            resource::put(tx, rid, &it)?;
+        }
+        Ok::<_, ArmError>(gone)
+    })?;
+    points::free(bp, &gone);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(s: &str) -> OffsetDateTime {
+        time::parse(s).unwrap()
+    }
+
+    #[test]
+    fn daily_and_weekly_slots() {
+        let daily = json!({"schedulePolicyType": "SimpleSchedulePolicy", "scheduleRunFrequency": "Daily", "scheduleRunTimes": ["2020-01-01T02:30:00Z"]});
+        assert_eq!(
+            latest_slot(&daily, at("2026-12-01T03:00:00Z")),
+            Some(at("2026-12-01T02:30:00Z"))
+        );
+        assert_eq!(
+            latest_slot(&daily, at("2026-12-01T02:00:00Z")),
+            Some(at("2026-11-30T02:30:00Z"))
+        );
+        // 2026-12-01 is a Tuesday.
+        let weekly = json!({"schedulePolicyType": "SimpleSchedulePolicy", "scheduleRunFrequency": "Weekly",
+                            "scheduleRunTimes": ["2020-01-01T02:30:00Z"], "scheduleRunDays": ["Sunday"]});
+        assert_eq!(
+            latest_slot(&weekly, at("2026-12-01T03:00:00Z")),
+            Some(at("2026-11-29T02:30:00Z"))
+        );
+    }
+
+    #[test]
+    fn hourly_slots_stay_in_their_window() {
+        let h = |window: i64| {
+            json!({"schedulePolicyType": "SimpleSchedulePolicyV2", "scheduleRunFrequency": "Hourly",
+                                     "hourlySchedule": {"interval": 4, "scheduleWindowStartTime": "2020-01-01T08:00:00Z", "scheduleWindowDuration": window}})
+        };
+        assert_eq!(
+            latest_slot(&h(24), at("2026-12-01T13:10:00Z")),
+            Some(at("2026-12-01T12:00:00Z"))
+        );
+        assert_eq!(
+            latest_slot(&h(24), at("2026-12-01T07:00:00Z")),
+            Some(at("2026-11-30T08:00:00Z") + Duration::hours(20))
+        );
+        // An 8-hour window from 08:00: slots at 08:00 and 12:00 only.
+        assert_eq!(
+            latest_slot(&h(8), at("2026-12-01T20:00:00Z")),
+            Some(at("2026-12-01T12:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_slot_is_due_once() {
+        let s = Some(at("2026-12-01T02:30:00Z"));
+        assert!(due(s, Some(at("2026-11-30T02:30:00Z"))));
+        assert!(!due(s, s));
+        assert!(!due(None, s));
+    }
+}
