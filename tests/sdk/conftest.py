@@ -114,6 +114,16 @@ def isolated_server(server):
         server.start()
 
 
+@pytest.fixture
+def own_server(server):
+    """Like `isolated_server`, for one test only."""
+    server.stop()
+    try:
+        yield from _serve("recoverite-sdk-own-")
+    finally:
+        server.start()
+
+
 def _serve(prefix):
     with tempfile.TemporaryDirectory(prefix=prefix) as d:
         s = Server(Path(d)).start()

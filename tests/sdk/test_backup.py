@@ -149,6 +149,7 @@ def test_discover_protect_backup_restore(server, env):
     headers = bk.restores.begin_trigger(VAULT, RG, "Azure", CONTAINER, ITEM, older.name, body, polling=False).result() or {}
     jobs = list(bk.backup_jobs.list(VAULT, RG, filter="operation eq 'Restore'"))
     assert len(jobs) == 1 and jobs[0].properties.status == "Completed"
+    assert jobs[0].properties.extended_info.property_bag["Restore type"] == "RestoreDisks"
     bag = jobs[0].properties.extended_info.property_bag
     assert bag["Restore source"] == "Snapshot"
     restored = {d.name: d for d in server.client(ComputeManagementClient).disks.list_by_resource_group("bkp-restore")}
@@ -170,10 +171,30 @@ def test_discover_protect_backup_restore(server, env):
         bk.restores.begin_trigger(VAULT, RG, "Azure", CONTAINER, ITEM, newer.name, body).result()
     assert e.value.status_code == 400
     body["properties"]["storageAccountId"] = env["staging"].id
-    body["properties"]["recoveryType"] = "AlternateLocation"
-    with pytest.raises(HttpResponseError) as e:
-        bk.restores.begin_trigger(VAULT, RG, "Azure", CONTAINER, ITEM, newer.name, body).result()
-    assert "does not implement" in e.value.error.message
+
+    # AlternateLocation: a new VM on the older point's disks, its NIC in a subnet.
+    alt = dict(body["properties"], recoveryType="AlternateLocation", recoveryPointId=older.name,
+               targetResourceGroupId=rg_id, subnetId=env["vnet"].subnets[0].id, virtualNetworkId=env["vnet"].id,
+               targetVirtualMachineId=f"{rg_id}/providers/Microsoft.Compute/virtualMachines/bkvm-alt")
+    alt.pop("restoreDiskLunList", None)
+    with pytest.raises(HttpResponseError) as e:  # the target VM is named
+        bk.restores.begin_trigger(VAULT, RG, "Azure", CONTAINER, ITEM, older.name, {"properties": dict(alt, targetVirtualMachineId=None)}).result()
+    assert e.value.status_code == 400
+    bk.restores.begin_trigger(VAULT, RG, "Azure", CONTAINER, ITEM, older.name, {"properties": alt}).result()
+    compute = server.client(ComputeManagementClient)
+    new_vm = compute.virtual_machines.get("bkp-restore", "bkvm-alt")
+    nic = server.client(NetworkManagementClient).network_interfaces.get("bkp-restore", "bkvm-alt-nic")
+    assert nic.ip_configurations[0].subnet.id.lower() == env["vnet"].subnets[0].id.lower()
+    alt_data = new_vm.storage_profile.data_disks[0].managed_disk.id.rsplit("/", 1)[-1]
+    io(env, "bkp-restore", alt_data, "read -P 0xa1 0 1M", "read -P 0 2M 1M")
+
+    # OriginalLocation: the VM's own data disk gets the older point's bytes back.
+    io(env, RG, data, "write -P 0xee 0 1M")
+    orig = {"objectType": "IaasVMRestoreRequest", "recoveryPointId": older.name, "recoveryType": "OriginalLocation",
+            "sourceResourceId": vm.id, "region": "eastus", "storageAccountId": env["staging"].id}
+    bk.restores.begin_trigger(VAULT, RG, "Azure", CONTAINER, ITEM, older.name, {"properties": orig}).result()
+    io(env, RG, data, "read -P 0xa1 0 1M", "read -P 0 2M 1M", "read -P 0xa2 5M 512k")
+    assert compute.virtual_machines.get(RG, VM).storage_profile.data_disks[0].managed_disk.id.lower().endswith(data.lower())
 
 
 def test_roles_soft_delete_and_vault_rules(server, env):

@@ -50,14 +50,14 @@ def test_document_000_replication_walkthrough(server):
         assert s in out["jobs"]
 
 
-def test_hub_and_spoke_walkthrough(isolated_server):
+def test_hub_and_spoke_walkthrough(own_server):
     """Issue 16: three subscriptions, the hub's zones answering both spokes,
     cross-subscription endpoints, peering, roles and Site Recovery."""
     import shutil
     import pytest
     if shutil.which("qemu-io") is None:
         pytest.skip("qemu-io (qemu-utils) is not installed")
-    out = load("hub_spoke").main(str(isolated_server.data_dir / "connection.json"))
+    out = load("hub_spoke").main(str(own_server.data_dir / "connection.json"))
     assert len(set(out["subs"].values())) == 3
     # Contributor on spoke 1 only: the vault in spoke 2 is not theirs to approve.
     assert out["requested"] == "Pending"

@@ -47,3 +47,50 @@ impl LateClient {
         self.get()?.call(method, path, api_version, body)
     }
 }
+
+/// Calls made on the caller's behalf with the caller's own token (a restore
+/// creating a VM and its NIC "as the caller"): every provider rule and RBAC
+/// check applies exactly as if the caller had sent them. Set once the
+/// router exists.
+#[derive(Default, Clone)]
+pub struct AsCaller(Arc<OnceLock<std::sync::Weak<crate::Router>>>);
+
+impl AsCaller {
+    pub fn set(&self, router: std::sync::Weak<crate::Router>) {
+        let _ = self.0.set(router);
+    }
+
+    /// Sends one request with `req`'s `Authorization` header.
+    pub fn call(
+        &self,
+        ctx: &crate::Ctx,
+        req: &crate::ArmRequest,
+        method: Method,
+        path: &str,
+        api_version: &str,
+        body: Option<Value>,
+    ) -> Result<Value, ArmError> {
+        let router = self
+            .0
+            .get()
+            .and_then(|w| w.upgrade())
+            .ok_or_else(|| ArmError::internal("calls on the caller's behalf are not wired"))?;
+        let mut headers = http::HeaderMap::new();
+        if let Some(a) = req.headers.get(http::header::AUTHORIZATION) {
+            headers.insert(http::header::AUTHORIZATION, a.clone());
+        }
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        let reply = router.dispatch(crate::RawRequest {
+            method,
+            path: path.to_string(),
+            query: Some(format!("api-version={api_version}")),
+            headers,
+            body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+            base_url: ctx.base_url.clone(),
+        })?;
+        Ok(reply.body.unwrap_or(Value::Null))
+    }
+}

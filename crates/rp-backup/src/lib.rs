@@ -53,6 +53,8 @@ pub struct BackupProvider {
     pub blocks: BlockStore,
     /// Where each vault's tier lives: `{root}/{vault numeric id}/`.
     pub root: PathBuf,
+    /// ARM calls on the caller's behalf (AlternateLocation restores).
+    pub as_caller: recoverite_arm::first_party::AsCaller,
 }
 
 /// A Backup request, parsed once from its path and method.

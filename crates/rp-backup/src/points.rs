@@ -46,6 +46,9 @@ pub struct PointData {
     pub disks: Vec<PointDisk>,
     /// The snapshot tier serves restores until then (instant restore days).
     pub snapshot_until: String,
+    /// The VM's size when backed up, for AlternateLocation restores.
+    #[serde(default)]
+    pub vm_size: Option<String>,
 }
 
 fn mb(bytes: u64) -> String {
@@ -274,6 +277,9 @@ pub fn take_point(
         location: vm["location"].as_str().unwrap_or_default().to_string(),
         disks: made.clone(),
         snapshot_until: time::format(now + ::time::Duration::days(instant_days)),
+        vm_size: vm["properties"]["hardwareProfile"]["vmSize"]
+            .as_str()
+            .map(str::to_string),
     };
     let job = store_.write(|tx| {
         // The item may have been stopped or deleted meanwhile.
@@ -394,6 +400,15 @@ struct RestoreProps {
     storage_account_id: Option<String>,
     #[serde(default)]
     restore_disk_lun_list: Option<Vec<i64>>,
+    target_virtual_machine_id: Option<String>,
+    subnet_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecoveryType {
+    RestoreDisks,
+    AlternateLocation,
+    OriginalLocation,
 }
 
 #[derive(Debug, Deserialize)]
@@ -422,12 +437,22 @@ pub fn restore(
             "Azure VM restores take an IaasVMRestoreRequest.",
         ));
     }
-    match p.recovery_type.as_deref() {
-        Some("RestoreDisks") => {}
-        Some(other @ ("AlternateLocation" | "OriginalLocation")) => {
-            return Err(ArmError::bad_request("BMSUserErrorNotSupported", format!("recoverite does not implement '{other}' restores yet; use RestoreDisks and attach the disks.")))
-        }
-        other => return Err(ArmError::invalid_parameter("properties.recoveryType", format!("'{}' is not a recovery type; use RestoreDisks.", other.unwrap_or("")))),
+    let kind = match p.recovery_type.as_deref() {
+        Some("RestoreDisks") => RecoveryType::RestoreDisks,
+        Some("AlternateLocation") => RecoveryType::AlternateLocation,
+        Some("OriginalLocation") => RecoveryType::OriginalLocation,
+        other => return Err(ArmError::invalid_parameter("properties.recoveryType", format!("'{}' is not a recovery type; use RestoreDisks, AlternateLocation or OriginalLocation.", other.unwrap_or("")))),
+    };
+    if kind == RecoveryType::OriginalLocation {
+        return restore_in_place(
+            ctx,
+            req,
+            bp,
+            container,
+            item,
+            point,
+            p.restore_disk_lun_list.as_deref(),
+        );
     }
     let target_rg = p.target_resource_group_id.clone().ok_or_else(|| {
         ArmError::invalid_parameter(
@@ -435,6 +460,11 @@ pub fn restore(
             "RestoreDisks writes the disks into a resource group: give targetResourceGroupId.",
         )
     })?;
+    if kind == RecoveryType::AlternateLocation
+        && (p.target_virtual_machine_id.is_none() || p.subnet_id.is_none())
+    {
+        return Err(ArmError::invalid_parameter("properties.targetVirtualMachineId", "An AlternateLocation restore creates a VM: give targetVirtualMachineId and subnetId (and virtualNetworkId)."));
+    }
     let vid = ctx.store().view(|r| vault_of(r, req))?;
     let rid = item_id(&vid, container, item);
     let pid = format!("{rid}/recoveryPoints/{point}");
@@ -495,7 +525,37 @@ pub fn restore(
             undo(&written);
             return Err(io(e));
         }
-        let name = format!("{}-{}", d.name, &point[point.len().saturating_sub(8)..]);
+        // `{disk}-{point}`, or `-2`, `-3`… when an earlier restore took it.
+        let base = format!("{}-{}", d.name, &point[point.len().saturating_sub(8)..]);
+        let name = ctx.store().view(|r| {
+            for n in 1..1000 {
+                let candidate = if n == 1 {
+                    base.clone()
+                } else {
+                    format!("{base}-{n}")
+                };
+                let taken = resource::get(
+                    r,
+                    &format!("{target_rg}/providers/Microsoft.Compute/disks/{candidate}"),
+                )?
+                .is_some()
+                    || written
+                        .iter()
+                        .any(|(_, _, i)| i.ends_with(&format!("/{candidate}")));
+                if !taken {
+                    return Ok::<_, ArmError>(candidate);
+                }
+            }
+            Ok(format!("{base}-{}", uuid::Uuid::new_v4()))
+        });
+        let name = match name {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = bp.blocks.delete(&unique);
+                undo(&written);
+                return Err(e);
+            }
+        };
         written.push((
             unique,
             d,
@@ -503,25 +563,213 @@ pub fn restore(
         ));
     }
     let secs = t0.elapsed().as_secs();
-    let job = ctx.store().write(|tx| {
+    let registered = ctx.store().write(|tx| {
         for (unique, d, disk_id) in &written {
             if resource::get(tx, disk_id)?.is_some() {
                 return Err(ArmError::conflict("BMSUserErrorDiskAlreadyExists", format!("A disk '{disk_id}' already exists; restore into another resource group or delete it.")));
             }
             disks::register(tx, disk_id, &data.location, &d.sku, d.size_bytes, unique, &d.source)?;
         }
-        let ids: Vec<&str> = written.iter().map(|(_, _, i)| i.as_str()).collect();
-        jobs::record(tx, &vid, "Restore", &it, &[("Transfer data", secs), ("Create disks", 0)], json!({
+        Ok::<_, ArmError>(())
+    });
+    if let Err(e) = registered {
+        undo(&written);
+        return Err(e);
+    }
+    let ids: Vec<&str> = written.iter().map(|(_, _, i)| i.as_str()).collect();
+    let mut bag = json!({
+        "Recovery point": point,
+        "Restore source": if from_snapshot { "Snapshot" } else { "Vault" },
+        "Restore type": format!("{kind:?}"),
+        "Target resource group": target_rg,
+        "Restored disks": ids.join(","),
+    });
+    if kind == RecoveryType::AlternateLocation {
+        let vm_id = p.target_virtual_machine_id.clone().unwrap_or_default();
+        let made = bring_up_vm(
+            ctx,
+            req,
+            bp,
+            &vm_id,
+            p.subnet_id.as_deref().unwrap_or_default(),
+            &data,
+            &written,
+        );
+        if let Err(e) = made {
+            // Nothing half made: the disks go again.
+            let _ = ctx.store().write(|tx| {
+                for (_, _, disk_id) in &written {
+                    resource::delete_tree(tx, disk_id)?;
+                }
+                Ok::<_, ArmError>(())
+            });
+            undo(&written);
+            return Err(e);
+        }
+        bag["Target VM"] = json!(vm_id);
+    }
+    let job = ctx.store().write(|tx| {
+        jobs::record(
+            tx,
+            &vid,
+            "Restore",
+            &it,
+            &[("Transfer data", secs), ("Create disks", 0)],
+            bag,
+        )
+    })?;
+    jobs::accepted_plain(ctx, req, &vid, &job)
+}
+
+/// AlternateLocation: a new VM on the restored disks with a new NIC in the
+/// given subnet, made through ARM as the caller (the network's and
+/// compute's rules and RBAC apply, subnet join included).
+fn bring_up_vm(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    bp: &BackupProvider,
+    vm_id: &str,
+    subnet_id: &str,
+    data: &PointData,
+    written: &[(String, &PointDisk, String)],
+) -> Result<(), ArmError> {
+    let path = id::parse_id(vm_id).ok_or_else(|| {
+        ArmError::invalid_parameter(
+            "properties.targetVirtualMachineId",
+            format!("'{vm_id}' is not a VM id."),
+        )
+    })?;
+    let rg_id = path.resource_group_id().unwrap_or_default();
+    let name = path
+        .provider
+        .as_ref()
+        .and_then(|p| p.name())
+        .unwrap_or("vm")
+        .to_string();
+    let nic_id = format!("{rg_id}/providers/Microsoft.Network/networkInterfaces/{name}-nic");
+    bp.as_caller.call(ctx, req, http::Method::PUT, &nic_id, "2024-05-01", Some(json!({
+        "location": data.location,
+        "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": {"subnet": {"id": subnet_id}}}]},
+    })))?;
+    let os = written.iter().find(|(_, d, _)| d.lun < 0);
+    let data_disks: Vec<Value> = written
+        .iter()
+        .filter(|(_, d, _)| d.lun >= 0)
+        .map(
+            |(_, d, id)| json!({"lun": d.lun, "createOption": "Attach", "managedDisk": {"id": id}}),
+        )
+        .collect();
+    let vm = json!({
+        "location": data.location,
+        "properties": {
+            "hardwareProfile": {"vmSize": data.vm_size.clone().unwrap_or_else(|| "Standard_D2s_v3".into())},
+            "storageProfile": {
+                "osDisk": {"createOption": "Attach", "osType": os.and_then(|(_, d, _)| d.source["properties"]["osType"].as_str()).unwrap_or("Linux"),
+                           "managedDisk": {"id": os.map(|(_, _, id)| id.clone()).unwrap_or_default()}},
+                "dataDisks": data_disks,
+            },
+            "networkProfile": {"networkInterfaces": [{"id": nic_id, "properties": {"primary": true}}]},
+        }
+    });
+    if let Err(e) = bp
+        .as_caller
+        .call(ctx, req, http::Method::PUT, vm_id, "2024-07-01", Some(vm))
+    {
+        let _ = bp
+            .as_caller
+            .call(ctx, req, http::Method::DELETE, &nic_id, "2024-05-01", None);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// OriginalLocation: the VM's own disks get the point's bytes, in place
+/// (the disks keep their ids; the images they had are dropped once the
+/// swap committed).
+fn restore_in_place(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    bp: &BackupProvider,
+    container: &str,
+    item: &str,
+    point: &str,
+    luns: Option<&[i64]>,
+) -> Result<Reply, ArmError> {
+    let vid = ctx.store().view(|r| vault_of(r, req))?;
+    let rid = item_id(&vid, container, item);
+    let pid = format!("{rid}/recoveryPoints/{point}");
+    let (it, data) = ctx.store().view(|r| {
+        let it = load(r, &vid, container, item)?;
+        resource::get(r, &pid)?.ok_or_else(|| not_found(point))?;
+        let data = r
+            .get_json::<PointData>(POINT_DATA, &point_key(&pid))?
+            .ok_or_else(|| not_found(point))?;
+        Ok::<_, ArmError>((it, data))
+    })?;
+    let chosen: Vec<&PointDisk> = data
+        .disks
+        .iter()
+        .filter(|d| d.lun < 0 || luns.is_none_or(|l| l.contains(&d.lun)))
+        .collect();
+    for d in &chosen {
+        ctx.require_linked(
+            "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectedItems/recoveryPoints/restore/action",
+            &pid,
+            "Microsoft.Compute/disks/write",
+            &d.disk_id,
+        )?;
+    }
+    let from_snapshot = time::parse(&data.snapshot_until).is_some_and(|t| t > time::now())
+        && chosen.iter().all(|d| bp.blocks.image(&d.snapshot).exists());
+    let store = store_of(bp, data.vault_numeric_id)?;
+    let t0 = Instant::now();
+    let mut fresh: Vec<(String, &PointDisk)> = Vec::new();
+    for d in &chosen {
+        let unique = uuid::Uuid::new_v4().to_string();
+        let res = if from_snapshot {
+            bp.blocks.copy(&d.snapshot, &unique, d.size_bytes)
+        } else {
+            store
+                .restore(&d.manifest, &bp.blocks.image(&unique))
+                .map(|_| ())
+        };
+        if let Err(e) = res {
+            let _ = bp.blocks.delete(&unique);
+            for (u, _) in &fresh {
+                let _ = bp.blocks.delete(u);
+            }
+            return Err(io(e));
+        }
+        fresh.push((unique, d));
+    }
+    let secs = t0.elapsed().as_secs();
+    let swapped = ctx.store().write(|tx| {
+        let mut old = Vec::new();
+        for (unique, d) in &fresh {
+            let mut doc = disks::load(tx, &d.disk_id)?.ok_or_else(|| ArmError::bad_request("BMSUserErrorOriginalDiskNotFound", format!("The VM's disk '{}' no longer exists; restore with RestoreDisks or AlternateLocation instead.", d.disk_id)))?;
+            old.push(doc["properties"]["uniqueId"].as_str().unwrap_or_default().to_string());
+            doc["properties"]["uniqueId"] = json!(unique);
+            resource::put(tx, &d.disk_id, &doc)?;
+        }
+        let job = jobs::record(tx, &vid, "Restore", &it, &[("Transfer data", secs), ("Replace disks", 0)], json!({
             "Recovery point": point,
             "Restore source": if from_snapshot { "Snapshot" } else { "Vault" },
-            "Target resource group": target_rg,
-            "Restored disks": ids.join(","),
-        }))
+            "Restore type": "OriginalLocation",
+            "Restored disks": chosen.iter().map(|d| d.disk_id.as_str()).collect::<Vec<_>>().join(","),
+        }))?;
+        Ok::<_, ArmError>((old, job))
     });
-    match job {
-        Ok(j) => jobs::accepted_plain(ctx, req, &vid, &j),
+    match swapped {
+        Ok((old, job)) => {
+            for u in old {
+                let _ = bp.blocks.delete(&u);
+            }
+            jobs::accepted_plain(ctx, req, &vid, &job)
+        }
         Err(e) => {
-            undo(&written);
+            for (u, _) in &fresh {
+                let _ = bp.blocks.delete(u);
+            }
             Err(e)
         }
     }

@@ -195,6 +195,7 @@ pub fn providers(
     engine: &recoverite_replication::Engine,
     rt: &Arc<recoverite_rp_siterecovery::runtime::Runtime>,
     data_dir: &Path,
+    as_caller: &recoverite_arm::first_party::AsCaller,
 ) -> Vec<Arc<dyn Provider>> {
     vec![
         Arc::new(recoverite_rp_resources::ResourcesProvider),
@@ -213,6 +214,7 @@ pub fn providers(
                 Arc::new(recoverite_rp_backup::BackupProvider {
                     blocks: blocks.clone(),
                     root: data_dir.join("backup"),
+                    as_caller: as_caller.clone(),
                 }),
             ],
         }),
@@ -298,7 +300,8 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
     let engine = recoverite_replication::Engine::open(&data_dir, blocks.clone())
         .map_err(|e| ServeError::DataDir(data_dir.clone(), e.to_string()))?;
     let rt = Arc::new(recoverite_rp_siterecovery::runtime::Runtime::default());
-    let providers = providers(&registry, &blocks, &engine, &rt, &data_dir);
+    let as_caller = recoverite_arm::first_party::AsCaller::default();
+    let providers = providers(&registry, &blocks, &engine, &rt, &data_dir, &as_caller);
     let catalog: Vec<_> = providers.iter().map(|p| p.info()).collect();
     let boot = bootstrap::load_or_create(&store, &catalog)?;
 
@@ -354,6 +357,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         .map_err(|e| ServeError::Listen(0, format!("gateway: {e}")))?;
     let state_store = platform.store.clone();
     let router = Arc::new(Router::new(platform, providers));
+    as_caller.set(Arc::downgrade(&router));
     let first_party = first_party::ensure(&router.platform().store)?;
     let _ = events.first_party.set(first_party.object_id.clone());
     rt.arm.set(Arc::new(first_party::Client {
@@ -408,6 +412,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         let bp = recoverite_rp_backup::BackupProvider {
             blocks: blocks.clone(),
             root: data_dir.join("backup"),
+            as_caller: as_caller.clone(),
         };
         let store = platform_store(&state);
         tokio::spawn(async move {
