@@ -118,7 +118,11 @@ def protected(server):
                     {"name": "pe", "properties": {"addressPrefix": "10.72.2.0/24"}}]}}).result()
     sr, pol, tc = asr.vault(server, "race-rg", "race-vault", target="centralus")
     cache = asr.cache(server, "race-rg", "racecache")
-    return {"vnet": vnet, "sr": sr, "pol": pol, "tc": tc, "cache": cache}
+    yield {"vnet": vnet, "sr": sr, "pol": pol, "tc": tc, "cache": cache}
+    # Replicating items keep agents busy for the rest of the session: stop them.
+    for i in sr.replication_protected_items.list("race-rg", "race-vault"):
+        sr.replication_protected_items.begin_delete("race-rg", "race-vault", "east", "east-c", i.name, {
+            "properties": {"disableProtectionReason": "NotSpecified"}}).result()
 
 
 def race(*calls):
