@@ -75,22 +75,44 @@ impl AsCaller {
             .get()
             .and_then(|w| w.upgrade())
             .ok_or_else(|| ArmError::internal("calls on the caller's behalf are not wired"))?;
-        let mut headers = http::HeaderMap::new();
-        if let Some(a) = req.headers.get(http::header::AUTHORIZATION) {
-            headers.insert(http::header::AUTHORIZATION, a.clone());
-        }
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        let reply = router.dispatch(crate::RawRequest {
+        dispatch_with(
+            &router,
+            req.headers.get(http::header::AUTHORIZATION).cloned(),
             method,
-            path: path.to_string(),
-            query: Some(format!("api-version={api_version}")),
-            headers,
-            body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
-            base_url: ctx.base_url.clone(),
-        })?;
-        Ok(reply.body.unwrap_or(Value::Null))
+            path,
+            api_version,
+            body,
+            &ctx.base_url,
+        )
     }
+}
+
+/// One JSON request through the router with the given `Authorization`;
+/// the reply body (Null when there is none).
+pub fn dispatch_with(
+    router: &crate::Router,
+    authorization: Option<http::HeaderValue>,
+    method: Method,
+    path: &str,
+    api_version: &str,
+    body: Option<Value>,
+    base_url: &str,
+) -> Result<Value, ArmError> {
+    let mut headers = http::HeaderMap::new();
+    if let Some(a) = authorization {
+        headers.insert(http::header::AUTHORIZATION, a);
+    }
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    let reply = router.dispatch(crate::RawRequest {
+        method,
+        path: path.to_string(),
+        query: Some(format!("api-version={api_version}")),
+        headers,
+        body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+        base_url: base_url.to_string(),
+    })?;
+    Ok(reply.body.unwrap_or(Value::Null))
 }

@@ -155,21 +155,12 @@ pub fn accepted(
     item_id: &str,
     job: &str,
 ) -> Result<Reply, ArmError> {
-    let op = ctx
-        .store()
-        .write(|tx| finished_operation(tx, vault_id, Some(job)))?;
-    Ok(recoverite_arm::lro::with_retry_after(
-        ctx,
-        Reply::empty(202)
-            .header(
-                "Location",
-                url(ctx, req, &format!("{item_id}/operationResults/{op}")),
-            )
-            .header(
-                "Azure-AsyncOperation",
-                url(ctx, req, &format!("{item_id}/operationsStatus/{op}")),
-            ),
-    ))
+    accepted_at(ctx, req, vault_id, job, |op| {
+        (
+            format!("{item_id}/operationResults/{op}"),
+            format!("{item_id}/operationsStatus/{op}"),
+        )
+    })
 }
 
 /// 202 for backup, restore and delete: `backupOperations/{id}` (the
@@ -181,20 +172,32 @@ pub fn accepted_plain(
     vault_id: &str,
     job: &str,
 ) -> Result<Reply, ArmError> {
+    accepted_at(ctx, req, vault_id, job, |op| {
+        (
+            format!("{vault_id}/backupOperationResults/{op}"),
+            format!("{vault_id}/backupOperations/{op}"),
+        )
+    })
+}
+
+/// Records the finished operation of `job` and answers 202 with its
+/// `(Location, Azure-AsyncOperation)` paths.
+fn accepted_at(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    vault_id: &str,
+    job: &str,
+    paths: impl Fn(&str) -> (String, String),
+) -> Result<Reply, ArmError> {
     let op = ctx
         .store()
         .write(|tx| finished_operation(tx, vault_id, Some(job)))?;
+    let (location, status) = paths(&op);
     Ok(recoverite_arm::lro::with_retry_after(
         ctx,
         Reply::empty(202)
-            .header(
-                "Location",
-                url(ctx, req, &format!("{vault_id}/backupOperationResults/{op}")),
-            )
-            .header(
-                "Azure-AsyncOperation",
-                url(ctx, req, &format!("{vault_id}/backupOperations/{op}")),
-            ),
+            .header("Location", url(ctx, req, &location))
+            .header("Azure-AsyncOperation", url(ctx, req, &status)),
     ))
 }
 

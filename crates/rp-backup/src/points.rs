@@ -512,19 +512,13 @@ pub fn restore(
         }
     };
     for d in &chosen {
-        let unique = uuid::Uuid::new_v4().to_string();
-        let res = if from_snapshot {
-            bp.blocks.copy(&d.snapshot, &unique, d.size_bytes)
-        } else {
-            store
-                .restore(&d.manifest, &bp.blocks.image(&unique))
-                .map(|_| ())
+        let unique = match write_disk(bp, &store, d, from_snapshot) {
+            Ok(u) => u,
+            Err(e) => {
+                undo(&written);
+                return Err(e);
+            }
         };
-        if let Err(e) = res {
-            let _ = bp.blocks.delete(&unique);
-            undo(&written);
-            return Err(io(e));
-        }
         // `{disk}-{point}`, or `-2`, `-3`… when an earlier restore took it.
         let base = format!("{}-{}", d.name, &point[point.len().saturating_sub(8)..]);
         let name = ctx.store().view(|r| {
@@ -619,6 +613,31 @@ pub fn restore(
         )
     })?;
     jobs::accepted_plain(ctx, req, &vid, &job)
+}
+
+/// Writes one disk of a point into a new image (from the snapshot tier or
+/// the vault tier), synced; returns its unique id. Nothing is left on failure.
+fn write_disk(
+    bp: &BackupProvider,
+    store: &ChunkStore,
+    d: &PointDisk,
+    from_snapshot: bool,
+) -> Result<String, ArmError> {
+    let unique = uuid::Uuid::new_v4().to_string();
+    let res = if from_snapshot {
+        bp.blocks.copy(&d.snapshot, &unique, d.size_bytes)
+    } else {
+        store
+            .restore(&d.manifest, &bp.blocks.image(&unique))
+            .map(|_| ())
+    };
+    match res {
+        Ok(()) => Ok(unique),
+        Err(e) => {
+            let _ = bp.blocks.delete(&unique);
+            Err(io(e))
+        }
+    }
 }
 
 /// AlternateLocation: a new VM on the restored disks with a new NIC in the
@@ -725,22 +744,15 @@ fn restore_in_place(
     let t0 = Instant::now();
     let mut fresh: Vec<(String, &PointDisk)> = Vec::new();
     for d in &chosen {
-        let unique = uuid::Uuid::new_v4().to_string();
-        let res = if from_snapshot {
-            bp.blocks.copy(&d.snapshot, &unique, d.size_bytes)
-        } else {
-            store
-                .restore(&d.manifest, &bp.blocks.image(&unique))
-                .map(|_| ())
-        };
-        if let Err(e) = res {
-            let _ = bp.blocks.delete(&unique);
-            for (u, _) in &fresh {
-                let _ = bp.blocks.delete(u);
+        match write_disk(bp, &store, d, from_snapshot) {
+            Ok(unique) => fresh.push((unique, d)),
+            Err(e) => {
+                for (u, _) in &fresh {
+                    let _ = bp.blocks.delete(u);
+                }
+                return Err(e);
             }
-            return Err(io(e));
         }
-        fresh.push((unique, d));
     }
     let secs = t0.elapsed().as_secs();
     let swapped = ctx.store().write(|tx| {

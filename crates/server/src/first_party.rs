@@ -5,12 +5,12 @@
 
 use std::sync::{Arc, Weak};
 
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderValue, Method};
 use serde_json::Value;
 
 use recoverite_arm::first_party::ArmClient;
 use recoverite_arm::tenancy;
-use recoverite_arm::{ArmError, RawRequest, Router};
+use recoverite_arm::{ArmError, Router};
 use recoverite_identity::authorization_provider::assign;
 use recoverite_identity::{principals, TokenService};
 use recoverite_store::{Reader, Store};
@@ -89,24 +89,16 @@ impl ArmClient for Client {
             .tokens
             .issue(&self.principal, "https://management.azure.com/", 600)
             .map_err(ArmError::internal)?;
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            http::header::AUTHORIZATION,
-            HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|e| ArmError::internal(e.to_string()))?,
-        );
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        let reply = router.dispatch(RawRequest {
+        let auth = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|e| ArmError::internal(e.to_string()))?;
+        recoverite_arm::first_party::dispatch_with(
+            &router,
+            Some(auth),
             method,
-            path: path.to_string(),
-            query: Some(format!("api-version={api_version}")),
-            headers,
-            body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
-            base_url: self.base_url.clone(),
-        })?;
-        Ok(reply.body.unwrap_or(Value::Null))
+            path,
+            api_version,
+            body,
+            &self.base_url,
+        )
     }
 }
