@@ -43,7 +43,7 @@ class Arm:
         with urllib.request.urlopen(req, context=self.ctx, timeout=3600) as r:
             text = r.read()
             if headers:
-                return dict(r.headers)
+                return {k.lower(): v for k, v in r.headers.items()}
             return json.loads(text) if text else None
 
 
@@ -101,7 +101,7 @@ def main():
             t = time.time()
             h = arm.call("POST", f"{item}/backup", {"properties": {"objectType": "IaasVMBackupRequest"}}, BK, headers=True)
             took = time.time() - t
-            op = h["Azure-AsyncOperation"].split("?")[0].rsplit("/", 1)[-1]
+            op = h["azure-asyncoperation"].split("?")[0].rsplit("/", 1)[-1]
             job = arm.call("GET", f"{v}/backupJobs/" + arm.call("GET", f"{v}/backupOperations/{op}", api=BK)["properties"]["jobId"], api=BK)
             return took, job["properties"]["extendedInfo"]["propertyBag"]
 

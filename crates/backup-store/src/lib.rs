@@ -48,8 +48,34 @@ pub struct ChunkStore {
     root: PathBuf,
 }
 
+/// One lock per vault tier in this process: a collection must not delete a
+/// chunk a running backup has just found and is about to name.
+fn tier_lock(root: &Path) -> std::sync::Arc<std::sync::Mutex<()>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = OnceLock::new();
+    LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(root.to_path_buf())
+        .or_default()
+        .clone()
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Syncs the whole filesystem holding `dir` (`syncfs`).
+fn sync_fs(dir: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = File::open(dir)?;
+    // SAFETY: syncfs on a descriptor we own; it only flushes.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to `path` durably: temporary file, sync, rename, sync the directory.
@@ -103,6 +129,8 @@ impl ChunkStore {
         size: u64,
         name: &str,
     ) -> std::io::Result<(Manifest, Transfer)> {
+        let lock = tier_lock(&self.root);
+        let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut f = File::open(image)?;
         let ranges = recoverite_blockstore::data_ranges(&f)?;
         let mut offsets: Vec<u64> = Vec::new();
@@ -120,6 +148,7 @@ impl ChunkStore {
             chunks: Vec::new(),
         };
         let mut t = Transfer::default();
+        let mut pending: Vec<(PathBuf, PathBuf)> = Vec::new();
         let mut buf = vec![0u8; CHUNK as usize];
         for off in offsets {
             let n = (size - off).min(CHUNK) as usize;
@@ -132,14 +161,30 @@ impl ChunkStore {
             }
             t.scanned += n as u64;
             let hash = hex::encode(Sha256::digest(data));
-            if !self.chunk_path(&hash).exists() {
+            let fin = self.chunk_path(&hash);
+            if !fin.exists() && !pending.iter().any(|(_, f)| *f == fin) {
                 let packed = zstd::encode_all(data, 1)?;
-                publish(&self.chunk_path(&hash), &packed)?;
+                let dir = fin.parent().expect("chunk paths have a parent");
+                fs::create_dir_all(dir)?;
+                let tmp = dir.join(format!(".{hash}.tmp"));
+                File::create(&tmp)?.write_all(&packed)?;
+                pending.push((tmp, fin));
                 t.new_chunks += 1;
                 t.new_bytes += n as u64;
                 t.stored_bytes += packed.len() as u64;
             }
             manifest.chunks.push((off, hash));
+        }
+        // New chunks take their final names only once their bytes are on
+        // disk (one filesystem sync instead of one per chunk), so a chunk
+        // under its hash is always whole; the manifest comes after the
+        // renames are durable too.
+        if !pending.is_empty() {
+            sync_fs(&self.root)?;
+            for (tmp, fin) in &pending {
+                fs::rename(tmp, fin)?;
+            }
+            sync_fs(&self.root)?;
         }
         let json = serde_json::to_vec(&manifest).map_err(|e| bad(e.to_string()))?;
         publish(&self.manifest_path(name), &json)?;
@@ -193,6 +238,8 @@ impl ChunkStore {
 
     /// Deletes every chunk no manifest names; returns the bytes freed.
     pub fn collect(&self) -> std::io::Result<u64> {
+        let lock = tier_lock(&self.root);
+        let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut live = std::collections::HashSet::new();
         for e in fs::read_dir(self.root.join("manifests"))? {
             let p = e?.path();
@@ -212,7 +259,7 @@ impl ChunkStore {
             for c in fs::read_dir(&d)? {
                 let c = c?.path();
                 let name = c.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                if !live.contains(name) {
+                if !live.contains(name) && !name.ends_with(".tmp") {
                     freed += c.metadata().map(|m| m.len()).unwrap_or(0);
                     fs::remove_file(&c)?;
                 }
