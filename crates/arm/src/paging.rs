@@ -43,7 +43,8 @@ pub fn page(ctx: &Ctx, req: &ArmRequest, items: Vec<Value>) -> Result<Value, Arm
     let total = items.len();
     let value: Vec<Value> = items.into_iter().skip(skip).take(top).collect();
     let mut out = json!({ "value": value });
-    if skip + top < total {
+    // Saturating: a skip token near usize::MAX is past the end, not a wrap.
+    if skip.saturating_add(top) < total {
         let mut q = format!("api-version={}", req.api_version);
         for (k, v) in &req.query {
             if k.eq_ignore_ascii_case("$skiptoken") || k.eq_ignore_ascii_case("api-version") {

@@ -34,7 +34,10 @@ pub fn now() -> OffsetDateTime {
         None => real_now(),
         Some(c) => {
             let real = real_now() - c.anchor;
-            c.base + Duration::seconds_f64(real.as_seconds_f64() * c.scale)
+            // Checked: a fast clock running long stops at LATEST, never panics.
+            Duration::checked_seconds_f64(real.as_seconds_f64() * c.scale)
+                .and_then(|d| c.base.checked_add(d))
+                .map_or(LATEST, |t| t.min(LATEST))
         }
     }
 }
@@ -64,10 +67,22 @@ pub fn scale() -> f64 {
         .unwrap_or(1.0)
 }
 
-/// Moves the emulator clock forward (never back); returns the new time.
+/// The furthest the emulator clock may go: times past it cannot be written
+/// in ARM's format (four-digit years), so no request may take the clock there.
+pub const LATEST: OffsetDateTime = time::macros::datetime!(9999-01-01 00:00 UTC);
+
+/// Where the clock would be after moving `by` forward, if that is a time
+/// ARM can state (not past [`LATEST`]).
+pub fn check_advance(from: OffsetDateTime, by: Duration) -> Option<OffsetDateTime> {
+    from.checked_add(by.max(Duration::ZERO))
+        .filter(|t| *t <= LATEST)
+}
+
+/// Moves the emulator clock forward (never back, never past [`LATEST`]);
+/// returns the new time.
 pub fn advance(by: Duration) -> OffsetDateTime {
-    let by = by.max(Duration::ZERO);
-    let t = now() + by;
+    let from = now();
+    let t = check_advance(from, by).unwrap_or(LATEST.max(from));
     let s = scale();
     configure(s, Some(t));
     t
@@ -94,6 +109,24 @@ pub fn now_string() -> String {
 
 pub fn parse(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &Rfc3339).ok()
+}
+
+#[cfg(test)]
+mod advance_tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_never_goes_past_year_9999() {
+        let t = time::macros::datetime!(2026-12-01 00:00 UTC);
+        assert_eq!(
+            check_advance(t, Duration::hours(1)),
+            Some(t + Duration::hours(1))
+        );
+        assert_eq!(check_advance(t, Duration::days(365 * 8000)), None);
+        assert_eq!(check_advance(t, Duration::MAX), None);
+        assert_eq!(check_advance(t, Duration::seconds(-5)), Some(t));
+        assert!(format(LATEST).starts_with("9999-01-01"));
+    }
 }
 
 #[cfg(test)]

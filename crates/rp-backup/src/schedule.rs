@@ -14,6 +14,9 @@ use crate::{policy, BackupProvider, ITEM_TYPE};
 
 /// When each item's schedule last ran (or was first seen: no backfill).
 const LAST_RUN: Table = Table("backup_schedule");
+/// The tenant's Backup items, so a tick reads them by key instead of
+/// scanning every resource (entries whose item is gone are dropped).
+const ITEMS: Table = Table("backup_items");
 
 fn time_of_day(rfc3339: &str) -> Option<Time> {
     time::parse(rfc3339).map(|t| t.time())
@@ -99,11 +102,9 @@ pub fn latest_slot(schedule: &Value, now: OffsetDateTime) -> Option<OffsetDateTi
 
 /// A newly protected item's schedule starts with the first slot after now.
 pub fn start(tx: &mut recoverite_store::WriteTx, item_id: &str) -> Result<(), ArmError> {
-    tx.put_json(
-        LAST_RUN,
-        &recoverite_arm::id::key(item_id),
-        &time::now_string(),
-    )?;
+    let k = recoverite_arm::id::key(item_id);
+    tx.put_json(LAST_RUN, &k, &time::now_string())?;
+    tx.put_json(ITEMS, &k, &item_id.to_string())?;
     Ok(())
 }
 
@@ -115,7 +116,27 @@ pub fn due(slot: Option<OffsetDateTime>, last: Option<OffsetDateTime>) -> bool {
 /// One pass over every Backup item of the tenant.
 pub fn tick(store: &Store, bp: &BackupProvider) -> Result<(), ArmError> {
     let now = time::now();
-    let items = store.view(|r| resource::list_of_type(r, "/subscriptions", ITEM_TYPE))?;
+    let ids = store.read(|r| r.scan_json::<String>(ITEMS, ""))?;
+    let mut items = Vec::new();
+    for (k, id) in ids {
+        match store.view(|r| resource::get(r, &id))? {
+            Some(d)
+                if d["type"]
+                    .as_str()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(ITEM_TYPE)) =>
+            {
+                items.push(d)
+            }
+            // Gone (deleted, or its resource group was): forget it.
+            _ => {
+                store.write(|tx| {
+                    tx.delete(ITEMS, &k)?;
+                    tx.delete(LAST_RUN, &k)?;
+                    Ok::<_, ArmError>(())
+                })?;
+            }
+        }
+    }
     for item in items {
         if let Err(e) = tick_item(store, bp, &item, now) {
             // One item's trouble never stops the others.

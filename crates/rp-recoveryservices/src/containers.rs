@@ -50,8 +50,19 @@ fn static_backup_endpoint(r: &impl Reader, vault_id: &str) -> Result<Option<Stri
 }
 
 pub fn register(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let body = req.body.clone().unwrap_or(json!({}));
-    let props = body.get("properties").cloned().unwrap_or(json!({}));
+    // Registering marks the vault for good (no new private endpoints), so an
+    // empty or shapeless body changes nothing.
+    let props = req
+        .body
+        .as_ref()
+        .map(|b| b["properties"].clone())
+        .filter(|p| p["containerType"].is_string() || p["backupManagementType"].is_string())
+        .ok_or_else(|| {
+            ArmError::bad_request(
+                "BMSUserErrorInvalidInput",
+                "Registering a container needs properties.containerType and properties.backupManagementType (for example VMAppContainer and AzureWorkload).",
+            )
+        })?;
     let rid = req.path.id();
     let name = req
         .path

@@ -302,8 +302,18 @@ pub fn unplanned_failover(
     let item_id = req.path.parent_id();
     let lock = rt.transition_lock(&item_id);
     let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+    // Nothing moves on an empty or shapeless body (the SDK always sends one).
+    let body = req
+        .body
+        .clone()
+        .filter(|b| b["properties"].is_object())
+        .ok_or_else(|| {
+            ArmError::bad_request(
+                "InvalidRequestContent",
+                "An unplanned failover needs a body: {\"properties\": {\"failoverDirection\": \"PrimaryToRecovery\", \"providerSpecificDetails\": {\"instanceType\": \"A2A\"}}}.",
+            )
+        })?;
     let item = item_of(ctx, req, &item_id)?;
-    let body = req.body.clone().unwrap_or(json!({}));
     let side = Side::of(&item);
     let direction = body["properties"]["failoverDirection"]
         .as_str()

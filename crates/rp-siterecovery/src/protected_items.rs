@@ -480,7 +480,14 @@ pub fn disable(ctx: &Ctx, req: &ArmRequest, engine: &Engine) -> Result<Reply, Ar
     let (op, eid) = ctx.store().write(|tx| {
         vault_of(tx, req)?;
         let Some(item) = resource::get(tx, &item_id)? else {
-            return Ok::<_, ArmError>((crate::finish(ctx, req, tx, None)?, None));
+            return Err(ArmError::new(
+                404,
+                "NotFound",
+                format!(
+                    "The replication protected item '{}' was not found in the vault; list replicationProtectedItems for the ones it has.",
+                    item_id.rsplit('/').next().unwrap_or_default()
+                ),
+            ));
         };
         resource::delete_tree(tx, &item_id)?;
         jobs::record(

@@ -23,7 +23,10 @@ pub fn start(data_dir: &Path, scale: f64) {
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v["now"].as_str().and_then(time::parse));
-    let start = saved.map(|t| t.max(time::real_now()));
+    // A clock file from beyond what ARM can state is not trusted.
+    let start = saved
+        .filter(|t| *t <= time::LATEST)
+        .map(|t| t.max(time::real_now()));
     time::configure(scale, start);
 }
 
@@ -69,6 +72,20 @@ pub async fn advance(State(s): State<Arc<AppState>>, req: Request) -> Response {
             + body["hours"].as_f64().unwrap_or(0.0) * 3600.0;
         if !(secs.is_finite() && secs > 0.0) {
             return Err(ArmError::invalid_parameter("seconds", "Say how far to move the clock forward: a positive number of seconds, minutes or hours."));
+        }
+        // Duration::seconds_f64 panics past i64 seconds; the clock stops at year 9999.
+        let by = ::time::Duration::checked_seconds_f64(secs);
+        if by
+            .and_then(|b| time::check_advance(time::now(), b))
+            .is_none()
+        {
+            return Err(ArmError::invalid_parameter(
+                "seconds",
+                format!(
+                    "Moving the clock {secs} seconds forward would pass {}; move it less far.",
+                    time::format(time::LATEST)
+                ),
+            ));
         }
         Ok(secs)
     };
