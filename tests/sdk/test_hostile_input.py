@@ -52,6 +52,9 @@ def test_empty_bodies_change_nothing(server):
     assert r.status_code == 404, r.text
     r = server.http("DELETE", f"{missing}?api-version=2025-08-01")
     assert r.status_code == 404, r.text
+    # Stop replicating (agents of later tests share the server).
+    sr.replication_protected_items.begin_delete("hostile-rg", "hostile-vault", "east", "east-c", "hvm", {
+        "properties": {"disableProtectionReason": "NotSpecified"}}).result()
 
     # An empty container registration does not mark a vault (its endpoints stay possible).
     rs = server.client(RecoveryServicesClient)
