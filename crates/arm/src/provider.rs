@@ -148,7 +148,7 @@ pub fn default_operation(info: &ProviderInfo, req: &ArmRequest) -> Result<Operat
             ArmError::bad_request(
                 "InvalidResourceType",
                 format!(
-                    "The resource type '{full}' could not be found in the namespace '{}' for api version '{}'.",
+                    "The resource type '{full}' could not be found in the namespace '{}' for api version '{}': recoverite does not implement it (the README lists what it serves).",
                     info.namespace, req.api_version
                 ),
             )
@@ -467,7 +467,7 @@ impl NamespaceGroup {
                 ArmError::bad_request(
                     "InvalidResourceType",
                     format!(
-                        "The resource type '{}' could not be found in the namespace '{}' for api version '{}'.",
+                        "The resource type '{}' could not be found in the namespace '{}' for api version '{}': recoverite does not implement it (the README lists what it serves).",
                         types.join("/"),
                         self.info().namespace,
                         req.api_version

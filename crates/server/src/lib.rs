@@ -269,10 +269,20 @@ fn platform_store(s: &AppState) -> Store {
     s.directory.store.clone()
 }
 
+/// `connection.json` holds the dev credentials: written 0600, atomically.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(tmp, path)
+    recoverite_identity::tokens::write_private_file(path, bytes)
+}
+
+/// The data directory is the instance's alone: 0700, and its state file 0600.
+fn lock_down(data_dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
+    let state = data_dir.join("state.redb");
+    if state.exists() {
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
 }
 
 /// Opens (or initialises) the data directory and starts listening. Returns
@@ -280,10 +290,17 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
     let t0 = Instant::now();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    std::fs::create_dir_all(&cfg.data_dir)
-        .map_err(|e| ServeError::DataDir(cfg.data_dir.clone(), e.to_string()))?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&cfg.data_dir)
+            .map_err(|e| ServeError::DataDir(cfg.data_dir.clone(), e.to_string()))?;
+    }
     let data_dir = std::fs::canonicalize(&cfg.data_dir)
         .map_err(|e| ServeError::DataDir(cfg.data_dir.clone(), e.to_string()))?;
+    lock_down(&data_dir).map_err(|e| ServeError::DataDir(data_dir.clone(), e.to_string()))?;
     let conn_path = data_dir.join("connection.json");
     clock::start(&data_dir, cfg.time_scale);
     let _ = std::fs::remove_file(&conn_path);
@@ -294,6 +311,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
             format!("{e} (is another recoverite using it?)"),
         )
     })?;
+    lock_down(&data_dir).map_err(|e| ServeError::DataDir(data_dir.clone(), e.to_string()))?;
     let registry = private_link_registry();
     let blocks = recoverite_blockstore::BlockStore::open(&data_dir)
         .map_err(|e| ServeError::DataDir(data_dir.clone(), e.to_string()))?;
