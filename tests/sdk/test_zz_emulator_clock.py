@@ -19,6 +19,13 @@ PATH = (RG, VAULT, "east", "east-c", "timed")
 
 
 @pytest.fixture(scope="module")
+def server(isolated_server):
+    """Its own server: the test times replication cycles in wall-clock
+    seconds, which must not depend on what earlier tests left replicating."""
+    return isolated_server
+
+
+@pytest.fixture(scope="module")
 def env(server):
     asr.groups(server, (RG, "eastus"), (f"{RG}-asr", "westus"))
     net = server.client(NetworkManagementClient)

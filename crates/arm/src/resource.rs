@@ -82,15 +82,60 @@ pub fn list_children(
 /// under `scope` (a subscription or a resource group).
 pub fn list_of_type(r: &impl Reader, scope: &str, full_type: &str) -> Result<Vec<Value>, ArmError> {
     let prefix = format!("{}/", id::key(scope));
-    Ok(r.scan_json::<Value>(RESOURCES, &prefix)?
-        .into_iter()
-        .map(|(_, v)| v)
-        .filter(|v| {
-            v.get("type")
-                .and_then(Value::as_str)
-                .is_some_and(|t| t.eq_ignore_ascii_case(full_type))
-        })
-        .collect())
+    // Background loops list items of one type across everything each
+    // second; a byte search for the type's last segment skips parsing the
+    // documents of every other type (the exact check follows).
+    let tail = full_type.rsplit('/').next().unwrap_or(full_type).as_bytes();
+    let mut out = Vec::new();
+    for (k, bytes) in r.scan_prefix(RESOURCES, &prefix)? {
+        if !contains_ignore_case(&bytes, tail) {
+            continue;
+        }
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ArmError::internal(format!("stored resource {k} is not JSON: {e}")))?;
+        if v.get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.eq_ignore_ascii_case(full_type))
+        {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// The documents under `prefix` whose bytes mention one of `needles` (case
+/// ignored), parsed: for views rebuilt often (DNS, gateway) that need only
+/// a few types, so the rest are never parsed. Callers check the type.
+pub fn scan_mentioning(
+    r: &impl Reader,
+    prefix: &str,
+    needles: &[&str],
+) -> Result<Vec<(String, Value)>, ArmError> {
+    let mut out = Vec::new();
+    for (k, bytes) in r.scan_prefix(RESOURCES, prefix)? {
+        if !needles
+            .iter()
+            .any(|n| contains_ignore_case(&bytes, n.as_bytes()))
+        {
+            continue;
+        }
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ArmError::internal(format!("stored resource {k} is not JSON: {e}")))?;
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+/// Whether `hay` holds `needle` as spelled or all lower-case: stored types
+/// are written by the providers in Azure's spelling (a request's own
+/// spelling never reaches the stored `type`), so this finds them without
+/// lower-casing every document.
+fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    if needle.is_empty() || memchr::memmem::find(hay, needle).is_some() {
+        return true;
+    }
+    let lower = needle.to_ascii_lowercase();
+    lower != needle && memchr::memmem::find(hay, &lower).is_some()
 }
 
 pub const MAX_TAGS: usize = 50;
@@ -149,6 +194,39 @@ pub fn validate_tags(tags: Option<&Value>) -> Result<Map<String, Value>, ArmErro
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn listing_by_type_finds_every_spelling_and_only_that_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = recoverite_store::Store::open(&dir.path().join("s.redb")).unwrap();
+        store
+            .write(|tx| {
+                put(
+                    tx,
+                    "/subscriptions/s/resourceGroups/g/providers/N/things/a",
+                    &json!({"type": "N/things"}),
+                )?;
+                put(
+                    tx,
+                    "/subscriptions/s/resourceGroups/g/providers/N/things/b",
+                    &json!({"type": "n/things"}),
+                )?;
+                put(
+                    tx,
+                    "/subscriptions/s/resourceGroups/g/providers/N/others/c",
+                    &json!({"type": "N/others", "note": "things"}),
+                )?;
+                Ok::<_, ArmError>(())
+            })
+            .unwrap();
+        let found = store
+            .view(|r| list_of_type(r, "/subscriptions/s", "N/things"))
+            .unwrap();
+        assert_eq!(found.len(), 2);
+        assert!(contains_ignore_case(b"xxThingsxx", b"Things"));
+        assert!(contains_ignore_case(b"xxthingsxx", b"Things"));
+        assert!(!contains_ignore_case(b"thing", b"things"));
+    }
 
     #[test]
     fn children_come_back_in_creation_order_until_a_parent_put_reorders_them() {

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use recoverite_arm::{id, ArmError, RESOURCES};
+use recoverite_arm::{id, ArmError};
 use recoverite_rp_network::aliases;
-use recoverite_store::{Reader, Store};
+use recoverite_store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RType {
@@ -110,7 +110,15 @@ pub fn build(store: &Store) -> Result<Snapshot, ArmError> {
         let mut zones: HashMap<String, Zone> = HashMap::new();
         let mut links = Vec::new();
         let mut records = Vec::new();
-        for (k, doc) in r.scan_json::<Value>(RESOURCES, "/subscriptions/")? {
+        // Only networks, private DNS zones (links and records too) and
+        // storage accounts (and test targets) matter here; others are not parsed.
+        let wanted = [
+            "virtualNetworks",
+            "privateDnsZones",
+            "storageAccounts",
+            "privateLinkTargets",
+        ];
+        for (k, doc) in recoverite_arm::resource::scan_mentioning(r, "/subscriptions/", &wanted)? {
             let t = doc["type"].as_str().unwrap_or_default();
             let tl = t.to_ascii_lowercase();
             match tl.as_str() {

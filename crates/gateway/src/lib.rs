@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -27,7 +26,7 @@ use tokio::task::JoinHandle;
 use recoverite_arm::{id, resource};
 use recoverite_privatelink::{self as pl, Registry};
 use recoverite_rp_network::{addressbook, aliases};
-use recoverite_store::{Reader, Store};
+use recoverite_store::Store;
 
 pub use decide::{decide, Decision, Destination};
 
@@ -228,7 +227,15 @@ impl Gateway {
                 free_ips: 0,
                 request_message: None,
             };
-            for (_, doc) in r.scan_json::<Value>(recoverite_arm::RESOURCES, "/subscriptions/")? {
+            // Only private link targets matter; other documents are not parsed.
+            let tails: Vec<&str> = self
+                .registry
+                .resource_types()
+                .into_iter()
+                .map(|t| t.rsplit('/').next().unwrap_or(t))
+                .collect();
+            for (_, doc) in recoverite_arm::resource::scan_mentioning(r, "/subscriptions/", &tails)?
+            {
                 let Some(target) = self
                     .registry
                     .target_for(doc["type"].as_str().unwrap_or_default())

@@ -314,6 +314,11 @@ impl Registry {
             .find(|t| t.resource_type().eq_ignore_ascii_case(resource_type))
     }
 
+    /// Every target's resource type.
+    pub fn resource_types(&self) -> Vec<&'static str> {
+        self.targets.iter().map(|t| t.resource_type()).collect()
+    }
+
     pub fn set_host(&self, host: Arc<dyn EndpointHost>) {
         let _ = self.host.set(host);
     }
