@@ -96,6 +96,30 @@ class Server:
         return json.loads(out.stdout)
 
 
+def kill_during(server, fn, delay):
+    """Runs fn in a thread, SIGKILLs the server after `delay` seconds, waits
+    for fn to end (its connection dies with the server) and restarts it.
+    Returns {"value": …} or {"error": …}."""
+    import threading
+    result = {}
+
+    def run():
+        try:
+            result["value"] = fn()
+        except Exception as e:  # the connection dies with the server
+            result["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(delay)
+    server.proc.kill()
+    server.proc.wait()
+    t.join(timeout=60)
+    server.proc = None
+    server.start()
+    return result
+
+
 @pytest.fixture(scope="session")
 def server():
     yield from _serve("recoverite-sdk-")

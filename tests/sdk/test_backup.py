@@ -216,6 +216,24 @@ def test_roles_soft_delete_and_vault_rules(server, env):
         backup_now(reader)
     assert e.value.status_code == 403
 
+    # Protecting a VM takes the right to read it: Backup Contributor alone has none.
+    r = server.http("POST", "/recoverite/principals", json={"displayName": "backup-contributor", "role": "Backup Contributor"})
+    bc = r.json()
+    contrib = server.client(RecoveryServicesBackupClient, credential=server.credential(bc["clientId"], bc["clientSecret"]))
+    vm3 = asr.vm(server, RG, "bkvm3", env["vnet"].subnets[0].id, os_gb=1)
+    with pytest.raises(HttpResponseError) as e:
+        contrib.protected_items.begin_create_or_update(VAULT, RG, "Azure", f"iaasvmcontainer;iaasvmcontainerv2;{RG};bkvm3",
+            f"vm;iaasvmcontainerv2;{RG};bkvm3", {"properties": {"protectedItemType": "Microsoft.Compute/virtualMachines",
+            "sourceResourceId": vm3.id, "policyId": bk.protection_policies.get(VAULT, RG, "DefaultPolicy").id}}).result()
+    assert e.value.status_code == 403 and e.value.error.code == "LinkedAuthorizationFailed"
+    # A principal without any role sees no policies, items or jobs of the vault.
+    r = server.http("POST", "/recoverite/principals", json={"displayName": "backup-nobody"})
+    nb = r.json()
+    nobody = server.client(RecoveryServicesBackupClient, credential=server.credential(nb["clientId"], nb["clientSecret"]))
+    assert list(nobody.backup_policies.list(VAULT, RG)) == []
+    assert list(nobody.backup_protected_items.list(VAULT, RG)) == []
+    assert list(nobody.backup_jobs.list(VAULT, RG)) == []
+
     # The vault has items: no new private endpoints (documents 000, 001).
     net = server.client(NetworkManagementClient)
     with pytest.raises(HttpResponseError) as e:

@@ -5,7 +5,6 @@ restart every listed point restores exactly, and the next backup works."""
 import random
 import shutil
 import subprocess
-import threading
 import time
 
 import pytest
@@ -16,6 +15,7 @@ from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
 from azure.mgmt.storage import StorageManagementClient
 
 import asr
+from conftest import kill_during
 
 RG, VAULT, VM = "bcrash-rg", "bcrash-vault", "crashvm"
 CONTAINER, ITEM = f"iaasvmcontainer;iaasvmcontainerv2;{RG};{VM}", f"vm;iaasvmcontainerv2;{RG};{VM}"
@@ -29,26 +29,6 @@ def io(server, path, *cmds):
     out = subprocess.run([QEMU_IO, "-f", "raw", *[x for c in cmds for x in ("-c", c)], f"{nbd}/{path}"],
                          capture_output=True, text=True, timeout=120)
     return out.returncode == 0 and "Pattern verification failed" not in out.stdout + out.stderr, out.stdout + out.stderr
-
-
-def kill_during(server, fn, delay):
-    result = {}
-
-    def run():
-        try:
-            result["value"] = fn()
-        except Exception as e:  # the connection dies with the server
-            result["error"] = e
-
-    t = threading.Thread(target=run)
-    t.start()
-    time.sleep(delay)
-    server.proc.kill()
-    server.proc.wait()
-    t.join(timeout=60)
-    server.proc = None
-    server.start()
-    return result
 
 
 def test_kill_9_during_backups_and_restores(server):

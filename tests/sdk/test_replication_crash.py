@@ -5,13 +5,13 @@ after a restart replication resumes from where it was (no full resync)."""
 import random
 import shutil
 import subprocess
-import threading
 import time
 
 import pytest
 import requests
 
 import asr
+import conftest
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.recoveryservicessiterecovery import SiteRecoveryManagementClient
 
@@ -34,24 +34,8 @@ def io(server, disk, *cmds):
 
 
 def kill_during(server, fn, rng, window=0.08):
-    """Runs fn in a thread and SIGKILLs the server at a random moment; restarts it."""
-    result = {}
-
-    def run():
-        try:
-            result["value"] = fn()
-        except Exception as e:  # the connection dies with the server
-            result["error"] = e
-
-    t = threading.Thread(target=run)
-    t.start()
-    time.sleep(rng.uniform(0, window))
-    server.proc.kill()
-    server.proc.wait()
-    t.join(timeout=60)
-    server.proc = None
-    server.start()
-    return result
+    """SIGKILLs the server at a random moment of fn; restarts it."""
+    return conftest.kill_during(server, fn, rng.uniform(0, window))
 
 
 @pytest.fixture(scope="module")

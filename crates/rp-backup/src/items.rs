@@ -123,7 +123,7 @@ pub fn protectable(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
             })
         }).collect())
     })?;
-    Ok(Reply::ok(recoverite_arm::paging::page(ctx, req, items)?))
+    recoverite_arm::paging::page_visible(ctx, req, items)
 }
 
 /// What azure-cli and the portal filter item lists by.
@@ -156,7 +156,7 @@ pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         .into_iter()
         .filter(|i| matches(i, &filter))
         .collect();
-    Ok(Reply::ok(recoverite_arm::paging::page(ctx, req, items)?))
+    recoverite_arm::paging::page_visible(ctx, req, items)
 }
 
 pub fn get(ctx: &Ctx, req: &ArmRequest, container: &str, item: &str) -> Result<Reply, ArmError> {
@@ -176,6 +176,19 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, container: &str, item: &str) -> Result<R
         .ok_or_else(|| ArmError::invalid_parameter("protectedItemName", format!("'{item}' is not an Azure VM item name; use vm;iaasvmcontainerv2;{{resourceGroup}};{{vm}}.")))?;
     let vid = ctx.store().view(|r| vault_of(r, req))?;
     let rid = item_id(&vid, container, item);
+    // Protecting a VM takes the right to read it, as the caller.
+    if p["policyId"].as_str().is_some_and(|s| !s.is_empty()) && p["isRehydrate"] != true {
+        let vm_id = p["sourceResourceId"].as_str().or(p["virtualMachineId"].as_str()).map(str::to_string).unwrap_or_else(|| {
+            let sub = id::parse_id(&vid).and_then(|x| x.subscription).unwrap_or_default();
+            format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm_name}")
+        });
+        ctx.require_linked(
+            "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectedItems/write",
+            &rid,
+            "Microsoft.Compute/virtualMachines/read",
+            &vm_id,
+        )?;
+    }
     let (doc, job) = ctx.store().write(|tx| {
         policy::ensure_defaults(tx, &vid)?;
         let vault = resource::get(tx, &vid)?.unwrap_or_default();

@@ -308,7 +308,7 @@ pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         .collect();
     // Newest first, as the portal and azure-cli show them.
     items.reverse();
-    Ok(Reply::ok(recoverite_arm::paging::page(ctx, req, items)?))
+    recoverite_arm::paging::page_visible(ctx, req, items)
 }
 
 pub fn get(ctx: &Ctx, req: &ArmRequest, id: &str) -> Result<Reply, ArmError> {

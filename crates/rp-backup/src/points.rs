@@ -357,7 +357,7 @@ pub fn list(ctx: &Ctx, req: &ArmRequest, container: &str, item: &str) -> Result<
         Ok::<_, ArmError>(out)
     })?;
     items.reverse();
-    Ok(Reply::ok(recoverite_arm::paging::page(ctx, req, items)?))
+    recoverite_arm::paging::page_visible(ctx, req, items)
 }
 
 /// The tiers a point is in now: the snapshot tier only until its instant
@@ -469,9 +469,7 @@ pub fn restore(
     let rid = item_id(&vid, container, item);
     let pid = format!("{rid}/recoveryPoints/{point}");
     let (it, data) = ctx.store().view(|r| {
-        let it = load(r, &vid, container, item)?;
-        resource::get(r, &pid)?.ok_or_else(|| not_found(point))?;
-        let data = r.get_json::<PointData>(POINT_DATA, &point_key(&pid))?.ok_or_else(|| not_found(point))?;
+        let (it, data) = load_point(r, &vid, container, item, point)?;
         if resource::get(r, &target_rg)?.is_none() {
             return Err(ArmError::bad_request("BMSUserErrorTargetResourceGroupNotFound", format!("The target resource group '{target_rg}' does not exist; create it first.")));
         }
@@ -491,18 +489,7 @@ pub fn restore(
         "Microsoft.Compute/disks/write",
         &target_rg,
     )?;
-    let chosen: Vec<&PointDisk> = data
-        .disks
-        .iter()
-        .filter(|d| {
-            d.lun < 0
-                || p.restore_disk_lun_list
-                    .as_ref()
-                    .is_none_or(|l| l.contains(&d.lun))
-        })
-        .collect();
-    let from_snapshot = time::parse(&data.snapshot_until).is_some_and(|t| t > time::now())
-        && chosen.iter().all(|d| bp.blocks.image(&d.snapshot).exists());
+    let (chosen, from_snapshot) = choose_disks(bp, &data, p.restore_disk_lun_list.as_deref());
     let store = store_of(bp, data.vault_numeric_id)?;
     let t0 = Instant::now();
     let mut written: Vec<(String, &PointDisk, String)> = Vec::new();
@@ -615,6 +602,40 @@ pub fn restore(
     jobs::accepted_plain(ctx, req, &vid, &job)
 }
 
+/// The item and the stored bytes of one of its points (404 otherwise).
+fn load_point(
+    r: &impl Reader,
+    vid: &str,
+    container: &str,
+    item: &str,
+    point: &str,
+) -> Result<(Value, PointData), ArmError> {
+    let it = load(r, vid, container, item)?;
+    let pid = format!("{}/recoveryPoints/{point}", item_id(vid, container, item));
+    resource::get(r, &pid)?.ok_or_else(|| not_found(point))?;
+    let data = r
+        .get_json::<PointData>(POINT_DATA, &point_key(&pid))?
+        .ok_or_else(|| not_found(point))?;
+    Ok((it, data))
+}
+
+/// Which disks of a point a restore writes (the OS disk always), and
+/// whether the snapshot tier still holds all of them.
+fn choose_disks<'a>(
+    bp: &BackupProvider,
+    data: &'a PointData,
+    luns: Option<&[i64]>,
+) -> (Vec<&'a PointDisk>, bool) {
+    let chosen: Vec<&PointDisk> = data
+        .disks
+        .iter()
+        .filter(|d| d.lun < 0 || luns.is_none_or(|l| l.contains(&d.lun)))
+        .collect();
+    let from_snapshot = time::parse(&data.snapshot_until).is_some_and(|t| t > time::now())
+        && chosen.iter().all(|d| bp.blocks.image(&d.snapshot).exists());
+    (chosen, from_snapshot)
+}
+
 /// Writes one disk of a point into a new image (from the snapshot tier or
 /// the vault tier), synced; returns its unique id. Nothing is left on failure.
 fn write_disk(
@@ -717,19 +738,10 @@ fn restore_in_place(
     let vid = ctx.store().view(|r| vault_of(r, req))?;
     let rid = item_id(&vid, container, item);
     let pid = format!("{rid}/recoveryPoints/{point}");
-    let (it, data) = ctx.store().view(|r| {
-        let it = load(r, &vid, container, item)?;
-        resource::get(r, &pid)?.ok_or_else(|| not_found(point))?;
-        let data = r
-            .get_json::<PointData>(POINT_DATA, &point_key(&pid))?
-            .ok_or_else(|| not_found(point))?;
-        Ok::<_, ArmError>((it, data))
-    })?;
-    let chosen: Vec<&PointDisk> = data
-        .disks
-        .iter()
-        .filter(|d| d.lun < 0 || luns.is_none_or(|l| l.contains(&d.lun)))
-        .collect();
+    let (it, data) = ctx
+        .store()
+        .view(|r| load_point(r, &vid, container, item, point))?;
+    let (chosen, from_snapshot) = choose_disks(bp, &data, luns);
     for d in &chosen {
         ctx.require_linked(
             "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectedItems/recoveryPoints/restore/action",
@@ -738,8 +750,6 @@ fn restore_in_place(
             &d.disk_id,
         )?;
     }
-    let from_snapshot = time::parse(&data.snapshot_until).is_some_and(|t| t > time::now())
-        && chosen.iter().all(|d| bp.blocks.image(&d.snapshot).exists());
     let store = store_of(bp, data.vault_numeric_id)?;
     let t0 = Instant::now();
     let mut fresh: Vec<(String, &PointDisk)> = Vec::new();

@@ -23,7 +23,7 @@ impl PolicyError {
         match self {
             PolicyError::NotServed(t) => ArmError::bad_request(
                 "BMSUserErrorNotSupported",
-                format!("recoverite serves Azure VM (AzureIaasVM) backup policies; '{t}' policies are not implemented yet."),
+                format!("Only Azure VM (AzureIaasVM) backup policies can be created or changed here; '{t}' workloads are outside what recoverite serves (the README lists them)."),
             ),
             PolicyError::Invalid(field, why) => ArmError::new(
                 400,
@@ -310,7 +310,7 @@ pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         }
         Ok::<_, ArmError>(out)
     })?;
-    Ok(Reply::ok(recoverite_arm::paging::page(ctx, req, items)?))
+    recoverite_arm::paging::page_visible(ctx, req, items)
 }
 
 pub fn get(ctx: &Ctx, req: &ArmRequest, name: &str) -> Result<Reply, ArmError> {
