@@ -37,9 +37,11 @@ enum Command {
         /// Port of the DNS server.
         #[arg(long, default_value_t = 10053)]
         dns_port: u16,
-        /// Port of the NBD server exporting managed disks.
-        #[arg(long, default_value_t = 10809)]
-        nbd_port: u16,
+        /// Also export managed disks over NBD on this TCP port of 127.0.0.1
+        /// (0 picks a free one). Without it they are served only on the
+        /// owner-only Unix socket `DATA_DIR/nbd.sock`.
+        #[arg(long)]
+        nbd_port: Option<u16>,
         /// Seconds clients wait between long-running-operation polls (Retry-After).
         #[arg(long, default_value_t = 1)]
         poll_interval: u64,

@@ -28,3 +28,24 @@ def test_unserved_types_say_recoverite_does_not_implement_them(server):
     # Azure's code, so SDKs behave; a message that says what is going on.
     assert r.status_code == 400 and body["code"] == "InvalidResourceType"
     assert "recoverite does not implement it" in body["message"], body
+
+
+def test_disks_are_served_on_an_owner_only_unix_socket(server):
+    import shutil
+    import subprocess
+    from azure.mgmt.compute import ComputeManagementClient
+    from azure.mgmt.resource.resources import ResourceManagementClient
+
+    info = server.http("GET", "/recoverite/nbd").json()
+    sock = server.data_dir / "nbd.sock"
+    assert info["socket"] == str(sock) and stat.S_ISSOCK(sock.stat().st_mode)
+    assert mode(sock) == 0o600
+    server.client(ResourceManagementClient).resource_groups.create_or_update("nbd-unix-rg", {"location": "eastus"})
+    server.client(ComputeManagementClient).disks.begin_create_or_update("nbd-unix-rg", "d1", {
+        "location": "eastus", "sku": {"name": "Standard_LRS"},
+        "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 1}}).result()
+    uri = info["unixUri"].replace("{resourceGroup}", "nbd-unix-rg").replace("{diskName}", "d1")
+    assert uri == f"nbd+unix:///nbd-unix-rg/d1?socket={sock}"
+    out = subprocess.run([shutil.which("qemu-io"), "-f", "raw", "-c", "write -P 0x3c 0 64k", "-c", "read -P 0x3c 0 64k", uri],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "Pattern verification failed" not in out.stdout, out.stdout + out.stderr

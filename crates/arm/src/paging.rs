@@ -11,6 +11,23 @@ use crate::provider::{ArmRequest, Ctx};
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 
 pub fn page(ctx: &Ctx, req: &ArmRequest, items: Vec<Value>) -> Result<Value, ArmError> {
+    // Filter before cutting pages, so a page holds `$top` visible items;
+    // the router filters again, which catches any list not paged here.
+    let items = if ctx.filtered_action.is_some() {
+        let mut visible = Vec::with_capacity(items.len());
+        for d in items {
+            let seen = match d.get("id").and_then(Value::as_str) {
+                Some(id) => ctx.can_see(id)?,
+                None => false,
+            };
+            if seen {
+                visible.push(d);
+            }
+        }
+        visible
+    } else {
+        items
+    };
     let skip = match req.query_get("$skiptoken") {
         Some(t) => t.parse::<usize>().map_err(|_| {
             ArmError::bad_request(
@@ -77,11 +94,5 @@ pub fn page_visible(
     req: &ArmRequest,
     items: Vec<Value>,
 ) -> Result<crate::provider::Reply, ArmError> {
-    let mut visible = Vec::with_capacity(items.len());
-    for d in items {
-        if ctx.can_see(d["id"].as_str().unwrap_or_default())? {
-            visible.push(d);
-        }
-    }
-    Ok(crate::provider::Reply::ok(page(ctx, req, visible)?))
+    Ok(crate::provider::Reply::ok(page(ctx, req, items)?))
 }

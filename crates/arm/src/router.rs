@@ -192,7 +192,11 @@ impl Router {
                 }
             }
         }
-        provider.handle(&ctx, &req)
+        let reply = provider.handle(&ctx, &req)?;
+        if ctx.filtered_action.is_some() {
+            return only_visible(&ctx, reply);
+        }
+        Ok(reply)
     }
 
     fn provider_for(&self, path: &ResourcePath) -> Result<&Arc<dyn Provider>, ArmError> {
@@ -223,6 +227,27 @@ impl Router {
                 )
             })
     }
+}
+
+/// Deny by default: a list the caller may not read at its own scope keeps
+/// only the items it may read at theirs, whatever the handler returned. An
+/// item without an `id` cannot be checked, so it is left out.
+fn only_visible(ctx: &Ctx, mut reply: Reply) -> Result<Reply, ArmError> {
+    let Some(Value::Array(items)) = reply.body.as_mut().and_then(|b| b.get_mut("value")) else {
+        return Ok(reply);
+    };
+    let mut kept = Vec::with_capacity(items.len());
+    for item in items.drain(..) {
+        let visible = match item.get("id").and_then(Value::as_str) {
+            Some(id) => ctx.can_see(id)?,
+            None => false,
+        };
+        if visible {
+            kept.push(item);
+        }
+    }
+    *items = kept;
+    Ok(reply)
 }
 
 /// The table in which tracked resources (and resource groups) are stored.

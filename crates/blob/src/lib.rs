@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
@@ -79,36 +79,130 @@ struct Service {
     auth: Arc<dyn Authorize>,
 }
 
-/// Serves the Blob API on 127.0.0.1 (a free port); returns where.
+/// The first line the gateway sends on every connection it proxies here:
+/// `recoverite-admit {secret} {account}`. The secret is made at start and
+/// known only to the gateway, so a local process that dials this port
+/// directly cannot name an account it was not admitted to.
+pub const ADMIT_PREFIX: &str = "recoverite-admit";
+
+/// The account the gateway admitted a connection for.
+#[derive(Clone, Debug)]
+struct Admitted(String);
+
+/// Connections whose admission line has been read, in arrival order.
+struct Admitting {
+    rx: tokio::sync::mpsc::Receiver<(tokio::net::TcpStream, Admitted)>,
+}
+
+impl axum::serve::Listener for Admitting {
+    type Io = tokio::net::TcpStream;
+    type Addr = Admitted;
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(c) => c,
+            // The accept task has stopped: serve nothing more.
+            None => std::future::pending().await,
+        }
+    }
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(Admitted(String::new()))
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Admitting>>
+    for Admitted
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Admitting>) -> Self {
+        stream.remote_addr().clone()
+    }
+}
+
+/// Reads `recoverite-admit {secret} {account}\n`; `None` if it is not that.
+async fn admission(stream: &mut tokio::net::TcpStream, secret: &str) -> Option<Admitted> {
+    use tokio::io::AsyncReadExt;
+    let mut line = Vec::with_capacity(128);
+    let mut b = [0u8; 1];
+    while line.len() < 256 {
+        match stream.read(&mut b).await {
+            Ok(1) if b[0] == b'\n' => break,
+            Ok(1) => line.push(b[0]),
+            _ => return None,
+        }
+    }
+    let text = String::from_utf8(line).ok()?;
+    let mut parts = text.trim_end().split(' ');
+    let ok = parts.next() == Some(ADMIT_PREFIX) && parts.next() == Some(secret);
+    let account = parts.next()?.to_ascii_lowercase();
+    (ok && parts.next().is_none() && !account.is_empty()).then_some(Admitted(account))
+}
+
+/// Serves the Blob API on 127.0.0.1 (a free port) to connections that open
+/// with the gateway's admission line; returns where.
 pub async fn serve(
     store: Arc<dyn ObjectStore>,
     auth: Arc<dyn Authorize>,
+    secret: String,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    let secret = Arc::new(secret);
+    let acceptor = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (tx, secret) = (tx.clone(), secret.clone());
+            // Each line is read on its own task so a silent client holds up
+            // no one else.
+            tokio::spawn(async move {
+                let admitted = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    admission(&mut stream, &secret),
+                )
+                .await;
+                if let Ok(Some(a)) = admitted {
+                    let _ = tx.send((stream, a)).await;
+                }
+            });
+        }
+    });
     let app = axum::Router::new()
         .route("/{container}", axum::routing::any(container))
         .route("/{container}/{*blob}", axum::routing::any(blob))
         .layer(axum::extract::DefaultBodyLimit::max(512 << 20))
         .with_state(Service { store, auth });
     let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let _ = axum::serve(
+            Admitting { rx },
+            app.into_make_service_with_connect_info::<Admitted>(),
+        )
+        .await;
+        acceptor.abort();
     });
     Ok((addr, task))
 }
 
-/// The account a request addresses, from its Host header.
-fn account_of(h: &HeaderMap) -> Result<String, BlobError> {
+/// The account a request addresses, from its Host header — which must be
+/// the account the gateway admitted the connection for: a private endpoint
+/// or network rule that lets a client reach one account does not open
+/// another account behind the same front end.
+fn account_of(h: &HeaderMap, admitted: &Admitted) -> Result<String, BlobError> {
     let host = h
         .get("host")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_ascii_lowercase();
     let host = host.split(':').next().unwrap_or_default();
-    host.strip_suffix(".blob.core.windows.net")
+    let account = host
+        .strip_suffix(".blob.core.windows.net")
         .map(|a| a.trim_end_matches(".privatelink").to_string())
         .filter(|a| !a.is_empty() && !a.contains('.'))
-        .ok_or_else(|| BlobError::new(400, "InvalidUri", format!("Address the account by its blob host name ({{account}}.blob.core.windows.net), not '{host}'.")))
+        .ok_or_else(|| BlobError::new(400, "InvalidUri", format!("Address the account by its blob host name ({{account}}.blob.core.windows.net), not '{host}'.")))?;
+    if account != admitted.0 {
+        return Err(BlobError::new(403, "AuthorizationFailure", format!("This request is not authorized to perform this operation: the connection was admitted for account '{}', and account '{account}' does not accept it. Connect to '{account}' through its own endpoint.", admitted.0)));
+    }
+    Ok(account)
 }
 
 fn check_container_name(c: &str) -> Result<(), BlobError> {
@@ -175,10 +269,11 @@ async fn container(
     State(s): State<Service>,
     Path(c): Path<String>,
     Query(q): Query<std::collections::HashMap<String, String>>,
+    ConnectInfo(admitted): ConnectInfo<Admitted>,
     req: Request,
 ) -> Result<Response, BlobError> {
     let h = req.headers().clone();
-    let account = account_of(&h)?;
+    let account = account_of(&h, &admitted)?;
     check_container_name(&c)?;
     if q.get("restype").map(String::as_str) != Some("container") {
         return Err(BlobError::new(
@@ -275,10 +370,11 @@ async fn container(
 async fn blob(
     State(s): State<Service>,
     Path((c, b)): Path<(String, String)>,
+    ConnectInfo(admitted): ConnectInfo<Admitted>,
     req: Request,
 ) -> Result<Response, BlobError> {
     let h = req.headers().clone();
-    let account = account_of(&h)?;
+    let account = account_of(&h, &admitted)?;
     check_container_name(&c)?;
     let path = blob_path(&account, &c, &b)?;
     let method = req.method().clone();

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::Journal;
 
@@ -70,13 +70,51 @@ pub trait Exports: Send + Sync + 'static {
     fn list(&self) -> Vec<String>;
 }
 
-/// Serves NBD on 127.0.0.1:`port`; returns the bound port and the accept task.
+/// Serves NBD on 127.0.0.1:`port` (anyone on the machine can connect: only
+/// when asked for); returns the bound port and the accept task.
 pub async fn serve(
     exports: Arc<dyn Exports>,
     port: u16,
 ) -> std::io::Result<(u16, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     let port = listener.local_addr()?.port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let exports = exports.clone();
+            tokio::spawn(async move {
+                if let Err(e) = session(stream, exports).await {
+                    tracing::debug!("nbd session ended: {e}");
+                }
+            });
+        }
+    });
+    Ok((port, task))
+}
+
+/// Serves NBD on a Unix socket created owner-only (0600) at `path`, which
+/// `nbd+unix:///{export}?socket={path}` names to qemu-io and qemu-nbd. Only
+/// the data directory's owner can reach it.
+pub async fn serve_unix(
+    exports: Arc<dyn Exports>,
+    path: &std::path::Path,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    // Bind under a umask-proof name, fix the mode, then move it in place, so
+    // the socket is never reachable with wider permissions.
+    let staging = path.with_extension("sock.new");
+    let _ = std::fs::remove_file(&staging);
+    let listener = tokio::net::UnixListener::bind(&staging)?;
+    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&staging, path)?;
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -90,7 +128,7 @@ pub async fn serve(
             });
         }
     });
-    Ok((port, task))
+    Ok(task)
 }
 
 async fn reply_opt<W: AsyncWriteExt + Unpin>(
@@ -115,9 +153,11 @@ fn transmission_flags(e: &Export) -> u16 {
     f
 }
 
-async fn session(stream: TcpStream, exports: Arc<dyn Exports>) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
-    let (r, w) = stream.into_split();
+async fn session<S>(stream: S, exports: Arc<dyn Exports>) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (r, w) = tokio::io::split(stream);
     let mut r = BufReader::with_capacity(1 << 20, r);
     let mut w = BufWriter::with_capacity(1 << 20, w);
     w.write_u64(NBDMAGIC).await?;

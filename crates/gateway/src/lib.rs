@@ -30,6 +30,49 @@ use recoverite_store::Store;
 
 pub use decide::{decide, Decision, Destination};
 
+/// The `Host` of the HTTP request a client opens its connection with, read
+/// without consuming it (the bytes still reach the service). `None` if the
+/// client sends no HTTP head within a few seconds.
+async fn http_host(stream: &TcpStream) -> Option<String> {
+    let mut buf = vec![0u8; 16 * 1024];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut seen = 0;
+    loop {
+        let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        let head = &buf[..n];
+        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            let text = String::from_utf8_lossy(&head[..end]);
+            return text.lines().skip(1).find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim().eq_ignore_ascii_case("host").then(|| {
+                    v.trim()
+                        .split(':')
+                        .next()
+                        .unwrap_or_default()
+                        .to_ascii_lowercase()
+                })
+            });
+        }
+        if n == buf.len() {
+            return None;
+        }
+        if n == seen {
+            // Nothing new yet: peek would return at once again.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        seen = n;
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+    }
+}
+
 /// Where a model port is served on an alias.
 pub fn real_port(model: u16) -> u16 {
     if model < 1024 {
@@ -76,6 +119,7 @@ struct Wanted {
     listen: Vec<(Ipv4Addr, u16)>,
     publics: HashMap<Ipv4Addr, String>,
     shared: HashMap<Ipv4Addr, String>,
+    contested: HashMap<Ipv4Addr, Vec<String>>,
 }
 
 pub struct Gateway {
@@ -87,13 +131,19 @@ pub struct Gateway {
     backends: Mutex<HashMap<String, SocketAddr>>,
     /// Emulated services for every target of a type (case-folded), e.g. the
     /// Blob service behind every storage account.
-    type_backends: Mutex<HashMap<String, SocketAddr>>,
+    /// With the service's admission secret, if it wants to be told which
+    /// instance a connection was admitted for.
+    type_backends: Mutex<HashMap<String, (SocketAddr, Option<String>)>>,
     echo: Mutex<Option<SocketAddr>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Public (model) address of a private link target's name → the target.
     public_targets: Mutex<HashMap<Ipv4Addr, String>>,
     /// Public addresses a service shares among its instances → the target type.
     shared_publics: Mutex<HashMap<Ipv4Addr, String>>,
+    /// Public addresses that more than one target's names resolve to (Azure
+    /// Storage front ends are shared): the HTTP `Host` of the connection's
+    /// first request says which target it is for.
+    contested_publics: Mutex<HashMap<Ipv4Addr, Vec<String>>>,
 }
 
 impl Gateway {
@@ -109,6 +159,7 @@ impl Gateway {
             tasks: Mutex::new(Vec::new()),
             public_targets: Mutex::new(HashMap::new()),
             shared_publics: Mutex::new(HashMap::new()),
+            contested_publics: Mutex::new(HashMap::new()),
         })
     }
 
@@ -126,7 +177,17 @@ impl Gateway {
         self.type_backends
             .lock()
             .expect("type backends")
-            .insert(resource_type.to_ascii_lowercase(), addr);
+            .insert(resource_type.to_ascii_lowercase(), (addr, None));
+    }
+
+    /// As [`Gateway::register_type_backend`], for a service that must only
+    /// serve the instance each connection was admitted for: every proxied
+    /// connection opens with `recoverite-admit {secret} {instance name}`.
+    pub fn register_admitting_backend(&self, resource_type: &str, addr: SocketAddr, secret: &str) {
+        self.type_backends.lock().expect("type backends").insert(
+            resource_type.to_ascii_lowercase(),
+            (addr, Some(secret.to_string())),
+        );
     }
 
     pub fn flow_log(&self) -> Vec<FlowRecord> {
@@ -214,8 +275,9 @@ impl Gateway {
                     }
                 }
             }
-            let mut publics = HashMap::new();
+            let mut publics: HashMap<Ipv4Addr, String> = HashMap::new();
             let mut shared = HashMap::new();
+            let mut contested: HashMap<Ipv4Addr, Vec<String>> = HashMap::new();
             let probe = pl::ConnectionRequest {
                 endpoint_id: String::new(),
                 endpoint_name: String::new(),
@@ -266,6 +328,14 @@ impl Gateway {
                         {
                             if shared_service {
                                 shared.insert(ip, target.resource_type().to_string());
+                            } else if let Some(first) =
+                                publics.get(&ip).filter(|t| id::key(t) != id::key(&tid))
+                            {
+                                let all =
+                                    contested.entry(ip).or_insert_with(|| vec![first.clone()]);
+                                if !all.iter().any(|t| id::key(t) == id::key(&tid)) {
+                                    all.push(tid.clone());
+                                }
                             } else {
                                 publics.insert(ip, tid.clone());
                             }
@@ -283,6 +353,7 @@ impl Gateway {
                 listen: out,
                 publics,
                 shared,
+                contested,
             })
         })
     }
@@ -293,11 +364,13 @@ impl Gateway {
             listen: wanted,
             publics,
             shared,
+            contested,
         } = tokio::task::spawn_blocking(move || gw.wanted())
             .await
             .map_err(|e| recoverite_arm::ArmError::internal(e.to_string()))??;
         *self.public_targets.lock().expect("public targets") = publics;
         *self.shared_publics.lock().expect("shared publics") = shared;
+        *self.contested_publics.lock().expect("contested publics") = contested;
         let mut listeners = self.listeners.lock().expect("listeners");
         listeners.retain(|k, h| {
             let keep = wanted.contains(k);
@@ -345,8 +418,23 @@ impl Gateway {
         dst: Ipv4Addr,
         port: u16,
     ) -> Result<Decision, recoverite_arm::ArmError> {
+        self.check_for(src, dst, port, None)
+    }
+
+    /// As [`Gateway::check`], with the target a contested public address
+    /// was found to be for.
+    fn check_for(
+        &self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        port: u16,
+        chosen: Option<(Ipv4Addr, String)>,
+    ) -> Result<Decision, recoverite_arm::ArmError> {
         {
-            let publics = self.public_targets.lock().expect("public targets").clone();
+            let mut publics = self.public_targets.lock().expect("public targets").clone();
+            if let Some((ip, tid)) = chosen {
+                publics.insert(ip, tid);
+            }
             self.store
                 .view(|r| decide::decide(r, &self.registry, &publics, src, dst, port))
         }
@@ -363,8 +451,27 @@ impl Gateway {
             std::net::IpAddr::V4(ip) => ip,
             std::net::IpAddr::V6(_) => return,
         };
+        let contested = addressbook::public_of_alias(dst).and_then(|ip| {
+            let c = self.contested_publics.lock().expect("contested publics");
+            c.get(&ip).map(|t| (ip, t.clone()))
+        });
+        let chosen = match contested {
+            Some((ip, targets)) => http_host(&stream).await.and_then(|host| {
+                let name = host.split('.').next().unwrap_or_default().to_string();
+                targets
+                    .into_iter()
+                    .find(|t| {
+                        t.rsplit('/')
+                            .next()
+                            .is_some_and(|n| n.eq_ignore_ascii_case(&name))
+                    })
+                    .map(|t| (ip, t))
+            }),
+            None => None,
+        };
         let gw = self.clone();
-        let decision = tokio::task::spawn_blocking(move || gw.check(src, dst, port)).await;
+        let decision =
+            tokio::task::spawn_blocking(move || gw.check_for(src, dst, port, chosen)).await;
         let decision = match decision {
             Ok(Ok(d)) => d,
             Ok(Err(e)) => Decision {
@@ -408,7 +515,7 @@ impl Gateway {
             source: decision.source.clone(),
             destination: decision.destination.clone(),
         };
-        let Some((addr, greeting)) = backend.filter(|_| decision.allowed) else {
+        let Some((addr, greeting, preface)) = backend.filter(|_| decision.allowed) else {
             if decision.allowed {
                 rec.allowed = false;
                 rec.reason = "allowed by the network, but no emulated service listens there".into();
@@ -422,6 +529,12 @@ impl Gateway {
             let _ = stream.shutdown().await;
             return;
         };
+        if let Some(p) = preface {
+            if upstream.write_all(p.as_bytes()).await.is_err() {
+                let _ = stream.shutdown().await;
+                return;
+            }
+        }
         let _ = stream.set_nodelay(true);
         let _ = upstream.set_nodelay(true);
         if let Some(g) = greeting {
@@ -526,12 +639,17 @@ impl Gateway {
     }
 
     /// The emulated service behind a destination, and an optional greeting.
-    fn backend_for(&self, d: &Decision, port: u16) -> Option<(SocketAddr, Option<String>)> {
+    /// Also the line to send the service first, for admitting services.
+    fn backend_for(
+        &self,
+        d: &Decision,
+        port: u16,
+    ) -> Option<(SocketAddr, Option<String>, Option<String>)> {
         // Site Recovery's mobility agents listen on 20004 for multi-VM sync.
         if let Some(Destination::Nic { ipconfig, .. }) = &d.destination {
             if port == MULTI_VM_SYNC_PORT {
                 let greeting = format!("recoverite mobility agent at {ipconfig}: multi-VM sync\n");
-                return (*self.echo.lock().expect("echo")).map(|a| (a, Some(greeting)));
+                return (*self.echo.lock().expect("echo")).map(|a| (a, Some(greeting), None));
             }
         }
         let target = match &d.destination {
@@ -547,7 +665,7 @@ impl Gateway {
             .expect("backends")
             .get(&id::key(&target))
         {
-            return Some((*addr, None));
+            return Some((*addr, None, None));
         }
         let doc = self
             .store
@@ -558,8 +676,14 @@ impl Gateway {
             .as_str()
             .unwrap_or_default()
             .to_ascii_lowercase();
-        if let Some(addr) = self.type_backends.lock().expect("type backends").get(&ty) {
-            return Some((*addr, None));
+        if let Some((addr, secret)) = self.type_backends.lock().expect("type backends").get(&ty) {
+            let preface = secret.as_ref().map(|s| {
+                format!(
+                    "recoverite-admit {s} {}\n",
+                    doc["name"].as_str().unwrap_or_default()
+                )
+            });
+            return Some((*addr, None, preface));
         }
 
         let via = match &d.destination {
@@ -585,6 +709,6 @@ impl Gateway {
 ",
             doc["name"].as_str().unwrap_or("")
         );
-        (*self.echo.lock().expect("echo")).map(|a| (a, Some(greeting)))
+        (*self.echo.lock().expect("echo")).map(|a| (a, Some(greeting), None))
     }
 }

@@ -282,6 +282,45 @@ fn list_assignments(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, A
     Ok(Reply::ok(paging::page(ctx, req, items)?))
 }
 
+const DEFINITION_WRITE: &str = "Microsoft.Authorization/roleDefinitions/write";
+const DEFINITION_DELETE: &str = "Microsoft.Authorization/roleDefinitions/delete";
+
+/// "Users that are granted this operation on all the AssignableScopes of the
+/// custom role can update custom roles in those scopes" (Azure RBAC, custom
+/// roles): the URL's scope alone is not enough, every scope the role has or
+/// will have is checked.
+fn require_at(ctx: &Ctx, action: &str, scope: &str) -> Result<(), ArmError> {
+    if ctx.is_allowed(action, scope)? {
+        Ok(())
+    } else {
+        Err(recoverite_arm::router::authorization_failed(
+            &ctx.caller.object_id,
+            action,
+            scope,
+        ))
+    }
+}
+
+/// A role may not lose an assignable scope under which it is still assigned
+/// (Azure: `RoleScopeBeingRemovedContainsAssignments`). Returns the removed
+/// scope and an assignment under it.
+pub fn scope_removed_under_assignments(
+    old_scopes: &[String],
+    new_scopes: &[String],
+    assignment_scopes: &[String],
+) -> Option<(String, String)> {
+    assignment_scopes.iter().find_map(|at| {
+        let still = new_scopes.iter().any(|s| id::scope_contains(s, at));
+        if still {
+            return None;
+        }
+        old_scopes
+            .iter()
+            .find(|s| id::scope_contains(s, at))
+            .map(|s| (s.clone(), at.clone()))
+    })
+}
+
 fn definition_not_found(guid: &str) -> ArmError {
     ArmError::new(
         404,
@@ -346,6 +385,25 @@ fn put_definition(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, Arm
                 "Built-in roles cannot be changed.",
             ));
         }
+        let existing = roles::find(tx, &guid)?;
+        let old_scopes = existing
+            .as_ref()
+            .map(|d| d.assignable_scopes.clone())
+            .unwrap_or_default();
+        for s in old_scopes.iter().chain(assignable.iter()) {
+            require_at(ctx, DEFINITION_WRITE, s)?;
+        }
+        let assigned: Vec<String> = rbac::all(tx)?
+            .into_iter()
+            .filter(|a| a.role_guid.eq_ignore_ascii_case(&guid))
+            .map(|a| a.scope)
+            .collect();
+        if let Some((removed, at)) = scope_removed_under_assignments(&old_scopes, &assignable, &assigned) {
+            return Err(ArmError::bad_request(
+                "RoleScopeBeingRemovedContainsAssignments",
+                format!("Role assignments found under scope '{removed}' (one at '{at}') which is being removed. Removing this scope from the role would orphan these assignments; delete them before removing the scope."),
+            ));
+        }
         let clash = roles::all(tx)?.into_iter().any(|r| {
             r.role_name.eq_ignore_ascii_case(&props.role_name)
                 && !r.name.eq_ignore_ascii_case(&guid)
@@ -392,6 +450,9 @@ fn delete_definition(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
                 "RoleDefinitionUpdateNotPermitted",
                 "Built-in roles cannot be deleted.",
             ));
+        }
+        for s in &def.assignable_scopes {
+            require_at(ctx, DEFINITION_DELETE, s)?;
         }
         if rbac::all(tx)?
             .iter()
@@ -502,4 +563,47 @@ pub fn assign(
 /// Whether a principal exists (used by callers outside this crate).
 pub fn principal_exists(r: &impl Reader, object_id: &str) -> Result<bool, ArmError> {
     Ok(principals::get(r, object_id)?.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scope_removed_under_assignments;
+
+    fn v(xs: &[&str]) -> Vec<String> {
+        xs.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_scope_with_assignments_beneath_cannot_be_removed() {
+        let old = v(&["/subscriptions/a", "/subscriptions/b"]);
+        let at = v(&["/subscriptions/b/resourceGroups/rg"]);
+        assert_eq!(
+            scope_removed_under_assignments(&old, &v(&["/subscriptions/a"]), &at),
+            Some((
+                "/subscriptions/b".into(),
+                "/subscriptions/b/resourceGroups/rg".into()
+            ))
+        );
+        // Widening keeps the assignment covered.
+        assert_eq!(
+            scope_removed_under_assignments(
+                &old,
+                &v(&[
+                    "/providers/Microsoft.Management/managementGroups/root",
+                    "/subscriptions/b"
+                ]),
+                &at
+            ),
+            None
+        );
+        // Narrowing to the assignment's own group is still fine.
+        assert_eq!(
+            scope_removed_under_assignments(&old, &v(&["/subscriptions/b/resourceGroups/RG"]), &at),
+            None
+        );
+        assert_eq!(
+            scope_removed_under_assignments(&old, &v(&["/subscriptions/a"]), &[]),
+            None
+        );
+    }
 }

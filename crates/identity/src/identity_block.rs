@@ -137,6 +137,30 @@ pub fn apply(
     Ok(Some(Value::Object(block)))
 }
 
+/// The linked action on a user-assigned identity for whoever attaches it.
+pub const ASSIGN: &str = "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action";
+
+/// Every user-assigned identity a request's `identity` block names needs
+/// `assign/action` from the caller: holding one resource must not let a
+/// principal act as any identity in the subscription.
+pub fn require_assign(
+    ctx: &recoverite_arm::Ctx,
+    action: &str,
+    scope: &str,
+    requested: Option<&Value>,
+) -> Result<(), ArmError> {
+    let Some(Value::Object(ids)) = requested.and_then(|r| r.get("userAssignedIdentities")) else {
+        return Ok(());
+    };
+    for (uai, v) in ids {
+        // `{id: null}` removes an identity; that needs no right on it.
+        if !v.is_null() {
+            ctx.require_linked(action, scope, ASSIGN, uai)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,6 +96,9 @@ pub fn put(
             (None, other, _) => return Err(ArmError::invalid_parameter("creationData.createOption", format!("createOption '{other}' is not supported; use Empty or Copy."))),
             (Some(_), _, _) => None,
         };
+        if let (Some(_), Some(s)) = (&source_doc, &source) {
+            ctx.require_linked("Microsoft.Compute/disks/write", &rid, crate::vms::DISK_READ, s)?;
+        }
         let gb = props["diskSizeGB"]
             .as_u64()
             .or(old_gb)

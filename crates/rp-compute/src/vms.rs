@@ -12,6 +12,11 @@ use crate::disks::{self, DISK_TYPE};
 pub const VM_TYPE: &str = "Microsoft.Compute/virtualMachines";
 pub const SET_TYPE: &str = "Microsoft.Compute/availabilitySets";
 const NIC_TYPE: &str = "Microsoft.Network/networkInterfaces";
+const VM_WRITE: &str = "Microsoft.Compute/virtualMachines/write";
+/// Linked actions for what a VM's body references: its NICs are joined,
+/// its existing disks must be readable by the caller.
+const NIC_JOIN: &str = "Microsoft.Network/networkInterfaces/join/action";
+pub const DISK_READ: &str = "Microsoft.Compute/disks/read";
 
 fn name(req: &ArmRequest) -> String {
     req.path
@@ -139,6 +144,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, Ar
         for nic in &nics {
             let nid = nic["id"].as_str().unwrap_or_default();
             let doc = resource::get(tx, nid)?.filter(|d| d["type"].as_str() == Some(NIC_TYPE)).ok_or_else(|| bad("NotFound", format!("Network interface {nid} was not found.")))?;
+            ctx.require_linked(VM_WRITE, &vid, NIC_JOIN, nid)?;
             if doc["location"].as_str() != Some(location.as_str()) {
                 return Err(bad("InvalidParameter", format!("Network interface {nid} is in {} but the VM is in {location}.", doc["location"].as_str().unwrap_or(""))));
             }
@@ -171,6 +177,9 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, Ar
             }
             _ => return Err(bad("InvalidParameter", "The OS disk needs managedDisk.id (createOption Attach) or an imageReference (createOption FromImage).")),
         };
+        if os_option != "FromImage" {
+            ctx.require_linked(VM_WRITE, &vid, DISK_READ, &os_id)?;
+        }
         let os = attach_disk(tx, &os_id, &vid, &location)?;
         sp["osDisk"]["managedDisk"] = json!({"id": os["id"], "storageAccountType": os["sku"]["name"]});
         sp["osDisk"]["name"] = os["name"].clone();
@@ -184,7 +193,10 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, Ar
                 return Err(bad("InvalidParameter", format!("Two data disks use lun {lun}.")));
             }
             let did = match (dd["managedDisk"]["id"].as_str(), dd["createOption"].as_str().unwrap_or("Attach")) {
-                (Some(d), _) => d.to_string(),
+                (Some(d), _) => {
+                    ctx.require_linked(VM_WRITE, &vid, DISK_READ, d)?;
+                    d.to_string()
+                }
                 (None, "Empty") => {
                     let disk_name = dd["name"].as_str().map(str::to_string).unwrap_or_else(|| format!("{n}_DataDisk_{lun}"));
                     let did = format!("{rg_id}/providers/Microsoft.Compute/disks/{disk_name}");

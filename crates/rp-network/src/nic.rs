@@ -153,6 +153,10 @@ fn previous_addresses(doc: Option<&Value>) -> Vec<(String, String, Ipv4Addr)> {
         .unwrap_or_default()
 }
 
+const NIC_WRITE: &str = "Microsoft.Network/networkInterfaces/write";
+/// The linked action on a NIC for whoever attaches it to a VM.
+pub const JOIN: &str = "Microsoft.Network/networkInterfaces/join/action";
+
 pub fn put(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let n = name(req);
     check_name("network interface", &n)?;
@@ -174,8 +178,10 @@ pub fn put(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         }
         let location = location_of(&body, NIC_TYPE, existing.as_ref())?;
         let nid = stored_id(existing.as_ref(), &rid);
+        let asked = vnet::Asked { ctx, action: NIC_WRITE, scope: &nid };
         for c in &configs {
             let subnet = load_ref(tx, &c.subnet, vnet::SUBNET_TYPE, &nid)?;
+            asked.require_linked(vnet::SUBNET_JOIN, &c.subnet)?;
             let vnet_id = c.subnet[..c.subnet.to_ascii_lowercase().rfind("/subnets/").unwrap_or(0)].to_string();
             let v = resource::get(tx, &vnet_id)?.ok_or_else(|| invalid_reference(&c.subnet, &nid))?;
             if v["location"].as_str() != Some(location.as_str()) {
@@ -188,6 +194,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         let nsg = ref_id(props.get("networkSecurityGroup"));
         if let Some(nsg) = &nsg {
             load_ref(tx, nsg, crate::nsg::NSG_TYPE, &nid)?;
+            asked.require_linked(crate::nsg::JOIN, nsg)?;
         }
         let wanted: Vec<(String, String, Option<Ipv4Addr>)> =
             configs.iter().map(|c| (c.name.clone(), c.subnet.clone(), c.static_ip)).collect();

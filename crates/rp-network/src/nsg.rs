@@ -10,6 +10,8 @@ use recoverite_store::{Reader, WriteTx};
 use crate::common::{self, *};
 
 pub const NSG_TYPE: &str = "Microsoft.Network/networkSecurityGroups";
+/// The linked action on this resource for whoever associates it with a subnet or NIC.
+pub const JOIN: &str = "Microsoft.Network/networkSecurityGroups/join/action";
 pub const RULE_TYPE: &str = "Microsoft.Network/networkSecurityGroups/securityRules";
 pub const DEFAULT_RULE_TYPE: &str = "Microsoft.Network/networkSecurityGroups/defaultSecurityRules";
 

@@ -263,6 +263,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, registry: &Arc<Registry>) -> Result<Repl
             return Ok(put_reply(ctx, req, false, assemble(tx, registry, &doc)?, &op, &location));
         }
         let subnet = load_ref(tx, &subnet_id, vnet::SUBNET_TYPE, &rid)?;
+        ctx.require_linked("Microsoft.Network/privateEndpoints/write", &rid, vnet::SUBNET_JOIN, &subnet_id)?;
         let v = resource::get(tx, &vnet_of_subnet(&subnet_id))?.ok_or_else(|| invalid_reference(&subnet_id, &rid))?;
         if v["location"].as_str() != Some(location.as_str()) {
             return Err(ArmError::bad_request(

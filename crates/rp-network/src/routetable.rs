@@ -10,6 +10,8 @@ use recoverite_store::Reader;
 use crate::common::{self, *};
 
 pub const ROUTE_TABLE_TYPE: &str = "Microsoft.Network/routeTables";
+/// The linked action on this resource for whoever associates it with a subnet or NIC.
+pub const JOIN: &str = "Microsoft.Network/routeTables/join/action";
 pub const ROUTE_TYPE: &str = "Microsoft.Network/routeTables/routes";
 
 pub fn parse_route(name: &str, props: &Value) -> Result<UserRoute, ArmError> {

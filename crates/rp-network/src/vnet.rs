@@ -108,9 +108,31 @@ fn validate_subnet(
     Ok(prefixes)
 }
 
+/// The linked action on a subnet for whoever puts a NIC or private endpoint in it.
+pub const SUBNET_JOIN: &str = "Microsoft.Network/virtualNetworks/subnets/join/action";
+const VNET_WRITE: &str = "Microsoft.Network/virtualNetworks/write";
+const SUBNET_WRITE: &str = "Microsoft.Network/virtualNetworks/subnets/write";
+
+/// The operation a request was authorized for, for the linked checks of
+/// the resources its body references.
+#[derive(Clone, Copy)]
+pub struct Asked<'a> {
+    pub ctx: &'a Ctx,
+    pub action: &'a str,
+    pub scope: &'a str,
+}
+
+impl Asked<'_> {
+    pub fn require_linked(&self, linked_action: &str, linked_scope: &str) -> Result<(), ArmError> {
+        self.ctx
+            .require_linked(self.action, self.scope, linked_action, linked_scope)
+    }
+}
+
 /// Builds the stored subnet document from a request's properties.
 fn subnet_doc(
     r: &impl Reader,
+    asked: Asked<'_>,
     sid: &str,
     name: &str,
     props: &Value,
@@ -132,10 +154,12 @@ fn subnet_doc(
     }
     if let Some(nsg) = ref_id(props.get("networkSecurityGroup")) {
         load_ref(r, &nsg, crate::nsg::NSG_TYPE, sid)?;
+        asked.require_linked(crate::nsg::JOIN, &nsg)?;
         p.insert("networkSecurityGroup".into(), json!({"id": nsg}));
     }
     if let Some(rt) = ref_id(props.get("routeTable")) {
         load_ref(r, &rt, crate::routetable::ROUTE_TABLE_TYPE, sid)?;
+        asked.require_linked(crate::routetable::JOIN, &rt)?;
         p.insert("routeTable".into(), json!({"id": rt}));
     }
     let mut endpoints = Vec::new();
@@ -422,7 +446,19 @@ pub fn put_vnet(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
             let sid = child_id(&vid, "subnets", &sname);
             let old = resource::get(tx, &sid)?;
             docs.push((
-                subnet_doc(tx, &sid, &sname, &sprops, &location, old.as_ref())?,
+                subnet_doc(
+                    tx,
+                    Asked {
+                        ctx,
+                        action: VNET_WRITE,
+                        scope: &vid,
+                    },
+                    &sid,
+                    &sname,
+                    &sprops,
+                    &location,
+                    old.as_ref(),
+                )?,
                 old,
                 prefixes.clone(),
             ));
@@ -548,7 +584,19 @@ pub fn put_subnet(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
             &siblings(tx, &vid)?,
         )?;
         let location = vnet["location"].as_str().unwrap_or_default().to_string();
-        let doc = subnet_doc(tx, &sid, &sname, &props, &location, old.as_ref())?;
+        let doc = subnet_doc(
+            tx,
+            Asked {
+                ctx,
+                action: SUBNET_WRITE,
+                scope: &sid,
+            },
+            &sid,
+            &sname,
+            &props,
+            &location,
+            old.as_ref(),
+        )?;
         write_subnet(tx, &doc, old.as_ref(), &prefixes)?;
         let op = common::op(ctx, &sid);
         op.save(tx)?;

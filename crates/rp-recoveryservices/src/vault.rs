@@ -164,6 +164,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmError> 
                 }
             }
         }
+        identity_block::require_assign(ctx, "Microsoft.RecoveryServices/vaults/write", &vid, body.get("identity"))?;
         let identity = identity_block::apply(tx, &tenant, &vid, body.get("identity").or(if patch { None } else { Some(&Value::Null) }), existing.as_ref().and_then(|e| e.get("identity")), CombinedStyle::Spaced)?;
         let old_props = existing.as_ref().map(|e| e["properties"].clone()).unwrap_or(json!({}));
         let pick = |k: &str, d: Value| props.get(k).cloned().or_else(|| old_props.get(k).cloned()).unwrap_or(d);

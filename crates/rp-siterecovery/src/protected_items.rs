@@ -35,6 +35,8 @@ pub fn engine_id(item: &Value) -> String {
 }
 
 /// PUT: enable replication of a VM (`A2AEnableProtectionInput`).
+const ENABLE_ACTION: &str = "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationProtectionContainers/replicationProtectedItems/write";
+
 pub fn enable(
     ctx: &Ctx,
     req: &ArmRequest,
@@ -149,6 +151,17 @@ pub fn enable(
             .any(|c| c.group_ids.iter().any(|g| g.eq_ignore_ascii_case("AzureSiteRecovery")));
         let vault_principal = vault["identity"]["principalId"].as_str();
         recoverite_rp_storage::cache::check_for_replication(r, ctx.authorizer(), &cache, &source_loc, source_vnet_id.as_deref(), vault_private.then_some(vault_principal))?;
+        // "To enable replication for a new virtual machine, a user must have
+        // permission to create a virtual machine in the selected resource
+        // group … in the selected virtual network … and to write to the
+        // selected storage account" (Site Recovery RBAC): checked as the caller.
+        let item_action = ENABLE_ACTION;
+        if create_rg {
+            ctx.require_linked(item_action, &id, "Microsoft.Resources/subscriptions/resourceGroups/write", &rg_id)?;
+        } else {
+            ctx.require_linked(item_action, &id, "Microsoft.Compute/virtualMachines/write", &rg_id)?;
+        }
+        ctx.require_linked(item_action, &id, "Microsoft.Storage/storageAccounts/listkeys/action", str_of(&cache, "id"))?;
         let source_vnet = match &source_vnet_id {
             Some(v) => match resource::get(r, v)? {
                 Some(doc) => recoverite_rp_network::vnet::assemble_vnet(r, &doc)?,
@@ -164,6 +177,9 @@ pub fn enable(
         let named_net = a2a["recoveryAzureNetworkId"].as_str().or(mapped.as_deref());
         let net_lookup = named_net.map(str::to_string).unwrap_or_else(|| targets::default_network_id(&source_vnet, &rg_id));
         let existing_net = resource::get(r, &net_lookup)?;
+        if let Some(net) = &existing_net {
+            ctx.require_linked(item_action, &id, "Microsoft.Network/virtualNetworks/subnets/join/action", str_of(net, "id"))?;
+        }
         let policy = found(r, str_of(&mapping["properties"], "policyId"), "replication policy")?;
         let group_id = match a2a["multiVmGroupName"].as_str().filter(|g| !g.is_empty()) {
             Some(g) => Some(crate::groups::admit(r, &vid, g, &policy)?),

@@ -224,8 +224,13 @@ pub async fn replication_pair(State(s): State<Arc<AppState>>, req: Request) -> R
 
 /// `GET /recoverite/nbd`: where managed disks are exported.
 pub async fn nbd_info(State(s): State<Arc<AppState>>) -> Response {
-    Json(json!({"endpoint": s.nbd_endpoint, "exportName": "{resourceGroup}/{diskName}"}))
-        .into_response()
+    Json(json!({
+        "endpoint": s.nbd.tcp,
+        "socket": s.nbd.socket,
+        "unixUri": s.nbd.unix_uri("{resourceGroup}/{diskName}"),
+        "exportName": "{resourceGroup}/{diskName}",
+    }))
+    .into_response()
 }
 
 /// `POST /recoverite/replication/points` `{"protectedItemId", "kind"}`: takes

@@ -16,7 +16,11 @@ use recoverite_rp_siterecovery::runtime;
 use crate::admin::{authed_json, err};
 use crate::AppState;
 
-const READ: &str = "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationProtectionContainers/replicationProtectedItems/read";
+/// An agent acts for the item's replication: it is handed a storage token
+/// for the cache account and its reports change the item's health, so it
+/// needs the right to change the item, not to read it (a Reader or a Site
+/// Recovery Operator may neither take the token nor mark an item healthy).
+const AGENT_ACTION: &str = "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationProtectionContainers/replicationProtectedItems/write";
 
 #[derive(Deserialize)]
 pub struct PlacementQuery {
@@ -38,8 +42,8 @@ pub async fn placement(
     let s2 = s.clone();
     let res = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, ArmError> {
         let caller = s2.directory.authenticate(auth.as_deref())?;
-        if !s2.directory.is_allowed(&caller, READ, &q.vm)? {
-            return Err(authorization_failed(&caller.object_id, READ, &q.vm));
+        if !s2.directory.is_allowed(&caller, AGENT_ACTION, &q.vm)? {
+            return Err(authorization_failed(&caller.object_id, AGENT_ACTION, &q.vm));
         }
         let who = q.agent.unwrap_or_else(|| "recoverite agent".into());
         runtime::external_placement(&s2.directory.store, &s2.rt, &q.vm, &who)
@@ -80,8 +84,15 @@ pub async fn report(State(s): State<Arc<AppState>>, req: Request) -> Response {
     let s2 = s.clone();
     let res = tokio::task::spawn_blocking(move || -> Result<(), ArmError> {
         let caller = s2.directory.authenticate(auth.as_deref())?;
-        if !s2.directory.is_allowed(&caller, READ, &body.item_id)? {
-            return Err(authorization_failed(&caller.object_id, READ, &body.item_id));
+        if !s2
+            .directory
+            .is_allowed(&caller, AGENT_ACTION, &body.item_id)?
+        {
+            return Err(authorization_failed(
+                &caller.object_id,
+                AGENT_ACTION,
+                &body.item_id,
+            ));
         }
         let blocked = body.blocked.map(|b| recoverite_agent::Blocked {
             endpoint: b.endpoint,

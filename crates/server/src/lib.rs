@@ -36,8 +36,10 @@ pub struct ServeConfig {
     /// HTTPS port; 0 picks a free one.
     pub port: u16,
     pub dns_port: u16,
-    /// NBD port exporting managed disks; 0 picks a free one.
-    pub nbd_port: u16,
+    /// A TCP port exporting managed disks over NBD as well (0 picks a free
+    /// one); without it disks are served only on the data directory's
+    /// owner-only Unix socket, `nbd.sock`.
+    pub nbd_port: Option<u16>,
     /// Seconds clients are told to wait between long-running-operation polls.
     pub poll_after_secs: u64,
     /// Seconds between crash-consistent recovery points of a replicating VM.
@@ -52,7 +54,7 @@ impl Default for ServeConfig {
             data_dir: PathBuf::from(".recoverite"),
             port: 10443,
             dns_port: 10053,
-            nbd_port: 10809,
+            nbd_port: None,
             poll_after_secs: 1,
             recovery_point_secs: 300,
             time_scale: 1.0,
@@ -136,9 +138,25 @@ impl recoverite_arm::TenantHook for TenantEvents {
     }
 }
 
+/// Where managed disks are exported over NBD, as `{resourceGroup}/{disk}`.
+#[derive(Clone, Debug)]
+pub struct NbdEndpoints {
+    /// `nbd://127.0.0.1:PORT`, only when TCP was asked for.
+    pub tcp: Option<String>,
+    /// The owner-only Unix socket, always served.
+    pub socket: PathBuf,
+}
+
+impl NbdEndpoints {
+    /// The URI qemu-io and qemu-nbd take for an export on the socket.
+    pub fn unix_uri(&self, export: &str) -> String {
+        format!("nbd+unix:///{export}?socket={}", self.socket.display())
+    }
+}
+
 pub struct AppState {
     pub router: Arc<Router>,
-    pub nbd_endpoint: String,
+    pub nbd: NbdEndpoints,
     pub registry: Arc<Registry>,
     pub gateway: Arc<recoverite_gateway::Gateway>,
     pub resolver: Arc<recoverite_dns::Resolver>,
@@ -247,8 +265,7 @@ pub struct Running {
     pub started_in: std::time::Duration,
     pub gateway: Arc<recoverite_gateway::Gateway>,
     pub background: Vec<tokio::task::JoinHandle<()>>,
-    /// `nbd://127.0.0.1:PORT`: managed disks are exported as `{resourceGroup}/{disk}`.
-    pub nbd_endpoint: String,
+    pub nbd: NbdEndpoints,
 }
 
 impl Running {
@@ -365,9 +382,23 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         store: platform.store.clone(),
         blocks: blocks.clone(),
     });
-    let (nbd_port, nbd_task) = recoverite_blockstore::nbd::serve(exports, cfg.nbd_port)
+    let nbd_socket = data_dir.join("nbd.sock");
+    let nbd_unix_task = recoverite_blockstore::nbd::serve_unix(exports.clone(), &nbd_socket)
         .await
-        .map_err(|e| ServeError::Listen(cfg.nbd_port, format!("NBD: {e}")))?;
+        .map_err(|e| ServeError::DataDir(nbd_socket.clone(), format!("NBD socket: {e}")))?;
+    let (nbd_tcp, nbd_task) = match cfg.nbd_port {
+        Some(p) => {
+            let (port, task) = recoverite_blockstore::nbd::serve(exports, p)
+                .await
+                .map_err(|e| ServeError::Listen(p, format!("NBD: {e}")))?;
+            (Some(format!("nbd://127.0.0.1:{port}")), Some(task))
+        }
+        None => (None, None),
+    };
+    let nbd = NbdEndpoints {
+        tcp: nbd_tcp,
+        socket: nbd_socket,
+    };
     let gateway = recoverite_gateway::Gateway::new(platform.store.clone(), registry.clone());
     gateway
         .start()
@@ -389,6 +420,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         .set(std::net::SocketAddr::from(([127, 0, 0, 1], dns_port)));
     let objects = replication::object_store(&data_dir)
         .map_err(|e| ServeError::DataDir(data_dir.clone(), format!("blob store: {e}")))?;
+    let blob_secret = uuid::Uuid::new_v4().simple().to_string();
     let (blob_addr, blob_task) = recoverite_blob::serve(
         objects.clone(),
         Arc::new(replication::BlobAuth {
@@ -396,10 +428,15 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
             tokens: tokens.clone(),
             first_party: first_party.object_id.clone(),
         }),
+        blob_secret.clone(),
     )
     .await
     .map_err(|e| ServeError::Listen(0, format!("blob service: {e}")))?;
-    gateway.register_type_backend(recoverite_rp_storage::ACCOUNT_TYPE, blob_addr);
+    gateway.register_admitting_backend(
+        recoverite_rp_storage::ACCOUNT_TYPE,
+        blob_addr,
+        &blob_secret,
+    );
     let _ = rt.tokens.set(Arc::new(replication::AgentTokens {
         store: router.platform().store.clone(),
         tokens: tokens.clone(),
@@ -413,7 +450,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         .explain
         .set(Arc::new(replication::GatewayExplain(gateway.clone())));
     let state = Arc::new(AppState {
-        nbd_endpoint: format!("nbd://127.0.0.1:{nbd_port}"),
+        nbd: nbd.clone(),
         router,
         registry: registry.clone(),
         gateway: gateway.clone(),
@@ -530,9 +567,10 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         gateway,
         background: dns_tasks
             .into_iter()
-            .chain([nbd_task, replication, blob_task, backup])
+            .chain([nbd_unix_task, replication, blob_task, backup])
+            .chain(nbd_task)
             .collect(),
-        nbd_endpoint: format!("nbd://127.0.0.1:{nbd_port}"),
+        nbd: nbd.clone(),
     })
 }
 
@@ -541,7 +579,7 @@ pub fn banner(r: &Running) -> String {
     format!(
         "recoverite is running (ready in {} ms)\n\
          \n  ARM endpoint     {}\n  Authority        {}\n  Tenant           {}\n  Subscription     {}\n  Client id        {}\n  Client secret    {}\n  CA certificate   {}\n  DNS server       {}\n\
-         \n  NBD (disks)      {}/RESOURCE_GROUP/DISK\n\
+         \n  NBD (disks)      {}\n\
          \n  Connection file  {}\n\
          \nPoint the Azure SDK at it: base_url=<ARM endpoint>, authority=<Authority>, connection_verify=<CA certificate>.\n",
         r.started_in.as_millis(),
@@ -553,7 +591,10 @@ pub fn banner(r: &Running) -> String {
         c.client_secret,
         c.ca_cert_file,
         c.dns_server,
-        r.nbd_endpoint,
+        match &r.nbd.tcp {
+            Some(tcp) => format!("{tcp}/RESOURCE_GROUP/DISK and {}", r.nbd.unix_uri("RESOURCE_GROUP/DISK")),
+            None => r.nbd.unix_uri("RESOURCE_GROUP/DISK"),
+        },
         r.connection_file.display()
     )
 }

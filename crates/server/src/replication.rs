@@ -24,6 +24,8 @@ pub fn object_store(data_dir: &Path) -> std::io::Result<Arc<dyn ObjectStore>> {
     Ok(Arc::new(fs))
 }
 
+const LIST_KEYS: &str = "Microsoft.Storage/storageAccounts/listkeys/action";
+
 /// Blob data-plane authorization: an Entra token for Azure Storage whose
 /// principal holds the data action on the account (Site Recovery's own
 /// principal writes to cache accounts as Azure's first party does).
@@ -57,10 +59,22 @@ impl Authorize for BlobAuth {
         let claims = self.tokens.verify_for_storage(token.trim()).map_err(|e| {
             BlobError::new(401, "InvalidAuthenticationInfo", e.body.message.clone())
         })?;
-        if claims.oid == self.first_party {
-            return Ok(());
-        }
         let aid = doc["id"].as_str().unwrap_or_default();
+        // Site Recovery's first party writes to cache accounts with the
+        // account's keys, as Azure's does: it may when its role assignments
+        // let it list them (Contributor on the subscription, given at start),
+        // and not when that assignment has been taken away.
+        if claims.oid == self.first_party {
+            let may_list_keys = self
+                .store
+                .view(|r| rbac::is_allowed(r, &claims.oid, LIST_KEYS, aid))
+                .map_err(|e| BlobError::new(500, "InternalError", e.body.message.clone()))?;
+            return if may_list_keys {
+                Ok(())
+            } else {
+                Err(BlobError::new(403, "AuthorizationPermissionMismatch", format!("This request is not authorized to perform this operation using this permission: Site Recovery's principal {} may not list the keys of {aid} ({LIST_KEYS}).", claims.oid)))
+            };
+        }
         let (data, action) = match access {
             Access::Read | Access::List => (
                 true,

@@ -86,7 +86,7 @@ async fn boot(dir: &Path) -> Running {
             data_dir: dir.to_path_buf(),
             port: 0,
             dns_port: 0,
-            nbd_port: 0,
+            nbd_port: Some(0),
             poll_after_secs: 1,
             recovery_point_secs: 300,
             time_scale: 1.0,
