@@ -1,5 +1,6 @@
 //! Virtual machines and availability sets.
 
+use recoverite_identity::identity_block::{self, CombinedStyle};
 use serde_json::{json, Value};
 
 use recoverite_arm::lro::{self, OperationRecord};
@@ -259,6 +260,19 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, Ar
         });
         if let Some(s) = set {
             doc["properties"]["availabilitySet"] = json!({"id": s});
+        }
+        // The VM's own identities, which it uses through IMDS.
+        identity_block::require_assign(ctx, VM_WRITE, &vid, body.get("identity"))?;
+        let identity = identity_block::apply(
+            tx,
+            &ctx.env().tenant_id,
+            &vid,
+            body.get("identity").or(Some(&Value::Null)),
+            existing.as_ref().and_then(|e| e.get("identity")),
+            CombinedStyle::Spaced,
+        )?;
+        if let Some(i) = identity {
+            doc["identity"] = i;
         }
         if let Some(os_profile) = props.get("osProfile") {
             let mut p = os_profile.clone();

@@ -8,6 +8,7 @@ pub mod bootstrap;
 mod clock;
 mod entra;
 mod first_party;
+pub mod imds;
 mod netadmin;
 mod replication;
 pub mod tls;
@@ -399,6 +400,15 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         tcp: nbd_tcp,
         socket: nbd_socket,
     };
+    // IMDS: a second instance on this machine cannot have the address too;
+    // it then runs without one rather than not at all.
+    let imds_task = match imds::serve(directory.clone(), recoverite_gateway::real_port(80)).await {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::warn!("IMDS not served on {}: {e}", imds::IMDS_ALIAS);
+            None
+        }
+    };
     let gateway = recoverite_gateway::Gateway::new(platform.store.clone(), registry.clone());
     gateway
         .start()
@@ -569,6 +579,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
             .into_iter()
             .chain([nbd_unix_task, replication, blob_task, backup])
             .chain(nbd_task)
+            .chain(imds_task)
             .collect(),
         nbd: nbd.clone(),
     })
