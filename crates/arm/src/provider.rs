@@ -61,6 +61,29 @@ pub struct ProviderInfo {
 }
 
 impl ProviderInfo {
+    /// A namespace whose types take their api-versions from the provider's
+    /// table (`api-versions.txt`).
+    pub fn from_table(
+        namespace: &'static str,
+        types: &[&'static str],
+        table: &crate::api_version::Table,
+        global: bool,
+        requires_registration: bool,
+    ) -> ProviderInfo {
+        ProviderInfo {
+            namespace,
+            resource_types: types
+                .iter()
+                .map(|name| ResourceType {
+                    name,
+                    api_versions: table.versions(name),
+                    global,
+                })
+                .collect(),
+            requires_registration,
+        }
+    }
+
     /// A namespace whose types all take the same api-versions.
     pub fn new(
         namespace: &'static str,

@@ -155,13 +155,7 @@ fn route(req: &ArmRequest) -> Result<Route, ArmError> {
 
 impl Provider for BackupProvider {
     fn info(&self) -> ProviderInfo {
-        ProviderInfo::new(
-            NAMESPACE,
-            TYPES,
-            recoverite_rp_recoveryservices::API_VERSIONS,
-            false,
-            true,
-        )
+        ProviderInfo::from_table(NAMESPACE, TYPES, &recoverite_rs_core::API, false, true)
     }
 
     fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {

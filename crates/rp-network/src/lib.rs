@@ -23,7 +23,7 @@ use recoverite_arm::{
 };
 use recoverite_store::WriteTx;
 
-pub use common::{API_VERSIONS, NAMESPACE};
+pub use common::{API, NAMESPACE};
 
 pub struct NetworkProvider {
     pub registry: Arc<Registry>,
@@ -55,7 +55,7 @@ impl Provider for NetworkProvider {
                 .iter()
                 .map(|t| ResourceType {
                     name: t,
-                    api_versions: API_VERSIONS,
+                    api_versions: API.versions(t),
                     global: false,
                 })
                 .collect(),

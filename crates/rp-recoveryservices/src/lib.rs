@@ -22,40 +22,6 @@ pub use target::VaultTarget;
 
 pub const NAMESPACE: &str = "Microsoft.RecoveryServices";
 
-pub const API_VERSIONS: &[&str] = &[
-    "2016-06-01",
-    "2016-12-01",
-    "2020-02-02",
-    "2020-10-01",
-    "2021-01-01",
-    "2021-03-01",
-    "2021-06-01",
-    "2021-08-01",
-    "2021-11-01-preview",
-    "2022-01-01",
-    "2022-02-01",
-    "2022-03-01",
-    "2022-04-01",
-    "2022-08-01",
-    "2022-09-10",
-    "2022-10-01",
-    "2023-01-01",
-    "2023-02-01",
-    "2023-04-01",
-    "2023-06-01",
-    "2023-08-01",
-    "2024-01-01",
-    "2024-02-01",
-    "2024-04-01",
-    "2024-09-30-preview",
-    "2024-10-01",
-    "2025-01-01",
-    "2025-02-01",
-    "2025-08-01",
-    "2026-10-01",
-    "2026-11-01",
-];
-
 const TYPES: &[&str] = &[
     "vaults",
     "vaults/privateEndpointConnections",
@@ -80,7 +46,7 @@ impl Provider for RecoveryServicesProvider {
                 .iter()
                 .map(|t| ResourceType {
                     name: t,
-                    api_versions: API_VERSIONS,
+                    api_versions: recoverite_rs_core::API.versions(t),
                     global: false,
                 })
                 .collect(),

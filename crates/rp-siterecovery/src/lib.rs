@@ -27,31 +27,6 @@ use recoverite_store::{Reader, WriteTx};
 pub const NAMESPACE: &str = "Microsoft.RecoveryServices";
 pub const VAULT_TYPE: &str = "Microsoft.RecoveryServices/vaults";
 
-pub const API_VERSIONS: &[&str] = &[
-    "2018-07-10",
-    "2021-02-10",
-    "2021-06-01",
-    "2021-12-01",
-    "2022-02-01",
-    "2022-03-01",
-    "2022-05-01",
-    "2022-08-01",
-    "2022-09-10",
-    "2022-10-01",
-    "2023-01-01",
-    "2023-02-01",
-    "2023-04-01",
-    "2023-06-01",
-    "2023-08-01",
-    "2024-01-01",
-    "2024-02-01",
-    "2024-04-01",
-    "2024-10-01",
-    "2025-01-01",
-    "2025-02-01",
-    "2025-08-01",
-];
-
 const TYPES: &[&str] = &[
     "vaults/replicationFabrics",
     "vaults/replicationFabrics/replicationProtectionContainers",
@@ -84,7 +59,7 @@ impl Provider for SiteRecoveryProvider {
                 .iter()
                 .map(|t| ResourceType {
                     name: t,
-                    api_versions: API_VERSIONS,
+                    api_versions: recoverite_rs_core::API.versions(t),
                     global: false,
                 })
                 .collect(),
