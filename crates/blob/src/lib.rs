@@ -8,6 +8,7 @@
 //! Authorization is the caller's business ([`Authorize`]): Entra bearer
 //! tokens and the data actions of the caller's roles.
 
+mod shared_key;
 mod xml;
 
 use std::net::SocketAddr;
@@ -71,6 +72,10 @@ pub trait Authorize: Send + Sync + 'static {
         authorization: Option<&str>,
         access: Access,
     ) -> Result<(), BlobError>;
+
+    /// The account's access keys (decoded), for Shared Key requests; an
+    /// error when the account does not allow shared key access.
+    fn shared_keys(&self, account: &str) -> Result<Vec<Vec<u8>>, BlobError>;
 }
 
 #[derive(Clone)]
@@ -250,12 +255,25 @@ async fn container_exists(s: &Service, account: &str, c: &str) -> Result<bool, B
     }
 }
 
-fn auth(s: &Service, h: &HeaderMap, account: &str, access: Access) -> Result<(), BlobError> {
-    s.auth.authorize(
-        account,
-        h.get("authorization").and_then(|v| v.to_str().ok()),
-        access,
-    )
+fn auth(
+    s: &Service,
+    h: &HeaderMap,
+    line: &RequestLine,
+    account: &str,
+    access: Access,
+) -> Result<(), BlobError> {
+    let header = h.get("authorization").and_then(|v| v.to_str().ok());
+    if let Some(signed) = header.and_then(|a| a.strip_prefix("SharedKey ")) {
+        let keys = s.auth.shared_keys(account)?;
+        return shared_key::verify(signed, account, &line.method, &line.uri, h, &keys);
+    }
+    s.auth.authorize(account, header, access)
+}
+
+/// The method and URI a Shared Key signature covers.
+struct RequestLine {
+    method: Method,
+    uri: axum::http::Uri,
 }
 
 fn with_status(status: StatusCode) -> Response {
@@ -273,6 +291,10 @@ async fn container(
     req: Request,
 ) -> Result<Response, BlobError> {
     let h = req.headers().clone();
+    let line = RequestLine {
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+    };
     let account = account_of(&h, &admitted)?;
     check_container_name(&c)?;
     if q.get("restype").map(String::as_str) != Some("container") {
@@ -284,7 +306,7 @@ async fn container(
     }
     match (req.method().clone(), q.get("comp").map(String::as_str)) {
         (Method::PUT, None) => {
-            auth(&s, &h, &account, Access::ManageContainer)?;
+            auth(&s, &h, &line, &account, Access::ManageContainer)?;
             if container_exists(&s, &account, &c).await? {
                 return Err(BlobError::new(
                     409,
@@ -299,7 +321,7 @@ async fn container(
             Ok(with_status(StatusCode::CREATED))
         }
         (Method::DELETE, None) => {
-            auth(&s, &h, &account, Access::ManageContainer)?;
+            auth(&s, &h, &line, &account, Access::ManageContainer)?;
             if !container_exists(&s, &account, &c).await? {
                 return Err(BlobError::new(
                     404,
@@ -325,7 +347,7 @@ async fn container(
             Ok(with_status(StatusCode::ACCEPTED))
         }
         (Method::GET, Some("list")) => {
-            auth(&s, &h, &account, Access::List)?;
+            auth(&s, &h, &line, &account, Access::List)?;
             if !container_exists(&s, &account, &c).await? {
                 return Err(BlobError::new(
                     404,
@@ -374,6 +396,10 @@ async fn blob(
     req: Request,
 ) -> Result<Response, BlobError> {
     let h = req.headers().clone();
+    let line = RequestLine {
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+    };
     let account = account_of(&h, &admitted)?;
     check_container_name(&c)?;
     let path = blob_path(&account, &c, &b)?;
@@ -390,7 +416,7 @@ async fn blob(
             ))
         }
     };
-    auth(&s, &h, &account, access)?;
+    auth(&s, &h, &line, &account, access)?;
     if !container_exists(&s, &account, &c).await? {
         return Err(BlobError::new(
             404,

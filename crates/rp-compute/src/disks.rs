@@ -7,6 +7,9 @@ use recoverite_arm::{paging, regions, resource, ArmError, ArmRequest, Ctx, Reply
 use recoverite_blockstore::BlockStore;
 
 pub const DISK_TYPE: &str = "Microsoft.Compute/disks";
+/// A snapshot is a point-in-time copy of a disk's (or snapshot's) bytes,
+/// kept sparse like a disk and usable as a new disk's `Copy` source.
+pub const SNAPSHOT_TYPE: &str = "Microsoft.Compute/snapshots";
 pub const SKUS: &[&str] = &[
     "Standard_LRS",
     "Premium_LRS",
@@ -51,7 +54,9 @@ pub fn put(
     req: &ArmRequest,
     blocks: &BlockStore,
     patch: bool,
+    kind: &'static str,
 ) -> Result<Reply, ArmError> {
+    let snapshot = kind == SNAPSHOT_TYPE;
     let n = req
         .path
         .provider
@@ -69,10 +74,10 @@ pub fn put(
     let doc = ctx.store().write(|tx| {
         let existing = resource::get(tx, &rid)?;
         if patch && existing.is_none() {
-            return Err(ArmError::resource_not_found(DISK_TYPE, &n, req.path.resource_group.as_deref()));
+            return Err(ArmError::resource_not_found(kind, &n, req.path.resource_group.as_deref()));
         }
         let location = match (body["location"].as_str(), &existing) {
-            (Some(l), _) => regions::require(l, DISK_TYPE)?.name.to_string(),
+            (Some(l), _) => regions::require(l, kind)?.name.to_string(),
             (None, Some(e)) => e["location"].as_str().unwrap_or_default().to_string(),
             (None, None) => return Err(ArmError::bad_request("LocationRequired", "The location property is required for a disk.")),
         };
@@ -85,19 +90,23 @@ pub fn put(
             return Err(ArmError::invalid_parameter("sku.name", format!("Disk SKU '{sku}' is not valid; use one of {}.", SKUS.join(", "))));
         }
         let old_gb = existing.as_ref().and_then(|e| e["properties"]["diskSizeGB"].as_u64());
-        let create = props["creationData"]["createOption"].as_str().unwrap_or("Empty").to_string();
+        let create = props["creationData"]["createOption"].as_str().unwrap_or(if snapshot { "Copy" } else { "Empty" }).to_string();
+        if snapshot && existing.is_none() && create != "Copy" {
+            return Err(ArmError::invalid_parameter("creationData.createOption", format!("A snapshot is taken with createOption Copy from a disk or snapshot, not '{create}'.")));
+        }
         let source = props["creationData"]["sourceResourceId"].as_str().map(str::to_string);
         let source_doc = match (&existing, create.as_str(), &source) {
-            (None, "Copy", Some(s)) => Some(resource::get(tx, s)?.filter(|d| d["type"].as_str() == Some(DISK_TYPE)).ok_or_else(|| {
-                ArmError::bad_request("InvalidResourceReference", format!("Source disk {s} was not found."))
+            (None, "Copy", Some(s)) => Some(resource::get(tx, s)?.filter(|d| matches!(d["type"].as_str(), Some(DISK_TYPE | SNAPSHOT_TYPE))).ok_or_else(|| {
+                ArmError::bad_request("InvalidResourceReference", format!("Source disk or snapshot {s} was not found."))
             })?),
             (None, "Copy", None) => return Err(ArmError::invalid_parameter("creationData.sourceResourceId", "createOption Copy needs creationData.sourceResourceId.")),
             (None, "Empty" | "Attach" | "FromImage", _) => None,
             (None, other, _) => return Err(ArmError::invalid_parameter("creationData.createOption", format!("createOption '{other}' is not supported; use Empty or Copy."))),
             (Some(_), _, _) => None,
         };
-        if let (Some(_), Some(s)) = (&source_doc, &source) {
-            ctx.require_linked("Microsoft.Compute/disks/write", &rid, crate::vms::DISK_READ, s)?;
+        if let (Some(d), Some(s)) = (&source_doc, &source) {
+            let read = if d["type"].as_str() == Some(SNAPSHOT_TYPE) { "Microsoft.Compute/snapshots/read" } else { crate::vms::DISK_READ };
+            ctx.require_linked(&format!("{kind}/write"), &rid, read, s)?;
         }
         let gb = props["diskSizeGB"]
             .as_u64()
@@ -128,7 +137,7 @@ pub fn put(
         let mut doc = json!({
             "id": existing.as_ref().and_then(|e| e["id"].as_str().map(str::to_string)).unwrap_or(rid.clone()),
             "name": existing.as_ref().and_then(|e| e["name"].as_str()).unwrap_or(&n),
-            "type": DISK_TYPE,
+            "type": kind,
             "location": location,
             "tags": body.get("tags").cloned().or_else(|| existing.as_ref().and_then(|e| e.get("tags").cloned())).unwrap_or(json!({})),
             "sku": {"name": sku, "tier": tier(&sku)},
@@ -145,6 +154,12 @@ pub fn put(
                 "publicNetworkAccess": "Enabled",
             }
         });
+        if snapshot {
+            let p = doc["properties"].as_object_mut().expect("properties is an object");
+            p.remove("diskState");
+            let incremental = props["incremental"].as_bool().or_else(|| existing.as_ref().and_then(|e| e["properties"]["incremental"].as_bool())).unwrap_or(false);
+            p.insert("incremental".into(), json!(incremental));
+        }
         for k in ["osType", "hyperVGeneration"] {
             if let Some(v) = props.get(k).or(existing.as_ref().and_then(|e| e["properties"].get(k))) {
                 doc["properties"][k] = v.clone();
@@ -173,13 +188,14 @@ pub fn put(
     ))
 }
 
-pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+pub fn get(ctx: &Ctx, req: &ArmRequest, kind: &'static str) -> Result<Reply, ArmError> {
     ctx.store()
         .view(|r| resource::get(r, &req.path.id()))?
+        .filter(|d| d["type"].as_str() == Some(kind))
         .map(Reply::ok)
         .ok_or_else(|| {
             ArmError::resource_not_found(
-                DISK_TYPE,
+                kind,
                 req.path
                     .provider
                     .as_ref()
@@ -190,10 +206,10 @@ pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         })
 }
 
-pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+pub fn list(ctx: &Ctx, req: &ArmRequest, kind: &'static str) -> Result<Reply, ArmError> {
     let items = ctx
         .store()
-        .view(|r| resource::list_of_type(r, &req.path.scope(), DISK_TYPE))?;
+        .view(|r| resource::list_of_type(r, &req.path.scope(), kind))?;
     paging::page_visible(ctx, req, items)
 }
 

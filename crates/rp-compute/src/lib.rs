@@ -2,6 +2,7 @@
 //! NBD), virtual machines and availability sets.
 
 pub mod disks;
+pub mod power;
 pub mod vms;
 
 use http::Method;
@@ -19,6 +20,14 @@ pub static API: std::sync::LazyLock<recoverite_arm::api_version::Table> =
             .unwrap_or_default()
     });
 
+fn disk_kind(kind: &str) -> &'static str {
+    if kind == "snapshots" {
+        disks::SNAPSHOT_TYPE
+    } else {
+        disks::DISK_TYPE
+    }
+}
+
 pub struct ComputeProvider {
     pub blocks: BlockStore,
 }
@@ -34,7 +43,12 @@ impl Provider for ComputeProvider {
             namespace: NAMESPACE,
             resource_types: vec![
                 t("disks", API.versions("disks")),
+                t("snapshots", API.versions("snapshots")),
                 t("virtualMachines", API.versions("virtualMachines")),
+                t(
+                    "virtualMachines/instanceView",
+                    API.versions("virtualMachines"),
+                ),
                 t("availabilitySets", API.versions("availabilitySets")),
             ],
             requires_registration: true,
@@ -51,11 +65,22 @@ impl Provider for ComputeProvider {
             p.is_resource(),
             req.method.clone(),
         ) {
-            ("disks", 1, true, M::PUT) => disks::put(ctx, req, &self.blocks, false),
-            ("disks", 1, true, M::PATCH) => disks::put(ctx, req, &self.blocks, true),
-            ("disks", 1, true, M::GET) => disks::get(ctx, req),
-            ("disks", 1, true, M::DELETE) => disks::delete(ctx, req, &self.blocks),
-            ("disks", 1, false, M::GET) => disks::list(ctx, req),
+            ("disks" | "snapshots", 1, true, M::PUT | M::PATCH) => disks::put(
+                ctx,
+                req,
+                &self.blocks,
+                req.method == M::PATCH,
+                disk_kind(&kind),
+            ),
+            ("disks" | "snapshots", 1, true, M::GET) => disks::get(ctx, req, disk_kind(&kind)),
+            ("disks" | "snapshots", 1, true, M::DELETE) => disks::delete(ctx, req, &self.blocks),
+            ("disks" | "snapshots", 1, false, M::GET) => disks::list(ctx, req, disk_kind(&kind)),
+            ("virtualmachines", 2, false, M::POST) => vms::power(ctx, req),
+            ("virtualmachines", 2, false, M::GET)
+                if p.types[1].eq_ignore_ascii_case("instanceView") =>
+            {
+                vms::instance_view(ctx, req)
+            }
             ("virtualmachines", 1, true, M::PUT) => vms::put(ctx, req, &self.blocks),
             ("virtualmachines", 1, true, M::GET) => vms::get(ctx, req),
             ("virtualmachines", 1, true, M::PATCH) => vms::patch(ctx, req, &self.blocks),
@@ -76,7 +101,7 @@ mod api_table_tests {
     fn the_api_version_table_parses_and_covers_every_served_type() {
         let t =
             recoverite_arm::api_version::Table::parse(include_str!("../api-versions.txt")).unwrap();
-        for ty in ["disks", "virtualMachines", "availabilitySets"] {
+        for ty in ["disks", "snapshots", "virtualMachines", "availabilitySets"] {
             assert!(!t.versions(ty).is_empty(), "{ty} has no api-versions");
         }
     }

@@ -1,5 +1,6 @@
 //! Virtual machines and availability sets.
 
+use crate::power::{self, PowerAction};
 use recoverite_identity::identity_block::{self, CombinedStyle};
 use serde_json::{json, Value};
 
@@ -314,9 +315,8 @@ pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         .query_get("$expand")
         .is_some_and(|e| e.eq_ignore_ascii_case("instanceView"))
     {
-        doc["properties"]["instanceView"] = json!({"statuses": [
-            {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded"},
-            {"code": "PowerState/running", "level": "Info", "displayStatus": "VM running"}]});
+        let state = ctx.store().view(|r| power::get(r, &req.path.id()))?;
+        doc["properties"]["instanceView"] = power::instance_view(&doc, state);
     }
     Ok(Reply::ok(doc))
 }
@@ -341,6 +341,7 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         for nid in nic_ids(&doc) {
             set_nic_owner(tx, &nid, None)?;
         }
+        power::forget(tx, &rid)?;
         resource::delete_tree(tx, &rid)?;
         ctx.cascade_delete(tx, &rid)?;
         Ok(Some(doc))
@@ -480,4 +481,53 @@ pub fn patch(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, 
     let mut reply = put(ctx, &r2, blocks)?;
     reply.status = 200;
     Ok(reply)
+}
+
+fn vm_of(ctx: &Ctx, req: &ArmRequest) -> Result<Value, ArmError> {
+    let vid = req.path.prefix(req.path.segments.len() - 1);
+    ctx.store()
+        .view(|r| resource::get(r, &vid))?
+        .filter(|d| d["type"].as_str() == Some(VM_TYPE))
+        .ok_or_else(|| {
+            ArmError::resource_not_found(VM_TYPE, &name(req), req.path.resource_group.as_deref())
+        })
+}
+
+/// `POST …/virtualMachines/{vm}/start|powerOff|restart|deallocate`: a
+/// long-running operation whose state change is written with its record.
+pub fn power(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let verb = req.path.segments.last().cloned().unwrap_or_default();
+    let action = PowerAction::parse(&verb)
+        .ok_or_else(|| ArmError::method_not_allowed(req.method.as_str()))?;
+    let vm = vm_of(ctx, req)?;
+    let vid = vm["id"].as_str().unwrap_or_default().to_string();
+    let op = OperationRecord::new(ctx, "Microsoft.Compute", &vid).succeed(None);
+    ctx.store().write(|tx| {
+        let now = power::get(tx, &vid)?;
+        power::set(tx, &vid, power::transition(now, action)?)?;
+        op.save(tx)
+    })?;
+    let sub = req.path.subscription.clone().unwrap_or_default();
+    let loc = vm["location"].as_str().unwrap_or_default();
+    Ok(lro::with_retry_after(
+        ctx,
+        Reply::empty(202)
+            .header(
+                "Location",
+                lro::result_url(ctx, &sub, loc, &op, &req.api_version),
+            )
+            .header(
+                "Azure-AsyncOperation",
+                lro::status_url(ctx, &sub, loc, &op, &req.api_version),
+            ),
+    ))
+}
+
+/// `GET …/virtualMachines/{vm}/instanceView`.
+pub fn instance_view(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let vm = vm_of(ctx, req)?;
+    let state = ctx
+        .store()
+        .view(|r| power::get(r, vm["id"].as_str().unwrap_or_default()))?;
+    Ok(Reply::ok(power::instance_view(&vm, state)))
 }

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod cache;
+pub mod keys;
 pub mod target;
 
 use http::Method;
@@ -55,6 +56,16 @@ impl Provider for StorageProvider {
             (["storageaccounts"], true, M::DELETE) => accounts::delete(ctx, req),
             (["storageaccounts"], false, M::GET) => accounts::list(ctx, req),
             (["checknameavailability"], false, M::POST) => accounts::check_name(ctx, req),
+            (["storageaccounts", verb], false, M::POST)
+                if verb.eq_ignore_ascii_case("listkeys") =>
+            {
+                keys::list(ctx, req)
+            }
+            (["storageaccounts", verb], false, M::POST)
+                if verb.eq_ignore_ascii_case("regeneratekey") =>
+            {
+                keys::regenerate(ctx, req)
+            }
             (["storageaccounts", "privatelinkresources"], false, M::GET) => {
                 target::link_resources(ctx, req)
             }

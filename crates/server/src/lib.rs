@@ -203,6 +203,7 @@ pub fn cascades() -> Vec<Arc<dyn recoverite_arm::ScopeCascade>> {
         Arc::new(recoverite_privatelink::PrivateLinkCascade),
         Arc::new(recoverite_rp_recoveryservices::VaultCascade),
         Arc::new(recoverite_rp_network::NetworkCascade),
+        Arc::new(recoverite_rp_storage::keys::KeysCascade),
         Arc::new(DirectoryCascade),
     ]
 }

@@ -109,6 +109,40 @@ impl Authorize for BlobAuth {
             Err(BlobError::new(403, "AuthorizationPermissionMismatch", format!("This request is not authorized to perform this operation using this permission: principal {} lacks {action} on {aid}.", claims.oid)))
         }
     }
+
+    fn shared_keys(&self, account: &str) -> Result<Vec<Vec<u8>>, BlobError> {
+        use base64::Engine;
+        let internal = |e: recoverite_arm::ArmError| {
+            BlobError::new(500, "InternalError", e.body.message.clone())
+        };
+        let doc = self
+            .store
+            .view(|r| recoverite_rp_storage::accounts::find_by_name(r, account))
+            .map_err(internal)?
+            .ok_or_else(|| {
+                BlobError::new(
+                    404,
+                    "ResourceNotFound",
+                    format!("Storage account {account} does not exist."),
+                )
+            })?;
+        if doc["properties"]["allowSharedKeyAccess"].as_bool() == Some(false) {
+            return Err(BlobError::new(403, "KeyBasedAuthenticationNotPermitted", format!("Key based authentication is not permitted on this storage account ({account} has allowSharedKeyAccess false); use an Entra token.")));
+        }
+        let aid = doc["id"].as_str().unwrap_or_default().to_string();
+        let keys = self
+            .store
+            .view(|r| recoverite_rp_storage::keys::of(r, &aid))
+            .map_err(internal)?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(&k.value)
+                    .ok()
+            })
+            .collect())
+    }
 }
 
 /// Storage tokens for agents: the vault's managed identity, or Site Recovery's own.

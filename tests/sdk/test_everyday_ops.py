@@ -1,0 +1,143 @@
+"""The everyday operations automation calls besides create and delete: VM
+power (start, power off, deallocate, restart) seen in the instance view,
+snapshots as point-in-time copies of a disk's bytes that new disks copy
+from, and storage account keys that sign Shared Key requests to the Blob
+service."""
+
+import base64
+import hashlib
+import hmac
+import shutil
+import socket
+import subprocess
+from email.utils import formatdate
+
+import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.network import NetworkManagementClient
+from azure.mgmt.resource.resources import ResourceManagementClient
+from azure.mgmt.storage import StorageManagementClient
+
+RG = "everyday-rg"
+QEMU_IO = shutil.which("qemu-io")
+
+
+@pytest.fixture(scope="module")
+def env(server):
+    server.client(ResourceManagementClient).resource_groups.create_or_update(RG, {"location": "eastus"})
+    net = server.client(NetworkManagementClient)
+    vnet = net.virtual_networks.begin_create_or_update(RG, "net", {"location": "eastus", "properties": {
+        "addressSpace": {"addressPrefixes": ["10.67.0.0/16"]},
+        "subnets": [{"name": "vms", "properties": {"addressPrefix": "10.67.1.0/24"}}]}}).result()
+    nic = net.network_interfaces.begin_create_or_update(RG, "nic", {"location": "eastus", "properties": {
+        "ipConfigurations": [{"name": "c", "properties": {"subnet": {"id": vnet.subnets[0].id}}}]}}).result()
+    compute = server.client(ComputeManagementClient)
+    os_disk = compute.disks.begin_create_or_update(RG, "os", {"location": "eastus", "sku": {"name": "Standard_LRS"},
+        "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 1, "osType": "Linux"}}).result()
+    vm = compute.virtual_machines.begin_create_or_update(RG, "vm", {"location": "eastus", "properties": {
+        "hardwareProfile": {"vmSize": "Standard_B1s"},
+        "storageProfile": {"osDisk": {"createOption": "Attach", "osType": "Linux", "managedDisk": {"id": os_disk.id}}},
+        "networkProfile": {"networkInterfaces": [{"id": nic.id}]}}}).result()
+    nbd = server.http("GET", "/recoverite/nbd").json()["endpoint"]
+    yield {"compute": compute, "vm": vm, "os": os_disk, "nic": nic, "net": net, "nbd": nbd}
+    server.client(ResourceManagementClient).resource_groups.begin_delete(RG).result()
+
+
+def power(env):
+    iv = env["compute"].virtual_machines.instance_view(RG, "vm")
+    return [s.code for s in iv.statuses if s.code.startswith("PowerState/")]
+
+
+def test_vm_power_state_follows_start_stop_deallocate(env):
+    c = env["compute"]
+    assert power(env) == ["PowerState/running"]
+    c.virtual_machines.begin_power_off(RG, "vm").result()
+    assert power(env) == ["PowerState/stopped"]
+    c.virtual_machines.begin_start(RG, "vm").result()
+    c.virtual_machines.begin_deallocate(RG, "vm").result()
+    assert power(env) == ["PowerState/deallocated"]
+    # A deallocated VM keeps its disks and its NIC's address.
+    vm = c.virtual_machines.get(RG, "vm", expand="instanceView")
+    assert vm.storage_profile.os_disk.managed_disk.id.lower() == env["os"].id.lower()
+    assert [s.code for s in vm.instance_view.statuses][-1] == "PowerState/deallocated"
+    nic = env["net"].network_interfaces.get(RG, "nic")
+    assert nic.ip_configurations[0].private_ip_address == env["nic"].ip_configurations[0].private_ip_address
+    with pytest.raises(HttpResponseError) as e:
+        c.virtual_machines.begin_restart(RG, "vm").result()
+    assert e.value.error.code == "OperationNotAllowed"
+    c.virtual_machines.begin_start(RG, "vm").result()
+    c.virtual_machines.begin_restart(RG, "vm").result()
+    assert power(env) == ["PowerState/running"]
+
+
+def io(env, disk, *cmds):
+    out = subprocess.run([QEMU_IO, "-f", "raw", *[x for c in cmds for x in ("-c", c)], f"{env['nbd']}/{RG}/{disk}"],
+                         capture_output=True, text=True, timeout=60)
+    return out.returncode == 0 and "Pattern verification failed" not in out.stdout, out.stdout + out.stderr
+
+
+def test_a_snapshot_is_a_point_in_time_copy_that_disks_copy_from(env):
+    c = env["compute"]
+    assert io(env, "os", "write -P 0x11 0 1M")[0]
+    snap = c.snapshots.begin_create_or_update(RG, "os-snap", {"location": "eastus", "properties": {
+        "creationData": {"createOption": "Copy", "sourceResourceId": env["os"].id}, "incremental": True}}).result()
+    assert snap.type == "Microsoft.Compute/snapshots" and snap.incremental and snap.disk_size_gb == 1
+    # Later writes to the disk do not reach the snapshot.
+    assert io(env, "os", "write -P 0x22 0 1M")[0]
+    restored = c.disks.begin_create_or_update(RG, "from-snap", {"location": "eastus", "properties": {
+        "creationData": {"createOption": "Copy", "sourceResourceId": snap.id}}}).result()
+    ok, out = io(env, "from-snap", "read -P 0x11 0 1M")
+    assert ok, out
+    assert restored.creation_data.source_resource_id.lower() == snap.id.lower()
+    assert [s.name for s in c.snapshots.list_by_resource_group(RG)] == ["os-snap"]
+    with pytest.raises(HttpResponseError) as e:
+        c.snapshots.begin_create_or_update(RG, "empty-snap", {"location": "eastus", "properties": {
+            "creationData": {"createOption": "Empty"}, "diskSizeGB": 1}}).result()
+    assert e.value.status_code == 400
+    c.snapshots.begin_delete(RG, "os-snap").result()
+    assert list(c.snapshots.list_by_resource_group(RG)) == []
+
+
+def shared_key_get(account, key, alias, path, query):
+    date = formatdate(usegmt=True)
+    params = sorted((k.lower(), v) for k, v in (p.split("=", 1) for p in query.split("&")))
+    text = "GET\n" + "\n" * 11 + f"x-ms-date:{date}\nx-ms-version:2025-01-05\n/{account}{path}" + "".join(f"\n{k}:{v}" for k, v in params)
+    sig = base64.b64encode(hmac.new(base64.b64decode(key), text.encode(), hashlib.sha256).digest()).decode()
+    s = socket.socket()
+    s.settimeout(5)
+    s.connect((alias, 10443))
+    s.sendall((f"GET {path}?{query} HTTP/1.1\r\nHost: {account}.blob.core.windows.net\r\nx-ms-date: {date}\r\n"
+               f"x-ms-version: 2025-01-05\r\nAuthorization: SharedKey {account}:{sig}\r\nConnection: close\r\n\r\n").encode())
+    data = b""
+    while chunk := s.recv(4096):
+        data += chunk
+    s.close()
+    return data.decode(errors="replace")
+
+
+def test_account_keys_sign_shared_key_requests(server, env):
+    st = server.client(StorageManagementClient)
+    st.storage_accounts.begin_create(RG, "everydaykeys1", {"location": "eastus", "sku": {"name": "Standard_LRS"}, "kind": "StorageV2"}).result()
+    # The model's `keys` field is shadowed by Mapping.keys(); read it as a mapping.
+    keys = [dict(k) for k in st.storage_accounts.list_keys(RG, "everydaykeys1")["keys"]]
+    assert [k["keyName"] for k in keys] == ["key1", "key2"] and all(k["permissions"] == "FULL" for k in keys)
+    assert len(base64.b64decode(keys[0]["value"])) == 64
+    ip = server.http("GET", "/recoverite/network/resolve", params={"name": "everydaykeys1.blob.core.windows.net"}).json()["answers"][-1]["value"]
+    alias = "127.200." + ".".join(ip.split(".")[2:])
+    # The container does not exist: a request that authenticates gets 404, one that does not 403.
+    assert "ContainerNotFound" in shared_key_get("everydaykeys1", keys[1]["value"], alias, "/data", "restype=container&comp=list")
+    wrong = base64.b64encode(b"x" * 64).decode()
+    assert "AuthenticationFailed" in shared_key_get("everydaykeys1", wrong, alias, "/data", "restype=container&comp=list")
+    new = [dict(k) for k in st.storage_accounts.regenerate_key(RG, "everydaykeys1", {"keyName": "key2"})["keys"]]
+    assert new[0]["value"] == keys[0]["value"] and new[1]["value"] != keys[1]["value"]
+    assert "AuthenticationFailed" in shared_key_get("everydaykeys1", keys[1]["value"], alias, "/data", "restype=container&comp=list")
+    # A Reader may read the account but not list its keys.
+    p = server.http("POST", "/recoverite/principals", json={"displayName": "keys-reader", "role": "Reader"}).json()
+    reader = server.client(StorageManagementClient, credential=server.credential(p["clientId"], p["clientSecret"]))
+    assert reader.storage_accounts.get_properties(RG, "everydaykeys1").name == "everydaykeys1"
+    with pytest.raises(HttpResponseError) as e:
+        reader.storage_accounts.list_keys(RG, "everydaykeys1")
+    assert e.value.status_code == 403 and "listKeys/action" in e.value.message
+    st.storage_accounts.update(RG, "everydaykeys1", {"properties": {"allowSharedKeyAccess": False}})
+    assert "KeyBasedAuthenticationNotPermitted" in shared_key_get("everydaykeys1", new[0]["value"], alias, "/data", "restype=container&comp=list")
