@@ -41,6 +41,15 @@ MULTI_API = ["azure-mgmt-compute==30.6.0", "azure-mgmt-storage==21.2.1", "azure-
 
 VERSION = r"20\d\d-\d\d-\d\d(?:-preview|-privatepreview|-beta)?"
 
+# api-version folders read from the specification's own readme tags (path at
+# a commit), for services whose SDKs are single-version releases.
+SPEC_READMES = {
+    ("Microsoft.RecoveryServices", ("vaults",)): (
+        "specification/recoveryservices/resource-manager/readme.md@bf5e09a",
+        ["2016-06-01", "2020-02-02", "2020-10-01", "2021-01-01", "2021-02-10", "2021-03-01",
+         "2021-04-01", "2021-06-01", "2021-07-01", "2021-08-01"]),
+}
+
 
 def tables():
     """data file → (namespace, [(section types, matcher)]); a matcher takes
@@ -238,6 +247,9 @@ def main():
                 t = url_types(m.group(1))
                 if v and t:
                     found.setdefault(t, {}).setdefault(v.group(1), set()).add("azure-cli aaz")
+    for (ns, types), (src, versions) in SPEC_READMES.items():
+        for v in versions:
+            found.setdefault((ns, types), {}).setdefault(v, set()).add(src)
     js = ROOT / "tests" / "js" / "node_modules" / "@azure"
     if js.exists():
         for pkg in js.glob("arm-*"):

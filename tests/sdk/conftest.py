@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from azure.identity import ClientSecretCredential
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("RECOVERITE_BIN", ROOT / "target" / "debug" / "recoverite"))
@@ -63,6 +62,9 @@ class Server:
         return self.conn["subscriptionId"]
 
     def credential(self, client_id=None, secret=None):
+        # Imported here so the azure-cli suite can use this harness without it.
+        from azure.identity import ClientSecretCredential
+
         return ClientSecretCredential(
             self.conn["tenantId"],
             client_id or self.conn["clientId"],
