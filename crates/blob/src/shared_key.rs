@@ -167,7 +167,15 @@ mod tests {
         let (k1, k2) = (b"first key".to_vec(), b"second key".to_vec());
         let good = format!("acct:{}", sign(&k2, &text));
         assert!(verify(&good, "acct", &Method::PUT, &uri, &h, &[k1.clone(), k2]).is_ok());
-        assert!(verify(&good, "acct", &Method::PUT, &uri, &h, std::slice::from_ref(&k1)).is_err());
+        assert!(verify(
+            &good,
+            "acct",
+            &Method::PUT,
+            &uri,
+            &h,
+            std::slice::from_ref(&k1)
+        )
+        .is_err());
         assert!(verify(&good, "other", &Method::PUT, &uri, &h, &[k1]).is_err());
     }
 }
