@@ -41,12 +41,16 @@ class Az:
 def az():
     d = Path(tempfile.mkdtemp(prefix="recoverite-cli-"))
     server = Server(d).start()
-    a = Az(server, str(d / "azure-config"))
-    c = server.conn
-    a.run("cloud", "register", "-n", "recoverite", "--endpoint-resource-manager", c["armEndpoint"])
-    a.run("cloud", "set", "-n", "recoverite")
-    a.run("config", "set", "core.instance_discovery=false")
-    # `--password=` because a secret may start with "-".
-    a.run("login", "--service-principal", "-u", c["clientId"], f"--password={c['clientSecret']}", "--tenant", c["tenantId"])
-    yield a
-    server.stop()
+    try:
+        a = Az(server, str(d / "azure-config"))
+        c = server.conn
+        a.run("cloud", "register", "-n", "recoverite", "--endpoint-resource-manager", c["armEndpoint"])
+        a.run("cloud", "set", "-n", "recoverite")
+        a.run("config", "set", "core.instance_discovery=false")
+        # `--password=` because a secret may start with "-".
+        a.run("login", "--service-principal", "-u", c["clientId"], f"--password={c['clientSecret']}", "--tenant", c["tenantId"])
+        yield a
+    finally:
+        # Also when setting up failed: a server left running would hold the
+        # loopback aliases and IMDS address the next run needs.
+        server.stop()

@@ -13,11 +13,27 @@ from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.msi import ManagedServiceIdentityClient
 from azure.mgmt.network import NetworkManagementClient
+from azure.mgmt.privatedns import PrivateDnsManagementClient
 from azure.mgmt.recoveryservices import RecoveryServicesClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.storage import StorageManagementClient
 
 MINE, THEIRS = "authz-mine", "authz-theirs"
+
+
+def wait_listening(addr, timeout=10):
+    """The gateway starts listening on a new account's alias when it next
+    reconciles (right after the write that made the account)."""
+    import time
+    end = time.time() + timeout
+    while True:
+        try:
+            socket.create_connection(addr, timeout=0.5).close()
+            return
+        except OSError:
+            if time.time() > end:
+                raise
+            time.sleep(0.05)
 
 
 def principal(server, name, role, scope):
@@ -55,6 +71,18 @@ def env(server):
     compute = server.client(ComputeManagementClient)
     their_disk = compute.disks.begin_create_or_update(THEIRS, "their-disk", {"location": "eastus", "sku": {"name": "Standard_LRS"},
         "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 1}}).result()
+    net.route_tables.begin_create_or_update(THEIRS, "their-rt", {"location": "eastus", "properties": {"routes": [
+        {"name": "r1", "properties": {"addressPrefix": "10.0.0.0/8", "nextHopType": "VnetLocal"}}]}}).result()
+    pdns = server.client(PrivateDnsManagementClient)
+    pdns.private_zones.begin_create_or_update(THEIRS, "privatelink.their.test", {"location": "global"}).result()
+    pdns.record_sets.create_or_update(THEIRS, "privatelink.their.test", "A", "x", {"properties": {"ttl": 10, "aRecords": [{"ipv4Address": "10.1.1.1"}]}})
+    server.client(RecoveryServicesClient).vaults.begin_create_or_update(THEIRS, "their-vault", {"location": "westus", "sku": {"name": "Standard"},
+        "properties": {"publicNetworkAccess": "Enabled"}}).result()
+    for ns, ty, body in (("Microsoft.DataProtection", "backupVaults", {"location": "eastus", "properties": {"storageSettings": [{"datastoreType": "VaultStore", "type": "LocallyRedundant"}]}}),
+                         ("Microsoft.KeyVault", "vaults", {"location": "eastus", "properties": {"tenantId": server.conn["tenantId"], "sku": {"family": "A", "name": "standard"}}})):
+        versions = server.http("GET", f"/subscriptions/{server.sub}/providers/{ns}?api-version=2021-04-01").json()["resourceTypes"][0]["apiVersions"]
+        r = server.http("PUT", f"/subscriptions/{server.sub}/resourceGroups/{THEIRS}/providers/{ns}/{ty}/their{ty.lower()[:6]}?api-version={versions[0]}", json=body)
+        assert r.status_code in (200, 201), r.text
     uai = server.client(ManagedServiceIdentityClient).user_assigned_identities.create_or_update(THEIRS, "their-identity", {"location": "eastus"})
     st = server.client(StorageManagementClient)
     accounts = {}
@@ -79,8 +107,22 @@ def test_child_lists_of_a_resource_the_caller_cannot_read_are_empty(server, env)
     assert list(net.subnets.list(THEIRS, "their-net")) == []
     assert list(net.security_rules.list(THEIRS, "their-nsg")) == []
     assert list(net.default_security_rules.list(THEIRS, "their-nsg")) == []
+    assert list(net.routes.list(THEIRS, "their-rt")) == []
     st = server.client(StorageManagementClient, credential=c)
     assert [a.name for a in st.storage_accounts.list()] == ["authzopen1"]
+    assert list(st.private_endpoint_connections.list(THEIRS, "authzclosed1")) == []
+    dns = server.client(PrivateDnsManagementClient, credential=c)
+    assert list(dns.record_sets.list(THEIRS, "privatelink.their.test")) == []
+    assert [z.name for z in server.client(PrivateDnsManagementClient).record_sets.list(THEIRS, "privatelink.their.test")] != []
+    # Vaults of every kind: Recovery Services, Backup (Data Protection) and key vaults.
+    rs = server.client(RecoveryServicesClient, credential=c)
+    assert [x.name for x in rs.vaults.list_by_subscription_id()] == []
+    for ns, ty in (("Microsoft.DataProtection", "backupVaults"), ("Microsoft.KeyVault", "vaults")):
+        path = f"/subscriptions/{server.sub}/providers/{ns}/{ty}"
+        versions = server.http("GET", f"/subscriptions/{server.sub}/providers/{ns}?api-version=2021-04-01").json()["resourceTypes"][0]["apiVersions"]
+        token = server.token(c)
+        assert server.http("GET", f"{path}?api-version={versions[0]}", token=token).json()["value"] == []
+        assert len(server.http("GET", f"{path}?api-version={versions[0]}").json()["value"]) == 1
     admin = server.client(NetworkManagementClient)
     assert [s.name for s in admin.subnets.list(THEIRS, "their-net")] == ["vms"]
 
@@ -170,6 +212,7 @@ def test_agent_endpoints_are_closed_to_readers(server, env):
 
 
 def blob_request(src, dst, host):
+    wait_listening((dst, 10443))
     s = socket.socket()
     s.settimeout(5)
     s.bind((src, 0))

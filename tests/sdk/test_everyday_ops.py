@@ -44,6 +44,21 @@ def env(server):
     server.client(ResourceManagementClient).resource_groups.begin_delete(RG).result()
 
 
+def wait_listening(addr, timeout=10):
+    """The gateway starts listening on a new account's alias when it next
+    reconciles (right after the write that made the account)."""
+    import time
+    end = time.time() + timeout
+    while True:
+        try:
+            socket.create_connection(addr, timeout=0.5).close()
+            return
+        except OSError:
+            if time.time() > end:
+                raise
+            time.sleep(0.05)
+
+
 def power(env):
     iv = env["compute"].virtual_machines.instance_view(RG, "vm")
     return [s.code for s in iv.statuses if s.code.startswith("PowerState/")]
@@ -104,6 +119,7 @@ def shared_key_get(account, key, alias, path, query):
     params = sorted((k.lower(), v) for k, v in (p.split("=", 1) for p in query.split("&")))
     text = "GET\n" + "\n" * 11 + f"x-ms-date:{date}\nx-ms-version:2025-01-05\n/{account}{path}" + "".join(f"\n{k}:{v}" for k, v in params)
     sig = base64.b64encode(hmac.new(base64.b64decode(key), text.encode(), hashlib.sha256).digest()).decode()
+    wait_listening((alias, 10443))
     s = socket.socket()
     s.settimeout(5)
     s.connect((alias, 10443))
@@ -141,3 +157,45 @@ def test_account_keys_sign_shared_key_requests(server, env):
     assert e.value.status_code == 403 and "listKeys/action" in e.value.message
     st.storage_accounts.update(RG, "everydaykeys1", {"properties": {"allowSharedKeyAccess": False}})
     assert "KeyBasedAuthenticationNotPermitted" in shared_key_get("everydaykeys1", new[0]["value"], alias, "/data", "restype=container&comp=list")
+
+
+def test_update_tags_changes_tags_and_nothing_else(env):
+    net = env["net"]
+    nsg = net.network_security_groups.begin_create_or_update(RG, "tagged-nsg", {"location": "eastus", "properties": {"securityRules": [
+        {"name": "r1", "properties": {"protocol": "Tcp", "access": "Allow", "direction": "Inbound", "priority": 100,
+                                      "sourceAddressPrefix": "*", "sourcePortRange": "*", "destinationAddressPrefix": "*", "destinationPortRange": "22"}}]}}).result()
+    tagged = net.network_security_groups.update_tags(RG, "tagged-nsg", {"tags": {"env": "dr"}})
+    assert tagged.tags == {"env": "dr"} and [r.name for r in tagged.security_rules] == ["r1"] and tagged.etag != nsg.etag
+    assert net.virtual_networks.update_tags(RG, "net", {"tags": {"tier": "app"}}).tags == {"tier": "app"}
+    nic = net.network_interfaces.update_tags(RG, "nic", {"tags": {"a": "b"}})
+    assert nic.tags == {"a": "b"} and nic.ip_configurations[0].private_ip_address == env["nic"].ip_configurations[0].private_ip_address
+    rt = net.route_tables.begin_create_or_update(RG, "rt", {"location": "eastus"}).result()
+    assert net.route_tables.update_tags(RG, "rt", {"tags": {}}).tags in ({}, None) and rt.name == "rt"
+    with pytest.raises(HttpResponseError) as e:
+        net.network_security_groups.update_tags(RG, "tagged-nsg", {"tags": {"bad<": "x"}})
+    assert e.value.status_code == 400
+    assert net.network_security_groups.get(RG, "tagged-nsg").tags == {"env": "dr"}
+
+
+def test_check_ip_address_availability(env):
+    net = env["net"]
+    taken = env["nic"].ip_configurations[0].private_ip_address
+    r = net.virtual_networks.check_ip_address_availability(RG, "net", ip_address=taken)
+    assert r.available is False and len(r.available_ip_addresses) == 5 and taken not in r.available_ip_addresses
+    assert net.virtual_networks.check_ip_address_availability(RG, "net", ip_address=r.available_ip_addresses[0]).available is True
+    with pytest.raises(HttpResponseError) as e:
+        net.virtual_networks.check_ip_address_availability(RG, "net", ip_address="192.168.9.9")
+    assert e.value.error.code == "PrivateIPAddressNotInAnySubnet"
+
+
+def test_every_provider_lists_its_operations(server):
+    for ns, expect in (("Microsoft.Network", "Microsoft.Network/virtualNetworks/write"),
+                       ("Microsoft.Compute", "Microsoft.Compute/snapshots/read"),
+                       ("Microsoft.RecoveryServices", "Microsoft.RecoveryServices/vaults/delete"),
+                       ("Microsoft.Storage", "Microsoft.Storage/storageAccounts/read")):
+        r = server.http("GET", f"/providers/{ns}/operations?api-version=2024-01-01")
+        assert r.status_code == 200, r.text
+        names = [o["name"] for o in r.json()["value"]]
+        assert expect in names and all(n.startswith(ns + "/") for n in names)
+    ops = list(server.client(NetworkManagementClient).operations.list())
+    assert any(o.name == "Microsoft.Network/networkSecurityGroups/delete" for o in ops)

@@ -236,3 +236,23 @@ def test_network_mapping_picks_the_recovery_network(server, env):
     assert [x.name for x in sr.replication_network_mappings.list(RG, "map-vault")] == ["to-mapped"]
     item = enable(env, v, vm="r3", cache=account(env, "mapcache1").id, rg=f"/subscriptions/{server.sub}/resourceGroups/rules-other", name="r3")
     assert item.properties.provider_specific_details.selected_recovery_azure_network_id == mapped.id
+
+
+def test_enabling_needs_the_callers_rights_on_the_recovery_side(server, env):
+    # Contributor on the source group only: Site Recovery checks, as the
+    # caller, the right to create VMs in the recovery group.
+    v = vault_with_mapping(server, "linked-vault", "centralus")
+    cache = account(env, "linkedcache1").id
+    p = server.http("POST", "/recoverite/principals", json={"displayName": "src-only", "role": "Contributor",
+                                                            "scope": f"/subscriptions/{server.sub}/resourceGroups/{RG}"}).json()
+    sr = server.client(SiteRecoveryManagementClient, credential=server.credential(p["clientId"], p["clientSecret"]))
+    vmo = env["vms"]["r3"]
+    body = {"properties": {"policyId": v["policy"].id, "providerSpecificDetails": {
+        "instanceType": "A2A", "fabricObjectId": vmo.id, "recoveryContainerId": v["target"].id,
+        "recoveryResourceGroupId": f"/subscriptions/{server.sub}/resourceGroups/rules-other",
+        "vmManagedDisks": [{"diskId": vmo.storage_profile.os_disk.managed_disk.id, "primaryStagingAzureStorageAccountId": cache}]}}}
+    with pytest.raises(HttpResponseError) as e:
+        sr.replication_protected_items.begin_create(RG, "linked-vault", "east", "east-c", "r3", body).result()
+    assert e.value.status_code == 403 and e.value.error.code == "LinkedAuthorizationFailed", e.value.message
+    assert "Microsoft.Compute/virtualMachines/write" in e.value.message and "rules-other" in e.value.message
+    assert list(env["sr"].replication_protected_items.list(RG, "linked-vault")) == []

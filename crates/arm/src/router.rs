@@ -136,6 +136,9 @@ impl Router {
             return lro::serve(&ctx, &req, is_status, &op_id);
         }
 
+        if let Some(reply) = operations_list(provider.as_ref(), &req)? {
+            return Ok(reply);
+        }
         let op = provider.operation(&req)?;
         if !op
             .api_versions
@@ -227,6 +230,53 @@ impl Router {
                 )
             })
     }
+}
+
+/// `GET /providers/{namespace}/operations`: the operations a provider
+/// serves, as RBAC actions (what custom roles and tools list), made from its
+/// registered types. Any signed-in caller may read it, as in Azure.
+fn operations_list(provider: &dyn Provider, req: &ArmRequest) -> Result<Option<Reply>, ArmError> {
+    let Some(p) = &req.path.provider else {
+        return Ok(None);
+    };
+    let is_ops = p.scope_len == 0
+        && req.path.subscription.is_none()
+        && p.types.len() == 1
+        && p.names.is_empty()
+        && p.types[0].eq_ignore_ascii_case("operations");
+    if !is_ops {
+        return Ok(None);
+    }
+    if req.method != Method::GET {
+        return Err(ArmError::method_not_allowed(req.method.as_str()));
+    }
+    let info = provider.info();
+    let ns = info.namespace;
+    let mut value = Vec::new();
+    for t in &info.resource_types {
+        if t.name.eq_ignore_ascii_case("operations") {
+            continue;
+        }
+        let leaf = t.name.rsplit('/').next().unwrap_or(t.name);
+        for (verb, what) in [
+            ("read", "Read"),
+            ("write", "Create or update"),
+            ("delete", "Delete"),
+        ] {
+            value.push(serde_json::json!({
+                "name": format!("{ns}/{}/{verb}", t.name),
+                "isDataAction": false,
+                "display": {
+                    "provider": ns,
+                    "resource": leaf,
+                    "operation": format!("{what} {leaf}"),
+                    "description": format!("{what} {leaf} ({} api-versions served)", t.api_versions.len()),
+                },
+                "origin": "user,system",
+            }));
+        }
+    }
+    Ok(Some(Reply::ok(serde_json::json!({ "value": value }))))
 }
 
 /// Deny by default: a list the caller may not read at its own scope keeps

@@ -144,6 +144,21 @@ impl SubnetPool {
         }
     }
 
+    /// Whether `ip` could be taken now (in range, not reserved, not in use)
+    /// and, as Azure's CheckIPAddressAvailability answers, up to five free
+    /// addresses, lowest first, when it cannot.
+    pub fn availability(&self, ip: Ipv4Addr) -> (bool, Vec<Ipv4Addr>) {
+        let free_now = self
+            .index(ip)
+            .is_some_and(|i| !self.is_reserved(ip) && !self.is_set(i));
+        if free_now {
+            return (true, Vec::new());
+        }
+        let mut probe = self.clone();
+        let n = probe.free().min(5);
+        (false, probe.allocate_n(n).unwrap_or_default())
+    }
+
     /// The lowest free address.
     pub fn allocate(&mut self) -> Result<Ipv4Addr, IpamError> {
         Ok(self.allocate_n(1)?[0])
@@ -267,5 +282,25 @@ mod tests {
         fn is_set_ip(&self, ip: Ipv4Addr) -> bool {
             self.index(ip).map(|i| self.is_set(i)).unwrap_or(false)
         }
+    }
+
+    #[test]
+    fn availability_says_free_or_offers_the_lowest_free_five() {
+        let net: Ipv4Net = "10.0.1.0/29".parse().unwrap();
+        let mut p = SubnetPool::new(net);
+        let first = p.allocate().unwrap();
+        assert_eq!(first, "10.0.1.4".parse::<Ipv4Addr>().unwrap());
+        let (ok, alt) = p.availability(first);
+        assert!(
+            !ok && alt
+                == vec![
+                    "10.0.1.5".parse::<Ipv4Addr>().unwrap(),
+                    "10.0.1.6".parse().unwrap()
+                ]
+        );
+        assert_eq!(p.availability("10.0.1.5".parse().unwrap()), (true, vec![]));
+        // Azure's reserved addresses are never available.
+        assert!(!p.availability("10.0.1.1".parse().unwrap()).0);
+        assert!(!p.availability("10.0.2.9".parse().unwrap()).0);
     }
 }

@@ -169,11 +169,13 @@ pub fn put(
             doc["managedBy"] = m.clone();
         }
         resource::put(tx, &rid, &doc)?;
-        Ok(doc)
+        // Disk writes are long-running operations polled through Location
+        // (201 is not used); the record commits with the change.
+        let op = OperationRecord::new(ctx, "Microsoft.Compute", &rid).succeed(Some(doc.clone()));
+        op.save(tx)?;
+        Ok((doc, op))
     })?;
-    // Disk writes are long-running operations polled through Location (201 is not used).
-    let op = OperationRecord::new(ctx, "Microsoft.Compute", &rid).succeed(Some(doc.clone()));
-    ctx.store().write(|tx| op.save(tx))?;
+    let (doc, op) = doc;
     let sub = req.path.subscription.clone().unwrap_or_default();
     let url = lro::result_url(
         ctx,
@@ -215,6 +217,7 @@ pub fn list(ctx: &Ctx, req: &ArmRequest, kind: &'static str) -> Result<Reply, Ar
 
 pub fn delete(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, ArmError> {
     let rid = req.path.id();
+    let op = OperationRecord::new(ctx, "Microsoft.Compute", &rid).succeed(None);
     let gone = ctx.store().write(|tx| {
         let Some(doc) = resource::get(tx, &rid)? else {
             return Ok::<_, ArmError>(None);
@@ -230,6 +233,7 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply,
         }
         resource::delete_tree(tx, &rid)?;
         ctx.cascade_delete(tx, &rid)?;
+        op.save(tx)?;
         Ok(Some(doc))
     })?;
     let Some(doc) = gone else {
@@ -238,8 +242,6 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply,
     blocks
         .delete(doc["properties"]["uniqueId"].as_str().unwrap_or_default())
         .map_err(io)?;
-    let op = OperationRecord::new(ctx, "Microsoft.Compute", &rid).succeed(None);
-    ctx.store().write(|tx| op.save(tx))?;
     let sub = req.path.subscription.clone().unwrap_or_default();
     Ok(lro::with_retry_after(
         ctx,

@@ -129,6 +129,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, Ar
     let props = body.get("properties").cloned().unwrap_or(json!({}));
     let rid = req.path.id();
     let rg_id = req.path.resource_group_id().unwrap_or_default();
+    let op = OperationRecord::new(ctx, "Microsoft.Compute", &rid).succeed(None);
     let (created, doc) = ctx.store().write(|tx| {
         let existing = resource::get(tx, &rid)?;
         let location = match (body["location"].as_str(), &existing) {
@@ -281,10 +282,10 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, Ar
             doc["properties"]["osProfile"] = p;
         }
         resource::put(tx, &vid, &doc)?;
+        // The operation's record commits with the change it reports.
+        op.save(tx)?;
         Ok((existing.is_none(), doc))
     })?;
-    let op = OperationRecord::new(ctx, "Microsoft.Compute", &rid).succeed(None);
-    ctx.store().write(|tx| op.save(tx))?;
     let sub = req.path.subscription.clone().unwrap_or_default();
     let url = lro::status_url(
         ctx,
@@ -331,6 +332,7 @@ pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 /// Deleting a VM keeps its disks and NICs (Azure's default) and releases them.
 pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let rid = req.path.id();
+    let op = OperationRecord::new(ctx, "Microsoft.Compute", &rid).succeed(None);
     let gone = ctx.store().write(|tx| {
         let Some(doc) = resource::get(tx, &rid)? else {
             return Ok::<_, ArmError>(None);
@@ -344,13 +346,12 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         power::forget(tx, &rid)?;
         resource::delete_tree(tx, &rid)?;
         ctx.cascade_delete(tx, &rid)?;
+        op.save(tx)?;
         Ok(Some(doc))
     })?;
     let Some(doc) = gone else {
         return Ok(Reply::empty(204));
     };
-    let op = OperationRecord::new(ctx, "Microsoft.Compute", &rid).succeed(None);
-    ctx.store().write(|tx| op.save(tx))?;
     let sub = req.path.subscription.clone().unwrap_or_default();
     Ok(lro::with_retry_after(
         ctx,

@@ -35,6 +35,7 @@ pub const TYPES: &[&str] = &[
     "virtualNetworks",
     "virtualNetworks/subnets",
     "virtualNetworks/virtualNetworkPeerings",
+    "virtualNetworks/CheckIPAddressAvailability",
     "networkSecurityGroups",
     "networkSecurityGroups/securityRules",
     "networkSecurityGroups/defaultSecurityRules",
@@ -72,9 +73,16 @@ impl Provider for NetworkProvider {
         use Method as M;
         match (t.as_slice(), res, m) {
             (["virtualnetworks"], true, M::PUT) => vnet::put_vnet(ctx, req),
+            (["virtualnetworks"], true, M::PATCH) => {
+                common::patch_tags(ctx, req, vnet::VNET_TYPE)?;
+                vnet::get_vnet(ctx, req)
+            }
             (["virtualnetworks"], true, M::GET) => vnet::get_vnet(ctx, req),
             (["virtualnetworks"], true, M::DELETE) => vnet::delete_vnet(ctx, req),
             (["virtualnetworks"], false, M::GET) => vnet::list_vnets(ctx, req),
+            (["virtualnetworks", "checkipaddressavailability"], false, M::GET) => {
+                vnet::check_ip_availability(ctx, req)
+            }
             (["virtualnetworks", "subnets"], true, M::PUT) => vnet::put_subnet(ctx, req),
             (["virtualnetworks", "subnets"], true, M::GET) => vnet::get_subnet(ctx, req),
             (["virtualnetworks", "subnets"], true, M::DELETE) => vnet::delete_subnet(ctx, req),
@@ -92,6 +100,10 @@ impl Provider for NetworkProvider {
                 vnet::list_peerings(ctx, req)
             }
             (["networksecuritygroups"], true, M::PUT) => nsg::put_nsg(ctx, req),
+            (["networksecuritygroups"], true, M::PATCH) => {
+                common::patch_tags(ctx, req, nsg::NSG_TYPE)?;
+                nsg::get_nsg(ctx, req)
+            }
             (["networksecuritygroups"], true, M::GET) => nsg::get_nsg(ctx, req),
             (["networksecuritygroups"], true, M::DELETE) => nsg::delete_nsg(ctx, req),
             (["networksecuritygroups"], false, M::GET) => nsg::list_nsgs(ctx, req),
@@ -112,6 +124,10 @@ impl Provider for NetworkProvider {
                 nsg::list_rules(ctx, req, true)
             }
             (["routetables"], true, M::PUT) => routetable::put_table(ctx, req),
+            (["routetables"], true, M::PATCH) => {
+                common::patch_tags(ctx, req, routetable::ROUTE_TABLE_TYPE)?;
+                routetable::get_table(ctx, req)
+            }
             (["routetables"], true, M::GET) => routetable::get_table(ctx, req),
             (["routetables"], true, M::DELETE) => routetable::delete_table(ctx, req),
             (["routetables"], false, M::GET) => routetable::list_tables(ctx, req),
@@ -120,6 +136,10 @@ impl Provider for NetworkProvider {
             (["routetables", "routes"], true, M::DELETE) => routetable::delete_route(ctx, req),
             (["routetables", "routes"], false, M::GET) => routetable::list_routes(ctx, req),
             (["networkinterfaces"], true, M::PUT) => nic::put(ctx, req),
+            (["networkinterfaces"], true, M::PATCH) => {
+                common::patch_tags(ctx, req, nic::NIC_TYPE)?;
+                nic::get(ctx, req)
+            }
             (["networkinterfaces"], true, M::GET) => nic::get(ctx, req),
             (["networkinterfaces"], true, M::DELETE) => nic::delete(ctx, req),
             (["networkinterfaces"], false, M::GET) => nic::list(ctx, req),
@@ -144,6 +164,10 @@ impl Provider for NetworkProvider {
             }
             (["networkwatchers", "nexthop"], false, M::POST) => watcher::next_hop(ctx, req),
             (["privateendpoints"], true, M::PUT) => private_endpoint::put(ctx, req, &self.registry),
+            (["privateendpoints"], true, M::PATCH) => {
+                common::patch_tags(ctx, req, private_endpoint::PE_TYPE)?;
+                private_endpoint::get(ctx, req, &self.registry)
+            }
             (["privateendpoints"], true, M::GET) => private_endpoint::get(ctx, req, &self.registry),
             (["privateendpoints"], true, M::DELETE) => {
                 private_endpoint::delete(ctx, req, &self.registry)

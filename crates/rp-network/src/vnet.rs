@@ -772,3 +772,35 @@ pub fn peered_prefixes(r: &impl Reader, vnet_id: &str) -> Result<Vec<Ipv4Net>, A
     }
     Ok(out)
 }
+
+/// `GET …/virtualNetworks/{vnet}/CheckIPAddressAvailability?ipAddress=…`:
+/// whether the address is free in the subnet holding it, and up to five
+/// free ones when it is not.
+pub fn check_ip_availability(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let raw = req.query_get("ipAddress").unwrap_or_default();
+    let ip: std::net::Ipv4Addr = raw.parse().map_err(|_| {
+        ArmError::invalid_parameter("ipAddress", format!("'{raw}' is not an IPv4 address."))
+    })?;
+    let vid = req.path.prefix(req.path.segments.len() - 1);
+    ctx.store().view(|r| {
+        let vnet = resource::get(r, &vid)?
+            .filter(|d| d["type"].as_str() == Some(VNET_TYPE))
+            .ok_or_else(|| not_found(req, VNET_TYPE))?;
+        for sub in resource::list_of_type(r, vnet["id"].as_str().unwrap_or(&vid), SUBNET_TYPE)? {
+            let Some(net) = primary_prefix(&sub) else { continue };
+            if net.contains(&ip) {
+                let pool = ipam_store::pool(r, sub["id"].as_str().unwrap_or_default(), net)?;
+                let (available, others) = pool.availability(ip);
+                let mut body = json!({"available": available});
+                if !available {
+                    body["availableIPAddresses"] = json!(others.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+                }
+                return Ok(Reply::ok(body));
+            }
+        }
+        Err(ArmError::bad_request(
+            "PrivateIPAddressNotInAnySubnet",
+            format!("Private static IP address {ip} does not belong to the range of any subnet in virtual network {}.", vnet["name"].as_str().unwrap_or_default()),
+        ))
+    })
+}

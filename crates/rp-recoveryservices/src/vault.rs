@@ -115,7 +115,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmError> 
     }
     let rid = req.path.id();
     let tenant = ctx.env().tenant_id.clone();
-    let (created, doc) = ctx.store().write(|tx| {
+    let (created, doc, op) = ctx.store().write(|tx| {
         let existing = resource::get(tx, &rid)?;
         if patch && existing.is_none() {
             return Err(ArmError::resource_not_found(VAULT_TYPE, &n, req.path.resource_group.as_deref()));
@@ -193,19 +193,19 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmError> 
         }
         resource::put(tx, &vid, &doc)?;
         meta::put(tx, &vid, &m)?;
-        Ok((existing.is_none(), assemble(tx, &doc)?))
+        let shown = assemble(tx, &doc)?;
+        // The vault RP answers PUT as a long-running operation polled
+        // through Location; its record commits with the vault.
+        let op = OperationRecord::new(ctx, "Microsoft.RecoveryServices", &vid)
+            .succeed(Some(shown.clone()));
+        if !patch {
+            op.save(tx)?;
+        }
+        Ok((existing.is_none(), shown, op))
     })?;
     if patch {
         return Ok(Reply::ok(doc));
     }
-    // The vault RP answers PUT as a long-running operation polled through Location.
-    let op = OperationRecord::new(
-        ctx,
-        "Microsoft.RecoveryServices",
-        doc["id"].as_str().unwrap_or_default(),
-    )
-    .succeed(Some(doc.clone()));
-    ctx.store().write(|tx| op.save(tx))?;
     let sub = req.path.subscription.clone().unwrap_or_default();
     let url = lro::result_url(
         ctx,
@@ -251,6 +251,7 @@ pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 
 pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let rid = req.path.id();
+    let op = OperationRecord::new(ctx, "Microsoft.RecoveryServices", &rid).succeed(None);
     let loc = ctx.store().write(|tx| {
         let Some(doc) = resource::get(tx, &rid)? else { return Ok::<_, ArmError>(None) };
         let live = pl::of_target(tx, &rid)?.into_iter().filter(|c| c.status != Status::Disconnected).count();
@@ -285,13 +286,12 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         }
         resource::delete_tree(tx, &rid)?;
         ctx.cascade_delete(tx, &rid)?;
+        op.save(tx)?;
         Ok(Some(doc["location"].as_str().unwrap_or_default().to_string()))
     })?;
     let Some(loc) = loc else {
         return Ok(Reply::empty(204));
     };
-    let op = OperationRecord::new(ctx, "Microsoft.RecoveryServices", &rid).succeed(None);
-    ctx.store().write(|tx| op.save(tx))?;
     let sub = req.path.subscription.clone().unwrap_or_default();
     Ok(lro::with_retry_after(
         ctx,
