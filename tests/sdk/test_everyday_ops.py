@@ -199,3 +199,27 @@ def test_every_provider_lists_its_operations(server):
         assert expect in names and all(n.startswith(ns + "/") for n in names)
     ops = list(server.client(NetworkManagementClient).operations.list())
     assert any(o.name == "Microsoft.Network/networkSecurityGroups/delete" for o in ops)
+
+
+def test_a_resent_vm_put_keeps_its_data_disk(env):
+    c, net = env["compute"], env["net"]
+    subnet = net.subnets.get(RG, "net", "vms")
+    nic = net.network_interfaces.begin_create_or_update(RG, "nic2", {"location": "eastus", "properties": {
+        "ipConfigurations": [{"name": "c", "properties": {"subnet": {"id": subnet.id}}}]}}).result()
+    os2 = c.disks.begin_create_or_update(RG, "os2", {"location": "eastus", "sku": {"name": "Standard_LRS"},
+        "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 1, "osType": "Linux"}}).result()
+    body = {"location": "eastus", "properties": {
+        "hardwareProfile": {"vmSize": "Standard_B1s"},
+        "storageProfile": {"osDisk": {"createOption": "Attach", "osType": "Linux", "managedDisk": {"id": os2.id}},
+                           "dataDisks": [{"lun": 0, "createOption": "Empty", "diskSizeGB": 1}]},
+        "networkProfile": {"networkInterfaces": [{"id": nic.id}]}}}
+    c.virtual_machines.begin_create_or_update(RG, "vm2", body).result()
+    assert io(env, "vm2_DataDisk_0", "write -P 0x5e 0 1M")[0]
+    # Terraform sends the same PUT on every apply.
+    c.virtual_machines.begin_create_or_update(RG, "vm2", body).result()
+    ok, out = io(env, "vm2_DataDisk_0", "read -P 0x5e 0 1M")
+    assert ok, out
+    with pytest.raises(HttpResponseError) as e:
+        c.virtual_machines.begin_create_or_update(RG, "vm2", {**body, "properties": {**body["properties"], "storageProfile": {
+            **body["properties"]["storageProfile"], "dataDisks": [{"lun": 1, "createOption": "Empty", "diskSizeGB": 99999}]}}}).result()
+    assert e.value.status_code == 400 and "32767" in e.value.message

@@ -66,3 +66,16 @@ def test_empty_bodies_change_nothing(server):
         "subnet": {"id": vnet.subnets[1].id}, "privateLinkServiceConnections": [{"name": "b", "properties": {
             "privateLinkServiceId": v.id, "groupIds": ["AzureBackup"]}}]}}).result()
     assert pe.provisioning_state == "Succeeded"
+
+
+def test_token_endpoints_refuse_large_bodies_before_reading_them(server):
+    import requests
+    c = server.conn
+    url = f"{c['authority']}/{c['tenantId']}/oauth2/v2.0/token"
+    r = requests.post(url, data={"grant_type": "client_credentials", "client_id": c["clientId"], "client_secret": c["clientSecret"],
+                                 "scope": "https://management.azure.com/.default", "pad": "x" * (1 << 20)}, verify=server.ca, timeout=30)
+    assert r.status_code == 413, r.text
+    # An ordinary request still works.
+    r = requests.post(url, data={"grant_type": "client_credentials", "client_id": c["clientId"], "client_secret": c["clientSecret"],
+                                 "scope": "https://management.azure.com/.default"}, verify=server.ca, timeout=30)
+    assert r.status_code == 200 and r.json()["access_token"]

@@ -53,7 +53,12 @@ pub(crate) fn parse(bytes: &[u8]) -> std::io::Result<(Header, &[u8])> {
     let h: Header = serde_json::from_slice(bytes.get(8..8 + n).ok_or_else(|| bad("short header"))?)
         .map_err(|e| bad(&e.to_string()))?;
     let body = &bytes[8 + n..];
-    if h.disks.iter().map(|d| d.len).sum::<u64>() != body.len() as u64 {
+    let total = h
+        .disks
+        .iter()
+        .try_fold(0u64, |t, d| t.checked_add(d.len))
+        .ok_or_else(|| bad("its part lengths overflow"))?;
+    if total != body.len() as u64 {
         return Err(bad("length does not match its header"));
     }
     Ok((h, body))

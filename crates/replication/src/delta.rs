@@ -31,6 +31,46 @@ pub fn collect(src: &Path, size: u64, blocks: &[u64], out: &mut Vec<u8>) -> std:
     Ok((out.len() - start) as u64)
 }
 
+/// A batch's part for one disk comes from the cache account, which anyone
+/// with blob write on it can fill: before any of it is kept, every record
+/// must be whole (a 16-byte header, then at most one block of bytes) and lie
+/// inside the disk — a block index past the end, or arithmetic that would
+/// overflow, is refused rather than written far outside the image.
+pub fn check_part(part: &[u8], disk_size: u64) -> std::io::Result<()> {
+    let bad =
+        |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("batch: {m}"));
+    let mut rest = part;
+    while !rest.is_empty() {
+        if rest.len() < 16 {
+            return Err(bad(format!(
+                "a change record header is cut short ({} bytes)",
+                rest.len()
+            )));
+        }
+        let block = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
+        let n = u64::from_le_bytes(rest[8..16].try_into().expect("8 bytes"));
+        let off = block
+            .checked_mul(BLOCK)
+            .filter(|o| *o < disk_size)
+            .ok_or_else(|| {
+                bad(format!(
+                    "block {block} lies outside a disk of {disk_size} bytes"
+                ))
+            })?;
+        if n == 0 || n > BLOCK.min(disk_size - off) {
+            return Err(bad(format!(
+                "block {block} carries {n} bytes; at most {} fit there",
+                BLOCK.min(disk_size - off)
+            )));
+        }
+        let body = rest
+            .get(16..16 + n as usize)
+            .ok_or_else(|| bad(format!("block {block}'s {n} bytes are cut short")))?;
+        rest = &rest[16 + body.len()..];
+    }
+    Ok(())
+}
+
 /// Calls `f(block, bytes)` for each record of a stream, in order.
 pub fn each(
     mut r: impl Read,
@@ -127,4 +167,34 @@ pub fn compact(src: &Path, dst: &Path) -> std::io::Result<u64> {
     }
     out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     Ok(total)
+}
+
+#[cfg(test)]
+mod part_checks {
+    use super::*;
+
+    fn record(block: u64, n: u64) -> Vec<u8> {
+        let mut v = block.to_le_bytes().to_vec();
+        v.extend_from_slice(&n.to_le_bytes());
+        v.extend(std::iter::repeat_n(7u8, n as usize));
+        v
+    }
+
+    #[test]
+    fn parts_must_hold_whole_records_inside_the_disk() {
+        let size = 3 * BLOCK + 100;
+        let mut ok = record(0, BLOCK);
+        ok.extend(record(3, 100));
+        assert!(check_part(&ok, size).is_ok());
+        assert!(check_part(&[], size).is_ok());
+        // Past the end, overflowing, too long for the last block, cut short.
+        assert!(check_part(&record(4, BLOCK), size).is_err());
+        assert!(check_part(&record(u64::MAX, 1), size).is_err());
+        assert!(check_part(&record(3, 101), size).is_err());
+        assert!(check_part(&record(0, 0), size).is_err());
+        let mut cut = record(1, BLOCK);
+        cut.truncate(cut.len() - 1);
+        assert!(check_part(&cut, size).is_err());
+        assert!(check_part(&ok[..10], size).is_err());
+    }
 }

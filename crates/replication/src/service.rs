@@ -9,6 +9,10 @@ use crate::manifest::{Manifest, PointKind, RecoveryPoint};
 use crate::{agent, base_path, delta, delta_path, not_found, open_path, remove_if_there, Engine};
 use recoverite_blockstore::copy_sparse_unsynced;
 
+/// How far ahead of the last applied batch a batch's sequence number may
+/// be: far more than a cache ever holds in flight.
+pub const MAX_BATCHES_AHEAD: u64 = 1 << 20;
+
 impl Engine {
     pub(crate) fn manifest_locked(&self, item: &str) -> std::io::Result<Manifest> {
         let dir = self.item_dir(item);
@@ -63,15 +67,29 @@ impl Engine {
             if h.seq <= m.applied_batch {
                 continue;
             }
+            // Sequence numbers grow by one per batch the agent ships; one far
+            // ahead (u64::MAX) would make every later batch look applied.
+            if h.seq - m.applied_batch > MAX_BATCHES_AHEAD {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("batch {} is {} ahead of the last one applied ({}); the agent never ships that far ahead", h.seq, h.seq - m.applied_batch, m.applied_batch),
+                ));
+            }
             if h.disks.len() != m.disks.len() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     "batch is for another set of disks",
                 ));
             }
+            // Every part is checked before any is kept: the batch is all or nothing.
+            let mut parts = Vec::with_capacity(h.disks.len());
             for (i, part) in h.disks.iter().enumerate() {
                 let (mine, rest) = body.split_at(part.len as usize);
                 body = rest;
+                delta::check_part(mine, m.disks[i].size)?;
+                parts.push(mine);
+            }
+            for (i, (part, mine)) in h.disks.iter().zip(parts).enumerate() {
                 if mine.is_empty() {
                     continue;
                 }

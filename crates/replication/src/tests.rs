@@ -289,3 +289,57 @@ fn batches_are_bounded_and_ship_everything_in_turn() {
         assert_eq!(read(&out, i << 20, 4096), vec![(i % 250) as u8 + 1; 4096]);
     }
 }
+
+/// A batch with `header` (its JSON rewritten by `f`) and `body`.
+fn forged(real: &[u8], body: &[u8], f: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let n = u32::from_le_bytes(real[4..8].try_into().unwrap()) as usize;
+    let mut h: serde_json::Value = serde_json::from_slice(&real[8..8 + n]).unwrap();
+    f(&mut h);
+    let h = serde_json::to_vec(&h).unwrap();
+    let mut out = real[..4].to_vec();
+    out.extend_from_slice(&(h.len() as u32).to_le_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(body);
+    out
+}
+
+#[test]
+fn forged_batches_are_refused_and_change_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let s = BlockStore::open(d.path()).unwrap();
+    s.create("src", 1 << 20).unwrap();
+    let e = Engine::open(d.path(), s.clone()).unwrap();
+    e.enable("i", &one("src", 1 << 20, None), "t0").unwrap();
+    write(&s, "src", 0, 1, 4096);
+    let b = e.ship("i").unwrap().unwrap();
+    let n = u32::from_le_bytes(b.bytes[4..8].try_into().unwrap()) as usize;
+    let body = &b.bytes[8 + n..];
+    // A sequence number far ahead would make every later batch look applied.
+    let ahead = forged(&b.bytes, body, |h| h["seq"] = serde_json::json!(u64::MAX));
+    assert!(e.apply("i", &ahead, "t1").is_err());
+    // A block far past the end of a 1 MiB disk.
+    let mut rec = (1u64 << 40).to_le_bytes().to_vec();
+    rec.extend_from_slice(&16u64.to_le_bytes());
+    rec.extend_from_slice(&[1; 16]);
+    let outside = forged(&b.bytes, &rec, |h| {
+        h["disks"][0]["len"] = serde_json::json!(rec.len())
+    });
+    assert!(e.apply("i", &outside, "t1").is_err());
+    // Part lengths whose sum overflows.
+    let overflow =
+        forged(
+            &b.bytes,
+            body,
+            |h| {
+                h["disks"] =
+                    serde_json::json!([{"cursor": 0, "len": u64::MAX}, {"cursor": 0, "len": 2}])
+            },
+        );
+    assert!(e.apply("i", &overflow, "t1").is_err());
+    // The real batch still applies, and the point holds its bytes only.
+    assert!(e.apply("i", &b.bytes, "t1").unwrap() > 0);
+    let p = e.seal("i", PointKind::CrashConsistent, "t1").unwrap();
+    let out = d.path().join("o.img");
+    e.materialize("i", p.seq, 0, &out).unwrap();
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), 1 << 20);
+}

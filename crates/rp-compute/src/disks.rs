@@ -29,6 +29,17 @@ fn tier(sku: &str) -> &'static str {
     }
 }
 
+/// "diskSizeGB must be from 1 to 32767" (managed disks).
+pub fn check_size(gb: u64) -> Result<(), ArmError> {
+    if gb == 0 || gb > MAX_GB {
+        return Err(ArmError::invalid_parameter(
+            "diskSizeGB",
+            format!("diskSizeGB must be from 1 to {MAX_GB}."),
+        ));
+    }
+    Ok(())
+}
+
 pub fn check_name(n: &str) -> Result<(), ArmError> {
     let ok = (1..=80).contains(&n.len())
         && n.chars()

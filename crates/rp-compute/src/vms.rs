@@ -166,6 +166,9 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, Ar
         let os_option = sp["osDisk"]["createOption"].as_str().unwrap_or("Attach").to_string();
         let os_id = match (os_id, os_option.as_str()) {
             (Some(d), _) => d,
+            (None, "FromImage") if implicit_disk_kept(tx, &format!("{rg_id}/providers/Microsoft.Compute/disks/{n}_OsDisk_1"), &vid)? => {
+                format!("{rg_id}/providers/Microsoft.Compute/disks/{n}_OsDisk_1")
+            }
             (None, "FromImage") => {
                 let disk_name = format!("{n}_OsDisk_1");
                 let did = format!("{rg_id}/providers/Microsoft.Compute/disks/{disk_name}");
@@ -202,8 +205,17 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, Ar
                 }
                 (None, "Empty") => {
                     let disk_name = dd["name"].as_str().map(str::to_string).unwrap_or_else(|| format!("{n}_DataDisk_{lun}"));
+                    disks::check_name(&disk_name)?;
                     let did = format!("{rg_id}/providers/Microsoft.Compute/disks/{disk_name}");
                     let gb = dd["diskSizeGB"].as_u64().ok_or_else(|| bad("InvalidParameter", "An empty data disk needs diskSizeGB."))?;
+                    disks::check_size(gb)?;
+                    if implicit_disk_kept(tx, &did, &vid)? {
+                        let d = attach_disk(tx, &did, &vid, &location)?;
+                        data_out.push(json!({"lun": lun, "name": d["name"], "createOption": "Empty",
+                                             "caching": dd["caching"].as_str().unwrap_or("None"), "diskSizeGB": d["properties"]["diskSizeGB"],
+                                             "managedDisk": {"id": d["id"], "storageAccountType": d["sku"]["name"]}}));
+                        continue;
+                    }
                     let sku = dd["managedDisk"]["storageAccountType"].as_str().unwrap_or("Standard_LRS").to_string();
                     let unique = uuid::Uuid::new_v4().to_string();
                     blocks.create(&unique, gb << 30).map_err(|e| ArmError::internal(e.to_string()))?;
@@ -531,4 +543,30 @@ pub fn instance_view(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         .store()
         .view(|r| power::get(r, vm["id"].as_str().unwrap_or_default()))?;
     Ok(Reply::ok(power::instance_view(&vm, state)))
+}
+
+/// A disk the VM creates itself (`Empty` data disks, `FromImage` OS disks)
+/// may already exist: a re-sent PUT of the same VM (Terraform sends one on
+/// every apply) keeps it and its bytes; one attached to another VM, or left
+/// unattached, is not taken over (attach it with `createOption: Attach`).
+/// Returns whether the existing disk is kept.
+fn implicit_disk_kept(
+    r: &impl recoverite_store::Reader,
+    did: &str,
+    vid: &str,
+) -> Result<bool, ArmError> {
+    let Some(d) = disks::load(r, did)? else {
+        return Ok(false);
+    };
+    match d["managedBy"].as_str() {
+        Some(owner) if id::key(owner) == id::key(vid) => Ok(true),
+        Some(owner) => Err(ArmError::conflict(
+            "OperationNotAllowed",
+            format!("Disk {} is attached to VM {owner}; a VM cannot create a disk of that name.", d["name"].as_str().unwrap_or_default()),
+        )),
+        None => Err(ArmError::conflict(
+            "OperationNotAllowed",
+            format!("Disk {} already exists; attach it with createOption Attach and managedDisk.id instead of creating it.", d["name"].as_str().unwrap_or_default()),
+        )),
+    }
 }

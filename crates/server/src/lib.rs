@@ -139,6 +139,10 @@ impl recoverite_arm::TenantHook for TenantEvents {
     }
 }
 
+/// The largest token request body accepted (a client-credentials form is a
+/// few hundred bytes; a client assertion a few kilobytes).
+pub const TOKEN_BODY_LIMIT: usize = 64 * 1024;
+
 /// Where managed disks are exported over NBD, as `{resourceGroup}/{disk}`.
 #[derive(Clone, Debug)]
 pub struct NbdEndpoints {
@@ -511,8 +515,16 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         )
         .route("/{tenant}/discovery/v2.0/keys", get(entra::keys))
         .route("/{tenant}/discovery/keys", get(entra::keys))
-        .route("/{tenant}/oauth2/v2.0/token", post(entra::token_v2))
-        .route("/{tenant}/oauth2/token", post(entra::token_v1))
+        // Token requests are small forms sent before any authentication:
+        // they get a small body limit (the ARM surface checks its own 4 MiB).
+        .route(
+            "/{tenant}/oauth2/v2.0/token",
+            post(entra::token_v2).layer(DefaultBodyLimit::max(TOKEN_BODY_LIMIT)),
+        )
+        .route(
+            "/{tenant}/oauth2/token",
+            post(entra::token_v1).layer(DefaultBodyLimit::max(TOKEN_BODY_LIMIT)),
+        )
         .route("/common/discovery/instance", get(entra::instance_discovery))
         .route("/metadata/endpoints", get(admin::cloud_metadata))
         .route("/recoverite/principals", post(admin::create_principal))
