@@ -161,3 +161,18 @@ def _serve(prefix):
             log = (Path(d) / "server.log").read_text(errors="replace")
             if died or "panicked" in log:
                 print(f"\nrecoverite exited or panicked during the tests; its log ends with:\n{log[-4000:]}")
+
+
+def wait_listening(addr, timeout=10):
+    """The gateway starts listening on a new alias (an account's, an
+    endpoint's) when it next reconciles, right after the write that made it."""
+    import socket
+    end = time.time() + timeout
+    while True:
+        try:
+            socket.create_connection(addr, timeout=0.5).close()
+            return
+        except OSError:
+            if time.time() > end:
+                raise
+            time.sleep(0.05)

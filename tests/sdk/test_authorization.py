@@ -8,6 +8,7 @@ import socket
 import uuid
 
 import pytest
+from conftest import wait_listening
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.compute import ComputeManagementClient
@@ -19,21 +20,6 @@ from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.storage import StorageManagementClient
 
 MINE, THEIRS = "authz-mine", "authz-theirs"
-
-
-def wait_listening(addr, timeout=10):
-    """The gateway starts listening on a new account's alias when it next
-    reconciles (right after the write that made the account)."""
-    import time
-    end = time.time() + timeout
-    while True:
-        try:
-            socket.create_connection(addr, timeout=0.5).close()
-            return
-        except OSError:
-            if time.time() > end:
-                raise
-            time.sleep(0.05)
 
 
 def principal(server, name, role, scope):

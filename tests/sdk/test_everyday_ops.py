@@ -13,6 +13,7 @@ import subprocess
 from email.utils import formatdate
 
 import pytest
+from conftest import wait_listening
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
@@ -42,21 +43,6 @@ def env(server):
     nbd = server.http("GET", "/recoverite/nbd").json()["endpoint"]
     yield {"compute": compute, "vm": vm, "os": os_disk, "nic": nic, "net": net, "nbd": nbd}
     server.client(ResourceManagementClient).resource_groups.begin_delete(RG).result()
-
-
-def wait_listening(addr, timeout=10):
-    """The gateway starts listening on a new account's alias when it next
-    reconciles (right after the write that made the account)."""
-    import time
-    end = time.time() + timeout
-    while True:
-        try:
-            socket.create_connection(addr, timeout=0.5).close()
-            return
-        except OSError:
-            if time.time() > end:
-                raise
-            time.sleep(0.05)
 
 
 def power(env):
@@ -223,3 +209,29 @@ def test_a_resent_vm_put_keeps_its_data_disk(env):
         c.virtual_machines.begin_create_or_update(RG, "vm2", {**body, "properties": {**body["properties"], "storageProfile": {
             **body["properties"]["storageProfile"], "dataDisks": [{"lun": 1, "createOption": "Empty", "diskSizeGB": 99999}]}}}).result()
     assert e.value.status_code == 400 and "32767" in e.value.message
+
+
+def test_virtual_network_usages_count_addresses_per_subnet(env):
+    u = list(env["net"].virtual_networks.list_usage(RG, "net"))
+    assert len(u) == 1 and u[0].name.value == "SubnetSpace" and u[0].unit == "Count"
+    # A /24 offers 251 addresses; the NICs made above use some.
+    assert u[0].limit == 251 and 1 <= u[0].current_value <= 251
+    assert u[0].id.lower().endswith("/subnets/vms")
+
+
+def test_vault_extended_info(server):
+    from azure.mgmt.recoveryservices import RecoveryServicesClient
+    rs = server.client(RecoveryServicesClient)
+    rs.vaults.begin_create_or_update(RG, "ext-vault", {"location": "westus", "sku": {"name": "Standard"},
+                                                       "properties": {"publicNetworkAccess": "Enabled"}}).result()
+    with pytest.raises(HttpResponseError) as e:
+        rs.vault_extended_info.get(RG, "ext-vault")
+    assert e.value.status_code == 404
+    made = rs.vault_extended_info.create_or_update(RG, "ext-vault", {"properties": {"integrityKey": "k1", "algorithm": "None"}})
+    assert made.integrity_key == "k1"
+    upd = rs.vault_extended_info.update(RG, "ext-vault", {"properties": {"encryptionKey": "e1"}})
+    assert upd.integrity_key == "k1" and upd.encryption_key == "e1"
+    assert rs.vault_extended_info.get(RG, "ext-vault").encryption_key == "e1"
+    rs.vaults.begin_delete(RG, "ext-vault").result()
+    with pytest.raises(HttpResponseError):
+        rs.vault_extended_info.get(RG, "ext-vault")

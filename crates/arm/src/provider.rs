@@ -92,18 +92,17 @@ impl ProviderInfo {
         global: bool,
         requires_registration: bool,
     ) -> ProviderInfo {
-        ProviderInfo {
+        let mut info = ProviderInfo::from_table(
             namespace,
-            resource_types: types
-                .iter()
-                .map(|name| ResourceType {
-                    name,
-                    api_versions,
-                    global,
-                })
-                .collect(),
+            types,
+            &crate::api_version::Table::default(),
+            global,
             requires_registration,
+        );
+        for t in &mut info.resource_types {
+            t.api_versions = api_versions;
         }
+        info
     }
 }
 

@@ -36,6 +36,7 @@ pub const TYPES: &[&str] = &[
     "virtualNetworks/subnets",
     "virtualNetworks/virtualNetworkPeerings",
     "virtualNetworks/CheckIPAddressAvailability",
+    "virtualNetworks/usages",
     "networkSecurityGroups",
     "networkSecurityGroups/securityRules",
     "networkSecurityGroups/defaultSecurityRules",
@@ -80,6 +81,7 @@ impl Provider for NetworkProvider {
             (["virtualnetworks"], true, M::GET) => vnet::get_vnet(ctx, req),
             (["virtualnetworks"], true, M::DELETE) => vnet::delete_vnet(ctx, req),
             (["virtualnetworks"], false, M::GET) => vnet::list_vnets(ctx, req),
+            (["virtualnetworks", "usages"], false, M::GET) => vnet::usages(ctx, req),
             (["virtualnetworks", "checkipaddressavailability"], false, M::GET) => {
                 vnet::check_ip_availability(ctx, req)
             }

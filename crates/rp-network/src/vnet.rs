@@ -804,3 +804,32 @@ pub fn check_ip_availability(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmEr
         ))
     })
 }
+
+/// `GET …/virtualNetworks/{vnet}/usages`: per subnet, the addresses in use
+/// against those it offers (Azure's `SubnetSpace`: the five reserved
+/// addresses are in neither).
+pub fn usages(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let vid = req.path.prefix(req.path.segments.len() - 1);
+    let items = ctx.store().view(|r| {
+        let vnet = resource::get(r, &vid)?
+            .filter(|d| d["type"].as_str() == Some(VNET_TYPE))
+            .ok_or_else(|| not_found(req, VNET_TYPE))?;
+        let mut out = Vec::new();
+        for sub in resource::list_of_type(r, vnet["id"].as_str().unwrap_or(&vid), SUBNET_TYPE)? {
+            let Some(net) = primary_prefix(&sub) else {
+                continue;
+            };
+            let sid = sub["id"].as_str().unwrap_or_default();
+            let pool = ipam_store::pool(r, sid, net)?;
+            out.push(json!({
+                "id": sid,
+                "currentValue": pool.capacity() - pool.free(),
+                "limit": pool.capacity(),
+                "name": {"value": "SubnetSpace", "localizedValue": "Subnet size and usage"},
+                "unit": "Count",
+            }));
+        }
+        Ok::<_, ArmError>(out)
+    })?;
+    Ok(Reply::ok(paging::page(ctx, req, items)?))
+}

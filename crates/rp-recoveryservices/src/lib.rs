@@ -4,6 +4,7 @@
 pub mod connections;
 pub mod containers;
 pub mod dependents;
+pub mod extended_info;
 /// Vault records live in the Recovery Services core, shared with Site Recovery and Backup.
 pub use recoverite_rs_core::vault as meta;
 pub mod target;
@@ -28,6 +29,7 @@ const TYPES: &[&str] = &[
     "vaults/privateEndpointConnections/operationsStatus",
     "vaults/privateLinkResources",
     "vaults/usages",
+    "vaults/extendedInformation",
     "vaults/replicationUsages",
     "vaults/backupFabrics",
     "vaults/backupFabrics/protectionContainers",
@@ -65,6 +67,13 @@ impl Provider for RecoveryServicesProvider {
             (["vaults"], true, M::GET) => vault::get(ctx, req),
             (["vaults"], true, M::DELETE) => vault::delete(ctx, req),
             (["vaults"], false, M::GET) => vault::list(ctx, req),
+            (["vaults", "extendedinformation"], true, M::PUT) => {
+                extended_info::put(ctx, req, false)
+            }
+            (["vaults", "extendedinformation"], true, M::PATCH) => {
+                extended_info::put(ctx, req, true)
+            }
+            (["vaults", "extendedinformation"], true, M::GET) => extended_info::get(ctx, req),
             (["vaults", "privateendpointconnections"], true, M::GET) => connections::get(ctx, req),
             (["vaults", "privateendpointconnections"], true, M::PUT) => connections::put(ctx, req),
             (["vaults", "privateendpointconnections"], true, M::DELETE) => {

@@ -35,15 +35,10 @@ pub struct BlobAuth {
     pub first_party: String,
 }
 
-impl Authorize for BlobAuth {
-    fn authorize(
-        &self,
-        account: &str,
-        authorization: Option<&str>,
-        access: Access,
-    ) -> Result<(), BlobError> {
-        let doc = self
-            .store
+impl BlobAuth {
+    /// The storage account a Blob request names, or the Blob service's 404.
+    fn account(&self, account: &str) -> Result<serde_json::Value, BlobError> {
+        self.store
             .view(|r| recoverite_rp_storage::accounts::find_by_name(r, account))
             .map_err(|e| BlobError::new(500, "InternalError", e.body.message.clone()))?
             .ok_or_else(|| {
@@ -52,7 +47,18 @@ impl Authorize for BlobAuth {
                     "ResourceNotFound",
                     format!("Storage account {account} does not exist."),
                 )
-            })?;
+            })
+    }
+}
+
+impl Authorize for BlobAuth {
+    fn authorize(
+        &self,
+        account: &str,
+        authorization: Option<&str>,
+        access: Access,
+    ) -> Result<(), BlobError> {
+        let doc = self.account(account)?;
         let token = authorization
             .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
             .ok_or_else(|| BlobError::new(401, "NoAuthenticationInformation", "Server failed to authenticate the request. Send an Entra token for https://storage.azure.com as 'Authorization: Bearer'."))?;
@@ -115,17 +121,7 @@ impl Authorize for BlobAuth {
         let internal = |e: recoverite_arm::ArmError| {
             BlobError::new(500, "InternalError", e.body.message.clone())
         };
-        let doc = self
-            .store
-            .view(|r| recoverite_rp_storage::accounts::find_by_name(r, account))
-            .map_err(internal)?
-            .ok_or_else(|| {
-                BlobError::new(
-                    404,
-                    "ResourceNotFound",
-                    format!("Storage account {account} does not exist."),
-                )
-            })?;
+        let doc = self.account(account)?;
         if doc["properties"]["allowSharedKeyAccess"].as_bool() == Some(false) {
             return Err(BlobError::new(403, "KeyBasedAuthenticationNotPermitted", format!("Key based authentication is not permitted on this storage account ({account} has allowSharedKeyAccess false); use an Entra token.")));
         }
