@@ -26,6 +26,19 @@ pub trait Authorizer: Send + Sync {
     fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, ArmError>;
     /// Whether `caller` may perform `action` at `scope`.
     fn is_allowed(&self, caller: &Caller, action: &str, scope: &str) -> Result<bool, ArmError>;
+    /// `Ok` when `caller` may perform `action` at `scope`, else ARM's 403
+    /// `AuthorizationFailed` naming them.
+    fn require(&self, caller: &Caller, action: &str, scope: &str) -> Result<(), ArmError> {
+        if self.is_allowed(caller, action, scope)? {
+            Ok(())
+        } else {
+            Err(crate::router::authorization_failed(
+                &caller.object_id,
+                action,
+                scope,
+            ))
+        }
+    }
     /// Whether `caller` holds any role assignment at, above or below `scope`.
     fn has_any_access(&self, caller: &Caller, scope: &str) -> Result<bool, ArmError>;
     /// Whether principal `object_id` may perform data action `data_action` at `scope`.
@@ -400,6 +413,11 @@ impl Ctx {
 
     pub fn is_allowed(&self, action: &str, scope: &str) -> Result<bool, ArmError> {
         self.platform.authz.is_allowed(&self.caller, action, scope)
+    }
+
+    /// The caller may perform `action` at `scope`, or 403 `AuthorizationFailed`.
+    pub fn require(&self, action: &str, scope: &str) -> Result<(), ArmError> {
+        self.platform.authz.require(&self.caller, action, scope)
     }
 
     /// The authorizer, to ask about principals other than the caller (a

@@ -281,22 +281,6 @@ fn list_assignments(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, A
 const DEFINITION_WRITE: &str = "Microsoft.Authorization/roleDefinitions/write";
 const DEFINITION_DELETE: &str = "Microsoft.Authorization/roleDefinitions/delete";
 
-/// "Users that are granted this operation on all the AssignableScopes of the
-/// custom role can update custom roles in those scopes" (Azure RBAC, custom
-/// roles): the URL's scope alone is not enough, every scope the role has or
-/// will have is checked.
-fn require_at(ctx: &Ctx, action: &str, scope: &str) -> Result<(), ArmError> {
-    if ctx.is_allowed(action, scope)? {
-        Ok(())
-    } else {
-        Err(recoverite_arm::router::authorization_failed(
-            &ctx.caller.object_id,
-            action,
-            scope,
-        ))
-    }
-}
-
 /// A role may not lose an assignable scope under which it is still assigned
 /// (Azure: `RoleScopeBeingRemovedContainsAssignments`). Returns the removed
 /// scope and an assignment under it.
@@ -387,7 +371,10 @@ fn put_definition(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, Arm
             .map(|d| d.assignable_scopes.clone())
             .unwrap_or_default();
         for s in old_scopes.iter().chain(assignable.iter()) {
-            require_at(ctx, DEFINITION_WRITE, s)?;
+            // "Users that are granted this operation on all the AssignableScopes of
+            // the custom role can update custom roles in those scopes": the
+            // URL's scope alone is not enough.
+            ctx.require(DEFINITION_WRITE, s)?;
         }
         let assigned: Vec<String> = rbac::all(tx)?
             .into_iter()
@@ -448,7 +435,7 @@ fn delete_definition(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
             ));
         }
         for s in &def.assignable_scopes {
-            require_at(ctx, DEFINITION_DELETE, s)?;
+            ctx.require(DEFINITION_DELETE, s)?;
         }
         if rbac::all(tx)?
             .iter()

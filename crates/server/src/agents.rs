@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use recoverite_arm::router::authorization_failed;
 use recoverite_arm::{ArmError, Authorizer};
 use recoverite_rp_siterecovery::runtime;
 
@@ -42,9 +41,7 @@ pub async fn placement(
     let s2 = s.clone();
     let res = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, ArmError> {
         let caller = s2.directory.authenticate(auth.as_deref())?;
-        if !s2.directory.is_allowed(&caller, AGENT_ACTION, &q.vm)? {
-            return Err(authorization_failed(&caller.object_id, AGENT_ACTION, &q.vm));
-        }
+        s2.directory.require(&caller, AGENT_ACTION, &q.vm)?;
         let who = q.agent.unwrap_or_else(|| "recoverite agent".into());
         runtime::external_placement(&s2.directory.store, &s2.rt, &q.vm, &who)
     })
@@ -84,16 +81,7 @@ pub async fn report(State(s): State<Arc<AppState>>, req: Request) -> Response {
     let s2 = s.clone();
     let res = tokio::task::spawn_blocking(move || -> Result<(), ArmError> {
         let caller = s2.directory.authenticate(auth.as_deref())?;
-        if !s2
-            .directory
-            .is_allowed(&caller, AGENT_ACTION, &body.item_id)?
-        {
-            return Err(authorization_failed(
-                &caller.object_id,
-                AGENT_ACTION,
-                &body.item_id,
-            ));
-        }
+        s2.directory.require(&caller, AGENT_ACTION, &body.item_id)?;
         let blocked = body.blocked.map(|b| recoverite_agent::Blocked {
             endpoint: b.endpoint,
             fqdn: b.fqdn,
