@@ -96,6 +96,8 @@ def tables():
             (["roleDefinitions", "permissions"], first("roleDefinitions", "permissions"))]),
         "crates/rp-resources/api-versions.txt": ("Microsoft.Resources", [
             (["tenants", "subscriptions", "resourceGroups"], first("tenants", "subscriptions", "resourceGroups"))]),
+        "crates/rp-deployments/api-versions.txt": ("Microsoft.Resources", [
+            (["deployments"], first("deployments"))]),
         "crates/rp-management/api-versions.txt": ("Microsoft.Management", [
             (["managementGroups", "checkNameAvailability"], first("managementGroups"))]),
         "crates/rp-management/subscription-api-versions.txt": ("Microsoft.Subscription", [

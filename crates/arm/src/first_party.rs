@@ -60,6 +60,15 @@ impl AsCaller {
         let _ = self.0.set(router);
     }
 
+    /// The router, for work that outlives the request (a deployment runs
+    /// its resources after the PUT is answered).
+    pub fn router(&self) -> Result<std::sync::Arc<crate::Router>, ArmError> {
+        self.0
+            .get()
+            .and_then(|w| w.upgrade())
+            .ok_or_else(|| ArmError::internal("calls on the caller's behalf are not wired"))
+    }
+
     /// Sends one request with `req`'s `Authorization` header.
     pub fn call(
         &self,
@@ -98,6 +107,20 @@ pub fn dispatch_with(
     body: Option<Value>,
     base_url: &str,
 ) -> Result<Value, ArmError> {
+    dispatch_reply(router, authorization, method, path, api_version, body, base_url)
+        .map(|r| r.body.unwrap_or(Value::Null))
+}
+
+/// One JSON request through the router; the whole reply (status, headers).
+pub fn dispatch_reply(
+    router: &crate::Router,
+    authorization: Option<http::HeaderValue>,
+    method: Method,
+    path: &str,
+    api_version: &str,
+    body: Option<Value>,
+    base_url: &str,
+) -> Result<crate::Reply, ArmError> {
     let mut headers = http::HeaderMap::new();
     if let Some(a) = authorization {
         headers.insert(http::header::AUTHORIZATION, a);
@@ -106,13 +129,12 @@ pub fn dispatch_with(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
-    let reply = router.dispatch(crate::RawRequest {
+    router.dispatch(crate::RawRequest {
         method,
         path: path.to_string(),
         query: Some(format!("api-version={api_version}")),
         headers,
         body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
         base_url: base_url.to_string(),
-    })?;
-    Ok(reply.body.unwrap_or(Value::Null))
+    })
 }

@@ -462,6 +462,19 @@ pub struct NamespaceGroup {
 
 impl NamespaceGroup {
     fn member(&self, req: &ArmRequest) -> Result<&Arc<dyn Provider>, ArmError> {
+        // Paths with no type of this namespace (resource groups and
+        // subscriptions, registration calls for any namespace) belong to
+        // the first member, which serves the namespace's root.
+        let ns = self.members[0].info().namespace;
+        let own = req
+            .path
+            .provider
+            .as_ref()
+            .filter(|p| p.namespace.eq_ignore_ascii_case(ns) && !p.types.is_empty());
+        let root_namespace = ns.eq_ignore_ascii_case(crate::router::RESOURCES_NAMESPACE);
+        if own.is_none() {
+            return Ok(&self.members[0]);
+        }
         let types: Vec<String> = req
             .path
             .provider
@@ -503,6 +516,7 @@ impl NamespaceGroup {
                 _ => Some((d, m)),
             })
             .map(|(_, m)| m)
+            .or(root_namespace.then_some(&self.members[0]))
             .ok_or_else(|| {
                 ArmError::bad_request(
                     "InvalidResourceType",

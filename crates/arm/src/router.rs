@@ -53,6 +53,22 @@ pub fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
     out
 }
 
+/// ARM still answers the deployment-operation paths of its first
+/// api-versions, `/subscriptions/{s}/resourcegroups/{rg}/deployments/{name}/operations…`
+/// (which the SDKs send to this day), as the provider path they stand for.
+fn legacy_alias(path: &str) -> Option<String> {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let is = |i: usize, s: &str| segs.get(i).is_some_and(|x| x.eq_ignore_ascii_case(s));
+    if segs.len() >= 6 && is(0, "subscriptions") && is(2, "resourcegroups") && is(4, "deployments") {
+        return Some(format!(
+            "/{}/providers/Microsoft.Resources/{}",
+            segs[..4].join("/"),
+            segs[4..].join("/")
+        ));
+    }
+    None
+}
+
 fn is_guid_like(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
 }
@@ -74,7 +90,10 @@ impl Router {
     }
 
     /// Handles one management request end to end.
-    pub fn dispatch(&self, raw: RawRequest) -> Result<Reply, ArmError> {
+    pub fn dispatch(&self, mut raw: RawRequest) -> Result<Reply, ArmError> {
+        if let Some(p) = legacy_alias(&raw.path) {
+            raw.path = p;
+        }
         let path = ResourcePath::parse(&raw.path)?;
         let query = parse_query(raw.query.as_deref());
         let authz = &self.platform.authz;

@@ -208,6 +208,7 @@ pub fn cascades() -> Vec<Arc<dyn recoverite_arm::ScopeCascade>> {
         Arc::new(recoverite_rp_recoveryservices::VaultCascade),
         Arc::new(recoverite_rp_network::NetworkCascade),
         Arc::new(recoverite_rp_storage::keys::KeysCascade),
+        Arc::new(recoverite_rp_deployments::DeploymentsCascade),
         Arc::new(DirectoryCascade),
     ]
 }
@@ -222,7 +223,15 @@ pub fn providers(
     as_caller: &recoverite_arm::first_party::AsCaller,
 ) -> Vec<Arc<dyn Provider>> {
     vec![
-        Arc::new(recoverite_rp_resources::ResourcesProvider),
+        Arc::new(NamespaceGroup {
+            members: vec![
+                Arc::new(recoverite_rp_resources::ResourcesProvider),
+                Arc::new(recoverite_rp_deployments::DeploymentsProvider {
+                    as_caller: as_caller.clone(),
+                    running: Default::default(),
+                }),
+            ],
+        }),
         Arc::new(recoverite_rp_management::SubscriptionProvider),
         Arc::new(recoverite_rp_management::ManagementProvider),
         Arc::new(AuthorizationProvider),
