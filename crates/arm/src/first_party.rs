@@ -107,8 +107,16 @@ pub fn dispatch_with(
     body: Option<Value>,
     base_url: &str,
 ) -> Result<Value, ArmError> {
-    dispatch_reply(router, authorization, method, path, api_version, body, base_url)
-        .map(|r| r.body.unwrap_or(Value::Null))
+    dispatch_reply(
+        router,
+        authorization,
+        method,
+        path,
+        api_version,
+        body,
+        base_url,
+    )
+    .map(|r| r.body.unwrap_or(Value::Null))
 }
 
 /// One JSON request through the router; the whole reply (status, headers).

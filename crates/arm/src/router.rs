@@ -59,7 +59,8 @@ pub fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
 fn legacy_alias(path: &str) -> Option<String> {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let is = |i: usize, s: &str| segs.get(i).is_some_and(|x| x.eq_ignore_ascii_case(s));
-    if segs.len() >= 6 && is(0, "subscriptions") && is(2, "resourcegroups") && is(4, "deployments") {
+    if segs.len() >= 6 && is(0, "subscriptions") && is(2, "resourcegroups") && is(4, "deployments")
+    {
         return Some(format!(
             "/{}/providers/Microsoft.Resources/{}",
             segs[..4].join("/"),
@@ -375,7 +376,58 @@ fn parse_body(raw: &RawRequest) -> Result<Option<Value>, ArmError> {
             ));
         }
     }
-    serde_json::from_slice::<Value>(&raw.body)
-        .map(Some)
-        .map_err(ArmError::invalid_content)
+    match serde_json::from_slice::<Value>(&raw.body) {
+        Ok(v) => Ok(Some(v)),
+        // Resource Manager reads bodies with a lenient JSON reader: comments,
+        // unquoted property names and trailing commas pass. azure-cli relies
+        // on it — `az deployment … create` splices the template file's text,
+        // comments included, into the body after an unquoted `template:` key.
+        Err(strict) => std::str::from_utf8(&raw.body)
+            .ok()
+            .and_then(|text| json5::from_str::<Value>(text).ok())
+            .map(Some)
+            .ok_or_else(|| ArmError::invalid_content(strict)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(body: &str) -> RawRequest {
+        RawRequest {
+            method: Method::PUT,
+            path: "/".into(),
+            query: None,
+            headers: http::HeaderMap::new(),
+            body: body.as_bytes().to_vec(),
+            base_url: String::new(),
+        }
+    }
+
+    #[test]
+    fn bodies_are_read_as_leniently_as_arm_reads_them() {
+        // What `az deployment group create --template-file` sends.
+        let cli = "{\"properties\": {\"mode\": \"Incremental\", template:{\n // comment\n \"resources\": [],\n}}}";
+        let v = parse_body(&raw(cli)).unwrap().unwrap();
+        assert_eq!(
+            v["properties"]["template"]["resources"],
+            serde_json::json!([])
+        );
+        let e = parse_body(&raw("{\"a\": ")).unwrap_err();
+        assert_eq!(e.code(), "InvalidRequestContent");
+    }
+
+    #[test]
+    fn legacy_deployment_operation_paths_are_aliased() {
+        assert_eq!(
+            legacy_alias("/subscriptions/s/resourcegroups/rg/deployments/d/operations").as_deref(),
+            Some("/subscriptions/s/resourcegroups/rg/providers/Microsoft.Resources/deployments/d/operations")
+        );
+        assert_eq!(
+            legacy_alias("/subscriptions/s/resourcegroups/rg/providers/X/y/z"),
+            None
+        );
+        assert_eq!(legacy_alias("/subscriptions/s/resourcegroups/rg"), None);
+    }
 }

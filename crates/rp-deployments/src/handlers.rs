@@ -12,7 +12,9 @@ use recoverite_arm::{paging, time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_arm_template::{hash, Plan, TemplateError};
 
 use crate::host::{CallerChannel, DeploymentHost};
-use crate::record::{self, DeploymentRecord, Dependency, ParameterRecord, TargetResource};
+use crate::record::{
+    self, Dependency, DeploymentRecord, ParameterRecord, ProviderEntry, TargetResource, TypeEntry,
+};
 use crate::run::{self, Job};
 use crate::{deployment_id, DeploymentsProvider, NAMESPACE};
 
@@ -79,7 +81,9 @@ fn template_hash(t: &Value) -> String {
 
 /// The write action a template resource needs, checked at preflight.
 fn write_action(r: &recoverite_arm_template::PlannedResource) -> String {
-    if r.resource_type.eq_ignore_ascii_case("Microsoft.Resources/resourceGroups") {
+    if r.resource_type
+        .eq_ignore_ascii_case("Microsoft.Resources/resourceGroups")
+    {
         "Microsoft.Resources/subscriptions/resourceGroups/write".into()
     } else {
         format!("{}/write", r.resource_type)
@@ -98,7 +102,10 @@ struct Prepared {
 
 impl Prepared {
     fn plan(&self) -> &Plan {
-        self.host.plan.get().expect("prepared deployments have a plan")
+        self.host
+            .plan
+            .get()
+            .expect("prepared deployments have a plan")
     }
 
     fn record(&self, id: &str, name: &str, scope: &str, state: &str) -> DeploymentRecord {
@@ -108,19 +115,40 @@ impl Prepared {
             resource_type: r.resource_type.clone(),
             resource_name: r.name.clone(),
         };
-        let mut providers: Vec<(String, Vec<(String, Option<String>)>)> = Vec::new();
+        let mut providers: Vec<ProviderEntry> = Vec::new();
         for r in &plan.resources {
-            let (ns, ty) = r.resource_type.split_once('/').unwrap_or((&r.resource_type, ""));
-            let pos = match providers.iter().position(|(n, _)| n.eq_ignore_ascii_case(ns)) {
+            let (ns, ty) = r
+                .resource_type
+                .split_once('/')
+                .unwrap_or((&r.resource_type, ""));
+            let pos = match providers
+                .iter()
+                .position(|p| p.namespace.eq_ignore_ascii_case(ns))
+            {
                 Some(p) => p,
                 None => {
-                    providers.push((ns.to_string(), Vec::new()));
+                    providers.push(ProviderEntry {
+                        namespace: ns.to_string(),
+                        resource_types: Vec::new(),
+                    });
                     providers.len() - 1
                 }
             };
-            let location = r.raw.get("location").and_then(Value::as_str).filter(|l| !l.starts_with('[')).map(str::to_string);
-            if !providers[pos].1.iter().any(|(x, _)| x.eq_ignore_ascii_case(ty)) {
-                providers[pos].1.push((ty.to_string(), location));
+            let location = r
+                .raw
+                .get("location")
+                .and_then(Value::as_str)
+                .filter(|l| !l.starts_with('['))
+                .map(str::to_string);
+            let types = &mut providers[pos].resource_types;
+            if !types
+                .iter()
+                .any(|t| t.resource_type.eq_ignore_ascii_case(ty))
+            {
+                types.push(TypeEntry {
+                    resource_type: ty.to_string(),
+                    location,
+                });
             }
         }
         DeploymentRecord {
@@ -155,7 +183,11 @@ impl Prepared {
                 .filter(|r| !r.depends_on.is_empty())
                 .map(|r| Dependency {
                     target: t(r),
-                    depends_on: r.depends_on.iter().map(|&i| t(&plan.resources[i])).collect(),
+                    depends_on: r
+                        .depends_on
+                        .iter()
+                        .map(|&i| t(&plan.resources[i]))
+                        .collect(),
                 })
                 .collect(),
             providers,
@@ -212,7 +244,9 @@ fn prepare(
             "The location property is required for this definition: a subscription-scope deployment needs 'location' (where its history is kept).",
         ));
     }
-    if props.parameters_link.is_some() || (props.template_link.is_some() && props.template.is_none()) {
+    if props.parameters_link.is_some()
+        || (props.template_link.is_some() && props.template.is_none())
+    {
         return Err(ArmError::bad_request(
             "InvalidContentLink",
             "recoverite runs offline and cannot download linked templates or parameter files; send 'template' and 'parameters' inline (az deployment … --template-file / --parameters @file do).",
@@ -257,8 +291,13 @@ fn prepare(
         deployment,
         plan: OnceLock::new(),
     });
-    let plan = Plan::build(&template, &props.parameters.unwrap_or_default(), host.as_ref(), None)
-        .map_err(template_error)?;
+    let plan = Plan::build(
+        &template,
+        &props.parameters.unwrap_or_default(),
+        host.as_ref(),
+        None,
+    )
+    .map_err(template_error)?;
     for r in plan.resources.iter().filter(|r| !r.existing) {
         ctx.require(&write_action(r), &r.id)?;
     }
@@ -278,7 +317,11 @@ fn prepare(
 
 /// A stored deployment that is unfinished but not running here was cut
 /// off by a restart: it is failed (deployments are idempotent; run it again).
-fn settle(p: &DeploymentsProvider, ctx: &Ctx, mut d: DeploymentRecord) -> Result<DeploymentRecord, ArmError> {
+fn settle(
+    p: &DeploymentsProvider,
+    ctx: &Ctx,
+    mut d: DeploymentRecord,
+) -> Result<DeploymentRecord, ArmError> {
     if record::is_terminal(&d.provisioning_state) || p.running.is_running(&d.id) {
         return Ok(d);
     }
@@ -301,7 +344,12 @@ fn settle(p: &DeploymentsProvider, ctx: &Ctx, mut d: DeploymentRecord) -> Result
     Ok(d)
 }
 
-fn load(p: &DeploymentsProvider, ctx: &Ctx, scope: &str, name: &str) -> Result<DeploymentRecord, ArmError> {
+fn load(
+    p: &DeploymentsProvider,
+    ctx: &Ctx,
+    scope: &str,
+    name: &str,
+) -> Result<DeploymentRecord, ArmError> {
     let id = deployment_id(scope, name);
     let d = ctx
         .store()
@@ -310,7 +358,13 @@ fn load(p: &DeploymentsProvider, ctx: &Ctx, scope: &str, name: &str) -> Result<D
     settle(p, ctx, d)
 }
 
-pub fn put(p: &DeploymentsProvider, ctx: &Ctx, req: &ArmRequest, scope: &str, name: &str) -> Result<Reply, ArmError> {
+pub fn put(
+    p: &DeploymentsProvider,
+    ctx: &Ctx,
+    req: &ArmRequest,
+    scope: &str,
+    name: &str,
+) -> Result<Reply, ArmError> {
     let id = deployment_id(scope, name);
     let existing = ctx.store().read(|r| Ok(record::load(r, &id)))??;
     if let Some(d) = existing.clone() {
@@ -362,7 +416,12 @@ pub fn get(p: &DeploymentsProvider, ctx: &Ctx, scope: &str, name: &str) -> Resul
     Ok(Reply::ok(load(p, ctx, scope, name)?.to_json()))
 }
 
-pub fn exists(p: &DeploymentsProvider, ctx: &Ctx, scope: &str, name: &str) -> Result<Reply, ArmError> {
+pub fn exists(
+    p: &DeploymentsProvider,
+    ctx: &Ctx,
+    scope: &str,
+    name: &str,
+) -> Result<Reply, ArmError> {
     match load(p, ctx, scope, name) {
         Ok(_) => Ok(Reply::empty(204)),
         Err(e) if e.status == 404 => Ok(Reply::empty(404)),
@@ -387,20 +446,38 @@ fn state_filter(req: &ArmRequest) -> Result<Option<String>, ArmError> {
     }
 }
 
-pub fn list(p: &DeploymentsProvider, ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, ArmError> {
+pub fn list(
+    p: &DeploymentsProvider,
+    ctx: &Ctx,
+    req: &ArmRequest,
+    scope: &str,
+) -> Result<Reply, ArmError> {
     let want = state_filter(req)?;
     let mut items = Vec::new();
     for d in ctx.store().read(|r| Ok(record::list(r, scope)))?? {
         let d = settle(p, ctx, d)?;
-        if want.as_deref().is_none_or(|w| w.eq_ignore_ascii_case(&d.provisioning_state)) {
+        if want
+            .as_deref()
+            .is_none_or(|w| w.eq_ignore_ascii_case(&d.provisioning_state))
+        {
             items.push(d);
         }
     }
     items.sort_by(|a, b| b.timestamp.cmp(&a.timestamp));
-    paging::page_visible(ctx, req, items.iter().map(DeploymentRecord::to_json).collect())
+    paging::page_visible(
+        ctx,
+        req,
+        items.iter().map(DeploymentRecord::to_json).collect(),
+    )
 }
 
-pub fn delete(p: &DeploymentsProvider, ctx: &Ctx, req: &ArmRequest, scope: &str, name: &str) -> Result<Reply, ArmError> {
+pub fn delete(
+    p: &DeploymentsProvider,
+    ctx: &Ctx,
+    req: &ArmRequest,
+    scope: &str,
+    name: &str,
+) -> Result<Reply, ArmError> {
     let id = deployment_id(scope, name);
     let Some(d) = ctx.store().read(|r| Ok(record::load(r, &id)))?? else {
         return Ok(Reply::empty(204));
@@ -421,11 +498,20 @@ pub fn delete(p: &DeploymentsProvider, ctx: &Ctx, req: &ArmRequest, scope: &str,
     let location = d.location.clone().unwrap_or_else(|| "global".into());
     Ok(lro::with_retry_after(
         ctx,
-        Reply::empty(202).header("Location", lro::result_url(ctx, &sub, &location, &op, &req.api_version)),
+        Reply::empty(202).header(
+            "Location",
+            lro::result_url(ctx, &sub, &location, &op, &req.api_version),
+        ),
     ))
 }
 
-pub fn validate(p: &DeploymentsProvider, ctx: &Ctx, req: &ArmRequest, scope: &str, name: &str) -> Result<Reply, ArmError> {
+pub fn validate(
+    p: &DeploymentsProvider,
+    ctx: &Ctx,
+    req: &ArmRequest,
+    scope: &str,
+    name: &str,
+) -> Result<Reply, ArmError> {
     let id = deployment_id(scope, name);
     let prepared = prepare(p, ctx, req, name)?;
     let rec = prepared.record(&id, name, scope, record::SUCCEEDED);
@@ -441,7 +527,12 @@ pub fn validate(p: &DeploymentsProvider, ctx: &Ctx, req: &ArmRequest, scope: &st
     Ok(Reply::ok(v))
 }
 
-pub fn cancel(p: &DeploymentsProvider, ctx: &Ctx, scope: &str, name: &str) -> Result<Reply, ArmError> {
+pub fn cancel(
+    p: &DeploymentsProvider,
+    ctx: &Ctx,
+    scope: &str,
+    name: &str,
+) -> Result<Reply, ArmError> {
     let d = load(p, ctx, scope, name)?;
     if p.running.cancel(&d.id) {
         Ok(Reply::empty(204))
@@ -453,18 +544,35 @@ pub fn cancel(p: &DeploymentsProvider, ctx: &Ctx, scope: &str, name: &str) -> Re
     }
 }
 
-pub fn export_template(p: &DeploymentsProvider, ctx: &Ctx, scope: &str, name: &str) -> Result<Reply, ArmError> {
+pub fn export_template(
+    p: &DeploymentsProvider,
+    ctx: &Ctx,
+    scope: &str,
+    name: &str,
+) -> Result<Reply, ArmError> {
     let d = load(p, ctx, scope, name)?;
     Ok(Reply::ok(json!({"template": d.template})))
 }
 
-pub fn operations(p: &DeploymentsProvider, ctx: &Ctx, req: &ArmRequest, scope: &str, name: &str) -> Result<Reply, ArmError> {
+pub fn operations(
+    p: &DeploymentsProvider,
+    ctx: &Ctx,
+    req: &ArmRequest,
+    scope: &str,
+    name: &str,
+) -> Result<Reply, ArmError> {
     let d = load(p, ctx, scope, name)?;
     let items = d.operations.iter().map(|o| d.operation_json(o)).collect();
     Ok(Reply::ok(paging::page(ctx, req, items)?))
 }
 
-pub fn operation(p: &DeploymentsProvider, ctx: &Ctx, scope: &str, name: &str, op: &str) -> Result<Reply, ArmError> {
+pub fn operation(
+    p: &DeploymentsProvider,
+    ctx: &Ctx,
+    scope: &str,
+    name: &str,
+    op: &str,
+) -> Result<Reply, ArmError> {
     let d = load(p, ctx, scope, name)?;
     d.operations
         .iter()
@@ -474,7 +582,9 @@ pub fn operation(p: &DeploymentsProvider, ctx: &Ctx, scope: &str, name: &str, op
             ArmError::new(
                 404,
                 "DeploymentOperationNotFound",
-                format!("The deployment operation '{op}' of deployment '{name}' could not be found."),
+                format!(
+                    "The deployment operation '{op}' of deployment '{name}' could not be found."
+                ),
             )
         })
 }

@@ -97,7 +97,10 @@ impl Host for DeploymentHost {
     }
 
     fn subscription_object(&self) -> Result<Value, TemplateError> {
-        let mut s = self.get(&format!("/subscriptions/{}", self.subscription), RESOURCES_API)?;
+        let mut s = self.get(
+            &format!("/subscriptions/{}", self.subscription),
+            RESOURCES_API,
+        )?;
         if let Some(o) = s.as_object_mut() {
             o.retain(|k, _| {
                 matches!(

@@ -34,12 +34,32 @@ pub struct DeploymentsProvider {
 /// What a request under `…/providers/Microsoft.Resources/deployments` is.
 #[derive(Debug, PartialEq)]
 pub enum Route {
-    List { scope: String },
-    Deployment { scope: String, name: String },
-    Action { scope: String, name: String, action: Action },
-    Operations { scope: String, name: String },
-    Operation { scope: String, name: String, operation: String },
-    OperationStatus { scope: String, name: String, operation: String },
+    List {
+        scope: String,
+    },
+    Deployment {
+        scope: String,
+        name: String,
+    },
+    Action {
+        scope: String,
+        name: String,
+        action: Action,
+    },
+    Operations {
+        scope: String,
+        name: String,
+    },
+    Operation {
+        scope: String,
+        name: String,
+        operation: String,
+    },
+    OperationStatus {
+        scope: String,
+        name: String,
+        operation: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -84,7 +104,10 @@ impl Route {
         let name = || n[0].clone();
         Ok(match (t.as_slice(), n.len()) {
             (["deployments"], 0) => Route::List { scope },
-            (["deployments"], 1) => Route::Deployment { scope, name: name() },
+            (["deployments"], 1) => Route::Deployment {
+                scope,
+                name: name(),
+            },
             (["deployments", a], 1) => {
                 let action = match *a {
                     "validate" => Action::Validate,
@@ -99,7 +122,11 @@ impl Route {
                         ))
                     }
                 };
-                Route::Action { scope, name: name(), action }
+                Route::Action {
+                    scope,
+                    name: name(),
+                    action,
+                }
             }
             (["deployments", "operations"], 2) => Route::Operation {
                 scope,
@@ -114,7 +141,10 @@ impl Route {
             _ => {
                 return Err(ArmError::bad_request(
                     "InvalidResourceType",
-                    format!("The path '{}' is not a deployment resource recoverite serves.", req.path.id()),
+                    format!(
+                        "The path '{}' is not a deployment resource recoverite serves.",
+                        req.path.id()
+                    ),
                 ))
             }
         })
@@ -129,7 +159,11 @@ impl Provider for DeploymentsProvider {
     fn info(&self) -> ProviderInfo {
         ProviderInfo::from_table(
             NAMESPACE,
-            &["deployments", "deployments/operations", "deployments/operationStatuses"],
+            &[
+                "deployments",
+                "deployments/operations",
+                "deployments/operationStatuses",
+            ],
             &API,
             true,
             false,
@@ -145,20 +179,30 @@ impl Provider for DeploymentsProvider {
         };
         let (action, scope, list) = match Route::parse(req)? {
             Route::List { scope } => (format!("{TYPE}/read"), scope, true),
-            Route::Deployment { scope, name } => {
-                (format!("{TYPE}/{verb}"), deployment_id(&scope, &name), false)
-            }
-            Route::Action { scope, name, action } => (
+            Route::Deployment { scope, name } => (
+                format!("{TYPE}/{verb}"),
+                deployment_id(&scope, &name),
+                false,
+            ),
+            Route::Action {
+                scope,
+                name,
+                action,
+            } => (
                 format!("{TYPE}/{}/action", action.rbac()),
                 deployment_id(&scope, &name),
                 false,
             ),
-            Route::Operations { scope, name } => {
-                (format!("{TYPE}/operations/read"), deployment_id(&scope, &name), false)
-            }
-            Route::Operation { scope, name, .. } => {
-                (format!("{TYPE}/operations/read"), deployment_id(&scope, &name), false)
-            }
+            Route::Operations { scope, name } => (
+                format!("{TYPE}/operations/read"),
+                deployment_id(&scope, &name),
+                false,
+            ),
+            Route::Operation { scope, name, .. } => (
+                format!("{TYPE}/operations/read"),
+                deployment_id(&scope, &name),
+                false,
+            ),
             Route::OperationStatus { scope, name, .. } => (
                 format!("{TYPE}/operationstatuses/read"),
                 deployment_id(&scope, &name),

@@ -65,7 +65,10 @@ pub fn prepare(body: &mut Value, parent: &Plan) -> Result<(), ArmError> {
         .get_mut("template")
         .and_then(Value::as_object_mut)
         .ok_or_else(|| {
-            ArmError::bad_request("InvalidTemplate", "A nested deployment needs an inline 'template' object.")
+            ArmError::bad_request(
+                "InvalidTemplate",
+                "A nested deployment needs an inline 'template' object.",
+            )
         })?;
     let secure: Vec<String> = parent
         .parameters
@@ -87,7 +90,10 @@ pub fn prepare(body: &mut Value, parent: &Plan) -> Result<(), ArmError> {
         params.insert(k.clone(), json!({"type": ty, "defaultValue": escape(v)}));
     }
     template.insert("parameters".into(), Value::Object(params));
-    template.insert("variables".into(), escape(&Value::Object(parent.variables.clone())));
+    template.insert(
+        "variables".into(),
+        escape(&Value::Object(parent.variables.clone())),
+    );
     props.remove("parameters");
     Ok(())
 }

@@ -49,6 +49,20 @@ pub struct OperationEntry {
     pub target: TargetResource,
 }
 
+/// A namespace the template deploys to, with its types and where.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProviderEntry {
+    pub namespace: String,
+    /// (resource type, location when the template names one literally)
+    pub resource_types: Vec<TypeEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TypeEntry {
+    pub resource_type: String,
+    pub location: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Dependency {
     pub target: TargetResource,
@@ -77,8 +91,7 @@ pub struct DeploymentRecord {
     pub outputs: Option<Map<String, Value>>,
     pub output_resources: Vec<String>,
     pub dependencies: Vec<Dependency>,
-    /// namespace → [(type, location)]
-    pub providers: Vec<(String, Vec<(String, Option<String>)>)>,
+    pub providers: Vec<ProviderEntry>,
     pub operations: Vec<OperationEntry>,
     pub error: Option<ErrorBody>,
     pub expression_scope: Option<String>,
@@ -99,7 +112,9 @@ pub fn save(tx: &mut WriteTx, d: &DeploymentRecord) -> Result<(), ArmError> {
 
 /// The deployments directly in `scope` (a resource group or subscription).
 pub fn list(r: &impl Reader, scope: &str) -> Result<Vec<DeploymentRecord>, ArmError> {
-    let prefix = key(&format!("{scope}/providers/Microsoft.Resources/deployments/"));
+    let prefix = key(&format!(
+        "{scope}/providers/Microsoft.Resources/deployments/"
+    ));
     let mut out = Vec::new();
     for (k, bytes) in r.scan_prefix(DEPLOYMENTS, &prefix)? {
         if k[prefix.len()..].contains('/') {
@@ -134,11 +149,11 @@ impl DeploymentRecord {
             "timestamp": self.timestamp,
             "duration": self.duration,
             "correlationId": self.correlation_id,
-            "providers": self.providers.iter().map(|(ns, types)| json!({
-                "namespace": ns,
-                "resourceTypes": types.iter().map(|(t, loc)| json!({
-                    "resourceType": t,
-                    "locations": loc.iter().collect::<Vec<_>>(),
+            "providers": self.providers.iter().map(|p| json!({
+                "namespace": p.namespace,
+                "resourceTypes": p.resource_types.iter().map(|t| json!({
+                    "resourceType": t.resource_type,
+                    "locations": t.location.iter().collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "dependencies": self.dependencies.iter().map(|d| {
@@ -210,8 +225,17 @@ mod tests {
 
     #[test]
     fn durations_read_like_arms() {
-        assert_eq!(iso_duration(std::time::Duration::from_millis(1500)), "PT1.5000000S");
-        assert_eq!(iso_duration(std::time::Duration::from_secs(61)), "PT1M1.0000000S");
-        assert_eq!(iso_duration(std::time::Duration::from_secs(3661)), "PT1H1M1.0000000S");
+        assert_eq!(
+            iso_duration(std::time::Duration::from_millis(1500)),
+            "PT1.5000000S"
+        );
+        assert_eq!(
+            iso_duration(std::time::Duration::from_secs(61)),
+            "PT1M1.0000000S"
+        );
+        assert_eq!(
+            iso_duration(std::time::Duration::from_secs(3661)),
+            "PT1H1M1.0000000S"
+        );
     }
 }

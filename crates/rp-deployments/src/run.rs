@@ -73,7 +73,10 @@ pub struct Job {
 
 impl Job {
     fn plan(&self) -> &Plan {
-        self.host.plan.get().expect("a job is made from a built plan")
+        self.host
+            .plan
+            .get()
+            .expect("a job is made from a built plan")
     }
 }
 
@@ -210,7 +213,11 @@ fn deploy(job: &Job, r: &PlannedResource) -> OperationEntry {
                 return Err(ArmError::new(
                     409,
                     "ResourceDeploymentTimeout",
-                    format!("The resource '{}' did not finish provisioning within {} seconds.", r.id, RESOURCE_TIMEOUT.as_secs()),
+                    format!(
+                        "The resource '{}' did not finish provisioning within {} seconds.",
+                        r.id,
+                        RESOURCE_TIMEOUT.as_secs()
+                    ),
                 ));
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -252,7 +259,9 @@ fn deploy_wave(job: &Job, wave: &[usize]) -> Vec<OperationEntry> {
                             &target(&plan.resources[i]),
                             "Create",
                             Instant::now(),
-                            &Err(ArmError::internal("the resource deployment stopped unexpectedly")),
+                            &Err(ArmError::internal(
+                                "the resource deployment stopped unexpectedly",
+                            )),
                         )
                     })
                 })
@@ -290,10 +299,12 @@ fn complete_cleanup(job: &Job) -> Vec<OperationEntry> {
         return Vec::new();
     };
     let scope = format!("/subscriptions/{}/resourceGroups/{rg}", host.subscription);
-    let listed = match host
-        .channel
-        .send(Method::GET, &format!("{scope}/resources"), "2021-04-01", None)
-    {
+    let listed = match host.channel.send(
+        Method::GET,
+        &format!("{scope}/resources"),
+        "2021-04-01",
+        None,
+    ) {
         Ok(r) => r.body.unwrap_or(Value::Null),
         Err(e) => {
             return vec![entry(
@@ -323,8 +334,16 @@ fn complete_cleanup(job: &Job) -> Vec<OperationEntry> {
             let id = r.get("id")?.as_str()?;
             (!keep.contains(&id.to_ascii_lowercase())).then(|| TargetResource {
                 id: id.to_string(),
-                resource_type: r.get("type").and_then(Value::as_str).unwrap_or_default().to_string(),
-                resource_name: r.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                resource_type: r
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                resource_name: r
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
             })
         })
         .collect();
@@ -341,7 +360,10 @@ fn complete_cleanup(job: &Job) -> Vec<OperationEntry> {
                     .map(|r| r.status),
                 None => Err(ArmError::bad_request(
                     "InvalidResourceType",
-                    format!("recoverite cannot delete '{}' of type '{}' in Complete mode.", t.id, t.resource_type),
+                    format!(
+                        "recoverite cannot delete '{}' of type '{}' in Complete mode.",
+                        t.id, t.resource_type
+                    ),
                 )),
             };
             match res {
@@ -351,7 +373,11 @@ fn complete_cleanup(job: &Job) -> Vec<OperationEntry> {
             }
         }
         if failed.is_empty() || failed.len() == before {
-            out.extend(failed.into_iter().map(|(t, s, r)| entry(&t, "Delete", s, &r)));
+            out.extend(
+                failed
+                    .into_iter()
+                    .map(|(t, s, r)| entry(&t, "Delete", s, &r)),
+            );
             return out;
         }
         todo = failed.into_iter().map(|(t, _, _)| t).collect();
@@ -382,7 +408,9 @@ pub fn execute(job: Job) {
     }
     if error.is_none() && !canceled && job.complete {
         let deleted = complete_cleanup(&job);
-        let failed = deleted.iter().any(|o| o.provisioning_state == record::FAILED);
+        let failed = deleted
+            .iter()
+            .any(|o| o.provisioning_state == record::FAILED);
         ops.extend(deleted);
         if failed {
             error = Some(deployment_failed(&ops));
@@ -449,7 +477,10 @@ fn save_progress(
             d.outputs = outputs.clone();
             d.output_resources = ops
                 .iter()
-                .filter(|o| o.provisioning_operation == "Create" && o.provisioning_state == record::SUCCEEDED)
+                .filter(|o| {
+                    o.provisioning_operation == "Create"
+                        && o.provisioning_state == record::SUCCEEDED
+                })
                 .map(|o| o.target.id.clone())
                 .collect();
             d.error = error.as_ref().map(|e| e.body.clone());
