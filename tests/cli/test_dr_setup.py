@@ -86,16 +86,8 @@ def test_disks_snapshots_vm_power_and_ip_flow(az):
     assert d["diskSizeGB"] == 4
     snap = az.run("snapshot", "create", "-g", RG, "-n", "app-os-snap", "--source", "app-os")
     assert snap["creationData"]["sourceResourceId"].lower() == d["id"].lower()
-    # `az vm create --attach-os-disk` goes through a template deployment (not
-    # served yet), so the VM is PUT with `az rest` — azure-cli as well.
     nic = az.run("network", "nic", "create", "-g", RG, "-n", "app-nic", "--vnet-name", "app-vnet", "--subnet", "vms")["NewNIC"]
-    vm_id = f"/subscriptions/{az.server.sub}/resourceGroups/{RG}/providers/Microsoft.Compute/virtualMachines/app"
-    body = {"location": "eastus", "properties": {
-        "hardwareProfile": {"vmSize": "Standard_B1s"},
-        "storageProfile": {"osDisk": {"createOption": "Attach", "osType": "Linux", "managedDisk": {"id": d["id"]}}},
-        "networkProfile": {"networkInterfaces": [{"id": nic["id"]}]}}}
-    import json
-    az.run("rest", "--method", "put", "--url", f"{az.server.conn['armEndpoint']}{vm_id}?api-version=2024-07-01", "--body", json.dumps(body))
+    az.run("vm", "create", "-g", RG, "-n", "app", "--attach-os-disk", "app-os", "--os-type", "linux", "--nics", "app-nic", "--size", "Standard_B1s")
     ip = nic["ipConfigurations"][0]["privateIPAddress"]
     assert az.run("vm", "show", "-d", "-g", RG, "-n", "app")["powerState"] == "VM running"
     az.run("vm", "stop", "-g", RG, "-n", "app")

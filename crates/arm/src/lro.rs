@@ -162,7 +162,7 @@ pub fn serve(ctx: &Ctx, req: &ArmRequest, is_status: bool, op_id: &str) -> Resul
         return Err(not_found());
     }
     if is_status {
-        return Ok(Reply::ok(rec.status_body(&req.path.id())));
+        return Ok(status_reply(ctx, &rec, &req.path.id()));
     }
     result_reply(
         ctx,
@@ -172,6 +172,18 @@ pub fn serve(ctx: &Ctx, req: &ArmRequest, is_status: bool, op_id: &str) -> Resul
             ctx.base_url, req.raw_path, req.api_version
         ),
     )
+}
+
+/// An operation-status answer; while the operation runs it says when to
+/// poll again (`Retry-After`), or clients fall back to their own default
+/// (30 s in the Azure SDKs).
+pub fn status_reply(ctx: &Ctx, rec: &OperationRecord, self_id: &str) -> Reply {
+    let reply = Reply::ok(rec.status_body(self_id));
+    if rec.status == IN_PROGRESS {
+        with_retry_after(ctx, reply)
+    } else {
+        reply
+    }
 }
 
 /// What a `Location` poll answers: 202 while running, then the result.

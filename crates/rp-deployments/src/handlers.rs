@@ -609,9 +609,5 @@ pub fn operation_status(
                 format!("The operation '{op}' of deployment '{name}' was not found."),
             )
         })?;
-    let mut body = rec.status_body(&req.path.id());
-    if let Some(e) = rec.error {
-        body["error"] = serde_json::to_value(e).unwrap_or(Value::Null);
-    }
-    Ok(Reply::ok(body))
+    Ok(lro::status_reply(ctx, &rec, &req.path.id()))
 }

@@ -132,5 +132,5 @@ pub fn operation_status(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> 
             format!("Operation {op_id} was not found."),
         )
     })?;
-    Ok(Reply::ok(rec.status_body(&req.path.id())))
+    Ok(lro::status_reply(ctx, &rec, &req.path.id()))
 }
