@@ -259,3 +259,29 @@ def test_deleting_the_group_deletes_its_deployment_history(server, env):
     rm.resource_groups.create_or_update(rg, {"location": "eastus"})
     assert not d.deployments.check_existence(rg, "one")
     assert list(d.deployments.list_by_resource_group(rg)) == []
+
+
+def test_a_deployment_cut_off_by_kill_9_reports_it_and_runs_again(server, env):
+    from conftest import kill_during
+    d = env
+    rg = "tpl-crash"
+    server.client(ResourceManagementClient).resource_groups.create_or_update(rg, {"location": "eastus"})
+    # One NSG at a time (serial, batch of one), so the kill lands mid-way.
+    tpl = template([nsg("[concat('n', copyIndex())]", copy={"name": "many", "count": 200, "mode": "serial", "batchSize": 1})])
+    body = {"properties": {"mode": "Incremental", "template": tpl}}
+    d.deployments.begin_create_or_update(rg, "many", body)
+    kill_during(server, lambda: time.sleep(0.3), 0.3)
+    d = server.client(DeploymentsMgmtClient)
+    got = d.deployments.get(rg, "many")
+    state = got.properties.provisioning_state
+    made = len(list(server.client(NetworkManagementClient).network_security_groups.list(rg)))
+    if state == "Failed":
+        assert got.properties.error.code == "DeploymentInterrupted", got.properties.error
+        assert made < 200
+    else:
+        assert state == "Succeeded" and made == 200
+    print(f"kill -9 during a 200-resource deployment: {state}, {made} made")
+    # Deployments are idempotent: the same template finishes the job.
+    again = d.deployments.begin_create_or_update(rg, "many", body).result()
+    assert again.properties.provisioning_state == "Succeeded"
+    assert len(list(server.client(NetworkManagementClient).network_security_groups.list(rg))) == 200

@@ -611,3 +611,25 @@ pub fn operation_status(
         })?;
     Ok(lro::status_reply(ctx, &rec, &req.path.id()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_names_follow_arms_rule() {
+        assert!(check_name("vm_deploy_Ab3(1).x-y").is_ok());
+        assert!(check_name(&"a".repeat(64)).is_ok());
+        assert!(check_name(&"a".repeat(65)).is_err());
+        assert!(check_name("").is_err());
+        assert_eq!(check_name("a/b").unwrap_err().code(), "InvalidDeploymentName");
+    }
+
+    #[test]
+    fn template_hash_is_stable_and_content_sensitive() {
+        let a = template_hash(&json!({"resources": []}));
+        assert_eq!(a, template_hash(&json!({"resources": []})));
+        assert_ne!(a, template_hash(&json!({"resources": [1]})));
+        assert!(a.chars().all(|c| c.is_ascii_digit()));
+    }
+}
