@@ -285,3 +285,16 @@ def test_a_deployment_cut_off_by_kill_9_reports_it_and_runs_again(server, env):
     again = d.deployments.begin_create_or_update(rg, "many", body).result()
     assert again.properties.provisioning_state == "Succeeded"
     assert len(list(server.client(NetworkManagementClient).network_security_groups.list(rg))) == 200
+
+
+def test_secure_parameters_are_used_but_never_stored_or_returned(server, env):
+    d = env
+    secret = "s3cr3t-" + str(time.time_ns())
+    tpl = template([nsg("[concat('sec-', length(parameters('pw')))]")], {"pw": {"type": "securestring"}},
+                   outputs={"n": {"type": "int", "value": "[length(parameters('pw'))]"}})
+    r = deploy(d, SRC, "secure", tpl, {"pw": {"value": secret}})
+    assert r.properties.outputs["n"]["value"] == len(secret)
+    assert r.properties.parameters["pw"] == {"type": "SecureString"}
+    got = server.http("GET", f"/subscriptions/{server.sub}/resourceGroups/{SRC}/providers/Microsoft.Resources/deployments/secure?api-version=2025-04-01")
+    assert secret not in got.text
+    assert secret.encode() not in (server.data_dir / "state.redb").read_bytes()

@@ -622,7 +622,10 @@ mod tests {
         assert!(check_name(&"a".repeat(64)).is_ok());
         assert!(check_name(&"a".repeat(65)).is_err());
         assert!(check_name("").is_err());
-        assert_eq!(check_name("a/b").unwrap_err().code(), "InvalidDeploymentName");
+        assert_eq!(
+            check_name("a/b").unwrap_err().code(),
+            "InvalidDeploymentName"
+        );
     }
 
     #[test]
