@@ -288,7 +288,7 @@ def test_a_deployment_cut_off_by_kill_9_reports_it_and_runs_again(server, env):
 
 
 def test_secure_parameters_are_used_but_never_stored_or_returned(server, env):
-    d = env
+    d = server.client(DeploymentsMgmtClient)  # the server may have restarted on a new port
     secret = "s3cr3t-" + str(time.time_ns())
     tpl = template([nsg("[concat('sec-', length(parameters('pw')))]")], {"pw": {"type": "securestring"}},
                    outputs={"n": {"type": "int", "value": "[length(parameters('pw'))]"}})

@@ -108,7 +108,8 @@ impl LazyVariables {
         let base = Scope {
             copy: Vec::new(),
             runtime: false,
-            ..*scope
+            lambdas: Vec::new(),
+            ..scope.clone()
         };
         let v = match self.copies.get(&key) {
             Some(entry) => property_copies(&Value::Array(vec![entry.clone()]), &base)
@@ -147,6 +148,10 @@ pub struct Scope<'a> {
     pub runtime: bool,
     /// Whether `utcNow()` and `newGuid()` may run (parameter defaults only).
     pub parameter_default: bool,
+    /// Bound lambda variables, innermost last.
+    pub lambdas: Vec<(String, Value)>,
+    /// User-defined functions by lower-cased `namespace.name`.
+    pub functions: &'a Map<String, Value>,
 }
 
 impl Scope<'_> {
@@ -155,6 +160,256 @@ impl Scope<'_> {
         s.copy.push((name.to_string(), index));
         s
     }
+
+    fn with_lambda(&self, bindings: &[(&str, Value)]) -> Scope<'_> {
+        let mut s = self.clone();
+        for (n, v) in bindings {
+            s.lambdas.push((n.to_string(), v.clone()));
+        }
+        s
+    }
+}
+
+/// `lambda('a', ['b',] body)`: its variable names and body.
+fn lambda_of<'e>(fname: &str, e: &'e Expr) -> Result<(Vec<&'e str>, &'e Expr), TemplateError> {
+    let bad = || {
+        TemplateError::expr(format!(
+            "The template function '{fname}' expects a lambda('name', …, expression) argument."
+        ))
+    };
+    let Expr::Call { name, args } = e else {
+        return Err(bad());
+    };
+    if !name.eq_ignore_ascii_case("lambda") || args.len() < 2 {
+        return Err(bad());
+    }
+    let (body, names) = args.split_last().ok_or_else(bad)?;
+    let names = names
+        .iter()
+        .map(|n| match n {
+            Expr::Str(s) => Ok(s.as_str()),
+            _ => Err(bad()),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((names, body))
+}
+
+/// The lambda functions: `filter`, `map`, `sort`, `reduce`, `toObject`,
+/// `groupBy`, `mapValues` (Bicep's `=>` expressions compile to these).
+fn lambda_call(
+    lower: &str,
+    name: &str,
+    args: &[Expr],
+    scope: &Scope,
+) -> Result<Value, TemplateError> {
+    let want = |n: usize| {
+        if args.len() == n {
+            Ok(())
+        } else {
+            Err(TemplateError::expr(format!(
+                "The template function '{name}' takes {n} arguments."
+            )))
+        }
+    };
+    let items = |v: Value| -> Result<Vec<Value>, TemplateError> {
+        match v {
+            Value::Array(a) => Ok(a),
+            other => Err(TemplateError::expr(format!(
+                "The template function '{name}' expects an array; it got '{other}'."
+            ))),
+        }
+    };
+    // Binds an element (and its index, for two-name lambdas) and evaluates.
+    let apply = |names: &[&str], body: &Expr, item: &Value, index: usize| {
+        let mut b = vec![(names[0], item.clone())];
+        if let Some(i) = names.get(1) {
+            b.push((i, json!(index)));
+        }
+        eval(body, &scope.with_lambda(&b))
+    };
+    match lower {
+        "filter" | "map" => {
+            want(2)?;
+            let arr = items(eval(&args[0], scope)?)?;
+            let (names, body) = lambda_of(name, &args[1])?;
+            let mut out = Vec::new();
+            for (i, x) in arr.into_iter().enumerate() {
+                let v = apply(&names, body, &x, i)?;
+                if lower == "map" {
+                    out.push(v);
+                } else if v.as_bool().ok_or_else(|| {
+                    TemplateError::expr("The lambda of 'filter' must return a Boolean.")
+                })? {
+                    out.push(x);
+                }
+            }
+            Ok(Value::Array(out))
+        }
+        "sort" => {
+            want(2)?;
+            let mut arr = items(eval(&args[0], scope)?)?;
+            let (names, body) = lambda_of(name, &args[1])?;
+            if names.len() != 2 {
+                return Err(TemplateError::expr(
+                    "The lambda of 'sort' takes two variables.",
+                ));
+            }
+            // Insertion sort: the comparison may fail, and templates are small.
+            for i in 1..arr.len() {
+                let mut j = i;
+                while j > 0 {
+                    let b = [(names[0], arr[j].clone()), (names[1], arr[j - 1].clone())];
+                    let less = eval(body, &scope.with_lambda(&b))?;
+                    if less.as_bool() != Some(true) {
+                        break;
+                    }
+                    arr.swap(j, j - 1);
+                    j -= 1;
+                }
+            }
+            Ok(Value::Array(arr))
+        }
+        "reduce" => {
+            want(3)?;
+            let arr = items(eval(&args[0], scope)?)?;
+            let mut acc = eval(&args[1], scope)?;
+            let (names, body) = lambda_of(name, &args[2])?;
+            if names.len() < 2 {
+                return Err(TemplateError::expr(
+                    "The lambda of 'reduce' takes the current and next values.",
+                ));
+            }
+            for (i, x) in arr.into_iter().enumerate() {
+                let mut b = vec![(names[0], acc), (names[1], x)];
+                if let Some(n) = names.get(2) {
+                    b.push((n, json!(i)));
+                }
+                acc = eval(body, &scope.with_lambda(&b))?;
+            }
+            Ok(acc)
+        }
+        "toobject" | "groupby" => {
+            if args.len() < 2 || args.len() > 3 || (lower == "groupby" && args.len() != 2) {
+                return Err(TemplateError::expr(format!(
+                    "The template function '{name}' takes an array and one or two lambdas."
+                )));
+            }
+            let arr = items(eval(&args[0], scope)?)?;
+            let (kn, kb) = lambda_of(name, &args[1])?;
+            let value = args.get(2).map(|a| lambda_of(name, a)).transpose()?;
+            let mut out = Map::new();
+            for (i, x) in arr.into_iter().enumerate() {
+                let key = match apply(&kn, kb, &x, i)? {
+                    Value::String(k) => k,
+                    other => {
+                        return Err(TemplateError::expr(format!(
+                        "The key lambda of '{name}' must return a string; it returned '{other}'."
+                    )))
+                    }
+                };
+                if lower == "groupby" {
+                    if let Value::Array(a) = out.entry(key).or_insert_with(|| json!([])) {
+                        a.push(x);
+                    }
+                } else {
+                    let v = match &value {
+                        Some((vn, vb)) => apply(vn, vb, &x, i)?,
+                        None => x,
+                    };
+                    out.insert(key, v);
+                }
+            }
+            Ok(Value::Object(out))
+        }
+        "mapvalues" => {
+            want(2)?;
+            let o = match eval(&args[0], scope)? {
+                Value::Object(o) => o,
+                other => {
+                    return Err(TemplateError::expr(format!(
+                        "The template function 'mapValues' expects an object; it got '{other}'."
+                    )))
+                }
+            };
+            let (names, body) = lambda_of(name, &args[1])?;
+            let mut out = Map::new();
+            for (i, (k, v)) in o.into_iter().enumerate() {
+                out.insert(k, apply(&names, body, &v, i)?);
+            }
+            Ok(Value::Object(out))
+        }
+        _ => Err(functions::unknown(name)),
+    }
+}
+
+static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
+
+/// The `functions` section as a map from lower-cased `namespace.name` to
+/// the member's definition.
+pub fn user_functions(section: Option<&Value>) -> Result<Map<String, Value>, TemplateError> {
+    let mut out = Map::new();
+    for ns in section.and_then(Value::as_array).into_iter().flatten() {
+        let namespace = ns.get("namespace").and_then(Value::as_str).ok_or_else(|| {
+            TemplateError::invalid("Deployment template validation failed: 'Each entry of 'functions' needs a 'namespace'.'")
+        })?;
+        for (name, def) in ns
+            .get("members")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            out.insert(
+                format!("{namespace}.{name}").to_ascii_lowercase(),
+                def.clone(),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// "User-defined functions … can't access variables … can't use the
+/// reference function … parameters can't have default values": the body
+/// sees only its own parameters.
+fn user_call(
+    name: &str,
+    def: &Value,
+    args: &[Expr],
+    scope: &Scope,
+) -> Result<Value, TemplateError> {
+    let declared: Vec<&str> = def
+        .get("parameters")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.get("name").and_then(Value::as_str))
+        .collect();
+    if declared.len() != args.len() {
+        return Err(TemplateError::expr(format!(
+            "The user-defined function '{name}' takes {} argument(s); {} were given.",
+            declared.len(),
+            args.len()
+        )));
+    }
+    let mut params = Map::new();
+    for (n, a) in declared.iter().zip(args) {
+        params.insert(n.to_string(), eval(a, scope)?);
+    }
+    let output = def.get("output").and_then(|o| o.get("value")).ok_or_else(|| {
+        TemplateError::invalid(format!(
+            "Deployment template validation failed: 'The user-defined function '{name}' has no output value.'"
+        ))
+    })?;
+    let inner = Scope {
+        host: scope.host,
+        parameters: &params,
+        variables: Variables::Resolved(&EMPTY),
+        copy: Vec::new(),
+        runtime: false,
+        parameter_default: false,
+        lambdas: Vec::new(),
+        functions: scope.functions,
+    };
+    eval_value(output, &inner)
 }
 
 /// Evaluates a template value: expression strings are evaluated, arrays
@@ -326,6 +581,27 @@ fn call(name: &str, args: &[Expr], scope: &Scope) -> Result<Value, TemplateError
     let lower = name.to_ascii_lowercase();
     let host = scope.host;
     match lower.as_str() {
+        "filter" | "map" | "sort" | "reduce" | "toobject" | "groupby" | "mapvalues" => {
+            lambda_call(&lower, name, args, scope)
+        }
+        "lambda" => Err(TemplateError::expr(
+            "The template function 'lambda' can only be an argument of filter, map, sort, reduce, toObject, groupBy or mapValues.",
+        )),
+        "lambdavariables" => {
+            let a = args_of(args, scope)?;
+            let n = one_str(name, &a)?;
+            scope
+                .lambdas
+                .iter()
+                .rev()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| {
+                    TemplateError::expr(format!(
+                        "The lambda variable '{n}' is not defined here."
+                    ))
+                })
+        }
         // Lazy: only the branch taken is evaluated.
         "if" => {
             if args.len() != 3 {
@@ -509,6 +785,10 @@ fn call(name: &str, args: &[Expr], scope: &Scope) -> Result<Value, TemplateError
             let id = resolve_target(host, as_str(name, &a[0])?);
             host.list(&id, name, as_str(name, &a[1])?, a.get(2))
         }
+        _ if name.contains('.') => match scope.functions.get(&lower) {
+            Some(def) => user_call(name, def, args, scope),
+            None => Err(functions::unknown(name)),
+        },
         _ => functions::call(name, args_of(args, scope)?),
     }
 }
@@ -651,6 +931,8 @@ pub(crate) mod tests {
             copy: vec![("loop".into(), 2)],
             runtime: true,
             parameter_default: false,
+            lambdas: Vec::new(),
+            functions: &EMPTY,
         };
         eval_value(&json!(s), &scope)
     }
@@ -740,6 +1022,63 @@ pub(crate) mod tests {
         );
     }
 
+    /// What Bicep's `=>` expressions compile to.
+    #[test]
+    fn lambda_functions() {
+        let vars = json!({"dogs": [{"name": "Evie", "age": 5}, {"name": "Casper", "age": 3}, {"name": "Indy", "age": 2}]});
+        let ev2 = |s: &str| ev(s, json!({}), vars.clone()).unwrap();
+        assert_eq!(
+            ev2("[filter(variables('dogs'), lambda('dog', greaterOrEquals(lambdaVariables('dog').age, 3)))]"),
+            json!([{"name": "Evie", "age": 5}, {"name": "Casper", "age": 3}])
+        );
+        assert_eq!(
+            ev2("[map(variables('dogs'), lambda('dog', lambdaVariables('dog').name))]"),
+            json!(["Evie", "Casper", "Indy"])
+        );
+        assert_eq!(ev2("[map(variables('dogs'), lambda('d', 'i', concat(string(lambdaVariables('i')), lambdaVariables('d').name)))]"), json!(["0Evie", "1Casper", "2Indy"]));
+        assert_eq!(ev2("[reduce(map(variables('dogs'), lambda('d', lambdaVariables('d').age)), 0, lambda('cur', 'next', add(lambdaVariables('cur'), lambdaVariables('next'))))]"), json!(10));
+        assert_eq!(
+            ev2("[sort(variables('dogs'), lambda('a', 'b', less(lambdaVariables('a').age, lambdaVariables('b').age)))]")[0]["name"],
+            json!("Indy")
+        );
+        assert_eq!(ev2("[toObject(variables('dogs'), lambda('d', lambdaVariables('d').name), lambda('d', lambdaVariables('d').age))]"), json!({"Evie": 5, "Casper": 3, "Indy": 2}));
+        assert_eq!(ev2("[groupBy(createArray('foo', 'bar', 'baz'), lambda('x', substring(lambdaVariables('x'), 0, 1)))]"), json!({"f": ["foo"], "b": ["bar", "baz"]}));
+        assert_eq!(
+            ev2("[mapValues(createObject('a', 1), lambda('v', mul(lambdaVariables('v'), 2)))]"),
+            json!({"a": 2})
+        );
+        assert!(ev("[lambdaVariables('x')]", json!({}), json!({})).is_err());
+        assert!(ev("[lambda('x', 1)]", json!({}), json!({})).is_err());
+    }
+
+    #[test]
+    fn user_defined_functions_see_only_their_parameters() {
+        let fns = user_functions(Some(&json!([{"namespace": "contoso", "members": {
+            "uniqueName": {"parameters": [{"name": "namePrefix", "type": "string"}],
+                           "output": {"type": "string", "value": "[concat(toLower(parameters('namePrefix')), 'x')]"}},
+            "leaky": {"parameters": [], "output": {"type": "string", "value": "[variables('v')]"}}}}])))
+        .unwrap();
+        let p = Map::new();
+        let v = json!({"v": "secret"}).as_object().cloned().unwrap();
+        let scope = Scope {
+            host: &TestHost,
+            parameters: &p,
+            variables: Variables::Resolved(&v),
+            copy: vec![],
+            runtime: true,
+            parameter_default: false,
+            lambdas: Vec::new(),
+            functions: &fns,
+        };
+        assert_eq!(
+            eval_value(&json!("[contoso.uniqueName('ABC')]"), &scope).unwrap(),
+            json!("abcx")
+        );
+        assert!(eval_value(&json!("[contoso.leaky()]"), &scope).is_err());
+        assert!(eval_value(&json!("[contoso.uniqueName()]"), &scope).is_err());
+        assert!(eval_value(&json!("[contoso.nope()]"), &scope).is_err());
+    }
+
     #[test]
     fn safe_access_and_errors() {
         assert_eq!(
@@ -771,6 +1110,8 @@ pub(crate) mod tests {
             copy: vec![],
             runtime: false,
             parameter_default: false,
+            lambdas: Vec::new(),
+            functions: &EMPTY,
         };
         let out = eval_value(
             &json!({"copy": [{"name": "disks", "count": 3, "input": {"lun": "[copyIndex('disks')]"}}], "x": "[[lit]"}),
@@ -799,6 +1140,8 @@ pub(crate) mod tests {
             copy: vec![],
             runtime: false,
             parameter_default: false,
+            lambdas: Vec::new(),
+            functions: &EMPTY,
         };
         assert_eq!(
             eval_value(&json!("[variables('c')]"), &scope).unwrap(),

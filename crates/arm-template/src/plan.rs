@@ -91,6 +91,10 @@ pub struct Plan {
     pub resources: Vec<PlannedResource>,
     pub outputs: Map<String, Value>,
     pub content_version: String,
+    /// User-defined functions by lower-cased `namespace.name`, and the
+    /// section as written (passed on to outer-scope nested templates).
+    pub functions: Map<String, Value>,
+    pub functions_section: Option<Value>,
 }
 
 /// What the deployment inherits when a nested template is evaluated in its
@@ -142,10 +146,12 @@ impl Plan {
                 )));
             }
         }
+        let functions_section = get_prop(t, "functions").cloned();
+        let functions = eval::user_functions(functions_section.as_ref())?;
         let (parameters, parameter_values, variables) = match inherited {
             Some(i) => (Vec::new(), i.parameters.clone(), i.variables.clone()),
             None => {
-                let params = bind_parameters(t, supplied, host)?;
+                let params = bind_parameters(t, supplied, host, &functions)?;
                 let values: Map<String, Value> = params
                     .iter()
                     .map(|p| (p.name.clone(), p.value.clone()))
@@ -162,6 +168,8 @@ impl Plan {
                     copy: vec![],
                     runtime: false,
                     parameter_default: false,
+                    lambdas: Vec::new(),
+                    functions: &functions,
                 };
                 let vars = lazy.resolve_all(&scope)?;
                 (params, values, vars)
@@ -184,6 +192,8 @@ impl Plan {
             resources: Vec::new(),
             outputs,
             content_version,
+            functions,
+            functions_section,
         };
         plan.expand(t, host)?;
         Ok(plan)
@@ -197,6 +207,8 @@ impl Plan {
             copy: copy.to_vec(),
             runtime,
             parameter_default: false,
+            lambdas: Vec::new(),
+            functions: &self.functions,
         }
     }
 
@@ -711,6 +723,7 @@ fn bind_parameters(
     t: &Map<String, Value>,
     supplied: &Map<String, Value>,
     host: &dyn Host,
+    functions: &Map<String, Value>,
 ) -> Result<Vec<BoundParameter>, TemplateError> {
     let decls = get_prop(t, "parameters")
         .and_then(Value::as_object)
@@ -763,6 +776,8 @@ fn bind_parameters(
                         copy: vec![],
                         runtime: false,
                         parameter_default: true,
+                        lambdas: Vec::new(),
+                        functions,
                     };
                     eval_value(dv, &scope)?
                 }
@@ -1001,6 +1016,23 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not expected at this location"));
+    }
+
+    #[test]
+    fn user_functions_and_lambdas_in_names_and_loops() {
+        let t = json!({
+            "functions": [{"namespace": "__bicep", "members": {"nsgName": {
+                "parameters": [{"name": "n", "type": "string"}],
+                "output": {"type": "string", "value": "[format('{0}-nsg', parameters('n'))]"}}}}],
+            "parameters": {"apps": {"type": "array", "defaultValue": [{"n": "a", "on": true}, {"n": "b", "on": false}, {"n": "c", "on": true}]}},
+            "variables": {"enabled": "[filter(parameters('apps'), lambda('x', lambdaVariables('x').on))]"},
+            "resources": [{"type": "Microsoft.Network/networkSecurityGroups", "apiVersion": "2023-09-01",
+                           "name": "[__bicep.nsgName(variables('enabled')[copyIndex()].n)]",
+                           "copy": {"name": "nsgs", "count": "[length(variables('enabled'))]"}}]
+        });
+        let p = plan(t, json!({})).unwrap();
+        let names: Vec<&str> = p.resources.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, vec!["a-nsg", "c-nsg"]);
     }
 
     #[test]
