@@ -78,7 +78,8 @@ def tables():
             (["privateDnsZones"], first("privateDnsZones"))]),
         "crates/rp-compute/api-versions.txt": ("Microsoft.Compute", [
             (["virtualMachines", "availabilitySets"], first("virtualMachines", "availabilitySets")),
-            (["disks", "snapshots"], first("disks", "snapshots"))]),
+            (["disks", "snapshots"], first("disks", "snapshots")),
+            (["restorePointCollections"], first("restorePointCollections"))]),
         "crates/rp-storage/api-versions.txt": ("Microsoft.Storage", [
             (["storageAccounts", "checkNameAvailability", "operations"], first("storageAccounts", "checkNameAvailability"))]),
         "crates/rp-msi/api-versions.txt": ("Microsoft.ManagedIdentity", [

@@ -100,6 +100,52 @@ def test_a_snapshot_is_a_point_in_time_copy_that_disks_copy_from(env):
     assert list(c.snapshots.list_by_resource_group(RG)) == []
 
 
+def test_vm_restore_points_copy_every_disk_and_new_disks_restore_from_them(server, env):
+    c = env["compute"]
+    assert io(env, "os", "write -P 0x33 0 1M")[0]
+    with pytest.raises(HttpResponseError) as e:
+        c.restore_point_collections.create_or_update(RG, "far", {"location": "westus", "properties": {"source": {"id": env["vm"].id}}})
+    assert "region" in e.value.message
+    coll = c.restore_point_collections.create_or_update(RG, "vm-points", {"location": "eastus", "properties": {"source": {"id": env["vm"].id}}})
+    assert coll.source.id.lower() == env["vm"].id.lower()
+    with pytest.raises(HttpResponseError) as e:
+        c.restore_points.begin_create(RG, "vm-points", "app", {"properties": {"consistencyMode": "ApplicationConsistent"}}).result()
+    assert e.value.error.code == "OperationNotAllowed"
+    rp = c.restore_points.begin_create(RG, "vm-points", "rp1", {}).result()
+    assert rp.consistency_mode == "CrashConsistent"
+    drp_id = rp.source_metadata.storage_profile.os_disk.disk_restore_point.id
+    listed = list(c.disk_restore_point.list_by_restore_point(RG, "vm-points", "rp1"))
+    assert [d.id.lower() for d in listed] == [drp_id.lower()]
+    assert listed[0].source_resource_id.lower() == env["os"].id.lower()
+    # Later writes to the disk do not reach the restore point.
+    assert io(env, "os", "write -P 0x44 0 1M")[0]
+    restored = c.disks.begin_create_or_update(RG, "from-rp", {"location": "eastus", "properties": {
+        "creationData": {"createOption": "Restore", "sourceResourceId": drp_id}}}).result()
+    ok, out = io(env, "from-rp", "read -P 0x33 0 1M")
+    assert ok, out
+    assert restored.disk_size_gb == 1
+    expanded = c.restore_point_collections.get(RG, "vm-points", expand="restorePoints")
+    assert [p.name for p in expanded.restore_points] == ["rp1"]
+    c.restore_points.begin_delete(RG, "vm-points", "rp1").result()
+    with pytest.raises(HttpResponseError):
+        c.disk_restore_point.get(RG, "vm-points", "rp1", drp_id.rsplit("/", 1)[1])
+    c.restore_point_collections.begin_delete(RG, "vm-points").result()
+    assert [x.name for x in c.restore_point_collections.list(RG)] == []
+
+
+def test_availability_set_patch_changes_only_what_it_names(server, env):
+    c = env["compute"]
+    c.availability_sets.create_or_update(RG, "avset", {"location": "eastus", "sku": {"name": "Aligned"}, "properties": {
+        "platformFaultDomainCount": 2, "platformUpdateDomainCount": 5}})
+    s = c.availability_sets.update(RG, "avset", {"tags": {"tier": "web"}})
+    assert s.tags == {"tier": "web"} and s.platform_fault_domain_count == 2 and s.platform_update_domain_count == 5
+    s = c.availability_sets.update(RG, "avset", {"properties": {"platformUpdateDomainCount": 10}})
+    assert s.tags == {"tier": "web"} and s.platform_update_domain_count == 10
+    with pytest.raises(HttpResponseError):
+        c.availability_sets.update(RG, "avset", {"properties": {"platformFaultDomainCount": 9}})
+    assert c.availability_sets.get(RG, "avset").platform_fault_domain_count == 2
+
+
 def shared_key_get(account, key, alias, path, query):
     date = formatdate(usegmt=True)
     params = sorted((k.lower(), v) for k, v in (p.split("=", 1) for p in query.split("&")))

@@ -107,16 +107,20 @@ pub fn put(
         }
         let source = props["creationData"]["sourceResourceId"].as_str().map(str::to_string);
         let source_doc = match (&existing, create.as_str(), &source) {
-            (None, "Copy", Some(s)) => Some(resource::get(tx, s)?.filter(|d| matches!(d["type"].as_str(), Some(DISK_TYPE | SNAPSHOT_TYPE))).ok_or_else(|| {
-                ArmError::bad_request("InvalidResourceReference", format!("Source disk or snapshot {s} was not found."))
+            (None, "Copy" | "Restore", Some(s)) => Some(resource::get(tx, s)?.filter(|d| matches!(d["type"].as_str(), Some(DISK_TYPE | SNAPSHOT_TYPE | crate::restore_points::DISK_POINT_TYPE))).ok_or_else(|| {
+                ArmError::bad_request("InvalidResourceReference", format!("Source disk, snapshot or disk restore point {s} was not found."))
             })?),
-            (None, "Copy", None) => return Err(ArmError::invalid_parameter("creationData.sourceResourceId", "createOption Copy needs creationData.sourceResourceId.")),
+            (None, "Copy" | "Restore", None) => return Err(ArmError::invalid_parameter("creationData.sourceResourceId", format!("createOption {create} needs creationData.sourceResourceId."))),
             (None, "Empty" | "Attach" | "FromImage", _) => None,
-            (None, other, _) => return Err(ArmError::invalid_parameter("creationData.createOption", format!("createOption '{other}' is not supported; use Empty or Copy."))),
+            (None, other, _) => return Err(ArmError::invalid_parameter("creationData.createOption", format!("createOption '{other}' is not supported; use Empty, Copy or Restore."))),
             (Some(_), _, _) => None,
         };
         if let (Some(d), Some(s)) = (&source_doc, &source) {
-            let read = if d["type"].as_str() == Some(SNAPSHOT_TYPE) { "Microsoft.Compute/snapshots/read" } else { crate::vms::DISK_READ };
+            let read = match d["type"].as_str() {
+                Some(SNAPSHOT_TYPE) => "Microsoft.Compute/snapshots/read",
+                Some(crate::restore_points::DISK_POINT_TYPE) => crate::restore_points::DISK_POINT_READ,
+                _ => crate::vms::DISK_READ,
+            };
             ctx.require_linked(&format!("{kind}/write"), &rid, read, s)?;
         }
         let gb = props["diskSizeGB"]

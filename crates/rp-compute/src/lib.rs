@@ -3,6 +3,7 @@
 
 pub mod disks;
 pub mod power;
+pub mod restore_points;
 pub mod vms;
 
 use http::Method;
@@ -14,7 +15,13 @@ pub const NAMESPACE: &str = "Microsoft.Compute";
 
 recoverite_arm::api_versions!(
     "../api-versions.txt",
-    ["disks", "snapshots", "virtualMachines", "availabilitySets"]
+    [
+        "disks",
+        "snapshots",
+        "virtualMachines",
+        "availabilitySets",
+        "restorePointCollections"
+    ]
 );
 
 fn disk_kind(kind: &str) -> &'static str {
@@ -47,6 +54,18 @@ impl Provider for ComputeProvider {
                     API.versions("virtualMachines"),
                 ),
                 t("availabilitySets", API.versions("availabilitySets")),
+                t(
+                    "restorePointCollections",
+                    API.versions("restorePointCollections"),
+                ),
+                t(
+                    "restorePointCollections/restorePoints",
+                    API.versions("restorePointCollections"),
+                ),
+                t(
+                    "restorePointCollections/restorePoints/diskRestorePoints",
+                    API.versions("restorePointCollections"),
+                ),
             ],
             requires_registration: true,
         }
@@ -85,7 +104,33 @@ impl Provider for ComputeProvider {
             ("virtualmachines", 1, false, M::GET) => vms::list(ctx, req),
             ("availabilitysets", 1, true, M::PUT) => vms::put_set(ctx, req),
             ("availabilitysets", 1, true, M::GET) => vms::get_set(ctx, req),
+            ("availabilitysets", 1, true, M::PATCH) => vms::patch_set(ctx, req),
             ("availabilitysets", 1, true, M::DELETE) => vms::delete_set(ctx, req),
+            ("restorepointcollections", 1, true, M::PUT | M::PATCH) => {
+                restore_points::put_collection(ctx, req)
+            }
+            ("restorepointcollections", 1, true, M::GET) => {
+                restore_points::get_collection(ctx, req)
+            }
+            ("restorepointcollections", 1, true, M::DELETE) => {
+                restore_points::delete_collection(ctx, req, &self.blocks)
+            }
+            ("restorepointcollections", 1, false, M::GET) => {
+                restore_points::list_collections(ctx, req)
+            }
+            ("restorepointcollections", 2, true, M::PUT) => {
+                restore_points::put_point(ctx, req, &self.blocks)
+            }
+            ("restorepointcollections", 2, true, M::GET) => restore_points::get_point(ctx, req),
+            ("restorepointcollections", 2, true, M::DELETE) => {
+                restore_points::delete_point(ctx, req, &self.blocks)
+            }
+            ("restorepointcollections", 3, true, M::GET) => {
+                restore_points::get_disk_point(ctx, req)
+            }
+            ("restorepointcollections", 3, false, M::GET) => {
+                restore_points::list_disk_points(ctx, req)
+            }
             ("availabilitysets", 1, false, M::GET) => vms::list_sets(ctx, req),
             (_, _, _, m) => Err(ArmError::method_not_allowed(m.as_str())),
         }

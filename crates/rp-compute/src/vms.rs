@@ -402,9 +402,36 @@ fn set_with_members(r: &impl recoverite_store::Reader, doc: &Value) -> Result<Va
 
 /// Availability sets: PUT answers 200 at once (not a long-running operation).
 pub fn put_set(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let body = req.body.clone().unwrap_or(json!({}));
+    write_set(ctx, req, &body)
+}
+
+/// PATCH: the given tags, sku and counts over the stored set.
+pub fn patch_set(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let existing = ctx
+        .store()
+        .view(|r| resource::get(r, &req.path.id()))?
+        .ok_or_else(|| {
+            ArmError::resource_not_found(SET_TYPE, &name(req), req.path.resource_group.as_deref())
+        })?;
+    let patch = req.body.clone().unwrap_or(json!({}));
+    let mut body = json!({
+        "location": existing["location"],
+        "tags": patch.get("tags").cloned().unwrap_or_else(|| existing["tags"].clone()),
+        "sku": patch.get("sku").cloned().unwrap_or_else(|| existing["sku"].clone()),
+        "properties": existing["properties"].clone(),
+    });
+    for k in ["platformFaultDomainCount", "platformUpdateDomainCount"] {
+        if let Some(v) = patch["properties"].get(k) {
+            body["properties"][k] = v.clone();
+        }
+    }
+    write_set(ctx, req, &body)
+}
+
+fn write_set(ctx: &Ctx, req: &ArmRequest, body: &Value) -> Result<Reply, ArmError> {
     let n = name(req);
     disks::check_name(&n)?;
-    let body = req.body.clone().unwrap_or(json!({}));
     let location = regions::require(body["location"].as_str().unwrap_or(""), SET_TYPE)?
         .name
         .to_string();
@@ -423,6 +450,7 @@ pub fn put_set(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
                      "sku": {"name": body["sku"]["name"].as_str().unwrap_or("Aligned")},
                      "properties": {"platformFaultDomainCount": fd, "platformUpdateDomainCount": ud}});
     let out = ctx.store().write(|tx| {
+        resource::validate_tags(doc.get("tags"))?;
         resource::put(tx, &rid, &doc)?;
         set_with_members(tx, &doc)
     })?;

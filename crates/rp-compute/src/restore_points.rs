@@ -1,0 +1,380 @@
+//! VM restore points: a restore point collection names a source VM; each
+//! restore point copies every disk of the VM (but the excluded ones) into a
+//! disk restore point, kept sparse like snapshots and usable as a new
+//! disk's source (`createOption` `Restore` or `Copy`).
+
+use serde_json::{json, Value};
+
+use recoverite_arm::{paging, regions, resource, time, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_blockstore::BlockStore;
+
+use crate::disks;
+use crate::vms::VM_TYPE;
+
+pub const COLLECTION_TYPE: &str = "Microsoft.Compute/restorePointCollections";
+pub const POINT_TYPE: &str = "Microsoft.Compute/restorePointCollections/restorePoints";
+pub const DISK_POINT_TYPE: &str =
+    "Microsoft.Compute/restorePointCollections/restorePoints/diskRestorePoints";
+pub const DISK_POINT_READ: &str =
+    "Microsoft.Compute/restorePointCollections/restorePoints/diskRestorePoints/read";
+
+/// "You can keep a maximum of 500 VM restore points for any VM at any time."
+pub const MAX_POINTS: usize = 500;
+
+/// The restore-point limit per collection (one collection per VM).
+pub fn check_point_count(existing: usize) -> Result<(), ArmError> {
+    if existing >= MAX_POINTS {
+        return Err(ArmError::conflict(
+            "OperationNotAllowed",
+            format!("The restore point collection already holds {MAX_POINTS} restore points, the most a VM can keep; delete older ones first."),
+        ));
+    }
+    Ok(())
+}
+
+/// Consistency recoverite can give: crash consistency, a copy of every
+/// disk. Application and file-system consistency need the VM agent to
+/// freeze the guest, which an emulated VM has not got.
+pub fn check_consistency(mode: Option<&str>) -> Result<&'static str, ArmError> {
+    match mode {
+        None => Ok("CrashConsistent"),
+        Some(m) if m.eq_ignore_ascii_case("CrashConsistent") => Ok("CrashConsistent"),
+        Some(m) if m.eq_ignore_ascii_case("ApplicationConsistent") || m.eq_ignore_ascii_case("FileSystemConsistent") => {
+            Err(ArmError::bad_request(
+                "OperationNotAllowed",
+                format!("A {m} restore point needs the VM agent to quiesce the guest, and recoverite's VMs have none; create the restore point with consistencyMode CrashConsistent."),
+            ))
+        }
+        Some(m) => Err(ArmError::invalid_parameter(
+            "consistencyMode",
+            format!("consistencyMode '{m}' is not valid; use CrashConsistent, FileSystemConsistent or ApplicationConsistent."),
+        )),
+    }
+}
+
+fn io(e: std::io::Error) -> ArmError {
+    ArmError::internal(format!("restore point storage failed: {e}"))
+}
+
+fn last(req: &ArmRequest, i: usize) -> String {
+    req.path
+        .provider
+        .as_ref()
+        .and_then(|p| p.names.get(i).cloned())
+        .unwrap_or_default()
+}
+
+fn collection_id(req: &ArmRequest) -> String {
+    format!(
+        "{}/providers/{COLLECTION_TYPE}/{}",
+        req.path.scope(),
+        last(req, 0)
+    )
+}
+
+fn not_found(kind: &str, name: &str, req: &ArmRequest) -> ArmError {
+    ArmError::resource_not_found(kind, name, req.path.resource_group.as_deref())
+}
+
+pub fn put_collection(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let rid = req.path.id();
+    let name = last(req, 0);
+    disks::check_name(&name)?;
+    let body = req.body.clone().unwrap_or(json!({}));
+    let out = ctx.store().write(|tx| {
+        let existing = resource::get(tx, &rid)?;
+        let source = match (body["properties"]["source"]["id"].as_str(), &existing) {
+            (Some(s), _) => s.to_string(),
+            (None, Some(e)) => e["properties"]["source"]["id"].as_str().unwrap_or_default().to_string(),
+            (None, None) => {
+                return Err(ArmError::invalid_parameter(
+                    "properties.source.id",
+                    "A restore point collection needs properties.source.id: the VM it keeps restore points of.",
+                ))
+            }
+        };
+        if let Some(e) = &existing {
+            if !e["properties"]["source"]["id"].as_str().unwrap_or_default().eq_ignore_ascii_case(&source) {
+                return Err(ArmError::conflict(
+                    "PropertyChangeNotAllowed",
+                    "Changing property 'source.id' is not allowed: a restore point collection belongs to one VM.",
+                ));
+            }
+        }
+        let vm = resource::get(tx, &source)?
+            .filter(|v| v["type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(VM_TYPE)))
+            .ok_or_else(|| ArmError::bad_request("InvalidParameter", format!("The source VM '{source}' was not found.")))?;
+        ctx.require_linked(&format!("{COLLECTION_TYPE}/write"), &rid, "Microsoft.Compute/virtualMachines/read", &source)?;
+        let location = regions::require(body["location"].as_str().or(existing.as_ref().and_then(|e| e["location"].as_str())).unwrap_or(""), COLLECTION_TYPE)?.name.to_string();
+        if !location.eq_ignore_ascii_case(vm["location"].as_str().unwrap_or_default()) {
+            return Err(ArmError::bad_request(
+                "InvalidParameter",
+                format!("The restore point collection must be in the VM's region '{}', not '{location}'.", vm["location"].as_str().unwrap_or_default()),
+            ));
+        }
+        let doc = json!({
+            "id": rid, "name": name, "type": COLLECTION_TYPE, "location": location,
+            "tags": body.get("tags").cloned().or_else(|| existing.as_ref().and_then(|e| e.get("tags").cloned())).unwrap_or(json!({})),
+            "properties": {
+                "source": {"id": source, "location": location},
+                "restorePointCollectionId": existing.as_ref().and_then(|e| e["properties"]["restorePointCollectionId"].as_str().map(str::to_string)).unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                "provisioningState": "Succeeded",
+            }
+        });
+        resource::put(tx, &rid, &doc)?;
+        Ok((doc, existing.is_some()))
+    })?;
+    Ok(Reply::json(if out.1 { 200 } else { 201 }, out.0))
+}
+
+pub fn get_collection(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let rid = req.path.id();
+    let expand = req
+        .query_get("$expand")
+        .is_some_and(|e| e.eq_ignore_ascii_case("restorePoints"));
+    ctx.store().view(|r| {
+        let mut doc = resource::get(r, &rid)?
+            .ok_or_else(|| not_found(COLLECTION_TYPE, &last(req, 0), req))?;
+        if expand {
+            doc["properties"]["restorePoints"] =
+                Value::Array(resource::list_children(r, &rid, "restorePoints")?);
+        }
+        Ok(Reply::ok(doc))
+    })
+}
+
+pub fn list_collections(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let items = ctx
+        .store()
+        .view(|r| resource::list_of_type(r, &req.path.scope(), COLLECTION_TYPE))?;
+    paging::page_visible(ctx, req, items)
+}
+
+/// Deleting a collection deletes its restore points and their bytes.
+pub fn delete_collection(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    blocks: &BlockStore,
+) -> Result<Reply, ArmError> {
+    let rid = req.path.id();
+    let freed = ctx.store().write(|tx| -> Result<Option<Vec<String>>, ArmError> {
+        if resource::get(tx, &rid)?.is_none() {
+            return Ok(None);
+        }
+        let mut uniques = Vec::new();
+        for p in resource::list_children(tx, &rid, "restorePoints")? {
+            uniques.extend(disk_uniques(tx, p["id"].as_str().unwrap_or_default())?);
+        }
+        resource::delete_tree(tx, &rid)?;
+        Ok(Some(uniques))
+    })?;
+    match freed {
+        None => Ok(Reply::empty(204)),
+        Some(u) => {
+            free(blocks, &u);
+            Ok(Reply::empty(200))
+        }
+    }
+}
+
+fn disk_uniques(
+    r: &impl recoverite_store::Reader,
+    point_id: &str,
+) -> Result<Vec<String>, ArmError> {
+    Ok(resource::list_children(r, point_id, "diskRestorePoints")?
+        .iter()
+        .filter_map(|d| d["properties"]["uniqueId"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// Bytes go after the records that named them are gone (a crash between
+/// leaves unreferenced files, never a record without its bytes).
+fn free(blocks: &BlockStore, uniques: &[String]) {
+    for u in uniques {
+        if let Err(e) = blocks.delete(u) {
+            tracing::warn!("could not free restore point bytes {u}: {e}");
+        }
+    }
+}
+
+/// Creates a restore point: every disk of the source VM but the excluded
+/// ones is copied into a disk restore point.
+pub fn put_point(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, ArmError> {
+    let rid = req.path.id();
+    let name = last(req, 1);
+    disks::check_name(&name)?;
+    let coll_id = collection_id(req);
+    let body = req.body.clone().unwrap_or(json!({}));
+    let props = body.get("properties").cloned().unwrap_or(json!({}));
+    let mode = check_consistency(props["consistencyMode"].as_str())?;
+    let excluded: Vec<String> = props["excludeDisks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["id"].as_str().map(str::to_ascii_lowercase))
+        .collect();
+    let doc = ctx.store().write(|tx| {
+        if let Some(existing) = resource::get(tx, &rid)? {
+            // Restore points are immutable: the same PUT again answers the point.
+            return Ok((existing, false));
+        }
+        let coll = resource::get(tx, &coll_id)?
+            .ok_or_else(|| not_found(COLLECTION_TYPE, &last(req, 0), req))?;
+        check_point_count(resource::list_children(tx, &coll_id, "restorePoints")?.len())?;
+        let vm_id = coll["properties"]["source"]["id"].as_str().unwrap_or_default().to_string();
+        let (vm, vm_disks) = disks::of_vm(tx, &vm_id)?.ok_or_else(|| {
+            ArmError::bad_request("InvalidParameter", format!("The collection's source VM '{vm_id}' no longer exists; restore points can only be taken of an existing VM."))
+        })?;
+        for e in &excluded {
+            if !vm_disks.iter().any(|d| d["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(e))) {
+                return Err(ArmError::invalid_parameter("excludeDisks", format!("'{e}' is not a disk of the VM.")));
+            }
+        }
+        let now = time::now_string();
+        let os_id = vm["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"].as_str().unwrap_or_default().to_ascii_lowercase();
+        let mut os_entry = Value::Null;
+        let mut data_entries = Vec::new();
+        for d in &vm_disks {
+            let disk_id = d["id"].as_str().unwrap_or_default();
+            if excluded.contains(&disk_id.to_ascii_lowercase()) {
+                continue;
+            }
+            let disk_name = d["name"].as_str().unwrap_or_default();
+            let drp_name = format!("{disk_name}_{}", uuid::Uuid::new_v4());
+            let drp_id = format!("{rid}/diskRestorePoints/{drp_name}");
+            let unique = uuid::Uuid::new_v4().to_string();
+            let bytes = d["properties"]["diskSizeBytes"].as_u64().unwrap_or(0);
+            blocks.copy(d["properties"]["uniqueId"].as_str().unwrap_or_default(), &unique, bytes).map_err(io)?;
+            let mut drp = json!({
+                "id": drp_id, "name": drp_name, "type": DISK_POINT_TYPE,
+                "properties": {
+                    "timeCreated": now,
+                    "sourceResourceId": disk_id,
+                    "sourceUniqueId": d["properties"]["uniqueId"],
+                    "familyId": d["properties"]["uniqueId"],
+                    "diskSizeGB": d["properties"]["diskSizeGB"],
+                    "diskSizeBytes": bytes,
+                    "uniqueId": unique,
+                    "location": d["location"],
+                    "provisioningState": "Succeeded",
+                    "networkAccessPolicy": "AllowAll",
+                    "publicNetworkAccess": "Enabled",
+                }
+            });
+            if let Some(os) = d["properties"].get("osType") {
+                drp["properties"]["osType"] = os.clone();
+            }
+            resource::put(tx, &drp_id, &drp)?;
+            let entry = json!({"name": disk_name, "managedDisk": {"id": disk_id, "storageAccountType": d["sku"]["name"]},
+                               "diskRestorePoint": {"id": drp_id}, "diskSizeGB": d["properties"]["diskSizeGB"]});
+            if disk_id.eq_ignore_ascii_case(&os_id) {
+                os_entry = entry;
+                os_entry["osType"] = d["properties"]["osType"].clone();
+            } else {
+                let lun = vm["properties"]["storageProfile"]["dataDisks"].as_array().into_iter().flatten()
+                    .find(|x| x["managedDisk"]["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(disk_id)))
+                    .and_then(|x| x["lun"].as_u64());
+                let mut e = entry;
+                e["lun"] = json!(lun);
+                data_entries.push(e);
+            }
+        }
+        let doc = json!({
+            "id": rid, "name": name, "type": POINT_TYPE,
+            "properties": {
+                "excludeDisks": excluded.iter().map(|e| json!({"id": e})).collect::<Vec<_>>(),
+                "consistencyMode": mode,
+                "timeCreated": now,
+                "provisioningState": "Succeeded",
+                "sourceMetadata": {
+                    "vmId": vm["properties"]["vmId"],
+                    "location": vm["location"],
+                    "hardwareProfile": vm["properties"]["hardwareProfile"],
+                    "storageProfile": {"osDisk": os_entry, "dataDisks": data_entries},
+                },
+            }
+        });
+        resource::put(tx, &rid, &doc)?;
+        Ok((doc, true))
+    })?;
+    Ok(Reply::json(if doc.1 { 201 } else { 200 }, doc.0))
+}
+
+pub fn get_point(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let rid = req.path.id();
+    ctx.store()
+        .view(|r| resource::get(r, &rid))?
+        .map(Reply::ok)
+        .ok_or_else(|| not_found(POINT_TYPE, &last(req, 1), req))
+}
+
+pub fn delete_point(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, ArmError> {
+    let rid = req.path.id();
+    let freed = ctx.store().write(|tx| -> Result<Option<Vec<String>>, ArmError> {
+        if resource::get(tx, &rid)?.is_none() {
+            return Ok(None);
+        }
+        let u = disk_uniques(tx, &rid)?;
+        resource::delete_tree(tx, &rid)?;
+        Ok(Some(u))
+    })?;
+    match freed {
+        None => Ok(Reply::empty(204)),
+        Some(u) => {
+            free(blocks, &u);
+            Ok(Reply::empty(200))
+        }
+    }
+}
+
+pub fn get_disk_point(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let rid = req.path.id();
+    ctx.store()
+        .view(|r| resource::get(r, &rid))?
+        .map(Reply::ok)
+        .ok_or_else(|| not_found(DISK_POINT_TYPE, &last(req, 2), req))
+}
+
+pub fn list_disk_points(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let point = req.path.parent_id();
+    let items = ctx.store().view(|r| {
+        if resource::get(r, &point)?.is_none() {
+            return Err(not_found(POINT_TYPE, &last(req, 1), req));
+        }
+        resource::list_children(r, &point, "diskRestorePoints")
+    })?;
+    paging::page_visible(ctx, req, items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_500_points_per_vm() {
+        assert!(check_point_count(499).is_ok());
+        assert_eq!(
+            check_point_count(500).unwrap_err().code(),
+            "OperationNotAllowed"
+        );
+    }
+
+    #[test]
+    fn only_crash_consistency_without_a_guest_agent() {
+        assert_eq!(check_consistency(None).unwrap(), "CrashConsistent");
+        assert_eq!(
+            check_consistency(Some("crashconsistent")).unwrap(),
+            "CrashConsistent"
+        );
+        assert_eq!(
+            check_consistency(Some("ApplicationConsistent"))
+                .unwrap_err()
+                .code(),
+            "OperationNotAllowed"
+        );
+        assert_eq!(
+            check_consistency(Some("Whatever")).unwrap_err().code(),
+            "InvalidParameter"
+        );
+    }
+}
