@@ -147,15 +147,19 @@ def test_availability_set_patch_changes_only_what_it_names(server, env):
 
 
 def shared_key_get(account, key, alias, path, query):
+    return shared_key_request("GET", account, key, alias, path, query)
+
+
+def shared_key_request(method, account, key, alias, path, query):
     date = formatdate(usegmt=True)
     params = sorted((k.lower(), v) for k, v in (p.split("=", 1) for p in query.split("&")))
-    text = "GET\n" + "\n" * 11 + f"x-ms-date:{date}\nx-ms-version:2025-01-05\n/{account}{path}" + "".join(f"\n{k}:{v}" for k, v in params)
+    text = f"{method}\n" + "\n" * 11 + f"x-ms-date:{date}\nx-ms-version:2025-01-05\n/{account}{path}" + "".join(f"\n{k}:{v}" for k, v in params)
     sig = base64.b64encode(hmac.new(base64.b64decode(key), text.encode(), hashlib.sha256).digest()).decode()
     wait_listening((alias, 10443))
     s = socket.socket()
     s.settimeout(5)
     s.connect((alias, 10443))
-    s.sendall((f"GET {path}?{query} HTTP/1.1\r\nHost: {account}.blob.core.windows.net\r\nx-ms-date: {date}\r\n"
+    s.sendall((f"{method} {path}?{query} HTTP/1.1\r\nHost: {account}.blob.core.windows.net\r\nx-ms-date: {date}\r\nContent-Length: 0\r\n"
                f"x-ms-version: 2025-01-05\r\nAuthorization: SharedKey {account}:{sig}\r\nConnection: close\r\n\r\n").encode())
     data = b""
     while chunk := s.recv(4096):
@@ -281,3 +285,37 @@ def test_vault_extended_info(server):
     rs.vaults.begin_delete(RG, "ext-vault").result()
     with pytest.raises(HttpResponseError):
         rs.vault_extended_info.get(RG, "ext-vault")
+
+
+def test_blob_containers_through_arm_are_the_blob_services_containers(server, env):
+    st = server.client(StorageManagementClient)
+    st.storage_accounts.begin_create(RG, "everydayblobs1", {"location": "eastus", "sku": {"name": "Standard_LRS"}, "kind": "StorageV2"}).result()
+    key = dict(st.storage_accounts.list_keys(RG, "everydayblobs1")["keys"][0])["value"]
+    ip = server.http("GET", "/recoverite/network/resolve", params={"name": "everydayblobs1.blob.core.windows.net"}).json()["answers"][-1]["value"]
+    alias = "127.200." + ".".join(ip.split(".")[2:])
+    made = st.blob_containers.create(RG, "everydayblobs1", "asr-cache", {"properties": {"metadata": {"owner": "dr"}}})
+    assert made.type == "Microsoft.Storage/storageAccounts/blobServices/containers" and made.public_access == "None"
+    # The Blob API sees it at once, and a container it makes is listed by ARM.
+    assert "EnumerationResults" in shared_key_get("everydayblobs1", key, alias, "/asr-cache", "restype=container&comp=list")
+    assert " 201 " in shared_key_request("PUT", "everydayblobs1", key, alias, "/from-blob-api", "restype=container").split("\r\n")[0] + " "
+    assert [c.name for c in st.blob_containers.list(RG, "everydayblobs1")] == ["asr-cache", "from-blob-api"]
+    got = st.blob_containers.get(RG, "everydayblobs1", "asr-cache")
+    assert got.metadata == {"owner": "dr"}
+    with pytest.raises(HttpResponseError) as e:
+        st.blob_containers.update(RG, "everydayblobs1", "asr-cache", {"properties": {"publicAccess": "Blob"}})
+    assert e.value.error.code == "PublicAccessNotPermitted"
+    with pytest.raises(HttpResponseError) as e:
+        st.blob_containers.create(RG, "everydayblobs1", "Bad--Name", {})
+    assert e.value.status_code == 400
+    with pytest.raises(HttpResponseError) as e:
+        st.blob_containers.get(RG, "everydayblobs1", "missing")
+    assert e.value.status_code == 404
+    st.blob_containers.delete(RG, "everydayblobs1", "asr-cache")
+    assert "ContainerNotFound" in shared_key_get("everydayblobs1", key, alias, "/asr-cache", "restype=container&comp=list")
+    props = st.blob_services.set_service_properties(RG, "everydayblobs1", {"properties": {"deleteRetentionPolicy": {"enabled": True, "days": 7}}})
+    assert props.delete_retention_policy.days == 7
+    assert st.blob_services.get_service_properties(RG, "everydayblobs1").delete_retention_policy.enabled
+    # Deleting the account deletes its containers: a new account of the name starts empty.
+    st.storage_accounts.delete(RG, "everydayblobs1")
+    st.storage_accounts.begin_create(RG, "everydayblobs1", {"location": "eastus", "sku": {"name": "Standard_LRS"}, "kind": "StorageV2"}).result()
+    assert list(st.blob_containers.list(RG, "everydayblobs1")) == []

@@ -8,8 +8,11 @@
 //! Authorization is the caller's business ([`Authorize`]): Entra bearer
 //! tokens and the data actions of the caller's roles.
 
+pub mod containers;
 mod shared_key;
 mod xml;
+
+pub use containers::Containers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -210,7 +213,10 @@ fn account_of(h: &HeaderMap, admitted: &Admitted) -> Result<String, BlobError> {
     Ok(account)
 }
 
-fn check_container_name(c: &str) -> Result<(), BlobError> {
+/// "Container names … 3 through 63 characters long … only lowercase
+/// letters, numbers, and the dash (-) character … start with a letter or
+/// number … Consecutive dash characters aren't permitted."
+pub fn check_container_name(c: &str) -> Result<(), BlobError> {
     let ok = (3..=63).contains(&c.len())
         && c.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -224,10 +230,6 @@ fn check_container_name(c: &str) -> Result<(), BlobError> {
     }
 }
 
-fn marker(account: &str, c: &str) -> ObjPath {
-    ObjPath::from(format!("{account}/$containers/{c}"))
-}
-
 fn blob_path(account: &str, c: &str, b: &str) -> Result<ObjPath, BlobError> {
     ObjPath::parse(format!("{account}/{c}/{b}")).map_err(|e| {
         BlobError::new(
@@ -238,7 +240,7 @@ fn blob_path(account: &str, c: &str, b: &str) -> Result<ObjPath, BlobError> {
     })
 }
 
-fn internal(e: object_store::Error) -> BlobError {
+pub(crate) fn internal(e: object_store::Error) -> BlobError {
     match e {
         object_store::Error::NotFound { .. } => {
             BlobError::new(404, "BlobNotFound", "The specified blob does not exist.")
@@ -248,11 +250,7 @@ fn internal(e: object_store::Error) -> BlobError {
 }
 
 async fn container_exists(s: &Service, account: &str, c: &str) -> Result<bool, BlobError> {
-    match s.store.head(&marker(account, c)).await {
-        Ok(_) => Ok(true),
-        Err(object_store::Error::NotFound { .. }) => Ok(false),
-        Err(e) => Err(internal(e)),
-    }
+    containers::exists(s.store.as_ref(), account, c).await
 }
 
 fn auth(
@@ -314,10 +312,7 @@ async fn container(
                     "The specified container already exists.",
                 ));
             }
-            s.store
-                .put(&marker(&account, &c), PutPayload::from_static(b""))
-                .await
-                .map_err(internal)?;
+            containers::create(s.store.as_ref(), &account, &c).await?;
             Ok(with_status(StatusCode::CREATED))
         }
         (Method::DELETE, None) => {
@@ -329,21 +324,7 @@ async fn container(
                     "The specified container does not exist.",
                 ));
             }
-            let prefix = ObjPath::from(format!("{account}/{c}"));
-            let names: Vec<_> = s
-                .store
-                .list(Some(&prefix))
-                .map_ok(|m| m.location)
-                .try_collect()
-                .await
-                .map_err(internal)?;
-            for n in names {
-                s.store.delete(&n).await.map_err(internal)?;
-            }
-            s.store
-                .delete(&marker(&account, &c))
-                .await
-                .map_err(internal)?;
+            containers::delete(s.store.as_ref(), &account, &c).await?;
             Ok(with_status(StatusCode::ACCEPTED))
         }
         (Method::GET, Some("list")) => {

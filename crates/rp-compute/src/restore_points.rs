@@ -157,17 +157,19 @@ pub fn delete_collection(
     blocks: &BlockStore,
 ) -> Result<Reply, ArmError> {
     let rid = req.path.id();
-    let freed = ctx.store().write(|tx| -> Result<Option<Vec<String>>, ArmError> {
-        if resource::get(tx, &rid)?.is_none() {
-            return Ok(None);
-        }
-        let mut uniques = Vec::new();
-        for p in resource::list_children(tx, &rid, "restorePoints")? {
-            uniques.extend(disk_uniques(tx, p["id"].as_str().unwrap_or_default())?);
-        }
-        resource::delete_tree(tx, &rid)?;
-        Ok(Some(uniques))
-    })?;
+    let freed = ctx
+        .store()
+        .write(|tx| -> Result<Option<Vec<String>>, ArmError> {
+            if resource::get(tx, &rid)?.is_none() {
+                return Ok(None);
+            }
+            let mut uniques = Vec::new();
+            for p in resource::list_children(tx, &rid, "restorePoints")? {
+                uniques.extend(disk_uniques(tx, p["id"].as_str().unwrap_or_default())?);
+            }
+            resource::delete_tree(tx, &rid)?;
+            Ok(Some(uniques))
+        })?;
     match freed {
         None => Ok(Reply::empty(204)),
         Some(u) => {
@@ -310,14 +312,16 @@ pub fn get_point(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 
 pub fn delete_point(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, ArmError> {
     let rid = req.path.id();
-    let freed = ctx.store().write(|tx| -> Result<Option<Vec<String>>, ArmError> {
-        if resource::get(tx, &rid)?.is_none() {
-            return Ok(None);
-        }
-        let u = disk_uniques(tx, &rid)?;
-        resource::delete_tree(tx, &rid)?;
-        Ok(Some(u))
-    })?;
+    let freed = ctx
+        .store()
+        .write(|tx| -> Result<Option<Vec<String>>, ArmError> {
+            if resource::get(tx, &rid)?.is_none() {
+                return Ok(None);
+            }
+            let u = disk_uniques(tx, &rid)?;
+            resource::delete_tree(tx, &rid)?;
+            Ok(Some(u))
+        })?;
     match freed {
         None => Ok(Reply::empty(204)),
         Some(u) => {

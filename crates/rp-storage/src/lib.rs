@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod cache;
+pub mod containers;
 pub mod keys;
 pub mod target;
 
@@ -22,7 +23,10 @@ recoverite_arm::api_versions!(
 );
 pub const ACCOUNT_TYPE: &str = "Microsoft.Storage/storageAccounts";
 
-pub struct StorageProvider;
+pub struct StorageProvider {
+    /// The Blob data plane's containers (ARM's `blobServices/default/containers`).
+    pub containers: containers::Store,
+}
 
 impl Provider for StorageProvider {
     fn info(&self) -> ProviderInfo {
@@ -32,6 +36,8 @@ impl Provider for StorageProvider {
                 "storageAccounts",
                 "storageAccounts/privateEndpointConnections",
                 "storageAccounts/privateLinkResources",
+                "storageAccounts/blobServices",
+                "storageAccounts/blobServices/containers",
                 "checkNameAvailability",
                 "operations",
             ],
@@ -50,7 +56,35 @@ impl Provider for StorageProvider {
             (["storageaccounts"], true, M::PUT) => accounts::put(ctx, req),
             (["storageaccounts"], true, M::PATCH) => accounts::patch(ctx, req),
             (["storageaccounts"], true, M::GET) => accounts::get(ctx, req),
-            (["storageaccounts"], true, M::DELETE) => accounts::delete(ctx, req),
+            (["storageaccounts"], true, M::DELETE) => {
+                let reply = accounts::delete(ctx, req)?;
+                if reply.status == 200 {
+                    let name = p.names[0].to_ascii_lowercase();
+                    containers::delete_all(&self.containers, &name)?;
+                }
+                Ok(reply)
+            }
+            (["storageaccounts", "blobservices"], true, M::GET) => {
+                containers::get_service(ctx, req)
+            }
+            (["storageaccounts", "blobservices"], true, M::PUT) => {
+                containers::put_service(ctx, req)
+            }
+            (["storageaccounts", "blobservices"], false, M::GET) => {
+                containers::list_services(ctx, req)
+            }
+            (["storageaccounts", "blobservices", "containers"], true, M::PUT | M::PATCH) => {
+                containers::put_container(ctx, req, &self.containers, req.method == M::PATCH)
+            }
+            (["storageaccounts", "blobservices", "containers"], true, M::GET) => {
+                containers::get_container(ctx, req, &self.containers)
+            }
+            (["storageaccounts", "blobservices", "containers"], true, M::DELETE) => {
+                containers::delete_container(ctx, req, &self.containers)
+            }
+            (["storageaccounts", "blobservices", "containers"], false, M::GET) => {
+                containers::list_containers(ctx, req, &self.containers)
+            }
             (["storageaccounts"], false, M::GET) => accounts::list(ctx, req),
             (["checknameavailability"], false, M::POST) => accounts::check_name(ctx, req),
             (["storageaccounts", verb], false, M::POST)

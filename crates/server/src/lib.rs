@@ -221,6 +221,7 @@ pub fn providers(
     rt: &Arc<recoverite_rp_siterecovery::runtime::Runtime>,
     data_dir: &Path,
     as_caller: &recoverite_arm::first_party::AsCaller,
+    objects: &Arc<dyn object_store::ObjectStore>,
 ) -> Vec<Arc<dyn Provider>> {
     vec![
         Arc::new(NamespaceGroup {
@@ -260,7 +261,12 @@ pub fn providers(
                 Arc::new(recoverite_rp_privatedns::PrivateDnsProvider),
             ],
         }),
-        Arc::new(recoverite_rp_storage::StorageProvider),
+        Arc::new(recoverite_rp_storage::StorageProvider {
+            containers: recoverite_blob::Containers::new(
+                objects.clone(),
+                tokio::runtime::Handle::current(),
+            ),
+        }),
         Arc::new(recoverite_privatelink::test_target::TestTargetProvider {
             registry: registry.clone(),
         }),
@@ -351,7 +357,11 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         .map_err(|e| ServeError::DataDir(data_dir.clone(), e.to_string()))?;
     let rt = Arc::new(recoverite_rp_siterecovery::runtime::Runtime::default());
     let as_caller = recoverite_arm::first_party::AsCaller::default();
-    let providers = providers(&registry, &blocks, &engine, &rt, &data_dir, &as_caller);
+    let objects = replication::object_store(&data_dir)
+        .map_err(|e| ServeError::DataDir(data_dir.clone(), format!("blob store: {e}")))?;
+    let providers = providers(
+        &registry, &blocks, &engine, &rt, &data_dir, &as_caller, &objects,
+    );
     let catalog: Vec<_> = providers.iter().map(|p| p.info()).collect();
     let boot = bootstrap::load_or_create(&store, &catalog)?;
 
@@ -442,8 +452,6 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
     let _ = rt
         .dns
         .set(std::net::SocketAddr::from(([127, 0, 0, 1], dns_port)));
-    let objects = replication::object_store(&data_dir)
-        .map_err(|e| ServeError::DataDir(data_dir.clone(), format!("blob store: {e}")))?;
     let blob_secret = uuid::Uuid::new_v4().simple().to_string();
     let (blob_addr, blob_task) = recoverite_blob::serve(
         objects.clone(),

@@ -1,0 +1,338 @@
+//! Blob containers through ARM (`storageAccounts/{a}/blobServices/default/
+//! containers/{c}`) and the blob service's properties. A container's
+//! existence is the Blob data plane's record (a container made with the
+//! Blob API is listed here, and one made here takes blobs at once); ARM
+//! keeps only the container's management properties beside it.
+
+use serde_json::{json, Map, Value};
+
+use recoverite_arm::{paging, resource, time, ArmError, ArmRequest, Ctx, Reply};
+
+use crate::ACCOUNT_TYPE;
+
+pub const SERVICE_TYPE: &str = "Microsoft.Storage/storageAccounts/blobServices";
+pub const CONTAINER_TYPE: &str = "Microsoft.Storage/storageAccounts/blobServices/containers";
+
+/// The Blob data plane's containers.
+pub type Store = recoverite_blob::Containers;
+
+fn blob_error(e: recoverite_blob::BlobError) -> ArmError {
+    ArmError::new(e.status, &e.code, e.message)
+}
+
+/// `publicAccess`: None, Container or Blob; anything but None needs the
+/// account's `allowBlobPublicAccess` ("Public access is not permitted on
+/// this storage account").
+pub fn check_public_access(value: &str, account_allows: bool) -> Result<&'static str, ArmError> {
+    let v = match value.to_ascii_lowercase().as_str() {
+        "none" => "None",
+        "container" => "Container",
+        "blob" => "Blob",
+        _ => {
+            return Err(ArmError::invalid_parameter(
+                "properties.publicAccess",
+                format!("publicAccess '{value}' is not valid; use None, Container or Blob."),
+            ))
+        }
+    };
+    if v != "None" && !account_allows {
+        return Err(ArmError::conflict(
+            "PublicAccessNotPermitted",
+            "Public access is not permitted on this storage account: set allowBlobPublicAccess on the account first, or keep publicAccess None.",
+        ));
+    }
+    Ok(v)
+}
+
+/// The account document the path names, and its name.
+fn account(ctx: &Ctx, req: &ArmRequest) -> Result<(Value, String), ArmError> {
+    let aid = req.path.prefix(8);
+    let doc = ctx
+        .store()
+        .view(|r| resource::get(r, &aid))?
+        .filter(|d| d["type"].as_str() == Some(ACCOUNT_TYPE))
+        .ok_or_else(|| {
+            ArmError::resource_not_found(
+                ACCOUNT_TYPE,
+                aid.rsplit('/').next().unwrap_or_default(),
+                req.path.resource_group.as_deref(),
+            )
+        })?;
+    let name = doc["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    Ok((doc, name))
+}
+
+/// The blob service is a singleton named `default`.
+fn check_service(req: &ArmRequest) -> Result<String, ArmError> {
+    let names = &req.provider_part()?.names;
+    match names.get(1) {
+        Some(n) if n.eq_ignore_ascii_case("default") => Ok(req.path.prefix(10)),
+        Some(n) => Err(ArmError::bad_request(
+            "InvalidResourceName",
+            format!("The blob service of an account is named 'default', not '{n}'."),
+        )),
+        None => Ok(String::new()),
+    }
+}
+
+fn service_doc(account: &Value, stored: Option<Value>) -> Value {
+    let id = format!(
+        "{}/blobServices/default",
+        account["id"].as_str().unwrap_or_default()
+    );
+    let props = stored.and_then(|d| d.get("properties").cloned()).unwrap_or_else(|| {
+        json!({"cors": {"corsRules": []}, "deleteRetentionPolicy": {"enabled": false, "allowPermanentDelete": false},
+               "containerDeleteRetentionPolicy": {"enabled": false}, "isVersioningEnabled": false})
+    });
+    json!({"id": id, "name": "default", "type": SERVICE_TYPE, "sku": account["sku"], "properties": props})
+}
+
+pub fn get_service(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let (acct, _) = account(ctx, req)?;
+    let sid = check_service(req)?;
+    let stored = ctx.store().view(|r| resource::get(r, &sid))?;
+    Ok(Reply::ok(service_doc(&acct, stored)))
+}
+
+pub fn list_services(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let (acct, _) = account(ctx, req)?;
+    let sid = format!(
+        "{}/blobServices/default",
+        acct["id"].as_str().unwrap_or_default()
+    );
+    let stored = ctx.store().view(|r| resource::get(r, &sid))?;
+    Ok(Reply::ok(json!({"value": [service_doc(&acct, stored)]})))
+}
+
+/// PUT: the service properties as given (CORS, soft-delete and versioning
+/// settings are kept; the Blob plane does not act on them).
+pub fn put_service(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let (acct, _) = account(ctx, req)?;
+    let sid = check_service(req)?;
+    let body = req.body.clone().unwrap_or(json!({}));
+    let props = body.get("properties").cloned().unwrap_or(json!({}));
+    if !props.is_object() {
+        return Err(ArmError::invalid_content("properties must be an object"));
+    }
+    if let Some(days) = props
+        .pointer("/deleteRetentionPolicy/days")
+        .and_then(Value::as_u64)
+    {
+        if !(1..=365).contains(&days) {
+            return Err(ArmError::invalid_parameter(
+                "properties.deleteRetentionPolicy.days",
+                "deleteRetentionPolicy.days must be from 1 to 365.",
+            ));
+        }
+    }
+    let mut doc = service_doc(&acct, None);
+    if let (Some(d), Some(p)) = (doc["properties"].as_object_mut(), props.as_object()) {
+        for (k, v) in p {
+            d.insert(k.clone(), v.clone());
+        }
+    }
+    ctx.store().write(|tx| resource::put(tx, &sid, &doc))?;
+    Ok(Reply::ok(doc))
+}
+
+fn container_name(req: &ArmRequest) -> Result<String, ArmError> {
+    let n = req
+        .provider_part()?
+        .names
+        .get(2)
+        .cloned()
+        .unwrap_or_default();
+    recoverite_blob::check_container_name(&n).map_err(blob_error)?;
+    Ok(n)
+}
+
+fn container_doc(acct: &Value, name: &str, stored: Option<&Value>) -> Value {
+    let id = format!(
+        "{}/blobServices/default/containers/{name}",
+        acct["id"].as_str().unwrap_or_default()
+    );
+    let mut props = json!({
+        "publicAccess": "None",
+        "leaseStatus": "Unlocked",
+        "leaseState": "Available",
+        "hasImmutabilityPolicy": false,
+        "hasLegalHold": false,
+        "defaultEncryptionScope": "$account-encryption-key",
+        "denyEncryptionScopeOverride": false,
+        "deleted": false,
+        "remainingRetentionDays": 0,
+        "metadata": {},
+    });
+    let mut etag = json!("\"0x8D0000000000000\"");
+    if let Some(s) = stored {
+        if let (Some(p), Some(sp)) = (props.as_object_mut(), s["properties"].as_object()) {
+            for (k, v) in sp {
+                p.insert(k.clone(), v.clone());
+            }
+        }
+        etag = s["etag"].clone();
+    }
+    json!({"id": id, "name": name, "type": CONTAINER_TYPE, "etag": etag, "properties": props})
+}
+
+fn container_id(acct: &Value, name: &str) -> String {
+    format!(
+        "{}/blobServices/default/containers/{name}",
+        acct["id"].as_str().unwrap_or_default()
+    )
+}
+
+fn not_found() -> ArmError {
+    ArmError::new(
+        404,
+        "ContainerNotFound",
+        "The specified container does not exist.",
+    )
+}
+
+/// PUT (create or update) and PATCH (update an existing one).
+pub fn put_container(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    blobs: &Store,
+    patch: bool,
+) -> Result<Reply, ArmError> {
+    let (acct, account_name) = account(ctx, req)?;
+    check_service(req)?;
+    let name = container_name(req)?;
+    let body = req.body.clone().unwrap_or(json!({}));
+    let props = body.get("properties").cloned().unwrap_or(json!({}));
+    let cid = container_id(&acct, &name);
+    let existed = blobs.exists(&account_name, &name).map_err(blob_error)?;
+    if patch && !existed {
+        return Err(not_found());
+    }
+    let stored = ctx.store().view(|r| resource::get(r, &cid))?;
+    let mut keep: Map<String, Value> = stored
+        .as_ref()
+        .and_then(|s| s["properties"].as_object().cloned())
+        .unwrap_or_default();
+    let allows = acct["properties"]["allowBlobPublicAccess"]
+        .as_bool()
+        .unwrap_or(false);
+    if let Some(pa) = props.get("publicAccess").and_then(Value::as_str) {
+        keep.insert(
+            "publicAccess".into(),
+            json!(check_public_access(pa, allows)?),
+        );
+    }
+    if let Some(m) = props.get("metadata") {
+        let ok = m
+            .as_object()
+            .is_some_and(|o| o.values().all(Value::is_string));
+        if !ok {
+            return Err(ArmError::invalid_parameter(
+                "properties.metadata",
+                "metadata must be an object of string values.",
+            ));
+        }
+        keep.insert("metadata".into(), m.clone());
+    }
+    for k in ["defaultEncryptionScope", "denyEncryptionScopeOverride"] {
+        if let Some(v) = props.get(k) {
+            if existed && stored.is_some() && !patch && keep.get(k).is_some_and(|old| old != v) {
+                return Err(ArmError::conflict(
+                    "ContainerOperationFailure",
+                    format!("'{k}' cannot change once the container exists."),
+                ));
+            }
+            keep.insert(k.into(), v.clone());
+        }
+    }
+    keep.insert("lastModifiedTime".into(), json!(time::now_string()));
+    let etag = format!(
+        "\"0x{:X}\"",
+        time::now().unix_timestamp_nanos() as u128 & 0xFFFF_FFFF_FFFF_FFFF
+    );
+    // The data plane's record first: a crash after it leaves a container
+    // with default properties, never properties of a container that is not.
+    if !existed {
+        blobs.create(&account_name, &name).map_err(blob_error)?;
+    }
+    let doc =
+        json!({"id": cid, "name": name, "type": CONTAINER_TYPE, "etag": etag, "properties": keep});
+    ctx.store().write(|tx| resource::put(tx, &cid, &doc))?;
+    let out = container_doc(&acct, &name, Some(&doc));
+    Ok(Reply::json(if existed || patch { 200 } else { 201 }, out))
+}
+
+pub fn get_container(ctx: &Ctx, req: &ArmRequest, blobs: &Store) -> Result<Reply, ArmError> {
+    let (acct, account_name) = account(ctx, req)?;
+    check_service(req)?;
+    let name = container_name(req)?;
+    if !blobs.exists(&account_name, &name).map_err(blob_error)? {
+        return Err(not_found());
+    }
+    let stored = ctx
+        .store()
+        .view(|r| resource::get(r, &container_id(&acct, &name)))?;
+    Ok(Reply::ok(container_doc(&acct, &name, stored.as_ref())))
+}
+
+pub fn delete_container(ctx: &Ctx, req: &ArmRequest, blobs: &Store) -> Result<Reply, ArmError> {
+    let (acct, account_name) = account(ctx, req)?;
+    check_service(req)?;
+    let name = container_name(req)?;
+    if !blobs.exists(&account_name, &name).map_err(blob_error)? {
+        return Ok(Reply::empty(204));
+    }
+    blobs.delete(&account_name, &name).map_err(blob_error)?;
+    let cid = container_id(&acct, &name);
+    ctx.store()
+        .write(|tx| resource::delete_tree(tx, &cid).map(|_| ()))?;
+    Ok(Reply::empty(200))
+}
+
+pub fn list_containers(ctx: &Ctx, req: &ArmRequest, blobs: &Store) -> Result<Reply, ArmError> {
+    let (acct, account_name) = account(ctx, req)?;
+    check_service(req)?;
+    let names = blobs.list(&account_name).map_err(blob_error)?;
+    let items = ctx.store().view(|r| {
+        names
+            .iter()
+            .map(|n| {
+                Ok(container_doc(
+                    &acct,
+                    n,
+                    resource::get(r, &container_id(&acct, n))?.as_ref(),
+                ))
+            })
+            .collect::<Result<Vec<_>, ArmError>>()
+    })?;
+    paging::page_visible(ctx, req, items)
+}
+
+/// Deleting an account deletes its containers' data.
+pub fn delete_all(blobs: &Store, account_name: &str) -> Result<(), ArmError> {
+    for c in blobs.list(account_name).map_err(blob_error)? {
+        blobs.delete(account_name, &c).map_err(blob_error)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_access_needs_the_account_to_allow_it() {
+        assert_eq!(check_public_access("none", false).unwrap(), "None");
+        assert_eq!(check_public_access("Blob", true).unwrap(), "Blob");
+        assert_eq!(
+            check_public_access("Container", false).unwrap_err().code(),
+            "PublicAccessNotPermitted"
+        );
+        assert_eq!(
+            check_public_access("everyone", true).unwrap_err().code(),
+            "InvalidParameter"
+        );
+    }
+}
