@@ -319,3 +319,56 @@ def test_blob_containers_through_arm_are_the_blob_services_containers(server, en
     st.storage_accounts.delete(RG, "everydayblobs1")
     st.storage_accounts.begin_create(RG, "everydayblobs1", {"location": "eastus", "sku": {"name": "Standard_LRS"}, "kind": "StorageV2"}).result()
     assert list(st.blob_containers.list(RG, "everydayblobs1")) == []
+
+
+def raw_blob(method, account, alias, path, query):
+    wait_listening((alias, 10443))
+    s = socket.socket()
+    s.settimeout(5)
+    s.connect((alias, 10443))
+    s.sendall((f"{method} {path}?{query} HTTP/1.1\r\nHost: {account}.blob.core.windows.net\r\nx-ms-version: 2025-01-05\r\n"
+               f"Content-Length: 0\r\nConnection: close\r\n\r\n").encode())
+    data = b""
+    while chunk := s.recv(4096):
+        data += chunk
+    s.close()
+    return data.decode(errors="replace")
+
+
+def test_account_and_service_sas_tokens_open_exactly_what_they_sign(server, env):
+    from datetime import datetime, timedelta, timezone
+    st = server.client(StorageManagementClient)
+    st.storage_accounts.begin_create(RG, "everydaysas1", {"location": "eastus", "sku": {"name": "Standard_LRS"}, "kind": "StorageV2"}).result()
+    for c in ("cache", "other"):
+        st.blob_containers.create(RG, "everydaysas1", c, {})
+    ip = server.http("GET", "/recoverite/network/resolve", params={"name": "everydaysas1.blob.core.windows.net"}).json()["answers"][-1]["value"]
+    alias = "127.200." + ".".join(ip.split(".")[2:])
+    expiry = (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    read_list = st.storage_accounts.list_account_sas(RG, "everydaysas1", {
+        "signedServices": "b", "signedResourceTypes": "co", "signedPermission": "rl", "signedExpiry": expiry})["accountSasToken"]
+    assert "sig=" in read_list and "ss=b" in read_list
+    assert "EnumerationResults" in raw_blob("GET", "everydaysas1", alias, "/cache", f"restype=container&comp=list&{read_list}")
+    assert "AuthorizationPermissionMismatch" in raw_blob("PUT", "everydaysas1", alias, "/cache/x.bin", read_list)
+    assert "AuthenticationFailed" in raw_blob("GET", "everydaysas1", alias, "/cache", f"restype=container&comp=list&{read_list.replace('sp=rl', 'sp=rwl')}")
+    write = st.storage_accounts.list_account_sas(RG, "everydaysas1", {
+        "signedServices": "b", "signedResourceTypes": "o", "signedPermission": "rwc", "signedExpiry": expiry, "keyToSign": "key2"})["accountSasToken"]
+    assert " 201 " in raw_blob("PUT", "everydaysas1", alias, "/cache/x.bin", write + "").split("\r\n")[0] + " "
+    # A service SAS for one container opens that container only.
+    svc = st.storage_accounts.list_service_sas(RG, "everydaysas1", {
+        "canonicalizedResource": "/blob/everydaysas1/cache", "signedResource": "c", "signedPermission": "rl", "signedExpiry": expiry})["serviceSasToken"]
+    assert "sr=c" in svc
+    assert "EnumerationResults" in raw_blob("GET", "everydaysas1", alias, "/cache", f"restype=container&comp=list&{svc}")
+    assert "AuthenticationFailed" in raw_blob("GET", "everydaysas1", alias, "/other", f"restype=container&comp=list&{svc}")
+    # Regenerating the key that signed a token revokes it.
+    st.storage_accounts.regenerate_key(RG, "everydaysas1", {"keyName": "key1"})
+    assert "AuthenticationFailed" in raw_blob("GET", "everydaysas1", alias, "/cache", f"restype=container&comp=list&{read_list}")
+    with pytest.raises(HttpResponseError) as e:
+        st.storage_accounts.list_account_sas(RG, "everydaysas1", {
+            "signedServices": "b", "signedResourceTypes": "x", "signedPermission": "r", "signedExpiry": expiry})
+    assert e.value.status_code == 400
+    p = server.http("POST", "/recoverite/principals", json={"displayName": "sas-reader", "role": "Reader"}).json()
+    reader = server.client(StorageManagementClient, credential=server.credential(p["clientId"], p["clientSecret"]))
+    with pytest.raises(HttpResponseError) as e:
+        reader.storage_accounts.list_account_sas(RG, "everydaysas1", {
+            "signedServices": "b", "signedResourceTypes": "o", "signedPermission": "r", "signedExpiry": expiry})
+    assert e.value.status_code == 403

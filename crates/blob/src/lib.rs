@@ -9,6 +9,7 @@
 //! tokens and the data actions of the caller's roles.
 
 pub mod containers;
+pub mod sas;
 mod shared_key;
 mod xml;
 
@@ -261,6 +262,52 @@ fn auth(
     access: Access,
 ) -> Result<(), BlobError> {
     let header = h.get("authorization").and_then(|v| v.to_str().ok());
+    let query = line.uri.query().unwrap_or_default();
+    if header.is_none() && query.split('&').any(|p| p.starts_with("sig=")) {
+        let keys = s.auth.shared_keys(account)?;
+        let path = percent_encoding::percent_decode_str(line.uri.path().trim_start_matches('/'))
+            .decode_utf8_lossy()
+            .into_owned();
+        let (container, blob) = match path.split_once('/') {
+            Some((c, b)) => (c.to_string(), Some(b.to_string())),
+            None => (path.clone(), None),
+        };
+        let need = match (access, &line.method) {
+            (Access::Read, _) => sas::Need {
+                permissions: "r",
+                resource_type: 'o',
+            },
+            (Access::Write, _) => sas::Need {
+                permissions: "wc",
+                resource_type: 'o',
+            },
+            (Access::Delete, _) => sas::Need {
+                permissions: "d",
+                resource_type: 'o',
+            },
+            (Access::List, _) => sas::Need {
+                permissions: "l",
+                resource_type: 'c',
+            },
+            (Access::ManageContainer, &Method::DELETE) => sas::Need {
+                permissions: "d",
+                resource_type: 'c',
+            },
+            (Access::ManageContainer, _) => sas::Need {
+                permissions: "cw",
+                resource_type: 'c',
+            },
+        };
+        return sas::verify(
+            account,
+            &container,
+            blob.as_deref(),
+            &sas::parse(query),
+            need,
+            &keys,
+            time::OffsetDateTime::now_utc(),
+        );
+    }
     if let Some(signed) = header.and_then(|a| a.strip_prefix("SharedKey ")) {
         let keys = s.auth.shared_keys(account)?;
         return shared_key::verify(signed, account, &line.method, &line.uri, h, &keys);

@@ -83,7 +83,7 @@ fn render(keys: &[AccountKey]) -> Value {
     })).collect::<Vec<_>>()})
 }
 
-fn account_id(ctx: &Ctx, req: &ArmRequest) -> Result<String, ArmError> {
+pub fn account_id(ctx: &Ctx, req: &ArmRequest) -> Result<String, ArmError> {
     let aid = req.path.prefix(req.path.segments.len() - 1);
     let doc = ctx
         .store()

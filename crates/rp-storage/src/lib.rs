@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod cache;
 pub mod containers;
 pub mod keys;
+pub mod sas;
 pub mod target;
 
 use http::Method;
@@ -96,6 +97,22 @@ impl Provider for StorageProvider {
                 if verb.eq_ignore_ascii_case("regeneratekey") =>
             {
                 keys::regenerate(ctx, req)
+            }
+            (["storageaccounts", verb], false, M::POST)
+                if verb.eq_ignore_ascii_case("listaccountsas")
+                    || verb.eq_ignore_ascii_case("listservicesas") =>
+            {
+                let aid = keys::account_id(ctx, req)?;
+                let account = aid
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
+                if verb.eq_ignore_ascii_case("listaccountsas") {
+                    sas::account(ctx, req, &aid, &account)
+                } else {
+                    sas::service(ctx, req, &aid, &account)
+                }
             }
             (["storageaccounts", "privatelinkresources"], false, M::GET) => {
                 target::link_resources(ctx, req)
