@@ -275,6 +275,7 @@ mod tests {
     #[test]
     fn tokens_verify_within_their_window_permissions_and_scope() {
         let key = b"k".repeat(64);
+        let keys = vec![key.clone()];
         let now = parse_time("2026-06-01T00:00:00Z").unwrap();
         let mut q = fields(&[
             ("sv", VERSION),
@@ -289,13 +290,13 @@ mod tests {
             permissions: "r",
             resource_type: 'o',
         };
-        assert!(verify("acct", "c", Some("b"), &q, read, &[key.clone()], now).is_ok());
+        assert!(verify("acct", "c", Some("b"), &q, read, &keys, now).is_ok());
         let write = Need {
             permissions: "wc",
             resource_type: 'o',
         };
         assert_eq!(
-            verify("acct", "c", Some("b"), &q, write, &[key.clone()], now)
+            verify("acct", "c", Some("b"), &q, write, &keys, now)
                 .unwrap_err()
                 .code,
             "AuthorizationPermissionMismatch"
@@ -305,20 +306,20 @@ mod tests {
             resource_type: 's',
         };
         assert_eq!(
-            verify("acct", "c", None, &q, service, &[key.clone()], now)
+            verify("acct", "c", None, &q, service, &keys, now)
                 .unwrap_err()
                 .code,
             "AuthorizationResourceTypeMismatch"
         );
         let later = parse_time("2026-06-03T00:00:00Z").unwrap();
         assert_eq!(
-            verify("acct", "c", Some("b"), &q, read, &[key.clone()], later)
+            verify("acct", "c", Some("b"), &q, read, &keys, later)
                 .unwrap_err()
                 .code,
             "AuthenticationFailed"
         );
         assert!(
-            verify("other", "c", Some("b"), &q, read, &[key.clone()], now).is_err(),
+            verify("other", "c", Some("b"), &q, read, &keys, now).is_err(),
             "signed for another account"
         );
         assert!(
@@ -334,8 +335,8 @@ mod tests {
         ]);
         let sig = sign(&key, &service_string_to_sign("/blob/acct/c", &s));
         s.insert("sig".into(), sig);
-        assert!(verify("acct", "c", Some("b"), &s, read, &[key.clone()], now).is_ok());
-        assert!(verify("acct", "other", Some("b"), &s, read, &[key], now).is_err());
+        assert!(verify("acct", "c", Some("b"), &s, read, &keys, now).is_ok());
+        assert!(verify("acct", "other", Some("b"), &s, read, &keys, now).is_err());
     }
 
     #[test]
