@@ -91,7 +91,8 @@ def tables():
               "vaults/replicationNetworkMappings", "vaults/replicationUsages"], rs("sr")),
             (["vaults/backupFabrics", "vaults/backupProtectionContainers", "vaults/backupPolicies", "vaults/backupProtectableItems",
               "vaults/backupProtectedItems", "vaults/backupJobs", "vaults/backupstorageconfig", "vaults/backupconfig",
-              "vaults/backupOperations", "vaults/backupOperationResults"], rs("backup"))]),
+              "vaults/backupOperations", "vaults/backupOperationResults",
+              "vaults/backupEncryptionConfigs", "vaults/backupResourceGuardProxies"], rs("backup"))]),
         "crates/identity/api-versions.txt": ("Microsoft.Authorization", [
             (["roleAssignments"], first("roleAssignments")),
             (["roleDefinitions", "permissions"], first("roleDefinitions", "permissions"))]),

@@ -128,23 +128,14 @@ pub fn protectable(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 
 /// What azure-cli and the portal filter item lists by.
 fn matches(item: &Value, filter: &str) -> bool {
-    let f = filter.to_ascii_lowercase();
     let p = &item["properties"];
-    let check = |key: &str, value: &str| match f.find(&format!("{key} eq '")) {
-        Some(at) => {
-            let rest = &f[at + key.len() + 5..];
-            rest.split('\'')
-                .next()
-                .is_some_and(|v| v == value.to_ascii_lowercase())
-        }
-        None => true,
+    let check = |key: &str, field: &str| {
+        recoverite_rs_core::containers::filter_allows(filter, key, p[field].as_str().unwrap_or(""))
     };
-    check(
-        "backupmanagementtype",
-        p["backupManagementType"].as_str().unwrap_or(""),
-    ) && check("itemtype", p["workloadType"].as_str().unwrap_or(""))
-        && check("policyname", p["policyName"].as_str().unwrap_or(""))
-        && check("containername", p["containerName"].as_str().unwrap_or(""))
+    check("backupManagementType", "backupManagementType")
+        && check("itemType", "workloadType")
+        && check("policyName", "policyName")
+        && check("containerName", "containerName")
 }
 
 pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {

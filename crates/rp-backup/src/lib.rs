@@ -46,6 +46,8 @@ const TYPES: &[&str] = &[
     "vaults/backupconfig",
     "vaults/backupOperations",
     "vaults/backupOperationResults",
+    "vaults/backupEncryptionConfigs",
+    "vaults/backupResourceGuardProxies",
 ];
 
 #[derive(Clone)]
@@ -98,6 +100,8 @@ pub enum Route {
     CancelJob(String),
     StorageConfig,
     VaultConfig,
+    EncryptionConfig,
+    ResourceGuardProxies(Option<String>),
     Operation(String),
     OperationResult(String),
 }
@@ -138,6 +142,12 @@ fn route(req: &ArmRequest) -> Result<Route, ArmError> {
         ["vaults", "backupjobs", "cancel"] => Route::CancelJob(n(1)),
         ["vaults", "backupstorageconfig"] if n(1).eq_ignore_ascii_case("vaultstorageconfig") => Route::StorageConfig,
         ["vaults", "backupconfig"] if n(1).eq_ignore_ascii_case("vaultconfig") => Route::VaultConfig,
+        ["vaults", "backupencryptionconfigs"] if n(1).eq_ignore_ascii_case("backupResourceEncryptionConfig") => {
+            Route::EncryptionConfig
+        }
+        ["vaults", "backupresourceguardproxies"] => {
+            Route::ResourceGuardProxies(p.is_resource().then(|| n(1)))
+        }
         ["vaults", "backupoperations"] if p.is_resource() => Route::Operation(n(1)),
         ["vaults", "backupoperationresults"] if p.is_resource() => Route::OperationResult(n(1)),
         _ => {
@@ -204,6 +214,10 @@ impl Provider for BackupProvider {
             (Route::CancelJob(id), M::POST) => jobs::cancel(ctx, req, &id),
             (Route::StorageConfig, M::GET | M::PUT | M::PATCH) => config::storage(ctx, req),
             (Route::VaultConfig, M::GET | M::PUT | M::PATCH) => config::vault(ctx, req),
+            (Route::EncryptionConfig, M::GET | M::PUT | M::PATCH) => config::encryption(ctx, req),
+            (Route::ResourceGuardProxies(n), M::GET) => {
+                config::resource_guard_proxies(ctx, req, n.as_deref())
+            }
             (Route::Operation(id), M::GET) => jobs::operation(ctx, req, &id),
             (Route::OperationResult(id), M::GET) => jobs::operation_result(ctx, req, &id),
             (_, m) => Err(ArmError::method_not_allowed(m.as_str())),

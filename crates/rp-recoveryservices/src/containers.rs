@@ -105,19 +105,32 @@ pub fn register(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     })
 }
 
+/// A registered container, or the container of a protected Azure VM.
 pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let name = req
+        .path
+        .provider
+        .as_ref()
+        .and_then(|p| p.name())
+        .unwrap_or("")
+        .to_string();
     ctx.store().view(|r| {
-        vault_of(r, req)?;
-        resource::get(r, &req.path.id())?
+        let v = vault_of(r, req)?;
+        if let Some(d) = resource::get(r, &req.path.id())? {
+            return Ok(Reply::ok(d));
+        }
+        recoverite_rs_core::containers::vm_containers(r, v["id"].as_str().unwrap_or_default())?
+            .into_iter()
+            .find(|c| {
+                c["name"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(&name))
+            })
             .map(Reply::ok)
             .ok_or_else(|| {
                 ArmError::resource_not_found(
                     CONTAINER_TYPE,
-                    req.path
-                        .provider
-                        .as_ref()
-                        .and_then(|p| p.name())
-                        .unwrap_or(""),
+                    &name,
                     req.path.resource_group.as_deref(),
                 )
             })
@@ -134,10 +147,20 @@ pub fn unregister(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     })
 }
 
+/// Registered containers and the containers of protected Azure VMs, with
+/// azure-cli's `$filter` (`backupManagementType`, `status`, `friendlyName`).
 pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let filter = req.query_get("$filter").unwrap_or("").to_string();
     let items = ctx.store().view(|r| {
         let v = vault_of(r, req)?;
-        all(r, v["id"].as_str().unwrap_or_default())
+        let vid = v["id"].as_str().unwrap_or_default();
+        let mut items = all(r, vid)?;
+        items.extend(recoverite_rs_core::containers::vm_containers(r, vid)?);
+        Ok::<_, ArmError>(items)
     })?;
+    let items = items
+        .into_iter()
+        .filter(|c| recoverite_rs_core::containers::container_matches(c, &filter))
+        .collect();
     Ok(Reply::ok(paging::page(ctx, req, items)?))
 }

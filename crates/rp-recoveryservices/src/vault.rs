@@ -61,11 +61,51 @@ pub fn assemble(r: &impl Reader, doc: &Value) -> Result<Value, ArmError> {
             "None"
         }
     };
+    let c = recoverite_rs_core::backup_config::get_config(r, &vid)?;
+    d["properties"]["redundancySettings"] = json!({
+        "standardTierStorageRedundancy": c.storage_type,
+        "crossRegionRestore": if c.cross_region_restore { "Enabled" } else { "Disabled" },
+    });
+    d["properties"]["securitySettings"]["softDeleteSettings"]["softDeleteState"] =
+        json!(c.soft_delete);
     d["properties"]["privateEndpointStateForBackup"] = json!(state(BACKUP));
     d["properties"]["privateEndpointStateForSiteRecovery"] = json!(state(SITE_RECOVERY));
     d["properties"]["privateEndpointConnections"] =
         Value::Array(conns.iter().map(|c| connection_json(doc, c)).collect());
     Ok(d)
+}
+
+/// `redundancySettings` (`standardTierStorageRedundancy`, `crossRegionRestore`
+/// Enabled/Disabled) and `securitySettings.softDeleteSettings.softDeleteState`
+/// of a vault PUT/PATCH, checked by the same rules as Backup's settings.
+fn apply_backup_settings(
+    tx: &mut recoverite_store::WriteTx,
+    vault_id: &str,
+    props: &Value,
+    ever_protected: bool,
+) -> Result<(), ArmError> {
+    use recoverite_rs_core::backup_config as bc;
+    let rs = &props["redundancySettings"];
+    let storage = rs["standardTierStorageRedundancy"].as_str();
+    let crr = match rs["crossRegionRestore"].as_str() {
+        None => None,
+        Some(v) if v.eq_ignore_ascii_case("Enabled") => Some(true),
+        Some(v) if v.eq_ignore_ascii_case("Disabled") => Some(false),
+        Some(v) => {
+            return Err(ArmError::invalid_parameter(
+                "properties.redundancySettings.crossRegionRestore",
+                format!("crossRegionRestore '{v}' is not Enabled or Disabled."),
+            ))
+        }
+    };
+    let soft = props["securitySettings"]["softDeleteSettings"]["softDeleteState"].as_str();
+    if storage.is_none() && crr.is_none() && soft.is_none() {
+        return Ok(());
+    }
+    let old = bc::get_config(tx, vault_id)?;
+    let c = bc::check_storage_change(&old, storage, crr, ever_protected)?;
+    let c = bc::check_soft_delete_change(&c, soft, None)?;
+    bc::put_config(tx, vault_id, &c)
 }
 
 fn version_of(tags: &Value) -> Result<PeVersion, ArmError> {
@@ -164,6 +204,9 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmError> 
                 }
             }
         }
+        // Storage redundancy and soft delete are the vault's Backup settings
+        // (one record, also `backupstorageconfig`/`backupconfig`), with their rules.
+        apply_backup_settings(tx, &vid, &props, m.ever_registered)?;
         identity_block::require_assign(ctx, "Microsoft.RecoveryServices/vaults/write", &vid, body.get("identity"))?;
         let identity = identity_block::apply(tx, &tenant, &vid, body.get("identity").or(if patch { None } else { Some(&Value::Null) }), existing.as_ref().and_then(|e| e.get("identity")), CombinedStyle::Spaced)?;
         let old_props = existing.as_ref().map(|e| e["properties"].clone()).unwrap_or(json!({}));

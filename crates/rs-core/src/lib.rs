@@ -3,6 +3,8 @@
 //! numeric id and the permanent "has had items registered or protected"
 //! mark) and the protected-item state machine.
 
+pub mod backup_config;
+pub mod containers;
 pub mod protection;
 pub mod vault;
 

@@ -1,0 +1,116 @@
+//! Protection containers of protected Azure VMs: an Azure VM's container
+//! (`iaasvmcontainer;iaasvmcontainerv2;{rg};{vm}`) is registered in the
+//! vault while the vault holds a protected item of the VM — soft-deleted
+//! ones included, since their data is still there. The vault provider lists
+//! them with the containers registered explicitly (workloads), with the
+//! filters azure-cli sends.
+
+use serde_json::{json, Value};
+
+use recoverite_arm::{resource, ArmError};
+use recoverite_store::Reader;
+
+use crate::vault::BACKUP_ITEM_TYPE;
+
+pub const CONTAINER_TYPE: &str =
+    "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers";
+
+/// Whether an OData `$filter` of `key eq 'value'` clauses (joined by
+/// `and`, as azure-cli and the portal send them) allows `value` for `key`;
+/// a key the filter does not name allows anything.
+pub fn filter_allows(filter: &str, key: &str, value: &str) -> bool {
+    let f = filter.to_ascii_lowercase();
+    let needle = format!("{} eq '", key.to_ascii_lowercase());
+    match f.find(&needle) {
+        Some(at) => f[at + needle.len()..]
+            .split('\'')
+            .next()
+            .is_some_and(|v| v == value.to_ascii_lowercase()),
+        None => true,
+    }
+}
+
+fn doc(vault_id: &str, name: &str, item: &Value) -> Value {
+    let parts: Vec<&str> = name.split(';').collect();
+    let (rg, vm) = match parts.as_slice() {
+        [_, _, rg, vm] => (rg.to_string(), vm.to_string()),
+        _ => (String::new(), name.to_string()),
+    };
+    json!({
+        "id": format!("{vault_id}/backupFabrics/Azure/protectionContainers/{name}"),
+        "name": name,
+        "type": CONTAINER_TYPE,
+        "properties": {
+            "friendlyName": vm,
+            "backupManagementType": "AzureIaasVM",
+            "registrationStatus": "Registered",
+            "healthStatus": "Healthy",
+            "containerType": "Microsoft.Compute/virtualMachines",
+            "protectableObjectType": "Microsoft.Compute/virtualMachines",
+            "virtualMachineId": item["properties"]["virtualMachineId"],
+            "virtualMachineVersion": "Compute",
+            "resourceGroup": rg,
+        }
+    })
+}
+
+/// The containers of the vault's protected VMs, one per VM.
+pub fn vm_containers(r: &impl Reader, vault_id: &str) -> Result<Vec<Value>, ArmError> {
+    let mut out: Vec<Value> = Vec::new();
+    for i in resource::list_of_type(r, vault_id, BACKUP_ITEM_TYPE)? {
+        // The container is the item id's segment.
+        let Some(name) = i["id"]
+            .as_str()
+            .and_then(|id| id.split("/protectionContainers/").nth(1))
+            .and_then(|t| t.split('/').next())
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        if !out.iter().any(|c| {
+            c["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(&name))
+        }) {
+            out.push(doc(vault_id, &name, &i));
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a container passes a list's `$filter`.
+pub fn container_matches(c: &Value, filter: &str) -> bool {
+    let p = &c["properties"];
+    let s = |k: &str| p[k].as_str().unwrap_or("");
+    filter_allows(filter, "backupManagementType", s("backupManagementType"))
+        && filter_allows(filter, "status", s("registrationStatus"))
+        && filter_allows(filter, "friendlyName", s("friendlyName"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_as_azure_cli_sends_them() {
+        let f = "backupManagementType eq 'AzureIaasVM' and friendlyName eq 'vm1' and status eq 'Registered'";
+        assert!(filter_allows(f, "friendlyName", "VM1"));
+        assert!(!filter_allows(f, "friendlyName", "vm2"));
+        assert!(
+            filter_allows(f, "itemType", "anything"),
+            "a key the filter does not name"
+        );
+        let c = doc(
+            "/v",
+            "iaasvmcontainer;iaasvmcontainerv2;rg;app",
+            &json!({"properties": {"virtualMachineId": "/vm"}}),
+        );
+        assert_eq!(c["properties"]["friendlyName"], "app");
+        assert_eq!(c["properties"]["resourceGroup"], "rg");
+        assert!(!container_matches(&c, f));
+        assert!(container_matches(
+            &c,
+            "backupManagementType eq 'AzureIaasVM' and friendlyName eq 'app'"
+        ));
+    }
+}
