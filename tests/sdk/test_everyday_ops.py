@@ -372,3 +372,32 @@ def test_account_and_service_sas_tokens_open_exactly_what_they_sign(server, env)
         reader.storage_accounts.list_account_sas(RG, "everydaysas1", {
             "signedServices": "b", "signedResourceTypes": "o", "signedPermission": "r", "signedExpiry": expiry})
     assert e.value.status_code == 403
+
+
+def test_disk_access_urls_download_the_disks_bytes_until_revoked(server, env):
+    import requests
+    c = env["compute"]
+    with pytest.raises(HttpResponseError) as e:
+        c.disks.begin_grant_access(RG, "os", {"access": "Read", "durationInSeconds": 600}).result()
+    assert e.value.error.code == "OperationNotAllowed", "the VM is running"
+    c.disks.begin_create_or_update(RG, "exportme", {"location": "eastus", "properties": {
+        "creationData": {"createOption": "Empty"}, "diskSizeGB": 1}}).result()
+    assert io(env, "exportme", "write -P 0x77 0 1M")[0]
+    with pytest.raises(HttpResponseError):
+        c.disks.begin_grant_access(RG, "exportme", {"access": "Write", "durationInSeconds": 600}).result()
+    url = c.disks.begin_grant_access(RG, "exportme", {"access": "Read", "durationInSeconds": 600}).result().access_sas
+    assert c.disks.get(RG, "exportme").disk_state == "ActiveSAS"
+    head = requests.head(url, verify=server.ca)
+    assert head.status_code == 200 and int(head.headers["Content-Length"]) == 1 << 30
+    part = requests.get(url, headers={"Range": "bytes=0-1048575"}, verify=server.ca)
+    assert part.status_code == 206 and part.content == b"\x77" * (1 << 20)
+    assert part.headers["Content-Range"] == f"bytes 0-1048575/{1 << 30}"
+    tail = requests.get(url, headers={"Range": "bytes=1048576-1048591"}, verify=server.ca)
+    assert tail.content == b"\x00" * 16
+    with pytest.raises(HttpResponseError) as e:
+        c.disks.begin_delete(RG, "exportme").result()
+    assert e.value.error.code == "OperationNotAllowed"
+    c.disks.begin_revoke_access(RG, "exportme").result()
+    assert c.disks.get(RG, "exportme").disk_state == "Unattached"
+    assert requests.get(url, headers={"Range": "bytes=0-15"}, verify=server.ca).status_code == 403
+    c.disks.begin_delete(RG, "exportme").result()

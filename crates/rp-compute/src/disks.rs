@@ -246,6 +246,16 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply,
                 ),
             ));
         }
+        if crate::access::has_live_grant(tx, &rid)? {
+            return Err(ArmError::conflict(
+                "OperationNotAllowed",
+                format!(
+                    "Disk {} has active access (a download URL granted with beginGetAccess); revoke it with endGetAccess before deleting.",
+                    doc["name"].as_str().unwrap_or("")
+                ),
+            ));
+        }
+        crate::access::forget(tx, &rid)?;
         resource::delete_tree(tx, &rid)?;
         ctx.cascade_delete(tx, &rid)?;
         op.save(tx)?;

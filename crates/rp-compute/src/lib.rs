@@ -1,6 +1,7 @@
 //! Microsoft.Compute: managed disks (bytes in sparse files, exported over
 //! NBD), virtual machines and availability sets.
 
+pub mod access;
 pub mod disks;
 pub mod power;
 pub mod restore_points;
@@ -91,6 +92,16 @@ impl Provider for ComputeProvider {
             ("disks" | "snapshots", 1, true, M::GET) => disks::get(ctx, req, disk_kind(&kind)),
             ("disks" | "snapshots", 1, true, M::DELETE) => disks::delete(ctx, req, &self.blocks),
             ("disks" | "snapshots", 1, false, M::GET) => disks::list(ctx, req, disk_kind(&kind)),
+            ("disks" | "snapshots", 2, false, M::POST)
+                if p.types[1].eq_ignore_ascii_case("beginGetAccess") =>
+            {
+                access::grant(ctx, req)
+            }
+            ("disks" | "snapshots", 2, false, M::POST)
+                if p.types[1].eq_ignore_ascii_case("endGetAccess") =>
+            {
+                access::revoke(ctx, req)
+            }
             ("virtualmachines", 2, false, M::POST) => vms::power(ctx, req),
             ("virtualmachines", 2, false, M::GET)
                 if p.types[1].eq_ignore_ascii_case("instanceView") =>

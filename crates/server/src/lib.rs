@@ -6,6 +6,7 @@ mod agents;
 mod arm_http;
 pub mod bootstrap;
 mod clock;
+mod disk_access;
 mod entra;
 mod first_party;
 pub mod imds;
@@ -171,6 +172,7 @@ pub struct AppState {
     pub arm_endpoint: String,
     pub engine: recoverite_replication::Engine,
     pub rt: Arc<recoverite_rp_siterecovery::runtime::Runtime>,
+    pub blocks: recoverite_blockstore::BlockStore,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -493,6 +495,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         arm_endpoint: endpoint.clone(),
         engine: engine.clone(),
         rt: rt.clone(),
+        blocks: blocks.clone(),
     });
     // Azure Backup on the emulator clock: scheduled backups, pruning.
     let backup = {
@@ -554,6 +557,10 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
             post(admin::replication_pair),
         )
         .route("/recoverite/nbd", get(admin::nbd_info))
+        .route(
+            "/recoverite/disks/{token}",
+            get(disk_access::download).head(disk_access::download),
+        )
         .route("/recoverite/clock", get(clock::get_clock))
         .route("/recoverite/agents/placement", get(agents::placement))
         .route("/recoverite/agents/report", post(agents::report))
