@@ -155,12 +155,17 @@ def shared_key_request(method, account, key, alias, path, query):
     params = sorted((k.lower(), v) for k, v in (p.split("=", 1) for p in query.split("&")))
     text = f"{method}\n" + "\n" * 11 + f"x-ms-date:{date}\nx-ms-version:2025-01-05\n/{account}{path}" + "".join(f"\n{k}:{v}" for k, v in params)
     sig = base64.b64encode(hmac.new(base64.b64decode(key), text.encode(), hashlib.sha256).digest()).decode()
+    return raw_blob(method, account, alias, path, query, f"x-ms-date: {date}\r\nAuthorization: SharedKey {account}:{sig}\r\n")
+
+
+def raw_blob(method, account, alias, path, query, headers=""):
+    """One HTTP request to the Blob service through the gateway's alias."""
     wait_listening((alias, 10443))
     s = socket.socket()
     s.settimeout(5)
     s.connect((alias, 10443))
-    s.sendall((f"{method} {path}?{query} HTTP/1.1\r\nHost: {account}.blob.core.windows.net\r\nx-ms-date: {date}\r\nContent-Length: 0\r\n"
-               f"x-ms-version: 2025-01-05\r\nAuthorization: SharedKey {account}:{sig}\r\nConnection: close\r\n\r\n").encode())
+    s.sendall((f"{method} {path}?{query} HTTP/1.1\r\nHost: {account}.blob.core.windows.net\r\nx-ms-version: 2025-01-05\r\n"
+               f"{headers}Content-Length: 0\r\nConnection: close\r\n\r\n").encode())
     data = b""
     while chunk := s.recv(4096):
         data += chunk
@@ -320,19 +325,6 @@ def test_blob_containers_through_arm_are_the_blob_services_containers(server, en
     st.storage_accounts.begin_create(RG, "everydayblobs1", {"location": "eastus", "sku": {"name": "Standard_LRS"}, "kind": "StorageV2"}).result()
     assert list(st.blob_containers.list(RG, "everydayblobs1")) == []
 
-
-def raw_blob(method, account, alias, path, query):
-    wait_listening((alias, 10443))
-    s = socket.socket()
-    s.settimeout(5)
-    s.connect((alias, 10443))
-    s.sendall((f"{method} {path}?{query} HTTP/1.1\r\nHost: {account}.blob.core.windows.net\r\nx-ms-version: 2025-01-05\r\n"
-               f"Content-Length: 0\r\nConnection: close\r\n\r\n").encode())
-    data = b""
-    while chunk := s.recv(4096):
-        data += chunk
-    s.close()
-    return data.decode(errors="replace")
 
 
 def test_account_and_service_sas_tokens_open_exactly_what_they_sign(server, env):

@@ -79,11 +79,7 @@ impl AsCaller {
         api_version: &str,
         body: Option<Value>,
     ) -> Result<Value, ArmError> {
-        let router = self
-            .0
-            .get()
-            .and_then(|w| w.upgrade())
-            .ok_or_else(|| ArmError::internal("calls on the caller's behalf are not wired"))?;
+        let router = self.router()?;
         dispatch_with(
             &router,
             req.headers.get(http::header::AUTHORIZATION).cloned(),

@@ -80,6 +80,19 @@ fn grants_of(r: &impl Reader, disk_id: &str) -> Result<Vec<Grant>, ArmError> {
         .collect())
 }
 
+/// The disk or snapshot an access request names.
+fn load_disk(r: &impl Reader, did: &str, req: &ArmRequest) -> Result<serde_json::Value, ArmError> {
+    resource::get(r, did)?
+        .filter(|d| matches!(d["type"].as_str(), Some(DISK_TYPE | SNAPSHOT_TYPE)))
+        .ok_or_else(|| {
+            ArmError::resource_not_found(
+                DISK_TYPE,
+                did.rsplit('/').next().unwrap_or(""),
+                req.path.resource_group.as_deref(),
+            )
+        })
+}
+
 fn accepted(ctx: &Ctx, req: &ArmRequest, op: &OperationRecord, location: &str) -> Reply {
     let sub = req.path.subscription.clone().unwrap_or_default();
     let url = lro::result_url(ctx, &sub, location, op, &req.api_version);
@@ -95,15 +108,7 @@ pub fn grant(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     )?;
     let did = req.path.parent_id();
     let (op, location) = ctx.store().write(|tx| {
-        let mut disk = resource::get(tx, &did)?
-            .filter(|d| matches!(d["type"].as_str(), Some(DISK_TYPE | SNAPSHOT_TYPE)))
-            .ok_or_else(|| {
-                ArmError::resource_not_found(
-                    DISK_TYPE,
-                    did.rsplit('/').next().unwrap_or(""),
-                    req.path.resource_group.as_deref(),
-                )
-            })?;
+        let mut disk = load_disk(tx, &did, req)?;
         if let Some(vm) = disk["managedBy"].as_str() {
             check_attachment(Some((vm, power::get(tx, vm)?)))?;
         }
@@ -155,15 +160,7 @@ pub fn grant(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 pub fn revoke(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let did = req.path.parent_id();
     let (op, location) = ctx.store().write(|tx| {
-        let mut disk = resource::get(tx, &did)?
-            .filter(|d| matches!(d["type"].as_str(), Some(DISK_TYPE | SNAPSHOT_TYPE)))
-            .ok_or_else(|| {
-                ArmError::resource_not_found(
-                    DISK_TYPE,
-                    did.rsplit('/').next().unwrap_or(""),
-                    req.path.resource_group.as_deref(),
-                )
-            })?;
+        let mut disk = load_disk(tx, &did, req)?;
         let grants = grants_of(tx, &did)?;
         for g in &grants {
             tx.delete(GRANTS, &g.token)?;

@@ -156,19 +156,32 @@ pub fn delete_collection(
     req: &ArmRequest,
     blocks: &BlockStore,
 ) -> Result<Reply, ArmError> {
-    let rid = req.path.id();
+    delete_freeing(ctx, &req.path.id(), blocks, |tx, rid| {
+        let mut uniques = Vec::new();
+        for p in resource::list_children(tx, rid, "restorePoints")? {
+            uniques.extend(disk_uniques(tx, p["id"].as_str().unwrap_or_default())?);
+        }
+        Ok(uniques)
+    })
+}
+
+/// Deletes `rid` and what is nested in it, then frees the bytes `held`
+/// names: 200, or 204 when there was nothing.
+fn delete_freeing(
+    ctx: &Ctx,
+    rid: &str,
+    blocks: &BlockStore,
+    held: impl Fn(&recoverite_store::WriteTx, &str) -> Result<Vec<String>, ArmError>,
+) -> Result<Reply, ArmError> {
     let freed = ctx
         .store()
         .write(|tx| -> Result<Option<Vec<String>>, ArmError> {
-            if resource::get(tx, &rid)?.is_none() {
+            if resource::get(tx, rid)?.is_none() {
                 return Ok(None);
             }
-            let mut uniques = Vec::new();
-            for p in resource::list_children(tx, &rid, "restorePoints")? {
-                uniques.extend(disk_uniques(tx, p["id"].as_str().unwrap_or_default())?);
-            }
-            resource::delete_tree(tx, &rid)?;
-            Ok(Some(uniques))
+            let u = held(tx, rid)?;
+            resource::delete_tree(tx, rid)?;
+            Ok(Some(u))
         })?;
     match freed {
         None => Ok(Reply::empty(204)),
@@ -311,24 +324,7 @@ pub fn get_point(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 }
 
 pub fn delete_point(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, ArmError> {
-    let rid = req.path.id();
-    let freed = ctx
-        .store()
-        .write(|tx| -> Result<Option<Vec<String>>, ArmError> {
-            if resource::get(tx, &rid)?.is_none() {
-                return Ok(None);
-            }
-            let u = disk_uniques(tx, &rid)?;
-            resource::delete_tree(tx, &rid)?;
-            Ok(Some(u))
-        })?;
-    match freed {
-        None => Ok(Reply::empty(204)),
-        Some(u) => {
-            free(blocks, &u);
-            Ok(Reply::empty(200))
-        }
-    }
+    delete_freeing(ctx, &req.path.id(), blocks, disk_uniques)
 }
 
 pub fn get_disk_point(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
