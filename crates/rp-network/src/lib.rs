@@ -11,7 +11,7 @@ pub mod position;
 pub mod private_endpoint;
 pub mod routetable;
 pub mod vnet;
-mod watcher;
+pub mod watcher;
 
 use std::sync::Arc;
 
@@ -27,6 +27,8 @@ pub use common::{API, NAMESPACE};
 
 pub struct NetworkProvider {
     pub registry: Arc<Registry>,
+    /// Network Watcher's connectivity check (set by the server).
+    pub connectivity: watcher::LateConnectivity,
 }
 
 /// The types this crate serves (other Microsoft.Network types, such as
@@ -165,6 +167,9 @@ impl Provider for NetworkProvider {
                 watcher::ip_flow_verify(ctx, req)
             }
             (["networkwatchers", "nexthop"], false, M::POST) => watcher::next_hop(ctx, req),
+            (["networkwatchers", "connectivitycheck"], false, M::POST) => {
+                watcher::connectivity_check(ctx, req, &self.connectivity)
+            }
             (["privateendpoints"], true, M::PUT) => private_endpoint::put(ctx, req, &self.registry),
             (["privateendpoints"], true, M::PATCH) => {
                 common::patch_tags(ctx, req, private_endpoint::PE_TYPE)?;

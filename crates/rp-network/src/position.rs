@@ -319,3 +319,44 @@ pub fn effective_routes(pos: &Position) -> Vec<Value> {
     }
     out
 }
+
+/// A VM's primary IP configuration: the primary (or only) NIC's primary
+/// (or first) configuration; `None` when the VM or its NIC is missing.
+pub fn vm_primary_ipconfig(r: &impl Reader, vm_id: &str) -> Result<Option<Value>, ArmError> {
+    let Some(vm) = resource::get(r, vm_id)? else {
+        return Ok(None);
+    };
+    let nics = vm["properties"]["networkProfile"]["networkInterfaces"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let Some(nic_id) = nics
+        .iter()
+        .find(|n| n["properties"]["primary"].as_bool() == Some(true))
+        .or(nics.first())
+        .and_then(|n| n["id"].as_str())
+    else {
+        return Ok(None);
+    };
+    let Some(nic) = resource::get(r, nic_id)? else {
+        return Ok(None);
+    };
+    let cfgs = nic["properties"]["ipConfigurations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    Ok(cfgs
+        .iter()
+        .find(|c| c["properties"]["primary"].as_bool() == Some(true))
+        .or(cfgs.first())
+        .cloned())
+}
+
+/// A VM's primary private address.
+pub fn primary_address(r: &impl Reader, vm_id: &str) -> Result<Option<String>, ArmError> {
+    Ok(vm_primary_ipconfig(r, vm_id)?.and_then(|c| {
+        c["properties"]["privateIPAddress"]
+            .as_str()
+            .map(str::to_string)
+    }))
+}

@@ -1,9 +1,11 @@
 //! Network Watcher: the network's decisions, asked directly.
 
 use std::net::Ipv4Addr;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{json, Value};
 
+use recoverite_arm::lro::{self, OperationRecord};
 use recoverite_arm::{paging, resource, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_netcore::nsg::{Access, Direction, Flow, Protocol};
 use recoverite_netcore::tags::Endpoint;
@@ -230,4 +232,155 @@ pub fn next_hop(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         "nextHopIpAddress": h.next_hop_ip.map(|i| i.to_string()),
         "routeTableId": route_table,
     })))
+}
+
+/// What Network Watcher's connectivity check needs from outside this
+/// crate — the name resolved from the VM's position and the gateway's
+/// decision for the connection — supplied by the server.
+pub trait Connectivity: Send + Sync {
+    fn probe(&self, source_vm: &str, destination: &str, port: u16) -> Result<Probe, ArmError>;
+}
+
+/// One probe's outcome, as the gateway decided it.
+#[derive(Debug, Clone, Default)]
+pub struct Probe {
+    pub source_address: String,
+    pub destination_address: Option<String>,
+    pub destination_resource: Option<String>,
+    /// `PrivateLink`, `VirtualNetwork` or `Internet`.
+    pub destination_kind: String,
+    pub allowed: bool,
+    pub reason: String,
+    /// How the name was resolved, when a name was given.
+    pub dns: Vec<String>,
+    /// The name did not resolve.
+    pub dns_failed: bool,
+}
+
+/// The connectivity provider, set once the gateway and DNS exist.
+#[derive(Clone, Default)]
+pub struct LateConnectivity(pub Arc<OnceLock<Arc<dyn Connectivity>>>);
+
+impl LateConnectivity {
+    pub fn set(&self, c: Arc<dyn Connectivity>) {
+        let _ = self.0.set(c);
+    }
+}
+
+/// The issue a refusal is reported as (`ConnectivityIssue.type`).
+pub fn issue_type(p: &Probe) -> &'static str {
+    let r = p.reason.to_ascii_lowercase();
+    if p.dns_failed {
+        "DnsResolution"
+    } else if r.contains("security group") || r.contains("security rule") {
+        "NetworkSecurityRule"
+    } else if r.contains("route") {
+        "UserDefinedRoute"
+    } else {
+        "Platform"
+    }
+}
+
+/// `POST …/networkWatchers/{nw}/connectivityCheck`: whether the source VM
+/// reaches the destination (an address, a name resolved from the VM's
+/// network, or a VM) on a TCP port, decided by the gateway exactly as a
+/// real connection would be.
+pub fn connectivity_check(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    late: &LateConnectivity,
+) -> Result<Reply, ArmError> {
+    let body = req.body.clone().unwrap_or(json!({}));
+    let vm = body["source"]["resourceId"].as_str().ok_or_else(|| {
+        ArmError::invalid_parameter(
+            "source.resourceId",
+            "The connectivity check needs source.resourceId: the VM to check from.",
+        )
+    })?;
+    let watcher = req.path.parent_id();
+    ctx.require_linked(
+        "Microsoft.Network/networkWatchers/connectivityCheck/action",
+        &watcher,
+        "Microsoft.Compute/virtualMachines/read",
+        vm,
+    )?;
+    let port = body["destination"]["port"]
+        .as_u64()
+        .filter(|p| (1..=65535).contains(p))
+        .ok_or_else(|| {
+            ArmError::invalid_parameter(
+                "destination.port",
+                "destination.port must be from 1 to 65535.",
+            )
+        })? as u16;
+    match body["protocol"].as_str().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("tcp") | Some("http") | Some("https") => {}
+        Some(other) => {
+            return Err(ArmError::invalid_parameter(
+                "protocol",
+                format!("protocol '{other}' is not served; recoverite checks TCP connections (Tcp, Http, Https)."),
+            ))
+        }
+    }
+    let destination = match (
+        body["destination"]["address"].as_str(),
+        body["destination"]["resourceId"].as_str(),
+    ) {
+        (Some(a), _) => a.to_string(),
+        (None, Some(rid)) => {
+            let addr = ctx
+                .store()
+                .view(|r| crate::position::primary_address(r, rid))?;
+            addr.ok_or_else(|| ArmError::invalid_parameter("destination.resourceId", format!("'{rid}' is not a VM with a network interface; give destination.address instead.")))?
+        }
+        (None, None) => {
+            return Err(ArmError::invalid_parameter(
+                "destination",
+                "Give destination.address (an address or a name) or destination.resourceId (a VM).",
+            ))
+        }
+    };
+    let probe = late
+        .0
+        .get()
+        .ok_or_else(|| ArmError::internal("the connectivity check is not wired"))?
+        .probe(vm, &destination, port)?;
+    let (src, dst) = (
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+    );
+    let issues = if probe.allowed {
+        json!([])
+    } else {
+        json!([{"origin": "Outbound", "severity": "Error", "type": issue_type(&probe),
+                 "context": [{"detail": probe.reason}]}])
+    };
+    let probes_sent = 66;
+    let result = json!({
+        "hops": [
+            {"type": "Source", "id": src, "address": probe.source_address, "resourceId": vm, "nextHopIds": [dst], "issues": []},
+            {"type": probe.destination_kind, "id": dst, "address": probe.destination_address,
+             "resourceId": probe.destination_resource.clone().unwrap_or_else(|| "Internet".into()),
+             "nextHopIds": [], "issues": issues},
+        ],
+        "connectionStatus": if probe.allowed { "Reachable" } else { "Unreachable" },
+        "avgLatencyInMs": if probe.allowed { json!(1) } else { Value::Null },
+        "minLatencyInMs": if probe.allowed { json!(1) } else { Value::Null },
+        "maxLatencyInMs": if probe.allowed { json!(1) } else { Value::Null },
+        "probesSent": probes_sent,
+        "probesFailed": if probe.allowed { 0 } else { probes_sent },
+    });
+    let location = ctx
+        .store()
+        .view(|r| resource::get(r, &watcher))?
+        .and_then(|w| w["location"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let op = OperationRecord::new(ctx, "Microsoft.Network", &watcher).succeed(Some(result));
+    ctx.store().write(|tx| op.save(tx))?;
+    let sub = req.path.subscription.clone().unwrap_or_default();
+    let url = lro::result_url(ctx, &sub, &location, &op, &req.api_version);
+    Ok(lro::with_retry_after(
+        ctx,
+        Reply::empty(202).header("Location", url),
+    ))
 }

@@ -6,6 +6,7 @@ mod agents;
 mod arm_http;
 pub mod bootstrap;
 mod clock;
+mod connectivity;
 mod disk_access;
 mod entra;
 mod first_party;
@@ -215,16 +216,32 @@ pub fn cascades() -> Vec<Arc<dyn recoverite_arm::ScopeCascade>> {
     ]
 }
 
-/// Every resource provider recoverite serves, wired to one private link registry.
-pub fn providers(
-    registry: &Arc<Registry>,
-    blocks: &recoverite_blockstore::BlockStore,
-    engine: &recoverite_replication::Engine,
-    rt: &Arc<recoverite_rp_siterecovery::runtime::Runtime>,
-    data_dir: &Path,
-    as_caller: &recoverite_arm::first_party::AsCaller,
-    objects: &Arc<dyn object_store::ObjectStore>,
-) -> Vec<Arc<dyn Provider>> {
+/// What the providers are wired to: one private link registry, the disk
+/// and blob stores, the replication engine and Site Recovery runtime, and
+/// the late-bound clients (calls as the caller, the connectivity check).
+pub struct Wiring<'a> {
+    pub registry: &'a Arc<Registry>,
+    pub blocks: &'a recoverite_blockstore::BlockStore,
+    pub engine: &'a recoverite_replication::Engine,
+    pub rt: &'a Arc<recoverite_rp_siterecovery::runtime::Runtime>,
+    pub data_dir: &'a Path,
+    pub as_caller: &'a recoverite_arm::first_party::AsCaller,
+    pub objects: &'a Arc<dyn object_store::ObjectStore>,
+    pub connectivity: &'a recoverite_rp_network::watcher::LateConnectivity,
+}
+
+/// Every resource provider recoverite serves.
+pub fn providers(w: &Wiring) -> Vec<Arc<dyn Provider>> {
+    let Wiring {
+        registry,
+        blocks,
+        engine,
+        rt,
+        data_dir,
+        as_caller,
+        objects,
+        connectivity,
+    } = *w;
     vec![
         Arc::new(NamespaceGroup {
             members: vec![
@@ -259,6 +276,7 @@ pub fn providers(
             members: vec![
                 Arc::new(recoverite_rp_network::NetworkProvider {
                     registry: registry.clone(),
+                    connectivity: connectivity.clone(),
                 }),
                 Arc::new(recoverite_rp_privatedns::PrivateDnsProvider),
             ],
@@ -361,9 +379,17 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
     let as_caller = recoverite_arm::first_party::AsCaller::default();
     let objects = replication::object_store(&data_dir)
         .map_err(|e| ServeError::DataDir(data_dir.clone(), format!("blob store: {e}")))?;
-    let providers = providers(
-        &registry, &blocks, &engine, &rt, &data_dir, &as_caller, &objects,
-    );
+    let connectivity = recoverite_rp_network::watcher::LateConnectivity::default();
+    let providers = providers(&Wiring {
+        registry: &registry,
+        blocks: &blocks,
+        engine: &engine,
+        rt: &rt,
+        data_dir: &data_dir,
+        as_caller: &as_caller,
+        objects: &objects,
+        connectivity: &connectivity,
+    });
     let catalog: Vec<_> = providers.iter().map(|p| p.info()).collect();
     let boot = bootstrap::load_or_create(&store, &catalog)?;
 
@@ -440,6 +466,11 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         .start()
         .await
         .map_err(|e| ServeError::Listen(0, format!("gateway: {e}")))?;
+    connectivity.set(Arc::new(connectivity::GatewayConnectivity {
+        store: platform.store.clone(),
+        resolver: resolver.clone(),
+        gateway: gateway.clone(),
+    }));
     let state_store = platform.store.clone();
     let router = Arc::new(Router::new(platform, providers));
     as_caller.set(Arc::downgrade(&router));
