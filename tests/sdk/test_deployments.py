@@ -298,3 +298,22 @@ def test_secure_parameters_are_used_but_never_stored_or_returned(server, env):
     got = server.http("GET", f"/subscriptions/{server.sub}/resourceGroups/{SRC}/providers/Microsoft.Resources/deployments/secure?api-version=2025-04-01")
     assert secret not in got.text
     assert secret.encode() not in (server.data_dir / "state.redb").read_bytes()
+
+
+def test_hostile_templates_are_refused_and_the_server_stays_up(server, env):
+    d = server.client(DeploymentsMgmtClient)
+    deep = "[" + "concat(" * 5000 + "'x'" + ")" * 5000 + "]"
+    with pytest.raises(HttpResponseError) as e:
+        deploy(d, SRC, "deep", template([nsg(deep)]))
+    assert e.value.status_code == 400 and "nest deeper" in e.value.message
+    chain = {f"v{i}": f"[concat(variables('v{i + 1}'), 'x')]" for i in range(5000)}
+    chain["v5000"] = "end"
+    with pytest.raises(HttpResponseError) as e:
+        deploy(d, SRC, "chain", template([nsg("[variables('v0')]")], variables=chain))
+    assert e.value.status_code == 400
+    # A body nested past the strict reader's limit is refused by the lenient one too.
+    body = "{properties: " + "[" * 200_000 + "]" * 200_000 + "}"
+    r = server.http("PUT", f"/subscriptions/{server.sub}/resourceGroups/{SRC}/providers/Microsoft.Resources/deployments/x?api-version=2025-04-01",
+                    data=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "InvalidRequestContent"
+    assert d.deployments.get(SRC, "estate").properties.provisioning_state == "Succeeded"

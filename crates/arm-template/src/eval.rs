@@ -53,6 +53,10 @@ pub enum Variables<'a> {
     Lazy(&'a LazyVariables),
 }
 
+/// How many variables may be evaluated inside one another (each level
+/// recurses).
+pub const MAX_VARIABLE_CHAIN: usize = 256;
+
 /// Variables evaluated on first use, with cycles refused.
 pub struct LazyVariables {
     pub raw: Map<String, Value>,
@@ -99,6 +103,11 @@ impl LazyVariables {
             .ok_or_else(|| not_declared("variable", name, self.raw.keys()))?;
         if let Some(v) = self.done.borrow().get(&key) {
             return Ok(v.clone());
+        }
+        if self.pending.borrow().len() >= MAX_VARIABLE_CHAIN {
+            return Err(TemplateError::invalid(format!(
+                "Deployment template validation failed: 'The template variable '{key}' is reached through more than {MAX_VARIABLE_CHAIN} other variables.'"
+            )));
         }
         if !self.pending.borrow_mut().insert(key.to_lowercase()) {
             return Err(TemplateError::invalid(format!(
@@ -368,8 +377,8 @@ pub fn user_functions(section: Option<&Value>) -> Result<Map<String, Value>, Tem
 }
 
 /// "User-defined functions … can't access variables … can't use the
-/// reference function … parameters can't have default values": the body
-/// sees only its own parameters.
+/// reference function … can't call other user-defined functions": the
+/// body sees only its own parameters and the built-in functions.
 fn user_call(
     name: &str,
     def: &Value,
@@ -407,7 +416,8 @@ fn user_call(
         runtime: false,
         parameter_default: false,
         lambdas: Vec::new(),
-        functions: scope.functions,
+        // "User-defined functions can't call other user-defined functions."
+        functions: &EMPTY,
     };
     eval_value(output, &inner)
 }
@@ -505,8 +515,37 @@ fn not_here(name: &str) -> TemplateError {
     ))
 }
 
+/// How deep evaluation may recurse in all (expressions within variables
+/// within expressions…). Evaluation runs on a thread with
+/// [`STACK_BYTES`] of stack, which this depth stays well inside.
+pub const MAX_EVAL_DEPTH: usize = 512;
+
+/// The stack evaluation needs: run [`crate::plan::Plan::build`] and resource
+/// bodies on a thread this big (`std::thread::Builder::stack_size`).
+pub const STACK_BYTES: usize = 64 << 20;
+
+thread_local! {
+    static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Evaluates one parsed expression.
 pub fn eval(e: &Expr, scope: &Scope) -> Result<Value, TemplateError> {
+    let depth = DEPTH.with(|d| {
+        d.set(d.get() + 1);
+        d.get()
+    });
+    let out = if depth > MAX_EVAL_DEPTH {
+        Err(TemplateError::expr(format!(
+            "The template's expressions and variables nest deeper than {MAX_EVAL_DEPTH} levels."
+        )))
+    } else {
+        eval_inner(e, scope)
+    };
+    DEPTH.with(|d| d.set(d.get() - 1));
+    out
+}
+
+fn eval_inner(e: &Expr, scope: &Scope) -> Result<Value, TemplateError> {
     match e {
         Expr::Str(s) => Ok(json!(s)),
         Expr::Int(i) => Ok(json!(i)),
@@ -1077,6 +1116,26 @@ pub(crate) mod tests {
         assert!(eval_value(&json!("[contoso.leaky()]"), &scope).is_err());
         assert!(eval_value(&json!("[contoso.uniqueName()]"), &scope).is_err());
         assert!(eval_value(&json!("[contoso.nope()]"), &scope).is_err());
+        let looping = user_functions(Some(
+            &json!([{"namespace": "x", "members": {"f": {"parameters": [],
+            "output": {"type": "string", "value": "[x.f()]"}}}}]),
+        ))
+        .unwrap();
+        let scope = Scope {
+            functions: &looping,
+            ..scope
+        };
+        assert!(
+            eval_value(&json!("[x.f()]"), &scope).is_err(),
+            "no recursion through user functions"
+        );
+    }
+
+    #[test]
+    fn the_deepest_expression_evaluates_on_a_small_stack() {
+        let depth = crate::expr::MAX_DEPTH - 2;
+        let e = format!("[{}'x'{}]", "concat(".repeat(depth), ")".repeat(depth));
+        assert_eq!(ev(&e, json!({}), json!({})).unwrap(), json!("x"));
     }
 
     #[test]
@@ -1148,5 +1207,39 @@ pub(crate) mod tests {
             json!("yx")
         );
         assert!(eval_value(&json!("[variables('a')]"), &scope).is_err());
+    }
+
+    /// Hostile nesting ends in an error on the evaluation stack, not an overflow.
+    #[test]
+    fn long_chains_are_refused_on_the_evaluation_stack() {
+        std::thread::Builder::new()
+            .stack_size(STACK_BYTES)
+            .spawn(|| {
+                let p = Map::new();
+                let deep = format!("[{}'x'{}]", "concat(".repeat(60), ")".repeat(60));
+                let mut chain = Map::new();
+                for i in 0..10_000 {
+                    chain.insert(
+                        format!("v{i}"),
+                        json!(format!("[concat(variables('v{}'), '{}')]", i + 1, deep)),
+                    );
+                }
+                chain.insert("v10000".into(), json!("end"));
+                let lazy = LazyVariables::new(chain);
+                let scope = Scope {
+                    host: &TestHost,
+                    parameters: &p,
+                    variables: Variables::Lazy(&lazy),
+                    copy: vec![],
+                    runtime: false,
+                    parameter_default: false,
+                    lambdas: Vec::new(),
+                    functions: &EMPTY,
+                };
+                assert!(eval_value(&json!("[variables('v0')]"), &scope).is_err());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 }

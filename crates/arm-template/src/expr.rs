@@ -56,6 +56,7 @@ pub fn parse(text: &str) -> Result<Expr, TemplateError> {
         s: text.as_bytes(),
         text,
         i: 0,
+        depth: 0,
     };
     p.ws();
     let e = p.expr()?;
@@ -66,10 +67,15 @@ pub fn parse(text: &str) -> Result<Expr, TemplateError> {
     Ok(e)
 }
 
+/// How deep calls and accessors may nest: the parser and the evaluator
+/// recurse per level, so a hostile template cannot run the stack out.
+pub const MAX_DEPTH: usize = 64;
+
 struct Parser<'a> {
     s: &'a [u8],
     text: &'a str,
     i: usize,
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -101,6 +107,16 @@ impl Parser<'_> {
     }
 
     fn expr(&mut self) -> Result<Expr, TemplateError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.error(&format!("expressions nest deeper than {MAX_DEPTH} levels")));
+        }
+        let e = self.expr_inner();
+        self.depth -= 1;
+        e
+    }
+
+    fn expr_inner(&mut self) -> Result<Expr, TemplateError> {
         self.ws();
         let mut e = self.primary()?;
         loop {
@@ -308,6 +324,21 @@ mod tests {
         assert!(e.to_string().contains("concat('a'"), "{e}");
         assert!(parse("foo").is_err());
         assert!(parse("concat() x").is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let deep = format!("{}'x'{}", "concat(".repeat(100_000), ")".repeat(100_000));
+        assert!(parse(&deep)
+            .unwrap_err()
+            .to_string()
+            .contains("nest deeper"));
+        let ok = format!(
+            "{}'x'{}",
+            "concat(".repeat(MAX_DEPTH - 2),
+            ")".repeat(MAX_DEPTH - 2)
+        );
+        assert!(parse(&ok).is_ok());
     }
 
     #[test]

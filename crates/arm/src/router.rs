@@ -352,6 +352,47 @@ pub fn linked_authorization_failed(
     )
 }
 
+/// The lenient reader recurses per level; deeper bodies (which the strict
+/// reader refuses past its own limit of 128) are not handed to it.
+const MAX_LENIENT_DEPTH: usize = 128;
+
+/// How deep `{`/`[` nest in a JSON-like text, strings (either quote) and
+/// comments skipped as the lenient reader skips them.
+fn nesting_depth(text: &str) -> usize {
+    let t = text.as_bytes();
+    let (mut depth, mut max, mut i) = (0usize, 0usize, 0usize);
+    while i < t.len() {
+        match t[i] {
+            q @ (b'"' | b'\'') => {
+                i += 1;
+                while i < t.len() && t[i] != q {
+                    i += if t[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'/' if t.get(i + 1) == Some(&b'/') => {
+                while i < t.len() && t[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if t.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < t.len() && !(t[i] == b'*' && t[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    max
+}
+
 fn parse_body(raw: &RawRequest) -> Result<Option<Value>, ArmError> {
     if raw.body.len() > MAX_BODY_BYTES {
         return Err(ArmError::new(
@@ -384,6 +425,7 @@ fn parse_body(raw: &RawRequest) -> Result<Option<Value>, ArmError> {
         // comments included, into the body after an unquoted `template:` key.
         Err(strict) => std::str::from_utf8(&raw.body)
             .ok()
+            .filter(|text| nesting_depth(text) <= MAX_LENIENT_DEPTH)
             .and_then(|text| json5::from_str::<Value>(text).ok())
             .map(Some)
             .ok_or_else(|| ArmError::invalid_content(strict)),
@@ -416,6 +458,22 @@ mod tests {
         );
         let e = parse_body(&raw("{\"a\": ")).unwrap_err();
         assert_eq!(e.code(), "InvalidRequestContent");
+    }
+
+    #[test]
+    fn deep_bodies_are_refused_without_the_lenient_reader() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(
+            parse_body(&raw(&deep)).unwrap_err().code(),
+            "InvalidRequestContent"
+        );
+        let deep_lenient = format!("{{a:{}{}}}", "[".repeat(50_000), "]".repeat(50_000));
+        assert_eq!(
+            parse_body(&raw(&deep_lenient)).unwrap_err().code(),
+            "InvalidRequestContent"
+        );
+        assert_eq!(nesting_depth("{\"a\": \"[[[\", b: ['{']}"), 2);
+        assert_eq!(nesting_depth("{ // it's\n a: [[1]] /* ' */ }"), 3);
     }
 
     #[test]

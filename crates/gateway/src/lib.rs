@@ -421,6 +421,32 @@ impl Gateway {
         self.check_for(src, dst, port, None)
     }
 
+    /// As [`Gateway::check`] for a connection that names `host` (an HTTP
+    /// `Host`): a public address several accounts share is decided for the
+    /// account the name is for, as a real connection would be.
+    pub fn check_host(
+        &self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        port: u16,
+        host: &str,
+    ) -> Result<Decision, recoverite_arm::ArmError> {
+        // A fresh view, not the listeners' (a resource made a moment ago
+        // may not have reached them yet).
+        let Wanted {
+            mut publics,
+            contested,
+            ..
+        } = self.wanted()?;
+        if let Some(ip) = addressbook::public_of_alias(dst) {
+            if let Some(t) = contested.get(&ip).and_then(|ts| contested_choice(ts, host)) {
+                publics.insert(ip, t);
+            }
+        }
+        self.store
+            .view(|r| decide::decide(r, &self.registry, &publics, src, dst, port))
+    }
+
     /// As [`Gateway::check`], with the target a contested public address
     /// was found to be for.
     fn check_for(
@@ -456,17 +482,10 @@ impl Gateway {
             c.get(&ip).map(|t| (ip, t.clone()))
         });
         let chosen = match contested {
-            Some((ip, targets)) => http_host(&stream).await.and_then(|host| {
-                let name = host.split('.').next().unwrap_or_default().to_string();
-                targets
-                    .into_iter()
-                    .find(|t| {
-                        t.rsplit('/')
-                            .next()
-                            .is_some_and(|n| n.eq_ignore_ascii_case(&name))
-                    })
-                    .map(|t| (ip, t))
-            }),
+            Some((ip, targets)) => http_host(&stream)
+                .await
+                .and_then(|host| contested_choice(&targets, &host))
+                .map(|t| (ip, t)),
             None => None,
         };
         let gw = self.clone();
@@ -711,4 +730,18 @@ impl Gateway {
         );
         (*self.echo.lock().expect("echo")).map(|a| (a, Some(greeting), None))
     }
+}
+
+/// Which of the targets sharing a public address a host name is for: the
+/// one whose resource name is the name's first label (`{account}.blob…`).
+fn contested_choice(targets: &[String], host: &str) -> Option<String> {
+    let name = host.split('.').next().unwrap_or_default();
+    targets
+        .iter()
+        .find(|t| {
+            t.rsplit('/')
+                .next()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
+        .cloned()
 }

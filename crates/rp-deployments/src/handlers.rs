@@ -291,13 +291,9 @@ fn prepare(
         deployment,
         plan: OnceLock::new(),
     });
-    let plan = Plan::build(
-        &template,
-        &props.parameters.unwrap_or_default(),
-        host.as_ref(),
-        None,
-    )
-    .map_err(template_error)?;
+    let supplied = props.parameters.unwrap_or_default();
+    let plan = run::on_evaluation_stack(|| Plan::build(&template, &supplied, host.as_ref(), None))?
+        .map_err(template_error)?;
     for r in plan.resources.iter().filter(|r| !r.existing) {
         ctx.require(&write_action(r), &r.id)?;
     }
@@ -395,13 +391,19 @@ pub fn put(
         running: p.running.clone(),
         catalog: ctx.platform.catalog.clone(),
     };
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) => {
-            h.spawn_blocking(move || run::execute(job));
-        }
-        Err(_) => {
-            std::thread::spawn(move || run::execute(job));
-        }
+    let handle = tokio::runtime::Handle::try_current().ok();
+    let spawned = std::thread::Builder::new()
+        .name("deployment".into())
+        .stack_size(recoverite_arm_template::eval::STACK_BYTES)
+        .spawn(move || {
+            let _g = handle.as_ref().map(|h| h.enter());
+            run::execute(job)
+        });
+    if let Err(e) = spawned {
+        p.running.cancel(&id);
+        return Err(ArmError::internal(format!(
+            "the deployment could not start: {e}"
+        )));
     }
     let status_url = format!(
         "{}{id}/operationStatuses/{}?api-version={}",

@@ -245,16 +245,18 @@ fn deploy_wave(job: &Job, wave: &[usize]) -> Vec<OperationEntry> {
                 .iter()
                 .map(|&i| {
                     let handle = handle.clone();
-                    s.spawn(move || {
-                        let _g = handle.as_ref().map(|h| h.enter());
-                        deploy(job, &plan.resources[i])
-                    })
+                    std::thread::Builder::new()
+                        .stack_size(recoverite_arm_template::eval::STACK_BYTES)
+                        .spawn_scoped(s, move || {
+                            let _g = handle.as_ref().map(|h| h.enter());
+                            deploy(job, &plan.resources[i])
+                        })
                 })
                 .collect();
             hs.into_iter()
                 .zip(chunk)
                 .map(|(h, &i)| {
-                    h.join().unwrap_or_else(|_| {
+                    h.ok().and_then(|h| h.join().ok()).unwrap_or_else(|| {
                         entry(
                             &target(&plan.resources[i]),
                             "Create",
@@ -382,6 +384,19 @@ fn complete_cleanup(job: &Job) -> Vec<OperationEntry> {
         }
         todo = failed.into_iter().map(|(t, _, _)| t).collect();
     }
+}
+
+/// Runs `f` (template evaluation) on a thread with the stack evaluation
+/// is bounded for.
+pub fn on_evaluation_stack<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, ArmError> {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(recoverite_arm_template::eval::STACK_BYTES)
+            .spawn_scoped(s, f)
+            .map_err(|e| ArmError::internal(format!("no thread for template evaluation: {e}")))?
+            .join()
+            .map_err(|_| ArmError::internal("template evaluation stopped unexpectedly"))
+    })
 }
 
 /// Runs a deployment to its end and records the outcome; never panics.

@@ -97,7 +97,13 @@ impl Connectivity for GatewayConnectivity {
             probe.reason = format!("Nothing listens at {model} in the model: no NIC, private endpoint or service has that address.");
             return Ok(probe);
         };
-        let d = self.gateway.check(src_alias, dst_alias, port)?;
+        let d = match destination.parse::<Ipv4Addr>() {
+            Ok(_) => self.gateway.check(src_alias, dst_alias, port)?,
+            // A name decides which account a shared public address is for.
+            Err(_) => self
+                .gateway
+                .check_host(src_alias, dst_alias, port, destination)?,
+        };
         probe.allowed = d.allowed;
         probe.reason = d.reason.clone();
         match &d.destination {
