@@ -601,7 +601,8 @@ fn eval_inner(e: &Expr, scope: &Scope) -> Result<Value, TemplateError> {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
+/// A value's type as template error messages name it.
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "Null",
         Value::Bool(_) => "Boolean",

@@ -700,19 +700,8 @@ fn check_type(what: &str, ty: &str, v: &Value) -> Result<(), TemplateError> {
         Err(TemplateError::invalid(format!(
             "Template {what} was provided an invalid value. Expected a value of type '{}', but received a value of type '{}'.",
             type_name(ty),
-            value_kind(v)
+            eval::kind(v)
         )))
-    }
-}
-
-fn value_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "Null",
-        Value::Bool(_) => "Boolean",
-        Value::Number(_) => "Integer",
-        Value::String(_) => "String",
-        Value::Array(_) => "Array",
-        Value::Object(_) => "Object",
     }
 }
 

@@ -323,9 +323,14 @@ pub fn effective_routes(pos: &Position) -> Vec<Value> {
 /// A VM's primary IP configuration: the primary (or only) NIC's primary
 /// (or first) configuration; `None` when the VM or its NIC is missing.
 pub fn vm_primary_ipconfig(r: &impl Reader, vm_id: &str) -> Result<Option<Value>, ArmError> {
-    let Some(vm) = resource::get(r, vm_id)? else {
-        return Ok(None);
-    };
+    match resource::get(r, vm_id)? {
+        Some(vm) => primary_ipconfig_of(r, &vm),
+        None => Ok(None),
+    }
+}
+
+/// [`vm_primary_ipconfig`] for a VM document already read.
+pub fn primary_ipconfig_of(r: &impl Reader, vm: &Value) -> Result<Option<Value>, ArmError> {
     let nics = vm["properties"]["networkProfile"]["networkInterfaces"]
         .as_array()
         .cloned()

@@ -7,7 +7,7 @@
 use http::Method;
 use serde_json::{json, Value};
 
-use recoverite_arm::{resource, ArmError};
+use recoverite_arm::ArmError;
 use recoverite_store::Reader;
 
 use crate::protected_items::str_of;
@@ -28,23 +28,9 @@ pub fn name_of(id: &str) -> &str {
     id.rsplit('/').next().unwrap_or_default()
 }
 
-/// The primary IP configuration of a VM's first network interface.
+/// The primary IP configuration of a VM's primary network interface.
 pub fn primary_ipconfig(r: &impl Reader, vm: &Value) -> Result<Option<Value>, ArmError> {
-    let nic_id = vm["properties"]["networkProfile"]["networkInterfaces"][0]["id"]
-        .as_str()
-        .unwrap_or_default();
-    let Some(nic) = resource::get(r, nic_id)? else {
-        return Ok(None);
-    };
-    let cfgs = nic["properties"]["ipConfigurations"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    Ok(cfgs
-        .iter()
-        .find(|c| c["properties"]["primary"] == true)
-        .or(cfgs.first())
-        .cloned())
+    recoverite_rp_network::position::primary_ipconfig_of(r, vm)
 }
 
 /// The subnet of a VM's primary NIC.
