@@ -15,14 +15,14 @@ use serde_json::{json, Value};
 use recoverite_agent::{self as agent, Aliases, Blocked, Placement};
 use recoverite_server::Connection;
 
-struct Api {
-    http: ureq::Agent,
-    conn: Connection,
-    token: String,
+pub(crate) struct Api {
+    pub(crate) http: ureq::Agent,
+    pub(crate) conn: Connection,
+    pub(crate) token: String,
 }
 
 impl Api {
-    fn get(&self, path: &str) -> Result<Value> {
+    pub(crate) fn get(&self, path: &str) -> Result<Value> {
         let mut r = self
             .http
             .get(&format!("{}{path}", self.conn.arm_endpoint))
@@ -54,7 +54,7 @@ impl Api {
 }
 
 /// The network's aliases as the server lists them, read once per cycle.
-struct ListedAliases(Vec<Value>);
+pub(crate) struct ListedAliases(pub(crate) Vec<Value>);
 
 impl Aliases for ListedAliases {
     fn alias_of(&self, from: Ipv4Addr, model: Ipv4Addr) -> Option<Ipv4Addr> {
@@ -212,7 +212,7 @@ pub fn run(data_dir: &Path, vm: &str) -> Result<()> {
     }
 }
 
-fn url_encode(s: &str) -> String {
+pub(crate) fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {

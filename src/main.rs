@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use recoverite_server::{Connection, ServeConfig};
 
 mod agent_cmd;
+mod file_recovery_cmd;
 mod subscription_cmd;
 
 #[derive(Parser)]
@@ -62,6 +63,11 @@ enum Command {
         #[arg(long, default_value = ".recoverite", env = "RECOVERITE_DATA_DIR")]
         data_dir: PathBuf,
     },
+    /// Azure Backup file recovery: the commands the provisioned script runs.
+    FileRecovery {
+        #[command(subcommand)]
+        action: FileRecoveryCommand,
+    },
     /// Manage service principals.
     Principal {
         #[command(subcommand)]
@@ -71,6 +77,38 @@ enum Command {
     Subscription {
         #[command(subcommand)]
         action: SubscriptionCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FileRecoveryCommand {
+    /// Connect to a recovery point's file recovery session from a VM's
+    /// network position and serve its disks on local NBD sockets until
+    /// interrupted. The password comes from ILR_PASSWORD.
+    Connect {
+        /// The VM whose network position the connection is made from.
+        #[arg(long)]
+        vm: String,
+        #[arg(long)]
+        vault: String,
+        #[arg(long)]
+        session: String,
+        /// The vault's private (vault-specific) name, tried first.
+        #[arg(long)]
+        host: String,
+        /// The public name, tried when the private one fails.
+        #[arg(long)]
+        fallback_host: Option<String>,
+        #[arg(long, default_value_t = 3260)]
+        port: u16,
+        /// The disks to serve, space- or comma-separated (`os lun0`).
+        #[arg(long)]
+        disks: String,
+        /// Where the sockets `{disk}.sock` are made.
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value = ".recoverite", env = "RECOVERITE_DATA_DIR")]
+        data_dir: PathBuf,
     },
 }
 
@@ -140,6 +178,36 @@ fn main() -> Result<()> {
             recovery_point_secs: recovery_point_interval,
         }),
         Command::Agent { vm, data_dir } => agent_cmd::run(&data_dir, &vm),
+        Command::FileRecovery {
+            action:
+                FileRecoveryCommand::Connect {
+                    vm,
+                    vault,
+                    session,
+                    host,
+                    fallback_host,
+                    port,
+                    disks,
+                    dir,
+                    data_dir,
+                },
+        } => file_recovery_cmd::run(
+            &data_dir,
+            file_recovery_cmd::Args {
+                vm,
+                vault,
+                session,
+                host,
+                fallback_host,
+                port,
+                disks: disks
+                    .split([' ', ','])
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                dir,
+            },
+        ),
         Command::Principal {
             action:
                 PrincipalCommand::Create {

@@ -3,6 +3,7 @@
 //! its range appended to `{disk}.changes` first, the way a filter driver
 //! tracks changed blocks, so replication can ship exactly what changed.
 
+pub mod gate;
 pub mod nbd;
 
 use std::fs::{File, OpenOptions};

@@ -153,7 +153,8 @@ fn transmission_flags(e: &Export) -> u16 {
     f
 }
 
-async fn session<S>(stream: S, exports: Arc<dyn Exports>) -> std::io::Result<()>
+/// One NBD session over `stream` (handshake, then transmission).
+pub async fn session<S>(stream: S, exports: Arc<dyn Exports>) -> std::io::Result<()>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
@@ -240,6 +241,16 @@ where
     transmit(&mut r, &mut w, export).await
 }
 
+/// Waits (without blocking the runtime) while a snapshot holds the gate.
+async fn enter(gate: &Arc<crate::gate::Gate>) -> crate::gate::Writing {
+    loop {
+        if let Some(w) = gate.try_enter() {
+            return w;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
 async fn reply<W: AsyncWriteExt + Unpin>(w: &mut W, err: u32, handle: u64) -> std::io::Result<()> {
     w.write_u32(SIMPLE_REPLY_MAGIC).await?;
     w.write_u32(err).await?;
@@ -261,6 +272,7 @@ async fn transmit<R: AsyncReadExt + Unpin, W: AsyncWriteExt + Unpin>(
         Some(Journal::open(&e.journal)?)
     };
     let mut buf = Vec::new();
+    let gate = crate::gate::of(&e.image);
     loop {
         if r.read_u32().await? != REQUEST_MAGIC {
             return Ok(());
@@ -299,6 +311,7 @@ async fn transmit<R: AsyncReadExt + Unpin, W: AsyncWriteExt + Unpin>(
                 } else if !in_range {
                     ENOSPC
                 } else {
+                    let _writing = enter(&gate).await;
                     let j = journal.as_mut().expect("writable export has a journal");
                     match j
                         .record(offset, len as u64)
@@ -316,6 +329,7 @@ async fn transmit<R: AsyncReadExt + Unpin, W: AsyncWriteExt + Unpin>(
                 } else if !in_range {
                     ENOSPC
                 } else {
+                    let _writing = enter(&gate).await;
                     let j = journal.as_mut().expect("writable export has a journal");
                     let zeros = vec![0u8; (len as usize).min(1 << 20)];
                     let mut res = j.record(offset, len as u64);

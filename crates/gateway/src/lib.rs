@@ -134,6 +134,11 @@ pub struct Gateway {
     /// With the service's admission secret, if it wants to be told which
     /// instance a connection was admitted for.
     type_backends: Mutex<HashMap<String, (SocketAddr, Option<String>)>>,
+    /// Services that answer on one model port of every target of a type
+    /// (file recovery on 3260 for vaults), with their admission secret:
+    /// each connection opens with `recoverite-admit {secret} {json}`, the
+    /// json saying which target, by which path and from which alias.
+    port_backends: Mutex<HashMap<(String, u16), (SocketAddr, String)>>,
     echo: Mutex<Option<SocketAddr>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Public (model) address of a private link target's name → the target.
@@ -155,6 +160,7 @@ impl Gateway {
             listeners: Mutex::new(HashMap::new()),
             backends: Mutex::new(HashMap::new()),
             type_backends: Mutex::new(HashMap::new()),
+            port_backends: Mutex::new(HashMap::new()),
             echo: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
             public_targets: Mutex::new(HashMap::new()),
@@ -188,6 +194,34 @@ impl Gateway {
             resource_type.to_ascii_lowercase(),
             (addr, Some(secret.to_string())),
         );
+    }
+
+    /// Serves model `port` of every target of `resource_type` (on its
+    /// private endpoints' addresses and its shared public ones) by the
+    /// service at `addr`; see `port_backends`.
+    pub fn register_port_backend(
+        &self,
+        resource_type: &str,
+        port: u16,
+        addr: SocketAddr,
+        secret: &str,
+    ) {
+        self.port_backends.lock().expect("port backends").insert(
+            (resource_type.to_ascii_lowercase(), port),
+            (addr, secret.to_string()),
+        );
+    }
+
+    /// The extra model ports served for targets of a type.
+    fn extra_ports(&self, resource_type: &str) -> Vec<u16> {
+        let t = resource_type.to_ascii_lowercase();
+        self.port_backends
+            .lock()
+            .expect("port backends")
+            .keys()
+            .filter(|(ty, _)| *ty == t)
+            .map(|(_, p)| *p)
+            .collect()
     }
 
     pub fn flow_log(&self) -> Vec<FlowRecord> {
@@ -267,7 +301,13 @@ impl Gateway {
                 }
                 if a.owner.to_ascii_lowercase().contains("/networkinterfaces/") {
                     match decide::destination(r, a.alias, &empty)? {
-                        Some(Destination::PrivateEndpoint { .. }) => out.push((a.alias, 443)),
+                        Some(Destination::PrivateEndpoint { target_id, .. }) => {
+                            out.push((a.alias, 443));
+                            if let Some(t) = resource::get(r, &target_id)? {
+                                let ty = t["type"].as_str().unwrap_or_default();
+                                out.extend(self.extra_ports(ty).into_iter().map(|p| (a.alias, p)));
+                            }
+                        }
                         Some(Destination::Nic { .. }) => {
                             out.extend(NIC_PORTS.iter().map(|p| (a.alias, *p)))
                         }
@@ -349,6 +389,13 @@ impl Gateway {
                     .chain(shared.keys())
                     .map(|ip| (addressbook::public_alias(*ip), 443)),
             );
+            for (ip, ty) in &shared {
+                out.extend(
+                    self.extra_ports(ty)
+                        .into_iter()
+                        .map(|p| (addressbook::public_alias(*ip), p)),
+                );
+            }
             Ok(Wanted {
                 listen: out,
                 publics,
@@ -520,7 +567,7 @@ impl Gateway {
                 .await;
         }
         let backend = if decision.allowed {
-            self.backend_for(&decision, port)
+            self.backend_for(&decision, src, port)
         } else {
             None
         };
@@ -624,6 +671,36 @@ impl Gateway {
                     rec.allowed = true;
                     rec.reason =
                         format!("allowed: {} accepts requests over its public URLs", named);
+                    let port_backend = self
+                        .port_backends
+                        .lock()
+                        .expect("port backends")
+                        .get(&(target_type.to_ascii_lowercase(), port))
+                        .cloned();
+                    if let Some((addr, secret)) = port_backend {
+                        self.record(rec);
+                        let admit = serde_json::json!({"target": d["id"], "via": "public", "sourceAlias": src});
+                        let preface = format!("recoverite-admit {secret} {admit}\n{text}\n");
+                        if let Ok(mut upstream) = TcpStream::connect(addr).await {
+                            if upstream.write_all(preface.as_bytes()).await.is_ok() {
+                                let _ = tokio::io::copy_bidirectional_with_sizes(
+                                    &mut stream,
+                                    &mut upstream,
+                                    PROXY_BUFFER,
+                                    PROXY_BUFFER,
+                                )
+                                .await;
+                            }
+                        }
+                        return;
+                    }
+                    if port != 443 {
+                        rec.allowed = false;
+                        rec.reason = format!("allowed by the network, but {target_type} serves nothing on port {port}");
+                        self.record(rec);
+                        let _ = stream.shutdown().await;
+                        return;
+                    }
                     self.record(rec);
                     let greeting = format!(
                         "recoverite {target_type} {} via public URL\n",
@@ -662,6 +739,7 @@ impl Gateway {
     fn backend_for(
         &self,
         d: &Decision,
+        src: Ipv4Addr,
         port: u16,
     ) -> Option<(SocketAddr, Option<String>, Option<String>)> {
         // Site Recovery's mobility agents listen on 20004 for multi-VM sync.
@@ -695,6 +773,29 @@ impl Gateway {
             .as_str()
             .unwrap_or_default()
             .to_ascii_lowercase();
+        if let Some((addr, secret)) = self
+            .port_backends
+            .lock()
+            .expect("port backends")
+            .get(&(ty.clone(), port))
+        {
+            let via = match &d.destination {
+                Some(Destination::PrivateEndpoint { endpoint_id, .. }) => {
+                    serde_json::json!({"privateEndpoint": endpoint_id})
+                }
+                _ => serde_json::json!("public"),
+            };
+            let admit = serde_json::json!({"target": doc["id"], "via": via, "sourceAlias": src});
+            return Some((
+                *addr,
+                None,
+                Some(format!("recoverite-admit {secret} {admit}\n")),
+            ));
+        }
+        if port != 443 {
+            // Only the services registered for a port answer there.
+            return None;
+        }
         if let Some((addr, secret)) = self.type_backends.lock().expect("type backends").get(&ty) {
             let preface = secret.as_ref().map(|s| {
                 format!(

@@ -21,6 +21,9 @@ struct OperationRecord {
     start_time: String,
     end_time: String,
     job_id: Option<String>,
+    /// Extended info of an operation without a job (file recovery's target).
+    #[serde(default)]
+    extended: Option<Value>,
 }
 
 /// An ISO 8601 duration of whole seconds (`PT1H2M3S`), as the SDKs parse it.
@@ -125,6 +128,16 @@ pub fn finished_operation(
     vault_id: &str,
     job_id: Option<&str>,
 ) -> Result<String, ArmError> {
+    finished_operation_with(tx, vault_id, job_id, None)
+}
+
+/// As [`finished_operation`], with the extended info its status carries.
+pub fn finished_operation_with(
+    tx: &mut WriteTx,
+    vault_id: &str,
+    job_id: Option<&str>,
+    extended: Option<Value>,
+) -> Result<String, ArmError> {
     let id = uuid::Uuid::new_v4().to_string();
     let now = time::now_string();
     tx.put_json(
@@ -137,6 +150,7 @@ pub fn finished_operation(
             start_time: now.clone(),
             end_time: now,
             job_id: job_id.map(str::to_string),
+            extended,
         },
     )?;
     Ok(id)
@@ -180,6 +194,23 @@ pub fn accepted_plain(
     })
 }
 
+/// 202 for an operation already recorded (in the caller's transaction),
+/// polled at `backupOperations/{op}`.
+pub fn accepted_operation(ctx: &Ctx, req: &ArmRequest, vault_id: &str, op: &str) -> Reply {
+    recoverite_arm::lro::with_retry_after(
+        ctx,
+        Reply::empty(202)
+            .header(
+                "Location",
+                url(ctx, req, &format!("{vault_id}/backupOperationResults/{op}")),
+            )
+            .header(
+                "Azure-AsyncOperation",
+                url(ctx, req, &format!("{vault_id}/backupOperations/{op}")),
+            ),
+    )
+}
+
 /// Records the finished operation of `job` and answers 202 with its
 /// `(Location, Azure-AsyncOperation)` paths.
 fn accepted_at(
@@ -219,6 +250,8 @@ fn status_doc(o: &OperationRecord) -> Value {
     let mut d = json!({"id": o.id, "name": o.id, "status": o.status, "startTime": o.start_time, "endTime": o.end_time});
     if let Some(j) = &o.job_id {
         d["properties"] = json!({"objectType": "OperationStatusJobExtendedInfo", "jobId": j});
+    } else if let Some(x) = &o.extended {
+        d["properties"] = x.clone();
     }
     d
 }

@@ -8,6 +8,7 @@
 //! Each request is parsed once into a [`Route`]; the handler receives it.
 
 pub mod config;
+pub mod ilr;
 pub mod items;
 pub mod jobs;
 pub mod points;
@@ -39,6 +40,9 @@ const TYPES: &[&str] = &[
     "vaults/backupFabrics/protectionContainers/protectedItems/operationResults",
     "vaults/backupFabrics/protectionContainers/protectedItems/operationsStatus",
     "vaults/backupFabrics/protectionContainers/protectedItems/recoveryPoints",
+    "vaults/backupFabrics/protectionContainers/protectedItems/recoveryPoints/provisionInstantItemRecovery",
+    "vaults/backupFabrics/protectionContainers/protectedItems/recoveryPoints/revokeInstantItemRecovery",
+    "vaults/backupFabrics/protectionContainers/protectedItems/recoveryPoints/listInstantItemRecoveryOperationResult",
     "vaults/backupProtectableItems",
     "vaults/backupProtectedItems",
     "vaults/backupJobs",
@@ -57,6 +61,13 @@ pub struct BackupProvider {
     pub root: PathBuf,
     /// ARM calls on the caller's behalf (AlternateLocation restores).
     pub as_caller: recoverite_arm::first_party::AsCaller,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum FileRecoveryAction {
+    Provision,
+    Revoke,
+    Result,
 }
 
 /// A Backup request, parsed once from its path and method.
@@ -92,6 +103,14 @@ pub enum Route {
         container: String,
         item: String,
         point: String,
+    },
+    /// File recovery: `provisionInstantItemRecovery`,
+    /// `revokeInstantItemRecovery`, `listInstantItemRecoveryOperationResult`.
+    FileRecovery {
+        container: String,
+        item: String,
+        point: String,
+        action: FileRecoveryAction,
     },
     ProtectableItems,
     ProtectedItems,
@@ -134,6 +153,18 @@ fn route(req: &ArmRequest) -> Result<Route, ArmError> {
         }
         ["vaults", "backupfabrics", "protectioncontainers", "protecteditems", "recoverypoints", "restore"] if fabric_ok() => {
             Route::Restore { container: n(2), item: n(3), point: n(4) }
+        }
+        ["vaults", "backupfabrics", "protectioncontainers", "protecteditems", "recoverypoints", a @ ("provisioninstantitemrecovery" | "revokeinstantitemrecovery" | "listinstantitemrecoveryoperationresult")] if fabric_ok() => {
+            Route::FileRecovery {
+                container: n(2),
+                item: n(3),
+                point: n(4),
+                action: match *a {
+                    "provisioninstantitemrecovery" => FileRecoveryAction::Provision,
+                    "revokeinstantitemrecovery" => FileRecoveryAction::Revoke,
+                    _ => FileRecoveryAction::Result,
+                },
+            }
         }
         ["vaults", "backupprotectableitems"] => Route::ProtectableItems,
         ["vaults", "backupprotecteditems"] => Route::ProtectedItems,
@@ -209,6 +240,25 @@ impl Provider for BackupProvider {
                 },
                 M::POST,
             ) => points::restore(ctx, req, self, &container, &item, &point),
+            (
+                Route::FileRecovery {
+                    container,
+                    item,
+                    point,
+                    action,
+                },
+                M::POST,
+            ) => match action {
+                FileRecoveryAction::Provision => {
+                    ilr::provision(ctx, req, self, &container, &item, &point)
+                }
+                FileRecoveryAction::Revoke => {
+                    ilr::revoke(ctx, req, self, &container, &item, &point)
+                }
+                FileRecoveryAction::Result => {
+                    ilr::operation_result(ctx, req, &container, &item, &point)
+                }
+            },
             (Route::Jobs, M::GET) => jobs::list(ctx, req),
             (Route::Job(id), M::GET) => jobs::get(ctx, req, &id),
             (Route::CancelJob(id), M::POST) => jobs::cancel(ctx, req, &id),

@@ -55,11 +55,11 @@ fn mb(bytes: u64) -> String {
     format!("{:.2} MB", bytes as f64 / (1u64 << 20) as f64)
 }
 
-fn io(e: std::io::Error) -> ArmError {
+pub(crate) fn io(e: std::io::Error) -> ArmError {
     ArmError::internal(format!("backup storage: {e}"))
 }
 
-fn store_of(bp: &BackupProvider, vault_numeric_id: u64) -> Result<ChunkStore, ArmError> {
+pub(crate) fn store_of(bp: &BackupProvider, vault_numeric_id: u64) -> Result<ChunkStore, ArmError> {
     ChunkStore::open(&bp.root.join(vault_numeric_id.to_string())).map_err(io)
 }
 
@@ -73,7 +73,7 @@ fn new_point_name() -> String {
     format!("{:017}", n)
 }
 
-fn not_found(point: &str) -> ArmError {
+pub(crate) fn not_found(point: &str) -> ArmError {
     ArmError::new(
         404,
         "BMSUserErrorRecoveryPointNotFound",
@@ -178,6 +178,16 @@ pub fn take_point(
             let _ = store.delete(&d.manifest);
         }
     };
+    // No write reaches any of the VM's disks until every copy is made: the
+    // point holds all disks as they were at one instant (crash-consistent).
+    let images: Vec<PathBuf> = vm_disks
+        .iter()
+        .map(|d| {
+            bp.blocks
+                .image(d["properties"]["uniqueId"].as_str().unwrap_or_default())
+        })
+        .collect();
+    let frozen = recoverite_blockstore::gate::freeze(&images);
     for d in &vm_disks {
         let did = d["id"].as_str().unwrap_or_default();
         let lun = if Some(id::key(did)) == os_id {
@@ -219,6 +229,7 @@ pub fn take_point(
             source: json!({"id": did, "properties": {"osType": d["properties"]["osType"]}}),
         });
     }
+    drop(frozen);
     let snap_secs = t0.elapsed().as_secs();
     // Vault tier: only chunks the vault does not hold yet.
     let t1 = Instant::now();
@@ -603,7 +614,7 @@ pub fn restore(
 }
 
 /// The item and the stored bytes of one of its points (404 otherwise).
-fn load_point(
+pub(crate) fn load_point(
     r: &impl Reader,
     vid: &str,
     container: &str,
@@ -621,7 +632,7 @@ fn load_point(
 
 /// Which disks of a point a restore writes (the OS disk always), and
 /// whether the snapshot tier still holds all of them.
-fn choose_disks<'a>(
+pub(crate) fn choose_disks<'a>(
     bp: &BackupProvider,
     data: &'a PointData,
     luns: Option<&[i64]>,
@@ -638,7 +649,7 @@ fn choose_disks<'a>(
 
 /// Writes one disk of a point into a new image (from the snapshot tier or
 /// the vault tier), synced; returns its unique id. Nothing is left on failure.
-fn write_disk(
+pub(crate) fn write_disk(
     bp: &BackupProvider,
     store: &ChunkStore,
     d: &PointDisk,

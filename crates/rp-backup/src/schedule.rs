@@ -143,7 +143,7 @@ pub fn tick(store: &Store, bp: &BackupProvider) -> Result<(), ArmError> {
             tracing::warn!(item = %item["id"], err = %e.body.message, "backup schedule");
         }
     }
-    Ok(())
+    crate::ilr::expire(store, bp)
 }
 
 fn tick_item(

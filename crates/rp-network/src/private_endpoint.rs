@@ -124,6 +124,15 @@ pub struct EndpointMember {
     pub ip: Ipv4Addr,
 }
 
+/// The virtual network an endpoint's subnet is in.
+pub fn vnet_of(r: &impl Reader, endpoint_id: &str) -> Result<Option<String>, ArmError> {
+    Ok(resource::get(r, endpoint_id)?.and_then(|pe| {
+        pe["properties"]["subnet"]["id"]
+            .as_str()
+            .map(crate::aliases::vnet_of_subnet)
+    }))
+}
+
 /// The members of an endpoint, from its NIC.
 pub fn members_of(r: &impl Reader, pe: &Value) -> Result<Vec<EndpointMember>, ArmError> {
     let mut out = Vec::new();

@@ -9,6 +9,7 @@ mod clock;
 mod connectivity;
 mod disk_access;
 mod entra;
+mod file_recovery;
 mod first_party;
 pub mod imds;
 mod netadmin;
@@ -497,6 +498,10 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
     )
     .await
     .map_err(|e| ServeError::Listen(0, format!("blob service: {e}")))?;
+    let file_recovery_task =
+        file_recovery::start(router.platform().store.clone(), blocks.clone(), &gateway)
+            .await
+            .map_err(|e| ServeError::Listen(0, format!("file recovery: {e}")))?;
     gateway.register_admitting_backend(
         recoverite_rp_storage::ACCOUNT_TYPE,
         blob_addr,
@@ -645,7 +650,13 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         gateway,
         background: dns_tasks
             .into_iter()
-            .chain([nbd_unix_task, replication, blob_task, backup])
+            .chain([
+                nbd_unix_task,
+                replication,
+                blob_task,
+                backup,
+                file_recovery_task,
+            ])
             .chain(nbd_task)
             .chain(imds_task)
             .collect(),

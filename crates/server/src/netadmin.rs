@@ -48,11 +48,33 @@ fn check(s: &AppState, headers: &HeaderMap) -> Result<(), ArmError> {
     Err(authorization_failed(&caller.object_id, action, &scope))
 }
 
-pub async fn aliases(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+/// `GET /recoverite/network/aliases[?vm=ID]`: every alias, or the one a
+/// VM's processes act from (its primary NIC's primary IP configuration).
+pub async fn aliases(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if let Err(e) = check(&s, &headers) {
         return err(e);
     }
-    match s.directory.store.view(aliases::all) {
+    let listed = s.directory.store.view(|r| match q.get("vm") {
+        None => aliases::all(r),
+        Some(vm) => {
+            let cfg = recoverite_rp_network::position::vm_primary_ipconfig(r, vm)?;
+            let owner = cfg.as_ref().and_then(|c| c["id"].as_str()).ok_or_else(|| {
+                ArmError::new(
+                    404,
+                    "NotFound",
+                    format!(
+                    "VM '{vm}' was not found, or has no network interface with an IP configuration."
+                ),
+                )
+            })?;
+            Ok(aliases::of_owner(r, owner)?.into_iter().collect())
+        }
+    });
+    match listed {
         Ok(list) => Json(json!({ "value": list.iter().map(|a| json!({
             "alias": a.alias, "owner": a.owner, "kind": a.kind, "virtualNetworkId": a.vnet_id,
             "subnetId": a.subnet_id, "privateIPAddress": a.private_ip,
