@@ -92,7 +92,10 @@ def tables():
             (["vaults/backupFabrics", "vaults/backupProtectionContainers", "vaults/backupPolicies", "vaults/backupProtectableItems",
               "vaults/backupProtectedItems", "vaults/backupJobs", "vaults/backupstorageconfig", "vaults/backupconfig",
               "vaults/backupOperations", "vaults/backupOperationResults",
-              "vaults/backupEncryptionConfigs", "vaults/backupResourceGuardProxies"], rs("backup"))]),
+              "vaults/backupEncryptionConfigs", "vaults/backupResourceGuardProxies",
+              "locations/backupAadProperties", "locations/backupCrossRegionRestore", "locations/backupCrrJob",
+              "locations/backupCrrJobs", "locations/backupCrrOperationResults", "locations/backupCrrOperationsStatus"],
+             rs("backup"))]),
         "crates/identity/api-versions.txt": ("Microsoft.Authorization", [
             (["roleAssignments"], first("roleAssignments")),
             (["roleDefinitions", "permissions"], first("roleDefinitions", "permissions"))]),

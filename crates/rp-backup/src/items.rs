@@ -127,7 +127,7 @@ pub fn protectable(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 }
 
 /// What azure-cli and the portal filter item lists by.
-fn matches(item: &Value, filter: &str) -> bool {
+pub(crate) fn matches(item: &Value, filter: &str) -> bool {
     let p = &item["properties"];
     let check = |key: &str, field: &str| {
         recoverite_rs_core::containers::filter_allows(filter, key, p[field].as_str().unwrap_or(""))

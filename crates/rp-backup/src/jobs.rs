@@ -73,6 +73,30 @@ pub fn record_with_status(
     status: &str,
     errors: &[(String, String)],
 ) -> Result<String, ArmError> {
+    let (id, doc) = job_doc(
+        vault_id,
+        operation,
+        item,
+        tasks,
+        property_bag,
+        status,
+        errors,
+    );
+    resource::put(tx, &format!("{vault_id}/backupJobs/{id}"), &doc)?;
+    Ok(id)
+}
+
+/// A finished job's document (`AzureIaaSVMJob`) and its id; its tasks ran
+/// one after the other and ended now.
+pub fn job_doc(
+    vault_id: &str,
+    operation: &str,
+    item: &Value,
+    tasks: &[(&str, u64)],
+    property_bag: Value,
+    status: &str,
+    errors: &[(String, String)],
+) -> (String, Value) {
     let id = uuid::Uuid::new_v4().to_string();
     let end = time::now();
     let total: u64 = tasks.iter().map(|(_, s)| s).sum();
@@ -108,8 +132,7 @@ pub fn record_with_status(
             "extendedInfo": {"tasksList": tasks, "propertyBag": property_bag, "progressPercentage": 100.0},
         }
     });
-    resource::put(tx, &format!("{vault_id}/backupJobs/{id}"), &doc)?;
-    Ok(id)
+    (id, doc)
 }
 
 /// Marks a job as started by the policy's schedule, not a user.
@@ -314,16 +337,23 @@ pub fn filter_value(filter: &str, name: &str) -> Option<String> {
 pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let vid = ctx.store().view(|r| vault_of(r, req))?;
     let f = req.query_get("$filter").unwrap_or("").to_string();
-    let (op, status, bmt) = (
-        filter_value(&f, "operation"),
-        filter_value(&f, "status"),
-        filter_value(&f, "backupManagementType"),
-    );
-    let from = filter_value(&f, "startTime").and_then(|t| parse_filter_time(&t));
-    let to = filter_value(&f, "endTime").and_then(|t| parse_filter_time(&t));
-    let mut items: Vec<Value> = ctx
+    let all = ctx
         .store()
-        .view(|r| resource::list_children(r, &vid, "backupJobs"))?
+        .view(|r| resource::list_children(r, &vid, "backupJobs"))?;
+    recoverite_arm::paging::page_visible(ctx, req, filtered(all, &f))
+}
+
+/// Jobs matching azure-cli's `$filter` (operation, status,
+/// backupManagementType, startTime, endTime), newest first.
+pub fn filtered(jobs: Vec<Value>, f: &str) -> Vec<Value> {
+    let (op, status, bmt) = (
+        filter_value(f, "operation"),
+        filter_value(f, "status"),
+        filter_value(f, "backupManagementType"),
+    );
+    let from = filter_value(f, "startTime").and_then(|t| parse_filter_time(&t));
+    let to = filter_value(f, "endTime").and_then(|t| parse_filter_time(&t));
+    let mut items: Vec<Value> = jobs
         .into_iter()
         .filter(|j| {
             let p = &j["properties"];
@@ -341,7 +371,7 @@ pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         .collect();
     // Newest first, as the portal and azure-cli show them.
     items.reverse();
-    recoverite_arm::paging::page_visible(ctx, req, items)
+    items
 }
 
 pub fn get(ctx: &Ctx, req: &ArmRequest, id: &str) -> Result<Reply, ArmError> {

@@ -8,6 +8,7 @@
 //! Each request is parsed once into a [`Route`]; the handler receives it.
 
 pub mod config;
+pub mod crr;
 pub mod ilr;
 pub mod items;
 pub mod jobs;
@@ -52,6 +53,13 @@ const TYPES: &[&str] = &[
     "vaults/backupOperationResults",
     "vaults/backupEncryptionConfigs",
     "vaults/backupResourceGuardProxies",
+    "vaults/backupFabrics/protectionContainers/protectedItems/recoveryPoints/accessToken",
+    "locations/backupAadProperties",
+    "locations/backupCrossRegionRestore",
+    "locations/backupCrrJob",
+    "locations/backupCrrJobs",
+    "locations/backupCrrOperationResults",
+    "locations/backupCrrOperationsStatus",
 ];
 
 #[derive(Clone)]
@@ -61,6 +69,16 @@ pub struct BackupProvider {
     pub root: PathBuf,
     /// ARM calls on the caller's behalf (AlternateLocation restores).
     pub as_caller: recoverite_arm::first_party::AsCaller,
+}
+
+#[derive(Debug, Clone)]
+pub enum CrrRoute {
+    AadProperties,
+    Restore,
+    Job,
+    Jobs,
+    OperationResult(String),
+    OperationStatus(String),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -111,6 +129,17 @@ pub enum Route {
         item: String,
         point: String,
         action: FileRecoveryAction,
+    },
+    /// A point's cross-region restore token (`accessToken`).
+    AccessToken {
+        container: String,
+        item: String,
+        point: String,
+    },
+    /// `locations/{region}/backup…` of cross-region restore.
+    Crr {
+        region: String,
+        kind: CrrRoute,
     },
     ProtectableItems,
     ProtectedItems,
@@ -166,6 +195,21 @@ fn route(req: &ArmRequest) -> Result<Route, ArmError> {
                 },
             }
         }
+        ["vaults", "backupfabrics", "protectioncontainers", "protecteditems", "recoverypoints", "accesstoken"] if fabric_ok() => {
+            Route::AccessToken { container: n(2), item: n(3), point: n(4) }
+        }
+        ["locations", kind] => Route::Crr {
+            region: n(0),
+            kind: match *kind {
+                "backupaadproperties" => CrrRoute::AadProperties,
+                "backupcrossregionrestore" => CrrRoute::Restore,
+                "backupcrrjob" => CrrRoute::Job,
+                "backupcrrjobs" => CrrRoute::Jobs,
+                "backupcrroperationresults" if p.is_resource() => CrrRoute::OperationResult(n(1)),
+                "backupcrroperationsstatus" if p.is_resource() => CrrRoute::OperationStatus(n(1)),
+                _ => return Err(ArmError::bad_request("InvalidResourceType", format!("recoverite does not implement 'locations/{kind}' of Azure Backup."))),
+            },
+        },
         ["vaults", "backupprotectableitems"] => Route::ProtectableItems,
         ["vaults", "backupprotecteditems"] => Route::ProtectedItems,
         ["vaults", "backupjobs"] if p.is_resource() => Route::Job(n(1)),
@@ -211,7 +255,27 @@ impl Provider for BackupProvider {
                 jobs::fabric_operation_result(ctx, req, &id)
             }
             (Route::ProtectableItems, M::GET) => items::protectable(ctx, req),
+            (Route::ProtectedItems, M::GET) if crr::is_secondary_view(req) => {
+                crr::protected_items(ctx, req)
+            }
             (Route::ProtectedItems, M::GET) => items::list(ctx, req),
+            (
+                Route::AccessToken {
+                    container,
+                    item,
+                    point,
+                },
+                M::POST,
+            ) => crr::access_token(ctx, req, &container, &item, &point),
+            (Route::Crr { region, kind }, m) => match (kind, m) {
+                (CrrRoute::AadProperties, M::GET) => crr::aad_properties(ctx, &region),
+                (CrrRoute::Restore, M::POST) => crr::trigger(ctx, req, self, &region),
+                (CrrRoute::Jobs, M::POST) => crr::jobs_list(ctx, req, &region),
+                (CrrRoute::Job, M::POST) => crr::job_get(ctx, req, &region),
+                (CrrRoute::OperationStatus(op), M::GET) => crr::operation_status(ctx, &region, &op),
+                (CrrRoute::OperationResult(op), M::GET) => crr::operation_result(ctx, &region, &op),
+                (_, m) => Err(ArmError::method_not_allowed(m.as_str())),
+            },
             (Route::Item { container, item }, M::PUT) => items::put(ctx, req, &container, &item),
             (Route::Item { container, item }, M::GET) => items::get(ctx, req, &container, &item),
             (Route::Item { container, item }, M::DELETE) => {
@@ -220,6 +284,9 @@ impl Provider for BackupProvider {
             (Route::ItemOperation { op, .. }, M::GET) => jobs::item_operation(ctx, req, &op),
             (Route::Backup { container, item }, M::POST) => {
                 points::backup(ctx, req, self, &container, &item)
+            }
+            (Route::Points { container, item }, M::GET) if crr::is_secondary_view(req) => {
+                crr::points_list(ctx, req, &container, &item)
             }
             (Route::Points { container, item }, M::GET) => {
                 points::list(ctx, req, &container, &item)
@@ -231,7 +298,13 @@ impl Provider for BackupProvider {
                     point,
                 },
                 M::GET,
-            ) => points::get(ctx, req, &container, &item, &point),
+            ) => {
+                if crr::is_secondary_view(req) {
+                    crr::point_get(ctx, req, &container, &item, &point)
+                } else {
+                    points::get(ctx, req, &container, &item, &point)
+                }
+            }
             (
                 Route::Restore {
                     container,

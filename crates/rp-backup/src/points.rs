@@ -20,7 +20,7 @@ use crate::jobs::{self, filter_value, parse_filter_time};
 use crate::{policy, vault_of, BackupProvider, POINT_TYPE};
 
 /// Where each point's bytes are, beside its ARM document.
-const POINT_DATA: Table = Table("backup_point_data");
+pub(crate) const POINT_DATA: Table = Table("backup_point_data");
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -49,6 +49,9 @@ pub struct PointData {
     /// The VM's size when backed up, for AlternateLocation restores.
     #[serde(default)]
     pub vm_size: Option<String>,
+    /// The copy in the paired region (cross-region restore), once made.
+    #[serde(default)]
+    pub secondary: Option<crate::crr::SecondaryCopy>,
 }
 
 fn mb(bytes: u64) -> String {
@@ -63,7 +66,7 @@ pub(crate) fn store_of(bp: &BackupProvider, vault_numeric_id: u64) -> Result<Chu
     ChunkStore::open(&bp.root.join(vault_numeric_id.to_string())).map_err(io)
 }
 
-fn point_key(point_id: &str) -> String {
+pub(crate) fn point_key(point_id: &str) -> String {
     id::key(point_id)
 }
 
@@ -291,6 +294,7 @@ pub fn take_point(
         vm_size: vm["properties"]["hardwareProfile"]["vmSize"]
             .as_str()
             .map(str::to_string),
+        secondary: None,
     };
     let job = store_.write(|tx| {
         // The item may have been stopped or deleted meanwhile.
@@ -373,7 +377,7 @@ pub fn list(ctx: &Ctx, req: &ArmRequest, container: &str, item: &str) -> Result<
 
 /// The tiers a point is in now: the snapshot tier only until its instant
 /// restore days end.
-fn with_tiers(r: &impl Reader, mut p: Value) -> Result<Value, ArmError> {
+pub(crate) fn with_tiers(r: &impl Reader, mut p: Value) -> Result<Value, ArmError> {
     let data = point_data(r, p["id"].as_str().unwrap_or_default())?;
     let instant = data
         .and_then(|d| time::parse(&d.snapshot_until))
@@ -404,7 +408,7 @@ pub fn get(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RestoreProps {
+pub(crate) struct RestoreProps {
     object_type: Option<String>,
     recovery_type: Option<String>,
     target_resource_group_id: Option<String>,
@@ -503,71 +507,22 @@ pub fn restore(
     let (chosen, from_snapshot) = choose_disks(bp, &data, p.restore_disk_lun_list.as_deref());
     let store = store_of(bp, data.vault_numeric_id)?;
     let t0 = Instant::now();
-    let mut written: Vec<(String, &PointDisk, String)> = Vec::new();
+    let written = restore_disks(
+        ctx,
+        bp,
+        &store,
+        &chosen,
+        from_snapshot,
+        point,
+        &target_rg,
+        &data.location,
+    )?;
+    let secs = t0.elapsed().as_secs();
     let undo = |w: &[(String, &PointDisk, String)]| {
         for (u, _, _) in w {
             let _ = bp.blocks.delete(u);
         }
     };
-    for d in &chosen {
-        let unique = match write_disk(bp, &store, d, from_snapshot) {
-            Ok(u) => u,
-            Err(e) => {
-                undo(&written);
-                return Err(e);
-            }
-        };
-        // `{disk}-{point}`, or `-2`, `-3`… when an earlier restore took it.
-        let base = format!("{}-{}", d.name, &point[point.len().saturating_sub(8)..]);
-        let name = ctx.store().view(|r| {
-            for n in 1..1000 {
-                let candidate = if n == 1 {
-                    base.clone()
-                } else {
-                    format!("{base}-{n}")
-                };
-                let taken = resource::get(
-                    r,
-                    &format!("{target_rg}/providers/Microsoft.Compute/disks/{candidate}"),
-                )?
-                .is_some()
-                    || written
-                        .iter()
-                        .any(|(_, _, i)| i.ends_with(&format!("/{candidate}")));
-                if !taken {
-                    return Ok::<_, ArmError>(candidate);
-                }
-            }
-            Ok(format!("{base}-{}", uuid::Uuid::new_v4()))
-        });
-        let name = match name {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = bp.blocks.delete(&unique);
-                undo(&written);
-                return Err(e);
-            }
-        };
-        written.push((
-            unique,
-            d,
-            format!("{target_rg}/providers/Microsoft.Compute/disks/{name}"),
-        ));
-    }
-    let secs = t0.elapsed().as_secs();
-    let registered = ctx.store().write(|tx| {
-        for (unique, d, disk_id) in &written {
-            if resource::get(tx, disk_id)?.is_some() {
-                return Err(ArmError::conflict("BMSUserErrorDiskAlreadyExists", format!("A disk '{disk_id}' already exists; restore into another resource group or delete it.")));
-            }
-            disks::register(tx, disk_id, &data.location, &d.sku, d.size_bytes, unique, &d.source)?;
-        }
-        Ok::<_, ArmError>(())
-    });
-    if let Err(e) = registered {
-        undo(&written);
-        return Err(e);
-    }
     let ids: Vec<&str> = written.iter().map(|(_, _, i)| i.as_str()).collect();
     let mut bag = json!({
         "Recovery point": point,
@@ -611,6 +566,88 @@ pub fn restore(
         )
     })?;
     jobs::accepted_plain(ctx, req, &vid, &job)
+}
+
+/// Writes the chosen disks of a point (snapshot or vault tier of `store`)
+/// into new images and registers them as managed disks in `target_rg` at
+/// `location`, named `{disk}-{point}` (then `-2`, `-3`…): all of them or,
+/// on any failure, none.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn restore_disks<'a>(
+    ctx: &Ctx,
+    bp: &BackupProvider,
+    store: &ChunkStore,
+    chosen: &[&'a PointDisk],
+    from_snapshot: bool,
+    point: &str,
+    target_rg: &str,
+    location: &str,
+) -> Result<Vec<(String, &'a PointDisk, String)>, ArmError> {
+    let mut written: Vec<(String, &PointDisk, String)> = Vec::new();
+    let undo = |w: &[(String, &PointDisk, String)]| {
+        for (u, _, _) in w {
+            let _ = bp.blocks.delete(u);
+        }
+    };
+    for d in chosen {
+        let unique = match write_disk(bp, store, d, from_snapshot) {
+            Ok(u) => u,
+            Err(e) => {
+                undo(&written);
+                return Err(e);
+            }
+        };
+        // `{disk}-{point}`, or `-2`, `-3`… when an earlier restore took it.
+        let base = format!("{}-{}", d.name, &point[point.len().saturating_sub(8)..]);
+        let name = ctx.store().view(|r| {
+            for n in 1..1000 {
+                let candidate = if n == 1 {
+                    base.clone()
+                } else {
+                    format!("{base}-{n}")
+                };
+                let taken = resource::get(
+                    r,
+                    &format!("{target_rg}/providers/Microsoft.Compute/disks/{candidate}"),
+                )?
+                .is_some()
+                    || written
+                        .iter()
+                        .any(|(_, _, i)| i.ends_with(&format!("/{candidate}")));
+                if !taken {
+                    return Ok::<_, ArmError>(candidate);
+                }
+            }
+            Ok(format!("{base}-{}", uuid::Uuid::new_v4()))
+        });
+        let name = match name {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = bp.blocks.delete(&unique);
+                undo(&written);
+                return Err(e);
+            }
+        };
+        written.push((
+            unique,
+            d,
+            format!("{target_rg}/providers/Microsoft.Compute/disks/{name}"),
+        ));
+    }
+    let registered = ctx.store().write(|tx| {
+        for (unique, d, disk_id) in &written {
+            if resource::get(tx, disk_id)?.is_some() {
+                return Err(ArmError::conflict("BMSUserErrorDiskAlreadyExists", format!("A disk '{disk_id}' already exists; restore into another resource group or delete it.")));
+            }
+            disks::register(tx, disk_id, location, &d.sku, d.size_bytes, unique, &d.source)?;
+        }
+        Ok::<_, ArmError>(())
+    });
+    if let Err(e) = registered {
+        undo(&written);
+        return Err(e);
+    }
+    Ok(written)
 }
 
 /// The item and the stored bytes of one of its points (404 otherwise).
@@ -837,6 +874,7 @@ pub fn forget_point(tx: &mut recoverite_store::WriteTx, point_id: &str) -> Resul
 /// vault-tier chunks no other point uses.
 pub fn free(bp: &BackupProvider, points: &[PointData]) {
     let mut vaults = std::collections::BTreeSet::new();
+    let mut secondaries = std::collections::BTreeSet::new();
     for p in points {
         if let Ok(store) = store_of(bp, p.vault_numeric_id) {
             for d in &p.disks {
@@ -844,10 +882,23 @@ pub fn free(bp: &BackupProvider, points: &[PointData]) {
                 let _ = store.delete(&d.manifest);
             }
         }
+        if let Some(copy) = &p.secondary {
+            if let Ok(store) = crate::crr::secondary_store(bp, p.vault_numeric_id, &copy.region) {
+                for d in &p.disks {
+                    let _ = store.delete(&d.manifest);
+                }
+            }
+            secondaries.insert((p.vault_numeric_id, copy.region.clone()));
+        }
         vaults.insert(p.vault_numeric_id);
     }
     for v in vaults {
         if let Ok(store) = store_of(bp, v) {
+            let _ = store.collect();
+        }
+    }
+    for (v, region) in secondaries {
+        if let Ok(store) = crate::crr::secondary_store(bp, v, &region) {
             let _ = store.collect();
         }
     }

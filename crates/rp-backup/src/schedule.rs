@@ -143,7 +143,8 @@ pub fn tick(store: &Store, bp: &BackupProvider) -> Result<(), ArmError> {
             tracing::warn!(item = %item["id"], err = %e.body.message, "backup schedule");
         }
     }
-    crate::ilr::expire(store, bp)
+    crate::ilr::expire(store, bp)?;
+    crate::crr::replicate(store, bp)
 }
 
 fn tick_item(

@@ -1,0 +1,715 @@
+//! Cross-region restore (CRR): with GeoRedundant storage and cross-region
+//! restore on, each recovery point's vault-tier data is copied to the
+//! vault's paired region once it has aged past the replication lag, into
+//! a second chunk store (only the chunks the copy lacks travel). The
+//! secondary region then lists the item and those points, and restores
+//! disks from its own copy into resources of the paired region.
+//!
+//! The API is Azure's "passive stamp" (api-version 2021-11-15): the same
+//! vault paths answer the secondary region's view, and
+//! `locations/{region}/backup*` carry the token, the restore, its jobs and
+//! its operation status, as azure-cli's `--use-secondary-region` follows
+//! them.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use recoverite_arm::{id, regions, resource, time, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_backup_store::ChunkStore;
+use recoverite_rs_core::backup_config::{self, VaultConfig};
+use recoverite_store::{Reader, Store, Table};
+
+use crate::items::{item_id, load, matches};
+use crate::jobs::{self, filter_value, parse_filter_time};
+use crate::points::{self, PointData, POINT_DATA};
+use crate::{vault_of, BackupProvider, ITEM_TYPE, VAULT_TYPE};
+
+/// The passive stamp's api-version: on vault paths it asks for the
+/// secondary region's view.
+pub const API_VERSION: &str = "2021-11-15";
+/// Backup data reaches the paired region within 12 hours of the point
+/// (Azure: the secondary region's RPO is the primary's 24 hours plus up to
+/// 12 hours of replication).
+pub const LAG_HOURS: i64 = 12;
+/// A CRR access token lasts this long.
+const TOKEN_MINUTES: i64 = 60;
+
+const TOKENS: Table = Table("backup_crr_tokens");
+/// `{vault key}|{job id}` → the job document, seen only in the secondary region.
+const CRR_JOBS: Table = Table("backup_crr_jobs");
+const CRR_OPERATIONS: Table = Table("backup_crr_operations");
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecondaryCopy {
+    pub region: String,
+    pub copied_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Token {
+    vault_id: String,
+    item_id: String,
+    point_id: String,
+    expires: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CrrOperation {
+    id: String,
+    region: String,
+    vault_id: String,
+    status: String,
+    start_time: String,
+    end_time: String,
+    job_id: Option<String>,
+}
+
+/// Whether a request on a vault path asks for the secondary region's view.
+pub fn is_secondary_view(req: &ArmRequest) -> bool {
+    req.api_version == API_VERSION
+}
+
+/// The vault tier's copy in `region` (the vault's paired region).
+pub fn secondary_store(
+    bp: &BackupProvider,
+    vault_numeric_id: u64,
+    region: &str,
+) -> Result<ChunkStore, ArmError> {
+    ChunkStore::open(&bp.root.join(format!(
+        "{vault_numeric_id}.{}",
+        region.to_ascii_lowercase()
+    )))
+    .map_err(points::io)
+}
+
+/// The paired region of a vault's region, where its CRR copies go.
+pub fn paired_region(location: &str) -> Option<String> {
+    regions::find(location)
+        .and_then(|r| r.paired)
+        .map(str::to_string)
+}
+
+/// "With GeoRedundant storage and cross-region restore on, points become
+/// available in the paired region after the replication lag": whether a
+/// point taken at `point_time` is copied now.
+pub fn due_for_copy(
+    config: &VaultConfig,
+    point_time: ::time::OffsetDateTime,
+    now: ::time::OffsetDateTime,
+) -> bool {
+    config.storage_type == "GeoRedundant"
+        && config.cross_region_restore
+        && point_time + ::time::Duration::hours(LAG_HOURS) <= now
+}
+
+fn vault_of_point(point_id: &str) -> String {
+    point_id.split('/').take(9).collect::<Vec<_>>().join("/")
+}
+
+/// Copies the points that are due to the paired region (on the emulator
+/// clock), each recorded only once all its disks are there.
+pub fn replicate(store: &Store, bp: &BackupProvider) -> Result<(), ArmError> {
+    let now = time::now();
+    let due: Vec<(String, PointData, String)> = store.view(|r| {
+        let mut out = Vec::new();
+        for (key, data) in r.scan_json::<PointData>(POINT_DATA, "")? {
+            if data.secondary.is_some() {
+                continue;
+            }
+            let Some(doc) = resource::get(r, &key)? else {
+                continue;
+            };
+            let config = backup_config::get_config(r, &vault_of_point(&key))?;
+            let taken = doc["properties"]["recoveryPointTime"]
+                .as_str()
+                .and_then(time::parse);
+            if taken.is_some_and(|t| due_for_copy(&config, t, now)) {
+                if let Some(region) = paired_region(&data.location) {
+                    out.push((key, data, region));
+                }
+            }
+        }
+        Ok::<_, ArmError>(out)
+    })?;
+    for (key, data, region) in due {
+        let primary = points::store_of(bp, data.vault_numeric_id)?;
+        let secondary = secondary_store(bp, data.vault_numeric_id, &region)?;
+        let mut copied = 0;
+        for d in &data.disks {
+            copied += primary
+                .replicate_to(&secondary, &d.manifest)
+                .map_err(points::io)?;
+        }
+        store.write(|tx| {
+            // Pruned meanwhile: the copy is garbage the next prune collects.
+            if let Some(mut d) = tx.get_json::<PointData>(POINT_DATA, &key)? {
+                d.secondary = Some(SecondaryCopy {
+                    region: region.clone(),
+                    copied_at: time::now_string(),
+                });
+                tx.put_json(POINT_DATA, &key, &d)?;
+            }
+            Ok::<_, ArmError>(())
+        })?;
+        tracing::info!(point = %key, region = %region, bytes = copied, "recovery point copied to the paired region");
+    }
+    Ok(())
+}
+
+fn secondary_points(r: &impl Reader, item_id: &str) -> Result<Vec<Value>, ArmError> {
+    let mut out = Vec::new();
+    for p in resource::list_children(r, item_id, "recoveryPoints")? {
+        let pid = p["id"].as_str().unwrap_or_default().to_string();
+        if points::point_data(r, &pid)?.is_some_and(|d| d.secondary.is_some()) {
+            let mut p = p;
+            // Only the vault tier is copied: no snapshot in the paired region.
+            p["properties"]["recoveryPointTierDetails"] =
+                json!([{"type": "HardenedRP", "status": "Valid"}]);
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// `GET {vault}/backupProtectedItems` (2021-11-15): the items with points
+/// in the paired region.
+pub fn protected_items(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let vid = ctx.store().view(|r| vault_of(r, req))?;
+    let filter = req.query_get("$filter").unwrap_or("").to_string();
+    let items: Vec<Value> = ctx.store().view(|r| {
+        let mut out = Vec::new();
+        for i in resource::list_of_type(r, &vid, ITEM_TYPE)? {
+            if matches(&i, &filter)
+                && !secondary_points(r, i["id"].as_str().unwrap_or_default())?.is_empty()
+            {
+                out.push(i);
+            }
+        }
+        Ok::<_, ArmError>(out)
+    })?;
+    recoverite_arm::paging::page_visible(ctx, req, items)
+}
+
+/// `GET …/recoveryPoints` (2021-11-15): the points in the paired region.
+pub fn points_list(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    container: &str,
+    item: &str,
+) -> Result<Reply, ArmError> {
+    let vid = ctx.store().view(|r| vault_of(r, req))?;
+    let f = req.query_get("$filter").unwrap_or("").to_string();
+    let from = filter_value(&f, "startDate").and_then(|t| parse_filter_time(&t));
+    let to = filter_value(&f, "endDate").and_then(|t| parse_filter_time(&t));
+    let mut list = ctx.store().view(|r| {
+        load(r, &vid, container, item)?;
+        secondary_points(r, &item_id(&vid, container, item))
+    })?;
+    list.retain(|p| {
+        let t = p["properties"]["recoveryPointTime"]
+            .as_str()
+            .and_then(time::parse);
+        from.is_none_or(|f| t.is_some_and(|t| t >= f))
+            && to.is_none_or(|e| t.is_some_and(|t| t <= e))
+    });
+    list.reverse();
+    recoverite_arm::paging::page_visible(ctx, req, list)
+}
+
+/// `GET …/recoveryPoints/{rp}` (2021-11-15).
+pub fn point_get(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    container: &str,
+    item: &str,
+    point: &str,
+) -> Result<Reply, ArmError> {
+    let vid = ctx.store().view(|r| vault_of(r, req))?;
+    ctx.store()
+        .view(|r| {
+            load(r, &vid, container, item)?;
+            secondary_points(r, &item_id(&vid, container, item))
+        })?
+        .into_iter()
+        .find(|p| {
+            p["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(point))
+        })
+        .map(Reply::ok)
+        .ok_or_else(|| not_in_secondary(point))
+}
+
+fn not_in_secondary(point: &str) -> ArmError {
+    ArmError::new(
+        404,
+        "BMSUserErrorRecoveryPointNotFound",
+        format!("The recovery point '{point}' is not in the secondary region (yet): points reach it {LAG_HOURS} hours after they are taken, once cross-region restore is on."),
+    )
+}
+
+/// `GET locations/{region}/backupAadProperties`: who the CRR token is for.
+pub fn aad_properties(ctx: &Ctx, region: &str) -> Result<Reply, ArmError> {
+    let geo = recoverite_rp_recoveryservices::target::geo(region);
+    Ok(Reply::ok(json!({"properties": {
+        "tenantId": ctx.env().tenant_id,
+        "audience": format!("https://RecoveryServices/IaasCoord/aadmgmt/{geo}"),
+        "servicePrincipalClientId": "262044b1-e2ce-469f-a196-69ab7ada62d3",
+        "servicePrincipalObjectId": "262044b1-e2ce-469f-a196-69ab7ada62d3",
+        "authority": "https://login.windows.net",
+    }})))
+}
+
+/// `POST …/recoveryPoints/{rp}/accessToken`: a short-lived token that names
+/// the point to the secondary region's restore.
+pub fn access_token(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    container: &str,
+    item: &str,
+    point: &str,
+) -> Result<Reply, ArmError> {
+    let vid = ctx.store().view(|r| vault_of(r, req))?;
+    let rid = item_id(&vid, container, item);
+    let pid = format!("{rid}/recoveryPoints/{point}");
+    let (it, vault, doc, data, config) = ctx.store().view(|r| {
+        let it = load(r, &vid, container, item)?;
+        let doc = resource::get(r, &pid)?.ok_or_else(|| not_in_secondary(point))?;
+        let data = points::point_data(r, &pid)?.ok_or_else(|| not_in_secondary(point))?;
+        let vault = resource::get(r, &vid)?.unwrap_or_default();
+        Ok::<_, ArmError>((it, vault, doc, data, backup_config::get_config(r, &vid)?))
+    })?;
+    if !config.cross_region_restore {
+        return Err(ArmError::bad_request(
+            "BMSUserErrorCrossRegionRestoreNotEnabled",
+            "Cross-region restore is not enabled for this vault; turn it on in backupstorageconfig (crossRegionRestoreFlag) first.",
+        ));
+    }
+    if data.secondary.is_none() {
+        return Err(not_in_secondary(point));
+    }
+    let token = format!("crr-{}", uuid::Uuid::new_v4().simple());
+    let expires = time::format(time::now() + ::time::Duration::minutes(TOKEN_MINUTES));
+    ctx.store().write(|tx| {
+        tx.put_json(
+            TOKENS,
+            &token,
+            &Token {
+                vault_id: vid.clone(),
+                item_id: rid.clone(),
+                point_id: pid.clone(),
+                expires: expires.clone(),
+            },
+        )?;
+        Ok::<_, ArmError>(())
+    })?;
+    let p = &it["properties"];
+    let vm_id = p["sourceResourceId"].as_str().unwrap_or_default();
+    let parsed = recoverite_arm::id::parse_id(&vid);
+    Ok(Reply::ok(json!({
+        "properties": {
+            "objectType": "CrrAccessToken",
+            "accessTokenString": token,
+            "subscriptionId": parsed.as_ref().and_then(|p| p.subscription.clone()),
+            "resourceGroupName": parsed.as_ref().and_then(|p| p.resource_group.clone()),
+            "resourceName": vault["name"],
+            "resourceId": vid,
+            "protectionContainerId": 0,
+            "recoveryPointId": point,
+            "recoveryPointTime": doc["properties"]["recoveryPointTime"],
+            "containerName": container,
+            "containerType": "IaasVMContainer",
+            "backupManagementType": "AzureIaasVM",
+            "datasourceType": "VM",
+            "datasourceName": vm_id.rsplit('/').next().unwrap_or(""),
+            "datasourceId": vm_id,
+            "datasourceContainerName": container,
+            "rpTierInformation": {"HardenedRP": "Valid"},
+            "rpIsManagedVirtualMachine": true,
+            "rpVMSizeDescription": data.vm_size,
+            "bMSActiveRegion": vault["location"],
+            "tokenExtendedInformation": expires,
+        }
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CrrRestoreProps {
+    object_type: Option<String>,
+    recovery_type: Option<String>,
+    recovery_point_id: Option<String>,
+    target_resource_group_id: Option<String>,
+    storage_account_id: Option<String>,
+    region: Option<String>,
+    #[serde(default)]
+    restore_disk_lun_list: Option<Vec<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CrrRequest {
+    cross_region_restore_access_details: Value,
+    restore_request: CrrRestoreProps,
+}
+
+fn bad(code: &str, msg: impl Into<String>) -> ArmError {
+    ArmError::bad_request(code, msg)
+}
+
+/// Documents 001 and 004: "you can do cross-region restore over a private
+/// endpoint by replicating the private endpoint in a secondary region" —
+/// a vault reached through Backup private endpoints restores across
+/// regions through an approved `AzureBackup_secondary` endpoint.
+pub fn check_secondary_endpoint(
+    backup_endpoints: usize,
+    secondary_endpoints: usize,
+    vault: &str,
+) -> Result<(), ArmError> {
+    if backup_endpoints > 0 && secondary_endpoints == 0 {
+        return Err(bad(
+            "BMSUserErrorCrrSecondaryPrivateEndpointMissing",
+            format!("Vault '{vault}' uses private endpoints for Azure Backup, so cross-region restore needs a private endpoint in the secondary region too: create one with groupIds ['AzureBackup_secondary'] (it may be added after items are protected), then restore again."),
+        ));
+    }
+    Ok(())
+}
+
+/// `POST locations/{region}/backupCrossRegionRestore`: restores the disks of
+/// a point from the paired region's copy into a resource group there, as
+/// the caller. 202, then `backupCrrOperationsStatus/{id}` → `jobId`.
+pub fn trigger(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    bp: &BackupProvider,
+    region: &str,
+) -> Result<Reply, ArmError> {
+    let body: CrrRequest = req.body_as()?;
+    let token = body.cross_region_restore_access_details["accessTokenString"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let p = body.restore_request;
+    if p.object_type
+        .as_deref()
+        .is_some_and(|o| o != "IaasVMRestoreRequest")
+    {
+        return Err(ArmError::invalid_parameter(
+            "restoreRequest.objectType",
+            "Cross-region restore of an Azure VM takes an IaasVMRestoreRequest.",
+        ));
+    }
+    if p.recovery_type.as_deref() != Some("RestoreDisks") {
+        return Err(ArmError::invalid_parameter("restoreRequest.recoveryType", format!("recoverite restores disks in the secondary region (RestoreDisks); '{}' is not served there.", p.recovery_type.as_deref().unwrap_or(""))));
+    }
+    let t: Token = ctx
+        .store()
+        .read(|r| Ok(r.get_json::<Token>(TOKENS, &token)))??
+        .filter(|t| time::parse(&t.expires).is_some_and(|e| e > time::now()))
+        .ok_or_else(|| bad("BMSUserErrorCrrAccessTokenInvalid", "The cross-region restore access token is unknown or expired; get a new one with the recovery point's accessToken."))?;
+    if p.recovery_point_id.as_deref().is_some_and(|rp| {
+        !t.point_id
+            .to_ascii_lowercase()
+            .ends_with(&format!("/{}", rp.to_ascii_lowercase()))
+    }) {
+        return Err(ArmError::invalid_parameter(
+            "restoreRequest.recoveryPointId",
+            "The recovery point is not the one the access token was issued for.",
+        ));
+    }
+    // The caller restores what it may restore in the primary region.
+    ctx.require(
+        "Microsoft.RecoveryServices/Vaults/backupFabrics/protectionContainers/protectedItems/recoveryPoints/restore/action",
+        &t.point_id,
+    )?;
+    let target_rg = p.target_resource_group_id.clone().ok_or_else(|| {
+        ArmError::invalid_parameter("restoreRequest.targetResourceGroupId", "Cross-region restore writes the disks into a resource group of the secondary region: give targetResourceGroupId.")
+    })?;
+    let (it, data, vault) = ctx.store().view(|r| {
+        let it = resource::get(r, &t.item_id)?
+            .ok_or_else(|| bad("BMSUserErrorItemNotFound", "The backup item was removed."))?;
+        let data =
+            points::point_data(r, &t.point_id)?.ok_or_else(|| not_in_secondary(&t.point_id))?;
+        let vault = resource::get(r, &t.vault_id)?.unwrap_or_default();
+        Ok::<_, ArmError>((it, data, vault))
+    })?;
+    let copy = data
+        .secondary
+        .clone()
+        .ok_or_else(|| not_in_secondary(&t.point_id))?;
+    if !copy.region.eq_ignore_ascii_case(region)
+        || p.region
+            .as_deref()
+            .is_some_and(|x| !x.eq_ignore_ascii_case(region))
+    {
+        return Err(bad("BMSUserErrorCrrRegionMismatch", format!("Vault '{}' in '{}' restores across regions into its paired region '{}', not '{region}'.", vault["name"].as_str().unwrap_or(""), vault["location"].as_str().unwrap_or(""), copy.region)));
+    }
+    ctx.store().view(|r| {
+        let (mut primary, mut secondary) = (0, 0);
+        for c in recoverite_privatelink::of_target(r, &t.vault_id)? {
+            if c.carries_traffic() {
+                if c.group_ids.iter().any(|g| g == "AzureBackup") {
+                    primary += 1;
+                }
+                if c.group_ids.iter().any(|g| g == "AzureBackup_secondary") {
+                    secondary += 1;
+                }
+            }
+        }
+        check_secondary_endpoint(primary, secondary, vault["name"].as_str().unwrap_or(""))?;
+        let rg = resource::get(r, &target_rg)?.ok_or_else(|| bad("BMSUserErrorTargetResourceGroupNotFound", format!("The target resource group '{target_rg}' does not exist; create it first.")))?;
+        let _ = rg;
+        let sa = p.storage_account_id.clone().ok_or_else(|| ArmError::invalid_parameter("restoreRequest.storageAccountId", "Cross-region restore needs a staging storage account (storageAccountId) in the secondary region."))?;
+        let acct = resource::get(r, &sa)?.ok_or_else(|| bad("BMSUserErrorStorageAccountNotFound", format!("The staging storage account '{sa}' does not exist.")))?;
+        let loc = acct["location"].as_str().unwrap_or("");
+        if !loc.eq_ignore_ascii_case(region) {
+            return Err(bad("BMSUserErrorStorageAccountRegionMismatch", format!("The staging storage account is in '{loc}'; a cross-region restore needs one in the secondary region '{region}'.")));
+        }
+        Ok(())
+    })?;
+    ctx.require_linked(
+        "Microsoft.RecoveryServices/locations/backupCrossRegionRestore/action",
+        &t.point_id,
+        "Microsoft.Compute/disks/write",
+        &target_rg,
+    )?;
+    let point = t
+        .point_id
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let store = secondary_store(bp, data.vault_numeric_id, &copy.region)?;
+    let chosen: Vec<&points::PointDisk> = data
+        .disks
+        .iter()
+        .filter(|d| {
+            d.lun < 0
+                || p.restore_disk_lun_list
+                    .as_ref()
+                    .is_none_or(|l| l.contains(&d.lun))
+        })
+        .collect();
+    let t0 = Instant::now();
+    let written =
+        points::restore_disks(ctx, bp, &store, &chosen, false, &point, &target_rg, region)?;
+    let secs = t0.elapsed().as_secs();
+    let ids: Vec<&str> = written.iter().map(|(_, _, i)| i.as_str()).collect();
+    let (job_id, mut doc) = jobs::job_doc(
+        &t.vault_id,
+        "CrossRegionRestore",
+        &it,
+        &[("Transfer data", secs), ("Create disks", 0)],
+        json!({
+            "Recovery point": point,
+            "Restore source": "Vault (secondary region)",
+            "Restore type": "RestoreDisks",
+            "Target region": region,
+            "Target resource group": target_rg,
+            "Restored disks": ids.join(","),
+        }),
+        "Completed",
+        &[],
+    );
+    doc["properties"]["isUserTriggered"] = json!(true);
+    let op = uuid::Uuid::new_v4().to_string();
+    let now = time::now_string();
+    ctx.store().write(|tx| {
+        tx.put_json(
+            CRR_JOBS,
+            &format!("{}|{job_id}", id::key(&t.vault_id)),
+            &doc,
+        )?;
+        tx.put_json(
+            CRR_OPERATIONS,
+            &op,
+            &CrrOperation {
+                id: op.clone(),
+                region: region.to_ascii_lowercase(),
+                vault_id: t.vault_id.clone(),
+                status: "Succeeded".into(),
+                start_time: now.clone(),
+                end_time: now,
+                job_id: Some(job_id.clone()),
+            },
+        )?;
+        Ok::<_, ArmError>(())
+    })?;
+    let base = format!(
+        "{}/subscriptions/{}/providers/Microsoft.RecoveryServices/locations/{region}",
+        ctx.base_url,
+        req.path.subscription.as_deref().unwrap_or_default()
+    );
+    Ok(recoverite_arm::lro::with_retry_after(
+        ctx,
+        Reply::empty(202)
+            .header(
+                "Location",
+                format!(
+                    "{base}/backupCrrOperationResults/{op}?api-version={}",
+                    req.api_version
+                ),
+            )
+            .header(
+                "Azure-AsyncOperation",
+                format!(
+                    "{base}/backupCrrOperationsStatus/{op}?api-version={}",
+                    req.api_version
+                ),
+            ),
+    ))
+}
+
+fn load_operation(ctx: &Ctx, region: &str, op: &str) -> Result<CrrOperation, ArmError> {
+    let o = ctx
+        .store()
+        .read(|r| Ok(r.get_json::<CrrOperation>(CRR_OPERATIONS, op)))??
+        .filter(|o| o.region.eq_ignore_ascii_case(region))
+        .ok_or_else(|| {
+            ArmError::new(
+                404,
+                "BMSUserErrorOperationNotFound",
+                format!("No cross-region operation '{op}' in {region}."),
+            )
+        })?;
+    // Only those who may read the vault's jobs see its operations.
+    ctx.require(
+        "Microsoft.RecoveryServices/Vaults/backupJobs/read",
+        &o.vault_id,
+    )?;
+    Ok(o)
+}
+
+/// `GET locations/{region}/backupCrrOperationsStatus/{id}`.
+pub fn operation_status(ctx: &Ctx, region: &str, op: &str) -> Result<Reply, ArmError> {
+    let o = load_operation(ctx, region, op)?;
+    let mut d = json!({"id": o.id, "name": o.id, "status": o.status, "startTime": o.start_time, "endTime": o.end_time});
+    if let Some(j) = &o.job_id {
+        d["properties"] = json!({"objectType": "OperationStatusJobExtendedInfo", "jobId": j});
+    }
+    Ok(Reply::ok(d))
+}
+
+/// `GET locations/{region}/backupCrrOperationResults/{id}`: done.
+pub fn operation_result(ctx: &Ctx, region: &str, op: &str) -> Result<Reply, ArmError> {
+    load_operation(ctx, region, op)?;
+    Ok(Reply::empty(200))
+}
+
+fn vault_named(ctx: &Ctx, body: &Value, region: &str) -> Result<(String, Value), ArmError> {
+    let vid = body["resourceId"].as_str().unwrap_or_default();
+    let vault = ctx
+        .store()
+        .view(|r| resource::get(r, vid))?
+        .filter(|v| v["type"].as_str() == Some(VAULT_TYPE))
+        .ok_or_else(|| {
+            ArmError::invalid_parameter(
+                "resourceId",
+                format!("'{vid}' is not a Recovery Services vault."),
+            )
+        })?;
+    let loc = vault["location"].as_str().unwrap_or_default();
+    if paired_region(loc).is_none_or(|p| !p.eq_ignore_ascii_case(region)) {
+        return Err(bad(
+            "BMSUserErrorCrrRegionMismatch",
+            format!(
+                "'{region}' is not the secondary region of vault {} (in '{loc}').",
+                vault["name"].as_str().unwrap_or("")
+            ),
+        ));
+    }
+    ctx.require("Microsoft.RecoveryServices/Vaults/backupJobs/read", vid)?;
+    Ok((vault["id"].as_str().unwrap_or(vid).to_string(), vault))
+}
+
+/// `POST locations/{region}/backupCrrJobs` (`CrrJobRequest`: the vault).
+pub fn jobs_list(ctx: &Ctx, req: &ArmRequest, region: &str) -> Result<Reply, ArmError> {
+    let body = req.body.clone().unwrap_or_default();
+    let (vid, _) = vault_named(ctx, &body, region)?;
+    let all: Vec<Value> = ctx
+        .store()
+        .read(|r| r.scan_json::<Value>(CRR_JOBS, &format!("{}|", id::key(&vid))))?
+        .into_iter()
+        .map(|(_, j)| j)
+        .collect();
+    let mut all = all;
+    all.sort_by(|a, b| {
+        a["properties"]["startTime"]
+            .as_str()
+            .cmp(&b["properties"]["startTime"].as_str())
+    });
+    let f = req.query_get("$filter").unwrap_or("").to_string();
+    Ok(Reply::ok(json!({"value": jobs::filtered(all, &f)})))
+}
+
+/// `POST locations/{region}/backupCrrJob` (`CrrJobRequest`: the vault and
+/// the job's name).
+pub fn job_get(ctx: &Ctx, req: &ArmRequest, region: &str) -> Result<Reply, ArmError> {
+    let body = req.body.clone().unwrap_or_default();
+    let (vid, _) = vault_named(ctx, &body, region)?;
+    let name = body["jobName"].as_str().unwrap_or_default();
+    ctx.store()
+        .read(|r| Ok(r.get_json::<Value>(CRR_JOBS, &format!("{}|{name}", id::key(&vid)))))??
+        .map(Reply::ok)
+        .ok_or_else(|| {
+            ArmError::new(
+                404,
+                "BMSUserErrorJobNotFound",
+                format!("The job '{name}' was not found in the secondary region."),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_reach_the_paired_region_after_the_lag_with_grs_and_crr_on() {
+        let t = time::parse("2026-12-01T00:00:00Z").unwrap();
+        let on = VaultConfig {
+            cross_region_restore: true,
+            ..VaultConfig::default()
+        };
+        assert!(!due_for_copy(&on, t, t + ::time::Duration::hours(11)));
+        assert!(due_for_copy(&on, t, t + ::time::Duration::hours(12)));
+        // Off, or not GeoRedundant: never.
+        assert!(!due_for_copy(
+            &VaultConfig::default(),
+            t,
+            t + ::time::Duration::days(9)
+        ));
+        let lrs = VaultConfig {
+            storage_type: "LocallyRedundant".into(),
+            ..on.clone()
+        };
+        assert!(!due_for_copy(&lrs, t, t + ::time::Duration::days(9)));
+        assert_eq!(paired_region("eastus").as_deref(), Some("westus"));
+    }
+
+    #[test]
+    fn private_endpoint_vaults_restore_across_regions_through_a_secondary_endpoint() {
+        assert!(check_secondary_endpoint(0, 0, "v").is_ok());
+        assert!(check_secondary_endpoint(1, 1, "v").is_ok());
+        let e = check_secondary_endpoint(2, 0, "v").unwrap_err();
+        assert_eq!(
+            e.body.code,
+            "BMSUserErrorCrrSecondaryPrivateEndpointMissing"
+        );
+        assert!(e.body.message.contains("AzureBackup_secondary"));
+    }
+
+    #[test]
+    fn the_vault_of_a_point() {
+        let p = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.RecoveryServices/vaults/v/backupFabrics/Azure/protectionContainers/c/protectedItems/i/recoveryPoints/1";
+        assert_eq!(
+            vault_of_point(p),
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.RecoveryServices/vaults/v"
+        );
+    }
+}
