@@ -135,6 +135,15 @@ def test_discover_protect_backup_restore(server, env):
     older, newer = sorted(points, key=lambda p: p.properties.recovery_point_time)
     assert [t.type for t in older.properties.recovery_point_tier_details] == ["InstantRP", "HardenedRP"]
     assert older.properties.recovery_point_disk_configuration.number_of_disks_included_in_backup == 2
+    # The instant-restore snapshots are where Azure puts them: restore points
+    # of the VM in AzureBackupRG_{region}_1, one per recovery point.
+    compute = server.client(ComputeManagementClient)
+    colls = list(compute.restore_point_collections.list("AzureBackupRG_eastus_1"))
+    mine = [c for c in colls if c.name.startswith(f"AzureBackup_{VM}_")]
+    assert len(mine) == 1 and mine[0].source.id.lower() == vm.id.lower()
+    shown = compute.restore_point_collections.get("AzureBackupRG_eastus_1", mine[0].name, expand="restorePoints")
+    assert sorted(p.name for p in shown.restore_points) == sorted(p.name for p in points)
+    assert len(shown.restore_points[0].source_metadata.storage_profile.data_disks) == 1
     item = bk.protected_items.get(VAULT, RG, "Azure", CONTAINER, ITEM)
     assert item.properties["protectionState"] == "Protected" and item.properties["lastBackupStatus"] == "Completed"
     # azure-cli's window filter.

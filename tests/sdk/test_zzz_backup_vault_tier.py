@@ -61,8 +61,19 @@ def test_restore_from_the_vault_tier_after_the_instant_restore_days(server):
     assert restored in [d.name for d in server.client(ComputeManagementClient).disks.list_by_resource_group(RG)]
     io(restored, "read -P 0 0 1M", "read -P 0x7e 1M 3M")
 
-    # The policy's schedule ran while the clock moved on (DefaultPolicy: daily).
+    # The snapshot's restore point in AzureBackupRG_westus_1 went with the instant-restore days.
     import time as wall
+    compute = server.client(ComputeManagementClient)
+    [coll] = [c for c in compute.restore_point_collections.list("AzureBackupRG_westus_1") if c.name.startswith(f"AzureBackup_{VM}_")]
+    deadline = wall.time() + 15
+    while wall.time() < deadline:
+        names = [p.name for p in compute.restore_point_collections.get("AzureBackupRG_westus_1", coll.name, expand="restorePoints").restore_points]
+        if point.name not in names:
+            break
+        wall.sleep(0.3)
+    assert point.name not in names, names
+
+    # The policy's schedule ran while the clock moved on (DefaultPolicy: daily).
     deadline = wall.time() + 15
     while wall.time() < deadline:
         scheduled = [j for j in bk.backup_jobs.list(VAULT, RG, filter="operation eq 'Backup'") if j.properties.is_user_triggered is False]

@@ -52,6 +52,29 @@ pub struct PointData {
     /// The copy in the paired region (cross-region restore), once made.
     #[serde(default)]
     pub secondary: Option<crate::crr::SecondaryCopy>,
+    /// The instant-restore snapshot as Azure shows it: a restore point in
+    /// `AzureBackupRG_{region}_1` (or the policy's group), while it lasts.
+    #[serde(default)]
+    pub restore_point: Option<String>,
+}
+
+/// Where instant-restore snapshots go: the policy's
+/// `instantRPDetails.azureBackupRGNamePrefix` + `1` + its suffix, or
+/// `AzureBackupRG_{region}_1`.
+pub fn snapshot_group_name(policy: Option<&Value>, region: &str) -> String {
+    let details = policy.map(|p| &p["properties"]["instantRPDetails"]);
+    match details
+        .and_then(|d| d["azureBackupRGNamePrefix"].as_str())
+        .filter(|p| !p.is_empty())
+    {
+        Some(prefix) => format!(
+            "{prefix}1{}",
+            details
+                .and_then(|d| d["azureBackupRGNameSuffix"].as_str())
+                .unwrap_or("")
+        ),
+        None => format!("AzureBackupRG_{region}_1"),
+    }
 }
 
 fn mb(bytes: u64) -> String {
@@ -295,7 +318,10 @@ pub fn take_point(
             .as_str()
             .map(str::to_string),
         secondary: None,
+        restore_point: None,
     };
+    let snapshot_group =
+        snapshot_group_name(pol.as_ref(), vm["location"].as_str().unwrap_or_default());
     let job = store_.write(|tx| {
         // The item may have been stopped or deleted meanwhile.
         let mut it = resource::get(tx, &rid)?.ok_or_else(|| {
@@ -306,6 +332,27 @@ pub fn take_point(
         })?;
         check_backup_allowed(&it)?;
         resource::put(tx, &pid, &doc)?;
+        // The snapshot tier, where users see it: a restore point of the VM.
+        let sub = recoverite_arm::id::parse_id(&vm_id_of(&it))
+            .and_then(|p| p.subscription)
+            .unwrap_or_default();
+        let rg = recoverite_rp_resources::groups::ensure(
+            tx,
+            &sub,
+            &snapshot_group,
+            vm["location"].as_str().unwrap_or_default(),
+        )?;
+        let snaps: Vec<(Value, String)> = vm_disks
+            .iter()
+            .zip(&made)
+            .map(|(d, m)| (d.clone(), m.snapshot.clone()))
+            .collect();
+        let mut data = data.clone();
+        data.restore_point = Some(
+            recoverite_rp_compute::restore_points::record_snapshot_point(
+                tx, &rg, &vm, &name, &snaps,
+            )?,
+        );
         tx.put_json(POINT_DATA, &point_key(&pid), &data)?;
         let count = resource::list_children(tx, &rid, "recoveryPoints")?.len();
         let p = &mut it["properties"];
@@ -855,6 +902,7 @@ pub fn forget_points(
     for p in resource::list_children(tx, item_id, "recoveryPoints")? {
         let pid = p["id"].as_str().unwrap_or_default().to_string();
         if let Some(d) = tx.get_json::<PointData>(POINT_DATA, &point_key(&pid))? {
+            forget_snapshot_point(tx, &d)?;
             out.push(d);
         }
         tx.delete(POINT_DATA, &point_key(&pid))?;
@@ -862,9 +910,31 @@ pub fn forget_points(
     Ok(out)
 }
 
+fn vm_id_of(item: &Value) -> String {
+    item["properties"]["sourceResourceId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Drops the restore point showing a point's snapshot (its images are the
+/// snapshot tier's, freed by their owner).
+pub fn forget_snapshot_point(
+    tx: &mut recoverite_store::WriteTx,
+    data: &PointData,
+) -> Result<(), ArmError> {
+    if let Some(rp) = &data.restore_point {
+        recoverite_rp_compute::restore_points::forget_point(tx, rp)?;
+    }
+    Ok(())
+}
+
 /// Drops one point (its document and where its bytes are) in the caller's
 /// transaction; [`free`] its bytes once that committed.
 pub fn forget_point(tx: &mut recoverite_store::WriteTx, point_id: &str) -> Result<(), ArmError> {
+    if let Some(d) = point_data(tx, point_id)? {
+        forget_snapshot_point(tx, &d)?;
+    }
     tx.delete(POINT_DATA, &point_key(point_id))?;
     resource::delete_tree(tx, point_id)?;
     Ok(())
@@ -907,6 +977,15 @@ pub fn free(bp: &BackupProvider, points: &[PointData]) {
 /// The vault tier's directory of a vault, for tools and tests.
 pub fn tier_dir(bp: &BackupProvider, vault_numeric_id: u64) -> PathBuf {
     bp.root.join(vault_numeric_id.to_string())
+}
+
+pub fn put_point_data(
+    tx: &mut recoverite_store::WriteTx,
+    point_id: &str,
+    data: &PointData,
+) -> Result<(), ArmError> {
+    tx.put_json(POINT_DATA, &point_key(point_id), data)?;
+    Ok(())
 }
 
 pub fn point_data(r: &impl Reader, point_id: &str) -> Result<Option<PointData>, ArmError> {

@@ -222,6 +222,7 @@ fn prune(
         .map(str::to_string);
     let mut expired: Vec<String> = Vec::new();
     let mut snapshots: Vec<String> = Vec::new();
+    let mut shown: Vec<String> = Vec::new();
     for p in &pts {
         let pid = p["id"].as_str().unwrap_or_default().to_string();
         let exp = p["properties"]["recoveryPointProperties"]["expiryTime"]
@@ -232,8 +233,24 @@ fn prune(
         } else if let Some(d) = store.view(|r| points::point_data(r, &pid))? {
             if time::parse(&d.snapshot_until).is_some_and(|t| t <= now) {
                 snapshots.extend(d.disks.iter().map(|x| x.snapshot.clone()));
+                if d.restore_point.is_some() {
+                    shown.push(pid.clone());
+                }
             }
         }
+    }
+    // The restore points showing them go first, then their bytes.
+    if !shown.is_empty() {
+        store.write(|tx| {
+            for pid in &shown {
+                if let Some(mut d) = points::point_data(tx, pid)? {
+                    points::forget_snapshot_point(tx, &d)?;
+                    d.restore_point = None;
+                    points::put_point_data(tx, pid, &d)?;
+                }
+            }
+            Ok::<_, ArmError>(())
+        })?;
     }
     for s in snapshots {
         if bp.blocks.image(&s).exists() {

@@ -315,6 +315,113 @@ pub fn put_point(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Rep
     Ok(Reply::json(if doc.1 { 201 } else { 200 }, doc.0))
 }
 
+/// Azure Backup's collection for a VM's instant-restore snapshots:
+/// `AzureBackup_{vm}_{number}`, one per VM.
+pub fn backup_collection_name(vm_name: &str, vm_id: &str) -> String {
+    // FNV-1a of the VM's id: the same VM always gets the same number.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in vm_id.to_ascii_lowercase().bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("AzureBackup_{vm_name}_{}", h % 1_000_000_000)
+}
+
+/// Records a snapshot another service already took (Azure Backup's
+/// instant-restore tier) as a restore point of the VM in `rg_id`, so users
+/// see it where Azure puts it. `snapshots`: each disk of the VM with the
+/// image holding its copy. Returns the restore point's id. Deleting the
+/// point through this API frees the images, as in Azure, where a deleted
+/// instant-restore snapshot leaves only the vault tier.
+pub fn record_snapshot_point(
+    tx: &mut recoverite_store::WriteTx,
+    rg_id: &str,
+    vm: &Value,
+    point_name: &str,
+    snapshots: &[(Value, String)],
+) -> Result<String, ArmError> {
+    let vm_id = vm["id"].as_str().unwrap_or_default();
+    let location = vm["location"].as_str().unwrap_or_default();
+    let coll_id = format!(
+        "{rg_id}/providers/{COLLECTION_TYPE}/{}",
+        backup_collection_name(vm["name"].as_str().unwrap_or("vm"), vm_id)
+    );
+    if resource::get(tx, &coll_id)?.is_none() {
+        let name = coll_id.rsplit('/').next().unwrap_or_default();
+        let doc = json!({
+            "id": coll_id, "name": name, "type": COLLECTION_TYPE, "location": location, "tags": {},
+            "properties": {
+                "source": {"id": vm_id, "location": location},
+                "restorePointCollectionId": uuid::Uuid::new_v4().to_string(),
+                "provisioningState": "Succeeded",
+            }
+        });
+        resource::put(tx, &coll_id, &doc)?;
+    }
+    let rid = format!("{coll_id}/restorePoints/{point_name}");
+    let now = time::now_string();
+    let os_id = vm["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let (mut os_entry, mut data_entries) = (Value::Null, Vec::new());
+    for (d, unique) in snapshots {
+        let disk_id = d["id"].as_str().unwrap_or_default();
+        let disk_name = d["name"].as_str().unwrap_or_default();
+        let drp_id = format!("{rid}/diskRestorePoints/{disk_name}_{point_name}");
+        let drp = json!({
+            "id": drp_id, "name": format!("{disk_name}_{point_name}"), "type": DISK_POINT_TYPE,
+            "properties": {
+                "timeCreated": now, "sourceResourceId": disk_id,
+                "sourceUniqueId": d["properties"]["uniqueId"], "familyId": d["properties"]["uniqueId"],
+                "diskSizeGB": d["properties"]["diskSizeGB"], "diskSizeBytes": d["properties"]["diskSizeBytes"],
+                "uniqueId": unique, "location": location, "osType": d["properties"]["osType"],
+                "provisioningState": "Succeeded", "networkAccessPolicy": "AllowAll", "publicNetworkAccess": "Enabled",
+            }
+        });
+        resource::put(tx, &drp_id, &drp)?;
+        let entry = json!({"name": disk_name, "managedDisk": {"id": disk_id, "storageAccountType": d["sku"]["name"]},
+                           "diskRestorePoint": {"id": drp_id}, "diskSizeGB": d["properties"]["diskSizeGB"]});
+        if disk_id.eq_ignore_ascii_case(&os_id) {
+            os_entry = entry;
+            os_entry["osType"] = d["properties"]["osType"].clone();
+        } else {
+            let lun = vm["properties"]["storageProfile"]["dataDisks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|x| {
+                    x["managedDisk"]["id"]
+                        .as_str()
+                        .is_some_and(|i| i.eq_ignore_ascii_case(disk_id))
+                })
+                .and_then(|x| x["lun"].as_u64());
+            let mut e = entry;
+            e["lun"] = json!(lun);
+            data_entries.push(e);
+        }
+    }
+    let doc = json!({
+        "id": rid, "name": point_name, "type": POINT_TYPE,
+        "properties": {
+            "excludeDisks": [], "consistencyMode": "CrashConsistent", "timeCreated": now,
+            "provisioningState": "Succeeded",
+            "sourceMetadata": {
+                "vmId": vm["properties"]["vmId"], "location": location,
+                "hardwareProfile": vm["properties"]["hardwareProfile"],
+                "storageProfile": {"osDisk": os_entry, "dataDisks": data_entries},
+            },
+        }
+    });
+    resource::put(tx, &rid, &doc)?;
+    Ok(rid)
+}
+
+/// Drops a restore point's records without freeing its images (their
+/// owner frees them).
+pub fn forget_point(tx: &mut recoverite_store::WriteTx, point_id: &str) -> Result<(), ArmError> {
+    resource::delete_tree(tx, point_id).map(|_| ())
+}
+
 pub fn get_point(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let rid = req.path.id();
     ctx.store()

@@ -85,6 +85,27 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, rg: &str) -> Result<Reply, ArmError> {
     })
 }
 
+/// A group a service makes for its own resources in a subscription (Azure
+/// Backup's `AzureBackupRG_{region}_1` for instant-restore snapshots): made
+/// in `location` if missing, left as it is otherwise. Returns its id.
+pub fn ensure(
+    tx: &mut recoverite_store::WriteTx,
+    subscription: &str,
+    name: &str,
+    location: &str,
+) -> Result<String, ArmError> {
+    names::RESOURCE_GROUP.check("resource group", name)?;
+    let rid = id::resource_group_id(subscription, name);
+    if load(tx, &rid)?.is_none() {
+        let doc = json!({
+            "id": rid, "name": name, "type": RG_TYPE, "location": location,
+            "properties": {"provisioningState": "Succeeded"},
+        });
+        resource::put(tx, &rid, &doc)?;
+    }
+    Ok(rid)
+}
+
 fn group_doc(
     req: &ArmRequest,
     name: &str,

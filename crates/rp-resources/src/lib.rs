@@ -1,7 +1,7 @@
 //! Microsoft.Resources: subscriptions, tenants, locations, resource groups,
 //! generic resource listing and resource-provider registration.
 
-mod groups;
+pub mod groups;
 mod registration;
 mod subscriptions;
 
