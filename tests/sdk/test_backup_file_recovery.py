@@ -178,3 +178,16 @@ def test_file_recovery_requests_are_checked(server, env):
         bk.item_level_recovery_connections.provision(VAULT, RG, "Azure", CONTAINER, ITEM, "12345",
                                                      {"properties": {"objectType": "IaasVMILRRegistrationRequest"}})
     assert e.value.status_code == 404
+
+
+def test_nine_on_demand_backups_a_day(server, env):
+    """Azure VM support matrix: one scheduled backup a day, up to nine on-demand ones."""
+    bk = env["bk"]
+    body = {"properties": {"objectType": "IaasVMBackupRequest"}}
+    today = [j for j in bk.backup_jobs.list(VAULT, RG, filter="operation eq 'Backup'") if j.properties.is_user_triggered]
+    for _ in range(9 - len(today)):
+        bk.backups.trigger(VAULT, RG, "Azure", CONTAINER, ITEM, body)
+    with pytest.raises(HttpResponseError) as e:
+        bk.backups.trigger(VAULT, RG, "Azure", CONTAINER, ITEM, body)
+    assert e.value.status_code == 400 and e.value.error.code == "BMSUserErrorOnDemandBackupLimitReached"
+    assert len(list(bk.recovery_points.list(VAULT, RG, "Azure", CONTAINER, ITEM))) == 9

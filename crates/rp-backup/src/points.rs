@@ -119,6 +119,54 @@ pub fn check_backup_allowed(item: &Value) -> Result<(), ArmError> {
     }
 }
 
+/// Support matrix for Azure VM backups: "one scheduled backup per day. The
+/// Azure Backup service supports up to nine on-demand backups per day".
+pub const MAX_ON_DEMAND_PER_DAY: usize = 9;
+
+/// An on-demand backup beyond the day's nine is refused.
+pub fn check_on_demand_count(taken_today: usize) -> Result<(), ArmError> {
+    if taken_today >= MAX_ON_DEMAND_PER_DAY {
+        return Err(ArmError::bad_request(
+            "BMSUserErrorOnDemandBackupLimitReached",
+            format!("This item already had {MAX_ON_DEMAND_PER_DAY} on-demand backups today (UTC), the most Azure Backup takes of a VM in a day; wait for the next day or for the policy's scheduled backup."),
+        ));
+    }
+    Ok(())
+}
+
+/// On-demand backups of the item in a vault since the start of today (UTC).
+fn on_demand_today(r: &impl Reader, vid: &str, item: &Value) -> Result<usize, ArmError> {
+    let today = time::now().replace_time(::time::Time::MIDNIGHT);
+    let container = &item["properties"]["containerName"];
+    Ok(resource::list_children(r, vid, "backupJobs")?
+        .iter()
+        .filter(|j| {
+            let p = &j["properties"];
+            p["operation"] == "Backup"
+                && p["isUserTriggered"] == true
+                && &p["containerName"] == container
+                && p["startTime"]
+                    .as_str()
+                    .and_then(time::parse)
+                    .is_some_and(|t| t >= today)
+        })
+        .count())
+}
+
+/// One backup of an item at a time: held while a point is taken.
+fn item_lock(rid: &str) -> std::sync::Arc<std::sync::Mutex<()>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static LOCKS: OnceLock<Mutex<HashMap<String, Arc<Mutex<()>>>>> = OnceLock::new();
+    LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(id::key(rid))
+        .or_default()
+        .clone()
+}
+
 pub fn backup(
     ctx: &Ctx,
     req: &ArmRequest,
@@ -145,7 +193,10 @@ pub fn backup(
     }
     let vid = ctx.store().view(|r| vault_of(r, req))?;
     let rid = item_id(&vid, container, item);
-    ctx.store().view(|r| load(r, &vid, container, item))?;
+    ctx.store().view(|r| {
+        let it = load(r, &vid, container, item)?;
+        check_on_demand_count(on_demand_today(r, &vid, &it)?)
+    })?;
     let job = take_point(ctx.store(), bp, &vid, &rid, expiry, true)?;
     jobs::accepted_plain(ctx, req, &vid, &job)
 }
@@ -162,6 +213,13 @@ pub fn take_point(
     user: bool,
 ) -> Result<String, ArmError> {
     let (vid, rid) = (vid.to_string(), rid.to_string());
+    let lock = item_lock(&rid);
+    let _one_at_a_time = lock.try_lock().map_err(|_| {
+        ArmError::conflict(
+            "UserErrorBackupOperationInProgress",
+            "Another backup of this item is in progress; wait for its job to finish, then try again.",
+        )
+    })?;
     let (it, vm, vm_disks, meta, pol) = store_.view(|r| {
         let it = resource::get(r, &rid)?.ok_or_else(|| {
             ArmError::conflict("BMSUserErrorItemNotFound", "The item was removed.")
@@ -995,6 +1053,25 @@ pub fn point_data(r: &impl Reader, point_id: &str) -> Result<Option<PointData>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nine_on_demand_backups_a_day() {
+        assert!(check_on_demand_count(0).is_ok());
+        assert!(check_on_demand_count(8).is_ok());
+        assert_eq!(
+            check_on_demand_count(9).unwrap_err().body.code,
+            "BMSUserErrorOnDemandBackupLimitReached"
+        );
+    }
+
+    #[test]
+    fn one_backup_of_an_item_at_a_time() {
+        let l = item_lock("/subscriptions/s/x");
+        let held = l.try_lock().unwrap();
+        assert!(item_lock("/SUBSCRIPTIONS/s/X").try_lock().is_err());
+        drop(held);
+        assert!(item_lock("/subscriptions/s/x").try_lock().is_ok());
+    }
 
     #[test]
     fn backups_need_an_item_under_protection() {
