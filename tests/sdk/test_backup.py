@@ -129,6 +129,8 @@ def test_discover_protect_backup_restore(server, env):
     io(env, RG, data, "write -P 0xb2 0 1M", "write -P 0xc3 2M 1M")
     job2 = backup_now(bk)
     assert job2.properties.status == "Completed"
+    # Incremental from the disks' change journals: only the two chunks written since are read.
+    assert job2.properties.extended_info.property_bag["Backup Size"] == "2.00 MB", job2.properties.extended_info.property_bag
 
     points = list(bk.recovery_points.list(VAULT, RG, "Azure", CONTAINER, ITEM))
     assert len(points) == 2

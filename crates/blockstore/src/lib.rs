@@ -81,6 +81,37 @@ impl BlockStore {
         }
     }
 
+    /// The change journal's length: a position to ask for later writes.
+    pub fn journal_len(&self, unique_id: &str) -> std::io::Result<u64> {
+        match std::fs::metadata(self.journal(unique_id)) {
+            Ok(m) => Ok(m.len() / 16 * 16),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The `(offset, length)` writes journaled from position `from` to
+    /// `to` (positions from [`BlockStore::journal_len`]).
+    pub fn written_between(&self, unique_id: &str, from: u64, to: u64) -> std::io::Result<Vec<(u64, u64)>> {
+        use std::io::{Read, Seek, SeekFrom};
+        if to <= from {
+            return Ok(Vec::new());
+        }
+        let mut f = File::open(self.journal(unique_id))?;
+        f.seek(SeekFrom::Start(from))?;
+        let mut data = vec![0u8; (to - from) as usize];
+        f.read_exact(&mut data)?;
+        Ok(data
+            .chunks_exact(16)
+            .map(|r| {
+                (
+                    u64::from_le_bytes(r[..8].try_into().expect("8 bytes")),
+                    u64::from_le_bytes(r[8..].try_into().expect("8 bytes")),
+                )
+            })
+            .collect())
+    }
+
     /// The changed ranges recorded so far, merged to whole blocks.
     pub fn changed_blocks(&self, unique_id: &str) -> std::io::Result<Vec<u64>> {
         let mut blocks = std::collections::BTreeSet::new();

@@ -36,6 +36,12 @@ pub struct PointDisk {
     /// The vault-tier manifest.
     pub manifest: String,
     pub source: Value,
+    /// The disk's image and change-journal position when the snapshot was
+    /// taken: the next backup reads only what was written after it.
+    #[serde(default)]
+    pub source_unique: Option<String>,
+    #[serde(default)]
+    pub journal_pos: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -151,6 +157,20 @@ fn on_demand_today(r: &impl Reader, vid: &str, item: &Value) -> Result<usize, Ar
                     .is_some_and(|t| t >= today)
         })
         .count())
+}
+
+/// The disks of the item's newest point: the base of an incremental backup.
+fn previous_disks(r: &impl Reader, rid: &str) -> Result<Vec<PointDisk>, ArmError> {
+    let mut pts = resource::list_children(r, rid, "recoveryPoints")?;
+    pts.sort_by(|a, b| {
+        a["properties"]["recoveryPointTime"]
+            .as_str()
+            .cmp(&b["properties"]["recoveryPointTime"].as_str())
+    });
+    match pts.last().and_then(|p| p["id"].as_str()) {
+        Some(pid) => Ok(point_data(r, pid)?.map(|d| d.disks).unwrap_or_default()),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// One backup of an item at a time: held while a point is taken.
@@ -285,14 +305,24 @@ pub fn take_point(
         };
         let size = d["properties"]["diskSizeBytes"].as_u64().unwrap_or(0);
         let snap = format!("bkp-{name}-{}", made.len());
-        if let Err(e) = bp.blocks.copy(
-            d["properties"]["uniqueId"].as_str().unwrap_or_default(),
-            &snap,
-            size,
-        ) {
-            cleanup(&made);
-            return Err(io(e));
-        }
+        let unique = d["properties"]["uniqueId"].as_str().unwrap_or_default();
+        // Writes are held: the journal ends exactly where the snapshot is.
+        let copied = bp.blocks.journal_len(unique).and_then(|pos| {
+            recoverite_blockstore::copy_sparse_unsynced(
+                &bp.blocks.image(unique),
+                &bp.blocks.image(&snap),
+                size,
+            )
+            .map(|_| pos)
+        });
+        let journal_pos = match copied {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = bp.blocks.delete(&snap);
+                cleanup(&made);
+                return Err(io(e));
+            }
+        };
         made.push(PointDisk {
             lun,
             disk_id: did.to_string(),
@@ -311,15 +341,42 @@ pub fn take_point(
                 made.len()
             ),
             source: json!({"id": did, "properties": {"osType": d["properties"]["osType"]}}),
+            source_unique: Some(unique.to_string()),
+            journal_pos: Some(journal_pos),
         });
     }
     drop(frozen);
     let snap_secs = t0.elapsed().as_secs();
-    // Vault tier: only chunks the vault does not hold yet.
+    // Vault tier: only chunks the vault does not hold yet, read only where
+    // the disk was written since the item's previous point.
     let t1 = Instant::now();
+    let previous = store_.view(|r| previous_disks(r, &rid))?;
     let (mut scanned, mut new_bytes, mut stored) = (0u64, 0u64, 0u64);
     for d in &made {
-        match store.backup(&bp.blocks.image(&d.snapshot), d.size_bytes, &d.manifest) {
+        let since = previous
+            .iter()
+            .find(|p| {
+                id::key(&p.disk_id) == id::key(&d.disk_id)
+                    && p.size_bytes == d.size_bytes
+                    && p.source_unique.is_some()
+                    && p.source_unique == d.source_unique
+                    && p.journal_pos.zip(d.journal_pos).is_some_and(|(a, b)| a <= b)
+            })
+            .and_then(|p| {
+                let unique = d.source_unique.as_deref()?;
+                let written = bp
+                    .blocks
+                    .written_between(unique, p.journal_pos?, d.journal_pos?)
+                    .ok()?;
+                Some((p.manifest.clone(), written))
+            });
+        let res = store.backup_since(
+            &bp.blocks.image(&d.snapshot),
+            d.size_bytes,
+            &d.manifest,
+            since.as_ref().map(|(m, w)| (m.as_str(), w.as_slice())),
+        );
+        match res {
             Ok((_, t)) => {
                 scanned += t.scanned;
                 new_bytes += t.new_bytes;
@@ -329,6 +386,16 @@ pub fn take_point(
                 cleanup(&made);
                 return Err(io(e));
             }
+        }
+    }
+    // The snapshot copies were made unsynced (quick, while writes were
+    // held): durable before the point names them. The vault tier's
+    // filesystem sync has usually flushed them already.
+    for d in &made {
+        let synced = std::fs::File::open(bp.blocks.image(&d.snapshot)).and_then(|f| f.sync_all());
+        if let Err(e) = synced {
+            cleanup(&made);
+            return Err(io(e));
         }
     }
     let transfer_secs = t1.elapsed().as_secs();
