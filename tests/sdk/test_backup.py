@@ -215,9 +215,21 @@ def test_roles_soft_delete_and_vault_rules(server, env):
     ops = server.client(RecoveryServicesBackupClient, credential=server.credential(p["clientId"], p["clientSecret"]))
     # The operator backs up…
     assert backup_now(ops).properties.status == "Completed"
-    # …but cannot stop protection with delete.
+    # …but cannot stop protection with delete, create vaults or grant access.
     with pytest.raises(HttpResponseError) as e:
         ops.protected_items.delete(VAULT, RG, "Azure", CONTAINER, ITEM)
+    assert e.value.status_code == 403
+    op_cred = server.credential(p["clientId"], p["clientSecret"])
+    with pytest.raises(HttpResponseError) as e:
+        server.client(RecoveryServicesClient, credential=op_cred).vaults.begin_create_or_update(
+            RG, "operator-vault", {"location": "eastus", "sku": {"name": "Standard"}}).result()
+    assert e.value.status_code == 403
+    from azure.mgmt.authorization import AuthorizationManagementClient
+    reader_role = f"/subscriptions/{server.sub}/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7"
+    with pytest.raises(HttpResponseError) as e:
+        server.client(AuthorizationManagementClient, credential=op_cred).role_assignments.create(
+            f"/subscriptions/{server.sub}/resourceGroups/{RG}", str(uuid.uuid4()),
+            {"role_definition_id": reader_role, "principal_id": p["objectId"]})
     assert e.value.status_code == 403
     # A reader cannot back up.
     r = server.http("POST", "/recoverite/principals", json={"displayName": "backup-reader", "role": "Backup Reader"})

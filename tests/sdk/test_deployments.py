@@ -283,7 +283,7 @@ def test_a_deployment_cut_off_by_kill_9_reports_it_and_runs_again(server, env):
     print(f"kill -9 during a 200-resource deployment: {state}, {made} made")
     # Deployments are idempotent: the same template finishes the job.
     again = d.deployments.begin_create_or_update(rg, "many", body).result()
-    assert again.properties.provisioning_state == "Succeeded"
+    assert again.properties.provisioning_state == "Succeeded", (again.properties.error.as_dict() if again.properties.error else None)
     assert len(list(server.client(NetworkManagementClient).network_security_groups.list(rg))) == 200
 
 
