@@ -443,3 +443,45 @@ def test_enabling_replication_adds_two_fqdns_or_is_refused_when_a_subnet_is_shor
     assert len(later.custom_dns_configs) == 7
     for name in ("pair-pe", "pair-pe-2"):
         net.private_endpoints.begin_delete(RG, name).result()
+
+
+def test_vault_certificates_and_registered_identities(server, v):
+    """The vault-credentials path (issue 11): a machine's certificate uploaded
+    to the vault comes back with the Entra details an agent registers with;
+    deleting a registered identity unregisters its container."""
+    import datetime
+    import hashlib
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    rs, backup = v["rs"], v["backup"]
+    rs.vaults.begin_create_or_update(RG, "cred-vault", {"location": "eastus", "sku": {"name": "Standard"}}).result()
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CN=machine1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def cert(start, end):
+        return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
+                .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
+    der = cert(now - datetime.timedelta(hours=1), now + datetime.timedelta(days=10))
+    got = rs.vault_certificates.create(RG, "cred-vault", "machine1-cert", {"properties": {"authType": "AAD", "certificate": der}})
+    p = got.properties
+    assert p.auth_type == "AzureActiveDirectory"
+    assert p.thumbprint == hashlib.sha1(der).hexdigest().upper()
+    assert "machine1" in p.subject and p.aad_tenant_id == server.conn["tenantId"]
+    assert p.resource_id > 0
+    assert p.valid_to > now
+    expired = cert(now - datetime.timedelta(days=20), now - datetime.timedelta(days=10))
+    with pytest.raises(HttpResponseError) as e:
+        rs.vault_certificates.create(RG, "cred-vault", "old", {"properties": {"authType": "AAD", "certificate": expired}})
+    assert e.value.status_code == 400 and e.value.error.code == "InvalidCertificate"
+
+    container = {"properties": {"containerType": "VMAppContainer", "backupManagementType": "AzureWorkload", "friendlyName": "sqlvm9"}}
+    backup.protection_containers.begin_register("cred-vault", RG, "Azure", "VMAppContainer;compute;rg;sqlvm9", container).result()
+    assert [c.name for c in backup.backup_protection_containers.list("cred-vault", RG)] == ["VMAppContainer;compute;rg;sqlvm9"]
+    rs.registered_identities.delete(RG, "cred-vault", "VMAppContainer;compute;rg;sqlvm9")
+    assert list(backup.backup_protection_containers.list("cred-vault", RG)) == []
+    rs.registered_identities.delete(RG, "cred-vault", "nothing-registered")  # idempotent

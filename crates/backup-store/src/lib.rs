@@ -212,7 +212,9 @@ impl ChunkStore {
                             let hash = hex::encode(Sha256::digest(data));
                             let fin = self.chunk_path(&hash);
                             let mut written = None;
-                            if !fin.exists() && claimed.lock().expect("claimed").insert(hash.clone()) {
+                            if !fin.exists()
+                                && claimed.lock().expect("claimed").insert(hash.clone())
+                            {
                                 let packed = zstd::encode_all(data, 1)?;
                                 let dir = fin.parent().expect("chunk paths have a parent");
                                 fs::create_dir_all(dir)?;
@@ -228,7 +230,10 @@ impl ChunkStore {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(bad("a backup worker panicked"))))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(bad("a backup worker panicked")))
+                })
                 .collect()
         });
         let mut t = Transfer::default();
@@ -426,17 +431,23 @@ mod tests {
         write_at(&img, (3 << 20) + 10, 0x99, 4096);
         write_at(&img, 12 << 20, 0x77, 100);
         let written = [((3 << 20) + 10, 4096), (12 << 20, 100)];
-        let (m, t) = store.backup_since(&img, size, "p2", Some(("p1", &written))).unwrap();
+        let (m, t) = store
+            .backup_since(&img, size, "p2", Some(("p1", &written)))
+            .unwrap();
         assert_eq!((t.scanned, t.new_chunks), (2 << 20, 2));
         assert_eq!(m.chunks.len(), 9);
         let out = dir.path().join("out.img");
         store.restore("p2", &out).unwrap();
         assert_eq!(fs::read(&out).unwrap(), fs::read(&img).unwrap());
         // A missing base reads everything.
-        let (_, t) = store.backup_since(&img, size, "p3", Some(("gone", &written))).unwrap();
+        let (_, t) = store
+            .backup_since(&img, size, "p3", Some(("gone", &written)))
+            .unwrap();
         assert_eq!(t.scanned, 9 << 20);
         store.restore("p1", &out).unwrap();
-        assert!(fs::read(&out).unwrap()[3 << 20..4 << 20].iter().all(|b| *b == 0x13));
+        assert!(fs::read(&out).unwrap()[3 << 20..4 << 20]
+            .iter()
+            .all(|b| *b == 0x13));
     }
 
     #[test]

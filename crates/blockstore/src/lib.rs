@@ -92,7 +92,12 @@ impl BlockStore {
 
     /// The `(offset, length)` writes journaled from position `from` to
     /// `to` (positions from [`BlockStore::journal_len`]).
-    pub fn written_between(&self, unique_id: &str, from: u64, to: u64) -> std::io::Result<Vec<(u64, u64)>> {
+    pub fn written_between(
+        &self,
+        unique_id: &str,
+        from: u64,
+        to: u64,
+    ) -> std::io::Result<Vec<(u64, u64)>> {
         use std::io::{Read, Seek, SeekFrom};
         if to <= from {
             return Ok(Vec::new());

@@ -360,7 +360,9 @@ pub fn take_point(
                     && p.size_bytes == d.size_bytes
                     && p.source_unique.is_some()
                     && p.source_unique == d.source_unique
-                    && p.journal_pos.zip(d.journal_pos).is_some_and(|(a, b)| a <= b)
+                    && p.journal_pos
+                        .zip(d.journal_pos)
+                        .is_some_and(|(a, b)| a <= b)
             })
             .and_then(|p| {
                 let unique = d.source_unique.as_deref()?;

@@ -14,7 +14,7 @@ use crate::vault::vault_of;
 pub const CONTAINER_TYPE: &str =
     "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers";
 
-fn all(r: &impl Reader, vault_id: &str) -> Result<Vec<Value>, ArmError> {
+pub(crate) fn all(r: &impl Reader, vault_id: &str) -> Result<Vec<Value>, ArmError> {
     Ok(r.scan_json::<Value>(
         recoverite_arm::RESOURCES,
         &format!("{}/backupfabrics/", recoverite_arm::id::key(vault_id)),

@@ -1,6 +1,7 @@
 //! Microsoft.RecoveryServices: vaults with private endpoints for Site
 //! Recovery and Backup (documents 000, 001 and 004).
 
+pub mod certificates;
 pub mod connections;
 pub mod containers;
 pub mod dependents;
@@ -25,6 +26,8 @@ pub const NAMESPACE: &str = "Microsoft.RecoveryServices";
 
 const TYPES: &[&str] = &[
     "vaults",
+    "vaults/certificates",
+    "vaults/registeredIdentities",
     "vaults/privateEndpointConnections",
     "vaults/privateEndpointConnections/operationsStatus",
     "vaults/privateLinkResources",
@@ -74,6 +77,10 @@ impl Provider for RecoveryServicesProvider {
                 extended_info::put(ctx, req, true)
             }
             (["vaults", "extendedinformation"], true, M::GET) => extended_info::get(ctx, req),
+            (["vaults", "certificates"], true, M::PUT) => certificates::put(ctx, req),
+            (["vaults", "registeredidentities"], true, M::DELETE) => {
+                certificates::delete_registered_identity(ctx, req)
+            }
             (["vaults", "privateendpointconnections"], true, M::GET) => connections::get(ctx, req),
             (["vaults", "privateendpointconnections"], true, M::PUT) => connections::put(ctx, req),
             (["vaults", "privateendpointconnections"], true, M::DELETE) => {
