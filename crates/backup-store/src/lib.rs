@@ -6,18 +6,28 @@
 //! a point's manifests and collecting garbage frees exactly the chunks no
 //! remaining manifest names.
 //!
-//! Crash safety: a chunk is written to a temporary file, synced and renamed
-//! into place before any manifest names it; a manifest is published the same
-//! way, so a crash leaves at worst unreferenced chunks, which the next
-//! collection removes. Fixed-size chunks suit block devices, where a changed
-//! block keeps its offset.
+//! Chunks and manifests are objects of an `object_store::ObjectStore`
+//! (`chunks/{hh}/{hash}`, `manifests/{name}.json` under the vault's prefix):
+//! local files under the data directory, or any other backend the server is
+//! configured with.
+//!
+//! Crash safety: on a local filesystem a chunk is put under a staging name,
+//! the filesystem synced, then renamed into place before any manifest names
+//! it; a manifest is published the same way, so a crash leaves at worst
+//! unreferenced objects, which the next collection removes. (Remote object
+//! stores make each put durable and atomic by themselves.) Fixed-size chunks
+//! suit block devices, where a changed block keeps its offset.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, PutPayload};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 /// The chunk size: the unit of change tracking, deduplication and restore.
 pub const CHUNK: u64 = 1 << 20;
@@ -45,26 +55,27 @@ pub struct Transfer {
 
 #[derive(Clone)]
 pub struct ChunkStore {
-    root: PathBuf,
+    objects: Arc<dyn ObjectStore>,
+    /// The vault's prefix in the object store (`""` for the whole store).
+    prefix: String,
+    /// Where the objects are on this machine's filesystem, when they are:
+    /// what to sync for durability.
+    local: Option<PathBuf>,
 }
 
 /// One lock per vault tier in this process: a collection must not delete a
 /// chunk a running backup has just found and is about to name.
-fn tier_lock(root: &Path) -> std::sync::Arc<std::sync::Mutex<()>> {
+fn tier_lock(key: &str) -> Arc<std::sync::Mutex<()>> {
     use std::collections::HashMap;
-    use std::sync::{Arc, Mutex, OnceLock};
-    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = OnceLock::new();
+    use std::sync::{Mutex, OnceLock};
+    static LOCKS: OnceLock<Mutex<HashMap<String, Arc<Mutex<()>>>>> = OnceLock::new();
     LOCKS
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .entry(root.to_path_buf())
+        .entry(key.to_string())
         .or_default()
         .clone()
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// Syncs the whole filesystem holding `dir` (`syncfs`).
@@ -78,47 +89,116 @@ fn sync_fs(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` durably: temporary file, sync, rename, sync the directory.
-fn publish(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().expect("chunk paths have a parent");
-    fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("x")
-    ));
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    sync_dir(dir)
-}
-
 fn bad(msg: impl Into<String>) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, msg.into())
 }
 
+fn os(e: object_store::Error) -> std::io::Error {
+    match e {
+        object_store::Error::NotFound { .. } => {
+            std::io::Error::new(std::io::ErrorKind::NotFound, e.to_string())
+        }
+        e => std::io::Error::other(e.to_string()),
+    }
+}
+
+/// Runs an object-store call to completion on this (blocking) thread.
+fn run<T>(f: impl std::future::Future<Output = object_store::Result<T>>) -> std::io::Result<T> {
+    futures::executor::block_on(f).map_err(os)
+}
+
 impl ChunkStore {
-    /// The vault tier of one vault, under `root`.
+    /// The vault tier of one vault, as local files under `root`.
     pub fn open(root: &Path) -> std::io::Result<ChunkStore> {
-        fs::create_dir_all(root.join("chunks"))?;
-        fs::create_dir_all(root.join("manifests"))?;
+        fs::create_dir_all(root)?;
+        let objects = LocalFileSystem::new_with_prefix(root).map_err(os)?;
         Ok(ChunkStore {
-            root: root.to_path_buf(),
+            objects: Arc::new(objects),
+            prefix: String::new(),
+            local: Some(root.to_path_buf()),
         })
     }
 
-    fn chunk_path(&self, hash: &str) -> PathBuf {
-        self.root.join("chunks").join(&hash[..2]).join(hash)
+    /// The vault tier of one vault under `prefix` of `objects`; `local`:
+    /// where those objects are on this machine's filesystem, if they are.
+    pub fn new(objects: Arc<dyn ObjectStore>, prefix: &str, local: Option<PathBuf>) -> ChunkStore {
+        if let Some(l) = &local {
+            let _ = fs::create_dir_all(l);
+        }
+        ChunkStore {
+            objects,
+            prefix: prefix.trim_matches('/').to_string(),
+            local,
+        }
     }
 
-    fn manifest_path(&self, name: &str) -> PathBuf {
-        self.root.join("manifests").join(format!("{name}.json"))
+    fn key(&self, rel: &str) -> ObjectPath {
+        if self.prefix.is_empty() {
+            ObjectPath::from(rel)
+        } else {
+            ObjectPath::from(format!("{}/{rel}", self.prefix))
+        }
+    }
+
+    fn lock_key(&self) -> String {
+        match &self.local {
+            Some(l) => l.display().to_string(),
+            None => format!("{:p}/{}", Arc::as_ptr(&self.objects), self.prefix),
+        }
+    }
+
+    fn chunk_key(&self, hash: &str) -> ObjectPath {
+        self.key(&format!("chunks/{}/{hash}", &hash[..2.min(hash.len())]))
+    }
+
+    fn manifest_key(&self, name: &str) -> ObjectPath {
+        self.key(&format!("manifests/{name}.json"))
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        match &self.local {
+            Some(l) => sync_fs(l),
+            None => Ok(()),
+        }
+    }
+
+    /// Puts an object where a later put of the same name cannot be seen
+    /// half-written: staged, synced and renamed on a local filesystem.
+    fn stage(&self, bytes: Vec<u8>, tag: &str) -> std::io::Result<Option<ObjectPath>> {
+        if self.local.is_none() {
+            return Ok(None);
+        }
+        let staged = self.key(&format!("staging/{tag}"));
+        run(self.objects.put(&staged, PutPayload::from(bytes)))?;
+        Ok(Some(staged))
+    }
+
+    /// Writes `bytes` at `key` durably.
+    fn publish(&self, key: &ObjectPath, bytes: Vec<u8>) -> std::io::Result<()> {
+        let tag = format!("{}.tmp", uuid_like());
+        match self.stage(bytes.clone(), &tag)? {
+            Some(staged) => {
+                self.sync()?;
+                run(self.objects.rename(&staged, key))?;
+                self.sync()
+            }
+            None => run(self.objects.put(key, PutPayload::from(bytes))).map(|_| ()),
+        }
+    }
+
+    fn get(&self, key: &ObjectPath) -> std::io::Result<Vec<u8>> {
+        let r = run(self.objects.get(key))?;
+        Ok(run(r.bytes())?.to_vec())
+    }
+
+    fn list(&self, rel: &str) -> std::io::Result<Vec<object_store::ObjectMeta>> {
+        use futures::TryStreamExt;
+        let prefix = self.key(rel);
+        run(self.objects.list(Some(&prefix)).try_collect::<Vec<_>>())
     }
 
     pub fn has_chunk(&self, hash: &str) -> bool {
-        hash.len() == 64 && self.chunk_path(hash).exists()
+        hash.len() == 64 && run(self.objects.head(&self.chunk_key(hash))).is_ok()
     }
 
     /// Backs up a disk image as manifest `name`: reads only its allocated
@@ -144,7 +224,7 @@ impl ChunkStore {
         name: &str,
         since: Option<(&str, &[(u64, u64)])>,
     ) -> std::io::Result<(Manifest, Transfer)> {
-        let lock = tier_lock(&self.root);
+        let lock = tier_lock(&self.lock_key());
         let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
         let f = File::open(image)?;
         let base = since.and_then(|(b, written)| {
@@ -186,7 +266,14 @@ impl ChunkStore {
             .unwrap_or(1)
             .clamp(1, 8);
         let claimed = std::sync::Mutex::new(std::collections::HashSet::<String>::new());
-        type Found = (u64, String, Option<(PathBuf, PathBuf, u64)>, u64);
+        let tag = uuid_like();
+        let tag = tag.as_str();
+        type Found = (
+            u64,
+            String,
+            Option<(Option<ObjectPath>, ObjectPath, u64)>,
+            u64,
+        );
         let results: Vec<std::io::Result<Vec<Found>>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
                 .map(|w| {
@@ -210,17 +297,23 @@ impl ChunkStore {
                                 continue;
                             }
                             let hash = hex::encode(Sha256::digest(data));
-                            let fin = self.chunk_path(&hash);
+                            let fin = self.chunk_key(&hash);
                             let mut written = None;
-                            if !fin.exists()
+                            if !self.has_chunk(&hash)
                                 && claimed.lock().expect("claimed").insert(hash.clone())
                             {
                                 let packed = zstd::encode_all(data, 1)?;
-                                let dir = fin.parent().expect("chunk paths have a parent");
-                                fs::create_dir_all(dir)?;
-                                let tmp = dir.join(format!(".{hash}.tmp"));
-                                File::create(&tmp)?.write_all(&packed)?;
-                                written = Some((tmp, fin, packed.len() as u64));
+                                let stored = packed.len() as u64;
+                                let staged =
+                                    match self.stage(packed.clone(), &format!("{tag}/{hash}"))? {
+                                        Some(s) => Some(s),
+                                        None => {
+                                            // A remote store's put is durable and atomic.
+                                            run(self.objects.put(&fin, PutPayload::from(packed)))?;
+                                            None
+                                        }
+                                    };
+                                written = Some((staged, fin, stored));
                             }
                             out.push((*off, hash, written, n as u64));
                         }
@@ -237,15 +330,17 @@ impl ChunkStore {
                 .collect()
         });
         let mut t = Transfer::default();
-        let mut pending: Vec<(PathBuf, PathBuf)> = Vec::new();
+        let mut pending: Vec<(ObjectPath, ObjectPath)> = Vec::new();
         let mut failed = None;
         for r in results {
             match r {
                 Ok(found) => {
                     for (off, hash, written, n) in found {
                         t.scanned += n;
-                        if let Some((tmp, fin, stored)) = written {
-                            pending.push((tmp, fin));
+                        if let Some((staged, fin, stored)) = written {
+                            if let Some(tmp) = staged {
+                                pending.push((tmp, fin));
+                            }
                             t.new_chunks += 1;
                             t.new_bytes += n;
                             t.stored_bytes += stored;
@@ -258,7 +353,7 @@ impl ChunkStore {
         }
         if let Some(e) = failed {
             for (tmp, _) in &pending {
-                let _ = fs::remove_file(tmp);
+                let _ = run(self.objects.delete(tmp));
             }
             return Err(e);
         }
@@ -271,19 +366,19 @@ impl ChunkStore {
         // under its hash is always whole; the manifest comes after the
         // renames are durable too.
         if !pending.is_empty() {
-            sync_fs(&self.root)?;
+            self.sync()?;
             for (tmp, fin) in &pending {
-                fs::rename(tmp, fin)?;
+                run(self.objects.rename(tmp, fin))?;
             }
-            sync_fs(&self.root)?;
+            self.sync()?;
         }
         let json = serde_json::to_vec(&manifest).map_err(|e| bad(e.to_string()))?;
-        publish(&self.manifest_path(name), &json)?;
+        self.publish(&self.manifest_key(name), json)?;
         Ok((manifest, t))
     }
 
     pub fn manifest(&self, name: &str) -> std::io::Result<Manifest> {
-        let bytes = fs::read(self.manifest_path(name))?;
+        let bytes = self.get(&self.manifest_key(name))?;
         serde_json::from_slice(&bytes).map_err(|e| bad(format!("manifest {name}: {e}")))
     }
 
@@ -304,7 +399,8 @@ impl ChunkStore {
                     "manifest {name}: chunk at {off} past the disk's end"
                 )));
             }
-            let packed = fs::read(self.chunk_path(hash))
+            let packed = self
+                .get(&self.chunk_key(hash))
                 .map_err(|e| bad(format!("chunk {hash} of {name} is missing: {e}")))?;
             let data = zstd::decode_all(&packed[..])?;
             if hex::encode(Sha256::digest(&data)) != *hash {
@@ -325,79 +421,83 @@ impl ChunkStore {
     /// Returns the (compressed) bytes copied.
     pub fn replicate_to(&self, other: &ChunkStore, name: &str) -> std::io::Result<u64> {
         let m = self.manifest(name)?;
-        let lock = tier_lock(&other.root);
+        let lock = tier_lock(&other.lock_key());
         let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut copied = 0;
         for (_, hash) in &m.chunks {
             if other.has_chunk(hash) {
                 continue;
             }
-            let packed = fs::read(self.chunk_path(hash))
+            let packed = self
+                .get(&self.chunk_key(hash))
                 .map_err(|e| bad(format!("chunk {hash} of {name} is missing: {e}")))?;
             if hex::encode(Sha256::digest(zstd::decode_all(&packed[..])?)) != *hash {
                 return Err(bad(format!("chunk {hash} of {name} is corrupt")));
             }
-            publish(&other.chunk_path(hash), &packed)?;
             copied += packed.len() as u64;
+            other.publish(&other.chunk_key(hash), packed)?;
         }
         let json = serde_json::to_vec(&m).map_err(|e| bad(e.to_string()))?;
-        publish(&other.manifest_path(name), &json)?;
+        other.publish(&other.manifest_key(name), json)?;
         Ok(copied)
     }
 
     /// Forgets a manifest (its chunks go at the next [`ChunkStore::collect`]).
     pub fn delete(&self, name: &str) -> std::io::Result<()> {
-        match fs::remove_file(self.manifest_path(name)) {
+        match run(self.objects.delete(&self.manifest_key(name))) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => sync_dir(&self.root.join("manifests")),
+            _ => self.sync(),
         }
     }
 
-    /// Deletes every chunk no manifest names; returns the bytes freed.
+    /// Deletes every chunk no manifest names, and what crashed backups left
+    /// staged; returns the bytes freed.
     pub fn collect(&self) -> std::io::Result<u64> {
-        let lock = tier_lock(&self.root);
+        let lock = tier_lock(&self.lock_key());
         let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut live = std::collections::HashSet::new();
-        for e in fs::read_dir(self.root.join("manifests"))? {
-            let p = e?.path();
-            if p.extension().and_then(|x| x.to_str()) != Some("json") {
+        for o in self.list("manifests")? {
+            if !o.location.as_ref().ends_with(".json") {
                 continue;
             }
-            let m: Manifest = serde_json::from_slice(&fs::read(&p)?)
-                .map_err(|e| bad(format!("{}: {e}", p.display())))?;
+            let m: Manifest = serde_json::from_slice(&self.get(&o.location)?)
+                .map_err(|e| bad(format!("{}: {e}", o.location)))?;
             live.extend(m.chunks.into_iter().map(|(_, h)| h));
         }
         let mut freed = 0;
-        for d in fs::read_dir(self.root.join("chunks"))? {
-            let d = d?.path();
-            if !d.is_dir() {
-                continue;
+        for o in self.list("chunks")? {
+            let name = o.location.filename().unwrap_or("").to_string();
+            if !live.contains(&name) {
+                freed += o.size as u64;
+                run(self.objects.delete(&o.location))?;
             }
-            for c in fs::read_dir(&d)? {
-                let c = c?.path();
-                let name = c.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                if !live.contains(name) && !name.ends_with(".tmp") {
-                    freed += c.metadata().map(|m| m.len()).unwrap_or(0);
-                    fs::remove_file(&c)?;
-                }
-            }
+        }
+        // No backup runs while the lock is held: nothing staged is in use.
+        for o in self.list("staging")? {
+            let _ = run(self.objects.delete(&o.location));
         }
         Ok(freed)
     }
 
     /// Bytes the vault tier holds (chunks only).
     pub fn stored_bytes(&self) -> std::io::Result<u64> {
-        let mut n = 0;
-        for d in fs::read_dir(self.root.join("chunks"))? {
-            let d = d?.path();
-            if d.is_dir() {
-                for c in fs::read_dir(&d)? {
-                    n += c?.metadata()?.len();
-                }
-            }
-        }
-        Ok(n)
+        Ok(self.list("chunks")?.iter().map(|o| o.size as u64).sum())
     }
+}
+
+/// A unique name for staged objects.
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{t:x}-{}-{:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 #[cfg(test)]
@@ -461,7 +561,7 @@ mod tests {
         write_at(&img, 1 << 20, 0x43, 1 << 20);
         primary.backup(&img, size, "p1").unwrap();
         let chunks = |s: &ChunkStore| {
-            fs::read_dir(s.root.join("chunks"))
+            fs::read_dir(s.local.as_ref().unwrap().join("chunks"))
                 .unwrap()
                 .map(|d| fs::read_dir(d.unwrap().path()).unwrap().count())
                 .sum::<usize>()
@@ -543,7 +643,11 @@ mod tests {
         let img = disk(dir.path(), 2 << 20);
         write_at(&img, 0, 0x05, 10);
         let (m, _) = store.backup(&img, 2 << 20, "p").unwrap();
-        let chunk = store.chunk_path(&m.chunks[0].1);
+        let chunk = dir
+            .path()
+            .join("vault/chunks")
+            .join(&m.chunks[0].1[..2])
+            .join(&m.chunks[0].1);
         fs::write(&chunk, zstd::encode_all(&b"tampered"[..], 1).unwrap()).unwrap();
         let e = store.restore("p", &dir.path().join("r")).unwrap_err();
         assert!(e.to_string().contains("corrupt"), "{e}");

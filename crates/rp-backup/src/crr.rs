@@ -80,11 +80,10 @@ pub fn secondary_store(
     vault_numeric_id: u64,
     region: &str,
 ) -> Result<ChunkStore, ArmError> {
-    ChunkStore::open(&bp.root.join(format!(
+    Ok(bp.tier(&format!(
         "{vault_numeric_id}.{}",
         region.to_ascii_lowercase()
     )))
-    .map_err(points::io)
 }
 
 /// The paired region of a vault's region, where its CRR copies go.

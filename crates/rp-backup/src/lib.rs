@@ -65,10 +65,56 @@ const TYPES: &[&str] = &[
 #[derive(Clone)]
 pub struct BackupProvider {
     pub blocks: BlockStore,
-    /// Where each vault's tier lives: `{root}/{vault numeric id}/`.
+    /// Where each vault's tier lives on this machine: `{root}/{vault numeric id}/`.
     pub root: PathBuf,
+    /// The vault tiers' objects (`{vault numeric id}/chunks/…`): local files
+    /// under `root`, or another object store ([`BackupProvider::with_vault_tier`]).
+    pub vault_tier: std::sync::Arc<dyn object_store::ObjectStore>,
+    /// Whether `vault_tier` is the files under `root` (synced for durability).
+    pub vault_tier_is_local: bool,
     /// ARM calls on the caller's behalf (AlternateLocation restores).
     pub as_caller: recoverite_arm::first_party::AsCaller,
+}
+
+impl BackupProvider {
+    /// Backup with its vault tiers as local files under `root`.
+    pub fn new(
+        blocks: BlockStore,
+        root: PathBuf,
+        as_caller: recoverite_arm::first_party::AsCaller,
+    ) -> std::io::Result<BackupProvider> {
+        std::fs::create_dir_all(&root)?;
+        let local = object_store::local::LocalFileSystem::new_with_prefix(&root)
+            .map_err(std::io::Error::other)?;
+        Ok(BackupProvider {
+            blocks,
+            root,
+            vault_tier: std::sync::Arc::new(local),
+            vault_tier_is_local: true,
+            as_caller,
+        })
+    }
+
+    /// The same, with the vault tiers in another object store (S3, Azure
+    /// Blob…): each put there is durable by itself.
+    pub fn with_vault_tier(
+        mut self,
+        objects: std::sync::Arc<dyn object_store::ObjectStore>,
+    ) -> BackupProvider {
+        self.vault_tier = objects;
+        self.vault_tier_is_local = false;
+        self
+    }
+
+    /// The vault tier under `prefix` (a vault's numeric id, or its copy in
+    /// the paired region).
+    pub fn tier(&self, prefix: &str) -> recoverite_backup_store::ChunkStore {
+        recoverite_backup_store::ChunkStore::new(
+            self.vault_tier.clone(),
+            prefix,
+            self.vault_tier_is_local.then(|| self.root.join(prefix)),
+        )
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -92,7 +92,7 @@ pub(crate) fn io(e: std::io::Error) -> ArmError {
 }
 
 pub(crate) fn store_of(bp: &BackupProvider, vault_numeric_id: u64) -> Result<ChunkStore, ArmError> {
-    ChunkStore::open(&bp.root.join(vault_numeric_id.to_string())).map_err(io)
+    Ok(bp.tier(&vault_numeric_id.to_string()))
 }
 
 pub(crate) fn point_key(point_id: &str) -> String {

@@ -265,11 +265,14 @@ pub fn providers(w: &Wiring) -> Vec<Arc<dyn Provider>> {
                     registry: registry.clone(),
                     rt: rt.clone(),
                 }),
-                Arc::new(recoverite_rp_backup::BackupProvider {
-                    blocks: blocks.clone(),
-                    root: data_dir.join("backup"),
-                    as_caller: as_caller.clone(),
-                }),
+                Arc::new(
+                    recoverite_rp_backup::BackupProvider::new(
+                        (*blocks).clone(),
+                        data_dir.join("backup"),
+                        (*as_caller).clone(),
+                    )
+                    .expect("the vault tier directory was made at start"),
+                ),
             ],
         }),
         Arc::new(recoverite_rp_recoveryservices::dependents::data_protection()),
@@ -381,6 +384,9 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
     let objects = replication::object_store(&data_dir)
         .map_err(|e| ServeError::DataDir(data_dir.clone(), format!("blob store: {e}")))?;
     let connectivity = recoverite_rp_network::watcher::LateConnectivity::default();
+    // Backup's vault tiers (providers() opens them).
+    std::fs::create_dir_all(data_dir.join("backup"))
+        .map_err(|e| ServeError::DataDir(data_dir.join("backup"), e.to_string()))?;
     let providers = providers(&Wiring {
         registry: &registry,
         blocks: &blocks,
@@ -535,11 +541,12 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
     });
     // Azure Backup on the emulator clock: scheduled backups, pruning.
     let backup = {
-        let bp = recoverite_rp_backup::BackupProvider {
-            blocks: blocks.clone(),
-            root: data_dir.join("backup"),
-            as_caller: as_caller.clone(),
-        };
+        let bp = recoverite_rp_backup::BackupProvider::new(
+            blocks.clone(),
+            data_dir.join("backup"),
+            as_caller.clone(),
+        )
+        .map_err(|e| ServeError::DataDir(data_dir.join("backup"), e.to_string()))?;
         let store = platform_store(&state);
         tokio::spawn(async move {
             loop {
