@@ -468,7 +468,7 @@ impl ChunkStore {
         for o in self.list("chunks")? {
             let name = o.location.filename().unwrap_or("").to_string();
             if !live.contains(&name) {
-                freed += o.size as u64;
+                freed += o.size;
                 run(self.objects.delete(&o.location))?;
             }
         }
@@ -481,7 +481,7 @@ impl ChunkStore {
 
     /// Bytes the vault tier holds (chunks only).
     pub fn stored_bytes(&self) -> std::io::Result<u64> {
-        Ok(self.list("chunks")?.iter().map(|o| o.size as u64).sum())
+        Ok(self.list("chunks")?.iter().map(|o| o.size).sum())
     }
 }
 
