@@ -57,3 +57,45 @@ def test_names_that_do_not_resolve_and_vm_to_vm(env):
     vm = check(env, resourceId=env["db"].id, port=22)
     assert vm.connection_status == "Reachable", vm.hops[-1].issues
     assert vm.hops[-1].type == "VirtualNetwork" and vm.hops[-1].address.startswith("10.71.1.")
+
+
+def test_network_check_by_vm_and_name_and_the_flow_log_filters(server, env):
+    """`/recoverite/network/check` takes a VM's id and a name or an address
+    (issue 13), and the flow log filters by verdict, VM and destination and
+    names the VMs on both ends."""
+    import socket
+    import time
+    got = server.http("GET", "/recoverite/network/check", params={
+        "from": env["app"].id, "to": "connchk1.blob.core.windows.net", "port": "443"}).json()
+    assert got["allowed"] is True and got["dns"] and got["destinationResource"].endswith("/storageAccounts/connchk1"), got
+    nowhere = server.http("GET", "/recoverite/network/check", params={"from": env["app"].id, "to": "nothing-here.invalid"}).json()
+    assert nowhere["allowed"] is False and nowhere["dnsFailed"] is True
+    assert server.http("GET", "/recoverite/network/check", params={"from": "127.0.0.1", "to": "example.com"}).status_code == 400
+
+    def alias(vm):
+        return server.http("GET", "/recoverite/network/aliases", params={"vm": vm.id}).json()["value"][0]["alias"]
+    src, dst = alias(env["app"]), alias(env["db"])
+    # app → db on 20004 (Site Recovery's multi-VM sync): allowed by the defaults.
+    for _ in range(50):
+        s = socket.socket()
+        s.settimeout(3)
+        s.bind((src, 0))
+        try:
+            s.connect((dst, 20004))
+            break
+        except ConnectionRefusedError:
+            time.sleep(0.1)
+        finally:
+            s.close()
+    time.sleep(0.3)
+    flows = server.http("GET", "/recoverite/network/flowlog", params={"vm": "app", "dest": "VM db"}).json()["value"]
+    assert flows and all(f["sourceVm"].endswith("/virtualMachines/app") for f in flows), flows
+    assert flows[-1]["destinationName"].startswith("VM db") and flows[-1]["allowed"] is True
+    refused = server.http("GET", "/recoverite/network/flowlog", params={"allowed": "false", "vm": "app", "dest": "VM db"}).json()["value"]
+    assert refused == []
+    assert server.http("GET", "/recoverite/network/flowlog", params={"allowed": "maybe"}).status_code == 400
+    # Kept across a restart.
+    before = len(server.http("GET", "/recoverite/network/flowlog", params={"vm": "app"}).json()["value"])
+    server.restart()
+    after = server.http("GET", "/recoverite/network/flowlog", params={"vm": "app"}).json()["value"]
+    assert len(after) == before and after[-1]["destinationName"].startswith("VM db")

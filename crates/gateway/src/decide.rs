@@ -15,7 +15,7 @@ use recoverite_rp_network::{addressbook, aliases, position};
 use recoverite_store::Reader;
 
 /// Where a connection is going, as the gateway knows it from the address it arrived on.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum Destination {
     /// An IP configuration of a private endpoint.

@@ -12,8 +12,9 @@
 //! nothing needs root; higher ports are served as they are.
 
 pub mod decide;
+pub mod flowlog;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -101,7 +102,7 @@ pub const FLOW_LOG_CAPACITY: usize = 10_000;
 /// Per-direction copy buffer of a proxied connection.
 pub const PROXY_BUFFER: usize = 256 * 1024;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FlowRecord {
     pub time: String,
@@ -112,6 +113,15 @@ pub struct FlowRecord {
     pub reason: String,
     pub source: Option<String>,
     pub destination: Option<Destination>,
+    /// The VM and NIC the connection came from, when it came from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_vm: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_nic: Option<String>,
+    /// What the destination is, in words (`private endpoint pe of vault v`,
+    /// `VM db`, `Storage.eastus 20.60.1.203`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_name: Option<String>,
 }
 
 /// What the listeners should be, and what the public addresses stand for.
@@ -125,7 +135,7 @@ struct Wanted {
 pub struct Gateway {
     store: Store,
     registry: Arc<Registry>,
-    log: Mutex<VecDeque<FlowRecord>>,
+    log: Mutex<flowlog::FlowLog>,
     listeners: Mutex<HashMap<(Ipv4Addr, u16), JoinHandle<()>>>,
     /// Emulated services by target id (case-folded): where allowed traffic goes.
     backends: Mutex<HashMap<String, SocketAddr>>,
@@ -156,7 +166,7 @@ impl Gateway {
         Arc::new(Gateway {
             store,
             registry,
-            log: Mutex::new(VecDeque::new()),
+            log: Mutex::new(flowlog::FlowLog::new(FLOW_LOG_CAPACITY)),
             listeners: Mutex::new(HashMap::new()),
             backends: Mutex::new(HashMap::new()),
             type_backends: Mutex::new(HashMap::new()),
@@ -225,20 +235,96 @@ impl Gateway {
     }
 
     pub fn flow_log(&self) -> Vec<FlowRecord> {
-        self.log.lock().expect("flow log").iter().cloned().collect()
+        self.flows(&flowlog::Filter::default())
     }
 
-    fn record(&self, f: FlowRecord) {
-        if f.allowed {
-            tracing::debug!(src = %f.source_alias, dst = %f.destination_alias, port = f.port, "flow allowed");
-        } else {
-            tracing::info!(src = %f.source_alias, dst = %f.destination_alias, port = f.port, reason = %f.reason, "flow refused");
-        }
+    /// The flow log's records that `filter` wants, oldest first.
+    pub fn flows(&self, filter: &flowlog::Filter) -> Vec<FlowRecord> {
+        self.log.lock().expect("flow log").records(filter)
+    }
+
+    /// Keeps the flow log in `path` across restarts (bounded).
+    pub fn keep_flow_log(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.log.lock().expect("flow log").keep_in(path)
+    }
+
+    /// The VM and NIC behind a source, and the destination in words.
+    fn name_flow(&self, f: &mut FlowRecord) {
+        let _ = self.store.view(|r| {
+            if let Some(owner) = &f.source {
+                let lower = owner.to_ascii_lowercase();
+                if let Some(i) = lower.find("/ipconfigurations/") {
+                    let nic_id = &owner[..i];
+                    f.source_nic = Some(nic_id.to_string());
+                    if let Some(nic) = resource::get(r, nic_id)? {
+                        f.source_vm = nic["properties"]["virtualMachine"]["id"]
+                            .as_str()
+                            .map(str::to_string);
+                    }
+                }
+            }
+            let last = |id: &str| id.rsplit('/').next().unwrap_or(id).to_string();
+            f.destination_name = match &f.destination {
+                Some(Destination::PrivateEndpoint {
+                    endpoint_id,
+                    target_id,
+                    fqdn,
+                    ..
+                }) => Some(format!(
+                    "private endpoint {} of {}{}",
+                    last(endpoint_id),
+                    last(target_id),
+                    fqdn.as_ref().map(|q| format!(" ({q})")).unwrap_or_default()
+                )),
+                Some(Destination::Nic { ipconfig, ip, .. }) => {
+                    let lower = ipconfig.to_ascii_lowercase();
+                    let nic_id =
+                        &ipconfig[..lower.find("/ipconfigurations/").unwrap_or(ipconfig.len())];
+                    let vm = resource::get(r, nic_id)?
+                        .and_then(|n| n["properties"]["virtualMachine"]["id"].as_str().map(last));
+                    Some(match vm {
+                        Some(vm) => format!("VM {vm} ({ip})"),
+                        None => format!("NIC {} ({ip})", last(nic_id)),
+                    })
+                }
+                Some(Destination::Public {
+                    ip,
+                    service,
+                    region,
+                    target_id,
+                }) => Some(match (target_id, service) {
+                    (Some(t), _) => format!("{} ({ip}, public)", last(t)),
+                    (None, Some(svc)) => format!(
+                        "{svc}{} {ip}",
+                        region.as_ref().map(|r| format!(".{r}")).unwrap_or_default()
+                    ),
+                    (None, None) => format!("{ip} (public)"),
+                }),
+                None => None,
+            };
+            Ok::<_, recoverite_arm::ArmError>(())
+        });
+    }
+
+    fn record(&self, mut f: FlowRecord) {
+        self.name_flow(&mut f);
         let mut log = self.log.lock().expect("flow log");
-        if log.len() == FLOW_LOG_CAPACITY {
-            log.pop_front();
+        // Info when a flow's verdict changes; every repeat at debug.
+        let news = log.changes_verdict(&f);
+        let from = f.source_vm.as_deref().or(f.source.as_deref()).unwrap_or("");
+        let to = f.destination_name.as_deref().unwrap_or("");
+        match (f.allowed, news) {
+            (false, true) => {
+                tracing::info!(src = %f.source_alias, from, dst = %f.destination_alias, to, port = f.port, reason = %f.reason, "flow refused")
+            }
+            (true, true) => {
+                tracing::info!(src = %f.source_alias, from, dst = %f.destination_alias, to, port = f.port, "flow allowed")
+            }
+            (allowed, false) => {
+                tracing::debug!(src = %f.source_alias, dst = %f.destination_alias, port = f.port, allowed, "flow")
+            }
         }
-        log.push_back(f);
+        log.push(f);
     }
 
     /// Starts the built-in echo service and the listener reconciler.
@@ -580,6 +666,9 @@ impl Gateway {
             reason: decision.reason.clone(),
             source: decision.source.clone(),
             destination: decision.destination.clone(),
+            source_vm: None,
+            source_nic: None,
+            destination_name: None,
         };
         let Some((addr, greeting, preface)) = backend.filter(|_| decision.allowed) else {
             if decision.allowed {
@@ -659,6 +748,9 @@ impl Gateway {
             reason: String::new(),
             source: decision.source.clone(),
             destination: decision.destination.clone(),
+            source_vm: None,
+            source_nic: None,
+            destination_name: None,
         };
         let target = self.registry.target_for(&target_type).cloned();
         match (doc, target) {

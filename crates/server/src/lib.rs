@@ -470,6 +470,9 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
     };
     let gateway = recoverite_gateway::Gateway::new(platform.store.clone(), registry.clone());
     gateway
+        .keep_flow_log(&data_dir.join("flowlog.jsonl"))
+        .map_err(|e| ServeError::DataDir(data_dir.join("flowlog.jsonl"), e.to_string()))?;
+    gateway
         .start()
         .await
         .map_err(|e| ServeError::Listen(0, format!("gateway: {e}")))?;

@@ -197,11 +197,34 @@ pub async fn hosts(
 }
 
 /// `GET /recoverite/network/flowlog`: the gateway's recent decisions, newest last.
-pub async fn flow_log(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+/// `GET /recoverite/network/flowlog[?allowed=true|false][&vm=ID|NAME][&dest=TEXT]`:
+/// the gateway's decisions, oldest first; `dest` matches the destination's
+/// alias, address, or part of its name (`vault`, `Storage.eastus`, a VM).
+pub async fn flow_log(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if let Err(e) = check(&s, &headers) {
         return err(e);
     }
-    Json(json!({ "value": s.gateway.flow_log() })).into_response()
+    let allowed = match q.get("allowed").map(|a| a.to_ascii_lowercase()) {
+        None => None,
+        Some(a) if a == "true" => Some(true),
+        Some(a) if a == "false" => Some(false),
+        Some(a) => {
+            return err(ArmError::invalid_parameter(
+                "allowed",
+                format!("allowed={a}: give true or false."),
+            ))
+        }
+    };
+    let filter = recoverite_gateway::flowlog::Filter {
+        allowed,
+        vm: q.get("vm").cloned(),
+        dest: q.get("dest").cloned(),
+    };
+    Json(json!({ "value": s.gateway.flows(&filter) })).into_response()
 }
 
 /// `GET /recoverite/network/check?from=ALIAS&to=ALIAS&port=443`: what the
@@ -215,13 +238,43 @@ pub async fn check_flow(
         return err(e);
     }
     let ip = |k: &str| q.get(k).and_then(|v| v.parse::<Ipv4Addr>().ok());
-    let (Some(from), Some(to)) = (ip("from"), ip("to")) else {
-        return err(ArmError::invalid_parameter(
-            "from",
-            "Give from= and to= as loopback aliases (see /recoverite/network/aliases).",
-        ));
-    };
     let port = q.get("port").and_then(|p| p.parse().ok()).unwrap_or(443);
+    // A VM (by id) to a name or a model address: resolved and decided from
+    // the VM's network position, as Network Watcher's connectivity check.
+    let is_alias = |k: &str| ip(k).is_some_and(|a| a.is_loopback());
+    if !(is_alias("from") && is_alias("to")) {
+        let (Some(from), Some(to)) = (q.get("from").cloned(), q.get("to").cloned()) else {
+            return err(ArmError::invalid_parameter(
+                "from",
+                "Give from= (a loopback alias or a VM's resource id) and to= (an alias, an address or a name).",
+            ));
+        };
+        if ip("from").is_some() {
+            return err(ArmError::invalid_parameter(
+                "to",
+                "From a loopback alias, give to= as an alias too; to check an address or a name, give from= as the VM's resource id.",
+            ));
+        }
+        let probe = crate::connectivity::GatewayConnectivity {
+            store: s.directory.store.clone(),
+            resolver: s.resolver.clone(),
+            gateway: s.gateway.clone(),
+        };
+        use recoverite_rp_network::watcher::Connectivity;
+        return match tokio::task::spawn_blocking(move || probe.probe(&from, &to, port)).await {
+            Ok(Ok(p)) => Json(json!({
+                "allowed": p.allowed, "reason": p.reason, "sourceAddress": p.source_address,
+                "destinationAddress": p.destination_address, "destinationResource": p.destination_resource,
+                "destinationKind": p.destination_kind, "dns": p.dns, "dnsFailed": p.dns_failed,
+            }))
+            .into_response(),
+            Ok(Err(e)) => err(e),
+            Err(_) => err(ArmError::internal("the check stopped unexpectedly")),
+        };
+    }
+    let (Some(from), Some(to)) = (ip("from"), ip("to")) else {
+        return err(ArmError::internal("aliases were checked above"));
+    };
     let gw = s.gateway.clone();
     match tokio::task::spawn_blocking(move || gw.check(from, to, port)).await {
         Ok(Ok(d)) => Json(serde_json::to_value(d).unwrap_or_default()).into_response(),
