@@ -68,6 +68,25 @@ enum Command {
         #[command(subcommand)]
         action: FileRecoveryCommand,
     },
+    /// Say why a VM's disaster recovery would fail: every hop its agents
+    /// need, from its network position, with the evidence and the fix.
+    /// Exits 1 when a check fails (a CI gate).
+    Doctor {
+        /// The VM's ARM id.
+        #[arg(long)]
+        vm: String,
+        /// The vault it uses (its private endpoints, names and access).
+        #[arg(long)]
+        vault: Option<String>,
+        /// sr, backup or both.
+        #[arg(long, default_value = "both")]
+        scenario: String,
+        /// Print the checks as JSON.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = ".recoverite", env = "RECOVERITE_DATA_DIR")]
+        data_dir: PathBuf,
+    },
     /// Manage service principals.
     Principal {
         #[command(subcommand)]
@@ -178,6 +197,13 @@ fn main() -> Result<()> {
             recovery_point_secs: recovery_point_interval,
         }),
         Command::Agent { vm, data_dir } => agent_cmd::run(&data_dir, &vm),
+        Command::Doctor {
+            vm,
+            vault,
+            scenario,
+            json,
+            data_dir,
+        } => doctor(&data_dir, &vm, vault.as_deref(), &scenario, json),
         Command::FileRecovery {
             action:
                 FileRecoveryCommand::Connect {
@@ -413,4 +439,68 @@ fn create_in_store(
         }))
     })?;
     Ok(v)
+}
+
+/// `recoverite doctor`: asks the running server, prints the checks.
+fn doctor(
+    data_dir: &Path,
+    vm: &str,
+    vault: Option<&str>,
+    scenario: &str,
+    as_json: bool,
+) -> Result<()> {
+    let conn = read_connection(data_dir).ok_or_else(|| {
+        anyhow!(
+            "no running recoverite uses {} (no connection.json)",
+            data_dir.display()
+        )
+    })?;
+    let http = agent_for(&conn)
+        .map_err(|_| anyhow!("cannot read the CA certificate {}", conn.ca_cert_file))?;
+    let token = token_for(&http, &conn)
+        .map_err(|_| anyhow!("cannot get a token from {}", conn.authority))?;
+    let enc = agent_cmd::url_encode;
+    let mut url = format!(
+        "{}/recoverite/doctor?vm={}&scenario={}",
+        conn.arm_endpoint,
+        enc(vm),
+        enc(scenario)
+    );
+    if let Some(v) = vault {
+        url.push_str(&format!("&vault={}", enc(v)));
+    }
+    let mut r = http
+        .get(&url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()?;
+    let status = r.status().as_u16();
+    let v: Value = serde_json::from_str(&r.body_mut().read_to_string()?)?;
+    if status != 200 {
+        bail!(
+            "recoverite answered {status}: {}",
+            v["error"]["message"].as_str().unwrap_or(&v.to_string())
+        );
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for c in v["checks"].as_array().into_iter().flatten() {
+            println!(
+                "{:<5} {}\n      {}",
+                c["status"].as_str().unwrap_or("").to_uppercase(),
+                c["check"].as_str().unwrap_or(""),
+                c["evidence"].as_str().unwrap_or("")
+            );
+            if let Some(fix) = c["fix"].as_str() {
+                println!("      fix: {fix}");
+            }
+        }
+    }
+    if v["passed"] != true {
+        std::process::exit(1);
+    }
+    Ok(())
 }

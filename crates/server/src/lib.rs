@@ -8,6 +8,7 @@ pub mod bootstrap;
 mod clock;
 mod connectivity;
 mod disk_access;
+pub mod doctor;
 mod entra;
 mod file_recovery;
 mod first_party;
@@ -620,6 +621,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         .route("/recoverite/network/hosts", get(netadmin::hosts))
         .route("/recoverite/network/flowlog", get(netadmin::flow_log))
         .route("/recoverite/network/check", get(netadmin::check_flow))
+        .route("/recoverite/doctor", get(doctor::http))
         .fallback(arm_http::handle)
         .layer(DefaultBodyLimit::disable())
         .with_state(state);

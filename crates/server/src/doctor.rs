@@ -1,0 +1,425 @@
+//! `recoverite doctor` (`GET /recoverite/doctor?vm=ID[&vault=ID][&scenario=sr|backup|both]`):
+//! walks the hops a VM's agents need, from the VM's network position, and
+//! says for each whether it passes, the evidence, and the fix — the
+//! private endpoints' approval, each service name's resolution (privately,
+//! through the zone the documents require), the network's decision for
+//! each connection, Microsoft Entra ID egress, the vault's public network
+//! access, and for a replicating VM its cache storage account.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use recoverite_arm::{resource, ArmError, Authorizer};
+use recoverite_privatelink::{self as pl, Status};
+use recoverite_rp_network::private_endpoint;
+use recoverite_rp_network::watcher::{Connectivity, Probe};
+
+use crate::connectivity::GatewayConnectivity;
+use crate::AppState;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub check: String,
+    /// `pass`, `fail` or `warn`.
+    pub status: &'static str,
+    pub evidence: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub fix: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    SiteRecovery,
+    Backup,
+    Both,
+}
+
+impl Scenario {
+    pub fn parse(s: Option<&str>) -> Result<Scenario, ArmError> {
+        match s.map(str::to_ascii_lowercase).as_deref() {
+            None | Some("both") => Ok(Scenario::Both),
+            Some("sr") | Some("siterecovery") => Ok(Scenario::SiteRecovery),
+            Some("backup") => Ok(Scenario::Backup),
+            Some(o) => Err(ArmError::invalid_parameter(
+                "scenario",
+                format!("scenario '{o}': use sr, backup or both."),
+            )),
+        }
+    }
+    fn wants(self, group: &str) -> bool {
+        match self {
+            Scenario::Both => true,
+            Scenario::SiteRecovery => group == "AzureSiteRecovery",
+            Scenario::Backup => group.starts_with("AzureBackup"),
+        }
+    }
+}
+
+fn pass(check: String, evidence: String) -> Check {
+    Check {
+        check,
+        status: "pass",
+        evidence,
+        fix: String::new(),
+    }
+}
+
+fn fail(check: String, evidence: String, fix: String) -> Check {
+    Check {
+        check,
+        status: "fail",
+        evidence,
+        fix,
+    }
+}
+
+/// The private DNS zone a private name is answered from (document 000:
+/// `privatelink.siterecovery.windowsazure.com`; document 001:
+/// `privatelink.{geo}.backup.windowsazure.com`; storage:
+/// `privatelink.blob.core.windows.net`).
+pub fn zone_of(fqdn: &str) -> String {
+    match fqdn.find("privatelink.") {
+        Some(i) => fqdn[i..].to_string(),
+        None => {
+            // `{account}.blob.core.windows.net` → `privatelink.blob.core.windows.net`
+            let rest = fqdn.split_once('.').map(|(_, r)| r).unwrap_or(fqdn);
+            format!("privatelink.{rest}")
+        }
+    }
+}
+
+/// One connection's verdict as a check: where the name went and what the
+/// network decided; a private name answered publicly is DNS's fault.
+fn connection_check(what: &str, name: &str, p: &Probe, expect_private: bool, vnet: &str) -> Check {
+    let title = format!("{what}: {name}:443");
+    let at = p.destination_address.clone().unwrap_or_default();
+    if p.dns_failed {
+        return fail(
+            title,
+            format!("{name} does not resolve from the VM's network"),
+            format!(
+                "add the record, or link the zone {} to {vnet}",
+                zone_of(name)
+            ),
+        );
+    }
+    let private = at.starts_with("10.") || at.starts_with("172.") || at.starts_with("192.168.");
+    if expect_private && !private {
+        return fail(
+            title,
+            format!("{name} resolved publicly ({at}), not to its private endpoint: the private DNS zone is not linked to the VM's network"),
+            format!("az network private-dns link vnet create -g <zone group> -z {} -n link-vm-network -v {vnet} -e false", zone_of(name)),
+        );
+    }
+    if p.allowed {
+        pass(
+            title,
+            format!("resolves to {at}; the network allows it ({})", p.reason),
+        )
+    } else {
+        fail(
+            title,
+            format!("resolves to {at}; refused: {}", p.reason),
+            "allow outbound TCP 443 to it in the named security group or route (document 002 lists the service tags)".into(),
+        )
+    }
+}
+
+/// Runs every check for `vm` (and `vault`).
+pub fn run(
+    s: &Arc<AppState>,
+    vm: &str,
+    vault: Option<&str>,
+    scenario: Scenario,
+) -> Result<Vec<Check>, ArmError> {
+    let store = s.directory.store.clone();
+    let probe = GatewayConnectivity {
+        store: store.clone(),
+        resolver: s.resolver.clone(),
+        gateway: s.gateway.clone(),
+    };
+    let mut out = Vec::new();
+    let position = store.view(|r| {
+        let cfg = recoverite_rp_network::position::vm_primary_ipconfig(r, vm)?;
+        Ok::<_, ArmError>(match cfg {
+            Some(c) => {
+                recoverite_rp_network::aliases::of_owner(r, c["id"].as_str().unwrap_or_default())?
+            }
+            None => None,
+        })
+    })?;
+    let Some(alias) = position else {
+        out.push(fail(
+            "VM network position".into(),
+            format!("'{vm}' is not a VM with a network interface in a virtual network"),
+            "create the VM with a NIC in a subnet".into(),
+        ));
+        return Ok(out);
+    };
+    let vnet = alias.vnet_id.clone();
+    out.push(pass(
+        "VM network position".into(),
+        format!(
+            "{} in {}",
+            alias.private_ip.map(|i| i.to_string()).unwrap_or_default(),
+            vnet
+        ),
+    ));
+
+    // Microsoft Entra ID has no private endpoint (documents 000–002).
+    let entra = probe.probe(vm, "login.microsoftonline.com", 443)?;
+    out.push(connection_check(
+        "Microsoft Entra ID",
+        "login.microsoftonline.com",
+        &entra,
+        false,
+        &vnet,
+    ));
+
+    if let Some(vault_id) = vault {
+        let (doc, conns) = store.view(|r| {
+            let doc = resource::get(r, vault_id)?.ok_or_else(|| {
+                ArmError::invalid_parameter("vault", format!("'{vault_id}' is not a vault"))
+            })?;
+            let mut conns = Vec::new();
+            for c in pl::of_target(r, vault_id)? {
+                let pe = resource::get(r, &c.endpoint_id)?;
+                let members = match &pe {
+                    Some(pe) => private_endpoint::members_of(r, pe)?,
+                    None => Vec::new(),
+                };
+                conns.push((c, members));
+            }
+            Ok::<_, ArmError>((doc, conns))
+        })?;
+        let public_access = doc["properties"]["publicNetworkAccess"].as_str() != Some("Disabled");
+        let mut wanted = 0;
+        for (c, members) in &conns {
+            let group = c.group_ids.first().cloned().unwrap_or_default();
+            if !scenario.wants(&group) {
+                continue;
+            }
+            wanted += 1;
+            let pe_name = c.endpoint_id.rsplit('/').next().unwrap_or_default();
+            if c.status != Status::Approved {
+                out.push(fail(
+                    format!("private endpoint {pe_name} ({group})"),
+                    format!(
+                        "the connection is {}: no traffic flows through it",
+                        c.status.as_str()
+                    ),
+                    format!(
+                        "az network private-endpoint-connection approve --id {}",
+                        c.id()
+                    ),
+                ));
+                continue;
+            }
+            out.push(pass(
+                format!("private endpoint {pe_name} ({group})"),
+                "Approved".into(),
+            ));
+            // Secondary-region endpoints serve cross-region restore, not this VM's region.
+            if group == "AzureBackup_secondary" {
+                continue;
+            }
+            for m in members {
+                for fqdn in &m.fqdns {
+                    let p = probe.probe(vm, fqdn, 443)?;
+                    out.push(connection_check(&group, fqdn, &p, true, &vnet));
+                }
+            }
+        }
+        if wanted == 0 {
+            out.push(if public_access {
+                Check {
+                    check: "vault endpoints".into(),
+                    status: "warn",
+                    evidence: "the vault has no private endpoint for this scenario: agents use its public URLs, which its public network access allows".into(),
+                    fix: "create private endpoints before protecting items (documents 000, 001)".into(),
+                }
+            } else {
+                fail(
+                    "vault endpoints".into(),
+                    "the vault has no private endpoint for this scenario and denies public network access: nothing can reach it".into(),
+                    "create a private endpoint for the vault, or enable public network access".into(),
+                )
+            });
+        }
+    }
+
+    // A replicating VM's agent writes to its cache storage account.
+    if scenario != Scenario::Backup {
+        if let Some(item) = recoverite_rp_siterecovery::runtime::item_of_vm(&store, vm)? {
+            let placement = store.view(|r| {
+                Ok::<_, ArmError>(
+                    recoverite_rp_siterecovery::runtime::placement(r, &s.rt, &item).ok(),
+                )
+            })?;
+            if let Some(p) = placement {
+                let cache = probe.probe(vm, &p.cache_host, 443)?;
+                let linked_private = cache
+                    .destination_address
+                    .as_deref()
+                    .is_some_and(|a| a.starts_with("10."));
+                out.push(connection_check(
+                    "cache storage",
+                    &p.cache_host,
+                    &cache,
+                    linked_private,
+                    &vnet,
+                ));
+            }
+        }
+    }
+    // Name the group that holds each zone to link, when there is one.
+    let zones: Vec<(String, String)> = store.view(|r| {
+        Ok::<_, ArmError>(
+            resource::scan_mentioning(r, "/subscriptions/", &["privateDnsZones"])?
+                .into_iter()
+                .filter(|(_, d)| {
+                    d["type"].as_str().is_some_and(|t| {
+                        t.eq_ignore_ascii_case("Microsoft.Network/privateDnsZones")
+                    })
+                })
+                .filter_map(|(_, d)| {
+                    let id = d["id"].as_str()?;
+                    let rg = recoverite_arm::id::parse_id(id)?.resource_group?;
+                    Some((d["name"].as_str()?.to_ascii_lowercase(), rg))
+                })
+                .collect(),
+        )
+    })?;
+    for c in &mut out {
+        if let Some(i) = c.fix.find("-z ") {
+            let zone = c.fix[i + 3..]
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            match zones.iter().find(|(z, _)| *z == zone) {
+                Some((_, rg)) => c.fix = c.fix.replace("<zone group>", rg),
+                None => c.fix = format!("create the private DNS zone {zone} with the endpoint's records (a zone group does it), then {}", c.fix),
+            }
+        }
+    }
+
+    Ok(out)
+}
+
+pub fn passed(checks: &[Check]) -> bool {
+    checks.iter().all(|c| c.status != "fail")
+}
+
+pub fn json(checks: &[Check]) -> Value {
+    serde_json::json!({"passed": passed(checks), "checks": checks})
+}
+
+/// `GET /recoverite/doctor?vm=ID[&vault=ID][&scenario=sr|backup|both]`.
+pub async fn http(
+    axum::extract::State(s): axum::extract::State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let fail = |e: ArmError| {
+        let status = axum::http::StatusCode::from_u16(e.status)
+            .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        (status, axum::Json(e.to_json())).into_response()
+    };
+    let caller = match s
+        .directory
+        .authenticate(headers.get("authorization").and_then(|v| v.to_str().ok()))
+    {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let Some(vm) = q.get("vm").cloned() else {
+        return fail(ArmError::invalid_parameter(
+            "vm",
+            "Give vm= as the VM's resource id.",
+        ));
+    };
+    let scenario = match Scenario::parse(q.get("scenario").map(String::as_str)) {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    let vault = q.get("vault").cloned();
+    let s2 = s.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        // The doctor reads what its caller may read.
+        s2.directory
+            .require(&caller, "Microsoft.Compute/virtualMachines/read", &vm)?;
+        if let Some(v) = &vault {
+            s2.directory
+                .require(&caller, "Microsoft.RecoveryServices/vaults/read", v)?;
+        }
+        run(&s2, &vm, vault.as_deref(), scenario)
+    })
+    .await;
+    match res {
+        Ok(Ok(checks)) => axum::Json(json(&checks)).into_response(),
+        Ok(Err(e)) => fail(e),
+        Err(_) => fail(ArmError::internal("the doctor stopped unexpectedly")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zones_of_private_names() {
+        assert_eq!(
+            zone_of("123-asr-pod01-rcm1.eus.privatelink.siterecovery.windowsazure.com"),
+            "privatelink.siterecovery.windowsazure.com"
+        );
+        assert_eq!(
+            zone_of("123.fab1.privatelink.eus.backup.windowsazure.com"),
+            "privatelink.eus.backup.windowsazure.com"
+        );
+        assert_eq!(
+            zone_of("cache1.blob.core.windows.net"),
+            "privatelink.blob.core.windows.net"
+        );
+    }
+
+    #[test]
+    fn a_private_name_answered_publicly_is_dns_failing() {
+        let p = Probe {
+            destination_address: Some("52.136.1.2".into()),
+            allowed: false,
+            reason: "denied by network security group x, rule y".into(),
+            ..Probe::default()
+        };
+        let c = connection_check(
+            "AzureSiteRecovery",
+            "1-asr-pod01-rcm1.eus.privatelink.siterecovery.windowsazure.com",
+            &p,
+            true,
+            "vnet1",
+        );
+        assert_eq!(c.status, "fail");
+        assert!(
+            c.evidence.contains("not linked") && c.fix.contains("private-dns link vnet create"),
+            "{c:?}"
+        );
+        let ok = Probe {
+            destination_address: Some("10.0.2.4".into()),
+            allowed: true,
+            reason: "allowed".into(),
+            ..Probe::default()
+        };
+        assert_eq!(connection_check("x", "n", &ok, true, "v").status, "pass");
+        let nsg = Probe {
+            destination_address: Some("10.0.2.4".into()),
+            allowed: false,
+            reason: "denied by rule deny-all".into(),
+            ..Probe::default()
+        };
+        let c = connection_check("x", "n", &nsg, true, "v");
+        assert!(c.status == "fail" && c.evidence.contains("deny-all"));
+    }
+}
