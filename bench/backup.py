@@ -194,6 +194,11 @@ def main():
                   f"{'sparse' if sparse else 'it writes the whole image'})")
         else:
             print(f"restic restore failed after {rr:.2f} s: {r.stderr.strip()[-200:]}")
+    except Exception:
+        log.flush()
+        tail = (data_dir / "server.log").read_text(errors="replace").splitlines()[-30:]
+        print("server log:\n" + "\n".join(tail))
+        raise
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)

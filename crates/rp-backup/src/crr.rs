@@ -273,9 +273,8 @@ pub fn access_token(
     item: &str,
     point: &str,
 ) -> Result<Reply, ArmError> {
-    let vid = ctx.store().view(|r| vault_of(r, req))?;
+    let (vid, pid) = points::point_path(ctx, req, container, item, point)?;
     let rid = item_id(&vid, container, item);
-    let pid = format!("{rid}/recoveryPoints/{point}");
     let (it, vault, doc, data, config) = ctx.store().view(|r| {
         let it = load(r, &vid, container, item)?;
         let doc = resource::get(r, &pid)?.ok_or_else(|| not_in_secondary(point))?;

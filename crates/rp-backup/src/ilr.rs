@@ -19,9 +19,8 @@ use recoverite_arm::{id, resource, time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_rp_recoveryservices::target as vault_target;
 use recoverite_store::{Reader, Store, Table};
 
-use crate::items::item_id;
-use crate::points::{choose_disks, load_point, store_of, write_disk};
-use crate::{jobs, vault_of, BackupProvider};
+use crate::points::{choose_disks, load_point, point_path, store_of, write_disk};
+use crate::{jobs, BackupProvider};
 
 /// One session per recovery point, keyed by the point's id.
 const SESSIONS: Table = Table("backup_ilr_sessions");
@@ -211,8 +210,7 @@ pub fn provision(
             ));
         }
     }
-    let vid = ctx.store().view(|r| vault_of(r, req))?;
-    let pid = format!("{}/recoveryPoints/{point}", item_id(&vid, container, item));
+    let (vid, pid) = point_path(ctx, req, container, item, point)?;
     let (it, data, old, geo, num) = ctx.store().view(|r| {
         let (it, data) = load_point(r, &vid, container, item, point)?;
         let vault = resource::get(r, &vid)?.unwrap_or_default();
@@ -314,8 +312,7 @@ pub fn operation_result(
     item: &str,
     point: &str,
 ) -> Result<Reply, ArmError> {
-    let vid = ctx.store().view(|r| vault_of(r, req))?;
-    let pid = format!("{}/recoveryPoints/{point}", item_id(&vid, container, item));
+    let (vid, pid) = point_path(ctx, req, container, item, point)?;
     let asked = req
         .body
         .as_ref()
@@ -352,8 +349,7 @@ pub fn revoke(
     item: &str,
     point: &str,
 ) -> Result<Reply, ArmError> {
-    let vid = ctx.store().view(|r| vault_of(r, req))?;
-    let pid = format!("{}/recoveryPoints/{point}", item_id(&vid, container, item));
+    let (vid, pid) = point_path(ctx, req, container, item, point)?;
     ctx.store()
         .view(|r| load_point(r, &vid, container, item, point).map(|_| ()))?;
     let (op, gone) = ctx.store().write(|tx| {

@@ -565,6 +565,19 @@ pub(crate) fn with_tiers(r: &impl Reader, mut p: Value) -> Result<Value, ArmErro
     Ok(p)
 }
 
+/// The vault a request is under and the id of the point it names.
+pub(crate) fn point_path(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    container: &str,
+    item: &str,
+    point: &str,
+) -> Result<(String, String), ArmError> {
+    let vid = ctx.store().view(|r| vault_of(r, req))?;
+    let pid = format!("{}/recoveryPoints/{point}", item_id(&vid, container, item));
+    Ok((vid, pid))
+}
+
 pub fn get(
     ctx: &Ctx,
     req: &ArmRequest,
@@ -572,8 +585,7 @@ pub fn get(
     item: &str,
     point: &str,
 ) -> Result<Reply, ArmError> {
-    let vid = ctx.store().view(|r| vault_of(r, req))?;
-    let pid = format!("{}/recoveryPoints/{point}", item_id(&vid, container, item));
+    let (_, pid) = point_path(ctx, req, container, item, point)?;
     ctx.store().view(|r| match resource::get(r, &pid)? {
         Some(p) => Ok(Reply::ok(with_tiers(r, p)?)),
         None => Err(not_found(point)),
