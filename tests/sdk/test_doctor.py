@@ -79,3 +79,34 @@ def test_doctor_passes_document_000_and_names_each_break(server):
     out = subprocess.run([str(BIN), "doctor", "--vm", vm.id, "--vault", vault.id, "--scenario", "sr",
                           "--data-dir", str(server.data_dir)], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("PASS"), out.stdout + out.stderr
+
+
+def test_doctor_checks_a_replicating_vms_cache_account(server):
+    from azure.mgmt.storage import StorageManagementClient
+    rg, vault_name = "doctor-sr", "doctor-sr-vault"
+    asr.groups(server, (rg, "eastus"), (f"{rg}-asr", "westus"))
+    net = server.client(NetworkManagementClient)
+    vnet = net.virtual_networks.begin_create_or_update(rg, "app", {"location": "eastus", "properties": {
+        "addressSpace": {"addressPrefixes": ["10.77.0.0/16"]},
+        "subnets": [{"name": "vms", "properties": {"addressPrefix": "10.77.1.0/24"}}]}}).result()
+    vm = asr.vm(server, rg, "srvm", vnet.subnets[0].id, os_gb=1)
+    sr, pol, tc = asr.vault(server, rg, vault_name)
+    cache = asr.cache(server, rg, "doctorcache1")
+    asr.protect(server, sr, rg, vault_name, "srvm", vm, pol, tc, cache.id, f"{rg}-asr")
+    vault = server.client(RecoveryServicesClient).vaults.get(rg, vault_name)
+    report = doctor(server, vm, vault)
+    assert report["passed"] is True, failing(report)
+    checks = {c["check"]: c for c in report["checks"]}
+    assert checks["cache storage account doctorcache1"]["status"] == "pass"
+    assert checks["vault endpoints"]["status"] == "warn"  # public URLs, allowed
+    # A firewall without trusted Microsoft services shuts Site Recovery out of the cache.
+    storage = server.client(StorageManagementClient)
+    storage.storage_accounts.update(rg, "doctorcache1", {"properties": {"networkAcls": {"defaultAction": "Deny", "bypass": "None"}}})
+    acct = storage.storage_accounts.get_properties(rg, "doctorcache1")
+    assert acct.network_rule_set.default_action == "Deny", acct.network_rule_set
+    after = doctor(server, vm, vault)
+    [bad] = [c for c in failing(after) if c["check"] == "cache storage account doctorcache1"]
+    assert "trusted" in bad["evidence"].lower(), bad
+    storage.storage_accounts.update(rg, "doctorcache1", {"properties": {"networkAcls": {"defaultAction": "Allow", "bypass": "AzureServices"}}})
+    again = {c["check"]: c for c in doctor(server, vm, vault)["checks"]}
+    assert again["cache storage account doctorcache1"]["status"] == "pass", again

@@ -272,6 +272,60 @@ pub fn run(
                     &vnet,
                 ));
             }
+            // Document 000: the account's region, its firewall's trusted
+            // services, and (with private endpoints) the vault identity's roles.
+            let cache_id = item["properties"]["providerSpecificDetails"]["protectedManagedDisks"]
+                [0]["primaryStagingAzureStorageAccountId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let verdict = store.view(|r| {
+                let Some(acct) = resource::get(r, &cache_id)? else {
+                    return Ok::<_, ArmError>(None);
+                };
+                let vid = item["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .split('/')
+                    .take(9)
+                    .collect::<Vec<_>>()
+                    .join("/");
+                let vault_doc = resource::get(r, &vid)?.unwrap_or_default();
+                let private = pl::of_target(r, &vid)?
+                    .iter()
+                    .any(|c| c.group_ids.iter().any(|g| g == "AzureSiteRecovery"));
+                let region = resource::get(r, vm)?
+                    .and_then(|v| v["location"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                let res = recoverite_rp_storage::cache::check_for_replication(
+                    r,
+                    &*s.directory,
+                    &acct,
+                    &region,
+                    Some(&vnet),
+                    private.then_some(vault_doc["identity"]["principalId"].as_str()),
+                );
+                Ok(Some((
+                    acct["name"].as_str().unwrap_or_default().to_string(),
+                    res,
+                )))
+            })?;
+            match verdict {
+                Some((name, Ok(()))) => out.push(pass(
+                    format!("cache storage account {name}"),
+                    "in the source region; reachable by Site Recovery (trusted services / network rules); the vault identity holds the roles it needs".into(),
+                )),
+                Some((name, Err(e))) => out.push(fail(
+                    format!("cache storage account {name}"),
+                    format!("{}: {}", e.body.code, e.body.message),
+                    e.body.message.clone(),
+                )),
+                None => out.push(fail(
+                    "cache storage account".into(),
+                    format!("'{cache_id}' does not exist any more"),
+                    "create the account in the source region, or re-enable replication with another".into(),
+                )),
+            }
         }
     }
     // Name the group that holds each zone to link, when there is one.
