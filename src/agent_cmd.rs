@@ -22,11 +22,30 @@ pub(crate) struct Api {
 }
 
 impl Api {
+    /// The running server that uses `data_dir`, signed in as its bootstrap principal.
+    pub(crate) fn open(data_dir: &Path) -> Result<Api> {
+        let conn = crate::read_connection(data_dir).ok_or_else(|| {
+            anyhow!(
+                "no running recoverite uses {} (no connection.json)",
+                data_dir.display()
+            )
+        })?;
+        let http = crate::agent_for(&conn)
+            .map_err(|_| anyhow!("cannot read the CA certificate {}", conn.ca_cert_file))?;
+        let token = crate::token_for(&http, &conn)
+            .map_err(|_| anyhow!("cannot get a token from {}", conn.authority))?;
+        Ok(Api { http, conn, token })
+    }
+
+    /// GET `path`; anything but 200 is an error carrying the server's message.
     pub(crate) fn get(&self, path: &str) -> Result<Value> {
         let mut r = self
             .http
             .get(&format!("{}{path}", self.conn.arm_endpoint))
             .header("Authorization", &format!("Bearer {}", self.token))
+            .config()
+            .http_status_as_error(false)
+            .build()
             .call()?;
         let status = r.status().as_u16();
         let v: Value = serde_json::from_str(&r.body_mut().read_to_string()?)?;
@@ -152,17 +171,7 @@ pub fn run(data_dir: &Path, vm: &str) -> Result<()> {
                 .map_err(|b| anyhow!("{var} is set: {}", b.reason))?;
         }
     }
-    let conn = crate::read_connection(data_dir).ok_or_else(|| {
-        anyhow!(
-            "no running recoverite uses {} (no connection.json)",
-            data_dir.display()
-        )
-    })?;
-    let http = crate::agent_for(&conn)
-        .map_err(|_| anyhow!("cannot read the CA certificate {}", conn.ca_cert_file))?;
-    let token = crate::token_for(&http, &conn)
-        .map_err(|_| anyhow!("cannot get a token from {}", conn.authority))?;
-    let api = Api { http, conn, token };
+    let api = Api::open(data_dir)?;
     let blocks = recoverite_blockstore::BlockStore::open(data_dir)?;
     let engine = recoverite_replication::Engine::open(data_dir, blocks)?;
     let me = format!("recoverite agent (pid {})", std::process::id());

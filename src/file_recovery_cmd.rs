@@ -118,18 +118,8 @@ async fn try_host(
 pub fn run(data_dir: &Path, args: Args) -> Result<()> {
     let password = std::env::var("ILR_PASSWORD")
         .map_err(|_| anyhow!("set ILR_PASSWORD to the connection's password (the script does)"))?;
-    let conn = crate::read_connection(data_dir).ok_or_else(|| {
-        anyhow!(
-            "no running recoverite uses {} (no connection.json)",
-            data_dir.display()
-        )
-    })?;
-    let http = crate::agent_for(&conn)
-        .map_err(|_| anyhow!("cannot read the CA certificate {}", conn.ca_cert_file))?;
-    let token = crate::token_for(&http, &conn)
-        .map_err(|_| anyhow!("cannot get a token from {}", conn.authority))?;
-    let dns: SocketAddr = conn.dns_server.parse()?;
-    let api = Api { http, conn, token };
+    let api = Api::open(data_dir)?;
+    let dns: SocketAddr = api.conn.dns_server.parse()?;
     let mine = api.get(&format!(
         "/recoverite/network/aliases?vm={}",
         url_encode(&args.vm)

@@ -449,41 +449,17 @@ fn doctor(
     scenario: &str,
     as_json: bool,
 ) -> Result<()> {
-    let conn = read_connection(data_dir).ok_or_else(|| {
-        anyhow!(
-            "no running recoverite uses {} (no connection.json)",
-            data_dir.display()
-        )
-    })?;
-    let http = agent_for(&conn)
-        .map_err(|_| anyhow!("cannot read the CA certificate {}", conn.ca_cert_file))?;
-    let token = token_for(&http, &conn)
-        .map_err(|_| anyhow!("cannot get a token from {}", conn.authority))?;
+    let api = agent_cmd::Api::open(data_dir)?;
     let enc = agent_cmd::url_encode;
-    let mut url = format!(
-        "{}/recoverite/doctor?vm={}&scenario={}",
-        conn.arm_endpoint,
+    let mut path = format!(
+        "/recoverite/doctor?vm={}&scenario={}",
         enc(vm),
         enc(scenario)
     );
     if let Some(v) = vault {
-        url.push_str(&format!("&vault={}", enc(v)));
+        path.push_str(&format!("&vault={}", enc(v)));
     }
-    let mut r = http
-        .get(&url)
-        .header("Authorization", &format!("Bearer {token}"))
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .call()?;
-    let status = r.status().as_u16();
-    let v: Value = serde_json::from_str(&r.body_mut().read_to_string()?)?;
-    if status != 200 {
-        bail!(
-            "recoverite answered {status}: {}",
-            v["error"]["message"].as_str().unwrap_or(&v.to_string())
-        );
-    }
+    let v = api.get(&path)?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {

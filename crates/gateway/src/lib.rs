@@ -680,31 +680,7 @@ impl Gateway {
             return;
         };
         self.record(rec);
-        let Ok(mut upstream) = TcpStream::connect(addr).await else {
-            let _ = stream.shutdown().await;
-            return;
-        };
-        if let Some(p) = preface {
-            if upstream.write_all(p.as_bytes()).await.is_err() {
-                let _ = stream.shutdown().await;
-                return;
-            }
-        }
-        let _ = stream.set_nodelay(true);
-        let _ = upstream.set_nodelay(true);
-        if let Some(g) = greeting {
-            if stream.write_all(g.as_bytes()).await.is_err() {
-                return;
-            }
-        }
-        // Large buffers: replication traffic flows through here.
-        let _ = tokio::io::copy_bidirectional_with_sizes(
-            &mut stream,
-            &mut upstream,
-            PROXY_BUFFER,
-            PROXY_BUFFER,
-        )
-        .await;
+        proxy(stream, addr, preface, greeting).await;
     }
 
     /// A service address shared by all instances: the client names the
@@ -773,17 +749,7 @@ impl Gateway {
                         self.record(rec);
                         let admit = serde_json::json!({"target": d["id"], "via": "public", "sourceAlias": src});
                         let preface = format!("recoverite-admit {secret} {admit}\n{text}\n");
-                        if let Ok(mut upstream) = TcpStream::connect(addr).await {
-                            if upstream.write_all(preface.as_bytes()).await.is_ok() {
-                                let _ = tokio::io::copy_bidirectional_with_sizes(
-                                    &mut stream,
-                                    &mut upstream,
-                                    PROXY_BUFFER,
-                                    PROXY_BUFFER,
-                                )
-                                .await;
-                            }
-                        }
+                        proxy(stream, addr, Some(preface), None).await;
                         return;
                     }
                     if port != 443 {
@@ -799,18 +765,8 @@ impl Gateway {
                         d["name"].as_str().unwrap_or("")
                     );
                     let echo = *self.echo.lock().expect("echo");
-                    if let (Some(addr), Ok(())) =
-                        (echo, stream.write_all(greeting.as_bytes()).await)
-                    {
-                        if let Ok(mut upstream) = TcpStream::connect(addr).await {
-                            let _ = tokio::io::copy_bidirectional_with_sizes(
-                                &mut stream,
-                                &mut upstream,
-                                PROXY_BUFFER,
-                                PROXY_BUFFER,
-                            )
-                            .await;
-                        }
+                    if let Some(addr) = echo {
+                        proxy(stream, addr, None, Some(greeting)).await;
                     }
                     return;
                 }
@@ -923,6 +879,42 @@ impl Gateway {
         );
         (*self.echo.lock().expect("echo")).map(|a| (a, Some(greeting), None))
     }
+}
+
+/// Proxies an admitted connection to the service at `addr`: `preface` goes
+/// to the service first (admitting services), `greeting` to the client
+/// first (services without one of their own).
+async fn proxy(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    preface: Option<String>,
+    greeting: Option<String>,
+) {
+    let Ok(mut upstream) = TcpStream::connect(addr).await else {
+        let _ = stream.shutdown().await;
+        return;
+    };
+    if let Some(p) = preface {
+        if upstream.write_all(p.as_bytes()).await.is_err() {
+            let _ = stream.shutdown().await;
+            return;
+        }
+    }
+    let _ = stream.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    if let Some(g) = greeting {
+        if stream.write_all(g.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+    // Large buffers: replication traffic flows through here.
+    let _ = tokio::io::copy_bidirectional_with_sizes(
+        &mut stream,
+        &mut upstream,
+        PROXY_BUFFER,
+        PROXY_BUFFER,
+    )
+    .await;
 }
 
 /// Which of the targets sharing a public address a host name is for: the

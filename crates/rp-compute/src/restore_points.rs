@@ -246,7 +246,6 @@ pub fn put_point(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Rep
             }
         }
         let now = time::now_string();
-        let os_id = vm["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"].as_str().unwrap_or_default().to_ascii_lowercase();
         let mut os_entry = Value::Null;
         let mut data_entries = Vec::new();
         for d in &vm_disks {
@@ -280,19 +279,7 @@ pub fn put_point(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Rep
                 drp["properties"]["osType"] = os.clone();
             }
             resource::put(tx, &drp_id, &drp)?;
-            let entry = json!({"name": disk_name, "managedDisk": {"id": disk_id, "storageAccountType": d["sku"]["name"]},
-                               "diskRestorePoint": {"id": drp_id}, "diskSizeGB": d["properties"]["diskSizeGB"]});
-            if disk_id.eq_ignore_ascii_case(&os_id) {
-                os_entry = entry;
-                os_entry["osType"] = d["properties"]["osType"].clone();
-            } else {
-                let lun = vm["properties"]["storageProfile"]["dataDisks"].as_array().into_iter().flatten()
-                    .find(|x| x["managedDisk"]["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(disk_id)))
-                    .and_then(|x| x["lun"].as_u64());
-                let mut e = entry;
-                e["lun"] = json!(lun);
-                data_entries.push(e);
-            }
+            add_disk_entry(&vm, d, &drp_id, &mut os_entry, &mut data_entries);
         }
         let doc = json!({
             "id": rid, "name": name, "type": POINT_TYPE,
@@ -313,6 +300,41 @@ pub fn put_point(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Rep
         Ok((doc, true))
     })?;
     Ok(Reply::json(if doc.1 { 201 } else { 200 }, doc.0))
+}
+
+/// A disk restore point in the point's `sourceMetadata.storageProfile`: the
+/// OS disk's entry, or a data disk's with its LUN.
+fn add_disk_entry(
+    vm: &Value,
+    d: &Value,
+    drp_id: &str,
+    os_entry: &mut Value,
+    data_entries: &mut Vec<Value>,
+) {
+    let disk_id = d["id"].as_str().unwrap_or_default();
+    let entry = json!({"name": d["name"], "managedDisk": {"id": disk_id, "storageAccountType": d["sku"]["name"]},
+                       "diskRestorePoint": {"id": drp_id}, "diskSizeGB": d["properties"]["diskSizeGB"]});
+    let os_id = vm["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"]
+        .as_str()
+        .unwrap_or_default();
+    if disk_id.eq_ignore_ascii_case(os_id) {
+        *os_entry = entry;
+        os_entry["osType"] = d["properties"]["osType"].clone();
+    } else {
+        let lun = vm["properties"]["storageProfile"]["dataDisks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|x| {
+                x["managedDisk"]["id"]
+                    .as_str()
+                    .is_some_and(|i| i.eq_ignore_ascii_case(disk_id))
+            })
+            .and_then(|x| x["lun"].as_u64());
+        let mut e = entry;
+        e["lun"] = json!(lun);
+        data_entries.push(e);
+    }
 }
 
 /// Azure Backup's collection for a VM's instant-restore snapshots:
@@ -359,10 +381,6 @@ pub fn record_snapshot_point(
     }
     let rid = format!("{coll_id}/restorePoints/{point_name}");
     let now = time::now_string();
-    let os_id = vm["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
     let (mut os_entry, mut data_entries) = (Value::Null, Vec::new());
     for (d, unique) in snapshots {
         let disk_id = d["id"].as_str().unwrap_or_default();
@@ -379,26 +397,7 @@ pub fn record_snapshot_point(
             }
         });
         resource::put(tx, &drp_id, &drp)?;
-        let entry = json!({"name": disk_name, "managedDisk": {"id": disk_id, "storageAccountType": d["sku"]["name"]},
-                           "diskRestorePoint": {"id": drp_id}, "diskSizeGB": d["properties"]["diskSizeGB"]});
-        if disk_id.eq_ignore_ascii_case(&os_id) {
-            os_entry = entry;
-            os_entry["osType"] = d["properties"]["osType"].clone();
-        } else {
-            let lun = vm["properties"]["storageProfile"]["dataDisks"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|x| {
-                    x["managedDisk"]["id"]
-                        .as_str()
-                        .is_some_and(|i| i.eq_ignore_ascii_case(disk_id))
-                })
-                .and_then(|x| x["lun"].as_u64());
-            let mut e = entry;
-            e["lun"] = json!(lun);
-            data_entries.push(e);
-        }
+        add_disk_entry(vm, d, &drp_id, &mut os_entry, &mut data_entries);
     }
     let doc = json!({
         "id": rid, "name": point_name, "type": POINT_TYPE,
