@@ -58,6 +58,29 @@ impl Api {
         Ok(v)
     }
 
+    /// Any method with a JSON body; anything but 2xx is an error carrying
+    /// the server's message.
+    pub(crate) fn send(&self, method: &str, path: &str, body: Value) -> Result<Value> {
+        let uri = format!("{}{path}", self.conn.arm_endpoint);
+        let req = ureq::http::Request::builder()
+            .method(method)
+            .uri(&uri)
+            .header("Authorization", format!("Bearer {}", self.token))
+            .header("Content-Type", "application/json")
+            .body(body.to_string())?;
+        let mut r = self.http.run(req)?;
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string()?;
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if !(200..300).contains(&status) {
+            bail!(
+                "recoverite answered {status}: {}",
+                v["error"]["message"].as_str().unwrap_or(&text)
+            );
+        }
+        Ok(v)
+    }
+
     fn post(&self, path: &str, body: Value) -> Result<()> {
         let r = self
             .http

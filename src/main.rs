@@ -12,6 +12,7 @@ use recoverite_server::{Connection, ServeConfig};
 
 mod agent_cmd;
 mod file_recovery_cmd;
+mod mars_cmd;
 mod subscription_cmd;
 
 #[derive(Parser)]
@@ -87,6 +88,13 @@ enum Command {
         #[arg(long, default_value = ".recoverite", env = "RECOVERITE_DATA_DIR")]
         data_dir: PathBuf,
     },
+    /// The MARS agent (Microsoft Azure Recovery Services agent): back up
+    /// files and folders of a VM or an on-premises server into a Recovery
+    /// Services vault, through its private endpoints or public URLs.
+    Mars {
+        #[command(subcommand)]
+        action: MarsCommand,
+    },
     /// Manage service principals.
     Principal {
         #[command(subcommand)]
@@ -126,6 +134,81 @@ enum FileRecoveryCommand {
         /// Where the sockets `{disk}.sock` are made.
         #[arg(long)]
         dir: PathBuf,
+        #[arg(long, default_value = ".recoverite", env = "RECOVERITE_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum MarsCommand {
+    /// Download vault credentials (valid 10 days), as the portal does.
+    Credentials {
+        /// The vault's ARM id.
+        #[arg(long)]
+        vault: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = ".recoverite", env = "RECOVERITE_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Register this machine with the vault.
+    Register {
+        #[arg(long)]
+        credentials: PathBuf,
+        /// A file holding the encryption passphrase (at least 16
+        /// characters). It never leaves the machine.
+        #[arg(long)]
+        passphrase_file: PathBuf,
+        /// Where the agent keeps its registration and state.
+        #[arg(long)]
+        agent_dir: PathBuf,
+        /// The VM the agent runs in (its network position); without it the
+        /// machine is an on-premises server (public DNS and addresses only).
+        #[arg(long)]
+        vm: Option<String>,
+        /// The machine's name (default: the VM's name).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value = ".recoverite", env = "RECOVERITE_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Back up folders now.
+    Backup {
+        #[arg(long)]
+        agent_dir: PathBuf,
+        /// Folders to back up (each is one protected item).
+        #[arg(long = "path", required = true)]
+        paths: Vec<PathBuf>,
+        /// Glob patterns of files and folders to leave out.
+        #[arg(long)]
+        exclude: Vec<String>,
+        #[arg(long, default_value = ".recoverite", env = "RECOVERITE_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// List the recovery points of the vault's machines.
+    Points {
+        #[arg(long)]
+        agent_dir: PathBuf,
+        #[arg(long, default_value = ".recoverite", env = "RECOVERITE_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Restore a recovery point (of this machine, or of another machine of
+    /// the vault with that machine's passphrase).
+    Restore {
+        #[arg(long)]
+        agent_dir: PathBuf,
+        /// The recovery point's ARM id.
+        #[arg(long)]
+        point: String,
+        /// Only these paths (as backed up); default: everything.
+        #[arg(long = "path")]
+        paths: Vec<String>,
+        #[arg(long)]
+        target: PathBuf,
+        /// The passphrase of the machine that made the point, when it is
+        /// another machine.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
         #[arg(long, default_value = ".recoverite", env = "RECOVERITE_DATA_DIR")]
         data_dir: PathBuf,
     },
@@ -197,6 +280,55 @@ fn main() -> Result<()> {
             recovery_point_secs: recovery_point_interval,
         }),
         Command::Agent { vm, data_dir } => agent_cmd::run(&data_dir, &vm),
+        Command::Mars { action } => match action {
+            MarsCommand::Credentials {
+                vault,
+                out,
+                data_dir,
+            } => mars_cmd::credentials(&data_dir, &vault, &out),
+            MarsCommand::Register {
+                credentials,
+                passphrase_file,
+                agent_dir,
+                vm,
+                name,
+                data_dir,
+            } => mars_cmd::register(
+                &data_dir,
+                mars_cmd::RegisterArgs {
+                    credentials,
+                    passphrase_file,
+                    agent_dir,
+                    vm,
+                    name,
+                },
+            ),
+            MarsCommand::Backup {
+                agent_dir,
+                paths,
+                exclude,
+                data_dir,
+            } => mars_cmd::backup(&data_dir, &agent_dir, &paths, &exclude),
+            MarsCommand::Points {
+                agent_dir,
+                data_dir,
+            } => mars_cmd::points(&data_dir, &agent_dir),
+            MarsCommand::Restore {
+                agent_dir,
+                point,
+                paths,
+                target,
+                passphrase_file,
+                data_dir,
+            } => mars_cmd::restore_cmd(
+                &data_dir,
+                &agent_dir,
+                &point,
+                &paths,
+                &target,
+                passphrase_file.as_deref(),
+            ),
+        },
         Command::Doctor {
             vm,
             vault,

@@ -182,7 +182,10 @@ pub async fn hello_vault(p: &Placement, aliases: &dyn Aliases) -> Result<String,
         .map_err(|_| refused("the connection was closed"))?;
     let mut line = String::new();
     match tokio::time::timeout(TIMEOUT, s.read_line(&mut line)).await {
-        Ok(Ok(n)) if n > 0 => Ok(line.trim().to_string()),
+        Ok(Ok(n)) if n > 0 => match line.trim().strip_prefix("refused ") {
+            Some(why) => Err(refused(why)),
+            None => Ok(line.trim().to_string()),
+        },
         _ => Err(refused(
             "the connection was closed before the service answered",
         )),

@@ -78,6 +78,31 @@ fn tier_lock(key: &str) -> Arc<std::sync::Mutex<()>> {
         .clone()
 }
 
+/// Chunks that open sessions (MARS backups) were told the vault holds, or
+/// are sending: a collection must not delete them before those sessions
+/// commit or end. Keyed by tier, then session.
+type Pins = std::collections::HashMap<String, std::collections::HashSet<String>>;
+
+fn tier_pins(key: &str) -> Arc<std::sync::Mutex<Pins>> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static PINS: OnceLock<Mutex<HashMap<String, Arc<Mutex<Pins>>>>> = OnceLock::new();
+    PINS.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key.to_string())
+        .or_default()
+        .clone()
+}
+
+/// Whether `id` names a chunk object (64 lower-case hex digits).
+pub fn is_object_id(id: &str) -> bool {
+    id.len() == 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Syncs the whole filesystem holding `dir` (`syncfs`).
 fn sync_fs(dir: &Path) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
@@ -464,6 +489,13 @@ impl ChunkStore {
                 .map_err(|e| bad(format!("{}: {e}", o.location)))?;
             live.extend(m.chunks.into_iter().map(|(_, h)| h));
         }
+        for ids in tier_pins(&self.lock_key())
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            live.extend(ids.iter().cloned());
+        }
         let mut freed = 0;
         for o in self.list("chunks")? {
             let name = o.location.filename().unwrap_or("").to_string();
@@ -477,6 +509,79 @@ impl ChunkStore {
             let _ = run(self.objects.delete(&o.location));
         }
         Ok(freed)
+    }
+
+    /// Which of `ids` the tier lacks. All of them stay pinned for `session`
+    /// (collections keep them) until [`ChunkStore::unpin`].
+    pub fn missing_pinned(&self, session: &str, ids: &[String]) -> std::io::Result<Vec<String>> {
+        if let Some(bad_id) = ids.iter().find(|i| !is_object_id(i)) {
+            return Err(bad(format!("'{bad_id}' is not a chunk id")));
+        }
+        let lock = tier_lock(&self.lock_key());
+        let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let pins = tier_pins(&self.lock_key());
+        pins.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(session.to_string())
+            .or_default()
+            .extend(ids.iter().cloned());
+        Ok(ids.iter().filter(|i| !self.has_chunk(i)).cloned().collect())
+    }
+
+    pub fn unpin(&self, session: &str) {
+        tier_pins(&self.lock_key())
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(session);
+    }
+
+    /// Stores sealed objects (already compressed and encrypted by their
+    /// owner) under their ids, durably, with one sync for the batch.
+    pub fn put_objects(&self, objs: Vec<(String, Vec<u8>)>) -> std::io::Result<u64> {
+        if let Some((bad_id, _)) = objs.iter().find(|(i, _)| !is_object_id(i)) {
+            return Err(bad(format!("'{bad_id}' is not a chunk id")));
+        }
+        // Staged objects are a collection's to remove only when no put runs.
+        let lock = tier_lock(&self.lock_key());
+        let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut bytes = 0;
+        let mut pending = Vec::new();
+        for (id, data) in objs {
+            bytes += data.len() as u64;
+            let key = self.chunk_key(&id);
+            match self.stage(data.clone(), &format!("{}.tmp", uuid_like()))? {
+                Some(staged) => pending.push((staged, key)),
+                None => run(self.objects.put(&key, PutPayload::from(data))).map(|_| ())?,
+            }
+        }
+        if !pending.is_empty() {
+            self.sync()?;
+            for (tmp, fin) in &pending {
+                run(self.objects.rename(tmp, fin))?;
+            }
+            self.sync()?;
+        }
+        Ok(bytes)
+    }
+
+    /// A stored object's bytes, as its owner sealed them.
+    pub fn get_object(&self, id: &str) -> std::io::Result<Vec<u8>> {
+        if !is_object_id(id) {
+            return Err(bad(format!("'{id}' is not a chunk id")));
+        }
+        self.get(&self.chunk_key(id))
+    }
+
+    /// Publishes a manifest naming stored objects; every one must exist.
+    pub fn put_manifest(&self, name: &str, m: &Manifest) -> std::io::Result<()> {
+        if let Some((_, gone)) = m.chunks.iter().find(|(_, h)| !self.has_chunk(h)) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("chunk {gone} is not in the vault"),
+            ));
+        }
+        let json = serde_json::to_vec(m).map_err(|e| bad(e.to_string()))?;
+        self.publish(&self.manifest_key(name), json)
     }
 
     /// Bytes the vault tier holds (chunks only).
@@ -502,6 +607,52 @@ fn uuid_like() -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn sealed_objects_are_kept_while_pinned_or_named_and_collected_after() {
+        let t = tempfile::tempdir().unwrap();
+        let st = ChunkStore::open(t.path()).unwrap();
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        assert_eq!(
+            st.missing_pinned("s1", &[a.clone(), b.clone()])
+                .unwrap()
+                .len(),
+            2
+        );
+        st.put_objects(vec![
+            (a.clone(), b"sealed a".to_vec()),
+            (b.clone(), b"sealed b".to_vec()),
+        ])
+        .unwrap();
+        assert!(st.missing_pinned("s1", &[a.clone()]).unwrap().is_empty());
+        // Pinned by an open session: a collection keeps both.
+        st.collect().unwrap();
+        assert_eq!(st.get_object(&a).unwrap(), b"sealed a");
+        st.put_manifest(
+            "p1",
+            &Manifest {
+                size: 8,
+                chunks: vec![(0, a.clone())],
+            },
+        )
+        .unwrap();
+        st.unpin("s1");
+        st.collect().unwrap();
+        assert!(st.has_chunk(&a) && !st.has_chunk(&b));
+        // A manifest may only name what is stored.
+        assert!(st
+            .put_manifest(
+                "p2",
+                &Manifest {
+                    size: 8,
+                    chunks: vec![(0, b.clone())]
+                }
+            )
+            .is_err());
+        assert!(st.put_objects(vec![("../x".into(), vec![])]).is_err());
+        assert!(st.get_object("../../etc/passwd").is_err());
+    }
+
     use super::*;
 
     fn write_at(p: &Path, off: u64, byte: u8, len: usize) {

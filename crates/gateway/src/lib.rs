@@ -149,6 +149,9 @@ pub struct Gateway {
     /// each connection opens with `recoverite-admit {secret} {json}`, the
     /// json saying which target, by which path and from which alias.
     port_backends: Mutex<HashMap<(String, u16), (SocketAddr, String)>>,
+    /// Services behind a service tag's public addresses on port 443 (the
+    /// Entra ID token endpoint behind `AzureActiveDirectory`).
+    service_backends: Mutex<HashMap<String, (SocketAddr, Vec<String>)>>,
     echo: Mutex<Option<SocketAddr>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Public (model) address of a private link target's name → the target.
@@ -171,6 +174,7 @@ impl Gateway {
             backends: Mutex::new(HashMap::new()),
             type_backends: Mutex::new(HashMap::new()),
             port_backends: Mutex::new(HashMap::new()),
+            service_backends: Mutex::new(HashMap::new()),
             echo: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
             public_targets: Mutex::new(HashMap::new()),
@@ -220,6 +224,19 @@ impl Gateway {
             (resource_type.to_ascii_lowercase(), port),
             (addr, secret.to_string()),
         );
+    }
+
+    /// Serves port 443 of a service tag's public addresses (e.g.
+    /// `AzureActiveDirectory`), those its `names` resolve to, by the
+    /// service at `addr`.
+    pub fn register_service_backend(&self, service_tag: &str, names: &[&str], addr: SocketAddr) {
+        self.service_backends
+            .lock()
+            .expect("service backends")
+            .insert(
+                service_tag.to_ascii_lowercase(),
+                (addr, names.iter().map(|n| n.to_string()).collect()),
+            );
     }
 
     /// The extra model ports served for targets of a type.
@@ -475,6 +492,21 @@ impl Gateway {
                     .chain(shared.keys())
                     .map(|ip| (addressbook::public_alias(*ip), 443)),
             );
+            let service_names: Vec<String> = self
+                .service_backends
+                .lock()
+                .expect("service backends")
+                .values()
+                .flat_map(|(_, n)| n.clone())
+                .collect();
+            for name in service_names {
+                let res = recoverite_dns::resolve(&snap, None, &name, recoverite_dns::RType::A);
+                if let Some(recoverite_dns::resolve::Value::A(ip)) =
+                    res.answers.last().map(|a| a.value.clone())
+                {
+                    out.push((addressbook::public_alias(ip), 443));
+                }
+            }
             for (ip, ty) in &shared {
                 out.extend(
                     self.extra_ports(ty)
@@ -747,7 +779,11 @@ impl Gateway {
                         .cloned();
                     if let Some((addr, secret)) = port_backend {
                         self.record(rec);
-                        let admit = serde_json::json!({"target": d["id"], "via": "public", "sourceAlias": src});
+                        let greeting = format!(
+                            "recoverite {target_type} {} via public URL",
+                            d["name"].as_str().unwrap_or("")
+                        );
+                        let admit = serde_json::json!({"target": d["id"], "via": "public", "sourceAlias": src, "greeting": greeting});
                         let preface = format!("recoverite-admit {secret} {admit}\n{text}\n");
                         proxy(stream, addr, Some(preface), None).await;
                         return;
@@ -771,6 +807,10 @@ impl Gateway {
                     return;
                 }
                 rec.reason = format!("{named} denies requests over public URLs: its public network access is disabled");
+                // The vault itself answers (the network let the request through).
+                let _ = stream
+                    .write_all(format!("refused {}\n", rec.reason).as_bytes())
+                    .await;
             }
             _ => {
                 rec.reason = format!(
@@ -795,6 +835,22 @@ impl Gateway {
             if port == MULTI_VM_SYNC_PORT {
                 let greeting = format!("recoverite mobility agent at {ipconfig}: multi-VM sync\n");
                 return (*self.echo.lock().expect("echo")).map(|a| (a, Some(greeting), None));
+            }
+        }
+        if let Some(Destination::Public {
+            service: Some(tag),
+            target_id: None,
+            ..
+        }) = &d.destination
+        {
+            let svc = self
+                .service_backends
+                .lock()
+                .expect("service backends")
+                .get(&tag.to_ascii_lowercase())
+                .map(|(a, _)| *a);
+            if let Some(addr) = svc.filter(|_| port == 443) {
+                return Some((addr, None, None));
             }
         }
         let target = match &d.destination {
@@ -828,12 +884,15 @@ impl Gateway {
             .get(&(ty.clone(), port))
         {
             let via = match &d.destination {
-                Some(Destination::PrivateEndpoint { endpoint_id, .. }) => {
-                    serde_json::json!({"privateEndpoint": endpoint_id})
+                Some(Destination::PrivateEndpoint {
+                    endpoint_id, fqdn, ..
+                }) => {
+                    serde_json::json!({"privateEndpoint": endpoint_id, "fqdn": fqdn})
                 }
                 _ => serde_json::json!("public"),
             };
-            let admit = serde_json::json!({"target": doc["id"], "via": via, "sourceAlias": src});
+            let greeting = greeting_for(&doc, &d.destination);
+            let admit = serde_json::json!({"target": doc["id"], "via": via, "sourceAlias": src, "greeting": greeting});
             return Some((
                 *addr,
                 None,
@@ -854,31 +913,34 @@ impl Gateway {
             return Some((*addr, None, preface));
         }
 
-        let via = match &d.destination {
-            Some(Destination::PrivateEndpoint {
-                endpoint_id, fqdn, ..
-            }) => {
-                format!(
-                    "private endpoint {} ({})",
-                    endpoint_id.rsplit('/').next().unwrap_or(""),
-                    fqdn.clone().unwrap_or_default()
-                )
-            }
-            _ => "public endpoint".to_string(),
-        };
         // Targets without a service of their own answer with a greeting and echo.
-        let kind = if doc["type"].as_str() == Some(pl::test_target::TARGET_TYPE) {
-            "test target".to_string()
-        } else {
-            doc["type"].as_str().unwrap_or("").to_string()
-        };
-        let greeting = format!(
-            "recoverite {kind} {} via {via}
-",
-            doc["name"].as_str().unwrap_or("")
-        );
+        let greeting = format!("{}\n", greeting_for(&doc, &d.destination));
         (*self.echo.lock().expect("echo")).map(|a| (a, Some(greeting), None))
     }
+}
+
+/// What a target without a service of its own says first:
+/// `recoverite {type} {name} via {path}`.
+fn greeting_for(doc: &serde_json::Value, dest: &Option<Destination>) -> String {
+    let via = match dest {
+        Some(Destination::PrivateEndpoint {
+            endpoint_id, fqdn, ..
+        }) => format!(
+            "private endpoint {} ({})",
+            endpoint_id.rsplit('/').next().unwrap_or(""),
+            fqdn.clone().unwrap_or_default()
+        ),
+        _ => "public endpoint".to_string(),
+    };
+    let kind = if doc["type"].as_str() == Some(pl::test_target::TARGET_TYPE) {
+        "test target".to_string()
+    } else {
+        doc["type"].as_str().unwrap_or("").to_string()
+    };
+    format!(
+        "recoverite {kind} {} via {via}",
+        doc["name"].as_str().unwrap_or("")
+    )
 }
 
 /// Proxies an admitted connection to the service at `addr`: `preface` goes

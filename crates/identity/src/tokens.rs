@@ -40,6 +40,15 @@ pub const OTHER_RESOURCES: &[&str] = &[
     "https://graph.microsoft.com",
 ];
 
+/// A Recovery Services vault's audience for its agents
+/// (`https://RecoveryServiceVault/{region}/{vault}/{id}`, the vault
+/// certificate's `aadAudience`).
+pub fn is_vault_audience(resource: &str) -> bool {
+    let r = resource.trim_end_matches('/').to_ascii_lowercase();
+    r.strip_prefix("https://recoveryservicevault/")
+        .is_some_and(|rest| rest.split('/').filter(|p| !p.is_empty()).count() == 3)
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub aud: String,
@@ -175,6 +184,7 @@ impl TokenService {
             .chain(OTHER_RESOURCES)
             .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(r))
             || r.eq_ignore_ascii_case(&self.authority)
+            || is_vault_audience(r)
     }
 
     pub fn issue(
@@ -218,6 +228,12 @@ impl TokenService {
     /// Validates a bearer token for ARM; errors are ARM's 401s.
     pub fn verify_for_arm(&self, token: &str) -> Result<Claims, ArmError> {
         self.verify_for(token, ARM_AUDIENCES)
+    }
+
+    /// Validates a bearer token issued for one audience (a vault's
+    /// `aadAudience`, for its registered agents).
+    pub fn verify_for_audience(&self, token: &str, audience: &str) -> Result<Claims, ArmError> {
+        self.verify_for(token, &[audience, &format!("{audience}/")])
     }
 
     /// Validates a bearer token for Azure Storage's data plane.

@@ -163,9 +163,17 @@ pub fn get(ctx: &Ctx, req: &ArmRequest, container: &str, item: &str) -> Result<R
 pub fn put(ctx: &Ctx, req: &ArmRequest, container: &str, item: &str) -> Result<Reply, ArmError> {
     let body: Value = req.body_as()?;
     let p = body.get("properties").cloned().unwrap_or(json!({}));
+    let vid = ctx.store().view(|r| vault_of(r, req))?;
+    if let Some(d) = ctx
+        .store()
+        .view(|r| resource::get(r, &item_id(&vid, container, item)))?
+    {
+        if d["properties"]["backupManagementType"] == "MAB" {
+            return put_mab(ctx, req, &vid, d, &p);
+        }
+    }
     let (rg, vm_name) = parse_workload_name(item)
         .ok_or_else(|| ArmError::invalid_parameter("protectedItemName", format!("'{item}' is not an Azure VM item name; use vm;iaasvmcontainerv2;{{resourceGroup}};{{vm}}.")))?;
-    let vid = ctx.store().view(|r| vault_of(r, req))?;
     let rid = item_id(&vid, container, item);
     // Protecting a VM takes the right to read it, as the caller.
     if p["policyId"].as_str().is_some_and(|s| !s.is_empty()) && p["isRehydrate"] != true {
@@ -276,6 +284,46 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, container: &str, item: &str) -> Result<R
     })?;
     let _ = doc;
     jobs::accepted(ctx, req, &vid, &rid, &job)
+}
+
+/// PUT of a MARS item (the agent makes them by backing up): stop
+/// protection keeping the data, resume it, or undelete it.
+fn put_mab(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    vid: &str,
+    existing: Value,
+    p: &Value,
+) -> Result<Reply, ArmError> {
+    let rid = existing["id"].as_str().unwrap_or_default().to_string();
+    let job = ctx.store().write(|tx| {
+        let mut d = resource::get(tx, &rid)?.unwrap_or(existing);
+        let soft_deleted = d["properties"]["isScheduledForDeferredDelete"] == true;
+        let (op, task) = if p["isRehydrate"] == true {
+            if !soft_deleted {
+                return Err(ArmError::bad_request("BMSUserErrorItemNotSoftDeleted", "The item is not soft-deleted; nothing to undelete."));
+            }
+            let pr = &mut d["properties"];
+            pr["isScheduledForDeferredDelete"] = json!(false);
+            pr["deferredDeleteTimeInUTC"] = Value::Null;
+            pr["protectionState"] = json!("ProtectionStopped");
+            ("Undelete", "Undelete")
+        } else if soft_deleted {
+            return Err(ArmError::bad_request("BMSUserErrorItemSoftDeleted", "The item is soft-deleted; undelete it (isRehydrate) first."));
+        } else if p["protectionState"] == "ProtectionStopped" {
+            d["properties"]["protectionState"] = json!("ProtectionStopped");
+            ("DisableBackup", "Disable backup")
+        } else if p["protectionState"] == "Protected" {
+            let has_point = !d["properties"]["lastBackupTime"].is_null();
+            d["properties"]["protectionState"] = json!(if has_point { "Protected" } else { "IRPending" });
+            ("ConfigureBackup", "Configure backup")
+        } else {
+            return Err(ArmError::bad_request("BMSUserErrorInvalidInput", "A MARS item is protected by backing it up from the agent; a PUT may only stop protection (protectionState ProtectionStopped), resume it (Protected) or undelete it (isRehydrate)."));
+        };
+        resource::put(tx, &rid, &d)?;
+        jobs::record(tx, vid, op, &d, &[(task, 0)], json!({}))
+    })?;
+    jobs::accepted(ctx, req, vid, &rid, &job)
 }
 
 /// DELETE of a protected item: stop protection and delete its backup data.

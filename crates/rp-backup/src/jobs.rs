@@ -112,12 +112,16 @@ pub fn job_doc(
         })
         .collect();
     let p = &item["properties"];
+    // A MARS item's jobs are MabJobs.
+    let mab = p["backupManagementType"] == "MAB";
     let doc = json!({
         "id": format!("{vault_id}/backupJobs/{id}"), "name": id, "type": JOB_TYPE,
         "properties": {
-            "jobType": "AzureIaaSVMJob",
+            "jobType": if mab { "MabJob" } else { "AzureIaaSVMJob" },
             "entityFriendlyName": p["friendlyName"],
-            "backupManagementType": "AzureIaasVM",
+            "backupManagementType": if mab { "MAB" } else { "AzureIaasVM" },
+            "mabServerName": if mab { p["computerName"].clone() } else { Value::Null },
+            "workloadType": if mab { json!("FileFolder") } else { Value::Null },
             "operation": operation,
             "status": status,
             "startTime": time::format(start),

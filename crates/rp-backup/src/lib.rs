@@ -12,6 +12,7 @@ pub mod crr;
 pub mod ilr;
 pub mod items;
 pub mod jobs;
+pub mod mab;
 pub mod points;
 pub mod policy;
 pub mod schedule;
@@ -329,6 +330,7 @@ impl Provider for BackupProvider {
             }
             (Route::ItemOperation { op, .. }, M::GET) => jobs::item_operation(ctx, req, &op),
             (Route::Backup { container, item }, M::POST) => {
+                mab::refuse_for_mab(ctx, req, &container, &item)?;
                 points::backup(ctx, req, self, &container, &item)
             }
             (Route::Points { container, item }, M::GET) if crr::is_secondary_view(req) => {
@@ -358,7 +360,10 @@ impl Provider for BackupProvider {
                     point,
                 },
                 M::POST,
-            ) => points::restore(ctx, req, self, &container, &item, &point),
+            ) => {
+                mab::refuse_for_mab(ctx, req, &container, &item)?;
+                points::restore(ctx, req, self, &container, &item, &point)
+            }
             (
                 Route::FileRecovery {
                     container,

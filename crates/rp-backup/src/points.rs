@@ -91,7 +91,7 @@ pub(crate) fn io(e: std::io::Error) -> ArmError {
     ArmError::internal(format!("backup storage: {e}"))
 }
 
-pub(crate) fn store_of(bp: &BackupProvider, vault_numeric_id: u64) -> Result<ChunkStore, ArmError> {
+pub fn store_of(bp: &BackupProvider, vault_numeric_id: u64) -> Result<ChunkStore, ArmError> {
     Ok(bp.tier(&vault_numeric_id.to_string()))
 }
 
@@ -100,7 +100,7 @@ pub(crate) fn point_key(point_id: &str) -> String {
 }
 
 /// Azure's recovery point names are long numbers.
-fn new_point_name() -> String {
+pub(crate) fn new_point_name() -> String {
     let n = uuid::Uuid::new_v4().as_u128() % 10u128.pow(17);
     format!("{:017}", n)
 }
@@ -1087,7 +1087,9 @@ pub fn free(bp: &BackupProvider, points: &[PointData]) {
     for p in points {
         if let Ok(store) = store_of(bp, p.vault_numeric_id) {
             for d in &p.disks {
-                let _ = bp.blocks.delete(&d.snapshot);
+                if !d.snapshot.is_empty() {
+                    let _ = bp.blocks.delete(&d.snapshot);
+                }
                 let _ = store.delete(&d.manifest);
             }
         }

@@ -155,7 +155,6 @@ pub fn put(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         Ok::<_, ArmError>((vault, num))
     })?;
     let vid = vault["id"].as_str().unwrap_or_default();
-    let region = vault["location"].as_str().unwrap_or_default();
     Ok(Reply::ok(json!({
         "id": format!("{vid}/certificates/{name}"),
         "name": name,
@@ -174,11 +173,20 @@ pub fn put(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
             "aadTenantId": ctx.env().tenant_id,
             "servicePrincipalClientId": BACKUP_APP_ID,
             "servicePrincipalObjectId": BACKUP_APP_ID,
-            "azureManagementEndpointAudience": format!("https://RecoveryServiceVault/{region}/{}/{num}", vault["name"].as_str().unwrap_or("")),
+            "azureManagementEndpointAudience": aad_audience(&vault, num),
             "serviceResourceId": vid,
-            "aadAudience": format!("https://RecoveryServiceVault/{region}/{}/{num}", vault["name"].as_str().unwrap_or("")),
+            "aadAudience": aad_audience(&vault, num),
         }
     })))
+}
+
+/// The audience a vault's registered agents get Entra tokens for.
+pub fn aad_audience(vault: &serde_json::Value, numeric_id: u64) -> String {
+    format!(
+        "https://RecoveryServiceVault/{}/{}/{numeric_id}",
+        vault["location"].as_str().unwrap_or_default(),
+        vault["name"].as_str().unwrap_or_default()
+    )
 }
 
 fn key(vault_id: &str, name: &str) -> String {
@@ -218,6 +226,9 @@ pub fn delete_registered_identity(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, 
             // Containers are named `{type};{name}`; the identity is either.
             if cname == want || cname.rsplit(';').next() == Some(want.as_str()) || friendly == want
             {
+                let cid = c["id"].as_str().unwrap_or_default();
+                let items = resource::list_children(tx, cid, "protectedItems")?.len();
+                recoverite_rs_core::containers::check_unregister(items, &cname)?;
                 removed += usize::from(resource::delete_tree(
                     tx,
                     c["id"].as_str().unwrap_or_default(),

@@ -18,6 +18,16 @@ pub const CONTAINER_TYPE: &str =
 /// Whether an OData `$filter` of `key eq 'value'` clauses (joined by
 /// `and`, as azure-cli and the portal send them) allows `value` for `key`;
 /// a key the filter does not name allows anything.
+/// A registered machine (MARS, DPM, Backup server) may be unregistered only
+/// once it protects nothing: its items' backup data must be deleted, and
+/// soft-deleted data must be gone, first.
+pub fn check_unregister(item_count: usize, container: &str) -> Result<(), ArmError> {
+    if item_count > 0 {
+        return Err(ArmError::bad_request("BMSUserErrorContainerHasDatasources", format!("The machine '{container}' still has {item_count} protected item(s) (soft-deleted ones included); stop protection and delete their backup data, and let soft delete end, before unregistering it.")));
+    }
+    Ok(())
+}
+
 pub fn filter_allows(filter: &str, key: &str, value: &str) -> bool {
     let f = filter.to_ascii_lowercase();
     let needle = format!("{} eq '", key.to_ascii_lowercase());
@@ -89,6 +99,16 @@ pub fn container_matches(c: &Value, filter: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn unregistering_needs_no_items_left() {
+        assert!(check_unregister(0, "m").is_ok());
+        assert_eq!(
+            check_unregister(2, "m").unwrap_err().body.code,
+            "BMSUserErrorContainerHasDatasources"
+        );
+    }
+
     use super::*;
 
     #[test]

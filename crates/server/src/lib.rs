@@ -13,6 +13,7 @@ mod entra;
 mod file_recovery;
 mod first_party;
 pub mod imds;
+mod mars;
 mod netadmin;
 mod replication;
 pub mod tls;
@@ -512,6 +513,30 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         file_recovery::start(router.platform().store.clone(), blocks.clone(), &gateway)
             .await
             .map_err(|e| ServeError::Listen(0, format!("file recovery: {e}")))?;
+    let mars_task = mars::start(
+        Arc::new(mars::Mars {
+            store: router.platform().store.clone(),
+            backup: recoverite_rp_backup::BackupProvider::new(
+                blocks.clone(),
+                data_dir.join("backup"),
+                as_caller.clone(),
+            )
+            .map_err(|e| ServeError::DataDir(data_dir.join("backup"), e.to_string()))?,
+            tokens: tokens.clone(),
+            tenant_id: boot.tenant_id.clone(),
+            authority: endpoint.clone(),
+        }),
+        &gateway,
+    )
+    .await
+    .map_err(|e| ServeError::Listen(0, format!("MARS service: {e}")))?;
+    // Microsoft Entra ID behind its service tag's public addresses: agents
+    // sign in through the emulated network (document 001).
+    gateway.register_service_backend(
+        "AzureActiveDirectory",
+        &["login.microsoftonline.com", "login.microsoft.com"],
+        addr,
+    );
     gateway.register_admitting_backend(
         recoverite_rp_storage::ACCOUNT_TYPE,
         blob_addr,
@@ -668,6 +693,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
                 blob_task,
                 backup,
                 file_recovery_task,
+                mars_task,
             ])
             .chain(nbd_task)
             .chain(imds_task)

@@ -1,0 +1,675 @@
+//! The vault's Backup service for MARS agents, behind the gateway on model
+//! port 443 of every vault's private endpoint addresses and its public
+//! Backup addresses. The gateway admits a connection only when the network
+//! lets it through (NSGs, routes, approval, the vault's public network
+//! access for the public URLs) and tells this service which vault, by which
+//! path, from which alias. Then, after the vault's greeting:
+//!
+//! ```text
+//! vault {vault id}                      the vault the client meant
+//! mars {"op": …, "len": n}\n<n bytes>   requests; answers are the same shape
+//! ```
+//!
+//! Operations: `register` (vault credentials, signed), `hello` (an Entra
+//! token of a registered machine), `begin`, `missing`, `put`, `flush`,
+//! `progress`, `commit`, `fail` for a backup; `points`, `open`, `get`,
+//! `done` for a restore. Lines that are none of these are echoed, as the
+//! vault's other clients (Site Recovery's hello) expect.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::net::{Ipv4Addr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{json, Value};
+use sha2::Digest;
+
+use recoverite_arm::{resource, time, ArmError};
+use recoverite_backup_store::ChunkStore;
+use recoverite_identity::{principals, TokenService};
+use recoverite_rp_backup::mab::{self, Machine};
+use recoverite_rp_backup::BackupProvider;
+use recoverite_rp_recoveryservices::certificates;
+use recoverite_store::Store;
+
+/// A sealed chunk is at most the largest chunk, compressed badly, plus the tag.
+const MAX_OBJECT: usize = 6 << 20;
+const MAX_INDEX: usize = 256 << 20;
+/// Sent chunks are made durable in batches of about this many bytes.
+const FLUSH_BYTES: usize = 64 << 20;
+/// How far a registration's signature time may be from now.
+const SIGNATURE_WINDOW_SECS: i64 = 300;
+
+pub struct Mars {
+    pub store: Store,
+    pub backup: BackupProvider,
+    pub tokens: Arc<TokenService>,
+    pub tenant_id: String,
+    pub authority: String,
+}
+
+/// Starts the service and registers it with the gateway.
+pub async fn start(
+    mars: Arc<Mars>,
+    gateway: &Arc<recoverite_gateway::Gateway>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let secret = uuid::Uuid::new_v4().simple().to_string();
+    gateway.register_port_backend(
+        recoverite_rp_backup::VAULT_TYPE,
+        443,
+        listener.local_addr()?,
+        &secret,
+    );
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((stream, peer)) = listener.accept().await else {
+                continue;
+            };
+            // Only the gateway connects from 127.0.0.1 (and proves it with the secret).
+            if peer.ip() != std::net::IpAddr::V4(Ipv4Addr::LOCALHOST) {
+                continue;
+            }
+            let Ok(std_stream) = stream.into_std() else {
+                continue;
+            };
+            let (m, secret) = (mars.clone(), secret.clone());
+            std::thread::spawn(move || {
+                let _ = std_stream.set_nonblocking(false);
+                if let Err(e) = serve(&m, std_stream, &secret) {
+                    tracing::debug!("MARS session ended: {e}");
+                }
+            });
+        }
+    }))
+}
+
+fn read_line(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<String>> {
+    let mut out = Vec::new();
+    let n = r.by_ref().take(64 * 1024).read_until(b'\n', &mut out)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    Ok(Some(
+        String::from_utf8_lossy(&out)
+            .trim_end_matches(['\r', '\n'])
+            .to_string(),
+    ))
+}
+
+fn answer(w: &mut BufWriter<TcpStream>, v: Value, body: Option<&[u8]>) -> std::io::Result<()> {
+    let mut v = v;
+    if let Some(b) = body {
+        v["len"] = json!(b.len());
+    }
+    w.write_all(v.to_string().as_bytes())?;
+    w.write_all(b"\n")?;
+    if let Some(b) = body {
+        w.write_all(b)?;
+    }
+    w.flush()
+}
+
+fn refusal(code: &str, msg: impl Into<String>) -> Value {
+    json!({"ok": false, "code": code, "error": msg.into()})
+}
+
+fn arm_refusal(e: &ArmError) -> Value {
+    refusal(&e.body.code, e.body.message.clone())
+}
+
+/// One connection's state.
+struct Conn {
+    vault_id: String,
+    via_private: bool,
+    /// The private endpoint (and name) it came through, for the job.
+    path: String,
+    named: bool,
+    machine: Option<Machine>,
+    vault_num: u64,
+    tier: Option<ChunkStore>,
+    session: String,
+    /// The running backup or restore: `(item id, job id)`.
+    job: Option<(String, String)>,
+    pending: Vec<(String, Vec<u8>)>,
+    pending_bytes: usize,
+    pinned: HashSet<String>,
+    readable: HashSet<String>,
+    last_progress: std::time::Instant,
+}
+
+fn serve(m: &Mars, stream: TcpStream, secret: &str) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(600)))?;
+    let mut r = BufReader::with_capacity(1 << 20, stream.try_clone()?);
+    let mut w = BufWriter::with_capacity(1 << 20, stream);
+    let Some(admit) = read_line(&mut r)? else {
+        return Ok(());
+    };
+    let Some(json_text) = admit
+        .strip_prefix("recoverite-admit ")
+        .and_then(|rest| rest.strip_prefix(secret))
+        .map(str::trim)
+    else {
+        return Ok(());
+    };
+    let admitted: Value = serde_json::from_str(json_text).unwrap_or_default();
+    if let Some(g) = admitted["greeting"].as_str() {
+        w.write_all(format!("{g}\n").as_bytes())?;
+        w.flush()?;
+    }
+    let via_private = admitted["via"]["privateEndpoint"].is_string();
+    let mut c = Conn {
+        vault_id: admitted["target"].as_str().unwrap_or_default().to_string(),
+        via_private,
+        path: if via_private {
+            format!(
+                "private endpoint {} ({})",
+                admitted["via"]["privateEndpoint"]
+                    .as_str()
+                    .unwrap_or("")
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(""),
+                admitted["via"]["fqdn"].as_str().unwrap_or("")
+            )
+        } else {
+            "the public URL".into()
+        },
+        named: false,
+        machine: None,
+        vault_num: 0,
+        tier: None,
+        session: uuid::Uuid::new_v4().to_string(),
+        job: None,
+        pending: Vec::new(),
+        pending_bytes: 0,
+        pinned: HashSet::new(),
+        readable: HashSet::new(),
+        last_progress: std::time::Instant::now(),
+    };
+    let res = session(m, &mut c, &mut r, &mut w);
+    // A backup or restore whose connection ended without finishing failed.
+    if let (Some((_, job)), Some(machine)) = (&c.job, &c.machine) {
+        let _ = m.store.write(|tx| {
+            mab::end_job(
+                tx,
+                machine,
+                job,
+                "Failed",
+                &[
+                    "The agent's connection ended before the operation completed; run it again."
+                        .to_string(),
+                ],
+            )
+        });
+    }
+    if let Some(t) = &c.tier {
+        t.unpin(&c.session);
+    }
+    res
+}
+
+fn session(
+    m: &Mars,
+    c: &mut Conn,
+    r: &mut BufReader<TcpStream>,
+    w: &mut BufWriter<TcpStream>,
+) -> std::io::Result<()> {
+    while let Some(line) = read_line(r)? {
+        if let Some(v) = line.strip_prefix("vault ") {
+            if !v.trim().eq_ignore_ascii_case(&c.vault_id) {
+                w.write_all(b"refused this address belongs to another vault: its private URLs are specific to that vault\n")?;
+                return w.flush();
+            }
+            c.named = true;
+            continue;
+        }
+        let Some(req) = line.strip_prefix("mars ") else {
+            // Not ours: the vault's plain echo, as before.
+            w.write_all(line.as_bytes())?;
+            w.write_all(b"\n")?;
+            w.flush()?;
+            continue;
+        };
+        let req: Value = match serde_json::from_str(req) {
+            Ok(v) => v,
+            Err(e) => {
+                answer(
+                    w,
+                    refusal("BadRequest", format!("the request is not JSON: {e}")),
+                    None,
+                )?;
+                return Ok(());
+            }
+        };
+        let len = req["len"].as_u64().unwrap_or(0) as usize;
+        let limit = if req["op"] == "commit" {
+            MAX_INDEX
+        } else {
+            MAX_OBJECT
+        };
+        if len > limit {
+            answer(
+                w,
+                refusal(
+                    "BadRequest",
+                    format!("a body of {len} bytes is larger than the {limit} allowed"),
+                ),
+                None,
+            )?;
+            return Ok(());
+        }
+        let mut body = vec![0u8; len];
+        r.read_exact(&mut body)?;
+        if !c.named {
+            answer(
+                w,
+                refusal("BadRequest", "name the vault first ('vault {id}')"),
+                None,
+            )?;
+            return Ok(());
+        }
+        match handle(m, c, &req, body) {
+            Ok(Some((v, b))) => answer(w, v, b.as_deref())?,
+            Ok(None) => {}
+            Err(v) => {
+                let fatal = v["fatal"] == true;
+                answer(w, v, None)?;
+                if fatal {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+type Answer = Result<Option<(Value, Option<Vec<u8>>)>, Value>;
+
+fn ok(v: Value) -> Answer {
+    Ok(Some((v, None)))
+}
+
+fn fatal(code: &str, msg: impl Into<String>) -> Value {
+    let mut v = refusal(code, msg);
+    v["fatal"] = json!(true);
+    v
+}
+
+fn handle(m: &Mars, c: &mut Conn, req: &Value, body: Vec<u8>) -> Answer {
+    let op = req["op"].as_str().unwrap_or("");
+    if op == "register" {
+        return register(m, c, req);
+    }
+    if op == "hello" {
+        return hello(m, c, req);
+    }
+    let machine = c.machine.clone().ok_or_else(|| {
+        fatal(
+            "Unauthorized",
+            "sign in first (hello with a token of a registered machine)",
+        )
+    })?;
+    let tier = c.tier.clone().expect("set with the machine");
+    let arm = |e: ArmError| arm_refusal(&e);
+    let io = |e: std::io::Error| refusal("InternalError", e.to_string());
+    match op {
+        "begin" => {
+            if c.job.is_some() {
+                return Err(refusal(
+                    "BadRequest",
+                    "a backup or restore is already running on this connection",
+                ));
+            }
+            let root = req["root"].as_str().unwrap_or_default().to_string();
+            if root.is_empty() {
+                return Err(refusal(
+                    "BadRequest",
+                    "begin needs the folder's path (root)",
+                ));
+            }
+            let mut notes: Vec<String> = req["notes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n.as_str().map(str::to_string))
+                .collect();
+            notes.push(format!("connected through {}", c.path));
+            let (item, job) = m
+                .store
+                .write(|tx| mab::begin_backup(tx, &machine, &root, &notes))
+                .map_err(arm)?;
+            c.job = Some((item.clone(), job.clone()));
+            ok(json!({"ok": true, "item": item, "job": job}))
+        }
+        "missing" => {
+            let ids: Vec<String> = req["ids"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect();
+            let missing = tier
+                .missing_pinned(&c.session, &ids)
+                .map_err(|e| refusal("BadRequest", e.to_string()))?;
+            c.pinned.extend(ids);
+            ok(json!({"ok": true, "missing": missing}))
+        }
+        "put" => {
+            let id = req["id"].as_str().unwrap_or_default().to_string();
+            if !c.pinned.contains(&id) {
+                return Err(fatal(
+                    "BadRequest",
+                    format!("chunk {id} was not announced (ask with 'missing' first)"),
+                ));
+            }
+            c.pending_bytes += body.len();
+            c.pending.push((id, body));
+            if c.pending_bytes >= FLUSH_BYTES {
+                flush(c, &tier).map_err(io)?;
+            }
+            Ok(None)
+        }
+        "flush" => {
+            let stored = flush(c, &tier).map_err(io)?;
+            ok(json!({"ok": true, "stored": stored}))
+        }
+        "progress" => {
+            if let Some((_, job)) = &c.job {
+                if c.last_progress.elapsed() >= Duration::from_secs(1) {
+                    c.last_progress = std::time::Instant::now();
+                    let _ = m
+                        .store
+                        .write(|tx| mab::progress(tx, &machine.vault_id, job, &req["bag"]));
+                }
+            }
+            Ok(None)
+        }
+        "commit" => {
+            let Some((item, job)) = c.job.clone() else {
+                return Err(refusal("BadRequest", "no backup is running (begin first)"));
+            };
+            flush(c, &tier).map_err(io)?;
+            let chunks: Vec<String> = req["chunks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect();
+            if let Some(stranger) = chunks.iter().find(|id| !c.pinned.contains(*id)) {
+                return Err(refusal(
+                    "BadRequest",
+                    format!("chunk {stranger} was not announced in this session"),
+                ));
+            }
+            let index_id = hex::encode(sha2::Sha256::digest(&body));
+            tier.put_objects(vec![(index_id.clone(), body)])
+                .map_err(io)?;
+            let total = req["totalBytes"].as_u64().unwrap_or(0);
+            let done = mab::commit(
+                &m.store,
+                &tier,
+                c.vault_num,
+                &machine,
+                &item,
+                &job,
+                &index_id,
+                &chunks,
+                total,
+                &req["bag"],
+            )
+            .map_err(arm)?;
+            c.job = None;
+            tier.unpin(&c.session);
+            c.pinned.clear();
+            ok(json!({"ok": true, "point": done.point_id, "job": job}))
+        }
+        "fail" => {
+            if let Some((_, job)) = c.job.take() {
+                let why = req["error"]
+                    .as_str()
+                    .unwrap_or("the agent failed")
+                    .to_string();
+                m.store
+                    .write(|tx| mab::end_job(tx, &machine, &job, "Failed", &[why]))
+                    .map_err(arm)?;
+            }
+            ok(json!({"ok": true}))
+        }
+        "points" => {
+            let pts = m
+                .store
+                .view(|r| mab::points_of_vault(r, &machine.vault_id))
+                .map_err(arm)?;
+            ok(json!({"ok": true, "points": pts}))
+        }
+        "open" => {
+            if c.job.is_some() {
+                return Err(refusal(
+                    "BadRequest",
+                    "a backup or restore is already running on this connection",
+                ));
+            }
+            let pid = req["point"].as_str().unwrap_or_default();
+            let p = m
+                .store
+                .view(|r| mab::restorable(r, &m.backup, &machine, pid))
+                .map_err(arm)?;
+            let index = tier.get_object(&p.index_id).map_err(|e| {
+                refusal(
+                    "BMSUserErrorMissingBackupData",
+                    format!("the point's index is not in the vault: {e}"),
+                )
+            })?;
+            let job = m
+                .store
+                .write(|tx| mab::begin_restore(tx, &machine, &p.point_id, &p.root))
+                .map_err(arm)?;
+            c.readable.extend(p.chunk_ids.iter().cloned());
+            c.job = Some((p.point_id.clone(), job.clone()));
+            Ok(Some((
+                json!({"ok": true, "point": p.point_id, "root": p.root, "sourceMachine": p.source_machine, "job": job}),
+                Some(index),
+            )))
+        }
+        "get" => {
+            let id = req["id"].as_str().unwrap_or_default();
+            if !c.readable.contains(id) {
+                return Err(refusal(
+                    "Forbidden",
+                    format!("chunk {id} is not part of a point opened on this connection"),
+                ));
+            }
+            let bytes = tier.get_object(id).map_err(|e| {
+                refusal("BMSUserErrorMissingBackupData", format!("chunk {id}: {e}"))
+            })?;
+            Ok(Some((json!({"ok": true}), Some(bytes))))
+        }
+        "done" => {
+            let Some((_, job)) = c.job.take() else {
+                return Err(refusal("BadRequest", "no restore is running"));
+            };
+            let status = if req["error"].is_string() {
+                "Failed"
+            } else {
+                "Completed"
+            };
+            let errors: Vec<String> = req["error"]
+                .as_str()
+                .map(|e| vec![e.to_string()])
+                .unwrap_or_default();
+            m.store
+                .write(|tx| {
+                    mab::progress(tx, &machine.vault_id, &job, &req["bag"])?;
+                    mab::end_job(tx, &machine, &job, status, &errors)
+                })
+                .map_err(arm)?;
+            ok(json!({"ok": true}))
+        }
+        other => Err(refusal(
+            "BadRequest",
+            format!("unknown operation '{other}'"),
+        )),
+    }
+}
+
+fn flush(c: &mut Conn, tier: &ChunkStore) -> std::io::Result<u64> {
+    c.pending_bytes = 0;
+    let batch = std::mem::take(&mut c.pending);
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    tier.put_objects(batch)
+}
+
+/// Registration with vault credentials: the vault certificate the
+/// credentials carry, and a signature by its private key over the vault,
+/// the machine and the time.
+fn register(m: &Mars, c: &mut Conn, req: &Value) -> Answer {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let machine_name = req["machine"].as_str().unwrap_or_default();
+    let container = mab::check_machine_name(machine_name).map_err(|e| arm_refusal(&e))?;
+    let cert_name = req["certificateName"].as_str().unwrap_or_default();
+    let der = b64
+        .decode(req["certificate"].as_str().unwrap_or_default())
+        .map_err(|_| {
+            refusal(
+                "UserErrorVaultCredentialsInvalid",
+                "the vault credentials' certificate is not base64",
+            )
+        })?;
+    let stored = m
+        .store
+        .view(|r| certificates::get_certificate(r, &c.vault_id, cert_name))
+        .map_err(|e| arm_refusal(&e))?
+        .ok_or_else(|| refusal("UserErrorVaultCredentialsInvalid", format!("the vault has no certificate '{cert_name}': these vault credentials are not this vault's; download the vault's credentials")))?;
+    if b64.decode(&stored.certificate).ok().as_deref() != Some(&der[..]) {
+        return Err(refusal(
+            "UserErrorVaultCredentialsInvalid",
+            "the certificate does not match the one uploaded to the vault",
+        ));
+    }
+    let (from, to) = (
+        time::parse(&stored.valid_from),
+        time::parse(&stored.valid_to),
+    );
+    let (Some(from), Some(to)) = (from, to) else {
+        return Err(refusal(
+            "InternalError",
+            "the stored certificate has no validity",
+        ));
+    };
+    mab::check_credentials(from, to, time::now()).map_err(|e| arm_refusal(&e))?;
+    let signed_at = req["signedAt"].as_i64().unwrap_or(0);
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    if (wall - signed_at).abs() > SIGNATURE_WINDOW_SECS {
+        return Err(refusal(
+            "UserErrorVaultCredentialsInvalid",
+            "the registration's signature is stale (signed more than five minutes away from now)",
+        ));
+    }
+    let message = format!(
+        "recoverite-mars-register\n{}\n{container}\n{signed_at}",
+        c.vault_id.to_ascii_lowercase()
+    );
+    let sig = b64
+        .decode(req["signature"].as_str().unwrap_or_default())
+        .unwrap_or_default();
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|_| {
+        refusal(
+            "UserErrorVaultCredentialsInvalid",
+            "the certificate is not X.509",
+        )
+    })?;
+    let key = ring::signature::UnparsedPublicKey::new(
+        &ring::signature::ECDSA_P256_SHA256_ASN1,
+        cert.public_key().subject_public_key.data.to_vec(),
+    );
+    key.verify(message.as_bytes(), &sig).map_err(|_| {
+        refusal(
+            "UserErrorVaultCredentialsInvalid",
+            "the registration is not signed by the vault credentials' key",
+        )
+    })?;
+    let vm_id = req["vmId"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let vid = c.vault_id.clone();
+    let (machine, secret, dedup) = m
+        .store
+        .write(|tx| {
+            let vault = resource::get(tx, &vid)?.unwrap_or_default();
+            let (p, secret) = principals::create_service_principal(
+                tx,
+                &format!("{}-{container}", vault["name"].as_str().unwrap_or("vault")),
+            )?;
+            let machine = Machine {
+                vault_id: vid.clone(),
+                container: container.clone(),
+                friendly_name: machine_name.to_string(),
+                vm_id: vm_id.clone(),
+                principal_object_id: p.object_id.clone(),
+                client_id: p.app_id.clone(),
+                certificate_thumbprint: stored.thumbprint.clone(),
+                registered_at: time::now_string(),
+            };
+            mab::register(tx, &machine)?;
+            let dedup = mab::dedup_key(tx, &vid)?;
+            Ok::<_, ArmError>((machine, secret, dedup))
+        })
+        .map_err(|e| arm_refusal(&e))?;
+    tracing::info!(vault = %vid, machine = %machine.container, via = %c.path, "MARS agent registered");
+    ok(json!({
+        "ok": true, "container": machine.container, "clientId": machine.client_id, "clientSecret": secret,
+        "tenantId": m.tenant_id, "authority": m.authority, "dedupKey": dedup,
+        "containerId": mab::container_id(&vid, &machine.container), "path": c.path,
+    }))
+}
+
+/// Sign-in: an Entra token of a machine registered to this vault. Over a
+/// private URL only registered agents are served (document 001).
+fn hello(m: &Mars, c: &mut Conn, req: &Value) -> Answer {
+    let audience = req["audience"].as_str().unwrap_or_default();
+    let token = req["token"].as_str().unwrap_or_default();
+    let vid = c.vault_id.clone();
+    let (num, want) = m
+        .store
+        .view(|r| {
+            let vault = resource::get(r, &vid)?.unwrap_or_default();
+            let num = recoverite_rs_core::vault::get(r, &vid)?
+                .map(|x| x.numeric_id)
+                .unwrap_or_default();
+            Ok::<_, ArmError>((num, certificates::aad_audience(&vault, num)))
+        })
+        .map_err(|e| arm_refusal(&e))?;
+    if !audience.is_empty() && !audience.eq_ignore_ascii_case(&want) {
+        return Err(fatal(
+            "Unauthorized",
+            format!("the token's audience {audience} is another vault's; this vault's is {want}"),
+        ));
+    }
+    let machine = match m.tokens.verify_for_audience(token, &want) {
+        Ok(claims) => m
+            .store
+            .view(|r| mab::machine_by_principal(r, &vid, &claims.oid))
+            .map_err(|e| arm_refusal(&e))?,
+        Err(_) => None,
+    };
+    if let Err(why) = mab::check_private_url_use(c.via_private, machine.is_some()) {
+        tracing::info!(vault = %vid, via = %c.path, reason = %why, "MARS request refused");
+        return Err(fatal("UserErrorAgentNotRegistered", why));
+    }
+    let machine = machine.expect("checked");
+    c.vault_num = num;
+    c.tier =
+        Some(recoverite_rp_backup::points::store_of(&m.backup, num).map_err(|e| arm_refusal(&e))?);
+    let container = machine.container.clone();
+    c.machine = Some(machine);
+    ok(json!({"ok": true, "container": container, "path": c.path}))
+}
