@@ -182,6 +182,24 @@ enum MarsCommand {
         /// Glob patterns of files and folders to leave out.
         #[arg(long)]
         exclude: Vec<String>,
+        /// A MARS (MAB) backup policy of the vault: the folders are then
+        /// also backed up on its schedule (`recoverite mars run`) and their
+        /// points kept as its retention says.
+        #[arg(long)]
+        policy: Option<String>,
+        #[arg(long, default_value = ".recoverite", env = "RECOVERITE_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Run the agent's scheduler: the backups the policies make due, on the
+    /// emulator clock.
+    Run {
+        #[arg(long)]
+        agent_dir: PathBuf,
+        #[arg(long)]
+        exclude: Vec<String>,
+        /// Run what is due now, then exit.
+        #[arg(long)]
+        once: bool,
         #[arg(long, default_value = ".recoverite", env = "RECOVERITE_DATA_DIR")]
         data_dir: PathBuf,
     },
@@ -307,8 +325,15 @@ fn main() -> Result<()> {
                 agent_dir,
                 paths,
                 exclude,
+                policy,
                 data_dir,
-            } => mars_cmd::backup(&data_dir, &agent_dir, &paths, &exclude),
+            } => mars_cmd::backup(&data_dir, &agent_dir, &paths, &exclude, policy.as_deref()),
+            MarsCommand::Run {
+                agent_dir,
+                exclude,
+                once,
+                data_dir,
+            } => mars_cmd::run_scheduled(&data_dir, &agent_dir, &exclude, once),
             MarsCommand::Points {
                 agent_dir,
                 data_dir,

@@ -590,14 +590,66 @@ fn last_index_path(dir: &Path, root: &Path) -> PathBuf {
     dir.join("last").join(format!("{}.idx", &h[..16]))
 }
 
-pub fn backup(data_dir: &Path, dir: &Path, paths: &[PathBuf], exclude: &[String]) -> Result<()> {
+pub fn backup(
+    data_dir: &Path,
+    dir: &Path,
+    paths: &[PathBuf],
+    exclude: &[String],
+    policy: Option<&str>,
+) -> Result<()> {
     let reg = load(dir)?;
+    let (_api, mut v) = connect(data_dir, dir, &reg)?;
+    backup_on(&mut v, dir, &reg, paths, exclude, policy)
+}
+
+/// The agent's scheduler: runs the backups the vault's clock says are due
+/// (from each folder's MARS policy), until interrupted, or once.
+pub fn run_scheduled(data_dir: &Path, dir: &Path, exclude: &[String], once: bool) -> Result<()> {
+    let reg = load(dir)?;
+    loop {
+        let (_api, mut v) = connect(data_dir, dir, &reg)?;
+        let (a, _) = v.call(json!({"op": "due"}), &[])?;
+        let due: Vec<PathBuf> = a["due"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["path"].as_str().map(PathBuf::from))
+            .collect();
+        for d in a["due"].as_array().into_iter().flatten() {
+            println!(
+                "scheduled backup of {} (slot {})",
+                d["path"].as_str().unwrap_or(""),
+                d["slot"].as_str().unwrap_or("")
+            );
+        }
+        if !due.is_empty() {
+            if let Err(e) = backup_on(&mut v, dir, &reg, &due, exclude, None) {
+                log(dir, &format!("scheduled backup failed: {e}"));
+                if once {
+                    return Err(e);
+                }
+            }
+        }
+        if once {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+fn backup_on(
+    v: &mut Vault,
+    dir: &Path,
+    reg: &Registration,
+    paths: &[PathBuf],
+    exclude: &[String],
+    policy: Option<&str>,
+) -> Result<()> {
     let (mk, dk, salt) = (
         key32(&reg.machine_key)?,
         key32(&reg.dedup_key)?,
         hex::decode(&reg.salt)?,
     );
-    let (_api, mut v) = connect(data_dir, dir, &reg)?;
     for p in paths {
         let root =
             std::fs::canonicalize(p).with_context(|| format!("cannot back up {}", p.display()))?;
@@ -607,7 +659,7 @@ pub fn backup(data_dir: &Path, dir: &Path, paths: &[PathBuf], exclude: &[String]
             .and_then(|b| index::open(&b, &mk).ok());
         let notes = v.notes.clone();
         let (a, _) = v.call(
-            json!({"op": "begin", "root": root.display().to_string(), "notes": notes}),
+            json!({"op": "begin", "root": root.display().to_string(), "notes": notes, "policy": policy}),
             &[],
         )?;
         let job = a["job"].as_str().unwrap_or_default().to_string();
@@ -618,7 +670,7 @@ pub fn backup(data_dir: &Path, dir: &Path, paths: &[PathBuf], exclude: &[String]
             exclude,
             dedup_key: &dk,
         };
-        let (snap, stats) = match backup::run(&mut v, &spec, previous.as_ref()) {
+        let (snap, stats) = match backup::run(v, &spec, previous.as_ref()) {
             Ok(x) => x,
             Err(e) => {
                 let _ = v.call(json!({"op": "fail", "error": e.to_string()}), &[]);

@@ -406,7 +406,7 @@ def test_backup_agents_try_the_private_url_then_the_public_url(server, v):
     rs.vaults.begin_update(RG, "bkp-fallback", {"properties": {"publicNetworkAccess": "Disabled"}}).result()
     time.sleep(0.3)
     path, got = backup_agent(server, vms["lonely"], "lonely", vault.id, num)
-    assert path == "public" and got == ""
+    assert path == "public" and got.startswith("refused ") and "denies requests over public URLs" in got
     flows = server.http("GET", "/recoverite/network/flowlog").json()["value"]
     assert "denies requests over public URLs" in [f for f in flows if f["sourceAlias"] == vms["lonely"]][-1]["reason"]
     # The private path is unaffected.

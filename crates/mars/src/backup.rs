@@ -137,8 +137,9 @@ impl<'a, R: Remote> Run<'a, R> {
 
     fn read_file(&mut self, path: &Path, entry: usize) -> io::Result<()> {
         let f = fs::File::open(path)?;
-        let mut slot = 0;
-        for c in fastcdc::v2020::StreamCDC::new(f, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {
+        for (slot, c) in
+            fastcdc::v2020::StreamCDC::new(f, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK).enumerate()
+        {
             let c = c.map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
             self.stats.read_bytes += c.length as u64;
             self.stats.chunks += 1;
@@ -153,7 +154,6 @@ impl<'a, R: Remote> Run<'a, R> {
                 slot,
                 data: c.data,
             });
-            slot += 1;
             if self.batch_bytes >= BATCH_BYTES {
                 self.flush()?;
             }

@@ -21,6 +21,8 @@ use crate::{BackupProvider, ITEM_TYPE, JOB_TYPE, POINT_TYPE};
 
 const MACHINES: Table = Table("mab_machines");
 const VAULT_KEYS: Table = Table("mab_vault_keys");
+/// Scheduled backups the agent has still to run: item id → the slot.
+const DUE: Table = Table("mab_due");
 
 pub const CONTAINER_TYPE: &str =
     "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers";
@@ -223,6 +225,7 @@ pub fn item_id(vault_id: &str, container: &str, root: &str) -> String {
 }
 
 /// A `MabJob` document, in progress or ended.
+#[allow(clippy::too_many_arguments)]
 fn job_doc(
     vault_id: &str,
     job: &str,
@@ -271,12 +274,14 @@ pub fn begin_backup(
     tx: &mut WriteTx,
     m: &Machine,
     root: &str,
+    policy: Option<&str>,
     notes: &[String],
 ) -> Result<(String, String), ArmError> {
     let vid = &m.vault_id;
     let rid = item_id(vid, &m.container, root);
     let vault = resource::get(tx, vid)?.unwrap_or_default();
-    let item = match resource::get(tx, &rid)? {
+    let is_new = resource::get(tx, &rid)?.is_none();
+    let mut item = match resource::get(tx, &rid)? {
         Some(d) => {
             if d["properties"]["isScheduledForDeferredDelete"] == true {
                 return Err(bad("BMSUserErrorItemSoftDeleted", format!("The backup data of {root} is soft-deleted; undelete it (isRehydrate) before backing it up again.")));
@@ -306,6 +311,28 @@ pub fn begin_backup(
             }
         }),
     };
+    // A policy puts the folder on a schedule (run by the agent) and gives
+    // its points their retention.
+    if let Some(name) = policy {
+        crate::policy::ensure_defaults(tx, vid)?;
+        let pol =
+            crate::policy::find(tx, vid, name)?.ok_or_else(|| crate::policy::not_found(name))?;
+        if pol["properties"]["backupManagementType"] != "MAB" {
+            return Err(bad(
+                "BMSUserErrorInvalidPolicy",
+                format!("Policy '{name}' is not a MARS (MAB) policy."),
+            ));
+        }
+        let changed = item["properties"]["policyId"] != pol["id"];
+        item["properties"]["policyId"] = pol["id"].clone();
+        item["properties"]["policyName"] = pol["name"].clone();
+        if changed {
+            crate::schedule::start(tx, &rid)?;
+        }
+    } else if is_new {
+        // Known to the clock even without a policy: soft-deleted data is purged on it.
+        crate::schedule::start(tx, &rid)?;
+    }
     resource::put(tx, &rid, &item)?;
     let job = uuid::Uuid::new_v4().to_string();
     let doc = job_doc(
@@ -351,6 +378,53 @@ pub fn begin_restore(
     );
     resource::put(tx, &format!("{}/backupJobs/{job}", m.vault_id), &doc)?;
     Ok(job)
+}
+
+/// Marks a scheduled backup of a MARS item as due (the clock's tick).
+pub fn mark_due(tx: &mut WriteTx, item_id: &str, slot: &str) -> Result<(), ArmError> {
+    tx.put_json(DUE, &id::key(item_id), &slot.to_string())?;
+    Ok(())
+}
+
+/// The folders of `m` whose scheduled backup is due: `(path, slot)`.
+pub fn due_of(r: &impl Reader, m: &Machine) -> Result<Vec<(String, String)>, ArmError> {
+    let mut out = Vec::new();
+    for item in items_of(r, &m.vault_id, &m.container)? {
+        let rid = item["id"].as_str().unwrap_or_default();
+        if let Some(slot) = r.get_json::<String>(DUE, &id::key(rid))? {
+            out.push((
+                item["properties"]["friendlyName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                slot,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// When a point of an item under a policy expires: its daily (or weekly)
+/// retention from now.
+fn expiry_of(r: &impl Reader, vault_id: &str, item: &Value) -> Result<Option<String>, ArmError> {
+    let pid = item["properties"]["policyId"].as_str().unwrap_or_default();
+    if pid.is_empty() {
+        return Ok(None);
+    }
+    let Some(pol) = crate::policy::find(r, vault_id, pid)? else {
+        return Ok(None);
+    };
+    let p = &pol["properties"];
+    let freq = if p["schedulePolicy"]["scheduleRunFrequency"] == "Weekly" {
+        crate::policy::Frequency::Weekly
+    } else {
+        crate::policy::Frequency::Daily
+    };
+    let days =
+        crate::policy::check_retention(freq, &p["retentionPolicy"]).map_err(|e| e.to_arm())?;
+    Ok(Some(time::format(
+        time::now() + ::time::Duration::days(days as i64),
+    )))
 }
 
 /// Updates a running job's progress from the agent's figures.
@@ -452,6 +526,8 @@ pub fn commit(
         };
         let now = time::now_string();
         let root = item["properties"]["friendlyName"].as_str().unwrap_or_default().to_string();
+        let expiry = expiry_of(tx, &m.vault_id, &item)?;
+        tx.delete(DUE, &id::key(item_id))?;
         let doc = json!({
             "id": pid, "name": point, "type": POINT_TYPE,
             "properties": {
@@ -461,6 +537,7 @@ pub fn commit(
                 "recoveryPointTime": now,
                 "recoveryPointAdditionalInfo": format!("{} files, {} bytes", bag["Files"].as_u64().unwrap_or(0), total_bytes),
                 "indexObject": index_id,
+                "recoveryPointProperties": {"expiryTime": expiry},
             }
         });
         resource::put(tx, &pid, &doc)?;

@@ -193,6 +193,9 @@ pub fn check_retention(freq: Frequency, retention: &Value) -> Result<u32, Policy
 /// Validates a whole AzureIaasVM policy's properties.
 pub fn validate(props: &Value) -> Result<(), PolicyError> {
     let bmt = props["backupManagementType"].as_str().unwrap_or("");
+    if bmt.eq_ignore_ascii_case("MAB") {
+        return validate_mab(props);
+    }
     if !bmt.eq_ignore_ascii_case("AzureIaasVM") {
         return Err(PolicyError::NotServed(bmt.to_string()));
     }
@@ -203,6 +206,48 @@ pub fn validate(props: &Value) -> Result<(), PolicyError> {
         .as_i64()
         .unwrap_or(if v2 { 7 } else { 2 });
     check_instant_rp_days(v2, freq == Frequency::Weekly, days)
+}
+
+/// A MARS policy (`MabProtectionPolicy`): a daily or weekly schedule of at
+/// most three run times, and a long-term retention.
+fn validate_mab(props: &Value) -> Result<(), PolicyError> {
+    let s = &props["schedulePolicy"];
+    if s["schedulePolicyType"].as_str() != Some("SimpleSchedulePolicy") {
+        return Err(invalid(
+            "properties.schedulePolicy.schedulePolicyType",
+            "a MARS policy uses a SimpleSchedulePolicy.",
+        ));
+    }
+    let times = s["scheduleRunTimes"].as_array().map(Vec::len).unwrap_or(0);
+    crate::mab::check_schedule_times(times).map_err(|e| {
+        invalid(
+            "properties.schedulePolicy.scheduleRunTimes",
+            e.body.message.clone(),
+        )
+    })?;
+    let freq = match s["scheduleRunFrequency"].as_str().unwrap_or("") {
+        "Daily" => Frequency::Daily,
+        "Weekly"
+            if s["scheduleRunDays"]
+                .as_array()
+                .is_some_and(|d| !d.is_empty()) =>
+        {
+            Frequency::Weekly
+        }
+        "Weekly" => {
+            return Err(invalid(
+                "properties.schedulePolicy.scheduleRunDays",
+                "a weekly schedule names the days it runs.",
+            ))
+        }
+        other => {
+            return Err(invalid(
+                "properties.schedulePolicy.scheduleRunFrequency",
+                format!("a MARS policy runs Daily or Weekly, not '{other}'."),
+            ))
+        }
+    };
+    check_retention(freq, &props["retentionPolicy"]).map(|_| ())
 }
 
 fn today_at(hh: u32, mm: u32) -> String {
@@ -338,10 +383,11 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, name: &str) -> Result<Reply, ArmError> {
     let d = ctx.store().write(|tx| {
         ensure_defaults(tx, &vid)?;
         let mut p = props.clone();
-        if p.get("instantRpRetentionRangeInDays").is_none() {
+        let mab = p["backupManagementType"] == "MAB";
+        if p.get("instantRpRetentionRangeInDays").is_none() && !mab {
             p["instantRpRetentionRangeInDays"] = json!(if p["policyType"] == "V2" { 7 } else { 2 });
         }
-        if p.get("timeZone").is_none() {
+        if p.get("timeZone").is_none() && !mab {
             p["timeZone"] = json!("UTC");
         }
         let d = doc(&vid, name, p);

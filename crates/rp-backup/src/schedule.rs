@@ -49,6 +49,20 @@ pub fn latest_slot(schedule: &Value, now: OffsetDateTime) -> Option<OffsetDateTi
         times.get(0).and_then(Value::as_str).and_then(time_of_day)
     };
     match freq {
+        // Every run time counts (a MARS policy has up to three a day).
+        "Daily" if !v2 => schedule["scheduleRunTimes"]
+            .as_array()?
+            .iter()
+            .filter_map(|t| t.as_str().and_then(time_of_day))
+            .map(|at| {
+                let today = now.replace_time(at);
+                if today <= now {
+                    today
+                } else {
+                    today - Duration::days(1)
+                }
+            })
+            .max(),
         "Daily" => {
             let at = run_time()?;
             let today = now.replace_time(at);
@@ -200,7 +214,12 @@ fn tick_item(
         Some(l) if due(slot, Some(l)) => {
             let s = slot.unwrap_or(now);
             store.write(|tx| tx.put_json(LAST_RUN, &key, &time::format(s)))?;
-            points::take_point(store, bp, &vid, &rid, None, false)?;
+            if p["backupManagementType"] == "MAB" {
+                // The agent on the machine backs MARS items up; it asks what is due.
+                store.write(|tx| crate::mab::mark_due(tx, &rid, &time::format(s)))?;
+            } else {
+                points::take_point(store, bp, &vid, &rid, None, false)?;
+            }
         }
         _ => {}
     }
@@ -285,6 +304,26 @@ fn prune(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_daily_schedule_with_several_run_times_uses_the_latest_passed() {
+        let sched = serde_json::json!({"schedulePolicyType": "SimpleSchedulePolicy", "scheduleRunFrequency": "Daily",
+            "scheduleRunTimes": ["2026-01-01T02:00:00Z", "2026-01-01T14:00:00Z"]});
+        let at = |s: &str| time::parse(s).unwrap();
+        assert_eq!(
+            latest_slot(&sched, at("2026-05-05T15:00:00Z")),
+            Some(at("2026-05-05T14:00:00Z"))
+        );
+        assert_eq!(
+            latest_slot(&sched, at("2026-05-05T10:00:00Z")),
+            Some(at("2026-05-05T02:00:00Z"))
+        );
+        assert_eq!(
+            latest_slot(&sched, at("2026-05-05T01:00:00Z")),
+            Some(at("2026-05-04T14:00:00Z"))
+        );
+    }
+
     use super::*;
     use serde_json::json;
 

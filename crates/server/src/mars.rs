@@ -337,9 +337,10 @@ fn handle(m: &Mars, c: &mut Conn, req: &Value, body: Vec<u8>) -> Answer {
                 .filter_map(|n| n.as_str().map(str::to_string))
                 .collect();
             notes.push(format!("connected through {}", c.path));
+            let policy = req["policy"].as_str().filter(|p| !p.is_empty());
             let (item, job) = m
                 .store
-                .write(|tx| mab::begin_backup(tx, &machine, &root, &notes))
+                .write(|tx| mab::begin_backup(tx, &machine, &root, policy, &notes))
                 .map_err(arm)?;
             c.job = Some((item.clone(), job.clone()));
             ok(json!({"ok": true, "item": item, "job": job}))
@@ -437,6 +438,12 @@ fn handle(m: &Mars, c: &mut Conn, req: &Value, body: Vec<u8>) -> Answer {
                     .map_err(arm)?;
             }
             ok(json!({"ok": true}))
+        }
+        "due" => {
+            let due = m.store.view(|r| mab::due_of(r, &machine)).map_err(arm)?;
+            ok(
+                json!({"ok": true, "due": due.iter().map(|(p, s)| json!({"path": p, "slot": s})).collect::<Vec<_>>()}),
+            )
         }
         "points" => {
             let pts = m
