@@ -77,6 +77,16 @@ struct Registration {
     /// the passphrase itself is not kept.
     salt: String,
     machine_key: String,
+    /// A version 1 vault's storage account endpoints (blob for data, queue
+    /// for the communication channel); none for version 2.
+    #[serde(default)]
+    storage: Option<StorageHosts>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct StorageHosts {
+    blob: String,
+    queue: String,
 }
 
 fn b64() -> base64::engine::GeneralPurpose {
@@ -178,9 +188,25 @@ struct Position {
     alias: Ipv4Addr,
     dns: SocketAddr,
     aliases: ListedAliases,
+    /// The machine's hosts file (`{agent-dir}/hosts`): document 001's
+    /// "DNS entries in host files", looked up before DNS, exact names only.
+    hosts: Vec<(String, Ipv4Addr)>,
 }
 
-fn position(api: &Api, vm: Option<&str>) -> Result<Position> {
+fn read_hosts(dir: &Path) -> Vec<(String, Ipv4Addr)> {
+    let text = std::fs::read_to_string(dir.join("hosts")).unwrap_or_default();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let mut parts = line.split_whitespace();
+        if let Some(Ok(ip)) = parts.next().map(str::parse::<Ipv4Addr>) {
+            out.extend(parts.map(|n| (n.trim_end_matches('.').to_ascii_lowercase(), ip)));
+        }
+    }
+    out
+}
+
+fn position(api: &Api, vm: Option<&str>, dir: &Path) -> Result<Position> {
     let dns: SocketAddr = api.conn.dns_server.parse()?;
     let alias = match vm {
         Some(vm) => api.get(&format!(
@@ -202,6 +228,7 @@ fn position(api: &Api, vm: Option<&str>) -> Result<Position> {
         alias,
         dns,
         aliases,
+        hosts: read_hosts(dir),
     })
 }
 
@@ -228,9 +255,17 @@ fn reach(
     pos: &Position,
     host: &str,
 ) -> Result<(TcpStream, Ipv4Addr, Ipv4Addr), String> {
-    let ip = rt
-        .block_on(agent::resolve(pos.alias, pos.dns, host))
-        .map_err(|e| format!("{host} did not resolve from {}: {e}", pos.alias))?;
+    let listed = pos
+        .hosts
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(host))
+        .map(|(_, ip)| *ip);
+    let ip = match listed {
+        Some(ip) => ip,
+        None => rt
+            .block_on(agent::resolve(pos.alias, pos.dns, host))
+            .map_err(|e| format!("{host} did not resolve from {}: {e}", pos.alias))?,
+    };
     let alias = pos
         .aliases
         .alias_of(pos.alias, ip)
@@ -395,11 +430,11 @@ fn open_vault(
     pos: &Position,
     dir: &Path,
     vault_id: &str,
-    hosts: [&str; 2],
+    hosts: &[&str],
     first: Value,
 ) -> Result<(Vault, Value)> {
     let mut notes = Vec::new();
-    for host in hosts {
+    for &host in hosts {
         let attempt = (|| -> Result<(Vault, Value), String> {
             let (s, ip, alias) = reach(rt, api, pos, host)?;
             s.set_read_timeout(Some(std::time::Duration::from_secs(600)))
@@ -486,7 +521,8 @@ pub fn register(data_dir: &Path, a: RegisterArgs) -> Result<()> {
         }
     };
     let container = machine.to_ascii_lowercase();
-    let pos = position(&api, a.vm.as_deref())?;
+    std::fs::create_dir_all(&a.agent_dir)?;
+    let pos = position(&api, a.vm.as_deref(), &a.agent_dir)?;
     let rt = runtime()?;
     let signed_at = ::time::OffsetDateTime::now_utc().unix_timestamp();
     let msg = format!(
@@ -513,7 +549,7 @@ pub fn register(data_dir: &Path, a: RegisterArgs) -> Result<()> {
         &pos,
         &a.agent_dir,
         &creds.vault_id,
-        [&creds.private_host, &creds.public_host],
+        &[&creds.private_host, &creds.public_host],
         ask,
     )?;
     let salt: [u8; 16] = crypto::random_bytes();
@@ -536,6 +572,7 @@ pub fn register(data_dir: &Path, a: RegisterArgs) -> Result<()> {
         public_host: creds.public_host.clone(),
         salt: hex::encode(salt),
         machine_key: hex::encode(mk),
+        storage: serde_json::from_value(got["storage"].clone()).ok(),
     };
     write_private(
         &a.agent_dir.join("registration.json"),
@@ -566,22 +603,75 @@ fn key32(hex_text: &str) -> Result<[u8; 32]> {
 }
 
 /// Signs in and connects: the session every backup and restore uses.
-fn connect(data_dir: &Path, dir: &Path, reg: &Registration) -> Result<(Api, Vault)> {
+/// A signed-in session: the connection to the Backup service and, for a
+/// version 1 vault, the one to its storage account's blob endpoint that
+/// the data goes through.
+struct Session {
+    control: Vault,
+    data: Option<Vault>,
+}
+
+impl Session {
+    fn data(&mut self) -> &mut Vault {
+        self.data.as_mut().unwrap_or(&mut self.control)
+    }
+    fn call(&mut self, v: Value, body: &[u8]) -> std::io::Result<(Value, Vec<u8>)> {
+        self.control.call(v, body)
+    }
+}
+
+impl Remote for Session {
+    fn missing(&mut self, ids: &[String]) -> std::io::Result<Vec<String>> {
+        self.data().missing(ids)
+    }
+    fn put(&mut self, id: &str, sealed: &[u8]) -> std::io::Result<()> {
+        self.data().put(id, sealed)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.data().flush()
+    }
+    fn get(&mut self, id: &str) -> std::io::Result<Vec<u8>> {
+        self.data().get(id)
+    }
+    fn progress(&mut self, s: &backup::Stats) {
+        self.control.progress(s)
+    }
+}
+
+fn connect(data_dir: &Path, dir: &Path, reg: &Registration) -> Result<(Api, Session)> {
     let api = Api::open(data_dir)?;
-    let pos = position(&api, reg.vm_id.as_deref())?;
+    let pos = position(&api, reg.vm_id.as_deref(), dir)?;
     let rt = runtime()?;
     let token = sign_in(&rt, &api, &pos, reg).inspect_err(|e| log(dir, &e.to_string()))?;
     let hello = json!({"op": "hello", "token": token, "audience": reg.audience});
-    let (v, _) = open_vault(
+    let (control, a) = open_vault(
         &rt,
         &api,
         &pos,
         dir,
         &reg.vault_id,
-        [&reg.private_host, &reg.public_host],
+        &[&reg.private_host, &reg.public_host],
         hello,
     )?;
-    Ok((api, v))
+    let mut session = Session {
+        control,
+        data: None,
+    };
+    if let Some(st) = &reg.storage {
+        // Version 1: the queue is the communication channel, the blob
+        // endpoint takes the data; both must resolve to the vault's
+        // private endpoint (private DNS zones, custom DNS or the hosts file).
+        let join = json!({"op": "hello", "token": token, "audience": reg.audience, "attach": a["session"]});
+        for (what, host) in [("queue", &st.queue), ("blob", &st.blob)] {
+            let (v, _) = open_vault(&rt, &api, &pos, dir, &reg.vault_id, &[host], join.clone())
+                .map_err(|e| anyhow!("the vault's storage {what} endpoint is unreachable (version 1 vaults need it): {e}"))?;
+            if what == "blob" {
+                session.control.host = format!("{} (data via {})", session.control.host, v.host);
+                session.data = Some(v);
+            }
+        }
+    }
+    Ok((api, session))
 }
 
 fn last_index_path(dir: &Path, root: &Path) -> PathBuf {
@@ -638,7 +728,7 @@ pub fn run_scheduled(data_dir: &Path, dir: &Path, exclude: &[String], once: bool
 }
 
 fn backup_on(
-    v: &mut Vault,
+    v: &mut Session,
     dir: &Path,
     reg: &Registration,
     paths: &[PathBuf],
@@ -657,7 +747,7 @@ fn backup_on(
         let previous = std::fs::read(&last)
             .ok()
             .and_then(|b| index::open(&b, &mk).ok());
-        let notes = v.notes.clone();
+        let notes = v.control.notes.clone();
         let (a, _) = v.call(
             json!({"op": "begin", "root": root.display().to_string(), "notes": notes, "policy": policy}),
             &[],
@@ -678,12 +768,16 @@ fn backup_on(
             }
         };
         let sealed = index::seal(&snap, &mk, &salt);
-        let (a, _) = v.call(json!({"op": "commit", "chunks": snap.chunk_ids(), "totalBytes": snap.total_bytes(), "bag": bag(&stats)}), &sealed)?;
+        // The point's chunk ids, one per line, then the sealed index.
+        let mut body = snap.chunk_ids().join("\n").into_bytes();
+        let ids_len = body.len();
+        body.extend_from_slice(&sealed);
+        let (a, _) = v.call(json!({"op": "commit", "idsLen": ids_len, "totalBytes": snap.total_bytes(), "bag": bag(&stats)}), &body)?;
         write_private(&last, &sealed)?;
         let secs = started.elapsed().as_secs_f64();
         println!(
             "{}: point {} (job {job}): {} files, {} bytes, {} read, {} new chunks, {} bytes sent in {secs:.2} s via {}",
-            root.display(), a["point"].as_str().unwrap_or(""), stats.files, stats.total_bytes, stats.read_bytes, stats.new_chunks, stats.sent_bytes, v.host
+            root.display(), a["point"].as_str().unwrap_or(""), stats.files, stats.total_bytes, stats.read_bytes, stats.new_chunks, stats.sent_bytes, v.control.host
         );
     }
     Ok(())

@@ -528,6 +528,15 @@ impl ChunkStore {
         Ok(ids.iter().filter(|i| !self.has_chunk(i)).cloned().collect())
     }
 
+    /// Whether `session` announced `id` (asked whether the tier has it).
+    pub fn is_pinned(&self, session: &str, id: &str) -> bool {
+        tier_pins(&self.lock_key())
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(session)
+            .is_some_and(|s| s.contains(id))
+    }
+
     pub fn unpin(&self, session: &str) {
         tier_pins(&self.lock_key())
             .lock()

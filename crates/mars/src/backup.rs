@@ -100,11 +100,10 @@ impl<'a, R: Remote> Run<'a, R> {
                 .filter(|id| !self.present.contains(id) && seen.insert(id.clone()))
                 .collect()
         };
-        let missing: HashSet<String> = if ask.is_empty() {
-            HashSet::new()
-        } else {
-            self.remote.missing(&ask)?.into_iter().collect()
-        };
+        let mut missing: HashSet<String> = HashSet::new();
+        for part in ask.chunks(4096) {
+            missing.extend(self.remote.missing(part)?);
+        }
         // Seal each missing chunk once, on every core.
         let mut first = HashSet::new();
         let to_send: Vec<usize> = (0..batch.len())

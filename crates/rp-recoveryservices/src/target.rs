@@ -41,6 +41,11 @@ pub fn asr_fqdn(vault_num: u64, kind: &str, geo: &str) -> String {
     format!("{vault_num}-asr-pod01-{kind}.{geo}.privatelink.siterecovery.windowsazure.com")
 }
 
+/// The storage account behind a version 1 vault's blob and queue endpoints.
+pub fn v1_storage_account(vault_num: u64, geo: &str) -> String {
+    format!("bkp{vault_num}{geo}")
+}
+
 pub fn backup_fqdn(vault_num: u64, svc: &str, geo: &str) -> String {
     format!("{vault_num}.{svc}.privatelink.{geo}.backup.windowsazure.com")
 }
@@ -300,7 +305,7 @@ pub fn members_for(vault: &Value, m: &VaultMeta, group_id: &str) -> Vec<Member> 
             }
             PeVersion::V1 => {
                 // Version 1 also gives the customer endpoints for the vault's blob and queue storage.
-                let acct = format!("bkp{n}{geo_for}");
+                let acct = v1_storage_account(n, &geo_for);
                 out.push(member(
                     "blob".into(),
                     format!("{acct}.privatelink.blob.core.windows.net"),

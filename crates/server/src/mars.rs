@@ -39,6 +39,7 @@ const MAX_OBJECT: usize = 6 << 20;
 const MAX_INDEX: usize = 256 << 20;
 /// Sent chunks are made durable in batches of about this many bytes.
 const FLUSH_BYTES: usize = 64 << 20;
+const MAX_LINE: u64 = 1 << 20;
 /// How far a registration's signature time may be from now.
 const SIGNATURE_WINDOW_SECS: i64 = 300;
 
@@ -88,7 +89,8 @@ pub async fn start(
 
 fn read_line(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<String>> {
     let mut out = Vec::new();
-    let n = r.by_ref().take(64 * 1024).read_until(b'\n', &mut out)?;
+    // Requests name at most a few thousand chunks at a time.
+    let n = r.by_ref().take(MAX_LINE).read_until(b'\n', &mut out)?;
     if n == 0 {
         return Ok(None);
     }
@@ -120,8 +122,66 @@ fn arm_refusal(e: &ArmError) -> Value {
     refusal(&e.body.code, e.body.message.clone())
 }
 
+/// Which of the vault's names a connection came for: the Backup service's,
+/// or (version 1 vaults) its storage account's blob or queue endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Service,
+    Blob,
+    Queue,
+}
+
+fn kind_of(fqdn: &str) -> Kind {
+    let f = fqdn.to_ascii_lowercase();
+    if f.contains(".blob.core.windows.net") {
+        Kind::Blob
+    } else if f.contains(".queue.core.windows.net") {
+        Kind::Queue
+    } else {
+        Kind::Service
+    }
+}
+
+/// A backup or restore session: its control connection and, for version 1
+/// vaults, the data connection through the storage account's blob endpoint.
+struct Shared {
+    principal: String,
+    /// Chunks a point opened in this session may be read of.
+    readable: HashSet<String>,
+}
+
+fn sessions(
+) -> &'static std::sync::Mutex<std::collections::HashMap<String, Arc<std::sync::Mutex<Shared>>>> {
+    static S: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, Arc<std::sync::Mutex<Shared>>>>,
+    > = std::sync::OnceLock::new();
+    S.get_or_init(Default::default)
+}
+
+/// "Version 1 … the customer endpoints for the vault's blob and queue
+/// storage": a v1 vault takes backup data through its storage account's
+/// blob endpoint, a v2 vault through the Backup service's names.
+fn check_data_path(
+    pe_version: recoverite_rs_core::vault::PeVersion,
+    kind: Kind,
+    blob_host: &str,
+) -> Result<(), String> {
+    use recoverite_rs_core::vault::PeVersion;
+    match (pe_version, kind) {
+        (PeVersion::V1, Kind::Blob) | (PeVersion::V2, Kind::Service) => Ok(()),
+        (PeVersion::V1, _) => Err(format!("this is a version 1 vault: backup data goes through its storage account's blob endpoint ({blob_host}), not the Backup service's URL")),
+        (PeVersion::V2, _) => Err("a version 2 vault has no customer blob or queue endpoints: data goes through the Backup service's names".into()),
+    }
+}
+
 /// One connection's state.
 struct Conn {
+    kind: Kind,
+    pe_version: recoverite_rs_core::vault::PeVersion,
+    blob_host: String,
+    /// Whether this connection started its session (and ends it).
+    owner: bool,
+    shared: Option<Arc<std::sync::Mutex<Shared>>>,
     vault_id: String,
     via_private: bool,
     /// The private endpoint (and name) it came through, for the job.
@@ -135,8 +195,6 @@ struct Conn {
     job: Option<(String, String)>,
     pending: Vec<(String, Vec<u8>)>,
     pending_bytes: usize,
-    pinned: HashSet<String>,
-    readable: HashSet<String>,
     last_progress: std::time::Instant,
 }
 
@@ -161,6 +219,11 @@ fn serve(m: &Mars, stream: TcpStream, secret: &str) -> std::io::Result<()> {
     }
     let via_private = admitted["via"]["privateEndpoint"].is_string();
     let mut c = Conn {
+        kind: kind_of(admitted["via"]["fqdn"].as_str().unwrap_or("")),
+        pe_version: recoverite_rs_core::vault::PeVersion::V2,
+        blob_host: String::new(),
+        owner: false,
+        shared: None,
         vault_id: admitted["target"].as_str().unwrap_or_default().to_string(),
         via_private,
         path: if via_private {
@@ -185,8 +248,6 @@ fn serve(m: &Mars, stream: TcpStream, secret: &str) -> std::io::Result<()> {
         job: None,
         pending: Vec::new(),
         pending_bytes: 0,
-        pinned: HashSet::new(),
-        readable: HashSet::new(),
         last_progress: std::time::Instant::now(),
     };
     let res = session(m, &mut c, &mut r, &mut w);
@@ -205,8 +266,14 @@ fn serve(m: &Mars, stream: TcpStream, secret: &str) -> std::io::Result<()> {
             )
         });
     }
-    if let Some(t) = &c.tier {
-        t.unpin(&c.session);
+    if c.owner {
+        if let Some(t) = &c.tier {
+            t.unpin(&c.session);
+        }
+        sessions()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&c.session);
     }
     res
 }
@@ -315,6 +382,13 @@ fn handle(m: &Mars, c: &mut Conn, req: &Value, body: Vec<u8>) -> Answer {
     let tier = c.tier.clone().expect("set with the machine");
     let arm = |e: ArmError| arm_refusal(&e);
     let io = |e: std::io::Error| refusal("InternalError", e.to_string());
+    let data_op = matches!(op, "missing" | "put" | "flush" | "get");
+    if data_op {
+        check_data_path(c.pe_version, c.kind, &c.blob_host)
+            .map_err(|why| fatal("UserErrorWrongEndpoint", why))?;
+    } else if c.kind != Kind::Service {
+        return Err(fatal("UserErrorWrongEndpoint", "the vault's storage endpoints take backup data only; send requests to the Backup service's URL"));
+    }
     match op {
         "begin" => {
             if c.job.is_some() {
@@ -355,12 +429,11 @@ fn handle(m: &Mars, c: &mut Conn, req: &Value, body: Vec<u8>) -> Answer {
             let missing = tier
                 .missing_pinned(&c.session, &ids)
                 .map_err(|e| refusal("BadRequest", e.to_string()))?;
-            c.pinned.extend(ids);
             ok(json!({"ok": true, "missing": missing}))
         }
         "put" => {
             let id = req["id"].as_str().unwrap_or_default().to_string();
-            if !c.pinned.contains(&id) {
+            if !tier.is_pinned(&c.session, &id) {
                 return Err(fatal(
                     "BadRequest",
                     format!("chunk {id} was not announced (ask with 'missing' first)"),
@@ -393,13 +466,15 @@ fn handle(m: &Mars, c: &mut Conn, req: &Value, body: Vec<u8>) -> Answer {
                 return Err(refusal("BadRequest", "no backup is running (begin first)"));
             };
             flush(c, &tier).map_err(io)?;
-            let chunks: Vec<String> = req["chunks"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|i| i.as_str().map(str::to_string))
+            // The body: the point's chunk ids, one per line, then the sealed index.
+            let ids_len = (req["idsLen"].as_u64().unwrap_or(0) as usize).min(body.len());
+            let chunks: Vec<String> = String::from_utf8_lossy(&body[..ids_len])
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
                 .collect();
-            if let Some(stranger) = chunks.iter().find(|id| !c.pinned.contains(*id)) {
+            let body = body[ids_len..].to_vec();
+            if let Some(stranger) = chunks.iter().find(|id| !tier.is_pinned(&c.session, id)) {
                 return Err(refusal(
                     "BadRequest",
                     format!("chunk {stranger} was not announced in this session"),
@@ -424,7 +499,6 @@ fn handle(m: &Mars, c: &mut Conn, req: &Value, body: Vec<u8>) -> Answer {
             .map_err(arm)?;
             c.job = None;
             tier.unpin(&c.session);
-            c.pinned.clear();
             ok(json!({"ok": true, "point": done.point_id, "job": job}))
         }
         "fail" => {
@@ -474,7 +548,12 @@ fn handle(m: &Mars, c: &mut Conn, req: &Value, body: Vec<u8>) -> Answer {
                 .store
                 .write(|tx| mab::begin_restore(tx, &machine, &p.point_id, &p.root))
                 .map_err(arm)?;
-            c.readable.extend(p.chunk_ids.iter().cloned());
+            if let Some(sh) = &c.shared {
+                sh.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .readable
+                    .extend(p.chunk_ids.iter().cloned());
+            }
             c.job = Some((p.point_id.clone(), job.clone()));
             Ok(Some((
                 json!({"ok": true, "point": p.point_id, "root": p.root, "sourceMachine": p.source_machine, "job": job}),
@@ -483,7 +562,13 @@ fn handle(m: &Mars, c: &mut Conn, req: &Value, body: Vec<u8>) -> Answer {
         }
         "get" => {
             let id = req["id"].as_str().unwrap_or_default();
-            if !c.readable.contains(id) {
+            let readable = c.shared.as_ref().is_some_and(|sh| {
+                sh.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .readable
+                    .contains(id)
+            });
+            if !readable {
                 return Err(refusal(
                     "Forbidden",
                     format!("chunk {id} is not part of a point opened on this connection"),
@@ -632,7 +717,20 @@ fn register(m: &Mars, c: &mut Conn, req: &Value) -> Answer {
         })
         .map_err(|e| arm_refusal(&e))?;
     tracing::info!(vault = %vid, machine = %machine.container, via = %c.path, "MARS agent registered");
+    let (meta, vault) = m
+        .store
+        .view(|r| {
+            Ok::<_, ArmError>((
+                recoverite_rs_core::vault::get(r, &vid)?.unwrap_or_default(),
+                resource::get(r, &vid)?.unwrap_or_default(),
+            ))
+        })
+        .map_err(|e| arm_refusal(&e))?;
+    let (blob, queue) = storage_hosts(&vault, meta.numeric_id);
+    let v1 = meta.pe_version == recoverite_rs_core::vault::PeVersion::V1;
     ok(json!({
+        "peVersion": if v1 { "V1" } else { "V2" },
+        "storage": if v1 { json!({"blob": blob, "queue": queue}) } else { Value::Null },
         "ok": true, "container": machine.container, "clientId": machine.client_id, "clientSecret": secret,
         "tenantId": m.tenant_id, "authority": m.authority, "dedupKey": dedup,
         "containerId": mab::container_id(&vid, &machine.container), "path": c.path,
@@ -645,14 +743,18 @@ fn hello(m: &Mars, c: &mut Conn, req: &Value) -> Answer {
     let audience = req["audience"].as_str().unwrap_or_default();
     let token = req["token"].as_str().unwrap_or_default();
     let vid = c.vault_id.clone();
-    let (num, want) = m
+    let (num, want, pe_version, blob) = m
         .store
         .view(|r| {
             let vault = resource::get(r, &vid)?.unwrap_or_default();
-            let num = recoverite_rs_core::vault::get(r, &vid)?
-                .map(|x| x.numeric_id)
-                .unwrap_or_default();
-            Ok::<_, ArmError>((num, certificates::aad_audience(&vault, num)))
+            let meta = recoverite_rs_core::vault::get(r, &vid)?.unwrap_or_default();
+            let (blob, _) = storage_hosts(&vault, meta.numeric_id);
+            Ok::<_, ArmError>((
+                meta.numeric_id,
+                certificates::aad_audience(&vault, meta.numeric_id),
+                meta.pe_version,
+                blob,
+            ))
         })
         .map_err(|e| arm_refusal(&e))?;
     if !audience.is_empty() && !audience.eq_ignore_ascii_case(&want) {
@@ -673,10 +775,93 @@ fn hello(m: &Mars, c: &mut Conn, req: &Value) -> Answer {
         return Err(fatal("UserErrorAgentNotRegistered", why));
     }
     let machine = machine.expect("checked");
+    // A storage endpoint's connection joins its control connection's session.
+    match req["attach"].as_str() {
+        Some(sid) => {
+            let sh = sessions()
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(sid)
+                .cloned();
+            match sh {
+                Some(sh)
+                    if sh.lock().unwrap_or_else(|p| p.into_inner()).principal
+                        == machine.principal_object_id =>
+                {
+                    c.session = sid.to_string();
+                    c.shared = Some(sh);
+                }
+                _ => return Err(fatal("Unauthorized", "no session of this machine to join")),
+            }
+        }
+        None => {
+            let sh = Arc::new(std::sync::Mutex::new(Shared {
+                principal: machine.principal_object_id.clone(),
+                readable: HashSet::new(),
+            }));
+            sessions()
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(c.session.clone(), sh.clone());
+            c.shared = Some(sh);
+            c.owner = true;
+        }
+    }
+    c.pe_version = pe_version;
+    c.blob_host = blob;
     c.vault_num = num;
     c.tier =
         Some(recoverite_rp_backup::points::store_of(&m.backup, num).map_err(|e| arm_refusal(&e))?);
     let container = machine.container.clone();
     c.machine = Some(machine);
-    ok(json!({"ok": true, "container": container, "path": c.path}))
+    ok(json!({"ok": true, "container": container, "path": c.path, "session": c.session}))
+}
+
+/// A version 1 vault's storage account names: `(blob, queue)`.
+fn storage_hosts(vault: &Value, numeric_id: u64) -> (String, String) {
+    let geo =
+        recoverite_rp_recoveryservices::target::geo(vault["location"].as_str().unwrap_or_default());
+    let acct = recoverite_rp_recoveryservices::target::v1_storage_account(numeric_id, &geo);
+    (
+        format!("{acct}.blob.core.windows.net"),
+        format!("{acct}.queue.core.windows.net"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use recoverite_rs_core::vault::PeVersion;
+
+    #[test]
+    fn version_1_data_goes_through_the_blob_endpoint_version_2_through_the_service() {
+        assert!(check_data_path(PeVersion::V1, Kind::Blob, "b").is_ok());
+        assert!(check_data_path(
+            PeVersion::V1,
+            Kind::Service,
+            "bkp1eus.blob.core.windows.net"
+        )
+        .unwrap_err()
+        .contains("bkp1eus.blob.core.windows.net"));
+        assert!(check_data_path(PeVersion::V1, Kind::Queue, "b").is_err());
+        assert!(check_data_path(PeVersion::V2, Kind::Service, "").is_ok());
+        assert!(check_data_path(PeVersion::V2, Kind::Blob, "").is_err());
+    }
+
+    #[test]
+    fn connections_are_told_apart_by_the_name_they_came_for() {
+        assert_eq!(
+            kind_of("bkp1eus.privatelink.blob.core.windows.net"),
+            Kind::Blob
+        );
+        assert_eq!(
+            kind_of("bkp1eus.privatelink.queue.core.windows.net"),
+            Kind::Queue
+        );
+        assert_eq!(
+            kind_of("1.prot1.privatelink.eus.backup.windowsazure.com"),
+            Kind::Service
+        );
+        assert_eq!(kind_of(""), Kind::Service);
+    }
 }
