@@ -152,6 +152,7 @@ def main():
         for kind in ("zeros", "random"):
             data = base / kind / "data"
             files = make(data, kind)
+            os.sync()  # neither tool pays for writing the data set
             total = sum(f.stat().st_size for f in files)
             v = vault(server, f"bench-{kind}")
             # recoverite mars
@@ -162,6 +163,7 @@ def main():
             r_first, r_rss, _ = run(["restic", "backup", "--repo", str(repo), str(data)], env=restic_env)
             r_size = du(repo)
             changed = churn(files, 1)
+            os.sync()
             incr, _, _ = server.mars("backup", "--agent-dir", str(agent), "--path", str(data))
             r_incr, _, _ = run(["restic", "backup", "--repo", str(repo), str(data)], env=restic_env)
             # restores of the latest point

@@ -370,6 +370,10 @@ impl Vault {
     fn call(&mut self, v: Value, body: &[u8]) -> std::io::Result<(Value, Vec<u8>)> {
         self.send(v, body)?;
         self.w.flush()?;
+        self.answer()
+    }
+
+    fn answer(&mut self) -> std::io::Result<(Value, Vec<u8>)> {
         let mut line = String::new();
         if self.r.read_line(&mut line)? == 0 {
             return Err(std::io::Error::new(
@@ -392,7 +396,35 @@ impl Vault {
     }
 }
 
+/// Chunk requests kept in flight during a restore.
+const GET_WINDOW: usize = 64;
+
 impl Remote for Vault {
+    fn get_each(
+        &mut self,
+        ids: &[String],
+        f: &mut dyn FnMut(usize, Vec<u8>) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let mut sent = 0;
+        for i in 0..ids.len() {
+            while sent < ids.len() && sent < i + GET_WINDOW {
+                self.send(json!({"op": "get", "id": ids[sent]}), &[])?;
+                sent += 1;
+            }
+            self.w.flush()?;
+            let got = self.answer().and_then(|(_, body)| f(i, body));
+            if let Err(e) = got {
+                // Read what is still in flight, so the connection stays usable.
+                for _ in i + 1..sent {
+                    if self.answer().is_err() {
+                        break;
+                    }
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
     fn missing(&mut self, ids: &[String]) -> std::io::Result<Vec<String>> {
         let (a, _) = self.call(json!({"op": "missing", "ids": ids}), &[])?;
         Ok(a["missing"]
@@ -632,6 +664,13 @@ impl Remote for Session {
     }
     fn get(&mut self, id: &str) -> std::io::Result<Vec<u8>> {
         self.data().get(id)
+    }
+    fn get_each(
+        &mut self,
+        ids: &[String],
+        f: &mut dyn FnMut(usize, Vec<u8>) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        self.data().get_each(ids, f)
     }
     fn progress(&mut self, s: &backup::Stats) {
         self.control.progress(s)

@@ -18,6 +18,8 @@ use crate::Remote;
 pub const MIN_CHUNK: u32 = 256 * 1024;
 pub const AVG_CHUNK: u32 = 1024 * 1024;
 pub const MAX_CHUNK: u32 = 4 * 1024 * 1024;
+/// Files up to this size are read whole and cut in memory.
+const SMALL_FILE: u64 = 16 << 20;
 /// Chunks are hashed, asked about and sent in batches of about this many bytes.
 const BATCH_BYTES: usize = 32 << 20;
 
@@ -119,9 +121,7 @@ impl<'a, R: Remote> Run<'a, R> {
             self.stats.new_bytes += batch[*i].data.len() as u64;
             self.stats.sent_bytes += bytes.len() as u64;
         }
-        if !to_send.is_empty() {
-            self.remote.flush()?;
-        }
+
         for (p, (key, id)) in batch.iter().zip(keyed) {
             self.present.insert(id.clone());
             self.entries[p.entry].chunks[p.slot] = ChunkRef {
@@ -134,28 +134,47 @@ impl<'a, R: Remote> Run<'a, R> {
         Ok(())
     }
 
+    /// Queues one chunk of `entry`'s content.
+    fn push(&mut self, entry: usize, slot: usize, data: Vec<u8>) -> io::Result<()> {
+        self.stats.read_bytes += data.len() as u64;
+        self.stats.chunks += 1;
+        self.entries[entry].chunks.push(ChunkRef {
+            id: String::new(),
+            key: String::new(),
+            len: 0,
+        });
+        self.batch_bytes += data.len();
+        self.batch.push(Pending { entry, slot, data });
+        if self.batch_bytes >= BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     fn read_file(&mut self, path: &Path, entry: usize) -> io::Result<()> {
+        // Small files are read whole and cut in memory: a stream chunker's
+        // buffer is as large as the largest chunk, for every file.
+        let size = fs::symlink_metadata(path)?.len();
+        if size <= SMALL_FILE {
+            let data = fs::read(path)?;
+            if data.len() <= MIN_CHUNK as usize {
+                return self.push(entry, 0, data);
+            }
+            let cuts: Vec<(usize, usize)> =
+                fastcdc::v2020::FastCDC::new(&data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+                    .map(|c| (c.offset, c.length))
+                    .collect();
+            for (slot, (off, len)) in cuts.into_iter().enumerate() {
+                self.push(entry, slot, data[off..off + len].to_vec())?;
+            }
+            return Ok(());
+        }
         let f = fs::File::open(path)?;
         for (slot, c) in
             fastcdc::v2020::StreamCDC::new(f, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK).enumerate()
         {
             let c = c.map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
-            self.stats.read_bytes += c.length as u64;
-            self.stats.chunks += 1;
-            self.entries[entry].chunks.push(ChunkRef {
-                id: String::new(),
-                key: String::new(),
-                len: 0,
-            });
-            self.batch_bytes += c.data.len();
-            self.batch.push(Pending {
-                entry,
-                slot,
-                data: c.data,
-            });
-            if self.batch_bytes >= BATCH_BYTES {
-                self.flush()?;
-            }
+            self.push(entry, slot, c.data)?;
         }
         Ok(())
     }
@@ -316,6 +335,8 @@ pub fn run<R: Remote>(
         }
     }
     run.flush()?;
+    // Everything sent is durable before the point is committed.
+    run.remote.flush()?;
     let snap = Snapshot {
         machine: spec.machine.to_string(),
         roots: roots.iter().map(|r| r.display().to_string()).collect(),

@@ -26,6 +26,19 @@ pub trait Remote {
     /// Makes the chunks sent so far durable.
     fn flush(&mut self) -> io::Result<()>;
     fn get(&mut self, id: &str) -> io::Result<Vec<u8>>;
+    /// Fetches `ids` in order, handing each to `f` with its index; a
+    /// transport may keep many requests in flight.
+    fn get_each(
+        &mut self,
+        ids: &[String],
+        f: &mut dyn FnMut(usize, Vec<u8>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        for (i, id) in ids.iter().enumerate() {
+            let b = self.get(id)?;
+            f(i, b)?;
+        }
+        Ok(())
+    }
     /// Progress, for the job.
     fn progress(&mut self, _s: &Stats) {}
 }

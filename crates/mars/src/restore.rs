@@ -82,6 +82,66 @@ fn set_mtime(path: &Path, ns: i128, symlink: bool) -> io::Result<()> {
 }
 
 /// Restores the entries `paths` selects from `s` under `target`.
+/// A file being written: its temporary name, its place, what it got so far.
+struct Open<'a> {
+    entry: &'a Entry,
+    tmp: PathBuf,
+    dst: PathBuf,
+    file: fs::File,
+    written: u64,
+}
+
+impl Open<'_> {
+    fn finish(self) -> io::Result<u64> {
+        if self.written != self.entry.size {
+            return Err(bad(format!(
+                "{} restored {} bytes, the index says {}",
+                self.entry.rel, self.written, self.entry.size
+            )));
+        }
+        self.file
+            .set_permissions(fs::Permissions::from_mode(self.entry.mode))?;
+        drop(self.file);
+        fs::rename(&self.tmp, &self.dst)?;
+        set_mtime(&self.dst, self.entry.mtime_ns, false)?;
+        Ok(self.written)
+    }
+}
+
+fn begin_file<'a>(s: &Snapshot, e: &'a Entry, target: &Path) -> io::Result<Open<'a>> {
+    let dst = destination(s, e, target);
+    if let Some(parent) = dst.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let tmp = dst.with_file_name(format!(
+        ".{}.restoring",
+        dst.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    ));
+    let file = fs::File::create(&tmp)?;
+    Ok(Open {
+        entry: e,
+        tmp,
+        dst,
+        file,
+        written: 0,
+    })
+}
+
+/// Syncs the filesystem holding `dir` once: the restore is durable when it
+/// says it is done (one sync, not one per file).
+fn sync_fs(dir: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = fs::File::open(dir)?;
+    // SAFETY: syncfs on a descriptor we own; it only flushes.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Restores the entries `paths` selects from `s` under `target`. The
+/// chunks of every file come in one stream, so a transport can keep many
+/// requests in flight across small files.
 pub fn run<R: Remote>(
     remote: &mut R,
     s: &Snapshot,
@@ -102,77 +162,80 @@ pub fn run<R: Remote>(
     }
     fs::create_dir_all(target)?;
     let mut dirs = Vec::new();
-    for e in &chosen {
+    for e in chosen.iter().filter(|e| e.kind == Kind::Dir) {
         let dst = destination(s, e, target);
-        match e.kind {
-            Kind::Dir => {
-                fs::create_dir_all(&dst)?;
-                dirs.push((dst, e));
-                out.dirs += 1;
-            }
-            Kind::Symlink => {
-                if let Some(parent) = dst.parent() {
-                    fs::create_dir_all(parent)?;
-                }
-                let _ = fs::remove_file(&dst);
-                std::os::unix::fs::symlink(e.target.as_deref().unwrap_or(""), &dst)?;
-                set_mtime(&dst, e.mtime_ns, true)?;
-                out.symlinks += 1;
-            }
-            Kind::File => {
-                if let Some(parent) = dst.parent() {
-                    fs::create_dir_all(parent)?;
-                }
-                let tmp = dst.with_file_name(format!(
-                    ".{}.restoring",
-                    dst.file_name().and_then(|n| n.to_str()).unwrap_or("file")
-                ));
-                let res = (|| -> io::Result<u64> {
-                    let mut f = fs::File::create(&tmp)?;
-                    let mut n = 0u64;
-                    for c in &e.chunks {
-                        let key: [u8; 32] = hex::decode(&c.key)
-                            .ok()
-                            .and_then(|k| k.try_into().ok())
-                            .ok_or_else(|| {
-                                bad(format!("the index holds a malformed key for {}", e.rel))
-                            })?;
-                        let sealed = remote.get(&c.id)?;
-                        let plain = crypto::open_chunk(&key, &sealed, c.len as usize)
-                            .map_err(|x| bad(format!("chunk {} of {}: {x}", c.id, e.rel)))?;
-                        if crypto::chunk_key_id(&key) != c.id {
-                            return Err(bad(format!(
-                                "chunk {} of {} does not match its id",
-                                c.id, e.rel
-                            )));
-                        }
-                        f.write_all(&plain)?;
-                        n += plain.len() as u64;
-                    }
-                    if n != e.size {
-                        return Err(bad(format!(
-                            "{} restored {n} bytes, the index says {}",
-                            e.rel, e.size
-                        )));
-                    }
-                    f.set_permissions(fs::Permissions::from_mode(e.mode))?;
-                    f.sync_all()?;
-                    Ok(n)
-                })();
-                match res {
-                    Ok(n) => {
-                        fs::rename(&tmp, &dst)?;
-                        set_mtime(&dst, e.mtime_ns, false)?;
-                        out.files += 1;
-                        out.bytes += n;
-                    }
-                    Err(x) => {
-                        let _ = fs::remove_file(&tmp);
-                        return Err(x);
-                    }
-                }
-            }
+        fs::create_dir_all(&dst)?;
+        dirs.push((dst, *e));
+        out.dirs += 1;
+    }
+    for e in chosen.iter().filter(|e| e.kind == Kind::Symlink) {
+        let dst = destination(s, e, target);
+        if let Some(parent) = dst.parent() {
+            fs::create_dir_all(parent)?;
         }
+        let _ = fs::remove_file(&dst);
+        std::os::unix::fs::symlink(e.target.as_deref().unwrap_or(""), &dst)?;
+        set_mtime(&dst, e.mtime_ns, true)?;
+        out.symlinks += 1;
+    }
+    let files: Vec<&Entry> = chosen
+        .iter()
+        .filter(|e| e.kind == Kind::File)
+        .copied()
+        .collect();
+    // Empty files have no chunks: written at once.
+    for e in files.iter().filter(|e| e.chunks.is_empty()) {
+        begin_file(s, e, target)?.finish()?;
+        out.files += 1;
+    }
+    // Every other file's chunks, in order, as one stream.
+    let order: Vec<(usize, usize)> = files
+        .iter()
+        .enumerate()
+        .flat_map(|(fi, e)| (0..e.chunks.len()).map(move |ci| (fi, ci)))
+        .collect();
+    let ids: Vec<String> = order
+        .iter()
+        .map(|(fi, ci)| files[*fi].chunks[*ci].id.clone())
+        .collect();
+    let mut cur: Option<Open> = None;
+    let res = remote.get_each(&ids, &mut |i, sealed| {
+        let (fi, ci) = order[i];
+        let e = files[fi];
+        if ci == 0 {
+            cur = Some(begin_file(s, e, target)?);
+        }
+        let c = &e.chunks[ci];
+        let key: [u8; 32] = hex::decode(&c.key)
+            .ok()
+            .and_then(|k| k.try_into().ok())
+            .ok_or_else(|| bad(format!("the index holds a malformed key for {}", e.rel)))?;
+        if crypto::chunk_key_id(&key) != c.id {
+            return Err(bad(format!(
+                "chunk {} of {} does not match its id",
+                c.id, e.rel
+            )));
+        }
+        let plain = crypto::open_chunk(&key, &sealed, c.len as usize)
+            .map_err(|x| bad(format!("chunk {} of {}: {x}", c.id, e.rel)))?;
+        let open = cur
+            .as_mut()
+            .ok_or_else(|| bad("chunks out of order".into()))?;
+        open.file.write_all(&plain)?;
+        open.written += plain.len() as u64;
+        if ci + 1 == e.chunks.len() {
+            let done = cur.take().expect("open").finish()?;
+            out.files += 1;
+            out.bytes += done;
+        }
+        Ok(())
+    });
+    if let Err(x) = res {
+        // Nothing half-written stays: the file being written goes.
+        if let Some(o) = cur.take() {
+            let _ = fs::remove_file(&o.tmp);
+        }
+        return Err(x);
     }
     // Directories last, deepest first: writing into them moved their mtimes.
     dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
@@ -180,5 +243,6 @@ pub fn run<R: Remote>(
         fs::set_permissions(&p, fs::Permissions::from_mode(e.mode))?;
         set_mtime(&p, e.mtime_ns, false)?;
     }
+    sync_fs(target)?;
     Ok(out)
 }

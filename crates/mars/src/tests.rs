@@ -161,3 +161,28 @@ fn a_restore_of_selected_paths_writes_only_those() {
     let nothing = format!("{}/nope", root.display());
     assert!(restore::run(&mut remote, &snap, &[nothing], &t.path().join("o2")).is_err());
 }
+
+#[test]
+fn small_files_cut_in_memory_cut_as_the_stream_chunker_does() {
+    let data = pseudo_random(12 << 20, 11);
+    let mem: Vec<(usize, usize)> = fastcdc::v2020::FastCDC::new(
+        &data,
+        backup::MIN_CHUNK,
+        backup::AVG_CHUNK,
+        backup::MAX_CHUNK,
+    )
+    .map(|c| (c.offset, c.length))
+    .collect();
+    let stream: Vec<(usize, usize)> = fastcdc::v2020::StreamCDC::new(
+        &data[..],
+        backup::MIN_CHUNK,
+        backup::AVG_CHUNK,
+        backup::MAX_CHUNK,
+    )
+    .map(|c| {
+        let c = c.unwrap();
+        (c.offset as usize, c.length)
+    })
+    .collect();
+    assert_eq!(mem, stream);
+}

@@ -195,6 +195,8 @@ struct Conn {
     job: Option<(String, String)>,
     pending: Vec<(String, Vec<u8>)>,
     pending_bytes: usize,
+    /// The batch being written in the background.
+    writer: Option<std::thread::JoinHandle<std::io::Result<u64>>>,
     last_progress: std::time::Instant,
 }
 
@@ -248,9 +250,13 @@ fn serve(m: &Mars, stream: TcpStream, secret: &str) -> std::io::Result<()> {
         job: None,
         pending: Vec::new(),
         pending_bytes: 0,
+        writer: None,
         last_progress: std::time::Instant::now(),
     };
     let res = session(m, &mut c, &mut r, &mut w);
+    if let Some(h) = c.writer.take() {
+        let _ = h.join();
+    }
     // A backup or restore whose connection ended without finishing failed.
     if let (Some((_, job)), Some(machine)) = (&c.job, &c.machine) {
         let _ = m.store.write(|tx| {
@@ -442,12 +448,12 @@ fn handle(m: &Mars, c: &mut Conn, req: &Value, body: Vec<u8>) -> Answer {
             c.pending_bytes += body.len();
             c.pending.push((id, body));
             if c.pending_bytes >= FLUSH_BYTES {
-                flush(c, &tier).map_err(io)?;
+                flush(c, &tier, false).map_err(io)?;
             }
             Ok(None)
         }
         "flush" => {
-            let stored = flush(c, &tier).map_err(io)?;
+            let stored = flush(c, &tier, true).map_err(io)?;
             ok(json!({"ok": true, "stored": stored}))
         }
         "progress" => {
@@ -465,7 +471,7 @@ fn handle(m: &Mars, c: &mut Conn, req: &Value, body: Vec<u8>) -> Answer {
             let Some((item, job)) = c.job.clone() else {
                 return Err(refusal("BadRequest", "no backup is running (begin first)"));
             };
-            flush(c, &tier).map_err(io)?;
+            flush(c, &tier, true).map_err(io)?;
             // The body: the point's chunk ids, one per line, then the sealed index.
             let ids_len = (req["idsLen"].as_u64().unwrap_or(0) as usize).min(body.len());
             let chunks: Vec<String> = String::from_utf8_lossy(&body[..ids_len])
@@ -607,13 +613,28 @@ fn handle(m: &Mars, c: &mut Conn, req: &Value, body: Vec<u8>) -> Answer {
     }
 }
 
-fn flush(c: &mut Conn, tier: &ChunkStore) -> std::io::Result<u64> {
+/// Hands the chunks received so far to the vault tier. With `wait`, they
+/// are durable when it returns (a `flush`, a commit); otherwise they are
+/// written in the background while the next ones arrive (one batch in
+/// flight at a time).
+fn flush(c: &mut Conn, tier: &ChunkStore, wait: bool) -> std::io::Result<u64> {
     c.pending_bytes = 0;
     let batch = std::mem::take(&mut c.pending);
-    if batch.is_empty() {
-        return Ok(0);
+    let mut stored = match c.writer.take() {
+        Some(h) => h
+            .join()
+            .map_err(|_| std::io::Error::other("the vault tier's writer failed"))??,
+        None => 0,
+    };
+    if !batch.is_empty() {
+        if wait {
+            stored += tier.put_objects(batch)?;
+        } else {
+            let t = tier.clone();
+            c.writer = Some(std::thread::spawn(move || t.put_objects(batch)));
+        }
     }
-    tier.put_objects(batch)
+    Ok(stored)
 }
 
 /// Registration with vault credentials: the vault certificate the
