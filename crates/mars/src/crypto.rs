@@ -16,7 +16,6 @@
 
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -69,11 +68,10 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
-/// A chunk's convergent key and id.
+/// A chunk's convergent key and id: BLAKE3 in keyed mode (a PRF) under
+/// the vault's deduplication key, over the chunk's bytes.
 pub fn chunk_key(dedup_key: &[u8; 32], plaintext: &[u8]) -> ([u8; 32], String) {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(dedup_key).expect("any key length");
-    mac.update(plaintext);
-    let key: [u8; 32] = mac.finalize().into_bytes().into();
+    let key: [u8; 32] = blake3::keyed_hash(dedup_key, plaintext).into();
     (key, chunk_key_id(&key))
 }
 
@@ -83,21 +81,35 @@ pub fn chunk_key_id(key: &[u8; 32]) -> String {
     hex::encode(Sha256::digest(key))
 }
 
-/// Compresses and seals a chunk under its own key. Each key seals exactly
-/// one plaintext, so a fixed nonce is safe here.
+/// Compresses (when that helps) and seals a chunk under its own key: the
+/// sealed payload is a flag byte (0 stored, 1 zstd) and the bytes. Each key
+/// seals exactly one plaintext, so a fixed nonce is safe here.
 pub fn seal_chunk(key: &[u8; 32], plaintext: &[u8]) -> Vec<u8> {
     let packed = zstd::bulk::compress(plaintext, 1).expect("zstd compresses any input");
+    let mut payload = Vec::with_capacity(plaintext.len().min(packed.len()) + 1);
+    if packed.len() < plaintext.len() {
+        payload.push(1);
+        payload.extend_from_slice(&packed);
+    } else {
+        // Incompressible (random, already compressed): stored as it is.
+        payload.push(0);
+        payload.extend_from_slice(plaintext);
+    }
     ChaCha20Poly1305::new(Key::from_slice(key))
-        .encrypt(Nonce::from_slice(&[0u8; 12]), packed.as_slice())
+        .encrypt(Nonce::from_slice(&[0u8; 12]), payload.as_slice())
         .expect("sealing never fails")
 }
 
 pub fn open_chunk(key: &[u8; 32], sealed: &[u8], len: usize) -> Result<Vec<u8>, CryptoError> {
-    let packed = ChaCha20Poly1305::new(Key::from_slice(key))
+    let payload = ChaCha20Poly1305::new(Key::from_slice(key))
         .decrypt(Nonce::from_slice(&[0u8; 12]), sealed)
         .map_err(|_| CryptoError::Unsealed)?;
-    let plain =
-        zstd::bulk::decompress(&packed, len).map_err(|e| CryptoError::Malformed(e.to_string()))?;
+    let plain = match payload.split_first() {
+        Some((1, packed)) => zstd::bulk::decompress(packed, len)
+            .map_err(|e| CryptoError::Malformed(e.to_string()))?,
+        Some((0, raw)) => raw.to_vec(),
+        _ => return Err(CryptoError::Malformed("unknown chunk encoding".into())),
+    };
     if plain.len() != len {
         return Err(CryptoError::Malformed(format!(
             "chunk holds {} bytes, the index says {len}",
@@ -161,6 +173,21 @@ mod tests {
         );
         // Another vault's key gives another id.
         assert_ne!(chunk_key(&[8u8; 32], &data).1, id1);
+    }
+
+    #[test]
+    fn incompressible_chunks_are_stored_and_compressible_ones_packed() {
+        let (k, _) = chunk_key(&[1u8; 32], b"x");
+        let zeros = vec![0u8; 1 << 20];
+        let sealed = seal_chunk(&k, &zeros);
+        assert!(sealed.len() < 1000);
+        assert_eq!(open_chunk(&k, &sealed, zeros.len()).unwrap(), zeros);
+        let random: Vec<u8> = (0..100_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let sealed = seal_chunk(&k, &random);
+        assert!(sealed.len() <= random.len() + 17);
+        assert_eq!(open_chunk(&k, &sealed, random.len()).unwrap(), random);
     }
 
     #[test]

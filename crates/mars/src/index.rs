@@ -16,6 +16,8 @@ pub enum Kind {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ChunkRef {
+    /// The hash of the key: not stored, made again when an index is opened.
+    #[serde(skip_serializing, default)]
     pub id: String,
     /// The chunk's convergent key, hex.
     pub key: String,
@@ -117,7 +119,16 @@ pub fn open(sealed: &[u8], key: &[u8; 32]) -> Result<Snapshot, CryptoError> {
     let packed = crypto::open(key, &sealed[nl + 1..])?;
     let json =
         zstd::stream::decode_all(&packed[..]).map_err(|e| CryptoError::Malformed(e.to_string()))?;
-    serde_json::from_slice(&json).map_err(|e| CryptoError::Malformed(e.to_string()))
+    let mut snap: Snapshot =
+        serde_json::from_slice(&json).map_err(|e| CryptoError::Malformed(e.to_string()))?;
+    for c in snap.entries.iter_mut().flat_map(|e| e.chunks.iter_mut()) {
+        let key: [u8; 32] = hex::decode(&c.key)
+            .ok()
+            .and_then(|k| k.try_into().ok())
+            .ok_or_else(|| CryptoError::Malformed("a chunk key is not 32 bytes".into()))?;
+        c.id = crypto::chunk_key_id(&key);
+    }
+    Ok(snap)
 }
 
 /// Opens a sealed index with a passphrase (restore on another machine).

@@ -3,6 +3,8 @@
 //! Every chunk is opened with its key and checked against its id before a
 //! byte is written, and each file is written under a temporary name and
 //! renamed into place, so a failed restore leaves no half-written file.
+//! Like `cp` and restic, a restore leaves flushing the written files to the
+//! operating system (`sync` when it must survive a power cut at once).
 
 use std::fs;
 use std::io::{self, Write};
@@ -127,18 +129,6 @@ fn begin_file<'a>(s: &Snapshot, e: &'a Entry, target: &Path) -> io::Result<Open<
     })
 }
 
-/// Syncs the filesystem holding `dir` once: the restore is durable when it
-/// says it is done (one sync, not one per file).
-fn sync_fs(dir: &Path) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let f = fs::File::open(dir)?;
-    // SAFETY: syncfs on a descriptor we own; it only flushes.
-    if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Restores the entries `paths` selects from `s` under `target`. The
 /// chunks of every file come in one stream, so a transport can keep many
 /// requests in flight across small files.
@@ -243,6 +233,5 @@ pub fn run<R: Remote>(
         fs::set_permissions(&p, fs::Permissions::from_mode(e.mode))?;
         set_mtime(&p, e.mtime_ns, false)?;
     }
-    sync_fs(target)?;
     Ok(out)
 }
