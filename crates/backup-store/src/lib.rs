@@ -95,6 +95,24 @@ fn tier_pins(key: &str) -> Arc<std::sync::Mutex<Pins>> {
         .clone()
 }
 
+/// A manifest as stored: zstd-compressed JSON (manifests of many small
+/// chunks are mostly hex ids).
+fn encode_manifest(m: &Manifest) -> std::io::Result<Vec<u8>> {
+    let json = serde_json::to_vec(m).map_err(|e| bad(e.to_string()))?;
+    zstd::bulk::compress(&json, 3)
+}
+
+/// Reads a stored manifest: compressed, or plain JSON as earlier versions wrote.
+fn decode_manifest(bytes: &[u8]) -> std::io::Result<Manifest> {
+    const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+    let json = if bytes.starts_with(&ZSTD_MAGIC) {
+        zstd::decode_all(bytes)?
+    } else {
+        bytes.to_vec()
+    };
+    serde_json::from_slice(&json).map_err(|e| bad(e.to_string()))
+}
+
 /// Whether `id` names a chunk object (64 lower-case hex digits).
 pub fn is_object_id(id: &str) -> bool {
     id.len() == 64
@@ -397,14 +415,14 @@ impl ChunkStore {
             }
             self.sync()?;
         }
-        let json = serde_json::to_vec(&manifest).map_err(|e| bad(e.to_string()))?;
+        let json = encode_manifest(&manifest)?;
         self.publish(&self.manifest_key(name), json)?;
         Ok((manifest, t))
     }
 
     pub fn manifest(&self, name: &str) -> std::io::Result<Manifest> {
         let bytes = self.get(&self.manifest_key(name))?;
-        serde_json::from_slice(&bytes).map_err(|e| bad(format!("manifest {name}: {e}")))
+        decode_manifest(&bytes).map_err(|e| bad(format!("manifest {name}: {e}")))
     }
 
     /// Writes manifest `name`'s disk into `dst` (a new sparse file), checking
@@ -462,7 +480,7 @@ impl ChunkStore {
             copied += packed.len() as u64;
             other.publish(&other.chunk_key(hash), packed)?;
         }
-        let json = serde_json::to_vec(&m).map_err(|e| bad(e.to_string()))?;
+        let json = encode_manifest(&m)?;
         other.publish(&other.manifest_key(name), json)?;
         Ok(copied)
     }
@@ -485,7 +503,7 @@ impl ChunkStore {
             if !o.location.as_ref().ends_with(".json") {
                 continue;
             }
-            let m: Manifest = serde_json::from_slice(&self.get(&o.location)?)
+            let m: Manifest = decode_manifest(&self.get(&o.location)?)
                 .map_err(|e| bad(format!("{}: {e}", o.location)))?;
             live.extend(m.chunks.into_iter().map(|(_, h)| h));
         }
@@ -589,7 +607,7 @@ impl ChunkStore {
                 format!("chunk {gone} is not in the vault"),
             ));
         }
-        let json = serde_json::to_vec(m).map_err(|e| bad(e.to_string()))?;
+        let json = encode_manifest(m)?;
         self.publish(&self.manifest_key(name), json)
     }
 
@@ -663,6 +681,21 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn manifests_are_stored_compressed_and_plain_ones_still_read() {
+        let m = Manifest {
+            size: 3 << 20,
+            chunks: (0..3).map(|i| (i << 20, format!("{i:064x}"))).collect(),
+        };
+        let packed = encode_manifest(&m).unwrap();
+        assert!(packed.len() < serde_json::to_vec(&m).unwrap().len());
+        assert_eq!(decode_manifest(&packed).unwrap(), m);
+        assert_eq!(
+            decode_manifest(&serde_json::to_vec(&m).unwrap()).unwrap(),
+            m
+        );
+    }
 
     fn write_at(p: &Path, off: u64, byte: u8, len: usize) {
         let mut f = OpenOptions::new().write(true).open(p).unwrap();

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -20,6 +20,8 @@ pub const AVG_CHUNK: u32 = 1024 * 1024;
 pub const MAX_CHUNK: u32 = 4 * 1024 * 1024;
 /// Files up to this size are read whole and cut in memory.
 const SMALL_FILE: u64 = 16 << 20;
+/// Larger files are cut in windows of this size (many chunks each).
+const WINDOW: usize = 32 << 20;
 /// Chunks are hashed, asked about and sent in batches of about this many bytes.
 const BATCH_BYTES: usize = 32 << 20;
 
@@ -169,12 +171,37 @@ impl<'a, R: Remote> Run<'a, R> {
             }
             return Ok(());
         }
-        let f = fs::File::open(path)?;
-        for (slot, c) in
-            fastcdc::v2020::StreamCDC::new(f, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK).enumerate()
-        {
-            let c = c.map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
-            self.push(entry, slot, c.data)?;
+        // Larger files: cut in windows of a large buffer (the in-memory
+        // chunker runs at twice the stream chunker's speed here). A cut
+        // depends only on the bytes from its chunk's start, so the cuts are
+        // those of one pass over the whole file.
+        let mut f = fs::File::open(path)?;
+        let mut buf: Vec<u8> = Vec::with_capacity(WINDOW);
+        let mut slot = 0;
+        let mut eof = false;
+        while !eof || !buf.is_empty() {
+            while !eof && buf.len() < WINDOW {
+                let start = buf.len();
+                buf.resize(WINDOW, 0);
+                let n = f.read(&mut buf[start..])?;
+                buf.truncate(start + n);
+                eof = n == 0;
+            }
+            let cuts: Vec<(usize, usize)> =
+                fastcdc::v2020::FastCDC::new(&buf, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+                    .map(|c| (c.offset, c.length))
+                    .collect();
+            // Unless the file ended, the window's last chunk may be cut short
+            // by the window: it is made again with the next bytes.
+            // (A full window holds at least eight chunks.)
+            let keep = if eof { cuts.len() } else { cuts.len() - 1 };
+            let mut used = 0;
+            for &(off, len) in &cuts[..keep] {
+                self.push(entry, slot, buf[off..off + len].to_vec())?;
+                slot += 1;
+                used = off + len;
+            }
+            buf.drain(..used);
         }
         Ok(())
     }

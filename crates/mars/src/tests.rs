@@ -186,3 +186,36 @@ fn small_files_cut_in_memory_cut_as_the_stream_chunker_does() {
     .collect();
     assert_eq!(mem, stream);
 }
+
+#[test]
+fn large_files_cut_in_windows_cut_as_one_pass_does() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("data");
+    fs::create_dir_all(&src).unwrap();
+    // Larger than the small-file limit and than one window.
+    let data = pseudo_random(70 << 20, 5);
+    fs::write(src.join("big"), &data).unwrap();
+    let mut remote = MemRemote::default();
+    let (snap, _) = backup::run(&mut remote, &spec(&[src.clone()], &[]), None).unwrap();
+    let lens: Vec<usize> = snap
+        .entries
+        .iter()
+        .find(|e| e.rel == "big")
+        .unwrap()
+        .chunks
+        .iter()
+        .map(|c| c.len as usize)
+        .collect();
+    let one_pass: Vec<usize> = fastcdc::v2020::FastCDC::new(
+        &data,
+        backup::MIN_CHUNK,
+        backup::AVG_CHUNK,
+        backup::MAX_CHUNK,
+    )
+    .map(|c| c.length)
+    .collect();
+    assert_eq!(lens, one_pass);
+    let out = t.path().join("out");
+    restore::run(&mut remote, &snap, &[], &out).unwrap();
+    assert_eq!(fs::read(out.join("data/big")).unwrap(), data);
+}
