@@ -75,7 +75,7 @@ async fn open(c: &Ctx, to: &Reached, disk: &str) -> Result<BufReader<TcpStream>,
 }
 
 /// Why the gateway closed a connection, from its decision.
-fn explain(api: &Api, from: Ipv4Addr, to: Ipv4Addr, port: u16) -> Option<String> {
+pub(crate) fn explain(api: &Api, from: Ipv4Addr, to: Ipv4Addr, port: u16) -> Option<String> {
     let d = api
         .get(&format!(
             "/recoverite/network/check?from={from}&to={to}&port={port}"

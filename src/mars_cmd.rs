@@ -31,6 +31,7 @@ use recoverite_agent::{self as agent, Aliases};
 use recoverite_mars::{backup, crypto, index, restore, Remote};
 
 use crate::agent_cmd::{url_encode, Api, ListedAliases};
+use crate::file_recovery_cmd::explain;
 
 const SERVICE: &str = "prot1";
 const ENTRA_HOST: &str = "login.microsoftonline.com";
@@ -230,16 +231,6 @@ fn position(api: &Api, vm: Option<&str>, dir: &Path) -> Result<Position> {
         aliases,
         hosts: read_hosts(dir),
     })
-}
-
-/// Why the network closed a connection, from the gateway's decision.
-fn explain(api: &Api, from: Ipv4Addr, to: Ipv4Addr, port: u16) -> Option<String> {
-    let d = api
-        .get(&format!(
-            "/recoverite/network/check?from={from}&to={to}&port={port}"
-        ))
-        .ok()?;
-    (d["allowed"] == false).then(|| d["reason"].as_str().unwrap_or_default().to_string())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -21,19 +21,12 @@ from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
 
 import asr
 from conftest import BIN
+from mars_agent import mars
 
 RG, VAULT, VM = "mars-rg", "mars-vault", "marsvm"
 ZONE = "privatelink.eus.backup.windowsazure.com"
 SECRET = b"MARS-PLAINTEXT-MARKER-7f3a9c"
 PASSPHRASE = "correct horse battery staple"
-
-
-def mars(server, *args, ok=True, timeout=300):
-    out = subprocess.run([str(BIN), "mars", *args, "--data-dir", str(server.data_dir)],
-                         capture_output=True, text=True, timeout=timeout)
-    if ok:
-        assert out.returncode == 0, out.stdout + out.stderr
-    return out
 
 
 def tree(root: Path):

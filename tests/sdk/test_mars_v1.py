@@ -8,7 +8,6 @@ endpoint's zone group); otherwise the records must be added by hand — here
 in the machine's hosts file, from what `/recoverite/network/hosts` exports."""
 
 import os
-import subprocess
 
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.privatedns import PrivateDnsManagementClient
@@ -16,18 +15,10 @@ from azure.mgmt.recoveryservices import RecoveryServicesClient
 from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
 
 import asr
-from conftest import BIN
+from mars_agent import mars
 
 RG, VAULT, VM = "mars-v1-rg", "mars-v1-vault", "marsv1vm"
 ZONES = ["privatelink.eus.backup.windowsazure.com", "privatelink.blob.core.windows.net", "privatelink.queue.core.windows.net"]
-
-
-def mars(server, *args, ok=True):
-    out = subprocess.run([str(BIN), "mars", *args, "--data-dir", str(server.data_dir)],
-                         capture_output=True, text=True, timeout=300)
-    if ok:
-        assert out.returncode == 0, out.stdout + out.stderr
-    return out
 
 
 def zone_group(net, sub, zones):

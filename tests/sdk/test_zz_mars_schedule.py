@@ -4,7 +4,6 @@ MabProtectionPolicy (at most three backups a day) created with
 backups the clock makes due run by the agent's scheduler, and points pruned
 when their retention ends. Runs late: it moves the server's clock."""
 
-import subprocess
 import time
 
 import pytest
@@ -13,17 +12,9 @@ from azure.mgmt.recoveryservices import RecoveryServicesClient
 from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
 
 import asr
-from conftest import BIN
+from mars_agent import mars
 
 RG, VAULT = "mars-sched-rg", "mars-sched-vault"
-
-
-def mars(server, *args, ok=True):
-    out = subprocess.run([str(BIN), "mars", *args, "--data-dir", str(server.data_dir)],
-                         capture_output=True, text=True, timeout=300)
-    if ok:
-        assert out.returncode == 0, out.stdout + out.stderr
-    return out
 
 
 def policy(times, days=7):

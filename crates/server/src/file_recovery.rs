@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use recoverite_blockstore::nbd::{Export, Exports};
 use recoverite_blockstore::BlockStore;
@@ -46,32 +46,15 @@ pub async fn start(
     blocks: BlockStore,
     gateway: &Arc<recoverite_gateway::Gateway>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
-    let secret = uuid::Uuid::new_v4().simple().to_string();
-    gateway.register_port_backend(
-        recoverite_rp_backup::VAULT_TYPE,
-        ilr::PORT,
-        listener.local_addr()?,
-        &secret,
-    );
-    Ok(tokio::spawn(async move {
-        loop {
-            let Ok((stream, peer)) = listener.accept().await else {
-                continue;
-            };
-            // Only the gateway, which connects from 127.0.0.1, is let in
-            // (and it proves itself with the secret).
-            if peer.ip() != std::net::IpAddr::V4(Ipv4Addr::LOCALHOST) {
-                continue;
+    crate::vault_port::serve(gateway, ilr::PORT, move |stream, secret| {
+        let (store, blocks) = (store.clone(), blocks.clone());
+        tokio::spawn(async move {
+            if let Err(e) = serve(stream, store, blocks, &secret).await {
+                tracing::debug!("file recovery session ended: {e}");
             }
-            let (store, blocks, secret) = (store.clone(), blocks.clone(), secret.clone());
-            tokio::spawn(async move {
-                if let Err(e) = serve(stream, store, blocks, &secret).await {
-                    tracing::debug!("file recovery session ended: {e}");
-                }
-            });
-        }
-    }))
+        });
+    })
+    .await
 }
 
 async fn line(r: &mut BufReader<TcpStream>) -> std::io::Result<String> {

@@ -17,6 +17,7 @@ mod mars;
 mod netadmin;
 mod replication;
 pub mod tls;
+mod vault_port;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

@@ -18,7 +18,7 @@
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
-use std::net::{Ipv4Addr, TcpStream};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,40 +51,26 @@ pub struct Mars {
     pub authority: String,
 }
 
-/// Starts the service and registers it with the gateway.
+/// Starts the service and registers it with the gateway (model port 443
+/// of every vault).
 pub async fn start(
     mars: Arc<Mars>,
     gateway: &Arc<recoverite_gateway::Gateway>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
-    let secret = uuid::Uuid::new_v4().simple().to_string();
-    gateway.register_port_backend(
-        recoverite_rp_backup::VAULT_TYPE,
-        443,
-        listener.local_addr()?,
-        &secret,
-    );
-    Ok(tokio::spawn(async move {
-        loop {
-            let Ok((stream, peer)) = listener.accept().await else {
-                continue;
-            };
-            // Only the gateway connects from 127.0.0.1 (and proves it with the secret).
-            if peer.ip() != std::net::IpAddr::V4(Ipv4Addr::LOCALHOST) {
-                continue;
+    crate::vault_port::serve(gateway, 443, move |stream, secret| {
+        let Ok(std_stream) = stream.into_std() else {
+            return;
+        };
+        let m = mars.clone();
+        // Sessions are long and blocking (store, vault tier): a thread each.
+        std::thread::spawn(move || {
+            let _ = std_stream.set_nonblocking(false);
+            if let Err(e) = serve(&m, std_stream, &secret) {
+                tracing::debug!("MARS session ended: {e}");
             }
-            let Ok(std_stream) = stream.into_std() else {
-                continue;
-            };
-            let (m, secret) = (mars.clone(), secret.clone());
-            std::thread::spawn(move || {
-                let _ = std_stream.set_nonblocking(false);
-                if let Err(e) = serve(&m, std_stream, &secret) {
-                    tracing::debug!("MARS session ended: {e}");
-                }
-            });
-        }
-    }))
+        });
+    })
+    .await
 }
 
 fn read_line(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<String>> {
