@@ -79,7 +79,7 @@ enum Command {
         /// The vault it uses (its private endpoints, names and access).
         #[arg(long)]
         vault: Option<String>,
-        /// sr, backup or both.
+        /// sr, backup, mars (the MARS agent on the VM) or both.
         #[arg(long, default_value = "both")]
         scenario: String,
         /// Print the checks as JSON.

@@ -121,6 +121,19 @@ def test_backup_and_restore_through_the_private_url(server, env):
     # The machine is a MAB container; the vault now counts as having items.
     [c] = [c for c in bk.backup_protection_containers.list(VAULT, RG, filter="backupManagementType eq 'MAB'")]
     assert c.name == VM and c.properties.container_type == "Windows" and c.properties.backup_management_type == "MAB"
+    # The doctor walks the agent's hops from the VM: Entra ID, every Backup
+    # name through the endpoint, the registration, the public fallback.
+    report = server.http("GET", "/recoverite/doctor", params={
+        "vm": env["vm"].id, "vault": env["vault"].id, "scenario": "mars"}).json()
+    checks = {c["check"]: c for c in report["checks"]}
+    assert report["passed"] is True, [c for c in report["checks"] if c["status"] == "fail"]
+    assert checks["MARS agent registration"]["status"] == "pass" and VM in checks["MARS agent registration"]["evidence"]
+    assert checks["public URL fallback"]["status"] == "pass"
+    assert any(".prot1.privatelink.eus.backup.windowsazure.com" in name for name in checks)
+    other = server.http("GET", "/recoverite/doctor", params={
+        "vm": env["vm2"].id, "vault": env["vault"].id, "scenario": "mars"}).json()
+    [bad] = [c for c in other["checks"] if c["status"] == "fail"]
+    assert bad["check"] == "MARS agent registration" and "recoverite mars register" in bad["fix"], bad
 
     first = mars(server, "backup", "--agent-dir", str(agent), "--path", str(env["data"]))
     assert "through private endpoint mars-pe" in first.stdout, first.stdout

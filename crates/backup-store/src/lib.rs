@@ -651,7 +651,10 @@ mod tests {
             (b.clone(), b"sealed b".to_vec()),
         ])
         .unwrap();
-        assert!(st.missing_pinned("s1", &[a.clone()]).unwrap().is_empty());
+        assert!(st
+            .missing_pinned("s1", std::slice::from_ref(&a))
+            .unwrap()
+            .is_empty());
         // Pinned by an open session: a collection keeps both.
         st.collect().unwrap();
         assert_eq!(st.get_object(&a).unwrap(), b"sealed a");

@@ -37,7 +37,10 @@ fn tree(dir: &Path) {
 }
 
 /// Every entry's content and metadata, for comparing two trees.
-fn describe(root: &Path) -> Vec<(String, u32, i64, Option<String>, Option<PathBuf>)> {
+/// `(path, mode, mtime, content hash, link target)`.
+type Described = (String, u32, i64, Option<String>, Option<PathBuf>);
+
+fn describe(root: &Path) -> Vec<Described> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(p) = stack.pop() {
@@ -135,7 +138,7 @@ fn a_tampered_chunk_fails_the_restore_and_leaves_no_partial_file() {
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("f"), pseudo_random(10_000, 3)).unwrap();
     let mut remote = MemRemote::default();
-    let (snap, _) = backup::run(&mut remote, &spec(&[src.clone()], &[]), None).unwrap();
+    let (snap, _) = backup::run(&mut remote, &spec(std::slice::from_ref(&src), &[]), None).unwrap();
     for v in remote.chunks.values_mut() {
         v[0] ^= 1;
     }
@@ -151,7 +154,7 @@ fn a_restore_of_selected_paths_writes_only_those() {
     let src = t.path().join("data");
     tree(&src);
     let mut remote = MemRemote::default();
-    let (snap, _) = backup::run(&mut remote, &spec(&[src.clone()], &[]), None).unwrap();
+    let (snap, _) = backup::run(&mut remote, &spec(std::slice::from_ref(&src), &[]), None).unwrap();
     let root = fs::canonicalize(&src).unwrap();
     let out = t.path().join("out");
     let want = format!("{}/docs", root.display());
@@ -196,7 +199,7 @@ fn large_files_cut_in_windows_cut_as_one_pass_does() {
     let data = pseudo_random(70 << 20, 5);
     fs::write(src.join("big"), &data).unwrap();
     let mut remote = MemRemote::default();
-    let (snap, _) = backup::run(&mut remote, &spec(&[src.clone()], &[]), None).unwrap();
+    let (snap, _) = backup::run(&mut remote, &spec(std::slice::from_ref(&src), &[]), None).unwrap();
     let lens: Vec<usize> = snap
         .entries
         .iter()

@@ -139,6 +139,18 @@ pub fn machine(
     }
 }
 
+/// The machines registered to a vault (unregistered ones left out).
+pub fn machines_of(r: &impl Reader, vault_id: &str) -> Result<Vec<Machine>, ArmError> {
+    let prefix = format!("{}|", id::key(vault_id));
+    let mut out = Vec::new();
+    for (_, m) in r.scan_json::<Machine>(MACHINES, &prefix)? {
+        if let Some(m) = machine(r, vault_id, &m.container)? {
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
 /// The registered machine whose Entra identity is `object_id`.
 pub fn machine_by_principal(
     r: &impl Reader,

@@ -33,6 +33,9 @@ pub struct Check {
 pub enum Scenario {
     SiteRecovery,
     Backup,
+    /// The MARS agent on the VM (document 001): Backup's endpoints, the
+    /// machine's registration, the public URL it falls back to.
+    Mars,
     Both,
 }
 
@@ -42,9 +45,10 @@ impl Scenario {
             None | Some("both") => Ok(Scenario::Both),
             Some("sr") | Some("siterecovery") => Ok(Scenario::SiteRecovery),
             Some("backup") => Ok(Scenario::Backup),
+            Some("mars") | Some("mab") => Ok(Scenario::Mars),
             Some(o) => Err(ArmError::invalid_parameter(
                 "scenario",
-                format!("scenario '{o}': use sr, backup or both."),
+                format!("scenario '{o}': use sr, backup, mars or both."),
             )),
         }
     }
@@ -52,7 +56,7 @@ impl Scenario {
         match self {
             Scenario::Both => true,
             Scenario::SiteRecovery => group == "AzureSiteRecovery",
-            Scenario::Backup => group.starts_with("AzureBackup"),
+            Scenario::Backup | Scenario::Mars => group.starts_with("AzureBackup"),
         }
     }
 }
@@ -232,6 +236,15 @@ pub fn run(
                 }
             }
         }
+        if scenario == Scenario::Mars {
+            out.extend(mars_checks(
+                &store,
+                vm,
+                vault_id,
+                public_access,
+                wanted > 0,
+            )?);
+        }
         if wanted == 0 {
             out.push(if public_access {
                 Check {
@@ -251,7 +264,7 @@ pub fn run(
     }
 
     // A replicating VM's agent writes to its cache storage account.
-    if scenario != Scenario::Backup {
+    if matches!(scenario, Scenario::SiteRecovery | Scenario::Both) {
         if let Some(item) = recoverite_rp_siterecovery::runtime::item_of_vm(&store, vm)? {
             let placement = store.view(|r| {
                 Ok::<_, ArmError>(
@@ -360,6 +373,59 @@ pub fn run(
         }
     }
 
+    Ok(out)
+}
+
+/// Document 001 for a MARS agent on the VM: "Only extensions and agents
+/// that are registered to the vault can communicate with Azure Backup over
+/// these endpoints", and the public URL it falls back to.
+fn mars_checks(
+    store: &recoverite_store::Store,
+    vm: &str,
+    vault_id: &str,
+    public_access: bool,
+    has_endpoints: bool,
+) -> Result<Vec<Check>, ArmError> {
+    let machines = store.view(|r| recoverite_rp_backup::mab::machines_of(r, vault_id))?;
+    let mine: Vec<String> = machines
+        .iter()
+        .filter(|m| {
+            m.vm_id
+                .as_deref()
+                .is_some_and(|v| recoverite_arm::id::key(v) == recoverite_arm::id::key(vm))
+        })
+        .map(|m| m.container.clone())
+        .collect();
+    let mut out = vec![if mine.is_empty() {
+        fail(
+            "MARS agent registration".into(),
+            "no MARS agent on this VM is registered to the vault: only registered agents may use its private URLs".into(),
+            format!("recoverite mars credentials --vault {vault_id} --out creds && recoverite mars register --credentials creds --passphrase-file … --agent-dir … --vm {vm}"),
+        )
+    } else {
+        pass(
+            "MARS agent registration".into(),
+            format!("registered as {}", mine.join(", ")),
+        )
+    }];
+    out.push(match (has_endpoints, public_access) {
+        (true, false) => pass(
+            "public URL fallback".into(),
+            "public network access is Disabled: the vault refuses the public URL, so the private path above must work (document 001's recommendation)".into(),
+        ),
+        (true, true) => Check {
+            check: "public URL fallback".into(),
+            status: "warn",
+            evidence: "public network access is Enabled: an agent whose private URL fails falls back to the public URL, which the vault accepts".into(),
+            fix: "set the vault's public network access to Disabled along with private endpoints (document 001 recommends it)".into(),
+        },
+        (false, _) => Check {
+            check: "public URL fallback".into(),
+            status: "warn",
+            evidence: "no Backup private endpoint: the agent uses the public URL only".into(),
+            fix: String::new(),
+        },
+    });
     Ok(out)
 }
 
