@@ -7,6 +7,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
@@ -66,11 +67,20 @@ fn mtime_ns(m: &fs::Metadata) -> i128 {
     m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128
 }
 
-/// One chunk waiting in the batch, and where its reference goes.
+/// One chunk waiting in the batch, and where its reference goes: a range
+/// of the buffer it was read into (chunks are not copied out of it).
 struct Pending {
     entry: usize,
     slot: usize,
-    data: Vec<u8>,
+    buf: Arc<Vec<u8>>,
+    off: usize,
+    len: usize,
+}
+
+impl Pending {
+    fn data(&self) -> &[u8] {
+        &self.buf[self.off..self.off + self.len]
+    }
 }
 
 struct Run<'a, R: Remote> {
@@ -79,6 +89,8 @@ struct Run<'a, R: Remote> {
     entries: Vec<Entry>,
     batch: Vec<Pending>,
     batch_bytes: usize,
+    /// Window buffers of large files, for reuse once their chunks are sent.
+    windows: Vec<Arc<Vec<u8>>>,
     /// Ids the vault is known to hold (answered or sent in this run).
     present: HashSet<String>,
     stats: Stats,
@@ -94,7 +106,7 @@ impl<'a, R: Remote> Run<'a, R> {
         let dk = self.dedup_key;
         let keyed: Vec<([u8; 32], String)> = batch
             .par_iter()
-            .map(|p| crypto::chunk_key(&dk, &p.data))
+            .map(|p| crypto::chunk_key(&dk, p.data()))
             .collect();
         let ask: Vec<String> = {
             let mut seen = HashSet::new();
@@ -115,12 +127,12 @@ impl<'a, R: Remote> Run<'a, R> {
             .collect();
         let sealed: Vec<Vec<u8>> = to_send
             .par_iter()
-            .map(|i| crypto::seal_chunk(&keyed[*i].0, &batch[*i].data))
+            .map(|i| crypto::seal_chunk(&keyed[*i].0, batch[*i].data()))
             .collect();
         for (i, bytes) in to_send.iter().zip(&sealed) {
             self.remote.put(&keyed[*i].1, bytes)?;
             self.stats.new_chunks += 1;
-            self.stats.new_bytes += batch[*i].data.len() as u64;
+            self.stats.new_bytes += batch[*i].len as u64;
             self.stats.sent_bytes += bytes.len() as u64;
         }
 
@@ -129,24 +141,51 @@ impl<'a, R: Remote> Run<'a, R> {
             self.entries[p.entry].chunks[p.slot] = ChunkRef {
                 id,
                 key: hex::encode(key),
-                len: p.data.len() as u32,
+                len: p.len as u32,
             };
         }
         self.remote.progress(&self.stats);
         Ok(())
     }
 
+    /// An empty window buffer: one whose chunks have all been sent, or a
+    /// new one (reusing them spares the kernel clearing fresh pages).
+    fn window(&mut self) -> Vec<u8> {
+        if let Some(i) = self.windows.iter().position(|w| Arc::strong_count(w) == 1) {
+            if let Ok(mut v) = Arc::try_unwrap(self.windows.swap_remove(i)) {
+                v.clear();
+                return v;
+            }
+        }
+        // Those still in use stay tracked; at most a few are.
+        self.windows.retain(|w| Arc::strong_count(w) > 1);
+        Vec::with_capacity(WINDOW)
+    }
+
     /// Queues one chunk of `entry`'s content.
-    fn push(&mut self, entry: usize, slot: usize, data: Vec<u8>) -> io::Result<()> {
-        self.stats.read_bytes += data.len() as u64;
+    fn push(
+        &mut self,
+        entry: usize,
+        slot: usize,
+        buf: &Arc<Vec<u8>>,
+        off: usize,
+        len: usize,
+    ) -> io::Result<()> {
+        self.stats.read_bytes += len as u64;
         self.stats.chunks += 1;
         self.entries[entry].chunks.push(ChunkRef {
             id: String::new(),
             key: String::new(),
             len: 0,
         });
-        self.batch_bytes += data.len();
-        self.batch.push(Pending { entry, slot, data });
+        self.batch_bytes += len;
+        self.batch.push(Pending {
+            entry,
+            slot,
+            buf: buf.clone(),
+            off,
+            len,
+        });
         if self.batch_bytes >= BATCH_BYTES {
             self.flush()?;
         }
@@ -158,16 +197,16 @@ impl<'a, R: Remote> Run<'a, R> {
         // buffer is as large as the largest chunk, for every file.
         let size = fs::symlink_metadata(path)?.len();
         if size <= SMALL_FILE {
-            let data = fs::read(path)?;
+            let data = Arc::new(fs::read(path)?);
             if data.len() <= MIN_CHUNK as usize {
-                return self.push(entry, 0, data);
+                return self.push(entry, 0, &data, 0, data.len());
             }
             let cuts: Vec<(usize, usize)> =
                 fastcdc::v2020::FastCDC::new(&data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
                     .map(|c| (c.offset, c.length))
                     .collect();
             for (slot, (off, len)) in cuts.into_iter().enumerate() {
-                self.push(entry, slot, data[off..off + len].to_vec())?;
+                self.push(entry, slot, &data, off, len)?;
             }
             return Ok(());
         }
@@ -176,17 +215,20 @@ impl<'a, R: Remote> Run<'a, R> {
         // depends only on the bytes from its chunk's start, so the cuts are
         // those of one pass over the whole file.
         let mut f = fs::File::open(path)?;
-        let mut buf: Vec<u8> = Vec::with_capacity(WINDOW);
+        let mut carry: Vec<u8> = Vec::new();
         let mut slot = 0;
         let mut eof = false;
-        while !eof || !buf.is_empty() {
+        while !eof || !carry.is_empty() {
+            // A new buffer per window (its chunks stay in the batch): the
+            // previous window's uncut tail, then fresh bytes.
+            let mut buf = self.window();
+            buf.extend_from_slice(&carry);
             while !eof && buf.len() < WINDOW {
-                let start = buf.len();
-                buf.resize(WINDOW, 0);
-                let n = f.read(&mut buf[start..])?;
-                buf.truncate(start + n);
-                eof = n == 0;
+                let want = (WINDOW - buf.len()) as u64;
+                eof = (&mut f).take(want).read_to_end(&mut buf)? == 0;
             }
+            let buf = Arc::new(buf);
+            self.windows.push(buf.clone());
             let cuts: Vec<(usize, usize)> =
                 fastcdc::v2020::FastCDC::new(&buf, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
                     .map(|c| (c.offset, c.length))
@@ -197,11 +239,11 @@ impl<'a, R: Remote> Run<'a, R> {
             let keep = if eof { cuts.len() } else { cuts.len() - 1 };
             let mut used = 0;
             for &(off, len) in &cuts[..keep] {
-                self.push(entry, slot, buf[off..off + len].to_vec())?;
+                self.push(entry, slot, &buf, off, len)?;
                 slot += 1;
                 used = off + len;
             }
-            buf.drain(..used);
+            carry = buf[used..].to_vec();
         }
         Ok(())
     }
@@ -274,6 +316,7 @@ pub fn run<R: Remote>(
         entries: Vec::new(),
         batch: Vec::new(),
         batch_bytes: 0,
+        windows: Vec::new(),
         present: HashSet::new(),
         stats: Stats::default(),
     };
