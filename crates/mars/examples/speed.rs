@@ -1,5 +1,6 @@
 //! Where the agent's time goes on one large file (no network): chunking
-//! alone, then the whole backup into memory. `cargo run --release -p
+//! alone, keying alone, then the whole backup into memory (ONLY_BACKUP=1:
+//! just that). `cargo run --release -p
 //! recoverite-mars --example speed -- FILE`.
 use std::time::Instant;
 
@@ -45,27 +46,10 @@ fn main() {
     }
     let s = t.elapsed().as_secs_f64();
     println!("read + window chunking + copies: {chunks} chunks of {total} bytes, {s:.2} s");
-    let mut remote = recoverite_mars::MemRemote::default();
-    let roots = [std::path::PathBuf::from(&path)
-        .parent()
-        .unwrap()
-        .to_path_buf()];
-    let t = Instant::now();
-    let spec = recoverite_mars::backup::Spec {
-        machine: "m",
-        roots: &roots,
-        exclude: &[],
-        dedup_key: &[2; 32],
-    };
-    let (_, st) = recoverite_mars::backup::run(&mut remote, &spec, None).unwrap();
-    let s = t.elapsed().as_secs_f64();
-    println!(
-        "backup to memory: {s:.2} s, {:.0} MiB/s, {} new chunks",
-        st.total_bytes as f64 / (1 << 20) as f64 / s,
-        st.new_chunks
-    );
+    backup_only(&path);
 }
 
+/// The whole backup of the file's directory into memory.
 fn backup_only(path: &str) {
     let mut remote = recoverite_mars::MemRemote::default();
     let roots = [std::path::PathBuf::from(path)
@@ -82,8 +66,9 @@ fn backup_only(path: &str) {
     let (_, st) = recoverite_mars::backup::run(&mut remote, &spec, None).unwrap();
     let s = t.elapsed().as_secs_f64();
     println!(
-        "backup to memory: {s:.2} s, {:.0} MiB/s",
-        st.total_bytes as f64 / (1 << 20) as f64 / s
+        "backup to memory: {s:.2} s, {:.0} MiB/s, {} new chunks",
+        st.total_bytes as f64 / (1 << 20) as f64 / s,
+        st.new_chunks
     );
 }
 
