@@ -96,7 +96,7 @@ pub const ADMIT_PREFIX: &str = "recoverite-admit";
 
 /// The account the gateway admitted a connection for.
 #[derive(Clone, Debug)]
-struct Admitted(String);
+pub struct Admitted(pub String);
 
 /// Connections whose admission line has been read, in arrival order.
 struct Admitting {
@@ -145,6 +145,16 @@ async fn admission(stream: &mut tokio::net::TcpStream, secret: &str) -> Option<A
     (ok && parts.next().is_none() && !account.is_empty()).then_some(Admitted(account))
 }
 
+/// The Blob API's routes. Each request must carry the account its
+/// connection was admitted for as `ConnectInfo<Admitted>`.
+pub fn app(store: Arc<dyn ObjectStore>, auth: Arc<dyn Authorize>) -> axum::Router {
+    axum::Router::new()
+        .route("/{container}", axum::routing::any(container))
+        .route("/{container}/{*blob}", axum::routing::any(blob))
+        .layer(axum::extract::DefaultBodyLimit::max(512 << 20))
+        .with_state(Service { store, auth })
+}
+
 /// Serves the Blob API on 127.0.0.1 (a free port) to connections that open
 /// with the gateway's admission line; returns where.
 pub async fn serve(
@@ -176,11 +186,7 @@ pub async fn serve(
             });
         }
     });
-    let app = axum::Router::new()
-        .route("/{container}", axum::routing::any(container))
-        .route("/{container}/{*blob}", axum::routing::any(blob))
-        .layer(axum::extract::DefaultBodyLimit::max(512 << 20))
-        .with_state(Service { store, auth });
+    let app = app(store, auth);
     let task = tokio::spawn(async move {
         let _ = axum::serve(
             Admitting { rx },

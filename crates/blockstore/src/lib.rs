@@ -106,15 +106,7 @@ impl BlockStore {
         f.seek(SeekFrom::Start(from))?;
         let mut data = vec![0u8; (to - from) as usize];
         f.read_exact(&mut data)?;
-        Ok(data
-            .chunks_exact(16)
-            .map(|r| {
-                (
-                    u64::from_le_bytes(r[..8].try_into().expect("8 bytes")),
-                    u64::from_le_bytes(r[8..].try_into().expect("8 bytes")),
-                )
-            })
-            .collect())
+        Ok(journal_records(&data).collect())
     }
 
     /// The changed ranges recorded so far, merged to whole blocks.
@@ -125,15 +117,10 @@ impl BlockStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        // Each record: offset u64 LE, length u64 LE. A torn final record is ignored.
-        for rec in data.chunks_exact(16) {
-            let off = u64::from_le_bytes(rec[..8].try_into().expect("8 bytes"));
-            let len = u64::from_le_bytes(rec[8..].try_into().expect("8 bytes"));
-            if len == 0 {
-                continue;
-            }
-            for b in off / BLOCK..=(off + len - 1) / BLOCK {
-                blocks.insert(b);
+        let size = std::fs::metadata(self.image(unique_id))?.len();
+        for (off, len) in journal_records(&data) {
+            if let Some(r) = record_blocks(off, len, size) {
+                blocks.extend(r);
             }
         }
         Ok(blocks.into_iter().collect())
@@ -205,6 +192,66 @@ pub fn data_ranges(f: &File) -> std::io::Result<Vec<(u64, u64)>> {
     Ok(out)
 }
 
+/// Zeroes `len` bytes at `offset` by punching a hole (the disk keeps its
+/// size and frees the blocks, as TRIM and WRITE_ZEROES mean); where the
+/// filesystem cannot punch holes, zeros are written.
+pub fn zero_range(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
+    if len == 0 {
+        return Ok(());
+    }
+    let (Ok(o), Ok(l)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    };
+    // SAFETY: fallocate on an open descriptor touches no Rust memory.
+    let r = unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            o,
+            l,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+        return Err(e);
+    }
+    let zeros = vec![0u8; len.min(1 << 20) as usize];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], offset + done)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// The records of a change journal: offset and length, each u64 LE. A torn
+/// final record (fewer than 16 bytes, cut by a crash) is ignored.
+pub fn journal_records(data: &[u8]) -> impl Iterator<Item = (u64, u64)> + '_ {
+    data.chunks_exact(16).map(|r| {
+        let (off, len) = r.split_at(8);
+        (
+            u64::from_le_bytes(off.try_into().expect("8 bytes")),
+            u64::from_le_bytes(len.try_into().expect("8 bytes")),
+        )
+    })
+}
+
+/// The whole blocks a journal record covers on a disk of `size` bytes. The
+/// NBD server records only writes inside the disk; a record that says
+/// otherwise (a damaged journal) is clamped to the disk, so it can make
+/// replication ship more, never read or write outside the disk, and its
+/// arithmetic cannot overflow.
+pub fn record_blocks(off: u64, len: u64, size: u64) -> Option<std::ops::RangeInclusive<u64>> {
+    let end = off.saturating_add(len).min(size);
+    (off < end).then(|| off / BLOCK..=(end - 1) / BLOCK)
+}
+
 /// Appends `(offset, length)` records to a disk's change journal.
 pub struct Journal {
     file: File,
@@ -269,6 +316,45 @@ fn copy_ranges_in_kernel(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn damaged_journal_records_stay_inside_the_disk() {
+        let size = 4 * BLOCK;
+        assert_eq!(record_blocks(0, 1, size), Some(0..=0));
+        assert_eq!(record_blocks(BLOCK, BLOCK + 1, size), Some(1..=2));
+        // Past the end, overflowing, empty: clamped or nothing.
+        assert_eq!(record_blocks(3 * BLOCK, u64::MAX, size), Some(3..=3));
+        assert_eq!(record_blocks(u64::MAX, u64::MAX, size), None);
+        assert_eq!(record_blocks(5 * BLOCK, 1, size), None);
+        assert_eq!(record_blocks(0, 0, size), None);
+        let mut j = Vec::new();
+        for (o, l) in [(1u64, 2u64), (u64::MAX, 7)] {
+            j.extend_from_slice(&o.to_le_bytes());
+            j.extend_from_slice(&l.to_le_bytes());
+        }
+        j.extend_from_slice(&[1, 2, 3]);
+        assert_eq!(journal_records(&j).collect::<Vec<_>>(), vec![(1, 2), (u64::MAX, 7)]);
+    }
+
+    #[test]
+    fn zeroing_a_range_punches_a_hole() {
+        use std::os::unix::fs::FileExt;
+        let d = tempfile::tempdir().unwrap();
+        let s = BlockStore::open(d.path()).unwrap();
+        s.create("z", 16 * BLOCK).unwrap();
+        let f = OpenOptions::new().read(true).write(true).open(s.image("z")).unwrap();
+        f.write_all_at(&vec![7u8; 8 * BLOCK as usize], 0).unwrap();
+        f.sync_all().unwrap();
+        let before = s.allocated("z").unwrap();
+        zero_range(&f, BLOCK, 4 * BLOCK).unwrap();
+        let mut back = vec![1u8; 6 * BLOCK as usize];
+        f.read_exact_at(&mut back, 0).unwrap();
+        assert!(back[..BLOCK as usize].iter().all(|b| *b == 7));
+        assert!(back[BLOCK as usize..5 * BLOCK as usize].iter().all(|b| *b == 0));
+        assert!(back[5 * BLOCK as usize..].iter().all(|b| *b == 7));
+        assert!(s.allocated("z").unwrap() < before, "the zeroed blocks are freed");
+        assert_eq!(f.metadata().unwrap().len(), 16 * BLOCK, "the disk keeps its size");
+    }
 
     #[test]
     fn sparse_create_copy_and_journal() {

@@ -47,6 +47,9 @@ const CMD_FLUSH: u16 = 3;
 const CMD_TRIM: u16 = 4;
 const CMD_WRITE_ZEROES: u16 = 6;
 
+/// Forced unit access: the write is durable before it is acknowledged.
+const CMD_FLAG_FUA: u16 = 1;
+
 const EIO: u32 = 5;
 const EPERM: u32 = 1;
 const EINVAL: u32 = 22;
@@ -241,6 +244,15 @@ where
     transmit(&mut r, &mut w, export).await
 }
 
+/// Makes what was acknowledged so far durable: the journal first, then the
+/// disk. A power cut between the two leaves a journaled range whose bytes
+/// may be old, which replication ships again; the other order could leave
+/// new bytes no journal record names, which replication would never ship.
+fn durable(journal: &mut Journal, file: &File) -> std::io::Result<()> {
+    journal.sync()?;
+    file.sync_data()
+}
+
 /// Waits (without blocking the runtime) while a snapshot holds the gate.
 async fn enter(gate: &Arc<crate::gate::Gate>) -> crate::gate::Writing {
     loop {
@@ -277,7 +289,8 @@ async fn transmit<R: AsyncReadExt + Unpin, W: AsyncWriteExt + Unpin>(
         if r.read_u32().await? != REQUEST_MAGIC {
             return Ok(());
         }
-        let _flags = r.read_u16().await?;
+        let flags = r.read_u16().await?;
+        let fua = flags & CMD_FLAG_FUA != 0;
         let cmd = r.read_u16().await?;
         let handle = r.read_u64().await?;
         let offset = r.read_u64().await?;
@@ -316,6 +329,7 @@ async fn transmit<R: AsyncReadExt + Unpin, W: AsyncWriteExt + Unpin>(
                     match j
                         .record(offset, len as u64)
                         .and_then(|_| file.write_all_at(&buf, offset))
+                        .and_then(|_| if fua { durable(j, &file) } else { Ok(()) })
                     {
                         Ok(()) => 0,
                         Err(_) => EIO,
@@ -331,33 +345,28 @@ async fn transmit<R: AsyncReadExt + Unpin, W: AsyncWriteExt + Unpin>(
                 } else {
                     let _writing = enter(&gate).await;
                     let j = journal.as_mut().expect("writable export has a journal");
-                    let zeros = vec![0u8; (len as usize).min(1 << 20)];
-                    let mut res = j.record(offset, len as u64);
-                    let mut done = 0u64;
-                    while res.is_ok() && done < len as u64 {
-                        let n = (len as u64 - done).min(zeros.len() as u64) as usize;
-                        res = file.write_all_at(&zeros[..n], offset + done);
-                        done += n as u64;
-                    }
-                    if res.is_ok() {
-                        0
-                    } else {
-                        EIO
+                    match j
+                        .record(offset, len as u64)
+                        .and_then(|_| crate::zero_range(&file, offset, len as u64))
+                        .and_then(|_| if fua { durable(j, &file) } else { Ok(()) })
+                    {
+                        Ok(()) => 0,
+                        Err(_) => EIO,
                     }
                 };
                 reply(w, err, handle).await?;
             }
             CMD_FLUSH => {
-                let res = file
-                    .sync_data()
-                    .and_then(|_| journal.as_mut().map(|j| j.sync()).unwrap_or(Ok(())));
+                let res = match journal.as_mut() {
+                    Some(j) => durable(j, &file),
+                    None => Ok(()),
+                };
                 reply(w, if res.is_ok() { 0 } else { EIO }, handle).await?;
             }
             CMD_DISC => {
                 w.flush().await?;
-                let _ = file.sync_data();
                 if let Some(j) = journal.as_mut() {
-                    let _ = j.sync();
+                    let _ = durable(j, &file);
                 }
                 return Ok(());
             }

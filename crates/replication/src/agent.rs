@@ -64,6 +64,38 @@ pub(crate) fn parse(bytes: &[u8]) -> std::io::Result<(Header, &[u8])> {
     Ok((h, body))
 }
 
+/// A parsed batch's part for each disk, every one checked before any is
+/// kept (the batch is all or nothing).
+pub(crate) fn split_parts<'a>(
+    h: &Header,
+    mut body: &'a [u8],
+    disk_sizes: &[u64],
+) -> std::io::Result<Vec<&'a [u8]>> {
+    if h.disks.len() != disk_sizes.len() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "batch is for another set of disks",
+        ));
+    }
+    let mut parts = Vec::with_capacity(h.disks.len());
+    for (part, &size) in h.disks.iter().zip(disk_sizes) {
+        // parse() checked that the lengths add up to the body.
+        let (mine, rest) = body.split_at(part.len as usize);
+        body = rest;
+        delta::check_part(mine, size)?;
+        parts.push(mine);
+    }
+    Ok(parts)
+}
+
+/// Checks a batch as the replication service does before applying it, for
+/// disks of `disk_sizes` bytes; returns its sequence number.
+pub fn check_batch(bytes: &[u8], disk_sizes: &[u64]) -> std::io::Result<u64> {
+    let (h, body) = parse(bytes)?;
+    split_parts(&h, body, disk_sizes)?;
+    Ok(h.seq)
+}
+
 impl Engine {
     fn agent_state(&self, item: &str) -> std::io::Result<AgentState> {
         match manifest::load(&self.item_dir(item).join("agent.json")) {
@@ -91,7 +123,7 @@ impl Engine {
         for (i, d) in m.disks.iter().enumerate() {
             let from = st.cursors.get(i).copied().unwrap_or(0);
             let (blocks, end) =
-                changed_since_capped(&self.blocks.journal(&d.source), from, budget)?;
+                changed_since_capped(&self.blocks.journal(&d.source), d.size, from, budget)?;
             budget = budget.saturating_sub(blocks.len());
             any |= end != from;
             let len = delta::collect(&self.blocks.image(&d.source), d.size, &blocks, &mut body)?;
@@ -139,6 +171,7 @@ impl Engine {
         for (i, d) in m.disks.iter().enumerate() {
             let (blocks, _) = changed_since(
                 &self.blocks.journal(&d.source),
+                d.size,
                 st.cursors.get(i).copied().unwrap_or(0),
             )?;
             out.push(blocks.len() as u64 * BLOCK);
@@ -149,14 +182,15 @@ impl Engine {
 
 /// The blocks named by journal records from byte `from` on, and where the
 /// whole records end (a torn last record is left for the next batch).
-fn changed_since(journal: &Path, from: u64) -> std::io::Result<(Vec<u64>, u64)> {
-    changed_since_capped(journal, from, usize::MAX)
+fn changed_since(journal: &Path, size: u64, from: u64) -> std::io::Result<(Vec<u64>, u64)> {
+    changed_since_capped(journal, size, from, usize::MAX)
 }
 
 /// Like `changed_since`, but stops after the record that brings the block
 /// set to `max_blocks` (0: nothing this time).
 fn changed_since_capped(
     journal: &Path,
+    size: u64,
     from: u64,
     max_blocks: usize,
 ) -> std::io::Result<(Vec<u64>, u64)> {
@@ -171,14 +205,11 @@ fn changed_since_capped(
     f.seek(SeekFrom::Start(from))?;
     let mut data = Vec::new();
     f.read_to_end(&mut data)?;
-    let whole = data.len() / 16 * 16;
     let mut set = std::collections::BTreeSet::new();
     let mut end = from;
-    for rec in data[..whole].chunks_exact(16) {
-        let off = u64::from_le_bytes(rec[..8].try_into().expect("8 bytes"));
-        let len = u64::from_le_bytes(rec[8..].try_into().expect("8 bytes"));
-        if len > 0 {
-            set.extend(off / BLOCK..=(off + len - 1) / BLOCK);
+    for (off, len) in recoverite_blockstore::journal_records(&data) {
+        if let Some(blocks) = recoverite_blockstore::record_blocks(off, len, size) {
+            set.extend(blocks);
         }
         end += 16;
         if set.len() >= max_blocks {

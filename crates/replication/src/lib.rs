@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use recoverite_blockstore::{copy_sparse, data_ranges, BlockStore, BLOCK};
 
-pub use agent::Batch;
+pub use agent::{check_batch, Batch};
 pub use manifest::{AgentState, DiskReplica, Manifest, PointKind, RecoveryPoint};
 
 #[derive(Clone, Debug)]

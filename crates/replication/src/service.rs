@@ -63,7 +63,7 @@ impl Engine {
         let mut total = 0;
         let mut any = false;
         while let Some(batch) = next()? {
-            let (h, mut body) = agent::parse(&batch)?;
+            let (h, body) = agent::parse(&batch)?;
             if h.seq <= m.applied_batch {
                 continue;
             }
@@ -75,20 +75,8 @@ impl Engine {
                     format!("batch {} is {} ahead of the last one applied ({}); the agent never ships that far ahead", h.seq, h.seq - m.applied_batch, m.applied_batch),
                 ));
             }
-            if h.disks.len() != m.disks.len() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "batch is for another set of disks",
-                ));
-            }
-            // Every part is checked before any is kept: the batch is all or nothing.
-            let mut parts = Vec::with_capacity(h.disks.len());
-            for (i, part) in h.disks.iter().enumerate() {
-                let (mine, rest) = body.split_at(part.len as usize);
-                body = rest;
-                delta::check_part(mine, m.disks[i].size)?;
-                parts.push(mine);
-            }
+            let sizes: Vec<u64> = m.disks.iter().map(|d| d.size).collect();
+            let parts = agent::split_parts(&h, body, &sizes)?;
             for (i, (part, mine)) in h.disks.iter().zip(parts).enumerate() {
                 if mine.is_empty() {
                     continue;

@@ -314,6 +314,10 @@ pub struct Running {
     pub gateway: Arc<recoverite_gateway::Gateway>,
     pub background: Vec<tokio::task::JoinHandle<()>>,
     pub nbd: NbdEndpoints,
+    /// The HTTP application the listener serves, for in-process callers
+    /// (the fuzz targets send requests through it without TLS).
+    pub app: axum::Router,
+    pub resolver: Arc<recoverite_dns::Resolver>,
 }
 
 impl Running {
@@ -650,7 +654,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         .route("/recoverite/doctor", get(doctor::http))
         .fallback(arm_http::handle)
         .layer(DefaultBodyLimit::disable())
-        .with_state(state);
+        .with_state(state.clone());
 
     let handle = axum_server::Handle::new();
     let server = axum_server::from_tcp_rustls(
@@ -658,7 +662,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         axum_server::tls_rustls::RustlsConfig::from_config(tls),
     )
     .handle(handle.clone())
-    .serve(app.into_make_service());
+    .serve(app.clone().into_make_service());
     let server = tokio::spawn(server);
 
     let connection = Connection {
@@ -700,6 +704,8 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
             .chain(imds_task)
             .collect(),
         nbd: nbd.clone(),
+        app,
+        resolver: state.resolver.clone(),
     })
 }
 
