@@ -4,6 +4,10 @@ use crate::error::ArmError;
 
 /// `YYYY-MM-DD` with an optional `-preview`/`-privatepreview`/`-beta` suffix.
 pub fn is_well_formed(v: &str) -> bool {
+    // Only ASCII can be well formed, and the date is cut at a byte index.
+    if !v.is_ascii() {
+        return false;
+    }
     let (date, suffix) = match v.find(|c: char| c.is_ascii_alphabetic()) {
         Some(i) => (&v[..i.saturating_sub(1)], &v[i..]),
         None => (v, ""),
@@ -160,6 +164,15 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_versions_with_non_ascii_are_malformed_not_a_panic() {
+        // Found by the ARM fuzz target: a cut inside a multi-byte character.
+        assert!(!is_well_formed("2024-\u{9a}\u{9a}ces"));
+        assert!(!is_well_formed("2024-05-0\u{e9}"));
+        assert!(is_well_formed("2024-05-01-preview"));
+        assert!(is_well_formed("2024-05-01"));
+    }
 
     #[test]
     fn tables_parse_sections_and_fall_back_to_the_parent_type() {
