@@ -9,6 +9,7 @@
 //! tokens and the data actions of the caller's roles.
 
 pub mod containers;
+pub mod durable;
 pub mod sas;
 mod shared_key;
 mod xml;

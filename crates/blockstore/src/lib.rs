@@ -333,7 +333,10 @@ mod tests {
             j.extend_from_slice(&l.to_le_bytes());
         }
         j.extend_from_slice(&[1, 2, 3]);
-        assert_eq!(journal_records(&j).collect::<Vec<_>>(), vec![(1, 2), (u64::MAX, 7)]);
+        assert_eq!(
+            journal_records(&j).collect::<Vec<_>>(),
+            vec![(1, 2), (u64::MAX, 7)]
+        );
     }
 
     #[test]
@@ -342,7 +345,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let s = BlockStore::open(d.path()).unwrap();
         s.create("z", 16 * BLOCK).unwrap();
-        let f = OpenOptions::new().read(true).write(true).open(s.image("z")).unwrap();
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(s.image("z"))
+            .unwrap();
         f.write_all_at(&vec![7u8; 8 * BLOCK as usize], 0).unwrap();
         f.sync_all().unwrap();
         let before = s.allocated("z").unwrap();
@@ -350,10 +357,19 @@ mod tests {
         let mut back = vec![1u8; 6 * BLOCK as usize];
         f.read_exact_at(&mut back, 0).unwrap();
         assert!(back[..BLOCK as usize].iter().all(|b| *b == 7));
-        assert!(back[BLOCK as usize..5 * BLOCK as usize].iter().all(|b| *b == 0));
+        assert!(back[BLOCK as usize..5 * BLOCK as usize]
+            .iter()
+            .all(|b| *b == 0));
         assert!(back[5 * BLOCK as usize..].iter().all(|b| *b == 7));
-        assert!(s.allocated("z").unwrap() < before, "the zeroed blocks are freed");
-        assert_eq!(f.metadata().unwrap().len(), 16 * BLOCK, "the disk keeps its size");
+        assert!(
+            s.allocated("z").unwrap() < before,
+            "the zeroed blocks are freed"
+        );
+        assert_eq!(
+            f.metadata().unwrap().len(),
+            16 * BLOCK,
+            "the disk keeps its size"
+        );
     }
 
     #[test]

@@ -149,9 +149,9 @@ impl Engine {
         self.materialize_with(item, seq, disk, dst, true)
     }
 
-    /// `materialize`, optionally leaving the bytes to the page cache: they
-    /// survive a process crash at once and reach the disk when flushed
-    /// (failover flushes them in the background, so it answers sooner).
+    /// `materialize`, optionally leaving the bytes to the page cache (they
+    /// survive a process crash, not a power cut; a caller that publishes
+    /// the image asks for `durable`).
     pub fn materialize_with(
         &self,
         item: &str,

@@ -80,7 +80,9 @@ fn materialize_all(
     {
         let unique = uuid::Uuid::new_v4().to_string();
         let dst = engine.blocks().image(&unique);
-        if let Err(e) = engine.materialize_with(&engine_id(item), seq, i, &dst, false) {
+        // Durable before the transaction that puts it in place commits: a
+        // committed failover never names an image a power cut emptied.
+        if let Err(e) = engine.materialize_with(&engine_id(item), seq, i, &dst, true) {
             discard(engine, &made);
             let _ = std::fs::remove_file(&dst);
             return Err(io(e));
@@ -91,24 +93,20 @@ fn materialize_all(
             disk: disk.clone(),
         });
     }
-    Ok(made)
-}
-
-/// Flushes failed-over disks to stable storage in the background: the reply
-/// does not wait for gigabytes to reach the disk (they are safe from a
-/// process crash already, in the page cache).
-fn flush_later(engine: &Engine, made: &[Made]) {
-    let paths: Vec<_> = made
-        .iter()
-        .map(|m| engine.blocks().image(&m.unique))
-        .collect();
-    std::thread::spawn(move || {
-        for p in paths {
-            if let Ok(f) = std::fs::File::open(&p) {
-                let _ = f.sync_all();
-            }
+    // The new images' names too.
+    if let Some(dir) = made.first().and_then(|m| {
+        engine
+            .blocks()
+            .image(&m.unique)
+            .parent()
+            .map(|p| p.to_path_buf())
+    }) {
+        if let Err(e) = std::fs::File::open(&dir).and_then(|d| d.sync_all()) {
+            discard(engine, &made);
+            return Err(io(e));
         }
-    });
+    }
+    Ok(made)
 }
 
 fn discard(engine: &Engine, made: &[Made]) {
@@ -402,7 +400,6 @@ pub fn unplanned_failover(
                     let _ = engine.blocks().delete(old);
                 }
             }
-            flush_later(engine, &made);
             Ok(crate::accepted(ctx, req, &op))
         }
         Err(e) => {
@@ -542,10 +539,7 @@ pub fn test_failover(
         crate::finish(ctx, req, tx, Some(item.clone()))
     });
     match done {
-        Ok(op) => {
-            flush_later(engine, &made);
-            Ok(crate::accepted(ctx, req, &op))
-        }
+        Ok(op) => Ok(crate::accepted(ctx, req, &op)),
         Err(e) => {
             if let Some(v) = &vm {
                 let _ = targets::delete_vm(rt, v, &[]);

@@ -19,7 +19,8 @@ use recoverite_store::Store;
 pub fn object_store(data_dir: &Path) -> std::io::Result<Arc<dyn ObjectStore>> {
     let dir = data_dir.join("blobs");
     std::fs::create_dir_all(&dir)?;
-    let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+    // Durable puts: a 201 from the Blob service survives a power cut.
+    let fs = recoverite_blob::durable::DurableLocal::new_with_prefix(&dir)
         .map_err(std::io::Error::other)?;
     Ok(Arc::new(fs))
 }
