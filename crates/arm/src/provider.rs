@@ -54,6 +54,14 @@ pub trait Authorizer: Send + Sync {
 /// group, a resource), it drops what it kept for it inside the same transaction.
 pub trait ScopeCascade: Send + Sync {
     fn scope_deleted(&self, tx: &mut WriteTx, scope: &str) -> Result<(), ArmError>;
+
+    /// Called in the same transaction before the scope's resources are
+    /// removed, while their documents can still be read: a provider whose
+    /// resources hold bytes outside the store (disk images, blobs) records
+    /// them there to be freed once the transaction has committed.
+    fn scope_deleting(&self, _tx: &mut WriteTx, _scope: &str) -> Result<(), ArmError> {
+        Ok(())
+    }
 }
 
 /// A resource type served by a provider, as listed by `GET /providers/{ns}`.
@@ -373,6 +381,14 @@ impl Ctx {
     }
 
     /// Runs every cascade for a deleted scope, inside the caller's transaction.
+    /// Before a scope's resources are removed (see `ScopeCascade::scope_deleting`).
+    pub fn cascade_deleting(&self, tx: &mut WriteTx, scope: &str) -> Result<(), ArmError> {
+        for c in &self.platform.cascades {
+            c.scope_deleting(tx, scope)?;
+        }
+        Ok(())
+    }
+
     pub fn cascade_delete(&self, tx: &mut WriteTx, scope: &str) -> Result<(), ArmError> {
         for c in &self.platform.cascades {
             c.scope_deleted(tx, scope)?;

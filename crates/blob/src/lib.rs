@@ -168,10 +168,11 @@ pub async fn serve(
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     let secret = Arc::new(secret);
     let acceptor = tokio::spawn(async move {
+        // Admission lines are read on tasks of their own; at most this many
+        // connections wait on theirs at once.
+        let gate = recoverite_listen::Gate::new("Blob service", 1024);
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
+            let (mut stream, _, permit) = gate.next(|| listener.accept()).await;
             let (tx, secret) = (tx.clone(), secret.clone());
             // Each line is read on its own task so a silent client holds up
             // no one else.
@@ -181,6 +182,7 @@ pub async fn serve(
                     admission(&mut stream, &secret),
                 )
                 .await;
+                drop(permit);
                 if let Ok(Some(a)) = admitted {
                     let _ = tx.send((stream, a)).await;
                 }

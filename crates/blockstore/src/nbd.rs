@@ -58,6 +58,17 @@ const ENOSPC: u32 = 28;
 /// Largest request the server accepts (qemu sends up to 32 MiB).
 const MAX_REQUEST: u32 = 32 << 20;
 
+/// Sessions served at once per listener; more wait in the backlog.
+const MAX_CONNECTIONS: usize = 256;
+
+/// A client must finish the handshake within this long: a silent one holds
+/// no session open.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Buffer sizes: large requests are read and written past the buffers, so
+/// small ones serve every request size, and an idle connection costs little.
+const BUFFER: usize = 64 * 1024;
+
 #[derive(Clone, Debug)]
 pub struct Export {
     pub name: String,
@@ -82,16 +93,16 @@ pub async fn serve(
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     let port = listener.local_addr()?.port();
     let task = tokio::spawn(async move {
+        let gate = recoverite_listen::Gate::new("NBD", MAX_CONNECTIONS);
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
+            let (stream, _, permit) = gate.next(|| listener.accept()).await;
             let _ = stream.set_nodelay(true);
             let exports = exports.clone();
             tokio::spawn(async move {
                 if let Err(e) = session(stream, exports).await {
                     tracing::debug!("nbd session ended: {e}");
                 }
+                drop(permit);
             });
         }
     });
@@ -119,15 +130,15 @@ pub async fn serve_unix(
     std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o600))?;
     std::fs::rename(&staging, path)?;
     let task = tokio::spawn(async move {
+        let gate = recoverite_listen::Gate::new("NBD socket", MAX_CONNECTIONS);
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
+            let (stream, _, permit) = gate.next(|| listener.accept()).await;
             let exports = exports.clone();
             tokio::spawn(async move {
                 if let Err(e) = session(stream, exports).await {
                     tracing::debug!("nbd session ended: {e}");
                 }
+                drop(permit);
             });
         }
     });
@@ -162,8 +173,34 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
     let (r, w) = tokio::io::split(stream);
-    let mut r = BufReader::with_capacity(1 << 20, r);
-    let mut w = BufWriter::with_capacity(1 << 20, w);
+    let mut r = BufReader::with_capacity(BUFFER, r);
+    let mut w = BufWriter::with_capacity(BUFFER, w);
+    let export =
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut r, &mut w, &*exports)).await {
+            Ok(Ok(Some(e))) => e,
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client did not finish the NBD handshake in time",
+                ))
+            }
+        };
+    transmit(&mut r, &mut w, export).await
+}
+
+/// The fixed newstyle handshake: the export the client chose, or `None`
+/// when it left (or asked for an export that does not exist the old way).
+async fn handshake<R, W>(
+    r: &mut R,
+    w: &mut W,
+    exports: &dyn Exports,
+) -> std::io::Result<Option<Export>>
+where
+    R: AsyncReadExt + Unpin,
+    W: AsyncWriteExt + Unpin,
+{
     w.write_u64(NBDMAGIC).await?;
     w.write_u64(IHAVEOPT).await?;
     w.write_u16(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES).await?;
@@ -172,12 +209,12 @@ where
     let no_zeroes = client_flags & (FLAG_NO_ZEROES as u32) != 0;
     let export = loop {
         if r.read_u64().await? != IHAVEOPT {
-            return Ok(());
+            return Ok(None);
         }
         let opt = r.read_u32().await?;
         let len = r.read_u32().await?;
         if len > 64 * 1024 {
-            return Ok(());
+            return Ok(None);
         }
         let mut data = vec![0u8; len as usize];
         r.read_exact(&mut data).await?;
@@ -185,7 +222,7 @@ where
             OPT_EXPORT_NAME => {
                 let name = String::from_utf8_lossy(&data).to_string();
                 let Some(e) = exports.find(&name) else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 w.write_u64(e.size).await?;
                 w.write_u16(transmission_flags(&e)).await?;
@@ -197,7 +234,7 @@ where
             }
             OPT_GO | OPT_INFO => {
                 if data.len() < 6 {
-                    reply_opt(&mut w, opt, REP_ERR_UNSUP, b"").await?;
+                    reply_opt(w, opt, REP_ERR_UNSUP, b"").await?;
                     continue;
                 }
                 let nlen = u32::from_be_bytes(data[..4].try_into().expect("4 bytes")) as usize;
@@ -206,7 +243,7 @@ where
                 match exports.find(&name) {
                     None => {
                         reply_opt(
-                            &mut w,
+                            w,
                             opt,
                             REP_ERR_UNKNOWN,
                             format!("no disk exported as '{name}'").as_bytes(),
@@ -218,8 +255,8 @@ where
                         info.extend_from_slice(&0u16.to_be_bytes());
                         info.extend_from_slice(&e.size.to_be_bytes());
                         info.extend_from_slice(&transmission_flags(&e).to_be_bytes());
-                        reply_opt(&mut w, opt, REP_INFO, &info).await?;
-                        reply_opt(&mut w, opt, REP_ACK, b"").await?;
+                        reply_opt(w, opt, REP_INFO, &info).await?;
+                        reply_opt(w, opt, REP_ACK, b"").await?;
                         if opt == OPT_GO {
                             break e;
                         }
@@ -230,18 +267,18 @@ where
                 for name in exports.list() {
                     let mut d = (name.len() as u32).to_be_bytes().to_vec();
                     d.extend_from_slice(name.as_bytes());
-                    reply_opt(&mut w, opt, REP_SERVER, &d).await?;
+                    reply_opt(w, opt, REP_SERVER, &d).await?;
                 }
-                reply_opt(&mut w, opt, REP_ACK, b"").await?;
+                reply_opt(w, opt, REP_ACK, b"").await?;
             }
             OPT_ABORT => {
-                let _ = reply_opt(&mut w, opt, REP_ACK, b"").await;
-                return Ok(());
+                let _ = reply_opt(w, opt, REP_ACK, b"").await;
+                return Ok(None);
             }
-            _ => reply_opt(&mut w, opt, REP_ERR_UNSUP, b"").await?,
+            _ => reply_opt(w, opt, REP_ERR_UNSUP, b"").await?,
         }
     };
-    transmit(&mut r, &mut w, export).await
+    Ok(Some(export))
 }
 
 /// Makes what was acknowledged so far durable: the journal first, then the

@@ -146,18 +146,23 @@ pub async fn serve(
         }));
     }
     tasks.push(tokio::spawn(async move {
+        let gate = recoverite_listen::Gate::new("DNS over TCP", MAX_TCP_CONNECTIONS);
         loop {
-            let Ok((mut stream, from)) = tcp.accept().await else {
-                continue;
-            };
+            let (mut stream, from, permit) = gate.next(|| tcp.accept()).await;
             let resolver = resolver.clone();
             tokio::spawn(async move {
                 let _ = tcp_session(&mut stream, from, &resolver).await;
+                drop(permit);
             });
         }
     }));
     Ok((port, tasks))
 }
+
+/// DNS-over-TCP connections served at once.
+const MAX_TCP_CONNECTIONS: usize = 256;
+/// How long a TCP connection may wait for its next query.
+const TCP_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn tcp_session(
     stream: &mut tokio::net::TcpStream,
@@ -165,7 +170,11 @@ async fn tcp_session(
     resolver: &Resolver,
 ) -> std::io::Result<()> {
     loop {
-        let len = stream.read_u16().await? as usize;
+        // RFC 7766 §6.2.3: a server closes connections idle for a while.
+        let len = match tokio::time::timeout(TCP_IDLE, stream.read_u16()).await {
+            Ok(len) => len? as usize,
+            Err(_) => return Ok(()),
+        };
         let mut buf = vec![0u8; len];
         stream.read_exact(&mut buf).await?;
         if let Some(out) = resolver.answer(&buf, from.ip()) {

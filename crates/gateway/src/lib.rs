@@ -99,6 +99,9 @@ pub const NIC_PORTS: &[u16] = &[443, MULTI_VM_SYNC_PORT];
 
 pub const FLOW_LOG_CAPACITY: usize = 10_000;
 
+/// Connections the gateway relays at once; more wait in the backlogs.
+pub const MAX_CONNECTIONS: usize = 4096;
+
 /// Per-direction copy buffer of a proxied connection.
 pub const PROXY_BUFFER: usize = 256 * 1024;
 
@@ -149,6 +152,8 @@ pub struct Gateway {
     /// each connection opens with `recoverite-admit {secret} {json}`, the
     /// json saying which target, by which path and from which alias.
     port_backends: Mutex<HashMap<(String, u16), (SocketAddr, String)>>,
+    /// Connections relayed at once, across every alias and port.
+    conns: recoverite_listen::Gate,
     /// Services behind a service tag's public addresses on port 443 (the
     /// Entra ID token endpoint behind `AzureActiveDirectory`).
     service_backends: Mutex<HashMap<String, (SocketAddr, Vec<String>)>>,
@@ -174,6 +179,7 @@ impl Gateway {
             backends: Mutex::new(HashMap::new()),
             type_backends: Mutex::new(HashMap::new()),
             port_backends: Mutex::new(HashMap::new()),
+            conns: recoverite_listen::Gate::new("gateway", MAX_CONNECTIONS),
             service_backends: Mutex::new(HashMap::new()),
             echo: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
@@ -564,11 +570,12 @@ impl Gateway {
                 (alias, port),
                 tokio::spawn(async move {
                     loop {
-                        let Ok((stream, peer)) = listener.accept().await else {
-                            continue;
-                        };
+                        let (stream, peer, permit) = gw.conns.next(|| listener.accept()).await;
                         let gw = gw.clone();
-                        tokio::spawn(async move { gw.handle(stream, peer, alias, port).await });
+                        tokio::spawn(async move {
+                            gw.handle(stream, peer, alias, port).await;
+                            drop(permit);
+                        });
                     }
                 }),
             );

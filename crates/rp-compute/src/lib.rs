@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod disks;
+pub mod images;
 pub mod power;
 pub mod restore_points;
 pub mod vms;

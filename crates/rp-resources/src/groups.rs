@@ -171,6 +171,7 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest, rg: &str) -> Result<Reply, ArmError> 
         if load(tx, &rid)?.is_none() {
             return Err(ArmError::resource_group_not_found(rg));
         }
+        ctx.cascade_deleting(tx, &rid)?;
         resource::delete_tree(tx, &rid)?;
         ctx.cascade_delete(tx, &rid)?;
         let op = OperationRecord::new(ctx, "Microsoft.Resources", &rid).succeed(None);

@@ -62,6 +62,17 @@ impl recoverite_arm::ScopeCascade for KeysCascade {
         }
         Ok(())
     }
+
+    /// The blobs of accounts in a deleted scope are purged after the commit
+    /// (`crate::containers::sweep`).
+    fn scope_deleting(&self, tx: &mut WriteTx, scope: &str) -> Result<(), ArmError> {
+        for doc in recoverite_arm::resource::list_of_type(tx, scope, crate::ACCOUNT_TYPE)? {
+            if let Some(name) = doc["name"].as_str() {
+                tx.put_json(crate::containers::TO_PURGE, &name.to_ascii_lowercase(), &())?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Which key `regenerateKey` replaces: `key1` or `key2` (Azure also takes

@@ -54,7 +54,19 @@ impl Provider for StorageProvider {
         let t: Vec<&str> = types.iter().map(String::as_str).collect();
         use Method as M;
         match (t.as_slice(), p.is_resource(), req.method.clone()) {
-            (["storageaccounts"], true, M::PUT) => accounts::put(ctx, req),
+            (["storageaccounts"], true, M::PUT) => {
+                // A new account starts empty: blobs a deleted account of the
+                // same name left (its purge not yet swept) are not inherited.
+                let name = p.names[0].to_ascii_lowercase();
+                let exists = ctx
+                    .store()
+                    .view(|r| accounts::find_by_name(r, &name))?
+                    .is_some();
+                if !exists {
+                    containers::delete_all(&self.containers, &name)?;
+                }
+                accounts::put(ctx, req)
+            }
             (["storageaccounts"], true, M::PATCH) => accounts::patch(ctx, req),
             (["storageaccounts"], true, M::GET) => accounts::get(ctx, req),
             (["storageaccounts"], true, M::DELETE) => {

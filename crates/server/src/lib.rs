@@ -215,6 +215,7 @@ pub fn cascades() -> Vec<Arc<dyn recoverite_arm::ScopeCascade>> {
         Arc::new(recoverite_rp_recoveryservices::VaultCascade),
         Arc::new(recoverite_rp_network::NetworkCascade),
         Arc::new(recoverite_rp_storage::keys::KeysCascade),
+        Arc::new(recoverite_rp_compute::images::ImagesCascade),
         Arc::new(recoverite_rp_deployments::DeploymentsCascade),
         Arc::new(DirectoryCascade),
     ]
@@ -553,7 +554,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         first_party,
     }));
     let _ = rt.cache.set(Arc::new(replication::BlobCache {
-        store: objects,
+        store: objects.clone(),
         handle: tokio::runtime::Handle::current(),
     }));
     let _ = rt
@@ -588,6 +589,28 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
                 let (s, b) = (store.clone(), bp.clone());
                 let _ = tokio::task::spawn_blocking(move || {
                     recoverite_rp_backup::schedule::tick(&s, &b)
+                })
+                .await;
+            }
+        })
+    };
+    // Bytes of deleted scopes (disk images, blobs) freed after their commit.
+    let sweeper = {
+        let store = platform_store(&state);
+        let blocks = blocks.clone();
+        let blobs =
+            recoverite_blob::Containers::new(objects.clone(), tokio::runtime::Handle::current());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let (s, b, c) = (store.clone(), blocks.clone(), blobs.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Err(e) = recoverite_rp_compute::images::sweep(&s, &b) {
+                        tracing::warn!("freeing disk images: {e}");
+                    }
+                    if let Err(e) = recoverite_rp_storage::containers::sweep(&s, &c) {
+                        tracing::warn!("purging deleted accounts' blobs: {e}");
+                    }
                 })
                 .await;
             }
@@ -697,6 +720,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
                 replication,
                 blob_task,
                 backup,
+                sweeper,
                 file_recovery_task,
                 mars_task,
             ])

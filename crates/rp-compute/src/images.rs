@@ -1,0 +1,58 @@
+//! Disk images outlive nothing: when a resource group (or any scope) goes,
+//! the images of its disks, snapshots and disk restore points are recorded,
+//! in the transaction that removes them, to be freed once it has committed.
+//! The table is an outbox: a crash between the commit and the delete leaves
+//! the row, and the next sweep frees the image.
+
+use recoverite_arm::{resource, ArmError, ScopeCascade};
+use recoverite_blockstore::BlockStore;
+use recoverite_store::{Store, Table, WriteTx};
+
+use crate::disks::{DISK_TYPE, SNAPSHOT_TYPE};
+use crate::restore_points::DISK_POINT_TYPE;
+
+/// Unique ids of images whose records are gone.
+pub const TO_FREE: Table = Table("compute_images_to_free");
+
+pub struct ImagesCascade;
+
+impl ScopeCascade for ImagesCascade {
+    fn scope_deleted(&self, _tx: &mut WriteTx, _scope: &str) -> Result<(), ArmError> {
+        Ok(())
+    }
+
+    fn scope_deleting(&self, tx: &mut WriteTx, scope: &str) -> Result<(), ArmError> {
+        for ty in [DISK_TYPE, SNAPSHOT_TYPE, DISK_POINT_TYPE] {
+            for doc in resource::list_of_type(tx, scope, ty)? {
+                if let Some(u) = doc["properties"]["uniqueId"].as_str() {
+                    tx.put_json(TO_FREE, u, &())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Frees the images recorded for freeing; returns how many went.
+pub fn sweep(store: &Store, blocks: &BlockStore) -> Result<usize, ArmError> {
+    let pending: Vec<String> = store.read(|r| {
+        use recoverite_store::Reader;
+        Ok(r.scan_json::<()>(TO_FREE, "")?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    })?;
+    let mut freed = 0;
+    for u in pending {
+        if let Err(e) = blocks.delete(&u) {
+            tracing::warn!("could not free disk image {u}: {e}");
+            continue;
+        }
+        freed += 1;
+        store.write(|tx| -> Result<(), ArmError> {
+            tx.delete(TO_FREE, &u)?;
+            Ok(())
+        })?;
+    }
+    Ok(freed)
+}
