@@ -6,13 +6,13 @@
 
 use recoverite_arm::{resource, ArmError, ScopeCascade};
 use recoverite_blockstore::BlockStore;
-use recoverite_store::{Store, Table, WriteTx};
+use recoverite_store::{Outbox, Store, Table, WriteTx};
 
 use crate::disks::{DISK_TYPE, SNAPSHOT_TYPE};
 use crate::restore_points::DISK_POINT_TYPE;
 
 /// Unique ids of images whose records are gone.
-pub const TO_FREE: Table = Table("compute_images_to_free");
+pub const TO_FREE: Outbox = Outbox(Table("compute_images_to_free"));
 
 pub struct ImagesCascade;
 
@@ -25,7 +25,7 @@ impl ScopeCascade for ImagesCascade {
         for ty in [DISK_TYPE, SNAPSHOT_TYPE, DISK_POINT_TYPE] {
             for doc in resource::list_of_type(tx, scope, ty)? {
                 if let Some(u) = doc["properties"]["uniqueId"].as_str() {
-                    tx.put_json(TO_FREE, u, &())?;
+                    TO_FREE.record(tx, u)?;
                 }
             }
         }
@@ -35,24 +35,11 @@ impl ScopeCascade for ImagesCascade {
 
 /// Frees the images recorded for freeing; returns how many went.
 pub fn sweep(store: &Store, blocks: &BlockStore) -> Result<usize, ArmError> {
-    let pending: Vec<String> = store.read(|r| {
-        use recoverite_store::Reader;
-        Ok(r.scan_json::<()>(TO_FREE, "")?
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect())
-    })?;
-    let mut freed = 0;
-    for u in pending {
-        if let Err(e) = blocks.delete(&u) {
+    TO_FREE.drain(store, |u| match blocks.delete(u) {
+        Ok(()) => Ok::<_, ArmError>(true),
+        Err(e) => {
             tracing::warn!("could not free disk image {u}: {e}");
-            continue;
+            Ok(false)
         }
-        freed += 1;
-        store.write(|tx| -> Result<(), ArmError> {
-            tx.delete(TO_FREE, &u)?;
-            Ok(())
-        })?;
-    }
-    Ok(freed)
+    })
 }

@@ -312,33 +312,21 @@ pub fn list_containers(ctx: &Ctx, req: &ArmRequest, blobs: &Store) -> Result<Rep
 
 /// Names of deleted accounts whose blobs are still to be purged (an outbox
 /// written in the transaction that removed them).
-pub const TO_PURGE: recoverite_store::Table = recoverite_store::Table("storage_accounts_to_purge");
+pub const TO_PURGE: recoverite_store::Outbox =
+    recoverite_store::Outbox(recoverite_store::Table("storage_accounts_to_purge"));
 
 /// Purges the blobs of accounts recorded in `TO_PURGE` that no account of
-/// that name has claimed since; returns how many accounts were purged.
+/// that name has claimed since; returns how many records were handled.
 pub fn sweep(state: &recoverite_store::Store, blobs: &Store) -> Result<usize, ArmError> {
-    use recoverite_store::Reader;
-    let names: Vec<String> = state.read(|r| {
-        Ok(r.scan_json::<()>(TO_PURGE, "")?
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect())
-    })?;
-    let mut purged = 0;
-    for name in names {
-        let claimed = state
-            .view(|r| crate::accounts::find_by_name(r, &name))?
-            .is_some();
-        if !claimed {
-            delete_all(blobs, &name)?;
-            purged += 1;
+    TO_PURGE.drain(state, |name| {
+        if state
+            .view(|r| crate::accounts::find_by_name(r, name))?
+            .is_none()
+        {
+            delete_all(blobs, name)?;
         }
-        state.write(|tx| -> Result<(), ArmError> {
-            tx.delete(TO_PURGE, &name)?;
-            Ok(())
-        })?;
-    }
-    Ok(purged)
+        Ok(true)
+    })
 }
 
 /// Deleting an account deletes its containers' data.

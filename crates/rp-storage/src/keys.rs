@@ -68,7 +68,7 @@ impl recoverite_arm::ScopeCascade for KeysCascade {
     fn scope_deleting(&self, tx: &mut WriteTx, scope: &str) -> Result<(), ArmError> {
         for doc in recoverite_arm::resource::list_of_type(tx, scope, crate::ACCOUNT_TYPE)? {
             if let Some(name) = doc["name"].as_str() {
-                tx.put_json(crate::containers::TO_PURGE, &name.to_ascii_lowercase(), &())?;
+                crate::containers::TO_PURGE.record(tx, &name.to_ascii_lowercase())?;
             }
         }
         Ok(())

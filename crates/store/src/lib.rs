@@ -173,6 +173,40 @@ fn scan_in<T: ReadableTable<&'static str, &'static [u8]>>(
     Ok(out)
 }
 
+/// Keys to act on once the transaction that recorded them has committed (a
+/// transactional outbox): work outside the store, such as freeing files,
+/// that must follow a commit and survive a crash before it is done.
+pub struct Outbox(pub Table);
+
+impl Outbox {
+    pub fn record(&self, tx: &mut WriteTx, key: &str) -> Result<()> {
+        tx.put(self.0, key, b"")
+    }
+
+    /// Calls `act` for every recorded key; a key whose `act` answers true is
+    /// removed, false keeps it for the next drain. Returns how many went.
+    pub fn drain<E: From<StoreError>>(
+        &self,
+        store: &Store,
+        mut act: impl FnMut(&str) -> std::result::Result<bool, E>,
+    ) -> std::result::Result<usize, E> {
+        let keys: Vec<String> = store.read(|r| {
+            Ok(r.scan_prefix(self.0, "")?
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect())
+        })?;
+        let mut done = 0;
+        for k in keys {
+            if act(&k)? {
+                store.write(|tx| tx.delete(self.0, &k).map(|_| ()))?;
+                done += 1;
+            }
+        }
+        Ok(done)
+    }
+}
+
 pub struct ReadTx {
     tx: redb::ReadTransaction,
 }
@@ -248,6 +282,31 @@ mod tests {
     use super::*;
 
     const T: Table = Table("t");
+
+    #[test]
+    fn an_outbox_keeps_what_was_not_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let out = Outbox(Table("out"));
+        store
+            .write(|tx| -> Result<()> {
+                out.record(tx, "a")?;
+                out.record(tx, "b")
+            })
+            .unwrap();
+        let done = out
+            .drain(&store, |k| Ok::<_, StoreError>(k == "a"))
+            .unwrap();
+        assert_eq!(done, 1);
+        let mut left = Vec::new();
+        out.drain(&store, |k| {
+            left.push(k.to_string());
+            Ok::<_, StoreError>(true)
+        })
+        .unwrap();
+        assert_eq!(left, ["b"]);
+        assert_eq!(out.drain(&store, |_| Ok::<_, StoreError>(true)).unwrap(), 0);
+    }
 
     #[test]
     fn write_commits_only_on_ok() {

@@ -164,6 +164,52 @@ impl LazyFs {
         st.paths.get(&ino.0).cloned().ok_or(Errno::ENOENT)
     }
 
+    /// `name` under the directory `parent`.
+    fn child(&self, st: &State, parent: INodeNo, name: &OsStr) -> Result<PathBuf, Errno> {
+        self.path_of(st, parent).map(|p| p.join(name))
+    }
+
+    /// mknod and mkdir: `mk` creates the backing entry, which is then looked up.
+    fn make(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        reply: ReplyEntry,
+        mk: impl FnOnce(&Path) -> std::io::Result<()>,
+    ) {
+        let mut st = self.state.lock().expect("state");
+        let rel = match self.child(&st, parent, name) {
+            Ok(p) => p,
+            Err(e) => return reply.error(e),
+        };
+        if let Err(e) = mk(&self.backing(&rel)) {
+            return reply.error(errno(e));
+        }
+        self.entry(&mut st, rel, reply)
+    }
+
+    /// unlink and rmdir: removes the backing entry, then forgets it.
+    fn remove(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        reply: ReplyEmpty,
+        rm: fn(&Path) -> std::io::Result<()>,
+    ) {
+        let mut st = self.state.lock().expect("state");
+        let rel = match self.child(&st, parent, name) {
+            Ok(p) => p,
+            Err(e) => return reply.error(e),
+        };
+        match rm(&self.backing(&rel)) {
+            Ok(()) => {
+                st.forget_path(&rel);
+                reply.ok()
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
     fn attr(&self, st: &State, ino: u64, rel: &Path) -> Result<FileAttr, Errno> {
         let m = std::fs::symlink_metadata(self.backing(rel)).map_err(errno)?;
         let size = st.dirty.get(&ino).map(|d| d.size).unwrap_or(m.len());
@@ -289,18 +335,14 @@ impl Filesystem for LazyFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let mut st = self.state.lock().expect("state");
-        let rel = match self.path_of(&st, parent) {
-            Ok(p) => p.join(name),
-            Err(e) => return reply.error(e),
-        };
-        let c = std::ffi::CString::new(self.backing(&rel).as_os_str().as_bytes()).expect("path");
-        // SAFETY: a valid C string; mknod touches no Rust memory.
-        let r = unsafe { libc::mknod(c.as_ptr(), mode & !umask, rdev as libc::dev_t) };
-        if r != 0 {
-            return reply.error(errno(std::io::Error::last_os_error()));
-        }
-        self.entry(&mut st, rel, reply)
+        self.make(parent, name, reply, |path| {
+            let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("path");
+            // SAFETY: a valid C string; mknod touches no Rust memory.
+            match unsafe { libc::mknod(c.as_ptr(), mode & !umask, rdev as libc::dev_t) } {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        })
     }
 
     fn mkdir(
@@ -312,48 +354,18 @@ impl Filesystem for LazyFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let mut st = self.state.lock().expect("state");
-        let rel = match self.path_of(&st, parent) {
-            Ok(p) => p.join(name),
-            Err(e) => return reply.error(e),
-        };
-        let path = self.backing(&rel);
-        if let Err(e) = std::fs::create_dir(&path).and_then(|_| {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & !umask))
-        }) {
-            return reply.error(errno(e));
-        }
-        self.entry(&mut st, rel, reply)
+        self.make(parent, name, reply, |path| {
+            std::fs::create_dir(path)?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & !umask))
+        })
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut st = self.state.lock().expect("state");
-        let rel = match self.path_of(&st, parent) {
-            Ok(p) => p.join(name),
-            Err(e) => return reply.error(e),
-        };
-        match std::fs::remove_file(self.backing(&rel)) {
-            Ok(()) => {
-                st.forget_path(&rel);
-                reply.ok()
-            }
-            Err(e) => reply.error(errno(e)),
-        }
+        self.remove(parent, name, reply, |p| std::fs::remove_file(p))
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut st = self.state.lock().expect("state");
-        let rel = match self.path_of(&st, parent) {
-            Ok(p) => p.join(name),
-            Err(e) => return reply.error(e),
-        };
-        match std::fs::remove_dir(self.backing(&rel)) {
-            Ok(()) => {
-                st.forget_path(&rel);
-                reply.ok()
-            }
-            Err(e) => reply.error(errno(e)),
-        }
+        self.remove(parent, name, reply, |p| std::fs::remove_dir(p))
     }
 
     fn rename(
@@ -411,8 +423,8 @@ impl Filesystem for LazyFs {
         reply: ReplyCreate,
     ) {
         let mut st = self.state.lock().expect("state");
-        let rel = match self.path_of(&st, parent) {
-            Ok(p) => p.join(name),
+        let rel = match self.child(&st, parent, name) {
+            Ok(p) => p,
             Err(e) => return reply.error(e),
         };
         let mut o = OpenOptions::new();
