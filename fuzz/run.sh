@@ -8,6 +8,7 @@
 # fuzz/artifacts/TARGET and fail the run.
 #
 #   fuzz/run.sh [SECONDS] [--release]
+#   fuzz/run.sh --build-only
 #
 # CI runs `fuzz/run.sh 60` (a debug build: it compiles in half the time);
 # the hour-long runs whose figures the README gives use --release.
@@ -21,6 +22,8 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 # No sanitizer: libFuzzer's coverage only, which the stable toolchain builds.
 cargo fuzz build -s none "${PROFILE[@]}"
+# `run.sh --build-only`: the debug build only (CI starts it early).
+[ "$SECONDS_EACH" = "--build-only" ] && exit 0
 SCRATCH="$(mktemp -d /tmp/recoverite-fuzz-XXXX)"
 trap 'rm -rf "$SCRATCH"' EXIT
 
