@@ -57,7 +57,10 @@ impl Provider for StorageProvider {
             (["storageaccounts"], true, M::PUT) => {
                 // A new account starts empty: blobs a deleted account of the
                 // same name left (its purge not yet swept) are not inherited.
+                // (Only for a valid name: found by the arm fuzz target, an
+                // over-long one reached the blob store first and was a 500.)
                 let name = p.names[0].to_ascii_lowercase();
+                accounts::check_account_name(&name)?;
                 let exists = ctx
                     .store()
                     .view(|r| accounts::find_by_name(r, &name))?
