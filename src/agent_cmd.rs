@@ -127,7 +127,7 @@ fn public_alias(ip: Ipv4Addr) -> Ipv4Addr {
     recoverite_rp_network::addressbook::public_alias(ip)
 }
 
-fn placement(v: &Value) -> Result<Placement> {
+fn placement(v: &Value, tls: &agent::TlsConfig) -> Result<Placement> {
     let s = |k: &str| {
         v[k].as_str()
             .map(str::to_string)
@@ -142,47 +142,49 @@ fn placement(v: &Value) -> Result<Placement> {
         item_prefix: s("itemPrefix")?,
         storage_token: s("storageToken")?,
         proxy: v["proxy"].as_str().map(str::to_string),
+        services: match (v["tenantId"].as_str(), v["monitoringHost"].as_str()) {
+            (Some(t), Some(m)) => Some(agent::Services {
+                tenant_id: t.to_string(),
+                monitoring_host: m.to_string(),
+                item: s("itemId")?,
+                tls: tls.clone(),
+            }),
+            _ => None,
+        },
     })
 }
 
 fn blocked_json(b: &Blocked) -> Value {
     json!({"endpoint": b.endpoint, "fqdn": b.fqdn, "address": b.address, "reason": b.reason,
-           "flowFrom": b.flow.map(|f| f.0), "flowTo": b.flow.map(|f| f.1)})
+           "flowFrom": b.flow.map(|f| f.0), "flowTo": b.flow.map(|f| f.1), "hop": b.hop.as_string()})
 }
 
-/// One cycle: hello, peers, ship everything. Returns the bytes shipped.
+/// One cycle: hello, Entra ID, peers, ship everything, then monitoring.
+/// Returns the bytes shipped.
 async fn cycle(
     v: &Value,
     al: &ListedAliases,
     engine: &recoverite_replication::Engine,
+    tls: &agent::TlsConfig,
 ) -> std::result::Result<u64, Blocked> {
-    let p = placement(v).map_err(|e| Blocked {
-        endpoint: "agent".into(),
-        fqdn: String::new(),
-        address: None,
-        reason: e.to_string(),
-        flow: None,
-    })?;
+    let p = placement(v, tls).map_err(|e| Blocked::agent(e.to_string()))?;
     agent::hello_vault(&p, al).await?;
+    agent::reach_entra(&p, al).await?;
     for peer in v["peers"].as_array().into_iter().flatten() {
         if let Some(a) = peer["alias"].as_str().and_then(|a| a.parse().ok()) {
             agent::check_peer(&p, a, peer["name"].as_str().unwrap_or("")).await?;
         }
     }
     let eid = v["engineId"].as_str().unwrap_or_default();
-    let io = |e: std::io::Error| Blocked {
-        endpoint: "agent".into(),
-        fqdn: String::new(),
-        address: None,
-        reason: format!("change journal: {e}"),
-        flow: None,
-    };
+    let io = |e: std::io::Error| Blocked::agent(format!("change journal: {e}"));
     let mut shipped = 0;
     while let Some(b) = engine.ship(eid).map_err(io)? {
         agent::upload(&p, al, &format!("{:020}.batch", b.seq), &b.bytes).await?;
         engine.shipped(eid, &b).map_err(io)?;
         shipped += b.payload();
     }
+    // Monitoring failing is reported, but the changes already went through.
+    agent::send_monitoring(&p, al, shipped).await?;
     Ok(shipped)
 }
 
@@ -198,6 +200,8 @@ pub fn run(data_dir: &Path, vm: &str) -> Result<()> {
     let blocks = recoverite_blockstore::BlockStore::open(data_dir)?;
     let engine = recoverite_replication::Engine::open(data_dir, blocks)?;
     let me = format!("recoverite agent (pid {})", std::process::id());
+    let tls =
+        agent::client_config(&std::fs::read(&api.conn.ca_cert_file)?).map_err(|e| anyhow!(e))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -215,7 +219,7 @@ pub fn run(data_dir: &Path, vm: &str) -> Result<()> {
                 .unwrap_or_default(),
         );
         let item = v["itemId"].as_str().unwrap_or_default().to_string();
-        let result = rt.block_on(cycle(&v, &al, &engine));
+        let result = rt.block_on(cycle(&v, &al, &engine, &tls));
         let (state, blocked) = match &result {
             Ok(n) => (format!("ok, shipped {n} bytes"), None),
             Err(b) => (

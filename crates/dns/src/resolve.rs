@@ -169,6 +169,19 @@ fn public_step(snap: &Snapshot, name: &str) -> Step {
             }
         }
     }
+    // Site Recovery monitoring: asrmon{geo}.servicebus.windows.net, an event
+    // hub namespace in the region (document 002's EventHub.{region} tag).
+    if let Some(geo) = name
+        .strip_suffix(".servicebus.windows.net")
+        .and_then(|p| p.strip_prefix("asrmon"))
+    {
+        return match region_of_geo(geo)
+            .and_then(|r| addressbook::service_ip("EventHub", Some(r), SHARED_HOST))
+        {
+            Some(ip) => Step::A(ip, format!("public DNS: Site Recovery monitoring in {geo}")),
+            None => Step::NxDomain(format!("public DNS: unknown region code '{geo}'")),
+        };
+    }
     if name == "login.microsoftonline.com"
         || ends(".login.microsoft.com")
         || name == "login.microsoft.com"

@@ -5,6 +5,7 @@
 pub mod fabrics;
 pub mod failover;
 pub mod groups;
+pub mod health;
 pub mod jobs;
 pub mod network_mappings;
 pub mod policies;

@@ -390,6 +390,11 @@ pub fn decorate(mut item: Value, engine: &Engine) -> Value {
     let pending = engine
         .pending_at_source(&engine_id(&item))
         .unwrap_or_default();
+    let vm_id = str_of(
+        &item["properties"]["providerSpecificDetails"],
+        "fabricObjectId",
+    )
+    .to_string();
     let d = &mut item["properties"]["providerSpecificDetails"];
     if let Some(disks) = d["protectedManagedDisks"].as_array_mut() {
         for (disk, p) in disks.iter_mut().zip(pending) {
@@ -401,12 +406,11 @@ pub fn decorate(mut item: Value, engine: &Engine) -> Value {
     d["lastRecoveryPointReceived"] = json!(m.points.last().map(|p| p.time.clone()));
     if item["properties"]["protectionState"] == "Protected" && age > CRITICAL_AFTER_SECS {
         item["properties"]["replicationHealth"] = json!("Critical");
-        let rpo = json!({
-            "errorCode": "150004", "errorLevel": "Error", "errorSource": "ReplicationService",
-            "errorMessage": format!("The newest recovery point is {} minutes old.", age / 60),
-            "summaryMessage": "No recovery point was created for the virtual machine in the last 60 minutes.",
-            "recommendedAction": "Check that the mobility agent can reach the vault and the cache storage account.",
-        });
+        let rpo = json!(crate::health::no_recent_point(
+            age,
+            &vm_id,
+            &time::format(now)
+        ));
         match item["properties"]["healthErrors"].as_array_mut() {
             Some(errors) => errors.push(rpo),
             None => item["properties"]["healthErrors"] = json!([rpo]),

@@ -235,13 +235,13 @@ pub fn take_point_now(
             continue; // its own process ships; the point takes what it sent
         }
         if let Err(b) = h.block_on(runtime::agent_cycle(store, engine, rt, member, None)) {
-            let _ = runtime::set_health(store, &mid, Some(&b));
+            let _ = runtime::set_health(store, rt, &mid, Some(&b));
             return Err(ArmError::conflict(
                 "ReplicationBlocked",
                 format!("The agent of '{}' could not ship the VM's changes: the {} ({}) is unreachable: {}", str_of(member, "name"), b.endpoint, b.fqdn, b.reason),
             ));
         }
-        let _ = runtime::set_health(store, &mid, None);
+        let _ = runtime::set_health(store, rt, &mid, None);
     }
     let kind = if app {
         PointKind::AppConsistent

@@ -8,13 +8,14 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::{json, Value};
 
-use recoverite_agent::{self as agent, Blocked, Placement};
+use recoverite_agent::{self as agent, Blocked, Hop, Placement};
 use recoverite_arm::first_party::LateClient;
-use recoverite_arm::{id, resource, time, ArmError};
+use recoverite_arm::{id, resource, time, ArmError, Authorizer};
 use recoverite_replication::Engine;
 use recoverite_rp_network::{addressbook, aliases};
 use recoverite_store::{Reader, Store};
 
+use crate::health;
 use crate::protected_items::{engine_id, io, str_of, Side, ITEM_TYPE};
 
 /// Batches waiting in cache storage accounts (the replication service reads
@@ -44,7 +45,17 @@ pub struct Runtime {
     pub tokens: OnceLock<Arc<dyn StorageTokens>>,
     pub cache: OnceLock<Arc<dyn ChangeCache>>,
     pub explain: OnceLock<Arc<dyn Explain>>,
+    /// Role checks for naming what a refused cache writer lacks.
+    pub authz: OnceLock<Arc<dyn Authorizer>>,
+    /// The tenant agents sign in to and the trust for the emulator's TLS:
+    /// with them, agents reach Entra ID and monitoring through the network.
+    pub services: OnceLock<(String, agent::TlsConfig)>,
     pub arm: LateClient,
+    /// Per item: when its agent last reached Entra ID, and its last
+    /// monitoring attempt (when, and why it failed if it did).
+    signed_in: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    monitored:
+        std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<Blocked>)>>,
     /// When each item's agent last got through (emulated time): the service
     /// makes points only from agents it hears from.
     pub heartbeats: std::sync::Mutex<std::collections::HashMap<String, ::time::OffsetDateTime>>,
@@ -60,6 +71,11 @@ pub struct Runtime {
 
 /// How long an external agent's check-in holds its item.
 pub const EXTERNAL_LEASE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long an agent's Entra ID sign-in and its monitoring heartbeat hold
+/// before the agent goes through the network again (emulator time scale:
+/// a refused path shows on the item within seconds).
+pub const SERVICE_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Runtime {
     /// One lock per item and role (`agent` / `service`): two agents (the
@@ -113,6 +129,48 @@ impl Runtime {
             .insert(engine_id.to_string(), time::now());
     }
 
+    fn signed_in_recently(&self, engine_id: &str) -> bool {
+        self.signed_in
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(engine_id)
+            .is_some_and(|at| at.elapsed() < SERVICE_RECHECK)
+    }
+
+    fn mark_signed_in(&self, engine_id: &str, ok: bool) {
+        let mut m = self.signed_in.lock().unwrap_or_else(|p| p.into_inner());
+        if ok {
+            m.insert(engine_id.to_string(), std::time::Instant::now());
+        } else {
+            m.remove(engine_id);
+        }
+    }
+
+    fn monitoring_due(&self, engine_id: &str) -> bool {
+        self.monitored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(engine_id)
+            .is_none_or(|(at, _)| at.elapsed() >= SERVICE_RECHECK)
+    }
+
+    /// Records the item's monitoring attempt (an external agent's too).
+    pub fn monitoring_result(&self, engine_id: &str, blocked: Option<Blocked>) {
+        self.monitored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(engine_id.to_string(), (std::time::Instant::now(), blocked));
+    }
+
+    /// Why the item's monitoring fails now, if it does.
+    pub fn monitoring_blocked(&self, engine_id: &str) -> Option<Blocked> {
+        self.monitored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(engine_id)
+            .and_then(|(_, b)| b.clone())
+    }
+
     pub fn last_heartbeat(&self, engine_id: &str) -> Option<::time::OffsetDateTime> {
         self.heartbeats
             .lock()
@@ -123,13 +181,7 @@ impl Runtime {
 }
 
 fn unwired(what: &str) -> Blocked {
-    Blocked {
-        endpoint: "agent".into(),
-        fqdn: String::new(),
-        address: None,
-        reason: format!("the {what} is not running"),
-        flow: None,
-    }
+    Blocked::agent(format!("the {what} is not running"))
 }
 
 /// Resolved addresses → the gateway's loopback aliases, from a VM's view.
@@ -161,13 +213,7 @@ impl agent::Aliases for StoreAliases {
 }
 
 fn no(why: String) -> Blocked {
-    Blocked {
-        endpoint: "agent".into(),
-        fqdn: String::new(),
-        address: None,
-        reason: why,
-        flow: None,
-    }
+    Blocked::agent(why)
 }
 
 /// The loopback alias of the VM an item runs on (its active side).
@@ -238,13 +284,24 @@ pub fn placement(r: &impl Reader, rt: &Runtime, item: &Value) -> Result<Placemen
         item_prefix: engine_id(item),
         storage_token,
         proxy: vm["tags"]["recoverite-proxy"].as_str().map(str::to_string),
+        services: rt.services.get().map(|(tenant, tls)| agent::Services {
+            tenant_id: tenant.clone(),
+            monitoring_host: agent::monitoring_host(&recoverite_rp_recoveryservices::target::geo(
+                &side.target_location(item),
+            )),
+            item: str_of(item, "id").to_string(),
+            tls: tls.clone(),
+        }),
     })
 }
 
 /// Fills in the gateway's reason for a refused connection.
 fn explained(rt: &Runtime, mut b: Blocked) -> Blocked {
     if let (Some((from, to)), Some(e)) = (b.flow, rt.explain.get()) {
-        if let Some(why) = e.explain(from, to) {
+        if let Some(why) = e
+            .explain(from, to)
+            .filter(|w| !b.reason.contains(w.as_str()))
+        {
             b.reason = format!("{} (gateway: {why})", b.reason);
         }
     }
@@ -267,6 +324,15 @@ pub async fn agent_cycle(
     agent::hello_vault(&p, &al)
         .await
         .map_err(|b| explained(rt, b))?;
+    // The agent authenticates to Site Recovery through Entra ID, which has
+    // no private endpoint (documents 000, 002): its public name, through the
+    // VM's network.
+    let eid = engine_id(item);
+    if !rt.signed_in_recently(&eid) {
+        let res = agent::reach_entra(&p, &al).await;
+        rt.mark_signed_in(&eid, res.is_ok());
+        res.map_err(|b| explained(rt, b))?;
+    }
     // A replication group's VMs must reach each other on port 20004.
     if let Some(g) = crate::groups::group_of(item) {
         let vault = crate::groups::vault_of_item(str_of(item, "id"));
@@ -288,7 +354,6 @@ pub async fn agent_cycle(
             }
         }
     }
-    let eid = engine_id(item);
     let lock = rt.lock("agent", &eid);
     let _one_agent = lock.lock().await;
     // Bounded batches, one after another, until caught up or the budget is
@@ -303,6 +368,7 @@ pub async fn agent_cycle(
             .map_err(|e| unwired(&format!("change journal: {e}")))?;
         let Some(b) = batch else {
             rt.heard_from(&eid);
+            monitor(rt, &p, &al, &eid, shipped).await;
             return Ok(shipped);
         };
         agent::upload(&p, &al, &format!("{:020}.batch", b.seq), &b.bytes)
@@ -314,9 +380,20 @@ pub async fn agent_cycle(
         rt.heard_from(&eid);
         shipped += b.payload();
         if budget.is_some_and(|b| started.elapsed() >= b) {
+            monitor(rt, &p, &al, &eid, shipped).await;
             return Ok(shipped);
         }
     }
+}
+
+/// Site Recovery monitoring in the target region (document 002): when it is
+/// refused, replication goes on and the item carries a warning.
+async fn monitor(rt: &Runtime, p: &Placement, al: &StoreAliases, eid: &str, shipped: u64) {
+    if !rt.monitoring_due(eid) {
+        return;
+    }
+    let res = agent::send_monitoring(p, al, shipped).await;
+    rt.monitoring_result(eid, res.err().map(|b| explained(rt, b)));
 }
 
 /// Checks, from the item's active side, that its agent can reach the vault
@@ -370,46 +447,136 @@ pub fn drain(engine: &Engine, rt: &Runtime, item: &Value) -> Result<u64, ArmErro
     Ok(applied)
 }
 
-/// Records the agent's state on the item when it changes: a blocked agent
-/// makes the item Critical with the endpoint and the reason; a working one
-/// clears it.
-pub fn set_health(store: &Store, item_id: &str, blocked: Option<&Blocked>) -> Result<(), ArmError> {
-    let errors = match blocked {
-        None => json!([]),
-        Some(b) => json!([{
-            "errorCode": "151196", "errorLevel": "Error", "errorSource": "MobilityAgent",
-            "errorMessage": format!("The Site Recovery agent cannot reach the {} ({}{}): {}", b.endpoint, b.fqdn, b.address.map(|a| format!(" → {a}")).unwrap_or_default(), b.reason),
-            "summaryMessage": format!("Replication is blocked: the {} is unreachable from the VM", b.endpoint),
-            "recommendedAction": "Let the VM reach it: check the network security groups and routes of its subnet and NIC, that the private DNS zone linked to its network holds the endpoint's records, and that the private endpoint connection is approved.",
-            "creationTimeUtc": time::now_string(),
-        }]),
+/// Records the agent's state on the item when it changes: one health
+/// error per cause, named at the first hop that failed (`health`); an
+/// error makes the item Critical, a warning (monitoring) Warning; a fixed
+/// cause clears, a persisting one keeps the time it was first seen.
+pub fn set_health(
+    store: &Store,
+    rt: &Runtime,
+    item_id: &str,
+    blocked: Option<&Blocked>,
+) -> Result<(), ArmError> {
+    let Some(item) = store.view(|r| resource::get(r, item_id))? else {
+        return Ok(());
     };
+    let eid = engine_id(&item);
+    let now = time::now_string();
+    let mut errors = Vec::new();
+    let monitoring = rt.monitoring_blocked(&eid);
+    for b in blocked.into_iter().chain(monitoring.as_ref()) {
+        let f = store.view(|r| facts(r, rt, &item, b))?;
+        errors.push(health::health_error(health::diagnose(b, &f), b, &f, &now));
+    }
     store.write(|tx| {
         let Some(mut item) = resource::get(tx, item_id)? else {
             return Ok(());
         };
-        let before: Vec<String> = item["properties"]["healthErrors"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|e| str_of(e, "errorMessage").to_string())
-            .collect();
-        let after: Vec<String> = errors
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|e| str_of(e, "errorMessage").to_string())
-            .collect();
+        let before: Vec<health::HealthError> =
+            serde_json::from_value(item["properties"]["healthErrors"].clone()).unwrap_or_default();
+        let after = health::carry_over(&before, errors.clone());
         if before == after {
             return Ok(());
         }
-        item["properties"]["healthErrors"] = errors.clone();
-        item["properties"]["replicationHealth"] = json!(if blocked.is_some() {
+        let level = if after.iter().any(|e| e.is_error()) {
             "Critical"
-        } else {
+        } else if after.is_empty() {
             "Normal"
-        });
+        } else {
+            "Warning"
+        };
+        item["properties"]["healthErrors"] = json!(after);
+        item["properties"]["replicationHealth"] = json!(level);
         resource::put(tx, item_id, &item)
+    })
+}
+
+/// What the platform knows about a failed connection of `item`'s agent.
+fn facts(
+    r: &impl Reader,
+    rt: &Runtime,
+    item: &Value,
+    b: &Blocked,
+) -> Result<health::Facts, ArmError> {
+    let side = Side::of(item);
+    let d = &item["properties"]["providerSpecificDetails"];
+    let vm_id = match side {
+        Side::Primary => str_of(d, "fabricObjectId"),
+        Side::Recovery => str_of(d, "recoveryFabricObjectId"),
+    };
+    let vnet_id = match vm_alias(r, item) {
+        Ok(a) => aliases::lookup(r, a)?
+            .map(|a| a.vnet_id)
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let vault_id = str_of(item, "id")
+        .split("/replicationFabrics/")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let cache_id = side.cache_account_id(item);
+    let approved = |target: &str, group: &str| -> Result<bool, ArmError> {
+        Ok(recoverite_privatelink::of_target(r, target)?
+            .iter()
+            .any(|c| {
+                c.carries_traffic() && c.group_ids.iter().any(|g| g.eq_ignore_ascii_case(group))
+            }))
+    };
+    let private_endpoint = match b.endpoint.as_str() {
+        agent::VAULT => approved(&vault_id, "AzureSiteRecovery")?,
+        agent::CACHE => approved(&cache_id, "blob")?,
+        _ => false,
+    };
+    let verdict = match (b.flow, rt.explain.get()) {
+        (Some((from, to)), Some(e)) if b.hop == Hop::Network => e.explain(from, to),
+        _ => None,
+    };
+    let mut roles = None;
+    if matches!(&b.hop, Hop::Http(403, c) if c == "AuthorizationPermissionMismatch") {
+        let vault = resource::get(r, &vault_id)?.unwrap_or_default();
+        let account = resource::get(r, &cache_id)?;
+        if let (Some(pid), Some(acct), Some(authz)) = (
+            vault["identity"]["principalId"].as_str(),
+            account.as_ref(),
+            rt.authz.get(),
+        ) {
+            let missing = recoverite_rp_storage::cache::missing_roles(&**authz, pid, acct)?;
+            roles = Some(health::RolesGap {
+                principal: pid.to_string(),
+                account: str_of(acct, "name").to_string(),
+                roles: missing.iter().map(|m| m.to_string()).collect(),
+            });
+        }
+    }
+    // What to change: the refusing security group, the account, the network.
+    let nsg = verdict.as_deref().and_then(|v| {
+        let rest = v.split("network security group ").nth(1)?;
+        Some(rest.split([',', ' ']).next()?.to_string())
+    });
+    let entity_id = match (
+        health::diagnose(
+            b,
+            &health::Facts {
+                private_endpoint,
+                ..Default::default()
+            },
+        ),
+        nsg,
+    ) {
+        (health::Cause::Dns, _) => vnet_id.clone(),
+        (health::Cause::StorageAccess, _) => cache_id.clone(),
+        (_, Some(nsg)) => nsg,
+        _ => vm_id.to_string(),
+    };
+    Ok(health::Facts {
+        vnet_id,
+        private_endpoint,
+        verdict,
+        roles,
+        target_region: side.target_location(item),
+        source_region: side.source_location(item),
+        entity_id,
     })
 }
 
@@ -467,6 +634,8 @@ pub fn external_placement(
         "itemId": item["id"], "engineId": eid, "vmAlias": p.vm_alias.to_string(), "dnsServer": p.dns_server.to_string(),
         "vaultId": p.vault_id, "vaultFqdn": p.vault_fqdn, "cacheHost": p.cache_host, "itemPrefix": p.item_prefix,
         "storageToken": p.storage_token, "proxy": p.proxy, "peers": peers,
+        "tenantId": rt.services.get().map(|(t, _)| t.clone()),
+        "monitoringHost": p.services.as_ref().map(|s| s.monitoring_host.clone()),
     }))
 }
 
@@ -485,8 +654,15 @@ pub fn external_report(
     match blocked {
         None => {
             rt.heard_from(&eid);
-            set_health(store, item_id, None)
+            rt.monitoring_result(&eid, None);
+            set_health(store, rt, item_id, None)
         }
-        Some(b) => set_health(store, item_id, Some(&explained(rt, b))),
+        // Monitoring is the last step: the changes went through.
+        Some(b) if b.endpoint == agent::MONITORING => {
+            rt.heard_from(&eid);
+            rt.monitoring_result(&eid, Some(b));
+            set_health(store, rt, item_id, None)
+        }
+        Some(b) => set_health(store, rt, item_id, Some(&b)),
     }
 }

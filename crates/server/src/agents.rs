@@ -70,6 +70,9 @@ pub struct BlockedReport {
     reason: String,
     flow_from: Option<std::net::Ipv4Addr>,
     flow_to: Option<std::net::Ipv4Addr>,
+    /// The hop that failed (`dns`, `network`, `http:403:Code`, …).
+    #[serde(default)]
+    hop: String,
 }
 
 /// `POST /recoverite/agents/report {itemId, agent, blocked?}`.
@@ -88,6 +91,7 @@ pub async fn report(State(s): State<Arc<AppState>>, req: Request) -> Response {
             address: b.address,
             reason: b.reason,
             flow: b.flow_from.zip(b.flow_to),
+            hop: recoverite_agent::Hop::parse(&b.hop),
         });
         runtime::external_report(
             &s2.directory.store,
@@ -102,5 +106,39 @@ pub async fn report(State(s): State<Arc<AppState>>, req: Request) -> Response {
         Ok(Ok(())) => Json(serde_json::json!({"ok": true})).into_response(),
         Ok(Err(e)) => err(e),
         Err(_) => err(ArmError::internal("report stopped unexpectedly")),
+    }
+}
+
+/// `POST /asr-agent-health/messages` on the monitoring namespaces
+/// (`asrmon{geo}.servicebus.windows.net`, behind `EventHub.{region}`): an
+/// agent's health message, sent the way Event Hubs takes events over HTTPS.
+/// It counts only as having got through; its content is the agent's own.
+pub async fn monitoring_message(
+    State(s): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
+    let Some(token) = token else {
+        return err(ArmError::new(
+            401,
+            "Unauthorized",
+            "Send an Entra token as 'Authorization: Bearer'.",
+        ));
+    };
+    if let Err(e) = s.tokens.verify_for_storage(token.trim()) {
+        return err(ArmError::new(401, "Unauthorized", e.body.message.clone()));
+    }
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(v) if v["item"].is_string() => {
+            (axum::http::StatusCode::CREATED, Json(serde_json::json!({}))).into_response()
+        }
+        _ => err(ArmError::bad_request(
+            "InvalidEvent",
+            "The event must be a JSON object naming its item.",
+        )),
     }
 }

@@ -79,20 +79,7 @@ fn fail(check: String, evidence: String, fix: String) -> Check {
     }
 }
 
-/// The private DNS zone a private name is answered from (document 000:
-/// `privatelink.siterecovery.windowsazure.com`; document 001:
-/// `privatelink.{geo}.backup.windowsazure.com`; storage:
-/// `privatelink.blob.core.windows.net`).
-pub fn zone_of(fqdn: &str) -> String {
-    match fqdn.find("privatelink.") {
-        Some(i) => fqdn[i..].to_string(),
-        None => {
-            // `{account}.blob.core.windows.net` → `privatelink.blob.core.windows.net`
-            let rest = fqdn.split_once('.').map(|(_, r)| r).unwrap_or(fqdn);
-            format!("privatelink.{rest}")
-        }
-    }
-}
+pub use recoverite_rp_siterecovery::health::zone_of;
 
 /// One connection's verdict as a check: where the name went and what the
 /// network decided; a private name answered publicly is DNS's fault.
@@ -489,22 +476,6 @@ pub async fn http(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn zones_of_private_names() {
-        assert_eq!(
-            zone_of("123-asr-pod01-rcm1.eus.privatelink.siterecovery.windowsazure.com"),
-            "privatelink.siterecovery.windowsazure.com"
-        );
-        assert_eq!(
-            zone_of("123.fab1.privatelink.eus.backup.windowsazure.com"),
-            "privatelink.eus.backup.windowsazure.com"
-        );
-        assert_eq!(
-            zone_of("cache1.blob.core.windows.net"),
-            "privatelink.blob.core.windows.net"
-        );
-    }
 
     #[test]
     fn a_private_name_answered_publicly_is_dns_failing() {

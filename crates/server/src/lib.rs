@@ -543,6 +543,27 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         &["login.microsoftonline.com", "login.microsoft.com"],
         addr,
     );
+    // Site Recovery monitoring: an event hub namespace per region behind
+    // `EventHub.{region}` (document 002), served by the same HTTPS endpoint.
+    let monitoring: Vec<String> = recoverite_arm::regions::REGIONS
+        .iter()
+        .map(|r| recoverite_agent::monitoring_host(r.geo_code))
+        .collect();
+    gateway.register_service_backend(
+        "EventHub",
+        &monitoring.iter().map(String::as_str).collect::<Vec<_>>(),
+        addr,
+    );
+    let _ = rt.authz.set(directory.clone());
+    match std::fs::read(&files.ca_cert)
+        .map_err(|e| e.to_string())
+        .and_then(|pem| recoverite_agent::client_config(&pem))
+    {
+        Ok(tls) => {
+            let _ = rt.services.set((boot.tenant_id.clone(), tls));
+        }
+        Err(e) => tracing::warn!("agents cannot trust the emulator's TLS ({e}): Entra ID and monitoring egress are not checked"),
+    }
     gateway.register_admitting_backend(
         recoverite_rp_storage::ACCOUNT_TYPE,
         blob_addr,
@@ -675,6 +696,10 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         .route("/recoverite/network/flowlog", get(netadmin::flow_log))
         .route("/recoverite/network/check", get(netadmin::check_flow))
         .route("/recoverite/doctor", get(doctor::http))
+        .route(
+            &format!("/{}/messages", recoverite_agent::MONITORING_HUB),
+            post(agents::monitoring_message).layer(DefaultBodyLimit::max(TOKEN_BODY_LIMIT)),
+        )
         .fallback(arm_http::handle)
         .layer(DefaultBodyLimit::disable())
         .with_state(state.clone());

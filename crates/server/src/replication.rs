@@ -276,9 +276,9 @@ pub fn spawn(
                 )
                 .await;
                 busy |= matches!(res, Ok(n) if n > 0);
-                let s = store.clone();
+                let (s, r) = (store.clone(), rt.clone());
                 let _ = tokio::task::spawn_blocking(move || {
-                    runtime::set_health(&s, &id, res.as_ref().err())
+                    runtime::set_health(&s, &r, &id, res.as_ref().err())
                 })
                 .await;
             }
