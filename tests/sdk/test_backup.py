@@ -206,6 +206,14 @@ def test_discover_protect_backup_restore(server, env):
     bk.restores.begin_trigger(VAULT, RG, "Azure", CONTAINER, ITEM, older.name, {"properties": orig}).result()
     io(env, RG, data, "read -P 0xa1 0 1M", "read -P 0 2M 1M", "read -P 0xa2 5M 512k")
     assert compute.virtual_machines.get(RG, VM).storage_profile.data_disks[0].managed_disk.id.lower().endswith(data.lower())
+    # Every restore left a drill report with its point and timings (issue 13).
+    vault_id = f"/subscriptions/{server.sub}/resourceGroups/{RG}/providers/Microsoft.RecoveryServices/vaults/{VAULT}"
+    reports = server.http("GET", "/recoverite/drills", params={"vault": vault_id}).json()["value"]
+    restores = [x for x in reports if x["kind"] == "Restore"]
+    assert len(restores) >= 3, reports
+    assert restores[-1]["recoveryPointId"].endswith("/" + older.name) and "in place" in restores[-1]["outcome"], restores[-1]
+    assert all(x["rpoSeconds"] >= 0 and x["rtoSeconds"] > 0 and x["steps"] for x in restores), restores
+    assert any("bkvm-alt" in x["outcome"] for x in restores), restores
 
 
 def test_roles_soft_delete_and_vault_rules(server, env):

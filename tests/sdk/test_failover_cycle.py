@@ -137,6 +137,10 @@ def test_protect_drill_failover_reprotect_failback(server, env):
     assert tfo.properties.test_failover_state == "TestFailoverCompleted"
     assert tfo.properties.protection_state == "Protected"
     io(env, TARGET_RG, f"{data}-ASRTest", "read -P 0x10 0 1M", "read -P 0x20 1M 1M", "read -P 0 2M 2M")
+    # The drill's point is marked as tested (issue 13); the others are not.
+    points = server.http("GET", f"{item.id}/recoveryPoints", params={"api-version": "2025-08-01"}).json()["value"]
+    tested = {p["name"]: p["properties"]["testedByDrill"] for p in points}
+    assert tested[app["name"]] is True and tested[crash["name"]] is False, tested
     with pytest.raises(HttpResponseError) as e:  # a second drill before cleanup
         sr.replication_protected_items.begin_test_failover(RG, VAULT, *SRC, "web", {"properties": {
             "networkId": env["drill"].id, "providerSpecificDetails": {"instanceType": "A2A"}}}).result()
@@ -191,6 +195,25 @@ def test_protect_drill_failover_reprotect_failback(server, env):
         assert s in scenarios, (s, scenarios)
     tfo_job = next(j for j in sr.replication_jobs.list(RG, VAULT) if j.properties.scenario_name == "TestFailover")
     assert tfo_job.properties.custom_details.instance_type == "TestFailoverJobDetails"
+    # Each drill, failover and failback left a report: the point, its age at
+    # the start (achieved RPO), the time to a running VM (achieved RTO), the steps.
+    vault_id = f"/subscriptions/{server.sub}/resourceGroups/{RG}/providers/Microsoft.RecoveryServices/vaults/{VAULT}"
+    r = server.http("GET", "/recoverite/drills", params={"vault": vault_id})
+    assert r.status_code == 200, r.text
+    reports = r.json()["value"]
+    assert [x["kind"] for x in reports] == ["TestFailover", "Failover", "Failback"], reports
+    drill = reports[0]
+    assert drill["recoveryPointId"].endswith("/" + app["name"]) and drill["recoveryPointTime"] == app["properties"]["recoveryPointTime"]
+    assert drill["rpoSeconds"] >= 0 and 0 < drill["rtoSeconds"] < 60, drill
+    assert [st["name"] for st in drill["steps"]] == [
+        "Prerequisites check for test failover", "Creating test disks", "Starting the test virtual machine"], drill["steps"]
+    assert "web-test is running" in drill["outcome"] and "achieved RPO" in drill["summary"], drill
+    assert reports[1]["recoveryPointId"].endswith("/" + crash["name"])
+    text = server.http("GET", "/recoverite/drills", params={"vault": vault_id, "format": "text"}).text
+    assert text.count("achieved RTO") == 3, text
+    reader = server.http("POST", "/recoverite/principals", json={"displayName": "no-rights"}).json()
+    nobody = server.token(server.credential(reader["clientId"], reader["clientSecret"]))
+    assert server.http("GET", "/recoverite/drills", token=nobody, params={"vault": vault_id}).status_code == 403
     # The Operator may not disable replication either.
     with pytest.raises(HttpResponseError) as e:
         ops.replication_protected_items.begin_delete(RG, VAULT, *SRC, "web", {"properties": {"disableProtectionReason": "NotSpecified"}}).result()

@@ -180,6 +180,12 @@ def test_monitoring_denied_is_a_warning_and_replication_goes_on(env):
     assert e.error_level == "Warning" and e.error_code == "151037", e
     assert "monitoring" in e.error_message and "deny-eventhub" in e.error_message, e.error_message
     assert "EventHub.WestUS" in e.recommended_action, e.recommended_action
+    # The doctor sees the same: a warning, not a failure.
+    vault_id = item.id.split("/replicationFabrics/")[0]
+    report = server.http("GET", "/recoverite/doctor", params={"vm": env["vm"].id, "vault": vault_id, "scenario": "sr"}).json()
+    [mon] = [c for c in report["checks"] if c["check"].startswith("Site Recovery monitoring")]
+    assert mon["status"] == "warn" and "deny-eventhub" in mon["evidence"] and "EventHub.westus" in mon["fix"], mon
+    assert report["passed"] is True, report
     # Replication goes on: new writes are shipped and a point is taken.
     write(env, 0x33)
     r = server.http("POST", "/recoverite/replication/points", json={"protectedItemId": item.id})

@@ -4,6 +4,7 @@
 //! new managed disks from the snapshot tier while the point's instant
 //! restore days last, from the vault tier after.
 
+use recoverite_rs_core::drills;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -690,6 +691,7 @@ pub fn restore(
         "Microsoft.Compute/disks/write",
         &target_rg,
     )?;
+    let mut watch = drills::Stopwatch::start();
     let (chosen, from_snapshot) = choose_disks(bp, &data, p.restore_disk_lun_list.as_deref());
     let store = store_of(bp, data.vault_numeric_id)?;
     let t0 = Instant::now();
@@ -704,6 +706,11 @@ pub fn restore(
         &data.location,
     )?;
     let secs = t0.elapsed().as_secs();
+    watch.step(if from_snapshot {
+        "Create disks from the snapshot tier"
+    } else {
+        "Transfer data from the vault tier"
+    });
     let undo = |w: &[(String, &PointDisk, String)]| {
         for (u, _, _) in w {
             let _ = bp.blocks.delete(u);
@@ -740,16 +747,27 @@ pub fn restore(
             return Err(e);
         }
         bag["Target VM"] = json!(vm_id);
+        watch.step("Create the virtual machine");
     }
+    watch.up();
+    let outcome = match kind {
+        RecoveryType::AlternateLocation => format!(
+            "VM {} was created on the restored disks",
+            p.target_virtual_machine_id.as_deref().unwrap_or_default()
+        ),
+        _ => format!("disks {} hold the point's bytes", ids.join(", ")),
+    };
     let job = ctx.store().write(|tx| {
-        jobs::record(
+        let job = jobs::record(
             tx,
             &vid,
             "Restore",
             &it,
             &[("Transfer data", secs), ("Create disks", 0)],
             bag,
-        )
+        )?;
+        restore_report(tx, &vid, &it, &pid, outcome, &watch)?;
+        Ok::<_, ArmError>(job)
     })?;
     jobs::accepted_plain(ctx, req, &vid, &job)
 }
@@ -975,6 +993,7 @@ fn restore_in_place(
     let (it, data) = ctx
         .store()
         .view(|r| load_point(r, &vid, container, item, point))?;
+    let mut watch = drills::Stopwatch::start();
     let (chosen, from_snapshot) = choose_disks(bp, &data, luns);
     for d in &chosen {
         ctx.require_linked(
@@ -999,6 +1018,8 @@ fn restore_in_place(
         }
     }
     let secs = t0.elapsed().as_secs();
+    watch.step("Transfer data");
+    watch.up();
     let swapped = ctx.store().write(|tx| {
         let mut old = Vec::new();
         for (unique, d) in &fresh {
@@ -1013,6 +1034,8 @@ fn restore_in_place(
             "Restore type": "OriginalLocation",
             "Restored disks": chosen.iter().map(|d| d.disk_id.as_str()).collect::<Vec<_>>().join(","),
         }))?;
+        let outcome = format!("the VM's disks hold the point's bytes in place ({})", chosen.iter().map(|d| d.disk_id.rsplit('/').next().unwrap_or_default()).collect::<Vec<_>>().join(", "));
+        restore_report(tx, &vid, &it, &pid, outcome, &watch)?;
         Ok::<_, ArmError>((old, job))
     });
     match swapped {
@@ -1183,4 +1206,39 @@ mod tests {
         assert_eq!(n.len(), 17);
         assert!(n.chars().all(|c| c.is_ascii_digit()));
     }
+}
+
+/// The restore's drill report (rs-core's, shared with Site Recovery).
+fn restore_report(
+    tx: &mut recoverite_store::WriteTx,
+    vault_id: &str,
+    item: &Value,
+    point_id: &str,
+    outcome: String,
+    watch: &drills::Stopwatch,
+) -> Result<(), ArmError> {
+    let point_time = resource::get(tx, point_id)?
+        .and_then(|p| {
+            p["properties"]["recoveryPointTime"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    drills::record(
+        tx,
+        drills::Drill {
+            vault_id,
+            kind: drills::DrillKind::Restore,
+            item_id: item["id"].as_str().unwrap_or_default(),
+            item_name: item["properties"]["friendlyName"]
+                .as_str()
+                .unwrap_or_default(),
+            point_id,
+            point_time: &point_time,
+            outcome,
+            refused_flows: Vec::new(),
+        },
+        watch,
+    )
+    .map(|_| ())
 }

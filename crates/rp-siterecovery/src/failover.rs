@@ -9,6 +9,7 @@ use recoverite_arm::{resource, time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_replication::{Engine, PointKind, RecoveryPoint};
 use recoverite_rp_compute::disks;
 
+use recoverite_rs_core::drills;
 use recoverite_rs_core::protection::Transition;
 
 use crate::fabrics::found;
@@ -300,6 +301,7 @@ pub fn unplanned_failover(
     let item_id = req.path.parent_id();
     let lock = rt.transition_lock(&item_id);
     let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+    let mut watch = drills::Stopwatch::start();
     // Nothing moves on an empty or shapeless body (the SDK always sends one).
     let body = req
         .body
@@ -334,9 +336,11 @@ pub fn unplanned_failover(
         &item,
         &body["properties"]["providerSpecificDetails"],
     )?;
+    watch.step("Prerequisites check for failover");
     let made = materialize_all(engine, &item, point.seq, |d| side.failover_disk_id(d))?;
     let target_loc = side.target_location(&item);
     let placed = place_all(ctx, &made, &target_loc).inspect_err(|_| discard(engine, &made))?;
+    watch.step("Creating recovery disks");
     let vm = match side {
         Side::Primary => bring_up_vm(
             ctx,
@@ -350,7 +354,10 @@ pub fn unplanned_failover(
         Side::Recovery => Ok(None),
     };
     let vm = vm.inspect_err(|_| unplace(ctx, engine, &placed))?;
+    watch.step("Starting the virtual machine");
+    watch.up();
     let vault_id = req.path.prefix(8);
+    let refused = refused_flows(rt, &item, &point);
     let done = ctx.store().write(|tx| {
         let mut item = found(tx, &item_id, "replication protected item")?;
         // The transition is checked again where it commits.
@@ -391,6 +398,36 @@ pub fn unplanned_failover(
             ],
             details,
         )?;
+        let outcome = match (&vm, side) {
+            (Some(v), _) => format!(
+                "VM {} is running in {target_loc}",
+                v.rsplit('/').next().unwrap_or_default()
+            ),
+            (None, Side::Recovery) => {
+                format!("the original VM's disks hold the point's bytes in {target_loc}")
+            }
+            (None, Side::Primary) => format!(
+                "the recovery disks are in {target_loc}; no VM was started (no recovery subnet)"
+            ),
+        };
+        drills::record(
+            tx,
+            drills::Drill {
+                vault_id: &vault_id,
+                kind: if side == Side::Primary {
+                    drills::DrillKind::Failover
+                } else {
+                    drills::DrillKind::Failback
+                },
+                item_id: &item_id,
+                item_name: str_of(&item["properties"], "friendlyName"),
+                point_id: &point_id(&item_id, &point),
+                point_time: &point.time,
+                outcome,
+                refused_flows: refused.clone(),
+            },
+            &watch,
+        )?;
         crate::finish(ctx, req, tx, Some(item.clone()))
     });
     match done {
@@ -421,6 +458,7 @@ pub fn test_failover(
     let item_id = req.path.parent_id();
     let lock = rt.transition_lock(&item_id);
     let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+    let mut watch = drills::Stopwatch::start();
     let item = item_of(ctx, req, &item_id)?;
     let body = req.body.clone().unwrap_or(json!({}));
     let p = &body["properties"];
@@ -480,6 +518,7 @@ pub fn test_failover(
         .or(subnets.first())
         .cloned();
     let point = choose_point(engine, rt, &item, &p["providerSpecificDetails"])?;
+    watch.step("Prerequisites check for test failover");
     let made = materialize_all(engine, &item, point.seq, |d| {
         format!(
             "{}-ASRTest",
@@ -501,6 +540,7 @@ pub fn test_failover(
         ));
     }
     let placed = place_all(ctx, &made, &target_loc).inspect_err(|_| discard(engine, &made))?;
+    watch.step("Creating test disks");
     let rg = made
         .first()
         .map(|m| {
@@ -518,7 +558,10 @@ pub fn test_failover(
     let vm_id = format!("{rg}/providers/Microsoft.Compute/virtualMachines/{vm_name}");
     let vm = bring_up_vm(ctx, rt, &item, &made, &vm_id, subnet, None)
         .inspect_err(|_| unplace(ctx, engine, &placed))?;
+    watch.step("Starting the test virtual machine");
+    watch.up();
     let vault_id = req.path.prefix(8);
+    let refused = refused_flows(rt, &item, &point);
     let done = ctx.store().write(|tx| {
         let mut item = found(tx, &item_id, "replication protected item")?;
         state::apply(&mut item, Transition::TestFailover)?;
@@ -536,6 +579,19 @@ pub fn test_failover(
         details["protectedItemDetails"][0]["testVmName"] = json!(vm_name);
         details["protectedItemDetails"][0]["networkConnectionStatus"] = json!(if vm.is_some() { "Connected" } else { "NotConnected" });
         jobs::record_with(tx, &vault_id, "TestFailover", "Test failover", &item, &["Prerequisites check for test failover", "Creating test disks", "Starting the test virtual machine"], details)?;
+        drills::record(tx, drills::Drill {
+            vault_id: &vault_id,
+            kind: drills::DrillKind::TestFailover,
+            item_id: &item_id,
+            item_name: str_of(&item["properties"], "friendlyName"),
+            point_id: &point_id(&item_id, &point),
+            point_time: &point.time,
+            outcome: match &vm {
+                Some(_) => format!("test VM {vm_name} is running in {} ({target_loc})", str_of(&network, "name")),
+                None => format!("the test disks are in {target_loc}; no VM was started (the network has no subnet)"),
+            },
+            refused_flows: refused.clone(),
+        }, &watch)?;
         crate::finish(ctx, req, tx, Some(item.clone()))
     });
     match done {
@@ -621,4 +677,18 @@ pub fn commit(ctx: &Ctx, req: &ArmRequest, engine: &Engine) -> Result<Reply, Arm
     // The points belong to the direction that was failed over: gone now.
     let _ = engine.disable(&eid);
     Ok(crate::accepted(ctx, req, &op))
+}
+
+/// The flows the network refused from the item's VM since the point was
+/// taken: why the point is as old as it is.
+fn refused_flows(rt: &Runtime, item: &Value, point: &RecoveryPoint) -> Vec<Value> {
+    let d = &item["properties"]["providerSpecificDetails"];
+    let vm = match Side::of(item) {
+        Side::Primary => str_of(d, "fabricObjectId"),
+        Side::Recovery => str_of(d, "recoveryFabricObjectId"),
+    };
+    rt.explain
+        .get()
+        .map(|e| e.refused_flows(vm, &point.time))
+        .unwrap_or_default()
 }

@@ -476,7 +476,20 @@ pub fn points(ctx: &Ctx, req: &ArmRequest, engine: &Engine, one: bool) -> Result
     };
     let item = item_of(ctx, req, &item_id)?;
     let m = engine.manifest(&engine_id(&item)).unwrap_or_default();
-    let docs: Vec<Value> = m.points.iter().rev().map(|p| point_doc(&item, p)).collect();
+    // recoverite adds whether a test failover has used the point (the
+    // drill reports, `/recoverite/drills`): a point proven to boot.
+    let docs: Vec<Value> = ctx.store().view(|r| {
+        m.points
+            .iter()
+            .rev()
+            .map(|p| {
+                let mut d = point_doc(&item, p);
+                d["properties"]["testedByDrill"] =
+                    json!(recoverite_rs_core::drills::tested(r, str_of(&d, "id"))?);
+                Ok(d)
+            })
+            .collect::<Result<Vec<Value>, ArmError>>()
+    })?;
     if one {
         let want = req
             .path

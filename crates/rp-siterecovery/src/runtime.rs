@@ -36,6 +36,9 @@ pub trait StorageTokens: Send + Sync {
 /// The gateway's verdict on a refused connection (why it was refused).
 pub trait Explain: Send + Sync {
     fn explain(&self, from: Ipv4Addr, to: Ipv4Addr) -> Option<String>;
+    /// The flow log's refused flows from `vm_id` since `since` (the
+    /// emulator's time), oldest first.
+    fn refused_flows(&self, vm_id: &str, since: &str) -> Vec<Value>;
 }
 
 /// What the runtime needs, wired once the server has it.

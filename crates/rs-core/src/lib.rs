@@ -5,6 +5,7 @@
 
 pub mod backup_config;
 pub mod containers;
+pub mod drills;
 pub mod protection;
 pub mod vault;
 

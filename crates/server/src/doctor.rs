@@ -169,6 +169,38 @@ pub fn run(
         &vnet,
     ));
 
+    // Site Recovery monitoring goes to an event hub in the target region
+    // (document 002: EventHub.{target region}); refused, it is a warning.
+    if matches!(scenario, Scenario::SiteRecovery | Scenario::Both) {
+        let replicating = recoverite_rp_siterecovery::runtime::item_of_vm(&store, vm)?;
+        let target = match &replicating {
+            Some(item) => Some(
+                recoverite_rp_siterecovery::protected_items::Side::of(item).target_location(item),
+            ),
+            None => match vault {
+                Some(v) => store.view(|r| {
+                    Ok::<_, ArmError>(
+                        resource::get(r, v)?
+                            .and_then(|d| d["location"].as_str().map(str::to_string)),
+                    )
+                })?,
+                None => None,
+            },
+        };
+        if let Some(region) = target {
+            let host = recoverite_agent::monitoring_host(
+                &recoverite_rp_recoveryservices::target::geo(&region),
+            );
+            let p = probe.probe(vm, &host, 443)?;
+            let mut c = connection_check("Site Recovery monitoring", &host, &p, false, &vnet);
+            if c.status == "fail" {
+                c.status = "warn";
+                c.fix = format!("allow outbound TCP 443 to the EventHub.{region} service tag (document 002); replication works without it, its health is not reported");
+            }
+            out.push(c);
+        }
+    }
+
     if let Some(vault_id) = vault {
         let (doc, conns) = store.view(|r| {
             let doc = resource::get(r, vault_id)?.ok_or_else(|| {

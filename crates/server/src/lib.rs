@@ -696,6 +696,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         .route("/recoverite/network/flowlog", get(netadmin::flow_log))
         .route("/recoverite/network/check", get(netadmin::check_flow))
         .route("/recoverite/doctor", get(doctor::http))
+        .route("/recoverite/drills", get(netadmin::drills))
         .route(
             &format!("/{}/messages", recoverite_agent::MONITORING_HUB),
             post(agents::monitoring_message).layer(DefaultBodyLimit::max(TOKEN_BODY_LIMIT)),

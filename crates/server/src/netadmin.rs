@@ -282,3 +282,55 @@ pub async fn check_flow(
         Err(_) => err(ArmError::internal("the check stopped unexpectedly")),
     }
 }
+
+/// `GET /recoverite/drills?vault=ID[&format=text]`: the vault's DR-drill
+/// reports (test failovers, failovers, failbacks, restores), oldest first,
+/// as JSON or one summary line each.
+pub async fn drills(
+    axum::extract::State(s): axum::extract::State<std::sync::Arc<crate::AppState>>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use recoverite_arm::{ArmError, Authorizer};
+    let fail = |e: ArmError| {
+        let status = axum::http::StatusCode::from_u16(e.status)
+            .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        (status, axum::Json(e.to_json())).into_response()
+    };
+    let Some(vault) = q.get("vault").cloned() else {
+        return fail(ArmError::invalid_parameter(
+            "vault",
+            "Give vault= as the vault's resource id.",
+        ));
+    };
+    let text = q.get("format").is_some_and(|f| f == "text");
+    let s2 = s.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        let caller = s2
+            .directory
+            .authenticate(headers.get("authorization").and_then(|v| v.to_str().ok()))?;
+        // Reports are what the vault's jobs show: its job readers may read them.
+        s2.directory.require(
+            &caller,
+            "Microsoft.RecoveryServices/vaults/replicationJobs/read",
+            &vault,
+        )?;
+        s2.directory
+            .store
+            .view(|r| recoverite_rs_core::drills::list(r, &vault))
+    })
+    .await;
+    match res {
+        Ok(Ok(reports)) if text => reports
+            .iter()
+            .map(|r| format!("{} {}\n", r.finished, r.summary))
+            .collect::<String>()
+            .into_response(),
+        Ok(Ok(reports)) => axum::Json(serde_json::json!({ "value": reports })).into_response(),
+        Ok(Err(e)) => fail(e),
+        Err(_) => fail(ArmError::internal(
+            "listing drill reports stopped unexpectedly",
+        )),
+    }
+}

@@ -233,6 +233,24 @@ impl Explain for GatewayExplain {
                 .map(|d| d.reason)
         })
     }
+
+    fn refused_flows(&self, vm_id: &str, since: &str) -> Vec<serde_json::Value> {
+        let from = recoverite_arm::time::parse(since);
+        let filter = recoverite_gateway::flowlog::Filter {
+            allowed: Some(false),
+            vm: Some(vm_id.to_string()),
+            dest: None,
+        };
+        self.0
+            .flows(&filter)
+            .into_iter()
+            .filter(|f| match (from, recoverite_arm::time::parse(&f.time)) {
+                (Some(a), Some(t)) => t >= a,
+                _ => true,
+            })
+            .filter_map(|f| serde_json::to_value(f).ok())
+            .collect()
+    }
 }
 
 /// Once a second: every replicating VM's agent ships its changes through the
