@@ -155,6 +155,13 @@ def main(conn_file):
     it = shipped()
     print(f"   health {it.properties.replication_health}, RPO {it.properties.provider_specific_details.rpo_in_seconds} s")
 
+    step("recoverite doctor: every hop from the VM passes (a CI gate before the failover)")
+    doctor = requests.get(c["armEndpoint"] + "/recoverite/doctor", verify=c["caCertFile"],
+                          headers={"Authorization": f"Bearer {token()}"},
+                          params={"vm": vm.id, "vault": vault.id, "scenario": "sr"}).json()
+    for check in doctor["checks"]:
+        print(f"   {check['status']:4} {check['check']}")
+
     step("unplanned failover to Central US (Latest), then the bytes are checked")
     failed = sr.replication_protected_items.begin_unplanned_failover(*item_path, {"properties": {
         "failoverDirection": "PrimaryToRecovery", "sourceSiteOperations": "NotRequired",
@@ -196,7 +203,7 @@ def main(conn_file):
         "failoverDirection": "PrimaryToRecovery", "providerSpecificDetails": {"instanceType": "A2A"}}}).result()
     print(f"   protected again from {again.properties.active_location}; resync {again.properties.provider_specific_details['resyncBytes']} bytes")
     jobs = [j.properties.scenario_name for j in sr.replication_jobs.list(SRC_RG, VAULT)]
-    return {"failover": failover_check, "failback": failback_check, "trap": trap, "resync": back.properties.provider_specific_details["resyncBytes"],
+    return {"doctor": doctor, "failover": failover_check, "failback": failback_check, "trap": trap, "resync": back.properties.provider_specific_details["resyncBytes"],
             "again": again.properties.provider_specific_details["resyncBytes"], "jobs": jobs, "vm": failed.properties.provider_specific_details.recovery_fabric_object_id}
 
 

@@ -39,6 +39,11 @@ def test_document_000_replication_walkthrough(server):
     if shutil.which("qemu-io") is None:
         pytest.skip("qemu-io (qemu-utils) is not installed")
     out = load("doc000_replication").main(str(server.data_dir / "connection.json"))
+    # The doctor gates the walkthrough: document 000's set-up passes every check.
+    failed = [c for c in out["doctor"]["checks"] if c["status"] == "fail"]
+    assert out["doctor"]["passed"] is True and not failed, failed
+    names = [c["check"] for c in out["doctor"]["checks"]]
+    assert any(n.startswith("cache storage account") for n in names) and any(n.startswith("Site Recovery monitoring") for n in names), names
     assert out["failover"][0], out["failover"][1]
     assert out["failback"][0], out["failback"][1]
     # Unlinked: the name resolves publicly, and the locked-down vault refuses.

@@ -1156,6 +1156,41 @@ pub fn point_data(r: &impl Reader, point_id: &str) -> Result<Option<PointData>, 
     Ok(r.get_json(POINT_DATA, &point_key(point_id))?)
 }
 
+/// The restore's drill report (rs-core's, shared with Site Recovery).
+fn restore_report(
+    tx: &mut recoverite_store::WriteTx,
+    vault_id: &str,
+    item: &Value,
+    point_id: &str,
+    outcome: String,
+    watch: &drills::Stopwatch,
+) -> Result<(), ArmError> {
+    let point_time = resource::get(tx, point_id)?
+        .and_then(|p| {
+            p["properties"]["recoveryPointTime"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    drills::record(
+        tx,
+        drills::Drill {
+            vault_id,
+            kind: drills::DrillKind::Restore,
+            item_id: item["id"].as_str().unwrap_or_default(),
+            item_name: item["properties"]["friendlyName"]
+                .as_str()
+                .unwrap_or_default(),
+            point_id,
+            point_time: &point_time,
+            outcome,
+            refused_flows: Vec::new(),
+        },
+        watch,
+    )
+    .map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1206,39 +1241,4 @@ mod tests {
         assert_eq!(n.len(), 17);
         assert!(n.chars().all(|c| c.is_ascii_digit()));
     }
-}
-
-/// The restore's drill report (rs-core's, shared with Site Recovery).
-fn restore_report(
-    tx: &mut recoverite_store::WriteTx,
-    vault_id: &str,
-    item: &Value,
-    point_id: &str,
-    outcome: String,
-    watch: &drills::Stopwatch,
-) -> Result<(), ArmError> {
-    let point_time = resource::get(tx, point_id)?
-        .and_then(|p| {
-            p["properties"]["recoveryPointTime"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
-    drills::record(
-        tx,
-        drills::Drill {
-            vault_id,
-            kind: drills::DrillKind::Restore,
-            item_id: item["id"].as_str().unwrap_or_default(),
-            item_name: item["properties"]["friendlyName"]
-                .as_str()
-                .unwrap_or_default(),
-            point_id,
-            point_time: &point_time,
-            outcome,
-            refused_flows: Vec::new(),
-        },
-        watch,
-    )
-    .map(|_| ())
 }

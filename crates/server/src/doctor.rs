@@ -201,6 +201,31 @@ pub fn run(
         }
     }
 
+    // Document 003: "Using an authenticated proxy to control network
+    // connectivity isn't supported by Site Recovery".
+    if let Some(proxy) = store.view(|r| {
+        Ok::<_, ArmError>(
+            resource::get(r, vm)?
+                .and_then(|v| v["tags"]["recoverite-proxy"].as_str().map(str::to_string)),
+        )
+    })? {
+        out.push(
+            match recoverite_agent::refuse_authenticating_proxy(Some(&proxy)) {
+                Ok(()) => pass(
+                    "proxy".into(),
+                    format!("{proxy}: unauthenticated, which Site Recovery supports"),
+                ),
+                Err(b) => fail(
+                    "proxy".into(),
+                    b.reason,
+                    "use an unauthenticated proxy, or let the VM reach the service tags directly"
+                        .into(),
+                ),
+            },
+        );
+    }
+    let replicating = recoverite_rp_siterecovery::runtime::item_of_vm(&store, vm)?.is_some();
+
     if let Some(vault_id) = vault {
         let (doc, conns) = store.view(|r| {
             let doc = resource::get(r, vault_id)?.ok_or_else(|| {
@@ -244,6 +269,11 @@ pub fn run(
                 format!("private endpoint {pe_name} ({group})"),
                 "Approved".into(),
             ));
+            if group == "AzureSiteRecovery" && !replicating {
+                if let Some(c) = free_ip_check(&store, &c.endpoint_id, pe_name)? {
+                    out.push(c);
+                }
+            }
             // Secondary-region endpoints serve cross-region restore, not this VM's region.
             if group == "AzureBackup_secondary" {
                 continue;
@@ -393,6 +423,38 @@ pub fn run(
     }
 
     Ok(out)
+}
+
+/// Document 000: "when you enable the replication, it adds two additional
+/// private links" — the endpoint's subnet needs two free addresses before
+/// replication is enabled.
+fn free_ip_check(
+    store: &recoverite_store::Store,
+    endpoint_id: &str,
+    pe_name: &str,
+) -> Result<Option<Check>, ArmError> {
+    store.view(|r| {
+        let Some(pe) = resource::get(r, endpoint_id)? else {
+            return Ok(None);
+        };
+        let subnet_id = pe["properties"]["subnet"]["id"].as_str().unwrap_or_default();
+        let Some(subnet) = resource::get(r, subnet_id)? else {
+            return Ok(None);
+        };
+        let Some(net) = subnet["properties"]["addressPrefix"]
+            .as_str()
+            .and_then(|p| p.parse::<ipnet::Ipv4Net>().ok())
+        else {
+            return Ok(None);
+        };
+        let free = recoverite_rp_network::ipam_store::pool(r, subnet_id, net)?.free();
+        let title = format!("free addresses for {pe_name}'s two extra FQDNs");
+        Ok(Some(if free >= 2 {
+            pass(title, format!("{free} free in {subnet_id}; enabling replication adds 2 (a cache storage endpoint would take 1 more)"))
+        } else {
+            fail(title, format!("{free} free in {subnet_id}: enabling replication adds 2 private link addresses to the endpoint"), "free addresses in the endpoint's subnet, or recreate the endpoint in a larger subnet before enabling replication".into())
+        }))
+    })
 }
 
 /// Document 001 for a MARS agent on the VM: "Only extensions and agents
