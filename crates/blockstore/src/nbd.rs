@@ -306,6 +306,53 @@ async fn reply<W: AsyncWriteExt + Unpin>(w: &mut W, err: u32, handle: u64) -> st
     w.write_u64(handle).await
 }
 
+/// Disk I/O on the blocking pool: a slow disk (a sync, a large read) must
+/// not stall the runtime's other connections.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(std::io::Error::other)
+}
+
+/// A writable export's state, moved to the blocking pool for each request.
+struct Disk {
+    file: Arc<File>,
+    journal: Option<Journal>,
+}
+
+impl Disk {
+    /// Journals the range, then changes it (`None`: zeroes it), FUA making
+    /// both durable before the answer.
+    fn change(
+        &mut self,
+        offset: u64,
+        len: u64,
+        data: Option<&[u8]>,
+        fua: bool,
+    ) -> std::io::Result<()> {
+        let j = self
+            .journal
+            .as_mut()
+            .ok_or_else(|| std::io::Error::from_raw_os_error(EPERM as i32))?;
+        j.record(offset, len)?;
+        match data {
+            Some(d) => self.file.write_all_at(d, offset)?,
+            None => crate::zero_range(&self.file, offset, len)?,
+        }
+        if fua {
+            durable(j, &self.file)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.journal.as_mut() {
+            Some(j) => durable(j, &self.file),
+            None => Ok(()),
+        }
+    }
+}
+
 async fn transmit<R: AsyncReadExt + Unpin, W: AsyncWriteExt + Unpin>(
     r: &mut R,
     w: &mut W,
@@ -315,11 +362,16 @@ async fn transmit<R: AsyncReadExt + Unpin, W: AsyncWriteExt + Unpin>(
         .read(true)
         .write(!e.read_only)
         .open(&e.image)?;
-    let mut journal = if e.read_only {
+    let journal = if e.read_only {
         None
     } else {
         Some(Journal::open(&e.journal)?)
     };
+    // Moved into each blocking call and back (one request at a time).
+    let mut disk = Some(Disk {
+        file: Arc::new(file),
+        journal,
+    });
     let mut buf = Vec::new();
     let gate = crate::gate::of(&e.image);
     loop {
@@ -335,14 +387,27 @@ async fn transmit<R: AsyncReadExt + Unpin, W: AsyncWriteExt + Unpin>(
         let in_range = offset
             .checked_add(len as u64)
             .is_some_and(|end| end <= e.size);
+        let mut d = disk
+            .take()
+            .ok_or_else(|| std::io::Error::other("disk state lost"))?;
         match cmd {
             CMD_READ => {
                 if !in_range || len > MAX_REQUEST {
+                    disk = Some(d);
                     reply(w, EINVAL, handle).await?;
                     continue;
                 }
-                buf.resize(len as usize, 0);
-                match file.read_exact_at(&mut buf, offset) {
+                let mut b = std::mem::take(&mut buf);
+                b.resize(len as usize, 0);
+                let file = d.file.clone();
+                let (res, b) = blocking(move || {
+                    let res = file.read_exact_at(&mut b, offset);
+                    (res, b)
+                })
+                .await?;
+                buf = b;
+                disk = Some(d);
+                match res {
                     Ok(()) => {
                         reply(w, 0, handle).await?;
                         w.write_all(&buf).await?;
@@ -357,57 +422,70 @@ async fn transmit<R: AsyncReadExt + Unpin, W: AsyncWriteExt + Unpin>(
                 buf.resize(len as usize, 0);
                 r.read_exact(&mut buf).await?;
                 let err = if e.read_only {
+                    disk = Some(d);
                     EPERM
                 } else if !in_range {
+                    disk = Some(d);
                     ENOSPC
                 } else {
                     let _writing = enter(&gate).await;
-                    let j = journal.as_mut().expect("writable export has a journal");
-                    match j
-                        .record(offset, len as u64)
-                        .and_then(|_| file.write_all_at(&buf, offset))
-                        .and_then(|_| if fua { durable(j, &file) } else { Ok(()) })
-                    {
-                        Ok(()) => 0,
-                        Err(_) => EIO,
+                    let b = std::mem::take(&mut buf);
+                    let (res, d, b) = blocking(move || {
+                        let res = d.change(offset, len as u64, Some(&b), fua);
+                        (res, d, b)
+                    })
+                    .await?;
+                    buf = b;
+                    disk = Some(d);
+                    if res.is_ok() {
+                        0
+                    } else {
+                        EIO
                     }
                 };
                 reply(w, err, handle).await?;
             }
             CMD_WRITE_ZEROES | CMD_TRIM => {
                 let err = if e.read_only {
+                    disk = Some(d);
                     EPERM
                 } else if !in_range {
+                    disk = Some(d);
                     ENOSPC
                 } else {
                     let _writing = enter(&gate).await;
-                    let j = journal.as_mut().expect("writable export has a journal");
-                    match j
-                        .record(offset, len as u64)
-                        .and_then(|_| crate::zero_range(&file, offset, len as u64))
-                        .and_then(|_| if fua { durable(j, &file) } else { Ok(()) })
-                    {
-                        Ok(()) => 0,
-                        Err(_) => EIO,
+                    let (res, d) = blocking(move || {
+                        let res = d.change(offset, len as u64, None, fua);
+                        (res, d)
+                    })
+                    .await?;
+                    disk = Some(d);
+                    if res.is_ok() {
+                        0
+                    } else {
+                        EIO
                     }
                 };
                 reply(w, err, handle).await?;
             }
             CMD_FLUSH => {
-                let res = match journal.as_mut() {
-                    Some(j) => durable(j, &file),
-                    None => Ok(()),
-                };
+                let (res, d) = blocking(move || {
+                    let res = d.flush();
+                    (res, d)
+                })
+                .await?;
+                disk = Some(d);
                 reply(w, if res.is_ok() { 0 } else { EIO }, handle).await?;
             }
             CMD_DISC => {
                 w.flush().await?;
-                if let Some(j) = journal.as_mut() {
-                    let _ = durable(j, &file);
-                }
+                let _ = blocking(move || d.flush()).await;
                 return Ok(());
             }
-            _ => reply(w, EINVAL, handle).await?,
+            _ => {
+                disk = Some(d);
+                reply(w, EINVAL, handle).await?
+            }
         }
         w.flush().await?;
     }

@@ -109,7 +109,7 @@ impl Engine {
     /// Collects every change since the agent's cursors into a batch; `None`
     /// when nothing was written.
     pub fn ship(&self, item: &str) -> std::io::Result<Option<Batch>> {
-        let _g = self.guard();
+        let _g = self.guard(item);
         // The agent only reads the manifest (the service owns it), so it can
         // run in another process.
         let m = Manifest::load(&self.item_dir(item))?;
@@ -152,7 +152,7 @@ impl Engine {
 
     /// The batch is safely in the cache: move the cursors past it.
     pub fn shipped(&self, item: &str, b: &Batch) -> std::io::Result<()> {
-        let _g = self.guard();
+        let _g = self.guard(item);
         let st = AgentState {
             cursors: b.cursors.clone(),
             next_batch: b.seq,
@@ -164,7 +164,7 @@ impl Engine {
 
     /// Bytes written at the source and not yet shipped (whole blocks), per disk.
     pub fn pending_at_source(&self, item: &str) -> std::io::Result<Vec<u64>> {
-        let _g = self.guard();
+        let _g = self.guard(item);
         let m = Manifest::load(&self.item_dir(item))?;
         let st = self.agent_state(item)?;
         let mut out = Vec::new();

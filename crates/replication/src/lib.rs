@@ -33,8 +33,23 @@ pub use manifest::{AgentState, DiskReplica, Manifest, PointKind, RecoveryPoint};
 pub struct Engine {
     dir: PathBuf,
     blocks: BlockStore,
-    /// One change at a time: agents, the service loop and failovers share items.
-    lock: std::sync::Arc<std::sync::Mutex<()>>,
+    /// One change at a time per item (agents, the service loop and
+    /// failovers share an item), items in parallel: the locks are striped by
+    /// item, so a whole-disk copy of one item holds up only its stripe.
+    locks: std::sync::Arc<[std::sync::Mutex<()>; STRIPES]>,
+}
+
+/// Lock stripes: items hashing to different stripes never wait on each other.
+const STRIPES: usize = 64;
+
+/// The stripe of an item (FNV-1a: stable, cheap, well spread for ids).
+fn stripe(item: &str) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in item.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % STRIPES as u64) as usize
 }
 
 /// One disk to protect: the source's block-store id and size.
@@ -55,7 +70,7 @@ impl Engine {
         Ok(Engine {
             dir,
             blocks,
-            lock: Default::default(),
+            locks: std::sync::Arc::new(std::array::from_fn(|_| std::sync::Mutex::new(()))),
         })
     }
 
@@ -63,8 +78,10 @@ impl Engine {
         &self.blocks
     }
 
-    fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.lock.lock().unwrap_or_else(|p| p.into_inner())
+    fn guard(&self, item: &str) -> std::sync::MutexGuard<'_, ()> {
+        self.locks[stripe(item)]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     fn item_dir(&self, item: &str) -> PathBuf {
@@ -81,7 +98,7 @@ impl Engine {
         disks: &[SourceDisk],
         time: &str,
     ) -> std::io::Result<Manifest> {
-        let _g = self.guard();
+        let _g = self.guard(item);
         let dir = self.item_dir(item);
         std::fs::create_dir_all(&dir)?;
         let mut m = Manifest::default();
@@ -115,7 +132,7 @@ impl Engine {
     }
 
     pub fn manifest(&self, item: &str) -> std::io::Result<Manifest> {
-        let _g = self.guard();
+        let _g = self.guard(item);
         self.manifest_locked(item)
     }
 
@@ -130,7 +147,7 @@ impl Engine {
 
     /// Stops replication and deletes every point.
     pub fn disable(&self, item: &str) -> std::io::Result<()> {
-        let _g = self.guard();
+        let _g = self.guard(item);
         match std::fs::remove_dir_all(self.item_dir(item)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),

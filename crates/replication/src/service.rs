@@ -56,7 +56,7 @@ impl Engine {
         time: &str,
         mut next: impl FnMut() -> std::io::Result<Option<Vec<u8>>>,
     ) -> std::io::Result<u64> {
-        let _g = self.guard();
+        let _g = self.guard(item);
         let dir = self.item_dir(item);
         let mut m = self.manifest_locked(item)?;
         let mut files: Vec<Option<std::fs::File>> = (0..m.disks.len()).map(|_| None).collect();
@@ -109,7 +109,7 @@ impl Engine {
 
     /// Seals the open point into a recovery point: one compacted delta per disk.
     pub fn seal(&self, item: &str, kind: PointKind, time: &str) -> std::io::Result<RecoveryPoint> {
-        let _g = self.guard();
+        let _g = self.guard(item);
         let dir = self.item_dir(item);
         let mut m = self.manifest_locked(item)?;
         let seq = m.next_seq;
@@ -160,7 +160,7 @@ impl Engine {
         dst: &Path,
         durable: bool,
     ) -> std::io::Result<()> {
-        let _g = self.guard();
+        let _g = self.guard(item);
         let dir = self.item_dir(item);
         let m = self.manifest_locked(item)?;
         let d = m
@@ -184,7 +184,7 @@ impl Engine {
     /// Drops the points older than `keep_from` (an RFC 3339 time), folding
     /// their deltas into the base so the oldest kept point stays exact.
     pub fn prune(&self, item: &str, keep_from: &str) -> std::io::Result<usize> {
-        let _g = self.guard();
+        let _g = self.guard(item);
         let dir = self.item_dir(item);
         let mut m = self.manifest_locked(item)?;
         let drop: Vec<u64> = m
@@ -234,7 +234,7 @@ impl Engine {
     /// manifest records the thinning, and an interrupted one is finished on
     /// open (renames and removals are idempotent).
     pub fn thin(&self, item: &str, seq: u64) -> std::io::Result<bool> {
-        let _g = self.guard();
+        let _g = self.guard(item);
         let dir = self.item_dir(item);
         let mut m = self.manifest_locked(item)?;
         let Some(pos) = m.points.iter().position(|p| p.seq == seq) else {

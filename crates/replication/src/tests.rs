@@ -343,3 +343,43 @@ fn forged_batches_are_refused_and_change_nothing() {
     e.materialize("i", p.seq, 0, &out).unwrap();
     assert_eq!(std::fs::metadata(&out).unwrap().len(), 1 << 20);
 }
+
+#[test]
+fn one_items_lock_does_not_hold_up_another() {
+    let d = tempfile::tempdir().unwrap();
+    let s = BlockStore::open(d.path()).unwrap();
+    let e = Engine::open(d.path(), s).unwrap();
+    let a = "item-a".to_string();
+    let other = (0..)
+        .map(|i| format!("item-{i}"))
+        .find(|b| stripe(b) != stripe(&a))
+        .unwrap();
+    let same = (0..)
+        .map(|i| format!("item-{i}"))
+        .find(|b| *b != a && stripe(b) == stripe(&a))
+        .unwrap();
+    // Item a is busy (a whole-disk copy, say).
+    let held = e.guard(&a);
+    let run = |item: String| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let e2 = e.clone();
+        std::thread::spawn(move || {
+            let _ = e2.pending_at_source(&item);
+            let _ = tx.send(());
+        });
+        rx
+    };
+    let free = run(other);
+    assert!(
+        free.recv_timeout(std::time::Duration::from_secs(5)).is_ok(),
+        "an item in another stripe waited"
+    );
+    let waits = run(same);
+    assert!(waits
+        .recv_timeout(std::time::Duration::from_millis(200))
+        .is_err());
+    drop(held);
+    assert!(waits
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .is_ok());
+}

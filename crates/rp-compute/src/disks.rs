@@ -59,6 +59,14 @@ fn io(e: std::io::Error) -> ArmError {
     ArmError::internal(format!("disk storage failed: {e}"))
 }
 
+/// How a disk PUT makes its bytes.
+enum Image {
+    /// A sparse copy of a disk, snapshot or disk restore point (its id).
+    Copy(String),
+    Create,
+    Resize,
+}
+
 /// Creates the disk document and its bytes (or resizes, on update).
 pub fn put(
     ctx: &Ctx,
@@ -82,7 +90,9 @@ pub fn put(
     }
     let props = body.get("properties").cloned().unwrap_or(json!({}));
     let rid = req.path.id();
-    let doc = ctx.store().write(|tx| {
+    // Decided on a snapshot; the bytes are made outside the store's write
+    // lock (a copy may be large); the commit checks nothing moved meanwhile.
+    let (doc, image, was) = ctx.store().view(|tx| {
         let existing = resource::get(tx, &rid)?;
         if patch && existing.is_none() {
             return Err(ArmError::resource_not_found(kind, &n, req.path.resource_group.as_deref()));
@@ -144,11 +154,11 @@ pub fn put(
             .and_then(|e| e["properties"]["uniqueId"].as_str().map(str::to_string))
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let bytes = gb << 30;
-        match (&existing, &source_doc) {
-            (None, Some(s)) => blocks.copy(s["properties"]["uniqueId"].as_str().unwrap_or_default(), &unique, bytes).map_err(io)?,
-            (None, None) => blocks.create(&unique, bytes).map_err(io)?,
-            (Some(_), _) => blocks.resize(&unique, bytes).map_err(io)?,
-        }
+        let image = match (&existing, &source_doc) {
+            (None, Some(s)) => Image::Copy(s["properties"]["uniqueId"].as_str().unwrap_or_default().to_string()),
+            (None, None) => Image::Create,
+            (Some(_), _) => Image::Resize,
+        };
         let mut doc = json!({
             "id": existing.as_ref().and_then(|e| e["id"].as_str().map(str::to_string)).unwrap_or(rid.clone()),
             "name": existing.as_ref().and_then(|e| e["name"].as_str()).unwrap_or(&n),
@@ -183,14 +193,43 @@ pub fn put(
         if let Some(m) = existing.as_ref().and_then(|e| e.get("managedBy")) {
             doc["managedBy"] = m.clone();
         }
+        let was = existing.as_ref().map(|e| e["properties"]["uniqueId"].clone());
+        Ok::<_, ArmError>((doc, image, was))
+    })?;
+    let unique = doc["properties"]["uniqueId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let bytes = doc["properties"]["diskSizeBytes"]
+        .as_u64()
+        .unwrap_or_default();
+    match &image {
+        Image::Copy(from) => blocks.copy(from, &unique, bytes).map_err(io)?,
+        Image::Create => blocks.create(&unique, bytes).map_err(io)?,
+        Image::Resize => blocks.resize(&unique, bytes).map_err(io)?,
+    }
+    let committed = ctx.store().write(|tx| {
+        let now = resource::get(tx, &rid)?.map(|e| e["properties"]["uniqueId"].clone());
+        if now != was {
+            return Err(ArmError::conflict("ConcurrentUpdate", format!("The {kind} '{n}' changed while this request made its bytes; send the request again.")));
+        }
         resource::put(tx, &rid, &doc)?;
         // Disk writes are long-running operations polled through Location
         // (201 is not used); the record commits with the change.
         let op = OperationRecord::new(ctx, "Microsoft.Compute", &rid).succeed(Some(doc.clone()));
         op.save(tx)?;
-        Ok((doc, op))
-    })?;
-    let (doc, op) = doc;
+        Ok(op)
+    });
+    let op = match committed {
+        Ok(op) => op,
+        Err(e) => {
+            // A new image nothing names goes again; a grown one stays grown.
+            if !matches!(image, Image::Resize) {
+                let _ = blocks.delete(&unique);
+            }
+            return Err(e);
+        }
+    };
     let sub = req.path.subscription.clone().unwrap_or_default();
     let url = lro::result_url(
         ctx,
