@@ -2,6 +2,7 @@
 
 pub mod authorization_provider;
 pub mod directory;
+pub mod graph;
 pub mod identity_block;
 pub mod principals;
 pub mod rbac;

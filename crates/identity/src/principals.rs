@@ -195,3 +195,46 @@ pub fn by_app_id(r: &impl Reader, app_id: &str) -> Result<Option<Principal>, Arm
         None => Ok(None),
     }
 }
+
+/// Every principal (service principals and managed identities).
+pub fn all(r: &impl Reader) -> Result<Vec<Principal>, ArmError> {
+    Ok(r.scan_json::<Principal>(PRINCIPALS, "")?
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect())
+}
+
+/// A new client secret for a service principal (the old one stops working).
+pub fn reset_secret(tx: &mut WriteTx, object_id: &str) -> Result<String, ArmError> {
+    let mut p = get(tx, object_id)?.ok_or_else(|| {
+        ArmError::new(
+            404,
+            "PrincipalNotFound",
+            format!("Principal {object_id} does not exist."),
+        )
+    })?;
+    let secret = new_secret();
+    let salt = uuid::Uuid::new_v4().to_string();
+    p.secret_sha256 = Some(hash_secret(&salt, &secret));
+    p.secret_salt = Some(salt);
+    save(tx, &p)?;
+    Ok(secret)
+}
+
+/// Takes a service principal's secret away: it cannot sign in until it gets one.
+pub fn clear_secret(tx: &mut WriteTx, object_id: &str) -> Result<(), ArmError> {
+    if let Some(mut p) = get(tx, object_id)? {
+        p.secret_salt = None;
+        p.secret_sha256 = None;
+        save(tx, &p)?;
+    }
+    Ok(())
+}
+
+/// Deletes a service principal (not a managed identity: those go with their resource).
+pub fn remove_service_principal(tx: &mut WriteTx, object_id: &str) -> Result<(), ArmError> {
+    if let Some(p) = get(tx, object_id)?.filter(|p| p.kind == PrincipalKind::ServicePrincipal) {
+        remove(tx, &p)?;
+    }
+    Ok(())
+}

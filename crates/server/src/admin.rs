@@ -99,7 +99,9 @@ pub async fn cloud_metadata(State(s): State<Arc<AppState>>) -> Response {
         "graphEndpoint": a,
         "portalEndpoint": a,
         "graphAudience": "https://graph.microsoft.com",
-        "microsoftGraphResourceId": "https://graph.microsoft.com/",
+        // Microsoft Graph is served here too (`/v1.0/…`): clients that read
+        // this (azure-cli's `az ad`) call it on the emulator.
+        "microsoftGraphResourceId": format!("{a}/"),
         "authentication": {
             "loginEndpoint": a,
             "audiences": ["https://management.core.windows.net/", "https://management.azure.com/"],

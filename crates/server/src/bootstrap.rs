@@ -80,6 +80,9 @@ pub fn load_or_create(store: &Store, catalog: &[ProviderInfo]) -> Result<Bootstr
 /// may create subscriptions) and the first subscription's record. Data
 /// directories from before subscriptions were state get them here.
 fn ensure_tenancy(tx: &mut recoverite_store::WriteTx, b: &Bootstrap) -> Result<(), ArmError> {
+    // The bootstrap principal administers the directory's applications
+    // (Microsoft Graph), as the tenant's first administrator does.
+    recoverite_identity::graph::grant_app_admin(tx, &b.object_id)?;
     if tenancy::tenant(tx)?.is_none() {
         tenancy::save_tenant(
             tx,

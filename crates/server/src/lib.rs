@@ -12,6 +12,7 @@ pub mod doctor;
 mod entra;
 mod file_recovery;
 mod first_party;
+mod graph;
 pub mod imds;
 mod mars;
 mod netadmin;
@@ -697,6 +698,10 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         .route("/recoverite/network/check", get(netadmin::check_flow))
         .route("/recoverite/doctor", get(doctor::http))
         .route("/recoverite/drills", get(netadmin::drills))
+        .route(
+            "/v1.0/{*path}",
+            axum::routing::any(graph::handle).layer(DefaultBodyLimit::max(TOKEN_BODY_LIMIT)),
+        )
         .route(
             &format!("/{}/messages", recoverite_agent::MONITORING_HUB),
             post(agents::monitoring_message).layer(DefaultBodyLimit::max(TOKEN_BODY_LIMIT)),
