@@ -90,6 +90,26 @@ impl BlockStore {
         }
     }
 
+    /// Frees the change journal's records before position `upto` (every
+    /// consumer has read past them): the prefix becomes a hole, so positions
+    /// stay valid and writers appending meanwhile are undisturbed. Returns
+    /// the bytes the journal takes on disk afterwards.
+    pub fn release_journal(&self, unique_id: &str, upto: u64) -> std::io::Result<u64> {
+        let path = self.journal(unique_id);
+        let f = match OpenOptions::new().write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        // Whole filesystem pages only, and never past the journal's end.
+        let end = upto.min(f.metadata()?.len()) / 4096 * 4096;
+        if end > 0 {
+            zero_range(&f, 0, end)?;
+        }
+        use std::os::unix::fs::MetadataExt;
+        Ok(f.metadata()?.blocks() * 512)
+    }
+
     /// The `(offset, length)` writes journaled from position `from` to
     /// `to` (positions from [`BlockStore::journal_len`]).
     pub fn written_between(
@@ -395,5 +415,40 @@ mod tests {
             s.changed_blocks("a").unwrap(),
             vec![0, 1, (10u64 << 30) / BLOCK]
         );
+    }
+}
+
+#[cfg(test)]
+mod release_tests {
+    use super::*;
+
+    #[test]
+    fn a_released_prefix_frees_its_bytes_and_keeps_positions() {
+        let d = tempfile::tempdir().unwrap();
+        let s = BlockStore::open(d.path()).unwrap();
+        s.create("a", 1 << 30).unwrap();
+        let mut j = Journal::open(&s.journal("a")).unwrap();
+        for i in 0..10_000u64 {
+            j.record(i * 4096, 4096).unwrap();
+        }
+        j.sync().unwrap();
+        let len = s.journal_len("a").unwrap();
+        assert_eq!(len, 160_000);
+        let before = std::fs::metadata(s.journal("a")).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert!(before.blocks() * 512 >= 160_000);
+        // A consumer has read up to record 9,000.
+        let kept = s.release_journal("a", 9_000 * 16).unwrap();
+        assert!(kept <= 20 * 1024, "{kept} bytes kept");
+        assert_eq!(s.journal_len("a").unwrap(), len, "positions do not move");
+        let tail = s.written_between("a", 9_000 * 16, len).unwrap();
+        assert_eq!(tail.len(), 1_000);
+        assert_eq!(tail[0], (9_000 * 4096, 4096));
+        // Appends go on after a release; releasing past the end is clamped.
+        j.record(7, 1).unwrap();
+        assert_eq!(s.written_between("a", len, len + 16).unwrap(), vec![(7, 1)]);
+        s.release_journal("a", u64::MAX).unwrap();
+        assert_eq!(s.journal_len("a").unwrap(), len + 16);
+        assert_eq!(s.release_journal("missing", 100).unwrap(), 0);
     }
 }

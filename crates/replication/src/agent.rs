@@ -150,6 +150,34 @@ impl Engine {
         }))
     }
 
+    /// Where each replicated disk's change journal is still needed from:
+    /// `(source disk's block-store id, the agent's cursor)` for every item.
+    /// Records before a cursor were shipped into the cache, durably, before
+    /// the cursor moved, so the journal may free them.
+    pub fn journal_holds(&self) -> std::io::Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for e in entries {
+            let e = e?;
+            let Some(item) = e.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let _g = self.guard(&item);
+            let Ok(m) = Manifest::load(&e.path()) else {
+                continue; // not an item, or being removed
+            };
+            let st = self.agent_state(&item)?;
+            for (i, d) in m.disks.iter().enumerate() {
+                out.push((d.source.clone(), st.cursors.get(i).copied().unwrap_or(0)));
+            }
+        }
+        Ok(out)
+    }
+
     /// The batch is safely in the cache: move the cursors past it.
     pub fn shipped(&self, item: &str, b: &Batch) -> std::io::Result<()> {
         let _g = self.guard(item);

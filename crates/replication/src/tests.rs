@@ -383,3 +383,42 @@ fn one_items_lock_does_not_hold_up_another() {
         .recv_timeout(std::time::Duration::from_secs(5))
         .is_ok());
 }
+
+#[test]
+fn shipped_records_are_held_no_longer_and_may_be_released() {
+    let d = tempfile::tempdir().unwrap();
+    let s = BlockStore::open(d.path()).unwrap();
+    let size = 64 << 20;
+    s.create("src", size).unwrap();
+    let e = Engine::open(d.path(), s.clone()).unwrap();
+    e.enable(
+        "item",
+        &[SourceDisk {
+            unique_id: "src".into(),
+            seed: None,
+            size,
+        }],
+        "2026-01-01T00:00:00Z",
+    )
+    .unwrap();
+    assert_eq!(e.journal_holds().unwrap(), vec![("src".to_string(), 0)]);
+    for i in 0..2_000 {
+        write(&s, "src", (i % 512) * 4096, i as u8, 4096);
+    }
+    // Not shipped yet: everything is held.
+    assert_eq!(e.journal_holds().unwrap()[0].1, 0);
+    let b = e.ship("item").unwrap().unwrap();
+    e.shipped("item", &b).unwrap();
+    let (_, hold) = e.journal_holds().unwrap().remove(0);
+    assert_eq!(hold, s.journal_len("src").unwrap());
+    s.release_journal("src", hold).unwrap();
+    // What is written next still ships, and the point has the bytes.
+    write(&s, "src", 8 << 20, 0xee, 4096);
+    e.apply("item", &b.bytes, "2026-01-01T00:01:00Z").unwrap();
+    let p = e
+        .take_point("item", PointKind::CrashConsistent, "2026-01-01T00:02:00Z")
+        .unwrap();
+    let out = d.path().join("out.img");
+    e.materialize_with("item", p.seq, 0, &out, false).unwrap();
+    assert_eq!(read(&out, 8 << 20, 4096), vec![0xee; 4096]);
+}

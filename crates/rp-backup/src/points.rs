@@ -174,6 +174,21 @@ fn previous_disks(r: &impl Reader, rid: &str) -> Result<Vec<PointDisk>, ArmError
     }
 }
 
+/// Where each backed-up disk's change journal is still needed from: the
+/// position of its item's newest point (the next backup reads from there).
+pub fn journal_holds(r: &impl Reader) -> Result<Vec<(String, u64)>, ArmError> {
+    let mut out = Vec::new();
+    for it in resource::list_of_type(r, "", crate::ITEM_TYPE)? {
+        let rid = it["id"].as_str().unwrap_or_default();
+        for d in previous_disks(r, rid)? {
+            if let (Some(u), Some(p)) = (d.source_unique, d.journal_pos) {
+                out.push((u, p));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// One backup of an item at a time: held while a point is taken.
 fn item_lock(rid: &str) -> std::sync::Arc<std::sync::Mutex<()>> {
     use std::collections::HashMap;

@@ -14,6 +14,7 @@ mod file_recovery;
 mod first_party;
 mod graph;
 pub mod imds;
+mod journals;
 mod mars;
 mod netadmin;
 mod replication;
@@ -596,6 +597,21 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         rt: rt.clone(),
         blocks: blocks.clone(),
     });
+    // Change journals: what every consumer read past is freed, once a minute.
+    {
+        let (store, blocks, engine) = (platform_store(&state), blocks.clone(), engine.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                let (s, b, e) = (store.clone(), blocks.clone(), engine.clone());
+                if let Ok(Err(err)) =
+                    tokio::task::spawn_blocking(move || journals::release(&s, &b, &e)).await
+                {
+                    tracing::warn!("releasing change journals: {}", err.body.message);
+                }
+            }
+        });
+    }
     // Azure Backup on the emulator clock: scheduled backups, pruning.
     let backup = {
         let bp = recoverite_rp_backup::BackupProvider::new(
