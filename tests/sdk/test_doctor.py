@@ -110,3 +110,41 @@ def test_doctor_checks_a_replicating_vms_cache_account(server):
     storage.storage_accounts.update(rg, "doctorcache1", {"properties": {"networkAcls": {"defaultAction": "Allow", "bypass": "AzureServices"}}})
     again = {c["check"]: c for c in doctor(server, vm, vault)["checks"]}
     assert again["cache storage account doctorcache1"]["status"] == "pass", again
+
+
+def test_doctor_names_a_full_endpoint_subnet_and_an_authenticating_proxy(server):
+    from azure.mgmt.compute import ComputeManagementClient
+    rg = "doctor-ips"
+    asr.groups(server, (rg, "eastus"))
+    net = server.client(NetworkManagementClient)
+    # A /28 holds 11 usable addresses; the vault's endpoint takes 5 (document 000).
+    vnet = net.virtual_networks.begin_create_or_update(rg, "tight", {"location": "eastus", "properties": {
+        "addressSpace": {"addressPrefixes": ["10.79.0.0/16"]},
+        "subnets": [{"name": "vms", "properties": {"addressPrefix": "10.79.1.0/24"}},
+                    {"name": "pe", "properties": {"addressPrefix": "10.79.2.0/28"}}]}}).result()
+    vm = asr.vm(server, rg, "ipvm", vnet.subnets[0].id, os_gb=1)
+    vault = server.client(RecoveryServicesClient).vaults.begin_create_or_update(rg, "ips-vault", {
+        "location": "westus", "sku": {"name": "Standard"}}).result()
+    net.private_endpoints.begin_create_or_update(rg, "ips-pe", {"location": "eastus", "properties": {
+        "subnet": {"id": vnet.subnets[1].id}, "privateLinkServiceConnections": [{"name": "c", "properties": {
+            "privateLinkServiceId": vault.id, "groupIds": ["AzureSiteRecovery"]}}]}}).result()
+
+    def ip_check():
+        [c] = [c for c in doctor(server, vm, vault)["checks"] if c["check"].startswith("free addresses")]
+        return c
+    assert ip_check()["status"] == "pass" and ip_check()["evidence"].startswith("6 free"), ip_check()
+    # Other holders take the subnet's addresses until one is left.
+    for i in range(5):
+        net.network_interfaces.begin_create_or_update(rg, f"filler-{i}", {"location": "eastus", "properties": {
+            "ipConfigurations": [{"name": "c", "properties": {"subnet": {"id": vnet.subnets[1].id}}}]}}).result()
+    full = ip_check()
+    assert full["status"] == "fail" and full["evidence"].startswith("1 free") and "2 private link" in full["evidence"], full
+
+    # Document 003: an authenticating proxy is not supported.
+    compute = server.client(ComputeManagementClient)
+    compute.virtual_machines.begin_update(rg, "ipvm", {"tags": {"recoverite-proxy": "ops:pw@proxy.corp:3128"}}).result()
+    [proxy] = [c for c in doctor(server, vm, vault)["checks"] if c["check"] == "proxy"]
+    assert proxy["status"] == "fail" and "authentication prox" in proxy["evidence"], proxy
+    compute.virtual_machines.begin_update(rg, "ipvm", {"tags": {"recoverite-proxy": "proxy.corp:3128"}}).result()
+    [proxy] = [c for c in doctor(server, vm, vault)["checks"] if c["check"] == "proxy"]
+    assert proxy["status"] == "pass", proxy
