@@ -131,6 +131,10 @@ pub fn service_principal_json(p: &Principal) -> Value {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Filter {
     DisplayName(String),
+    /// `startswith(displayName,'x')`
+    DisplayNameStartsWith(String),
+    /// Clauses joined by `and`.
+    All(Vec<Filter>),
     AppId(String),
     /// `servicePrincipalNames/any(c:c eq 'x')`
     ServicePrincipalName(String),
@@ -139,6 +143,19 @@ pub enum Filter {
 
 /// Parses `$filter`; what Graph would not understand is refused, not ignored.
 pub fn parse_filter(f: &str) -> Result<Filter, GraphError> {
+    let clauses: Vec<&str> = f.split(" and ").collect();
+    if clauses.len() > 1 {
+        return Ok(Filter::All(
+            clauses
+                .into_iter()
+                .map(parse_clause)
+                .collect::<Result<_, _>>()?,
+        ));
+    }
+    parse_clause(f)
+}
+
+fn parse_clause(f: &str) -> Result<Filter, GraphError> {
     let f = f.trim();
     let quoted = |s: &str| -> Option<String> {
         let s = s.trim();
@@ -153,6 +170,14 @@ pub fn parse_filter(f: &str) -> Result<Filter, GraphError> {
             None
         }
     };
+    if let Some(arg) = f
+        .strip_prefix("startswith(displayName,")
+        .and_then(|r| r.strip_suffix(')'))
+    {
+        if let Some(v) = quoted(arg) {
+            return Ok(Filter::DisplayNameStartsWith(v));
+        }
+    }
     if let Some(v) = eq("displayName") {
         return Ok(Filter::DisplayName(v));
     }
@@ -183,12 +208,14 @@ pub fn parse_filter(f: &str) -> Result<Filter, GraphError> {
         }
     }
     Err(GraphError::bad(format!(
-        "Unsupported or invalid query filter clause '{f}': recoverite filters by displayName, appId, servicePrincipalNames/any(…) and identifierUris/any(…)."
+        "Unsupported or invalid query filter clause '{f}': recoverite filters by displayName (eq, startswith), appId, servicePrincipalNames/any(…) and identifierUris/any(…), joined by 'and'."
     )))
 }
 
 fn sp_matches(p: &Principal, f: &Filter) -> bool {
     match f {
+        Filter::All(fs) => fs.iter().all(|f| sp_matches(p, f)),
+        Filter::DisplayNameStartsWith(n) => p.display_name.starts_with(n.as_str()),
         Filter::DisplayName(n) => p.display_name == *n,
         Filter::AppId(a) => p.app_id.eq_ignore_ascii_case(a),
         Filter::ServicePrincipalName(n) => {
@@ -203,6 +230,8 @@ fn sp_matches(p: &Principal, f: &Filter) -> bool {
 
 fn app_matches(a: &Application, f: &Filter) -> bool {
     match f {
+        Filter::All(fs) => fs.iter().all(|f| app_matches(a, f)),
+        Filter::DisplayNameStartsWith(n) => a.display_name.starts_with(n.as_str()),
         Filter::DisplayName(n) => a.display_name == *n,
         Filter::AppId(x) => a.app_id.eq_ignore_ascii_case(x),
         Filter::IdentifierUri(u) => a.identifier_uris.iter().any(|x| x == u),
@@ -478,7 +507,14 @@ mod tests {
             parse_filter("displayName eq 'O''Brien'").unwrap(),
             Filter::DisplayName("O'Brien".into())
         );
-        let e = parse_filter("startswith(displayName,'x')").unwrap_err();
+        assert_eq!(
+            parse_filter("startswith(displayName,'ci') and appId eq 'a'").unwrap(),
+            Filter::All(vec![
+                Filter::DisplayNameStartsWith("ci".into()),
+                Filter::AppId("a".into())
+            ])
+        );
+        let e = parse_filter("endswith(displayName,'x')").unwrap_err();
         assert_eq!((e.status, e.code), (400, "Request_BadRequest"));
     }
 
