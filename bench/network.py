@@ -129,7 +129,7 @@ def main():
         rows.append(("DNS: public Azure names from outside (queries/s)", f"{qps_pub:.0f}", "-", ""))
         rows.append(("DNS: queries lost", str(lost_p + lost_q), "-", ""))
         time.sleep(0.5)
-        tp = subprocess.run([str(EX / "throughput"), vm, f"{pe_alias}:10443", "2048"], capture_output=True, text=True, check=True).stdout
+        tp = subprocess.run([str(EX / "throughput"), vm, f"{pe_alias}:{10443 + c.get('instanceSlot', 0)}", "2048"], capture_output=True, text=True, check=True).stdout
         t = dict(line.split() for line in tp.strip().splitlines())
         rows.append(("Gateway: proxied TCP, both directions (GB/s)", t["gateway_proxied_gb_per_s"], t["direct_loopback_gb_per_s"], "direct loopback, no proxy"))
     finally:

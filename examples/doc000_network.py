@@ -103,7 +103,7 @@ def main(conn_file):
             s.settimeout(2)
             s.bind((src, 0))
             try:
-                s.connect((pub_alias, 10443))
+                s.connect((pub_alias, 10443 + c.get("instanceSlot", 0)))
                 return s.recv(200).decode().strip()
             except ConnectionRefusedError:
                 time.sleep(0.05)

@@ -33,12 +33,13 @@ enum Command {
         /// Where state, keys and certificates are kept.
         #[arg(long, default_value = ".recoverite", env = "RECOVERITE_DATA_DIR")]
         data_dir: PathBuf,
-        /// HTTPS port for ARM and the token service (0 picks a free port).
-        #[arg(long, default_value_t = 10443)]
-        port: u16,
-        /// Port of the DNS server.
-        #[arg(long, default_value_t = 10053)]
-        dns_port: u16,
+        /// HTTPS port for ARM and the token service (0 picks a free port;
+        /// default 10443, plus the instance's slot when other recoverites run).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Port of the DNS server (default 10053, plus the instance's slot).
+        #[arg(long)]
+        dns_port: Option<u16>,
         /// Also export managed disks over NBD on this TCP port of 127.0.0.1
         /// (0 picks a free one). Without it they are served only on the
         /// owner-only Unix socket `DATA_DIR/nbd.sock`.
@@ -444,7 +445,11 @@ fn serve(cfg: ServeConfig) -> Result<()> {
 
 fn read_connection(data_dir: &Path) -> Option<Connection> {
     let text = std::fs::read_to_string(data_dir.join("connection.json")).ok()?;
-    serde_json::from_str(&text).ok()
+    let c: Connection = serde_json::from_str(&text).ok()?;
+    // Commands acting inside the server's network reach its gateway where
+    // that instance's slot puts it.
+    recoverite_listen::instance::set_slot(c.instance_slot);
+    Some(c)
 }
 
 /// Creates a principal through the running server, or directly in the data

@@ -99,8 +99,8 @@ pub fn server() -> &'static Server {
         let running = rt
             .block_on(recoverite_server::start(recoverite_server::ServeConfig {
                 data_dir: dir.path().join("data"),
-                port: 0,
-                dns_port: 0,
+                port: Some(0),
+                dns_port: Some(0),
                 nbd_port: None,
                 poll_after_secs: 0,
                 recovery_point_secs: 3600,

@@ -16,6 +16,15 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("RECOVERITE_BIN", ROOT / "target" / "debug" / "recoverite"))
 
 
+# The slot of the server started last (the one the tests talk to).
+CURRENT_SLOT = 0
+
+
+def gw_port(model):
+    """Where model port `model` of a loopback alias is served (recoverite_listen::instance)."""
+    return (model + 10000 if model < 1024 else model) + CURRENT_SLOT
+
+
 class Server:
     def __init__(self, data_dir: Path):
         self.data_dir = data_dir
@@ -40,6 +49,8 @@ class Server:
                 raise TimeoutError("recoverite did not write connection.json")
             time.sleep(0.02)
         self.conn = json.loads(conn_file.read_text())
+        global CURRENT_SLOT
+        CURRENT_SLOT = self.slot
         return self
 
     def stop(self):
@@ -53,6 +64,11 @@ class Server:
         return self.start()
 
     # Helpers -------------------------------------------------------------
+    @property
+    def slot(self):
+        """The instance slot: its gateway serves model port p on p+10000 (p<1024) or p, plus the slot."""
+        return self.conn.get("instanceSlot", 0)
+
     @property
     def ca(self):
         return self.conn["caCertFile"]

@@ -8,7 +8,7 @@ import socket
 import uuid
 
 import pytest
-from conftest import wait_listening
+from conftest import wait_listening, gw_port
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.compute import ComputeManagementClient
@@ -198,11 +198,11 @@ def test_agent_endpoints_are_closed_to_readers(server, env):
 
 
 def blob_request(src, dst, host):
-    wait_listening((dst, 10443))
+    wait_listening((dst, gw_port(443)))
     s = socket.socket()
     s.settimeout(5)
     s.bind((src, 0))
-    s.connect((dst, 10443))
+    s.connect((dst, gw_port(443)))
     s.sendall(f"GET /data?restype=container&comp=list HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
     data = b""
     while True:

@@ -8,6 +8,7 @@ import asr
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.storage import StorageManagementClient
+from conftest import gw_port
 
 RG = "connchk-rg"
 
@@ -81,7 +82,7 @@ def test_network_check_by_vm_and_name_and_the_flow_log_filters(server, env):
         s.settimeout(3)
         s.bind((src, 0))
         try:
-            s.connect((dst, 20004))
+            s.connect((dst, gw_port(20004)))
             break
         except ConnectionRefusedError:
             time.sleep(0.1)

@@ -13,7 +13,7 @@ import subprocess
 from email.utils import formatdate
 
 import pytest
-from conftest import wait_listening
+from conftest import wait_listening, gw_port
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
@@ -160,10 +160,10 @@ def shared_key_request(method, account, key, alias, path, query):
 
 def raw_blob(method, account, alias, path, query, headers=""):
     """One HTTP request to the Blob service through the gateway's alias."""
-    wait_listening((alias, 10443))
+    wait_listening((alias, gw_port(443)))
     s = socket.socket()
     s.settimeout(5)
-    s.connect((alias, 10443))
+    s.connect((alias, gw_port(443)))
     s.sendall((f"{method} {path}?{query} HTTP/1.1\r\nHost: {account}.blob.core.windows.net\r\nx-ms-version: 2025-01-05\r\n"
                f"{headers}Content-Length: 0\r\nConnection: close\r\n\r\n").encode())
     data = b""

@@ -9,6 +9,7 @@ import pytest
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.privatedns import PrivateDnsManagementClient
 from azure.mgmt.resource.resources import ResourceManagementClient
+from conftest import gw_port
 
 API = "api-version=2024-01-01"
 ZONE = "privatelink.test.recoverite.local"
@@ -70,7 +71,8 @@ def w(server):
     rm.resource_groups.begin_delete("gw-rg").result()
 
 
-def connect(src, dst, port=10443):
+def connect(src, dst, port=None):
+    port = port or gw_port(443)
     wait_listening((dst, port))
     s = socket.socket()
     s.settimeout(3)

@@ -15,10 +15,13 @@ from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.msi import ManagedServiceIdentityClient
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.resource.resources import ResourceManagementClient
+from conftest import gw_port
 
 RG = "imds-rg"
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
-IMDS = "http://127.169.254.254:10080"
+def imds():
+    """IMDS's address for the instance under test (its slot moves the port)."""
+    return f"http://127.169.254.254:{gw_port(80)}"
 
 # Run "inside a VM": every outgoing connection leaves from the VM's alias.
 INSIDE = textwrap.dedent("""
@@ -38,7 +41,7 @@ INSIDE = textwrap.dedent("""
 
 def inside(alias, scope="https://management.azure.com/.default", **kw):
     out = subprocess.run([sys.executable, "-c", INSIDE, alias, json.dumps(kw), scope], capture_output=True, text=True, timeout=120,
-                         env={"AZURE_POD_IDENTITY_AUTHORITY_HOST": IMDS, "PATH": "/usr/bin:/bin"})
+                         env={"AZURE_POD_IDENTITY_AUTHORITY_HOST": imds(), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -113,14 +116,14 @@ def test_no_vm_gets_another_vms_identity(server, vms):
 
 def test_connections_from_outside_any_vm_are_refused(server, vms):
     import requests
-    r = requests.get(f"{IMDS}/metadata/identity/oauth2/token", params={"api-version": "2018-02-01", "resource": "https://management.azure.com/"},
+    r = requests.get(f"{imds()}/metadata/identity/oauth2/token", params={"api-version": "2018-02-01", "resource": "https://management.azure.com/"},
                      headers={"Metadata": "true"}, timeout=10)
     assert r.status_code == 403 and r.json()["error"] == "invalid_request", r.text
     assert "error" in inside("127.0.0.1")
     # IMDS's own rule: no Metadata header, no answer.
     s = __import__("socket").socket()
     s.bind((vms["vm-a"]["alias"], 0))
-    s.connect(("127.169.254.254", 10080))
+    s.connect(("127.169.254.254", gw_port(80)))
     s.sendall(b"GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     data = s.recv(4096).decode()
     s.close()

@@ -17,6 +17,7 @@ from azure.mgmt.privatedns import PrivateDnsManagementClient
 from azure.mgmt.recoveryservices import RecoveryServicesClient
 from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
 from azure.mgmt.resource.resources import ResourceManagementClient
+from conftest import gw_port
 
 RG = "vault-rg"
 ASR_ZONE = "privatelink.siterecovery.windowsazure.com"
@@ -108,7 +109,8 @@ def test_site_recovery_endpoints_in_source_and_recovery_networks(server, v):
     v["fqdns"] = fqdns
 
 
-def connect(src, dst, port=10443):
+def connect(src, dst, port=None):
+    port = port or gw_port(443)
     for _ in range(60):
         s = socket.socket()
         s.settimeout(3)
@@ -124,7 +126,8 @@ def connect(src, dst, port=10443):
     return None
 
 
-def connect_naming(src, dst, vault_id, port=10443):
+def connect_naming(src, dst, vault_id, port=None):
+    port = port or gw_port(443)
     """A client of a shared public service address names its vault first."""
     for _ in range(60):
         s = socket.socket()
@@ -362,7 +365,7 @@ def backup_agent(server, vm_alias, vnet, vault_id, num, svc="wbcm1", geo="eus"):
         s.settimeout(3)
         s.bind((vm_alias, 0))
         try:
-            s.connect((dst, 10443))
+            s.connect((dst, gw_port(443)))
             s.sendall(f"vault {vault_id}\n".encode())
             data = s.recv(200).decode()
             return "public", data

@@ -29,14 +29,9 @@ pub use tls::client_config;
 /// Trust for the emulator's TLS certificate, as agents hold it.
 pub type TlsConfig = std::sync::Arc<rustls::ClientConfig>;
 
-/// Where a model port is served on a loopback alias (the gateway's rule).
-pub fn real_port(model: u16) -> u16 {
-    if model < 1024 {
-        model + 10000
-    } else {
-        model
-    }
-}
+/// Where a model port is served on a loopback alias (the gateway's rule,
+/// which follows the instance's slot).
+pub use recoverite_listen::instance::real_port;
 
 pub const TIMEOUT: Duration = Duration::from_secs(3);
 /// The cache container Site Recovery writes change batches to.

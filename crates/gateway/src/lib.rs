@@ -74,22 +74,9 @@ async fn http_host(stream: &TcpStream) -> Option<String> {
     }
 }
 
-/// Where a model port is served on an alias.
-pub fn real_port(model: u16) -> u16 {
-    if model < 1024 {
-        model + 10000
-    } else {
-        model
-    }
-}
-
-pub fn model_port(real: u16) -> u16 {
-    if (10000..11024).contains(&real) {
-        real - 10000
-    } else {
-        real
-    }
-}
+/// Where a model port is served on an alias, and back (they follow the
+/// instance's slot: `recoverite_listen::instance`).
+pub use recoverite_listen::instance::{model_port, real_port};
 
 /// Site Recovery's replication-group port: agents of one group talk on it.
 pub const MULTI_VM_SYNC_PORT: u16 = 20004;

@@ -4,6 +4,8 @@
 //! instead of spinning: `accept` fails at once while the condition lasts, so
 //! a bare `loop { accept }` takes a core at 100 %.
 
+pub mod instance;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

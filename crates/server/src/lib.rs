@@ -42,9 +42,11 @@ pub use bootstrap::Bootstrap;
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub data_dir: PathBuf,
-    /// HTTPS port; 0 picks a free one.
-    pub port: u16,
-    pub dns_port: u16,
+    /// HTTPS port; 0 picks a free one; `None`: 10443 plus the instance's
+    /// slot (10443 for the first instance on the machine).
+    pub port: Option<u16>,
+    /// DNS port, likewise (`None`: 10053 plus the slot).
+    pub dns_port: Option<u16>,
     /// A TCP port exporting managed disks over NBD as well (0 picks a free
     /// one); without it disks are served only on the data directory's
     /// owner-only Unix socket, `nbd.sock`.
@@ -61,8 +63,8 @@ impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             data_dir: PathBuf::from(".recoverite"),
-            port: 10443,
-            dns_port: 10053,
+            port: None,
+            dns_port: None,
             nbd_port: None,
             poll_after_secs: 1,
             recovery_point_secs: 300,
@@ -87,6 +89,11 @@ pub struct Connection {
     /// date while the server runs (`recoverite subscription create`).
     #[serde(default)]
     pub subscriptions: Vec<SubscriptionEntry>,
+    /// The instance's slot (`recoverite_listen::instance`): model port `p` of
+    /// its loopback aliases is served on `p + 10000 + slot` (below 1024) or
+    /// `p + slot`; 0 for the first instance on a machine.
+    #[serde(default)]
+    pub instance_slot: u16,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -321,6 +328,8 @@ pub struct Running {
     /// (the fuzz targets send requests through it without TLS).
     pub app: axum::Router,
     pub resolver: Arc<recoverite_dns::Resolver>,
+    /// The instance slot, held until the server stops.
+    pub instance: recoverite_listen::instance::Claim,
 }
 
 impl Running {
@@ -384,6 +393,12 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         )
     })?;
     lock_down(&data_dir).map_err(|e| ServeError::DataDir(data_dir.clone(), e.to_string()))?;
+    // The instance's slot: where its gateway, IMDS and default ports listen,
+    // so that instances run side by side.
+    let instance = recoverite_listen::instance::claim(&data_dir)
+        .map_err(|e| ServeError::DataDir(data_dir.clone(), format!("instance slot: {e}")))?;
+    let port = cfg.port.unwrap_or(10443 + instance.slot);
+    let dns_listen = cfg.dns_port.unwrap_or(10053 + instance.slot);
     let registry = private_link_registry();
     let blocks = recoverite_blockstore::BlockStore::open(&data_dir)
         .map_err(|e| ServeError::DataDir(data_dir.clone(), e.to_string()))?;
@@ -411,14 +426,14 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
     let boot = bootstrap::load_or_create(&store, &catalog)?;
 
     let (tls, files) = tls::server_config(&data_dir).map_err(ServeError::Tls)?;
-    let listener = TcpListener::bind(("127.0.0.1", cfg.port))
-        .map_err(|e| ServeError::Listen(cfg.port, e.to_string()))?;
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .map_err(|e| ServeError::Listen(port, e.to_string()))?;
     listener
         .set_nonblocking(true)
-        .map_err(|e| ServeError::Listen(cfg.port, e.to_string()))?;
+        .map_err(|e| ServeError::Listen(port, e.to_string()))?;
     let addr = listener
         .local_addr()
-        .map_err(|e| ServeError::Listen(cfg.port, e.to_string()))?;
+        .map_err(|e| ServeError::Listen(port, e.to_string()))?;
     let endpoint = format!("https://127.0.0.1:{}", addr.port());
 
     let tokens = Arc::new(TokenService::start(
@@ -445,9 +460,9 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         tenant_hooks: vec![events.clone()],
     });
     let resolver = Arc::new(recoverite_dns::Resolver::new(platform.store.clone()));
-    let (dns_port, dns_tasks) = recoverite_dns::serve(resolver.clone(), cfg.dns_port)
+    let (dns_port, dns_tasks) = recoverite_dns::serve(resolver.clone(), dns_listen)
         .await
-        .map_err(|e| ServeError::Listen(cfg.dns_port, format!("DNS: {e}")))?;
+        .map_err(|e| ServeError::Listen(dns_listen, format!("DNS: {e}")))?;
     let exports = Arc::new(DiskExports {
         store: platform.store.clone(),
         blocks: blocks.clone(),
@@ -745,6 +760,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         ca_cert_file: files.ca_cert.display().to_string(),
         dns_server: format!("127.0.0.1:{dns_port}"),
         subscriptions: subscription_entries(&state_store),
+        instance_slot: instance.slot,
     };
     let json = serde_json::to_vec_pretty(&connection).expect("connection serialises");
     write_atomically(&conn_path, &json)
@@ -777,6 +793,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         nbd: nbd.clone(),
         app,
         resolver: state.resolver.clone(),
+        instance,
     })
 }
 

@@ -84,8 +84,8 @@ async fn boot(dir: &Path) -> Running {
     loop {
         let cfg = ServeConfig {
             data_dir: dir.to_path_buf(),
-            port: 0,
-            dns_port: 0,
+            port: Some(0),
+            dns_port: Some(0),
             nbd_port: Some(0),
             poll_after_secs: 1,
             recovery_point_secs: 300,
