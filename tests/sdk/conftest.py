@@ -147,8 +147,8 @@ def server():
 def isolated_server(server):
     """A server of the module's own, for tests that change the tenant
     (subscriptions, management groups) which every other test would see.
-    The shared server pauses meanwhile: two servers on one machine would
-    share loopback aliases (one recoverite per machine, for now)."""
+    The shared server stops meanwhile, so the helpers' instance slot
+    (`gw_port`) is the one the test talks to."""
     server.stop()
     try:
         yield from _serve("recoverite-sdk-own-")
