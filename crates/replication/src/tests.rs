@@ -15,6 +15,20 @@ fn write(s: &BlockStore, id: &str, off: u64, byte: u8, len: usize) {
         .unwrap();
 }
 
+/// Protects one disk as `item`.
+fn enable_one(e: &Engine, item: &str, src: &str, size: u64, time: &str) {
+    e.enable(
+        item,
+        &[SourceDisk {
+            unique_id: src.into(),
+            seed: None,
+            size,
+        }],
+        time,
+    )
+    .unwrap();
+}
+
 fn read(p: &Path, off: u64, len: usize) -> Vec<u8> {
     let mut f = File::open(p).unwrap();
     f.seek(SeekFrom::Start(off)).unwrap();
@@ -31,16 +45,7 @@ fn points_materialize_exactly_and_survive_pruning() {
     s.create("src", size).unwrap();
     write(&s, "src", 0, 1, 4096);
     let e = Engine::open(d.path(), s.clone()).unwrap();
-    e.enable(
-        "item",
-        &[SourceDisk {
-            unique_id: "src".into(),
-            seed: None,
-            size,
-        }],
-        "t0",
-    )
-    .unwrap();
+    enable_one(&e, "item", "src", size, "t0");
     write(&s, "src", 100 << 20, 2, 1 << 20);
     let p1 = e
         .take_point("item", PointKind::CrashConsistent, "t1")
@@ -391,16 +396,7 @@ fn shipped_records_are_held_no_longer_and_may_be_released() {
     let size = 64 << 20;
     s.create("src", size).unwrap();
     let e = Engine::open(d.path(), s.clone()).unwrap();
-    e.enable(
-        "item",
-        &[SourceDisk {
-            unique_id: "src".into(),
-            seed: None,
-            size,
-        }],
-        "2026-01-01T00:00:00Z",
-    )
-    .unwrap();
+    enable_one(&e, "item", "src", size, "2026-01-01T00:00:00Z");
     assert_eq!(e.journal_holds().unwrap(), vec![("src".to_string(), 0)]);
     for i in 0..2_000 {
         write(&s, "src", (i % 512) * 4096, i as u8, 4096);

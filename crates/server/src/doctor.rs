@@ -525,11 +525,7 @@ pub async fn http(
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let fail = |e: ArmError| {
-        let status = axum::http::StatusCode::from_u16(e.status)
-            .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-        (status, axum::Json(e.to_json())).into_response()
-    };
+    let fail = crate::admin::err;
     let caller = match s
         .directory
         .authenticate(headers.get("authorization").and_then(|v| v.to_str().ok()))

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -19,10 +19,7 @@ use recoverite_rp_network::aliases;
 
 use crate::AppState;
 
-fn err(e: ArmError) -> Response {
-    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, Json(e.to_json())).into_response()
-}
+use crate::admin::err;
 
 /// Who may look: anyone who may read networks in a subscription of the
 /// tenant (the first is named in the refusal).
@@ -292,12 +289,8 @@ pub async fn drills(
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    use recoverite_arm::{ArmError, Authorizer};
-    let fail = |e: ArmError| {
-        let status = axum::http::StatusCode::from_u16(e.status)
-            .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-        (status, axum::Json(e.to_json())).into_response()
-    };
+    use recoverite_arm::Authorizer;
+    let fail = err;
     let Some(vault) = q.get("vault").cloned() else {
         return fail(ArmError::invalid_parameter(
             "vault",
