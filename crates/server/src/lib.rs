@@ -613,7 +613,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         blocks: blocks.clone(),
     });
     // Change journals: what every consumer read past is freed, once a minute.
-    {
+    let journals = {
         let (store, blocks, engine) = (platform_store(&state), blocks.clone(), engine.clone());
         tokio::spawn(async move {
             loop {
@@ -625,8 +625,8 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
                     tracing::warn!("releasing change journals: {}", err.body.message);
                 }
             }
-        });
-    }
+        })
+    };
     // Azure Backup on the emulator clock: scheduled backups, pruning.
     let backup = {
         let bp = recoverite_rp_backup::BackupProvider::new(
@@ -786,6 +786,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
                 sweeper,
                 file_recovery_task,
                 mars_task,
+                journals,
             ])
             .chain(nbd_task)
             .chain(imds_task)

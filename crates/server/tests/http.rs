@@ -119,8 +119,10 @@ async fn connection_file_token_and_resource_group() {
         .keys()
         .map(String::as_str)
         .collect();
-    // The eight fields plus the tenant's subscriptions (the first one alone here).
-    assert_eq!(keys.len(), 9);
+    // The eight fields, the tenant's subscriptions (the first one alone
+    // here) and the instance slot.
+    assert_eq!(keys.len(), 10);
+    assert!(file["instanceSlot"].as_u64().is_some_and(|s| s < 100));
     assert_eq!(
         file["subscriptions"][0]["subscriptionId"],
         r.connection.subscription_id.as_str()
