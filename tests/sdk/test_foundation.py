@@ -32,7 +32,9 @@ def test_connection_file_has_exactly_the_documented_keys(server):
         "armEndpoint", "authority", "tenantId", "subscriptionId",
         "clientId", "clientSecret", "caCertFile", "dnsServer",
         "subscriptions",  # issue 16: every subscription of the tenant
+        "instanceSlot",  # issue 15: instances side by side
     }
+    assert 0 <= server.conn["instanceSlot"] < 100
     assert server.conn["subscriptions"] == [{"subscriptionId": server.sub, "displayName": "recoverite"}]
     assert server.conn["armEndpoint"].startswith("https://127.0.0.1:")
 
