@@ -68,9 +68,28 @@ pub struct Facts {
     pub target_region: String,
     /// The item's source region (its storage tag).
     pub source_region: String,
-    /// The resource the fix concerns, when the platform knows it (the zone,
-    /// the security group, the account, the vault).
-    pub entity_id: String,
+    /// The VM the agent runs on and its cache account (what a fix may
+    /// concern besides the network and the refusing security group).
+    pub vm_id: String,
+    pub cache_id: String,
+}
+
+impl Facts {
+    /// The resource the fix for `cause` concerns: the network for DNS, the
+    /// account for a refused writer, else the refusing security group when
+    /// the verdict names one, else the VM.
+    fn entity(&self, cause: Cause) -> String {
+        let nsg = self.verdict.as_deref().and_then(|v| {
+            let rest = v.split("network security group ").nth(1)?;
+            Some(rest.split([',', ' ']).next()?.to_string())
+        });
+        match (cause, nsg) {
+            (Cause::Dns, _) => self.vnet_id.clone(),
+            (Cause::StorageAccess, _) => self.cache_id.clone(),
+            (_, Some(nsg)) => nsg,
+            _ => self.vm_id.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -340,7 +359,7 @@ pub fn health_error(cause: Cause, b: &Blocked, f: &Facts, now: &str) -> HealthEr
         possible_causes: causes,
         recommended_action: action,
         creation_time_utc: now.into(),
-        entity_id: f.entity_id.clone(),
+        entity_id: f.entity(cause),
         error_id: String::new(),
         customer_resolvability: "Allowed".into(),
     }
@@ -501,6 +520,22 @@ mod tests {
                 && e.error_message.contains("p1")
         );
         assert!(e.recommended_action.contains("cache1"));
+    }
+
+    #[test]
+    fn the_entity_is_what_the_fix_changes() {
+        let f = Facts {
+            vnet_id: "net".into(),
+            vm_id: "vm".into(),
+            cache_id: "acct".into(),
+            verdict: Some("denied by network security group /x/nsg1, rule securityRules/r".into()),
+            ..Facts::default()
+        };
+        assert_eq!(f.entity(Cause::Dns), "net");
+        assert_eq!(f.entity(Cause::StorageAccess), "acct");
+        assert_eq!(f.entity(Cause::Storage), "/x/nsg1");
+        let quiet = Facts { verdict: None, ..f };
+        assert_eq!(quiet.entity(Cause::EntraId), "vm");
     }
 
     #[test]

@@ -552,26 +552,6 @@ fn facts(
             });
         }
     }
-    // What to change: the refusing security group, the account, the network.
-    let nsg = verdict.as_deref().and_then(|v| {
-        let rest = v.split("network security group ").nth(1)?;
-        Some(rest.split([',', ' ']).next()?.to_string())
-    });
-    let entity_id = match (
-        health::diagnose(
-            b,
-            &health::Facts {
-                private_endpoint,
-                ..Default::default()
-            },
-        ),
-        nsg,
-    ) {
-        (health::Cause::Dns, _) => vnet_id.clone(),
-        (health::Cause::StorageAccess, _) => cache_id.clone(),
-        (_, Some(nsg)) => nsg,
-        _ => vm_id.to_string(),
-    };
     Ok(health::Facts {
         vnet_id,
         private_endpoint,
@@ -579,7 +559,8 @@ fn facts(
         roles,
         target_region: side.target_location(item),
         source_region: side.source_location(item),
-        entity_id,
+        vm_id: vm_id.to_string(),
+        cache_id,
     })
 }
 

@@ -172,10 +172,11 @@ pub struct Drill<'a> {
 /// Keeps the report of a finished operation, in the transaction that
 /// commits it; a test failover marks its point as tested.
 pub fn record(tx: &mut WriteTx, d: Drill<'_>, watch: &Stopwatch) -> Result<DrillReport, ArmError> {
+    // Time first, so a vault's reports list in the order they were made.
     let name = format!(
-        "{}-{}",
+        "{:020}-{:08x}",
         time::now().unix_timestamp_nanos(),
-        &uuid_like(d.item_id)
+        rand::random::<u32>()
     );
     let mut report = DrillReport {
         id: format!("{}/drillReports/{name}", d.vault_id),
@@ -200,12 +201,6 @@ pub fn record(tx: &mut WriteTx, d: Drill<'_>, watch: &Stopwatch) -> Result<Drill
         tx.put_json(TESTED, &id::key(d.point_id), &report.id)?;
     }
     Ok(report)
-}
-
-fn uuid_like(seed: &str) -> String {
-    use rand::Rng;
-    let n: u32 = rand::thread_rng().gen();
-    format!("{:08x}{:04x}", n, seed.len() & 0xffff)
 }
 
 /// A vault's reports, oldest first.

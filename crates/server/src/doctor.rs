@@ -171,8 +171,9 @@ pub fn run(
 
     // Site Recovery monitoring goes to an event hub in the target region
     // (document 002: EventHub.{target region}); refused, it is a warning.
+    // The replicating item whose agent runs on the VM, if any.
+    let replicating = recoverite_rp_siterecovery::runtime::item_of_vm(&store, vm)?;
     if matches!(scenario, Scenario::SiteRecovery | Scenario::Both) {
-        let replicating = recoverite_rp_siterecovery::runtime::item_of_vm(&store, vm)?;
         let target = match &replicating {
             Some(item) => Some(
                 recoverite_rp_siterecovery::protected_items::Side::of(item).target_location(item),
@@ -224,7 +225,6 @@ pub fn run(
             },
         );
     }
-    let replicating = recoverite_rp_siterecovery::runtime::item_of_vm(&store, vm)?.is_some();
 
     if let Some(vault_id) = vault {
         let (doc, conns) = store.view(|r| {
@@ -269,7 +269,7 @@ pub fn run(
                 format!("private endpoint {pe_name} ({group})"),
                 "Approved".into(),
             ));
-            if group == "AzureSiteRecovery" && !replicating {
+            if group == "AzureSiteRecovery" && replicating.is_none() {
                 if let Some(c) = free_ip_check(&store, &c.endpoint_id, pe_name)? {
                     out.push(c);
                 }
@@ -314,10 +314,10 @@ pub fn run(
 
     // A replicating VM's agent writes to its cache storage account.
     if matches!(scenario, Scenario::SiteRecovery | Scenario::Both) {
-        if let Some(item) = recoverite_rp_siterecovery::runtime::item_of_vm(&store, vm)? {
+        if let Some(item) = &replicating {
             let placement = store.view(|r| {
                 Ok::<_, ArmError>(
-                    recoverite_rp_siterecovery::runtime::placement(r, &s.rt, &item).ok(),
+                    recoverite_rp_siterecovery::runtime::placement(r, &s.rt, item).ok(),
                 )
             })?;
             if let Some(p) = placement {

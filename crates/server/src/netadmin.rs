@@ -290,9 +290,8 @@ pub async fn drills(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     use recoverite_arm::Authorizer;
-    let fail = err;
     let Some(vault) = q.get("vault").cloned() else {
-        return fail(ArmError::invalid_parameter(
+        return err(ArmError::invalid_parameter(
             "vault",
             "Give vault= as the vault's resource id.",
         ));
@@ -321,8 +320,8 @@ pub async fn drills(
             .collect::<String>()
             .into_response(),
         Ok(Ok(reports)) => axum::Json(serde_json::json!({ "value": reports })).into_response(),
-        Ok(Err(e)) => fail(e),
-        Err(_) => fail(ArmError::internal(
+        Ok(Err(e)) => err(e),
+        Err(_) => err(ArmError::internal(
             "listing drill reports stopped unexpectedly",
         )),
     }
