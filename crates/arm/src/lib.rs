@@ -17,7 +17,7 @@ pub mod time;
 
 pub use error::{ArmError, ArmResult, ErrorBody};
 pub use provider::{
-    ArmRequest, Authorizer, Caller, Ctx, Environment, Operation, Platform, Provider, ProviderInfo,
-    Reply, ResourceType, ScopeCascade, TenantHook,
+    ArmRequest, Authorizer, Caller, Ctx, Endpoint, Endpoints, Environment, Operation, Platform,
+    Provider, ProviderInfo, Reply, ResourceType, Routed, ScopeCascade, TenantHook,
 };
 pub use router::{RawRequest, Router, RESOURCES};

@@ -141,8 +141,45 @@ pub struct Operation {
     pub public: bool,
 }
 
+/// A request parsed once: the operation the router authorizes, and the
+/// handler bound to exactly what was parsed. The router cannot run anything
+/// but the handler of the operation it authorized.
+pub struct Routed<'a> {
+    pub operation: Operation,
+    handler: Handler<'a>,
+}
+
+type Handler<'a> = Box<dyn FnOnce(&Ctx, &ArmRequest) -> Result<Reply, ArmError> + 'a>;
+
+impl<'a> Routed<'a> {
+    pub fn new(
+        operation: Operation,
+        handler: impl FnOnce(&Ctx, &ArmRequest) -> Result<Reply, ArmError> + 'a,
+    ) -> Routed<'a> {
+        Routed {
+            operation,
+            handler: Box::new(handler),
+        }
+    }
+
+    /// Runs the handler (after the router's checks).
+    pub fn run(self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+        (self.handler)(ctx, req)
+    }
+}
+
 pub trait Provider: Send + Sync {
     fn info(&self) -> ProviderInfo;
+
+    /// Parses the request into the operation to authorize and its handler.
+    /// Providers with a typed endpoint implement [`Endpoints`] instead; the
+    /// default serves providers that still match paths in `handle`.
+    fn route(&self, req: &ArmRequest) -> Result<Routed<'_>, ArmError> {
+        let operation = self.operation(req)?;
+        Ok(Routed::new(operation, move |ctx, req| {
+            self.handle(ctx, req)
+        }))
+    }
 
     /// Classifies the request. The default derives the action from the path
     /// the way ARM does (`{ns}/{types}/read|write|delete`, `…/{verb}/action`).
@@ -151,6 +188,62 @@ pub trait Provider: Send + Sync {
     }
 
     fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError>;
+}
+
+/// What a typed endpoint declares about itself.
+pub trait Endpoint {
+    /// The RBAC action it needs, e.g. `Microsoft.RecoveryServices/vaults/read`.
+    fn action(&self) -> &'static str;
+    /// A list whose items a caller without the action may still see one by one.
+    fn is_list(&self) -> bool {
+        false
+    }
+}
+
+/// A provider that parses each request once into its own endpoint type (as
+/// Garage's S3 router does), declares the endpoint's action, and serves the
+/// endpoint it parsed, never the raw path again.
+pub trait Endpoints: Send + Sync {
+    type Endpoint: Endpoint + Send;
+
+    fn info(&self) -> ProviderInfo;
+
+    /// (method, path, query) → endpoint; unknown paths and methods are
+    /// ARM's errors here, before authorization.
+    fn parse(&self, req: &ArmRequest) -> Result<Self::Endpoint, ArmError>;
+
+    fn serve(&self, ctx: &Ctx, req: &ArmRequest, ep: Self::Endpoint) -> Result<Reply, ArmError>;
+}
+
+impl<T: Endpoints> Provider for T {
+    fn info(&self) -> ProviderInfo {
+        Endpoints::info(self)
+    }
+
+    fn route(&self, req: &ArmRequest) -> Result<Routed<'_>, ArmError> {
+        // Scope, api-versions and the type named in errors come from the
+        // registration (an unknown type is refused here); the action is the
+        // endpoint's own.
+        let mut operation = default_operation(&Endpoints::info(self), req)?;
+        match self.parse(req) {
+            Ok(ep) => {
+                operation.action = ep.action().to_string();
+                operation.list = ep.is_list();
+                Ok(Routed::new(operation, move |ctx, req| {
+                    self.serve(ctx, req, ep)
+                }))
+            }
+            // A known type with a method or shape the provider does not
+            // serve: ARM checks the api-version and the caller's right on
+            // the type first, then answers the provider's error.
+            Err(e) => Ok(Routed::new(operation, move |_, _| Err(e))),
+        }
+    }
+
+    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+        let ep = self.parse(req)?;
+        self.serve(ctx, req, ep)
+    }
 }
 
 /// ARM's action for a provider path, and the resource type's api-versions.
@@ -554,6 +647,10 @@ impl Provider for NamespaceGroup {
             info.resource_types.extend(m.info().resource_types);
         }
         info
+    }
+
+    fn route(&self, req: &ArmRequest) -> Result<Routed<'_>, ArmError> {
+        self.member(req)?.route(req)
     }
 
     fn operation(&self, req: &ArmRequest) -> Result<Operation, ArmError> {

@@ -159,7 +159,8 @@ impl Router {
         if let Some(reply) = operations_list(provider.as_ref(), &req)? {
             return Ok(reply);
         }
-        let op = provider.operation(&req)?;
+        let routed = provider.route(&req)?;
+        let op = &routed.operation;
         if !op
             .api_versions
             .iter()
@@ -215,7 +216,7 @@ impl Router {
                 }
             }
         }
-        let reply = provider.handle(&ctx, &req)?;
+        let reply = routed.run(&ctx, &req)?;
         if ctx.filtered_action.is_some() {
             return only_visible(&ctx, reply);
         }

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod crr;
+pub mod endpoint;
 pub mod ilr;
 pub mod items;
 pub mod jobs;
@@ -21,7 +22,7 @@ use std::path::PathBuf;
 
 use http::Method;
 
-use recoverite_arm::{resource, ArmError, ArmRequest, Ctx, Provider, ProviderInfo, Reply};
+use recoverite_arm::{resource, ArmError, ArmRequest, Ctx, Endpoints, ProviderInfo, Reply};
 use recoverite_blockstore::BlockStore;
 use recoverite_store::Reader;
 
@@ -150,6 +151,8 @@ pub enum Route {
         container: String,
         item: String,
         op: String,
+        /// `operationsStatus` (else `operationResults`).
+        status: bool,
     },
     Backup {
         container: String,
@@ -201,7 +204,7 @@ pub enum Route {
     OperationResult(String),
 }
 
-fn route(req: &ArmRequest) -> Result<Route, ArmError> {
+pub fn route(req: &ArmRequest) -> Result<Route, ArmError> {
     let p = req.provider_part()?;
     let t = req.types_lower()?;
     let t: Vec<&str> = t.iter().map(String::as_str).collect();
@@ -215,8 +218,8 @@ fn route(req: &ArmRequest) -> Result<Route, ArmError> {
         ["vaults", "backupfabrics", "protectioncontainers", "protecteditems"] if fabric_ok() && p.is_resource() => {
             Route::Item { container: n(2), item: n(3) }
         }
-        ["vaults", "backupfabrics", "protectioncontainers", "protecteditems", "operationresults" | "operationsstatus"] if fabric_ok() => {
-            Route::ItemOperation { container: n(2), item: n(3), op: n(4) }
+        ["vaults", "backupfabrics", "protectioncontainers", "protecteditems", kind @ ("operationresults" | "operationsstatus")] if fabric_ok() => {
+            Route::ItemOperation { container: n(2), item: n(3), op: n(4), status: *kind == "operationsstatus" }
         }
         ["vaults", "backupfabrics", "protectioncontainers", "protecteditems", "backup"] if fabric_ok() => {
             Route::Backup { container: n(2), item: n(3) }
@@ -285,14 +288,20 @@ fn route(req: &ArmRequest) -> Result<Route, ArmError> {
     Ok(r)
 }
 
-impl Provider for BackupProvider {
+impl Endpoints for BackupProvider {
+    type Endpoint = endpoint::Call;
+
     fn info(&self) -> ProviderInfo {
         ProviderInfo::from_table(NAMESPACE, TYPES, &recoverite_rs_core::API, false, true)
     }
 
-    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    fn parse(&self, req: &ArmRequest) -> Result<endpoint::Call, ArmError> {
+        endpoint::Call::parse(req)
+    }
+
+    fn serve(&self, ctx: &Ctx, req: &ArmRequest, call: endpoint::Call) -> Result<Reply, ArmError> {
         use Method as M;
-        match (route(req)?, req.method.clone()) {
+        match (call.route, call.method) {
             (Route::Policies, M::GET) => policy::list(ctx, req),
             (Route::Policy(n), M::GET) => policy::get(ctx, req, &n),
             (Route::Policy(n), M::PUT) => policy::put(ctx, req, &n),

@@ -8,18 +8,19 @@ pub mod dependents;
 pub mod extended_info;
 /// Vault records live in the Recovery Services core, shared with Site Recovery and Backup.
 pub use recoverite_rs_core::vault as meta;
+pub mod route;
 pub mod target;
 pub mod vault;
 
-use http::Method;
 use serde_json::{json, Value};
 
 use recoverite_arm::{
-    ArmError, ArmRequest, Ctx, Provider, ProviderInfo, Reply, ResourceType, ScopeCascade,
+    ArmError, ArmRequest, Ctx, Endpoints, ProviderInfo, Reply, ResourceType, ScopeCascade,
 };
 use recoverite_privatelink::PrivateLinkTarget;
 use recoverite_store::WriteTx;
 
+pub use route::Route;
 pub use target::VaultTarget;
 
 pub const NAMESPACE: &str = "Microsoft.RecoveryServices";
@@ -43,8 +44,8 @@ const TYPES: &[&str] = &[
 
 pub struct RecoveryServicesProvider;
 
-impl Provider for RecoveryServicesProvider {
-    fn info(&self) -> ProviderInfo {
+impl RecoveryServicesProvider {
+    fn info_of(&self) -> ProviderInfo {
         ProviderInfo {
             namespace: NAMESPACE,
             resource_types: TYPES
@@ -58,57 +59,45 @@ impl Provider for RecoveryServicesProvider {
             requires_registration: true,
         }
     }
+}
 
-    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        let p = req.provider_part()?;
-        let types: Vec<String> = p.types.iter().map(|t| t.to_ascii_lowercase()).collect();
-        let t: Vec<&str> = types.iter().map(String::as_str).collect();
-        use Method as M;
-        match (t.as_slice(), p.is_resource(), req.method.clone()) {
-            (["vaults"], true, M::PUT) => vault::put(ctx, req, false),
-            (["vaults"], true, M::PATCH) => vault::put(ctx, req, true),
-            (["vaults"], true, M::GET) => vault::get(ctx, req),
-            (["vaults"], true, M::DELETE) => vault::delete(ctx, req),
-            (["vaults"], false, M::GET) => vault::list(ctx, req),
-            (["vaults", "extendedinformation"], true, M::PUT) => {
-                extended_info::put(ctx, req, false)
-            }
-            (["vaults", "extendedinformation"], true, M::PATCH) => {
-                extended_info::put(ctx, req, true)
-            }
-            (["vaults", "extendedinformation"], true, M::GET) => extended_info::get(ctx, req),
-            (["vaults", "certificates"], true, M::PUT) => certificates::put(ctx, req),
-            (["vaults", "registeredidentities"], true, M::DELETE) => {
-                certificates::delete_registered_identity(ctx, req)
-            }
-            (["vaults", "privateendpointconnections"], true, M::GET) => connections::get(ctx, req),
-            (["vaults", "privateendpointconnections"], true, M::PUT) => connections::put(ctx, req),
-            (["vaults", "privateendpointconnections"], true, M::DELETE) => {
-                connections::delete(ctx, req)
-            }
-            (["vaults", "privateendpointconnections"], false, M::GET) => {
-                connections::list(ctx, req)
-            }
-            (["vaults", "privateendpointconnections", "operationsstatus"], true, M::GET) => {
-                connections::operation_status(ctx, req)
-            }
-            (["vaults", "privatelinkresources"], _, M::GET) => private_link_resources(ctx, req),
-            (["vaults", "usages"], false, M::GET) => vault::usages(ctx, req),
-            (["vaults", "replicationusages"], false, M::GET) => vault::replication_usages(ctx, req),
-            (["vaults", "backupfabrics", "protectioncontainers"], true, M::PUT) => {
-                containers::register(ctx, req)
-            }
-            (["vaults", "backupfabrics", "protectioncontainers"], true, M::GET) => {
-                containers::get(ctx, req)
-            }
-            (["vaults", "backupfabrics", "protectioncontainers"], true, M::DELETE) => {
-                containers::unregister(ctx, req)
-            }
-            (["vaults", "backupprotectioncontainers"], false, M::GET) => containers::list(ctx, req),
-            (["locations", "checknameavailability"], false, M::POST) => {
-                vault::check_name_availability(ctx, req)
-            }
-            (_, _, m) => Err(ArmError::method_not_allowed(m.as_str())),
+impl Endpoints for RecoveryServicesProvider {
+    type Endpoint = Route;
+
+    fn info(&self) -> ProviderInfo {
+        self.info_of()
+    }
+
+    fn parse(&self, req: &ArmRequest) -> Result<Route, ArmError> {
+        route::parse(req)
+    }
+
+    fn serve(&self, ctx: &Ctx, req: &ArmRequest, route: Route) -> Result<Reply, ArmError> {
+        use Route::*;
+        match route {
+            CreateVault => vault::put(ctx, req, false),
+            UpdateVault => vault::put(ctx, req, true),
+            GetVault => vault::get(ctx, req),
+            DeleteVault => vault::delete(ctx, req),
+            ListVaults => vault::list(ctx, req),
+            PutExtendedInfo => extended_info::put(ctx, req, false),
+            PatchExtendedInfo => extended_info::put(ctx, req, true),
+            GetExtendedInfo => extended_info::get(ctx, req),
+            UploadCertificate => certificates::put(ctx, req),
+            DeleteRegisteredIdentity => certificates::delete_registered_identity(ctx, req),
+            GetConnection => connections::get(ctx, req),
+            PutConnection => connections::put(ctx, req),
+            DeleteConnection => connections::delete(ctx, req),
+            ListConnections => connections::list(ctx, req),
+            ConnectionOperationStatus => connections::operation_status(ctx, req),
+            GetPrivateLinkResource | ListPrivateLinkResources => private_link_resources(ctx, req),
+            Usages => vault::usages(ctx, req),
+            ReplicationUsages => vault::replication_usages(ctx, req),
+            RegisterContainer => containers::register(ctx, req),
+            GetContainer => containers::get(ctx, req),
+            UnregisterContainer => containers::unregister(ctx, req),
+            ListContainers => containers::list(ctx, req),
+            CheckNameAvailability => vault::check_name_availability(ctx, req),
         }
     }
 }
