@@ -149,9 +149,18 @@ pub fn compact(src: &Path, dst: &Path) -> std::io::Result<u64> {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        std::fs::hard_link(src, dst)?;
-        File::open(src)?.sync_all()?;
-        return Ok(len);
+        match std::fs::hard_link(src, dst) {
+            Ok(()) => {
+                File::open(src)?.sync_all()?;
+                return Ok(len);
+            }
+            // A filesystem without hard links (FUSE ones, vfat, some network
+            // filesystems) answers EPERM or EOPNOTSUPP: write the copy instead.
+            Err(e)
+                if e.raw_os_error() == Some(libc::EPERM)
+                    || e.kind() == std::io::ErrorKind::Unsupported => {}
+            Err(e) => return Err(e),
+        }
     }
     let mut input = File::open(src)?;
     let mut out = BufWriter::with_capacity(1 << 20, File::create(dst)?);

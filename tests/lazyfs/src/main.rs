@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{
     Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
     LockOwner, MountOption, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
     WriteFlags,
 };
 
@@ -550,6 +550,74 @@ impl Filesystem for LazyFs {
         }
         d.size = d.size.max(end);
         reply.written(data.len() as u32)
+    }
+
+    /// SEEK_DATA and SEEK_HOLE, as ext4 answers them: data is what the
+    /// backing file holds plus every unsynced page, so sparse files stay
+    /// sparse when recoverite copies them (without this, every hole reads as
+    /// data and a 1 GiB empty disk is copied whole, into memory).
+    fn lseek(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        let st = self.state.lock().expect("state");
+        let Some(f) = st.handles.get(&fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        let backing_len = match f.metadata() {
+            Ok(m) => m.len(),
+            Err(e) => return reply.error(errno(e)),
+        };
+        let dirty = st.dirty.get(&ino.0);
+        let size = dirty.map(|d| d.size).unwrap_or(backing_len);
+        let Ok(off) = u64::try_from(offset) else {
+            return reply.error(Errno::ENXIO);
+        };
+        if off >= size {
+            return reply.error(Errno::ENXIO);
+        }
+        let is_dirty = |p: u64| dirty.is_some_and(|d| d.pages.contains_key(&(p / PAGE)));
+        // The backing file's own answer (None: no data at or after `p`).
+        let backing = |p: u64, how: i32| -> Option<u64> {
+            if p >= backing_len {
+                return None;
+            }
+            use std::os::fd::AsRawFd;
+            // SAFETY: lseek on a descriptor we own moves only its offset.
+            let r = unsafe { libc::lseek(f.as_raw_fd(), p as libc::off_t, how) };
+            (r >= 0).then_some(r as u64)
+        };
+        match whence {
+            libc::SEEK_DATA => {
+                let from_backing = backing(off, libc::SEEK_DATA);
+                let from_pages = dirty
+                    .and_then(|d| d.pages.range(off / PAGE..).next())
+                    .map(|(idx, _)| (idx * PAGE).max(off));
+                match [from_backing, from_pages].into_iter().flatten().min() {
+                    Some(x) if x < size => reply.offset(x as i64),
+                    _ => reply.error(Errno::ENXIO),
+                }
+            }
+            libc::SEEK_HOLE => {
+                let mut p = off;
+                while p < size {
+                    if is_dirty(p) {
+                        p = (p / PAGE + 1) * PAGE;
+                    } else if backing(p, libc::SEEK_DATA) == Some(p) {
+                        p = backing(p, libc::SEEK_HOLE).unwrap_or(backing_len).max(p + 1);
+                    } else {
+                        break;
+                    }
+                }
+                reply.offset(p.min(size) as i64)
+            }
+            _ => reply.error(Errno::EINVAL),
+        }
     }
 
     fn flush(
