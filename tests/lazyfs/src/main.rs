@@ -27,8 +27,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{
     Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
     LockOwner, MountOption, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
-    WriteFlags,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite,
+    Request, TimeOrNow, WriteFlags,
 };
 
 const PAGE: u64 = 4096;
@@ -609,7 +609,9 @@ impl Filesystem for LazyFs {
                     if is_dirty(p) {
                         p = (p / PAGE + 1) * PAGE;
                     } else if backing(p, libc::SEEK_DATA) == Some(p) {
-                        p = backing(p, libc::SEEK_HOLE).unwrap_or(backing_len).max(p + 1);
+                        p = backing(p, libc::SEEK_HOLE)
+                            .unwrap_or(backing_len)
+                            .max(p + 1);
                     } else {
                         break;
                     }
