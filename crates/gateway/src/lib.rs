@@ -13,6 +13,7 @@
 
 pub mod decide;
 pub mod flowlog;
+pub mod idle;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -963,12 +964,11 @@ async fn proxy(
             return;
         }
     }
-    // Large buffers: replication traffic flows through here.
-    let _ = tokio::io::copy_bidirectional_with_sizes(
+    idle::copy_until_idle(
         &mut stream,
         &mut upstream,
         PROXY_BUFFER,
-        PROXY_BUFFER,
+        idle::TCP_IDLE_TIMEOUT,
     )
     .await;
 }
