@@ -141,24 +141,12 @@ fn action_of(route: &Route, m: &Method) -> Option<&'static str> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use recoverite_arm::id::ResourcePath;
+    use recoverite_arm::endpoint_checks::{assert_declared_actions, parse_any, request};
     use recoverite_arm::Endpoints;
 
     const V: &str =
         "/subscriptions/s/resourceGroups/g/providers/Microsoft.RecoveryServices/vaults/v";
     const L: &str = "/subscriptions/s/providers/Microsoft.RecoveryServices/locations/westus";
-
-    fn req(method: Method, path: &str) -> ArmRequest {
-        ArmRequest {
-            method,
-            path: ResourcePath::parse(path).unwrap(),
-            raw_path: path.to_string(),
-            query: vec![],
-            api_version: "2025-08-01".into(),
-            headers: Default::default(),
-            body: None,
-        }
-    }
 
     /// Every pair the provider serves declares the action ARM derives from
     /// its path, and is a list exactly when ARM treats it as one.
@@ -171,7 +159,6 @@ mod tests {
             recoverite_arm::first_party::AsCaller::default(),
         )
         .unwrap();
-        let info = Endpoints::info(&provider);
         let it = format!("{V}/backupFabrics/Azure/protectionContainers/c/protectedItems/i");
         let rp = format!("{it}/recoveryPoints/p");
         use Method as M;
@@ -242,40 +229,29 @@ mod tests {
             (M::GET, format!("{V}/backupOperations/o")),
             (M::GET, format!("{V}/backupOperationResults/o")),
         ];
-        for (m, path) in cases {
-            let r = req(m.clone(), &path);
-            let call = Call::parse(&r).unwrap_or_else(|e| panic!("{m} {path}: {e:?}"));
-            let derived = recoverite_arm::provider::default_operation(&info, &r).unwrap();
-            assert!(
-                call.action().eq_ignore_ascii_case(&derived.action),
-                "{m} {path}: {} vs {}",
-                call.action(),
-                derived.action
-            );
-            assert_eq!(call.is_list(), derived.list, "{m} {path}");
-        }
+        assert_declared_actions(&Endpoints::info(&provider), &cases, Call::parse);
     }
 
     #[test]
     fn a_method_a_route_does_not_take_is_405_before_anything_runs() {
-        let e = Call::parse(&req(Method::DELETE, &format!("{V}/backupJobs/j"))).unwrap_err();
+        let e = Call::parse(&request(Method::DELETE, &format!("{V}/backupJobs/j"))).unwrap_err();
         assert_eq!(e.status, 405);
-        let e =
-            Call::parse(&req(Method::GET, &format!("{L}/backupCrossRegionRestore"))).unwrap_err();
+        let e = Call::parse(&request(
+            Method::GET,
+            &format!("{L}/backupCrossRegionRestore"),
+        ))
+        .unwrap_err();
         assert_eq!(e.status, 405);
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(500))]
-        /// The parser never panics, whatever the path under the namespace.
+        /// The parser never panics, whatever the path under a vault.
         #[test]
         fn parse_never_panics(rest in "(/[A-Za-z0-9%._~;-]{0,10}){0,11}", m in 0..6u8) {
-            let method = [Method::GET, Method::PUT, Method::POST, Method::DELETE, Method::PATCH, Method::HEAD][m as usize].clone();
-            let path = format!("{V}{rest}");
-            if let Ok(p) = ResourcePath::parse(&path) {
-                let r = ArmRequest { path: p, ..req(method, V) };
-                let _ = Call::parse(&r);
-            }
+            parse_any(V, &rest, m, |r| {
+                let _ = Call::parse(r);
+            });
         }
     }
 }

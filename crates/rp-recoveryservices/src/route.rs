@@ -148,22 +148,10 @@ pub fn parse(req: &ArmRequest) -> Result<Route, ArmError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use recoverite_arm::id::ResourcePath;
+    use recoverite_arm::endpoint_checks::{assert_declared_actions, parse_any, request};
 
     const V: &str =
         "/subscriptions/s/resourceGroups/g/providers/Microsoft.RecoveryServices/vaults/v";
-
-    fn req(method: Method, path: &str) -> ArmRequest {
-        ArmRequest {
-            method,
-            path: ResourcePath::parse(path).unwrap(),
-            raw_path: path.to_string(),
-            query: vec![],
-            api_version: "2025-08-01".into(),
-            headers: Default::default(),
-            body: None,
-        }
-    }
 
     /// Each route's declared action is the one ARM derives from its path
     /// (`{ns}/{types}/read|write|delete`, `…/action`), so declaring it
@@ -197,26 +185,13 @@ mod tests {
             (Method::GET, format!("{V}/backupProtectionContainers")),
             (Method::POST, "/subscriptions/s/providers/Microsoft.RecoveryServices/locations/eastus/checkNameAvailability".into()),
         ];
-        let mut seen = std::collections::HashSet::new();
-        for (m, path) in cases {
-            let r = req(m.clone(), &path);
-            let route = parse(&r).unwrap();
-            let derived = recoverite_arm::provider::default_operation(&info, &r).unwrap();
-            assert!(
-                route.action().eq_ignore_ascii_case(&derived.action),
-                "{m} {path}: {} vs {}",
-                route.action(),
-                derived.action
-            );
-            assert_eq!(route.is_list(), derived.list, "{m} {path}");
-            seen.insert(format!("{route:?}"));
-        }
+        let seen = assert_declared_actions(&info, &cases, parse);
         assert_eq!(seen.len(), 24, "every route is covered");
     }
 
     #[test]
     fn a_method_a_type_does_not_take_is_405() {
-        let e = parse(&req(Method::POST, V)).unwrap_err();
+        let e = parse(&request(Method::POST, V)).unwrap_err();
         assert_eq!(e.status, 405);
     }
 
@@ -225,12 +200,9 @@ mod tests {
         /// The parser never panics, whatever the path under the namespace.
         #[test]
         fn parse_never_panics(rest in "(/[A-Za-z0-9%._~;-]{0,10}){0,9}", m in 0..6u8) {
-            let method = [Method::GET, Method::PUT, Method::POST, Method::DELETE, Method::PATCH, Method::HEAD][m as usize].clone();
-            let path = format!("/subscriptions/s/resourceGroups/g/providers/Microsoft.RecoveryServices{rest}");
-            if let Ok(p) = ResourcePath::parse(&path) {
-                let r = ArmRequest { path: p, ..req(method, V) };
-                let _ = parse(&r);
-            }
+            parse_any("/subscriptions/s/resourceGroups/g/providers/Microsoft.RecoveryServices", &rest, m, |r| {
+                let _ = parse(r);
+            });
         }
     }
 }
