@@ -12,18 +12,20 @@ pub mod policies;
 pub mod protected_items;
 pub mod replication_loop;
 pub mod reprotect;
+pub mod route;
 pub mod runtime;
 pub mod state;
 pub mod targets;
 
-use http::Method;
 use serde_json::Value;
 
 use recoverite_arm::lro::{self, OperationRecord};
 use recoverite_arm::{
-    resource, ArmError, ArmRequest, Ctx, Provider, ProviderInfo, Reply, ResourceType,
+    resource, ArmError, ArmRequest, Ctx, Endpoints, ProviderInfo, Reply, ResourceType,
 };
 use recoverite_store::{Reader, WriteTx};
+
+pub use route::Route;
 
 pub const NAMESPACE: &str = "Microsoft.RecoveryServices";
 pub const VAULT_TYPE: &str = "Microsoft.RecoveryServices/vaults";
@@ -52,8 +54,8 @@ pub struct SiteRecoveryProvider {
     pub rt: std::sync::Arc<runtime::Runtime>,
 }
 
-impl Provider for SiteRecoveryProvider {
-    fn info(&self) -> ProviderInfo {
+impl SiteRecoveryProvider {
+    fn info_of() -> ProviderInfo {
         ProviderInfo {
             namespace: NAMESPACE,
             resource_types: TYPES
@@ -67,163 +69,64 @@ impl Provider for SiteRecoveryProvider {
             requires_registration: true,
         }
     }
+}
 
-    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        let p = req.provider_part()?;
-        let types: Vec<String> = p.types.iter().map(|t| t.to_ascii_lowercase()).collect();
-        let t: Vec<&str> = types.iter().map(String::as_str).collect();
-        use Method as M;
-        match (t.as_slice(), p.is_resource(), req.method.clone()) {
-            (["vaults", "replicationfabrics"], true, M::PUT) => fabrics::put_fabric(ctx, req),
-            (["vaults", "replicationfabrics"], true, M::GET) => get(ctx, req, "fabric"),
-            (["vaults", "replicationfabrics"], true, M::DELETE) => {
-                fabrics::delete(ctx, req, "fabric")
-            }
-            (["vaults", "replicationfabrics"], false, M::GET) => list_children(ctx, req),
-            (["vaults", "replicationfabrics", "replicationprotectioncontainers"], true, M::PUT) => {
-                fabrics::put_container(ctx, req)
-            }
-            (["vaults", "replicationfabrics", "replicationprotectioncontainers"], true, M::GET) => {
-                get(ctx, req, "protection container")
-            }
-            (
-                ["vaults", "replicationfabrics", "replicationprotectioncontainers"],
-                false,
-                M::GET,
-            ) => list_children(ctx, req),
-            (
-                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotectioncontainermappings"],
-                true,
-                M::PUT,
-            ) => fabrics::put_mapping(ctx, req),
-            (
-                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotectioncontainermappings"],
-                true,
-                M::GET,
-            ) => get(ctx, req, "protection container mapping"),
-            (
-                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotectioncontainermappings"],
-                true,
-                M::DELETE,
-            ) => fabrics::delete(ctx, req, "mapping"),
-            (
-                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotectioncontainermappings"],
-                false,
-                M::GET,
-            ) => list_children(ctx, req),
-            (["vaults", "replicationfabrics", "remove"], false, M::POST) => {
-                fabrics::delete(ctx, &on_parent(req), "fabric")
-            }
-            (
-                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "remove"],
-                false,
-                M::POST,
-            ) => fabrics::delete(ctx, &on_parent(req), "container"),
-            (
-                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotectioncontainermappings", "remove"],
-                false,
-                M::POST,
-            ) => fabrics::delete(ctx, &on_parent(req), "mapping"),
-            (
-                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems"],
-                true,
-                M::PUT,
-            ) => protected_items::enable(ctx, req, &self.engine, &self.registry, &self.rt),
-            (
-                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems"],
-                true,
-                M::GET,
-            ) => protected_items::get(ctx, req, &self.engine),
-            (
-                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems"],
-                true,
-                M::DELETE,
-            ) => protected_items::disable(ctx, req, &self.engine),
-            (
-                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems"],
-                false,
-                M::GET,
-            ) => protected_items::list(ctx, req, &self.engine, false),
-            (
-                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "remove"],
-                false,
-                M::POST,
-            ) => protected_items::disable(ctx, &on_parent(req), &self.engine),
-            (
-                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "unplannedfailover"],
-                false,
-                M::POST,
-            ) => failover::unplanned_failover(ctx, req, &self.engine, &self.rt),
-            (
-                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "failovercommit"],
-                false,
-                M::POST,
-            ) => failover::commit(ctx, req, &self.engine),
-            (
-                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "testfailover"],
-                false,
-                M::POST,
-            ) => failover::test_failover(ctx, req, &self.engine, &self.rt),
-            (
-                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "testfailovercleanup"],
-                false,
-                M::POST,
-            ) => failover::test_failover_cleanup(ctx, req, &self.rt),
-            (
-                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "reprotect"],
-                false,
-                M::POST,
-            ) => reprotect::reprotect(ctx, req, &self.engine, &self.rt),
-            (
-                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "recoverypoints"],
-                true,
-                M::GET,
-            ) => protected_items::points(ctx, req, &self.engine, true),
-            (
-                ["vaults", "replicationfabrics", "replicationprotectioncontainers", "replicationprotecteditems", "recoverypoints"],
-                false,
-                M::GET,
-            ) => protected_items::points(ctx, req, &self.engine, false),
-            (["vaults", "replicationprotecteditems"], false, M::GET) => {
-                protected_items::list(ctx, req, &self.engine, true)
-            }
-            (["vaults", "replicationprotectioncontainers"], false, M::GET) => {
-                list_in_vault(ctx, req, fabrics::CONTAINER_TYPE)
-            }
-            (["vaults", "replicationprotectioncontainermappings"], false, M::GET) => {
-                list_in_vault(ctx, req, fabrics::MAPPING_TYPE)
-            }
-            (
-                ["vaults", "replicationfabrics", "replicationnetworks", "replicationnetworkmappings"],
-                true,
-                M::PUT | M::PATCH,
-            ) => network_mappings::put(ctx, req),
-            (
-                ["vaults", "replicationfabrics", "replicationnetworks", "replicationnetworkmappings"],
-                true,
-                M::GET,
-            ) => get(ctx, req, "network mapping"),
-            (
-                ["vaults", "replicationfabrics", "replicationnetworks", "replicationnetworkmappings"],
-                true,
-                M::DELETE,
-            ) => network_mappings::delete(ctx, req),
-            (
-                ["vaults", "replicationfabrics", "replicationnetworks", "replicationnetworkmappings"],
-                false,
-                M::GET,
-            ) => list_children(ctx, req),
-            (["vaults", "replicationnetworkmappings"], false, M::GET) => {
-                list_in_vault(ctx, req, network_mappings::MAPPING_TYPE)
-            }
-            (["vaults", "replicationpolicies"], true, M::PUT) => policies::put(ctx, req, false),
-            (["vaults", "replicationpolicies"], true, M::PATCH) => policies::put(ctx, req, true),
-            (["vaults", "replicationpolicies"], true, M::GET) => get(ctx, req, "policy"),
-            (["vaults", "replicationpolicies"], true, M::DELETE) => policies::delete(ctx, req),
-            (["vaults", "replicationpolicies"], false, M::GET) => list_children(ctx, req),
-            (["vaults", "replicationjobs"], true, M::GET) => get(ctx, req, "job"),
-            (["vaults", "replicationjobs"], false, M::GET) => jobs::list(ctx, req),
-            (_, _, m) => Err(ArmError::method_not_allowed(m.as_str())),
+impl Endpoints for SiteRecoveryProvider {
+    type Endpoint = Route;
+
+    fn info(&self) -> ProviderInfo {
+        Self::info_of()
+    }
+
+    fn parse(&self, req: &ArmRequest) -> Result<Route, ArmError> {
+        route::parse(req)
+    }
+
+    fn serve(&self, ctx: &Ctx, req: &ArmRequest, route: Route) -> Result<Reply, ArmError> {
+        let (engine, rt) = (&self.engine, &self.rt);
+        use Route::*;
+        match route {
+            PutFabric => fabrics::put_fabric(ctx, req),
+            GetFabric => get(ctx, req, "fabric"),
+            DeleteFabric => fabrics::delete(ctx, req, "fabric"),
+            RemoveFabric => fabrics::delete(ctx, &on_parent(req), "fabric"),
+            PutContainer => fabrics::put_container(ctx, req),
+            GetContainer => get(ctx, req, "protection container"),
+            RemoveContainer => fabrics::delete(ctx, &on_parent(req), "container"),
+            PutContainerMapping => fabrics::put_mapping(ctx, req),
+            GetContainerMapping => get(ctx, req, "protection container mapping"),
+            DeleteContainerMapping => fabrics::delete(ctx, req, "mapping"),
+            RemoveContainerMapping => fabrics::delete(ctx, &on_parent(req), "mapping"),
+            ListFabrics
+            | ListContainers
+            | ListContainerMappings
+            | ListNetworkMappings
+            | ListPolicies => list_children(ctx, req),
+            EnableProtection => protected_items::enable(ctx, req, engine, &self.registry, rt),
+            GetProtectedItem => protected_items::get(ctx, req, engine),
+            PurgeProtectedItem => protected_items::disable(ctx, req, engine),
+            DisableProtection => protected_items::disable(ctx, &on_parent(req), engine),
+            ListProtectedItems => protected_items::list(ctx, req, engine, false),
+            ListVaultProtectedItems => protected_items::list(ctx, req, engine, true),
+            UnplannedFailover => failover::unplanned_failover(ctx, req, engine, rt),
+            FailoverCommit => failover::commit(ctx, req, engine),
+            TestFailover => failover::test_failover(ctx, req, engine, rt),
+            TestFailoverCleanup => failover::test_failover_cleanup(ctx, req, rt),
+            Reprotect => reprotect::reprotect(ctx, req, engine, rt),
+            GetRecoveryPoint => protected_items::points(ctx, req, engine, true),
+            ListRecoveryPoints => protected_items::points(ctx, req, engine, false),
+            ListVaultContainers => list_in_vault(ctx, req, fabrics::CONTAINER_TYPE),
+            ListVaultContainerMappings => list_in_vault(ctx, req, fabrics::MAPPING_TYPE),
+            PutNetworkMapping => network_mappings::put(ctx, req),
+            GetNetworkMapping => get(ctx, req, "network mapping"),
+            DeleteNetworkMapping => network_mappings::delete(ctx, req),
+            ListVaultNetworkMappings => list_in_vault(ctx, req, network_mappings::MAPPING_TYPE),
+            CreatePolicy => policies::put(ctx, req, false),
+            UpdatePolicy => policies::put(ctx, req, true),
+            GetPolicy => get(ctx, req, "policy"),
+            DeletePolicy => policies::delete(ctx, req),
+            GetJob => get(ctx, req, "job"),
+            ListJobs => jobs::list(ctx, req),
         }
     }
 }
