@@ -9,12 +9,12 @@ pub mod accounts;
 pub mod cache;
 pub mod containers;
 pub mod keys;
+pub mod route;
 pub mod sas;
 pub mod target;
 
-use http::Method;
-
-use recoverite_arm::{ArmError, ArmRequest, Ctx, Provider, ProviderInfo, Reply};
+use recoverite_arm::{ArmError, ArmRequest, Ctx, Endpoints, ProviderInfo, Reply};
+pub use route::Route;
 
 pub const NAMESPACE: &str = "Microsoft.Storage";
 
@@ -29,8 +29,8 @@ pub struct StorageProvider {
     pub containers: containers::Store,
 }
 
-impl Provider for StorageProvider {
-    fn info(&self) -> ProviderInfo {
+impl StorageProvider {
+    fn info_of() -> ProviderInfo {
         ProviderInfo::new(
             NAMESPACE,
             &[
@@ -47,19 +47,31 @@ impl Provider for StorageProvider {
             true,
         )
     }
+}
 
-    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        let p = req.provider_part()?;
-        let types: Vec<String> = p.types.iter().map(|t| t.to_ascii_lowercase()).collect();
-        let t: Vec<&str> = types.iter().map(String::as_str).collect();
-        use Method as M;
-        match (t.as_slice(), p.is_resource(), req.method.clone()) {
-            (["storageaccounts"], true, M::PUT) => {
+impl Endpoints for StorageProvider {
+    type Endpoint = Route;
+
+    fn info(&self) -> ProviderInfo {
+        Self::info_of()
+    }
+
+    fn parse(&self, req: &ArmRequest) -> Result<Route, ArmError> {
+        route::parse(req)
+    }
+
+    fn serve(&self, ctx: &Ctx, req: &ArmRequest, route: Route) -> Result<Reply, ArmError> {
+        let account_name = || -> Result<String, ArmError> {
+            Ok(req.provider_part()?.names[0].to_ascii_lowercase())
+        };
+        use Route::*;
+        match route {
+            CreateAccount => {
                 // A new account starts empty: blobs a deleted account of the
                 // same name left (its purge not yet swept) are not inherited.
                 // (Only for a valid name: found by the arm fuzz target, an
                 // over-long one reached the blob store first and was a 500.)
-                let name = p.names[0].to_ascii_lowercase();
+                let name = account_name()?;
                 accounts::check_account_name(&name)?;
                 let exists = ctx
                     .store()
@@ -70,75 +82,45 @@ impl Provider for StorageProvider {
                 }
                 accounts::put(ctx, req)
             }
-            (["storageaccounts"], true, M::PATCH) => accounts::patch(ctx, req),
-            (["storageaccounts"], true, M::GET) => accounts::get(ctx, req),
-            (["storageaccounts"], true, M::DELETE) => {
+            UpdateAccount => accounts::patch(ctx, req),
+            GetAccount => accounts::get(ctx, req),
+            DeleteAccount => {
                 let reply = accounts::delete(ctx, req)?;
                 if reply.status == 200 {
-                    let name = p.names[0].to_ascii_lowercase();
-                    containers::delete_all(&self.containers, &name)?;
+                    containers::delete_all(&self.containers, &account_name()?)?;
                 }
                 Ok(reply)
             }
-            (["storageaccounts", "blobservices"], true, M::GET) => {
-                containers::get_service(ctx, req)
-            }
-            (["storageaccounts", "blobservices"], true, M::PUT) => {
-                containers::put_service(ctx, req)
-            }
-            (["storageaccounts", "blobservices"], false, M::GET) => {
-                containers::list_services(ctx, req)
-            }
-            (["storageaccounts", "blobservices", "containers"], true, M::PUT | M::PATCH) => {
-                containers::put_container(ctx, req, &self.containers, req.method == M::PATCH)
-            }
-            (["storageaccounts", "blobservices", "containers"], true, M::GET) => {
-                containers::get_container(ctx, req, &self.containers)
-            }
-            (["storageaccounts", "blobservices", "containers"], true, M::DELETE) => {
-                containers::delete_container(ctx, req, &self.containers)
-            }
-            (["storageaccounts", "blobservices", "containers"], false, M::GET) => {
-                containers::list_containers(ctx, req, &self.containers)
-            }
-            (["storageaccounts"], false, M::GET) => accounts::list(ctx, req),
-            (["checknameavailability"], false, M::POST) => accounts::check_name(ctx, req),
-            (["storageaccounts", verb], false, M::POST)
-                if verb.eq_ignore_ascii_case("listkeys") =>
-            {
-                keys::list(ctx, req)
-            }
-            (["storageaccounts", verb], false, M::POST)
-                if verb.eq_ignore_ascii_case("regeneratekey") =>
-            {
-                keys::regenerate(ctx, req)
-            }
-            (["storageaccounts", verb], false, M::POST)
-                if verb.eq_ignore_ascii_case("listaccountsas")
-                    || verb.eq_ignore_ascii_case("listservicesas") =>
-            {
+            ListAccounts => accounts::list(ctx, req),
+            CheckNameAvailability => accounts::check_name(ctx, req),
+            ListKeys => keys::list(ctx, req),
+            RegenerateKey => keys::regenerate(ctx, req),
+            ListAccountSas | ListServiceSas => {
                 let aid = keys::account_id(ctx, req)?;
                 let account = aid
                     .rsplit('/')
                     .next()
                     .unwrap_or_default()
                     .to_ascii_lowercase();
-                if verb.eq_ignore_ascii_case("listaccountsas") {
+                if route == ListAccountSas {
                     sas::account(ctx, req, &aid, &account)
                 } else {
                     sas::service(ctx, req, &aid, &account)
                 }
             }
-            (["storageaccounts", "privatelinkresources"], false, M::GET) => {
-                target::link_resources(ctx, req)
+            GetBlobService => containers::get_service(ctx, req),
+            PutBlobService => containers::put_service(ctx, req),
+            ListBlobServices => containers::list_services(ctx, req),
+            PutContainer => containers::put_container(ctx, req, &self.containers, false),
+            PatchContainer => containers::put_container(ctx, req, &self.containers, true),
+            GetContainer => containers::get_container(ctx, req, &self.containers),
+            DeleteContainer => containers::delete_container(ctx, req, &self.containers),
+            ListContainers => containers::list_containers(ctx, req, &self.containers),
+            ListPrivateLinkResources => target::link_resources(ctx, req),
+            ListConnections => target::list_connections(ctx, req),
+            GetConnection | PutConnection | DeleteConnection => {
+                target::connection(ctx, req, req.method.clone())
             }
-            (["storageaccounts", "privateendpointconnections"], false, M::GET) => {
-                target::list_connections(ctx, req)
-            }
-            (["storageaccounts", "privateendpointconnections"], true, m) => {
-                target::connection(ctx, req, m)
-            }
-            (_, _, m) => Err(ArmError::method_not_allowed(m.as_str())),
         }
     }
 }
