@@ -326,7 +326,7 @@ class Trials:
                     return (now - before).pop()
                 time.sleep(0.05)
 
-        name = self.cut(run, 0.4)
+        name = self.cut(run, 1.0)
         if name:
             self.bk_acked[name] = asked
         problems = []
