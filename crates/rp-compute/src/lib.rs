@@ -6,12 +6,12 @@ pub mod disks;
 pub mod images;
 pub mod power;
 pub mod restore_points;
+pub mod route;
 pub mod vms;
 
-use http::Method;
-
-use recoverite_arm::{ArmError, ArmRequest, Ctx, Provider, ProviderInfo, Reply, ResourceType};
+use recoverite_arm::{ArmError, ArmRequest, Ctx, Endpoints, ProviderInfo, Reply, ResourceType};
 use recoverite_blockstore::BlockStore;
+pub use route::{DiskKind, Route};
 
 pub const NAMESPACE: &str = "Microsoft.Compute";
 
@@ -26,11 +26,10 @@ recoverite_arm::api_versions!(
     ]
 );
 
-fn disk_kind(kind: &str) -> &'static str {
-    if kind == "snapshots" {
-        disks::SNAPSHOT_TYPE
-    } else {
-        disks::DISK_TYPE
+fn disk_type(kind: DiskKind) -> &'static str {
+    match kind {
+        DiskKind::Snapshot => disks::SNAPSHOT_TYPE,
+        DiskKind::Disk => disks::DISK_TYPE,
     }
 }
 
@@ -38,8 +37,8 @@ pub struct ComputeProvider {
     pub blocks: BlockStore,
 }
 
-impl Provider for ComputeProvider {
-    fn info(&self) -> ProviderInfo {
+impl ComputeProvider {
+    fn info_of() -> ProviderInfo {
         let t = |name, api_versions| ResourceType {
             name,
             api_versions,
@@ -72,79 +71,51 @@ impl Provider for ComputeProvider {
             requires_registration: true,
         }
     }
+}
 
-    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        let p = req.provider_part()?;
-        let kind = p.types[0].to_ascii_lowercase();
-        use Method as M;
-        match (
-            kind.as_str(),
-            p.types.len(),
-            p.is_resource(),
-            req.method.clone(),
-        ) {
-            ("disks" | "snapshots", 1, true, M::PUT | M::PATCH) => disks::put(
-                ctx,
-                req,
-                &self.blocks,
-                req.method == M::PATCH,
-                disk_kind(&kind),
-            ),
-            ("disks" | "snapshots", 1, true, M::GET) => disks::get(ctx, req, disk_kind(&kind)),
-            ("disks" | "snapshots", 1, true, M::DELETE) => disks::delete(ctx, req, &self.blocks),
-            ("disks" | "snapshots", 1, false, M::GET) => disks::list(ctx, req, disk_kind(&kind)),
-            ("disks" | "snapshots", 2, false, M::POST)
-                if p.types[1].eq_ignore_ascii_case("beginGetAccess") =>
-            {
-                access::grant(ctx, req)
-            }
-            ("disks" | "snapshots", 2, false, M::POST)
-                if p.types[1].eq_ignore_ascii_case("endGetAccess") =>
-            {
-                access::revoke(ctx, req)
-            }
-            ("virtualmachines", 2, false, M::POST) => vms::power(ctx, req),
-            ("virtualmachines", 2, false, M::GET)
-                if p.types[1].eq_ignore_ascii_case("instanceView") =>
-            {
-                vms::instance_view(ctx, req)
-            }
-            ("virtualmachines", 1, true, M::PUT) => vms::put(ctx, req, &self.blocks),
-            ("virtualmachines", 1, true, M::GET) => vms::get(ctx, req),
-            ("virtualmachines", 1, true, M::PATCH) => vms::patch(ctx, req, &self.blocks),
-            ("virtualmachines", 1, true, M::DELETE) => vms::delete(ctx, req),
-            ("virtualmachines", 1, false, M::GET) => vms::list(ctx, req),
-            ("availabilitysets", 1, true, M::PUT) => vms::put_set(ctx, req),
-            ("availabilitysets", 1, true, M::GET) => vms::get_set(ctx, req),
-            ("availabilitysets", 1, true, M::PATCH) => vms::patch_set(ctx, req),
-            ("availabilitysets", 1, true, M::DELETE) => vms::delete_set(ctx, req),
-            ("restorepointcollections", 1, true, M::PUT | M::PATCH) => {
-                restore_points::put_collection(ctx, req)
-            }
-            ("restorepointcollections", 1, true, M::GET) => {
-                restore_points::get_collection(ctx, req)
-            }
-            ("restorepointcollections", 1, true, M::DELETE) => {
-                restore_points::delete_collection(ctx, req, &self.blocks)
-            }
-            ("restorepointcollections", 1, false, M::GET) => {
-                restore_points::list_collections(ctx, req)
-            }
-            ("restorepointcollections", 2, true, M::PUT) => {
-                restore_points::put_point(ctx, req, &self.blocks)
-            }
-            ("restorepointcollections", 2, true, M::GET) => restore_points::get_point(ctx, req),
-            ("restorepointcollections", 2, true, M::DELETE) => {
-                restore_points::delete_point(ctx, req, &self.blocks)
-            }
-            ("restorepointcollections", 3, true, M::GET) => {
-                restore_points::get_disk_point(ctx, req)
-            }
-            ("restorepointcollections", 3, false, M::GET) => {
-                restore_points::list_disk_points(ctx, req)
-            }
-            ("availabilitysets", 1, false, M::GET) => vms::list_sets(ctx, req),
-            (_, _, _, m) => Err(ArmError::method_not_allowed(m.as_str())),
+impl Endpoints for ComputeProvider {
+    type Endpoint = Route;
+
+    fn info(&self) -> ProviderInfo {
+        Self::info_of()
+    }
+
+    fn parse(&self, req: &ArmRequest) -> Result<Route, ArmError> {
+        route::parse(req)
+    }
+
+    fn serve(&self, ctx: &Ctx, req: &ArmRequest, route: Route) -> Result<Reply, ArmError> {
+        let blocks = &self.blocks;
+        use Route::*;
+        match route {
+            PutDisk(k) => disks::put(ctx, req, blocks, false, disk_type(k)),
+            PatchDisk(k) => disks::put(ctx, req, blocks, true, disk_type(k)),
+            GetDisk(k) => disks::get(ctx, req, disk_type(k)),
+            DeleteDisk(_) => disks::delete(ctx, req, blocks),
+            ListDisks(k) => disks::list(ctx, req, disk_type(k)),
+            GrantAccess(_) => access::grant(ctx, req),
+            RevokeAccess(_) => access::revoke(ctx, req),
+            Power(action) => vms::power(ctx, req, action),
+            InstanceView => vms::instance_view(ctx, req),
+            PutVm => vms::put(ctx, req, blocks),
+            PatchVm => vms::patch(ctx, req, blocks),
+            GetVm => vms::get(ctx, req),
+            DeleteVm => vms::delete(ctx, req),
+            ListVms => vms::list(ctx, req),
+            PutAvailabilitySet => vms::put_set(ctx, req),
+            PatchAvailabilitySet => vms::patch_set(ctx, req),
+            GetAvailabilitySet => vms::get_set(ctx, req),
+            DeleteAvailabilitySet => vms::delete_set(ctx, req),
+            ListAvailabilitySets => vms::list_sets(ctx, req),
+            PutRestorePointCollection => restore_points::put_collection(ctx, req),
+            GetRestorePointCollection => restore_points::get_collection(ctx, req),
+            DeleteRestorePointCollection => restore_points::delete_collection(ctx, req, blocks),
+            ListRestorePointCollections => restore_points::list_collections(ctx, req),
+            PutRestorePoint => restore_points::put_point(ctx, req, blocks),
+            GetRestorePoint => restore_points::get_point(ctx, req),
+            DeleteRestorePoint => restore_points::delete_point(ctx, req, blocks),
+            GetDiskRestorePoint => restore_points::get_disk_point(ctx, req),
+            ListDiskRestorePoints => restore_points::list_disk_points(ctx, req),
         }
     }
 }

@@ -536,10 +536,7 @@ fn vm_of(ctx: &Ctx, req: &ArmRequest) -> Result<Value, ArmError> {
 
 /// `POST …/virtualMachines/{vm}/start|powerOff|restart|deallocate`: a
 /// long-running operation whose state change is written with its record.
-pub fn power(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let verb = req.path.segments.last().cloned().unwrap_or_default();
-    let action = PowerAction::parse(&verb)
-        .ok_or_else(|| ArmError::method_not_allowed(req.method.as_str()))?;
+pub fn power(ctx: &Ctx, req: &ArmRequest, action: PowerAction) -> Result<Reply, ArmError> {
     let vm = vm_of(ctx, req)?;
     let vid = vm["id"].as_str().unwrap_or_default().to_string();
     let op = OperationRecord::new(ctx, "Microsoft.Compute", &vid).succeed(None);
