@@ -9,21 +9,22 @@ pub mod nic;
 pub mod nsg;
 pub mod position;
 pub mod private_endpoint;
+pub mod route;
 pub mod routetable;
 pub mod vnet;
 pub mod watcher;
 
 use std::sync::Arc;
 
-use http::Method;
 use recoverite_privatelink::Registry;
 
 use recoverite_arm::{
-    ArmError, ArmRequest, Ctx, Provider, ProviderInfo, Reply, ResourceType, ScopeCascade,
+    ArmError, ArmRequest, Ctx, Endpoints, ProviderInfo, Reply, ResourceType, ScopeCascade,
 };
 use recoverite_store::WriteTx;
 
 pub use common::{API, NAMESPACE};
+pub use route::Route;
 
 pub struct NetworkProvider {
     pub registry: Arc<Registry>,
@@ -51,8 +52,8 @@ pub const TYPES: &[&str] = &[
     "privateEndpoints/privateDnsZoneGroups",
 ];
 
-impl Provider for NetworkProvider {
-    fn info(&self) -> ProviderInfo {
+impl NetworkProvider {
+    fn info_of() -> ProviderInfo {
         ProviderInfo {
             namespace: NAMESPACE,
             resource_types: TYPES
@@ -66,135 +67,97 @@ impl Provider for NetworkProvider {
             requires_registration: true,
         }
     }
+}
 
-    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        let p = req.provider_part()?;
-        let types: Vec<String> = p.types.iter().map(|t| t.to_ascii_lowercase()).collect();
-        let t: Vec<&str> = types.iter().map(String::as_str).collect();
-        let res = p.is_resource();
-        let m = req.method.clone();
-        use Method as M;
-        match (t.as_slice(), res, m) {
-            (["virtualnetworks"], true, M::PUT) => vnet::put_vnet(ctx, req),
-            (["virtualnetworks"], true, M::PATCH) => {
-                common::patch_tags(ctx, req, vnet::VNET_TYPE)?;
-                vnet::get_vnet(ctx, req)
+impl Endpoints for NetworkProvider {
+    type Endpoint = Route;
+
+    fn info(&self) -> ProviderInfo {
+        Self::info_of()
+    }
+
+    fn parse(&self, req: &ArmRequest) -> Result<Route, ArmError> {
+        route::parse(req)
+    }
+
+    fn serve(&self, ctx: &Ctx, req: &ArmRequest, route: Route) -> Result<Reply, ArmError> {
+        use route::Kind::*;
+        use route::Verb::*;
+        let registry = &self.registry;
+        let (kind, verb) = match route {
+            Route::Resource(kind, verb) => (kind, verb),
+            Route::VirtualNetworkUsages => return vnet::usages(ctx, req),
+            Route::CheckIpAddressAvailability => return vnet::check_ip_availability(ctx, req),
+            Route::EffectiveSecurityGroups => return nic::effective_nsgs(ctx, req),
+            Route::EffectiveRouteTable => return nic::effective_routes(ctx, req),
+            Route::IpFlowVerify => return watcher::ip_flow_verify(ctx, req),
+            Route::NextHop => return watcher::next_hop(ctx, req),
+            Route::ConnectivityCheck => {
+                return watcher::connectivity_check(ctx, req, &self.connectivity)
             }
-            (["virtualnetworks"], true, M::GET) => vnet::get_vnet(ctx, req),
-            (["virtualnetworks"], true, M::DELETE) => vnet::delete_vnet(ctx, req),
-            (["virtualnetworks"], false, M::GET) => vnet::list_vnets(ctx, req),
-            (["virtualnetworks", "usages"], false, M::GET) => vnet::usages(ctx, req),
-            (["virtualnetworks", "checkipaddressavailability"], false, M::GET) => {
-                vnet::check_ip_availability(ctx, req)
-            }
-            (["virtualnetworks", "subnets"], true, M::PUT) => vnet::put_subnet(ctx, req),
-            (["virtualnetworks", "subnets"], true, M::GET) => vnet::get_subnet(ctx, req),
-            (["virtualnetworks", "subnets"], true, M::DELETE) => vnet::delete_subnet(ctx, req),
-            (["virtualnetworks", "subnets"], false, M::GET) => vnet::list_subnets(ctx, req),
-            (["virtualnetworks", "virtualnetworkpeerings"], true, M::PUT) => {
-                vnet::put_peering(ctx, req)
-            }
-            (["virtualnetworks", "virtualnetworkpeerings"], true, M::GET) => {
-                vnet::get_peering(ctx, req)
-            }
-            (["virtualnetworks", "virtualnetworkpeerings"], true, M::DELETE) => {
-                vnet::delete_peering(ctx, req)
-            }
-            (["virtualnetworks", "virtualnetworkpeerings"], false, M::GET) => {
-                vnet::list_peerings(ctx, req)
-            }
-            (["networksecuritygroups"], true, M::PUT) => nsg::put_nsg(ctx, req),
-            (["networksecuritygroups"], true, M::PATCH) => {
-                common::patch_tags(ctx, req, nsg::NSG_TYPE)?;
-                nsg::get_nsg(ctx, req)
-            }
-            (["networksecuritygroups"], true, M::GET) => nsg::get_nsg(ctx, req),
-            (["networksecuritygroups"], true, M::DELETE) => nsg::delete_nsg(ctx, req),
-            (["networksecuritygroups"], false, M::GET) => nsg::list_nsgs(ctx, req),
-            (["networksecuritygroups", "securityrules"], true, M::PUT) => nsg::put_rule(ctx, req),
-            (["networksecuritygroups", "securityrules"], true, M::GET) => {
-                nsg::get_rule(ctx, req, false)
-            }
-            (["networksecuritygroups", "securityrules"], true, M::DELETE) => {
-                nsg::delete_rule(ctx, req)
-            }
-            (["networksecuritygroups", "securityrules"], false, M::GET) => {
-                nsg::list_rules(ctx, req, false)
-            }
-            (["networksecuritygroups", "defaultsecurityrules"], true, M::GET) => {
-                nsg::get_rule(ctx, req, true)
-            }
-            (["networksecuritygroups", "defaultsecurityrules"], false, M::GET) => {
-                nsg::list_rules(ctx, req, true)
-            }
-            (["routetables"], true, M::PUT) => routetable::put_table(ctx, req),
-            (["routetables"], true, M::PATCH) => {
-                common::patch_tags(ctx, req, routetable::ROUTE_TABLE_TYPE)?;
-                routetable::get_table(ctx, req)
-            }
-            (["routetables"], true, M::GET) => routetable::get_table(ctx, req),
-            (["routetables"], true, M::DELETE) => routetable::delete_table(ctx, req),
-            (["routetables"], false, M::GET) => routetable::list_tables(ctx, req),
-            (["routetables", "routes"], true, M::PUT) => routetable::put_route(ctx, req),
-            (["routetables", "routes"], true, M::GET) => routetable::get_route(ctx, req),
-            (["routetables", "routes"], true, M::DELETE) => routetable::delete_route(ctx, req),
-            (["routetables", "routes"], false, M::GET) => routetable::list_routes(ctx, req),
-            (["networkinterfaces"], true, M::PUT) => nic::put(ctx, req),
-            (["networkinterfaces"], true, M::PATCH) => {
-                common::patch_tags(ctx, req, nic::NIC_TYPE)?;
-                nic::get(ctx, req)
-            }
-            (["networkinterfaces"], true, M::GET) => nic::get(ctx, req),
-            (["networkinterfaces"], true, M::DELETE) => nic::delete(ctx, req),
-            (["networkinterfaces"], false, M::GET) => nic::list(ctx, req),
-            (["networkinterfaces", "ipconfigurations"], true, M::GET) => {
-                nic::get_ipconfig(ctx, req)
-            }
-            (["networkinterfaces", "ipconfigurations"], false, M::GET) => {
-                nic::list_ipconfigs(ctx, req)
-            }
-            (["networkinterfaces", "effectivenetworksecuritygroups"], false, M::POST) => {
-                nic::effective_nsgs(ctx, req)
-            }
-            (["networkinterfaces", "effectiveroutetable"], false, M::POST) => {
-                nic::effective_routes(ctx, req)
-            }
-            (["networkwatchers"], true, M::PUT) => watcher::put(ctx, req),
-            (["networkwatchers"], true, M::GET) => watcher::get(ctx, req),
-            (["networkwatchers"], true, M::DELETE) => watcher::delete(ctx, req),
-            (["networkwatchers"], false, M::GET) => watcher::list(ctx, req),
-            (["networkwatchers", "ipflowverify"], false, M::POST) => {
-                watcher::ip_flow_verify(ctx, req)
-            }
-            (["networkwatchers", "nexthop"], false, M::POST) => watcher::next_hop(ctx, req),
-            (["networkwatchers", "connectivitycheck"], false, M::POST) => {
-                watcher::connectivity_check(ctx, req, &self.connectivity)
-            }
-            (["privateendpoints"], true, M::PUT) => private_endpoint::put(ctx, req, &self.registry),
-            (["privateendpoints"], true, M::PATCH) => {
-                common::patch_tags(ctx, req, private_endpoint::PE_TYPE)?;
-                private_endpoint::get(ctx, req, &self.registry)
-            }
-            (["privateendpoints"], true, M::GET) => private_endpoint::get(ctx, req, &self.registry),
-            (["privateendpoints"], true, M::DELETE) => {
-                private_endpoint::delete(ctx, req, &self.registry)
-            }
-            (["privateendpoints"], false, M::GET) => {
-                private_endpoint::list(ctx, req, &self.registry)
-            }
-            (["privateendpoints", "privatednszonegroups"], true, M::PUT) => {
-                private_endpoint::put_zone_group(ctx, req)
-            }
-            (["privateendpoints", "privatednszonegroups"], true, M::GET) => {
-                private_endpoint::get_zone_group(ctx, req)
-            }
-            (["privateendpoints", "privatednszonegroups"], true, M::DELETE) => {
-                private_endpoint::delete_zone_group(ctx, req)
-            }
-            (["privateendpoints", "privatednszonegroups"], false, M::GET) => {
-                private_endpoint::list_zone_groups(ctx, req)
-            }
-            (_, _, m) => Err(ArmError::method_not_allowed(m.as_str())),
+        };
+        // A tags-only PATCH changes the tags, then answers as a GET.
+        if verb == PatchTags {
+            let ty = match kind {
+                VirtualNetwork => vnet::VNET_TYPE,
+                SecurityGroup => nsg::NSG_TYPE,
+                RouteTable => routetable::ROUTE_TABLE_TYPE,
+                NetworkInterface => nic::NIC_TYPE,
+                _ => private_endpoint::PE_TYPE,
+            };
+            common::patch_tags(ctx, req, ty)?;
+        }
+        match (kind, verb) {
+            (VirtualNetwork, Put) => vnet::put_vnet(ctx, req),
+            (VirtualNetwork, Get | PatchTags) => vnet::get_vnet(ctx, req),
+            (VirtualNetwork, Delete) => vnet::delete_vnet(ctx, req),
+            (VirtualNetwork, List) => vnet::list_vnets(ctx, req),
+            (Subnet, Put) => vnet::put_subnet(ctx, req),
+            (Subnet, Get) => vnet::get_subnet(ctx, req),
+            (Subnet, Delete) => vnet::delete_subnet(ctx, req),
+            (Subnet, List) => vnet::list_subnets(ctx, req),
+            (Peering, Put) => vnet::put_peering(ctx, req),
+            (Peering, Get) => vnet::get_peering(ctx, req),
+            (Peering, Delete) => vnet::delete_peering(ctx, req),
+            (Peering, List) => vnet::list_peerings(ctx, req),
+            (SecurityGroup, Put) => nsg::put_nsg(ctx, req),
+            (SecurityGroup, Get | PatchTags) => nsg::get_nsg(ctx, req),
+            (SecurityGroup, Delete) => nsg::delete_nsg(ctx, req),
+            (SecurityGroup, List) => nsg::list_nsgs(ctx, req),
+            (SecurityRule, Put) => nsg::put_rule(ctx, req),
+            (SecurityRule, Get) => nsg::get_rule(ctx, req, false),
+            (SecurityRule, Delete) => nsg::delete_rule(ctx, req),
+            (SecurityRule, List) => nsg::list_rules(ctx, req, false),
+            (DefaultSecurityRule, Get) => nsg::get_rule(ctx, req, true),
+            (DefaultSecurityRule, List) => nsg::list_rules(ctx, req, true),
+            (RouteTable, Put) => routetable::put_table(ctx, req),
+            (RouteTable, Get | PatchTags) => routetable::get_table(ctx, req),
+            (RouteTable, Delete) => routetable::delete_table(ctx, req),
+            (RouteTable, List) => routetable::list_tables(ctx, req),
+            (TableRoute, Put) => routetable::put_route(ctx, req),
+            (TableRoute, Get) => routetable::get_route(ctx, req),
+            (TableRoute, Delete) => routetable::delete_route(ctx, req),
+            (TableRoute, List) => routetable::list_routes(ctx, req),
+            (NetworkInterface, Put) => nic::put(ctx, req),
+            (NetworkInterface, Get | PatchTags) => nic::get(ctx, req),
+            (NetworkInterface, Delete) => nic::delete(ctx, req),
+            (NetworkInterface, List) => nic::list(ctx, req),
+            (IpConfiguration, Get) => nic::get_ipconfig(ctx, req),
+            (IpConfiguration, List) => nic::list_ipconfigs(ctx, req),
+            (NetworkWatcher, Put) => watcher::put(ctx, req),
+            (NetworkWatcher, Get) => watcher::get(ctx, req),
+            (NetworkWatcher, Delete) => watcher::delete(ctx, req),
+            (NetworkWatcher, List) => watcher::list(ctx, req),
+            (PrivateEndpoint, Put) => private_endpoint::put(ctx, req, registry),
+            (PrivateEndpoint, Get | PatchTags) => private_endpoint::get(ctx, req, registry),
+            (PrivateEndpoint, Delete) => private_endpoint::delete(ctx, req, registry),
+            (PrivateEndpoint, List) => private_endpoint::list(ctx, req, registry),
+            (ZoneGroup, Put) => private_endpoint::put_zone_group(ctx, req),
+            (ZoneGroup, Get) => private_endpoint::get_zone_group(ctx, req),
+            (ZoneGroup, Delete) => private_endpoint::delete_zone_group(ctx, req),
+            (ZoneGroup, List) => private_endpoint::list_zone_groups(ctx, req),
+            // `route::parse` admits only the verbs each kind takes.
+            _ => Err(ArmError::method_not_allowed(req.method.as_str())),
         }
     }
 }
