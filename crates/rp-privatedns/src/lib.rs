@@ -3,12 +3,12 @@
 //! reads what is here through [`view`].
 
 mod records;
+pub mod route;
 pub mod view;
 mod zones;
 
-use http::Method;
-
-use recoverite_arm::{ArmError, ArmRequest, Ctx, Provider, ProviderInfo, Reply, ResourceType};
+use recoverite_arm::{ArmError, ArmRequest, Ctx, Endpoints, ProviderInfo, Reply, ResourceType};
+pub use route::Route;
 
 pub const NAMESPACE: &str = "Microsoft.Network";
 
@@ -36,8 +36,8 @@ const TYPE_NAMES: &[&str] = &[
     "privateDnsZones/TXT",
 ];
 
-impl Provider for PrivateDnsProvider {
-    fn info(&self) -> ProviderInfo {
+impl PrivateDnsProvider {
+    fn info_of(&self) -> ProviderInfo {
         ProviderInfo {
             namespace: NAMESPACE,
             resource_types: TYPE_NAMES
@@ -51,31 +51,38 @@ impl Provider for PrivateDnsProvider {
             requires_registration: true,
         }
     }
+}
 
-    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        let p = req.provider_part()?;
-        let second = p.types.get(1).map(|t| t.to_ascii_lowercase());
-        let m = req.method.clone();
-        match (p.types.len(), second.as_deref(), p.is_resource(), m) {
-            (1, None, true, Method::PUT) => zones::put(ctx, req, false),
-            (1, None, true, Method::PATCH) => zones::put(ctx, req, true),
-            (1, None, true, Method::GET) => zones::get(ctx, req),
-            (1, None, true, Method::DELETE) => zones::delete(ctx, req),
-            (1, None, false, Method::GET) => zones::list(ctx, req),
-            (2, Some("virtualnetworklinks"), true, Method::PUT) => zones::put_link(ctx, req, false),
-            (2, Some("virtualnetworklinks"), true, Method::PATCH) => {
-                zones::put_link(ctx, req, true)
-            }
-            (2, Some("virtualnetworklinks"), true, Method::GET) => zones::get_link(ctx, req),
-            (2, Some("virtualnetworklinks"), true, Method::DELETE) => zones::delete_link(ctx, req),
-            (2, Some("virtualnetworklinks"), false, Method::GET) => zones::list_links(ctx, req),
-            (2, Some("all"), false, Method::GET) => records::list(ctx, req, None),
-            (2, Some(t), false, Method::GET) => records::list(ctx, req, Some(t)),
-            (2, Some(_), true, Method::PUT) => records::put(ctx, req, false),
-            (2, Some(_), true, Method::PATCH) => records::put(ctx, req, true),
-            (2, Some(_), true, Method::GET) => records::get(ctx, req),
-            (2, Some(_), true, Method::DELETE) => records::delete(ctx, req),
-            (_, _, _, m) => Err(ArmError::method_not_allowed(m.as_str())),
+impl Endpoints for PrivateDnsProvider {
+    type Endpoint = Route;
+
+    fn info(&self) -> ProviderInfo {
+        self.info_of()
+    }
+
+    fn parse(&self, req: &ArmRequest) -> Result<Route, ArmError> {
+        route::parse(req)
+    }
+
+    fn serve(&self, ctx: &Ctx, req: &ArmRequest, route: Route) -> Result<Reply, ArmError> {
+        use route::Verb::*;
+        match route {
+            Route::Zone(Put) => zones::put(ctx, req, false),
+            Route::Zone(Patch) => zones::put(ctx, req, true),
+            Route::Zone(Get) => zones::get(ctx, req),
+            Route::Zone(Delete) => zones::delete(ctx, req),
+            Route::Zone(List) => zones::list(ctx, req),
+            Route::Link(Put) => zones::put_link(ctx, req, false),
+            Route::Link(Patch) => zones::put_link(ctx, req, true),
+            Route::Link(Get) => zones::get_link(ctx, req),
+            Route::Link(Delete) => zones::delete_link(ctx, req),
+            Route::Link(List) => zones::list_links(ctx, req),
+            Route::ListAllRecordSets => records::list(ctx, req, None),
+            Route::RecordSet(t, List) => records::list(ctx, req, Some(t.as_str())),
+            Route::RecordSet(_, Put) => records::put(ctx, req, false),
+            Route::RecordSet(_, Patch) => records::put(ctx, req, true),
+            Route::RecordSet(_, Get) => records::get(ctx, req),
+            Route::RecordSet(_, Delete) => records::delete(ctx, req),
         }
     }
 }
