@@ -2,6 +2,7 @@
 //! Every change is a long-running operation answered 202 + Location, and
 //! leaves a job behind, as Site Recovery does.
 
+pub mod enable_rules;
 pub mod fabrics;
 pub mod failover;
 pub mod groups;

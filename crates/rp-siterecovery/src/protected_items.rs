@@ -9,6 +9,7 @@ use recoverite_replication::{Engine, PointKind, SourceDisk};
 use recoverite_rp_compute::disks;
 use recoverite_store::Reader;
 
+use crate::enable_rules as rules;
 use crate::fabrics::{found, parent_of};
 use crate::runtime::Runtime;
 use crate::{jobs, targets, vault_of};
@@ -55,12 +56,7 @@ pub fn enable(
     let body = req.body.clone().unwrap_or(json!({}));
     let p = &body["properties"];
     let a2a = &p["providerSpecificDetails"];
-    if !str_of(a2a, "instanceType").eq_ignore_ascii_case("A2A") {
-        return Err(ArmError::invalid_parameter(
-            "properties.providerSpecificDetails.instanceType",
-            "Send 'A2A' (Azure to Azure): the only replication scenario recoverite serves.",
-        ));
-    }
+    rules::scenario(str_of(a2a, "instanceType"))?;
     let vm_id = a2a["fabricObjectId"].as_str().ok_or_else(|| {
         ArmError::invalid_parameter(
             "properties.providerSpecificDetails.fabricObjectId",
@@ -86,23 +82,14 @@ pub fn enable(
             .ok_or_else(|| ArmError::bad_request("ProtectionContainerNotPaired", "The protection container has no container mapping with that policy. Pair it with a container in the recovery region first."))?
             .clone();
         let target_container_id = str_of(&mapping["properties"], "targetProtectionContainerId").to_string();
-        if let Some(rc) = a2a["recoveryContainerId"].as_str() {
-            if !rc.eq_ignore_ascii_case(&target_container_id) {
-                return Err(ArmError::invalid_parameter("properties.providerSpecificDetails.recoveryContainerId", "recoveryContainerId must be the container the mapping pairs with this one."));
-            }
-        }
+        rules::recovery_container(a2a["recoveryContainerId"].as_str(), &target_container_id)?;
         let target_fabric = found(r, &parent_of(&target_container_id), "fabric")?;
         let source_loc = str_of(&fabric["properties"]["customDetails"], "location").to_string();
         let target_loc = str_of(&target_fabric["properties"]["customDetails"], "location").to_string();
         let (vm, vm_disks) = disks::of_vm(r, vm_id)?.ok_or_else(|| ArmError::invalid_parameter("properties.providerSpecificDetails.fabricObjectId", format!("VM '{vm_id}' was not found.")))?;
-        if !str_of(&vm, "location").eq_ignore_ascii_case(&source_loc) {
-            return Err(ArmError::bad_request("VmNotInFabricRegion", format!("VM '{}' is in '{}' but the protection container's fabric is for '{source_loc}'. Use the container of the VM's region.", str_of(&vm, "name"), str_of(&vm, "location"))));
-        }
+        rules::vm_in_fabric_region(str_of(&vm, "name"), str_of(&vm, "location"), &source_loc)?;
         vm_not_yet_protected(r, &vid, vm_id, str_of(&vm, "name"))?;
-        // Document 003: the vault may be in any region except the source region.
-        if str_of(&vault, "location").eq_ignore_ascii_case(&source_loc) {
-            return Err(ArmError::bad_request("VaultInSourceRegion", format!("Vault '{}' is in '{source_loc}', the region of the VMs it would protect; create the vault in any other region (ideally the recovery region).", str_of(&vault, "name"))));
-        }
+        rules::vault_region(str_of(&vault, "name"), str_of(&vault, "location"), &source_loc)?;
         // The recovery resource group; by default `{source group}-asr`, made when missing.
         let vm_rg = vm_id.split("/providers/").next().unwrap_or_default().to_string();
         let (rg_id, create_rg) = match a2a["recoveryResourceGroupId"].as_str() {
@@ -115,9 +102,7 @@ pub fn enable(
         };
         if !create_rg {
             let rg = resource::get(r, &rg_id)?.ok_or_else(|| ArmError::invalid_parameter("properties.providerSpecificDetails.recoveryResourceGroupId", format!("Resource group '{rg_id}' was not found; create it first, or omit it for '{vm_rg}-asr'.")))?;
-            if str_of(&rg, "location").eq_ignore_ascii_case(&source_loc) {
-                return Err(ArmError::invalid_parameter("properties.providerSpecificDetails.recoveryResourceGroupId", format!("The recovery resource group is in '{source_loc}', the source VM's region; use a group in any other region.")));
-            }
+            rules::recovery_group_region(str_of(&rg, "location"), &source_loc)?;
         }
         // The recovery availability set: named, or `{set}-asr` when the VM is in one.
         let recovery_set = match (a2a["recoveryAvailabilitySetId"].as_str(), vm["properties"]["availabilitySet"]["id"].as_str()) {
@@ -127,20 +112,16 @@ pub fn enable(
         };
         let source_set = vm["properties"]["availabilitySet"]["id"].as_str().and_then(|id| resource::get(r, id).ok().flatten());
         let inputs = a2a["vmManagedDisks"].as_array().cloned().unwrap_or_default();
-        if inputs.is_empty() {
-            return Err(ArmError::invalid_parameter("properties.providerSpecificDetails.vmManagedDisks", "List the VM's managed disks to replicate, each with diskId and primaryStagingAzureStorageAccountId (the cache storage account)."));
-        }
-        let mut chosen = Vec::new();
-        for d in &inputs {
-            let did = str_of(d, "diskId");
-            let disk = vm_disks.iter().find(|x| str_of(x, "id").eq_ignore_ascii_case(did)).ok_or_else(|| {
-                ArmError::invalid_parameter("properties.providerSpecificDetails.vmManagedDisks.diskId", format!("Disk '{did}' is not attached to VM '{}'.", str_of(&vm, "name")))
-            })?;
-            if d["primaryStagingAzureStorageAccountId"].as_str().is_none() {
-                return Err(ArmError::invalid_parameter("properties.providerSpecificDetails.vmManagedDisks.primaryStagingAzureStorageAccountId", "Each disk needs a cache storage account in the source region."));
-            }
-            chosen.push((disk.clone(), d.clone()));
-        }
+        let typed: Vec<rules::DiskInput> = inputs
+            .iter()
+            .map(|d| rules::DiskInput { disk_id: str_of(d, "diskId"), cache_account: d["primaryStagingAzureStorageAccountId"].as_str() })
+            .collect();
+        let attached: Vec<&str> = vm_disks.iter().map(|x| str_of(x, "id")).collect();
+        let chosen: Vec<(Value, Value)> = rules::disks_to_replicate(str_of(&vm, "name"), &typed, &attached)?
+            .into_iter()
+            .zip(&inputs)
+            .map(|(at, input)| (vm_disks[at].clone(), input.clone()))
+            .collect();
         // The cache account (documents 000 and 002).
         let cache_id = str_of(&chosen[0].1, "primaryStagingAzureStorageAccountId").to_string();
         let cache = resource::get(r, &cache_id)?.ok_or_else(|| ArmError::bad_request("CacheStorageAccountNotFound", format!("Cache storage account '{cache_id}' was not found; create a storage account in {source_loc} first.")))?;
