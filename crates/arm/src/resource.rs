@@ -57,6 +57,41 @@ pub fn delete_tree(tx: &mut WriteTx, resource_id: &str) -> Result<bool, ArmError
     Ok(existed)
 }
 
+/// A resource and everything nested under it, as stored: what
+/// [`take_tree`] removes and [`restore_tree`] puts back unchanged (keys,
+/// documents and creation order), e.g. for a soft-deleted vault.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct StoredTree {
+    /// (case-folded id, document, creation sequence)
+    pub entries: Vec<(String, Value, Option<u64>)>,
+}
+
+/// Removes a resource and its nested resources, returning them as stored.
+pub fn take_tree(tx: &mut WriteTx, resource_id: &str) -> Result<StoredTree, ArmError> {
+    let k = id::key(resource_id);
+    let mut entries = Vec::new();
+    if let Some(doc) = tx.get_json::<Value>(RESOURCES, &k)? {
+        entries.push((k.clone(), doc, order_of(tx, &k)?));
+    }
+    for (ck, doc) in tx.scan_json::<Value>(RESOURCES, &format!("{k}/"))? {
+        let seq = order_of(tx, &ck)?;
+        entries.push((ck, doc, seq));
+    }
+    delete_tree(tx, resource_id)?;
+    Ok(StoredTree { entries })
+}
+
+/// Puts a [`take_tree`] back where it was.
+pub fn restore_tree(tx: &mut WriteTx, tree: &StoredTree) -> Result<(), ArmError> {
+    for (k, doc, seq) in &tree.entries {
+        tx.put_json(RESOURCES, k, doc)?;
+        if let Some(n) = seq {
+            tx.put_json(CREATION_ORDER, k, n)?;
+        }
+    }
+    Ok(())
+}
+
 /// Direct children `{parent}/{child_type_segments}/{name}` (no deeper
 /// levels), in the order they were created.
 pub fn list_children(

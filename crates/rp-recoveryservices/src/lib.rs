@@ -4,8 +4,10 @@
 pub mod certificates;
 pub mod connections;
 pub mod containers;
+pub mod deleted_vaults;
 pub mod dependents;
 pub mod extended_info;
+pub mod operations;
 /// Vault records live in the Recovery Services core, shared with Site Recovery and Backup.
 pub use recoverite_rs_core::vault as meta;
 pub mod route;
@@ -40,6 +42,12 @@ const TYPES: &[&str] = &[
     "vaults/backupProtectionContainers",
     "locations",
     "locations/checkNameAvailability",
+    "vaults/operationStatus",
+    "vaults/operationResults",
+    "locations/capabilities",
+    "locations/deletedVaults",
+    "locations/deletedVaults/undelete",
+    "locations/deletedVaults/operations",
 ];
 
 pub struct RecoveryServicesProvider;
@@ -98,6 +106,13 @@ impl Endpoints for RecoveryServicesProvider {
             UnregisterContainer => containers::unregister(ctx, req),
             ListContainers => containers::list(ctx, req),
             CheckNameAvailability => vault::check_name_availability(ctx, req),
+            VaultOperationStatus => operations::vault_operation(ctx, req, true),
+            VaultOperationResult => operations::vault_operation(ctx, req, false),
+            Capabilities => operations::capabilities(ctx, req),
+            ListDeletedVaults => deleted_vaults::list(ctx, req),
+            GetDeletedVault => deleted_vaults::get(ctx, req),
+            UndeleteVault => deleted_vaults::undelete(ctx, req),
+            DeletedVaultOperationStatus => deleted_vaults::operation_status(ctx, req),
         }
     }
 }

@@ -33,6 +33,13 @@ pub enum Route {
     UnregisterContainer,
     ListContainers,
     CheckNameAvailability,
+    VaultOperationStatus,
+    VaultOperationResult,
+    Capabilities,
+    ListDeletedVaults,
+    GetDeletedVault,
+    UndeleteVault,
+    DeletedVaultOperationStatus,
 }
 
 const NS: &str = "Microsoft.RecoveryServices";
@@ -80,6 +87,16 @@ impl Endpoint for Route {
             CheckNameAvailability => {
                 "Microsoft.RecoveryServices/locations/checkNameAvailability/action"
             }
+            VaultOperationStatus => "Microsoft.RecoveryServices/vaults/operationStatus/read",
+            VaultOperationResult => "Microsoft.RecoveryServices/vaults/operationResults/read",
+            Capabilities => "Microsoft.RecoveryServices/locations/capabilities/action",
+            ListDeletedVaults | GetDeletedVault => {
+                "Microsoft.RecoveryServices/locations/deletedVaults/read"
+            }
+            UndeleteVault => "Microsoft.RecoveryServices/locations/deletedVaults/undelete/action",
+            DeletedVaultOperationStatus => {
+                "Microsoft.RecoveryServices/locations/deletedVaults/operations/read"
+            }
         }
     }
 
@@ -92,6 +109,7 @@ impl Endpoint for Route {
                 | Route::ListPrivateLinkResources
                 | Route::Usages
                 | Route::ReplicationUsages
+                | Route::ListDeletedVaults
         )
     }
 }
@@ -139,6 +157,15 @@ pub fn parse(req: &ArmRequest) -> Result<Route, ArmError> {
         }
         (["vaults", "backupprotectioncontainers"], false, &M::GET) => ListContainers,
         (["locations", "checknameavailability"], false, &M::POST) => CheckNameAvailability,
+        (["vaults", "operationstatus"], true, &M::GET) => VaultOperationStatus,
+        (["vaults", "operationresults"], true, &M::GET) => VaultOperationResult,
+        (["locations", "capabilities"], false, &M::POST) => Capabilities,
+        (["locations", "deletedvaults"], false, &M::GET) => ListDeletedVaults,
+        (["locations", "deletedvaults"], true, &M::GET) => GetDeletedVault,
+        (["locations", "deletedvaults", "undelete"], false, &M::POST) => UndeleteVault,
+        (["locations", "deletedvaults", "operations"], true, &M::GET) => {
+            DeletedVaultOperationStatus
+        }
         (_, _, m) => return Err(ArmError::method_not_allowed(m.as_str())),
     };
     Ok(r)
@@ -152,6 +179,7 @@ mod tests {
 
     const V: &str =
         "/subscriptions/s/resourceGroups/g/providers/Microsoft.RecoveryServices/vaults/v";
+    const L: &str = "/subscriptions/s/providers/Microsoft.RecoveryServices/locations/westcentralus";
 
     /// Each route's declared action is the one ARM derives from its path
     /// (`{ns}/{types}/read|write|delete`, `…/action`), so declaring it
@@ -184,9 +212,16 @@ mod tests {
             (Method::DELETE, format!("{V}/backupFabrics/Azure/protectionContainers/c")),
             (Method::GET, format!("{V}/backupProtectionContainers")),
             (Method::POST, "/subscriptions/s/providers/Microsoft.RecoveryServices/locations/eastus/checkNameAvailability".into()),
+            (Method::GET, format!("{V}/operationStatus/o")),
+            (Method::GET, format!("{V}/operationResults/o")),
+            (Method::POST, format!("{L}/capabilities")),
+            (Method::GET, format!("{L}/deletedVaults")),
+            (Method::GET, format!("{L}/deletedVaults/d")),
+            (Method::POST, format!("{L}/deletedVaults/d/undelete")),
+            (Method::GET, format!("{L}/deletedVaults/d/operations/o")),
         ];
         let seen = assert_declared_actions(&info, &cases, parse);
-        assert_eq!(seen.len(), 24, "every route is covered");
+        assert_eq!(seen.len(), 31, "every route is covered");
     }
 
     #[test]

@@ -160,6 +160,11 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmError> 
         if patch && existing.is_none() {
             return Err(ArmError::resource_not_found(VAULT_TYPE, &n, req.path.resource_group.as_deref()));
         }
+        if existing.is_none() {
+            let sub = req.path.subscription.clone().unwrap_or_default();
+            crate::deleted_vaults::purge_expired(ctx, tx, &sub)?;
+            crate::deleted_vaults::check_not_held(tx, &rid)?;
+        }
         let location = match (body["location"].as_str(), &existing) {
             (Some(l), Some(e)) => {
                 let r = regions::require(l, VAULT_TYPE)?;
@@ -327,8 +332,14 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
                 format!("Vault cannot be deleted as there are existing resources within the vault: {items} protected item(s), soft-deleted ones included. Stop protection and delete the backup data of each item (and wait out or undo soft delete, then delete it permanently), then delete the vault."),
             ));
         }
-        resource::delete_tree(tx, &rid)?;
-        ctx.cascade_delete(tx, &rid)?;
+        // Secure by default: where it applies the vault is kept, recoverable,
+        // with everything under its id; elsewhere the delete is final.
+        if crate::deleted_vaults::soft_deletes_vaults(doc["location"].as_str().unwrap_or_default()) {
+            crate::deleted_vaults::soft_delete(tx, &doc)?;
+        } else {
+            resource::delete_tree(tx, &rid)?;
+            ctx.cascade_delete(tx, &rid)?;
+        }
         op.save(tx)?;
         Ok(Some(doc["location"].as_str().unwrap_or_default().to_string()))
     })?;
