@@ -12,6 +12,7 @@ pub mod containers;
 pub mod durable;
 pub mod sas;
 mod shared_key;
+pub mod worm;
 mod xml;
 
 pub use containers::Containers;
@@ -81,6 +82,11 @@ pub trait Authorize: Send + Sync + 'static {
     /// The account's access keys (decoded), for Shared Key requests; an
     /// error when the account does not allow shared key access.
     fn shared_keys(&self, account: &str) -> Result<Vec<Vec<u8>>, BlobError>;
+
+    /// The time immutability is judged by (the emulator clock in recoverite).
+    fn now(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc()
+    }
 }
 
 #[derive(Clone)]
@@ -380,6 +386,11 @@ async fn container(
                     "The specified container does not exist.",
                 ));
             }
+            let st = containers::state(s.store.as_ref(), &account, &c).await?;
+            let now = s.auth.now();
+            let n = containers::protected_blobs(s.store.as_ref(), &account, &c, &st, now).await?;
+            let lease_id = h.get("x-ms-lease-id").and_then(|v| v.to_str().ok());
+            st.check_container_delete(lease_id, n, now)?;
             containers::delete(s.store.as_ref(), &account, &c).await?;
             Ok(with_status(StatusCode::ACCEPTED))
         }
@@ -460,6 +471,21 @@ async fn blob(
             "ContainerNotFound",
             "The specified container does not exist.",
         ));
+    }
+    if matches!(method, Method::PUT | Method::DELETE) {
+        // Immutable blobs (legal hold, retention policy) are neither
+        // overwritten nor deleted; new ones may always be written.
+        let st = containers::state(s.store.as_ref(), &account, &c).await?;
+        if st.has_legal_hold() || st.policy.is_some() {
+            let written = match s.store.head(&path).await {
+                Ok(m) => {
+                    time::OffsetDateTime::from_unix_timestamp(m.last_modified.timestamp()).ok()
+                }
+                Err(object_store::Error::NotFound { .. }) => None,
+                Err(e) => return Err(internal(e)),
+            };
+            st.check_blob_change(written, s.auth.now())?;
+        }
     }
     match method {
         Method::PUT => {

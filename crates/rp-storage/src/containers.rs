@@ -149,7 +149,12 @@ fn container_name(req: &ArmRequest) -> Result<String, ArmError> {
     Ok(n)
 }
 
-fn container_doc(acct: &Value, name: &str, stored: Option<&Value>) -> Value {
+fn container_doc(
+    acct: &Value,
+    name: &str,
+    stored: Option<&Value>,
+    state: &recoverite_blob::worm::ContainerState,
+) -> Value {
     let id = format!(
         "{}/blobServices/default/containers/{name}",
         acct["id"].as_str().unwrap_or_default()
@@ -175,7 +180,31 @@ fn container_doc(acct: &Value, name: &str, stored: Option<&Value>) -> Value {
         }
         etag = s["etag"].clone();
     }
+    if let Some(p) = props.as_object_mut() {
+        crate::worm::decorate(p, &id, state);
+    }
     json!({"id": id, "name": name, "type": CONTAINER_TYPE, "etag": etag, "properties": props})
+}
+
+/// The container a path names: (account name, container name, its ARM id).
+pub fn locate(ctx: &Ctx, req: &ArmRequest) -> Result<(String, String, String), ArmError> {
+    let (acct, account_name) = account(ctx, req)?;
+    check_service(req)?;
+    let name = container_name(req)?;
+    let cid = container_id(&acct, &name);
+    Ok((account_name, name, cid))
+}
+
+pub fn account_location(ctx: &Ctx, req: &ArmRequest) -> Result<String, ArmError> {
+    let (acct, _) = account(ctx, req)?;
+    Ok(acct["location"].as_str().unwrap_or_default().to_string())
+}
+
+/// Whether the account's blob service keeps versions (`isVersioningEnabled`).
+pub fn versioning_enabled(ctx: &Ctx, req: &ArmRequest) -> Result<bool, ArmError> {
+    let sid = req.path.prefix(10);
+    let stored = ctx.store().view(|r| resource::get(r, &sid))?;
+    Ok(stored.is_some_and(|d| d["properties"]["isVersioningEnabled"] == true))
 }
 
 fn container_id(acct: &Value, name: &str) -> String {
@@ -185,7 +214,7 @@ fn container_id(acct: &Value, name: &str) -> String {
     )
 }
 
-fn not_found() -> ArmError {
+pub fn not_found() -> ArmError {
     ArmError::new(
         404,
         "ContainerNotFound",
@@ -260,7 +289,8 @@ pub fn put_container(
     let doc =
         json!({"id": cid, "name": name, "type": CONTAINER_TYPE, "etag": etag, "properties": keep});
     ctx.store().write(|tx| resource::put(tx, &cid, &doc))?;
-    let out = container_doc(&acct, &name, Some(&doc));
+    let state = blobs.state(&account_name, &name).map_err(blob_error)?;
+    let out = container_doc(&acct, &name, Some(&doc), &state);
     Ok(Reply::json(if existed || patch { 200 } else { 201 }, out))
 }
 
@@ -274,7 +304,13 @@ pub fn get_container(ctx: &Ctx, req: &ArmRequest, blobs: &Store) -> Result<Reply
     let stored = ctx
         .store()
         .view(|r| resource::get(r, &container_id(&acct, &name)))?;
-    Ok(Reply::ok(container_doc(&acct, &name, stored.as_ref())))
+    let state = blobs.state(&account_name, &name).map_err(blob_error)?;
+    Ok(Reply::ok(container_doc(
+        &acct,
+        &name,
+        stored.as_ref(),
+        &state,
+    )))
 }
 
 pub fn delete_container(ctx: &Ctx, req: &ArmRequest, blobs: &Store) -> Result<Reply, ArmError> {
@@ -284,7 +320,9 @@ pub fn delete_container(ctx: &Ctx, req: &ArmRequest, blobs: &Store) -> Result<Re
     if !blobs.exists(&account_name, &name).map_err(blob_error)? {
         return Ok(Reply::empty(204));
     }
-    blobs.delete(&account_name, &name).map_err(blob_error)?;
+    blobs
+        .delete_checked(&account_name, &name, None, time::now())
+        .map_err(blob_error)?;
     let cid = container_id(&acct, &name);
     ctx.store()
         .write(|tx| resource::delete_tree(tx, &cid).map(|_| ()))?;
@@ -295,14 +333,20 @@ pub fn list_containers(ctx: &Ctx, req: &ArmRequest, blobs: &Store) -> Result<Rep
     let (acct, account_name) = account(ctx, req)?;
     check_service(req)?;
     let names = blobs.list(&account_name).map_err(blob_error)?;
+    let states = names
+        .iter()
+        .map(|n| blobs.state(&account_name, n).map_err(blob_error))
+        .collect::<Result<Vec<_>, ArmError>>()?;
     let items = ctx.store().view(|r| {
         names
             .iter()
-            .map(|n| {
+            .zip(&states)
+            .map(|(n, st)| {
                 Ok(container_doc(
                     &acct,
                     n,
                     resource::get(r, &container_id(&acct, n))?.as_ref(),
+                    st,
                 ))
             })
             .collect::<Result<Vec<_>, ArmError>>()
@@ -327,6 +371,21 @@ pub fn sweep(state: &recoverite_store::Store, blobs: &Store) -> Result<usize, Ar
         }
         Ok(true)
     })
+}
+
+/// An account whose containers still keep data (a legal hold, blobs under
+/// a locked policy) cannot be deleted.
+pub fn check_account_delete(blobs: &Store, account_name: &str) -> Result<(), ArmError> {
+    if let Some(c) = blobs
+        .keeping(account_name, time::now())
+        .map_err(blob_error)?
+    {
+        return Err(ArmError::conflict(
+            "StorageAccountOperationFailure",
+            format!("Storage account '{account_name}' cannot be deleted: container '{c}' has a legal hold or a locked immutability policy still protecting blobs."),
+        ));
+    }
+    Ok(())
 }
 
 /// Deleting an account deletes its containers' data.

@@ -12,6 +12,9 @@ pub mod keys;
 pub mod route;
 pub mod sas;
 pub mod target;
+pub mod worm;
+
+use worm::PolicyAction;
 
 use recoverite_arm::{ArmError, ArmRequest, Ctx, Endpoints, ProviderInfo, Reply};
 pub use route::Route;
@@ -39,6 +42,7 @@ impl StorageProvider {
                 "storageAccounts/privateLinkResources",
                 "storageAccounts/blobServices",
                 "storageAccounts/blobServices/containers",
+                "storageAccounts/blobServices/containers/immutabilityPolicies",
                 "checkNameAvailability",
                 "operations",
             ],
@@ -85,6 +89,10 @@ impl Endpoints for StorageProvider {
             UpdateAccount => accounts::patch(ctx, req),
             GetAccount => accounts::get(ctx, req),
             DeleteAccount => {
+                let name = account_name()?;
+                if accounts::check_account_name(&name).is_ok() {
+                    containers::check_account_delete(&self.containers, &name)?;
+                }
                 let reply = accounts::delete(ctx, req)?;
                 if reply.status == 200 {
                     containers::delete_all(&self.containers, &account_name()?)?;
@@ -116,6 +124,19 @@ impl Endpoints for StorageProvider {
             GetContainer => containers::get_container(ctx, req, &self.containers),
             DeleteContainer => containers::delete_container(ctx, req, &self.containers),
             ListContainers => containers::list_containers(ctx, req, &self.containers),
+            ContainerLease => worm::lease(ctx, req, &self.containers),
+            SetLegalHold => worm::legal_hold(ctx, req, &self.containers, true),
+            ClearLegalHold => worm::legal_hold(ctx, req, &self.containers, false),
+            MigrateContainer => worm::migrate(ctx, req, &self.containers),
+            GetImmutabilityPolicy => worm::policy(ctx, req, &self.containers, PolicyAction::Get),
+            PutImmutabilityPolicy => worm::policy(ctx, req, &self.containers, PolicyAction::Put),
+            DeleteImmutabilityPolicy => {
+                worm::policy(ctx, req, &self.containers, PolicyAction::Delete)
+            }
+            LockImmutabilityPolicy => worm::policy(ctx, req, &self.containers, PolicyAction::Lock),
+            ExtendImmutabilityPolicy => {
+                worm::policy(ctx, req, &self.containers, PolicyAction::Extend)
+            }
             ListPrivateLinkResources => target::link_resources(ctx, req),
             ListConnections => target::list_connections(ctx, req),
             GetConnection | PutConnection | DeleteConnection => {

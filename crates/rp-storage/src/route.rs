@@ -25,6 +25,15 @@ pub enum Route {
     GetContainer,
     DeleteContainer,
     ListContainers,
+    ContainerLease,
+    SetLegalHold,
+    ClearLegalHold,
+    MigrateContainer,
+    GetImmutabilityPolicy,
+    PutImmutabilityPolicy,
+    DeleteImmutabilityPolicy,
+    LockImmutabilityPolicy,
+    ExtendImmutabilityPolicy,
     ListPrivateLinkResources,
     ListConnections,
     GetConnection,
@@ -55,6 +64,21 @@ impl Endpoint for Route {
             PutContainer | PatchContainer => sa!("/blobServices/containers/write"),
             GetContainer | ListContainers => sa!("/blobServices/containers/read"),
             DeleteContainer => sa!("/blobServices/containers/delete"),
+            ContainerLease => sa!("/blobServices/containers/lease/action"),
+            SetLegalHold => sa!("/blobServices/containers/setLegalHold/action"),
+            ClearLegalHold => sa!("/blobServices/containers/clearLegalHold/action"),
+            MigrateContainer => sa!("/blobServices/containers/migrate/action"),
+            GetImmutabilityPolicy => sa!("/blobServices/containers/immutabilityPolicies/read"),
+            PutImmutabilityPolicy => sa!("/blobServices/containers/immutabilityPolicies/write"),
+            DeleteImmutabilityPolicy => {
+                sa!("/blobServices/containers/immutabilityPolicies/delete")
+            }
+            LockImmutabilityPolicy => {
+                sa!("/blobServices/containers/immutabilityPolicies/lock/action")
+            }
+            ExtendImmutabilityPolicy => {
+                sa!("/blobServices/containers/immutabilityPolicies/extend/action")
+            }
             ListPrivateLinkResources => sa!("/privateLinkResources/read"),
             ListConnections | GetConnection => sa!("/privateEndpointConnections/read"),
             PutConnection => sa!("/privateEndpointConnections/write"),
@@ -102,6 +126,43 @@ pub fn parse(req: &ArmRequest) -> Result<Route, ArmError> {
         (["storageaccounts", "blobservices", "containers"], true, &M::GET) => GetContainer,
         (["storageaccounts", "blobservices", "containers"], true, &M::DELETE) => DeleteContainer,
         (["storageaccounts", "blobservices", "containers"], false, &M::GET) => ListContainers,
+        (["storageaccounts", "blobservices", "containers", "lease"], false, &M::POST) => {
+            ContainerLease
+        }
+        (["storageaccounts", "blobservices", "containers", "setlegalhold"], false, &M::POST) => {
+            SetLegalHold
+        }
+        (["storageaccounts", "blobservices", "containers", "clearlegalhold"], false, &M::POST) => {
+            ClearLegalHold
+        }
+        (["storageaccounts", "blobservices", "containers", "migrate"], false, &M::POST) => {
+            MigrateContainer
+        }
+        (
+            ["storageaccounts", "blobservices", "containers", "immutabilitypolicies"],
+            true,
+            &M::GET,
+        ) => GetImmutabilityPolicy,
+        (
+            ["storageaccounts", "blobservices", "containers", "immutabilitypolicies"],
+            true,
+            &M::PUT,
+        ) => PutImmutabilityPolicy,
+        (
+            ["storageaccounts", "blobservices", "containers", "immutabilitypolicies"],
+            true,
+            &M::DELETE,
+        ) => DeleteImmutabilityPolicy,
+        (
+            ["storageaccounts", "blobservices", "containers", "immutabilitypolicies", "lock"],
+            false,
+            &M::POST,
+        ) => LockImmutabilityPolicy,
+        (
+            ["storageaccounts", "blobservices", "containers", "immutabilitypolicies", "extend"],
+            false,
+            &M::POST,
+        ) => ExtendImmutabilityPolicy,
         (["storageaccounts", "privatelinkresources"], false, &M::GET) => ListPrivateLinkResources,
         (["storageaccounts", "privateendpointconnections"], false, &M::GET) => ListConnections,
         (["storageaccounts", "privateendpointconnections"], true, &M::GET) => GetConnection,
@@ -153,6 +214,15 @@ mod tests {
             (M::GET, c.clone()),
             (M::DELETE, c.clone()),
             (M::GET, format!("{A}/blobServices/default/containers")),
+            (M::POST, format!("{c}/lease")),
+            (M::POST, format!("{c}/setLegalHold")),
+            (M::POST, format!("{c}/clearLegalHold")),
+            (M::POST, format!("{c}/migrate")),
+            (M::GET, format!("{c}/immutabilityPolicies/default")),
+            (M::PUT, format!("{c}/immutabilityPolicies/default")),
+            (M::DELETE, format!("{c}/immutabilityPolicies/default")),
+            (M::POST, format!("{c}/immutabilityPolicies/default/lock")),
+            (M::POST, format!("{c}/immutabilityPolicies/default/extend")),
             (M::GET, format!("{A}/privateLinkResources")),
             (M::GET, format!("{A}/privateEndpointConnections")),
             (M::GET, pec.clone()),
@@ -160,7 +230,7 @@ mod tests {
             (M::DELETE, pec),
         ];
         let seen = assert_declared_actions(&crate::StorageProvider::info_of(), &cases, parse);
-        assert_eq!(seen.len(), 23, "every route is covered");
+        assert_eq!(seen.len(), 32, "every route is covered");
     }
 
     #[test]

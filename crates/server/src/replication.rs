@@ -53,6 +53,10 @@ impl BlobAuth {
 }
 
 impl Authorize for BlobAuth {
+    fn now(&self) -> time::OffsetDateTime {
+        recoverite_arm::time::now()
+    }
+
     fn authorize(
         &self,
         account: &str,
