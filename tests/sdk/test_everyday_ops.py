@@ -240,6 +240,10 @@ def test_every_provider_lists_its_operations(server):
         assert expect in names and all(n.startswith(ns + "/") for n in names)
     ops = list(server.client(NetworkManagementClient).operations.list())
     assert any(o.name == "Microsoft.Network/networkSecurityGroups/delete" for o in ops)
+    # Site Recovery's client asks under a resource group, as Azure serves it.
+    from azure.mgmt.recoveryservicessiterecovery import SiteRecoveryManagementClient
+    sr = server.client(SiteRecoveryManagementClient)
+    assert any(o.name == "Microsoft.RecoveryServices/vaults/read" for o in sr.operations.list(RG))
 
 
 def test_a_resent_vm_put_keeps_its_data_disk(env):
@@ -393,3 +397,29 @@ def test_disk_access_urls_download_the_disks_bytes_until_revoked(server, env):
     assert c.disks.get(RG, "exportme").disk_state == "Unattached"
     assert requests.get(url, headers={"Range": "bytes=0-15"}, verify=server.ca).status_code == 403
     c.disks.begin_delete(RG, "exportme").result()
+
+
+def test_attach_detach_data_disks_in_one_call(env):
+    c = env["compute"]
+    disk = lambda n: c.disks.begin_create_or_update(RG, n, {"location": "eastus", "sku": {"name": "Standard_LRS"},
+        "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 1}}).result()
+    a, b = disk("attach-a"), disk("attach-b")
+    profile = c.virtual_machines.begin_attach_detach_data_disks(RG, "vm", {
+        "dataDisksToAttach": [{"diskId": a.id}, {"diskId": b.id, "lun": 5, "caching": "ReadOnly"}]}).result()
+    got = {d.managed_disk.id.lower(): d.lun for d in profile.data_disks}
+    assert got[a.id.lower()] not in (None, 5) and got[b.id.lower()] == 5
+    assert c.disks.get(RG, "attach-a").managed_by.lower() == env["vm"].id.lower()
+    assert c.disks.get(RG, "attach-b").disk_state == "Attached"
+    # Detaching one and re-attaching it at another LUN in the same call.
+    profile = c.virtual_machines.begin_attach_detach_data_disks(RG, "vm", {
+        "dataDisksToDetach": [{"diskId": a.id}]}).result()
+    assert [d.lun for d in profile.data_disks if d.managed_disk.id.lower() == a.id.lower()] == []
+    assert c.disks.get(RG, "attach-a").disk_state == "Unattached"
+    with pytest.raises(HttpResponseError) as e:
+        c.virtual_machines.begin_attach_detach_data_disks(RG, "vm", {"dataDisksToDetach": [{"diskId": a.id}]}).result()
+    assert e.value.status_code == 400
+    with pytest.raises(HttpResponseError) as e:
+        c.virtual_machines.begin_attach_detach_data_disks(RG, "vm", {"dataDisksToAttach": [{"diskId": a.id, "lun": 5}]}).result()
+    assert e.value.status_code == 400
+    c.virtual_machines.begin_attach_detach_data_disks(RG, "vm", {"dataDisksToDetach": [{"diskId": b.id}]}).result()
+    assert c.disks.get(RG, "attach-b").managed_by is None

@@ -260,8 +260,16 @@ fn operations_list(provider: &dyn Provider, req: &ArmRequest) -> Result<Option<R
     let Some(p) = &req.path.provider else {
         return Ok(None);
     };
-    let is_ops = p.scope_len == 0
-        && req.path.subscription.is_none()
+    // Site Recovery's clients ask for the list under a resource group
+    // (`/subscriptions/{s}/resourceGroups/{g}/providers/Microsoft.RecoveryServices/operations`),
+    // which Azure serves too.
+    let tenant_scope = p.scope_len == 0 && req.path.subscription.is_none();
+    let group_scope = p
+        .namespace
+        .eq_ignore_ascii_case("Microsoft.RecoveryServices")
+        && req.path.resource_group.is_some()
+        && p.scope_len == 4;
+    let is_ops = (tenant_scope || group_scope)
         && p.types.len() == 1
         && p.names.is_empty()
         && p.types[0].eq_ignore_ascii_case("operations");

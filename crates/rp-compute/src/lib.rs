@@ -97,6 +97,7 @@ impl Endpoints for ComputeProvider {
             RevokeAccess(_) => access::revoke(ctx, req),
             Power(action) => vms::power(ctx, req, action),
             InstanceView => vms::instance_view(ctx, req),
+            AttachDetachDataDisks => vms::attach_detach(ctx, req, &self.blocks),
             PutVm => vms::put(ctx, req, blocks),
             PatchVm => vms::patch(ctx, req, blocks),
             GetVm => vms::get(ctx, req),

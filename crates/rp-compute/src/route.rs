@@ -25,6 +25,7 @@ pub enum Route {
     RevokeAccess(DiskKind),
     Power(PowerAction),
     InstanceView,
+    AttachDetachDataDisks,
     PutVm,
     PatchVm,
     GetVm,
@@ -72,6 +73,7 @@ impl Endpoint for Route {
             Power(PowerAction::Restart) => c!("virtualMachines/restart/action"),
             Power(PowerAction::Deallocate) => c!("virtualMachines/deallocate/action"),
             InstanceView => c!("virtualMachines/instanceView/read"),
+            AttachDetachDataDisks => c!("virtualMachines/attachDetachDataDisks/action"),
             PutVm | PatchVm => c!("virtualMachines/write"),
             GetVm | ListVms => c!("virtualMachines/read"),
             DeleteVm => c!("virtualMachines/delete"),
@@ -131,6 +133,7 @@ pub fn parse(req: &ArmRequest) -> Result<Route, ArmError> {
         ([k @ ("disks" | "snapshots")], false, &M::GET) => ListDisks(disk(k)),
         ([k @ ("disks" | "snapshots"), "begingetaccess"], false, &M::POST) => GrantAccess(disk(k)),
         ([k @ ("disks" | "snapshots"), "endgetaccess"], false, &M::POST) => RevokeAccess(disk(k)),
+        (["virtualmachines", "attachdetachdatadisks"], false, &M::POST) => AttachDetachDataDisks,
         (["virtualmachines", verb], false, &M::POST) => match PowerAction::parse(verb) {
             Some(a) => Power(a),
             None => return Err(ArmError::method_not_allowed(m.as_str())),
@@ -198,6 +201,7 @@ mod tests {
         }
         cases.extend([
             (M::GET, format!("{vm}/instanceView")),
+            (M::POST, format!("{vm}/attachDetachDataDisks")),
             (M::PUT, vm.clone()),
             (M::PATCH, vm.clone()),
             (M::GET, vm.clone()),
@@ -219,7 +223,7 @@ mod tests {
             (M::GET, format!("{rp}/diskRestorePoints")),
         ]);
         let seen = assert_declared_actions(&crate::ComputeProvider::info_of(), &cases, parse);
-        assert_eq!(seen.len(), 38, "every route is covered");
+        assert_eq!(seen.len(), 39, "every route is covered");
     }
 
     #[test]

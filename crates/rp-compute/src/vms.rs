@@ -595,3 +595,150 @@ fn implicit_disk_kept(
         )),
     }
 }
+
+/// `attachDetachDataDisks`: the VM's data disks after detaching
+/// `dataDisksToDetach` and attaching `dataDisksToAttach` ("at least one of
+/// them"), each attached disk at its `lun` or the lowest free one. A disk to
+/// detach must be attached, a disk to attach must not be already, and two
+/// disks never share a LUN.
+pub fn data_disks_after(
+    current: &[Value],
+    attach: &[Value],
+    detach: &[Value],
+) -> Result<Vec<Value>, ArmError> {
+    if attach.is_empty() && detach.is_empty() {
+        return Err(ArmError::invalid_parameter(
+            "dataDisksToAttach",
+            "Give at least one disk in dataDisksToAttach or dataDisksToDetach.",
+        ));
+    }
+    let disk_id = |d: &Value, key: &str| -> Result<String, ArmError> {
+        d["diskId"].as_str().map(str::to_string).ok_or_else(|| {
+            ArmError::invalid_parameter(
+                &format!("{key}.diskId"),
+                "diskId is required: the managed disk's resource id.",
+            )
+        })
+    };
+    let id_of = |d: &Value| id::key(d["managedDisk"]["id"].as_str().unwrap_or_default());
+    let mut disks: Vec<Value> = current.to_vec();
+    for d in detach {
+        let did = disk_id(d, "dataDisksToDetach")?;
+        let before = disks.len();
+        disks.retain(|x| id_of(x) != id::key(&did));
+        if disks.len() == before {
+            return Err(ArmError::invalid_parameter(
+                "dataDisksToDetach",
+                format!("Disk {did} is not attached to this VM as a data disk."),
+            ));
+        }
+    }
+    for d in attach {
+        let did = disk_id(d, "dataDisksToAttach")?;
+        if disks.iter().any(|x| id_of(x) == id::key(&did)) {
+            return Err(ArmError::conflict(
+                "OperationNotAllowed",
+                format!("Disk {did} is already attached to this VM."),
+            ));
+        }
+        let used: Vec<i64> = disks.iter().filter_map(|x| x["lun"].as_i64()).collect();
+        let lun = match d["lun"].as_i64() {
+            Some(l) if used.contains(&l) => {
+                return Err(ArmError::invalid_parameter(
+                    "dataDisksToAttach.lun",
+                    format!("LUN {l} is already used by another data disk of this VM."),
+                ))
+            }
+            Some(l) if !(0..=63).contains(&l) => {
+                return Err(ArmError::invalid_parameter(
+                    "dataDisksToAttach.lun",
+                    "lun must be from 0 to 63.",
+                ))
+            }
+            Some(l) => l,
+            None => (0..64).find(|l| !used.contains(l)).ok_or_else(|| {
+                ArmError::invalid_parameter("dataDisksToAttach", "Every LUN (0-63) is in use.")
+            })?,
+        };
+        let name = did.rsplit('/').next().unwrap_or_default();
+        let mut entry = json!({"lun": lun, "name": name, "createOption": "Attach",
+            "caching": d.get("caching").cloned().unwrap_or(json!("None")),
+            "deleteOption": d.get("deleteOption").cloned().unwrap_or(json!("Detach")),
+            "managedDisk": {"id": did}});
+        if let Some(w) = d.get("writeAcceleratorEnabled") {
+            entry["writeAcceleratorEnabled"] = w.clone();
+        }
+        disks.push(entry);
+    }
+    Ok(disks)
+}
+
+/// POST `…/virtualMachines/{vm}/attachDetachDataDisks`: the VM written with
+/// its new data disks (as a PUT would, so every disk rule applies); the
+/// answer is its storage profile.
+pub fn attach_detach(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, ArmError> {
+    let vm = vm_of(ctx, req)?;
+    let body = req.body.clone().unwrap_or(json!({}));
+    let list = |k: &str| body[k].as_array().cloned().unwrap_or_default();
+    let current = vm["properties"]["storageProfile"]["dataDisks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let disks = data_disks_after(
+        &current,
+        &list("dataDisksToAttach"),
+        &list("dataDisksToDetach"),
+    )?;
+    let mut props = vm["properties"].clone();
+    props["storageProfile"]["dataDisks"] = json!(disks);
+    let mut put_req = req.clone();
+    put_req.method = http::Method::PUT;
+    put_req.path = recoverite_arm::id::ResourcePath::parse(vm["id"].as_str().unwrap_or_default())?;
+    put_req.body =
+        Some(json!({"location": vm["location"], "tags": vm["tags"], "properties": props}));
+    let written = put(ctx, &put_req, blocks)?;
+    let profile = written
+        .body
+        .as_ref()
+        .map(|b| b["properties"]["storageProfile"].clone())
+        .unwrap_or(Value::Null);
+    Ok(Reply::ok(profile))
+}
+
+#[cfg(test)]
+mod data_disk_tests {
+    use super::*;
+
+    fn disk(lun: i64, id: &str) -> Value {
+        json!({"lun": lun, "managedDisk": {"id": id}})
+    }
+
+    #[test]
+    fn attach_takes_the_lowest_free_lun_and_detach_needs_an_attached_disk() {
+        let cur = vec![disk(0, "/d/a"), disk(2, "/d/b")];
+        let out = data_disks_after(&cur, &[json!({"diskId": "/d/c"})], &[]).unwrap();
+        assert_eq!(out[2]["lun"], 1);
+        assert_eq!(out[2]["createOption"], "Attach");
+        let out = data_disks_after(&cur, &[], &[json!({"diskId": "/D/A"})]).unwrap();
+        assert_eq!(out.len(), 1);
+        assert!(data_disks_after(&cur, &[], &[json!({"diskId": "/d/x"})]).is_err());
+        assert!(data_disks_after(&cur, &[], &[]).is_err());
+    }
+
+    #[test]
+    fn a_lun_or_a_disk_is_never_attached_twice() {
+        let cur = vec![disk(0, "/d/a")];
+        assert!(data_disks_after(&cur, &[json!({"diskId": "/d/b", "lun": 0})], &[]).is_err());
+        assert!(data_disks_after(&cur, &[json!({"diskId": "/d/a"})], &[]).is_err());
+        assert!(data_disks_after(&cur, &[json!({"diskId": "/d/b", "lun": 64})], &[]).is_err());
+        // Detaching first frees the LUN for the disk attached in the same call.
+        let out = data_disks_after(
+            &cur,
+            &[json!({"diskId": "/d/b", "lun": 0})],
+            &[json!({"diskId": "/d/a"})],
+        )
+        .unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0]["managedDisk"]["id"], "/d/b");
+    }
+}
