@@ -10,7 +10,10 @@ NoRegisteredProviderFound, 405 MethodNotAllowed); a validation error or a
 404 for a missing child still counts as served. 5xx answers are counted
 apart: there should be none.
 
-    .venv/bin/python bench/census.py [--verbose]
+    .venv/bin/python bench/census.py [--verbose [--why]] [--only=PACKAGE_SUFFIX]
+
+--why prints each unserved operation's answer; --only=recoveryservicesbackup
+runs one package.
 """
 
 import importlib
