@@ -15,6 +15,7 @@ pub mod resource;
 pub mod router;
 pub mod tenancy;
 pub mod time;
+pub mod tracked;
 
 pub use error::{ArmError, ArmResult, ErrorBody};
 pub use provider::{

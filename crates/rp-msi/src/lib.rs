@@ -1,15 +1,21 @@
 //! Microsoft.ManagedIdentity: user-assigned identities, and the read-only
 //! `identities/default` view of any resource's system-assigned identity.
+//!
+//! The first provider on the tracked-resource core (`arm::tracked`): the
+//! request is parsed once into a [`Route`], a user-assigned identity is a
+//! typed [`Identity`] document, and its rules are the functions below.
 
-use http::Method;
-use serde::Deserialize;
+pub mod route;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use recoverite_arm::{
-    names, paging, regions, resource, ArmError, ArmRequest, Ctx, Provider, ProviderInfo, Reply,
-    ResourceType,
-};
+use recoverite_arm::tracked::{self, TrackedKind};
+use recoverite_arm::{names, resource, ArmError, ArmRequest, Ctx, Endpoints, ProviderInfo, Reply};
 use recoverite_identity::principals::{self, PrincipalKind};
+use recoverite_store::WriteTx;
+
+pub use route::Route;
 
 pub const NAMESPACE: &str = "Microsoft.ManagedIdentity";
 
@@ -17,200 +23,157 @@ recoverite_arm::api_versions!(
     "../api-versions.txt",
     ["userAssignedIdentities", "identities"]
 );
-const UAI_TYPE: &str = "Microsoft.ManagedIdentity/userAssignedIdentities";
+pub const UAI_TYPE: &str = "Microsoft.ManagedIdentity/userAssignedIdentities";
 
 pub struct ManagedIdentityProvider;
 
-#[derive(Deserialize, Default)]
+/// A user-assigned identity's properties, as stored and returned.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-struct UaiBody {
-    location: Option<String>,
-    tags: Option<Value>,
-    #[serde(default)]
-    properties: Option<UaiProps>,
+pub struct IdentityProperties {
+    pub tenant_id: String,
+    pub principal_id: String,
+    pub client_id: String,
+    pub isolation_scope: IsolationScope,
 }
 
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum IsolationScope {
+    #[default]
+    None,
+    Regional,
+}
+
+/// What a request may set.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct UaiProps {
+pub struct GivenProperties {
     isolation_scope: Option<String>,
 }
 
-impl Provider for ManagedIdentityProvider {
-    fn info(&self) -> ProviderInfo {
-        ProviderInfo {
-            namespace: NAMESPACE,
-            resource_types: vec![
-                ResourceType {
-                    name: "userAssignedIdentities",
-                    api_versions: API.versions("userAssignedIdentities"),
-                    global: false,
-                },
-                ResourceType {
-                    name: "identities",
-                    api_versions: API.versions("userAssignedIdentities"),
-                    global: false,
-                },
-            ],
-            requires_registration: true,
-        }
-    }
-
-    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        let p = req.provider_part()?;
-        let kind = p.types[0].to_ascii_lowercase();
-        match (kind.as_str(), p.is_resource(), req.method.clone()) {
-            ("identities", true, Method::GET) => system_identity(ctx, req),
-            ("userassignedidentities", true, Method::GET) => get(ctx, req),
-            ("userassignedidentities", true, Method::PUT) => put(ctx, req, false),
-            ("userassignedidentities", true, Method::PATCH) => put(ctx, req, true),
-            ("userassignedidentities", true, Method::DELETE) => delete(ctx, req),
-            ("userassignedidentities", false, Method::GET) => list(ctx, req),
-            (_, _, m) => Err(ArmError::method_not_allowed(m.as_str())),
-        }
+/// "isolationScope: None or Regional" (the identity's region isolation).
+pub fn isolation_scope(given: &str) -> Result<IsolationScope, ArmError> {
+    match given {
+        "None" => Ok(IsolationScope::None),
+        "Regional" => Ok(IsolationScope::Regional),
+        other => Err(ArmError::invalid_parameter(
+            "properties.isolationScope",
+            format!("isolationScope '{other}' is not valid; use 'None' or 'Regional'."),
+        )),
     }
 }
 
-fn not_found(req: &ArmRequest) -> ArmError {
-    let name = req
-        .path
-        .provider
-        .as_ref()
-        .and_then(|p| p.name())
-        .unwrap_or("");
-    ArmError::resource_not_found(UAI_TYPE, name, req.path.resource_group.as_deref())
-}
+pub struct Identity;
 
-fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let doc = ctx
-        .store()
-        .read(|r| Ok(resource::get(r, &req.path.id())))??;
-    doc.map(Reply::ok).ok_or_else(|| not_found(req))
-}
+impl TrackedKind for Identity {
+    const TYPE: &'static str = UAI_TYPE;
+    const NOUN: &'static str = "user-assigned identity";
+    const NAME_RULE: &'static names::NameRule = &names::USER_ASSIGNED_IDENTITY;
+    type Properties = IdentityProperties;
+    type Given = GivenProperties;
 
-fn put(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmError> {
-    let name = req
-        .path
-        .provider
-        .as_ref()
-        .and_then(|p| p.name())
-        .unwrap_or("")
-        .to_string();
-    names::USER_ASSIGNED_IDENTITY.check("user-assigned identity", &name)?;
-    let body: UaiBody = if patch {
-        req.body_or_empty()?
-    } else {
-        req.body_as()?
-    };
-    let tags = match &body.tags {
-        Some(t) => Some(resource::validate_tags(Some(t))?),
-        None => None,
-    };
-    let isolation = body
-        .properties
-        .as_ref()
-        .and_then(|p| p.isolation_scope.clone());
-    if let Some(i) = &isolation {
-        if !matches!(i.as_str(), "None" | "Regional") {
-            return Err(ArmError::invalid_parameter(
-                "properties.isolationScope",
-                format!("isolationScope '{i}' is not valid; use 'None' or 'Regional'."),
-            ));
-        }
-    }
-    let rid = req.path.id();
-    ctx.store().write(|tx| {
-        let existing = resource::get(tx, &rid)?;
-        let location = match (&existing, &body.location) {
-            (Some(e), Some(l)) => {
-                let region = regions::require(l, UAI_TYPE)?;
-                if Some(region.name) != e["location"].as_str() {
-                    return Err(ArmError::bad_request(
-                        "LocationCannotBeChanged",
-                        "The location of a user-assigned identity cannot change; create a new identity instead.",
-                    ));
-                }
-                region.name.to_string()
-            }
-            (Some(e), None) => e["location"].as_str().unwrap_or_default().to_string(),
-            (None, Some(l)) => regions::require(l, UAI_TYPE)?.name.to_string(),
-            (None, None) if patch => return Err(not_found(req)),
-            (None, None) => {
-                return Err(ArmError::bad_request(
-                    "LocationRequired",
-                    "The location property is required for a user-assigned identity.",
-                ))
-            }
+    /// The identity's principal is made with it (once) and keeps its ids.
+    fn properties(
+        ctx: &Ctx,
+        tx: &mut WriteTx,
+        id: &str,
+        given: GivenProperties,
+        existing: Option<&IdentityProperties>,
+    ) -> Result<IdentityProperties, ArmError> {
+        let scope = match (given.isolation_scope.as_deref(), existing) {
+            (Some(s), _) => isolation_scope(s)?,
+            (None, Some(e)) => e.isolation_scope,
+            (None, None) => IsolationScope::None,
         };
-        let principal = principals::ensure_managed_identity(tx, &rid, PrincipalKind::UserAssigned)?;
-        let stored_name = existing
-            .as_ref()
-            .and_then(|e| e["name"].as_str().map(str::to_string))
-            .unwrap_or(name.clone());
-        let stored_id = existing
-            .as_ref()
-            .and_then(|e| e["id"].as_str().map(str::to_string))
-            .unwrap_or(rid.clone());
-        let tags = tags
-            .map(Value::Object)
-            .or_else(|| existing.as_ref().and_then(|e| e.get("tags").cloned()))
-            .unwrap_or(json!({}));
-        let isolation = isolation
-            .or_else(|| existing.as_ref().and_then(|e| e["properties"]["isolationScope"].as_str().map(str::to_string)))
-            .unwrap_or_else(|| "None".into());
-        let doc = json!({
-            "id": stored_id,
-            "name": stored_name,
-            "type": UAI_TYPE,
-            "location": location,
-            "tags": tags,
-            "properties": {
-                "tenantId": ctx.env().tenant_id,
-                "principalId": principal.object_id,
-                "clientId": principal.app_id,
-                "isolationScope": isolation,
-            }
-        });
-        resource::put(tx, &rid, &doc)?;
-        Ok(if existing.is_some() || patch { Reply::ok(doc) } else { Reply::created(doc) })
-    })
+        let principal = principals::ensure_managed_identity(tx, id, PrincipalKind::UserAssigned)?;
+        Ok(IdentityProperties {
+            tenant_id: ctx.env().tenant_id.clone(),
+            principal_id: principal.object_id,
+            client_id: principal.app_id,
+            isolation_scope: scope,
+        })
+    }
 }
 
-fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let rid = req.path.id();
-    ctx.store().write(|tx| {
-        if !resource::delete_tree(tx, &rid)? {
-            return Ok(Reply::empty(204));
+impl Endpoints for ManagedIdentityProvider {
+    type Endpoint = Route;
+
+    fn info(&self) -> ProviderInfo {
+        info_of()
+    }
+
+    fn parse(&self, req: &ArmRequest) -> Result<Route, ArmError> {
+        route::parse(req)
+    }
+
+    fn serve(&self, ctx: &Ctx, req: &ArmRequest, route: Route) -> Result<Reply, ArmError> {
+        match route {
+            Route::Create => tracked::put::<Identity>(ctx, req, false),
+            Route::Update => tracked::put::<Identity>(ctx, req, true),
+            Route::Get => tracked::get::<Identity>(ctx, req),
+            Route::Delete => tracked::delete::<Identity>(ctx, req),
+            Route::List => tracked::list::<Identity>(ctx, req),
+            Route::ListAssociatedResources => associated_resources(ctx, req),
+            Route::SystemIdentity => system_identity(ctx, req),
         }
-        ctx.cascade_delete(tx, &rid)?;
-        Ok(Reply::empty(200))
-    })
+    }
 }
 
-fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let scope = req.path.scope();
+pub fn info_of() -> ProviderInfo {
+    ProviderInfo::new(
+        NAMESPACE,
+        &["userAssignedIdentities", "identities"],
+        API.versions("userAssignedIdentities"),
+        false,
+        true,
+    )
+}
+
+/// Whether a resource document names `identity_id` among its user-assigned
+/// identities (the `identity` block every ARM resource shares).
+pub fn uses_identity(doc: &Value, identity_id: &str) -> bool {
+    doc["identity"]["userAssignedIdentities"]
+        .as_object()
+        .is_some_and(|m| m.keys().any(|k| k.eq_ignore_ascii_case(identity_id)))
+}
+
+/// POST `…/userAssignedIdentities/{name}/listAssociatedResources`: the
+/// resources that use the identity, those the caller may read.
+fn associated_resources(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let uid = req.path.prefix(req.path.segments.len() - 1);
+    let identity = ctx
+        .store()
+        .view(|r| tracked::load::<Identity>(r, &uid))?
+        .ok_or_else(|| tracked::not_found::<Identity>(req))?;
     let docs = ctx
         .store()
-        .read(|r| Ok(resource::list_of_type(r, &scope, UAI_TYPE)))??;
-    let mut items = Vec::new();
-    for d in docs {
-        if ctx.can_see(d["id"].as_str().unwrap_or_default())? {
-            items.push(d);
+        .view(|r| resource::scan_mentioning(r, "/subscriptions/", &[&identity.id]))?;
+    let mut value = Vec::new();
+    for (_, d) in docs {
+        let id = d["id"].as_str().unwrap_or_default();
+        if !uses_identity(&d, &identity.id) || !ctx.can_see(id)? {
+            continue;
         }
+        let path = recoverite_arm::id::parse_id(id);
+        value.push(json!({
+            "id": id,
+            "name": d["name"],
+            "type": d["type"],
+            "resourceGroup": path.as_ref().and_then(|p| p.resource_group.clone()),
+            "subscriptionId": path.as_ref().and_then(|p| p.subscription.clone()),
+        }));
     }
-    Ok(Reply::ok(paging::page(ctx, req, items)?))
+    Ok(Reply::ok(
+        json!({"totalCount": value.len(), "value": value}),
+    ))
 }
 
 /// `GET {resource}/providers/Microsoft.ManagedIdentity/identities/default`.
 fn system_identity(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let scope = req.path.scope();
-    let p = ctx.store().read(|r| {
-        Ok(principals::for_resource(
-            r,
-            &scope,
-            PrincipalKind::SystemAssigned,
-        ))
-    })??;
+    let p = ctx
+        .store()
+        .view(|r| principals::for_resource(r, &scope, PrincipalKind::SystemAssigned))?;
     let p = p.ok_or_else(|| {
         ArmError::new(
             404,
@@ -229,4 +192,49 @@ fn system_identity(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
             "clientSecretUrl": format!("{}/recoverite/identities/{}/credentials", ctx.base_url, p.object_id),
         }
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isolation_scope_is_none_or_regional() {
+        assert_eq!(isolation_scope("None").unwrap(), IsolationScope::None);
+        assert_eq!(
+            isolation_scope("Regional").unwrap(),
+            IsolationScope::Regional
+        );
+        assert_eq!(
+            isolation_scope("regional").unwrap_err().code(),
+            "InvalidParameter"
+        );
+    }
+
+    #[test]
+    fn a_resource_uses_an_identity_it_names() {
+        let id = "/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/u";
+        let doc = json!({"identity": {"type": "UserAssigned", "userAssignedIdentities": {id.to_uppercase(): {}}}});
+        assert!(uses_identity(&doc, id));
+        assert!(!uses_identity(
+            &json!({"identity": {"type": "SystemAssigned"}}),
+            id
+        ));
+    }
+
+    #[test]
+    fn properties_round_trip_as_azure_spells_them() {
+        let p = IdentityProperties {
+            tenant_id: "t".into(),
+            principal_id: "p".into(),
+            client_id: "c".into(),
+            isolation_scope: IsolationScope::Regional,
+        };
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(
+            v,
+            json!({"tenantId": "t", "principalId": "p", "clientId": "c", "isolationScope": "Regional"})
+        );
+        assert_eq!(serde_json::from_value::<IdentityProperties>(v).unwrap(), p);
+    }
 }

@@ -1,0 +1,311 @@
+//! The tracked-resource core: what every tracked resource kind shares, served
+//! once for any kind through its hooks (issue 9, point 2).
+//!
+//! A kind declares its type, its typed `properties` and how a request's
+//! properties become the stored ones ([`TrackedKind::properties`]); the core
+//! does the rest the way ARM does it for every resource: the name rule,
+//! location (required on create, never changed), tags (validated; a PATCH
+//! with only tags changes nothing else), `If-Match` / `If-None-Match`
+//! preconditions, get, list by resource group or subscription with paging
+//! and the caller's visibility, and delete with the scope cascade — each
+//! write in one transaction.
+//!
+//! The stored document is a typed [`Tracked`]: it reads back as that struct
+//! or fails loudly, never as a silently empty field.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use recoverite_store::{Reader, WriteTx};
+
+use crate::error::ArmError;
+use crate::provider::{ArmRequest, Ctx, Reply};
+use crate::{names, paging, regions, resource};
+
+/// A tracked resource as stored and as returned.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Tracked<P> {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub location: String,
+    #[serde(default)]
+    pub tags: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    pub properties: P,
+}
+
+/// One kind of tracked resource.
+pub trait TrackedKind {
+    /// The full type, e.g. `Microsoft.ManagedIdentity/userAssignedIdentities`.
+    const TYPE: &'static str;
+    /// What a user calls one, in messages ("user-assigned identity").
+    const NOUN: &'static str;
+    /// The kind's name rule.
+    const NAME_RULE: &'static names::NameRule;
+    /// Whether Azure shows an `etag` on this kind.
+    const ETAG: bool = false;
+
+    type Properties: Serialize + DeserializeOwned + Clone;
+    /// The properties a request gives (unknown fields ignored, as Azure does).
+    type Given: DeserializeOwned + Default;
+
+    /// The properties to store: `given` validated (the kind's rules) and
+    /// merged over `existing` (a PATCH, or a PUT of an existing resource).
+    fn properties(
+        ctx: &Ctx,
+        tx: &mut WriteTx,
+        id: &str,
+        given: Self::Given,
+        existing: Option<&Self::Properties>,
+    ) -> Result<Self::Properties, ArmError>;
+}
+
+#[derive(Deserialize, Default)]
+struct Body<G> {
+    location: Option<String>,
+    tags: Option<Value>,
+    #[serde(default = "Option::default")]
+    properties: Option<G>,
+}
+
+/// The stored resource of `kind` at `id`, typed.
+pub fn load<K: TrackedKind>(
+    r: &impl Reader,
+    id: &str,
+) -> Result<Option<Tracked<K::Properties>>, ArmError> {
+    match resource::get(r, id)? {
+        Some(doc)
+            if doc["type"]
+                .as_str()
+                .is_some_and(|t| t.eq_ignore_ascii_case(K::TYPE)) =>
+        {
+            typed::<K>(doc).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+fn typed<K: TrackedKind>(doc: Value) -> Result<Tracked<K::Properties>, ArmError> {
+    serde_json::from_value(doc)
+        .map_err(|e| ArmError::internal(format!("a stored {} does not read back: {e}", K::NOUN)))
+}
+
+fn to_value<P: Serialize>(t: &Tracked<P>) -> Result<Value, ArmError> {
+    serde_json::to_value(t).map_err(|e| ArmError::internal(e.to_string()))
+}
+
+fn name_of(req: &ArmRequest) -> String {
+    req.path
+        .provider
+        .as_ref()
+        .and_then(|p| p.name())
+        .unwrap_or("")
+        .to_string()
+}
+
+pub fn not_found<K: TrackedKind>(req: &ArmRequest) -> ArmError {
+    ArmError::resource_not_found(K::TYPE, &name_of(req), req.path.resource_group.as_deref())
+}
+
+fn header<'a>(req: &'a ArmRequest, name: &str) -> Option<&'a str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// ARM's conditional writes: `If-None-Match: *` only creates; `If-Match`
+/// names the current ETag (or `*`, "it exists").
+pub fn check_preconditions(
+    if_match: Option<&str>,
+    if_none_match: Option<&str>,
+    current_etag: Option<&str>,
+    exists: bool,
+) -> Result<(), ArmError> {
+    let failed = |msg: &str| ArmError::new(412, "PreconditionFailed", msg);
+    if if_none_match.is_some_and(|v| v.trim() == "*") && exists {
+        return Err(failed(
+            "The resource exists and If-None-Match: * asked to create it only.",
+        ));
+    }
+    if let Some(m) = if_match {
+        let m = m.trim();
+        let ok = exists && (m == "*" || current_etag.is_some_and(|e| e == m));
+        if !ok {
+            return Err(failed(if exists {
+                "The If-Match ETag is not the resource's current ETag; read it again and retry."
+            } else {
+                "The resource does not exist, and If-Match asked for an existing one."
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// PUT (create or replace) and PATCH (update) of a tracked resource.
+pub fn put<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmError> {
+    let name = name_of(req);
+    K::NAME_RULE.check(K::NOUN, &name)?;
+    let body: Body<K::Given> = if patch {
+        req.body_or_empty()?
+    } else {
+        req.body_as()?
+    };
+    let tags = match &body.tags {
+        Some(t) => Some(resource::validate_tags(Some(t))?),
+        None => None,
+    };
+    let rid = req.path.id();
+    ctx.store().write(|tx| {
+        let existing = load::<K>(tx, &rid)?;
+        check_preconditions(
+            header(req, "if-match"),
+            header(req, "if-none-match"),
+            existing.as_ref().and_then(|e| e.etag.as_deref()),
+            existing.is_some(),
+        )?;
+        let location = match (&existing, &body.location) {
+            (Some(e), Some(l)) => {
+                let region = regions::require(l, K::TYPE)?;
+                if !region.name.eq_ignore_ascii_case(&e.location) {
+                    return Err(ArmError::bad_request(
+                        "LocationCannotBeChanged",
+                        format!(
+                            "The location of a {} cannot change; create a new one instead.",
+                            K::NOUN
+                        ),
+                    ));
+                }
+                e.location.clone()
+            }
+            (Some(e), None) => e.location.clone(),
+            (None, Some(l)) => regions::require(l, K::TYPE)?.name.to_string(),
+            (None, None) if patch => return Err(not_found::<K>(req)),
+            (None, None) => {
+                return Err(ArmError::bad_request(
+                    "LocationRequired",
+                    format!("The location property is required for a {}.", K::NOUN),
+                ))
+            }
+        };
+        let given = body.properties.unwrap_or_default();
+        let properties = K::properties(
+            ctx,
+            tx,
+            &rid,
+            given,
+            existing.as_ref().map(|e| &e.properties),
+        )?;
+        let doc = Tracked {
+            // Names keep their first spelling.
+            id: existing
+                .as_ref()
+                .map(|e| e.id.clone())
+                .unwrap_or(rid.clone()),
+            name: existing
+                .as_ref()
+                .map(|e| e.name.clone())
+                .unwrap_or(name.clone()),
+            kind: K::TYPE.to_string(),
+            location,
+            tags: tags
+                .or_else(|| existing.as_ref().map(|e| e.tags.clone()))
+                .unwrap_or_default(),
+            etag: K::ETAG.then(|| format!("W/\"{}\"", uuid::Uuid::new_v4())),
+            properties,
+        };
+        let value = to_value(&doc)?;
+        resource::put(tx, &rid, &value)?;
+        Ok(if existing.is_some() || patch {
+            Reply::ok(value)
+        } else {
+            Reply::created(value)
+        })
+    })
+}
+
+pub fn get<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let doc = ctx.store().view(|r| load::<K>(r, &req.path.id()))?;
+    let doc = doc.ok_or_else(|| not_found::<K>(req))?;
+    Ok(Reply::ok(to_value(&doc)?))
+}
+
+/// Every resource of the kind in the request's scope (a resource group or a
+/// subscription), paged, showing only what the caller may read.
+pub fn list<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let scope = req.path.scope();
+    let docs = ctx
+        .store()
+        .view(|r| resource::list_of_type(r, &scope, K::TYPE))?;
+    let mut items = Vec::with_capacity(docs.len());
+    for d in docs {
+        // Read typed, so a stored document that no longer fits is an error
+        // here rather than a silently odd list item.
+        items.push(to_value(&typed::<K>(d)?)?);
+    }
+    paging::page_visible(ctx, req, items)
+}
+
+/// DELETE: 200 with the resource and what hangs off it gone, 204 when
+/// there was nothing to delete.
+pub fn delete<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    let rid = req.path.id();
+    ctx.store().write(|tx| {
+        if load::<K>(tx, &rid)?.is_none() {
+            return Ok(Reply::empty(204));
+        }
+        resource::delete_tree(tx, &rid)?;
+        ctx.cascade_delete(tx, &rid)?;
+        Ok(Reply::empty(200))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_star_only_creates() {
+        assert!(check_preconditions(None, Some("*"), None, false).is_ok());
+        assert_eq!(
+            check_preconditions(None, Some("*"), None, true)
+                .unwrap_err()
+                .status,
+            412
+        );
+    }
+
+    #[test]
+    fn if_match_needs_the_current_etag_of_an_existing_resource() {
+        assert!(check_preconditions(Some("*"), None, None, true).is_ok());
+        assert!(check_preconditions(Some("W/\"a\""), None, Some("W/\"a\""), true).is_ok());
+        assert_eq!(
+            check_preconditions(Some("W/\"b\""), None, Some("W/\"a\""), true)
+                .unwrap_err()
+                .status,
+            412
+        );
+        assert_eq!(
+            check_preconditions(Some("*"), None, None, false)
+                .unwrap_err()
+                .code(),
+            "PreconditionFailed"
+        );
+        assert!(check_preconditions(None, None, None, false).is_ok());
+    }
+
+    #[test]
+    fn a_stored_document_reads_back_typed_or_fails() {
+        #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+        struct P {
+            n: u32,
+        }
+        let good = serde_json::json!({"id": "/x", "name": "x", "type": "T", "location": "eastus", "properties": {"n": 3}});
+        let t: Tracked<P> = serde_json::from_value(good).unwrap();
+        assert_eq!(t.properties, P { n: 3 });
+        assert!(t.tags.is_empty() && t.etag.is_none());
+        let bad = serde_json::json!({"id": "/x", "name": "x", "type": "T", "location": "eastus", "properties": {"n": "three"}});
+        assert!(serde_json::from_value::<Tracked<P>>(bad).is_err());
+    }
+}

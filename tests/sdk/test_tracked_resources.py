@@ -1,0 +1,66 @@
+"""The tracked-resource core (issue 9) as clients see it, on its first
+kind, user-assigned identities (azure-mgmt-msi): a PATCH with only tags
+changes nothing else, conditional writes (`If-None-Match: *`, `If-Match`)
+answer 412 when they do not hold, lists cover a group and the subscription,
+and `listAssociatedResources` finds the resources that use the identity."""
+
+import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.mgmt.msi import ManagedServiceIdentityClient
+from azure.mgmt.recoveryservices import RecoveryServicesClient
+from azure.mgmt.resource.resources import ResourceManagementClient
+
+RG = "tracked-rg"
+
+
+@pytest.fixture(scope="module")
+def msi(server):
+    server.client(ResourceManagementClient).resource_groups.create_or_update(RG, {"location": "eastus"})
+    yield server.client(ManagedServiceIdentityClient)
+    server.client(ResourceManagementClient).resource_groups.begin_delete(RG).result()
+
+
+def test_tags_only_patch_changes_nothing_else(msi):
+    made = msi.user_assigned_identities.create_or_update(RG, "app-id", {"location": "eastus", "tags": {"env": "dr"}})
+    patched = msi.user_assigned_identities.update(RG, "app-id", {"tags": {"env": "prod", "owner": "ops"}})
+    assert patched.tags == {"env": "prod", "owner": "ops"}
+    assert (patched.principal_id, patched.client_id, patched.tenant_id, patched.location) == \
+        (made.principal_id, made.client_id, made.tenant_id, made.location)
+    # A PUT without tags keeps them; one with a new location is refused.
+    again = msi.user_assigned_identities.create_or_update(RG, "app-id", {"location": "eastus"})
+    assert again.tags == {"env": "prod", "owner": "ops"} and again.principal_id == made.principal_id
+    with pytest.raises(HttpResponseError) as e:
+        msi.user_assigned_identities.create_or_update(RG, "app-id", {"location": "westus"})
+    assert e.value.error.code == "LocationCannotBeChanged"
+    ids = [i.name for i in msi.user_assigned_identities.list_by_resource_group(RG)]
+    assert ids == ["app-id"] and "app-id" in [i.name for i in msi.user_assigned_identities.list_by_subscription()]
+
+
+def test_conditional_writes(server, msi):
+    path = f"/subscriptions/{server.sub}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities"
+    body = {"location": "eastus"}
+    r = server.http("PUT", f"{path}/cond-id?api-version=2023-01-31", json=body, headers={"If-None-Match": "*"})
+    assert r.status_code == 201
+    r = server.http("PUT", f"{path}/cond-id?api-version=2023-01-31", json=body, headers={"If-None-Match": "*"})
+    assert r.status_code == 412 and r.json()["error"]["code"] == "PreconditionFailed"
+    r = server.http("PUT", f"{path}/cond-id?api-version=2023-01-31", json=body, headers={"If-Match": "*"})
+    assert r.status_code == 200
+    r = server.http("PUT", f"{path}/absent-id?api-version=2023-01-31", json=body, headers={"If-Match": "*"})
+    assert r.status_code == 412
+    assert server.http("GET", f"{path}/absent-id?api-version=2023-01-31").status_code == 404
+
+
+def test_list_associated_resources_finds_the_identitys_users(server, msi):
+    uai = msi.user_assigned_identities.create_or_update(RG, "vault-id", {"location": "eastus"})
+    rs = server.client(RecoveryServicesClient)
+    vault = rs.vaults.begin_create_or_update(RG, "uai-vault", {
+        "location": "eastus", "sku": {"name": "Standard"},
+        "identity": {"type": "UserAssigned", "userAssignedIdentities": {uai.id: {}}},
+        "properties": {"publicNetworkAccess": "Enabled"}}).result()
+    # The operation is in the service's preview api-version; the multi-api
+    # client selects it as documented.
+    preview = server.client(ManagedServiceIdentityClient, api_version="2022-01-31-preview")
+    found = list(preview.user_assigned_identities.list_associated_resources(RG, "vault-id"))
+    assert [r.id.lower() for r in found] == [vault.id.lower()]
+    assert found[0].resource_group == RG and found[0].type == "Microsoft.RecoveryServices/vaults"
+    assert list(preview.user_assigned_identities.list_associated_resources(RG, "app-id")) == []
