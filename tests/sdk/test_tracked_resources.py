@@ -26,9 +26,10 @@ def test_tags_only_patch_changes_nothing_else(msi):
     assert patched.tags == {"env": "prod", "owner": "ops"}
     assert (patched.principal_id, patched.client_id, patched.tenant_id, patched.location) == \
         (made.principal_id, made.client_id, made.tenant_id, made.location)
-    # A PUT without tags keeps them; one with a new location is refused.
+    # A PUT replaces: without tags it leaves none (the principal is the
+    # identity's for life); one with a new location is refused.
     again = msi.user_assigned_identities.create_or_update(RG, "app-id", {"location": "eastus"})
-    assert again.tags == {"env": "prod", "owner": "ops"} and again.principal_id == made.principal_id
+    assert not again.tags and again.principal_id == made.principal_id
     with pytest.raises(HttpResponseError) as e:
         msi.user_assigned_identities.create_or_update(RG, "app-id", {"location": "westus"})
     assert e.value.error.code == "LocationCannotBeChanged"

@@ -35,7 +35,17 @@ pub struct Tracked<P> {
     pub tags: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sku: Option<Sku>,
     pub properties: P,
+}
+
+/// A resource's `sku`, for the kinds that have one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Sku {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
 }
 
 /// One kind of tracked resource.
@@ -48,26 +58,54 @@ pub trait TrackedKind {
     const NAME_RULE: &'static names::NameRule;
     /// Whether Azure shows an `etag` on this kind.
     const ETAG: bool = false;
+    /// The status of a PUT that creates (some kinds answer 200 either way).
+    const CREATED: u16 = 201;
 
     type Properties: Serialize + DeserializeOwned + Clone;
     /// The properties a request gives (unknown fields ignored, as Azure does).
     type Given: DeserializeOwned + Default;
 
-    /// The properties to store: `given` validated (the kind's rules) and
-    /// merged over `existing` (a PATCH, or a PUT of an existing resource).
+    /// The properties to store: `given` validated (the kind's rules); a
+    /// PATCH merges them over `existing`, a PUT replaces (keeping only what
+    /// the resource keeps for life, such as its principal).
     fn properties(
         ctx: &Ctx,
         tx: &mut WriteTx,
         id: &str,
         given: Self::Given,
         existing: Option<&Self::Properties>,
+        patch: bool,
     ) -> Result<Self::Properties, ArmError>;
+
+    /// The `sku` to store (kinds without one keep none).
+    fn sku(
+        given: Option<Sku>,
+        existing: Option<&Sku>,
+        patch: bool,
+    ) -> Result<Option<Sku>, ArmError> {
+        let _ = (given, existing, patch);
+        Ok(None)
+    }
+
+    /// Adds what the stored document does not hold but the answer shows
+    /// (views computed from other resources).
+    fn render(r: &impl Reader, doc: &mut Value) -> Result<(), ArmError> {
+        let _ = (r, doc);
+        Ok(())
+    }
+
+    /// Refuses a delete the kind does not allow (in the deleting transaction).
+    fn deleting(tx: &mut WriteTx, doc: &Tracked<Self::Properties>) -> Result<(), ArmError> {
+        let _ = (tx, doc);
+        Ok(())
+    }
 }
 
 #[derive(Deserialize, Default)]
 struct Body<G> {
     location: Option<String>,
     tags: Option<Value>,
+    sku: Option<Sku>,
     #[serde(default = "Option::default")]
     properties: Option<G>,
 }
@@ -96,6 +134,12 @@ fn typed<K: TrackedKind>(doc: Value) -> Result<Tracked<K::Properties>, ArmError>
 
 fn to_value<P: Serialize>(t: &Tracked<P>) -> Result<Value, ArmError> {
     serde_json::to_value(t).map_err(|e| ArmError::internal(e.to_string()))
+}
+
+fn shown<K: TrackedKind>(r: &impl Reader, t: &Tracked<K::Properties>) -> Result<Value, ArmError> {
+    let mut v = to_value(t)?;
+    K::render(r, &mut v)?;
+    Ok(v)
 }
 
 fn name_of(req: &ArmRequest) -> String {
@@ -196,6 +240,12 @@ pub fn put<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<R
             &rid,
             given,
             existing.as_ref().map(|e| &e.properties),
+            patch,
+        )?;
+        let sku = K::sku(
+            body.sku,
+            existing.as_ref().and_then(|e| e.sku.as_ref()),
+            patch,
         )?;
         let doc = Tracked {
             // Names keep their first spelling.
@@ -209,41 +259,49 @@ pub fn put<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<R
                 .unwrap_or(name.clone()),
             kind: K::TYPE.to_string(),
             location,
-            tags: tags
-                .or_else(|| existing.as_ref().map(|e| e.tags.clone()))
-                .unwrap_or_default(),
+            // A PUT replaces the tags (none given: none kept); a PATCH
+            // changes them only when it names them.
+            tags: match (tags, patch) {
+                (Some(t), _) => t,
+                (None, true) => existing
+                    .as_ref()
+                    .map(|e| e.tags.clone())
+                    .unwrap_or_default(),
+                (None, false) => Map::new(),
+            },
             etag: K::ETAG.then(|| format!("W/\"{}\"", uuid::Uuid::new_v4())),
+            sku,
             properties,
         };
-        let value = to_value(&doc)?;
-        resource::put(tx, &rid, &value)?;
+        resource::put(tx, &rid, &to_value(&doc)?)?;
+        let value = shown::<K>(tx, &doc)?;
         Ok(if existing.is_some() || patch {
             Reply::ok(value)
         } else {
-            Reply::created(value)
+            Reply::json(K::CREATED, value)
         })
     })
 }
 
 pub fn get<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let doc = ctx.store().view(|r| load::<K>(r, &req.path.id()))?;
-    let doc = doc.ok_or_else(|| not_found::<K>(req))?;
-    Ok(Reply::ok(to_value(&doc)?))
+    ctx.store().view(|r| match load::<K>(r, &req.path.id())? {
+        Some(doc) => Ok(Reply::ok(shown::<K>(r, &doc)?)),
+        None => Err(not_found::<K>(req)),
+    })
 }
 
 /// Every resource of the kind in the request's scope (a resource group or a
 /// subscription), paged, showing only what the caller may read.
 pub fn list<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let scope = req.path.scope();
-    let docs = ctx
-        .store()
-        .view(|r| resource::list_of_type(r, &scope, K::TYPE))?;
-    let mut items = Vec::with_capacity(docs.len());
-    for d in docs {
+    let items = ctx.store().view(|r| {
+        let docs = resource::list_of_type(r, &scope, K::TYPE)?;
         // Read typed, so a stored document that no longer fits is an error
         // here rather than a silently odd list item.
-        items.push(to_value(&typed::<K>(d)?)?);
-    }
+        docs.into_iter()
+            .map(|d| shown::<K>(r, &typed::<K>(d)?))
+            .collect::<Result<Vec<_>, ArmError>>()
+    })?;
     paging::page_visible(ctx, req, items)
 }
 
@@ -252,9 +310,10 @@ pub fn list<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmErr
 pub fn delete<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let rid = req.path.id();
     ctx.store().write(|tx| {
-        if load::<K>(tx, &rid)?.is_none() {
+        let Some(doc) = load::<K>(tx, &rid)? else {
             return Ok(Reply::empty(204));
-        }
+        };
+        K::deleting(tx, &doc)?;
         resource::delete_tree(tx, &rid)?;
         ctx.cascade_delete(tx, &rid)?;
         Ok(Reply::empty(200))

@@ -2,6 +2,7 @@
 //! NBD), virtual machines and availability sets.
 
 pub mod access;
+pub mod availability_sets;
 pub mod disks;
 pub mod images;
 pub mod power;
@@ -9,6 +10,8 @@ pub mod restore_points;
 pub mod route;
 pub mod vms;
 
+use availability_sets::AvailabilitySet;
+use recoverite_arm::tracked;
 use recoverite_arm::{ArmError, ArmRequest, Ctx, Endpoints, ProviderInfo, Reply, ResourceType};
 use recoverite_blockstore::BlockStore;
 pub use route::{DiskKind, Route};
@@ -103,11 +106,11 @@ impl Endpoints for ComputeProvider {
             GetVm => vms::get(ctx, req),
             DeleteVm => vms::delete(ctx, req),
             ListVms => vms::list(ctx, req),
-            PutAvailabilitySet => vms::put_set(ctx, req),
-            PatchAvailabilitySet => vms::patch_set(ctx, req),
-            GetAvailabilitySet => vms::get_set(ctx, req),
-            DeleteAvailabilitySet => vms::delete_set(ctx, req),
-            ListAvailabilitySets => vms::list_sets(ctx, req),
+            PutAvailabilitySet => tracked::put::<AvailabilitySet>(ctx, req, false),
+            PatchAvailabilitySet => tracked::put::<AvailabilitySet>(ctx, req, true),
+            GetAvailabilitySet => tracked::get::<AvailabilitySet>(ctx, req),
+            DeleteAvailabilitySet => tracked::delete::<AvailabilitySet>(ctx, req),
+            ListAvailabilitySets => tracked::list::<AvailabilitySet>(ctx, req),
             PutRestorePointCollection => restore_points::put_collection(ctx, req),
             GetRestorePointCollection => restore_points::get_collection(ctx, req),
             DeleteRestorePointCollection => restore_points::delete_collection(ctx, req, blocks),

@@ -79,11 +79,12 @@ impl TrackedKind for Identity {
         id: &str,
         given: GivenProperties,
         existing: Option<&IdentityProperties>,
+        patch: bool,
     ) -> Result<IdentityProperties, ArmError> {
         let scope = match (given.isolation_scope.as_deref(), existing) {
             (Some(s), _) => isolation_scope(s)?,
-            (None, Some(e)) => e.isolation_scope,
-            (None, None) => IsolationScope::None,
+            (None, Some(e)) if patch => e.isolation_scope,
+            _ => IsolationScope::None,
         };
         let principal = principals::ensure_managed_identity(tx, id, PrincipalKind::UserAssigned)?;
         Ok(IdentityProperties {
