@@ -73,6 +73,18 @@ pub fn check_recovery_group(vault_id: &str, recovery_group: &str) -> Result<(), 
     Ok(())
 }
 
+/// The body of `undelete`.
+#[derive(Deserialize)]
+struct UndeleteBody {
+    properties: UndeleteProperties,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UndeleteProperties {
+    recovery_resource_group_id: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeletedVault {
     pub name: String,
@@ -229,15 +241,8 @@ pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 pub fn undelete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let sub = req.path.subscription.clone().unwrap_or_default();
     let (k, d) = find(ctx, req)?;
-    let body = req.body.clone().unwrap_or(json!({}));
-    let group = body["properties"]["recoveryResourceGroupId"]
-        .as_str()
-        .ok_or_else(|| {
-            ArmError::invalid_parameter(
-                "properties.recoveryResourceGroupId",
-                "recoveryResourceGroupId is required: the resource group to bring the vault back into.",
-            )
-        })?;
+    let body: UndeleteBody = req.body_as()?;
+    let group = body.properties.recovery_resource_group_id.as_str();
     check_recovery_group(&d.vault_id, group)?;
     // Bringing a vault back writes it: the caller needs that right on it.
     ctx.require_linked(

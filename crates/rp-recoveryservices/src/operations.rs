@@ -2,6 +2,7 @@
 //! and `vaults/{v}/operationResults/{id}`) and the Recovery Services
 //! capabilities query (`locations/{l}/capabilities`).
 
+use serde::Deserialize;
 use serde_json::json;
 
 use recoverite_arm::lro::{self, OperationRecord};
@@ -66,6 +67,26 @@ pub fn vault_operation(ctx: &Ctx, req: &ArmRequest, status: bool) -> Result<Repl
     )
 }
 
+/// The body of `capabilities`.
+#[derive(Deserialize)]
+struct CapabilitiesBody {
+    #[serde(rename = "type")]
+    kind: String,
+    properties: Option<CapabilitiesProperties>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CapabilitiesProperties {
+    dns_zones: Option<Vec<DnsZone>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DnsZone {
+    sub_resource: String,
+}
+
 /// The sub-resources `capabilities` answers for, as the API names them.
 const SUB_RESOURCES: &[&str] = &["AzureBackup", "AzureBackup_secondary", "AzureSiteRecovery"];
 
@@ -80,19 +101,18 @@ pub fn capabilities(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     )?
     .name
     .to_string();
-    let body = req.body.clone().unwrap_or(json!({}));
-    let kind = body["type"].as_str().unwrap_or_default();
-    if !kind.eq_ignore_ascii_case(VAULT_TYPE) {
+    let body: CapabilitiesBody = req.body_as()?;
+    if !body.kind.eq_ignore_ascii_case(VAULT_TYPE) {
         return Err(ArmError::invalid_parameter(
             "type",
-            format!("Capabilities are answered for '{VAULT_TYPE}', not '{kind}'."),
+            format!(
+                "Capabilities are answered for '{VAULT_TYPE}', not '{}'.",
+                body.kind
+            ),
         ));
     }
-    let asked: Vec<String> = match body["properties"]["dnsZones"].as_array() {
-        Some(zones) => zones
-            .iter()
-            .map(|z| z["subResource"].as_str().unwrap_or_default().to_string())
-            .collect(),
+    let asked: Vec<String> = match body.properties.and_then(|p| p.dns_zones) {
+        Some(zones) => zones.into_iter().map(|z| z.sub_resource).collect(),
         None => SUB_RESOURCES.iter().map(|s| s.to_string()).collect(),
     };
     let groups = ctx

@@ -5,6 +5,7 @@
 //! (`recoverite_blob::worm`), which enforces it; this module parses ARM's
 //! requests and renders ARM's answers.
 
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use recoverite_arm::lro::{self, OperationRecord};
@@ -112,16 +113,37 @@ pub fn decorate(props: &mut serde_json::Map<String, Value>, cid: &str, st: &Cont
     }
 }
 
-fn tags_of(req: &ArmRequest) -> Result<Vec<String>, ArmError> {
-    let body = req.body.clone().unwrap_or(json!({}));
-    body["tags"]
-        .as_array()
-        .and_then(|a| {
-            a.iter()
-                .map(|t| t.as_str().map(str::to_string))
-                .collect::<Option<Vec<_>>>()
-        })
-        .ok_or_else(|| ArmError::invalid_parameter("tags", "tags must be a list of strings."))
+/// The body of `setLegalHold` / `clearLegalHold`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LegalHoldBody {
+    tags: Vec<String>,
+    allow_protected_append_writes_all: Option<bool>,
+}
+
+/// The body of `lease`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LeaseBody {
+    action: String,
+    lease_id: Option<String>,
+    proposed_lease_id: Option<String>,
+    lease_duration: Option<i64>,
+    break_period: Option<i64>,
+}
+
+/// The body of an immutability policy PUT or `extend`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PolicyBody {
+    properties: PolicyBodyProperties,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PolicyBodyProperties {
+    immutability_period_since_creation_in_days: u32,
+    allow_protected_append_writes: Option<bool>,
 }
 
 /// POST `setLegalHold` / `clearLegalHold` `{tags}`.
@@ -132,12 +154,8 @@ pub fn legal_hold(
     set: bool,
 ) -> Result<Reply, ArmError> {
     let (account, name, _) = container(ctx, req, blobs)?;
-    let tags = tags_of(req)?;
-    let append_all = req
-        .body
-        .as_ref()
-        .and_then(|b| b.get("allowProtectedAppendWritesAll"))
-        .and_then(Value::as_bool);
+    let body: LegalHoldBody = req.body_as()?;
+    let (tags, append_all) = (body.tags, body.allow_protected_append_writes_all);
     let st = blobs
         .update_state(&account, &name, |st| {
             if set {
@@ -160,19 +178,13 @@ pub fn legal_hold(
 /// POST `lease` `{action, leaseId, proposedLeaseId, leaseDuration, breakPeriod}`.
 pub fn lease(ctx: &Ctx, req: &ArmRequest, blobs: &Store) -> Result<Reply, ArmError> {
     let (account, name, _) = container(ctx, req, blobs)?;
-    let body = req.body.clone().unwrap_or(json!({}));
-    let action = body["action"].as_str().ok_or_else(|| {
-        ArmError::invalid_parameter(
-            "action",
-            "action is required: Acquire, Renew, Change, Release or Break.",
-        )
-    })?;
+    let body: LeaseBody = req.body_as()?;
     let r = LeaseRequest {
-        action,
-        lease_id: body["leaseId"].as_str(),
-        proposed_id: body["proposedLeaseId"].as_str(),
-        duration: body["leaseDuration"].as_i64(),
-        break_period: body["breakPeriod"].as_i64(),
+        action: &body.action,
+        lease_id: body.lease_id.as_deref(),
+        proposed_id: body.proposed_lease_id.as_deref(),
+        duration: body.lease_duration,
+        break_period: body.break_period,
     };
     let (id, left) = blobs
         .update_state(&account, &name, |st| worm::lease(st, &r, time::now()))
@@ -202,21 +214,11 @@ fn policy_reply(cid: &str, st: &ContainerState) -> Reply {
 }
 
 fn days_of(req: &ArmRequest) -> Result<(u32, Option<bool>), ArmError> {
-    let props = req
-        .body
-        .as_ref()
-        .map(|b| b["properties"].clone())
-        .unwrap_or(Value::Null);
-    let days = props["immutabilityPeriodSinceCreationInDays"]
-        .as_u64()
-        .and_then(|d| u32::try_from(d).ok())
-        .ok_or_else(|| {
-            ArmError::invalid_parameter(
-                "properties.immutabilityPeriodSinceCreationInDays",
-                "immutabilityPeriodSinceCreationInDays is required: a whole number of days.",
-            )
-        })?;
-    Ok((days, props["allowProtectedAppendWrites"].as_bool()))
+    let body: PolicyBody = req.body_as()?;
+    Ok((
+        body.properties.immutability_period_since_creation_in_days,
+        body.properties.allow_protected_append_writes,
+    ))
 }
 
 pub enum PolicyAction {
