@@ -352,6 +352,15 @@ impl ArmRequest {
     }
 
     /// The body as `T`, or `InvalidRequestContent` naming what is wrong.
+    /// The name of the resource the path addresses ("" for a collection).
+    pub fn resource_name(&self) -> &str {
+        self.path
+            .provider
+            .as_ref()
+            .and_then(|p| p.name())
+            .unwrap_or("")
+    }
+
     pub fn body_as<T: DeserializeOwned>(&self) -> Result<T, ArmError> {
         let body = self
             .body

@@ -142,17 +142,12 @@ fn shown<K: TrackedKind>(r: &impl Reader, t: &Tracked<K::Properties>) -> Result<
     Ok(v)
 }
 
-fn name_of(req: &ArmRequest) -> String {
-    req.path
-        .provider
-        .as_ref()
-        .and_then(|p| p.name())
-        .unwrap_or("")
-        .to_string()
-}
-
 pub fn not_found<K: TrackedKind>(req: &ArmRequest) -> ArmError {
-    ArmError::resource_not_found(K::TYPE, &name_of(req), req.path.resource_group.as_deref())
+    ArmError::resource_not_found(
+        K::TYPE,
+        req.resource_name(),
+        req.path.resource_group.as_deref(),
+    )
 }
 
 fn header<'a>(req: &'a ArmRequest, name: &str) -> Option<&'a str> {
@@ -189,7 +184,7 @@ pub fn check_preconditions(
 
 /// PUT (create or replace) and PATCH (update) of a tracked resource.
 pub fn put<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmError> {
-    let name = name_of(req);
+    let name = req.resource_name().to_string();
     K::NAME_RULE.check(K::NOUN, &name)?;
     let body: Body<K::Given> = if patch {
         req.body_or_empty()?

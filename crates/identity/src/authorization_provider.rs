@@ -126,24 +126,12 @@ fn get_assignment(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         .read(|r| Ok(resource::get(r, &req.path.id())))??;
     match doc {
         Some(d) => Ok(Reply::ok(d)),
-        None => Err(assignment_not_found(
-            req.path
-                .provider
-                .as_ref()
-                .and_then(|p| p.name())
-                .unwrap_or(""),
-        )),
+        None => Err(assignment_not_found(req.resource_name())),
     }
 }
 
 fn create_assignment(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, ArmError> {
-    let name = req
-        .path
-        .provider
-        .as_ref()
-        .and_then(|p| p.name())
-        .unwrap_or("")
-        .to_string();
+    let name = req.resource_name().to_string();
     if !is_guid(&name) {
         return Err(ArmError::bad_request(
             "InvalidRoleAssignmentId",
@@ -310,26 +298,14 @@ fn definition_not_found(guid: &str) -> ArmError {
 }
 
 fn get_definition(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let guid = req
-        .path
-        .provider
-        .as_ref()
-        .and_then(|p| p.name())
-        .unwrap_or("")
-        .to_string();
+    let guid = req.resource_name().to_string();
     let def = ctx.store().read(|r| Ok(roles::find(r, &guid)))??;
     let def = def.ok_or_else(|| definition_not_found(&guid))?;
     Ok(Reply::ok(def.to_json(req.path.subscription.as_deref())))
 }
 
 fn put_definition(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, ArmError> {
-    let guid = req
-        .path
-        .provider
-        .as_ref()
-        .and_then(|p| p.name())
-        .unwrap_or("")
-        .to_string();
+    let guid = req.resource_name().to_string();
     if !is_guid(&guid) {
         return Err(ArmError::bad_request(
             "InvalidRoleDefinitionId",
@@ -417,13 +393,7 @@ fn put_definition(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, Arm
 }
 
 fn delete_definition(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let guid = req
-        .path
-        .provider
-        .as_ref()
-        .and_then(|p| p.name())
-        .unwrap_or("")
-        .to_string();
+    let guid = req.resource_name().to_string();
     ctx.store().write(|tx| {
         let Some(def) = roles::find(tx, &guid)? else {
             return Ok(Reply::empty(204));

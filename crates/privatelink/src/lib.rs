@@ -377,13 +377,7 @@ pub fn connection_api(
 ) -> Result<recoverite_arm::Reply, ArmError> {
     use recoverite_arm::Reply;
     let tid = target_id.to_string();
-    let name = req
-        .path
-        .provider
-        .as_ref()
-        .and_then(|p| p.name())
-        .unwrap_or("")
-        .to_string();
+    let name = req.resource_name().to_string();
     let not_found = || {
         ArmError::new(
             404,

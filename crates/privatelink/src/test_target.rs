@@ -200,13 +200,7 @@ impl TestTargetProvider {
     }
 
     fn put(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        let n = req
-            .path
-            .provider
-            .as_ref()
-            .and_then(|p| p.name())
-            .unwrap_or("")
-            .to_string();
+        let n = req.resource_name().to_string();
         recoverite_arm::names::check_generic("private link target", &n)?;
         let body = req.body.clone().unwrap_or(json!({}));
         let location = regions::require(body["location"].as_str().unwrap_or(""), TARGET_TYPE)?.name;

@@ -76,13 +76,7 @@ pub fn put(
     kind: &'static str,
 ) -> Result<Reply, ArmError> {
     let snapshot = kind == SNAPSHOT_TYPE;
-    let n = req
-        .path
-        .provider
-        .as_ref()
-        .and_then(|p| p.name())
-        .unwrap_or("")
-        .to_string();
+    let n = req.resource_name().to_string();
     check_name(&n)?;
     let body = req.body.clone().unwrap_or(json!({}));
     if !body.is_object() {
@@ -252,11 +246,7 @@ pub fn get(ctx: &Ctx, req: &ArmRequest, kind: &'static str) -> Result<Reply, Arm
         .ok_or_else(|| {
             ArmError::resource_not_found(
                 kind,
-                req.path
-                    .provider
-                    .as_ref()
-                    .and_then(|p| p.name())
-                    .unwrap_or(""),
+                req.resource_name(),
                 req.path.resource_group.as_deref(),
             )
         })

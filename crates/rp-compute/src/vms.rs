@@ -21,12 +21,7 @@ const NIC_JOIN: &str = "Microsoft.Network/networkInterfaces/join/action";
 pub const DISK_READ: &str = "Microsoft.Compute/disks/read";
 
 fn name(req: &ArmRequest) -> String {
-    req.path
-        .provider
-        .as_ref()
-        .and_then(|p| p.name())
-        .unwrap_or("")
-        .to_string()
+    req.resource_name().to_string()
 }
 
 fn bad(code: &str, msg: impl Into<String>) -> ArmError {

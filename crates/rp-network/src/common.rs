@@ -28,12 +28,7 @@ pub fn etag() -> String {
 
 /// The resource's name from the request path.
 pub fn name(req: &ArmRequest) -> String {
-    req.path
-        .provider
-        .as_ref()
-        .and_then(|p| p.name())
-        .unwrap_or("")
-        .to_string()
+    req.resource_name().to_string()
 }
 
 /// Names of every level, e.g. `[vnet, subnet]`.

@@ -13,12 +13,7 @@ pub const MAX_LINKS: u64 = 1000;
 pub const MAX_REGISTRATION_LINKS: u64 = 100;
 
 fn name(req: &ArmRequest) -> String {
-    req.path
-        .provider
-        .as_ref()
-        .and_then(|p| p.name())
-        .unwrap_or("")
-        .to_string()
+    req.resource_name().to_string()
 }
 
 /// A zone name is a DNS name of at least two labels.

@@ -117,13 +117,7 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 
 /// GET …/privateEndpointConnections/{name}/operationsStatus/{id}
 pub fn operation_status(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let op_id = req
-        .path
-        .provider
-        .as_ref()
-        .and_then(|p| p.name())
-        .unwrap_or("")
-        .to_string();
+    let op_id = req.resource_name().to_string();
     let rec = ctx.store().view(|r| lro::load(r, &op_id))?;
     let rec = rec.ok_or_else(|| {
         ArmError::new(

@@ -64,13 +64,7 @@ pub fn register(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
             )
         })?;
     let rid = req.path.id();
-    let name = req
-        .path
-        .provider
-        .as_ref()
-        .and_then(|p| p.name())
-        .unwrap_or("")
-        .to_string();
+    let name = req.resource_name().to_string();
     ctx.store().write(|tx| {
         let vault = vault_of(tx, req)?;
         let vid = vault["id"].as_str().unwrap_or_default().to_string();
@@ -107,13 +101,7 @@ pub fn register(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 
 /// A registered container, or the container of a protected Azure VM.
 pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let name = req
-        .path
-        .provider
-        .as_ref()
-        .and_then(|p| p.name())
-        .unwrap_or("")
-        .to_string();
+    let name = req.resource_name().to_string();
     ctx.store().view(|r| {
         let v = vault_of(r, req)?;
         if let Some(d) = resource::get(r, &req.path.id())? {

@@ -125,13 +125,7 @@ fn version_of(tags: &Value) -> Result<PeVersion, ArmError> {
 }
 
 pub fn put(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmError> {
-    let n = req
-        .path
-        .provider
-        .as_ref()
-        .and_then(|p| p.name())
-        .unwrap_or("")
-        .to_string();
+    let n = req.resource_name().to_string();
     check_name(&n)?;
     let body = req.body.clone().unwrap_or(json!({}));
     if !body.is_object() {
@@ -276,11 +270,7 @@ pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
             Some(d) => Ok(Reply::ok(assemble(r, &d)?)),
             None => Err(ArmError::resource_not_found(
                 VAULT_TYPE,
-                req.path
-                    .provider
-                    .as_ref()
-                    .and_then(|p| p.name())
-                    .unwrap_or(""),
+                req.resource_name(),
                 req.path.resource_group.as_deref(),
             )),
         })

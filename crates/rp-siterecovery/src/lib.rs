@@ -171,11 +171,7 @@ fn get(ctx: &Ctx, req: &ArmRequest, what: &str) -> Result<Reply, ArmError> {
                     "NotFound",
                     format!(
                         "The {what} '{}' was not found in the vault.",
-                        req.path
-                            .provider
-                            .as_ref()
-                            .and_then(|p| p.name())
-                            .unwrap_or("")
+                        req.resource_name()
                     ),
                 )
             })
