@@ -20,8 +20,9 @@ use serde_json::{Map, Value};
 use recoverite_store::{Reader, WriteTx};
 
 use crate::error::ArmError;
+use crate::lro::{self, OperationRecord};
 use crate::provider::{ArmRequest, Ctx, Reply};
-use crate::{names, paging, regions, resource};
+use crate::{paging, regions, resource};
 
 /// A tracked resource as stored and as returned.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -54,16 +55,22 @@ pub trait TrackedKind {
     const TYPE: &'static str;
     /// What a user calls one, in messages ("user-assigned identity").
     const NOUN: &'static str;
-    /// The kind's name rule.
-    const NAME_RULE: &'static names::NameRule;
     /// Whether Azure shows an `etag` on this kind.
     const ETAG: bool = false;
     /// The status of a PUT that creates (some kinds answer 200 either way).
     const CREATED: u16 = 201;
+    /// The one location a kind lives in (`global` for private DNS), if any.
+    const LOCATION: Option<&'static str> = None;
+    /// Whether writes answer as long-running operations (the record saved in
+    /// the transaction of the change).
+    const ASYNC: bool = false;
 
     type Properties: Serialize + DeserializeOwned + Clone;
     /// The properties a request gives (unknown fields ignored, as Azure does).
     type Given: DeserializeOwned + Default;
+
+    /// The kind's name rule.
+    fn check_name(name: &str) -> Result<(), ArmError>;
 
     /// The properties to store: `given` validated (the kind's rules); a
     /// PATCH merges them over `existing`, a PUT replaces (keeping only what
@@ -150,42 +157,94 @@ pub fn not_found<K: TrackedKind>(req: &ArmRequest) -> ArmError {
     )
 }
 
+fn namespace<K: TrackedKind>() -> &'static str {
+    K::TYPE.split('/').next().unwrap_or(K::TYPE)
+}
+
 fn header<'a>(req: &'a ArmRequest, name: &str) -> Option<&'a str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// ARM's conditional writes: `If-None-Match: *` only creates; `If-Match`
-/// names the current ETag (or `*`, "it exists").
+/// ARM's conditional writes: `If-Match` names the current ETag (or `*`,
+/// "it exists"); `If-None-Match: *` only creates, and with an ETag refuses
+/// a resource that still has it. ETags compare without quotes or `W/`.
 pub fn check_preconditions(
     if_match: Option<&str>,
     if_none_match: Option<&str>,
     current_etag: Option<&str>,
     exists: bool,
 ) -> Result<(), ArmError> {
-    let failed = |msg: &str| ArmError::new(412, "PreconditionFailed", msg);
-    if if_none_match.is_some_and(|v| v.trim() == "*") && exists {
-        return Err(failed(
-            "The resource exists and If-None-Match: * asked to create it only.",
-        ));
-    }
+    let bare = |s: &str| {
+        s.trim()
+            .trim_start_matches("W/")
+            .trim_matches('"')
+            .to_string()
+    };
+    let matches = |given: &str| {
+        exists && (given.trim() == "*" || current_etag.is_some_and(|e| bare(e) == bare(given)))
+    };
     if let Some(m) = if_match {
-        let m = m.trim();
-        let ok = exists && (m == "*" || current_etag.is_some_and(|e| e == m));
-        if !ok {
-            return Err(failed(if exists {
-                "The If-Match ETag is not the resource's current ETag; read it again and retry."
-            } else {
-                "The resource does not exist, and If-Match asked for an existing one."
-            }));
+        if !matches(m) {
+            return Err(ArmError::new(
+                412,
+                "PreconditionFailed",
+                "The condition in If-Match was not met: the resource does not exist or its etag has changed. Read it again and retry with the current etag.",
+            ));
+        }
+    }
+    if let Some(m) = if_none_match {
+        if matches(m) {
+            return Err(ArmError::new(
+                412,
+                "PreconditionFailed",
+                "The condition in If-None-Match was not met: the resource already exists.",
+            ));
         }
     }
     Ok(())
 }
 
+fn preconditions(
+    req: &ArmRequest,
+    current_etag: Option<&str>,
+    exists: bool,
+) -> Result<(), ArmError> {
+    check_preconditions(
+        header(req, "if-match"),
+        header(req, "if-none-match"),
+        current_etag,
+        exists,
+    )
+}
+
+/// Answers a write as a long-running operation whose record was saved with
+/// the change: `Azure-AsyncOperation` (and `Location` for a delete).
+fn async_reply(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    reply: Reply,
+    location: &str,
+    op: &OperationRecord,
+    delete: bool,
+) -> Reply {
+    let sub = req.path.subscription.clone().unwrap_or_default();
+    let mut reply = reply.header(
+        "Azure-AsyncOperation",
+        lro::status_url(ctx, &sub, location, op, &req.api_version),
+    );
+    if delete {
+        reply = reply.header(
+            "Location",
+            lro::result_url(ctx, &sub, location, op, &req.api_version),
+        );
+    }
+    lro::with_retry_after(ctx, reply)
+}
+
 /// PUT (create or replace) and PATCH (update) of a tracked resource.
 pub fn put<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmError> {
     let name = req.resource_name().to_string();
-    K::NAME_RULE.check(K::NOUN, &name)?;
+    K::check_name(&name)?;
     let body: Body<K::Given> = if patch {
         req.body_or_empty()?
     } else {
@@ -198,13 +257,25 @@ pub fn put<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<R
     let rid = req.path.id();
     ctx.store().write(|tx| {
         let existing = load::<K>(tx, &rid)?;
-        check_preconditions(
-            header(req, "if-match"),
-            header(req, "if-none-match"),
+        preconditions(
+            req,
             existing.as_ref().and_then(|e| e.etag.as_deref()),
             existing.is_some(),
         )?;
-        let location = match (&existing, &body.location) {
+        if let (Some(fixed), Some(l)) = (K::LOCATION, &body.location) {
+            if !l.eq_ignore_ascii_case(fixed) {
+                return Err(ArmError::bad_request(
+                    "InvalidLocation",
+                    format!(
+                        "A {} is {fixed}; its location must be '{fixed}', not '{l}'.",
+                        K::NOUN
+                    ),
+                ));
+            }
+        }
+        let given_location = body.location.clone().or(K::LOCATION.map(str::to_string));
+        let location = match (&existing, &given_location) {
+            (Some(e), Some(_)) if K::LOCATION.is_some() => e.location.clone(),
             (Some(e), Some(l)) => {
                 let region = regions::require(l, K::TYPE)?;
                 if !region.name.eq_ignore_ascii_case(&e.location) {
@@ -219,6 +290,7 @@ pub fn put<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<R
                 e.location.clone()
             }
             (Some(e), None) => e.location.clone(),
+            (None, Some(l)) if K::LOCATION.is_some() => l.to_ascii_lowercase(),
             (None, Some(l)) => regions::require(l, K::TYPE)?.name.to_string(),
             (None, None) if patch => return Err(not_found::<K>(req)),
             (None, None) => {
@@ -264,17 +336,23 @@ pub fn put<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<R
                     .unwrap_or_default(),
                 (None, false) => Map::new(),
             },
-            etag: K::ETAG.then(|| format!("W/\"{}\"", uuid::Uuid::new_v4())),
+            etag: K::ETAG.then(|| uuid::Uuid::new_v4().to_string()),
             sku,
             properties,
         };
         resource::put(tx, &rid, &to_value(&doc)?)?;
         let value = shown::<K>(tx, &doc)?;
-        Ok(if existing.is_some() || patch {
+        let reply = if existing.is_some() || patch {
             Reply::ok(value)
         } else {
             Reply::json(K::CREATED, value)
-        })
+        };
+        if !K::ASYNC {
+            return Ok(reply);
+        }
+        let op = OperationRecord::new(ctx, namespace::<K>(), &doc.id).succeed(None);
+        op.save(tx)?;
+        Ok(async_reply(ctx, req, reply, &doc.location, &op, false))
     })
 }
 
@@ -308,10 +386,23 @@ pub fn delete<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmE
         let Some(doc) = load::<K>(tx, &rid)? else {
             return Ok(Reply::empty(204));
         };
+        preconditions(req, doc.etag.as_deref(), true)?;
         K::deleting(tx, &doc)?;
         resource::delete_tree(tx, &rid)?;
         ctx.cascade_delete(tx, &rid)?;
-        Ok(Reply::empty(200))
+        if !K::ASYNC {
+            return Ok(Reply::empty(200));
+        }
+        let op = OperationRecord::new(ctx, namespace::<K>(), &rid).succeed(None);
+        op.save(tx)?;
+        Ok(async_reply(
+            ctx,
+            req,
+            Reply::empty(202),
+            &doc.location,
+            &op,
+            true,
+        ))
     })
 }
 

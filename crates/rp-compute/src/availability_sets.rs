@@ -82,10 +82,13 @@ pub struct AvailabilitySet;
 impl TrackedKind for AvailabilitySet {
     const TYPE: &'static str = SET_TYPE;
     const NOUN: &'static str = "availability set";
-    const NAME_RULE: &'static NameRule = &NAME;
     const CREATED: u16 = 200;
     type Properties = SetProperties;
     type Given = GivenSet;
+
+    fn check_name(name: &str) -> Result<(), ArmError> {
+        NAME.check(Self::NOUN, name)
+    }
 
     fn properties(
         _: &Ctx,

@@ -68,9 +68,12 @@ pub struct Identity;
 impl TrackedKind for Identity {
     const TYPE: &'static str = UAI_TYPE;
     const NOUN: &'static str = "user-assigned identity";
-    const NAME_RULE: &'static names::NameRule = &names::USER_ASSIGNED_IDENTITY;
     type Properties = IdentityProperties;
     type Given = GivenProperties;
+
+    fn check_name(name: &str) -> Result<(), ArmError> {
+        names::USER_ASSIGNED_IDENTITY.check(Self::NOUN, name)
+    }
 
     /// The identity's principal is made with it (once) and keeps its ids.
     fn properties(

@@ -7,8 +7,10 @@ pub mod route;
 pub mod view;
 mod zones;
 
+use recoverite_arm::tracked;
 use recoverite_arm::{ArmError, ArmRequest, Ctx, Endpoints, ProviderInfo, Reply, ResourceType};
 pub use route::Route;
+use zones::Zone;
 
 pub const NAMESPACE: &str = "Microsoft.Network";
 
@@ -67,11 +69,11 @@ impl Endpoints for PrivateDnsProvider {
     fn serve(&self, ctx: &Ctx, req: &ArmRequest, route: Route) -> Result<Reply, ArmError> {
         use route::Verb::*;
         match route {
-            Route::Zone(Put) => zones::put(ctx, req, false),
-            Route::Zone(Patch) => zones::put(ctx, req, true),
-            Route::Zone(Get) => zones::get(ctx, req),
-            Route::Zone(Delete) => zones::delete(ctx, req),
-            Route::Zone(List) => zones::list(ctx, req),
+            Route::Zone(Put) => tracked::put::<Zone>(ctx, req, false),
+            Route::Zone(Patch) => tracked::put::<Zone>(ctx, req, true),
+            Route::Zone(Get) => tracked::get::<Zone>(ctx, req),
+            Route::Zone(Delete) => tracked::delete::<Zone>(ctx, req),
+            Route::Zone(List) => tracked::list::<Zone>(ctx, req),
             Route::Link(Put) => zones::put_link(ctx, req, false),
             Route::Link(Patch) => zones::put_link(ctx, req, true),
             Route::Link(Get) => zones::get_link(ctx, req),
@@ -89,39 +91,12 @@ impl Endpoints for PrivateDnsProvider {
 
 /// ETag preconditions (`If-Match`, `If-None-Match`) as Azure DNS applies them.
 pub fn check_preconditions(req: &ArmRequest, current_etag: Option<&str>) -> Result<(), ArmError> {
-    let unquote = |s: &str| {
-        s.trim()
-            .trim_start_matches("W/")
-            .trim_matches('"')
-            .to_string()
-    };
-    if let Some(m) = req.header("if-match") {
-        let ok = match current_etag {
-            None => false,
-            Some(e) => m.trim() == "*" || unquote(m) == unquote(e),
-        };
-        if !ok {
-            return Err(ArmError::new(
-                412,
-                "PreconditionFailed",
-                "The condition in If-Match was not met: the resource does not exist or its etag has changed. Read it again and retry with the current etag.",
-            ));
-        }
-    }
-    if let Some(m) = req.header("if-none-match") {
-        let clash = match current_etag {
-            None => false,
-            Some(e) => m.trim() == "*" || unquote(m) == unquote(e),
-        };
-        if clash {
-            return Err(ArmError::new(
-                412,
-                "PreconditionFailed",
-                "The condition in If-None-Match was not met: the resource already exists.",
-            ));
-        }
-    }
-    Ok(())
+    tracked::check_preconditions(
+        req.header("if-match"),
+        req.header("if-none-match"),
+        current_etag,
+        current_etag.is_some(),
+    )
 }
 
 pub fn new_etag() -> String {

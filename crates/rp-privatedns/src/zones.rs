@@ -1,10 +1,12 @@
 //! Zones and virtual network links.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use recoverite_arm::lro::{self, OperationRecord};
+use recoverite_arm::tracked::{Tracked, TrackedKind};
 use recoverite_arm::{id, paging, resource, ArmError, ArmRequest, Ctx, Reply};
-use recoverite_store::Reader;
+use recoverite_store::{Reader, WriteTx};
 
 use crate::{check_preconditions, new_etag, records, LINK_TYPE, ZONE_TYPE};
 
@@ -102,97 +104,70 @@ fn async_delete(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, ArmEr
     ))
 }
 
-pub fn put(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmError> {
-    let n = name(req);
-    check_zone_name(&n)?;
-    let body = req.body.clone().unwrap_or(json!({}));
-    if !body.is_object() {
-        return Err(ArmError::invalid_content("the body must be a JSON object"));
-    }
-    if let Some(l) = body["location"].as_str() {
-        if !l.eq_ignore_ascii_case("global") {
-            return Err(ArmError::bad_request(
-                "InvalidLocation",
-                format!("Private DNS zones are global; the location must be 'global', not '{l}'."),
-            ));
-        }
-    }
-    let tags = match body.get("tags") {
-        Some(t) => Some(Value::Object(resource::validate_tags(Some(t))?)),
-        None => None,
-    };
-    let rid = req.path.id();
-    let (created, doc) = ctx.store().write(|tx| {
-        let existing = resource::get(tx, &rid)?;
-        check_preconditions(req, existing.as_ref().and_then(|e| e["etag"].as_str()))?;
-        if patch && existing.is_none() {
-            return Err(ArmError::resource_not_found(ZONE_TYPE, &n, req.path.resource_group.as_deref()));
-        }
-        let zid = existing.as_ref().and_then(|e| e["id"].as_str().map(str::to_string)).unwrap_or(rid.clone());
-        let doc = json!({
-            "id": zid,
-            "name": existing.as_ref().and_then(|e| e["name"].as_str()).unwrap_or(&n),
-            "type": ZONE_TYPE,
-            "etag": new_etag(),
-            "location": "global",
-            "tags": tags.clone().or_else(|| existing.as_ref().and_then(|e| e.get("tags").cloned())).unwrap_or(json!({})),
-            "properties": {
-                "provisioningState": "Succeeded",
-                "internalId": existing.as_ref().and_then(|e| e["properties"]["internalId"].as_str().map(str::to_string)).unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-            }
-        });
-        resource::put(tx, &zid, &doc)?;
-        if existing.is_none() {
-            records::create_soa(tx, &zid, &n)?;
-        }
-        Ok((existing.is_none(), assemble(tx, &doc)?))
-    })?;
-    let scope = doc["id"].as_str().unwrap_or_default().to_string();
-    async_put(ctx, req, created, doc, &scope)
+/// A private DNS zone's stored properties (the counts are shown, not kept).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneProperties {
+    pub provisioning_state: String,
+    pub internal_id: String,
 }
 
-pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    ctx.store()
-        .view(|r| match resource::get(r, &req.path.id())? {
-            Some(d) => Ok(Reply::ok(assemble(r, &d)?)),
-            None => Err(ArmError::resource_not_found(
-                ZONE_TYPE,
-                &name(req),
-                req.path.resource_group.as_deref(),
-            )),
+/// A zone's properties are all read-only; whatever a request sends is ignored.
+#[derive(Deserialize, Default)]
+pub struct GivenZone {}
+
+/// Private DNS zones, served by the tracked-resource core: global, with
+/// ETags, answered as long-running operations; a new zone gets its SOA
+/// record; one with virtual network links is not deleted.
+pub struct Zone;
+
+impl TrackedKind for Zone {
+    const TYPE: &'static str = ZONE_TYPE;
+    const NOUN: &'static str = "private DNS zone";
+    const ETAG: bool = true;
+    const LOCATION: Option<&'static str> = Some("global");
+    const ASYNC: bool = true;
+    type Properties = ZoneProperties;
+    type Given = GivenZone;
+
+    fn check_name(name: &str) -> Result<(), ArmError> {
+        check_zone_name(name)
+    }
+
+    fn properties(
+        _: &Ctx,
+        tx: &mut WriteTx,
+        id: &str,
+        _: GivenZone,
+        existing: Option<&ZoneProperties>,
+        _: bool,
+    ) -> Result<ZoneProperties, ArmError> {
+        if let Some(e) = existing {
+            return Ok(e.clone());
+        }
+        let name = id.rsplit('/').next().unwrap_or_default();
+        records::create_soa(tx, id, name)?;
+        Ok(ZoneProperties {
+            provisioning_state: "Succeeded".into(),
+            internal_id: uuid::Uuid::new_v4().to_string(),
         })
-}
+    }
 
-pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let scope = req.path.scope();
-    let items = ctx.store().view(|r| {
-        resource::list_of_type(r, &scope, ZONE_TYPE)?
-            .iter()
-            .map(|d| assemble(r, d))
-            .collect::<Result<Vec<_>, ArmError>>()
-    })?;
-    paging::page_visible(ctx, req, items)
-}
+    fn render(r: &impl Reader, doc: &mut Value) -> Result<(), ArmError> {
+        *doc = assemble(r, doc)?;
+        Ok(())
+    }
 
-pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let rid = req.path.id();
-    let deleted = ctx.store().write(|tx| {
-        let Some(doc) = resource::get(tx, &rid)? else { return Ok(false) };
-        check_preconditions(req, doc["etag"].as_str())?;
-        if !resource::list_children(tx, &rid, "virtualNetworkLinks")?.is_empty() {
+    /// "Delete the links before deleting the zone."
+    fn deleting(tx: &mut WriteTx, doc: &Tracked<ZoneProperties>) -> Result<(), ArmError> {
+        if !resource::list_children(tx, &doc.id, "virtualNetworkLinks")?.is_empty() {
             return Err(ArmError::bad_request(
                 "CannotDeleteZoneWithVirtualNetworkLinks",
-                format!("The private DNS zone {} has virtual network links; delete the links before deleting the zone.", doc["name"].as_str().unwrap_or("")),
+                format!("The private DNS zone {} has virtual network links; delete the links before deleting the zone.", doc.name),
             ));
         }
-        resource::delete_tree(tx, &rid)?;
-        ctx.cascade_delete(tx, &rid)?;
-        Ok(true)
-    })?;
-    if !deleted {
-        return Ok(Reply::empty(204));
+        Ok(())
     }
-    async_delete(ctx, req, &rid)
 }
 
 fn zone_of(r: &impl Reader, req: &ArmRequest) -> Result<Value, ArmError> {
