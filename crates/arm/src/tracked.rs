@@ -64,6 +64,9 @@ pub trait TrackedKind {
     /// Whether writes answer as long-running operations (the record saved in
     /// the transaction of the change).
     const ASYNC: bool = false;
+    /// For a child kind, its parent's type: the parent must exist, and a list
+    /// is of the parent's children.
+    const PARENT: Option<&'static str> = None;
 
     type Properties: Serialize + DeserializeOwned + Clone;
     /// The properties a request gives (unknown fields ignored, as Azure does).
@@ -155,6 +158,34 @@ pub fn not_found<K: TrackedKind>(req: &ArmRequest) -> ArmError {
         req.resource_name(),
         req.path.resource_group.as_deref(),
     )
+}
+
+/// The parent a child kind's request names must exist (404 naming it).
+fn check_parent<K: TrackedKind>(
+    r: &impl Reader,
+    req: &ArmRequest,
+    collection: bool,
+) -> Result<Option<String>, ArmError> {
+    let Some(parent_type) = K::PARENT else {
+        return Ok(None);
+    };
+    let n = req.path.segments.len();
+    let pid = req
+        .path
+        .prefix(n.saturating_sub(if collection { 1 } else { 2 }));
+    let found = resource::get(r, &pid)?.filter(|d| {
+        d["type"]
+            .as_str()
+            .is_some_and(|t| t.eq_ignore_ascii_case(parent_type))
+    });
+    match found {
+        Some(_) => Ok(Some(pid)),
+        None => Err(ArmError::resource_not_found(
+            parent_type,
+            pid.rsplit('/').next().unwrap_or_default(),
+            req.path.resource_group.as_deref(),
+        )),
+    }
 }
 
 fn namespace<K: TrackedKind>() -> &'static str {
@@ -256,6 +287,7 @@ pub fn put<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<R
     };
     let rid = req.path.id();
     ctx.store().write(|tx| {
+        check_parent::<K>(tx, req, false)?;
         let existing = load::<K>(tx, &rid)?;
         preconditions(
             req,
@@ -357,9 +389,12 @@ pub fn put<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<R
 }
 
 pub fn get<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    ctx.store().view(|r| match load::<K>(r, &req.path.id())? {
-        Some(doc) => Ok(Reply::ok(shown::<K>(r, &doc)?)),
-        None => Err(not_found::<K>(req)),
+    ctx.store().view(|r| {
+        check_parent::<K>(r, req, false)?;
+        match load::<K>(r, &req.path.id())? {
+            Some(doc) => Ok(Reply::ok(shown::<K>(r, &doc)?)),
+            None => Err(not_found::<K>(req)),
+        }
     })
 }
 
@@ -368,7 +403,13 @@ pub fn get<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmErro
 pub fn list<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let scope = req.path.scope();
     let items = ctx.store().view(|r| {
-        let docs = resource::list_of_type(r, &scope, K::TYPE)?;
+        let docs = match check_parent::<K>(r, req, true)? {
+            Some(parent) => {
+                let child = K::TYPE.rsplit('/').next().unwrap_or(K::TYPE);
+                resource::list_children(r, &parent, child)?
+            }
+            None => resource::list_of_type(r, &scope, K::TYPE)?,
+        };
         // Read typed, so a stored document that no longer fits is an error
         // here rather than a silently odd list item.
         docs.into_iter()
@@ -383,6 +424,7 @@ pub fn list<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmErr
 pub fn delete<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let rid = req.path.id();
     ctx.store().write(|tx| {
+        check_parent::<K>(tx, req, false)?;
         let Some(doc) = load::<K>(tx, &rid)? else {
             return Ok(Reply::empty(204));
         };

@@ -10,7 +10,7 @@ mod zones;
 use recoverite_arm::tracked;
 use recoverite_arm::{ArmError, ArmRequest, Ctx, Endpoints, ProviderInfo, Reply, ResourceType};
 pub use route::Route;
-use zones::Zone;
+use zones::{Link, Zone};
 
 pub const NAMESPACE: &str = "Microsoft.Network";
 
@@ -74,11 +74,11 @@ impl Endpoints for PrivateDnsProvider {
             Route::Zone(Get) => tracked::get::<Zone>(ctx, req),
             Route::Zone(Delete) => tracked::delete::<Zone>(ctx, req),
             Route::Zone(List) => tracked::list::<Zone>(ctx, req),
-            Route::Link(Put) => zones::put_link(ctx, req, false),
-            Route::Link(Patch) => zones::put_link(ctx, req, true),
-            Route::Link(Get) => zones::get_link(ctx, req),
-            Route::Link(Delete) => zones::delete_link(ctx, req),
-            Route::Link(List) => zones::list_links(ctx, req),
+            Route::Link(Put) => tracked::put::<Link>(ctx, req, false),
+            Route::Link(Patch) => tracked::put::<Link>(ctx, req, true),
+            Route::Link(Get) => tracked::get::<Link>(ctx, req),
+            Route::Link(Delete) => tracked::delete::<Link>(ctx, req),
+            Route::Link(List) => tracked::list::<Link>(ctx, req),
             Route::ListAllRecordSets => records::list(ctx, req, None),
             Route::RecordSet(t, List) => records::list(ctx, req, Some(t.as_str())),
             Route::RecordSet(_, Put) => records::put(ctx, req, false),

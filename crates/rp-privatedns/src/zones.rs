@@ -3,20 +3,15 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use recoverite_arm::lro::{self, OperationRecord};
 use recoverite_arm::tracked::{Tracked, TrackedKind};
-use recoverite_arm::{id, paging, resource, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_arm::{id, resource, ArmError, Ctx};
 use recoverite_store::{Reader, WriteTx};
 
-use crate::{check_preconditions, new_etag, records, LINK_TYPE, ZONE_TYPE};
+use crate::{records, LINK_TYPE, ZONE_TYPE};
 
 pub const MAX_RECORD_SETS: u64 = 25000;
 pub const MAX_LINKS: u64 = 1000;
 pub const MAX_REGISTRATION_LINKS: u64 = 100;
-
-fn name(req: &ArmRequest) -> String {
-    req.resource_name().to_string()
-}
 
 /// A zone name is a DNS name of at least two labels.
 pub fn check_zone_name(n: &str) -> Result<(), ArmError> {
@@ -62,46 +57,6 @@ pub fn assemble(r: &impl Reader, doc: &Value) -> Result<Value, ArmError> {
     p["numberOfVirtualNetworkLinksWithRegistration"] = json!(reg);
     p["maxNumberOfVirtualNetworkLinksWithRegistration"] = json!(MAX_REGISTRATION_LINKS);
     Ok(d)
-}
-
-fn async_put(
-    ctx: &Ctx,
-    req: &ArmRequest,
-    created: bool,
-    doc: Value,
-    scope: &str,
-) -> Result<Reply, ArmError> {
-    let op = OperationRecord::new(ctx, crate::NAMESPACE, scope).succeed(None);
-    ctx.store().write(|tx| op.save(tx))?;
-    let sub = req.path.subscription.clone().unwrap_or_default();
-    let url = lro::status_url(ctx, &sub, "global", &op, &req.api_version);
-    let reply = if created {
-        Reply::created(doc)
-    } else {
-        Reply::ok(doc)
-    };
-    Ok(lro::with_retry_after(
-        ctx,
-        reply.header("Azure-AsyncOperation", url),
-    ))
-}
-
-fn async_delete(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, ArmError> {
-    let op = OperationRecord::new(ctx, crate::NAMESPACE, scope).succeed(None);
-    ctx.store().write(|tx| op.save(tx))?;
-    let sub = req.path.subscription.clone().unwrap_or_default();
-    Ok(lro::with_retry_after(
-        ctx,
-        Reply::empty(202)
-            .header(
-                "Azure-AsyncOperation",
-                lro::status_url(ctx, &sub, "global", &op, &req.api_version),
-            )
-            .header(
-                "Location",
-                lro::result_url(ctx, &sub, "global", &op, &req.api_version),
-            ),
-    ))
 }
 
 /// A private DNS zone's stored properties (the counts are shown, not kept).
@@ -170,140 +125,261 @@ impl TrackedKind for Zone {
     }
 }
 
-fn zone_of(r: &impl Reader, req: &ArmRequest) -> Result<Value, ArmError> {
-    let zid = req.path.prefix(8);
-    resource::get(r, &zid)?.ok_or_else(|| {
-        let zn = req
-            .path
-            .provider
-            .as_ref()
-            .map(|p| p.names[0].clone())
-            .unwrap_or_default();
-        ArmError::resource_not_found(ZONE_TYPE, &zn, req.path.resource_group.as_deref())
-    })
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SubResource {
+    pub id: String,
 }
 
-pub fn put_link(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmError> {
-    let n = name(req);
-    recoverite_arm::names::check_generic("virtual network link", &n)?;
-    let body = req.body.clone().unwrap_or(json!({}));
-    let props = body.get("properties").cloned().unwrap_or(json!({}));
-    let rid = req.path.id();
-    // Linking a zone to a network (in any subscription) takes the right to
-    // join that network.
-    if let Some(vnet) = props["virtualNetwork"]["id"].as_str() {
-        ctx.require_linked(
-            "Microsoft.Network/privateDnsZones/virtualNetworkLinks/write",
-            &rid,
-            "Microsoft.Network/virtualNetworks/join/action",
-            vnet,
-        )?;
+/// A virtual network link's stored properties.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkProperties {
+    pub virtual_network: SubResource,
+    pub registration_enabled: bool,
+    pub resolution_policy: String,
+    pub virtual_network_link_state: String,
+    pub provisioning_state: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GivenLink {
+    virtual_network: Option<SubResource>,
+    registration_enabled: Option<bool>,
+    resolution_policy: Option<String>,
+}
+
+/// Another link of the same network: (its zone's id, its zone's name, its
+/// id, whether it registers).
+pub struct OtherLink<'a> {
+    pub zone_id: &'a str,
+    pub zone_name: &'a str,
+    pub link_id: &'a str,
+    pub registration: bool,
+}
+
+/// "A virtual network can be linked to a zone once"; "a virtual network
+/// cannot be linked to multiple zones with overlapping namespaces"; "a
+/// virtual network can be a registration network for one zone only".
+pub fn check_link(
+    zone_id: &str,
+    zone_name: &str,
+    link_id: &str,
+    vnet: &str,
+    registration: bool,
+    others: &[OtherLink],
+) -> Result<(), ArmError> {
+    for o in others {
+        let same_link = id::key(o.link_id) == id::key(link_id);
+        if id::key(o.zone_id) == id::key(zone_id) {
+            if !same_link {
+                return Err(ArmError::conflict(
+                    "Conflict",
+                    format!(
+                        "Virtual network {vnet} is already linked to zone {zone_name} by link {}.",
+                        o.link_id.rsplit('/').next().unwrap_or_default()
+                    ),
+                ));
+            }
+        } else if o.zone_name.eq_ignore_ascii_case(zone_name) {
+            return Err(ArmError::bad_request(
+                "BadRequest",
+                format!("A virtual network cannot be linked to multiple zones with overlapping namespaces: {vnet} is already linked to another zone named {zone_name} ({}).", o.zone_id),
+            ));
+        } else if registration && o.registration && !same_link {
+            return Err(ArmError::bad_request(
+                "BadRequest",
+                format!("Virtual network {vnet} already has auto-registration enabled with zone {}; a network can register in one zone only.", o.zone_name),
+            ));
+        }
     }
-    let (created, doc) = ctx.store().write(|tx| {
-        let zone = zone_of(tx, req)?;
-        let zid = zone["id"].as_str().unwrap_or_default().to_string();
-        let existing = resource::get(tx, &rid)?;
-        check_preconditions(req, existing.as_ref().and_then(|e| e["etag"].as_str()))?;
-        if patch && existing.is_none() {
-            return Err(ArmError::resource_not_found(LINK_TYPE, &n, req.path.resource_group.as_deref()));
-        }
-        let vnet = props["virtualNetwork"]["id"]
-            .as_str()
-            .map(str::to_string)
-            .or_else(|| existing.as_ref().and_then(|e| e["properties"]["virtualNetwork"]["id"].as_str().map(str::to_string)))
-            .ok_or_else(|| ArmError::invalid_parameter("properties.virtualNetwork", "A virtual network link needs properties.virtualNetwork.id."))?;
-        let vdoc = resource::get(tx, &vnet)?.filter(|d| d["type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case("Microsoft.Network/virtualNetworks")));
-        let vdoc = vdoc.ok_or_else(|| {
-            ArmError::bad_request("InvalidResourceReference", format!("Virtual network {vnet} referenced by the link was not found."))
-        })?;
-        let registration = props["registrationEnabled"]
-            .as_bool()
-            .or_else(|| existing.as_ref().and_then(|e| e["properties"]["registrationEnabled"].as_bool()))
-            .unwrap_or(false);
-        // A network resolves a zone name through one zone only.
-        let zname = zone["name"].as_str().unwrap_or_default().to_ascii_lowercase();
-        for other in crate::view::links_of_vnet(tx, &vnet)? {
-            let (ozone, olink) = other;
-            if id::key(ozone["id"].as_str().unwrap_or_default()) == id::key(&zid) {
-                if id::key(olink["id"].as_str().unwrap_or_default()) != id::key(&rid) {
-                    return Err(ArmError::conflict(
-                        "Conflict",
-                        format!("Virtual network {vnet} is already linked to zone {zname} by link {}.", olink["name"].as_str().unwrap_or("")),
-                    ));
-                }
-            } else if ozone["name"].as_str().unwrap_or_default().eq_ignore_ascii_case(&zname) {
-                return Err(ArmError::bad_request(
-                    "BadRequest",
-                    format!("A virtual network cannot be linked to multiple zones with overlapping namespaces: {vnet} is already linked to another zone named {zname} ({}).", ozone["id"].as_str().unwrap_or("")),
-                ));
-            } else if registration && olink["properties"]["registrationEnabled"].as_bool() == Some(true) && id::key(olink["id"].as_str().unwrap_or_default()) != id::key(&rid) {
-                return Err(ArmError::bad_request(
-                    "BadRequest",
-                    format!("Virtual network {vnet} already has auto-registration enabled with zone {}; a network can register in one zone only.", ozone["name"].as_str().unwrap_or("")),
-                ));
-            }
-        }
-        let doc = json!({
-            "id": existing.as_ref().and_then(|e| e["id"].as_str().map(str::to_string)).unwrap_or(rid.clone()),
-            "name": existing.as_ref().and_then(|e| e["name"].as_str()).unwrap_or(&n),
-            "type": LINK_TYPE,
-            "etag": new_etag(),
-            "location": "global",
-            "tags": body.get("tags").cloned().or_else(|| existing.as_ref().and_then(|e| e.get("tags").cloned())).unwrap_or(json!({})),
-            "properties": {
-                "virtualNetwork": {"id": vdoc["id"]},
-                "registrationEnabled": registration,
-                "resolutionPolicy": props["resolutionPolicy"].as_str().unwrap_or("Default"),
-                "virtualNetworkLinkState": "Completed",
-                "provisioningState": "Succeeded",
-            }
-        });
-        resource::put(tx, &rid, &doc)?;
-        Ok((existing.is_none(), doc))
-    })?;
-    async_put(ctx, req, created, doc, &rid)
+    Ok(())
 }
 
-pub fn get_link(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    ctx.store().view(|r| {
-        zone_of(r, req)?;
-        resource::get(r, &req.path.id())?
-            .map(Reply::ok)
+/// Virtual network links, served by the tracked-resource core as children
+/// of their zone.
+pub struct Link;
+
+impl TrackedKind for Link {
+    const TYPE: &'static str = LINK_TYPE;
+    const NOUN: &'static str = "virtual network link";
+    const ETAG: bool = true;
+    const LOCATION: Option<&'static str> = Some("global");
+    const ASYNC: bool = true;
+    const PARENT: Option<&'static str> = Some(ZONE_TYPE);
+    type Properties = LinkProperties;
+    type Given = GivenLink;
+
+    fn check_name(name: &str) -> Result<(), ArmError> {
+        recoverite_arm::names::check_generic(Self::NOUN, name)
+    }
+
+    fn properties(
+        ctx: &Ctx,
+        tx: &mut WriteTx,
+        link_id: &str,
+        given: GivenLink,
+        existing: Option<&LinkProperties>,
+        patch: bool,
+    ) -> Result<LinkProperties, ArmError> {
+        // Linking a zone to a network (in any subscription) takes the right
+        // to join that network.
+        if let Some(v) = &given.virtual_network {
+            ctx.require_linked(
+                "Microsoft.Network/privateDnsZones/virtualNetworkLinks/write",
+                link_id,
+                "Microsoft.Network/virtualNetworks/join/action",
+                &v.id,
+            )?;
+        }
+        let vnet = given
+            .virtual_network
+            .map(|v| v.id)
+            .or_else(|| existing.map(|e| e.virtual_network.id.clone()))
             .ok_or_else(|| {
-                ArmError::resource_not_found(
-                    LINK_TYPE,
-                    &name(req),
-                    req.path.resource_group.as_deref(),
+                ArmError::invalid_parameter(
+                    "properties.virtualNetwork",
+                    "A virtual network link needs properties.virtualNetwork.id.",
                 )
+            })?;
+        let vdoc = resource::get(tx, &vnet)?
+            .filter(|d| {
+                d["type"]
+                    .as_str()
+                    .is_some_and(|t| t.eq_ignore_ascii_case("Microsoft.Network/virtualNetworks"))
             })
-    })
-}
-
-pub fn list_links(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let items = ctx.store().view(|r| {
-        let z = zone_of(r, req)?;
-        resource::list_children(
-            r,
-            z["id"].as_str().unwrap_or_default(),
-            "virtualNetworkLinks",
-        )
-    })?;
-    Ok(Reply::ok(paging::page(ctx, req, items)?))
-}
-
-pub fn delete_link(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let rid = req.path.id();
-    let deleted = ctx.store().write(|tx| {
-        zone_of(tx, req)?;
-        let Some(doc) = resource::get(tx, &rid)? else {
-            return Ok::<_, ArmError>(false);
-        };
-        check_preconditions(req, doc["etag"].as_str())?;
-        resource::delete_tree(tx, &rid)?;
-        Ok(true)
-    })?;
-    if !deleted {
-        return Ok(Reply::empty(204));
+            .ok_or_else(|| {
+                ArmError::bad_request(
+                    "InvalidResourceReference",
+                    format!("Virtual network {vnet} referenced by the link was not found."),
+                )
+            })?;
+        let registration = given
+            .registration_enabled
+            .or(existing.map(|e| e.registration_enabled))
+            .unwrap_or(false);
+        let zone_id = link_id.rsplitn(3, '/').nth(2).unwrap_or_default();
+        let zone_name = zone_id.rsplit('/').next().unwrap_or_default();
+        let links = crate::view::links_of_vnet(tx, &vnet)?;
+        let others: Vec<OtherLink> = links
+            .iter()
+            .map(|(z, l)| OtherLink {
+                zone_id: z["id"].as_str().unwrap_or_default(),
+                zone_name: z["name"].as_str().unwrap_or_default(),
+                link_id: l["id"].as_str().unwrap_or_default(),
+                registration: l["properties"]["registrationEnabled"].as_bool() == Some(true),
+            })
+            .collect();
+        check_link(zone_id, zone_name, link_id, &vnet, registration, &others)?;
+        Ok(LinkProperties {
+            virtual_network: SubResource {
+                id: vdoc["id"].as_str().unwrap_or(&vnet).to_string(),
+            },
+            registration_enabled: registration,
+            resolution_policy: given
+                .resolution_policy
+                .or(existing
+                    .filter(|_| patch)
+                    .map(|e| e.resolution_policy.clone()))
+                .unwrap_or_else(|| "Default".into()),
+            virtual_network_link_state: "Completed".into(),
+            provisioning_state: "Succeeded".into(),
+        })
     }
-    async_delete(ctx, req, &rid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn other<'a>(
+        zone_id: &'a str,
+        zone_name: &'a str,
+        link_id: &'a str,
+        registration: bool,
+    ) -> OtherLink<'a> {
+        OtherLink {
+            zone_id,
+            zone_name,
+            link_id,
+            registration,
+        }
+    }
+
+    #[test]
+    fn a_network_links_to_a_zone_once_and_to_one_zone_of_a_name() {
+        let z = "/s/g/privateDnsZones/privatelink.blob.core.windows.net";
+        let z2 = "/s/h/privateDnsZones/privatelink.blob.core.windows.net";
+        let name = "privatelink.blob.core.windows.net";
+        // Re-writing the same link is fine; a second link from the same zone is not.
+        assert!(check_link(
+            z,
+            name,
+            &format!("{z}/virtualNetworkLinks/a"),
+            "v",
+            false,
+            &[other(z, name, &format!("{z}/virtualNetworkLinks/a"), false)]
+        )
+        .is_ok());
+        assert_eq!(
+            check_link(
+                z,
+                name,
+                &format!("{z}/virtualNetworkLinks/b"),
+                "v",
+                false,
+                &[other(z, name, &format!("{z}/virtualNetworkLinks/a"), false)]
+            )
+            .unwrap_err()
+            .status,
+            409
+        );
+        // Another zone of the same name: overlapping namespaces.
+        assert_eq!(
+            check_link(
+                z2,
+                name,
+                &format!("{z2}/virtualNetworkLinks/c"),
+                "v",
+                false,
+                &[other(z, name, &format!("{z}/virtualNetworkLinks/a"), false)]
+            )
+            .unwrap_err()
+            .status,
+            400
+        );
+    }
+
+    #[test]
+    fn a_network_registers_in_one_zone_only() {
+        let z = "/s/g/privateDnsZones/a.example";
+        let y = "/s/g/privateDnsZones/b.example";
+        let ly = format!("{y}/virtualNetworkLinks/l");
+        let others = [other(y, "b.example", &ly, true)];
+        assert!(check_link(
+            z,
+            "a.example",
+            &format!("{z}/virtualNetworkLinks/m"),
+            "v",
+            false,
+            &others
+        )
+        .is_ok());
+        assert!(check_link(
+            z,
+            "a.example",
+            &format!("{z}/virtualNetworkLinks/m"),
+            "v",
+            true,
+            &others
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn zone_names_have_two_labels_or_more() {
+        assert!(check_zone_name("privatelink.siterecovery.windowsazure.com").is_ok());
+        assert!(check_zone_name("localhost").is_err());
+        assert!(check_zone_name("bad-.example").is_err());
+    }
 }
