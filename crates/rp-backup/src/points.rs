@@ -237,88 +237,101 @@ pub fn backup(
     jobs::accepted_plain(ctx, req, &vid, &job)
 }
 
-/// Takes a recovery point of item `rid`: snapshot tier, then vault tier,
-/// then the point, the item's update and its job in one transaction.
-/// Returns the job id. `user`: on demand (else from the policy's schedule).
-pub fn take_point(
-    store_: &recoverite_store::Store,
-    bp: &BackupProvider,
-    vid: &str,
-    rid: &str,
-    expiry: Option<String>,
-    user: bool,
-) -> Result<String, ArmError> {
-    let (vid, rid) = (vid.to_string(), rid.to_string());
-    let lock = item_lock(&rid);
-    let _one_at_a_time = lock.try_lock().map_err(|_| {
-        ArmError::conflict(
-            "UserErrorBackupOperationInProgress",
-            "Another backup of this item is in progress; wait for its job to finish, then try again.",
+/// What a backup of an item works from, read in one snapshot of the state.
+struct BackupInputs {
+    item: Value,
+    vm: Value,
+    vm_disks: Vec<Value>,
+    numeric_id: u64,
+    policy: Option<Value>,
+}
+
+fn backup_inputs(r: &impl Reader, vid: &str, rid: &str) -> Result<BackupInputs, ArmError> {
+    let item = resource::get(r, rid)?
+        .ok_or_else(|| ArmError::conflict("BMSUserErrorItemNotFound", "The item was removed."))?;
+    check_backup_allowed(&item)?;
+    let vm_id = vm_id_of(&item);
+    let (vm, vm_disks) = disks::of_vm(r, &vm_id)?.ok_or_else(|| {
+        ArmError::bad_request(
+            "BMSUserErrorVmNotFound",
+            format!("The protected VM '{vm_id}' no longer exists."),
         )
     })?;
-    let (it, vm, vm_disks, meta, pol) = store_.view(|r| {
-        let it = resource::get(r, &rid)?.ok_or_else(|| {
-            ArmError::conflict("BMSUserErrorItemNotFound", "The item was removed.")
-        })?;
-        check_backup_allowed(&it)?;
-        let vm_id = it["properties"]["sourceResourceId"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let (vm, ds) = disks::of_vm(r, &vm_id)?.ok_or_else(|| {
-            ArmError::bad_request(
-                "BMSUserErrorVmNotFound",
-                format!("The protected VM '{vm_id}' no longer exists."),
-            )
-        })?;
-        let meta = recoverite_rs_core::vault::get(r, &vid)?
-            .ok_or_else(|| ArmError::internal("the vault has no record"))?;
-        let pol = policy::find(
-            r,
-            &vid,
-            it["properties"]["policyId"].as_str().unwrap_or_default(),
-        )?;
-        Ok::<_, ArmError>((it, vm, ds, meta, pol))
-    })?;
-    let name = new_point_name();
-    let store = store_of(bp, meta.numeric_id)?;
-    // Snapshot tier: every disk copied at (nearly) one instant.
-    let t0 = Instant::now();
-    let os_id = vm["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"]
-        .as_str()
-        .map(id::key);
-    let data_disks = vm["properties"]["storageProfile"]["dataDisks"]
+    let meta = recoverite_rs_core::vault::get(r, vid)?
+        .ok_or_else(|| ArmError::internal("the vault has no record"))?;
+    let policy = policy::find(
+        r,
+        vid,
+        item["properties"]["policyId"].as_str().unwrap_or_default(),
+    )?;
+    Ok(BackupInputs {
+        item,
+        vm,
+        vm_disks,
+        numeric_id: meta.numeric_id,
+        policy,
+    })
+}
+
+/// A disk's LUN in the VM: -1 for the OS disk, its `lun` for a data disk.
+pub fn lun_of(vm: &Value, disk_id: &str) -> i64 {
+    let profile = &vm["properties"]["storageProfile"];
+    if profile["osDisk"]["managedDisk"]["id"].as_str().map(id::key) == Some(id::key(disk_id)) {
+        return -1;
+    }
+    profile["dataDisks"]
         .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let mut made: Vec<PointDisk> = Vec::new();
-    let cleanup = |made: &[PointDisk]| {
-        for d in made {
-            let _ = bp.blocks.delete(&d.snapshot);
-            let _ = store.delete(&d.manifest);
-        }
-    };
-    // No write reaches any of the VM's disks until every copy is made: the
-    // point holds all disks as they were at one instant (crash-consistent).
-    let images: Vec<PathBuf> = vm_disks
+        .into_iter()
+        .flatten()
+        .find(|x| x["managedDisk"]["id"].as_str().map(id::key) == Some(id::key(disk_id)))
+        .and_then(|x| x["lun"].as_i64())
+        .unwrap_or(0)
+}
+
+/// How long a point's snapshot tier and the point itself are kept: the
+/// policy's `instantRpRetentionRangeInDays` (2 by default) and its daily
+/// retention count (30 by default).
+pub fn point_retention(policy: Option<&Value>) -> (i64, i64) {
+    let p = policy.map(|p| &p["properties"]);
+    let instant = p
+        .and_then(|p| p["instantRpRetentionRangeInDays"].as_i64())
+        .unwrap_or(2);
+    let keep = p
+        .and_then(|p| p["retentionPolicy"]["dailySchedule"]["retentionDuration"]["count"].as_i64())
+        .unwrap_or(30);
+    (instant, keep)
+}
+
+/// Removes the snapshot copies and manifests of a backup that did not
+/// become a point.
+fn discard(bp: &BackupProvider, store: &ChunkStore, made: &[PointDisk]) {
+    for d in made {
+        let _ = bp.blocks.delete(&d.snapshot);
+        let _ = store.delete(&d.manifest);
+    }
+}
+
+/// The snapshot tier: every disk copied while no write reaches any of the
+/// VM's disks, so the point holds all of them as they were at one instant
+/// (crash-consistent), each with its change-journal position.
+fn snapshot_disks(
+    bp: &BackupProvider,
+    store: &ChunkStore,
+    inputs: &BackupInputs,
+    name: &str,
+) -> Result<Vec<PointDisk>, ArmError> {
+    let images: Vec<PathBuf> = inputs
+        .vm_disks
         .iter()
         .map(|d| {
             bp.blocks
                 .image(d["properties"]["uniqueId"].as_str().unwrap_or_default())
         })
         .collect();
-    let frozen = recoverite_blockstore::gate::freeze(&images);
-    for d in &vm_disks {
+    let _frozen = recoverite_blockstore::gate::freeze(&images);
+    let mut made: Vec<PointDisk> = Vec::new();
+    for d in &inputs.vm_disks {
         let did = d["id"].as_str().unwrap_or_default();
-        let lun = if Some(id::key(did)) == os_id {
-            -1
-        } else {
-            data_disks
-                .iter()
-                .find(|x| x["managedDisk"]["id"].as_str().map(id::key) == Some(id::key(did)))
-                .and_then(|x| x["lun"].as_i64())
-                .unwrap_or(0)
-        };
         let size = d["properties"]["diskSizeBytes"].as_u64().unwrap_or(0);
         let snap = format!("bkp-{name}-{}", made.len());
         let unique = d["properties"]["uniqueId"].as_str().unwrap_or_default();
@@ -335,12 +348,12 @@ pub fn take_point(
             Ok(p) => p,
             Err(e) => {
                 let _ = bp.blocks.delete(&snap);
-                cleanup(&made);
+                discard(bp, store, &made);
                 return Err(io(e));
             }
         };
         made.push(PointDisk {
-            lun,
+            lun: lun_of(&inputs.vm, did),
             disk_id: did.to_string(),
             name: d["name"].as_str().unwrap_or_default().to_string(),
             size_bytes: size,
@@ -351,7 +364,7 @@ pub fn take_point(
             snapshot: snap,
             manifest: format!(
                 "{}-{name}-{}",
-                it["properties"]["protectedItemDataId"]
+                inputs.item["properties"]["protectedItemDataId"]
                     .as_str()
                     .unwrap_or("item"),
                 made.len()
@@ -361,14 +374,29 @@ pub fn take_point(
             journal_pos: Some(journal_pos),
         });
     }
-    drop(frozen);
-    let snap_secs = t0.elapsed().as_secs();
-    // Vault tier: only chunks the vault does not hold yet, read only where
-    // the disk was written since the item's previous point.
-    let t1 = Instant::now();
-    let previous = store_.view(|r| previous_disks(r, &rid))?;
-    let (mut scanned, mut new_bytes, mut stored) = (0u64, 0u64, 0u64);
-    for d in &made {
+    Ok(made)
+}
+
+/// What the vault tier took: bytes read, new to the vault, stored.
+#[derive(Default)]
+struct Transfer {
+    scanned: u64,
+    new_bytes: u64,
+    stored: u64,
+}
+
+/// The vault tier: only chunks the vault does not hold yet, read only where
+/// the disk was written since the item's previous point; then the snapshot
+/// copies (made unsynced while writes were held) are made durable before
+/// the point names them.
+fn transfer_to_vault(
+    bp: &BackupProvider,
+    store: &ChunkStore,
+    previous: &[PointDisk],
+    made: &[PointDisk],
+) -> Result<Transfer, ArmError> {
+    let mut t = Transfer::default();
+    for d in made {
         let since = previous
             .iter()
             .find(|p| {
@@ -388,56 +416,41 @@ pub fn take_point(
                     .ok()?;
                 Some((p.manifest.clone(), written))
             });
-        let res = store.backup_since(
-            &bp.blocks.image(&d.snapshot),
-            d.size_bytes,
-            &d.manifest,
-            since.as_ref().map(|(m, w)| (m.as_str(), w.as_slice())),
-        );
-        match res {
-            Ok((_, t)) => {
-                scanned += t.scanned;
-                new_bytes += t.new_bytes;
-                stored += t.stored_bytes;
-            }
-            Err(e) => {
-                cleanup(&made);
-                return Err(io(e));
-            }
-        }
+        let (_, stats) = store
+            .backup_since(
+                &bp.blocks.image(&d.snapshot),
+                d.size_bytes,
+                &d.manifest,
+                since.as_ref().map(|(m, w)| (m.as_str(), w.as_slice())),
+            )
+            .map_err(io)?;
+        t.scanned += stats.scanned;
+        t.new_bytes += stats.new_bytes;
+        t.stored += stats.stored_bytes;
     }
-    // The snapshot copies were made unsynced (quick, while writes were
-    // held): durable before the point names them. The vault tier's
-    // filesystem sync has usually flushed them already.
-    for d in &made {
-        let synced = std::fs::File::open(bp.blocks.image(&d.snapshot)).and_then(|f| f.sync_all());
-        if let Err(e) = synced {
-            cleanup(&made);
-            return Err(io(e));
-        }
+    for d in made {
+        std::fs::File::open(bp.blocks.image(&d.snapshot))
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
     }
-    let transfer_secs = t1.elapsed().as_secs();
-    let now = time::now();
-    let instant_days = pol
-        .as_ref()
-        .and_then(|p| p["properties"]["instantRpRetentionRangeInDays"].as_i64())
-        .unwrap_or(2);
-    let retention_days = pol
-        .as_ref()
-        .and_then(|p| {
-            p["properties"]["retentionPolicy"]["dailySchedule"]["retentionDuration"]["count"]
-                .as_i64()
-        })
-        .unwrap_or(30);
-    let expiry =
-        expiry.unwrap_or_else(|| time::format(now + ::time::Duration::days(retention_days)));
-    let pid = format!("{rid}/recoveryPoints/{name}");
-    let doc = json!({
+    Ok(t)
+}
+
+/// The recovery point's ARM document.
+fn point_document(
+    pid: &str,
+    name: &str,
+    vm: &Value,
+    made: &[PointDisk],
+    now: &str,
+    expiry: &str,
+) -> Value {
+    json!({
         "id": pid, "name": name, "type": POINT_TYPE,
         "properties": {
             "objectType": "IaasVMRecoveryPoint",
             "recoveryPointType": "CrashConsistent",
-            "recoveryPointTime": time::format(now),
+            "recoveryPointTime": now,
             "recoveryPointTierDetails": [{"type": "InstantRP", "status": "Valid"}, {"type": "HardenedRP", "status": "Valid"}],
             "isManagedVirtualMachine": true,
             "virtualMachineSize": vm["properties"]["hardwareProfile"]["vmSize"],
@@ -451,10 +464,58 @@ pub fn take_point(
             },
             "recoveryPointProperties": {"expiryTime": expiry},
         }
-    });
+    })
+}
+
+/// Takes a recovery point of a protected item: the snapshot tier, then the
+/// vault tier, then — in one transaction, re-checking that the item may
+/// still be backed up — the point, its restore point in the snapshot
+/// resource group, the item's state and the job. Anything made for a point
+/// that does not commit is removed. Returns the job id; `user`: on demand
+/// (else from the policy's schedule).
+pub fn take_point(
+    store_: &recoverite_store::Store,
+    bp: &BackupProvider,
+    vid: &str,
+    rid: &str,
+    expiry: Option<String>,
+    user: bool,
+) -> Result<String, ArmError> {
+    let (vid, rid) = (vid.to_string(), rid.to_string());
+    let lock = item_lock(&rid);
+    let _one_at_a_time = lock.try_lock().map_err(|_| {
+        ArmError::conflict(
+            "UserErrorBackupOperationInProgress",
+            "Another backup of this item is in progress; wait for its job to finish, then try again.",
+        )
+    })?;
+    let inputs = store_.view(|r| backup_inputs(r, &vid, &rid))?;
+    let name = new_point_name();
+    let store = store_of(bp, inputs.numeric_id)?;
+    let t0 = Instant::now();
+    let made = snapshot_disks(bp, &store, &inputs, &name)?;
+    let snap_secs = t0.elapsed().as_secs();
+    let t1 = Instant::now();
+    let previous = store_.view(|r| previous_disks(r, &rid))?;
+    let transfer = match transfer_to_vault(bp, &store, &previous, &made) {
+        Ok(t) => t,
+        Err(e) => {
+            discard(bp, &store, &made);
+            return Err(e);
+        }
+    };
+    let transfer_secs = t1.elapsed().as_secs();
+    let now = time::now();
+    let (instant_days, retention_days) = point_retention(inputs.policy.as_ref());
+    let expiry =
+        expiry.unwrap_or_else(|| time::format(now + ::time::Duration::days(retention_days)));
+    let pid = format!("{rid}/recoveryPoints/{name}");
+    let vm = &inputs.vm;
+    let location = vm["location"].as_str().unwrap_or_default();
+    let doc = point_document(&pid, &name, vm, &made, &time::format(now), &expiry);
     let data = PointData {
-        vault_numeric_id: meta.numeric_id,
-        location: vm["location"].as_str().unwrap_or_default().to_string(),
+        vault_numeric_id: inputs.numeric_id,
+        location: location.to_string(),
         disks: made.clone(),
         snapshot_until: time::format(now + ::time::Duration::days(instant_days)),
         vm_size: vm["properties"]["hardwareProfile"]["vmSize"]
@@ -463,8 +524,7 @@ pub fn take_point(
         secondary: None,
         restore_point: None,
     };
-    let snapshot_group =
-        snapshot_group_name(pol.as_ref(), vm["location"].as_str().unwrap_or_default());
+    let snapshot_group = snapshot_group_name(inputs.policy.as_ref(), location);
     let job = store_.write(|tx| {
         // The item may have been stopped or deleted meanwhile.
         let mut it = resource::get(tx, &rid)?.ok_or_else(|| {
@@ -479,13 +539,9 @@ pub fn take_point(
         let sub = recoverite_arm::id::parse_id(&vm_id_of(&it))
             .and_then(|p| p.subscription)
             .unwrap_or_default();
-        let rg = recoverite_rp_resources::groups::ensure(
-            tx,
-            &sub,
-            &snapshot_group,
-            vm["location"].as_str().unwrap_or_default(),
-        )?;
-        let snaps: Vec<(Value, String)> = vm_disks
+        let rg = recoverite_rp_resources::groups::ensure(tx, &sub, &snapshot_group, location)?;
+        let snaps: Vec<(Value, String)> = inputs
+            .vm_disks
             .iter()
             .zip(&made)
             .map(|(d, m)| (d.clone(), m.snapshot.clone()))
@@ -493,7 +549,7 @@ pub fn take_point(
         let mut data = data.clone();
         data.restore_point = Some(
             recoverite_rp_compute::restore_points::record_snapshot_point(
-                tx, &rg, &vm, &name, &snaps,
+                tx, &rg, vm, &name, &snaps,
             )?,
         );
         tx.put_json(POINT_DATA, &point_key(&pid), &data)?;
@@ -518,9 +574,9 @@ pub fn take_point(
                 ("Transfer data to vault", transfer_secs),
             ],
             json!({
-                "Backup Size": mb(scanned),
-                "Transferred to vault": mb(new_bytes),
-                "Stored in vault": mb(stored),
+                "Backup Size": mb(transfer.scanned),
+                "Transferred to vault": mb(transfer.new_bytes),
+                "Stored in vault": mb(transfer.stored),
                 "Recovery point": name,
                 "Recovery point Expiry Time in UTC": expiry,
             }),
@@ -534,9 +590,31 @@ pub fn take_point(
             Ok(j)
         }
         Err(e) => {
-            cleanup(&made);
+            discard(bp, &store, &made);
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod take_point_tests {
+    use super::*;
+
+    #[test]
+    fn the_os_disk_is_lun_minus_one_and_data_disks_keep_theirs() {
+        let vm = json!({"properties": {"storageProfile": {
+            "osDisk": {"managedDisk": {"id": "/d/OS"}},
+            "dataDisks": [{"lun": 3, "managedDisk": {"id": "/d/data"}}]}}});
+        assert_eq!(lun_of(&vm, "/d/os"), -1);
+        assert_eq!(lun_of(&vm, "/D/DATA"), 3);
+    }
+
+    #[test]
+    fn retention_comes_from_the_policy_with_azures_defaults() {
+        assert_eq!(point_retention(None), (2, 30));
+        let pol = json!({"properties": {"instantRpRetentionRangeInDays": 5,
+            "retentionPolicy": {"dailySchedule": {"retentionDuration": {"count": 180}}}}});
+        assert_eq!(point_retention(Some(&pol)), (5, 180));
     }
 }
 
