@@ -114,6 +114,230 @@ fn nic_ids(vm: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A network interface a VM names: it exists, is in the VM's region, is
+/// not another VM's and does not belong to a private endpoint.
+pub fn check_nic(nic: &Value, nid: &str, vm_id: &str, location: &str) -> Result<(), ArmError> {
+    if nic["location"].as_str() != Some(location) {
+        return Err(bad(
+            "InvalidParameter",
+            format!(
+                "Network interface {nid} is in {} but the VM is in {location}.",
+                nic["location"].as_str().unwrap_or("")
+            ),
+        ));
+    }
+    if let Some(owner) = nic["properties"]["virtualMachine"]["id"].as_str() {
+        if id::key(owner) != id::key(vm_id) {
+            return Err(bad(
+                "NicInUse",
+                format!("Network interface {nid} is used by virtual machine {owner}."),
+            ));
+        }
+    }
+    if nic["properties"].get("privateEndpoint").is_some() {
+        return Err(bad(
+            "InvalidParameter",
+            format!("Network interface {nid} belongs to a private endpoint."),
+        ));
+    }
+    Ok(())
+}
+
+/// Every data disk has a LUN, and no two share one.
+pub fn check_luns(data_disks: &[Value]) -> Result<Vec<u64>, ArmError> {
+    let mut luns = Vec::new();
+    for dd in data_disks {
+        let lun = dd["lun"]
+            .as_u64()
+            .ok_or_else(|| bad("InvalidParameter", "Every data disk needs a lun."))?;
+        if luns.contains(&lun) {
+            return Err(bad(
+                "InvalidParameter",
+                format!("Two data disks use lun {lun}."),
+            ));
+        }
+        luns.push(lun);
+    }
+    Ok(luns)
+}
+
+/// The network interfaces of a VM PUT, each checked and the caller's right
+/// to join it taken.
+fn checked_nics(
+    ctx: &Ctx,
+    tx: &mut WriteTx,
+    props: &Value,
+    vid: &str,
+    location: &str,
+) -> Result<Vec<Value>, ArmError> {
+    let nics = props["networkProfile"]["networkInterfaces"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if nics.is_empty() {
+        return Err(bad("InvalidParameter", "A virtual machine needs at least one network interface in properties.networkProfile.networkInterfaces."));
+    }
+    for nic in &nics {
+        let nid = nic["id"].as_str().unwrap_or_default();
+        let doc = resource::get(tx, nid)?
+            .filter(|d| d["type"].as_str() == Some(NIC_TYPE))
+            .ok_or_else(|| {
+                bad(
+                    "NotFound",
+                    format!("Network interface {nid} was not found."),
+                )
+            })?;
+        ctx.require_linked(VM_WRITE, vid, NIC_JOIN, nid)?;
+        check_nic(&doc, nid, vid, location)?;
+    }
+    Ok(nics)
+}
+
+/// A new empty managed disk written by the VM PUT itself.
+fn new_disk(
+    tx: &mut WriteTx,
+    at: &DiskPlace,
+    did: &str,
+    name: &str,
+    gb: u64,
+    sku: &str,
+    props: Value,
+) -> Result<(), ArmError> {
+    let unique = uuid::Uuid::new_v4().to_string();
+    at.blocks
+        .create(&unique, gb << 30)
+        .map_err(|e| ArmError::internal(e.to_string()))?;
+    let mut p = props;
+    p["diskSizeGB"] = json!(gb);
+    p["diskSizeBytes"] = json!(gb << 30);
+    p["uniqueId"] = json!(unique);
+    p["provisioningState"] = json!("Succeeded");
+    p["diskState"] = json!("Unattached");
+    let tier = if sku.starts_with("Premium") {
+        "Premium"
+    } else {
+        "Standard"
+    };
+    resource::put(
+        tx,
+        did,
+        &json!({"id": did, "name": name, "type": DISK_TYPE, "location": at.location, "tags": {},
+        "sku": {"name": sku, "tier": tier}, "properties": p}),
+    )
+}
+
+/// What the VM PUT needs to know to place its disks.
+struct DiskPlace<'a> {
+    ctx: &'a Ctx,
+    blocks: &'a BlockStore,
+    rg_id: &'a str,
+    vm_name: &'a str,
+    vid: &'a str,
+    location: &'a str,
+}
+
+/// The OS disk: attached by id, or made `FromImage` (kept when a re-sent PUT
+/// finds the one it made before).
+fn os_disk(tx: &mut WriteTx, at: &DiskPlace, sp: &mut Value) -> Result<(), ArmError> {
+    let os_option = sp["osDisk"]["createOption"]
+        .as_str()
+        .unwrap_or("Attach")
+        .to_string();
+    let implicit = format!(
+        "{}/providers/Microsoft.Compute/disks/{}_OsDisk_1",
+        at.rg_id, at.vm_name
+    );
+    let os_id = match (sp["osDisk"]["managedDisk"]["id"].as_str().map(str::to_string), os_option.as_str()) {
+        (Some(d), _) => d,
+        (None, "FromImage") if implicit_disk_kept(tx, &implicit, at.vid)? => implicit,
+        (None, "FromImage") => {
+            let gb = sp["osDisk"]["diskSizeGB"].as_u64().unwrap_or(30);
+            let os_type = sp["osDisk"]["osType"].as_str().unwrap_or("Linux");
+            new_disk(tx, at, &implicit, &format!("{}_OsDisk_1", at.vm_name), gb, "Premium_LRS",
+                json!({"creationData": {"createOption": "FromImage"}, "osType": os_type}))?;
+            implicit
+        }
+        _ => return Err(bad("InvalidParameter", "The OS disk needs managedDisk.id (createOption Attach) or an imageReference (createOption FromImage).")),
+    };
+    if os_option != "FromImage" {
+        at.ctx.require_linked(VM_WRITE, at.vid, DISK_READ, &os_id)?;
+    }
+    let os = attach_disk(tx, &os_id, at.vid, at.location)?;
+    sp["osDisk"]["managedDisk"] = json!({"id": os["id"], "storageAccountType": os["sku"]["name"]});
+    sp["osDisk"]["name"] = os["name"].clone();
+    sp["osDisk"]["diskSizeGB"] = os["properties"]["diskSizeGB"].clone();
+    sp["osDisk"]["createOption"] = json!(os_option);
+    Ok(())
+}
+
+/// The data disks: attached by id, or created `Empty` (kept when a re-sent
+/// PUT finds the one it made before).
+fn data_disks(tx: &mut WriteTx, at: &DiskPlace, given: &[Value]) -> Result<Vec<Value>, ArmError> {
+    let luns = check_luns(given)?;
+    let mut out = Vec::new();
+    for (dd, lun) in given.iter().zip(luns) {
+        let option = dd["createOption"].as_str().unwrap_or("Attach");
+        let did = match (dd["managedDisk"]["id"].as_str(), option) {
+            (Some(d), _) => {
+                at.ctx.require_linked(VM_WRITE, at.vid, DISK_READ, d)?;
+                d.to_string()
+            }
+            (None, "Empty") => {
+                let disk_name = dd["name"].as_str().map(str::to_string).unwrap_or_else(|| format!("{}_DataDisk_{lun}", at.vm_name));
+                disks::check_name(&disk_name)?;
+                let did = format!("{}/providers/Microsoft.Compute/disks/{disk_name}", at.rg_id);
+                let gb = dd["diskSizeGB"].as_u64().ok_or_else(|| bad("InvalidParameter", "An empty data disk needs diskSizeGB."))?;
+                disks::check_size(gb)?;
+                if !implicit_disk_kept(tx, &did, at.vid)? {
+                    let sku = dd["managedDisk"]["storageAccountType"].as_str().unwrap_or("Standard_LRS");
+                    new_disk(tx, at, &did, &disk_name, gb, sku, json!({"creationData": {"createOption": "Empty"}}))?;
+                }
+                did
+            }
+            _ => return Err(bad("InvalidParameter", format!("Data disk at lun {lun} needs managedDisk.id (Attach) or createOption Empty with diskSizeGB."))),
+        };
+        let d = attach_disk(tx, &did, at.vid, at.location)?;
+        out.push(json!({"lun": lun, "name": d["name"], "createOption": option,
+                        "caching": dd["caching"].as_str().unwrap_or("None"), "diskSizeGB": d["properties"]["diskSizeGB"],
+                        "managedDisk": {"id": d["id"], "storageAccountType": d["sku"]["name"]}}));
+    }
+    Ok(out)
+}
+
+/// Disks and NICs a re-written VM no longer lists are released; the ones it
+/// lists are its own.
+fn release_and_claim(
+    tx: &mut WriteTx,
+    existing: Option<&Value>,
+    sp: &Value,
+    nics: &[Value],
+    vid: &str,
+) -> Result<(), ArmError> {
+    if let Some(old) = existing {
+        let keep_disks = disk_ids(&json!({"properties": {"storageProfile": sp}}));
+        for d in disk_ids(old) {
+            if !keep_disks.iter().any(|k| id::key(k) == id::key(&d)) {
+                detach_disk(tx, &d)?;
+            }
+        }
+        for nid in nic_ids(old) {
+            if !nics
+                .iter()
+                .any(|x| x["id"].as_str().map(id::key) == Some(id::key(&nid)))
+            {
+                set_nic_owner(tx, &nid, None)?;
+            }
+        }
+    }
+    for nic in nics {
+        set_nic_owner(tx, nic["id"].as_str().unwrap_or_default(), Some(vid))?;
+    }
+    Ok(())
+}
+
+/// PUT a virtual machine: NICs and disks checked and claimed, disks made
+/// where the VM asks for them, its identities, one transaction with the
+/// operation record; answered as a long-running operation.
 pub fn put(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, ArmError> {
     let n = name(req);
     disks::check_name(&n)?;
@@ -134,117 +358,12 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, Ar
         };
         let vid = existing.as_ref().and_then(|e| e["id"].as_str().map(str::to_string)).unwrap_or(rid.clone());
         let size = props["hardwareProfile"]["vmSize"].as_str().unwrap_or("Standard_D2s_v3").to_string();
-        // Network interfaces: exist, same region, not another VM's.
-        let nics = props["networkProfile"]["networkInterfaces"].as_array().cloned().unwrap_or_default();
-        if nics.is_empty() {
-            return Err(bad("InvalidParameter", "A virtual machine needs at least one network interface in properties.networkProfile.networkInterfaces."));
-        }
-        for nic in &nics {
-            let nid = nic["id"].as_str().unwrap_or_default();
-            let doc = resource::get(tx, nid)?.filter(|d| d["type"].as_str() == Some(NIC_TYPE)).ok_or_else(|| bad("NotFound", format!("Network interface {nid} was not found.")))?;
-            ctx.require_linked(VM_WRITE, &vid, NIC_JOIN, nid)?;
-            if doc["location"].as_str() != Some(location.as_str()) {
-                return Err(bad("InvalidParameter", format!("Network interface {nid} is in {} but the VM is in {location}.", doc["location"].as_str().unwrap_or(""))));
-            }
-            if let Some(owner) = doc["properties"]["virtualMachine"]["id"].as_str() {
-                if id::key(owner) != id::key(&vid) {
-                    return Err(bad("NicInUse", format!("Network interface {nid} is used by virtual machine {owner}.")));
-                }
-            }
-            if doc["properties"].get("privateEndpoint").is_some() {
-                return Err(bad("InvalidParameter", format!("Network interface {nid} belongs to a private endpoint.")));
-            }
-        }
-        // Disks: the OS disk is attached; data disks are attached or created empty.
+        let nics = checked_nics(ctx, tx, &props, &vid, &location)?;
+        let at = DiskPlace { ctx, blocks, rg_id: &rg_id, vm_name: &n, vid: &vid, location: &location };
         let mut sp = props["storageProfile"].clone();
-        let os_id = sp["osDisk"]["managedDisk"]["id"].as_str().map(str::to_string);
-        let os_option = sp["osDisk"]["createOption"].as_str().unwrap_or("Attach").to_string();
-        let os_id = match (os_id, os_option.as_str()) {
-            (Some(d), _) => d,
-            (None, "FromImage") if implicit_disk_kept(tx, &format!("{rg_id}/providers/Microsoft.Compute/disks/{n}_OsDisk_1"), &vid)? => {
-                format!("{rg_id}/providers/Microsoft.Compute/disks/{n}_OsDisk_1")
-            }
-            (None, "FromImage") => {
-                let disk_name = format!("{n}_OsDisk_1");
-                let did = format!("{rg_id}/providers/Microsoft.Compute/disks/{disk_name}");
-                let unique = uuid::Uuid::new_v4().to_string();
-                let gb = sp["osDisk"]["diskSizeGB"].as_u64().unwrap_or(30);
-                blocks.create(&unique, gb << 30).map_err(|e| ArmError::internal(e.to_string()))?;
-                resource::put(tx, &did, &json!({"id": did, "name": disk_name, "type": DISK_TYPE, "location": location, "tags": {},
-                    "sku": {"name": "Premium_LRS", "tier": "Premium"},
-                    "properties": {"creationData": {"createOption": "FromImage"}, "diskSizeGB": gb, "diskSizeBytes": gb << 30, "uniqueId": unique,
-                                   "provisioningState": "Succeeded", "diskState": "Unattached", "osType": sp["osDisk"]["osType"].as_str().unwrap_or("Linux")}}))?;
-                did
-            }
-            _ => return Err(bad("InvalidParameter", "The OS disk needs managedDisk.id (createOption Attach) or an imageReference (createOption FromImage).")),
-        };
-        if os_option != "FromImage" {
-            ctx.require_linked(VM_WRITE, &vid, DISK_READ, &os_id)?;
-        }
-        let os = attach_disk(tx, &os_id, &vid, &location)?;
-        sp["osDisk"]["managedDisk"] = json!({"id": os["id"], "storageAccountType": os["sku"]["name"]});
-        sp["osDisk"]["name"] = os["name"].clone();
-        sp["osDisk"]["diskSizeGB"] = os["properties"]["diskSizeGB"].clone();
-        sp["osDisk"]["createOption"] = json!(os_option);
-        let mut data_out = Vec::new();
-        let mut luns = std::collections::HashSet::new();
-        for dd in sp["dataDisks"].as_array().cloned().unwrap_or_default() {
-            let lun = dd["lun"].as_u64().ok_or_else(|| bad("InvalidParameter", "Every data disk needs a lun."))?;
-            if !luns.insert(lun) {
-                return Err(bad("InvalidParameter", format!("Two data disks use lun {lun}.")));
-            }
-            let did = match (dd["managedDisk"]["id"].as_str(), dd["createOption"].as_str().unwrap_or("Attach")) {
-                (Some(d), _) => {
-                    ctx.require_linked(VM_WRITE, &vid, DISK_READ, d)?;
-                    d.to_string()
-                }
-                (None, "Empty") => {
-                    let disk_name = dd["name"].as_str().map(str::to_string).unwrap_or_else(|| format!("{n}_DataDisk_{lun}"));
-                    disks::check_name(&disk_name)?;
-                    let did = format!("{rg_id}/providers/Microsoft.Compute/disks/{disk_name}");
-                    let gb = dd["diskSizeGB"].as_u64().ok_or_else(|| bad("InvalidParameter", "An empty data disk needs diskSizeGB."))?;
-                    disks::check_size(gb)?;
-                    if implicit_disk_kept(tx, &did, &vid)? {
-                        let d = attach_disk(tx, &did, &vid, &location)?;
-                        data_out.push(json!({"lun": lun, "name": d["name"], "createOption": "Empty",
-                                             "caching": dd["caching"].as_str().unwrap_or("None"), "diskSizeGB": d["properties"]["diskSizeGB"],
-                                             "managedDisk": {"id": d["id"], "storageAccountType": d["sku"]["name"]}}));
-                        continue;
-                    }
-                    let sku = dd["managedDisk"]["storageAccountType"].as_str().unwrap_or("Standard_LRS").to_string();
-                    let unique = uuid::Uuid::new_v4().to_string();
-                    blocks.create(&unique, gb << 30).map_err(|e| ArmError::internal(e.to_string()))?;
-                    resource::put(tx, &did, &json!({"id": did, "name": disk_name, "type": DISK_TYPE, "location": location, "tags": {},
-                        "sku": {"name": sku, "tier": if sku.starts_with("Premium") { "Premium" } else { "Standard" }},
-                        "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": gb, "diskSizeBytes": gb << 30, "uniqueId": unique,
-                                       "provisioningState": "Succeeded", "diskState": "Unattached"}}))?;
-                    did
-                }
-                _ => return Err(bad("InvalidParameter", format!("Data disk at lun {lun} needs managedDisk.id (Attach) or createOption Empty with diskSizeGB."))),
-            };
-            let d = attach_disk(tx, &did, &vid, &location)?;
-            data_out.push(json!({"lun": lun, "name": d["name"], "createOption": dd["createOption"].as_str().unwrap_or("Attach"),
-                                 "caching": dd["caching"].as_str().unwrap_or("None"), "diskSizeGB": d["properties"]["diskSizeGB"],
-                                 "managedDisk": {"id": d["id"], "storageAccountType": d["sku"]["name"]}}));
-        }
-        sp["dataDisks"] = Value::Array(data_out);
-        // Disks and NICs the VM no longer lists are released.
-        if let Some(old) = &existing {
-            let keep_disks = disk_ids(&json!({"properties": {"storageProfile": sp}}));
-            for d in disk_ids(old) {
-                if !keep_disks.iter().any(|k| id::key(k) == id::key(&d)) {
-                    detach_disk(tx, &d)?;
-                }
-            }
-            for nid in nic_ids(old) {
-                if !nics.iter().any(|x| x["id"].as_str().map(id::key) == Some(id::key(&nid))) {
-                    set_nic_owner(tx, &nid, None)?;
-                }
-            }
-        }
-        for nic in &nics {
-            set_nic_owner(tx, nic["id"].as_str().unwrap_or_default(), Some(&vid))?;
-        }
+        os_disk(tx, &at, &mut sp)?;
+        sp["dataDisks"] = Value::Array(data_disks(tx, &at, &sp["dataDisks"].as_array().cloned().unwrap_or_default())?);
+        release_and_claim(tx, existing.as_ref(), &sp, &nics, &vid)?;
         let set = props["availabilitySet"]["id"].as_str().map(str::to_string);
         if let Some(s) = &set {
             let sdoc = resource::get(tx, s)?.filter(|d| d["type"].as_str() == Some(SET_TYPE)).ok_or_else(|| bad("NotFound", format!("Availability set {s} was not found.")))?;
@@ -584,6 +703,32 @@ pub fn attach_detach(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result
 #[cfg(test)]
 mod data_disk_tests {
     use super::*;
+
+    #[test]
+    fn a_nic_is_in_the_vms_region_and_not_anothers() {
+        let nic = |loc: &str, owner: Option<&str>| json!({"location": loc, "properties": {"virtualMachine": owner.map(|o| json!({"id": o}))}});
+        assert!(check_nic(&nic("eastus", None), "n", "/vm/a", "eastus").is_ok());
+        assert!(check_nic(&nic("eastus", Some("/VM/A")), "n", "/vm/a", "eastus").is_ok());
+        assert_eq!(
+            check_nic(&nic("eastus", Some("/vm/b")), "n", "/vm/a", "eastus")
+                .unwrap_err()
+                .code(),
+            "NicInUse"
+        );
+        assert!(check_nic(&nic("westus", None), "n", "/vm/a", "eastus").is_err());
+        let pe = json!({"location": "eastus", "properties": {"privateEndpoint": {"id": "/pe"}}});
+        assert!(check_nic(&pe, "n", "/vm/a", "eastus").is_err());
+    }
+
+    #[test]
+    fn every_data_disk_has_its_own_lun() {
+        assert_eq!(
+            check_luns(&[json!({"lun": 0}), json!({"lun": 3})]).unwrap(),
+            vec![0, 3]
+        );
+        assert!(check_luns(&[json!({"lun": 1}), json!({"lun": 1})]).is_err());
+        assert!(check_luns(&[json!({"name": "x"})]).is_err());
+    }
 
     fn disk(lun: i64, id: &str) -> Value {
         json!({"lun": lun, "managedDisk": {"id": id}})
