@@ -217,3 +217,37 @@ pub fn stored_id(existing: Option<&Value>, rid: &str) -> String {
 pub fn key(s: &str) -> String {
     id::key(s)
 }
+
+/// "The network interface (or private endpoint) must be in the same region
+/// as the virtual network of its subnet." One rule for both kinds.
+pub fn check_same_region(
+    kind: &str,
+    id: &str,
+    location: &str,
+    subnet_id: &str,
+    vnet_location: &str,
+) -> Result<(), ArmError> {
+    if vnet_location.eq_ignore_ascii_case(location) {
+        return Ok(());
+    }
+    Err(ArmError::bad_request(
+        "InvalidResourceReference",
+        format!("Subnet {subnet_id} referenced by resource {id} is in region {vnet_location} but the {kind} is in {location}; a {kind} must be in its virtual network's region."),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nic_or_endpoint_is_in_its_networks_region() {
+        assert!(check_same_region("network interface", "/n", "eastus", "/s", "EastUS").is_ok());
+        let e = check_same_region("private endpoint", "/pe", "westus", "/s", "eastus").unwrap_err();
+        assert_eq!(e.code(), "InvalidResourceReference");
+        assert!(e
+            .body
+            .message
+            .contains("private endpoint must be in its virtual network's region"));
+    }
+}

@@ -184,12 +184,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
             asked.require_linked(vnet::SUBNET_JOIN, &c.subnet)?;
             let vnet_id = c.subnet[..c.subnet.to_ascii_lowercase().rfind("/subnets/").unwrap_or(0)].to_string();
             let v = resource::get(tx, &vnet_id)?.ok_or_else(|| invalid_reference(&c.subnet, &nid))?;
-            if v["location"].as_str() != Some(location.as_str()) {
-                return Err(ArmError::bad_request(
-                    "InvalidResourceReference",
-                    format!("Subnet {} referenced by resource {nid} is in region {} but the network interface is in {location}; they must be in the same region.", subnet["id"].as_str().unwrap_or(""), v["location"].as_str().unwrap_or("")),
-                ));
-            }
+            common::check_same_region("network interface", &nid, &location, subnet["id"].as_str().unwrap_or(&c.subnet), v["location"].as_str().unwrap_or(""))?;
         }
         let nsg = ref_id(props.get("networkSecurityGroup"));
         if let Some(nsg) = &nsg {

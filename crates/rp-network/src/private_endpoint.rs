@@ -240,6 +240,27 @@ pub fn assemble(r: &impl Reader, registry: &Registry, doc: &Value) -> Result<Val
     Ok(d)
 }
 
+/// "groupIds: the sub-resources of the target the endpoint connects to",
+/// each one the target offers.
+pub fn check_group_ids(
+    asked: &[String],
+    offered: &[&str],
+    target_id: &str,
+) -> Result<(), ArmError> {
+    for g in asked {
+        if !offered.iter().any(|x| x.eq_ignore_ascii_case(g)) {
+            return Err(ArmError::bad_request(
+                "InvalidGroupId",
+                format!(
+                    "Group id '{g}' is not a sub-resource of {target_id}; valid group ids: {}.",
+                    offered.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub fn put(ctx: &Ctx, req: &ArmRequest, registry: &Arc<Registry>) -> Result<Reply, ArmError> {
     let n = name(req);
     check_name("private endpoint", &n)?;
@@ -274,12 +295,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, registry: &Arc<Registry>) -> Result<Repl
         let subnet = load_ref(tx, &subnet_id, vnet::SUBNET_TYPE, &rid)?;
         ctx.require_linked("Microsoft.Network/privateEndpoints/write", &rid, vnet::SUBNET_JOIN, &subnet_id)?;
         let v = resource::get(tx, &vnet_of_subnet(&subnet_id))?.ok_or_else(|| invalid_reference(&subnet_id, &rid))?;
-        if v["location"].as_str() != Some(location.as_str()) {
-            return Err(ArmError::bad_request(
-                "InvalidResourceReference",
-                format!("Subnet {subnet_id} is in {} but the private endpoint is in {location}; a private endpoint must be in its virtual network's region.", v["location"].as_str().unwrap_or("")),
-            ));
-        }
+        common::check_same_region("private endpoint", &rid, &location, &subnet_id, v["location"].as_str().unwrap_or(""))?;
         let net = vnet::primary_prefix(&subnet).ok_or_else(|| invalid_reference(&subnet_id, &rid))?;
         let mut pool = ipam_store::pool(tx, &subnet_id, net)?;
         let target_doc = resource::get(tx, &conn.target)?.ok_or_else(|| {
@@ -291,14 +307,8 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, registry: &Arc<Registry>) -> Result<Repl
             ArmError::bad_request("PrivateLinkServiceNotSupported", format!("Resources of type {ttype} do not support private endpoints."))
         })?;
         let groups = target.groups(tx, &target_doc)?;
-        for g in &conn.group_ids {
-            if !groups.iter().any(|x| x.group_id.eq_ignore_ascii_case(g)) {
-                return Err(ArmError::bad_request(
-                    "InvalidGroupId",
-                    format!("Group id '{g}' is not a sub-resource of {target_id}; valid group ids: {}.", groups.iter().map(|x| x.group_id.clone()).collect::<Vec<_>>().join(", ")),
-                ));
-            }
-        }
+        let offered: Vec<&str> = groups.iter().map(|x| x.group_id.as_str()).collect();
+        check_group_ids(&conn.group_ids, &offered, &target_id)?;
         let request = ConnectionRequest {
             endpoint_id: rid.clone(),
             endpoint_name: n.clone(),
@@ -720,5 +730,19 @@ impl pl::EndpointHost for Host {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod group_tests {
+    use super::*;
+
+    #[test]
+    fn an_endpoint_asks_only_for_sub_resources_the_target_offers() {
+        let offered = ["AzureBackup", "AzureSiteRecovery"];
+        assert!(check_group_ids(&["azurebackup".into()], &offered, "/v").is_ok());
+        let e = check_group_ids(&["blob".into()], &offered, "/v").unwrap_err();
+        assert_eq!(e.code(), "InvalidGroupId");
+        assert!(e.body.message.contains("AzureBackup, AzureSiteRecovery"));
     }
 }
