@@ -446,6 +446,51 @@ pub fn unplanned_failover(
     }
 }
 
+/// "Test failover in the direction the item replicates."
+pub fn check_direction(item: &str, given: Option<&str>, replicates: &str) -> Result<(), ArmError> {
+    match given {
+        Some(d) if !d.eq_ignore_ascii_case(replicates) => Err(ArmError::bad_request(
+            "FailoverDirectionInvalid",
+            format!("'{item}' replicates {replicates}; test it in that direction."),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A test failover runs in a virtual network of the recovery region (Azure
+/// recommends an isolated one, so the drill cannot disturb production).
+pub fn drill_network(network: Option<Value>, target_loc: &str) -> Result<Value, ArmError> {
+    let network = network
+        .filter(|n| {
+            n["type"]
+                .as_str()
+                .is_some_and(|t| t.eq_ignore_ascii_case("Microsoft.Network/virtualNetworks"))
+        })
+        .ok_or_else(|| ArmError::invalid_parameter("properties.networkId", "Name the virtual network in the recovery region to run the drill in (an isolated one, so it cannot disturb production)."))?;
+    if !str_of(&network, "location").eq_ignore_ascii_case(target_loc) {
+        return Err(ArmError::invalid_parameter(
+            "properties.networkId",
+            format!(
+                "Network '{}' is in '{}'; the test failover runs in '{target_loc}'.",
+                str_of(&network, "name"),
+                str_of(&network, "location")
+            ),
+        ));
+    }
+    Ok(network)
+}
+
+/// The drill VM's subnet: the item's recovery subnet name in that network,
+/// else its first subnet (none: the disks come up without a VM).
+pub fn drill_subnet(subnets: &[String], recovery_subnet: &str) -> Option<String> {
+    let wanted = format!("/subnets/{}", recovery_subnet.to_ascii_lowercase());
+    subnets
+        .iter()
+        .find(|s| s.to_ascii_lowercase().ends_with(&wanted))
+        .or(subnets.first())
+        .cloned()
+}
+
 /// POST …/testFailover: the disks at the chosen point appear as
 /// `{disk}-ASRTest` and a `{vm}-test` VM comes up on them in the given
 /// (isolated) network; replication goes on meanwhile.
@@ -464,59 +509,27 @@ pub fn test_failover(
     let p = &body["properties"];
     let side = Side::of(&item);
     state::check(&item, Transition::TestFailover)?;
-    if let Some(d) = p["failoverDirection"].as_str() {
-        if !d.eq_ignore_ascii_case(side.failover_direction()) {
-            return Err(ArmError::bad_request(
-                "FailoverDirectionInvalid",
-                format!(
-                    "'{}' replicates {}; test it in that direction.",
-                    str_of(&item, "name"),
-                    side.failover_direction()
-                ),
-            ));
-        }
-    }
+    check_direction(
+        str_of(&item, "name"),
+        p["failoverDirection"].as_str(),
+        side.failover_direction(),
+    )?;
     let target_loc = side.target_location(&item);
     let network_id = p["networkId"].as_str().unwrap_or_default().to_string();
-    let network = ctx
-        .store()
-        .view(|r| resource::get(r, &network_id))?
-        .filter(|n| {
-            n["type"]
-                .as_str()
-                .is_some_and(|t| t.eq_ignore_ascii_case("Microsoft.Network/virtualNetworks"))
-        });
-    let Some(network) = network else {
-        return Err(ArmError::invalid_parameter("properties.networkId", "Name the virtual network in the recovery region to run the drill in (an isolated one, so it cannot disturb production)."));
-    };
-    if !str_of(&network, "location").eq_ignore_ascii_case(&target_loc) {
-        return Err(ArmError::invalid_parameter(
-            "properties.networkId",
-            format!(
-                "Network '{}' is in '{}'; the test failover runs in '{target_loc}'.",
-                str_of(&network, "name"),
-                str_of(&network, "location")
-            ),
-        ));
-    }
+    let network = ctx.store().view(|r| resource::get(r, &network_id))?;
+    let network = drill_network(network, &target_loc)?;
     let subnets: Vec<String> = ctx
         .store()
         .view(|r| resource::list_children(r, &network_id, "subnets"))?
         .iter()
         .map(|s| str_of(s, "id").to_string())
         .collect();
-    let wanted = item["properties"]["providerSpecificDetails"]["recoverySubnetName"]
-        .as_str()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let subnet = subnets
-        .iter()
-        .find(|s| {
-            s.to_ascii_lowercase()
-                .ends_with(&format!("/subnets/{wanted}"))
-        })
-        .or(subnets.first())
-        .cloned();
+    let subnet = drill_subnet(
+        &subnets,
+        item["properties"]["providerSpecificDetails"]["recoverySubnetName"]
+            .as_str()
+            .unwrap_or_default(),
+    );
     let point = choose_point(engine, rt, &item, &p["providerSpecificDetails"])?;
     watch.step("Prerequisites check for test failover");
     let made = materialize_all(engine, &item, point.seq, |d| {
@@ -691,4 +704,48 @@ fn refused_flows(rt: &Runtime, item: &Value, point: &RecoveryPoint) -> Vec<Value
         .get()
         .map(|e| e.refused_flows(vm, &point.time))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod drill_tests {
+    use super::*;
+
+    #[test]
+    fn a_drill_goes_the_way_the_item_replicates() {
+        assert!(check_direction("web", None, "PrimaryToRecovery").is_ok());
+        assert!(check_direction("web", Some("primarytorecovery"), "PrimaryToRecovery").is_ok());
+        assert_eq!(
+            check_direction("web", Some("RecoveryToPrimary"), "PrimaryToRecovery")
+                .unwrap_err()
+                .code(),
+            "FailoverDirectionInvalid"
+        );
+    }
+
+    #[test]
+    fn the_drill_network_is_a_network_of_the_recovery_region() {
+        let net = json!({"type": "Microsoft.Network/virtualNetworks", "name": "iso", "location": "westus"});
+        assert!(drill_network(Some(net.clone()), "WestUS").is_ok());
+        assert!(drill_network(Some(net), "eastus").is_err());
+        assert!(drill_network(None, "westus").is_err());
+        assert!(drill_network(
+            Some(json!({"type": "Microsoft.Network/networkSecurityGroups", "location": "westus"})),
+            "westus"
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn the_drill_vm_takes_the_recovery_subnet_or_the_first() {
+        let subnets = vec!["/v/subnets/app".to_string(), "/v/subnets/VMS".to_string()];
+        assert_eq!(
+            drill_subnet(&subnets, "vms").as_deref(),
+            Some("/v/subnets/VMS")
+        );
+        assert_eq!(
+            drill_subnet(&subnets, "other").as_deref(),
+            Some("/v/subnets/app")
+        );
+        assert_eq!(drill_subnet(&[], "vms"), None);
+    }
 }
