@@ -49,6 +49,10 @@ def test_conditional_writes(server, msi):
     r = server.http("PUT", f"{path}/absent-id?api-version=2023-01-31", json=body, headers={"If-Match": "*"})
     assert r.status_code == 412
     assert server.http("GET", f"{path}/absent-id?api-version=2023-01-31").status_code == 404
+    # A PATCH updates; it never creates, even with a location.
+    r = server.http("PATCH", f"{path}/absent-id?api-version=2023-01-31", json={"location": "eastus", "tags": {"a": "b"}})
+    assert r.status_code == 404
+    assert server.http("GET", f"{path}/absent-id?api-version=2023-01-31").status_code == 404
 
 
 def test_list_associated_resources_finds_the_identitys_users(server, msi):

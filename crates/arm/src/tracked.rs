@@ -294,6 +294,10 @@ pub fn put<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<R
             existing.as_ref().and_then(|e| e.etag.as_deref()),
             existing.is_some(),
         )?;
+        // A PATCH updates; it never creates.
+        if patch && existing.is_none() {
+            return Err(not_found::<K>(req));
+        }
         if let (Some(fixed), Some(l)) = (K::LOCATION, &body.location) {
             if !l.eq_ignore_ascii_case(fixed) {
                 return Err(ArmError::bad_request(
@@ -324,7 +328,6 @@ pub fn put<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<R
             (Some(e), None) => e.location.clone(),
             (None, Some(l)) if K::LOCATION.is_some() => l.to_ascii_lowercase(),
             (None, Some(l)) => regions::require(l, K::TYPE)?.name.to_string(),
-            (None, None) if patch => return Err(not_found::<K>(req)),
             (None, None) => {
                 return Err(ArmError::bad_request(
                     "LocationRequired",
