@@ -179,3 +179,19 @@ def test_moving_to_version_level_immutability_needs_versioning(env):
     st.blob_containers.begin_object_level_worm(RG, ACCOUNT, "versioned").result()
     c = st.blob_containers.get(RG, ACCOUNT, "versioned")
     assert c.immutable_storage_with_versioning.enabled and c.immutable_storage_with_versioning.migration_state == "Completed"
+
+
+def test_a_resource_group_keeping_held_data_is_not_deleted(server, env):
+    rm = server.client(ResourceManagementClient)
+    st = env["st"]
+    rm.resource_groups.create_or_update("worm-rg2", {"location": "eastus"})
+    st.storage_accounts.begin_create("worm-rg2", "wormaccount2", {"location": "eastus", "sku": {"name": "Standard_LRS"}, "kind": "StorageV2"}).result()
+    st.blob_containers.create("worm-rg2", "wormaccount2", "kept", {})
+    st.blob_containers.set_legal_hold("worm-rg2", "wormaccount2", "kept", {"tags": ["litigation1"]})
+    with pytest.raises(HttpResponseError) as e:
+        rm.resource_groups.begin_delete("worm-rg2").result()
+    assert e.value.status_code == 409 and "legal hold" in e.value.message
+    assert st.blob_containers.get("worm-rg2", "wormaccount2", "kept").has_legal_hold
+    st.blob_containers.clear_legal_hold("worm-rg2", "wormaccount2", "kept", {"tags": ["litigation1"]})
+    rm.resource_groups.begin_delete("worm-rg2").result()
+    assert not rm.resource_groups.check_existence("worm-rg2")

@@ -324,8 +324,10 @@ pub fn delete_container(ctx: &Ctx, req: &ArmRequest, blobs: &Store) -> Result<Re
         .delete_checked(&account_name, &name, None, time::now())
         .map_err(blob_error)?;
     let cid = container_id(&acct, &name);
-    ctx.store()
-        .write(|tx| resource::delete_tree(tx, &cid).map(|_| ()))?;
+    ctx.store().write(|tx| {
+        tx.delete(crate::worm::KEEPING, &format!("{account_name}/{name}"))?;
+        resource::delete_tree(tx, &cid).map(|_| ())
+    })?;
     Ok(Reply::empty(200))
 }
 

@@ -68,7 +68,16 @@ impl recoverite_arm::ScopeCascade for KeysCascade {
     fn scope_deleting(&self, tx: &mut WriteTx, scope: &str) -> Result<(), ArmError> {
         for doc in recoverite_arm::resource::list_of_type(tx, scope, crate::ACCOUNT_TYPE)? {
             if let Some(name) = doc["name"].as_str() {
-                crate::containers::TO_PURGE.record(tx, &name.to_ascii_lowercase())?;
+                let name = name.to_ascii_lowercase();
+                // An account whose containers keep data by law is not
+                // deleted, and so neither is the scope holding it.
+                if let Some(c) = crate::worm::keeping(tx, &name)? {
+                    return Err(ArmError::conflict(
+                        "StorageAccountOperationFailure",
+                        format!("Storage account '{name}' cannot be deleted: container '{c}' has a legal hold or a locked immutability policy. Clear the legal hold (or wait out the policy's retention and delete the blobs and container) first."),
+                    ));
+                }
+                crate::containers::TO_PURGE.record(tx, &name)?;
             }
         }
         Ok(())

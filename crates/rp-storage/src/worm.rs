@@ -14,6 +14,42 @@ use recoverite_blob::worm::{self, ContainerState, LeaseRequest};
 
 use crate::containers::{self, Store};
 
+/// Containers that keep data by law (a legal hold or a locked policy), as
+/// `{account}/{container}`: the management plane's own note of the Blob
+/// plane's state, so deleting a resource group (which cannot reach the Blob
+/// plane inside its transaction) refuses to take such an account with it.
+pub const KEEPING: recoverite_store::Table = recoverite_store::Table("storage_containers_keeping");
+
+/// Notes (or forgets) that a container keeps data.
+pub fn note_keeping(
+    ctx: &Ctx,
+    account: &str,
+    container: &str,
+    st: &ContainerState,
+) -> Result<(), ArmError> {
+    let key = format!("{account}/{container}");
+    let keeps = st.has_legal_hold() || st.policy.as_ref().is_some_and(|p| p.locked);
+    ctx.store().write(|tx| {
+        if keeps {
+            tx.put_json(KEEPING, &key, &true)?;
+        } else {
+            tx.delete(KEEPING, &key)?;
+        }
+        Ok::<_, ArmError>(())
+    })
+}
+
+/// The first container of `account` noted as keeping data, if any.
+pub fn keeping(
+    r: &impl recoverite_store::Reader,
+    account: &str,
+) -> Result<Option<String>, ArmError> {
+    Ok(r.scan_json::<bool>(KEEPING, &format!("{account}/"))?
+        .into_iter()
+        .next()
+        .map(|(k, _)| k.split_once('/').map(|(_, c)| c.to_string()).unwrap_or(k)))
+}
+
 pub const POLICY_TYPE: &str =
     "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies";
 
@@ -169,6 +205,7 @@ pub fn legal_hold(
             Ok(st.clone())
         })
         .map_err(blob_error)?;
+    note_keeping(ctx, &account, &name, &st)?;
     let mut out = legal_hold_json(&st);
     out["tags"] = json!(st.legal_hold.iter().map(|(t, _)| t).collect::<Vec<_>>());
     out["allowProtectedAppendWritesAll"] = json!(st.allow_protected_append_writes_all);
@@ -269,6 +306,7 @@ pub fn policy(
                     Ok(st.clone())
                 })
                 .map_err(blob_error)?;
+            note_keeping(ctx, &account, &name, &st)?;
             // "The response of delete has immutabilityPeriodSinceCreationInDays set to 0."
             return Ok(Reply::ok(policy_doc(&cid, &st)));
         }
@@ -288,6 +326,7 @@ pub fn policy(
                 .map_err(blob_error)?
         }
     };
+    note_keeping(ctx, &account, &name, &st)?;
     Ok(policy_reply(&cid, &st))
 }
 
