@@ -5,18 +5,12 @@ be written), a container that still protects blobs or is leased is not
 deleted without its lease, a locked policy only grows, and the retention
 runs out on the emulator clock."""
 
-import base64
-import hashlib
-import hmac
-import socket
-from email.utils import formatdate
-
 import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.core import MatchConditions
 from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.storage import StorageManagementClient
-from conftest import gw_port, wait_listening
+from blobplane import shared_key_request, status_of
 
 RG = "worm-rg"
 ACCOUNT = "wormaccount1"
@@ -39,23 +33,9 @@ def env(server):
 
 
 def blob(env, method, path, query="", headers=None):
-    """A Shared Key request to the Blob service; returns (status, body)."""
-    headers = {"x-ms-date": formatdate(usegmt=True), "x-ms-version": "2025-01-05", **(headers or {})}
-    canon = "".join(f"{k}:{v}\n" for k, v in sorted(headers.items()))
-    params = sorted((k.lower(), v) for k, v in (p.split("=", 1) for p in query.split("&") if p))
-    text = f"{method}\n" + "\n" * 11 + canon + f"/{ACCOUNT}{path}" + "".join(f"\n{k}:{v}" for k, v in params)
-    sig = base64.b64encode(hmac.new(base64.b64decode(env["key"]), text.encode(), hashlib.sha256).digest()).decode()
-    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    wait_listening((env["alias"], gw_port(443)))
-    s = socket.create_connection((env["alias"], gw_port(443)), timeout=5)
-    s.sendall((f"{method} {path}{'?' + query if query else ''} HTTP/1.1\r\nHost: {ACCOUNT}.blob.core.windows.net\r\n{head}"
-               f"Authorization: SharedKey {ACCOUNT}:{sig}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").encode())
-    data = b""
-    while chunk := s.recv(4096):
-        data += chunk
-    s.close()
-    text = data.decode(errors="replace")
-    return int(text.split(" ", 2)[1]), text
+    """A Shared Key request to the Blob service; returns (status, answer)."""
+    answer = shared_key_request(method, ACCOUNT, env["key"], env["alias"], path, query, headers)
+    return status_of(answer), answer
 
 
 def test_legal_hold_keeps_blobs_and_the_container(env):

@@ -5,15 +5,11 @@ from, and storage account keys that sign Shared Key requests to the Blob
 service."""
 
 import base64
-import hashlib
-import hmac
 import shutil
-import socket
 import subprocess
-from email.utils import formatdate
 
 import pytest
-from conftest import wait_listening, gw_port
+from blobplane import raw_blob, shared_key_get, shared_key_request
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
@@ -144,33 +140,6 @@ def test_availability_set_patch_changes_only_what_it_names(server, env):
     with pytest.raises(HttpResponseError):
         c.availability_sets.update(RG, "avset", {"properties": {"platformFaultDomainCount": 9}})
     assert c.availability_sets.get(RG, "avset").platform_fault_domain_count == 2
-
-
-def shared_key_get(account, key, alias, path, query):
-    return shared_key_request("GET", account, key, alias, path, query)
-
-
-def shared_key_request(method, account, key, alias, path, query):
-    date = formatdate(usegmt=True)
-    params = sorted((k.lower(), v) for k, v in (p.split("=", 1) for p in query.split("&")))
-    text = f"{method}\n" + "\n" * 11 + f"x-ms-date:{date}\nx-ms-version:2025-01-05\n/{account}{path}" + "".join(f"\n{k}:{v}" for k, v in params)
-    sig = base64.b64encode(hmac.new(base64.b64decode(key), text.encode(), hashlib.sha256).digest()).decode()
-    return raw_blob(method, account, alias, path, query, f"x-ms-date: {date}\r\nAuthorization: SharedKey {account}:{sig}\r\n")
-
-
-def raw_blob(method, account, alias, path, query, headers=""):
-    """One HTTP request to the Blob service through the gateway's alias."""
-    wait_listening((alias, gw_port(443)))
-    s = socket.socket()
-    s.settimeout(5)
-    s.connect((alias, gw_port(443)))
-    s.sendall((f"{method} {path}?{query} HTTP/1.1\r\nHost: {account}.blob.core.windows.net\r\nx-ms-version: 2025-01-05\r\n"
-               f"{headers}Content-Length: 0\r\nConnection: close\r\n\r\n").encode())
-    data = b""
-    while chunk := s.recv(4096):
-        data += chunk
-    s.close()
-    return data.decode(errors="replace")
 
 
 def test_account_keys_sign_shared_key_requests(server, env):
