@@ -175,3 +175,25 @@ def test_a_resource_group_keeping_held_data_is_not_deleted(server, env):
     st.blob_containers.clear_legal_hold("worm-rg2", "wormaccount2", "kept", {"tags": ["litigation1"]})
     rm.resource_groups.begin_delete("worm-rg2").result()
     assert not rm.resource_groups.check_existence("worm-rg2")
+
+
+def test_a_locked_container_deleted_through_the_blob_api_no_longer_holds_its_group(server, env):
+    rm = server.client(ResourceManagementClient)
+    st = env["st"]
+    rm.resource_groups.create_or_update("worm-rg3", {"location": "eastus"})
+    st.storage_accounts.begin_create("worm-rg3", "wormaccount3", {"location": "eastus", "sku": {"name": "Standard_LRS"}, "kind": "StorageV2"}).result()
+    key = dict(st.storage_accounts.list_keys("worm-rg3", "wormaccount3")["keys"][0])["value"]
+    ip = server.http("GET", "/recoverite/network/resolve", params={"name": "wormaccount3.blob.core.windows.net"}).json()["answers"][-1]["value"]
+    alias = "127.200." + ".".join(ip.split(".")[2:])
+    st.blob_containers.create("worm-rg3", "wormaccount3", "sealed", {})
+    p = st.blob_containers.create_or_update_immutability_policy(
+        "worm-rg3", "wormaccount3", "sealed", parameters={"properties": {"immutabilityPeriodSinceCreationInDays": 1}})
+    st.blob_containers.lock_immutability_policy("worm-rg3", "wormaccount3", "sealed", etag=p.etag, match_condition=MatchConditions.IfNotModified)
+    with pytest.raises(HttpResponseError) as e:
+        rm.resource_groups.begin_delete("worm-rg3").result()
+    assert e.value.status_code == 409
+    # No blob is protected: the Blob API may delete the container, and the
+    # group is free to go.
+    assert status_of(shared_key_request("DELETE", "wormaccount3", key, alias, "/sealed", "restype=container")) == 202
+    rm.resource_groups.begin_delete("worm-rg3").result()
+    assert not rm.resource_groups.check_existence("worm-rg3")

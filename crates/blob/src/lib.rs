@@ -83,6 +83,12 @@ pub trait Authorize: Send + Sync + 'static {
     /// error when the account does not allow shared key access.
     fn shared_keys(&self, account: &str) -> Result<Vec<Vec<u8>>, BlobError>;
 
+    /// Told after the Blob API deleted a container, so what the management
+    /// plane notes about it (e.g. that it keeps data) goes with it.
+    fn container_deleted(&self, account: &str, container: &str) {
+        let _ = (account, container);
+    }
+
     /// The time immutability is judged by (the emulator clock in recoverite).
     fn now(&self) -> time::OffsetDateTime {
         time::OffsetDateTime::now_utc()
@@ -392,6 +398,7 @@ async fn container(
             let lease_id = h.get("x-ms-lease-id").and_then(|v| v.to_str().ok());
             st.check_container_delete(lease_id, n, now)?;
             containers::delete(s.store.as_ref(), &account, &c).await?;
+            s.auth.container_deleted(&account, &c);
             Ok(with_status(StatusCode::ACCEPTED))
         }
         (Method::GET, Some("list")) => {

@@ -318,6 +318,10 @@ pub fn delete_container(ctx: &Ctx, req: &ArmRequest, blobs: &Store) -> Result<Re
     check_service(req)?;
     let name = container_name(req)?;
     if !blobs.exists(&account_name, &name).map_err(blob_error)? {
+        ctx.store().write(|tx| {
+            tx.delete(crate::worm::KEEPING, &format!("{account_name}/{name}"))?;
+            Ok::<_, ArmError>(())
+        })?;
         return Ok(Reply::empty(204));
     }
     blobs

@@ -39,6 +39,18 @@ pub fn note_keeping(
     })
 }
 
+/// Forgets what was noted about a container the Blob API deleted.
+pub fn forget_container(
+    store: &recoverite_store::Store,
+    account: &str,
+    container: &str,
+) -> Result<(), ArmError> {
+    store.write(|tx| {
+        tx.delete(KEEPING, &format!("{account}/{container}"))?;
+        Ok::<_, ArmError>(())
+    })
+}
+
 /// The first container of `account` noted as keeping data, if any.
 pub fn keeping(
     r: &impl recoverite_store::Reader,

@@ -57,6 +57,14 @@ impl Authorize for BlobAuth {
         recoverite_arm::time::now()
     }
 
+    fn container_deleted(&self, account: &str, container: &str) {
+        if let Err(e) =
+            recoverite_rp_storage::worm::forget_container(&self.store, account, container)
+        {
+            tracing::warn!(account, container, err = %e.body.message, "forgetting a deleted container's note");
+        }
+    }
+
     fn authorize(
         &self,
         account: &str,
