@@ -132,6 +132,27 @@ def test_points_reach_the_paired_region_and_restore_there(server):
     data = next(n for n in disks if n.startswith(f"{VM}_DataDisk_0"))
     io("crr-west", data, "read -P 0x3c 0 1M", "read -P 0x4d 1M 256k", "read -P 0 1280k 256k")
 
+    # AlternateLocation: a VM in the paired region on the restored disks, its
+    # NIC in a subnet there; the restored data disk holds the point's bytes.
+    alt_vm = f"{target_rg}/providers/Microsoft.Compute/virtualMachines/crrvm-west"
+    alt = CrossRegionRestoreRequest(cross_region_restore_access_details=token, restore_request=IaasVMRestoreRequest(
+        recovery_point_id=point.name, recovery_type="AlternateLocation", source_resource_id=vm.id,
+        target_resource_group_id=target_rg, storage_account_id=west.id, region="westus",
+        target_virtual_machine_id=alt_vm, subnet_id=west_vnet.subnets[0].id))
+    crr.cross_region_restore.begin_trigger("westus", alt, polling=False).result()
+    made = server.client(ComputeManagementClient).virtual_machines.get("crr-west", "crrvm-west")
+    assert made.location == "westus" and len(made.storage_profile.data_disks) == 1
+    alt_data = made.storage_profile.data_disks[0].managed_disk.id.rsplit("/", 1)[1]
+    io("crr-west", alt_data, "read -P 0x3c 0 1M", "read -P 0x4d 1M 256k")
+    jobs = [j for j in crr.backup_crr_jobs.list("westus", CrrJobRequest(resource_id=vault.id))]
+    assert len(jobs) == 2
+    no_subnet = CrossRegionRestoreRequest(cross_region_restore_access_details=token, restore_request=IaasVMRestoreRequest(
+        recovery_point_id=point.name, recovery_type="AlternateLocation", source_resource_id=vm.id,
+        target_resource_group_id=target_rg, storage_account_id=west.id, region="westus", target_virtual_machine_id=alt_vm))
+    with pytest.raises(HttpResponseError) as e:
+        crr.cross_region_restore.begin_trigger("westus", no_subnet, polling=False).result()
+    assert e.value.status_code == 400
+
     # Documents 001/004: a vault reached through private endpoints restores
     # across regions through a secondary-region endpoint.
     while not list(crr.recovery_points_crr.list("crr-pe-vault", RG, "Azure", pe_container, pe_item)):

@@ -347,6 +347,8 @@ struct CrrRestoreProps {
     region: Option<String>,
     #[serde(default)]
     restore_disk_lun_list: Option<Vec<i64>>,
+    target_virtual_machine_id: Option<String>,
+    subnet_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -354,6 +356,31 @@ struct CrrRestoreProps {
 struct CrrRequest {
     cross_region_restore_access_details: Value,
     restore_request: CrrRestoreProps,
+}
+
+/// Cross-region restore of an Azure VM: `RestoreDisks`, or
+/// `AlternateLocation` with the VM to create (`targetVirtualMachineId`) and
+/// its subnet (`subnetId`) in the secondary region. Returns those two for
+/// AlternateLocation.
+pub fn crr_recovery_type(
+    recovery_type: Option<&str>,
+    vm_id: Option<&str>,
+    subnet_id: Option<&str>,
+) -> Result<Option<(String, String)>, ArmError> {
+    match recovery_type {
+        Some("RestoreDisks") => Ok(None),
+        Some("AlternateLocation") => match (vm_id, subnet_id) {
+            (Some(v), Some(s)) if !v.is_empty() && !s.is_empty() => Ok(Some((v.to_string(), s.to_string()))),
+            _ => Err(ArmError::invalid_parameter(
+                "restoreRequest.targetVirtualMachineId",
+                "An AlternateLocation restore creates a VM in the secondary region: give targetVirtualMachineId and subnetId there.",
+            )),
+        },
+        other => Err(ArmError::invalid_parameter(
+            "restoreRequest.recoveryType",
+            format!("Cross-region restore of an Azure VM is RestoreDisks or AlternateLocation, not '{}'.", other.unwrap_or("")),
+        )),
+    }
 }
 
 fn bad(code: &str, msg: impl Into<String>) -> ArmError {
@@ -402,9 +429,11 @@ pub fn trigger(
             "Cross-region restore of an Azure VM takes an IaasVMRestoreRequest.",
         ));
     }
-    if p.recovery_type.as_deref() != Some("RestoreDisks") {
-        return Err(ArmError::invalid_parameter("restoreRequest.recoveryType", format!("recoverite restores disks in the secondary region (RestoreDisks); '{}' is not served there.", p.recovery_type.as_deref().unwrap_or(""))));
-    }
+    let alternate = crr_recovery_type(
+        p.recovery_type.as_deref(),
+        p.target_virtual_machine_id.as_deref(),
+        p.subnet_id.as_deref(),
+    )?;
     let t: Token = ctx
         .store()
         .read(|r| Ok(r.get_json::<Token>(TOKENS, &token)))??
@@ -497,20 +526,33 @@ pub fn trigger(
     let written =
         points::restore_disks(ctx, bp, &store, &chosen, false, &point, &target_rg, region)?;
     let secs = t0.elapsed().as_secs();
+    // AlternateLocation: a VM on the restored disks in the secondary region,
+    // made as the caller; if it cannot be, the disks go again.
+    if let Some((vm_id, subnet_id)) = &alternate {
+        if let Err(e) = points::bring_up_vm(ctx, req, bp, vm_id, subnet_id, &data, &written, region)
+        {
+            points::discard_restored(ctx, bp, &written);
+            return Err(e);
+        }
+    }
     let ids: Vec<&str> = written.iter().map(|(_, _, i)| i.as_str()).collect();
+    let mut bag = json!({
+        "Recovery point": point,
+        "Restore source": "Vault (secondary region)",
+        "Restore type": if alternate.is_some() { "AlternateLocation" } else { "RestoreDisks" },
+        "Target region": region,
+        "Target resource group": target_rg,
+        "Restored disks": ids.join(","),
+    });
+    if let Some((vm_id, _)) = &alternate {
+        bag["Target VM"] = json!(vm_id);
+    }
     let (job_id, mut doc) = jobs::job_doc(
         &t.vault_id,
         "CrossRegionRestore",
         &it,
         &[("Transfer data", secs), ("Create disks", 0)],
-        json!({
-            "Recovery point": point,
-            "Restore source": "Vault (secondary region)",
-            "Restore type": "RestoreDisks",
-            "Target region": region,
-            "Target resource group": target_rg,
-            "Restored disks": ids.join(","),
-        }),
+        bag,
         "Completed",
         &[],
     );
@@ -666,6 +708,21 @@ pub fn job_get(ctx: &Ctx, req: &ArmRequest, region: &str) -> Result<Reply, ArmEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cross_region_restore_makes_disks_or_a_vm_with_its_subnet() {
+        assert_eq!(
+            crr_recovery_type(Some("RestoreDisks"), None, None).unwrap(),
+            None
+        );
+        assert_eq!(
+            crr_recovery_type(Some("AlternateLocation"), Some("/vm"), Some("/s")).unwrap(),
+            Some(("/vm".to_string(), "/s".to_string()))
+        );
+        assert!(crr_recovery_type(Some("AlternateLocation"), Some("/vm"), None).is_err());
+        assert!(crr_recovery_type(Some("OriginalLocation"), None, None).is_err());
+        assert!(crr_recovery_type(None, None, None).is_err());
+    }
 
     #[test]
     fn points_reach_the_paired_region_after_the_lag_with_grs_and_crr_on() {

@@ -804,11 +804,6 @@ pub fn restore(
     } else {
         "Transfer data from the vault tier"
     });
-    let undo = |w: &[(String, &PointDisk, String)]| {
-        for (u, _, _) in w {
-            let _ = bp.blocks.delete(u);
-        }
-    };
     let ids: Vec<&str> = written.iter().map(|(_, _, i)| i.as_str()).collect();
     let mut bag = json!({
         "Recovery point": point,
@@ -827,16 +822,10 @@ pub fn restore(
             p.subnet_id.as_deref().unwrap_or_default(),
             &data,
             &written,
+            &data.location,
         );
         if let Err(e) = made {
-            // Nothing half made: the disks go again.
-            let _ = ctx.store().write(|tx| {
-                for (_, _, disk_id) in &written {
-                    resource::delete_tree(tx, disk_id)?;
-                }
-                Ok::<_, ArmError>(())
-            });
-            undo(&written);
+            discard_restored(ctx, bp, &written);
             return Err(e);
         }
         bag["Target VM"] = json!(vm_id);
@@ -1006,10 +995,29 @@ pub(crate) fn write_disk(
     }
 }
 
+/// Nothing half made: restored disks whose restore did not complete go
+/// again, documents and images.
+pub(crate) fn discard_restored(
+    ctx: &Ctx,
+    bp: &BackupProvider,
+    written: &[(String, &PointDisk, String)],
+) {
+    let _ = ctx.store().write(|tx| {
+        for (_, _, disk_id) in written {
+            resource::delete_tree(tx, disk_id)?;
+        }
+        Ok::<_, ArmError>(())
+    });
+    for (u, _, _) in written {
+        let _ = bp.blocks.delete(u);
+    }
+}
+
 /// AlternateLocation: a new VM on the restored disks with a new NIC in the
-/// given subnet, made through ARM as the caller (the network's and
-/// compute's rules and RBAC apply, subnet join included).
-fn bring_up_vm(
+/// given subnet, in `location`, made through ARM as the caller (the
+/// network's and compute's rules and RBAC apply, subnet join included).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn bring_up_vm(
     ctx: &Ctx,
     req: &ArmRequest,
     bp: &BackupProvider,
@@ -1017,6 +1025,7 @@ fn bring_up_vm(
     subnet_id: &str,
     data: &PointData,
     written: &[(String, &PointDisk, String)],
+    location: &str,
 ) -> Result<(), ArmError> {
     let path = id::parse_id(vm_id).ok_or_else(|| {
         ArmError::invalid_parameter(
@@ -1033,7 +1042,7 @@ fn bring_up_vm(
         .to_string();
     let nic_id = format!("{rg_id}/providers/Microsoft.Network/networkInterfaces/{name}-nic");
     bp.as_caller.call(ctx, req, http::Method::PUT, &nic_id, "2024-05-01", Some(json!({
-        "location": data.location,
+        "location": location,
         "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": {"subnet": {"id": subnet_id}}}]},
     })))?;
     let os = written.iter().find(|(_, d, _)| d.lun < 0);
@@ -1045,7 +1054,7 @@ fn bring_up_vm(
         )
         .collect();
     let vm = json!({
-        "location": data.location,
+        "location": location,
         "properties": {
             "hardwareProfile": {"vmSize": data.vm_size.clone().unwrap_or_else(|| "Standard_D2s_v3".into())},
             "storageProfile": {
