@@ -40,6 +40,41 @@ pub fn check_size(gb: u64) -> Result<(), ArmError> {
     Ok(())
 }
 
+/// The disk SKUs Azure offers for managed disks.
+pub fn check_sku(sku: &str) -> Result<(), ArmError> {
+    if SKUS.contains(&sku) {
+        return Ok(());
+    }
+    Err(ArmError::invalid_parameter(
+        "sku.name",
+        format!(
+            "Disk SKU '{sku}' is not valid; use one of {}.",
+            SKUS.join(", ")
+        ),
+    ))
+}
+
+/// "A disk's size can only increase", and an attached disk is not resized
+/// (deallocate or detach it first).
+pub fn check_resize(old_gb: Option<u64>, gb: u64, attached: bool) -> Result<(), ArmError> {
+    let Some(old) = old_gb else {
+        return Ok(());
+    };
+    if gb < old {
+        return Err(ArmError::bad_request(
+            "BadRequest",
+            format!("Disk size cannot be decreased from {old} GB to {gb} GB."),
+        ));
+    }
+    if gb > old && attached {
+        return Err(ArmError::conflict(
+            "OperationNotAllowed",
+            "A disk attached to a running VM cannot be resized; deallocate or detach it first.",
+        ));
+    }
+    Ok(())
+}
+
 pub fn check_name(n: &str) -> Result<(), ArmError> {
     let ok = (1..=80).contains(&n.len())
         && n.chars()
@@ -101,9 +136,7 @@ pub fn put(
             .map(str::to_string)
             .or_else(|| existing.as_ref().and_then(|e| e["sku"]["name"].as_str().map(str::to_string)))
             .unwrap_or_else(|| "Standard_LRS".into());
-        if !SKUS.contains(&sku.as_str()) {
-            return Err(ArmError::invalid_parameter("sku.name", format!("Disk SKU '{sku}' is not valid; use one of {}.", SKUS.join(", "))));
-        }
+        check_sku(&sku)?;
         let old_gb = existing.as_ref().and_then(|e| e["properties"]["diskSizeGB"].as_u64());
         let create = props["creationData"]["createOption"].as_str().unwrap_or(if snapshot { "Copy" } else { "Empty" }).to_string();
         if snapshot && existing.is_none() && create != "Copy" {
@@ -132,17 +165,8 @@ pub fn put(
             .or(old_gb)
             .or_else(|| source_doc.as_ref().and_then(|s| s["properties"]["diskSizeGB"].as_u64()))
             .ok_or_else(|| ArmError::invalid_parameter("diskSizeGB", "An empty disk needs properties.diskSizeGB."))?;
-        if gb == 0 || gb > MAX_GB {
-            return Err(ArmError::invalid_parameter("diskSizeGB", format!("diskSizeGB must be from 1 to {MAX_GB}.")));
-        }
-        if let Some(old) = old_gb {
-            if gb < old {
-                return Err(ArmError::bad_request("BadRequest", format!("Disk size cannot be decreased from {old} GB to {gb} GB.")));
-            }
-            if gb > old && existing.as_ref().is_some_and(|e| e["managedBy"].is_string()) {
-                return Err(ArmError::conflict("OperationNotAllowed", "A disk attached to a running VM cannot be resized; deallocate or detach it first."));
-            }
-        }
+        check_size(gb)?;
+        check_resize(old_gb, gb, existing.as_ref().is_some_and(|e| e["managedBy"].is_string()))?;
         let unique = existing
             .as_ref()
             .and_then(|e| e["properties"]["uniqueId"].as_str().map(str::to_string))
@@ -372,4 +396,33 @@ pub fn register(
     }
     resource::put(tx, rid, &doc)?;
     Ok(doc)
+}
+
+#[cfg(test)]
+mod rule_tests {
+    use super::*;
+
+    #[test]
+    fn a_disk_only_grows_and_not_while_attached() {
+        assert!(check_resize(None, 4, true).is_ok());
+        assert!(check_resize(Some(4), 4, true).is_ok());
+        assert!(check_resize(Some(4), 8, false).is_ok());
+        assert_eq!(
+            check_resize(Some(4), 2, false).unwrap_err().code(),
+            "BadRequest"
+        );
+        assert_eq!(
+            check_resize(Some(4), 8, true).unwrap_err().code(),
+            "OperationNotAllowed"
+        );
+    }
+
+    #[test]
+    fn skus_and_sizes_are_azures() {
+        assert!(check_sku("Premium_LRS").is_ok());
+        assert!(check_sku("Gold_LRS").is_err());
+        assert!(check_size(0).is_err());
+        assert!(check_size(MAX_GB).is_ok());
+        assert!(check_size(MAX_GB + 1).is_err());
+    }
 }
