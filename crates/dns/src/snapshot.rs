@@ -3,31 +3,17 @@
 //! their records, and the public resources names can point at.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde::Deserialize;
 
 use recoverite_arm::{id, ArmError};
 use recoverite_rp_network::aliases;
+use recoverite_rp_privatedns::view as privatedns;
 use recoverite_store::Store;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RType {
-    A,
-    Aaaa,
-    Cname,
-    Txt,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Rec {
-    pub ttl: u32,
-    pub a: Vec<Ipv4Addr>,
-    pub aaaa: Vec<Ipv6Addr>,
-    pub cname: Option<String>,
-    pub txt: Vec<Vec<String>>,
-}
+pub use recoverite_rp_privatedns::view::{RType, Rec};
 
 #[derive(Debug, Default)]
 pub struct Zone {
@@ -44,6 +30,18 @@ pub struct LinkedZone {
     pub nx_redirect: bool,
 }
 
+/// What every ARM resource document has, and all this snapshot reads of
+/// networks, storage accounts and test targets.
+#[derive(Deserialize)]
+struct Meta {
+    id: String,
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    location: String,
+}
+
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub generation: u64,
@@ -58,48 +56,6 @@ pub struct Snapshot {
     pub test_targets: HashSet<String>,
 }
 
-fn rtype_of(t: &str) -> Option<RType> {
-    Some(match t.rsplit('/').next()? {
-        "A" => RType::A,
-        "AAAA" => RType::Aaaa,
-        "CNAME" => RType::Cname,
-        "TXT" => RType::Txt,
-        _ => return None,
-    })
-}
-
-fn rec_of(doc: &Value) -> Rec {
-    let p = &doc["properties"];
-    let list = |f: &str| p[f].as_array().cloned().unwrap_or_default();
-    Rec {
-        ttl: p["ttl"].as_u64().unwrap_or(3600).min(u32::MAX as u64) as u32,
-        a: list("aRecords")
-            .iter()
-            .filter_map(|r| r["ipv4Address"].as_str()?.parse().ok())
-            .collect(),
-        aaaa: list("aaaaRecords")
-            .iter()
-            .filter_map(|r| r["ipv6Address"].as_str()?.parse().ok())
-            .collect(),
-        cname: p["cnameRecord"]["cname"]
-            .as_str()
-            .map(|s| s.trim_end_matches('.').to_ascii_lowercase()),
-        txt: list("txtRecords")
-            .iter()
-            .map(|r| {
-                r["value"]
-                    .as_array()
-                    .map(|v| {
-                        v.iter()
-                            .filter_map(|s| s.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            })
-            .collect(),
-    }
-}
-
 pub fn build(store: &Store) -> Result<Snapshot, ArmError> {
     let generation = store.generation();
     store.view(|r| {
@@ -107,97 +63,42 @@ pub fn build(store: &Store) -> Result<Snapshot, ArmError> {
             generation,
             ..Default::default()
         };
-        let mut zones: HashMap<String, Zone> = HashMap::new();
-        let mut links = Vec::new();
-        let mut records = Vec::new();
-        // Only networks, private DNS zones (links and records too) and
-        // storage accounts (and test targets) matter here; others are not parsed.
-        let wanted = [
-            "virtualNetworks",
-            "privateDnsZones",
-            "storageAccounts",
-            "privateLinkTargets",
-        ];
+        // Networks, storage accounts and test targets by their ARM identity
+        // (id, name, location); private DNS through its read model.
+        let wanted = ["virtualNetworks", "storageAccounts", "privateLinkTargets"];
         for (k, doc) in recoverite_arm::resource::scan_mentioning(r, "/subscriptions/", &wanted)? {
-            let t = doc["type"].as_str().unwrap_or_default();
-            let tl = t.to_ascii_lowercase();
-            match tl.as_str() {
+            let meta: Meta = serde_json::from_value(doc).map_err(|e| {
+                ArmError::internal(format!("stored resource {k} is malformed: {e}"))
+            })?;
+            match meta.kind.to_ascii_lowercase().as_str() {
                 "microsoft.network/virtualnetworks" => {
-                    snap.vnets.insert(
-                        k.clone(),
-                        doc["id"].as_str().unwrap_or_default().to_string(),
-                    );
-                }
-                "microsoft.network/privatednszones" => {
-                    zones.insert(
-                        k.clone(),
-                        Zone {
-                            name: doc["name"]
-                                .as_str()
-                                .unwrap_or_default()
-                                .trim_end_matches('.')
-                                .to_ascii_lowercase(),
-                            id: doc["id"].as_str().unwrap_or_default().to_string(),
-                            records: HashMap::new(),
-                        },
-                    );
-                }
-                "microsoft.network/privatednszones/virtualnetworklinks" => {
-                    links.push((k.clone(), doc))
+                    snap.vnets.insert(k, meta.id);
                 }
                 "microsoft.storage/storageaccounts" => {
-                    snap.storage_accounts.insert(
-                        doc["name"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_ascii_lowercase(),
-                        doc["location"].as_str().unwrap_or_default().to_string(),
-                    );
+                    snap.storage_accounts
+                        .insert(meta.name.to_ascii_lowercase(), meta.location);
                 }
                 "recoverite.test/privatelinktargets" => {
-                    snap.test_targets.insert(
-                        doc["name"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_ascii_lowercase(),
-                    );
-                }
-                _ if tl.starts_with("microsoft.network/privatednszones/") => {
-                    if let Some(rt) = rtype_of(t) {
-                        records.push((k.clone(), rt, doc));
-                    }
+                    snap.test_targets.insert(meta.name.to_ascii_lowercase());
                 }
                 _ => {}
             }
         }
-        for (k, rt, doc) in records {
-            // `{zone}/{type}/{rel}`
-            let mut parts = k.rsplitn(3, '/');
-            let rel = parts.next().unwrap_or_default().to_string();
-            let _type = parts.next();
-            let zone_key = parts.next().unwrap_or_default();
-            if let Some(z) = zones.get_mut(zone_key) {
-                z.records.insert((rel, rt), rec_of(&doc));
-            }
-        }
-        let zones: HashMap<String, Arc<Zone>> =
-            zones.into_iter().map(|(k, z)| (k, Arc::new(z))).collect();
-        for (k, link) in links {
-            let zone_key = &k[..k.rfind("/virtualnetworklinks/").unwrap_or(0)];
-            let Some(zone) = zones.get(zone_key) else {
-                continue;
-            };
-            let Some(vnet) = link["properties"]["virtualNetwork"]["id"]
-                .as_str()
-                .map(id::key)
-            else {
-                continue;
-            };
-            snap.vnet_zones.entry(vnet).or_default().push(LinkedZone {
-                zone: zone.clone(),
-                nx_redirect: link["properties"]["resolutionPolicy"].as_str()
-                    == Some("NxDomainRedirect"),
+        for z in privatedns::zones_for_resolution(r)? {
+            let zone = Arc::new(Zone {
+                name: z.name,
+                id: z.id,
+                records: z.records,
             });
+            for link in z.links {
+                snap.vnet_zones
+                    .entry(link.vnet_key)
+                    .or_default()
+                    .push(LinkedZone {
+                        zone: zone.clone(),
+                        nx_redirect: link.nx_redirect,
+                    });
+            }
         }
         for a in aliases::all(r)? {
             snap.alias_vnet.insert(a.alias, id::key(&a.vnet_id));

@@ -11,7 +11,7 @@ use recoverite_arm::{id, resource, ArmError};
 use recoverite_netcore::nsg::{Direction, Flow, Protocol};
 use recoverite_netcore::tags::Endpoint;
 use recoverite_privatelink as pl;
-use recoverite_rp_network::{addressbook, aliases, position};
+use recoverite_rp_network::{addressbook, aliases, position, view};
 use recoverite_store::Reader;
 
 /// Where a connection is going, as the gateway knows it from the address it arrived on.
@@ -73,26 +73,11 @@ pub fn destination(
             return Ok(None);
         };
         let owner = a.owner.clone();
-        let lower = owner.to_ascii_lowercase();
-        let nic_id = &owner[..lower.find("/ipconfigurations/").unwrap_or(owner.len())];
-        let nic = resource::get(r, nic_id)?;
-        if let Some(pe_id) = nic.as_ref().and_then(|n| {
-            n["properties"]["privateEndpoint"]["id"]
-                .as_str()
-                .map(str::to_string)
+        let nic = view::nic(r, view::nic_id_of(&owner))?;
+        if let Some((pe_id, fqdn)) = nic.as_ref().and_then(|n| {
+            let pe = n.private_endpoint.clone()?;
+            Some((pe, n.fqdn_of(&owner).map(str::to_string)))
         }) {
-            let cfg = nic.as_ref().and_then(|n| {
-                n["properties"]["ipConfigurations"]
-                    .as_array()?
-                    .iter()
-                    .find(|c| c["id"].as_str().map(id::key) == Some(id::key(&owner)))
-                    .cloned()
-            });
-            let fqdn = cfg.as_ref().and_then(|c| {
-                c["properties"]["privateLinkConnectionProperties"]["fqdns"][0]
-                    .as_str()
-                    .map(str::to_string)
-            });
             let target_id = pl::of_endpoint(r, &pe_id)?
                 .first()
                 .map(|c| c.target_id.clone())
@@ -151,13 +136,10 @@ fn source_position(
         return Ok(None);
     };
     let mut pos = position::of_address(r, &subnet, ip)?;
-    let lower = a.owner.to_ascii_lowercase();
-    let nic_id = &a.owner[..lower.find("/ipconfigurations/").unwrap_or(a.owner.len())];
-    if let Some(nic) = resource::get(r, nic_id)? {
-        pos.nic_id = nic["id"].as_str().unwrap_or(nic_id).to_string();
-        pos.nic_nsg = nic["properties"]["networkSecurityGroup"]["id"]
-            .as_str()
-            .map(str::to_string);
+    let nic_id = view::nic_id_of(&a.owner);
+    if let Some(nic) = view::nic(r, nic_id)? {
+        pos.nic_id = nic.id;
+        pos.nic_nsg = nic.network_security_group;
     }
     Ok(Some((a.owner, pos)))
 }
@@ -240,18 +222,8 @@ pub fn decide(
                 // Inbound rules at the destination NIC's subnet and NIC (not for endpoints
                 // unless their subnet enables network policies).
                 let dpos = position::of_address(r, &ds, model_endpoint(&dest).ip())?;
-                let subnet_doc = resource::get(r, &ds)?;
-                let pe_policies = subnet_doc
-                    .as_ref()
-                    .and_then(|s| {
-                        s["properties"]["privateEndpointNetworkPolicies"]
-                            .as_str()
-                            .map(str::to_string)
-                    })
-                    .unwrap_or_default();
                 let applies = matches!(dest, Destination::Nic { .. })
-                    || pe_policies == "Enabled"
-                    || pe_policies == "NetworkSecurityGroupEnabled";
+                    || view::subnet_applies_nsg_to_endpoints(r, &ds)?;
                 if applies {
                     let flow = Flow {
                         direction: Direction::Inbound,
@@ -263,14 +235,8 @@ pub fn decide(
                     };
                     let mut dpos = dpos;
                     if let Destination::Nic { ipconfig, .. } = &dest {
-                        let lower = ipconfig.to_ascii_lowercase();
-                        let nic_id =
-                            &ipconfig[..lower.find("/ipconfigurations/").unwrap_or(ipconfig.len())];
-                        dpos.nic_nsg = resource::get(r, nic_id)?.and_then(|n| {
-                            n["properties"]["networkSecurityGroup"]["id"]
-                                .as_str()
-                                .map(str::to_string)
-                        });
+                        dpos.nic_nsg = view::nic(r, view::nic_id_of(ipconfig))?
+                            .and_then(|n| n.network_security_group);
                     }
                     let (ok, decisions) = position::evaluate(r, &dpos, &flow)?;
                     if !ok {

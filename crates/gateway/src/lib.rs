@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 
 use recoverite_arm::{id, resource};
 use recoverite_privatelink::{self as pl, Registry};
-use recoverite_rp_network::{addressbook, aliases};
+use recoverite_rp_network::{addressbook, aliases, view};
 use recoverite_store::Store;
 
 pub use decide::{decide, Decision, Destination};
@@ -267,10 +267,8 @@ impl Gateway {
                 if let Some(i) = lower.find("/ipconfigurations/") {
                     let nic_id = &owner[..i];
                     f.source_nic = Some(nic_id.to_string());
-                    if let Some(nic) = resource::get(r, nic_id)? {
-                        f.source_vm = nic["properties"]["virtualMachine"]["id"]
-                            .as_str()
-                            .map(str::to_string);
+                    if let Some(nic) = view::nic(r, nic_id)? {
+                        f.source_vm = nic.virtual_machine;
                     }
                 }
             }
@@ -288,11 +286,10 @@ impl Gateway {
                     fqdn.as_ref().map(|q| format!(" ({q})")).unwrap_or_default()
                 )),
                 Some(Destination::Nic { ipconfig, ip, .. }) => {
-                    let lower = ipconfig.to_ascii_lowercase();
-                    let nic_id =
-                        &ipconfig[..lower.find("/ipconfigurations/").unwrap_or(ipconfig.len())];
-                    let vm = resource::get(r, nic_id)?
-                        .and_then(|n| n["properties"]["virtualMachine"]["id"].as_str().map(last));
+                    let nic_id = view::nic_id_of(ipconfig);
+                    let vm = view::nic(r, nic_id)?
+                        .and_then(|n| n.virtual_machine)
+                        .map(|vm| last(&vm));
                     Some(match vm {
                         Some(vm) => format!("VM {vm} ({ip})"),
                         None => format!("NIC {} ({ip})", last(nic_id)),

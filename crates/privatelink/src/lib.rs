@@ -100,6 +100,11 @@ pub struct Connection {
     /// The name of the connection entry on the endpoint side.
     pub endpoint_connection_name: String,
     pub manual: bool,
+    /// The endpoint was created with static addresses (`ipConfigurations`),
+    /// which cannot be expanded when the target needs more members later.
+    /// Records written before this was kept read as dynamic.
+    #[serde(default)]
+    pub static_ips: bool,
 }
 
 impl Connection {
@@ -293,30 +298,40 @@ pub trait EndpointHost: Send + Sync {
     ) -> Result<(), ArmError>;
 }
 
-/// Targets and the endpoint host, wired together when the server starts.
+/// Targets and the endpoint host, wired together when the server starts:
+/// the providers are built holding the registry, and the targets the
+/// crates' manifests declare are installed once, before the first request.
 #[derive(Default)]
 pub struct Registry {
-    targets: Vec<Arc<dyn PrivateLinkTarget>>,
+    targets: OnceLock<Vec<Arc<dyn PrivateLinkTarget>>>,
     host: OnceLock<Arc<dyn EndpointHost>>,
 }
 
 impl Registry {
     pub fn new(targets: Vec<Arc<dyn PrivateLinkTarget>>) -> Registry {
-        Registry {
-            targets,
-            host: OnceLock::new(),
-        }
+        let r = Registry::default();
+        r.install(targets);
+        r
+    }
+
+    /// Installs the targets; the first installation stands.
+    pub fn install(&self, targets: Vec<Arc<dyn PrivateLinkTarget>>) {
+        let _ = self.targets.set(targets);
+    }
+
+    fn targets(&self) -> &[Arc<dyn PrivateLinkTarget>] {
+        self.targets.get().map(Vec::as_slice).unwrap_or_default()
     }
 
     pub fn target_for(&self, resource_type: &str) -> Option<&Arc<dyn PrivateLinkTarget>> {
-        self.targets
+        self.targets()
             .iter()
             .find(|t| t.resource_type().eq_ignore_ascii_case(resource_type))
     }
 
     /// Every target's resource type.
     pub fn resource_types(&self) -> Vec<&'static str> {
-        self.targets.iter().map(|t| t.resource_type()).collect()
+        self.targets().iter().map(|t| t.resource_type()).collect()
     }
 
     pub fn set_host(&self, host: Arc<dyn EndpointHost>) {

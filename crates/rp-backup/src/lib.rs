@@ -451,6 +451,22 @@ pub fn parse_workload_name(name: &str) -> Option<(String, String)> {
     }
 }
 
+/// What this crate brings to the server: Azure Backup under
+/// Microsoft.RecoveryServices, its vault tiers under `root`.
+pub fn manifest(
+    blocks: &BlockStore,
+    root: PathBuf,
+    as_caller: &recoverite_arm::first_party::AsCaller,
+) -> std::io::Result<recoverite_manifest::Manifest> {
+    Ok(
+        recoverite_manifest::Manifest::new("recoverite-rp-backup").provider(BackupProvider::new(
+            blocks.clone(),
+            root,
+            as_caller.clone(),
+        )?),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -123,3 +123,13 @@ impl Endpoints for ComputeProvider {
         }
     }
 }
+
+/// What this crate brings to the server: VMs, disks, snapshots and their
+/// images' clean-up.
+pub fn manifest(blocks: &BlockStore) -> recoverite_manifest::Manifest {
+    recoverite_manifest::Manifest::new("recoverite-rp-compute")
+        .provider(ComputeProvider {
+            blocks: blocks.clone(),
+        })
+        .cascade(recoverite_manifest::Stage::Compute, images::ImagesCascade)
+}

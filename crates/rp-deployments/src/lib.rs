@@ -264,3 +264,14 @@ impl recoverite_arm::ScopeCascade for DeploymentsCascade {
         Ok(())
     }
 }
+
+/// What this crate brings to the server: template deployments (under
+/// Microsoft.Resources, after its root) and their clean-up.
+pub fn manifest(as_caller: &AsCaller) -> recoverite_manifest::Manifest {
+    recoverite_manifest::Manifest::new("recoverite-rp-deployments")
+        .provider(DeploymentsProvider {
+            as_caller: as_caller.clone(),
+            running: Default::default(),
+        })
+        .cascade(recoverite_manifest::Stage::Deployments, DeploymentsCascade)
+}

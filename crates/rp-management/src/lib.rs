@@ -68,3 +68,11 @@ pub(crate) fn group_name_of_id(id: &str) -> Result<String, ArmError> {
         )
     })
 }
+
+/// What this crate brings to the server: subscriptions (aliases) and
+/// management groups.
+pub fn manifest() -> recoverite_manifest::Manifest {
+    recoverite_manifest::Manifest::new("recoverite-rp-management")
+        .provider(SubscriptionProvider)
+        .provider(ManagementProvider)
+}

@@ -198,6 +198,11 @@ fn system_identity(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     })))
 }
 
+/// What this crate brings to the server: user-assigned identities.
+pub fn manifest() -> recoverite_manifest::Manifest {
+    recoverite_manifest::Manifest::new("recoverite-rp-msi").provider(ManagedIdentityProvider)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

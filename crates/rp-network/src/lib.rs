@@ -11,6 +11,7 @@ pub mod position;
 pub mod private_endpoint;
 pub mod route;
 pub mod routetable;
+pub mod view;
 pub mod vnet;
 pub mod watcher;
 
@@ -174,4 +175,19 @@ impl ScopeCascade for NetworkCascade {
         )?;
         Ok(())
     }
+}
+
+/// What this crate brings to the server: Microsoft.Network's root, the
+/// host of private endpoints, and the address allocations' clean-up.
+pub fn manifest(
+    registry: &Arc<Registry>,
+    connectivity: &watcher::LateConnectivity,
+) -> recoverite_manifest::Manifest {
+    recoverite_manifest::Manifest::new("recoverite-rp-network")
+        .provider(NetworkProvider {
+            registry: registry.clone(),
+            connectivity: connectivity.clone(),
+        })
+        .endpoint_host(private_endpoint::Host)
+        .cascade(recoverite_manifest::Stage::Network, NetworkCascade)
 }

@@ -376,6 +376,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, registry: &Arc<Registry>) -> Result<Repl
             request_message: conn.message.clone(),
             endpoint_connection_name: conn.name.clone(),
             manual: conn.manual,
+            static_ips: !statics.is_empty(),
         };
         pl::save(tx, &connection)?;
         target.connections_changed(tx, &target_id)?;

@@ -102,3 +102,9 @@ pub fn check_preconditions(req: &ArmRequest, current_etag: Option<&str>) -> Resu
 pub fn new_etag() -> String {
     uuid::Uuid::new_v4().to_string()
 }
+
+/// What this crate brings to the server: private DNS zones (under
+/// Microsoft.Network, after its root).
+pub fn manifest() -> recoverite_manifest::Manifest {
+    recoverite_manifest::Manifest::new("recoverite-rp-privatedns").provider(PrivateDnsProvider)
+}

@@ -1,14 +1,200 @@
 //! What the DNS server and private endpoints need from private DNS: which
 //! zones a network is linked to, their records, and writing A records.
+//! Other crates read zones through these typed views, never the documents.
 
-use std::net::Ipv4Addr;
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use serde::Deserialize;
 
 use serde_json::{json, Value};
 
 use recoverite_arm::{id, resource, ArmError, RESOURCES};
 use recoverite_store::{Reader, WriteTx};
 
+use crate::zones::{LinkProperties, ZoneProperties};
 use crate::{records, LINK_TYPE, ZONE_TYPE};
+use recoverite_arm::tracked::Tracked;
+
+/// The record types the DNS server answers from private zones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RType {
+    A,
+    Aaaa,
+    Cname,
+    Txt,
+}
+
+impl RType {
+    /// The record set type as it ends a record set's ARM type.
+    fn of(arm_type: &str) -> Option<RType> {
+        Some(match arm_type.rsplit('/').next()? {
+            "A" => RType::A,
+            "AAAA" => RType::Aaaa,
+            "CNAME" => RType::Cname,
+            "TXT" => RType::Txt,
+            _ => return None,
+        })
+    }
+}
+
+/// A record set's content, as the DNS server answers it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rec {
+    pub ttl: u32,
+    pub a: Vec<Ipv4Addr>,
+    pub aaaa: Vec<Ipv6Addr>,
+    /// Lower case, no trailing dot.
+    pub cname: Option<String>,
+    pub txt: Vec<Vec<String>>,
+}
+
+/// A linked network of a zone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZoneLink {
+    /// The network's case-folded id.
+    pub vnet_key: String,
+    /// `resolutionPolicy: NxDomainRedirect`: names missing from the zone
+    /// fall through to public DNS.
+    pub nx_redirect: bool,
+}
+
+/// A private DNS zone as name resolution needs it.
+#[derive(Debug, Default)]
+pub struct ZoneView {
+    /// Lower case, no trailing dot.
+    pub name: String,
+    pub id: String,
+    /// By (relative name, type).
+    pub records: HashMap<(String, RType), Rec>,
+    pub links: Vec<ZoneLink>,
+}
+
+#[derive(Deserialize)]
+struct Ipv4Rec {
+    #[serde(rename = "ipv4Address")]
+    ip: String,
+}
+
+#[derive(Deserialize)]
+struct Ipv6Rec {
+    #[serde(rename = "ipv6Address")]
+    ip: String,
+}
+
+#[derive(Deserialize)]
+struct CnameRec {
+    cname: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TxtRec {
+    #[serde(default)]
+    value: Vec<String>,
+}
+
+/// A stored record set's content (`records::write` writes it; the SOA and
+/// other types the DNS server does not answer are not read).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordSetProperties {
+    ttl: u64,
+    #[serde(default)]
+    a_records: Vec<Ipv4Rec>,
+    #[serde(default)]
+    aaaa_records: Vec<Ipv6Rec>,
+    cname_record: Option<CnameRec>,
+    #[serde(default)]
+    txt_records: Vec<TxtRec>,
+}
+
+#[derive(Deserialize)]
+struct RecordSetDoc {
+    properties: RecordSetProperties,
+}
+
+impl From<RecordSetProperties> for Rec {
+    fn from(p: RecordSetProperties) -> Rec {
+        Rec {
+            ttl: p.ttl.min(u32::MAX as u64) as u32,
+            // The API validated every address when the set was written.
+            a: p.a_records
+                .iter()
+                .filter_map(|r| r.ip.parse().ok())
+                .collect(),
+            aaaa: p
+                .aaaa_records
+                .iter()
+                .filter_map(|r| r.ip.parse().ok())
+                .collect(),
+            cname: p
+                .cname_record
+                .and_then(|c| c.cname)
+                .map(|c| c.trim_end_matches('.').to_ascii_lowercase()),
+            txt: p.txt_records.into_iter().map(|t| t.value).collect(),
+        }
+    }
+}
+
+fn malformed(k: &str, e: serde_json::Error) -> ArmError {
+    ArmError::internal(format!("stored private DNS document {k} is malformed: {e}"))
+}
+
+/// Every private DNS zone with its A, AAAA, CNAME and TXT records and the
+/// networks linked to it, read in one pass.
+pub fn zones_for_resolution(r: &impl Reader) -> Result<Vec<ZoneView>, ArmError> {
+    let mut zones: HashMap<String, ZoneView> = HashMap::new();
+    let mut links = Vec::new();
+    let mut sets = Vec::new();
+    for (k, doc) in resource::scan_mentioning(r, "/subscriptions/", &["privateDnsZones"])? {
+        let t = doc["type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if t == ZONE_TYPE.to_ascii_lowercase() {
+            let z: Tracked<ZoneProperties> =
+                serde_json::from_value(doc).map_err(|e| malformed(&k, e))?;
+            zones.insert(
+                k,
+                ZoneView {
+                    name: z.name.trim_end_matches('.').to_ascii_lowercase(),
+                    id: z.id,
+                    ..Default::default()
+                },
+            );
+        } else if t == LINK_TYPE.to_ascii_lowercase() {
+            let l: Tracked<LinkProperties> =
+                serde_json::from_value(doc).map_err(|e| malformed(&k, e))?;
+            links.push((k, l));
+        } else if let Some(rt) = t
+            .starts_with(&format!("{}/", ZONE_TYPE.to_ascii_lowercase()))
+            .then(|| doc["type"].as_str().and_then(RType::of))
+            .flatten()
+        {
+            let d: RecordSetDoc = serde_json::from_value(doc).map_err(|e| malformed(&k, e))?;
+            sets.push((k, rt, d.properties));
+        }
+    }
+    for (k, rt, props) in sets {
+        // `{zone}/{type}/{rel}`
+        let mut parts = k.rsplitn(3, '/');
+        let rel = parts.next().unwrap_or_default().to_string();
+        let _type = parts.next();
+        if let Some(z) = zones.get_mut(parts.next().unwrap_or_default()) {
+            z.records.insert((rel, rt), props.into());
+        }
+    }
+    for (k, l) in links {
+        let zone_key = &k[..k.rfind("/virtualnetworklinks/").unwrap_or(0)];
+        if let Some(z) = zones.get_mut(zone_key) {
+            z.links.push(ZoneLink {
+                vnet_key: id::key(&l.properties.virtual_network.id),
+                nx_redirect: l.properties.resolution_policy == "NxDomainRedirect",
+            });
+        }
+    }
+    Ok(zones.into_values().collect())
+}
 
 /// Every (zone, link) pair linking `vnet_id`.
 pub fn links_of_vnet(r: &impl Reader, vnet_id: &str) -> Result<Vec<(Value, Value)>, ArmError> {
@@ -110,4 +296,31 @@ pub fn delete_record(
 
 pub fn exists(r: &impl Reader, zone_id: &str) -> Result<bool, ArmError> {
     Ok(r.get(RESOURCES, &id::key(zone_id))?.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_sets_read_as_the_dns_server_answers_them() {
+        let p: RecordSetProperties = serde_json::from_value(serde_json::json!({
+            "ttl": 10, "fqdn": "x.zone.", "isAutoRegistered": false, "metadata": {},
+            "aRecords": [{"ipv4Address": "10.0.0.4"}],
+            "cnameRecord": {"cname": "Target.Example."},
+            "txtRecords": [{"value": ["a", "b"]}]
+        }))
+        .unwrap();
+        let rec = Rec::from(p);
+        assert_eq!(rec.ttl, 10);
+        assert_eq!(rec.a, vec![Ipv4Addr::new(10, 0, 0, 4)]);
+        assert_eq!(rec.cname.as_deref(), Some("target.example"));
+        assert_eq!(rec.txt, vec![vec!["a".to_string(), "b".to_string()]]);
+        assert!(rec.aaaa.is_empty());
+        assert_eq!(
+            RType::of("Microsoft.Network/privateDnsZones/AAAA"),
+            Some(RType::Aaaa)
+        );
+        assert_eq!(RType::of("Microsoft.Network/privateDnsZones/SOA"), None);
+    }
 }

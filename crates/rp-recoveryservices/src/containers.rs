@@ -29,24 +29,18 @@ pub fn count(r: &impl Reader, vault_id: &str) -> Result<u64, ArmError> {
     Ok(all(r, vault_id)?.len() as u64)
 }
 
-/// Whether a live Backup endpoint of the vault was created with static IPs.
+/// Whether a live Backup endpoint of the vault was created with static IPs
+/// (as its connection records it: the vault reads the private link
+/// interface, not the network's endpoint documents).
 fn static_backup_endpoint(r: &impl Reader, vault_id: &str) -> Result<Option<String>, ArmError> {
-    for c in pl::of_target(r, vault_id)? {
-        if c.status == Status::Disconnected
-            || !c.group_ids.iter().any(|g| g.eq_ignore_ascii_case(BACKUP))
-        {
-            continue;
-        }
-        if let Some(pe) = resource::get(r, &c.endpoint_id)? {
-            if pe["properties"]["ipConfigurations"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty())
-            {
-                return Ok(Some(c.endpoint_id));
-            }
-        }
-    }
-    Ok(None)
+    Ok(pl::of_target(r, vault_id)?
+        .into_iter()
+        .find(|c| {
+            c.static_ips
+                && c.status != Status::Disconnected
+                && c.group_ids.iter().any(|g| g.eq_ignore_ascii_case(BACKUP))
+        })
+        .map(|c| c.endpoint_id))
 }
 
 pub fn register(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {

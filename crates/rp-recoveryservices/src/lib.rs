@@ -159,3 +159,17 @@ impl ScopeCascade for VaultCascade {
         meta::forget_under(tx, scope)
     }
 }
+
+/// What this crate brings to the server: vaults (the root of
+/// Microsoft.RecoveryServices), the Backup vault and key vault they depend
+/// on, their private link targets, and the vault records' clean-up.
+pub fn manifest() -> recoverite_manifest::Manifest {
+    recoverite_manifest::Manifest::new("recoverite-rp-recoveryservices")
+        .provider(RecoveryServicesProvider)
+        .provider(dependents::data_protection())
+        .provider(dependents::key_vault())
+        .private_link_target(VaultTarget)
+        .private_link_target(dependents::BackupVaultTarget)
+        .private_link_target(dependents::KeyVaultTarget)
+        .cascade(recoverite_manifest::Stage::RecoveryServices, VaultCascade)
+}

@@ -184,3 +184,9 @@ impl Provider for ResourcesProvider {
 
 /// Registers every namespace in `namespaces` for a subscription (bootstrap).
 pub use registration::register_all;
+
+/// What this crate brings to the server: Microsoft.Resources' root (groups,
+/// resources, providers, tags).
+pub fn manifest() -> recoverite_manifest::Manifest {
+    recoverite_manifest::Manifest::new("recoverite-rp-resources").provider(ResourcesProvider)
+}

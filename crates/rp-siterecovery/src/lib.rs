@@ -225,3 +225,19 @@ pub fn accepted(ctx: &Ctx, req: &ArmRequest, done: &(OperationRecord, String)) -
         ),
     )
 }
+
+/// What this crate brings to the server: Site Recovery under
+/// Microsoft.RecoveryServices.
+pub fn manifest(
+    engine: &recoverite_replication::Engine,
+    registry: &std::sync::Arc<recoverite_privatelink::Registry>,
+    rt: &std::sync::Arc<runtime::Runtime>,
+) -> recoverite_manifest::Manifest {
+    recoverite_manifest::Manifest::new("recoverite-rp-siterecovery").provider(
+        SiteRecoveryProvider {
+            engine: engine.clone(),
+            registry: registry.clone(),
+            rt: rt.clone(),
+        },
+    )
+}

@@ -145,3 +145,12 @@ impl Endpoints for StorageProvider {
         }
     }
 }
+
+/// What this crate brings to the server: storage accounts over the Blob
+/// plane's containers, their private link target, and keys' clean-up.
+pub fn manifest(containers: containers::Store) -> recoverite_manifest::Manifest {
+    recoverite_manifest::Manifest::new("recoverite-rp-storage")
+        .provider(StorageProvider { containers })
+        .private_link_target(target::StorageTarget)
+        .cascade(recoverite_manifest::Stage::Storage, keys::KeysCascade)
+}

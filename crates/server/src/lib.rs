@@ -21,6 +21,9 @@ mod replication;
 pub mod tls;
 mod vault_port;
 
+#[cfg(test)]
+mod manifest_tests;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,10 +33,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use serde::Serialize;
 
-use recoverite_arm::provider::NamespaceGroup;
-use recoverite_arm::{Environment, Platform, Provider, Router};
-use recoverite_identity::authorization_provider::AuthorizationProvider;
-use recoverite_identity::{Directory, DirectoryCascade, TokenService};
+use recoverite_arm::{Environment, Platform, Router};
+use recoverite_identity::{Directory, TokenService};
+use recoverite_manifest::Manifest;
 use recoverite_privatelink::Registry;
 use recoverite_store::Store;
 
@@ -201,35 +203,6 @@ pub enum ServeError {
     Arm(#[from] recoverite_arm::ArmError),
 }
 
-/// The private link registry: every target type, and the network as endpoint host.
-pub fn private_link_registry() -> Arc<Registry> {
-    let registry = Arc::new(Registry::new(vec![
-        Arc::new(recoverite_privatelink::test_target::TestTarget),
-        Arc::new(recoverite_rp_recoveryservices::VaultTarget),
-        Arc::new(recoverite_rp_recoveryservices::dependents::BackupVaultTarget),
-        Arc::new(recoverite_rp_recoveryservices::dependents::KeyVaultTarget),
-        Arc::new(recoverite_rp_storage::target::StorageTarget),
-    ]));
-    registry.set_host(Arc::new(recoverite_rp_network::private_endpoint::Host));
-    registry
-}
-
-/// What each provider keeps about scopes, dropped when a scope (a resource
-/// group, a resource, a management group) is deleted, in dependency order:
-/// private endpoint connections before the vault records and address
-/// allocations that refer to them, role assignments and identities last.
-pub fn cascades() -> Vec<Arc<dyn recoverite_arm::ScopeCascade>> {
-    vec![
-        Arc::new(recoverite_privatelink::PrivateLinkCascade),
-        Arc::new(recoverite_rp_recoveryservices::VaultCascade),
-        Arc::new(recoverite_rp_network::NetworkCascade),
-        Arc::new(recoverite_rp_storage::keys::KeysCascade),
-        Arc::new(recoverite_rp_compute::images::ImagesCascade),
-        Arc::new(recoverite_rp_deployments::DeploymentsCascade),
-        Arc::new(DirectoryCascade),
-    ]
-}
-
 /// What the providers are wired to: one private link registry, the disk
 /// and blob stores, the replication engine and Site Recovery runtime, and
 /// the late-bound clients (calls as the caller, the connectivity check).
@@ -244,8 +217,12 @@ pub struct Wiring<'a> {
     pub connectivity: &'a recoverite_rp_network::watcher::LateConnectivity,
 }
 
-/// Every resource provider recoverite serves.
-pub fn providers(w: &Wiring) -> Vec<Arc<dyn Provider>> {
+/// Every crate that serves a provider, each by its manifest (its providers,
+/// delete cascades and private link targets in one place). A namespace
+/// served by several crates is served by the first listed at its root:
+/// resources before deployments, vaults before Site Recovery and Backup,
+/// the network before private DNS.
+pub fn manifests(w: &Wiring) -> std::io::Result<Vec<Manifest>> {
     let Wiring {
         registry,
         blocks,
@@ -256,62 +233,40 @@ pub fn providers(w: &Wiring) -> Vec<Arc<dyn Provider>> {
         objects,
         connectivity,
     } = *w;
-    vec![
-        Arc::new(NamespaceGroup {
-            members: vec![
-                Arc::new(recoverite_rp_resources::ResourcesProvider),
-                Arc::new(recoverite_rp_deployments::DeploymentsProvider {
-                    as_caller: as_caller.clone(),
-                    running: Default::default(),
-                }),
-            ],
-        }),
-        Arc::new(recoverite_rp_management::SubscriptionProvider),
-        Arc::new(recoverite_rp_management::ManagementProvider),
-        Arc::new(AuthorizationProvider),
-        Arc::new(recoverite_rp_msi::ManagedIdentityProvider),
-        Arc::new(NamespaceGroup {
-            members: vec![
-                Arc::new(recoverite_rp_recoveryservices::RecoveryServicesProvider),
-                Arc::new(recoverite_rp_siterecovery::SiteRecoveryProvider {
-                    engine: engine.clone(),
-                    registry: registry.clone(),
-                    rt: rt.clone(),
-                }),
-                Arc::new(
-                    recoverite_rp_backup::BackupProvider::new(
-                        (*blocks).clone(),
-                        data_dir.join("backup"),
-                        (*as_caller).clone(),
-                    )
-                    .expect("the vault tier directory was made at start"),
-                ),
-            ],
-        }),
-        Arc::new(recoverite_rp_recoveryservices::dependents::data_protection()),
-        Arc::new(NamespaceGroup {
-            members: vec![
-                Arc::new(recoverite_rp_network::NetworkProvider {
-                    registry: registry.clone(),
-                    connectivity: connectivity.clone(),
-                }),
-                Arc::new(recoverite_rp_privatedns::PrivateDnsProvider),
-            ],
-        }),
-        Arc::new(recoverite_rp_storage::StorageProvider {
-            containers: recoverite_blob::Containers::new(
-                objects.clone(),
-                tokio::runtime::Handle::current(),
-            ),
-        }),
-        Arc::new(recoverite_privatelink::test_target::TestTargetProvider {
+    Ok(vec![
+        recoverite_rp_resources::manifest(),
+        recoverite_rp_deployments::manifest(as_caller),
+        recoverite_rp_management::manifest(),
+        recoverite_identity::manifest(),
+        recoverite_rp_msi::manifest(),
+        recoverite_rp_recoveryservices::manifest(),
+        recoverite_rp_siterecovery::manifest(engine, registry, rt),
+        recoverite_rp_backup::manifest(blocks, data_dir.join("backup"), as_caller)?,
+        recoverite_rp_network::manifest(registry, connectivity),
+        recoverite_rp_privatedns::manifest(),
+        recoverite_rp_storage::manifest(recoverite_blob::Containers::new(
+            objects.clone(),
+            tokio::runtime::Handle::current(),
+        )),
+        privatelink_manifest(registry),
+        recoverite_rp_compute::manifest(blocks),
+    ])
+}
+
+/// The private link crate sits beneath the manifests (they name its
+/// traits), so its part is declared here: the connections' clean-up, run
+/// first, and the built-in test target.
+fn privatelink_manifest(registry: &Arc<Registry>) -> Manifest {
+    use recoverite_privatelink::test_target::{TestTarget, TestTargetProvider};
+    Manifest::new("recoverite-privatelink")
+        .provider(TestTargetProvider {
             registry: registry.clone(),
-        }),
-        Arc::new(recoverite_rp_compute::ComputeProvider {
-            blocks: blocks.clone(),
-        }),
-        Arc::new(recoverite_rp_recoveryservices::dependents::key_vault()),
-    ]
+        })
+        .private_link_target(TestTarget)
+        .cascade(
+            recoverite_manifest::Stage::PrivateLinkConnections,
+            recoverite_privatelink::PrivateLinkCascade,
+        )
 }
 
 pub struct Running {
@@ -399,7 +354,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         .map_err(|e| ServeError::DataDir(data_dir.clone(), format!("instance slot: {e}")))?;
     let port = cfg.port.unwrap_or(10443 + instance.slot);
     let dns_listen = cfg.dns_port.unwrap_or(10053 + instance.slot);
-    let registry = private_link_registry();
+    let registry = Arc::new(Registry::default());
     let blocks = recoverite_blockstore::BlockStore::open(&data_dir)
         .map_err(|e| ServeError::DataDir(data_dir.clone(), e.to_string()))?;
     let engine = recoverite_replication::Engine::open(&data_dir, blocks.clone())
@@ -412,7 +367,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
     // Backup's vault tiers (providers() opens them).
     std::fs::create_dir_all(data_dir.join("backup"))
         .map_err(|e| ServeError::DataDir(data_dir.join("backup"), e.to_string()))?;
-    let providers = providers(&Wiring {
+    let manifests = manifests(&Wiring {
         registry: &registry,
         blocks: &blocks,
         engine: &engine,
@@ -421,7 +376,10 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
         as_caller: &as_caller,
         objects: &objects,
         connectivity: &connectivity,
-    });
+    })
+    .map_err(|e| ServeError::DataDir(data_dir.join("backup"), e.to_string()))?;
+    let assembled = recoverite_manifest::assemble(manifests, &registry)?;
+    let providers = assembled.providers.clone();
     let catalog: Vec<_> = providers.iter().map(|p| p.info()).collect();
     let boot = bootstrap::load_or_create(&store, &catalog)?;
 
@@ -455,7 +413,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, ServeError> {
             poll_after_secs: cfg.poll_after_secs,
         },
         authz: directory.clone(),
-        cascades: cascades(),
+        cascades: assembled.cascade_list(),
         catalog,
         tenant_hooks: vec![events.clone()],
     });

@@ -1,0 +1,178 @@
+//! The network's read model for other crates: typed views of network
+//! interfaces and subnets, so the gateway (and anything else deciding on
+//! traffic) reads what it needs without parsing the network's documents.
+
+use serde::Deserialize;
+
+use recoverite_arm::{id, resource, ArmError};
+use recoverite_store::Reader;
+
+#[derive(Deserialize)]
+struct Ref {
+    id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LinkProperties {
+    #[serde(default)]
+    fqdns: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct IpConfigProperties {
+    private_link_connection_properties: Option<LinkProperties>,
+}
+
+#[derive(Deserialize)]
+struct IpConfigDoc {
+    id: String,
+    #[serde(default)]
+    properties: IpConfigProperties,
+}
+
+/// The parts of a NIC document this view reads; absent references are
+/// absent in Azure's document too (a NIC of no endpoint has no
+/// `privateEndpoint`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NicProperties {
+    private_endpoint: Option<Ref>,
+    network_security_group: Option<Ref>,
+    virtual_machine: Option<Ref>,
+    #[serde(default)]
+    ip_configurations: Vec<IpConfigDoc>,
+}
+
+#[derive(Deserialize)]
+struct NicDoc {
+    id: String,
+    properties: NicProperties,
+}
+
+/// A network interface: a VM's, or the one a private endpoint gets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nic {
+    pub id: String,
+    /// The private endpoint this NIC belongs to.
+    pub private_endpoint: Option<String>,
+    /// The network security group on the NIC itself.
+    pub network_security_group: Option<String>,
+    pub virtual_machine: Option<String>,
+    /// Each IP configuration's id and, for an endpoint's, the FQDNs it serves.
+    pub ip_configurations: Vec<(String, Vec<String>)>,
+}
+
+impl Nic {
+    /// The first FQDN an IP configuration serves (endpoints' members).
+    pub fn fqdn_of(&self, ip_configuration_id: &str) -> Option<&str> {
+        let key = id::key(ip_configuration_id);
+        self.ip_configurations
+            .iter()
+            .find(|(id, _)| id::key(id) == key)
+            .and_then(|(_, fqdns)| fqdns.first())
+            .map(String::as_str)
+    }
+}
+
+/// The NIC id an IP configuration id belongs to.
+pub fn nic_id_of(ip_configuration_id: &str) -> &str {
+    let lower = ip_configuration_id.to_ascii_lowercase();
+    match lower.find("/ipconfigurations/") {
+        Some(i) => &ip_configuration_id[..i],
+        None => ip_configuration_id,
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(id: &str, doc: serde_json::Value) -> Result<T, ArmError> {
+    serde_json::from_value(doc)
+        .map_err(|e| ArmError::internal(format!("stored network document {id} is malformed: {e}")))
+}
+
+/// The NIC `nic_id`, if it exists.
+pub fn nic(r: &impl Reader, nic_id: &str) -> Result<Option<Nic>, ArmError> {
+    let Some(doc) = resource::get(r, nic_id)? else {
+        return Ok(None);
+    };
+    Ok(Some(parse::<NicDoc>(nic_id, doc)?.into()))
+}
+
+impl From<NicDoc> for Nic {
+    fn from(d: NicDoc) -> Nic {
+        let p = d.properties;
+        Nic {
+            id: d.id,
+            private_endpoint: p.private_endpoint.map(|r| r.id),
+            network_security_group: p.network_security_group.map(|r| r.id),
+            virtual_machine: p.virtual_machine.map(|r| r.id),
+            ip_configurations: p
+                .ip_configurations
+                .into_iter()
+                .map(|c| {
+                    let fqdns = c
+                        .properties
+                        .private_link_connection_properties
+                        .map(|l| l.fqdns)
+                        .unwrap_or_default();
+                    (c.id, fqdns)
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SubnetProperties {
+    private_endpoint_network_policies: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SubnetDoc {
+    properties: SubnetProperties,
+}
+
+/// Whether network security groups apply to private endpoints in a subnet:
+/// `privateEndpointNetworkPolicies` is `Enabled` or
+/// `NetworkSecurityGroupEnabled` (Azure's default is `Disabled`).
+pub fn subnet_applies_nsg_to_endpoints(r: &impl Reader, subnet_id: &str) -> Result<bool, ArmError> {
+    let Some(doc) = resource::get(r, subnet_id)? else {
+        return Ok(false);
+    };
+    let d: SubnetDoc = parse(subnet_id, doc)?;
+    Ok(matches!(
+        d.properties.private_endpoint_network_policies.as_deref(),
+        Some("Enabled") | Some("NetworkSecurityGroupEnabled")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nic_ids_and_fqdns_of_ip_configurations() {
+        assert_eq!(
+            nic_id_of("/s/x/networkInterfaces/n/ipConfigurations/c"),
+            "/s/x/networkInterfaces/n"
+        );
+        assert_eq!(
+            nic_id_of("/s/x/networkInterfaces/n"),
+            "/s/x/networkInterfaces/n"
+        );
+        let d: NicDoc = serde_json::from_value(serde_json::json!({
+            "id": "/n",
+            "properties": {"privateEndpoint": {"id": "/pe"}, "ipConfigurations": [
+                {"id": "/n/ipConfigurations/a", "properties": {"privateLinkConnectionProperties": {"fqdns": ["v.example"]}}},
+                {"id": "/n/ipConfigurations/b", "properties": {}}
+            ]}
+        }))
+        .unwrap();
+        let nic = Nic::from(d);
+        assert_eq!(nic.private_endpoint.as_deref(), Some("/pe"));
+        assert_eq!(nic.network_security_group, None);
+        assert_eq!(nic.fqdn_of("/N/ipconfigurations/A"), Some("v.example"));
+        assert_eq!(nic.fqdn_of("/n/ipConfigurations/b"), None);
+    }
+}
