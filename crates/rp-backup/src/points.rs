@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use recoverite_arm::{id, resource, time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_backup_store::ChunkStore;
 use recoverite_rp_compute::disks;
+use recoverite_rp_compute::view::{DiskRole, Vm};
 use recoverite_store::{Reader, Table};
 
 use crate::items::{item_id, load};
@@ -240,7 +241,7 @@ pub fn backup(
 /// What a backup of an item works from, read in one snapshot of the state.
 struct BackupInputs {
     item: Value,
-    vm: Value,
+    vm: Vm,
     vm_disks: Vec<Value>,
     numeric_id: u64,
     policy: Option<Value>,
@@ -266,26 +267,21 @@ fn backup_inputs(r: &impl Reader, vid: &str, rid: &str) -> Result<BackupInputs, 
     )?;
     Ok(BackupInputs {
         item,
-        vm,
+        vm: Vm::of(&vm)?,
         vm_disks,
         numeric_id: meta.numeric_id,
         policy,
     })
 }
 
-/// A disk's LUN in the VM: -1 for the OS disk, its `lun` for a data disk.
-pub fn lun_of(vm: &Value, disk_id: &str) -> i64 {
-    let profile = &vm["properties"]["storageProfile"];
-    if profile["osDisk"]["managedDisk"]["id"].as_str().map(id::key) == Some(id::key(disk_id)) {
-        return -1;
+/// A disk's LUN in the VM as Backup reports it: -1 for the OS disk, its
+/// `lun` for a data disk.
+pub fn lun_of(vm: &Vm, disk_id: &str) -> i64 {
+    match vm.role_of(disk_id) {
+        Some(DiskRole::Os) => -1,
+        Some(DiskRole::Data { lun }) => i64::from(lun),
+        None => 0,
     }
-    profile["dataDisks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|x| x["managedDisk"]["id"].as_str().map(id::key) == Some(id::key(disk_id)))
-        .and_then(|x| x["lun"].as_i64())
-        .unwrap_or(0)
 }
 
 /// How long a point's snapshot tier and the point itself are kept: the
@@ -440,7 +436,7 @@ fn transfer_to_vault(
 fn point_document(
     pid: &str,
     name: &str,
-    vm: &Value,
+    vm: &Vm,
     made: &[PointDisk],
     now: &str,
     expiry: &str,
@@ -453,8 +449,8 @@ fn point_document(
             "recoveryPointTime": now,
             "recoveryPointTierDetails": [{"type": "InstantRP", "status": "Valid"}, {"type": "HardenedRP", "status": "Valid"}],
             "isManagedVirtualMachine": true,
-            "virtualMachineSize": vm["properties"]["hardwareProfile"]["vmSize"],
-            "osType": vm["properties"]["storageProfile"]["osDisk"]["osType"],
+            "virtualMachineSize": vm.size,
+            "osType": vm.os_type,
             "sourceVMStorageType": "NormalStorage",
             "isSourceVMEncrypted": false, "isInstantIlrSessionActive": false, "originalStorageAccountOption": false,
             "recoveryPointDiskConfiguration": {
@@ -511,16 +507,14 @@ pub fn take_point(
         expiry.unwrap_or_else(|| time::format(now + ::time::Duration::days(retention_days)));
     let pid = format!("{rid}/recoveryPoints/{name}");
     let vm = &inputs.vm;
-    let location = vm["location"].as_str().unwrap_or_default();
+    let location = vm.location.as_str();
     let doc = point_document(&pid, &name, vm, &made, &time::format(now), &expiry);
     let data = PointData {
         vault_numeric_id: inputs.numeric_id,
         location: location.to_string(),
         disks: made.clone(),
         snapshot_until: time::format(now + ::time::Duration::days(instant_days)),
-        vm_size: vm["properties"]["hardwareProfile"]["vmSize"]
-            .as_str()
-            .map(str::to_string),
+        vm_size: vm.size.clone(),
         secondary: None,
         restore_point: None,
     };
@@ -602,9 +596,10 @@ mod take_point_tests {
 
     #[test]
     fn the_os_disk_is_lun_minus_one_and_data_disks_keep_theirs() {
-        let vm = json!({"properties": {"storageProfile": {
+        let vm = Vm::of(&json!({"id": "/vm", "name": "vm", "location": "westus", "properties": {"storageProfile": {
             "osDisk": {"managedDisk": {"id": "/d/OS"}},
-            "dataDisks": [{"lun": 3, "managedDisk": {"id": "/d/data"}}]}}});
+            "dataDisks": [{"lun": 3, "managedDisk": {"id": "/d/data"}}]}}}))
+        .unwrap();
         assert_eq!(lun_of(&vm, "/d/os"), -1);
         assert_eq!(lun_of(&vm, "/D/DATA"), 3);
     }

@@ -8,6 +8,7 @@ pub mod images;
 pub mod power;
 pub mod restore_points;
 pub mod route;
+pub mod view;
 pub mod vms;
 
 use availability_sets::AvailabilitySet;

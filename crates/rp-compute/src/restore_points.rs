@@ -9,6 +9,7 @@ use recoverite_arm::{paging, regions, resource, time, ArmError, ArmRequest, Ctx,
 use recoverite_blockstore::BlockStore;
 
 use crate::disks;
+use crate::view::{DiskRole, Vm};
 use crate::vms::VM_TYPE;
 
 pub const COLLECTION_TYPE: &str = "Microsoft.Compute/restorePointCollections";
@@ -240,6 +241,7 @@ pub fn put_point(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Rep
         let (vm, vm_disks) = disks::of_vm(tx, &vm_id)?.ok_or_else(|| {
             ArmError::bad_request("InvalidParameter", format!("The collection's source VM '{vm_id}' no longer exists; restore points can only be taken of an existing VM."))
         })?;
+        let vm_view = Vm::of(&vm)?;
         for e in &excluded {
             if !vm_disks.iter().any(|d| d["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(e))) {
                 return Err(ArmError::invalid_parameter("excludeDisks", format!("'{e}' is not a disk of the VM.")));
@@ -279,7 +281,7 @@ pub fn put_point(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Rep
                 drp["properties"]["osType"] = os.clone();
             }
             resource::put(tx, &drp_id, &drp)?;
-            add_disk_entry(&vm, d, &drp_id, &mut os_entry, &mut data_entries);
+            add_disk_entry(&vm_view, d, &drp_id, &mut os_entry, &mut data_entries);
         }
         let doc = json!({
             "id": rid, "name": name, "type": POINT_TYPE,
@@ -305,7 +307,7 @@ pub fn put_point(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Rep
 /// A disk restore point in the point's `sourceMetadata.storageProfile`: the
 /// OS disk's entry, or a data disk's with its LUN.
 fn add_disk_entry(
-    vm: &Value,
+    vm: &Vm,
     d: &Value,
     drp_id: &str,
     os_entry: &mut Value,
@@ -314,26 +316,19 @@ fn add_disk_entry(
     let disk_id = d["id"].as_str().unwrap_or_default();
     let entry = json!({"name": d["name"], "managedDisk": {"id": disk_id, "storageAccountType": d["sku"]["name"]},
                        "diskRestorePoint": {"id": drp_id}, "diskSizeGB": d["properties"]["diskSizeGB"]});
-    let os_id = vm["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"]
-        .as_str()
-        .unwrap_or_default();
-    if disk_id.eq_ignore_ascii_case(os_id) {
-        *os_entry = entry;
-        os_entry["osType"] = d["properties"]["osType"].clone();
-    } else {
-        let lun = vm["properties"]["storageProfile"]["dataDisks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|x| {
-                x["managedDisk"]["id"]
-                    .as_str()
-                    .is_some_and(|i| i.eq_ignore_ascii_case(disk_id))
-            })
-            .and_then(|x| x["lun"].as_u64());
-        let mut e = entry;
-        e["lun"] = json!(lun);
-        data_entries.push(e);
+    match vm.role_of(disk_id) {
+        Some(DiskRole::Os) => {
+            *os_entry = entry;
+            os_entry["osType"] = d["properties"]["osType"].clone();
+        }
+        role => {
+            let mut e = entry;
+            e["lun"] = json!(match role {
+                Some(DiskRole::Data { lun }) => Some(lun),
+                _ => None,
+            });
+            data_entries.push(e);
+        }
     }
 }
 
@@ -357,15 +352,15 @@ pub fn backup_collection_name(vm_name: &str, vm_id: &str) -> String {
 pub fn record_snapshot_point(
     tx: &mut recoverite_store::WriteTx,
     rg_id: &str,
-    vm: &Value,
+    vm: &Vm,
     point_name: &str,
     snapshots: &[(Value, String)],
 ) -> Result<String, ArmError> {
-    let vm_id = vm["id"].as_str().unwrap_or_default();
-    let location = vm["location"].as_str().unwrap_or_default();
+    let vm_id = vm.id.as_str();
+    let location = vm.location.as_str();
     let coll_id = format!(
         "{rg_id}/providers/{COLLECTION_TYPE}/{}",
-        backup_collection_name(vm["name"].as_str().unwrap_or("vm"), vm_id)
+        backup_collection_name(&vm.name, vm_id)
     );
     if resource::get(tx, &coll_id)?.is_none() {
         let name = coll_id.rsplit('/').next().unwrap_or_default();
@@ -405,8 +400,8 @@ pub fn record_snapshot_point(
             "excludeDisks": [], "consistencyMode": "CrashConsistent", "timeCreated": now,
             "provisioningState": "Succeeded",
             "sourceMetadata": {
-                "vmId": vm["properties"]["vmId"], "location": location,
-                "hardwareProfile": vm["properties"]["hardwareProfile"],
+                "vmId": vm.vm_id, "location": location,
+                "hardwareProfile": {"vmSize": vm.size},
                 "storageProfile": {"osDisk": os_entry, "dataDisks": data_entries},
             },
         }

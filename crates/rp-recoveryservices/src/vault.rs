@@ -305,10 +305,8 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
                 "Vault cannot be deleted as there are existing resources within the vault. Unregister the protection containers first.",
             ));
         }
-        // Site Recovery stores its replication resources under the vault;
-        // a paired container means replication is configured.
-        let mapping = "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationProtectionContainers/replicationProtectionContainerMappings";
-        if !resource::list_of_type(tx, &rid, mapping)?.is_empty() {
+        // A paired container means Site Recovery replication is configured.
+        if recoverite_rs_core::vault::replication_configured(tx, &rid)? {
             return Err(ArmError::bad_request(
                 "ServiceResourceNotEmpty",
                 "Vault cannot be deleted as there are existing resources within the vault. Delete the Site Recovery protection container mappings first.",

@@ -12,7 +12,7 @@ use crate::{jobs, policies, vault_of};
 pub const FABRIC_TYPE: &str = "Microsoft.RecoveryServices/vaults/replicationFabrics";
 pub const CONTAINER_TYPE: &str =
     "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationProtectionContainers";
-pub const MAPPING_TYPE: &str = "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationProtectionContainers/replicationProtectionContainerMappings";
+pub const MAPPING_TYPE: &str = recoverite_rs_core::vault::SITE_RECOVERY_MAPPING_TYPE;
 
 fn name_of(req: &ArmRequest) -> String {
     req.path

@@ -202,17 +202,14 @@ fn bring_up_vm(
         return Ok(None);
     };
     let d = &item["properties"]["providerSpecificDetails"];
+    // The source VM may be gone (failover after losing the region): then
+    // data disks take LUNs in order.
     let source = ctx
         .store()
-        .view(|r| resource::get(r, str_of(d, "fabricObjectId")))?
-        .unwrap_or_default();
-    let lun_of = |disk_id: &str| {
-        source["properties"]["storageProfile"]["dataDisks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|x| str_of(&x["managedDisk"], "id").eq_ignore_ascii_case(disk_id))
-            .and_then(|x| x["lun"].as_u64())
+        .view(|r| recoverite_rp_compute::view::vm(r, str_of(d, "fabricObjectId")))?;
+    let lun_of = |disk_id: &str| match source.as_ref()?.role_of(disk_id)? {
+        recoverite_rp_compute::view::DiskRole::Data { lun } => Some(u64::from(lun)),
+        recoverite_rp_compute::view::DiskRole::Os => None,
     };
     let os = made
         .iter()

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use recoverite_arm::{names, resource, time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_replication::{Engine, PointKind, SourceDisk};
 use recoverite_rp_compute::disks;
+use recoverite_rp_compute::view::{DiskRole, Vm};
 use recoverite_store::Reader;
 
 use crate::enable_rules as rules;
@@ -206,7 +207,7 @@ pub fn enable(
         .collect();
     let now = time::now_string();
     engine.enable(&lifecycle, &sources, &now).map_err(io)?;
-    let doc = item_doc(&id, &name, &plan, &lifecycle, &now);
+    let doc = item_doc(&id, &name, &plan, &lifecycle, &now)?;
     let done = ctx.store().write(|tx| {
         if resource::get(tx, &id)?.is_some() {
             return Err(ArmError::conflict(
@@ -283,8 +284,14 @@ fn vm_not_yet_protected(
     }
 }
 
-fn item_doc(id: &str, name: &str, plan: &Value, lifecycle: &str, now: &str) -> Value {
-    let vm = &plan["vm"];
+fn item_doc(
+    id: &str,
+    name: &str,
+    plan: &Value,
+    lifecycle: &str,
+    now: &str,
+) -> Result<Value, ArmError> {
+    let vm = Vm::of(&plan["vm"])?;
     let managed: Vec<Value> = plan["disks"]
         .as_array()
         .into_iter()
@@ -294,7 +301,7 @@ fn item_doc(id: &str, name: &str, plan: &Value, lifecycle: &str, now: &str) -> V
             let sku = doc["sku"]["name"].clone();
             json!({
                 "diskId": doc["id"], "diskName": doc["name"], "diskCapacityInBytes": doc["properties"]["diskSizeBytes"],
-                "diskType": if str_of(&vm["properties"]["storageProfile"]["osDisk"]["managedDisk"], "id").eq_ignore_ascii_case(str_of(doc, "id")) { "OperatingSystem" } else { "Data" },
+                "diskType": if vm.role_of(str_of(doc, "id")) == Some(DiskRole::Os) { "OperatingSystem" } else { "Data" },
                 "primaryStagingAzureStorageAccountId": input["primaryStagingAzureStorageAccountId"],
                 "recoveryResourceGroupId": input.get("recoveryResourceGroupId").cloned().unwrap_or(plan["rg"].clone()),
                 "recoveryReplicaDiskAccountType": input.get("recoveryReplicaDiskAccountType").cloned().unwrap_or(sku.clone()),
@@ -306,20 +313,20 @@ fn item_doc(id: &str, name: &str, plan: &Value, lifecycle: &str, now: &str) -> V
         .collect();
     let details = json!({
         "instanceType": "A2A",
-        "fabricObjectId": vm["id"],
+        "fabricObjectId": vm.id,
         "lifecycleId": lifecycle,
         "primaryFabricLocation": plan["sourceLocation"],
         "recoveryFabricLocation": plan["targetLocation"],
         "initialPrimaryFabricLocation": plan["sourceLocation"],
         "initialRecoveryFabricLocation": plan["targetLocation"],
-        "osType": vm["properties"]["storageProfile"]["osDisk"]["osType"],
+        "osType": vm.os_type,
         "recoveryAzureResourceGroupId": plan["rg"],
         "multiVmGroupName": plan["multiVmGroupName"],
         "multiVmGroupId": plan["multiVmGroupId"],
         "selectedRecoveryAzureNetworkId": plan["recoveryNetwork"],
         "recoverySubnetName": plan["recoverySubnetName"],
-        "recoveryAzureVMName": vm["name"],
-        "recoveryAzureVMSize": vm["properties"]["hardwareProfile"]["vmSize"],
+        "recoveryAzureVMName": vm.name,
+        "recoveryAzureVMSize": vm.size,
         "recoveryAvailabilitySet": plan["recoverySet"],
         "multiVmGroupCreateOption": if plan["multiVmGroupName"].is_string() { "UserSpecified" } else { "AutoCreated" },
         "vmProtectionState": "Protected", "vmProtectionStateDescription": "Protected",
@@ -329,12 +336,12 @@ fn item_doc(id: &str, name: &str, plan: &Value, lifecycle: &str, now: &str) -> V
         "agentVersion": "9.60.0.0 (recoverite)",
         "isReplicationAgentUpdateRequired": false,
     });
-    json!({
+    Ok(json!({
         "id": id, "name": name, "type": ITEM_TYPE, "location": plan["sourceLocation"],
         "properties": {
-            "friendlyName": vm["name"],
+            "friendlyName": vm.name,
             "protectedItemType": "ProtectedItem",
-            "protectableItemId": vm["id"],
+            "protectableItemId": vm.id,
             "primaryFabricFriendlyName": plan["fabric"]["name"],
             "primaryProtectionContainerFriendlyName": plan["container"]["name"],
             "recoveryFabricFriendlyName": plan["targetFabric"]["name"],
@@ -351,7 +358,7 @@ fn item_doc(id: &str, name: &str, plan: &Value, lifecycle: &str, now: &str) -> V
             "lastSuccessfulFailoverTime": null,
             "providerSpecificDetails": details,
         }
-    })
+    }))
 }
 
 /// The item as read: RPO and health come from its newest recovery point.

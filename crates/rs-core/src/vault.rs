@@ -15,6 +15,19 @@ pub const BACKUP_ITEM_TYPE: &str =
     "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectedItems";
 pub const SITE_RECOVERY_ITEM_TYPE: &str = "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationProtectionContainers/replicationProtectedItems";
 
+/// Site Recovery's pairing of a protection container with its recovery
+/// container: one existing means replication is configured in the vault.
+pub const SITE_RECOVERY_MAPPING_TYPE: &str = "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationProtectionContainers/replicationProtectionContainerMappings";
+
+/// Whether Site Recovery has paired containers in the vault (the vault
+/// provider refuses to delete it until the mappings are gone).
+pub fn replication_configured(r: &impl Reader, vault_id: &str) -> Result<bool, ArmError> {
+    Ok(
+        !recoverite_arm::resource::list_of_type(r, vault_id, SITE_RECOVERY_MAPPING_TYPE)?
+            .is_empty(),
+    )
+}
+
 /// How many items (Backup's, soft-deleted ones included, and Site
 /// Recovery's) the vault holds: "a vault with items cannot be deleted".
 pub fn protected_items(r: &impl Reader, vault_id: &str) -> Result<usize, ArmError> {
