@@ -69,3 +69,55 @@ def test_list_associated_resources_finds_the_identitys_users(server, msi):
     assert [r.id.lower() for r in found] == [vault.id.lower()]
     assert found[0].resource_group == RG and found[0].type == "Microsoft.RecoveryServices/vaults"
     assert list(preview.user_assigned_identities.list_associated_resources(RG, "app-id")) == []
+
+
+def test_network_security_groups_and_route_tables_on_the_core(server, msi):
+    """NSGs and route tables are tracked kinds too: update_tags keeps their
+    rules and routes, their ETags are Microsoft.Network's weak ones and an
+    If-Match with a stale one is refused, a PUT replaces the inline rules,
+    and one a subnet uses is not deleted."""
+    from azure.mgmt.network import NetworkManagementClient
+    net = server.client(NetworkManagementClient)
+    nsg = net.network_security_groups.begin_create_or_update(RG, "core-nsg", {"location": "eastus", "properties": {
+        "securityRules": [{"name": "allow-https", "properties": {
+            "protocol": "Tcp", "direction": "Outbound", "access": "Allow", "priority": 100,
+            "sourceAddressPrefix": "*", "sourcePortRange": "*",
+            "destinationAddressPrefix": "AzureSiteRecovery", "destinationPortRange": "443"}}]}}).result()
+    assert nsg.etag.startswith('W/"') and [r.name for r in nsg.security_rules] == ["allow-https"]
+    assert len(nsg.default_security_rules) == 6
+    tagged = net.network_security_groups.update_tags(RG, "core-nsg", {"tags": {"env": "dr"}})
+    assert tagged.tags == {"env": "dr"} and [r.name for r in tagged.security_rules] == ["allow-https"]
+    assert tagged.resource_guid == nsg.resource_guid and tagged.etag != nsg.etag
+    path = f"/subscriptions/{server.sub}/resourceGroups/{RG}/providers/Microsoft.Network/networkSecurityGroups/core-nsg"
+    r = server.http("PUT", f"{path}?api-version=2024-05-01", json={"location": "eastus"}, headers={"If-Match": nsg.etag})
+    assert r.status_code == 412 and r.json()["error"]["code"] == "PreconditionFailed"
+    r = server.http("PUT", f"{path}?api-version=2024-05-01", json={"location": "eastus"}, headers={"If-Match": tagged.etag})
+    assert r.status_code == 200 and r.json()["properties"]["securityRules"] == []
+    # Two rules with one priority and direction are refused, and change nothing.
+    dup = {"protocol": "*", "direction": "Inbound", "access": "Deny", "priority": 300, "sourceAddressPrefix": "*",
+           "sourcePortRange": "*", "destinationAddressPrefix": "*", "destinationPortRange": "*"}
+    with pytest.raises(HttpResponseError):
+        net.network_security_groups.begin_create_or_update(RG, "core-nsg", {"location": "eastus", "properties": {
+            "securityRules": [{"name": "a", "properties": dup}, {"name": "b", "properties": dup}]}}).result()
+    assert net.network_security_groups.get(RG, "core-nsg").security_rules == []
+
+    rt = net.route_tables.begin_create_or_update(RG, "core-rt", {"location": "eastus", "properties": {"routes": [
+        {"name": "z-first", "properties": {"addressPrefix": "10.9.0.0/16", "nextHopType": "None"}},
+        {"name": "a-second", "properties": {"addressPrefix": "10.8.0.0/16", "nextHopType": "VnetLocal"}}]}}).result()
+    assert [x.name for x in rt.routes] == ["z-first", "a-second"]
+    rt2 = net.route_tables.update_tags(RG, "core-rt", {"tags": {"k": "v"}})
+    assert [x.name for x in rt2.routes] == ["z-first", "a-second"] and rt2.tags == {"k": "v"}
+    assert "core-rt" in [t.name for t in net.route_tables.list_all()]
+    net.virtual_networks.begin_create_or_update(RG, "core-net", {"location": "eastus", "properties": {
+        "addressSpace": {"addressPrefixes": ["10.77.0.0/16"]}, "subnets": [{"name": "s", "properties": {
+            "addressPrefix": "10.77.1.0/24", "networkSecurityGroup": {"id": nsg.id}, "routeTable": {"id": rt.id}}}]}}).result()
+    for delete in (lambda: net.route_tables.begin_delete(RG, "core-rt").result(),
+                   lambda: net.network_security_groups.begin_delete(RG, "core-nsg").result()):
+        with pytest.raises(HttpResponseError) as e:
+            delete()
+        assert e.value.error.code.startswith("InUse")
+    assert [s.id.lower() for s in net.route_tables.get(RG, "core-rt").subnets][0].endswith("/subnets/s")
+    net.virtual_networks.begin_delete(RG, "core-net").result()
+    net.route_tables.begin_delete(RG, "core-rt").result()
+    net.network_security_groups.begin_delete(RG, "core-nsg").result()
+    assert "core-rt" not in [t.name for t in net.route_tables.list(RG)]

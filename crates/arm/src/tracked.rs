@@ -68,6 +68,11 @@ pub trait TrackedKind {
     /// is of the parent's children.
     const PARENT: Option<&'static str> = None;
 
+    /// A new ETag (Microsoft.Network writes weak ones, `W/"…"`).
+    fn new_etag() -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+
     type Properties: Serialize + DeserializeOwned + Clone;
     /// The properties a request gives (unknown fields ignored, as Azure does).
     type Given: DeserializeOwned + Default;
@@ -371,7 +376,7 @@ pub fn put<K: TrackedKind>(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<R
                     .unwrap_or_default(),
                 (None, false) => Map::new(),
             },
-            etag: K::ETAG.then(|| uuid::Uuid::new_v4().to_string()),
+            etag: K::ETAG.then(K::new_etag),
             sku,
             properties,
         };

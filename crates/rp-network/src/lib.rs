@@ -97,12 +97,15 @@ impl Endpoints for NetworkProvider {
                 return watcher::connectivity_check(ctx, req, &self.connectivity)
             }
         };
+        match kind {
+            RouteTable => return tracked_verb::<routetable::RouteTable>(ctx, req, verb),
+            SecurityGroup => return tracked_verb::<nsg::SecurityGroup>(ctx, req, verb),
+            _ => {}
+        }
         // A tags-only PATCH changes the tags, then answers as a GET.
         if verb == PatchTags {
             let ty = match kind {
                 VirtualNetwork => vnet::VNET_TYPE,
-                SecurityGroup => nsg::NSG_TYPE,
-                RouteTable => routetable::ROUTE_TABLE_TYPE,
                 NetworkInterface => nic::NIC_TYPE,
                 _ => private_endpoint::PE_TYPE,
             };
@@ -121,20 +124,12 @@ impl Endpoints for NetworkProvider {
             (Peering, Get) => vnet::get_peering(ctx, req),
             (Peering, Delete) => vnet::delete_peering(ctx, req),
             (Peering, List) => vnet::list_peerings(ctx, req),
-            (SecurityGroup, Put) => nsg::put_nsg(ctx, req),
-            (SecurityGroup, Get | PatchTags) => nsg::get_nsg(ctx, req),
-            (SecurityGroup, Delete) => nsg::delete_nsg(ctx, req),
-            (SecurityGroup, List) => nsg::list_nsgs(ctx, req),
             (SecurityRule, Put) => nsg::put_rule(ctx, req),
             (SecurityRule, Get) => nsg::get_rule(ctx, req, false),
             (SecurityRule, Delete) => nsg::delete_rule(ctx, req),
             (SecurityRule, List) => nsg::list_rules(ctx, req, false),
             (DefaultSecurityRule, Get) => nsg::get_rule(ctx, req, true),
             (DefaultSecurityRule, List) => nsg::list_rules(ctx, req, true),
-            (RouteTable, Put) => routetable::put_table(ctx, req),
-            (RouteTable, Get | PatchTags) => routetable::get_table(ctx, req),
-            (RouteTable, Delete) => routetable::delete_table(ctx, req),
-            (RouteTable, List) => routetable::list_tables(ctx, req),
             (TableRoute, Put) => routetable::put_route(ctx, req),
             (TableRoute, Get) => routetable::get_route(ctx, req),
             (TableRoute, Delete) => routetable::delete_route(ctx, req),
@@ -190,4 +185,21 @@ pub fn manifest(
         })
         .endpoint_host(private_endpoint::Host)
         .cascade(recoverite_manifest::Stage::Network, NetworkCascade)
+}
+
+/// A network kind served by the tracked-resource core.
+fn tracked_verb<K: recoverite_arm::tracked::TrackedKind>(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    verb: route::Verb,
+) -> Result<Reply, ArmError> {
+    use recoverite_arm::tracked;
+    use route::Verb::*;
+    match verb {
+        Put => tracked::put::<K>(ctx, req, false),
+        PatchTags => tracked::put::<K>(ctx, req, true),
+        Get => tracked::get::<K>(ctx, req),
+        Delete => tracked::delete::<K>(ctx, req),
+        List => tracked::list::<K>(ctx, req),
+    }
 }

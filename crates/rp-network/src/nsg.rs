@@ -1,7 +1,9 @@
 //! Network security groups and their rules.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use recoverite_arm::tracked::{Tracked, TrackedKind};
 use recoverite_arm::{paging, resource, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_netcore::nsg::{self, Access, Direction, PortRange, Protocol, Rule};
 use recoverite_netcore::tags;
@@ -267,23 +269,6 @@ fn subnets_using(r: &impl Reader, sub: &str, nsg_id: &str) -> Result<Vec<Value>,
         .collect())
 }
 
-pub fn assemble(r: &impl Reader, sub: &str, doc: &Value) -> Result<Value, ArmError> {
-    let mut d = doc.clone();
-    let nid = d["id"].as_str().unwrap_or_default().to_string();
-    d["properties"]["securityRules"] =
-        Value::Array(resource::list_children(r, &nid, "securityRules")?);
-    d["properties"]["defaultSecurityRules"] = Value::Array(default_rule_docs(&nid));
-    let subnets = subnets_using(r, sub, &nid)?;
-    if !subnets.is_empty() {
-        d["properties"]["subnets"] = Value::Array(subnets);
-    }
-    let nics = users(r, sub, &nid, crate::nic::NIC_TYPE)?;
-    if !nics.is_empty() {
-        d["properties"]["networkInterfaces"] = Value::Array(nics);
-    }
-    Ok(d)
-}
-
 /// The custom rules of an NSG, parsed for evaluation.
 pub fn rules_of(r: &impl Reader, nsg_id: &str) -> Result<Vec<Rule>, ArmError> {
     resource::list_children(r, nsg_id, "securityRules")?
@@ -292,122 +277,133 @@ pub fn rules_of(r: &impl Reader, nsg_id: &str) -> Result<Vec<Rule>, ArmError> {
         .collect()
 }
 
-fn sub_of(req: &ArmRequest) -> String {
-    req.path.subscription.clone().unwrap_or_default()
+/// A network security group's stored properties; its rules are child
+/// resources, and the default rules, subnets and NICs using it are shown.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NsgProperties {
+    pub provisioning_state: String,
+    pub resource_guid: String,
+    pub flush_connection: bool,
 }
 
-pub fn put_nsg(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let n = name(req);
-    check_name("network security group", &n)?;
-    let body = req.body.clone().unwrap_or(Value::Null);
-    if !body.is_object() {
-        return Err(ArmError::invalid_content("the body must be a JSON object"));
+/// A security rule given inline in a group's body.
+#[derive(Deserialize)]
+pub struct GivenRule {
+    name: Option<String>,
+    #[serde(default)]
+    properties: Value,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GivenNsg {
+    security_rules: Option<Vec<GivenRule>>,
+    flush_connection: Option<bool>,
+}
+
+/// Network security groups, served by the tracked-resource core: inline
+/// rules replace the group's rules (in the order given, checked together);
+/// one a subnet or NIC uses is not deleted.
+pub struct SecurityGroup;
+
+impl TrackedKind for SecurityGroup {
+    const TYPE: &'static str = NSG_TYPE;
+    const NOUN: &'static str = "network security group";
+    const ETAG: bool = true;
+    const ASYNC: bool = true;
+    type Properties = NsgProperties;
+    type Given = GivenNsg;
+
+    fn new_etag() -> String {
+        common::etag()
     }
-    let rid = req.path.id();
-    let props = body.get("properties").cloned().unwrap_or(json!({}));
-    let rules_in = props["securityRules"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let mut parsed = Vec::new();
-    for r in &rules_in {
-        let rn = r["name"]
-            .as_str()
-            .ok_or_else(|| ArmError::invalid_content("every security rule needs a 'name'"))?;
-        parsed.push((
-            rn.to_string(),
-            r.get("properties").cloned().unwrap_or(json!({})),
-        ));
+
+    fn check_name(name: &str) -> Result<(), ArmError> {
+        check_name("network security group", name)
     }
-    let rules: Vec<Rule> = parsed
-        .iter()
-        .map(|(n, p)| parse_rule(n, p))
-        .collect::<Result<_, _>>()?;
-    check_rules(&rules)?;
-    let tags = tags_of(&body)?;
-    ctx.store().write(|tx| {
-        let existing = resource::get(tx, &rid)?;
-        let location = location_of(&body, NSG_TYPE, existing.as_ref())?;
-        let nid = stored_id(existing.as_ref(), &rid);
-        // Inline rules replace the set.
-        for old in resource::list_children(tx, &nid, "securityRules")? {
-            let on = old["name"].as_str().unwrap_or_default();
-            if !parsed.iter().any(|(n, _)| n.eq_ignore_ascii_case(on)) {
-                resource::delete_tree(tx, old["id"].as_str().unwrap_or_default())?;
-            }
-        }
-        let mut order = Vec::new();
-        for (rn, rp) in &parsed {
-            let rid = child_id(&nid, "securityRules", rn);
-            let old = resource::get(tx, &rid)?;
-            resource::put(tx, &rid, &rule_doc(&nid, rn, rp, old.as_ref()))?;
-            order.push(rid);
-        }
-        resource::keep_order(tx, &order)?;
-        let mut doc = base_doc(&nid, existing.as_ref().and_then(|e| e["name"].as_str()).unwrap_or(&n), NSG_TYPE);
-        doc["location"] = json!(location);
-        doc["tags"] = tags.clone();
-        let guid = existing
-            .as_ref()
-            .and_then(|e| e["properties"]["resourceGuid"].as_str().map(str::to_string))
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        doc["properties"] = json!({"provisioningState": "Succeeded", "resourceGuid": guid, "flushConnection": props.get("flushConnection").cloned().unwrap_or(json!(false))});
-        resource::put(tx, &nid, &doc)?;
-        let op = common::op(ctx, &nid);
-        op.save(tx)?;
-        Ok(put_reply(ctx, req, existing.is_none(), assemble(tx, &sub_of(req), &doc)?, &op, &location))
-    })
-}
 
-pub fn get_nsg(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    ctx.store()
-        .view(|r| match resource::get(r, &req.path.id())? {
-            Some(d) => Ok(Reply::ok(assemble(r, &sub_of(req), &d)?)),
-            None => Err(not_found(req, NSG_TYPE)),
-        })
-}
-
-pub fn list_nsgs(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let scope = req.path.scope();
-    let items = ctx.store().view(|r| {
-        resource::list_of_type(r, &scope, NSG_TYPE)?
+    fn properties(
+        _: &Ctx,
+        tx: &mut WriteTx,
+        id: &str,
+        given: GivenNsg,
+        existing: Option<&NsgProperties>,
+        patch: bool,
+    ) -> Result<NsgProperties, ArmError> {
+        // PATCH is Azure's `updateTags` (a TagsObject): it changes nothing else.
+        if let (true, Some(e)) = (patch, existing) {
+            return Ok(e.clone());
+        }
+        let mut parsed = Vec::new();
+        for r in given.security_rules.unwrap_or_default() {
+            let rn = r
+                .name
+                .ok_or_else(|| ArmError::invalid_content("every security rule needs a 'name'"))?;
+            parsed.push((rn, r.properties));
+        }
+        let rules: Vec<Rule> = parsed
             .iter()
-            .map(|d| assemble(r, &sub_of(req), d))
-            .collect::<Result<Vec<_>, _>>()
-    })?;
-    paging::page_visible(ctx, req, items)
-}
-
-fn remove(tx: &mut WriteTx, sub: &str, nid: &str) -> Result<(), ArmError> {
-    let mut using = subnets_using(tx, sub, nid)?;
-    using.extend(users(tx, sub, nid, crate::nic::NIC_TYPE)?);
-    if let Some(u) = using.first() {
-        return Err(ArmError::bad_request(
-            "InUseNetworkSecurityGroupCannotBeDeleted",
-            format!("Network security group {nid} cannot be deleted because it is in use by {}. Dissociate it first.", u["id"].as_str().unwrap_or("")),
-        ));
+            .map(|(n, p)| parse_rule(n, p))
+            .collect::<Result<_, _>>()?;
+        check_rules(&rules)?;
+        replace_rules(tx, id, &parsed)?;
+        Ok(NsgProperties {
+            provisioning_state: "Succeeded".into(),
+            resource_guid: existing
+                .map(|e| e.resource_guid.clone())
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            flush_connection: given.flush_connection.unwrap_or(false),
+        })
     }
-    resource::delete_tree(tx, nid)?;
-    Ok(())
+
+    fn render(r: &impl Reader, doc: &mut Value) -> Result<(), ArmError> {
+        let nid = doc["id"].as_str().unwrap_or_default().to_string();
+        let sub = nid.split('/').nth(2).unwrap_or_default().to_string();
+        doc["properties"]["securityRules"] =
+            Value::Array(resource::list_children(r, &nid, "securityRules")?);
+        doc["properties"]["defaultSecurityRules"] = Value::Array(default_rule_docs(&nid));
+        let subnets = subnets_using(r, &sub, &nid)?;
+        if !subnets.is_empty() {
+            doc["properties"]["subnets"] = Value::Array(subnets);
+        }
+        let nics = users(r, &sub, &nid, crate::nic::NIC_TYPE)?;
+        if !nics.is_empty() {
+            doc["properties"]["networkInterfaces"] = Value::Array(nics);
+        }
+        Ok(())
+    }
+
+    fn deleting(tx: &mut WriteTx, doc: &Tracked<NsgProperties>) -> Result<(), ArmError> {
+        let sub = doc.id.split('/').nth(2).unwrap_or_default().to_string();
+        let mut using = subnets_using(tx, &sub, &doc.id)?;
+        using.extend(users(tx, &sub, &doc.id, crate::nic::NIC_TYPE)?);
+        match using.first() {
+            Some(u) => Err(ArmError::bad_request(
+                "InUseNetworkSecurityGroupCannotBeDeleted",
+                format!("Network security group {} cannot be deleted because it is in use by {}. Dissociate it first.", doc.id, u["id"].as_str().unwrap_or("")),
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
-pub fn delete_nsg(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let rid = req.path.id();
-    ctx.store().write(|tx| {
-        let Some(doc) = resource::get(tx, &rid)? else {
-            return Ok(Reply::empty(204));
-        };
-        remove(tx, &sub_of(req), &rid)?;
-        ctx.cascade_delete(tx, &rid)?;
-        let op = common::op(ctx, &rid);
-        op.save(tx)?;
-        Ok(delete_reply(
-            ctx,
-            req,
-            &op,
-            doc["location"].as_str().unwrap_or("global"),
-        ))
-    })
+/// The group's custom rules become exactly `rules`, in their order.
+fn replace_rules(tx: &mut WriteTx, nid: &str, rules: &[(String, Value)]) -> Result<(), ArmError> {
+    for old in resource::list_children(tx, nid, "securityRules")? {
+        let on = old["name"].as_str().unwrap_or_default();
+        if !rules.iter().any(|(n, _)| n.eq_ignore_ascii_case(on)) {
+            resource::delete_tree(tx, old["id"].as_str().unwrap_or_default())?;
+        }
+    }
+    let mut order = Vec::new();
+    for (rn, rp) in rules {
+        let rid = child_id(nid, "securityRules", rn);
+        let old = resource::get(tx, &rid)?;
+        resource::put(tx, &rid, &rule_doc(nid, rn, rp, old.as_ref()))?;
+        order.push(rid);
+    }
+    resource::keep_order(tx, &order)
 }
 
 fn nsg_of(r: &impl Reader, req: &ArmRequest) -> Result<Value, ArmError> {

@@ -1,11 +1,13 @@
 //! Route tables and their routes.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use recoverite_arm::tracked::{Tracked, TrackedKind};
 use recoverite_arm::{paging, resource, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_netcore::cidr;
 use recoverite_netcore::routes::{NextHopType, UserRoute};
-use recoverite_store::Reader;
+use recoverite_store::{Reader, WriteTx};
 
 use crate::common::{self, *};
 
@@ -107,109 +109,123 @@ fn subnets_using(r: &impl Reader, sub: &str, rt_id: &str) -> Result<Vec<Value>, 
         .collect())
 }
 
-fn assemble(r: &impl Reader, sub: &str, doc: &Value) -> Result<Value, ArmError> {
-    let mut d = doc.clone();
-    let id = d["id"].as_str().unwrap_or_default().to_string();
-    d["properties"]["routes"] = Value::Array(resource::list_children(r, &id, "routes")?);
-    let subnets = subnets_using(r, sub, &id)?;
-    if !subnets.is_empty() {
-        d["properties"]["subnets"] = Value::Array(subnets);
-    }
-    Ok(d)
+/// A route table's stored properties; its routes are child resources and
+/// the subnets using it are shown, not kept.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteTableProperties {
+    pub provisioning_state: String,
+    pub disable_bgp_route_propagation: bool,
+    pub resource_guid: String,
 }
 
-fn sub_of(req: &ArmRequest) -> String {
-    req.path.subscription.clone().unwrap_or_default()
+/// A route given inline in a route table's body.
+#[derive(Deserialize)]
+pub struct GivenRoute {
+    name: Option<String>,
+    #[serde(default)]
+    properties: Value,
 }
 
-pub fn put_table(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let n = name(req);
-    check_name("route table", &n)?;
-    let body = req.body.clone().unwrap_or(Value::Null);
-    if !body.is_object() {
-        return Err(ArmError::invalid_content("the body must be a JSON object"));
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GivenRouteTable {
+    disable_bgp_route_propagation: Option<bool>,
+    routes: Option<Vec<GivenRoute>>,
+}
+
+/// Route tables, served by the tracked-resource core: inline routes replace
+/// the table's routes (in the order given); one a subnet uses is not deleted.
+pub struct RouteTable;
+
+impl TrackedKind for RouteTable {
+    const TYPE: &'static str = ROUTE_TABLE_TYPE;
+    const NOUN: &'static str = "route table";
+    const ETAG: bool = true;
+    const ASYNC: bool = true;
+    type Properties = RouteTableProperties;
+    type Given = GivenRouteTable;
+
+    fn new_etag() -> String {
+        common::etag()
     }
-    let rid = req.path.id();
-    let props = body.get("properties").cloned().unwrap_or(json!({}));
-    let mut parsed = Vec::new();
-    for r in props["routes"].as_array().cloned().unwrap_or_default() {
-        let rn = r["name"]
-            .as_str()
-            .ok_or_else(|| ArmError::invalid_content("every route needs a 'name'"))?
-            .to_string();
-        let rp = r.get("properties").cloned().unwrap_or(json!({}));
-        parse_route(&rn, &rp)?;
-        parsed.push((rn, rp));
+
+    fn check_name(name: &str) -> Result<(), ArmError> {
+        check_name("route table", name)
     }
-    let tags = tags_of(&body)?;
-    ctx.store().write(|tx| {
-        let existing = resource::get(tx, &rid)?;
-        let location = location_of(&body, ROUTE_TABLE_TYPE, existing.as_ref())?;
-        let tid = stored_id(existing.as_ref(), &rid);
-        for old in resource::list_children(tx, &tid, "routes")? {
-            let on = old["name"].as_str().unwrap_or_default();
-            if !parsed.iter().any(|(n, _)| n.eq_ignore_ascii_case(on)) {
-                resource::delete_tree(tx, old["id"].as_str().unwrap_or_default())?;
-            }
+
+    fn properties(
+        _: &Ctx,
+        tx: &mut WriteTx,
+        id: &str,
+        given: GivenRouteTable,
+        existing: Option<&RouteTableProperties>,
+        patch: bool,
+    ) -> Result<RouteTableProperties, ArmError> {
+        // PATCH is Azure's `updateTags` (a TagsObject): it changes nothing else.
+        if let (true, Some(e)) = (patch, existing) {
+            return Ok(e.clone());
         }
-        let mut order = Vec::new();
-        for (rn, rp) in &parsed {
-            let id = child_id(&tid, "routes", rn);
-            let old = resource::get(tx, &id)?;
-            resource::put(tx, &id, &route_doc(&tid, rn, rp, old.as_ref()))?;
-            order.push(id);
+        // A PUT replaces the routes: none given, none kept.
+        let mut parsed = Vec::new();
+        for r in given.routes.unwrap_or_default() {
+            let rn = r
+                .name
+                .ok_or_else(|| ArmError::invalid_content("every route needs a 'name'"))?;
+            parse_route(&rn, &r.properties)?;
+            parsed.push((rn, r.properties));
         }
-        resource::keep_order(tx, &order)?;
-        let mut doc = base_doc(&tid, existing.as_ref().and_then(|e| e["name"].as_str()).unwrap_or(&n), ROUTE_TABLE_TYPE);
-        doc["location"] = json!(location);
-        doc["tags"] = tags.clone();
-        doc["properties"] = json!({
-            "provisioningState": "Succeeded",
-            "disableBgpRoutePropagation": props.get("disableBgpRoutePropagation").cloned().unwrap_or(json!(false)),
-            "resourceGuid": existing.as_ref().and_then(|e| e["properties"]["resourceGuid"].as_str().map(str::to_string)).unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-        });
-        resource::put(tx, &tid, &doc)?;
-        let op = common::op(ctx, &tid);
-        op.save(tx)?;
-        Ok(put_reply(ctx, req, existing.is_none(), assemble(tx, &sub_of(req), &doc)?, &op, &location))
-    })
-}
-
-pub fn get_table(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    ctx.store()
-        .view(|r| match resource::get(r, &req.path.id())? {
-            Some(d) => Ok(Reply::ok(assemble(r, &sub_of(req), &d)?)),
-            None => Err(not_found(req, ROUTE_TABLE_TYPE)),
+        replace_routes(tx, id, &parsed)?;
+        Ok(RouteTableProperties {
+            provisioning_state: "Succeeded".into(),
+            disable_bgp_route_propagation: given.disable_bgp_route_propagation.unwrap_or(false),
+            resource_guid: existing
+                .map(|e| e.resource_guid.clone())
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         })
-}
+    }
 
-pub fn list_tables(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let scope = req.path.scope();
-    let items = ctx.store().view(|r| {
-        resource::list_of_type(r, &scope, ROUTE_TABLE_TYPE)?
-            .iter()
-            .map(|d| assemble(r, &sub_of(req), d))
-            .collect::<Result<Vec<_>, _>>()
-    })?;
-    paging::page_visible(ctx, req, items)
-}
-
-pub fn delete_table(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let rid = req.path.id();
-    ctx.store().write(|tx| {
-        let Some(doc) = resource::get(tx, &rid)? else { return Ok(Reply::empty(204)) };
-        if let Some(u) = subnets_using(tx, &sub_of(req), &rid)?.first() {
-            return Err(ArmError::bad_request(
-                "InUseRouteTableCannotBeDeleted",
-                format!("Route table {rid} is in use by subnet {} and cannot be deleted; dissociate it first.", u["id"].as_str().unwrap_or("")),
-            ));
+    fn render(r: &impl Reader, doc: &mut Value) -> Result<(), ArmError> {
+        let id = doc["id"].as_str().unwrap_or_default().to_string();
+        doc["properties"]["routes"] = Value::Array(resource::list_children(r, &id, "routes")?);
+        let subnets = subnets_using(r, &subscription_of(&id), &id)?;
+        if !subnets.is_empty() {
+            doc["properties"]["subnets"] = Value::Array(subnets);
         }
-        resource::delete_tree(tx, &rid)?;
-        ctx.cascade_delete(tx, &rid)?;
-        let op = common::op(ctx, &rid);
-        op.save(tx)?;
-        Ok(delete_reply(ctx, req, &op, doc["location"].as_str().unwrap_or("global")))
-    })
+        Ok(())
+    }
+
+    fn deleting(tx: &mut WriteTx, doc: &Tracked<RouteTableProperties>) -> Result<(), ArmError> {
+        match subnets_using(tx, &subscription_of(&doc.id), &doc.id)?.first() {
+            Some(u) => Err(ArmError::bad_request(
+                "InUseRouteTableCannotBeDeleted",
+                format!("Route table {} is in use by subnet {} and cannot be deleted; dissociate it first.", doc.id, u["id"].as_str().unwrap_or("")),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The table's routes become exactly `routes`, in their order.
+fn replace_routes(tx: &mut WriteTx, tid: &str, routes: &[(String, Value)]) -> Result<(), ArmError> {
+    for old in resource::list_children(tx, tid, "routes")? {
+        let on = old["name"].as_str().unwrap_or_default();
+        if !routes.iter().any(|(n, _)| n.eq_ignore_ascii_case(on)) {
+            resource::delete_tree(tx, old["id"].as_str().unwrap_or_default())?;
+        }
+    }
+    let mut order = Vec::new();
+    for (rn, rp) in routes {
+        let id = child_id(tid, "routes", rn);
+        let old = resource::get(tx, &id)?;
+        resource::put(tx, &id, &route_doc(tid, rn, rp, old.as_ref()))?;
+        order.push(id);
+    }
+    resource::keep_order(tx, &order)
+}
+
+fn subscription_of(id: &str) -> String {
+    id.split('/').nth(2).unwrap_or_default().to_string()
 }
 
 fn table_of(r: &impl Reader, req: &ArmRequest) -> Result<Value, ArmError> {

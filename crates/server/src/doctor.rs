@@ -390,35 +390,37 @@ pub fn run(
             }
         }
     }
-    // Name the group that holds each zone to link, when there is one.
-    let zones: Vec<(String, String)> = store.view(|r| {
-        Ok::<_, ArmError>(
-            resource::scan_mentioning(r, "/subscriptions/", &["privateDnsZones"])?
-                .into_iter()
-                .filter(|(_, d)| {
-                    d["type"].as_str().is_some_and(|t| {
-                        t.eq_ignore_ascii_case("Microsoft.Network/privateDnsZones")
-                    })
-                })
-                .filter_map(|(_, d)| {
-                    let id = d["id"].as_str()?;
-                    let rg = recoverite_arm::id::parse_id(id)?.resource_group?;
-                    Some((d["name"].as_str()?.to_ascii_lowercase(), rg))
-                })
-                .collect(),
-        )
-    })?;
+    // Name the group that holds each zone to link, when there is one: the
+    // zone of that name holding the endpoint's record first (another group
+    // may have a zone of the same name for other endpoints).
+    let zones = store.view(recoverite_rp_privatedns::view::zones_for_resolution)?;
     for c in &mut out {
-        if let Some(i) = c.fix.find("-z ") {
-            let zone = c.fix[i + 3..]
-                .split_whitespace()
-                .next()
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            match zones.iter().find(|(z, _)| *z == zone) {
-                Some((_, rg)) => c.fix = c.fix.replace("<zone group>", rg),
-                None => c.fix = format!("create the private DNS zone {zone} with the endpoint's records (a zone group does it), then {}", c.fix),
-            }
+        let Some(i) = c.fix.find("-z ") else {
+            continue;
+        };
+        let zone = c.fix[i + 3..]
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let rel = c
+            .check
+            .split(": ")
+            .nth(1)
+            .and_then(|h| h.strip_suffix(":443"))
+            .map(str::to_ascii_lowercase)
+            .and_then(|h| h.strip_suffix(&format!(".{zone}")).map(str::to_string));
+        let named: Vec<_> = zones.iter().filter(|z| z.name == zone).collect();
+        let holding = named.iter().find(|z| {
+            rel.as_ref()
+                .is_some_and(|rel| z.records.keys().any(|(n, _)| n == rel))
+        });
+        let group = holding
+            .or(named.first())
+            .and_then(|z| recoverite_arm::id::parse_id(&z.id)?.resource_group);
+        match group {
+            Some(rg) => c.fix = c.fix.replace("<zone group>", &rg),
+            None => c.fix = format!("create the private DNS zone {zone} with the endpoint's records (a zone group does it), then {}", c.fix),
         }
     }
 
