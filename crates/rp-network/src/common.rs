@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use recoverite_arm::lro::{self, OperationRecord};
 use recoverite_arm::{id, regions, resource, ArmError, ArmRequest, Ctx, Reply};
-use recoverite_store::Reader;
+use recoverite_store::{Reader, WriteTx};
 
 pub const NAMESPACE: &str = "Microsoft.Network";
 
@@ -250,4 +250,97 @@ mod tests {
             .message
             .contains("private endpoint must be in its virtual network's region"));
     }
+}
+
+/// A named child given inline in its parent's body (a security rule, a route).
+#[derive(serde::Deserialize)]
+pub struct GivenChild {
+    name: Option<String>,
+    #[serde(default)]
+    properties: Value,
+}
+
+/// The inline children's names and properties, each checked by `check`.
+pub fn named_children(
+    given: Option<Vec<GivenChild>>,
+    what: &str,
+    check: impl Fn(&str, &Value) -> Result<(), ArmError>,
+) -> Result<Vec<(String, Value)>, ArmError> {
+    let mut out = Vec::new();
+    for c in given.unwrap_or_default() {
+        let n = c
+            .name
+            .ok_or_else(|| ArmError::invalid_content(format!("every {what} needs a 'name'")))?;
+        check(&n, &c.properties)?;
+        out.push((n, c.properties));
+    }
+    Ok(out)
+}
+
+/// The parent's children under `segment` become exactly `children`, in
+/// their order (`doc` makes a child's document from its parent id, name,
+/// properties and the child as stored).
+pub fn replace_children(
+    tx: &mut WriteTx,
+    parent: &str,
+    segment: &str,
+    children: &[(String, Value)],
+    doc: fn(&str, &str, &Value, Option<&Value>) -> Value,
+) -> Result<(), ArmError> {
+    for old in resource::list_children(tx, parent, segment)? {
+        let on = old["name"].as_str().unwrap_or_default();
+        if !children.iter().any(|(n, _)| n.eq_ignore_ascii_case(on)) {
+            resource::delete_tree(tx, old["id"].as_str().unwrap_or_default())?;
+        }
+    }
+    let mut order = Vec::new();
+    for (n, p) in children {
+        let id = child_id(parent, segment, n);
+        let old = resource::get(tx, &id)?;
+        resource::put(tx, &id, &doc(parent, n, p, old.as_ref()))?;
+        order.push(id);
+    }
+    resource::keep_order(tx, &order)
+}
+
+/// The parent a child request names (`…/{parent}/{segment}/{name}`), or
+/// ARM's 404 naming the parent.
+pub fn parent_of(r: &impl Reader, req: &ArmRequest, parent_type: &str) -> Result<Value, ArmError> {
+    let pid = req.path.prefix(req.path.segments.len().saturating_sub(2));
+    resource::get(r, &pid)?.ok_or_else(|| {
+        ArmError::resource_not_found(
+            parent_type,
+            names(req).first().map(String::as_str).unwrap_or_default(),
+            req.path.resource_group.as_deref(),
+        )
+    })
+}
+
+/// DELETE of a child resource: 204 when it is not there; otherwise
+/// `removing` runs (its rules, then anything beyond the child's documents),
+/// the child goes, and the answer is a network delete in the parent's region.
+pub fn delete_child(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    parent_type: &str,
+    removing: impl FnOnce(&mut WriteTx, &Value) -> Result<(), ArmError>,
+) -> Result<Reply, ArmError> {
+    let id = req.path.id();
+    ctx.store().write(|tx| {
+        let parent = parent_of(tx, req, parent_type)?;
+        let Some(doc) = resource::get(tx, &id)? else {
+            return Ok(Reply::empty(204));
+        };
+        removing(tx, &doc)?;
+        resource::delete_tree(tx, &id)?;
+        ctx.cascade_delete(tx, &id)?;
+        let op = self::op(ctx, &id);
+        op.save(tx)?;
+        Ok(delete_reply(
+            ctx,
+            req,
+            &op,
+            parent["location"].as_str().unwrap_or("global"),
+        ))
+    })
 }

@@ -287,18 +287,10 @@ pub struct NsgProperties {
     pub flush_connection: bool,
 }
 
-/// A security rule given inline in a group's body.
-#[derive(Deserialize)]
-pub struct GivenRule {
-    name: Option<String>,
-    #[serde(default)]
-    properties: Value,
-}
-
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct GivenNsg {
-    security_rules: Option<Vec<GivenRule>>,
+    security_rules: Option<Vec<GivenChild>>,
     flush_connection: Option<bool>,
 }
 
@@ -335,19 +327,13 @@ impl TrackedKind for SecurityGroup {
         if let (true, Some(e)) = (patch, existing) {
             return Ok(e.clone());
         }
-        let mut parsed = Vec::new();
-        for r in given.security_rules.unwrap_or_default() {
-            let rn = r
-                .name
-                .ok_or_else(|| ArmError::invalid_content("every security rule needs a 'name'"))?;
-            parsed.push((rn, r.properties));
-        }
+        let parsed = named_children(given.security_rules, "security rule", |_, _| Ok(()))?;
         let rules: Vec<Rule> = parsed
             .iter()
             .map(|(n, p)| parse_rule(n, p))
             .collect::<Result<_, _>>()?;
         check_rules(&rules)?;
-        replace_rules(tx, id, &parsed)?;
+        replace_children(tx, id, "securityRules", &parsed, rule_doc)?;
         Ok(NsgProperties {
             provisioning_state: "Succeeded".into(),
             resource_guid: existing
@@ -388,29 +374,8 @@ impl TrackedKind for SecurityGroup {
     }
 }
 
-/// The group's custom rules become exactly `rules`, in their order.
-fn replace_rules(tx: &mut WriteTx, nid: &str, rules: &[(String, Value)]) -> Result<(), ArmError> {
-    for old in resource::list_children(tx, nid, "securityRules")? {
-        let on = old["name"].as_str().unwrap_or_default();
-        if !rules.iter().any(|(n, _)| n.eq_ignore_ascii_case(on)) {
-            resource::delete_tree(tx, old["id"].as_str().unwrap_or_default())?;
-        }
-    }
-    let mut order = Vec::new();
-    for (rn, rp) in rules {
-        let rid = child_id(nid, "securityRules", rn);
-        let old = resource::get(tx, &rid)?;
-        resource::put(tx, &rid, &rule_doc(nid, rn, rp, old.as_ref()))?;
-        order.push(rid);
-    }
-    resource::keep_order(tx, &order)
-}
-
 fn nsg_of(r: &impl Reader, req: &ArmRequest) -> Result<Value, ArmError> {
-    let nid = req.path.prefix(req.path.segments.len() - 2);
-    resource::get(r, &nid)?.ok_or_else(|| {
-        ArmError::resource_not_found(NSG_TYPE, &names(req)[0], req.path.resource_group.as_deref())
-    })
+    parent_of(r, req, NSG_TYPE)
 }
 
 pub fn put_rule(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
@@ -486,19 +451,5 @@ pub fn list_rules(ctx: &Ctx, req: &ArmRequest, default: bool) -> Result<Reply, A
 }
 
 pub fn delete_rule(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let rid = req.path.id();
-    ctx.store().write(|tx| {
-        let nsg = nsg_of(tx, req)?;
-        if !resource::delete_tree(tx, &rid)? {
-            return Ok(Reply::empty(204));
-        }
-        let op = common::op(ctx, &rid);
-        op.save(tx)?;
-        Ok(delete_reply(
-            ctx,
-            req,
-            &op,
-            nsg["location"].as_str().unwrap_or("global"),
-        ))
-    })
+    delete_child(ctx, req, NSG_TYPE, |_, _| Ok(()))
 }

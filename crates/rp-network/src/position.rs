@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::aliases::vnet_of_subnet;
 use recoverite_arm::{resource, ArmError};
 use recoverite_netcore::nsg::{self, Access, Decision, Direction, Flow, Protocol};
 use recoverite_netcore::routes::{NextHop, NextHopType, RouteContext};
@@ -38,11 +39,6 @@ pub struct Verdict {
     /// The rules that decided, NIC first then subnet (outbound order).
     pub rules: Vec<(String, Decision)>,
     pub next_hop: NextHop,
-}
-
-fn vnet_of_subnet(subnet_id: &str) -> String {
-    let lower = subnet_id.to_ascii_lowercase();
-    subnet_id[..lower.rfind("/subnets/").unwrap_or(subnet_id.len())].to_string()
 }
 
 /// The position of a NIC's primary IP configuration.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use crate::aliases::vnet_of_subnet;
 use recoverite_arm::{paging, resource, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_privatelink::{
     self as pl, Connection, ConnectionRequest, Member, Registry, StaticIp, Status,
@@ -105,14 +106,6 @@ fn parse_static(props: &Value) -> Result<Vec<StaticIp>, ArmError> {
                 .collect()
         })
         .unwrap_or(Ok(Vec::new()))
-}
-
-fn vnet_of_subnet(subnet_id: &str) -> String {
-    subnet_id[..subnet_id
-        .to_ascii_lowercase()
-        .rfind("/subnets/")
-        .unwrap_or(subnet_id.len())]
-        .to_string()
 }
 
 /// One address of an endpoint: the group and member it serves, its FQDNs.

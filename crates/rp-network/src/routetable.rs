@@ -119,19 +119,11 @@ pub struct RouteTableProperties {
     pub resource_guid: String,
 }
 
-/// A route given inline in a route table's body.
-#[derive(Deserialize)]
-pub struct GivenRoute {
-    name: Option<String>,
-    #[serde(default)]
-    properties: Value,
-}
-
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct GivenRouteTable {
     disable_bgp_route_propagation: Option<bool>,
-    routes: Option<Vec<GivenRoute>>,
+    routes: Option<Vec<GivenChild>>,
 }
 
 /// Route tables, served by the tracked-resource core: inline routes replace
@@ -167,15 +159,8 @@ impl TrackedKind for RouteTable {
             return Ok(e.clone());
         }
         // A PUT replaces the routes: none given, none kept.
-        let mut parsed = Vec::new();
-        for r in given.routes.unwrap_or_default() {
-            let rn = r
-                .name
-                .ok_or_else(|| ArmError::invalid_content("every route needs a 'name'"))?;
-            parse_route(&rn, &r.properties)?;
-            parsed.push((rn, r.properties));
-        }
-        replace_routes(tx, id, &parsed)?;
+        let routes = named_children(given.routes, "route", |n, p| parse_route(n, p).map(|_| ()))?;
+        replace_children(tx, id, "routes", &routes, route_doc)?;
         Ok(RouteTableProperties {
             provisioning_state: "Succeeded".into(),
             disable_bgp_route_propagation: given.disable_bgp_route_propagation.unwrap_or(false),
@@ -206,37 +191,12 @@ impl TrackedKind for RouteTable {
     }
 }
 
-/// The table's routes become exactly `routes`, in their order.
-fn replace_routes(tx: &mut WriteTx, tid: &str, routes: &[(String, Value)]) -> Result<(), ArmError> {
-    for old in resource::list_children(tx, tid, "routes")? {
-        let on = old["name"].as_str().unwrap_or_default();
-        if !routes.iter().any(|(n, _)| n.eq_ignore_ascii_case(on)) {
-            resource::delete_tree(tx, old["id"].as_str().unwrap_or_default())?;
-        }
-    }
-    let mut order = Vec::new();
-    for (rn, rp) in routes {
-        let id = child_id(tid, "routes", rn);
-        let old = resource::get(tx, &id)?;
-        resource::put(tx, &id, &route_doc(tid, rn, rp, old.as_ref()))?;
-        order.push(id);
-    }
-    resource::keep_order(tx, &order)
-}
-
 fn subscription_of(id: &str) -> String {
     id.split('/').nth(2).unwrap_or_default().to_string()
 }
 
 fn table_of(r: &impl Reader, req: &ArmRequest) -> Result<Value, ArmError> {
-    let tid = req.path.prefix(req.path.segments.len() - 2);
-    resource::get(r, &tid)?.ok_or_else(|| {
-        ArmError::resource_not_found(
-            ROUTE_TABLE_TYPE,
-            &names(req)[0],
-            req.path.resource_group.as_deref(),
-        )
-    })
+    parent_of(r, req, ROUTE_TABLE_TYPE)
 }
 
 pub fn put_route(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
@@ -289,19 +249,5 @@ pub fn list_routes(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 }
 
 pub fn delete_route(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let id = req.path.id();
-    ctx.store().write(|tx| {
-        let t = table_of(tx, req)?;
-        if !resource::delete_tree(tx, &id)? {
-            return Ok(Reply::empty(204));
-        }
-        let op = common::op(ctx, &id);
-        op.save(tx)?;
-        Ok(delete_reply(
-            ctx,
-            req,
-            &op,
-            t["location"].as_str().unwrap_or("global"),
-        ))
-    })
+    delete_child(ctx, req, ROUTE_TABLE_TYPE, |_, _| Ok(()))
 }

@@ -556,14 +556,7 @@ pub fn delete_vnet(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 }
 
 fn vnet_of(r: &impl Reader, req: &ArmRequest) -> Result<Value, ArmError> {
-    let vid = req.path.prefix(req.path.segments.len() - 2);
-    resource::get(r, &vid)?.ok_or_else(|| {
-        ArmError::resource_not_found(
-            VNET_TYPE,
-            &names(req)[0],
-            req.path.resource_group.as_deref(),
-        )
-    })
+    parent_of(r, req, VNET_TYPE)
 }
 
 pub fn put_subnet(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
@@ -640,22 +633,12 @@ pub fn list_subnets(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 }
 
 pub fn delete_subnet(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let sid = req.path.id();
-    ctx.store().write(|tx| {
-        let vnet = vnet_of(tx, req)?;
-        let Some(doc) = resource::get(tx, &sid)? else {
-            return Ok(Reply::empty(204));
-        };
-        remove_subnet(tx, &sid, doc["name"].as_str().unwrap_or_default())?;
-        ctx.cascade_delete(tx, &sid)?;
-        let op = common::op(ctx, &sid);
-        op.save(tx)?;
-        Ok(delete_reply(
-            ctx,
-            req,
-            &op,
-            vnet["location"].as_str().unwrap_or("global"),
-        ))
+    delete_child(ctx, req, VNET_TYPE, |tx, doc| {
+        remove_subnet(
+            tx,
+            doc["id"].as_str().unwrap_or_default(),
+            doc["name"].as_str().unwrap_or_default(),
+        )
     })
 }
 
@@ -739,21 +722,7 @@ pub fn list_peerings(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 }
 
 pub fn delete_peering(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let pid = req.path.id();
-    ctx.store().write(|tx| {
-        let vnet = vnet_of(tx, req)?;
-        if !resource::delete_tree(tx, &pid)? {
-            return Ok(Reply::empty(204));
-        }
-        let op = common::op(ctx, &pid);
-        op.save(tx)?;
-        Ok(delete_reply(
-            ctx,
-            req,
-            &op,
-            vnet["location"].as_str().unwrap_or("global"),
-        ))
-    })
+    delete_child(ctx, req, VNET_TYPE, |_, _| Ok(()))
 }
 
 /// Address spaces of the networks peered (both directions) with `vnet_id`.
