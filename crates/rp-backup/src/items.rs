@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use recoverite_arm::{id, resource, time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_rp_compute::{disks, vms};
+use recoverite_rs_core::backup_item::{BackupOp, BackupState};
 use recoverite_store::Reader;
 
 use crate::{
@@ -196,13 +197,11 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, container: &str, item: &str) -> Result<R
         // Undelete within the soft-delete window.
         if p["isRehydrate"].as_bool() == Some(true) {
             let mut d = existing.ok_or_else(|| not_found(item))?;
-            if d["properties"]["isScheduledForDeferredDelete"] != true {
-                return Err(ArmError::bad_request("BMSUserErrorItemNotSoftDeleted", "The item is not soft-deleted; nothing to undelete."));
-            }
+            let next = transition(&d, BackupOp::Undelete, false)?;
             let pr = &mut d["properties"];
             pr["isScheduledForDeferredDelete"] = json!(false);
             pr["deferredDeleteTimeInUTC"] = Value::Null;
-            pr["protectionState"] = json!("ProtectionStopped");
+            pr["protectionState"] = json!(next.protection_state());
             resource::put(tx, &rid, &d)?;
             let job = jobs::record(tx, &vid, "Undelete", &d, &[("Undelete", 0)], json!({}))?;
             return Ok((d, job));
@@ -210,7 +209,8 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, container: &str, item: &str) -> Result<R
         // Stop protection, keeping the data.
         if p["protectionState"].as_str() == Some("ProtectionStopped") {
             let mut d = existing.ok_or_else(|| not_found(item))?;
-            d["properties"]["protectionState"] = json!("ProtectionStopped");
+            let next = transition(&d, BackupOp::StopKeepingData, false)?;
+            d["properties"]["protectionState"] = json!(next.protection_state());
             d["properties"]["protectionStatus"] = json!("Healthy");
             d["properties"]["policyId"] = json!("");
             d["properties"]["policyName"] = json!("");
@@ -230,16 +230,13 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, container: &str, item: &str) -> Result<R
             return Err(ArmError::bad_request("BMSUserErrorPolicyFull", format!("Policy '{}' already protects {MAX_ITEMS_PER_POLICY} items; use another policy.", pol["name"].as_str().unwrap_or(""))));
         }
         if let Some(mut d) = existing {
-            if d["properties"]["isScheduledForDeferredDelete"] == true {
-                return Err(ArmError::bad_request("BMSUserErrorItemSoftDeleted", "The item is soft-deleted; undelete it (isRehydrate) before resuming protection."));
-            }
             // Change policy, or resume a stopped protection.
+            let has_point = !d["properties"]["lastRecoveryPoint"].is_null();
+            let next = transition(&d, BackupOp::Configure, has_point)?;
             let pr = &mut d["properties"];
             pr["policyId"] = json!(pol_id);
             pr["policyName"] = pol["name"].clone();
-            if pr["protectionState"] == "ProtectionStopped" {
-                pr["protectionState"] = json!(if pr["lastRecoveryPoint"].is_null() { "IRPending" } else { "Protected" });
-            }
+            pr["protectionState"] = json!(next.protection_state());
             resource::put(tx, &rid, &d)?;
             let job = jobs::record(tx, &vid, "ConfigureBackup", &d, &[("Configure backup", 0)], json!({"Policy Name": pol["name"]}))?;
             return Ok((d, job));
@@ -298,30 +295,25 @@ fn put_mab(
     let rid = existing["id"].as_str().unwrap_or_default().to_string();
     let job = ctx.store().write(|tx| {
         let mut d = resource::get(tx, &rid)?.unwrap_or(existing);
-        let soft_deleted = d["properties"]["isScheduledForDeferredDelete"] == true;
-        let (op, task) = if p["isRehydrate"] == true {
-            if !soft_deleted {
-                return Err(ArmError::bad_request("BMSUserErrorItemNotSoftDeleted", "The item is not soft-deleted; nothing to undelete."));
-            }
-            let pr = &mut d["properties"];
-            pr["isScheduledForDeferredDelete"] = json!(false);
-            pr["deferredDeleteTimeInUTC"] = Value::Null;
-            pr["protectionState"] = json!("ProtectionStopped");
-            ("Undelete", "Undelete")
-        } else if soft_deleted {
-            return Err(ArmError::bad_request("BMSUserErrorItemSoftDeleted", "The item is soft-deleted; undelete it (isRehydrate) first."));
+        let has_point = !d["properties"]["lastBackupTime"].is_null();
+        let (op, name, task) = if p["isRehydrate"] == true {
+            (BackupOp::Undelete, "Undelete", "Undelete")
         } else if p["protectionState"] == "ProtectionStopped" {
-            d["properties"]["protectionState"] = json!("ProtectionStopped");
-            ("DisableBackup", "Disable backup")
+            (BackupOp::StopKeepingData, "DisableBackup", "Disable backup")
         } else if p["protectionState"] == "Protected" {
-            let has_point = !d["properties"]["lastBackupTime"].is_null();
-            d["properties"]["protectionState"] = json!(if has_point { "Protected" } else { "IRPending" });
-            ("ConfigureBackup", "Configure backup")
+            (BackupOp::Configure, "ConfigureBackup", "Configure backup")
         } else {
             return Err(ArmError::bad_request("BMSUserErrorInvalidInput", "A MARS item is protected by backing it up from the agent; a PUT may only stop protection (protectionState ProtectionStopped), resume it (Protected) or undelete it (isRehydrate)."));
         };
+        let next = transition(&d, op, has_point)?;
+        let pr = &mut d["properties"];
+        if op == BackupOp::Undelete {
+            pr["isScheduledForDeferredDelete"] = json!(false);
+            pr["deferredDeleteTimeInUTC"] = Value::Null;
+        }
+        pr["protectionState"] = json!(next.protection_state());
         resource::put(tx, &rid, &d)?;
-        jobs::record(tx, vid, op, &d, &[(task, 0)], json!({}))
+        jobs::record(tx, vid, name, &d, &[(task, 0)], json!({}))
     })?;
     jobs::accepted(ctx, req, vid, &rid, &job)
 }
@@ -376,9 +368,10 @@ pub fn delete(
         if d["properties"]["isScheduledForDeferredDelete"] == true {
             return Ok(None);
         }
+        let next = transition(&d, BackupOp::DeleteData, false)?;
         let until = time::now() + ::time::Duration::days(SOFT_DELETE_DAYS);
         let pr = &mut d["properties"];
-        pr["protectionState"] = json!("ProtectionStopped");
+        pr["protectionState"] = json!(next.protection_state());
         pr["isScheduledForDeferredDelete"] = json!(true);
         pr["deferredDeleteTimeInUTC"] = json!(time::format(until));
         pr["deferredDeleteTimeRemaining"] = json!(format!("P{SOFT_DELETE_DAYS}D"));
@@ -397,4 +390,14 @@ pub fn delete(
         Some(j) => jobs::accepted_plain(ctx, req, &vid, &j),
         None => Ok(Reply::empty(204)),
     }
+}
+
+/// The state an operation leads an item to, checked against the item as
+/// stored in the transaction that writes the result.
+/// `has_point`: the item has a recovery point (a resumed protection is then
+/// `Protected`, else `IRPending`).
+fn transition(item: &Value, op: BackupOp, has_point: bool) -> Result<BackupState, ArmError> {
+    let state = BackupState::of_item(item).map_err(|e| e.to_arm())?;
+    state.check(op).map_err(|e| e.to_arm())?;
+    Ok(state.after(op, has_point))
 }

@@ -14,6 +14,7 @@ use sha2::Digest;
 
 use recoverite_arm::{id, resource, time, ArmError};
 use recoverite_backup_store::{ChunkStore, Manifest};
+use recoverite_rs_core::backup_item::{BackupOp, BackupState};
 use recoverite_store::{Reader, Table, WriteTx};
 
 use crate::points::{self, PointData, PointDisk};
@@ -295,17 +296,10 @@ pub fn begin_backup(
     let is_new = resource::get(tx, &rid)?.is_none();
     let mut item = match resource::get(tx, &rid)? {
         Some(d) => {
-            if d["properties"]["isScheduledForDeferredDelete"] == true {
-                return Err(bad("BMSUserErrorItemSoftDeleted", format!("The backup data of {root} is soft-deleted; undelete it (isRehydrate) before backing it up again.")));
-            }
-            if d["properties"]["protectionState"] == "ProtectionStopped" {
-                return Err(bad(
-                    "BMSUserErrorProtectionStopped",
-                    format!(
-                        "Protection of {root} on {} is stopped; resume it before backing up.",
-                        m.friendly_name
-                    ),
-                ));
+            // The Backup item state machine: no backups of a stopped or
+            // soft-deleted item.
+            if let Err(e) = BackupState::of_item(&d).and_then(|s| s.check(BackupOp::Backup)) {
+                return Err(bad(e.code(), format!("{root} on {}: {e}", m.friendly_name)));
             }
             d
         }
@@ -576,7 +570,7 @@ pub fn commit(
         points::put_point_data(tx, &pid, &data)?;
         let count = resource::list_children(tx, item_id, "recoveryPoints")?.len();
         let pr = &mut item["properties"];
-        pr["protectionState"] = json!("Protected");
+        pr["protectionState"] = json!(BackupState::Protected.protection_state());
         pr["lastBackupStatus"] = json!("Completed");
         pr["lastBackupTime"] = json!(now);
         pr["lastRecoveryPoint"] = json!(now);

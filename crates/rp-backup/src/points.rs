@@ -4,6 +4,7 @@
 //! new managed disks from the snapshot tier while the point's instant
 //! restore days last, from the vault tier after.
 
+use recoverite_rs_core::backup_item::{BackupOp, BackupState};
 use recoverite_rs_core::drills;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -115,16 +116,12 @@ pub(crate) fn not_found(point: &str) -> ArmError {
     )
 }
 
-/// "Backup now" needs an item under protection: not stopped, not deleted.
+/// "Backup now" needs an item under protection: not stopped, not deleted
+/// (the Backup item state machine in the Recovery Services core).
 pub fn check_backup_allowed(item: &Value) -> Result<(), ArmError> {
-    let p = &item["properties"];
-    if p["isScheduledForDeferredDelete"] == true {
-        return Err(ArmError::bad_request("BMSUserErrorItemSoftDeleted", "The item's backup data is deleted (soft delete); undelete it and resume protection first."));
-    }
-    match p["protectionState"].as_str() {
-        Some("IRPending" | "Protected") => Ok(()),
-        other => Err(ArmError::bad_request("BMSUserErrorProtectionStopped", format!("Backups need an item under protection; this one is '{}'. Resume protection with a policy first.", other.unwrap_or("")))),
-    }
+    BackupState::of_item(item)
+        .and_then(|s| s.check(BackupOp::Backup))
+        .map_err(|e| e.to_arm())
 }
 
 /// Support matrix for Azure VM backups: "one scheduled backup per day. The
@@ -549,7 +546,7 @@ pub fn take_point(
         tx.put_json(POINT_DATA, &point_key(&pid), &data)?;
         let count = resource::list_children(tx, &rid, "recoveryPoints")?.len();
         let p = &mut it["properties"];
-        p["protectionState"] = json!("Protected");
+        p["protectionState"] = json!(BackupState::Protected.protection_state());
         p["lastBackupStatus"] = json!("Completed");
         p["lastBackupTime"] = json!(time::format(now));
         p["lastRecoveryPoint"] = json!(time::format(now));

@@ -191,10 +191,10 @@ fn tick_item(
         return Ok(());
     }
     prune(store, bp, &rid, now)?;
-    if !matches!(
-        p["protectionState"].as_str(),
-        Some("IRPending" | "Protected")
-    ) {
+    // Only items the state machine lets back up are backed up on schedule.
+    let allowed = recoverite_rs_core::backup_item::BackupState::of_item(&item)
+        .and_then(|s| s.check(recoverite_rs_core::backup_item::BackupOp::Backup));
+    if allowed.is_err() {
         return Ok(());
     }
     let Some(pol) =

@@ -4,6 +4,7 @@
 //! mark) and the protected-item state machine.
 
 pub mod backup_config;
+pub mod backup_item;
 pub mod containers;
 pub mod drills;
 pub mod protection;
