@@ -192,7 +192,7 @@ fn tick_item(
     }
     prune(store, bp, &rid, now)?;
     // Only items the state machine lets back up are backed up on schedule.
-    let allowed = recoverite_rs_core::backup_item::BackupState::of_item(&item)
+    let allowed = recoverite_rs_core::backup_item::BackupState::of_item(item)
         .and_then(|s| s.check(recoverite_rs_core::backup_item::BackupOp::Backup));
     if allowed.is_err() {
         return Ok(());
