@@ -553,7 +553,7 @@ pub fn trigger(
         &it,
         &[("Transfer data", secs), ("Create disks", 0)],
         bag,
-        "Completed",
+        recoverite_rs_core::jobs::JobStatus::Completed,
         &[],
     );
     doc["properties"]["isUserTriggered"] = json!(true);

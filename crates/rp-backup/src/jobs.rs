@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use recoverite_arm::{resource, time, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_rs_core::jobs::{Job, JobError, JobStatus};
 use recoverite_store::{Reader, Table, WriteTx};
 
 use crate::{vault_of, JOB_TYPE};
@@ -26,19 +27,7 @@ struct OperationRecord {
     extended: Option<Value>,
 }
 
-/// An ISO 8601 duration of whole seconds (`PT1H2M3S`), as the SDKs parse it.
-pub fn iso_duration(secs: u64) -> String {
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    let mut out = String::from("PT");
-    if h > 0 {
-        out.push_str(&format!("{h}H"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}M"));
-    }
-    out.push_str(&format!("{s}S"));
-    out
-}
+pub use recoverite_rs_core::jobs::iso_duration;
 
 /// Records a finished job of `operation` on `item` with its tasks
 /// (`(name, seconds)`), in the caller's transaction; returns its id.
@@ -57,7 +46,7 @@ pub fn record(
         item,
         tasks,
         property_bag,
-        "Completed",
+        JobStatus::Completed,
         &[],
     )
 }
@@ -70,7 +59,7 @@ pub fn record_with_status(
     item: &Value,
     tasks: &[(&str, u64)],
     property_bag: Value,
-    status: &str,
+    status: JobStatus,
     errors: &[(String, String)],
 ) -> Result<String, ArmError> {
     let (id, doc) = job_doc(
@@ -94,21 +83,27 @@ pub fn job_doc(
     item: &Value,
     tasks: &[(&str, u64)],
     property_bag: Value,
-    status: &str,
+    status: JobStatus,
     errors: &[(String, String)],
 ) -> (String, Value) {
-    let id = uuid::Uuid::new_v4().to_string();
-    let end = time::now();
-    let total: u64 = tasks.iter().map(|(_, s)| s).sum();
-    let start = end - ::time::Duration::seconds(total as i64);
-    let mut at = start;
-    let tasks: Vec<Value> = tasks
+    let errors = errors
         .iter()
-        .map(|(name, secs)| {
-            let t0 = at;
-            at += ::time::Duration::seconds(*secs as i64);
-            json!({"taskId": name, "startTime": time::format(t0), "endTime": time::format(at),
-                   "duration": iso_duration(*secs), "status": status, "progressPercentage": 100.0})
+        .map(|(code, message)| JobError {
+            code: code.clone(),
+            message: message.clone(),
+        })
+        .collect();
+    let job = Job::ended_now(operation, tasks, status, errors);
+    let id = job.name.clone();
+    let (start, end) = (job.start, job.end.unwrap_or(job.start));
+    let total = job.seconds();
+    let status = job.status.backup();
+    let tasks: Vec<Value> = job
+        .tasks
+        .iter()
+        .map(|t| {
+            json!({"taskId": t.name, "startTime": time::format(t.start), "endTime": t.end.map(time::format),
+                   "duration": iso_duration(t.seconds()), "status": status, "progressPercentage": 100.0})
         })
         .collect();
     let p = &item["properties"];
@@ -132,7 +127,7 @@ pub fn job_doc(
             "containerName": p["containerName"],
             "isUserTriggered": true,
             "actionsInfo": [],
-            "errorDetails": errors.iter().map(|(c, m)| json!({"errorCode": 0, "errorString": format!("{c}: {m}"), "errorTitle": c, "recommendations": []})).collect::<Vec<_>>(),
+            "errorDetails": job.errors.iter().map(|e| json!({"errorCode": 0, "errorString": format!("{}: {}", e.code, e.message), "errorTitle": e.code, "recommendations": []})).collect::<Vec<_>>(),
             "extendedInfo": {"tasksList": tasks, "propertyBag": property_bag, "progressPercentage": 100.0},
         }
     });

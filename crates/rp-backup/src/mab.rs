@@ -15,6 +15,7 @@ use sha2::Digest;
 use recoverite_arm::{id, resource, time, ArmError};
 use recoverite_backup_store::{ChunkStore, Manifest};
 use recoverite_rs_core::backup_item::{BackupOp, BackupState};
+use recoverite_rs_core::jobs::{iso_duration, Job, JobError, JobStatus};
 use recoverite_store::{Reader, Table, WriteTx};
 
 use crate::points::{self, PointData, PointDisk};
@@ -245,37 +246,42 @@ fn job_doc(
     m: &Machine,
     root: &str,
     operation: &str,
-    status: &str,
+    status: JobStatus,
     started: &str,
     bag: Value,
     errors: &[String],
 ) -> Value {
-    let ended = status != "InProgress";
-    let now = time::now_string();
-    let secs = time::parse(started)
-        .map(|s| (time::now() - s).whole_seconds().max(0) as u64)
-        .unwrap_or(0);
+    let start = time::parse(started).unwrap_or_else(time::now);
+    let errors = errors
+        .iter()
+        .map(|e| JobError {
+            code: String::new(),
+            message: e.clone(),
+        })
+        .collect();
+    let j = Job::since(job, operation, start, status, errors);
+    let end = j.end.map(time::format);
     json!({
         "id": format!("{vault_id}/backupJobs/{job}"), "name": job, "type": JOB_TYPE,
         "properties": {
             "jobType": "MabJob",
             "entityFriendlyName": root,
             "backupManagementType": "MAB",
-            "operation": operation,
-            "status": status,
+            "operation": j.operation,
+            "status": j.status.backup(),
             "startTime": started,
-            "endTime": if ended { json!(now) } else { Value::Null },
-            "duration": crate::jobs::iso_duration(secs),
+            "endTime": end,
+            "duration": iso_duration(j.seconds()),
             "activityId": uuid::Uuid::new_v4().to_string(),
             "mabServerName": m.friendly_name,
             "mabServerType": "MABContainer",
             "workloadType": "FileFolder",
-            "actionsInfo": if ended { json!([]) } else { json!(["Cancellable"]) },
-            "errorDetails": errors.iter().map(|e| json!({"errorString": e, "recommendations": []})).collect::<Vec<_>>(),
+            "actionsInfo": if j.status.ended() { json!([]) } else { json!(["Cancellable"]) },
+            "errorDetails": j.errors.iter().map(|e| json!({"errorString": e.message, "recommendations": []})).collect::<Vec<_>>(),
             "extendedInfo": {
-                "tasksList": [{"taskId": operation, "startTime": started, "endTime": if ended { json!(now) } else { Value::Null }, "status": status}],
+                "tasksList": j.tasks.iter().map(|t| json!({"taskId": t.name, "startTime": started, "endTime": t.end.map(time::format), "status": j.status.backup()})).collect::<Vec<_>>(),
                 "propertyBag": bag,
-                "dynamicErrorMessage": errors.first(),
+                "dynamicErrorMessage": j.errors.first().map(|e| e.message.clone()),
             },
         }
     })
@@ -347,7 +353,7 @@ pub fn begin_backup(
         m,
         root,
         "Backup",
-        "InProgress",
+        JobStatus::InProgress,
         &time::now_string(),
         json!({"Notes": notes.join("; ")}),
         &[],
@@ -377,7 +383,7 @@ pub fn begin_restore(
         m,
         root,
         "Restore",
-        "InProgress",
+        JobStatus::InProgress,
         &time::now_string(),
         json!({"Recovery point": point_id, "Restored to": m.friendly_name}),
         &[],
@@ -452,7 +458,7 @@ pub fn end_job(
     tx: &mut WriteTx,
     m: &Machine,
     job: &str,
-    status: &str,
+    status: JobStatus,
     errors: &[String],
 ) -> Result<(), ArmError> {
     let jid = format!("{}/backupJobs/{job}", m.vault_id);
@@ -588,7 +594,7 @@ pub fn commit(
             }
             b["Recovery point"] = json!(point);
             let started = old["properties"]["startTime"].as_str().unwrap_or("").to_string();
-            resource::put(tx, &jid, &job_doc(&m.vault_id, job, m, &root, "Backup", "Completed", &started, b, &[]))?;
+            resource::put(tx, &jid, &job_doc(&m.vault_id, job, m, &root, "Backup", JobStatus::Completed, &started, b, &[]))?;
         }
         Ok(())
     });

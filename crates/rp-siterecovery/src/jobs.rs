@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 
 use recoverite_arm::{resource, time, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_rs_core::jobs::{Job, JobStatus};
 use recoverite_store::WriteTx;
 
 pub const JOB_TYPE: &str = "Microsoft.RecoveryServices/vaults/replicationJobs";
@@ -31,15 +32,19 @@ pub fn record_with(
     tasks: &[&str],
     custom: Value,
 ) -> Result<Value, ArmError> {
-    let name = uuid::Uuid::new_v4().to_string();
-    let now = time::now_string();
+    let tasks: Vec<(&str, u64)> = tasks.iter().map(|t| (*t, 0)).collect();
+    let job = Job::ended_now(scenario, &tasks, JobStatus::Completed, Vec::new());
+    let name = job.name.clone();
     let jid = format!("{vault_id}/replicationJobs/{name}");
-    let tasks: Vec<Value> = tasks
+    let (state, description) = job.status.site_recovery();
+    let at = |t: Option<::time::OffsetDateTime>| t.map(time::format);
+    let tasks: Vec<Value> = job
+        .tasks
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            json!({"taskId": format!("{name}-{i}"), "name": t, "friendlyName": t, "startTime": now, "endTime": now,
-                   "state": "Succeeded", "stateDescription": "Completed", "taskType": "JobTaskDetails", "allowedActions": [],
+            json!({"taskId": format!("{name}-{i}"), "name": t.name, "friendlyName": t.name, "startTime": time::format(t.start), "endTime": at(t.end),
+                   "state": state, "stateDescription": description, "taskType": "JobTaskDetails", "allowedActions": [],
                    "customDetails": {"instanceType": "JobTaskDetails"}, "errors": []})
         })
         .collect();
@@ -47,12 +52,12 @@ pub fn record_with(
         "id": jid, "name": name, "type": JOB_TYPE,
         "properties": {
             "activityId": uuid::Uuid::new_v4().to_string(),
-            "scenarioName": scenario,
+            "scenarioName": job.operation,
             "friendlyName": friendly,
-            "state": "Succeeded",
-            "stateDescription": "Completed",
-            "startTime": now,
-            "endTime": now,
+            "state": state,
+            "stateDescription": description,
+            "startTime": time::format(job.start),
+            "endTime": at(job.end),
             "allowedActions": [],
             "targetObjectId": target["id"],
             "targetObjectName": target["name"],

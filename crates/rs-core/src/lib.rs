@@ -7,6 +7,7 @@ pub mod backup_config;
 pub mod backup_item;
 pub mod containers;
 pub mod drills;
+pub mod jobs;
 pub mod protection;
 pub mod vault;
 

@@ -32,6 +32,7 @@ use recoverite_identity::{principals, TokenService};
 use recoverite_rp_backup::mab::{self, Machine};
 use recoverite_rp_backup::BackupProvider;
 use recoverite_rp_recoveryservices::certificates;
+use recoverite_rs_core::jobs::JobStatus;
 use recoverite_store::Store;
 
 /// A sealed chunk is at most the largest chunk, compressed badly, plus the tag.
@@ -250,7 +251,7 @@ fn serve(m: &Mars, stream: TcpStream, secret: &str) -> std::io::Result<()> {
                 tx,
                 machine,
                 job,
-                "Failed",
+                JobStatus::Failed,
                 &[
                     "The agent's connection ended before the operation completed; run it again."
                         .to_string(),
@@ -500,7 +501,7 @@ fn handle(m: &Mars, c: &mut Conn, req: &Value, body: Vec<u8>) -> Answer {
                     .unwrap_or("the agent failed")
                     .to_string();
                 m.store
-                    .write(|tx| mab::end_job(tx, &machine, &job, "Failed", &[why]))
+                    .write(|tx| mab::end_job(tx, &machine, &job, JobStatus::Failed, &[why]))
                     .map_err(arm)?;
             }
             ok(json!({"ok": true}))
@@ -576,9 +577,9 @@ fn handle(m: &Mars, c: &mut Conn, req: &Value, body: Vec<u8>) -> Answer {
                 return Err(refusal("BadRequest", "no restore is running"));
             };
             let status = if req["error"].is_string() {
-                "Failed"
+                JobStatus::Failed
             } else {
-                "Completed"
+                JobStatus::Completed
             };
             let errors: Vec<String> = req["error"]
                 .as_str()
