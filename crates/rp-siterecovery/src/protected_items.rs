@@ -65,149 +65,60 @@ pub fn enable(
         )
     })?;
     let id = req.path.id();
-    let container_id = parent_of(&id);
     // Validate everything and note what to replicate; the copy happens outside the store lock.
-    let (plan, vault_id) = ctx.store().view(|r| {
-        let vault = vault_of(r, req)?;
-        let vid = str_of(&vault, "id").to_string();
-        if resource::get(r, &id)?.is_some() {
-            return Err(ArmError::conflict("ProtectedItemAlreadyExists", format!("'{name}' is already protected; disable replication first to protect it again.")));
-        }
-        let container = found(r, &container_id, "protection container")?;
-        let fabric = found(r, &parent_of(&container_id), "fabric")?;
-        let mappings = resource::list_children(r, &container_id, "replicationProtectionContainerMappings")?;
-        let policy_id = p["policyId"].as_str();
-        let mapping = mappings
-            .iter()
-            .find(|m| policy_id.is_none_or(|pid| str_of(&m["properties"], "policyId").eq_ignore_ascii_case(pid)))
-            .ok_or_else(|| ArmError::bad_request("ProtectionContainerNotPaired", "The protection container has no container mapping with that policy. Pair it with a container in the recovery region first."))?
-            .clone();
-        let target_container_id = str_of(&mapping["properties"], "targetProtectionContainerId").to_string();
-        rules::recovery_container(a2a["recoveryContainerId"].as_str(), &target_container_id)?;
-        let target_fabric = found(r, &parent_of(&target_container_id), "fabric")?;
-        let source_loc = str_of(&fabric["properties"]["customDetails"], "location").to_string();
-        let target_loc = str_of(&target_fabric["properties"]["customDetails"], "location").to_string();
-        let (vm, vm_disks) = disks::of_vm(r, vm_id)?.ok_or_else(|| ArmError::invalid_parameter("properties.providerSpecificDetails.fabricObjectId", format!("VM '{vm_id}' was not found.")))?;
-        rules::vm_in_fabric_region(str_of(&vm, "name"), str_of(&vm, "location"), &source_loc)?;
-        vm_not_yet_protected(r, &vid, vm_id, str_of(&vm, "name"))?;
-        rules::vault_region(str_of(&vault, "name"), str_of(&vault, "location"), &source_loc)?;
-        // The recovery resource group; by default `{source group}-asr`, made when missing.
-        let vm_rg = vm_id.split("/providers/").next().unwrap_or_default().to_string();
-        let (rg_id, create_rg) = match a2a["recoveryResourceGroupId"].as_str() {
-            Some(x) => (x.to_string(), false),
-            None => {
-                let d = format!("{vm_rg}-asr");
-                let missing = resource::get(r, &d)?.is_none();
-                (d, missing)
-            }
-        };
-        if !create_rg {
-            let rg = resource::get(r, &rg_id)?.ok_or_else(|| ArmError::invalid_parameter("properties.providerSpecificDetails.recoveryResourceGroupId", format!("Resource group '{rg_id}' was not found; create it first, or omit it for '{vm_rg}-asr'.")))?;
-            rules::recovery_group_region(str_of(&rg, "location"), &source_loc)?;
-        }
-        // The recovery availability set: named, or `{set}-asr` when the VM is in one.
-        let recovery_set = match (a2a["recoveryAvailabilitySetId"].as_str(), vm["properties"]["availabilitySet"]["id"].as_str()) {
-            (Some(x), _) => Some(x.to_string()),
-            (None, Some(src)) => Some(format!("{rg_id}/providers/Microsoft.Compute/availabilitySets/{}-asr", targets::name_of(src))),
-            (None, None) => None,
-        };
-        let source_set = vm["properties"]["availabilitySet"]["id"].as_str().and_then(|id| resource::get(r, id).ok().flatten());
-        let inputs = a2a["vmManagedDisks"].as_array().cloned().unwrap_or_default();
-        let typed: Vec<rules::DiskInput> = inputs
-            .iter()
-            .map(|d| rules::DiskInput { disk_id: str_of(d, "diskId"), cache_account: d["primaryStagingAzureStorageAccountId"].as_str() })
-            .collect();
-        let attached: Vec<&str> = vm_disks.iter().map(|x| str_of(x, "id")).collect();
-        let chosen: Vec<(Value, Value)> = rules::disks_to_replicate(str_of(&vm, "name"), &typed, &attached)?
-            .into_iter()
-            .zip(&inputs)
-            .map(|(at, input)| (vm_disks[at].clone(), input.clone()))
-            .collect();
-        // The cache account (documents 000 and 002).
-        let cache_id = str_of(&chosen[0].1, "primaryStagingAzureStorageAccountId").to_string();
-        let cache = resource::get(r, &cache_id)?.ok_or_else(|| ArmError::bad_request("CacheStorageAccountNotFound", format!("Cache storage account '{cache_id}' was not found; create a storage account in {source_loc} first.")))?;
-        let subnet = targets::vm_subnet(r, &vm)?;
-        let source_vnet_id = subnet.as_deref().map(targets::vnet_of_subnet);
-        let vault_private = recoverite_privatelink::of_target(r, &vid)?
-            .iter()
-            .any(|c| c.group_ids.iter().any(|g| g.eq_ignore_ascii_case("AzureSiteRecovery")));
-        let vault_principal = vault["identity"]["principalId"].as_str();
-        recoverite_rp_storage::cache::check_for_replication(r, ctx.authorizer(), &cache, &source_loc, source_vnet_id.as_deref(), vault_private.then_some(vault_principal))?;
-        // "To enable replication for a new virtual machine, a user must have
-        // permission to create a virtual machine in the selected resource
-        // group … in the selected virtual network … and to write to the
-        // selected storage account" (Site Recovery RBAC): checked as the caller.
-        let item_action = ENABLE_ACTION;
-        if create_rg {
-            ctx.require_linked(item_action, &id, "Microsoft.Resources/subscriptions/resourceGroups/write", &rg_id)?;
-        } else {
-            ctx.require_linked(item_action, &id, "Microsoft.Compute/virtualMachines/write", &rg_id)?;
-        }
-        ctx.require_linked(item_action, &id, "Microsoft.Storage/storageAccounts/listkeys/action", str_of(&cache, "id"))?;
-        let source_vnet = match &source_vnet_id {
-            Some(v) => match resource::get(r, v)? {
-                Some(doc) => recoverite_rp_network::vnet::assemble_vnet(r, &doc)?,
-                None => Value::Null,
+    let plan = ctx.store().view(|r| {
+        plan_enable(
+            ctx,
+            r,
+            req,
+            &Target {
+                id: &id,
+                name: &name,
+                vm_id,
             },
-            None => Value::Null,
-        };
-        // The recovery network: named, or the source network's mapping, or (later) `{vnet}-asr`.
-        let mapped = match &source_vnet_id {
-            Some(v) => crate::network_mappings::recovery_network_for(r, &vid, v)?,
-            None => None,
-        };
-        let named_net = a2a["recoveryAzureNetworkId"].as_str().or(mapped.as_deref());
-        let net_lookup = named_net.map(str::to_string).unwrap_or_else(|| targets::default_network_id(&source_vnet, &rg_id));
-        let existing_net = resource::get(r, &net_lookup)?;
-        if let Some(net) = &existing_net {
-            ctx.require_linked(item_action, &id, "Microsoft.Network/virtualNetworks/subnets/join/action", str_of(net, "id"))?;
-        }
-        let policy = found(r, str_of(&mapping["properties"], "policyId"), "replication policy")?;
-        let group_id = match a2a["multiVmGroupName"].as_str().filter(|g| !g.is_empty()) {
-            Some(g) => Some(crate::groups::admit(r, &vid, g, &policy)?),
-            None => None,
-        };
-        let target_container = found(r, &target_container_id, "protection container")?;
-        Ok((json!({
-            "vm": vm, "container": container, "fabric": fabric, "targetFabric": target_fabric, "targetContainer": target_container,
-            "policy": policy, "rg": rg_id, "createRg": create_rg, "recoverySet": recovery_set, "sourceSet": source_set, "targetLocation": target_loc, "sourceLocation": source_loc, "disks": chosen.iter().map(|(d, i)| json!({"doc": d, "input": i})).collect::<Vec<_>>(),
-            "multiVmGroupName": a2a.get("multiVmGroupName"), "multiVmGroupId": group_id,
-            "sourceVnet": source_vnet, "namedNetwork": named_net, "existingNetwork": existing_net,
-            "recoverySubnetName": a2a["recoverySubnetName"].as_str().map(str::to_string).or_else(|| subnet.as_deref().map(|s| targets::name_of(s).to_string())),
-        }), vid))
+            p,
+            a2a,
+        )
     })?;
-    let mut plan = plan;
-    targets::prepare_recovery_side(rt, &plan)?;
+    targets::prepare_recovery_side(
+        rt,
+        &plan.target_location,
+        plan.create_rg.then_some(plan.rg.as_str()),
+        plan.recovery_set.as_deref().zip(plan.source_set.as_ref()),
+    )?;
     // Document 003: without a recovery network, Site Recovery creates `{vnet}-asr`.
-    if plan["sourceVnet"].is_object() {
-        let net = targets::recovery_network(
+    let recovery_network = match &plan.source_vnet {
+        Some(source) => Some(targets::recovery_network(
             rt,
-            &plan["sourceVnet"],
-            plan["namedNetwork"].as_str(),
-            str_of(&plan, "rg"),
-            str_of(&plan, "targetLocation"),
-            plan["existingNetwork"]
-                .as_object()
-                .map(|o| Value::Object(o.clone())),
-        )?;
-        plan["recoveryNetwork"] = json!(net);
-    }
+            source,
+            plan.named_network.as_deref(),
+            &plan.rg,
+            &plan.target_location,
+            plan.existing_network.clone(),
+        )?),
+        None => None,
+    };
     let lifecycle = uuid::Uuid::new_v4().to_string();
-    let sources: Vec<SourceDisk> = plan["disks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|d| SourceDisk {
-            unique_id: str_of(&d["doc"]["properties"], "uniqueId").to_string(),
-            size: d["doc"]["properties"]["diskSizeBytes"]
-                .as_u64()
-                .unwrap_or(0),
+    let sources: Vec<SourceDisk> = plan
+        .disks
+        .iter()
+        .map(|(doc, _)| SourceDisk {
+            unique_id: str_of(&doc["properties"], "uniqueId").to_string(),
+            size: doc["properties"]["diskSizeBytes"].as_u64().unwrap_or(0),
             seed: None,
         })
         .collect();
     let now = time::now_string();
     engine.enable(&lifecycle, &sources, &now).map_err(io)?;
-    let doc = item_doc(&id, &name, &plan, &lifecycle, &now)?;
+    let doc = item_doc(
+        &id,
+        &name,
+        &plan,
+        recovery_network.as_deref(),
+        &lifecycle,
+        &now,
+    )?;
+    let vault_id = &plan.vault_id;
     let done = ctx.store().write(|tx| {
         if resource::get(tx, &id)?.is_some() {
             return Err(ArmError::conflict(
@@ -217,23 +128,23 @@ pub fn enable(
         }
         // Checked again where it commits: two enables of one VM racing
         // (under different item names) must not both protect it.
-        vm_not_yet_protected(tx, &vault_id, vm_id, str_of(&plan["vm"], "name"))?;
+        vm_not_yet_protected(tx, vault_id, vm_id, &plan.vm.name)?;
         // Documents 000 and 001: private endpoints only for vaults with no
         // items registered; a protected VM is such an item.
-        recoverite_rp_recoveryservices::meta::mark_registered(tx, &vault_id)?;
+        recoverite_rp_recoveryservices::meta::mark_registered(tx, vault_id)?;
         // Document 004: replication between a region pair needs the pair's
         // Site Recovery names on the vault's private endpoints.
         recoverite_rp_recoveryservices::target::enable_replication_pair(
             tx,
             registry,
-            &vault_id,
-            str_of(&plan, "sourceLocation"),
-            str_of(&plan, "targetLocation"),
+            vault_id,
+            &plan.source_location,
+            &plan.target_location,
         )?;
         resource::put(tx, &id, &doc)?;
         jobs::record(
             tx,
-            &vault_id,
+            vault_id,
             "EnableDr",
             "Enable replication",
             &doc,
@@ -251,6 +162,308 @@ pub fn enable(
         Err(e) => {
             let _ = engine.disable(&lifecycle);
             Err(e)
+        }
+    }
+}
+
+/// The item being made: its id and name, and the VM it protects.
+struct Target<'a> {
+    id: &'a str,
+    name: &'a str,
+    vm_id: &'a str,
+}
+
+/// A fabric, container or policy the item refers to.
+struct Named {
+    id: String,
+    name: String,
+}
+
+impl Named {
+    fn of(doc: &Value) -> Named {
+        Named {
+            id: str_of(doc, "id").to_string(),
+            name: str_of(doc, "name").to_string(),
+        }
+    }
+}
+
+/// What enabling replication works from, checked in one snapshot of the
+/// state; the recovery side's resources and the copy come after.
+struct EnablePlan {
+    vault_id: String,
+    vm: Vm,
+    fabric: Named,
+    container: Named,
+    target_fabric: Named,
+    target_container: Named,
+    policy: Named,
+    source_location: String,
+    target_location: String,
+    /// The recovery resource group, and whether Site Recovery makes it.
+    rg: String,
+    create_rg: bool,
+    recovery_set: Option<String>,
+    source_set: Option<Value>,
+    /// Each disk to replicate: its document and its input.
+    disks: Vec<(Value, Value)>,
+    multi_vm_group_name: Option<String>,
+    multi_vm_group_id: Option<String>,
+    source_vnet: Option<Value>,
+    named_network: Option<String>,
+    existing_network: Option<Value>,
+    recovery_subnet_name: Option<String>,
+}
+
+const ENABLE_INPUT: &str = "properties.providerSpecificDetails";
+
+fn plan_enable(
+    ctx: &Ctx,
+    r: &impl Reader,
+    req: &ArmRequest,
+    t: &Target,
+    p: &Value,
+    a2a: &Value,
+) -> Result<EnablePlan, ArmError> {
+    let vault = vault_of(r, req)?;
+    let vid = str_of(&vault, "id").to_string();
+    if resource::get(r, t.id)?.is_some() {
+        return Err(ArmError::conflict(
+            "ProtectedItemAlreadyExists",
+            format!(
+                "'{}' is already protected; disable replication first to protect it again.",
+                t.name
+            ),
+        ));
+    }
+    let container_id = parent_of(t.id);
+    let container = found(r, &container_id, "protection container")?;
+    let fabric = found(r, &parent_of(&container_id), "fabric")?;
+    let mapping = container_mapping(r, &container_id, p["policyId"].as_str())?;
+    let target_container_id =
+        str_of(&mapping["properties"], "targetProtectionContainerId").to_string();
+    rules::recovery_container(a2a["recoveryContainerId"].as_str(), &target_container_id)?;
+    let target_fabric = found(r, &parent_of(&target_container_id), "fabric")?;
+    let source_loc = str_of(&fabric["properties"]["customDetails"], "location").to_string();
+    let target_loc = str_of(&target_fabric["properties"]["customDetails"], "location").to_string();
+    let (vm_doc, vm_disks) = disks::of_vm(r, t.vm_id)?.ok_or_else(|| {
+        ArmError::invalid_parameter(
+            &format!("{ENABLE_INPUT}.fabricObjectId"),
+            format!("VM '{}' was not found.", t.vm_id),
+        )
+    })?;
+    let vm = Vm::of(&vm_doc)?;
+    rules::vm_in_fabric_region(&vm.name, &vm.location, &source_loc)?;
+    vm_not_yet_protected(r, &vid, t.vm_id, &vm.name)?;
+    rules::vault_region(
+        str_of(&vault, "name"),
+        str_of(&vault, "location"),
+        &source_loc,
+    )?;
+    let (rg_id, create_rg) = recovery_group(r, a2a, t.vm_id, &source_loc)?;
+    // The recovery availability set: named, or `{set}-asr` when the VM is in one.
+    let source_set_id = vm_doc["properties"]["availabilitySet"]["id"].as_str();
+    let recovery_set = match (a2a["recoveryAvailabilitySetId"].as_str(), source_set_id) {
+        (Some(x), _) => Some(x.to_string()),
+        (None, Some(src)) => Some(format!(
+            "{rg_id}/providers/Microsoft.Compute/availabilitySets/{}-asr",
+            targets::name_of(src)
+        )),
+        (None, None) => None,
+    };
+    let source_set = match source_set_id {
+        Some(id) => resource::get(r, id)?,
+        None => None,
+    };
+    let chosen = chosen_disks(a2a, &vm.name, &vm_disks)?;
+    // The cache account (documents 000 and 002).
+    let cache_id = str_of(&chosen[0].1, "primaryStagingAzureStorageAccountId").to_string();
+    let cache = resource::get(r, &cache_id)?.ok_or_else(|| ArmError::bad_request("CacheStorageAccountNotFound", format!("Cache storage account '{cache_id}' was not found; create a storage account in {source_loc} first.")))?;
+    let subnet = targets::vm_subnet(r, &vm_doc)?;
+    let source_vnet_id = subnet.as_deref().map(targets::vnet_of_subnet);
+    let vault_private = recoverite_privatelink::of_target(r, &vid)?.iter().any(|c| {
+        c.group_ids
+            .iter()
+            .any(|g| g.eq_ignore_ascii_case("AzureSiteRecovery"))
+    });
+    let vault_principal = vault["identity"]["principalId"].as_str();
+    recoverite_rp_storage::cache::check_for_replication(
+        r,
+        ctx.authorizer(),
+        &cache,
+        &source_loc,
+        source_vnet_id.as_deref(),
+        vault_private.then_some(vault_principal),
+    )?;
+    // "To enable replication for a new virtual machine, a user must have
+    // permission to create a virtual machine in the selected resource
+    // group … in the selected virtual network … and to write to the
+    // selected storage account" (Site Recovery RBAC): checked as the caller.
+    let group_action = if create_rg {
+        "Microsoft.Resources/subscriptions/resourceGroups/write"
+    } else {
+        "Microsoft.Compute/virtualMachines/write"
+    };
+    ctx.require_linked(ENABLE_ACTION, t.id, group_action, &rg_id)?;
+    ctx.require_linked(
+        ENABLE_ACTION,
+        t.id,
+        "Microsoft.Storage/storageAccounts/listkeys/action",
+        str_of(&cache, "id"),
+    )?;
+    let net = recovery_network_plan(ctx, r, t, a2a, &vid, source_vnet_id.as_deref(), &rg_id)?;
+    let policy = found(
+        r,
+        str_of(&mapping["properties"], "policyId"),
+        "replication policy",
+    )?;
+    let multi_vm_group_id = match a2a["multiVmGroupName"].as_str().filter(|g| !g.is_empty()) {
+        Some(g) => Some(crate::groups::admit(r, &vid, g, &policy)?),
+        None => None,
+    };
+    let target_container = found(r, &target_container_id, "protection container")?;
+    Ok(EnablePlan {
+        vault_id: vid,
+        vm,
+        fabric: Named::of(&fabric),
+        container: Named::of(&container),
+        target_fabric: Named::of(&target_fabric),
+        target_container: Named::of(&target_container),
+        policy: Named::of(&policy),
+        source_location: source_loc,
+        target_location: target_loc,
+        rg: rg_id,
+        create_rg,
+        recovery_set,
+        source_set,
+        disks: chosen,
+        multi_vm_group_name: a2a["multiVmGroupName"].as_str().map(str::to_string),
+        multi_vm_group_id,
+        source_vnet: net.source_vnet,
+        named_network: net.named,
+        existing_network: net.existing,
+        recovery_subnet_name: a2a["recoverySubnetName"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| subnet.as_deref().map(|s| targets::name_of(s).to_string())),
+    })
+}
+
+/// The disks to replicate, as the input lists them: each attached disk's
+/// document with its input.
+fn chosen_disks(
+    a2a: &Value,
+    vm_name: &str,
+    vm_disks: &[Value],
+) -> Result<Vec<(Value, Value)>, ArmError> {
+    let inputs = a2a["vmManagedDisks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let typed: Vec<rules::DiskInput> = inputs
+        .iter()
+        .map(|d| rules::DiskInput {
+            disk_id: str_of(d, "diskId"),
+            cache_account: d["primaryStagingAzureStorageAccountId"].as_str(),
+        })
+        .collect();
+    let attached: Vec<&str> = vm_disks.iter().map(|x| str_of(x, "id")).collect();
+    Ok(rules::disks_to_replicate(vm_name, &typed, &attached)?
+        .into_iter()
+        .zip(&inputs)
+        .map(|(at, input)| (vm_disks[at].clone(), input.clone()))
+        .collect())
+}
+
+/// The source network as the recovery side copies it, the recovery network
+/// named (in the input or by the vault's network mapping), and the network
+/// the item will use if it exists already.
+struct NetworkPlan {
+    source_vnet: Option<Value>,
+    named: Option<String>,
+    existing: Option<Value>,
+}
+
+fn recovery_network_plan(
+    ctx: &Ctx,
+    r: &impl Reader,
+    t: &Target,
+    a2a: &Value,
+    vault_id: &str,
+    source_vnet_id: Option<&str>,
+    rg_id: &str,
+) -> Result<NetworkPlan, ArmError> {
+    let source_vnet = match source_vnet_id {
+        Some(v) => match resource::get(r, v)? {
+            Some(doc) => Some(recoverite_rp_network::vnet::assemble_vnet(r, &doc)?),
+            None => None,
+        },
+        None => None,
+    };
+    // Named, or the source network's mapping, or (later) `{vnet}-asr`.
+    let mapped = match source_vnet_id {
+        Some(v) => crate::network_mappings::recovery_network_for(r, vault_id, v)?,
+        None => None,
+    };
+    let named = a2a["recoveryAzureNetworkId"]
+        .as_str()
+        .map(str::to_string)
+        .or(mapped);
+    let lookup = match &named {
+        Some(n) => n.clone(),
+        None => targets::default_network_id(source_vnet.as_ref().unwrap_or(&Value::Null), rg_id),
+    };
+    let existing = resource::get(r, &lookup)?;
+    if let Some(net) = &existing {
+        ctx.require_linked(
+            ENABLE_ACTION,
+            t.id,
+            "Microsoft.Network/virtualNetworks/subnets/join/action",
+            str_of(net, "id"),
+        )?;
+    }
+    Ok(NetworkPlan {
+        source_vnet,
+        named,
+        existing,
+    })
+}
+
+/// The container's mapping with the policy asked for (any, when none is).
+fn container_mapping(
+    r: &impl Reader,
+    container_id: &str,
+    policy_id: Option<&str>,
+) -> Result<Value, ArmError> {
+    resource::list_children(r, container_id, "replicationProtectionContainerMappings")?
+        .into_iter()
+        .find(|m| policy_id.is_none_or(|pid| str_of(&m["properties"], "policyId").eq_ignore_ascii_case(pid)))
+        .ok_or_else(|| ArmError::bad_request("ProtectionContainerNotPaired", "The protection container has no container mapping with that policy. Pair it with a container in the recovery region first."))
+}
+
+/// The recovery resource group — the one named, or `{source group}-asr` —
+/// and whether Site Recovery has to make it.
+fn recovery_group(
+    r: &impl Reader,
+    a2a: &Value,
+    vm_id: &str,
+    source_loc: &str,
+) -> Result<(String, bool), ArmError> {
+    let vm_rg = vm_id
+        .split("/providers/")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    match a2a["recoveryResourceGroupId"].as_str() {
+        Some(x) => {
+            let rg = resource::get(r, x)?.ok_or_else(|| ArmError::invalid_parameter(&format!("{ENABLE_INPUT}.recoveryResourceGroupId"), format!("Resource group '{x}' was not found; create it first, or omit it for '{vm_rg}-asr'.")))?;
+            rules::recovery_group_region(str_of(&rg, "location"), source_loc)?;
+            Ok((x.to_string(), false))
+        }
+        None => {
+            let d = format!("{vm_rg}-asr");
+            let missing = resource::get(r, &d)?.is_none();
+            Ok((d, missing))
         }
     }
 }
@@ -287,23 +500,22 @@ fn vm_not_yet_protected(
 fn item_doc(
     id: &str,
     name: &str,
-    plan: &Value,
+    plan: &EnablePlan,
+    recovery_network: Option<&str>,
     lifecycle: &str,
     now: &str,
 ) -> Result<Value, ArmError> {
-    let vm = Vm::of(&plan["vm"])?;
-    let managed: Vec<Value> = plan["disks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|d| {
-            let (doc, input) = (&d["doc"], &d["input"]);
+    let vm = &plan.vm;
+    let managed: Vec<Value> = plan
+        .disks
+        .iter()
+        .map(|(doc, input)| {
             let sku = doc["sku"]["name"].clone();
             json!({
                 "diskId": doc["id"], "diskName": doc["name"], "diskCapacityInBytes": doc["properties"]["diskSizeBytes"],
                 "diskType": if vm.role_of(str_of(doc, "id")) == Some(DiskRole::Os) { "OperatingSystem" } else { "Data" },
                 "primaryStagingAzureStorageAccountId": input["primaryStagingAzureStorageAccountId"],
-                "recoveryResourceGroupId": input.get("recoveryResourceGroupId").cloned().unwrap_or(plan["rg"].clone()),
+                "recoveryResourceGroupId": input.get("recoveryResourceGroupId").cloned().unwrap_or(json!(plan.rg)),
                 "recoveryReplicaDiskAccountType": input.get("recoveryReplicaDiskAccountType").cloned().unwrap_or(sku.clone()),
                 "recoveryTargetDiskAccountType": input.get("recoveryTargetDiskAccountType").cloned().unwrap_or(sku),
                 "monitoringPercentageCompletion": 100, "monitoringJobType": "InitialReplication",
@@ -315,20 +527,20 @@ fn item_doc(
         "instanceType": "A2A",
         "fabricObjectId": vm.id,
         "lifecycleId": lifecycle,
-        "primaryFabricLocation": plan["sourceLocation"],
-        "recoveryFabricLocation": plan["targetLocation"],
-        "initialPrimaryFabricLocation": plan["sourceLocation"],
-        "initialRecoveryFabricLocation": plan["targetLocation"],
+        "primaryFabricLocation": plan.source_location,
+        "recoveryFabricLocation": plan.target_location,
+        "initialPrimaryFabricLocation": plan.source_location,
+        "initialRecoveryFabricLocation": plan.target_location,
         "osType": vm.os_type,
-        "recoveryAzureResourceGroupId": plan["rg"],
-        "multiVmGroupName": plan["multiVmGroupName"],
-        "multiVmGroupId": plan["multiVmGroupId"],
-        "selectedRecoveryAzureNetworkId": plan["recoveryNetwork"],
-        "recoverySubnetName": plan["recoverySubnetName"],
+        "recoveryAzureResourceGroupId": plan.rg,
+        "multiVmGroupName": plan.multi_vm_group_name,
+        "multiVmGroupId": plan.multi_vm_group_id,
+        "selectedRecoveryAzureNetworkId": recovery_network,
+        "recoverySubnetName": plan.recovery_subnet_name,
         "recoveryAzureVMName": vm.name,
         "recoveryAzureVMSize": vm.size,
-        "recoveryAvailabilitySet": plan["recoverySet"],
-        "multiVmGroupCreateOption": if plan["multiVmGroupName"].is_string() { "UserSpecified" } else { "AutoCreated" },
+        "recoveryAvailabilitySet": plan.recovery_set,
+        "multiVmGroupCreateOption": if plan.multi_vm_group_name.is_some() { "UserSpecified" } else { "AutoCreated" },
         "vmProtectionState": "Protected", "vmProtectionStateDescription": "Protected",
         "protectedManagedDisks": managed,
         "initialReplicationStartTime": now,
@@ -337,19 +549,19 @@ fn item_doc(
         "isReplicationAgentUpdateRequired": false,
     });
     Ok(json!({
-        "id": id, "name": name, "type": ITEM_TYPE, "location": plan["sourceLocation"],
+        "id": id, "name": name, "type": ITEM_TYPE, "location": plan.source_location,
         "properties": {
             "friendlyName": vm.name,
             "protectedItemType": "ProtectedItem",
             "protectableItemId": vm.id,
-            "primaryFabricFriendlyName": plan["fabric"]["name"],
-            "primaryProtectionContainerFriendlyName": plan["container"]["name"],
-            "recoveryFabricFriendlyName": plan["targetFabric"]["name"],
-            "recoveryProtectionContainerFriendlyName": plan["targetContainer"]["name"],
-            "recoveryFabricId": plan["targetFabric"]["id"],
-            "recoveryContainerId": plan["targetContainer"]["id"],
+            "primaryFabricFriendlyName": plan.fabric.name,
+            "primaryProtectionContainerFriendlyName": plan.container.name,
+            "recoveryFabricFriendlyName": plan.target_fabric.name,
+            "recoveryProtectionContainerFriendlyName": plan.target_container.name,
+            "recoveryFabricId": plan.target_fabric.id,
+            "recoveryContainerId": plan.target_container.id,
             "primaryFabricProvider": "Azure", "recoveryFabricProvider": "Azure",
-            "policyId": plan["policy"]["id"], "policyFriendlyName": plan["policy"]["name"],
+            "policyId": plan.policy.id, "policyFriendlyName": plan.policy.name,
             "protectionState": "Protected", "protectionStateDescription": "Protected",
             "activeLocation": "Primary", "testFailoverState": "None", "testFailoverStateDescription": "None",
             "replicationHealth": "Normal", "failoverHealth": "Normal", "healthErrors": [],

@@ -137,19 +137,26 @@ pub fn delete_vm(rt: &Runtime, vm_id: &str, disks: &[String]) -> Result<(), ArmE
 /// Document 003's defaults on the recovery side, made before replication
 /// starts: the resource group `{source group}-asr` and the availability set
 /// `{set}-asr` (same fault and update domain counts) when they are missing.
-pub fn prepare_recovery_side(rt: &Runtime, plan: &Value) -> Result<(), ArmError> {
-    let loc = str_of(plan, "targetLocation");
-    if plan["createRg"] == true {
+pub fn prepare_recovery_side(
+    rt: &Runtime,
+    target_location: &str,
+    create_group: Option<&str>,
+    recovery_set: Option<(&str, &Value)>,
+) -> Result<(), ArmError> {
+    if let Some(rg) = create_group {
         rt.arm.call(
             Method::PUT,
-            str_of(plan, "rg"),
+            rg,
             "2025-04-01",
-            Some(json!({"location": loc, "tags": {"createdBy": "Azure Site Recovery"}})),
+            Some(
+                json!({"location": target_location, "tags": {"createdBy": "Azure Site Recovery"}}),
+            ),
         )?;
     }
-    if let (Some(set), Some(src)) = (plan["recoverySet"].as_str(), plan["sourceSet"].as_object()) {
+    // `(recovery set id, source set document)`.
+    if let Some((set, src)) = recovery_set {
         let props = &src["properties"];
-        let body = json!({"location": loc, "sku": src.get("sku").cloned().unwrap_or(json!({"name": "Aligned"})), "properties": {
+        let body = json!({"location": target_location, "sku": src.get("sku").cloned().unwrap_or(json!({"name": "Aligned"})), "properties": {
             "platformFaultDomainCount": props["platformFaultDomainCount"], "platformUpdateDomainCount": props["platformUpdateDomainCount"]}});
         let exists = rt.arm.call(Method::GET, set, COMPUTE_API, None).is_ok();
         if !exists {
