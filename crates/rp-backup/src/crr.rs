@@ -434,21 +434,7 @@ pub fn trigger(
         p.target_virtual_machine_id.as_deref(),
         p.subnet_id.as_deref(),
     )?;
-    let t: Token = ctx
-        .store()
-        .read(|r| Ok(r.get_json::<Token>(TOKENS, &token)))??
-        .filter(|t| time::parse(&t.expires).is_some_and(|e| e > time::now()))
-        .ok_or_else(|| bad("BMSUserErrorCrrAccessTokenInvalid", "The cross-region restore access token is unknown or expired; get a new one with the recovery point's accessToken."))?;
-    if p.recovery_point_id.as_deref().is_some_and(|rp| {
-        !t.point_id
-            .to_ascii_lowercase()
-            .ends_with(&format!("/{}", rp.to_ascii_lowercase()))
-    }) {
-        return Err(ArmError::invalid_parameter(
-            "restoreRequest.recoveryPointId",
-            "The recovery point is not the one the access token was issued for.",
-        ));
-    }
+    let t = valid_token(ctx, &token, p.recovery_point_id.as_deref())?;
     // The caller restores what it may restore in the primary region.
     ctx.require(
         "Microsoft.RecoveryServices/Vaults/backupFabrics/protectionContainers/protectedItems/recoveryPoints/restore/action",
@@ -477,27 +463,14 @@ pub fn trigger(
         return Err(bad("BMSUserErrorCrrRegionMismatch", format!("Vault '{}' in '{}' restores across regions into its paired region '{}', not '{region}'.", vault["name"].as_str().unwrap_or(""), vault["location"].as_str().unwrap_or(""), copy.region)));
     }
     ctx.store().view(|r| {
-        let (mut primary, mut secondary) = (0, 0);
-        for c in recoverite_privatelink::of_target(r, &t.vault_id)? {
-            if c.carries_traffic() {
-                if c.group_ids.iter().any(|g| g == "AzureBackup") {
-                    primary += 1;
-                }
-                if c.group_ids.iter().any(|g| g == "AzureBackup_secondary") {
-                    secondary += 1;
-                }
-            }
-        }
-        check_secondary_endpoint(primary, secondary, vault["name"].as_str().unwrap_or(""))?;
-        let rg = resource::get(r, &target_rg)?.ok_or_else(|| bad("BMSUserErrorTargetResourceGroupNotFound", format!("The target resource group '{target_rg}' does not exist; create it first.")))?;
-        let _ = rg;
-        let sa = p.storage_account_id.clone().ok_or_else(|| ArmError::invalid_parameter("restoreRequest.storageAccountId", "Cross-region restore needs a staging storage account (storageAccountId) in the secondary region."))?;
-        let acct = resource::get(r, &sa)?.ok_or_else(|| bad("BMSUserErrorStorageAccountNotFound", format!("The staging storage account '{sa}' does not exist.")))?;
-        let loc = acct["location"].as_str().unwrap_or("");
-        if !loc.eq_ignore_ascii_case(region) {
-            return Err(bad("BMSUserErrorStorageAccountRegionMismatch", format!("The staging storage account is in '{loc}'; a cross-region restore needs one in the secondary region '{region}'.")));
-        }
-        Ok(())
+        check_secondary_target(
+            r,
+            &t.vault_id,
+            &vault,
+            &target_rg,
+            p.storage_account_id.as_deref(),
+            region,
+        )
     })?;
     ctx.require_linked(
         "Microsoft.RecoveryServices/locations/backupCrossRegionRestore/action",
@@ -547,10 +520,88 @@ pub fn trigger(
     if let Some((vm_id, _)) = &alternate {
         bag["Target VM"] = json!(vm_id);
     }
+    let op = record_crr_job(ctx, &t.vault_id, &it, region, secs, bag)?;
+    Ok(crr_accepted(ctx, req, region, &op))
+}
+
+/// The access token a cross-region restore presents: known, not expired,
+/// and for the point the request names.
+fn valid_token(ctx: &Ctx, token: &str, point: Option<&str>) -> Result<Token, ArmError> {
+    let t: Token = ctx
+        .store()
+        .read(|r| Ok(r.get_json::<Token>(TOKENS, token)))??
+        .filter(|t| time::parse(&t.expires).is_some_and(|e| e > time::now()))
+        .ok_or_else(|| bad("BMSUserErrorCrrAccessTokenInvalid", "The cross-region restore access token is unknown or expired; get a new one with the recovery point's accessToken."))?;
+    if point.is_some_and(|rp| {
+        !t.point_id
+            .to_ascii_lowercase()
+            .ends_with(&format!("/{}", rp.to_ascii_lowercase()))
+    }) {
+        return Err(ArmError::invalid_parameter(
+            "restoreRequest.recoveryPointId",
+            "The recovery point is not the one the access token was issued for.",
+        ));
+    }
+    Ok(t)
+}
+
+/// Where a cross-region restore writes: through the vault's secondary
+/// endpoint when it has private endpoints (document 001), into an existing
+/// group, staging through an account in the secondary region.
+fn check_secondary_target(
+    r: &impl Reader,
+    vault_id: &str,
+    vault: &Value,
+    target_rg: &str,
+    staging: Option<&str>,
+    region: &str,
+) -> Result<(), ArmError> {
+    let (mut primary, mut secondary) = (0, 0);
+    for c in recoverite_privatelink::of_target(r, vault_id)? {
+        if c.carries_traffic() {
+            if c.group_ids.iter().any(|g| g == "AzureBackup") {
+                primary += 1;
+            }
+            if c.group_ids.iter().any(|g| g == "AzureBackup_secondary") {
+                secondary += 1;
+            }
+        }
+    }
+    check_secondary_endpoint(primary, secondary, vault["name"].as_str().unwrap_or(""))?;
+    if resource::get(r, target_rg)?.is_none() {
+        return Err(bad(
+            "BMSUserErrorTargetResourceGroupNotFound",
+            format!("The target resource group '{target_rg}' does not exist; create it first."),
+        ));
+    }
+    let sa = staging.ok_or_else(|| ArmError::invalid_parameter("restoreRequest.storageAccountId", "Cross-region restore needs a staging storage account (storageAccountId) in the secondary region."))?;
+    let acct = resource::get(r, sa)?.ok_or_else(|| {
+        bad(
+            "BMSUserErrorStorageAccountNotFound",
+            format!("The staging storage account '{sa}' does not exist."),
+        )
+    })?;
+    let loc = acct["location"].as_str().unwrap_or("");
+    if !loc.eq_ignore_ascii_case(region) {
+        return Err(bad("BMSUserErrorStorageAccountRegionMismatch", format!("The staging storage account is in '{loc}'; a cross-region restore needs one in the secondary region '{region}'.")));
+    }
+    Ok(())
+}
+
+/// Records the finished cross-region restore's job and operation (in the
+/// secondary region's tables); returns the operation's id.
+fn record_crr_job(
+    ctx: &Ctx,
+    vault_id: &str,
+    item: &Value,
+    region: &str,
+    secs: u64,
+    bag: Value,
+) -> Result<String, ArmError> {
     let (job_id, mut doc) = jobs::job_doc(
-        &t.vault_id,
+        vault_id,
         "CrossRegionRestore",
-        &it,
+        item,
         &[("Transfer data", secs), ("Create disks", 0)],
         bag,
         recoverite_rs_core::jobs::JobStatus::Completed,
@@ -560,18 +611,14 @@ pub fn trigger(
     let op = uuid::Uuid::new_v4().to_string();
     let now = time::now_string();
     ctx.store().write(|tx| {
-        tx.put_json(
-            CRR_JOBS,
-            &format!("{}|{job_id}", id::key(&t.vault_id)),
-            &doc,
-        )?;
+        tx.put_json(CRR_JOBS, &format!("{}|{job_id}", id::key(vault_id)), &doc)?;
         tx.put_json(
             CRR_OPERATIONS,
             &op,
             &CrrOperation {
                 id: op.clone(),
                 region: region.to_ascii_lowercase(),
-                vault_id: t.vault_id.clone(),
+                vault_id: vault_id.to_string(),
                 status: "Succeeded".into(),
                 start_time: now.clone(),
                 end_time: now,
@@ -580,29 +627,23 @@ pub fn trigger(
         )?;
         Ok::<_, ArmError>(())
     })?;
+    Ok(op)
+}
+
+/// 202 with the secondary region's operation result and status URLs.
+fn crr_accepted(ctx: &Ctx, req: &ArmRequest, region: &str, op: &str) -> Reply {
     let base = format!(
         "{}/subscriptions/{}/providers/Microsoft.RecoveryServices/locations/{region}",
         ctx.base_url,
         req.path.subscription.as_deref().unwrap_or_default()
     );
-    Ok(recoverite_arm::lro::with_retry_after(
+    let url = |kind: &str| format!("{base}/{kind}/{op}?api-version={}", req.api_version);
+    recoverite_arm::lro::with_retry_after(
         ctx,
         Reply::empty(202)
-            .header(
-                "Location",
-                format!(
-                    "{base}/backupCrrOperationResults/{op}?api-version={}",
-                    req.api_version
-                ),
-            )
-            .header(
-                "Azure-AsyncOperation",
-                format!(
-                    "{base}/backupCrrOperationsStatus/{op}?api-version={}",
-                    req.api_version
-                ),
-            ),
-    ))
+            .header("Location", url("backupCrrOperationResults"))
+            .header("Azure-AsyncOperation", url("backupCrrOperationsStatus")),
+    )
 }
 
 fn load_operation(ctx: &Ctx, region: &str, op: &str) -> Result<CrrOperation, ArmError> {
