@@ -254,6 +254,180 @@ pub fn check_group_ids(
     Ok(())
 }
 
+/// Claims each member's address in the endpoint's subnet (its static IP,
+/// or the next free one) and records it: the NIC's IP configurations.
+fn allocate_members(
+    tx: &mut WriteTx,
+    pool: &mut recoverite_netcore::ipam::SubnetPool,
+    wanted: &[(String, Member)],
+    statics: &[StaticIp],
+    nic_id: &str,
+    subnet_id: &str,
+    net: &recoverite_netcore::cidr::Ipv4Net,
+) -> Result<Vec<Value>, ArmError> {
+    let mut ipconfigs = Vec::new();
+    for (i, (g, m)) in wanted.iter().enumerate() {
+        let st = statics.iter().find(|s| {
+            s.group_id.eq_ignore_ascii_case(g) && s.member_name.eq_ignore_ascii_case(&m.member_name)
+        });
+        let ip = match st {
+            Some(s) => {
+                let ip: Ipv4Addr = s.ip.parse().map_err(|_| {
+                    ArmError::bad_request(
+                        "InvalidPrivateIPAddress",
+                        format!("'{}' is not a valid IPv4 address.", s.ip),
+                    )
+                })?;
+                pool.claim(ip).map(|_| ip)
+            }
+            None => pool.allocate(),
+        }
+        .map_err(|e| ipam_store::ipam_error(e, subnet_id, net))?;
+        let cfg = ipconfig_json(nic_id, i, subnet_id, ip, g, m, st.is_some());
+        ipam_store::record(tx, subnet_id, ip, cfg["id"].as_str().unwrap_or_default())?;
+        ipconfigs.push(cfg);
+    }
+    Ok(ipconfigs)
+}
+
+/// The NIC Azure makes for an endpoint.
+fn nic_document(
+    nic_id: &str,
+    nic_name: &str,
+    location: &str,
+    endpoint_id: &str,
+    ipconfigs: Vec<Value>,
+) -> Value {
+    let mut nic_doc = base_doc(nic_id, nic_name, nic::NIC_TYPE);
+    nic_doc["location"] = json!(location);
+    nic_doc["properties"] = json!({
+        "provisioningState": "Succeeded",
+        "ipConfigurations": ipconfigs,
+        "privateEndpoint": {"id": endpoint_id},
+        "nicType": "Standard",
+        "macAddress": "",
+        "dnsSettings": {"dnsServers": [], "appliedDnsServers": []},
+    });
+    nic_doc
+}
+
+/// What a new endpoint is: its id, name, region, tags, subnet and NIC.
+struct Made<'a> {
+    id: &'a str,
+    name: &'a str,
+    location: &'a str,
+    tags: &'a Value,
+    subnet_id: &'a str,
+    nic_id: &'a str,
+}
+
+fn str_of_id(doc: &Value) -> &str {
+    doc["id"].as_str().unwrap_or_default()
+}
+
+/// A new endpoint's document, its one connection under the field it was
+/// asked with (automatic or manual).
+fn endpoint_document(e: &Made, conn: &ConnIn, connection: &Connection, props: &Value) -> Value {
+    let rid = e.id;
+    let conn_field = if conn.manual {
+        "manualPrivateLinkServiceConnections"
+    } else {
+        "privateLinkServiceConnections"
+    };
+    let other_field = if conn.manual {
+        "privateLinkServiceConnections"
+    } else {
+        "manualPrivateLinkServiceConnections"
+    };
+    let mut doc = base_doc(rid, e.name, PE_TYPE);
+    doc["location"] = json!(e.location);
+    doc["tags"] = e.tags.clone();
+    doc["properties"] = json!({
+        "provisioningState": "Succeeded",
+        "subnet": {"id": e.subnet_id},
+        "networkInterfaces": [{"id": e.nic_id}],
+        conn_field: [{
+            "id": format!("{rid}/{conn_field}/{}", conn.name),
+            "name": conn.name,
+            "etag": etag(),
+            "type": format!("{PE_TYPE}/privateLinkServiceConnections"),
+            "properties": {
+                "provisioningState": "Succeeded",
+                "privateLinkServiceId": connection.target_id,
+                "groupIds": conn.group_ids,
+                "requestMessage": conn.message,
+                "privateLinkServiceConnectionState": connection.state_json("actionsRequired"),
+            }
+        }],
+        other_field: [],
+        "customNetworkInterfaceName": props["customNetworkInterfaceName"].as_str().unwrap_or(""),
+        "ipConfigurations": props["ipConfigurations"].as_array().cloned().unwrap_or_default(),
+        "applicationSecurityGroups": [],
+    });
+    doc
+}
+
+/// The private link target an endpoint names: its document, id as stored,
+/// and the provider's target (its type must take private endpoints).
+fn resolve_target(
+    r: &impl Reader,
+    registry: &Registry,
+    wanted: &str,
+) -> Result<(Value, String, Arc<dyn pl::PrivateLinkTarget>), ArmError> {
+    let doc = resource::get(r, wanted)?.ok_or_else(|| {
+        ArmError::bad_request(
+            "PrivateLinkServiceNotFound",
+            format!("The private link target {wanted} was not found."),
+        )
+    })?;
+    let id = doc["id"].as_str().unwrap_or(wanted).to_string();
+    let ttype = doc["type"].as_str().unwrap_or_default();
+    let target = registry.target_for(ttype).cloned().ok_or_else(|| {
+        ArmError::bad_request(
+            "PrivateLinkServiceNotSupported",
+            format!("Resources of type {ttype} do not support private endpoints."),
+        )
+    })?;
+    Ok((doc, id, target))
+}
+
+/// The endpoint's connection: approved at once when the caller may approve
+/// the target's connections and did not ask for a manual one, else pending.
+fn new_connection(
+    ctx: &Ctx,
+    target: &dyn pl::PrivateLinkTarget,
+    target_id: &str,
+    endpoint_id: &str,
+    conn: &ConnIn,
+    static_ips: bool,
+) -> Result<Connection, ArmError> {
+    let approved = !conn.manual
+        && pl::may_approve(ctx.platform.authz.as_ref(), &ctx.caller, target, target_id)?;
+    let endpoint_name = endpoint_id.rsplit('/').next().unwrap_or_default();
+    Ok(Connection {
+        name: format!("{endpoint_name}.{}", uuid::Uuid::new_v4()),
+        target_id: target_id.to_string(),
+        endpoint_id: endpoint_id.to_string(),
+        group_ids: conn.group_ids.clone(),
+        status: if approved {
+            Status::Approved
+        } else {
+            Status::Pending
+        },
+        description: if approved {
+            "Auto-Approved"
+        } else {
+            "Awaiting approval"
+        }
+        .into(),
+        actions_required: "None".into(),
+        request_message: conn.message.clone(),
+        endpoint_connection_name: conn.name.clone(),
+        manual: conn.manual,
+        static_ips,
+    })
+}
+
 pub fn put(ctx: &Ctx, req: &ArmRequest, registry: &Arc<Registry>) -> Result<Reply, ArmError> {
     let n = name(req);
     check_name("private endpoint", &n)?;
@@ -283,22 +457,35 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, registry: &Arc<Registry>) -> Result<Repl
             resource::put(tx, &rid, &doc)?;
             let op = common::op(ctx, &rid);
             op.save(tx)?;
-            return Ok(put_reply(ctx, req, false, assemble(tx, registry, &doc)?, &op, &location));
+            return Ok(put_reply(
+                ctx,
+                req,
+                false,
+                assemble(tx, registry, &doc)?,
+                &op,
+                &location,
+            ));
         }
         let subnet = load_ref(tx, &subnet_id, vnet::SUBNET_TYPE, &rid)?;
-        ctx.require_linked("Microsoft.Network/privateEndpoints/write", &rid, vnet::SUBNET_JOIN, &subnet_id)?;
-        let v = resource::get(tx, &vnet_of_subnet(&subnet_id))?.ok_or_else(|| invalid_reference(&subnet_id, &rid))?;
-        common::check_same_region("private endpoint", &rid, &location, &subnet_id, v["location"].as_str().unwrap_or(""))?;
-        let net = vnet::primary_prefix(&subnet).ok_or_else(|| invalid_reference(&subnet_id, &rid))?;
+        ctx.require_linked(
+            "Microsoft.Network/privateEndpoints/write",
+            &rid,
+            vnet::SUBNET_JOIN,
+            &subnet_id,
+        )?;
+        let v = resource::get(tx, &vnet_of_subnet(&subnet_id))?
+            .ok_or_else(|| invalid_reference(&subnet_id, &rid))?;
+        common::check_same_region(
+            "private endpoint",
+            &rid,
+            &location,
+            &subnet_id,
+            v["location"].as_str().unwrap_or(""),
+        )?;
+        let net =
+            vnet::primary_prefix(&subnet).ok_or_else(|| invalid_reference(&subnet_id, &rid))?;
         let mut pool = ipam_store::pool(tx, &subnet_id, net)?;
-        let target_doc = resource::get(tx, &conn.target)?.ok_or_else(|| {
-            ArmError::bad_request("PrivateLinkServiceNotFound", format!("The private link target {} was not found.", conn.target))
-        })?;
-        let target_id = target_doc["id"].as_str().unwrap_or(&conn.target).to_string();
-        let ttype = target_doc["type"].as_str().unwrap_or_default().to_string();
-        let target = registry.target_for(&ttype).ok_or_else(|| {
-            ArmError::bad_request("PrivateLinkServiceNotSupported", format!("Resources of type {ttype} do not support private endpoints."))
-        })?;
+        let (target_doc, target_id, target) = resolve_target(tx, registry, &conn.target)?;
         let groups = target.groups(tx, &target_doc)?;
         let offered: Vec<&str> = groups.iter().map(|x| x.group_id.as_str()).collect();
         check_group_ids(&conn.group_ids, &offered, &target_id)?;
@@ -322,88 +509,59 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, registry: &Arc<Registry>) -> Result<Repl
         }
         if (wanted.len() as u64) > pool.free() {
             return Err(ipam_store::ipam_error(
-                recoverite_netcore::ipam::IpamError::Exhausted { needed: wanted.len() as u64, free: pool.free() },
+                recoverite_netcore::ipam::IpamError::Exhausted {
+                    needed: wanted.len() as u64,
+                    free: pool.free(),
+                },
                 &subnet_id,
                 &net,
             ));
         }
-        let nic_name = props["customNetworkInterfaceName"].as_str().map(str::to_string).unwrap_or_else(|| format!("{n}.nic.{}", uuid::Uuid::new_v4()));
+        let nic_name = props["customNetworkInterfaceName"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{n}.nic.{}", uuid::Uuid::new_v4()));
         let rg_id = req.path.resource_group_id().unwrap_or_default();
         let nic_id = format!("{rg_id}/providers/Microsoft.Network/networkInterfaces/{nic_name}");
-        let mut ipconfigs = Vec::new();
-        for (i, (g, m)) in wanted.iter().enumerate() {
-            let st = statics.iter().find(|s| s.group_id.eq_ignore_ascii_case(g) && s.member_name.eq_ignore_ascii_case(&m.member_name));
-            let ip = match st {
-                Some(s) => {
-                    let ip: Ipv4Addr = s.ip.parse().map_err(|_| ArmError::bad_request("InvalidPrivateIPAddress", format!("'{}' is not a valid IPv4 address.", s.ip)))?;
-                    pool.claim(ip).map(|_| ip)
-                }
-                None => pool.allocate(),
-            }
-            .map_err(|e| ipam_store::ipam_error(e, &subnet_id, &net))?;
-            let cfg = ipconfig_json(&nic_id, i, &subnet_id, ip, g, m, st.is_some());
-            ipam_store::record(tx, &subnet_id, ip, cfg["id"].as_str().unwrap_or_default())?;
-            ipconfigs.push(cfg);
-        }
-        let mut nic_doc = base_doc(&nic_id, &nic_name, nic::NIC_TYPE);
-        nic_doc["location"] = json!(location);
-        nic_doc["properties"] = json!({
-            "provisioningState": "Succeeded",
-            "ipConfigurations": ipconfigs,
-            "privateEndpoint": {"id": rid},
-            "nicType": "Standard",
-            "macAddress": "",
-            "dnsSettings": {"dnsServers": [], "appliedDnsServers": []},
-        });
+        let ipconfigs =
+            allocate_members(tx, &mut pool, &wanted, &statics, &nic_id, &subnet_id, &net)?;
+        let nic_doc = nic_document(&nic_id, &nic_name, &location, &rid, ipconfigs);
         resource::put(tx, &nic_id, &nic_doc)?;
 
-        let may_approve = !conn.manual && pl::may_approve(ctx.platform.authz.as_ref(), &ctx.caller, target.as_ref(), &target_id)?;
-        let connection = Connection {
-            name: format!("{n}.{}", uuid::Uuid::new_v4()),
-            target_id: target_id.clone(),
-            endpoint_id: rid.clone(),
-            group_ids: conn.group_ids.clone(),
-            status: if may_approve { Status::Approved } else { Status::Pending },
-            description: if may_approve { "Auto-Approved".into() } else { "Awaiting approval".into() },
-            actions_required: "None".into(),
-            request_message: conn.message.clone(),
-            endpoint_connection_name: conn.name.clone(),
-            manual: conn.manual,
-            static_ips: !statics.is_empty(),
-        };
+        let connection = new_connection(
+            ctx,
+            target.as_ref(),
+            &target_id,
+            &rid,
+            &conn,
+            !statics.is_empty(),
+        )?;
         pl::save(tx, &connection)?;
         target.connections_changed(tx, &target_id)?;
-        let conn_field = if conn.manual { "manualPrivateLinkServiceConnections" } else { "privateLinkServiceConnections" };
-        let other_field = if conn.manual { "privateLinkServiceConnections" } else { "manualPrivateLinkServiceConnections" };
-        let mut doc = base_doc(&rid, &n, PE_TYPE);
-        doc["location"] = json!(location);
-        doc["tags"] = tags.clone();
-        doc["properties"] = json!({
-            "provisioningState": "Succeeded",
-            "subnet": {"id": subnet["id"]},
-            "networkInterfaces": [{"id": nic_id}],
-            conn_field: [{
-                "id": format!("{rid}/{conn_field}/{}", conn.name),
-                "name": conn.name,
-                "etag": etag(),
-                "type": format!("{PE_TYPE}/privateLinkServiceConnections"),
-                "properties": {
-                    "provisioningState": "Succeeded",
-                    "privateLinkServiceId": target_id,
-                    "groupIds": conn.group_ids,
-                    "requestMessage": conn.message,
-                    "privateLinkServiceConnectionState": connection.state_json("actionsRequired"),
-                }
-            }],
-            other_field: [],
-            "customNetworkInterfaceName": props["customNetworkInterfaceName"].as_str().unwrap_or(""),
-            "ipConfigurations": props["ipConfigurations"].as_array().cloned().unwrap_or_default(),
-            "applicationSecurityGroups": [],
-        });
+        let doc = endpoint_document(
+            &Made {
+                id: &rid,
+                name: &n,
+                location: &location,
+                tags: &tags,
+                subnet_id: str_of_id(&subnet),
+                nic_id: &nic_id,
+            },
+            &conn,
+            &connection,
+            &props,
+        );
         resource::put(tx, &rid, &doc)?;
         let op = common::op(ctx, &rid);
         op.save(tx)?;
-        Ok(put_reply(ctx, req, true, assemble(tx, registry, &doc)?, &op, &location))
+        Ok(put_reply(
+            ctx,
+            req,
+            true,
+            assemble(tx, registry, &doc)?,
+            &op,
+            &location,
+        ))
     })
 }
 
