@@ -16,7 +16,7 @@ pub mod record;
 pub mod run;
 
 use recoverite_arm::first_party::AsCaller;
-use recoverite_arm::{ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo, Reply};
+use recoverite_arm::{ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo, Reply, Routed};
 use recoverite_store::WriteTx;
 
 pub const NAMESPACE: &str = "Microsoft.Resources";
@@ -171,57 +171,74 @@ impl Provider for DeploymentsProvider {
     }
 
     fn operation(&self, req: &ArmRequest) -> Result<Operation, ArmError> {
+        let r = Route::parse(req)?;
+        Ok(self.operation_of(req, &r))
+    }
+
+    fn route(&self, req: &ArmRequest) -> Result<Routed<'_>, ArmError> {
+        // Parsed once: what is authorized is what is served.
+        let r = Route::parse(req)?;
+        let op = self.operation_of(req, &r);
+        Ok(Routed::new(op, move |ctx, req| self.serve(ctx, req, r)))
+    }
+
+    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+        let r = Route::parse(req)?;
+        self.serve(ctx, req, r)
+    }
+}
+
+impl DeploymentsProvider {
+    fn operation_of(&self, req: &ArmRequest, r: &Route) -> Operation {
         let verb = match req.method {
             http::Method::GET | http::Method::HEAD => "read",
             http::Method::PUT | http::Method::PATCH => "write",
             http::Method::DELETE => "delete",
             _ => "action",
         };
-        let (action, scope, list) = match Route::parse(req)? {
-            Route::List { scope } => (format!("{TYPE}/read"), scope, true),
-            Route::Deployment { scope, name } => (
-                format!("{TYPE}/{verb}"),
-                deployment_id(&scope, &name),
-                false,
-            ),
+        let (action, scope, list) = match r {
+            Route::List { scope } => (format!("{TYPE}/read"), scope.clone(), true),
+            Route::Deployment { scope, name } => {
+                (format!("{TYPE}/{verb}"), deployment_id(scope, name), false)
+            }
             Route::Action {
                 scope,
                 name,
                 action,
             } => (
                 format!("{TYPE}/{}/action", action.rbac()),
-                deployment_id(&scope, &name),
+                deployment_id(scope, name),
                 false,
             ),
             Route::Operations { scope, name } => (
                 format!("{TYPE}/operations/read"),
-                deployment_id(&scope, &name),
+                deployment_id(scope, name),
                 false,
             ),
             Route::Operation { scope, name, .. } => (
                 format!("{TYPE}/operations/read"),
-                deployment_id(&scope, &name),
+                deployment_id(scope, name),
                 false,
             ),
             Route::OperationStatus { scope, name, .. } => (
                 format!("{TYPE}/operationstatuses/read"),
-                deployment_id(&scope, &name),
+                deployment_id(scope, name),
                 false,
             ),
         };
-        Ok(Operation {
+        Operation {
             action,
             scope,
             list,
             api_versions: API.versions("deployments"),
             resource_type: TYPE.to_string(),
             public: false,
-        })
+        }
     }
 
-    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+    fn serve(&self, ctx: &Ctx, req: &ArmRequest, r: Route) -> Result<Reply, ArmError> {
         use http::Method as M;
-        match (Route::parse(req)?, req.method.clone()) {
+        match (r, req.method.clone()) {
             (Route::List { scope }, M::GET) => handlers::list(self, ctx, req, &scope),
             (Route::Deployment { scope, name }, M::PUT) => handlers::put(self, ctx, req, &scope, &name),
             (Route::Deployment { scope, name }, M::GET) => handlers::get(self, ctx, &scope, &name),

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use recoverite_arm::router::authorization_failed;
 use recoverite_arm::tenancy;
 use recoverite_arm::{
-    paging, time, ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo, Reply,
+    paging, time, ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo, Reply, Routed,
 };
 use recoverite_store::{Reader, Table};
 
@@ -96,6 +96,25 @@ impl Provider for SubscriptionProvider {
     }
 
     fn operation(&self, req: &ArmRequest) -> Result<Operation, ArmError> {
+        let r = route(req)?;
+        Ok(self.operation_of(req, &r))
+    }
+
+    fn route(&self, req: &ArmRequest) -> Result<Routed<'_>, ArmError> {
+        // Parsed once: what is authorized is what is served.
+        let r = route(req)?;
+        let op = self.operation_of(req, &r);
+        Ok(Routed::new(op, move |ctx, req| self.serve(ctx, req, r)))
+    }
+
+    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+        let r = route(req)?;
+        self.serve(ctx, req, r)
+    }
+}
+
+impl SubscriptionProvider {
+    fn operation_of(&self, req: &ArmRequest, r: &Route) -> Operation {
         let op = |action: &str, scope: String, public: bool| Operation {
             action: action.to_string(),
             scope,
@@ -104,7 +123,7 @@ impl Provider for SubscriptionProvider {
             resource_type: ALIAS_TYPE.to_string(),
             public,
         };
-        Ok(match route(req)? {
+        match r {
             // Decided by the handlers: billing ownership is not a role.
             Route::Aliases | Route::Alias(_) => op(CREATE_ACTION, "/".into(), true),
             Route::Rename => op(
@@ -115,11 +134,11 @@ impl Provider for SubscriptionProvider {
                 ),
                 false,
             ),
-        })
+        }
     }
 
-    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        match (route(req)?, req.method.clone()) {
+    fn serve(&self, ctx: &Ctx, req: &ArmRequest, r: Route) -> Result<Reply, ArmError> {
+        match (r, req.method.clone()) {
             (Route::Alias(name), Method::PUT) => put(ctx, req, &name),
             (Route::Alias(name), Method::GET) => get(ctx, &name),
             (Route::Alias(name), Method::DELETE) => delete(ctx, &name),

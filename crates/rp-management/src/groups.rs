@@ -20,6 +20,7 @@ use recoverite_arm::router::authorization_failed;
 use recoverite_arm::tenancy::{self, ManagementGroup, TenancyError, MG_TYPE};
 use recoverite_arm::{
     paging, resource, time, ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo, Reply,
+    Routed,
 };
 use recoverite_identity::authorization_provider::assign;
 use recoverite_store::Reader;
@@ -93,19 +94,37 @@ impl Provider for ManagementProvider {
     /// Every route is decided in its handler, which knows whether a group
     /// exists yet and which parent it is under.
     fn operation(&self, req: &ArmRequest) -> Result<Operation, ArmError> {
-        route(req)?;
-        Ok(Operation {
+        let r = route(req)?;
+        Ok(self.operation_of(req, &r))
+    }
+
+    fn route(&self, req: &ArmRequest) -> Result<Routed<'_>, ArmError> {
+        // Parsed once: what is authorized is what is served.
+        let r = route(req)?;
+        let op = self.operation_of(req, &r);
+        Ok(Routed::new(op, move |ctx, req| self.serve(ctx, req, r)))
+    }
+
+    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+        let r = route(req)?;
+        self.serve(ctx, req, r)
+    }
+}
+
+impl ManagementProvider {
+    fn operation_of(&self, _: &ArmRequest, _: &Route) -> Operation {
+        Operation {
             action: format!("{NAMESPACE}/managementGroups/read"),
             scope: "/".into(),
             list: false,
             api_versions: API.versions("managementGroups"),
             resource_type: MG_TYPE.to_string(),
             public: true,
-        })
+        }
     }
 
-    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        match (route(req)?, req.method.clone()) {
+    fn serve(&self, ctx: &Ctx, req: &ArmRequest, r: Route) -> Result<Reply, ArmError> {
+        match (r, req.method.clone()) {
             (Route::Groups, Method::GET) => list(ctx, req),
             (Route::Group(g), Method::GET) => get(ctx, req, &g),
             (Route::Group(g), Method::PUT) => put(ctx, req, &g, false),

@@ -7,7 +7,7 @@ mod subscriptions;
 
 use http::Method;
 
-use recoverite_arm::{ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo, Reply};
+use recoverite_arm::{ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo, Reply, Routed};
 
 pub const NAMESPACE: &str = "Microsoft.Resources";
 
@@ -98,87 +98,104 @@ impl Provider for ResourcesProvider {
     }
 
     fn operation(&self, req: &ArmRequest) -> Result<Operation, ArmError> {
-        let sub = sub_id(req);
-        let verb = match req.method {
-            Method::GET | Method::HEAD => "read",
-            Method::PUT | Method::PATCH => "write",
-            Method::DELETE => "delete",
-            _ => "action",
-        };
-        let op = |action: String, scope: String, list: bool, public: bool| Operation {
-            action,
-            scope,
-            list,
-            api_versions: API.versions("resourceGroups"),
-            resource_type: NAMESPACE.to_string(),
-            public,
-        };
-        let rg_action = |v: &str| format!("Microsoft.Resources/subscriptions/resourceGroups/{v}");
-        Ok(match route(req)? {
-            // Visibility of tenants, subscriptions and locations follows from
-            // having any role at all; the handlers check that.
-            Route::Tenants
-            | Route::Subscriptions
-            | Route::Subscription
-            | Route::Locations
-            | Route::OperationResult(_) => op(
-                "Microsoft.Resources/subscriptions/read".into(),
-                sub,
-                false,
-                true,
-            ),
-            Route::ResourceGroups => op(rg_action("read"), sub, true, false),
-            Route::ResourceGroup(_) => op(rg_action(verb), req.path.id(), false, false),
-            Route::GroupResources(_) => op(
-                rg_action("resources/read"),
-                req.path.parent_id(),
-                true,
-                false,
-            ),
-            Route::SubscriptionResources => op(
-                "Microsoft.Resources/subscriptions/resources/read".into(),
-                sub,
-                true,
-                false,
-            ),
-            Route::Providers | Route::Provider(_) => op(
-                "Microsoft.Resources/subscriptions/providers/read".into(),
-                sub,
-                false,
-                false,
-            ),
-            Route::Register(ns) => op(format!("{ns}/register/action"), sub, false, false),
-            Route::Unregister(ns) => op(format!("{ns}/unregister/action"), sub, false, false),
-        })
+        Ok(operation_of(req, &route(req)?))
+    }
+
+    fn route(&self, req: &ArmRequest) -> Result<Routed<'_>, ArmError> {
+        // Parsed once: what is authorized is what is served.
+        let r = route(req)?;
+        Ok(Routed::new(operation_of(req, &r), move |ctx, req| {
+            serve(ctx, req, r)
+        }))
     }
 
     fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        let m = req.method.clone();
-        let r = route(req)?;
-        match (r, m) {
-            (Route::Tenants, Method::GET) => subscriptions::tenants(ctx, req),
-            (Route::Subscriptions, Method::GET) => subscriptions::list(ctx, req),
-            (Route::Subscription, Method::GET) => subscriptions::get(ctx, req),
-            (Route::Locations, Method::GET) => subscriptions::locations(ctx, req),
-            (Route::ResourceGroups, Method::GET) => groups::list(ctx, req),
-            (Route::ResourceGroup(rg), Method::GET) => groups::get(ctx, req, &rg),
-            (Route::ResourceGroup(rg), Method::HEAD) => groups::exists(ctx, req, &rg),
-            (Route::ResourceGroup(rg), Method::PUT) => groups::put(ctx, req, &rg),
-            (Route::ResourceGroup(rg), Method::PATCH) => groups::patch(ctx, req, &rg),
-            (Route::ResourceGroup(rg), Method::DELETE) => groups::delete(ctx, req, &rg),
-            (Route::GroupResources(_), Method::GET) => {
-                groups::list_resources(ctx, req, &req.path.parent_id())
-            }
-            (Route::SubscriptionResources, Method::GET) => {
-                groups::list_resources(ctx, req, &sub_id(req))
-            }
-            (Route::OperationResult(id), Method::GET) => groups::operation_result(ctx, req, &id),
-            (Route::Providers, Method::GET) => registration::list(ctx, req),
-            (Route::Provider(ns), Method::GET) => registration::get(ctx, req, &ns),
-            (Route::Register(ns), Method::POST) => registration::register(ctx, req, &ns, true),
-            (Route::Unregister(ns), Method::POST) => registration::register(ctx, req, &ns, false),
-            (_, m) => Err(ArmError::method_not_allowed(m.as_str())),
+        serve(ctx, req, route(req)?)
+    }
+}
+
+/// What a route is authorized as: Microsoft.Resources' actions do not all
+/// follow the path (registration is the namespace's own action).
+fn operation_of(req: &ArmRequest, r: &Route) -> Operation {
+    let sub = sub_id(req);
+    let verb = match req.method {
+        Method::GET | Method::HEAD => "read",
+        Method::PUT | Method::PATCH => "write",
+        Method::DELETE => "delete",
+        _ => "action",
+    };
+    let op = |action: String, scope: String, list: bool, public: bool| Operation {
+        action,
+        scope,
+        list,
+        api_versions: API.versions("resourceGroups"),
+        resource_type: NAMESPACE.to_string(),
+        public,
+    };
+    let rg_action = |v: &str| format!("Microsoft.Resources/subscriptions/resourceGroups/{v}");
+    match r {
+        // Visibility of tenants, subscriptions and locations follows from
+        // having any role at all; the handlers check that.
+        Route::Tenants
+        | Route::Subscriptions
+        | Route::Subscription
+        | Route::Locations
+        | Route::OperationResult(_) => op(
+            "Microsoft.Resources/subscriptions/read".into(),
+            sub,
+            false,
+            true,
+        ),
+        Route::ResourceGroups => op(rg_action("read"), sub, true, false),
+        Route::ResourceGroup(_) => op(rg_action(verb), req.path.id(), false, false),
+        Route::GroupResources(_) => op(
+            rg_action("resources/read"),
+            req.path.parent_id(),
+            true,
+            false,
+        ),
+        Route::SubscriptionResources => op(
+            "Microsoft.Resources/subscriptions/resources/read".into(),
+            sub,
+            true,
+            false,
+        ),
+        Route::Providers | Route::Provider(_) => op(
+            "Microsoft.Resources/subscriptions/providers/read".into(),
+            sub,
+            false,
+            false,
+        ),
+        Route::Register(ns) => op(format!("{ns}/register/action"), sub, false, false),
+        Route::Unregister(ns) => op(format!("{ns}/unregister/action"), sub, false, false),
+    }
+}
+
+fn serve(ctx: &Ctx, req: &ArmRequest, r: Route) -> Result<Reply, ArmError> {
+    let m = req.method.clone();
+    match (r, m) {
+        (Route::Tenants, Method::GET) => subscriptions::tenants(ctx, req),
+        (Route::Subscriptions, Method::GET) => subscriptions::list(ctx, req),
+        (Route::Subscription, Method::GET) => subscriptions::get(ctx, req),
+        (Route::Locations, Method::GET) => subscriptions::locations(ctx, req),
+        (Route::ResourceGroups, Method::GET) => groups::list(ctx, req),
+        (Route::ResourceGroup(rg), Method::GET) => groups::get(ctx, req, &rg),
+        (Route::ResourceGroup(rg), Method::HEAD) => groups::exists(ctx, req, &rg),
+        (Route::ResourceGroup(rg), Method::PUT) => groups::put(ctx, req, &rg),
+        (Route::ResourceGroup(rg), Method::PATCH) => groups::patch(ctx, req, &rg),
+        (Route::ResourceGroup(rg), Method::DELETE) => groups::delete(ctx, req, &rg),
+        (Route::GroupResources(_), Method::GET) => {
+            groups::list_resources(ctx, req, &req.path.parent_id())
         }
+        (Route::SubscriptionResources, Method::GET) => {
+            groups::list_resources(ctx, req, &sub_id(req))
+        }
+        (Route::OperationResult(id), Method::GET) => groups::operation_result(ctx, req, &id),
+        (Route::Providers, Method::GET) => registration::list(ctx, req),
+        (Route::Provider(ns), Method::GET) => registration::get(ctx, req, &ns),
+        (Route::Register(ns), Method::POST) => registration::register(ctx, req, &ns, true),
+        (Route::Unregister(ns), Method::POST) => registration::register(ctx, req, &ns, false),
+        (_, m) => Err(ArmError::method_not_allowed(m.as_str())),
     }
 }
 
