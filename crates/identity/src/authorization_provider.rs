@@ -5,7 +5,8 @@ use serde_json::{json, Value};
 
 use recoverite_arm::provider::default_operation;
 use recoverite_arm::{
-    id, paging, resource, time, ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo, Reply,
+    id, paging, resource, time, ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo,
+    Reply, Routed,
 };
 use recoverite_store::Reader;
 
@@ -92,23 +93,65 @@ impl Provider for AuthorizationProvider {
         Ok(op)
     }
 
+    fn route(&self, req: &ArmRequest) -> Result<Routed<'_>, ArmError> {
+        let op = self.operation(req)?;
+        // Parsed once; a method a path does not take is answered after
+        // ARM's api-version and authorization checks, as Azure does.
+        Ok(match route(req) {
+            Ok(r) => Routed::new(op, move |ctx, req| serve(ctx, req, r)),
+            Err(e) => Routed::new(op, move |_, _| Err(e)),
+        })
+    }
+
     fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        let p = req.provider_part()?;
-        let kind = p.types[0].to_ascii_lowercase();
-        let scope = req.path.scope();
-        let m = req.method.as_str();
-        match (kind.as_str(), p.is_resource(), m) {
-            ("roleassignments", true, "GET") => get_assignment(ctx, req),
-            ("roleassignments", true, "PUT") => create_assignment(ctx, req, &scope),
-            ("roleassignments", true, "DELETE") => delete_assignment(ctx, req),
-            ("roleassignments", false, "GET") => list_assignments(ctx, req, &scope),
-            ("roledefinitions", true, "GET") => get_definition(ctx, req),
-            ("roledefinitions", true, "PUT") => put_definition(ctx, req, &scope),
-            ("roledefinitions", true, "DELETE") => delete_definition(ctx, req),
-            ("roledefinitions", false, "GET") => list_definitions(ctx, req, &scope),
-            ("permissions", false, "GET") => permissions(ctx, req, &scope),
-            _ => Err(ArmError::method_not_allowed(m)),
-        }
+        serve(ctx, req, route(req)?)
+    }
+}
+
+/// What a Microsoft.Authorization request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    GetAssignment,
+    PutAssignment,
+    DeleteAssignment,
+    ListAssignments,
+    GetDefinition,
+    PutDefinition,
+    DeleteDefinition,
+    ListDefinitions,
+    Permissions,
+}
+
+fn route(req: &ArmRequest) -> Result<Route, ArmError> {
+    let p = req.provider_part()?;
+    let kind = p.types[0].to_ascii_lowercase();
+    let m = req.method.as_str();
+    Ok(match (kind.as_str(), p.is_resource(), m) {
+        ("roleassignments", true, "GET") => Route::GetAssignment,
+        ("roleassignments", true, "PUT") => Route::PutAssignment,
+        ("roleassignments", true, "DELETE") => Route::DeleteAssignment,
+        ("roleassignments", false, "GET") => Route::ListAssignments,
+        ("roledefinitions", true, "GET") => Route::GetDefinition,
+        ("roledefinitions", true, "PUT") => Route::PutDefinition,
+        ("roledefinitions", true, "DELETE") => Route::DeleteDefinition,
+        ("roledefinitions", false, "GET") => Route::ListDefinitions,
+        ("permissions", false, "GET") => Route::Permissions,
+        _ => return Err(ArmError::method_not_allowed(m)),
+    })
+}
+
+fn serve(ctx: &Ctx, req: &ArmRequest, r: Route) -> Result<Reply, ArmError> {
+    let scope = req.path.scope();
+    match r {
+        Route::GetAssignment => get_assignment(ctx, req),
+        Route::PutAssignment => create_assignment(ctx, req, &scope),
+        Route::DeleteAssignment => delete_assignment(ctx, req),
+        Route::ListAssignments => list_assignments(ctx, req, &scope),
+        Route::GetDefinition => get_definition(ctx, req),
+        Route::PutDefinition => put_definition(ctx, req, &scope),
+        Route::DeleteDefinition => delete_definition(ctx, req),
+        Route::ListDefinitions => list_definitions(ctx, req, &scope),
+        Route::Permissions => permissions(ctx, req, &scope),
     }
 }
 
