@@ -5,16 +5,17 @@
 //! can encrypt a private-endpoint-enabled Recovery Services vault.
 
 use http::Method;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use recoverite_arm::tracked::{self, TrackedKind};
 use recoverite_arm::{
-    paging, regions, resource, ArmError, ArmRequest, Ctx, Provider, ProviderInfo, Reply,
-    ResourceType,
+    resource, ArmError, ArmRequest, Ctx, Provider, ProviderInfo, Reply, ResourceType,
 };
 use recoverite_privatelink::{
     ConnectionRequest, GroupInfo, Member, PrivateLinkTarget, ReaderDyn, Status,
 };
-use recoverite_store::Reader;
+use recoverite_store::{Reader, WriteTx};
 
 pub const BACKUP_VAULT_TYPE: &str = "Microsoft.DataProtection/backupVaults";
 pub const KEY_VAULT_TYPE: &str = "Microsoft.KeyVault/vaults";
@@ -36,18 +37,15 @@ const KV_API: &[&str] = &[
     "2024-11-01",
 ];
 
-/// A small tracked-resource provider: PUT/GET/DELETE/list of one type with
-/// the properties it is given (plus provisioningState).
-pub struct SimpleProvider {
-    pub namespace: &'static str,
-    pub type_name: &'static str,
-    pub full_type: &'static str,
-    pub api: &'static [&'static str],
-    /// Fills defaults and checks the properties of a PUT.
-    pub shape: fn(&Ctx, &Value) -> Result<Value, ArmError>,
+/// A provider of one tracked kind on the tracked-resource core.
+pub struct KindProvider<K> {
+    namespace: &'static str,
+    type_name: &'static str,
+    api: &'static [&'static str],
+    kind: std::marker::PhantomData<fn() -> K>,
 }
 
-impl Provider for SimpleProvider {
+impl<K: TrackedKind> Provider for KindProvider<K> {
     fn info(&self) -> ProviderInfo {
         ProviderInfo {
             namespace: self.namespace,
@@ -62,102 +60,205 @@ impl Provider for SimpleProvider {
 
     fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         let p = req.provider_part()?;
-        let rid = req.path.id();
         match (p.is_resource(), req.method.clone()) {
-            (true, Method::PUT) => {
-                let n = p.name().unwrap_or("").to_string();
-                recoverite_arm::names::check_generic(self.type_name, &n)?;
-                let body = req.body.clone().unwrap_or(json!({}));
-                let location =
-                    regions::require(body["location"].as_str().unwrap_or(""), self.full_type)?.name;
-                let props = (self.shape)(ctx, body.get("properties").unwrap_or(&json!({})))?;
-                let doc = json!({"id": rid, "name": n, "type": self.full_type, "location": location,
-                                 "tags": body.get("tags").cloned().unwrap_or(json!({})), "properties": props});
-                let existed = ctx.store().write(|tx| {
-                    let e = resource::get(tx, &rid)?.is_some();
-                    resource::put(tx, &rid, &doc)?;
-                    Ok::<_, ArmError>(e)
-                })?;
-                Ok(if existed {
-                    Reply::ok(doc)
-                } else {
-                    Reply::created(doc)
-                })
-            }
-            (true, Method::GET) => ctx
-                .store()
-                .view(|r| resource::get(r, &rid))?
-                .map(Reply::ok)
-                .ok_or_else(|| {
-                    ArmError::resource_not_found(
-                        self.full_type,
-                        p.name().unwrap_or(""),
-                        req.path.resource_group.as_deref(),
-                    )
-                }),
-            (true, Method::DELETE) => ctx.store().write(|tx| {
-                if !resource::delete_tree(tx, &rid)? {
-                    return Ok(Reply::empty(204));
-                }
-                ctx.cascade_delete(tx, &rid)?;
-                Ok(Reply::empty(200))
-            }),
-            (false, Method::GET) => {
-                let items = ctx
-                    .store()
-                    .view(|r| resource::list_of_type(r, &req.path.scope(), self.full_type))?;
-                Ok(Reply::ok(paging::page(ctx, req, items)?))
-            }
+            (true, Method::PUT) => tracked::put::<K>(ctx, req, false),
+            (true, Method::PATCH) => tracked::put::<K>(ctx, req, true),
+            (true, Method::GET) => tracked::get::<K>(ctx, req),
+            (true, Method::DELETE) => tracked::delete::<K>(ctx, req),
+            (false, Method::GET) => tracked::list::<K>(ctx, req),
             (_, m) => Err(ArmError::method_not_allowed(m.as_str())),
         }
     }
 }
 
-fn backup_vault_shape(_: &Ctx, p: &Value) -> Result<Value, ArmError> {
-    Ok(json!({
-        "provisioningState": "Succeeded",
-        "storageSettings": p.get("storageSettings").cloned().unwrap_or(json!([{"datastoreType": "VaultStore", "type": "LocallyRedundant"}])),
-    }))
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSetting {
+    pub datastore_type: String,
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
-fn key_vault_shape(ctx: &Ctx, p: &Value) -> Result<Value, ArmError> {
-    let default_action = p["networkAcls"]["defaultAction"]
-        .as_str()
-        .unwrap_or("Allow");
-    if !["Allow", "Deny"].contains(&default_action) {
-        return Err(ArmError::invalid_parameter(
+/// A Backup vault's stored properties: only what the vault rules read.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupVaultProperties {
+    pub provisioning_state: String,
+    pub storage_settings: Vec<StorageSetting>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GivenBackupVault {
+    storage_settings: Option<Vec<StorageSetting>>,
+}
+
+/// Microsoft.DataProtection Backup vaults (locally redundant vault store by
+/// default).
+pub struct BackupVault;
+
+impl TrackedKind for BackupVault {
+    const TYPE: &'static str = BACKUP_VAULT_TYPE;
+    const NOUN: &'static str = "Backup vault";
+    type Properties = BackupVaultProperties;
+    type Given = GivenBackupVault;
+
+    fn check_name(name: &str) -> Result<(), ArmError> {
+        recoverite_arm::names::check_generic("backupVaults", name)
+    }
+
+    fn properties(
+        _: &Ctx,
+        _: &mut WriteTx,
+        _: &str,
+        given: GivenBackupVault,
+        existing: Option<&BackupVaultProperties>,
+        patch: bool,
+    ) -> Result<BackupVaultProperties, ArmError> {
+        let kept = existing
+            .filter(|_| patch)
+            .map(|e| e.storage_settings.clone());
+        Ok(BackupVaultProperties {
+            provisioning_state: "Succeeded".into(),
+            storage_settings: given.storage_settings.or(kept).unwrap_or_else(|| {
+                vec![StorageSetting {
+                    datastore_type: "VaultStore".into(),
+                    kind: "LocallyRedundant".into(),
+                }]
+            }),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeyVaultSku {
+    pub family: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkAcls {
+    pub default_action: String,
+    pub bypass: String,
+}
+
+/// A key vault's stored properties: what decides whether its keys can
+/// encrypt a private-endpoint-enabled Recovery Services vault.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyVaultProperties {
+    pub provisioning_state: String,
+    pub tenant_id: String,
+    pub sku: KeyVaultSku,
+    pub network_acls: NetworkAcls,
+    pub public_network_access: String,
+    pub enable_soft_delete: bool,
+    pub vault_uri: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GivenNetworkAcls {
+    default_action: Option<String>,
+    bypass: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GivenKeyVault {
+    tenant_id: Option<String>,
+    sku: Option<KeyVaultSku>,
+    network_acls: Option<GivenNetworkAcls>,
+    public_network_access: Option<String>,
+}
+
+/// "defaultAction: The default action when no rule … matches": Allow or Deny.
+pub fn check_default_action(a: &str) -> Result<(), ArmError> {
+    if ["Allow", "Deny"].contains(&a) {
+        Ok(())
+    } else {
+        Err(ArmError::invalid_parameter(
             "properties.networkAcls.defaultAction",
             "defaultAction must be Allow or Deny.",
-        ));
+        ))
     }
-    Ok(json!({
-        "provisioningState": "Succeeded",
-        "tenantId": p["tenantId"].as_str().unwrap_or(&ctx.env().tenant_id),
-        "sku": p.get("sku").cloned().unwrap_or(json!({"family": "A", "name": "standard"})),
-        "networkAcls": {"defaultAction": default_action, "bypass": p["networkAcls"]["bypass"].as_str().unwrap_or("AzureServices")},
-        "publicNetworkAccess": p["publicNetworkAccess"].as_str().unwrap_or("Enabled"),
-        "enableSoftDelete": true,
-        "vaultUri": "",
-    }))
 }
 
-pub fn data_protection() -> SimpleProvider {
-    SimpleProvider {
+/// Microsoft.KeyVault vaults.
+pub struct KeyVault;
+
+impl TrackedKind for KeyVault {
+    const TYPE: &'static str = KEY_VAULT_TYPE;
+    const NOUN: &'static str = "key vault";
+    type Properties = KeyVaultProperties;
+    type Given = GivenKeyVault;
+
+    fn check_name(name: &str) -> Result<(), ArmError> {
+        recoverite_arm::names::check_generic("vaults", name)
+    }
+
+    fn properties(
+        ctx: &Ctx,
+        _: &mut WriteTx,
+        _: &str,
+        given: GivenKeyVault,
+        existing: Option<&KeyVaultProperties>,
+        patch: bool,
+    ) -> Result<KeyVaultProperties, ArmError> {
+        // A PATCH keeps what it does not name; a PUT starts from Azure's defaults.
+        let base = existing.filter(|_| patch);
+        let acls = given.network_acls.unwrap_or_default();
+        let default_action = acls
+            .default_action
+            .or(base.map(|b| b.network_acls.default_action.clone()))
+            .unwrap_or_else(|| "Allow".into());
+        check_default_action(&default_action)?;
+        Ok(KeyVaultProperties {
+            provisioning_state: "Succeeded".into(),
+            tenant_id: given
+                .tenant_id
+                .or(base.map(|b| b.tenant_id.clone()))
+                .unwrap_or_else(|| ctx.env().tenant_id.clone()),
+            sku: given
+                .sku
+                .or(base.map(|b| b.sku.clone()))
+                .unwrap_or(KeyVaultSku {
+                    family: "A".into(),
+                    name: "standard".into(),
+                }),
+            network_acls: NetworkAcls {
+                default_action,
+                bypass: acls
+                    .bypass
+                    .or(base.map(|b| b.network_acls.bypass.clone()))
+                    .unwrap_or_else(|| "AzureServices".into()),
+            },
+            public_network_access: given
+                .public_network_access
+                .or(base.map(|b| b.public_network_access.clone()))
+                .unwrap_or_else(|| "Enabled".into()),
+            enable_soft_delete: true,
+            vault_uri: String::new(),
+        })
+    }
+}
+
+pub fn data_protection() -> KindProvider<BackupVault> {
+    KindProvider {
         namespace: "Microsoft.DataProtection",
         type_name: "backupVaults",
-        full_type: BACKUP_VAULT_TYPE,
         api: DP_API,
-        shape: backup_vault_shape,
+        kind: std::marker::PhantomData,
     }
 }
 
-pub fn key_vault() -> SimpleProvider {
-    SimpleProvider {
+pub fn key_vault() -> KindProvider<KeyVault> {
+    KindProvider {
         namespace: "Microsoft.KeyVault",
         type_name: "vaults",
-        full_type: KEY_VAULT_TYPE,
         api: KV_API,
-        shape: key_vault_shape,
+        kind: std::marker::PhantomData,
     }
 }
 
@@ -291,4 +392,19 @@ pub fn cmk_conflict(vault_name: &str, kid: &str) -> ArmError {
         "CmkWithRestrictedKeyVaultNotSupportedWithPrivateEndpoints",
         format!("Vault {vault_name} uses a customer-managed key from key vault {kid}, which is network-restricted or has private endpoints; that is not supported together with private endpoints on the vault. Use a key vault that allows public access, or remove the private endpoints."),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_vaults_default_network_action_is_allow_or_deny() {
+        assert!(check_default_action("Allow").is_ok());
+        assert!(check_default_action("Deny").is_ok());
+        assert_eq!(
+            check_default_action("deny").unwrap_err().code(),
+            "InvalidParameter"
+        );
+    }
 }
