@@ -121,3 +121,31 @@ def test_network_security_groups_and_route_tables_on_the_core(server, msi):
     net.route_tables.begin_delete(RG, "core-rt").result()
     net.network_security_groups.begin_delete(RG, "core-nsg").result()
     assert "core-rt" not in [t.name for t in net.route_tables.list(RG)]
+
+
+def test_key_vaults_and_backup_vaults_on_the_core(server, msi):
+    """The key vaults and Backup vaults the vault rules look at are tracked
+    kinds: Azure's defaults on create, a PATCH changes only what it names,
+    a bad networkAcls.defaultAction is refused and changes nothing, and a
+    list shows them."""
+    kv = f"/subscriptions/{server.sub}/resourceGroups/{RG}/providers/Microsoft.KeyVault/vaults/core-kv"
+    r = server.http("PUT", f"{kv}?api-version=2023-07-01", json={"location": "eastus", "properties": {}})
+    assert r.status_code == 201, r.text
+    p = r.json()["properties"]
+    assert p["sku"] == {"family": "A", "name": "standard"} and p["networkAcls"]["defaultAction"] == "Allow"
+    assert p["tenantId"] and p["publicNetworkAccess"] == "Enabled"
+    r = server.http("PATCH", f"{kv}?api-version=2023-07-01", json={"properties": {"publicNetworkAccess": "Disabled"}, "tags": {"t": "1"}})
+    assert r.status_code == 200, r.text
+    p = r.json()["properties"]
+    assert p["publicNetworkAccess"] == "Disabled" and p["networkAcls"]["bypass"] == "AzureServices"
+    assert r.json()["tags"] == {"t": "1"}
+    r = server.http("PUT", f"{kv}?api-version=2023-07-01", json={"location": "eastus", "properties": {"networkAcls": {"defaultAction": "Maybe"}}})
+    assert r.status_code == 400
+    assert server.http("GET", f"{kv}?api-version=2023-07-01").json()["properties"]["publicNetworkAccess"] == "Disabled"
+    names = [v["name"] for v in server.http("GET", f"/subscriptions/{server.sub}/resourceGroups/{RG}/providers/Microsoft.KeyVault/vaults?api-version=2023-07-01").json()["value"]]
+    assert names == ["core-kv"]
+    bv = f"/subscriptions/{server.sub}/resourceGroups/{RG}/providers/Microsoft.DataProtection/backupVaults/core-bv"
+    r = server.http("PUT", f"{bv}?api-version=2023-05-01", json={"location": "eastus", "properties": {}})
+    assert r.status_code == 201 and r.json()["properties"]["storageSettings"] == [{"datastoreType": "VaultStore", "type": "LocallyRedundant"}]
+    assert server.http("DELETE", f"{bv}?api-version=2023-05-01").status_code == 200
+    assert server.http("GET", f"{bv}?api-version=2023-05-01").status_code == 404
