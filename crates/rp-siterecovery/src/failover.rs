@@ -312,21 +312,12 @@ pub fn unplanned_failover(
         })?;
     let item = item_of(ctx, req, &item_id)?;
     let side = Side::of(&item);
-    let direction = body["properties"]["failoverDirection"]
-        .as_str()
-        .unwrap_or(side.failover_direction());
     state::check(&item, Transition::UnplannedFailover)?;
-    if !direction.eq_ignore_ascii_case(side.failover_direction()) {
-        return Err(ArmError::bad_request(
-            "FailoverDirectionInvalid",
-            format!(
-                "'{}' replicates {}; its failover direction is {}.",
-                str_of(&item, "name"),
-                side.failover_direction(),
-                side.failover_direction()
-            ),
-        ));
-    }
+    check_direction(
+        str_of(&item, "name"),
+        body["properties"]["failoverDirection"].as_str(),
+        side.failover_direction(),
+    )?;
     let point = choose_point(
         engine,
         rt,
@@ -359,21 +350,13 @@ pub fn unplanned_failover(
         let mut item = found(tx, &item_id, "replication protected item")?;
         // The transition is checked again where it commits.
         state::apply(&mut item, Transition::UnplannedFailover)?;
-        let disks =
-            item["properties"]["providerSpecificDetails"]["protectedManagedDisks"].as_array_mut();
-        for (d, m) in disks.into_iter().flatten().zip(&made) {
-            if side == Side::Primary {
-                d["recoveryTargetDiskId"] = json!(m.rid);
-                d["recoveryReplicaDiskId"] = json!(m.rid);
-            }
-        }
-        let p = &mut item["properties"];
-        if let Some(vm) = &vm {
-            p["providerSpecificDetails"]["recoveryFabricObjectId"] = json!(vm);
-        }
-        p["activeLocation"] = json!(side.other().name());
-        p["lastSuccessfulFailoverTime"] = json!(time::now_string());
-        p["failoverRecoveryPointId"] = json!(point_id(&item_id, &point));
+        mark_failed_over(
+            &mut item,
+            side,
+            &made,
+            vm.as_deref(),
+            &point_id(&item_id, &point),
+        );
         resource::put(tx, &item_id, &item)?;
         let friendly = if side == Side::Primary {
             "Failover"
@@ -395,18 +378,7 @@ pub fn unplanned_failover(
             ],
             details,
         )?;
-        let outcome = match (&vm, side) {
-            (Some(v), _) => format!(
-                "VM {} is running in {target_loc}",
-                v.rsplit('/').next().unwrap_or_default()
-            ),
-            (None, Side::Recovery) => {
-                format!("the original VM's disks hold the point's bytes in {target_loc}")
-            }
-            (None, Side::Primary) => format!(
-                "the recovery disks are in {target_loc}; no VM was started (no recovery subnet)"
-            ),
-        };
+        let outcome = failover_outcome(vm.as_deref(), side, &target_loc);
         drills::record(
             tx,
             drills::Drill {
@@ -443,12 +415,50 @@ pub fn unplanned_failover(
     }
 }
 
-/// "Test failover in the direction the item replicates."
+/// The item after a failover: active on the other side, the recovery disks
+/// (and VM) it failed over to, when and to which point.
+fn mark_failed_over(item: &mut Value, side: Side, made: &[Made], vm: Option<&str>, point_id: &str) {
+    let disks =
+        item["properties"]["providerSpecificDetails"]["protectedManagedDisks"].as_array_mut();
+    for (d, m) in disks.into_iter().flatten().zip(made) {
+        if side == Side::Primary {
+            d["recoveryTargetDiskId"] = json!(m.rid);
+            d["recoveryReplicaDiskId"] = json!(m.rid);
+        }
+    }
+    let p = &mut item["properties"];
+    if let Some(vm) = vm {
+        p["providerSpecificDetails"]["recoveryFabricObjectId"] = json!(vm);
+    }
+    p["activeLocation"] = json!(side.other().name());
+    p["lastSuccessfulFailoverTime"] = json!(time::now_string());
+    p["failoverRecoveryPointId"] = json!(point_id);
+}
+
+/// What a failover left running, in the drill report's words.
+fn failover_outcome(vm: Option<&str>, side: Side, target_loc: &str) -> String {
+    match (vm, side) {
+        (Some(v), _) => format!(
+            "VM {} is running in {target_loc}",
+            v.rsplit('/').next().unwrap_or_default()
+        ),
+        (None, Side::Recovery) => {
+            format!("the original VM's disks hold the point's bytes in {target_loc}")
+        }
+        (None, Side::Primary) => {
+            format!(
+                "the recovery disks are in {target_loc}; no VM was started (no recovery subnet)"
+            )
+        }
+    }
+}
+
+/// "Fail over (or test) in the direction the item replicates."
 pub fn check_direction(item: &str, given: Option<&str>, replicates: &str) -> Result<(), ArmError> {
     match given {
         Some(d) if !d.eq_ignore_ascii_case(replicates) => Err(ArmError::bad_request(
             "FailoverDirectionInvalid",
-            format!("'{item}' replicates {replicates}; test it in that direction."),
+            format!("'{item}' replicates {replicates}; fail it over or test it in that direction."),
         )),
         _ => Ok(()),
     }
