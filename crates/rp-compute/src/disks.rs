@@ -103,6 +103,71 @@ enum Image {
 }
 
 /// Creates the disk document and its bytes (or resizes, on update).
+/// How a new disk or snapshot is made (`creationData.createOption`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Creation<'a> {
+    /// Empty (also Attach and FromImage: an empty image of the size given).
+    Empty,
+    /// Copy or Restore from a disk, snapshot or disk restore point.
+    CopyFrom(&'a str),
+}
+
+/// "A snapshot is a full, read-only copy of a virtual hard drive": it is
+/// taken with `Copy` from a source; a disk is `Empty`, or `Copy`/`Restore`
+/// from a source its request names.
+pub fn creation<'a>(
+    snapshot: bool,
+    create: &str,
+    source: Option<&'a str>,
+) -> Result<Creation<'a>, ArmError> {
+    if snapshot && create != "Copy" {
+        return Err(ArmError::invalid_parameter("creationData.createOption", format!("A snapshot is taken with createOption Copy from a disk or snapshot, not '{create}'.")));
+    }
+    match (create, source) {
+        ("Copy" | "Restore", Some(s)) => Ok(Creation::CopyFrom(s)),
+        ("Copy" | "Restore", None) => Err(ArmError::invalid_parameter(
+            "creationData.sourceResourceId",
+            format!("createOption {create} needs creationData.sourceResourceId."),
+        )),
+        ("Empty" | "Attach" | "FromImage", _) => Ok(Creation::Empty),
+        (other, _) => Err(ArmError::invalid_parameter(
+            "creationData.createOption",
+            format!("createOption '{other}' is not supported; use Empty, Copy or Restore."),
+        )),
+    }
+}
+
+/// The source of a copy: a disk, snapshot or disk restore point the caller
+/// may read (the linked action on it).
+fn copy_source(
+    ctx: &Ctx,
+    r: &impl recoverite_store::Reader,
+    kind: &str,
+    rid: &str,
+    s: &str,
+) -> Result<Value, ArmError> {
+    let d = resource::get(r, s)?
+        .filter(|d| {
+            matches!(
+                d["type"].as_str(),
+                Some(DISK_TYPE | SNAPSHOT_TYPE | crate::restore_points::DISK_POINT_TYPE)
+            )
+        })
+        .ok_or_else(|| {
+            ArmError::bad_request(
+                "InvalidResourceReference",
+                format!("Source disk, snapshot or disk restore point {s} was not found."),
+            )
+        })?;
+    let read = match d["type"].as_str() {
+        Some(SNAPSHOT_TYPE) => "Microsoft.Compute/snapshots/read",
+        Some(crate::restore_points::DISK_POINT_TYPE) => crate::restore_points::DISK_POINT_READ,
+        _ => crate::vms::DISK_READ,
+    };
+    ctx.require_linked(&format!("{kind}/write"), rid, read, s)?;
+    Ok(d)
+}
+
 pub fn put(
     ctx: &Ctx,
     req: &ArmRequest,
@@ -139,27 +204,14 @@ pub fn put(
         check_sku(&sku)?;
         let old_gb = existing.as_ref().and_then(|e| e["properties"]["diskSizeGB"].as_u64());
         let create = props["creationData"]["createOption"].as_str().unwrap_or(if snapshot { "Copy" } else { "Empty" }).to_string();
-        if snapshot && existing.is_none() && create != "Copy" {
-            return Err(ArmError::invalid_parameter("creationData.createOption", format!("A snapshot is taken with createOption Copy from a disk or snapshot, not '{create}'.")));
-        }
         let source = props["creationData"]["sourceResourceId"].as_str().map(str::to_string);
-        let source_doc = match (&existing, create.as_str(), &source) {
-            (None, "Copy" | "Restore", Some(s)) => Some(resource::get(tx, s)?.filter(|d| matches!(d["type"].as_str(), Some(DISK_TYPE | SNAPSHOT_TYPE | crate::restore_points::DISK_POINT_TYPE))).ok_or_else(|| {
-                ArmError::bad_request("InvalidResourceReference", format!("Source disk, snapshot or disk restore point {s} was not found."))
-            })?),
-            (None, "Copy" | "Restore", None) => return Err(ArmError::invalid_parameter("creationData.sourceResourceId", format!("createOption {create} needs creationData.sourceResourceId."))),
-            (None, "Empty" | "Attach" | "FromImage", _) => None,
-            (None, other, _) => return Err(ArmError::invalid_parameter("creationData.createOption", format!("createOption '{other}' is not supported; use Empty, Copy or Restore."))),
-            (Some(_), _, _) => None,
+        let source_doc = match &existing {
+            Some(_) => None,
+            None => match creation(snapshot, &create, source.as_deref())? {
+                Creation::Empty => None,
+                Creation::CopyFrom(s) => Some(copy_source(ctx, tx, kind, &rid, s)?),
+            },
         };
-        if let (Some(d), Some(s)) = (&source_doc, &source) {
-            let read = match d["type"].as_str() {
-                Some(SNAPSHOT_TYPE) => "Microsoft.Compute/snapshots/read",
-                Some(crate::restore_points::DISK_POINT_TYPE) => crate::restore_points::DISK_POINT_READ,
-                _ => crate::vms::DISK_READ,
-            };
-            ctx.require_linked(&format!("{kind}/write"), &rid, read, s)?;
-        }
         let gb = props["diskSizeGB"]
             .as_u64()
             .or(old_gb)
@@ -401,6 +453,29 @@ pub fn register(
 #[cfg(test)]
 mod rule_tests {
     use super::*;
+
+    #[test]
+    fn a_disk_is_empty_or_copied_and_a_snapshot_is_copied() {
+        assert_eq!(creation(false, "Empty", None).unwrap(), Creation::Empty);
+        assert_eq!(
+            creation(false, "Restore", Some("/s")).unwrap(),
+            Creation::CopyFrom("/s")
+        );
+        assert_eq!(
+            creation(true, "Copy", Some("/d")).unwrap(),
+            Creation::CopyFrom("/d")
+        );
+        for (snapshot, create, source) in [
+            (true, "Empty", None),
+            (false, "Copy", None),
+            (false, "Import", Some("/x")),
+        ] {
+            assert_eq!(
+                creation(snapshot, create, source).unwrap_err().code(),
+                "InvalidParameter"
+            );
+        }
+    }
 
     #[test]
     fn a_disk_only_grows_and_not_while_attached() {
