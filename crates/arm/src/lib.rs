@@ -20,6 +20,7 @@ pub mod tracked;
 pub use error::{ArmError, ArmResult, ErrorBody};
 pub use provider::{
     ArmRequest, Authorizer, Caller, Ctx, Endpoint, Endpoints, Environment, Operation, Platform,
-    Provider, ProviderInfo, Reply, ResourceType, Routed, ScopeCascade, TenantHook,
+    Provider, ProviderInfo, Reply, ResourceType, RouteTable, Routed, Routes, ScopeCascade,
+    TenantHook,
 };
 pub use router::{RawRequest, Router, RESOURCES};

@@ -246,6 +246,53 @@ impl<T: Endpoints> Provider for T {
     }
 }
 
+/// A provider whose routes declare whole operations — scope and
+/// visibility too — for namespaces whose actions do not all follow the path
+/// (Microsoft.Resources, subscription aliases, management groups,
+/// deployments). Served through [`Routes`]: the request is parsed once, the
+/// operation authorized is that route's, and the handler serves that route.
+pub trait RouteTable: Send + Sync {
+    type Route;
+
+    fn info(&self) -> ProviderInfo;
+
+    /// (method, path) → route; unknown paths are ARM's errors, before
+    /// authorization.
+    fn parse(&self, req: &ArmRequest) -> Result<Self::Route, ArmError>;
+
+    /// What the route is authorized as.
+    fn operation(&self, req: &ArmRequest, route: &Self::Route) -> Result<Operation, ArmError>;
+
+    fn serve(&self, ctx: &Ctx, req: &ArmRequest, route: Self::Route) -> Result<Reply, ArmError>;
+}
+
+/// The [`Provider`] of a [`RouteTable`].
+pub struct Routes<T>(pub T);
+
+impl<T: RouteTable> Provider for Routes<T> {
+    fn info(&self) -> ProviderInfo {
+        self.0.info()
+    }
+
+    fn route(&self, req: &ArmRequest) -> Result<Routed<'_>, ArmError> {
+        let r = self.0.parse(req)?;
+        let operation = self.0.operation(req, &r)?;
+        Ok(Routed::new(operation, move |ctx, req| {
+            self.0.serve(ctx, req, r)
+        }))
+    }
+
+    fn operation(&self, req: &ArmRequest) -> Result<Operation, ArmError> {
+        let r = self.0.parse(req)?;
+        self.0.operation(req, &r)
+    }
+
+    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+        let r = self.0.parse(req)?;
+        self.0.serve(ctx, req, r)
+    }
+}
+
 /// ARM's action for a provider path, and the resource type's api-versions.
 pub fn default_operation(info: &ProviderInfo, req: &ArmRequest) -> Result<Operation, ArmError> {
     let p = req.path.provider.as_ref().ok_or_else(|| {

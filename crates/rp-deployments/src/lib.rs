@@ -16,7 +16,9 @@ pub mod record;
 pub mod run;
 
 use recoverite_arm::first_party::AsCaller;
-use recoverite_arm::{ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo, Reply, Routed};
+use recoverite_arm::{
+    ArmError, ArmRequest, Ctx, Operation, ProviderInfo, Reply, RouteTable, Routes,
+};
 use recoverite_store::WriteTx;
 
 pub const NAMESPACE: &str = "Microsoft.Resources";
@@ -155,7 +157,9 @@ pub fn deployment_id(scope: &str, name: &str) -> String {
     format!("{scope}/providers/{TYPE}/{name}")
 }
 
-impl Provider for DeploymentsProvider {
+impl RouteTable for DeploymentsProvider {
+    type Route = Route;
+
     fn info(&self) -> ProviderInfo {
         ProviderInfo::from_table(
             NAMESPACE,
@@ -170,21 +174,16 @@ impl Provider for DeploymentsProvider {
         )
     }
 
-    fn operation(&self, req: &ArmRequest) -> Result<Operation, ArmError> {
-        let r = Route::parse(req)?;
-        Ok(self.operation_of(req, &r))
+    fn parse(&self, req: &ArmRequest) -> Result<Route, ArmError> {
+        Route::parse(req)
     }
 
-    fn route(&self, req: &ArmRequest) -> Result<Routed<'_>, ArmError> {
-        // Parsed once: what is authorized is what is served.
-        let r = Route::parse(req)?;
-        let op = self.operation_of(req, &r);
-        Ok(Routed::new(op, move |ctx, req| self.serve(ctx, req, r)))
+    fn operation(&self, req: &ArmRequest, r: &Route) -> Result<Operation, ArmError> {
+        Ok(self.operation_of(req, r))
     }
 
-    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        let r = Route::parse(req)?;
-        self.serve(ctx, req, r)
+    fn serve(&self, ctx: &Ctx, req: &ArmRequest, r: Route) -> Result<Reply, ArmError> {
+        self.serve_route(ctx, req, r)
     }
 }
 
@@ -236,7 +235,7 @@ impl DeploymentsProvider {
         }
     }
 
-    fn serve(&self, ctx: &Ctx, req: &ArmRequest, r: Route) -> Result<Reply, ArmError> {
+    fn serve_route(&self, ctx: &Ctx, req: &ArmRequest, r: Route) -> Result<Reply, ArmError> {
         use http::Method as M;
         match (r, req.method.clone()) {
             (Route::List { scope }, M::GET) => handlers::list(self, ctx, req, &scope),
@@ -286,9 +285,9 @@ impl recoverite_arm::ScopeCascade for DeploymentsCascade {
 /// Microsoft.Resources, after its root) and their clean-up.
 pub fn manifest(as_caller: &AsCaller) -> recoverite_manifest::Manifest {
     recoverite_manifest::Manifest::new("recoverite-rp-deployments")
-        .provider(DeploymentsProvider {
+        .provider(Routes(DeploymentsProvider {
             as_caller: as_caller.clone(),
             running: Default::default(),
-        })
+        }))
         .cascade(recoverite_manifest::Stage::Deployments, DeploymentsCascade)
 }

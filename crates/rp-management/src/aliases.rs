@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use recoverite_arm::router::authorization_failed;
 use recoverite_arm::tenancy;
 use recoverite_arm::{
-    paging, time, ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo, Reply, Routed,
+    paging, time, ArmError, ArmRequest, Ctx, Operation, ProviderInfo, Reply, RouteTable,
 };
 use recoverite_store::{Reader, Table};
 
@@ -60,7 +60,7 @@ struct AdditionalProps {
 
 pub struct SubscriptionProvider;
 
-enum Route {
+pub enum Route {
     Aliases,
     Alias(String),
     Rename,
@@ -84,7 +84,9 @@ fn route(req: &ArmRequest) -> Result<Route, ArmError> {
     }
 }
 
-impl Provider for SubscriptionProvider {
+impl RouteTable for SubscriptionProvider {
+    type Route = Route;
+
     fn info(&self) -> ProviderInfo {
         ProviderInfo::new(
             NAMESPACE,
@@ -95,21 +97,16 @@ impl Provider for SubscriptionProvider {
         )
     }
 
-    fn operation(&self, req: &ArmRequest) -> Result<Operation, ArmError> {
-        let r = route(req)?;
-        Ok(self.operation_of(req, &r))
+    fn parse(&self, req: &ArmRequest) -> Result<Route, ArmError> {
+        route(req)
     }
 
-    fn route(&self, req: &ArmRequest) -> Result<Routed<'_>, ArmError> {
-        // Parsed once: what is authorized is what is served.
-        let r = route(req)?;
-        let op = self.operation_of(req, &r);
-        Ok(Routed::new(op, move |ctx, req| self.serve(ctx, req, r)))
+    fn operation(&self, req: &ArmRequest, r: &Route) -> Result<Operation, ArmError> {
+        Ok(self.operation_of(req, r))
     }
 
-    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        let r = route(req)?;
-        self.serve(ctx, req, r)
+    fn serve(&self, ctx: &Ctx, req: &ArmRequest, r: Route) -> Result<Reply, ArmError> {
+        self.serve_route(ctx, req, r)
     }
 }
 
@@ -137,7 +134,7 @@ impl SubscriptionProvider {
         }
     }
 
-    fn serve(&self, ctx: &Ctx, req: &ArmRequest, r: Route) -> Result<Reply, ArmError> {
+    fn serve_route(&self, ctx: &Ctx, req: &ArmRequest, r: Route) -> Result<Reply, ArmError> {
         match (r, req.method.clone()) {
             (Route::Alias(name), Method::PUT) => put(ctx, req, &name),
             (Route::Alias(name), Method::GET) => get(ctx, &name),

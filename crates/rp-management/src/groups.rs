@@ -19,8 +19,7 @@ use serde_json::{json, Value};
 use recoverite_arm::router::authorization_failed;
 use recoverite_arm::tenancy::{self, ManagementGroup, TenancyError, MG_TYPE};
 use recoverite_arm::{
-    paging, resource, time, ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo, Reply,
-    Routed,
+    paging, resource, time, ArmError, ArmRequest, Ctx, Operation, ProviderInfo, Reply, RouteTable,
 };
 use recoverite_identity::authorization_provider::assign;
 use recoverite_store::Reader;
@@ -42,7 +41,7 @@ const SUB_CHILD_TYPE: &str = "Microsoft.Management/managementGroups/subscription
 
 pub struct ManagementProvider;
 
-enum Route {
+pub enum Route {
     Groups,
     Group(String),
     Descendants(String),
@@ -75,7 +74,9 @@ fn route(req: &ArmRequest) -> Result<Route, ArmError> {
     })
 }
 
-impl Provider for ManagementProvider {
+impl RouteTable for ManagementProvider {
+    type Route = Route;
+
     fn info(&self) -> ProviderInfo {
         ProviderInfo::new(
             NAMESPACE,
@@ -93,21 +94,16 @@ impl Provider for ManagementProvider {
 
     /// Every route is decided in its handler, which knows whether a group
     /// exists yet and which parent it is under.
-    fn operation(&self, req: &ArmRequest) -> Result<Operation, ArmError> {
-        let r = route(req)?;
-        Ok(self.operation_of(req, &r))
+    fn parse(&self, req: &ArmRequest) -> Result<Route, ArmError> {
+        route(req)
     }
 
-    fn route(&self, req: &ArmRequest) -> Result<Routed<'_>, ArmError> {
-        // Parsed once: what is authorized is what is served.
-        let r = route(req)?;
-        let op = self.operation_of(req, &r);
-        Ok(Routed::new(op, move |ctx, req| self.serve(ctx, req, r)))
+    fn operation(&self, req: &ArmRequest, r: &Route) -> Result<Operation, ArmError> {
+        Ok(self.operation_of(req, r))
     }
 
-    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        let r = route(req)?;
-        self.serve(ctx, req, r)
+    fn serve(&self, ctx: &Ctx, req: &ArmRequest, r: Route) -> Result<Reply, ArmError> {
+        self.serve_route(ctx, req, r)
     }
 }
 
@@ -123,7 +119,7 @@ impl ManagementProvider {
         }
     }
 
-    fn serve(&self, ctx: &Ctx, req: &ArmRequest, r: Route) -> Result<Reply, ArmError> {
+    fn serve_route(&self, ctx: &Ctx, req: &ArmRequest, r: Route) -> Result<Reply, ArmError> {
         match (r, req.method.clone()) {
             (Route::Groups, Method::GET) => list(ctx, req),
             (Route::Group(g), Method::GET) => get(ctx, req, &g),

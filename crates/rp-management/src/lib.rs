@@ -73,6 +73,6 @@ pub(crate) fn group_name_of_id(id: &str) -> Result<String, ArmError> {
 /// management groups.
 pub fn manifest() -> recoverite_manifest::Manifest {
     recoverite_manifest::Manifest::new("recoverite-rp-management")
-        .provider(SubscriptionProvider)
-        .provider(ManagementProvider)
+        .provider(recoverite_arm::Routes(SubscriptionProvider))
+        .provider(recoverite_arm::Routes(ManagementProvider))
 }

@@ -7,7 +7,9 @@ mod subscriptions;
 
 use http::Method;
 
-use recoverite_arm::{ArmError, ArmRequest, Ctx, Operation, Provider, ProviderInfo, Reply, Routed};
+use recoverite_arm::{
+    ArmError, ArmRequest, Ctx, Operation, ProviderInfo, Reply, RouteTable, Routes,
+};
 
 pub const NAMESPACE: &str = "Microsoft.Resources";
 
@@ -20,7 +22,7 @@ pub struct ResourcesProvider;
 
 /// The shape of a request under Microsoft.Resources.
 #[derive(Debug, PartialEq)]
-enum Route {
+pub enum Route {
     Tenants,
     Subscriptions,
     Subscription,
@@ -76,7 +78,9 @@ fn sub_id(req: &ArmRequest) -> String {
     )
 }
 
-impl Provider for ResourcesProvider {
+impl RouteTable for ResourcesProvider {
+    type Route = Route;
+
     fn info(&self) -> ProviderInfo {
         ProviderInfo::new(
             NAMESPACE,
@@ -97,20 +101,16 @@ impl Provider for ResourcesProvider {
         )
     }
 
-    fn operation(&self, req: &ArmRequest) -> Result<Operation, ArmError> {
-        Ok(operation_of(req, &route(req)?))
+    fn parse(&self, req: &ArmRequest) -> Result<Route, ArmError> {
+        route(req)
     }
 
-    fn route(&self, req: &ArmRequest) -> Result<Routed<'_>, ArmError> {
-        // Parsed once: what is authorized is what is served.
-        let r = route(req)?;
-        Ok(Routed::new(operation_of(req, &r), move |ctx, req| {
-            serve(ctx, req, r)
-        }))
+    fn operation(&self, req: &ArmRequest, r: &Route) -> Result<Operation, ArmError> {
+        Ok(operation_of(req, r))
     }
 
-    fn handle(&self, ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-        serve(ctx, req, route(req)?)
+    fn serve(&self, ctx: &Ctx, req: &ArmRequest, r: Route) -> Result<Reply, ArmError> {
+        serve(ctx, req, r)
     }
 }
 
@@ -205,5 +205,6 @@ pub use registration::register_all;
 /// What this crate brings to the server: Microsoft.Resources' root (groups,
 /// resources, providers, tags).
 pub fn manifest() -> recoverite_manifest::Manifest {
-    recoverite_manifest::Manifest::new("recoverite-rp-resources").provider(ResourcesProvider)
+    recoverite_manifest::Manifest::new("recoverite-rp-resources")
+        .provider(Routes(ResourcesProvider))
 }
