@@ -147,6 +147,76 @@ pub fn subnet_applies_nsg_to_endpoints(r: &impl Reader, subnet_id: &str) -> Resu
     ))
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AddressSpace {
+    #[serde(default)]
+    address_prefixes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VnetProperties {
+    address_space: AddressSpace,
+}
+
+#[derive(Deserialize)]
+struct VnetDoc {
+    id: String,
+    name: String,
+    location: String,
+    properties: VnetProperties,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SubnetPrefix {
+    address_prefix: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SubnetEntry {
+    name: String,
+    properties: SubnetPrefix,
+}
+
+/// A virtual network's address space and subnets, in their order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VirtualNetwork {
+    pub id: String,
+    pub name: String,
+    pub location: String,
+    pub address_prefixes: Vec<String>,
+    /// Each subnet's name and address prefix.
+    pub subnets: Vec<(String, Option<String>)>,
+}
+
+/// The virtual network `vnet_id`, if it exists (and is one).
+pub fn virtual_network(r: &impl Reader, vnet_id: &str) -> Result<Option<VirtualNetwork>, ArmError> {
+    let Some(doc) = resource::get(r, vnet_id)?.filter(|d| {
+        d["type"]
+            .as_str()
+            .is_some_and(|t| t.eq_ignore_ascii_case(crate::vnet::VNET_TYPE))
+    }) else {
+        return Ok(None);
+    };
+    let d: VnetDoc = parse(vnet_id, doc)?;
+    let subnets = resource::list_children(r, &d.id, "subnets")?
+        .into_iter()
+        .map(|s| {
+            let id = s["id"].as_str().unwrap_or_default().to_string();
+            parse::<SubnetEntry>(&id, s).map(|e| (e.name, e.properties.address_prefix))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Some(VirtualNetwork {
+        id: d.id,
+        name: d.name,
+        location: d.location,
+        address_prefixes: d.properties.address_space.address_prefixes,
+        subnets,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +244,40 @@ mod tests {
         assert_eq!(nic.network_security_group, None);
         assert_eq!(nic.fqdn_of("/N/ipconfigurations/A"), Some("v.example"));
         assert_eq!(nic.fqdn_of("/n/ipConfigurations/b"), None);
+    }
+
+    #[test]
+    fn a_network_reads_back_with_its_subnets_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = recoverite_store::Store::open(&dir.path().join("s.redb")).unwrap();
+        let v = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/virtualNetworks/app";
+        store
+            .write(|tx| {
+                resource::put(tx, v, &serde_json::json!({"id": v, "name": "app", "type": "Microsoft.Network/virtualNetworks",
+                    "location": "eastus", "properties": {"addressSpace": {"addressPrefixes": ["10.1.0.0/16"]}}}))?;
+                let mut order = Vec::new();
+                for (n, p) in [("vms", "10.1.1.0/24"), ("app", "10.1.2.0/24")] {
+                    let id = format!("{v}/subnets/{n}");
+                    resource::put(tx, &id, &serde_json::json!({"id": id, "name": n, "type": "Microsoft.Network/virtualNetworks/subnets",
+                        "properties": {"addressPrefix": p}}))?;
+                    order.push(id);
+                }
+                resource::keep_order(tx, &order)
+            })
+            .unwrap();
+        let net = store.view(|r| virtual_network(r, v)).unwrap().unwrap();
+        assert_eq!(net.address_prefixes, vec!["10.1.0.0/16".to_string()]);
+        assert_eq!(
+            net.subnets,
+            vec![
+                ("vms".to_string(), Some("10.1.1.0/24".to_string())),
+                ("app".to_string(), Some("10.1.2.0/24".to_string()))
+            ]
+        );
+        // A subnet is not a network.
+        assert!(store
+            .view(|r| virtual_network(r, &format!("{v}/subnets/vms")))
+            .unwrap()
+            .is_none());
     }
 }

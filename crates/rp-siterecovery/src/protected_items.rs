@@ -8,6 +8,7 @@ use recoverite_arm::{names, resource, time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_replication::{Engine, PointKind, SourceDisk};
 use recoverite_rp_compute::disks;
 use recoverite_rp_compute::view::{DiskRole, Vm};
+use recoverite_rp_network::view::{self, VirtualNetwork};
 use recoverite_store::Reader;
 
 use crate::enable_rules as rules;
@@ -94,7 +95,7 @@ pub fn enable(
             plan.named_network.as_deref(),
             &plan.rg,
             &plan.target_location,
-            plan.existing_network.clone(),
+            plan.existing_network.as_ref(),
         )?),
         None => None,
     };
@@ -209,9 +210,9 @@ struct EnablePlan {
     disks: Vec<(Value, Value)>,
     multi_vm_group_name: Option<String>,
     multi_vm_group_id: Option<String>,
-    source_vnet: Option<Value>,
+    source_vnet: Option<VirtualNetwork>,
     named_network: Option<String>,
-    existing_network: Option<Value>,
+    existing_network: Option<VirtualNetwork>,
     recovery_subnet_name: Option<String>,
 }
 
@@ -379,9 +380,9 @@ fn chosen_disks(
 /// named (in the input or by the vault's network mapping), and the network
 /// the item will use if it exists already.
 struct NetworkPlan {
-    source_vnet: Option<Value>,
+    source_vnet: Option<VirtualNetwork>,
     named: Option<String>,
-    existing: Option<Value>,
+    existing: Option<VirtualNetwork>,
 }
 
 fn recovery_network_plan(
@@ -394,10 +395,7 @@ fn recovery_network_plan(
     rg_id: &str,
 ) -> Result<NetworkPlan, ArmError> {
     let source_vnet = match source_vnet_id {
-        Some(v) => match resource::get(r, v)? {
-            Some(doc) => Some(recoverite_rp_network::vnet::assemble_vnet(r, &doc)?),
-            None => None,
-        },
+        Some(v) => view::virtual_network(r, v)?,
         None => None,
     };
     // Named, or the source network's mapping, or (later) `{vnet}-asr`.
@@ -411,15 +409,21 @@ fn recovery_network_plan(
         .or(mapped);
     let lookup = match &named {
         Some(n) => n.clone(),
-        None => targets::default_network_id(source_vnet.as_ref().unwrap_or(&Value::Null), rg_id),
+        None => targets::default_network_id(
+            source_vnet
+                .as_ref()
+                .map(|v| v.name.as_str())
+                .unwrap_or_default(),
+            rg_id,
+        ),
     };
-    let existing = resource::get(r, &lookup)?;
+    let existing = view::virtual_network(r, &lookup)?;
     if let Some(net) = &existing {
         ctx.require_linked(
             ENABLE_ACTION,
             t.id,
             "Microsoft.Network/virtualNetworks/subnets/join/action",
-            str_of(net, "id"),
+            &net.id,
         )?;
     }
     Ok(NetworkPlan {

@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use recoverite_arm::ArmError;
 use recoverite_store::Reader;
 
-use crate::protected_items::str_of;
 use crate::runtime::Runtime;
+use recoverite_rp_network::view::VirtualNetwork;
 
 pub const NETWORK_API: &str = "2026-03-01";
 pub const COMPUTE_API: &str = "2026-04-01";
@@ -48,41 +48,38 @@ pub fn vnet_of_subnet(subnet_id: &str) -> String {
 /// created like the source's address space and subnets when missing.
 pub fn recovery_network(
     rt: &Runtime,
-    r_source_vnet: &Value,
+    source: &VirtualNetwork,
     named: Option<&str>,
     target_rg: &str,
     target_loc: &str,
-    existing: Option<Value>,
+    existing: Option<&VirtualNetwork>,
 ) -> Result<String, ArmError> {
     if let Some(id) = named {
         let n = existing.ok_or_else(|| ArmError::invalid_parameter("properties.providerSpecificDetails.recoveryAzureNetworkId", format!("Network '{id}' was not found; create it first or omit it to let Site Recovery create one.")))?;
-        if !str_of(&n, "location").eq_ignore_ascii_case(target_loc) {
-            return Err(ArmError::invalid_parameter("properties.providerSpecificDetails.recoveryAzureNetworkId", format!("Network '{id}' is in '{}'; the recovery network must be in the recovery region '{target_loc}'.", str_of(&n, "location"))));
+        if !n.location.eq_ignore_ascii_case(target_loc) {
+            return Err(ArmError::invalid_parameter("properties.providerSpecificDetails.recoveryAzureNetworkId", format!("Network '{id}' is in '{}'; the recovery network must be in the recovery region '{target_loc}'.", n.location)));
         }
-        return Ok(str_of(&n, "id").to_string());
+        return Ok(n.id.clone());
     }
-    let id = format!(
-        "{target_rg}/providers/Microsoft.Network/virtualNetworks/{}-asr",
-        str_of(r_source_vnet, "name")
-    );
+    let id = default_network_id(&source.name, target_rg);
     if existing.is_some() {
         return Ok(id);
     }
-    let subnets: Vec<Value> = r_source_vnet["properties"]["subnets"].as_array().into_iter().flatten().map(|s| {
-        json!({"name": s["name"], "properties": {"addressPrefix": s["properties"]["addressPrefix"]}})
-    }).collect();
+    let subnets: Vec<Value> = source
+        .subnets
+        .iter()
+        .map(|(name, prefix)| json!({"name": name, "properties": {"addressPrefix": prefix}}))
+        .collect();
     let body = json!({"location": target_loc, "tags": {"createdBy": "Azure Site Recovery"}, "properties": {
-        "addressSpace": r_source_vnet["properties"]["addressSpace"], "subnets": subnets}});
+        "addressSpace": {"addressPrefixes": source.address_prefixes}, "subnets": subnets}});
     rt.arm.call(Method::PUT, &id, NETWORK_API, Some(body))?;
     Ok(id)
 }
 
-/// The default recovery network's id for a source network (for lookups before creating it).
-pub fn default_network_id(source_vnet: &Value, target_rg: &str) -> String {
-    format!(
-        "{target_rg}/providers/Microsoft.Network/virtualNetworks/{}-asr",
-        str_of(source_vnet, "name")
-    )
+/// The default recovery network's id for a source network (for lookups
+/// before creating it): `{source}-asr` in the recovery group.
+pub fn default_network_id(source_name: &str, target_rg: &str) -> String {
+    format!("{target_rg}/providers/Microsoft.Network/virtualNetworks/{source_name}-asr")
 }
 
 /// A VM Site Recovery brings up on failed-over disks.
