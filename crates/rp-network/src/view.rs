@@ -217,6 +217,35 @@ pub fn virtual_network(r: &impl Reader, vnet_id: &str) -> Result<Option<VirtualN
     }))
 }
 
+#[derive(Deserialize)]
+struct EndpointProperties {
+    subnet: Ref,
+}
+
+#[derive(Deserialize)]
+struct EndpointDoc {
+    properties: EndpointProperties,
+}
+
+/// The subnet a private endpoint sits in, and how many addresses it has free.
+pub fn endpoint_subnet_capacity(
+    r: &impl Reader,
+    endpoint_id: &str,
+) -> Result<Option<(String, u64)>, ArmError> {
+    let Some(doc) = resource::get(r, endpoint_id)? else {
+        return Ok(None);
+    };
+    let subnet_id = parse::<EndpointDoc>(endpoint_id, doc)?.properties.subnet.id;
+    let Some(subnet) = resource::get(r, &subnet_id)? else {
+        return Ok(None);
+    };
+    let Some(net) = crate::vnet::primary_prefix(&subnet) else {
+        return Ok(None);
+    };
+    let free = crate::ipam_store::pool(r, &subnet_id, net)?.free();
+    Ok(Some((subnet_id, free)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

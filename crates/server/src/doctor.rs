@@ -436,20 +436,11 @@ fn free_ip_check(
     pe_name: &str,
 ) -> Result<Option<Check>, ArmError> {
     store.view(|r| {
-        let Some(pe) = resource::get(r, endpoint_id)? else {
-            return Ok(None);
-        };
-        let subnet_id = pe["properties"]["subnet"]["id"].as_str().unwrap_or_default();
-        let Some(subnet) = resource::get(r, subnet_id)? else {
-            return Ok(None);
-        };
-        let Some(net) = subnet["properties"]["addressPrefix"]
-            .as_str()
-            .and_then(|p| p.parse::<ipnet::Ipv4Net>().ok())
+        let Some((subnet_id, free)) =
+            recoverite_rp_network::view::endpoint_subnet_capacity(r, endpoint_id)?
         else {
             return Ok(None);
         };
-        let free = recoverite_rp_network::ipam_store::pool(r, subnet_id, net)?.free();
         let title = format!("free addresses for {pe_name}'s two extra FQDNs");
         Ok(Some(if free >= 2 {
             pass(title, format!("{free} free in {subnet_id}; enabling replication adds 2 (a cache storage endpoint would take 1 more)"))
