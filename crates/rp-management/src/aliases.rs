@@ -102,16 +102,6 @@ impl RouteTable for SubscriptionProvider {
     }
 
     fn operation(&self, req: &ArmRequest, r: &Route) -> Result<Operation, ArmError> {
-        Ok(self.operation_of(req, r))
-    }
-
-    fn serve(&self, ctx: &Ctx, req: &ArmRequest, r: Route) -> Result<Reply, ArmError> {
-        self.serve_route(ctx, req, r)
-    }
-}
-
-impl SubscriptionProvider {
-    fn operation_of(&self, req: &ArmRequest, r: &Route) -> Operation {
         let op = |action: &str, scope: String, public: bool| Operation {
             action: action.to_string(),
             scope,
@@ -120,7 +110,7 @@ impl SubscriptionProvider {
             resource_type: ALIAS_TYPE.to_string(),
             public,
         };
-        match r {
+        Ok(match r {
             // Decided by the handlers: billing ownership is not a role.
             Route::Aliases | Route::Alias(_) => op(CREATE_ACTION, "/".into(), true),
             Route::Rename => op(
@@ -131,10 +121,10 @@ impl SubscriptionProvider {
                 ),
                 false,
             ),
-        }
+        })
     }
 
-    fn serve_route(&self, ctx: &Ctx, req: &ArmRequest, r: Route) -> Result<Reply, ArmError> {
+    fn serve(&self, ctx: &Ctx, req: &ArmRequest, r: Route) -> Result<Reply, ArmError> {
         match (r, req.method.clone()) {
             (Route::Alias(name), Method::PUT) => put(ctx, req, &name),
             (Route::Alias(name), Method::GET) => get(ctx, &name),

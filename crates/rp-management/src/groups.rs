@@ -92,34 +92,24 @@ impl RouteTable for ManagementProvider {
         )
     }
 
-    /// Every route is decided in its handler, which knows whether a group
-    /// exists yet and which parent it is under.
     fn parse(&self, req: &ArmRequest) -> Result<Route, ArmError> {
         route(req)
     }
 
-    fn operation(&self, req: &ArmRequest, r: &Route) -> Result<Operation, ArmError> {
-        Ok(self.operation_of(req, r))
-    }
-
-    fn serve(&self, ctx: &Ctx, req: &ArmRequest, r: Route) -> Result<Reply, ArmError> {
-        self.serve_route(ctx, req, r)
-    }
-}
-
-impl ManagementProvider {
-    fn operation_of(&self, _: &ArmRequest, _: &Route) -> Operation {
-        Operation {
+    /// Every route is decided in its handler, which knows whether a group
+    /// exists yet and which parent it is under.
+    fn operation(&self, _: &ArmRequest, _: &Route) -> Result<Operation, ArmError> {
+        Ok(Operation {
             action: format!("{NAMESPACE}/managementGroups/read"),
             scope: "/".into(),
             list: false,
             api_versions: API.versions("managementGroups"),
             resource_type: MG_TYPE.to_string(),
             public: true,
-        }
+        })
     }
 
-    fn serve_route(&self, ctx: &Ctx, req: &ArmRequest, r: Route) -> Result<Reply, ArmError> {
+    fn serve(&self, ctx: &Ctx, req: &ArmRequest, r: Route) -> Result<Reply, ArmError> {
         match (r, req.method.clone()) {
             (Route::Groups, Method::GET) => list(ctx, req),
             (Route::Group(g), Method::GET) => get(ctx, req, &g),
