@@ -30,6 +30,13 @@ pub struct LinkedZone {
     pub nx_redirect: bool,
 }
 
+/// The types whose identity the snapshot reads.
+const READ_TYPES: [&str; 3] = [
+    "Microsoft.Network/virtualNetworks",
+    "Microsoft.Storage/storageAccounts",
+    "Recoverite.Test/privateLinkTargets",
+];
+
 /// What every ARM resource document has, and all this snapshot reads of
 /// networks, storage accounts and test targets.
 #[derive(Deserialize)]
@@ -67,6 +74,14 @@ pub fn build(store: &Store) -> Result<Snapshot, ArmError> {
         // (id, name, location); private DNS through its read model.
         let wanted = ["virtualNetworks", "storageAccounts", "privateLinkTargets"];
         for (k, doc) in recoverite_arm::resource::scan_mentioning(r, "/subscriptions/", &wanted)? {
+            // Documents that only mention these types (a subnet, an item
+            // naming its cache account) are not read at all.
+            let read = doc["type"]
+                .as_str()
+                .is_some_and(|t| READ_TYPES.iter().any(|w| t.eq_ignore_ascii_case(w)));
+            if !read {
+                continue;
+            }
             let meta: Meta = serde_json::from_value(doc).map_err(|e| {
                 ArmError::internal(format!("stored resource {k} is malformed: {e}"))
             })?;
