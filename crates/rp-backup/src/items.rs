@@ -249,7 +249,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, container: &str, item: &str) -> Result<R
             ArmError::bad_request("BMSUserErrorVmNotFound", format!("The VM '{vm_id}' was not found; check its resource group and name."))
         })?;
         // `az backup protection enable-for-vm`: the VM must be in the vault's region.
-        let (vm_loc, vault_loc) = (vm["location"].as_str().unwrap_or(""), vault["location"].as_str().unwrap_or(""));
+        let (vm_loc, vault_loc) = (vm.location.as_str(), vault["location"].as_str().unwrap_or(""));
         if !vm_loc.eq_ignore_ascii_case(vault_loc) {
             return Err(ArmError::bad_request("BMSUserErrorVmNotInVaultRegion", format!("VM '{vm_name}' is in '{vm_loc}' and vault is in '{vault_loc}'; Azure VM backup needs a vault in the VM's region.")));
         }
@@ -262,8 +262,8 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, container: &str, item: &str) -> Result<R
                 "protectedItemType": "Microsoft.Compute/virtualMachines",
                 "backupManagementType": "AzureIaasVM", "workloadType": "VM",
                 "containerName": container_name(&rg, &vm_name),
-                "sourceResourceId": vm["id"], "virtualMachineId": vm["id"],
-                "friendlyName": vm["name"], "policyId": pol_id, "policyName": pol["name"],
+                "sourceResourceId": vm.id, "virtualMachineId": vm.id,
+                "friendlyName": vm.name, "policyId": pol_id, "policyName": pol["name"],
                 "protectionStatus": "Healthy", "protectionState": "IRPending", "healthStatus": "Passed",
                 "lastBackupStatus": "", "lastRecoveryPoint": null, "protectedItemDataId": uuid::Uuid::new_v4().to_string(),
                 "isScheduledForDeferredDelete": false, "createMode": "Default",

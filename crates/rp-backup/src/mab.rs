@@ -564,7 +564,11 @@ pub fn commit(
                 sku: String::new(),
                 snapshot: String::new(),
                 manifest: manifest.clone(),
-                source: json!({"index": index_id}),
+                // A MARS point is of the item's files, not of a disk.
+                source: points::PointSource {
+                    id: item_id.to_string(),
+                    properties: Default::default(),
+                },
                 source_unique: None,
                 journal_pos: None,
             }],

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use recoverite_arm::{id, resource, time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_backup_store::ChunkStore;
-use recoverite_rp_compute::disks;
+use recoverite_rp_compute::disks::{self, Disk};
 use recoverite_rp_compute::view::{DiskRole, Vm};
 use recoverite_store::{Reader, Table};
 
@@ -24,6 +24,24 @@ use crate::{policy, vault_of, BackupProvider, POINT_TYPE};
 
 /// Where each point's bytes are, beside its ARM document.
 pub(crate) const POINT_DATA: Table = Table("backup_point_data");
+
+/// The disk a point disk was taken of, as restores need it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PointSource {
+    /// Empty only in MARS points written before this was typed (they
+    /// named their index here; restores never read it).
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub properties: PointSourceProperties,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PointSourceProperties {
+    #[serde(default)]
+    pub os_type: Option<String>,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -38,7 +56,7 @@ pub struct PointDisk {
     pub snapshot: String,
     /// The vault-tier manifest.
     pub manifest: String,
-    pub source: Value,
+    pub source: PointSource,
     /// The disk's image and change-journal position when the snapshot was
     /// taken: the next backup reads only what was written after it.
     #[serde(default)]
@@ -239,7 +257,7 @@ pub fn backup(
 struct BackupInputs {
     item: Value,
     vm: Vm,
-    vm_disks: Vec<Value>,
+    vm_disks: Vec<Disk>,
     numeric_id: u64,
     policy: Option<Value>,
 }
@@ -264,7 +282,7 @@ fn backup_inputs(r: &impl Reader, vid: &str, rid: &str) -> Result<BackupInputs, 
     )?;
     Ok(BackupInputs {
         item,
-        vm: Vm::of(&vm)?,
+        vm,
         vm_disks,
         numeric_id: meta.numeric_id,
         policy,
@@ -316,18 +334,15 @@ fn snapshot_disks(
     let images: Vec<PathBuf> = inputs
         .vm_disks
         .iter()
-        .map(|d| {
-            bp.blocks
-                .image(d["properties"]["uniqueId"].as_str().unwrap_or_default())
-        })
+        .map(|d| bp.blocks.image(&d.properties.unique_id))
         .collect();
     let _frozen = recoverite_blockstore::gate::freeze(&images);
     let mut made: Vec<PointDisk> = Vec::new();
     for d in &inputs.vm_disks {
-        let did = d["id"].as_str().unwrap_or_default();
-        let size = d["properties"]["diskSizeBytes"].as_u64().unwrap_or(0);
+        let did = d.id.as_str();
+        let size = d.properties.disk_size_bytes;
         let snap = format!("bkp-{name}-{}", made.len());
-        let unique = d["properties"]["uniqueId"].as_str().unwrap_or_default();
+        let unique = d.properties.unique_id.as_str();
         // Writes are held: the journal ends exactly where the snapshot is.
         let copied = bp.blocks.journal_len(unique).and_then(|pos| {
             recoverite_blockstore::copy_sparse_unsynced(
@@ -348,12 +363,9 @@ fn snapshot_disks(
         made.push(PointDisk {
             lun: lun_of(&inputs.vm, did),
             disk_id: did.to_string(),
-            name: d["name"].as_str().unwrap_or_default().to_string(),
+            name: d.name.clone(),
             size_bytes: size,
-            sku: d["sku"]["name"]
-                .as_str()
-                .unwrap_or("Standard_LRS")
-                .to_string(),
+            sku: d.sku.name.clone(),
             snapshot: snap,
             manifest: format!(
                 "{}-{name}-{}",
@@ -362,7 +374,12 @@ fn snapshot_disks(
                     .unwrap_or("item"),
                 made.len()
             ),
-            source: json!({"id": did, "properties": {"osType": d["properties"]["osType"]}}),
+            source: PointSource {
+                id: did.to_string(),
+                properties: PointSourceProperties {
+                    os_type: d.properties.os_type.clone(),
+                },
+            },
             source_unique: Some(unique.to_string()),
             journal_pos: Some(journal_pos),
         });
@@ -531,7 +548,7 @@ pub fn take_point(
             .and_then(|p| p.subscription)
             .unwrap_or_default();
         let rg = recoverite_rp_resources::groups::ensure(tx, &sub, &snapshot_group, location)?;
-        let snaps: Vec<(Value, String)> = inputs
+        let snaps: Vec<(Disk, String)> = inputs
             .vm_disks
             .iter()
             .zip(&made)
@@ -917,7 +934,8 @@ pub(crate) fn restore_disks<'a>(
             if resource::get(tx, disk_id)?.is_some() {
                 return Err(ArmError::conflict("BMSUserErrorDiskAlreadyExists", format!("A disk '{disk_id}' already exists; restore into another resource group or delete it.")));
             }
-            disks::register(tx, disk_id, location, &d.sku, d.size_bytes, unique, &d.source)?;
+            let from = disks::RestoredFrom { id: &d.source.id, os_type: d.source.properties.os_type.as_deref() };
+            disks::register(tx, disk_id, location, &d.sku, d.size_bytes, unique, from)?;
         }
         Ok::<_, ArmError>(())
     });
@@ -1050,7 +1068,7 @@ pub(crate) fn bring_up_vm(
         "properties": {
             "hardwareProfile": {"vmSize": data.vm_size.clone().unwrap_or_else(|| "Standard_D2s_v3".into())},
             "storageProfile": {
-                "osDisk": {"createOption": "Attach", "osType": os.and_then(|(_, d, _)| d.source["properties"]["osType"].as_str()).unwrap_or("Linux"),
+                "osDisk": {"createOption": "Attach", "osType": os.and_then(|(_, d, _)| d.source.properties.os_type.as_deref()).unwrap_or("Linux"),
                            "managedDisk": {"id": os.map(|(_, _, id)| id.clone()).unwrap_or_default()}},
                 "dataDisks": data_disks,
             },
@@ -1118,9 +1136,8 @@ fn restore_in_place(
         let mut old = Vec::new();
         for (unique, d) in &fresh {
             let mut doc = disks::load(tx, &d.disk_id)?.ok_or_else(|| ArmError::bad_request("BMSUserErrorOriginalDiskNotFound", format!("The VM's disk '{}' no longer exists; restore with RestoreDisks or AlternateLocation instead.", d.disk_id)))?;
-            old.push(doc["properties"]["uniqueId"].as_str().unwrap_or_default().to_string());
-            doc["properties"]["uniqueId"] = json!(unique);
-            resource::put(tx, &d.disk_id, &doc)?;
+            old.push(std::mem::replace(&mut doc.properties.unique_id, unique.clone()));
+            doc.save(tx)?;
         }
         let job = jobs::record(tx, &vid, "Restore", &it, &[("Transfer data", secs), ("Replace disks", 0)], json!({
             "Recovery point": point,

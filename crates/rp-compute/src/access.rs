@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use recoverite_arm::lro::{self, OperationRecord};
-use recoverite_arm::{resource, time, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_arm::{time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_store::{Reader, Table};
 
-use crate::disks::{DISK_TYPE, SNAPSHOT_TYPE};
+use crate::disks::{Disk, DiskState, DISK_TYPE, SNAPSHOT_TYPE};
 use crate::power::{self, PowerState};
 
 pub const GRANTS: Table = Table("disk_access_grants");
@@ -28,7 +28,7 @@ pub struct Grant {
     /// Unix seconds, wall clock (clients check the URL against their own).
     pub expires: i64,
     /// The disk state to return to when access ends.
-    pub previous_state: String,
+    pub previous_state: DiskState,
 }
 
 /// `access` Read (download) for `durationInSeconds` 1 s – 5 days. Write
@@ -81,16 +81,14 @@ fn grants_of(r: &impl Reader, disk_id: &str) -> Result<Vec<Grant>, ArmError> {
 }
 
 /// The disk or snapshot an access request names.
-fn load_disk(r: &impl Reader, did: &str, req: &ArmRequest) -> Result<serde_json::Value, ArmError> {
-    resource::get(r, did)?
-        .filter(|d| matches!(d["type"].as_str(), Some(DISK_TYPE | SNAPSHOT_TYPE)))
-        .ok_or_else(|| {
-            ArmError::resource_not_found(
-                DISK_TYPE,
-                did.rsplit('/').next().unwrap_or(""),
-                req.path.resource_group.as_deref(),
-            )
-        })
+fn load_disk(r: &impl Reader, did: &str, req: &ArmRequest) -> Result<Disk, ArmError> {
+    crate::managed_disk::load_of(r, did, &[DISK_TYPE, SNAPSHOT_TYPE])?.ok_or_else(|| {
+        ArmError::resource_not_found(
+            DISK_TYPE,
+            did.rsplit('/').next().unwrap_or(""),
+            req.path.resource_group.as_deref(),
+        )
+    })
 }
 
 fn accepted(ctx: &Ctx, req: &ArmRequest, op: &OperationRecord, location: &str) -> Reply {
@@ -109,7 +107,7 @@ pub fn grant(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let did = req.path.parent_id();
     let (op, location) = ctx.store().write(|tx| {
         let mut disk = load_disk(tx, &did, req)?;
-        if let Some(vm) = disk["managedBy"].as_str() {
+        if let Some(vm) = &disk.managed_by {
             check_attachment(Some((vm, power::get(tx, vm)?)))?;
         }
         let token = format!(
@@ -117,41 +115,32 @@ pub fn grant(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
             uuid::Uuid::new_v4().simple(),
             uuid::Uuid::new_v4().simple()
         );
-        let previous = disk["properties"]["diskState"]
-            .as_str()
-            .unwrap_or("Unattached")
-            .to_string();
+        let previous = disk.properties.disk_state.unwrap_or(DiskState::Unattached);
         let grant = Grant {
             token: token.clone(),
-            disk_id: disk["id"].as_str().unwrap_or(&did).to_string(),
-            unique_id: disk["properties"]["uniqueId"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            size_bytes: disk["properties"]["diskSizeBytes"].as_u64().unwrap_or(0),
+            disk_id: disk.id.clone(),
+            unique_id: disk.properties.unique_id.clone(),
+            size_bytes: disk.properties.disk_size_bytes,
             expires: time::real_now().unix_timestamp() + seconds as i64,
-            previous_state: if previous == "ActiveSAS" {
+            previous_state: if previous == DiskState::ActiveSas {
                 grants_of(tx, &did)?
                     .first()
-                    .map(|g| g.previous_state.clone())
+                    .map(|g| g.previous_state)
                     .unwrap_or(previous)
             } else {
                 previous
             },
         };
         tx.put_json(GRANTS, &token, &grant)?;
-        if disk["type"].as_str() == Some(DISK_TYPE) {
-            disk["properties"]["diskState"] = json!("ActiveSAS");
-            resource::put(tx, &did, &disk)?;
+        if !disk.is_snapshot() {
+            disk.properties.disk_state = Some(DiskState::ActiveSas);
+            disk.save(tx)?;
         }
         let url = format!("{}/recoverite/disks/{token}", ctx.base_url);
         let op = OperationRecord::new(ctx, "Microsoft.Compute", &did)
             .succeed(Some(json!({"accessSAS": url})));
         op.save(tx)?;
-        Ok::<_, ArmError>((
-            op,
-            disk["location"].as_str().unwrap_or_default().to_string(),
-        ))
+        Ok::<_, ArmError>((op, disk.location))
     })?;
     Ok(accepted(ctx, req, &op, &location))
 }
@@ -165,16 +154,13 @@ pub fn revoke(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         for g in &grants {
             tx.delete(GRANTS, &g.token)?;
         }
-        if let (Some(g), Some(DISK_TYPE)) = (grants.first(), disk["type"].as_str()) {
-            disk["properties"]["diskState"] = json!(g.previous_state);
-            resource::put(tx, &did, &disk)?;
+        if let (Some(g), false) = (grants.first(), disk.is_snapshot()) {
+            disk.properties.disk_state = Some(g.previous_state);
+            disk.save(tx)?;
         }
         let op = OperationRecord::new(ctx, "Microsoft.Compute", &did).succeed(None);
         op.save(tx)?;
-        Ok::<_, ArmError>((
-            op,
-            disk["location"].as_str().unwrap_or_default().to_string(),
-        ))
+        Ok::<_, ArmError>((op, disk.location))
     })?;
     Ok(accepted(ctx, req, &op, &location))
 }

@@ -1,15 +1,17 @@
 //! Managed disks.
 
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::Value;
 
 use recoverite_arm::lro::{self, OperationRecord};
 use recoverite_arm::{paging, regions, resource, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_blockstore::BlockStore;
 
-pub const DISK_TYPE: &str = "Microsoft.Compute/disks";
-/// A snapshot is a point-in-time copy of a disk's (or snapshot's) bytes,
-/// kept sparse like a disk and usable as a new disk's `Copy` source.
-pub const SNAPSHOT_TYPE: &str = "Microsoft.Compute/snapshots";
+pub use crate::managed_disk::{
+    load, CreationData, Disk, DiskSku, DiskState, NewDisk, DISK_TYPE, SNAPSHOT_TYPE,
+};
+use crate::view::Vm;
+
 pub const SKUS: &[&str] = &[
     "Standard_LRS",
     "Premium_LRS",
@@ -20,14 +22,6 @@ pub const SKUS: &[&str] = &[
     "PremiumV2_LRS",
 ];
 pub const MAX_GB: u64 = 32767;
-
-fn tier(sku: &str) -> &'static str {
-    if sku.starts_with("Premium") || sku.starts_with("Ultra") {
-        "Premium"
-    } else {
-        "Standard"
-    }
-}
 
 /// "diskSizeGB must be from 1 to 32767" (managed disks).
 pub fn check_size(gb: u64) -> Result<(), ArmError> {
@@ -94,15 +88,6 @@ fn io(e: std::io::Error) -> ArmError {
     ArmError::internal(format!("disk storage failed: {e}"))
 }
 
-/// How a disk PUT makes its bytes.
-enum Image {
-    /// A sparse copy of a disk, snapshot or disk restore point (its id).
-    Copy(String),
-    Create,
-    Resize,
-}
-
-/// Creates the disk document and its bytes (or resizes, on update).
 /// How a new disk or snapshot is made (`creationData.createOption`).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Creation<'a> {
@@ -137,6 +122,55 @@ pub fn creation<'a>(
     }
 }
 
+/// How a disk PUT makes its bytes.
+enum Image {
+    /// A sparse copy of a disk, snapshot or disk restore point (its image).
+    Copy(String),
+    Create,
+    Resize,
+}
+
+/// What a disk or snapshot PUT/PATCH gives (unknown fields ignored, as
+/// Azure does; a field of the wrong type is refused).
+#[derive(Deserialize, Default)]
+struct Body {
+    location: Option<String>,
+    tags: Option<Value>,
+    sku: Option<SkuGiven>,
+    #[serde(default)]
+    properties: Given,
+}
+
+#[derive(Deserialize, Default)]
+struct SkuGiven {
+    name: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct CreationGiven {
+    create_option: Option<String>,
+    source_resource_id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Given {
+    #[serde(default)]
+    creation_data: CreationGiven,
+    #[serde(rename = "diskSizeGB")]
+    disk_size_gb: Option<u64>,
+    incremental: Option<bool>,
+    os_type: Option<String>,
+    hyper_v_generation: Option<String>,
+}
+
+/// What a copy starts from: a disk, snapshot or disk restore point.
+struct Source {
+    unique_id: String,
+    size_gb: Option<u64>,
+}
+
 /// The source of a copy: a disk, snapshot or disk restore point the caller
 /// may read (the linked action on it).
 fn copy_source(
@@ -145,29 +179,145 @@ fn copy_source(
     kind: &str,
     rid: &str,
     s: &str,
-) -> Result<Value, ArmError> {
-    let d = resource::get(r, s)?
-        .filter(|d| {
-            matches!(
-                d["type"].as_str(),
-                Some(DISK_TYPE | SNAPSHOT_TYPE | crate::restore_points::DISK_POINT_TYPE)
+) -> Result<Source, ArmError> {
+    let missing = || {
+        ArmError::bad_request(
+            "InvalidResourceReference",
+            format!("Source disk, snapshot or disk restore point {s} was not found."),
+        )
+    };
+    let (read, source) = match crate::managed_disk::load_of(r, s, &[DISK_TYPE, SNAPSHOT_TYPE])? {
+        Some(d) => (
+            if d.is_snapshot() {
+                "Microsoft.Compute/snapshots/read"
+            } else {
+                crate::vms::DISK_READ
+            },
+            Source {
+                unique_id: d.properties.unique_id,
+                size_gb: Some(d.properties.disk_size_gb),
+            },
+        ),
+        None => {
+            let p = crate::restore_points::disk_point(r, s)?.ok_or_else(missing)?;
+            (
+                crate::restore_points::DISK_POINT_READ,
+                Source {
+                    unique_id: p.properties.unique_id,
+                    size_gb: Some(p.properties.disk_size_gb),
+                },
             )
-        })
-        .ok_or_else(|| {
-            ArmError::bad_request(
-                "InvalidResourceReference",
-                format!("Source disk, snapshot or disk restore point {s} was not found."),
-            )
-        })?;
-    let read = match d["type"].as_str() {
-        Some(SNAPSHOT_TYPE) => "Microsoft.Compute/snapshots/read",
-        Some(crate::restore_points::DISK_POINT_TYPE) => crate::restore_points::DISK_POINT_READ,
-        _ => crate::vms::DISK_READ,
+        }
     };
     ctx.require_linked(&format!("{kind}/write"), rid, read, s)?;
-    Ok(d)
+    Ok(source)
 }
 
+/// The disk a PUT or PATCH leaves, and how its bytes are made. Decided on a
+/// read snapshot; the bytes are made outside the store's write lock.
+fn plan_disk(
+    ctx: &Ctx,
+    r: &impl recoverite_store::Reader,
+    req: &ArmRequest,
+    body: Body,
+    patch: bool,
+    kind: &'static str,
+) -> Result<(Disk, Image, Option<String>), ArmError> {
+    let snapshot = kind == SNAPSHOT_TYPE;
+    let rid = req.path.id();
+    let n = req.resource_name();
+    let existing = crate::managed_disk::load_of(r, &rid, &[kind])?;
+    if patch && existing.is_none() {
+        return Err(ArmError::resource_not_found(
+            kind,
+            n,
+            req.path.resource_group.as_deref(),
+        ));
+    }
+    let location = match (&body.location, &existing) {
+        (Some(l), _) => regions::require(l, kind)?.name.to_string(),
+        (None, Some(e)) => e.location.clone(),
+        (None, None) => {
+            return Err(ArmError::bad_request(
+                "LocationRequired",
+                "The location property is required for a disk.",
+            ))
+        }
+    };
+    let sku = body
+        .sku
+        .and_then(|s| s.name)
+        .or_else(|| existing.as_ref().map(|e| e.sku.name.clone()))
+        .unwrap_or_else(|| "Standard_LRS".into());
+    check_sku(&sku)?;
+    let p = body.properties;
+    let old_gb = existing.as_ref().map(|e| e.properties.disk_size_gb);
+    let create = p
+        .creation_data
+        .create_option
+        .unwrap_or_else(|| if snapshot { "Copy" } else { "Empty" }.into());
+    let source_id = p.creation_data.source_resource_id;
+    let source = match &existing {
+        Some(_) => None,
+        None => match creation(snapshot, &create, source_id.as_deref())? {
+            Creation::Empty => None,
+            Creation::CopyFrom(s) => Some(copy_source(ctx, r, kind, &rid, s)?),
+        },
+    };
+    let gb = p
+        .disk_size_gb
+        .or(old_gb)
+        .or_else(|| source.as_ref().and_then(|s| s.size_gb))
+        .ok_or_else(|| {
+            ArmError::invalid_parameter("diskSizeGB", "An empty disk needs properties.diskSizeGB.")
+        })?;
+    check_size(gb)?;
+    let attached = existing.as_ref().is_some_and(|e| e.managed_by.is_some());
+    check_resize(old_gb, gb, attached)?;
+    let was = existing.as_ref().map(|e| e.properties.unique_id.clone());
+    let (mut disk, image) = match (existing, source) {
+        (Some(e), _) => (e, Image::Resize),
+        (None, source) => {
+            let unique = uuid::Uuid::new_v4().to_string();
+            let image = match source {
+                Some(s) => Image::Copy(s.unique_id),
+                None => Image::Create,
+            };
+            let mut d = Disk::new(NewDisk {
+                id: &rid,
+                kind,
+                location: &location,
+                sku: &sku,
+                size_bytes: gb << 30,
+                unique_id: &unique,
+                creation: CreationData {
+                    create_option: create,
+                    source_resource_id: source_id,
+                },
+                os_type: None,
+            });
+            // Names keep the spelling of the request that made them.
+            d.name = n.to_string();
+            (d, image)
+        }
+    };
+    disk.location = location;
+    if let Some(t) = body.tags {
+        disk.tags = resource::validate_tags(Some(&t))?;
+    }
+    disk.sku = DiskSku::new(&sku);
+    let props = &mut disk.properties;
+    props.disk_size_gb = gb;
+    props.disk_size_bytes = gb << 30;
+    if snapshot {
+        props.incremental = p.incremental.or(props.incremental).or(Some(false));
+    }
+    props.os_type = p.os_type.or(props.os_type.take());
+    props.hyper_v_generation = p.hyper_v_generation.or(props.hyper_v_generation.take());
+    Ok((disk, image, was))
+}
+
+/// Creates the disk and its bytes (or resizes, on update).
 pub fn put(
     ctx: &Ctx,
     req: &ArmRequest,
@@ -175,118 +325,33 @@ pub fn put(
     patch: bool,
     kind: &'static str,
 ) -> Result<Reply, ArmError> {
-    let snapshot = kind == SNAPSHOT_TYPE;
-    let n = req.resource_name().to_string();
-    check_name(&n)?;
-    let body = req.body.clone().unwrap_or(json!({}));
-    if !body.is_object() {
-        return Err(ArmError::invalid_content("the body must be a JSON object"));
-    }
-    let props = body.get("properties").cloned().unwrap_or(json!({}));
+    check_name(req.resource_name())?;
+    let body: Body = if patch {
+        req.body_or_empty()?
+    } else {
+        req.body_as()?
+    };
     let rid = req.path.id();
-    // Decided on a snapshot; the bytes are made outside the store's write
-    // lock (a copy may be large); the commit checks nothing moved meanwhile.
-    let (doc, image, was) = ctx.store().view(|tx| {
-        let existing = resource::get(tx, &rid)?;
-        if patch && existing.is_none() {
-            return Err(ArmError::resource_not_found(kind, &n, req.path.resource_group.as_deref()));
-        }
-        let location = match (body["location"].as_str(), &existing) {
-            (Some(l), _) => regions::require(l, kind)?.name.to_string(),
-            (None, Some(e)) => e["location"].as_str().unwrap_or_default().to_string(),
-            (None, None) => return Err(ArmError::bad_request("LocationRequired", "The location property is required for a disk.")),
-        };
-        let sku = body["sku"]["name"]
-            .as_str()
-            .map(str::to_string)
-            .or_else(|| existing.as_ref().and_then(|e| e["sku"]["name"].as_str().map(str::to_string)))
-            .unwrap_or_else(|| "Standard_LRS".into());
-        check_sku(&sku)?;
-        let old_gb = existing.as_ref().and_then(|e| e["properties"]["diskSizeGB"].as_u64());
-        let create = props["creationData"]["createOption"].as_str().unwrap_or(if snapshot { "Copy" } else { "Empty" }).to_string();
-        let source = props["creationData"]["sourceResourceId"].as_str().map(str::to_string);
-        let source_doc = match &existing {
-            Some(_) => None,
-            None => match creation(snapshot, &create, source.as_deref())? {
-                Creation::Empty => None,
-                Creation::CopyFrom(s) => Some(copy_source(ctx, tx, kind, &rid, s)?),
-            },
-        };
-        let gb = props["diskSizeGB"]
-            .as_u64()
-            .or(old_gb)
-            .or_else(|| source_doc.as_ref().and_then(|s| s["properties"]["diskSizeGB"].as_u64()))
-            .ok_or_else(|| ArmError::invalid_parameter("diskSizeGB", "An empty disk needs properties.diskSizeGB."))?;
-        check_size(gb)?;
-        check_resize(old_gb, gb, existing.as_ref().is_some_and(|e| e["managedBy"].is_string()))?;
-        let unique = existing
-            .as_ref()
-            .and_then(|e| e["properties"]["uniqueId"].as_str().map(str::to_string))
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let bytes = gb << 30;
-        let image = match (&existing, &source_doc) {
-            (None, Some(s)) => Image::Copy(s["properties"]["uniqueId"].as_str().unwrap_or_default().to_string()),
-            (None, None) => Image::Create,
-            (Some(_), _) => Image::Resize,
-        };
-        let mut doc = json!({
-            "id": existing.as_ref().and_then(|e| e["id"].as_str().map(str::to_string)).unwrap_or(rid.clone()),
-            "name": existing.as_ref().and_then(|e| e["name"].as_str()).unwrap_or(&n),
-            "type": kind,
-            "location": location,
-            "tags": body.get("tags").cloned().or_else(|| existing.as_ref().and_then(|e| e.get("tags").cloned())).unwrap_or(json!({})),
-            "sku": {"name": sku, "tier": tier(&sku)},
-            "properties": {
-                "creationData": existing.as_ref().map(|e| e["properties"]["creationData"].clone()).unwrap_or_else(|| json!({"createOption": create, "sourceResourceId": source})),
-                "diskSizeGB": gb,
-                "diskSizeBytes": bytes,
-                "uniqueId": unique,
-                "provisioningState": "Succeeded",
-                "diskState": if existing.as_ref().is_some_and(|e| e["managedBy"].is_string()) { "Attached" } else { "Unattached" },
-                "timeCreated": existing.as_ref().map(|e| e["properties"]["timeCreated"].clone()).unwrap_or_else(|| json!(recoverite_arm::time::now_string())),
-                "encryption": {"type": "EncryptionAtRestWithPlatformKey"},
-                "networkAccessPolicy": "AllowAll",
-                "publicNetworkAccess": "Enabled",
-            }
-        });
-        if snapshot {
-            let p = doc["properties"].as_object_mut().expect("properties is an object");
-            p.remove("diskState");
-            let incremental = props["incremental"].as_bool().or_else(|| existing.as_ref().and_then(|e| e["properties"]["incremental"].as_bool())).unwrap_or(false);
-            p.insert("incremental".into(), json!(incremental));
-        }
-        for k in ["osType", "hyperVGeneration"] {
-            if let Some(v) = props.get(k).or(existing.as_ref().and_then(|e| e["properties"].get(k))) {
-                doc["properties"][k] = v.clone();
-            }
-        }
-        if let Some(m) = existing.as_ref().and_then(|e| e.get("managedBy")) {
-            doc["managedBy"] = m.clone();
-        }
-        let was = existing.as_ref().map(|e| e["properties"]["uniqueId"].clone());
-        Ok::<_, ArmError>((doc, image, was))
-    })?;
-    let unique = doc["properties"]["uniqueId"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let bytes = doc["properties"]["diskSizeBytes"]
-        .as_u64()
-        .unwrap_or_default();
+    let (disk, image, was) = ctx
+        .store()
+        .view(|r| plan_disk(ctx, r, req, body, patch, kind))?;
+    let unique = disk.properties.unique_id.clone();
+    let bytes = disk.properties.disk_size_bytes;
     match &image {
         Image::Copy(from) => blocks.copy(from, &unique, bytes).map_err(io)?,
         Image::Create => blocks.create(&unique, bytes).map_err(io)?,
         Image::Resize => blocks.resize(&unique, bytes).map_err(io)?,
     }
     let committed = ctx.store().write(|tx| {
-        let now = resource::get(tx, &rid)?.map(|e| e["properties"]["uniqueId"].clone());
+        // The commit checks nothing moved while the bytes were made.
+        let now = crate::managed_disk::load_of(tx, &rid, &[kind])?.map(|e| e.properties.unique_id);
         if now != was {
-            return Err(ArmError::conflict("ConcurrentUpdate", format!("The {kind} '{n}' changed while this request made its bytes; send the request again.")));
+            return Err(ArmError::conflict("ConcurrentUpdate", format!("The {kind} '{}' changed while this request made its bytes; send the request again.", disk.name)));
         }
-        resource::put(tx, &rid, &doc)?;
+        disk.save(tx)?;
         // Disk writes are long-running operations polled through Location
         // (201 is not used); the record commits with the change.
-        let op = OperationRecord::new(ctx, "Microsoft.Compute", &rid).succeed(Some(doc.clone()));
+        let op = OperationRecord::new(ctx, "Microsoft.Compute", &rid).succeed(Some(disk.to_value()?));
         op.save(tx)?;
         Ok(op)
     });
@@ -301,62 +366,69 @@ pub fn put(
         }
     };
     let sub = req.path.subscription.clone().unwrap_or_default();
-    let url = lro::result_url(
-        ctx,
-        &sub,
-        doc["location"].as_str().unwrap_or_default(),
-        &op,
-        &req.api_version,
-    );
+    let url = lro::result_url(ctx, &sub, &disk.location, &op, &req.api_version);
     Ok(lro::with_retry_after(
         ctx,
-        Reply::json(202, doc).header("Location", url),
+        Reply::json(202, disk.to_value()?).header("Location", url),
     ))
 }
 
 pub fn get(ctx: &Ctx, req: &ArmRequest, kind: &'static str) -> Result<Reply, ArmError> {
     ctx.store()
-        .view(|r| resource::get(r, &req.path.id()))?
-        .filter(|d| d["type"].as_str() == Some(kind))
-        .map(Reply::ok)
-        .ok_or_else(|| {
-            ArmError::resource_not_found(
+        .view(|r| crate::managed_disk::load_of(r, &req.path.id(), &[kind]))?
+        .map(|d| d.to_value().map(Reply::ok))
+        .unwrap_or_else(|| {
+            Err(ArmError::resource_not_found(
                 kind,
                 req.resource_name(),
                 req.path.resource_group.as_deref(),
-            )
+            ))
         })
 }
 
 pub fn list(ctx: &Ctx, req: &ArmRequest, kind: &'static str) -> Result<Reply, ArmError> {
-    let items = ctx
-        .store()
-        .view(|r| resource::list_of_type(r, &req.path.scope(), kind))?;
+    let items = ctx.store().view(|r| {
+        crate::managed_disk::list(r, &req.path.scope(), kind)?
+            .iter()
+            .map(Disk::to_value)
+            .collect::<Result<Vec<_>, ArmError>>()
+    })?;
     paging::page_visible(ctx, req, items)
 }
 
-pub fn delete(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, ArmError> {
+/// "A disk attached to a VM cannot be deleted": detach it first.
+pub fn check_deletable(d: &Disk) -> Result<(), ArmError> {
+    match &d.managed_by {
+        Some(vm) => Err(ArmError::conflict(
+            "OperationNotAllowed",
+            format!(
+                "Disk {} is attached to VM {vm}; detach it before deleting.",
+                d.name
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+pub fn delete(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    blocks: &BlockStore,
+    kind: &'static str,
+) -> Result<Reply, ArmError> {
     let rid = req.path.id();
     let op = OperationRecord::new(ctx, "Microsoft.Compute", &rid).succeed(None);
     let gone = ctx.store().write(|tx| {
-        let Some(doc) = resource::get(tx, &rid)? else {
+        let Some(d) = crate::managed_disk::load_of(tx, &rid, &[kind])? else {
             return Ok::<_, ArmError>(None);
         };
-        if let Some(vm) = doc["managedBy"].as_str() {
-            return Err(ArmError::conflict(
-                "OperationNotAllowed",
-                format!(
-                    "Disk {} is attached to VM {vm}; detach it before deleting.",
-                    doc["name"].as_str().unwrap_or("")
-                ),
-            ));
-        }
+        check_deletable(&d)?;
         if crate::access::has_live_grant(tx, &rid)? {
             return Err(ArmError::conflict(
                 "OperationNotAllowed",
                 format!(
                     "Disk {} has active access (a download URL granted with beginGetAccess); revoke it with endGetAccess before deleting.",
-                    doc["name"].as_str().unwrap_or("")
+                    d.name
                 ),
             ));
         }
@@ -364,58 +436,52 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply,
         resource::delete_tree(tx, &rid)?;
         ctx.cascade_delete(tx, &rid)?;
         op.save(tx)?;
-        Ok(Some(doc))
+        Ok(Some(d))
     })?;
-    let Some(doc) = gone else {
+    let Some(d) = gone else {
         return Ok(Reply::empty(204));
     };
-    blocks
-        .delete(doc["properties"]["uniqueId"].as_str().unwrap_or_default())
-        .map_err(io)?;
+    blocks.delete(&d.properties.unique_id).map_err(io)?;
     let sub = req.path.subscription.clone().unwrap_or_default();
     Ok(lro::with_retry_after(
         ctx,
         Reply::empty(202).header(
             "Location",
-            lro::result_url(
-                ctx,
-                &sub,
-                doc["location"].as_str().unwrap_or_default(),
-                &op,
-                &req.api_version,
-            ),
+            lro::result_url(ctx, &sub, &d.location, &op, &req.api_version),
         ),
     ))
 }
 
-/// A disk by id, as stored.
-pub fn load(r: &impl recoverite_store::Reader, id: &str) -> Result<Option<Value>, ArmError> {
-    Ok(resource::get(r, id)?.filter(|d| d["type"].as_str() == Some(DISK_TYPE)))
-}
-
-/// A VM's managed disk documents, OS disk first; `None` when the VM is missing.
+/// A VM and its managed disks, OS disk first; `None` when the VM is missing.
 pub fn of_vm(
     r: &impl recoverite_store::Reader,
     vm_id: &str,
-) -> Result<Option<(Value, Vec<Value>)>, ArmError> {
-    let Some(vm) = resource::get(r, vm_id)?.filter(|v| {
-        v["type"]
-            .as_str()
-            .is_some_and(|t| t.eq_ignore_ascii_case(crate::vms::VM_TYPE))
-    }) else {
+) -> Result<Option<(Vm, Vec<Disk>)>, ArmError> {
+    let Some(vm) = crate::view::vm(r, vm_id)? else {
         return Ok(None);
     };
     let mut out = Vec::new();
-    for id in crate::vms::disk_ids(&vm) {
-        if let Some(d) = load(r, &id)? {
+    for id in vm
+        .os_disk
+        .iter()
+        .chain(vm.data_disks.iter().map(|(_, d)| d))
+    {
+        if let Some(d) = load(r, id)? {
             out.push(d);
         }
     }
     Ok(Some((vm, out)))
 }
 
+/// The disk a restored disk comes from (it may be gone since).
+pub struct RestoredFrom<'a> {
+    pub id: &'a str,
+    pub os_type: Option<&'a str>,
+}
+
 /// Records a managed disk whose bytes another provider already wrote to the
-/// block store under `unique_id` (Site Recovery's failover disks).
+/// block store under `unique_id` (Site Recovery's failover disks, Backup's
+/// restored disks).
 pub fn register(
     tx: &mut recoverite_store::WriteTx,
     rid: &str,
@@ -423,31 +489,24 @@ pub fn register(
     sku: &str,
     size_bytes: u64,
     unique_id: &str,
-    source: &Value,
-) -> Result<Value, ArmError> {
-    let name = rid.rsplit('/').next().unwrap_or_default();
-    check_name(name)?;
-    let mut doc = json!({
-        "id": rid, "name": name, "type": DISK_TYPE, "location": location, "tags": {},
-        "sku": {"name": sku, "tier": tier(sku)},
-        "properties": {
-            "creationData": {"createOption": "Restore", "sourceResourceId": source["id"]},
-            "diskSizeGB": size_bytes >> 30,
-            "diskSizeBytes": size_bytes,
-            "uniqueId": unique_id,
-            "provisioningState": "Succeeded",
-            "diskState": "Unattached",
-            "timeCreated": recoverite_arm::time::now_string(),
-            "encryption": {"type": "EncryptionAtRestWithPlatformKey"},
-            "networkAccessPolicy": "AllowAll",
-            "publicNetworkAccess": "Enabled",
-        }
+    source: RestoredFrom,
+) -> Result<Disk, ArmError> {
+    check_name(rid.rsplit('/').next().unwrap_or_default())?;
+    let d = Disk::new(NewDisk {
+        id: rid,
+        kind: DISK_TYPE,
+        location,
+        sku,
+        size_bytes,
+        unique_id,
+        creation: CreationData {
+            create_option: "Restore".into(),
+            source_resource_id: Some(source.id.to_string()),
+        },
+        os_type: source.os_type.map(str::to_string),
     });
-    if let Some(os) = source["properties"].get("osType") {
-        doc["properties"]["osType"] = os.clone();
-    }
-    resource::put(tx, rid, &doc)?;
-    Ok(doc)
+    d.save(tx)?;
+    Ok(d)
 }
 
 #[cfg(test)]

@@ -4,12 +4,11 @@
 //! The table is an outbox: a crash between the commit and the delete leaves
 //! the row, and the next sweep frees the image.
 
-use recoverite_arm::{resource, ArmError, ScopeCascade};
+use recoverite_arm::{ArmError, ScopeCascade};
 use recoverite_blockstore::BlockStore;
 use recoverite_store::{Outbox, Store, Table, WriteTx};
 
 use crate::disks::{DISK_TYPE, SNAPSHOT_TYPE};
-use crate::restore_points::DISK_POINT_TYPE;
 
 /// Unique ids of images whose records are gone.
 pub const TO_FREE: Outbox = Outbox(Table("compute_images_to_free"));
@@ -22,12 +21,13 @@ impl ScopeCascade for ImagesCascade {
     }
 
     fn scope_deleting(&self, tx: &mut WriteTx, scope: &str) -> Result<(), ArmError> {
-        for ty in [DISK_TYPE, SNAPSHOT_TYPE, DISK_POINT_TYPE] {
-            for doc in resource::list_of_type(tx, scope, ty)? {
-                if let Some(u) = doc["properties"]["uniqueId"].as_str() {
-                    TO_FREE.record(tx, u)?;
-                }
+        for ty in [DISK_TYPE, SNAPSHOT_TYPE] {
+            for d in crate::managed_disk::list(tx, scope, ty)? {
+                TO_FREE.record(tx, &d.properties.unique_id)?;
             }
+        }
+        for u in crate::restore_points::disk_points_in(tx, scope)? {
+            TO_FREE.record(tx, &u)?;
         }
         Ok(())
     }

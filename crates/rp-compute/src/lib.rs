@@ -5,6 +5,7 @@ pub mod access;
 pub mod availability_sets;
 pub mod disks;
 pub mod images;
+pub mod managed_disk;
 pub mod power;
 pub mod restore_points;
 pub mod route;
@@ -95,7 +96,7 @@ impl Endpoints for ComputeProvider {
             PutDisk(k) => disks::put(ctx, req, blocks, false, disk_type(k)),
             PatchDisk(k) => disks::put(ctx, req, blocks, true, disk_type(k)),
             GetDisk(k) => disks::get(ctx, req, disk_type(k)),
-            DeleteDisk(_) => disks::delete(ctx, req, blocks),
+            DeleteDisk(k) => disks::delete(ctx, req, blocks, disk_type(k)),
             ListDisks(k) => disks::list(ctx, req, disk_type(k)),
             GrantAccess(_) => access::grant(ctx, req),
             RevokeAccess(_) => access::revoke(ctx, req),

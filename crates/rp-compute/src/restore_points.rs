@@ -3,12 +3,13 @@
 //! disk restore point, kept sparse like snapshots and usable as a new
 //! disk's source (`createOption` `Restore` or `Copy`).
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use recoverite_arm::{paging, regions, resource, time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_blockstore::BlockStore;
 
-use crate::disks;
+use crate::disks::{self, Disk};
 use crate::view::{DiskRole, Vm};
 use crate::vms::VM_TYPE;
 
@@ -18,6 +19,91 @@ pub const DISK_POINT_TYPE: &str =
     "Microsoft.Compute/restorePointCollections/restorePoints/diskRestorePoints";
 pub const DISK_POINT_READ: &str =
     "Microsoft.Compute/restorePointCollections/restorePoints/diskRestorePoints/read";
+
+/// A disk restore point as stored and returned: a copy of one disk's bytes
+/// at the point, with where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskPoint {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub properties: DiskPointProperties,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiskPointProperties {
+    pub time_created: String,
+    pub source_resource_id: String,
+    pub source_unique_id: String,
+    pub family_id: String,
+    #[serde(rename = "diskSizeGB")]
+    pub disk_size_gb: u64,
+    pub disk_size_bytes: u64,
+    /// Names the copy's bytes in the block store.
+    pub unique_id: String,
+    pub location: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_type: Option<String>,
+    pub provisioning_state: String,
+    pub network_access_policy: String,
+    pub public_network_access: String,
+}
+
+impl DiskPoint {
+    /// The restore point `drp_id` of disk `d`, its copy held in `unique`.
+    fn of_disk(d: &Disk, drp_id: &str, unique: &str, location: &str, now: &str) -> DiskPoint {
+        DiskPoint {
+            id: drp_id.to_string(),
+            name: drp_id.rsplit('/').next().unwrap_or_default().to_string(),
+            kind: DISK_POINT_TYPE.to_string(),
+            properties: DiskPointProperties {
+                time_created: now.to_string(),
+                source_resource_id: d.id.clone(),
+                source_unique_id: d.properties.unique_id.clone(),
+                family_id: d.properties.unique_id.clone(),
+                disk_size_gb: d.properties.disk_size_gb,
+                disk_size_bytes: d.properties.disk_size_bytes,
+                unique_id: unique.to_string(),
+                location: location.to_string(),
+                os_type: d.properties.os_type.clone(),
+                provisioning_state: "Succeeded".into(),
+                network_access_policy: "AllowAll".into(),
+                public_network_access: "Enabled".into(),
+            },
+        }
+    }
+
+    fn save(&self, tx: &mut recoverite_store::WriteTx) -> Result<(), ArmError> {
+        let v = serde_json::to_value(self).map_err(|e| ArmError::internal(e.to_string()))?;
+        resource::put(tx, &self.id, &v)
+    }
+
+    fn of(doc: Value) -> Result<DiskPoint, ArmError> {
+        let rid = doc["id"].as_str().unwrap_or_default().to_string();
+        serde_json::from_value(doc).map_err(|e| {
+            ArmError::internal(format!(
+                "stored disk restore point {rid} does not read back: {e}"
+            ))
+        })
+    }
+}
+
+/// The disk restore point at `id`, if it is one.
+pub fn disk_point(
+    r: &impl recoverite_store::Reader,
+    id: &str,
+) -> Result<Option<DiskPoint>, ArmError> {
+    resource::get(r, id)?
+        .filter(|d| {
+            d["type"]
+                .as_str()
+                .is_some_and(|t| t.eq_ignore_ascii_case(DISK_POINT_TYPE))
+        })
+        .map(DiskPoint::of)
+        .transpose()
+}
 
 /// "You can keep a maximum of 500 VM restore points for any VM at any time."
 pub const MAX_POINTS: usize = 500;
@@ -197,10 +283,21 @@ fn disk_uniques(
     r: &impl recoverite_store::Reader,
     point_id: &str,
 ) -> Result<Vec<String>, ArmError> {
-    Ok(resource::list_children(r, point_id, "diskRestorePoints")?
-        .iter()
-        .filter_map(|d| d["properties"]["uniqueId"].as_str().map(str::to_string))
-        .collect())
+    resource::list_children(r, point_id, "diskRestorePoints")?
+        .into_iter()
+        .map(|d| DiskPoint::of(d).map(|p| p.properties.unique_id))
+        .collect()
+}
+
+/// The images of every disk restore point in `scope`.
+pub fn disk_points_in(
+    r: &impl recoverite_store::Reader,
+    scope: &str,
+) -> Result<Vec<String>, ArmError> {
+    resource::list_of_type(r, scope, DISK_POINT_TYPE)?
+        .into_iter()
+        .map(|d| DiskPoint::of(d).map(|p| p.properties.unique_id))
+        .collect()
 }
 
 /// Bytes go after the records that named them are gone (a crash between
@@ -241,9 +338,8 @@ pub fn put_point(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Rep
         let (vm, vm_disks) = disks::of_vm(tx, &vm_id)?.ok_or_else(|| {
             ArmError::bad_request("InvalidParameter", format!("The collection's source VM '{vm_id}' no longer exists; restore points can only be taken of an existing VM."))
         })?;
-        let vm_view = Vm::of(&vm)?;
         for e in &excluded {
-            if !vm_disks.iter().any(|d| d["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(e))) {
+            if !vm_disks.iter().any(|d| d.id.eq_ignore_ascii_case(e)) {
                 return Err(ArmError::invalid_parameter("excludeDisks", format!("'{e}' is not a disk of the VM.")));
             }
         }
@@ -251,37 +347,14 @@ pub fn put_point(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Rep
         let mut os_entry = Value::Null;
         let mut data_entries = Vec::new();
         for d in &vm_disks {
-            let disk_id = d["id"].as_str().unwrap_or_default();
-            if excluded.contains(&disk_id.to_ascii_lowercase()) {
+            if excluded.contains(&d.id.to_ascii_lowercase()) {
                 continue;
             }
-            let disk_name = d["name"].as_str().unwrap_or_default();
-            let drp_name = format!("{disk_name}_{}", uuid::Uuid::new_v4());
-            let drp_id = format!("{rid}/diskRestorePoints/{drp_name}");
+            let drp_id = format!("{rid}/diskRestorePoints/{}_{}", d.name, uuid::Uuid::new_v4());
             let unique = uuid::Uuid::new_v4().to_string();
-            let bytes = d["properties"]["diskSizeBytes"].as_u64().unwrap_or(0);
-            blocks.copy(d["properties"]["uniqueId"].as_str().unwrap_or_default(), &unique, bytes).map_err(io)?;
-            let mut drp = json!({
-                "id": drp_id, "name": drp_name, "type": DISK_POINT_TYPE,
-                "properties": {
-                    "timeCreated": now,
-                    "sourceResourceId": disk_id,
-                    "sourceUniqueId": d["properties"]["uniqueId"],
-                    "familyId": d["properties"]["uniqueId"],
-                    "diskSizeGB": d["properties"]["diskSizeGB"],
-                    "diskSizeBytes": bytes,
-                    "uniqueId": unique,
-                    "location": d["location"],
-                    "provisioningState": "Succeeded",
-                    "networkAccessPolicy": "AllowAll",
-                    "publicNetworkAccess": "Enabled",
-                }
-            });
-            if let Some(os) = d["properties"].get("osType") {
-                drp["properties"]["osType"] = os.clone();
-            }
-            resource::put(tx, &drp_id, &drp)?;
-            add_disk_entry(&vm_view, d, &drp_id, &mut os_entry, &mut data_entries);
+            blocks.copy(&d.properties.unique_id, &unique, d.properties.disk_size_bytes).map_err(io)?;
+            DiskPoint::of_disk(d, &drp_id, &unique, &d.location, &now).save(tx)?;
+            add_disk_entry(&vm, d, &drp_id, &mut os_entry, &mut data_entries);
         }
         let doc = json!({
             "id": rid, "name": name, "type": POINT_TYPE,
@@ -291,9 +364,9 @@ pub fn put_point(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Rep
                 "timeCreated": now,
                 "provisioningState": "Succeeded",
                 "sourceMetadata": {
-                    "vmId": vm["properties"]["vmId"],
-                    "location": vm["location"],
-                    "hardwareProfile": vm["properties"]["hardwareProfile"],
+                    "vmId": vm.vm_id,
+                    "location": vm.location,
+                    "hardwareProfile": {"vmSize": vm.size},
                     "storageProfile": {"osDisk": os_entry, "dataDisks": data_entries},
                 },
             }
@@ -308,18 +381,17 @@ pub fn put_point(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Rep
 /// OS disk's entry, or a data disk's with its LUN.
 fn add_disk_entry(
     vm: &Vm,
-    d: &Value,
+    d: &Disk,
     drp_id: &str,
     os_entry: &mut Value,
     data_entries: &mut Vec<Value>,
 ) {
-    let disk_id = d["id"].as_str().unwrap_or_default();
-    let entry = json!({"name": d["name"], "managedDisk": {"id": disk_id, "storageAccountType": d["sku"]["name"]},
-                       "diskRestorePoint": {"id": drp_id}, "diskSizeGB": d["properties"]["diskSizeGB"]});
-    match vm.role_of(disk_id) {
+    let entry = json!({"name": d.name, "managedDisk": {"id": d.id, "storageAccountType": d.sku.name},
+                       "diskRestorePoint": {"id": drp_id}, "diskSizeGB": d.properties.disk_size_gb});
+    match vm.role_of(&d.id) {
         Some(DiskRole::Os) => {
             *os_entry = entry;
-            os_entry["osType"] = d["properties"]["osType"].clone();
+            os_entry["osType"] = json!(d.properties.os_type);
         }
         role => {
             let mut e = entry;
@@ -354,7 +426,7 @@ pub fn record_snapshot_point(
     rg_id: &str,
     vm: &Vm,
     point_name: &str,
-    snapshots: &[(Value, String)],
+    snapshots: &[(Disk, String)],
 ) -> Result<String, ArmError> {
     let vm_id = vm.id.as_str();
     let location = vm.location.as_str();
@@ -378,20 +450,8 @@ pub fn record_snapshot_point(
     let now = time::now_string();
     let (mut os_entry, mut data_entries) = (Value::Null, Vec::new());
     for (d, unique) in snapshots {
-        let disk_id = d["id"].as_str().unwrap_or_default();
-        let disk_name = d["name"].as_str().unwrap_or_default();
-        let drp_id = format!("{rid}/diskRestorePoints/{disk_name}_{point_name}");
-        let drp = json!({
-            "id": drp_id, "name": format!("{disk_name}_{point_name}"), "type": DISK_POINT_TYPE,
-            "properties": {
-                "timeCreated": now, "sourceResourceId": disk_id,
-                "sourceUniqueId": d["properties"]["uniqueId"], "familyId": d["properties"]["uniqueId"],
-                "diskSizeGB": d["properties"]["diskSizeGB"], "diskSizeBytes": d["properties"]["diskSizeBytes"],
-                "uniqueId": unique, "location": location, "osType": d["properties"]["osType"],
-                "provisioningState": "Succeeded", "networkAccessPolicy": "AllowAll", "publicNetworkAccess": "Enabled",
-            }
-        });
-        resource::put(tx, &drp_id, &drp)?;
+        let drp_id = format!("{rid}/diskRestorePoints/{}_{point_name}", d.name);
+        DiskPoint::of_disk(d, &drp_id, unique, location, &now).save(tx)?;
         add_disk_entry(vm, d, &drp_id, &mut os_entry, &mut data_entries);
     }
     let doc = json!({

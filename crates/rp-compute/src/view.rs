@@ -52,6 +52,7 @@ struct HardwareProfile {
 #[serde(rename_all = "camelCase")]
 struct VmProperties {
     vm_id: Option<String>,
+    availability_set: Option<Ref>,
     hardware_profile: Option<HardwareProfile>,
     storage_profile: Option<StorageProfile>,
     network_profile: Option<NetworkProfile>,
@@ -88,6 +89,8 @@ pub struct Vm {
     /// `(lun, disk id)` of each attached managed data disk.
     pub data_disks: Vec<(u32, String)>,
     pub network_interfaces: Vec<String>,
+    /// The availability set the VM is in.
+    pub availability_set: Option<String>,
 }
 
 impl Vm {
@@ -112,6 +115,7 @@ impl Vm {
             name: d.name,
             location: d.location,
             vm_id: d.properties.vm_id,
+            availability_set: d.properties.availability_set.map(|a| a.id),
             size: d.properties.hardware_profile.and_then(|h| h.vm_size),
             os_type,
             os_disk,

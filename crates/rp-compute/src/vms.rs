@@ -9,7 +9,7 @@ use recoverite_arm::{id, paging, regions, resource, ArmError, ArmRequest, Ctx, R
 use recoverite_blockstore::BlockStore;
 use recoverite_store::WriteTx;
 
-use crate::disks::{self, DISK_TYPE};
+use crate::disks::{self, CreationData, Disk, NewDisk, DISK_TYPE};
 
 pub const VM_TYPE: &str = "Microsoft.Compute/virtualMachines";
 pub const SET_TYPE: &str = "Microsoft.Compute/availabilitySets";
@@ -34,41 +34,35 @@ fn attach_disk(
     disk_id: &str,
     vm_id: &str,
     location: &str,
-) -> Result<Value, ArmError> {
+) -> Result<Disk, ArmError> {
     let mut d = disks::load(tx, disk_id)?
         .ok_or_else(|| bad("NotFound", format!("Disk {disk_id} was not found.")))?;
-    if let Some(owner) = d["managedBy"].as_str() {
+    if let Some(owner) = &d.managed_by {
         if id::key(owner) != id::key(vm_id) {
             return Err(ArmError::conflict(
                 "OperationNotAllowed",
-                format!(
-                    "Disk {} is already attached to VM {owner}.",
-                    d["name"].as_str().unwrap_or("")
-                ),
+                format!("Disk {} is already attached to VM {owner}.", d.name),
             ));
         }
     }
-    if d["location"].as_str() != Some(location) {
+    if d.location != location {
         return Err(bad(
             "BadRequest",
             format!(
                 "Disk {} is in {} but the VM is in {location}; they must be in the same region.",
-                d["name"].as_str().unwrap_or(""),
-                d["location"].as_str().unwrap_or("")
+                d.name, d.location
             ),
         ));
     }
-    d["managedBy"] = json!(vm_id);
-    d["properties"]["diskState"] = json!("Attached");
-    resource::put(tx, disk_id, &d)?;
+    d.attach(vm_id);
+    d.save(tx)?;
     Ok(d)
 }
 
 fn detach_disk(tx: &mut WriteTx, disk_id: &str) -> Result<(), ArmError> {
     if let Some(mut d) = disks::load(tx, disk_id)? {
-        d.as_object_mut().map(|o| o.remove("managedBy"));
-        d["properties"]["diskState"] = json!("Unattached");
-        resource::put(tx, disk_id, &d)?;
+        d.detach();
+        d.save(tx)?;
     }
     Ok(())
 }
@@ -198,32 +192,29 @@ fn new_disk(
     tx: &mut WriteTx,
     at: &DiskPlace,
     did: &str,
-    name: &str,
     gb: u64,
     sku: &str,
-    props: Value,
+    create_option: &str,
+    os_type: Option<String>,
 ) -> Result<(), ArmError> {
     let unique = uuid::Uuid::new_v4().to_string();
     at.blocks
         .create(&unique, gb << 30)
         .map_err(|e| ArmError::internal(e.to_string()))?;
-    let mut p = props;
-    p["diskSizeGB"] = json!(gb);
-    p["diskSizeBytes"] = json!(gb << 30);
-    p["uniqueId"] = json!(unique);
-    p["provisioningState"] = json!("Succeeded");
-    p["diskState"] = json!("Unattached");
-    let tier = if sku.starts_with("Premium") {
-        "Premium"
-    } else {
-        "Standard"
-    };
-    resource::put(
-        tx,
-        did,
-        &json!({"id": did, "name": name, "type": DISK_TYPE, "location": at.location, "tags": {},
-        "sku": {"name": sku, "tier": tier}, "properties": p}),
-    )
+    Disk::new(NewDisk {
+        id: did,
+        kind: DISK_TYPE,
+        location: at.location,
+        sku,
+        size_bytes: gb << 30,
+        unique_id: &unique,
+        creation: CreationData {
+            create_option: create_option.to_string(),
+            source_resource_id: None,
+        },
+        os_type,
+    })
+    .save(tx)
 }
 
 /// What the VM PUT needs to know to place its disks.
@@ -253,8 +244,7 @@ fn os_disk(tx: &mut WriteTx, at: &DiskPlace, sp: &mut Value) -> Result<(), ArmEr
         (None, "FromImage") => {
             let gb = sp["osDisk"]["diskSizeGB"].as_u64().unwrap_or(30);
             let os_type = sp["osDisk"]["osType"].as_str().unwrap_or("Linux");
-            new_disk(tx, at, &implicit, &format!("{}_OsDisk_1", at.vm_name), gb, "Premium_LRS",
-                json!({"creationData": {"createOption": "FromImage"}, "osType": os_type}))?;
+            new_disk(tx, at, &implicit, gb, "Premium_LRS", "FromImage", Some(os_type.to_string()))?;
             implicit
         }
         _ => return Err(bad("InvalidParameter", "The OS disk needs managedDisk.id (createOption Attach) or an imageReference (createOption FromImage).")),
@@ -263,9 +253,9 @@ fn os_disk(tx: &mut WriteTx, at: &DiskPlace, sp: &mut Value) -> Result<(), ArmEr
         at.ctx.require_linked(VM_WRITE, at.vid, DISK_READ, &os_id)?;
     }
     let os = attach_disk(tx, &os_id, at.vid, at.location)?;
-    sp["osDisk"]["managedDisk"] = json!({"id": os["id"], "storageAccountType": os["sku"]["name"]});
-    sp["osDisk"]["name"] = os["name"].clone();
-    sp["osDisk"]["diskSizeGB"] = os["properties"]["diskSizeGB"].clone();
+    sp["osDisk"]["managedDisk"] = json!({"id": os.id, "storageAccountType": os.sku.name});
+    sp["osDisk"]["name"] = json!(os.name);
+    sp["osDisk"]["diskSizeGB"] = json!(os.properties.disk_size_gb);
     sp["osDisk"]["createOption"] = json!(os_option);
     Ok(())
 }
@@ -290,16 +280,16 @@ fn data_disks(tx: &mut WriteTx, at: &DiskPlace, given: &[Value]) -> Result<Vec<V
                 disks::check_size(gb)?;
                 if !implicit_disk_kept(tx, &did, at.vid)? {
                     let sku = dd["managedDisk"]["storageAccountType"].as_str().unwrap_or("Standard_LRS");
-                    new_disk(tx, at, &did, &disk_name, gb, sku, json!({"creationData": {"createOption": "Empty"}}))?;
+                    new_disk(tx, at, &did, gb, sku, "Empty", None)?;
                 }
                 did
             }
             _ => return Err(bad("InvalidParameter", format!("Data disk at lun {lun} needs managedDisk.id (Attach) or createOption Empty with diskSizeGB."))),
         };
         let d = attach_disk(tx, &did, at.vid, at.location)?;
-        out.push(json!({"lun": lun, "name": d["name"], "createOption": option,
-                        "caching": dd["caching"].as_str().unwrap_or("None"), "diskSizeGB": d["properties"]["diskSizeGB"],
-                        "managedDisk": {"id": d["id"], "storageAccountType": d["sku"]["name"]}}));
+        out.push(json!({"lun": lun, "name": d.name, "createOption": option,
+                        "caching": dd["caching"].as_str().unwrap_or("None"), "diskSizeGB": d.properties.disk_size_gb,
+                        "managedDisk": {"id": d.id, "storageAccountType": d.sku.name}}));
     }
     Ok(out)
 }
@@ -578,15 +568,15 @@ fn implicit_disk_kept(
     let Some(d) = disks::load(r, did)? else {
         return Ok(false);
     };
-    match d["managedBy"].as_str() {
+    match &d.managed_by {
         Some(owner) if id::key(owner) == id::key(vid) => Ok(true),
         Some(owner) => Err(ArmError::conflict(
             "OperationNotAllowed",
-            format!("Disk {} is attached to VM {owner}; a VM cannot create a disk of that name.", d["name"].as_str().unwrap_or_default()),
+            format!("Disk {} is attached to VM {owner}; a VM cannot create a disk of that name.", d.name),
         )),
         None => Err(ArmError::conflict(
             "OperationNotAllowed",
-            format!("Disk {} already exists; attach it with createOption Attach and managedDisk.id instead of creating it.", d["name"].as_str().unwrap_or_default()),
+            format!("Disk {} already exists; attach it with createOption Attach and managedDisk.id instead of creating it.", d.name),
         )),
     }
 }

@@ -130,13 +130,18 @@ fn place_all(ctx: &Ctx, made: &[Made], location: &str) -> Result<Vec<Placed>, Ar
         let mut out = Vec::new();
         for m in made {
             let old = if let Some(mut existing) = disks::load(tx, &m.rid)? {
-                let old = str_of(&existing["properties"], "uniqueId").to_string();
-                existing["properties"]["uniqueId"] = json!(m.unique);
-                resource::put(tx, &m.rid, &existing)?;
+                let old = std::mem::replace(&mut existing.properties.unique_id, m.unique.clone());
+                existing.save(tx)?;
                 Some(old)
             } else {
-                let source = resource::get(tx, str_of(&m.disk, "diskId"))?
-                    .unwrap_or(json!({"id": m.disk["diskId"]}));
+                let source_id = str_of(&m.disk, "diskId");
+                let source = disks::load(tx, source_id)?;
+                let source = disks::RestoredFrom {
+                    id: source_id,
+                    os_type: source
+                        .as_ref()
+                        .and_then(|s| s.properties.os_type.as_deref()),
+                };
                 let sku = str_of(&m.disk, "recoveryTargetDiskAccountType");
                 disks::register(
                     tx,
@@ -145,7 +150,7 @@ fn place_all(ctx: &Ctx, made: &[Made], location: &str) -> Result<Vec<Placed>, Ar
                     sku,
                     m.disk["diskCapacityInBytes"].as_u64().unwrap_or(0),
                     &m.unique,
-                    &source,
+                    source,
                 )?;
                 None
             };
@@ -166,8 +171,8 @@ fn unplace(ctx: &Ctx, engine: &Engine, placed: &[Placed]) {
             match &p.old {
                 Some(old) => {
                     if let Some(mut d) = disks::load(tx, &p.rid)? {
-                        d["properties"]["uniqueId"] = json!(old);
-                        resource::put(tx, &p.rid, &d)?;
+                        d.properties.unique_id = old.clone();
+                        d.save(tx)?;
                     }
                 }
                 None => {

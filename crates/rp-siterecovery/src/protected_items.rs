@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use recoverite_arm::{names, resource, time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_replication::{Engine, PointKind, SourceDisk};
-use recoverite_rp_compute::disks;
+use recoverite_rp_compute::disks::{self, Disk};
 use recoverite_rp_compute::view::{DiskRole, Vm};
 use recoverite_rp_network::view::{self, VirtualNetwork};
 use recoverite_store::Reader;
@@ -103,9 +103,9 @@ pub fn enable(
     let sources: Vec<SourceDisk> = plan
         .disks
         .iter()
-        .map(|(doc, _)| SourceDisk {
-            unique_id: str_of(&doc["properties"], "uniqueId").to_string(),
-            size: doc["properties"]["diskSizeBytes"].as_u64().unwrap_or(0),
+        .map(|(disk, _)| SourceDisk {
+            unique_id: disk.properties.unique_id.clone(),
+            size: disk.properties.disk_size_bytes,
             seed: None,
         })
         .collect();
@@ -207,7 +207,7 @@ struct EnablePlan {
     recovery_set: Option<String>,
     source_set: Option<Value>,
     /// Each disk to replicate: its document and its input.
-    disks: Vec<(Value, Value)>,
+    disks: Vec<(Disk, Value)>,
     multi_vm_group_name: Option<String>,
     multi_vm_group_id: Option<String>,
     source_vnet: Option<VirtualNetwork>,
@@ -247,13 +247,12 @@ fn plan_enable(
     let target_fabric = found(r, &parent_of(&target_container_id), "fabric")?;
     let source_loc = str_of(&fabric["properties"]["customDetails"], "location").to_string();
     let target_loc = str_of(&target_fabric["properties"]["customDetails"], "location").to_string();
-    let (vm_doc, vm_disks) = disks::of_vm(r, t.vm_id)?.ok_or_else(|| {
+    let (vm, vm_disks) = disks::of_vm(r, t.vm_id)?.ok_or_else(|| {
         ArmError::invalid_parameter(
             &format!("{ENABLE_INPUT}.fabricObjectId"),
             format!("VM '{}' was not found.", t.vm_id),
         )
     })?;
-    let vm = Vm::of(&vm_doc)?;
     rules::vm_in_fabric_region(&vm.name, &vm.location, &source_loc)?;
     vm_not_yet_protected(r, &vid, t.vm_id, &vm.name)?;
     rules::vault_region(
@@ -263,7 +262,7 @@ fn plan_enable(
     )?;
     let (rg_id, create_rg) = recovery_group(r, a2a, t.vm_id, &source_loc)?;
     // The recovery availability set: named, or `{set}-asr` when the VM is in one.
-    let source_set_id = vm_doc["properties"]["availabilitySet"]["id"].as_str();
+    let source_set_id = vm.availability_set.as_deref();
     let recovery_set = match (a2a["recoveryAvailabilitySetId"].as_str(), source_set_id) {
         (Some(x), _) => Some(x.to_string()),
         (None, Some(src)) => Some(format!(
@@ -280,7 +279,7 @@ fn plan_enable(
     // The cache account (documents 000 and 002).
     let cache_id = str_of(&chosen[0].1, "primaryStagingAzureStorageAccountId").to_string();
     let cache = resource::get(r, &cache_id)?.ok_or_else(|| ArmError::bad_request("CacheStorageAccountNotFound", format!("Cache storage account '{cache_id}' was not found; create a storage account in {source_loc} first.")))?;
-    let subnet = targets::vm_subnet(r, &vm_doc)?;
+    let subnet = targets::vm_subnet(r, &vm.id)?;
     let source_vnet_id = subnet.as_deref().map(targets::vnet_of_subnet);
     let vault_private = recoverite_privatelink::of_target(r, &vid)?.iter().any(|c| {
         c.group_ids
@@ -355,8 +354,8 @@ fn plan_enable(
 fn chosen_disks(
     a2a: &Value,
     vm_name: &str,
-    vm_disks: &[Value],
-) -> Result<Vec<(Value, Value)>, ArmError> {
+    vm_disks: &[Disk],
+) -> Result<Vec<(Disk, Value)>, ArmError> {
     let inputs = a2a["vmManagedDisks"]
         .as_array()
         .cloned()
@@ -368,7 +367,7 @@ fn chosen_disks(
             cache_account: d["primaryStagingAzureStorageAccountId"].as_str(),
         })
         .collect();
-    let attached: Vec<&str> = vm_disks.iter().map(|x| str_of(x, "id")).collect();
+    let attached: Vec<&str> = vm_disks.iter().map(|x| x.id.as_str()).collect();
     Ok(rules::disks_to_replicate(vm_name, &typed, &attached)?
         .into_iter()
         .zip(&inputs)
@@ -513,11 +512,11 @@ fn item_doc(
     let managed: Vec<Value> = plan
         .disks
         .iter()
-        .map(|(doc, input)| {
-            let sku = doc["sku"]["name"].clone();
+        .map(|(disk, input)| {
+            let sku = json!(disk.sku.name);
             json!({
-                "diskId": doc["id"], "diskName": doc["name"], "diskCapacityInBytes": doc["properties"]["diskSizeBytes"],
-                "diskType": if vm.role_of(str_of(doc, "id")) == Some(DiskRole::Os) { "OperatingSystem" } else { "Data" },
+                "diskId": disk.id, "diskName": disk.name, "diskCapacityInBytes": disk.properties.disk_size_bytes,
+                "diskType": if vm.role_of(&disk.id) == Some(DiskRole::Os) { "OperatingSystem" } else { "Data" },
                 "primaryStagingAzureStorageAccountId": input["primaryStagingAzureStorageAccountId"],
                 "recoveryResourceGroupId": input.get("recoveryResourceGroupId").cloned().unwrap_or(json!(plan.rg)),
                 "recoveryReplicaDiskAccountType": input.get("recoveryReplicaDiskAccountType").cloned().unwrap_or(sku.clone()),

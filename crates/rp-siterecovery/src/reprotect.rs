@@ -62,11 +62,10 @@ pub fn reprotect(
                 )
             })?;
             let seed_id = side.other().source_disk_id(d);
-            let seed =
-                disks::load(r, &seed_id)?.map(|s| str_of(&s["properties"], "uniqueId").to_string());
+            let seed = disks::load(r, &seed_id)?.map(|s| s.properties.unique_id);
             out.push(SourceDisk {
-                unique_id: str_of(&src["properties"], "uniqueId").to_string(),
-                size: src["properties"]["diskSizeBytes"].as_u64().unwrap_or(0),
+                unique_id: src.properties.unique_id.clone(),
+                size: src.properties.disk_size_bytes,
                 seed,
             });
         }

@@ -34,9 +34,11 @@ pub fn primary_ipconfig(r: &impl Reader, vm: &Value) -> Result<Option<Value>, Ar
 }
 
 /// The subnet of a VM's primary NIC.
-pub fn vm_subnet(r: &impl Reader, vm: &Value) -> Result<Option<String>, ArmError> {
-    Ok(primary_ipconfig(r, vm)?
-        .and_then(|c| c["properties"]["subnet"]["id"].as_str().map(str::to_string)))
+pub fn vm_subnet(r: &impl Reader, vm_id: &str) -> Result<Option<String>, ArmError> {
+    Ok(
+        recoverite_rp_network::position::vm_primary_ipconfig(r, vm_id)?
+            .and_then(|c| c["properties"]["subnet"]["id"].as_str().map(str::to_string)),
+    )
 }
 
 pub fn vnet_of_subnet(subnet_id: &str) -> String {

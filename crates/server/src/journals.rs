@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use recoverite_arm::{resource, ArmError};
+use recoverite_arm::ArmError;
 use recoverite_blockstore::BlockStore;
 use recoverite_replication::Engine;
 use recoverite_store::Store;
@@ -16,13 +16,13 @@ pub fn release(store: &Store, blocks: &BlockStore, engine: &Engine) -> Result<us
     let io = |e: std::io::Error| ArmError::internal(e.to_string());
     // Lengths first: a consumer that starts after this holds a position at
     // or past them, so nothing it needs is freed.
-    let disks =
-        store.view(|r| resource::list_of_type(r, "", recoverite_rp_compute::disks::DISK_TYPE))?;
+    let disks = store.view(|r| {
+        recoverite_rp_compute::managed_disk::list(r, "", recoverite_rp_compute::disks::DISK_TYPE)
+    })?;
     let mut lens = HashMap::new();
     for d in &disks {
-        if let Some(u) = d["properties"]["uniqueId"].as_str() {
-            lens.insert(u.to_string(), blocks.journal_len(u).map_err(io)?);
-        }
+        let u = &d.properties.unique_id;
+        lens.insert(u.clone(), blocks.journal_len(u).map_err(io)?);
     }
     let mut holds: HashMap<String, u64> = HashMap::new();
     let backup = store.view(recoverite_rp_backup::points::journal_holds)?;
@@ -49,6 +49,7 @@ pub fn release(store: &Store, blocks: &BlockStore, engine: &Engine) -> Result<us
 mod tests {
     use super::*;
     use recoverite_blockstore::Journal;
+    use recoverite_rp_compute::disks;
     use std::os::unix::fs::MetadataExt;
 
     fn allocated(b: &BlockStore, u: &str) -> u64 {
@@ -66,9 +67,20 @@ mod tests {
             let id = format!(
                 "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/disks/{name}"
             );
-            let doc = serde_json::json!({"id": id, "name": name, "type": "Microsoft.Compute/disks",
-                                         "properties": {"uniqueId": u, "diskSizeBytes": 64u64 << 20}});
-            store.write(|tx| resource::put(tx, &id, &doc)).unwrap();
+            let disk = disks::Disk::new(disks::NewDisk {
+                id: &id,
+                kind: disks::DISK_TYPE,
+                location: "westus",
+                sku: "Standard_LRS",
+                size_bytes: 64 << 20,
+                unique_id: u,
+                creation: disks::CreationData {
+                    create_option: "Empty".into(),
+                    source_resource_id: None,
+                },
+                os_type: None,
+            });
+            store.write(|tx| disk.save(tx)).unwrap();
         }
         engine
             .enable(

@@ -781,6 +781,8 @@ pub fn banner(r: &Running) -> String {
     )
 }
 
+use recoverite_rp_compute::disks::{Disk, DISK_TYPE};
+
 /// Managed disks as NBD exports: `{resourceGroup}/{disk}`, case-insensitive.
 struct DiskExports {
     store: Store,
@@ -788,24 +790,20 @@ struct DiskExports {
 }
 
 impl DiskExports {
-    fn disks(&self) -> Vec<serde_json::Value> {
-        use recoverite_store::Reader;
+    fn disks(&self) -> Vec<Disk> {
         self.store
-            .read(|r| {
-                r.scan_json::<serde_json::Value>(recoverite_arm::RESOURCES, "/subscriptions/")
+            .view(|r| recoverite_rp_compute::managed_disk::list(r, "", DISK_TYPE))
+            .unwrap_or_else(|e| {
+                tracing::warn!("could not list disks for NBD: {}", e.body.message);
+                Vec::new()
             })
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(_, d)| d)
-            .filter(|d| d["type"].as_str() == Some("Microsoft.Compute/disks"))
-            .collect()
     }
 
-    fn name_of(d: &serde_json::Value) -> String {
-        let rg = recoverite_arm::id::parse_id(d["id"].as_str().unwrap_or_default())
+    fn name_of(d: &Disk) -> String {
+        let rg = recoverite_arm::id::parse_id(&d.id)
             .and_then(|p| p.resource_group)
             .unwrap_or_default();
-        format!("{rg}/{}", d["name"].as_str().unwrap_or_default())
+        format!("{rg}/{}", d.name)
     }
 }
 
@@ -814,8 +812,8 @@ impl recoverite_blockstore::nbd::Exports for DiskExports {
     /// where two subscriptions hold groups and disks of the same names.
     fn find(&self, name: &str) -> Option<recoverite_blockstore::nbd::Export> {
         let want = name.trim_start_matches('/').to_ascii_lowercase();
-        let qualified = |d: &serde_json::Value| {
-            let sub = recoverite_arm::id::parse_id(d["id"].as_str().unwrap_or_default())
+        let qualified = |d: &Disk| {
+            let sub = recoverite_arm::id::parse_id(&d.id)
                 .and_then(|p| p.subscription)
                 .unwrap_or_default();
             format!("{sub}/{}", Self::name_of(d)).to_ascii_lowercase()
@@ -824,15 +822,12 @@ impl recoverite_blockstore::nbd::Exports for DiskExports {
             .into_iter()
             .find(|d| Self::name_of(d).to_ascii_lowercase() == want || qualified(d) == want)
             .map(|d| {
-                let unique = d["properties"]["uniqueId"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
+                let unique = &d.properties.unique_id;
                 recoverite_blockstore::nbd::Export {
                     name: Self::name_of(&d),
-                    image: self.blocks.image(&unique),
-                    journal: self.blocks.journal(&unique),
-                    size: d["properties"]["diskSizeBytes"].as_u64().unwrap_or(0),
+                    image: self.blocks.image(unique),
+                    journal: self.blocks.journal(unique),
+                    size: d.properties.disk_size_bytes,
                     read_only: false,
                 }
             })
