@@ -19,12 +19,13 @@ use serde_json::{json, Value};
 use recoverite_arm::{id, regions, resource, time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_backup_store::ChunkStore;
 use recoverite_rs_core::backup_config::{self, VaultConfig};
+use recoverite_rs_core::vault_record::Vault;
 use recoverite_store::{Reader, Store, Table};
 
 use crate::items::{item_id, load, matches};
 use crate::jobs::{self, filter_value, parse_filter_time};
 use crate::points::{self, PointData, POINT_DATA};
-use crate::{vault_of, BackupProvider, ITEM_TYPE, VAULT_TYPE};
+use crate::{vault_of, BackupProvider, ITEM_TYPE};
 
 /// The passive stamp's api-version: on vault paths it asks for the
 /// secondary region's view.
@@ -279,7 +280,7 @@ pub fn access_token(
         let it = load(r, &vid, container, item)?;
         let doc = resource::get(r, &pid)?.ok_or_else(|| not_in_secondary(point))?;
         let data = points::point_data(r, &pid)?.ok_or_else(|| not_in_secondary(point))?;
-        let vault = resource::get(r, &vid)?.unwrap_or_default();
+        let vault = crate::vault_record(r, &vid)?;
         Ok::<_, ArmError>((it, vault, doc, data, backup_config::get_config(r, &vid)?))
     })?;
     if !config.cross_region_restore {
@@ -315,7 +316,7 @@ pub fn access_token(
             "accessTokenString": token,
             "subscriptionId": parsed.as_ref().and_then(|p| p.subscription.clone()),
             "resourceGroupName": parsed.as_ref().and_then(|p| p.resource_group.clone()),
-            "resourceName": vault["name"],
+            "resourceName": vault.name,
             "resourceId": vid,
             "protectionContainerId": 0,
             "recoveryPointId": point,
@@ -330,7 +331,7 @@ pub fn access_token(
             "rpTierInformation": {"HardenedRP": "Valid"},
             "rpIsManagedVirtualMachine": true,
             "rpVMSizeDescription": data.vm_size,
-            "bMSActiveRegion": vault["location"],
+            "bMSActiveRegion": vault.location,
             "tokenExtendedInformation": expires,
         }
     })))
@@ -448,7 +449,7 @@ pub fn trigger(
             .ok_or_else(|| bad("BMSUserErrorItemNotFound", "The backup item was removed."))?;
         let data =
             points::point_data(r, &t.point_id)?.ok_or_else(|| not_in_secondary(&t.point_id))?;
-        let vault = resource::get(r, &t.vault_id)?.unwrap_or_default();
+        let vault = crate::vault_record(r, &t.vault_id)?;
         Ok::<_, ArmError>((it, data, vault))
     })?;
     let copy = data
@@ -460,7 +461,7 @@ pub fn trigger(
             .as_deref()
             .is_some_and(|x| !x.eq_ignore_ascii_case(region))
     {
-        return Err(bad("BMSUserErrorCrrRegionMismatch", format!("Vault '{}' in '{}' restores across regions into its paired region '{}', not '{region}'.", vault["name"].as_str().unwrap_or(""), vault["location"].as_str().unwrap_or(""), copy.region)));
+        return Err(bad("BMSUserErrorCrrRegionMismatch", format!("Vault '{}' in '{}' restores across regions into its paired region '{}', not '{region}'.", &vault.name, &vault.location, copy.region)));
     }
     ctx.store().view(|r| {
         check_secondary_target(
@@ -551,7 +552,7 @@ fn valid_token(ctx: &Ctx, token: &str, point: Option<&str>) -> Result<Token, Arm
 fn check_secondary_target(
     r: &impl Reader,
     vault_id: &str,
-    vault: &Value,
+    vault: &Vault,
     target_rg: &str,
     staging: Option<&str>,
     region: &str,
@@ -567,7 +568,7 @@ fn check_secondary_target(
             }
         }
     }
-    check_secondary_endpoint(primary, secondary, vault["name"].as_str().unwrap_or(""))?;
+    check_secondary_endpoint(primary, secondary, &vault.name)?;
     if resource::get(r, target_rg)?.is_none() {
         return Err(bad(
             "BMSUserErrorTargetResourceGroupNotFound",
@@ -682,30 +683,29 @@ pub fn operation_result(ctx: &Ctx, region: &str, op: &str) -> Result<Reply, ArmE
     Ok(Reply::empty(200))
 }
 
-fn vault_named(ctx: &Ctx, body: &Value, region: &str) -> Result<(String, Value), ArmError> {
+fn vault_named(ctx: &Ctx, body: &Value, region: &str) -> Result<(String, Vault), ArmError> {
     let vid = body["resourceId"].as_str().unwrap_or_default();
     let vault = ctx
         .store()
-        .view(|r| resource::get(r, vid))?
-        .filter(|v| v["type"].as_str() == Some(VAULT_TYPE))
+        .view(|r| recoverite_rs_core::vault_record::load(r, vid))?
         .ok_or_else(|| {
             ArmError::invalid_parameter(
                 "resourceId",
                 format!("'{vid}' is not a Recovery Services vault."),
             )
         })?;
-    let loc = vault["location"].as_str().unwrap_or_default();
+    let loc = vault.location.as_str();
     if paired_region(loc).is_none_or(|p| !p.eq_ignore_ascii_case(region)) {
         return Err(bad(
             "BMSUserErrorCrrRegionMismatch",
             format!(
                 "'{region}' is not the secondary region of vault {} (in '{loc}').",
-                vault["name"].as_str().unwrap_or("")
+                &vault.name
             ),
         ));
     }
     ctx.require("Microsoft.RecoveryServices/Vaults/backupJobs/read", vid)?;
-    Ok((vault["id"].as_str().unwrap_or(vid).to_string(), vault))
+    Ok((vault.id.clone(), vault))
 }
 
 /// `POST locations/{region}/backupCrrJobs` (`CrrJobRequest`: the vault).

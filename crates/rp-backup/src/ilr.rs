@@ -213,10 +213,10 @@ pub fn provision(
     let (vid, pid) = point_path(ctx, req, container, item, point)?;
     let (it, data, old, geo, num) = ctx.store().view(|r| {
         let (it, data) = load_point(r, &vid, container, item, point)?;
-        let vault = resource::get(r, &vid)?.unwrap_or_default();
+        let vault = crate::vault_record(r, &vid)?;
         let meta = recoverite_rs_core::vault::get(r, &vid)?
             .ok_or_else(|| ArmError::internal("the vault has no record"))?;
-        let geo = vault_target::geo(vault["location"].as_str().unwrap_or_default());
+        let geo = vault_target::geo(&vault.location);
         Ok::<_, ArmError>((it, data, session_of(r, &pid)?, geo, meta.numeric_id))
     })?;
     let now = time::now();
@@ -320,15 +320,12 @@ pub fn operation_result(
         .map(str::to_string);
     let (s, vault) = ctx.store().view(|r| {
         load_point(r, &vid, container, item, point)?;
-        Ok::<_, ArmError>((
-            session_of(r, &pid)?,
-            resource::get(r, &vid)?.unwrap_or_default(),
-        ))
+        Ok::<_, ArmError>((session_of(r, &pid)?, crate::vault_record(r, &vid)?))
     })?;
     let live = s.filter(|s| !s.expired(time::now()));
     match live {
         Some(s) if asked.as_ref().is_none_or(|a| a.eq_ignore_ascii_case(&s.operation)) => {
-            let geo = vault_target::geo(vault["location"].as_str().unwrap_or_default());
+            let geo = vault_target::geo(&vault.location);
             Ok(Reply::ok(recovery_target(&s, &geo)))
         }
         _ => Err(ArmError::new(

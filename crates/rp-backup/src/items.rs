@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use recoverite_arm::{id, resource, time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_rp_compute::{disks, vms};
 use recoverite_rs_core::backup_item::{BackupOp, BackupState};
+use recoverite_rs_core::vault_record::Vault;
 use recoverite_store::Reader;
 
 use crate::{
@@ -71,8 +72,8 @@ pub fn refresh(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 }
 
 /// The VMs a vault may protect: in its region, not protected yet.
-fn candidates(r: &impl Reader, vault: &Value) -> Result<Vec<Value>, ArmError> {
-    let vid = vault["id"].as_str().unwrap_or_default();
+fn candidates(r: &impl Reader, vault: &Vault) -> Result<Vec<Value>, ArmError> {
+    let vid = &vault.id;
     let sub = id::parse_id(vid)
         .and_then(|p| p.subscription)
         .unwrap_or_default();
@@ -87,7 +88,7 @@ fn candidates(r: &impl Reader, vault: &Value) -> Result<Vec<Value>, ArmError> {
                 v["location"]
                     .as_str()
                     .unwrap_or("")
-                    .eq_ignore_ascii_case(vault["location"].as_str().unwrap_or(""))
+                    .eq_ignore_ascii_case(&vault.location)
             })
             .filter(|v| !protected.contains(&id::key(v["id"].as_str().unwrap_or_default())))
             .collect(),
@@ -107,7 +108,7 @@ pub fn protectable(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         return Ok(Reply::ok(json!({"value": []})));
     }
     let items: Vec<Value> = ctx.store().view(|r| {
-        let vault = resource::get(r, &vid)?.unwrap_or_default();
+        let vault = crate::vault_record(r, &vid)?;
         Ok::<_, ArmError>(candidates(r, &vault)?.into_iter().map(|v| {
             let vm_id = v["id"].as_str().unwrap_or_default();
             let (rg, name) = (rg_of(vm_id), v["name"].as_str().unwrap_or_default().to_string());
@@ -191,7 +192,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, container: &str, item: &str) -> Result<R
     }
     let (doc, job) = ctx.store().write(|tx| {
         policy::ensure_defaults(tx, &vid)?;
-        let vault = resource::get(tx, &vid)?.unwrap_or_default();
+        let vault = crate::vault_record(tx, &vid)?;
         let existing = resource::get(tx, &rid)?;
         let now = time::now_string();
         // Undelete within the soft-delete window.
@@ -249,7 +250,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, container: &str, item: &str) -> Result<R
             ArmError::bad_request("BMSUserErrorVmNotFound", format!("The VM '{vm_id}' was not found; check its resource group and name."))
         })?;
         // `az backup protection enable-for-vm`: the VM must be in the vault's region.
-        let (vm_loc, vault_loc) = (vm.location.as_str(), vault["location"].as_str().unwrap_or(""));
+        let (vm_loc, vault_loc) = (vm.location.as_str(), &vault.location);
         if !vm_loc.eq_ignore_ascii_case(vault_loc) {
             return Err(ArmError::bad_request("BMSUserErrorVmNotInVaultRegion", format!("VM '{vm_name}' is in '{vm_loc}' and vault is in '{vault_loc}'; Azure VM backup needs a vault in the VM's region.")));
         }
@@ -257,7 +258,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, container: &str, item: &str) -> Result<R
             return Err(ArmError::conflict("BMSUserErrorAlreadyProtected", format!("VM '{vm_name}' is already protected as '{}'.", other["name"].as_str().unwrap_or(""))));
         }
         let d = json!({
-            "id": rid, "name": item, "type": ITEM_TYPE, "location": vault["location"],
+            "id": rid, "name": item, "type": ITEM_TYPE, "location": vault.location,
             "properties": {
                 "protectedItemType": "Microsoft.Compute/virtualMachines",
                 "backupManagementType": "AzureIaasVM", "workloadType": "VM",

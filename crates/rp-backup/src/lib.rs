@@ -24,6 +24,7 @@ use http::Method;
 
 use recoverite_arm::{resource, ArmError, ArmRequest, Ctx, Endpoints, ProviderInfo, Reply};
 use recoverite_blockstore::BlockStore;
+use recoverite_rs_core::vault_record::Vault;
 use recoverite_store::Reader;
 
 pub const NAMESPACE: &str = "Microsoft.RecoveryServices";
@@ -409,6 +410,19 @@ impl Endpoints for BackupProvider {
 }
 
 /// The vault a request is under (its id), or 404.
+/// The vault at `vid` (typed; gone is an error, never an empty vault).
+pub fn vault_record(r: &impl Reader, vid: &str) -> Result<Vault, ArmError> {
+    recoverite_rs_core::vault_record::load(r, vid)?.ok_or_else(|| {
+        ArmError::resource_not_found(
+            VAULT_TYPE,
+            vid.rsplit('/').next().unwrap_or_default(),
+            recoverite_arm::id::parse_id(vid)
+                .and_then(|p| p.resource_group)
+                .as_deref(),
+        )
+    })
+}
+
 pub fn vault_of(r: &impl Reader, req: &ArmRequest) -> Result<String, ArmError> {
     let vid = req.path.prefix(8);
     match resource::get(r, &vid)? {

@@ -298,7 +298,7 @@ pub fn begin_backup(
 ) -> Result<(String, String), ArmError> {
     let vid = &m.vault_id;
     let rid = item_id(vid, &m.container, root);
-    let vault = resource::get(tx, vid)?.unwrap_or_default();
+    let vault = crate::vault_record(tx, vid)?;
     let is_new = resource::get(tx, &rid)?.is_none();
     let mut item = match resource::get(tx, &rid)? {
         Some(d) => {
@@ -310,7 +310,7 @@ pub fn begin_backup(
             d
         }
         None => json!({
-            "id": rid, "name": item_name(root), "type": ITEM_TYPE, "location": vault["location"],
+            "id": rid, "name": item_name(root), "type": ITEM_TYPE, "location": vault.location,
             "properties": {
                 "protectedItemType": "MabFileFolderProtectedItem",
                 "backupManagementType": "MAB", "workloadType": "FileFolder",

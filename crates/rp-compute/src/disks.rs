@@ -537,6 +537,30 @@ mod rule_tests {
     }
 
     #[test]
+    fn an_attached_disk_is_not_deleted() {
+        let mut d = Disk::new(NewDisk {
+            id: "/x/disks/d",
+            kind: DISK_TYPE,
+            location: "westus",
+            sku: "Standard_LRS",
+            size_bytes: 1 << 30,
+            unique_id: "u",
+            creation: CreationData {
+                create_option: "Empty".into(),
+                source_resource_id: None,
+            },
+            os_type: None,
+        });
+        assert!(check_deletable(&d).is_ok());
+        d.attach("/vm");
+        let e = check_deletable(&d).unwrap_err();
+        assert_eq!(e.code(), "OperationNotAllowed");
+        assert!(e.body.message.contains("detach"));
+        d.detach();
+        assert!(check_deletable(&d).is_ok());
+    }
+
+    #[test]
     fn a_disk_only_grows_and_not_while_attached() {
         assert!(check_resize(None, 4, true).is_ok());
         assert!(check_resize(Some(4), 4, true).is_ok());

@@ -512,6 +512,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_disk_point_names_its_source_and_its_bytes() {
+        let mut d = Disk::new(disks::NewDisk {
+            id: "/x/disks/os",
+            kind: disks::DISK_TYPE,
+            location: "westus",
+            sku: "Premium_LRS",
+            size_bytes: 2 << 30,
+            unique_id: "disk-bytes",
+            creation: disks::CreationData {
+                create_option: "FromImage".into(),
+                source_resource_id: None,
+            },
+            os_type: Some("Linux".into()),
+        });
+        d.attach("/vm");
+        let p = DiskPoint::of_disk(&d, "/p/diskRestorePoints/os_1", "copy", "westus", "now");
+        assert_eq!(p.name, "os_1");
+        assert_eq!(p.properties.source_resource_id, "/x/disks/os");
+        assert_eq!(p.properties.source_unique_id, "disk-bytes");
+        assert_eq!(p.properties.unique_id, "copy");
+        assert_eq!(p.properties.disk_size_gb, 2);
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["properties"]["osType"], "Linux");
+        assert_eq!(DiskPoint::of(v).unwrap(), p);
+    }
+
+    #[test]
     fn at_most_500_points_per_vm() {
         assert!(check_point_count(499).is_ok());
         assert_eq!(

@@ -13,7 +13,7 @@ use crate::disks::{self, CreationData, Disk, NewDisk, DISK_TYPE};
 
 pub const VM_TYPE: &str = "Microsoft.Compute/virtualMachines";
 pub const SET_TYPE: &str = "Microsoft.Compute/availabilitySets";
-const NIC_TYPE: &str = "Microsoft.Network/networkInterfaces";
+use recoverite_rp_network::interface;
 const VM_WRITE: &str = "Microsoft.Compute/virtualMachines/write";
 /// Linked actions for what a VM's body references: its NICs are joined,
 /// its existing disks must be readable by the caller.
@@ -67,21 +67,6 @@ fn detach_disk(tx: &mut WriteTx, disk_id: &str) -> Result<(), ArmError> {
     Ok(())
 }
 
-fn set_nic_owner(tx: &mut WriteTx, nic_id: &str, vm_id: Option<&str>) -> Result<(), ArmError> {
-    if let Some(mut n) = resource::get(tx, nic_id)? {
-        match vm_id {
-            Some(v) => n["properties"]["virtualMachine"] = json!({"id": v}),
-            None => {
-                n["properties"]
-                    .as_object_mut()
-                    .map(|o| o.remove("virtualMachine"));
-            }
-        }
-        resource::put(tx, nic_id, &n)?;
-    }
-    Ok(())
-}
-
 pub(crate) fn disk_ids(vm: &Value) -> Vec<String> {
     let sp = &vm["properties"]["storageProfile"];
     let mut out: Vec<String> = sp["osDisk"]["managedDisk"]["id"]
@@ -106,35 +91,6 @@ fn nic_ids(vm: &Value) -> Vec<String> {
         .flatten()
         .filter_map(|n| n["id"].as_str().map(str::to_string))
         .collect()
-}
-
-/// A network interface a VM names: it exists, is in the VM's region, is
-/// not another VM's and does not belong to a private endpoint.
-pub fn check_nic(nic: &Value, nid: &str, vm_id: &str, location: &str) -> Result<(), ArmError> {
-    if nic["location"].as_str() != Some(location) {
-        return Err(bad(
-            "InvalidParameter",
-            format!(
-                "Network interface {nid} is in {} but the VM is in {location}.",
-                nic["location"].as_str().unwrap_or("")
-            ),
-        ));
-    }
-    if let Some(owner) = nic["properties"]["virtualMachine"]["id"].as_str() {
-        if id::key(owner) != id::key(vm_id) {
-            return Err(bad(
-                "NicInUse",
-                format!("Network interface {nid} is used by virtual machine {owner}."),
-            ));
-        }
-    }
-    if nic["properties"].get("privateEndpoint").is_some() {
-        return Err(bad(
-            "InvalidParameter",
-            format!("Network interface {nid} belongs to a private endpoint."),
-        ));
-    }
-    Ok(())
 }
 
 /// Every data disk has a LUN, and no two share one.
@@ -173,16 +129,14 @@ fn checked_nics(
     }
     for nic in &nics {
         let nid = nic["id"].as_str().unwrap_or_default();
-        let doc = resource::get(tx, nid)?
-            .filter(|d| d["type"].as_str() == Some(NIC_TYPE))
-            .ok_or_else(|| {
-                bad(
-                    "NotFound",
-                    format!("Network interface {nid} was not found."),
-                )
-            })?;
+        let nic = interface::load(tx, nid)?.ok_or_else(|| {
+            bad(
+                "NotFound",
+                format!("Network interface {nid} was not found."),
+            )
+        })?;
         ctx.require_linked(VM_WRITE, vid, NIC_JOIN, nid)?;
-        check_nic(&doc, nid, vid, location)?;
+        interface::check_attachable(&nic, vid, location)?;
     }
     Ok(nics)
 }
@@ -315,12 +269,12 @@ fn release_and_claim(
                 .iter()
                 .any(|x| x["id"].as_str().map(id::key) == Some(id::key(&nid)))
             {
-                set_nic_owner(tx, &nid, None)?;
+                interface::set_virtual_machine(tx, &nid, None)?;
             }
         }
     }
     for nic in nics {
-        set_nic_owner(tx, nic["id"].as_str().unwrap_or_default(), Some(vid))?;
+        interface::set_virtual_machine(tx, nic["id"].as_str().unwrap_or_default(), Some(vid))?;
     }
     Ok(())
 }
@@ -457,7 +411,7 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
             detach_disk(tx, &d)?;
         }
         for nid in nic_ids(&doc) {
-            set_nic_owner(tx, &nid, None)?;
+            interface::set_virtual_machine(tx, &nid, None)?;
         }
         power::forget(tx, &rid)?;
         resource::delete_tree(tx, &rid)?;
@@ -693,22 +647,6 @@ pub fn attach_detach(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result
 #[cfg(test)]
 mod data_disk_tests {
     use super::*;
-
-    #[test]
-    fn a_nic_is_in_the_vms_region_and_not_anothers() {
-        let nic = |loc: &str, owner: Option<&str>| json!({"location": loc, "properties": {"virtualMachine": owner.map(|o| json!({"id": o}))}});
-        assert!(check_nic(&nic("eastus", None), "n", "/vm/a", "eastus").is_ok());
-        assert!(check_nic(&nic("eastus", Some("/VM/A")), "n", "/vm/a", "eastus").is_ok());
-        assert_eq!(
-            check_nic(&nic("eastus", Some("/vm/b")), "n", "/vm/a", "eastus")
-                .unwrap_err()
-                .code(),
-            "NicInUse"
-        );
-        assert!(check_nic(&nic("westus", None), "n", "/vm/a", "eastus").is_err());
-        let pe = json!({"location": "eastus", "properties": {"privateEndpoint": {"id": "/pe"}}});
-        assert!(check_nic(&pe, "n", "/vm/a", "eastus").is_err());
-    }
 
     #[test]
     fn every_data_disk_has_its_own_lun() {

@@ -4,7 +4,10 @@
 pub mod addressbook;
 pub mod aliases;
 mod common;
+pub mod endpoint;
+pub mod interface;
 pub mod ipam_store;
+pub mod network;
 pub mod nic;
 pub mod nsg;
 pub mod position;
@@ -145,9 +148,9 @@ impl Endpoints for NetworkProvider {
             (NetworkWatcher, Delete) => watcher::delete(ctx, req),
             (NetworkWatcher, List) => watcher::list(ctx, req),
             (PrivateEndpoint, Put) => private_endpoint::put(ctx, req, registry),
-            (PrivateEndpoint, Get | PatchTags) => private_endpoint::get(ctx, req, registry),
+            (PrivateEndpoint, Get | PatchTags) => private_endpoint::get(ctx, req),
             (PrivateEndpoint, Delete) => private_endpoint::delete(ctx, req, registry),
-            (PrivateEndpoint, List) => private_endpoint::list(ctx, req, registry),
+            (PrivateEndpoint, List) => private_endpoint::list(ctx, req),
             (ZoneGroup, Put) => private_endpoint::put_zone_group(ctx, req),
             (ZoneGroup, Get) => private_endpoint::get_zone_group(ctx, req),
             (ZoneGroup, Delete) => private_endpoint::delete_zone_group(ctx, req),

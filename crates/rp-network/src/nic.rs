@@ -11,8 +11,8 @@ use recoverite_store::{Reader, WriteTx};
 use crate::common::{self, *};
 use crate::{ipam_store, position, vnet};
 
-pub const NIC_TYPE: &str = "Microsoft.Network/networkInterfaces";
-pub const IPCONFIG_TYPE: &str = "Microsoft.Network/networkInterfaces/ipConfigurations";
+use crate::interface::{self, IpConfiguration, NetworkInterface, Ref};
+pub use crate::interface::{IPCONFIG_TYPE, NIC_TYPE};
 
 fn mac_for(id: &str) -> String {
     // Stable per NIC, in Azure's dash-separated form.
@@ -111,9 +111,8 @@ pub fn allocate(
     ipam_store::release_owned_by(tx, owner_base)?;
     let mut out = Vec::new();
     for (name, subnet_id, wanted) in configs {
-        let subnet = resource::get(tx, subnet_id)?
-            .ok_or_else(|| invalid_reference(subnet_id, owner_base))?;
-        let net = vnet::primary_prefix(&subnet)
+        let net = crate::network::load_subnet(tx, subnet_id)?
+            .and_then(|s| s.primary_prefix())
             .ok_or_else(|| invalid_reference(subnet_id, owner_base))?;
         let mut pool = ipam_store::pool(tx, subnet_id, net)?;
         let keep = previous
@@ -137,20 +136,33 @@ pub fn allocate(
     Ok(out)
 }
 
-fn previous_addresses(doc: Option<&Value>) -> Vec<(String, String, Ipv4Addr)> {
-    doc.and_then(|d| d["properties"]["ipConfigurations"].as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|c| {
-                    Some((
-                        c["name"].as_str()?.to_string(),
-                        ref_id(c["properties"].get("subnet"))?,
-                        c["properties"]["privateIPAddress"].as_str()?.parse().ok()?,
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+fn previous_addresses(nic: Option<&NetworkInterface>) -> Vec<(String, String, Ipv4Addr)> {
+    nic.map(|n| {
+        n.properties
+            .ip_configurations
+            .iter()
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    c.subnet_id().to_string(),
+                    c.properties.private_ip_address,
+                )
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// The parts of a NIC request that are not its IP configurations.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Given {
+    #[serde(rename = "enableIPForwarding")]
+    enable_ip_forwarding: Option<bool>,
+    enable_accelerated_networking: Option<bool>,
+    #[serde(default)]
+    dns_settings: interface::DnsSettings,
+    network_security_group: Option<Ref>,
 }
 
 const NIC_WRITE: &str = "Microsoft.Network/networkInterfaces/write";
@@ -168,121 +180,168 @@ pub fn put(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let configs = parse_ipconfigs(&props)?;
     let tags = tags_of(&body)?;
     let rid = req.path.id();
+    let given: Given = serde_json::from_value(props.clone()).map_err(ArmError::invalid_content)?;
     ctx.store().write(|tx| {
-        let existing = resource::get(tx, &rid)?;
-        if existing.as_ref().is_some_and(|e| e["properties"].get("privateEndpoint").is_some()) {
+        let existing = interface::load(tx, &rid)?;
+        if existing
+            .as_ref()
+            .is_some_and(|e| e.properties.private_endpoint.is_some())
+        {
             return Err(ArmError::bad_request(
                 "CannotModifyNicAttachedToPrivateEndpoint",
                 "This network interface belongs to a private endpoint and is managed through it.",
             ));
         }
-        let location = location_of(&body, NIC_TYPE, existing.as_ref())?;
-        let nid = stored_id(existing.as_ref(), &rid);
-        let asked = vnet::Asked { ctx, action: NIC_WRITE, scope: &nid };
+        let existing_doc = existing
+            .as_ref()
+            .map(NetworkInterface::to_value)
+            .transpose()?;
+        let location = location_of(&body, NIC_TYPE, existing_doc.as_ref())?;
+        let nid = existing
+            .as_ref()
+            .map(|e| e.id.clone())
+            .unwrap_or_else(|| rid.clone());
+        let asked = vnet::Asked {
+            ctx,
+            action: NIC_WRITE,
+            scope: &nid,
+        };
         for c in &configs {
             let subnet = load_ref(tx, &c.subnet, vnet::SUBNET_TYPE, &nid)?;
             asked.require_linked(vnet::SUBNET_JOIN, &c.subnet)?;
-            let vnet_id = c.subnet[..c.subnet.to_ascii_lowercase().rfind("/subnets/").unwrap_or(0)].to_string();
-            let v = resource::get(tx, &vnet_id)?.ok_or_else(|| invalid_reference(&c.subnet, &nid))?;
-            common::check_same_region("network interface", &nid, &location, subnet["id"].as_str().unwrap_or(&c.subnet), v["location"].as_str().unwrap_or(""))?;
+            let vnet_id = c.subnet[..c
+                .subnet
+                .to_ascii_lowercase()
+                .rfind("/subnets/")
+                .unwrap_or(0)]
+                .to_string();
+            let v =
+                resource::get(tx, &vnet_id)?.ok_or_else(|| invalid_reference(&c.subnet, &nid))?;
+            common::check_same_region(
+                "network interface",
+                &nid,
+                &location,
+                subnet["id"].as_str().unwrap_or(&c.subnet),
+                v["location"].as_str().unwrap_or(""),
+            )?;
         }
-        let nsg = ref_id(props.get("networkSecurityGroup"));
-        if let Some(nsg) = &nsg {
-            load_ref(tx, nsg, crate::nsg::NSG_TYPE, &nid)?;
-            asked.require_linked(crate::nsg::JOIN, nsg)?;
+        if let Some(nsg) = &given.network_security_group {
+            load_ref(tx, &nsg.id, crate::nsg::NSG_TYPE, &nid)?;
+            asked.require_linked(crate::nsg::JOIN, &nsg.id)?;
         }
-        let wanted: Vec<(String, String, Option<Ipv4Addr>)> =
-            configs.iter().map(|c| (c.name.clone(), c.subnet.clone(), c.static_ip)).collect();
+        let wanted: Vec<(String, String, Option<Ipv4Addr>)> = configs
+            .iter()
+            .map(|c| (c.name.clone(), c.subnet.clone(), c.static_ip))
+            .collect();
         let ips = allocate(tx, &nid, &wanted, &previous_addresses(existing.as_ref()))?;
-        let ipconfigs: Vec<Value> = configs
+        let name = existing
+            .as_ref()
+            .map(|e| e.name.clone())
+            .unwrap_or(n.clone());
+        let mut nic = NetworkInterface::new(&nid, &name, &location);
+        nic.tags = tags.as_object().cloned();
+        let p = &mut nic.properties;
+        p.resource_guid = Some(
+            existing
+                .as_ref()
+                .and_then(|e| e.properties.resource_guid.clone())
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        );
+        p.ip_configurations = configs
             .iter()
             .zip(&ips)
             .map(|(c, ip)| {
-                json!({
-                    "id": child_id(&nid, "ipConfigurations", &c.name),
-                    "name": c.name,
-                    "etag": etag(),
-                    "type": IPCONFIG_TYPE,
-                    "properties": {
-                        "privateIPAddress": ip.to_string(),
-                        "privateIPAllocationMethod": if c.static_ip.is_some() { "Static" } else { "Dynamic" },
-                        "privateIPAddressVersion": "IPv4",
-                        "subnet": {"id": c.subnet},
-                        "primary": c.primary,
-                        "provisioningState": "Succeeded",
-                    }
-                })
+                IpConfiguration::new(
+                    &nid,
+                    &c.name,
+                    &c.subnet,
+                    *ip,
+                    c.static_ip.is_some(),
+                    c.primary,
+                )
             })
             .collect();
-        let mut doc = base_doc(&nid, existing.as_ref().and_then(|e| e["name"].as_str()).unwrap_or(&n), NIC_TYPE);
-        doc["location"] = json!(location);
-        doc["tags"] = tags.clone();
-        doc["properties"] = json!({
-            "provisioningState": "Succeeded",
-            "resourceGuid": existing.as_ref().and_then(|e| e["properties"]["resourceGuid"].as_str().map(str::to_string)).unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-            "ipConfigurations": ipconfigs,
-            "macAddress": mac_for(&key(&nid)),
-            "enableIPForwarding": props.get("enableIPForwarding").cloned().unwrap_or(json!(false)),
-            "enableAcceleratedNetworking": props.get("enableAcceleratedNetworking").cloned().unwrap_or(json!(false)),
-            "dnsSettings": {"dnsServers": props["dnsSettings"]["dnsServers"].as_array().cloned().unwrap_or_default(), "appliedDnsServers": []},
-            "nicType": "Standard",
-        });
-        if let Some(nsg) = nsg {
-            doc["properties"]["networkSecurityGroup"] = json!({"id": nsg});
-        }
-        if let Some(vm) = existing.as_ref().and_then(|e| e["properties"].get("virtualMachine")) {
-            doc["properties"]["virtualMachine"] = vm.clone();
-        }
-        resource::put(tx, &nid, &doc)?;
+        p.mac_address = mac_for(&key(&nid));
+        p.enable_ip_forwarding = Some(given.enable_ip_forwarding.unwrap_or(false));
+        p.enable_accelerated_networking =
+            Some(given.enable_accelerated_networking.unwrap_or(false));
+        p.dns_settings = interface::DnsSettings {
+            dns_servers: given.dns_settings.dns_servers,
+            applied_dns_servers: Vec::new(),
+        };
+        p.network_security_group = given.network_security_group;
+        p.virtual_machine = existing.and_then(|e| e.properties.virtual_machine);
+        nic.save(tx)?;
         let op = common::op(ctx, &nid);
         op.save(tx)?;
-        Ok(put_reply(ctx, req, existing.is_none(), doc, &op, &location))
+        Ok(put_reply(
+            ctx,
+            req,
+            existing_doc.is_none(),
+            nic.to_value()?,
+            &op,
+            &location,
+        ))
     })
 }
 
 pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     ctx.store()
-        .view(|r| resource::get(r, &req.path.id()))?
+        .view(|r| interface::load(r, &req.path.id()))?
+        .ok_or_else(|| not_found(req, NIC_TYPE))?
+        .to_value()
         .map(Reply::ok)
-        .ok_or_else(|| not_found(req, NIC_TYPE))
 }
 
 pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let scope = req.path.scope();
-    let items = ctx
-        .store()
-        .view(|r| resource::list_of_type(r, &scope, NIC_TYPE))?;
+    let items = ctx.store().view(|r| {
+        interface::list(r, &scope)?
+            .iter()
+            .map(NetworkInterface::to_value)
+            .collect::<Result<Vec<_>, ArmError>>()
+    })?;
     paging::page_visible(ctx, req, items)
+}
+
+/// "A network interface in use cannot be deleted": an endpoint's NIC goes
+/// with its endpoint, a VM's once the VM lets it go.
+pub fn check_deletable(nic: &NetworkInterface) -> Result<(), ArmError> {
+    let rid = &nic.id;
+    if let Some(pe) = &nic.properties.private_endpoint {
+        return Err(ArmError::bad_request(
+            "CannotDeleteNicAttachedToPrivateEndpoint",
+            format!("Network interface {rid} belongs to private endpoint {}; delete the private endpoint instead.", pe.id),
+        ));
+    }
+    if let Some(vm) = &nic.properties.virtual_machine {
+        return Err(ArmError::bad_request(
+            "NicInUse",
+            format!("Network Interface {rid} is used by existing resource {}. In order to delete the network interface, it must be dissociated from the resource.", vm.id),
+        ));
+    }
+    Ok(())
 }
 
 pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let rid = req.path.id();
     ctx.store().write(|tx| {
-        let Some(doc) = resource::get(tx, &rid)? else { return Ok(Reply::empty(204)) };
-        if let Some(pe) = ref_id(doc["properties"].get("privateEndpoint")) {
-            return Err(ArmError::bad_request(
-                "CannotDeleteNicAttachedToPrivateEndpoint",
-                format!("Network interface {rid} belongs to private endpoint {pe}; delete the private endpoint instead."),
-            ));
-        }
-        if let Some(vm) = ref_id(doc["properties"].get("virtualMachine")) {
-            return Err(ArmError::bad_request(
-                "NicInUse",
-                format!("Network Interface {rid} is used by existing resource {vm}. In order to delete the network interface, it must be dissociated from the resource."),
-            ));
-        }
+        let Some(nic) = interface::load(tx, &rid)? else {
+            return Ok(Reply::empty(204));
+        };
+        check_deletable(&nic)?;
         ipam_store::release_owned_by(tx, &rid)?;
         resource::delete_tree(tx, &rid)?;
         ctx.cascade_delete(tx, &rid)?;
         let op = common::op(ctx, &rid);
         op.save(tx)?;
-        Ok(delete_reply(ctx, req, &op, doc["location"].as_str().unwrap_or("global")))
+        Ok(delete_reply(ctx, req, &op, &nic.location))
     })
 }
 
-fn nic_of(r: &impl Reader, req: &ArmRequest) -> Result<Value, ArmError> {
+fn nic_of(r: &impl Reader, req: &ArmRequest) -> Result<NetworkInterface, ArmError> {
     let nid = req.path.prefix(6 + 2);
-    resource::get(r, &nid)?.ok_or_else(|| {
+    interface::load(r, &nid)?.ok_or_else(|| {
         ArmError::resource_not_found(NIC_TYPE, &names(req)[0], req.path.resource_group.as_deref())
     })
 }
@@ -290,27 +349,23 @@ fn nic_of(r: &impl Reader, req: &ArmRequest) -> Result<Value, ArmError> {
 pub fn get_ipconfig(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let nic = ctx.store().view(|r| nic_of(r, req))?;
     let n = name(req);
-    nic["properties"]["ipConfigurations"]
-        .as_array()
-        .and_then(|a| {
-            a.iter()
-                .find(|c| {
-                    c["name"]
-                        .as_str()
-                        .is_some_and(|x| x.eq_ignore_ascii_case(&n))
-                })
-                .cloned()
-        })
+    nic.properties
+        .ip_configurations
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case(&n))
+        .ok_or_else(|| not_found(req, IPCONFIG_TYPE))?
+        .to_value()
         .map(Reply::ok)
-        .ok_or_else(|| not_found(req, IPCONFIG_TYPE))
 }
 
 pub fn list_ipconfigs(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let nic = ctx.store().view(|r| nic_of(r, req))?;
-    let items = nic["properties"]["ipConfigurations"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let items = nic
+        .properties
+        .ip_configurations
+        .iter()
+        .map(IpConfiguration::to_value)
+        .collect::<Result<Vec<_>, ArmError>>()?;
     Ok(Reply::ok(paging::page(ctx, req, items)?))
 }
 
@@ -332,4 +387,23 @@ pub fn effective_routes(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> 
         Ok::<_, ArmError>(position::effective_routes(&pos))
     })?;
     Ok(Reply::ok(json!({ "value": value })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nic_in_use_is_not_deleted() {
+        let mut n = NetworkInterface::new("/n/nic", "nic", "westus");
+        assert!(check_deletable(&n).is_ok());
+        n.properties.virtual_machine = Some(Ref::to("/vm"));
+        assert_eq!(check_deletable(&n).unwrap_err().code(), "NicInUse");
+        n.properties.virtual_machine = None;
+        n.properties.private_endpoint = Some(Ref::to("/pe"));
+        assert_eq!(
+            check_deletable(&n).unwrap_err().code(),
+            "CannotDeleteNicAttachedToPrivateEndpoint"
+        );
+    }
 }

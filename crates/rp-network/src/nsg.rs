@@ -236,36 +236,31 @@ fn default_rule_docs(nsg_id: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Subnets and NICs that use an NSG (read-only back references).
-fn users(r: &impl Reader, sub: &str, nsg_id: &str, of_type: &str) -> Result<Vec<Value>, ArmError> {
-    let scope = format!("/subscriptions/{sub}");
-    Ok(resource::list_of_type(r, &scope, of_type)?
+/// NICs that use an NSG (read-only back references).
+fn nics_using(r: &impl Reader, sub: &str, nsg_id: &str) -> Result<Vec<Value>, ArmError> {
+    Ok(crate::interface::list(r, &format!("/subscriptions/{sub}"))?
         .into_iter()
-        .filter(|d| {
-            ref_id(d["properties"].get("networkSecurityGroup"))
-                .is_some_and(|x| key(&x) == key(nsg_id))
+        .filter(|n| {
+            n.properties
+                .network_security_group
+                .as_ref()
+                .is_some_and(|x| key(&x.id) == key(nsg_id))
         })
-        .map(|d| json!({"id": d["id"]}))
+        .map(|n| json!({"id": n.id}))
         .collect())
 }
 
+/// Subnets that use an NSG.
 fn subnets_using(r: &impl Reader, sub: &str, nsg_id: &str) -> Result<Vec<Value>, ArmError> {
-    let scope = format!("/subscriptions/{sub}");
-    // Subnets are child resources without a location; list them by key.
-    let all = r.scan_json::<Value>(recoverite_arm::RESOURCES, &format!("{}/", key(&scope)))?;
-    Ok(all
+    Ok(crate::network::subnets_of_subscription(r, sub)?
         .into_iter()
-        .map(|(_, d)| d)
-        .filter(|d| {
-            d["type"]
-                .as_str()
-                .is_some_and(|t| t.eq_ignore_ascii_case(crate::vnet::SUBNET_TYPE))
+        .filter(|s| {
+            s.properties
+                .network_security_group
+                .as_ref()
+                .is_some_and(|x| key(&x.id) == key(nsg_id))
         })
-        .filter(|d| {
-            ref_id(d["properties"].get("networkSecurityGroup"))
-                .is_some_and(|x| key(&x) == key(nsg_id))
-        })
-        .map(|d| json!({"id": d["id"]}))
+        .map(|s| json!({"id": s.id}))
         .collect())
 }
 
@@ -353,7 +348,7 @@ impl TrackedKind for SecurityGroup {
         if !subnets.is_empty() {
             doc["properties"]["subnets"] = Value::Array(subnets);
         }
-        let nics = users(r, &sub, &nid, crate::nic::NIC_TYPE)?;
+        let nics = nics_using(r, &sub, &nid)?;
         if !nics.is_empty() {
             doc["properties"]["networkInterfaces"] = Value::Array(nics);
         }
@@ -363,7 +358,7 @@ impl TrackedKind for SecurityGroup {
     fn deleting(tx: &mut WriteTx, doc: &Tracked<NsgProperties>) -> Result<(), ArmError> {
         let sub = doc.id.split('/').nth(2).unwrap_or_default().to_string();
         let mut using = subnets_using(tx, &sub, &doc.id)?;
-        using.extend(users(tx, &sub, &doc.id, crate::nic::NIC_TYPE)?);
+        using.extend(nics_using(tx, &sub, &doc.id)?);
         match using.first() {
             Some(u) => Err(ArmError::bad_request(
                 "InUseNetworkSecurityGroupCannotBeDeleted",

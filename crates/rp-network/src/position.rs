@@ -8,13 +8,13 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::aliases::vnet_of_subnet;
+use crate::interface::IpConfiguration;
 use recoverite_arm::{resource, ArmError};
 use recoverite_netcore::nsg::{self, Access, Decision, Direction, Flow, Protocol};
 use recoverite_netcore::routes::{NextHop, NextHopType, RouteContext};
 use recoverite_netcore::tags::{Endpoint, TagContext};
 use recoverite_store::Reader;
 
-use crate::common::ref_id;
 use crate::{nsg as nsg_rp, routetable, vnet};
 
 #[derive(Debug, Clone)]
@@ -43,39 +43,29 @@ pub struct Verdict {
 
 /// The position of a NIC's primary IP configuration.
 pub fn of_nic(r: &impl Reader, nic_id: &str) -> Result<Position, ArmError> {
-    let nic = resource::get(r, nic_id)?.ok_or_else(|| {
+    let nic = crate::interface::load(r, nic_id)?.ok_or_else(|| {
         ArmError::new(
             404,
             "NotFound",
             format!("Network interface {nic_id} was not found."),
         )
     })?;
-    let cfgs = nic["properties"]["ipConfigurations"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let primary = cfgs
-        .iter()
-        .find(|c| c["properties"]["primary"].as_bool() == Some(true))
-        .or(cfgs.first())
-        .cloned()
-        .unwrap_or(Value::Null);
-    let ip: Ipv4Addr = primary["properties"]["privateIPAddress"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| {
-            ArmError::internal(format!("network interface {nic_id} has no private IP"))
-        })?;
-    let subnet_id = ref_id(primary["properties"].get("subnet")).unwrap_or_default();
-    let mut pos = of_address(r, &subnet_id, ip)?;
-    pos.nic_id = nic["id"].as_str().unwrap_or(nic_id).to_string();
-    pos.nic_nsg = ref_id(nic["properties"].get("networkSecurityGroup"));
+    let primary = nic.primary().ok_or_else(|| {
+        ArmError::internal(format!("network interface {nic_id} has no private IP"))
+    })?;
+    let mut pos = of_address(
+        r,
+        primary.subnet_id(),
+        primary.properties.private_ip_address,
+    )?;
+    pos.nic_id = nic.id.clone();
+    pos.nic_nsg = nic.properties.network_security_group.map(|n| n.id);
     Ok(pos)
 }
 
 /// The position of an address in a subnet (used for private endpoints too).
 pub fn of_address(r: &impl Reader, subnet_id: &str, ip: Ipv4Addr) -> Result<Position, ArmError> {
-    let subnet = resource::get(r, subnet_id)?.ok_or_else(|| {
+    let subnet = crate::network::load_subnet(r, subnet_id)?.ok_or_else(|| {
         ArmError::new(
             404,
             "NotFound",
@@ -83,44 +73,36 @@ pub fn of_address(r: &impl Reader, subnet_id: &str, ip: Ipv4Addr) -> Result<Posi
         )
     })?;
     let vnet_id = vnet_of_subnet(subnet_id);
-    let v = resource::get(r, &vnet_id)?.ok_or_else(|| {
+    let v = crate::network::load_vnet(r, &vnet_id)?.ok_or_else(|| {
         ArmError::new(
             404,
             "NotFound",
             format!("Virtual network {vnet_id} was not found."),
         )
     })?;
-    let vnet_prefixes = vnet::vnet_prefixes(&v);
-    let peered = vnet::peered_prefixes(r, &vnet_id)?;
-    let route_table = ref_id(subnet["properties"].get("routeTable"));
+    let vnet_prefixes = v.prefixes();
+    let peered = vnet::peered_prefixes(r, &v.id)?;
+    let sp = subnet.properties;
+    let route_table = sp.route_table.map(|t| t.id);
     let user_routes = match &route_table {
         Some(t) => routetable::routes_of(r, t)?,
         None => Vec::new(),
     };
-    let service_endpoints = subnet["properties"]["serviceEndpoints"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|se| {
-                    let locs = se["locations"]
-                        .as_array()?
-                        .iter()
-                        .filter_map(|l| l.as_str().map(str::to_string))
-                        .collect();
-                    Some((se["service"].as_str()?.to_string(), locs))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let service_endpoints = sp
+        .service_endpoints
+        .unwrap_or_default()
+        .into_iter()
+        .map(|se| (se.service, se.locations))
+        .collect();
     let mut vn = vnet_prefixes.clone();
     vn.extend(peered.iter().copied());
     Ok(Position {
         nic_id: String::new(),
         ip,
-        subnet_id: subnet["id"].as_str().unwrap_or(subnet_id).to_string(),
-        vnet_id: v["id"].as_str().unwrap_or(&vnet_id).to_string(),
-        location: v["location"].as_str().unwrap_or_default().to_string(),
-        subnet_nsg: ref_id(subnet["properties"].get("networkSecurityGroup")),
+        subnet_id: subnet.id,
+        vnet_id: v.id,
+        location: v.location,
+        subnet_nsg: sp.network_security_group.map(|n| n.id),
         nic_nsg: None,
         route_table,
         routes: RouteContext {
@@ -318,7 +300,10 @@ pub fn effective_routes(pos: &Position) -> Vec<Value> {
 
 /// A VM's primary IP configuration: the primary (or only) NIC's primary
 /// (or first) configuration; `None` when the VM or its NIC is missing.
-pub fn vm_primary_ipconfig(r: &impl Reader, vm_id: &str) -> Result<Option<Value>, ArmError> {
+pub fn vm_primary_ipconfig(
+    r: &impl Reader,
+    vm_id: &str,
+) -> Result<Option<IpConfiguration>, ArmError> {
     match resource::get(r, vm_id)? {
         Some(vm) => primary_ipconfig_of(r, &vm),
         None => Ok(None),
@@ -326,7 +311,10 @@ pub fn vm_primary_ipconfig(r: &impl Reader, vm_id: &str) -> Result<Option<Value>
 }
 
 /// [`vm_primary_ipconfig`] for a VM document already read.
-pub fn primary_ipconfig_of(r: &impl Reader, vm: &Value) -> Result<Option<Value>, ArmError> {
+pub fn primary_ipconfig_of(
+    r: &impl Reader,
+    vm: &Value,
+) -> Result<Option<IpConfiguration>, ArmError> {
     let nics = vm["properties"]["networkProfile"]["networkInterfaces"]
         .as_array()
         .cloned()
@@ -339,25 +327,10 @@ pub fn primary_ipconfig_of(r: &impl Reader, vm: &Value) -> Result<Option<Value>,
     else {
         return Ok(None);
     };
-    let Some(nic) = resource::get(r, nic_id)? else {
-        return Ok(None);
-    };
-    let cfgs = nic["properties"]["ipConfigurations"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    Ok(cfgs
-        .iter()
-        .find(|c| c["properties"]["primary"].as_bool() == Some(true))
-        .or(cfgs.first())
-        .cloned())
+    Ok(crate::interface::load(r, nic_id)?.and_then(|nic| nic.primary().cloned()))
 }
 
 /// A VM's primary private address.
 pub fn primary_address(r: &impl Reader, vm_id: &str) -> Result<Option<String>, ArmError> {
-    Ok(vm_primary_ipconfig(r, vm_id)?.and_then(|c| {
-        c["properties"]["privateIPAddress"]
-            .as_str()
-            .map(str::to_string)
-    }))
+    Ok(vm_primary_ipconfig(r, vm_id)?.map(|c| c.properties.private_ip_address.to_string()))
 }

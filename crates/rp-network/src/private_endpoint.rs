@@ -16,9 +16,14 @@ use recoverite_rp_privatedns::view as dnsview;
 use recoverite_store::{Reader, WriteTx};
 
 use crate::common::{self, *};
-use crate::{ipam_store, nic, vnet};
+use crate::interface::{self, IpConfiguration, LinkConnectionProperties, NetworkInterface, Ref};
+use crate::{ipam_store, vnet};
 
-pub const PE_TYPE: &str = "Microsoft.Network/privateEndpoints";
+pub use crate::endpoint::PE_TYPE;
+use crate::endpoint::{
+    self, EndpointProperties, LinkServiceConnection, LinkServiceConnectionProperties,
+    PrivateEndpoint, StaticIpConfiguration, StaticIpProperties,
+};
 pub const ZONE_GROUP_TYPE: &str = "Microsoft.Network/privateEndpoints/privateDnsZoneGroups";
 /// Azure writes zone-group records with a 10 second TTL.
 pub const ZONE_GROUP_TTL: u64 = 10;
@@ -119,56 +124,37 @@ pub struct EndpointMember {
 
 /// The virtual network an endpoint's subnet is in.
 pub fn vnet_of(r: &impl Reader, endpoint_id: &str) -> Result<Option<String>, ArmError> {
-    Ok(resource::get(r, endpoint_id)?.and_then(|pe| {
-        pe["properties"]["subnet"]["id"]
-            .as_str()
-            .map(crate::aliases::vnet_of_subnet)
-    }))
+    Ok(endpoint::load(r, endpoint_id)?.map(|pe| crate::aliases::vnet_of_subnet(pe.subnet_id())))
 }
 
 /// The members of an endpoint, from its NIC.
-pub fn members_of(r: &impl Reader, pe: &Value) -> Result<Vec<EndpointMember>, ArmError> {
+pub fn members_of(r: &impl Reader, pe: &PrivateEndpoint) -> Result<Vec<EndpointMember>, ArmError> {
     let mut out = Vec::new();
-    for n in pe["properties"]["networkInterfaces"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-    {
-        let Some(nic) = resource::get(r, n["id"].as_str().unwrap_or_default())? else {
+    for n in &pe.properties.network_interfaces {
+        let Some(nic) = interface::load(r, &n.id)? else {
             continue;
         };
-        for c in nic["properties"]["ipConfigurations"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-        {
-            let p = &c["properties"];
-            let Some(ip) = p["privateIPAddress"].as_str().and_then(|s| s.parse().ok()) else {
-                continue;
-            };
-            let lc = &p["privateLinkConnectionProperties"];
-            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        for c in nic.properties.ip_configurations {
+            let lc = c.properties.private_link_connection_properties;
             out.push(EndpointMember {
-                group_id: text(&lc["groupId"]),
-                member: text(&lc["requiredMemberName"]),
-                fqdns: lc["fqdns"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|f| {
-                                f.as_str().filter(|s| !s.is_empty()).map(str::to_string)
-                            })
-                            .collect()
-                    })
+                group_id: lc.as_ref().map(|l| l.group_id.clone()).unwrap_or_default(),
+                member: lc
+                    .as_ref()
+                    .map(|l| l.required_member_name.clone())
                     .unwrap_or_default(),
-                ip,
+                fqdns: lc
+                    .map(|l| l.fqdns.into_iter().filter(|f| !f.is_empty()).collect())
+                    .unwrap_or_default(),
+                ip: c.properties.private_ip_address,
             });
         }
     }
     Ok(out)
 }
 
-fn ipconfig_json(
+/// The IP configuration of member `m` of `group`: its address, the group
+/// and member it serves, and the member's name.
+fn member_ipconfig(
     nic_id: &str,
     idx: usize,
     subnet: &str,
@@ -176,49 +162,32 @@ fn ipconfig_json(
     group: &str,
     m: &Member,
     static_alloc: bool,
-) -> Value {
-    json!({
-        "id": child_id(nic_id, "ipConfigurations", &format!("privateEndpointIpConfig.{group}.{}.{idx}", m.member_name)),
-        "name": format!("privateEndpointIpConfig.{group}.{}.{idx}", m.member_name),
-        "etag": etag(),
-        "type": nic::IPCONFIG_TYPE,
-        "properties": {
-            "privateIPAddress": ip.to_string(),
-            "privateIPAllocationMethod": if static_alloc { "Static" } else { "Dynamic" },
-            "privateIPAddressVersion": "IPv4",
-            "subnet": {"id": subnet},
-            "primary": idx == 0,
-            "provisioningState": "Succeeded",
-            "privateLinkConnectionProperties": {"groupId": group, "requiredMemberName": m.member_name, "fqdns": [m.fqdn]},
-        }
-    })
+) -> IpConfiguration {
+    let name = format!("privateEndpointIpConfig.{group}.{}.{idx}", m.member_name);
+    let mut c = IpConfiguration::new(nic_id, &name, subnet, ip, static_alloc, idx == 0);
+    c.properties.private_link_connection_properties = Some(LinkConnectionProperties {
+        group_id: group.to_string(),
+        required_member_name: m.member_name.clone(),
+        fqdns: vec![m.fqdn.clone()],
+    });
+    c
 }
 
 /// The endpoint as returned: connection states come from the connection store.
-pub fn assemble(r: &impl Reader, registry: &Registry, doc: &Value) -> Result<Value, ArmError> {
-    let mut d = doc.clone();
-    let pe_id = d["id"].as_str().unwrap_or_default().to_string();
-    let conns = pl::of_endpoint(r, &pe_id)?;
-    for field in [
-        "privateLinkServiceConnections",
-        "manualPrivateLinkServiceConnections",
-    ] {
-        if let Some(arr) = d["properties"][field].as_array_mut() {
-            for c in arr.iter_mut() {
-                let target = c["properties"]["privateLinkServiceId"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                if let Some(conn) = conns.iter().find(|x| {
-                    recoverite_arm::id::key(&x.target_id) == recoverite_arm::id::key(&target)
-                }) {
-                    c["properties"]["privateLinkServiceConnectionState"] =
-                        conn.state_json("actionsRequired");
-                }
-            }
+pub fn assemble(r: &impl Reader, pe: &PrivateEndpoint) -> Result<Value, ArmError> {
+    let conns = pl::of_endpoint(r, &pe.id)?;
+    let mut shown = pe.clone();
+    for c in shown.connections_mut() {
+        let target = recoverite_arm::id::key(&c.properties.private_link_service_id);
+        if let Some(conn) = conns
+            .iter()
+            .find(|x| recoverite_arm::id::key(&x.target_id) == target)
+        {
+            c.properties.private_link_service_connection_state = conn.state_json("actionsRequired");
         }
     }
-    let members = members_of(r, doc)?;
+    let mut d = shown.to_value()?;
+    let members = members_of(r, pe)?;
     d["properties"]["customDnsConfigs"] = Value::Array(
         members
             .iter()
@@ -229,7 +198,6 @@ pub fn assemble(r: &impl Reader, registry: &Registry, doc: &Value) -> Result<Val
             })
             .collect(),
     );
-    let _ = registry;
     Ok(d)
 }
 
@@ -264,7 +232,7 @@ fn allocate_members(
     nic_id: &str,
     subnet_id: &str,
     net: &recoverite_netcore::cidr::Ipv4Net,
-) -> Result<Vec<Value>, ArmError> {
+) -> Result<Vec<IpConfiguration>, ArmError> {
     let mut ipconfigs = Vec::new();
     for (i, (g, m)) in wanted.iter().enumerate() {
         let st = statics.iter().find(|s| {
@@ -283,32 +251,26 @@ fn allocate_members(
             None => pool.allocate(),
         }
         .map_err(|e| ipam_store::ipam_error(e, subnet_id, net))?;
-        let cfg = ipconfig_json(nic_id, i, subnet_id, ip, g, m, st.is_some());
-        ipam_store::record(tx, subnet_id, ip, cfg["id"].as_str().unwrap_or_default())?;
+        let cfg = member_ipconfig(nic_id, i, subnet_id, ip, g, m, st.is_some());
+        ipam_store::record(tx, subnet_id, ip, &cfg.id)?;
         ipconfigs.push(cfg);
     }
     Ok(ipconfigs)
 }
 
-/// The NIC Azure makes for an endpoint.
-fn nic_document(
+/// The NIC Azure makes for an endpoint: no tags, no MAC address, its
+/// addresses the endpoint's members.
+fn endpoint_nic(
     nic_id: &str,
     nic_name: &str,
     location: &str,
     endpoint_id: &str,
-    ipconfigs: Vec<Value>,
-) -> Value {
-    let mut nic_doc = base_doc(nic_id, nic_name, nic::NIC_TYPE);
-    nic_doc["location"] = json!(location);
-    nic_doc["properties"] = json!({
-        "provisioningState": "Succeeded",
-        "ipConfigurations": ipconfigs,
-        "privateEndpoint": {"id": endpoint_id},
-        "nicType": "Standard",
-        "macAddress": "",
-        "dnsSettings": {"dnsServers": [], "appliedDnsServers": []},
-    });
-    nic_doc
+    ipconfigs: Vec<IpConfiguration>,
+) -> NetworkInterface {
+    let mut nic = NetworkInterface::new(nic_id, nic_name, location);
+    nic.properties.ip_configurations = ipconfigs;
+    nic.properties.private_endpoint = Some(Ref::to(endpoint_id));
+    nic
 }
 
 /// What a new endpoint is: its id, name, region, tags, subnet and NIC.
@@ -321,50 +283,66 @@ struct Made<'a> {
     nic_id: &'a str,
 }
 
-fn str_of_id(doc: &Value) -> &str {
-    doc["id"].as_str().unwrap_or_default()
-}
-
-/// A new endpoint's document, its one connection under the field it was
-/// asked with (automatic or manual).
-fn endpoint_document(e: &Made, conn: &ConnIn, connection: &Connection, props: &Value) -> Value {
-    let rid = e.id;
-    let conn_field = if conn.manual {
+/// A new endpoint, its one connection under the field it was asked with
+/// (automatic or manual).
+fn endpoint_document(
+    e: &Made,
+    conn: &ConnIn,
+    connection: &Connection,
+    statics: &[StaticIp],
+    custom_nic_name: &str,
+) -> PrivateEndpoint {
+    let field = if conn.manual {
         "manualPrivateLinkServiceConnections"
     } else {
         "privateLinkServiceConnections"
     };
-    let other_field = if conn.manual {
-        "privateLinkServiceConnections"
-    } else {
-        "manualPrivateLinkServiceConnections"
+    let link = LinkServiceConnection {
+        id: format!("{}/{field}/{}", e.id, conn.name),
+        name: conn.name.clone(),
+        etag: etag(),
+        kind: format!("{PE_TYPE}/privateLinkServiceConnections"),
+        properties: LinkServiceConnectionProperties {
+            provisioning_state: "Succeeded".into(),
+            private_link_service_id: connection.target_id.clone(),
+            group_ids: conn.group_ids.clone(),
+            request_message: conn.message.clone(),
+            private_link_service_connection_state: connection.state_json("actionsRequired"),
+        },
     };
-    let mut doc = base_doc(rid, e.name, PE_TYPE);
-    doc["location"] = json!(e.location);
-    doc["tags"] = e.tags.clone();
-    doc["properties"] = json!({
-        "provisioningState": "Succeeded",
-        "subnet": {"id": e.subnet_id},
-        "networkInterfaces": [{"id": e.nic_id}],
-        conn_field: [{
-            "id": format!("{rid}/{conn_field}/{}", conn.name),
-            "name": conn.name,
-            "etag": etag(),
-            "type": format!("{PE_TYPE}/privateLinkServiceConnections"),
-            "properties": {
-                "provisioningState": "Succeeded",
-                "privateLinkServiceId": connection.target_id,
-                "groupIds": conn.group_ids,
-                "requestMessage": conn.message,
-                "privateLinkServiceConnectionState": connection.state_json("actionsRequired"),
-            }
-        }],
-        other_field: [],
-        "customNetworkInterfaceName": props["customNetworkInterfaceName"].as_str().unwrap_or(""),
-        "ipConfigurations": props["ipConfigurations"].as_array().cloned().unwrap_or_default(),
-        "applicationSecurityGroups": [],
-    });
-    doc
+    let (auto, manual) = if conn.manual {
+        (Vec::new(), vec![link])
+    } else {
+        (vec![link], Vec::new())
+    };
+    PrivateEndpoint {
+        id: e.id.to_string(),
+        name: e.name.to_string(),
+        kind: PE_TYPE.into(),
+        etag: etag(),
+        location: e.location.to_string(),
+        tags: e.tags.as_object().cloned().unwrap_or_default(),
+        properties: EndpointProperties {
+            provisioning_state: "Succeeded".into(),
+            subnet: Ref::to(e.subnet_id),
+            network_interfaces: vec![Ref::to(e.nic_id)],
+            private_link_service_connections: auto,
+            manual_private_link_service_connections: manual,
+            custom_network_interface_name: custom_nic_name.to_string(),
+            ip_configurations: statics
+                .iter()
+                .map(|st| StaticIpConfiguration {
+                    name: st.name.clone(),
+                    properties: StaticIpProperties {
+                        group_id: st.group_id.clone(),
+                        member_name: st.member_name.clone(),
+                        private_ip_address: st.ip.clone(),
+                    },
+                })
+                .collect(),
+            application_security_groups: Vec::new(),
+        },
+    }
 }
 
 /// The private link target an endpoint names: its document, id as stored,
@@ -428,6 +406,33 @@ fn new_connection(
     })
 }
 
+/// The subnet an endpoint is made in: it exists, the caller may join it,
+/// it is in the endpoint's region, and it has a prefix to allocate from.
+fn endpoint_subnet(
+    ctx: &Ctx,
+    tx: &WriteTx,
+    rid: &str,
+    subnet_id: &str,
+    location: &str,
+) -> Result<(crate::network::Subnet, recoverite_netcore::cidr::Ipv4Net), ArmError> {
+    load_ref(tx, subnet_id, vnet::SUBNET_TYPE, rid)?;
+    ctx.require_linked(
+        "Microsoft.Network/privateEndpoints/write",
+        rid,
+        vnet::SUBNET_JOIN,
+        subnet_id,
+    )?;
+    let v = crate::network::load_vnet(tx, &vnet_of_subnet(subnet_id))?
+        .ok_or_else(|| invalid_reference(subnet_id, rid))?;
+    common::check_same_region("private endpoint", rid, location, subnet_id, &v.location)?;
+    let subnet = crate::network::load_subnet(tx, subnet_id)?
+        .ok_or_else(|| invalid_reference(subnet_id, rid))?;
+    let net = subnet
+        .primary_prefix()
+        .ok_or_else(|| invalid_reference(subnet_id, rid))?;
+    Ok((subnet, net))
+}
+
 pub fn put(ctx: &Ctx, req: &ArmRequest, registry: &Arc<Registry>) -> Result<Reply, ArmError> {
     let n = name(req);
     check_name("private endpoint", &n)?;
@@ -447,43 +452,29 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, registry: &Arc<Registry>) -> Result<Repl
     let conn = parse_connections(&props)?;
     let statics = parse_static(&props)?;
     ctx.store().write(|tx| {
-        let existing = resource::get(tx, &rid)?;
-        let location = location_of(&body, PE_TYPE, existing.as_ref())?;
-        if let Some(e) = existing {
+        let existing = endpoint::load(tx, &rid)?;
+        let existing_doc = existing
+            .as_ref()
+            .map(PrivateEndpoint::to_value)
+            .transpose()?;
+        let location = location_of(&body, PE_TYPE, existing_doc.as_ref())?;
+        if let Some(mut pe) = existing {
             // Only tags change on an existing endpoint.
-            let mut doc = e.clone();
-            doc["tags"] = tags.clone();
-            doc["etag"] = json!(etag());
-            resource::put(tx, &rid, &doc)?;
+            pe.tags = tags.as_object().cloned().unwrap_or_default();
+            pe.etag = etag();
+            pe.save(tx)?;
             let op = common::op(ctx, &rid);
             op.save(tx)?;
             return Ok(put_reply(
                 ctx,
                 req,
                 false,
-                assemble(tx, registry, &doc)?,
+                assemble(tx, &pe)?,
                 &op,
                 &location,
             ));
         }
-        let subnet = load_ref(tx, &subnet_id, vnet::SUBNET_TYPE, &rid)?;
-        ctx.require_linked(
-            "Microsoft.Network/privateEndpoints/write",
-            &rid,
-            vnet::SUBNET_JOIN,
-            &subnet_id,
-        )?;
-        let v = resource::get(tx, &vnet_of_subnet(&subnet_id))?
-            .ok_or_else(|| invalid_reference(&subnet_id, &rid))?;
-        common::check_same_region(
-            "private endpoint",
-            &rid,
-            &location,
-            &subnet_id,
-            v["location"].as_str().unwrap_or(""),
-        )?;
-        let net =
-            vnet::primary_prefix(&subnet).ok_or_else(|| invalid_reference(&subnet_id, &rid))?;
+        let (subnet, net) = endpoint_subnet(ctx, tx, &rid, &subnet_id, &location)?;
         let mut pool = ipam_store::pool(tx, &subnet_id, net)?;
         let (target_doc, target_id, target) = resolve_target(tx, registry, &conn.target)?;
         let groups = target.groups(tx, &target_doc)?;
@@ -525,8 +516,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, registry: &Arc<Registry>) -> Result<Repl
         let nic_id = format!("{rg_id}/providers/Microsoft.Network/networkInterfaces/{nic_name}");
         let ipconfigs =
             allocate_members(tx, &mut pool, &wanted, &statics, &nic_id, &subnet_id, &net)?;
-        let nic_doc = nic_document(&nic_id, &nic_name, &location, &rid, ipconfigs);
-        resource::put(tx, &nic_id, &nic_doc)?;
+        endpoint_nic(&nic_id, &nic_name, &location, &rid, ipconfigs).save(tx)?;
 
         let connection = new_connection(
             ctx,
@@ -538,66 +528,62 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, registry: &Arc<Registry>) -> Result<Repl
         )?;
         pl::save(tx, &connection)?;
         target.connections_changed(tx, &target_id)?;
-        let doc = endpoint_document(
+        let pe = endpoint_document(
             &Made {
                 id: &rid,
                 name: &n,
                 location: &location,
                 tags: &tags,
-                subnet_id: str_of_id(&subnet),
+                subnet_id: &subnet.id,
                 nic_id: &nic_id,
             },
             &conn,
             &connection,
-            &props,
+            &statics,
+            props["customNetworkInterfaceName"].as_str().unwrap_or(""),
         );
-        resource::put(tx, &rid, &doc)?;
+        pe.save(tx)?;
         let op = common::op(ctx, &rid);
         op.save(tx)?;
         Ok(put_reply(
             ctx,
             req,
             true,
-            assemble(tx, registry, &doc)?,
+            assemble(tx, &pe)?,
             &op,
             &location,
         ))
     })
 }
 
-pub fn get(ctx: &Ctx, req: &ArmRequest, registry: &Registry) -> Result<Reply, ArmError> {
+pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     ctx.store()
-        .view(|r| match resource::get(r, &req.path.id())? {
-            Some(d) => Ok(Reply::ok(assemble(r, registry, &d)?)),
+        .view(|r| match endpoint::load(r, &req.path.id())? {
+            Some(pe) => Ok(Reply::ok(assemble(r, &pe)?)),
             None => Err(not_found(req, PE_TYPE)),
         })
 }
 
-pub fn list(ctx: &Ctx, req: &ArmRequest, registry: &Registry) -> Result<Reply, ArmError> {
+pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let scope = req.path.scope();
     let items = ctx.store().view(|r| {
-        resource::list_of_type(r, &scope, PE_TYPE)?
+        endpoint::list(r, &scope)?
             .iter()
-            .map(|d| assemble(r, registry, d))
+            .map(|pe| assemble(r, pe))
             .collect::<Result<Vec<_>, ArmError>>()
     })?;
     paging::page_visible(ctx, req, items)
 }
 
 /// Removes an endpoint with everything it owns (inside `tx`).
-pub fn remove(tx: &mut WriteTx, registry: &Registry, pe: &Value) -> Result<(), ArmError> {
-    let pe_id = pe["id"].as_str().unwrap_or_default().to_string();
+pub fn remove(tx: &mut WriteTx, registry: &Registry, pe: &PrivateEndpoint) -> Result<(), ArmError> {
+    let pe_id = pe.id.clone();
     for zg in resource::list_children(tx, &pe_id, "privateDnsZoneGroups")? {
         clear_zone_group(tx, pe, &zg)?;
     }
-    for n in pe["properties"]["networkInterfaces"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-    {
-        let nid = n["id"].as_str().unwrap_or_default();
-        ipam_store::release_owned_by(tx, nid)?;
-        resource::delete_tree(tx, nid)?;
+    for n in &pe.properties.network_interfaces {
+        ipam_store::release_owned_by(tx, &n.id)?;
+        resource::delete_tree(tx, &n.id)?;
     }
     for c in pl::of_endpoint(tx, &pe_id)? {
         pl::remove(tx, &c.target_id, &pe_id)?;
@@ -614,19 +600,14 @@ pub fn remove(tx: &mut WriteTx, registry: &Registry, pe: &Value) -> Result<(), A
 pub fn delete(ctx: &Ctx, req: &ArmRequest, registry: &Registry) -> Result<Reply, ArmError> {
     let rid = req.path.id();
     ctx.store().write(|tx| {
-        let Some(doc) = resource::get(tx, &rid)? else {
+        let Some(pe) = endpoint::load(tx, &rid)? else {
             return Ok(Reply::empty(204));
         };
-        remove(tx, registry, &doc)?;
+        remove(tx, registry, &pe)?;
         ctx.cascade_delete(tx, &rid)?;
         let op = common::op(ctx, &rid);
         op.save(tx)?;
-        Ok(delete_reply(
-            ctx,
-            req,
-            &op,
-            doc["location"].as_str().unwrap_or("global"),
-        ))
+        Ok(delete_reply(ctx, req, &op, &pe.location))
     })
 }
 
@@ -656,7 +637,7 @@ fn relative(fqdn: &str, zone: &str) -> Option<String> {
 
 /// Writes the A records of an endpoint's members into the group's zones;
 /// returns the record sets for the group's read-only view.
-fn apply_zone_group(tx: &mut WriteTx, pe: &Value, zg: &Value) -> Result<Value, ArmError> {
+fn apply_zone_group(tx: &mut WriteTx, pe: &PrivateEndpoint, zg: &Value) -> Result<Value, ArmError> {
     let members = members_of(tx, pe)?;
     let mut configs = Vec::new();
     for (cname, zone_id) in zone_configs(zg) {
@@ -678,7 +659,7 @@ fn apply_zone_group(tx: &mut WriteTx, pe: &Value, zg: &Value) -> Result<Value, A
 }
 
 /// Removes the records a zone group wrote (those still pointing at this endpoint).
-fn clear_zone_group(tx: &mut WriteTx, pe: &Value, zg: &Value) -> Result<(), ArmError> {
+fn clear_zone_group(tx: &mut WriteTx, pe: &PrivateEndpoint, zg: &Value) -> Result<(), ArmError> {
     let members = members_of(tx, pe)?;
     for (_, zone_id) in zone_configs(zg) {
         let Some(zone) = dnsview::zone(tx, &zone_id)? else {
@@ -700,9 +681,9 @@ fn clear_zone_group(tx: &mut WriteTx, pe: &Value, zg: &Value) -> Result<(), ArmE
     Ok(())
 }
 
-fn pe_of(r: &impl Reader, req: &ArmRequest) -> Result<Value, ArmError> {
+fn pe_of(r: &impl Reader, req: &ArmRequest) -> Result<PrivateEndpoint, ArmError> {
     let pid = req.path.prefix(8);
-    resource::get(r, &pid)?.ok_or_else(|| {
+    endpoint::load(r, &pid)?.ok_or_else(|| {
         ArmError::resource_not_found(PE_TYPE, &names(req)[0], req.path.resource_group.as_deref())
     })
 }
@@ -736,7 +717,7 @@ pub fn put_zone_group(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     }
     ctx.store().write(|tx| {
         let pe = pe_of(tx, req)?;
-        let pe_id = pe["id"].as_str().unwrap_or_default().to_string();
+        let pe_id = pe.id.clone();
         let zid = child_id(&pe_id, "privateDnsZoneGroups", &n);
         let others: Vec<Value> = resource::list_children(tx, &pe_id, "privateDnsZoneGroups")?
             .into_iter()
@@ -759,7 +740,7 @@ pub fn put_zone_group(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         resource::put(tx, &zid, &doc)?;
         let op = common::op(ctx, &zid);
         op.save(tx)?;
-        Ok(put_reply(ctx, req, old.is_none(), doc, &op, pe["location"].as_str().unwrap_or_default()))
+        Ok(put_reply(ctx, req, old.is_none(), doc, &op, &pe.location))
     })
 }
 
@@ -775,11 +756,7 @@ pub fn get_zone_group(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 pub fn list_zone_groups(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let items = ctx.store().view(|r| {
         let pe = pe_of(r, req)?;
-        resource::list_children(
-            r,
-            pe["id"].as_str().unwrap_or_default(),
-            "privateDnsZoneGroups",
-        )
+        resource::list_children(r, &pe.id, "privateDnsZoneGroups")
     })?;
     Ok(Reply::ok(paging::page(ctx, req, items)?))
 }
@@ -795,12 +772,7 @@ pub fn delete_zone_group(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError>
         resource::delete_tree(tx, &zid)?;
         let op = common::op(ctx, &zid);
         op.save(tx)?;
-        Ok(delete_reply(
-            ctx,
-            req,
-            &op,
-            pe["location"].as_str().unwrap_or("global"),
-        ))
+        Ok(delete_reply(ctx, req, &op, &pe.location))
     })
 }
 
@@ -820,16 +792,13 @@ impl pl::EndpointHost for Host {
             if !c.group_ids.iter().any(|g| g.eq_ignore_ascii_case(group_id)) {
                 continue;
             }
-            let Some(pe) = resource::get(tx, &c.endpoint_id)? else {
+            let Some(pe) = endpoint::load(tx, &c.endpoint_id)? else {
                 continue;
             };
-            let Some(nic_id) = pe["properties"]["networkInterfaces"][0]["id"]
-                .as_str()
-                .map(str::to_string)
-            else {
+            let Some(nic_id) = pe.nic_id().map(str::to_string) else {
                 continue;
             };
-            let Some(mut nic_doc) = resource::get(tx, &nic_id)? else {
+            let Some(mut nic) = interface::load(tx, &nic_id)? else {
                 continue;
             };
             let existing = members_of(tx, &pe)?;
@@ -844,10 +813,9 @@ impl pl::EndpointHost for Host {
             if new.is_empty() {
                 continue;
             }
-            let subnet_id = ref_id(pe["properties"].get("subnet")).unwrap_or_default();
-            let subnet = resource::get(tx, &subnet_id)?
-                .ok_or_else(|| invalid_reference(&subnet_id, &c.endpoint_id))?;
-            let net = vnet::primary_prefix(&subnet)
+            let subnet_id = pe.subnet_id().to_string();
+            let net = crate::network::load_subnet(tx, &subnet_id)?
+                .and_then(|s| s.primary_prefix())
                 .ok_or_else(|| invalid_reference(&subnet_id, &c.endpoint_id))?;
             let mut pool = ipam_store::pool(tx, &subnet_id, net)?;
             if (new.len() as u64) > pool.free() {
@@ -861,19 +829,17 @@ impl pl::EndpointHost for Host {
                     ),
                 ));
             }
-            let cfgs = nic_doc["properties"]["ipConfigurations"]
-                .as_array_mut()
-                .expect("endpoint NIC has ipConfigurations");
+            let cfgs = &mut nic.properties.ip_configurations;
             for m in new {
                 let ip = pool
                     .allocate()
                     .map_err(|e| ipam_store::ipam_error(e, &subnet_id, &net))?;
-                let cfg = ipconfig_json(&nic_id, cfgs.len(), &subnet_id, ip, group_id, m, false);
-                ipam_store::record(tx, &subnet_id, ip, cfg["id"].as_str().unwrap_or_default())?;
+                let cfg = member_ipconfig(&nic_id, cfgs.len(), &subnet_id, ip, group_id, m, false);
+                ipam_store::record(tx, &subnet_id, ip, &cfg.id)?;
                 cfgs.push(cfg);
             }
-            resource::put(tx, &nic_id, &nic_doc)?;
-            let pe_id = pe["id"].as_str().unwrap_or_default().to_string();
+            nic.save(tx)?;
+            let pe_id = pe.id.clone();
             for zg in resource::list_children(tx, &pe_id, "privateDnsZoneGroups")? {
                 let mut zg = zg;
                 let applied = apply_zone_group(tx, &pe, &zg)?;

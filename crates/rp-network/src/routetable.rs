@@ -90,22 +90,15 @@ pub fn routes_of(r: &impl Reader, rt_id: &str) -> Result<Vec<UserRoute>, ArmErro
 }
 
 fn subnets_using(r: &impl Reader, sub: &str, rt_id: &str) -> Result<Vec<Value>, ArmError> {
-    let all = r.scan_json::<Value>(
-        recoverite_arm::RESOURCES,
-        &format!("/subscriptions/{}/", sub.to_ascii_lowercase()),
-    )?;
-    Ok(all
+    Ok(crate::network::subnets_of_subscription(r, sub)?
         .into_iter()
-        .map(|(_, d)| d)
-        .filter(|d| {
-            d["type"]
-                .as_str()
-                .is_some_and(|t| t.eq_ignore_ascii_case(crate::vnet::SUBNET_TYPE))
+        .filter(|s| {
+            s.properties
+                .route_table
+                .as_ref()
+                .is_some_and(|x| key(&x.id) == key(rt_id))
         })
-        .filter(|d| {
-            ref_id(d["properties"].get("routeTable")).is_some_and(|x| key(&x) == key(rt_id))
-        })
-        .map(|d| json!({"id": d["id"]}))
+        .map(|s| json!({"id": s.id}))
         .collect())
 }
 

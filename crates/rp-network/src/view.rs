@@ -7,48 +7,11 @@ use serde::Deserialize;
 use recoverite_arm::{id, resource, ArmError};
 use recoverite_store::Reader;
 
+use crate::interface::NetworkInterface;
+
 #[derive(Deserialize)]
 struct Ref {
     id: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LinkProperties {
-    #[serde(default)]
-    fqdns: Vec<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct IpConfigProperties {
-    private_link_connection_properties: Option<LinkProperties>,
-}
-
-#[derive(Deserialize)]
-struct IpConfigDoc {
-    id: String,
-    #[serde(default)]
-    properties: IpConfigProperties,
-}
-
-/// The parts of a NIC document this view reads; absent references are
-/// absent in Azure's document too (a NIC of no endpoint has no
-/// `privateEndpoint`).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct NicProperties {
-    private_endpoint: Option<Ref>,
-    network_security_group: Option<Ref>,
-    virtual_machine: Option<Ref>,
-    #[serde(default)]
-    ip_configurations: Vec<IpConfigDoc>,
-}
-
-#[derive(Deserialize)]
-struct NicDoc {
-    id: String,
-    properties: NicProperties,
 }
 
 /// A network interface: a VM's, or the one a private endpoint gets.
@@ -92,17 +55,14 @@ fn parse<T: serde::de::DeserializeOwned>(id: &str, doc: serde_json::Value) -> Re
 
 /// The NIC `nic_id`, if it exists.
 pub fn nic(r: &impl Reader, nic_id: &str) -> Result<Option<Nic>, ArmError> {
-    let Some(doc) = resource::get(r, nic_id)? else {
-        return Ok(None);
-    };
-    Ok(Some(parse::<NicDoc>(nic_id, doc)?.into()))
+    Ok(crate::interface::load(r, nic_id)?.map(Nic::from))
 }
 
-impl From<NicDoc> for Nic {
-    fn from(d: NicDoc) -> Nic {
-        let p = d.properties;
+impl From<NetworkInterface> for Nic {
+    fn from(n: NetworkInterface) -> Nic {
+        let p = n.properties;
         Nic {
-            id: d.id,
+            id: n.id,
             private_endpoint: p.private_endpoint.map(|r| r.id),
             network_security_group: p.network_security_group.map(|r| r.id),
             virtual_machine: p.virtual_machine.map(|r| r.id),
@@ -122,62 +82,11 @@ impl From<NicDoc> for Nic {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SubnetProperties {
-    private_endpoint_network_policies: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct SubnetDoc {
-    properties: SubnetProperties,
-}
-
 /// Whether network security groups apply to private endpoints in a subnet:
 /// `privateEndpointNetworkPolicies` is `Enabled` or
 /// `NetworkSecurityGroupEnabled` (Azure's default is `Disabled`).
 pub fn subnet_applies_nsg_to_endpoints(r: &impl Reader, subnet_id: &str) -> Result<bool, ArmError> {
-    let Some(doc) = resource::get(r, subnet_id)? else {
-        return Ok(false);
-    };
-    let d: SubnetDoc = parse(subnet_id, doc)?;
-    Ok(matches!(
-        d.properties.private_endpoint_network_policies.as_deref(),
-        Some("Enabled") | Some("NetworkSecurityGroupEnabled")
-    ))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AddressSpace {
-    #[serde(default)]
-    address_prefixes: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct VnetProperties {
-    address_space: AddressSpace,
-}
-
-#[derive(Deserialize)]
-struct VnetDoc {
-    id: String,
-    name: String,
-    location: String,
-    properties: VnetProperties,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SubnetPrefix {
-    address_prefix: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct SubnetEntry {
-    name: String,
-    properties: SubnetPrefix,
+    Ok(crate::network::load_subnet(r, subnet_id)?.is_some_and(|s| s.applies_nsg_to_endpoints()))
 }
 
 /// A virtual network's address space and subnets, in their order.
@@ -193,26 +102,18 @@ pub struct VirtualNetwork {
 
 /// The virtual network `vnet_id`, if it exists (and is one).
 pub fn virtual_network(r: &impl Reader, vnet_id: &str) -> Result<Option<VirtualNetwork>, ArmError> {
-    let Some(doc) = resource::get(r, vnet_id)?.filter(|d| {
-        d["type"]
-            .as_str()
-            .is_some_and(|t| t.eq_ignore_ascii_case(crate::vnet::VNET_TYPE))
-    }) else {
+    let Some(v) = crate::network::load_vnet(r, vnet_id)? else {
         return Ok(None);
     };
-    let d: VnetDoc = parse(vnet_id, doc)?;
-    let subnets = resource::list_children(r, &d.id, "subnets")?
+    let subnets = crate::network::subnets_of(r, &v.id)?
         .into_iter()
-        .map(|s| {
-            let id = s["id"].as_str().unwrap_or_default().to_string();
-            parse::<SubnetEntry>(&id, s).map(|e| (e.name, e.properties.address_prefix))
-        })
-        .collect::<Result<_, _>>()?;
+        .map(|s| (s.name, s.properties.address_prefix))
+        .collect();
     Ok(Some(VirtualNetwork {
-        id: d.id,
-        name: d.name,
-        location: d.location,
-        address_prefixes: d.properties.address_space.address_prefixes,
+        id: v.id,
+        name: v.name,
+        location: v.location,
+        address_prefixes: v.properties.address_space.address_prefixes,
         subnets,
     }))
 }
@@ -236,10 +137,8 @@ pub fn endpoint_subnet_capacity(
         return Ok(None);
     };
     let subnet_id = parse::<EndpointDoc>(endpoint_id, doc)?.properties.subnet.id;
-    let Some(subnet) = resource::get(r, &subnet_id)? else {
-        return Ok(None);
-    };
-    let Some(net) = crate::vnet::primary_prefix(&subnet) else {
+    let Some(net) = crate::network::load_subnet(r, &subnet_id)?.and_then(|s| s.primary_prefix())
+    else {
         return Ok(None);
     };
     let free = crate::ipam_store::pool(r, &subnet_id, net)?.free();
@@ -260,19 +159,25 @@ mod tests {
             nic_id_of("/s/x/networkInterfaces/n"),
             "/s/x/networkInterfaces/n"
         );
-        let d: NicDoc = serde_json::from_value(serde_json::json!({
-            "id": "/n",
-            "properties": {"privateEndpoint": {"id": "/pe"}, "ipConfigurations": [
-                {"id": "/n/ipConfigurations/a", "properties": {"privateLinkConnectionProperties": {"fqdns": ["v.example"]}}},
-                {"id": "/n/ipConfigurations/b", "properties": {}}
-            ]}
-        }))
-        .unwrap();
-        let nic = Nic::from(d);
+        let mut n = NetworkInterface::new("/n", "n", "eastus");
+        n.properties.private_endpoint = Some(crate::interface::Ref::to("/pe"));
+        let ip = std::net::Ipv4Addr::new(10, 0, 0, 4);
+        let mut a =
+            crate::interface::IpConfiguration::new("/n", "a", "/v/subnets/s", ip, false, true);
+        a.properties.private_link_connection_properties =
+            Some(crate::interface::LinkConnectionProperties {
+                group_id: "g".into(),
+                required_member_name: "m".into(),
+                fqdns: vec!["v.example".into()],
+            });
+        let b = crate::interface::IpConfiguration::new("/n", "b", "/v/subnets/s", ip, false, false);
+        n.properties.ip_configurations = vec![a, b];
+        let nic = Nic::from(n);
         assert_eq!(nic.private_endpoint.as_deref(), Some("/pe"));
         assert_eq!(nic.network_security_group, None);
         assert_eq!(nic.fqdn_of("/N/ipconfigurations/A"), Some("v.example"));
         assert_eq!(nic.fqdn_of("/n/ipConfigurations/b"), None);
+        assert_eq!(nic.ip_configurations[0].0, "/n/ipConfigurations/a");
     }
 
     #[test]
@@ -283,12 +188,14 @@ mod tests {
         store
             .write(|tx| {
                 resource::put(tx, v, &serde_json::json!({"id": v, "name": "app", "type": "Microsoft.Network/virtualNetworks",
-                    "location": "eastus", "properties": {"addressSpace": {"addressPrefixes": ["10.1.0.0/16"]}}}))?;
+                    "etag": "e", "location": "eastus", "properties": {"addressSpace": {"addressPrefixes": ["10.1.0.0/16"]},
+                    "provisioningState": "Succeeded", "resourceGuid": "g"}}))?;
                 let mut order = Vec::new();
                 for (n, p) in [("vms", "10.1.1.0/24"), ("app", "10.1.2.0/24")] {
                     let id = format!("{v}/subnets/{n}");
                     resource::put(tx, &id, &serde_json::json!({"id": id, "name": n, "type": "Microsoft.Network/virtualNetworks/subnets",
-                        "properties": {"addressPrefix": p}}))?;
+                        "etag": "e", "properties": {"addressPrefix": p, "privateEndpointNetworkPolicies": "Disabled",
+                        "privateLinkServiceNetworkPolicies": "Enabled", "provisioningState": "Succeeded"}}))?;
                     order.push(id);
                 }
                 resource::keep_order(tx, &order)

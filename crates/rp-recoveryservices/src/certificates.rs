@@ -137,7 +137,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         .unwrap_or_default();
     let (vault, num) = ctx.store().write(|tx| {
         let vault = vault_of(tx, req)?;
-        let vid = vault["id"].as_str().unwrap_or_default().to_string();
+        let vid = vault.id.clone();
         let num = crate::meta::get(tx, &vid)?
             .map(|m| m.numeric_id)
             .unwrap_or_default();
@@ -154,7 +154,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         tx.put_json(CERTIFICATES, &key(&vid, &name), &rec)?;
         Ok::<_, ArmError>((vault, num))
     })?;
-    let vid = vault["id"].as_str().unwrap_or_default();
+    let vid = &vault.id;
     Ok(Reply::ok(json!({
         "id": format!("{vid}/certificates/{name}"),
         "name": name,
@@ -181,11 +181,10 @@ pub fn put(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 }
 
 /// The audience a vault's registered agents get Entra tokens for.
-pub fn aad_audience(vault: &serde_json::Value, numeric_id: u64) -> String {
+pub fn aad_audience(vault: &recoverite_rs_core::vault_record::Vault, numeric_id: u64) -> String {
     format!(
         "https://RecoveryServiceVault/{}/{}/{numeric_id}",
-        vault["location"].as_str().unwrap_or_default(),
-        vault["name"].as_str().unwrap_or_default()
+        &vault.location, &vault.name
     )
 }
 
@@ -214,7 +213,7 @@ pub fn delete_registered_identity(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, 
         .unwrap_or_default();
     ctx.store().write(|tx| {
         let vault = vault_of(tx, req)?;
-        let vid = vault["id"].as_str().unwrap_or_default().to_string();
+        let vid = vault.id.clone();
         let want = name.to_ascii_lowercase();
         let mut removed = 0;
         for c in crate::containers::all(tx, &vid)? {

@@ -1,6 +1,6 @@
 //! Private endpoint connections of a vault: get, approve or reject, delete.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use recoverite_arm::lro::{self, OperationRecord};
 use recoverite_arm::{paging, ArmError, ArmRequest, Ctx, Reply};
@@ -16,13 +16,13 @@ fn name(req: &ArmRequest) -> String {
         .unwrap_or_default()
 }
 
-fn not_found(vault: &Value, name: &str) -> ArmError {
+fn not_found(vault: &recoverite_rs_core::vault_record::Vault, name: &str) -> ArmError {
     ArmError::new(
         404,
         "PrivateEndpointConnectionNotFound",
         format!(
             "Private endpoint connection '{name}' was not found on vault {}.",
-            vault["name"].as_str().unwrap_or("")
+            &vault.name
         ),
     )
 }
@@ -31,8 +31,7 @@ pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let n = name(req);
     ctx.store().view(|r| {
         let v = vault_of(r, req)?;
-        let c = pl::by_name(r, v["id"].as_str().unwrap_or_default(), &n)?
-            .ok_or_else(|| not_found(&v, &n))?;
+        let c = pl::by_name(r, &v.id, &n)?.ok_or_else(|| not_found(&v, &n))?;
         Ok(Reply::ok(connection_json(&v, &c)))
     })
 }
@@ -41,7 +40,7 @@ pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let items = ctx.store().view(|r| {
         let v = vault_of(r, req)?;
         Ok::<_, ArmError>(
-            pl::of_target(r, v["id"].as_str().unwrap_or_default())?
+            pl::of_target(r, &v.id)?
                 .iter()
                 .map(|c| connection_json(&v, c))
                 .collect::<Vec<_>>(),
@@ -67,7 +66,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let decision = pl::requested_decision(&body)?;
     let (doc, op) = ctx.store().write(|tx| {
         let v = vault_of(tx, req)?;
-        let vid = v["id"].as_str().unwrap_or_default().to_string();
+        let vid = v.id.clone();
         let mut c = pl::by_name(tx, &vid, &n)?.ok_or_else(|| not_found(&v, &n))?;
         decision.apply(&mut c)?;
         pl::save(tx, &c)?;
@@ -88,7 +87,7 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let n = name(req);
     let found = ctx.store().write(|tx| {
         let v = vault_of(tx, req)?;
-        let vid = v["id"].as_str().unwrap_or_default().to_string();
+        let vid = v.id.clone();
         let Some(mut c) = pl::by_name(tx, &vid, &n)? else {
             return Ok::<_, ArmError>(None);
         };
@@ -97,10 +96,7 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         pl::save(tx, &c)?;
         let op = OperationRecord::new(ctx, "Microsoft.RecoveryServices", &c.id()).succeed(None);
         op.save(tx)?;
-        Ok(Some((
-            op,
-            v["location"].as_str().unwrap_or_default().to_string(),
-        )))
+        Ok(Some((op, v.location.clone())))
     })?;
     let Some((op, loc)) = found else {
         return Ok(Reply::empty(204));

@@ -61,7 +61,7 @@ pub fn register(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let name = req.resource_name().to_string();
     ctx.store().write(|tx| {
         let vault = vault_of(tx, req)?;
-        let vid = vault["id"].as_str().unwrap_or_default().to_string();
+        let vid = vault.id.clone();
         let existing = resource::get(tx, &rid)?;
         if existing.is_none() && count(tx, &vid)? > 0 {
             // Document 001: static IPs cannot grow, so with items already protected
@@ -101,7 +101,7 @@ pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         if let Some(d) = resource::get(r, &req.path.id())? {
             return Ok(Reply::ok(d));
         }
-        recoverite_rs_core::containers::vm_containers(r, v["id"].as_str().unwrap_or_default())?
+        recoverite_rs_core::containers::vm_containers(r, &v.id)?
             .into_iter()
             .find(|c| {
                 c["name"]
@@ -135,7 +135,7 @@ pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let filter = req.query_get("$filter").unwrap_or("").to_string();
     let items = ctx.store().view(|r| {
         let v = vault_of(r, req)?;
-        let vid = v["id"].as_str().unwrap_or_default();
+        let vid = &v.id;
         let mut items = all(r, vid)?;
         items.extend(recoverite_rs_core::containers::vm_containers(r, vid)?);
         Ok::<_, ArmError>(items)

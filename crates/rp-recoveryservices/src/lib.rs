@@ -127,8 +127,10 @@ fn resource_name(group: &str) -> &'static str {
 
 fn private_link_resources(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let v = ctx.store().view(|r| vault::vault_of(r, req))?;
-    let vid = v["id"].as_str().unwrap_or_default().to_string();
-    let groups = ctx.store().view(|r| VaultTarget.groups(r, &v))?;
+    let vid = v.id.clone();
+    let groups = ctx
+        .store()
+        .view(|r| VaultTarget.groups(r, &v.to_value()?))?;
     let items: Vec<Value> = groups
         .iter()
         .map(|g| {

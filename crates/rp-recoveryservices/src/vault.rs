@@ -10,6 +10,7 @@ use recoverite_store::Reader;
 
 use crate::meta::{self, PeVersion, VaultMeta};
 use crate::target::{BACKUP, SITE_RECOVERY, VAULT_TYPE};
+use recoverite_rs_core::vault_record::{self, Vault, VaultProperties, VaultSku};
 
 /// Tag that selects the private endpoint experience of Azure Backup for a
 /// vault (`v1` or `v2`, the default), so document 001's "no upgrade from v1
@@ -30,12 +31,12 @@ pub fn check_name(n: &str) -> Result<(), ArmError> {
     }
 }
 
-pub fn connection_json(vault: &Value, c: &pl::Connection) -> Value {
+pub fn connection_json(vault: &Vault, c: &pl::Connection) -> Value {
     json!({
         "id": c.id(),
         "name": c.name,
         "type": format!("{VAULT_TYPE}/privateEndpointConnections"),
-        "location": vault["location"],
+        "location": vault.location,
         "properties": {
             "provisioningState": "Succeeded",
             "privateEndpoint": {"id": c.endpoint_id},
@@ -46,9 +47,9 @@ pub fn connection_json(vault: &Value, c: &pl::Connection) -> Value {
 }
 
 /// The vault as returned: connections and endpoint states come from the connection store.
-pub fn assemble(r: &impl Reader, doc: &Value) -> Result<Value, ArmError> {
-    let mut d = doc.clone();
-    let vid = d["id"].as_str().unwrap_or_default().to_string();
+pub fn assemble(r: &impl Reader, vault: &Vault) -> Result<Value, ArmError> {
+    let mut d = vault.to_value()?;
+    let vid = vault.id.clone();
     let conns = pl::of_target(r, &vid)?;
     let state = |group: &str| {
         let on = conns.iter().any(|c| {
@@ -71,7 +72,7 @@ pub fn assemble(r: &impl Reader, doc: &Value) -> Result<Value, ArmError> {
     d["properties"]["privateEndpointStateForBackup"] = json!(state(BACKUP));
     d["properties"]["privateEndpointStateForSiteRecovery"] = json!(state(SITE_RECOVERY));
     d["properties"]["privateEndpointConnections"] =
-        Value::Array(conns.iter().map(|c| connection_json(doc, c)).collect());
+        Value::Array(conns.iter().map(|c| connection_json(vault, c)).collect());
     Ok(d)
 }
 
@@ -150,7 +151,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmError> 
     let rid = req.path.id();
     let tenant = ctx.env().tenant_id.clone();
     let (created, doc, op) = ctx.store().write(|tx| {
-        let existing = resource::get(tx, &rid)?;
+        let existing = vault_record::load(tx, &rid)?;
         if patch && existing.is_none() {
             return Err(ArmError::resource_not_found(VAULT_TYPE, &n, req.path.resource_group.as_deref()));
         }
@@ -162,22 +163,22 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmError> 
         let location = match (body["location"].as_str(), &existing) {
             (Some(l), Some(e)) => {
                 let r = regions::require(l, VAULT_TYPE)?;
-                if Some(r.name) != e["location"].as_str() {
+                if r.name != e.location {
                     return Err(ArmError::bad_request("LocationCannotBeChanged", "A vault's location cannot change."));
                 }
                 r.name.to_string()
             }
             (Some(l), None) => regions::require(l, VAULT_TYPE)?.name.to_string(),
-            (None, Some(e)) => e["location"].as_str().unwrap_or_default().to_string(),
+            (None, Some(e)) => e.location.clone(),
             (None, None) => return Err(ArmError::bad_request("LocationRequired", "The location property is required for a vault.")),
         };
-        let vid = existing.as_ref().and_then(|e| e["id"].as_str().map(str::to_string)).unwrap_or(rid.clone());
+        let vid = existing.as_ref().map(|e| e.id.clone()).unwrap_or(rid.clone());
         let tags = match body.get("tags") {
-            Some(t) => Value::Object(resource::validate_tags(Some(t))?),
-            None => existing.as_ref().and_then(|e| e.get("tags").cloned()).unwrap_or(json!({})),
+            Some(t) => resource::validate_tags(Some(t))?,
+            None => existing.as_ref().map(|e| e.tags.clone()).unwrap_or_default(),
         };
         let mut m = meta::get(tx, &vid)?.unwrap_or_else(VaultMeta::new);
-        let version = version_of(&tags)?;
+        let version = version_of(&Value::Object(tags.clone()))?;
         if version != m.pe_version {
             let backup_endpoints = pl::of_target(tx, &vid)?
                 .into_iter()
@@ -207,35 +208,34 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmError> 
         // (one record, also `backupstorageconfig`/`backupconfig`), with their rules.
         apply_backup_settings(tx, &vid, &props, m.ever_registered)?;
         identity_block::require_assign(ctx, "Microsoft.RecoveryServices/vaults/write", &vid, body.get("identity"))?;
-        let identity = identity_block::apply(tx, &tenant, &vid, body.get("identity").or(if patch { None } else { Some(&Value::Null) }), existing.as_ref().and_then(|e| e.get("identity")), CombinedStyle::Spaced)?;
-        let old_props = existing.as_ref().map(|e| e["properties"].clone()).unwrap_or(json!({}));
-        let pick = |k: &str, d: Value| props.get(k).cloned().or_else(|| old_props.get(k).cloned()).unwrap_or(d);
-        let mut doc = json!({
-            "id": vid,
-            "name": existing.as_ref().and_then(|e| e["name"].as_str()).unwrap_or(&n),
-            "type": VAULT_TYPE,
-            "location": location,
-            "tags": tags,
-            "etag": format!("W/\"datetime'{}'\"", recoverite_arm::time::now_string().replace(':', "%3A")),
-            "sku": {"name": "RS0", "tier": "Standard"},
-            "properties": {
-                "provisioningState": "Succeeded",
-                "publicNetworkAccess": pick("publicNetworkAccess", json!("Enabled")),
-                "redundancySettings": pick("redundancySettings", json!({"standardTierStorageRedundancy": "GeoRedundant", "crossRegionRestore": "Disabled"})),
-                "securitySettings": pick("securitySettings", json!({"softDeleteSettings": {"softDeleteState": "Enabled", "softDeleteRetentionPeriodInDays": 14}})),
-                "monitoringSettings": pick("monitoringSettings", json!({"azureMonitorAlertSettings": {"alertsForAllJobFailures": "Enabled"}, "classicAlertSettings": {"alertsForCriticalOperations": "Disabled"}})),
-                "backupStorageVersion": "V2",
-            }
-        });
-        if let Some(enc) = props.get("encryption").or(old_props.get("encryption")) {
-            doc["properties"]["encryption"] = enc.clone();
-        }
-        if let Some(i) = identity {
-            doc["identity"] = i;
-        }
-        resource::put(tx, &vid, &doc)?;
+        let old_identity = existing.as_ref().and_then(|e| e.identity.clone());
+        let identity = identity_block::apply(tx, &tenant, &vid, body.get("identity").or(if patch { None } else { Some(&Value::Null) }), old_identity.as_ref(), CombinedStyle::Spaced)?;
+        let old = existing.as_ref().map(|e| e.properties.clone());
+        let pick = |k: &str, old: Option<&Value>, d: Value| props.get(k).cloned().or_else(|| old.cloned()).unwrap_or(d);
+        let vault = Vault {
+            id: vid.clone(),
+            name: existing.as_ref().map(|e| e.name.clone()).unwrap_or(n.clone()),
+            kind: VAULT_TYPE.into(),
+            location,
+            tags,
+            etag: format!("W/\"datetime'{}'\"", recoverite_arm::time::now_string().replace(':', "%3A")),
+            sku: VaultSku { name: "RS0".into(), tier: "Standard".into() },
+            identity,
+            properties: VaultProperties {
+                provisioning_state: "Succeeded".into(),
+                public_network_access: props["publicNetworkAccess"].as_str().map(str::to_string)
+                    .or_else(|| old.as_ref().map(|o| o.public_network_access.clone()))
+                    .unwrap_or_else(|| "Enabled".into()),
+                redundancy_settings: pick("redundancySettings", old.as_ref().map(|o| &o.redundancy_settings), json!({"standardTierStorageRedundancy": "GeoRedundant", "crossRegionRestore": "Disabled"})),
+                security_settings: pick("securitySettings", old.as_ref().map(|o| &o.security_settings), json!({"softDeleteSettings": {"softDeleteState": "Enabled", "softDeleteRetentionPeriodInDays": 14}})),
+                monitoring_settings: pick("monitoringSettings", old.as_ref().map(|o| &o.monitoring_settings), json!({"azureMonitorAlertSettings": {"alertsForAllJobFailures": "Enabled"}, "classicAlertSettings": {"alertsForCriticalOperations": "Disabled"}})),
+                backup_storage_version: "V2".into(),
+                encryption: props.get("encryption").cloned().or_else(|| old.as_ref().and_then(|o| o.encryption.clone())),
+            },
+        };
+        vault.save(tx)?;
         meta::put(tx, &vid, &m)?;
-        let shown = assemble(tx, &doc)?;
+        let shown = assemble(tx, &vault)?;
         // The vault RP answers PUT as a long-running operation polled
         // through Location; its record commits with the vault.
         let op = OperationRecord::new(ctx, "Microsoft.RecoveryServices", &vid)
@@ -249,13 +249,8 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmError> 
         return Ok(Reply::ok(doc));
     }
     let sub = req.path.subscription.clone().unwrap_or_default();
-    let url = lro::result_url(
-        ctx,
-        &sub,
-        doc["location"].as_str().unwrap_or_default(),
-        &op,
-        &req.api_version,
-    );
+    let location = doc["location"].as_str().unwrap_or_default().to_string();
+    let url = lro::result_url(ctx, &sub, &location, &op, &req.api_version);
     let reply = if created {
         Reply::created(doc)
     } else {
@@ -266,8 +261,8 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmError> 
 
 pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     ctx.store()
-        .view(|r| match resource::get(r, &req.path.id())? {
-            Some(d) => Ok(Reply::ok(assemble(r, &d)?)),
+        .view(|r| match vault_record::load(r, &req.path.id())? {
+            Some(v) => Ok(Reply::ok(assemble(r, &v)?)),
             None => Err(ArmError::resource_not_found(
                 VAULT_TYPE,
                 req.resource_name(),
@@ -279,9 +274,9 @@ pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let scope = req.path.scope();
     let items = ctx.store().view(|r| {
-        resource::list_of_type(r, &scope, VAULT_TYPE)?
+        vault_record::list(r, &scope)?
             .iter()
-            .map(|d| assemble(r, d))
+            .map(|v| assemble(r, v))
             .collect::<Result<Vec<_>, ArmError>>()
     })?;
     paging::page_visible(ctx, req, items)
@@ -291,12 +286,12 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let rid = req.path.id();
     let op = OperationRecord::new(ctx, "Microsoft.RecoveryServices", &rid).succeed(None);
     let loc = ctx.store().write(|tx| {
-        let Some(doc) = resource::get(tx, &rid)? else { return Ok::<_, ArmError>(None) };
+        let Some(vault) = vault_record::load(tx, &rid)? else { return Ok::<_, ArmError>(None) };
         let live = pl::of_target(tx, &rid)?.into_iter().filter(|c| c.status != Status::Disconnected).count();
         if live > 0 {
             return Err(ArmError::bad_request(
                 "ServiceResourceNotEmpty",
-                format!("Vault {} cannot be deleted: it has {live} private endpoint connection(s). Delete the private endpoints first.", doc["name"].as_str().unwrap_or("")),
+                format!("Vault {} cannot be deleted: it has {live} private endpoint connection(s). Delete the private endpoints first.", vault.name),
             ));
         }
         if crate::containers::count(tx, &rid)? > 0 {
@@ -322,14 +317,14 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         }
         // Secure by default: where it applies the vault is kept, recoverable,
         // with everything under its id; elsewhere the delete is final.
-        if crate::deleted_vaults::soft_deletes_vaults(doc["location"].as_str().unwrap_or_default()) {
-            crate::deleted_vaults::soft_delete(tx, &doc)?;
+        if crate::deleted_vaults::soft_deletes_vaults(&vault.location) {
+            crate::deleted_vaults::soft_delete(tx, &vault.to_value()?)?;
         } else {
             resource::delete_tree(tx, &rid)?;
             ctx.cascade_delete(tx, &rid)?;
         }
         op.save(tx)?;
-        Ok(Some(doc["location"].as_str().unwrap_or_default().to_string()))
+        Ok(Some(vault.location))
     })?;
     let Some(loc) = loc else {
         return Ok(Reply::empty(204));
@@ -361,23 +356,14 @@ pub fn check_name_availability(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, Arm
     }))
 }
 
-pub fn vault_of(r: &impl Reader, req: &ArmRequest) -> Result<Value, ArmError> {
-    let vid = req.path.prefix(8);
-    resource::get(r, &vid)?.ok_or_else(|| {
-        let n = req
-            .path
-            .provider
-            .as_ref()
-            .map(|p| p.names[0].clone())
-            .unwrap_or_default();
-        ArmError::resource_not_found(VAULT_TYPE, &n, req.path.resource_group.as_deref())
-    })
+pub fn vault_of(r: &impl Reader, req: &ArmRequest) -> Result<Vault, ArmError> {
+    vault_record::of_request(r, req)
 }
 
 pub fn usages(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let (vault, containers) = ctx.store().view(|r| {
         let v = vault_of(r, req)?;
-        let c = crate::containers::count(r, v["id"].as_str().unwrap_or_default())?;
+        let c = crate::containers::count(r, &v.id)?;
         Ok::<_, ArmError>((v, c))
     })?;
     let _ = vault;
@@ -403,6 +389,6 @@ pub fn replication_usages(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError
     }]})))
 }
 
-pub fn key(v: &Value) -> String {
-    id::key(v["id"].as_str().unwrap_or_default())
+pub fn key(v: &Vault) -> String {
+    id::key(&v.id)
 }

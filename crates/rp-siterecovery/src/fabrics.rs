@@ -71,7 +71,7 @@ pub fn put_fabric(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let id = req.path.id();
     ctx.store().write(|tx| {
         let vault = vault_of(tx, req)?;
-        let vid = vault["id"].as_str().unwrap_or_default().to_string();
+        let vid = vault.id.clone();
         let existing = resource::get(tx, &id)?;
         for f in resource::list_children(tx, &vid, "replicationFabrics")? {
             let same = f["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(&id));
@@ -96,7 +96,7 @@ pub fn put_fabric(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         }
         let doc = existing.unwrap_or_else(|| {
             json!({
-                "id": id, "name": name, "type": FABRIC_TYPE, "location": vault["location"],
+                "id": id, "name": name, "type": FABRIC_TYPE, "location": vault.location,
                 "properties": {
                     "friendlyName": name,
                     "internalIdentifier": uuid::Uuid::new_v4().to_string(),
@@ -134,12 +134,12 @@ pub fn put_container(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     ctx.store()
         .write(|tx| {
             let vault = vault_of(tx, req)?;
-            let vid = vault["id"].as_str().unwrap_or_default().to_string();
+            let vid = vault.id.clone();
             let mut fabric = found(tx, &fabric_id, "fabric")?;
             let doc = match resource::get(tx, &id)? {
                 Some(d) => d,
                 None => json!({
-                    "id": id, "name": name, "type": CONTAINER_TYPE, "location": vault["location"],
+                    "id": id, "name": name, "type": CONTAINER_TYPE, "location": vault.location,
                     "properties": {
                         "friendlyName": name,
                         "fabricFriendlyName": fabric["properties"]["friendlyName"],
@@ -208,7 +208,7 @@ pub fn put_mapping(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let source_id = parent_of(&id);
     ctx.store().write(|tx| {
         let vault = vault_of(tx, req)?;
-        let vid = vault["id"].as_str().unwrap_or_default().to_string();
+        let vid = vault.id.clone();
         let source = found(tx, &source_id, "protection container")?;
         let target = found(tx, target_id, "target protection container")?;
         if target["type"] != CONTAINER_TYPE || !in_vault(target_id, &vid) {
@@ -241,7 +241,7 @@ pub fn put_mapping(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
             }
         }
         let doc = json!({
-            "id": id, "name": name, "type": MAPPING_TYPE, "location": vault["location"],
+            "id": id, "name": name, "type": MAPPING_TYPE, "location": vault.location,
             "properties": {
                 "targetProtectionContainerId": target["id"],
                 "targetProtectionContainerFriendlyName": target["properties"]["friendlyName"],
@@ -280,7 +280,7 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest, what: &str) -> Result<Reply, ArmError
     let id = req.path.id();
     ctx.store().write(|tx| {
         let vault = vault_of(tx, req)?;
-        let vid = vault["id"].as_str().unwrap_or_default().to_string();
+        let vid = vault.id.clone();
         let Some(doc) = resource::get(tx, &id)? else {
             return crate::finish(ctx, req, tx, None);
         };

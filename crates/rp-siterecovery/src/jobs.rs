@@ -74,8 +74,7 @@ pub fn record_with(
 pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let items = ctx.store().view(|r| {
         let v = crate::vault_of(r, req)?;
-        let mut jobs =
-            resource::list_children(r, v["id"].as_str().unwrap_or_default(), "replicationJobs")?;
+        let mut jobs = resource::list_children(r, &v.id, "replicationJobs")?;
         jobs.sort_by(|a, b| {
             b["properties"]["startTime"]
                 .as_str()

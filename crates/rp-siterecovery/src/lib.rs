@@ -24,6 +24,7 @@ use recoverite_arm::lro::{self, OperationRecord};
 use recoverite_arm::{
     resource, ArmError, ArmRequest, Ctx, Endpoints, ProviderInfo, Reply, ResourceType,
 };
+use recoverite_rs_core::vault_record::Vault;
 use recoverite_store::{Reader, WriteTx};
 
 pub use route::Route;
@@ -143,21 +144,8 @@ fn on_parent(req: &ArmRequest) -> ArmRequest {
 }
 
 /// The vault a request is under.
-pub fn vault_of(r: &impl Reader, req: &ArmRequest) -> Result<Value, ArmError> {
-    let vid = req.path.prefix(8);
-    resource::get(r, &vid)?
-        .filter(|v| v["type"].as_str() == Some(VAULT_TYPE))
-        .ok_or_else(|| {
-            ArmError::resource_not_found(
-                VAULT_TYPE,
-                req.path
-                    .provider
-                    .as_ref()
-                    .map(|p| p.names[0].as_str())
-                    .unwrap_or(""),
-                req.path.resource_group.as_deref(),
-            )
-        })
+pub fn vault_of(r: &impl Reader, req: &ArmRequest) -> Result<Vault, ArmError> {
+    recoverite_rs_core::vault_record::of_request(r, req)
 }
 
 fn get(ctx: &Ctx, req: &ArmRequest, what: &str) -> Result<Reply, ArmError> {
@@ -191,7 +179,7 @@ fn list_children(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 fn list_in_vault(ctx: &Ctx, req: &ArmRequest, full_type: &str) -> Result<Reply, ArmError> {
     let items = ctx.store().view(|r| {
         let v = vault_of(r, req)?;
-        resource::list_of_type(r, v["id"].as_str().unwrap_or_default(), full_type)
+        resource::list_of_type(r, &v.id, full_type)
     })?;
     Ok(Reply::ok(recoverite_arm::paging::page(ctx, req, items)?))
 }
@@ -207,10 +195,7 @@ pub fn finish(
     let vault = vault_of(tx, req)?;
     let op = OperationRecord::new(ctx, NAMESPACE, &req.path.id()).succeed(doc);
     op.save(tx)?;
-    Ok((
-        op,
-        vault["location"].as_str().unwrap_or_default().to_string(),
-    ))
+    Ok((op, vault.location.clone()))
 }
 
 /// Site Recovery's reply to a change: 202 with a Location to poll.

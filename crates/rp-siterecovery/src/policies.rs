@@ -141,7 +141,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, update: bool) -> Result<Reply, ArmError>
     let id = req.path.id();
     ctx.store().write(|tx| {
         let vault = vault_of(tx, req)?;
-        let vid = vault["id"].as_str().unwrap_or_default().to_string();
+        let vid = vault.id.clone();
         let existing = resource::get(tx, &id)?;
         if update && existing.is_none() {
             return Err(ArmError::new(404, "NotFound", format!("The policy '{name}' was not found in the vault; create it with PUT first.")));
@@ -160,7 +160,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, update: bool) -> Result<Reply, ArmError>
             A2aSettings::from_input(&input, base.as_ref())?
         };
         let doc = json!({
-            "id": id, "name": name, "type": POLICY_TYPE, "location": vault["location"],
+            "id": id, "name": name, "type": POLICY_TYPE, "location": vault.location,
             "properties": {"friendlyName": name, "providerSpecificDetails": settings.details()},
         });
         resource::put(tx, &id, &doc)?;
@@ -176,7 +176,7 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let id = req.path.id();
     ctx.store().write(|tx| {
         let vault = vault_of(tx, req)?;
-        let vid = vault["id"].as_str().unwrap_or_default().to_string();
+        let vid = vault.id.clone();
         let Some(doc) = resource::get(tx, &id)? else {
             return crate::finish(ctx, req, tx, None);
         };

@@ -227,7 +227,7 @@ fn plan_enable(
     a2a: &Value,
 ) -> Result<EnablePlan, ArmError> {
     let vault = vault_of(r, req)?;
-    let vid = str_of(&vault, "id").to_string();
+    let vid = vault.id.clone();
     if resource::get(r, t.id)?.is_some() {
         return Err(ArmError::conflict(
             "ProtectedItemAlreadyExists",
@@ -255,11 +255,7 @@ fn plan_enable(
     })?;
     rules::vm_in_fabric_region(&vm.name, &vm.location, &source_loc)?;
     vm_not_yet_protected(r, &vid, t.vm_id, &vm.name)?;
-    rules::vault_region(
-        str_of(&vault, "name"),
-        str_of(&vault, "location"),
-        &source_loc,
-    )?;
+    rules::vault_region(&vault.name, &vault.location, &source_loc)?;
     let (rg_id, create_rg) = recovery_group(r, a2a, t.vm_id, &source_loc)?;
     // The recovery availability set: named, or `{set}-asr` when the VM is in one.
     let source_set_id = vm.availability_set.as_deref();
@@ -286,7 +282,7 @@ fn plan_enable(
             .iter()
             .any(|g| g.eq_ignore_ascii_case("AzureSiteRecovery"))
     });
-    let vault_principal = vault["identity"]["principalId"].as_str();
+    let vault_principal = vault.principal_id();
     recoverite_rp_storage::cache::check_for_replication(
         r,
         ctx.authorizer(),
@@ -640,7 +636,7 @@ pub fn list(
     let items = ctx.store().view(|r| {
         let v = vault_of(r, req)?;
         if in_vault {
-            resource::list_of_type(r, str_of(&v, "id"), ITEM_TYPE)
+            resource::list_of_type(r, &v.id, ITEM_TYPE)
         } else {
             resource::list_children(r, &req.path.parent_id(), "replicationProtectedItems")
         }

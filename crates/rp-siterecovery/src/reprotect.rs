@@ -194,7 +194,7 @@ fn cache_for(
                 format!("Cache storage account '{id}' was not found."),
             )
         })?;
-        let vault = resource::get(r, &vault_id)?.unwrap_or_default();
+        let vault = recoverite_rs_core::vault_record::load(r, &vault_id)?;
         let private = recoverite_privatelink::of_target(r, &vault_id)?
             .iter()
             .any(|c| {
@@ -209,7 +209,7 @@ fn cache_for(
             &account,
             &region,
             vnet,
-            private.then_some(vault["identity"]["principalId"].as_str()),
+            private.then_some(vault.as_ref().and_then(|v| v.principal_id())),
         )
     })?;
     Ok(id)

@@ -234,7 +234,7 @@ pub fn vm_alias(r: &impl Reader, item: &Value) -> Result<Ipv4Addr, Blocked> {
         .ok()
         .flatten()
         .ok_or_else(|| no("the VM's network interface does not exist".into()))?;
-    aliases::of_owner(r, str_of(&cfg, "id"))
+    aliases::of_owner(r, &cfg.id)
         .ok()
         .flatten()
         .map(|a| a.alias)
@@ -271,11 +271,10 @@ pub fn placement(r: &impl Reader, rt: &Runtime, item: &Value) -> Result<Placemen
         .next()
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let vault = resource::get(r, &vault_id)
+    let vault = recoverite_rs_core::vault_record::load(r, &vault_id)
         .ok()
-        .flatten()
-        .unwrap_or_default();
-    let principal = vault["identity"]["principalId"].as_str();
+        .flatten();
+    let principal = vault.as_ref().and_then(|v| v.principal_id());
     let tokens = rt.tokens.get().ok_or_else(|| unwired("token service"))?;
     let storage_token = tokens.token(principal).map_err(no)?;
     Ok(Placement {
@@ -537,10 +536,10 @@ fn facts(
     };
     let mut roles = None;
     if matches!(&b.hop, Hop::Http(403, c) if c == "AuthorizationPermissionMismatch") {
-        let vault = resource::get(r, &vault_id)?.unwrap_or_default();
+        let vault = recoverite_rs_core::vault_record::load(r, &vault_id)?;
         let account = resource::get(r, &cache_id)?;
         if let (Some(pid), Some(acct), Some(authz)) = (
-            vault["identity"]["principalId"].as_str(),
+            vault.as_ref().and_then(|v| v.principal_id()),
             account.as_ref(),
             rt.authz.get(),
         ) {

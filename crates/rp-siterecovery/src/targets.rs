@@ -29,7 +29,10 @@ pub fn name_of(id: &str) -> &str {
 }
 
 /// The primary IP configuration of a VM's primary network interface.
-pub fn primary_ipconfig(r: &impl Reader, vm: &Value) -> Result<Option<Value>, ArmError> {
+pub fn primary_ipconfig(
+    r: &impl Reader,
+    vm: &Value,
+) -> Result<Option<recoverite_rp_network::interface::IpConfiguration>, ArmError> {
     recoverite_rp_network::position::primary_ipconfig_of(r, vm)
 }
 
@@ -37,7 +40,7 @@ pub fn primary_ipconfig(r: &impl Reader, vm: &Value) -> Result<Option<Value>, Ar
 pub fn vm_subnet(r: &impl Reader, vm_id: &str) -> Result<Option<String>, ArmError> {
     Ok(
         recoverite_rp_network::position::vm_primary_ipconfig(r, vm_id)?
-            .and_then(|c| c["properties"]["subnet"]["id"].as_str().map(str::to_string)),
+            .map(|c| c.subnet_id().to_string()),
     )
 }
 

@@ -10,6 +10,7 @@ pub mod drills;
 pub mod jobs;
 pub mod protection;
 pub mod vault;
+pub mod vault_record;
 
 // Microsoft.RecoveryServices api-versions by resource type: vaults, Site
 // Recovery and Backup each have their own spec folders, so their own sections.

@@ -49,10 +49,9 @@ impl Connectivity for GatewayConnectivity {
                     format!("'{source_vm}' is not a VM with a network interface."),
                 )
             })?;
-            let a =
-                aliases::of_owner(r, cfg["id"].as_str().unwrap_or_default())?.ok_or_else(|| {
-                    ArmError::internal("the VM's network interface has no network position")
-                })?;
+            let a = aliases::of_owner(r, &cfg.id)?.ok_or_else(|| {
+                ArmError::internal("the VM's network interface has no network position")
+            })?;
             Ok::<_, ArmError>((
                 a.alias,
                 a.private_ip.map(|i| i.to_string()).unwrap_or_default(),

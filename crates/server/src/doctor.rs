@@ -135,9 +135,7 @@ pub fn run(
     let position = store.view(|r| {
         let cfg = recoverite_rp_network::position::vm_primary_ipconfig(r, vm)?;
         Ok::<_, ArmError>(match cfg {
-            Some(c) => {
-                recoverite_rp_network::aliases::of_owner(r, c["id"].as_str().unwrap_or_default())?
-            }
+            Some(c) => recoverite_rp_network::aliases::of_owner(r, &c.id)?,
             None => None,
         })
     })?;
@@ -233,7 +231,7 @@ pub fn run(
             })?;
             let mut conns = Vec::new();
             for c in pl::of_target(r, vault_id)? {
-                let pe = resource::get(r, &c.endpoint_id)?;
+                let pe = recoverite_rp_network::endpoint::load(r, &c.endpoint_id)?;
                 let members = match &pe {
                     Some(pe) => private_endpoint::members_of(r, pe)?,
                     None => Vec::new(),

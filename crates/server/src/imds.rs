@@ -42,15 +42,12 @@ pub fn vm_of_alias(r: &impl Reader, source: Ipv4Addr) -> Result<Option<Value>, A
     let Some(a) = aliases::lookup(r, source)? else {
         return Ok(None);
     };
-    let owner = a.owner.to_ascii_lowercase();
-    let Some(cut) = owner.find("/ipconfigurations/") else {
+    if !a.owner.to_ascii_lowercase().contains("/ipconfigurations/") {
         return Ok(None);
-    };
-    let Some(nic) = resource::get(r, &a.owner[..cut])? else {
-        return Ok(None);
-    };
-    match nic["properties"]["virtualMachine"]["id"].as_str() {
-        Some(vm) => resource::get(r, vm),
+    }
+    let nic_id = recoverite_rp_network::view::nic_id_of(&a.owner);
+    match recoverite_rp_network::view::nic(r, nic_id)?.and_then(|n| n.virtual_machine) {
+        Some(vm) => resource::get(r, &vm),
         None => Ok(None),
     }
 }

@@ -26,7 +26,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use sha2::Digest;
 
-use recoverite_arm::{resource, time, ArmError};
+use recoverite_arm::{time, ArmError};
 use recoverite_backup_store::ChunkStore;
 use recoverite_identity::{principals, TokenService};
 use recoverite_rp_backup::mab::{self, Machine};
@@ -704,11 +704,9 @@ fn register(m: &Mars, c: &mut Conn, req: &Value) -> Answer {
     let (machine, secret, dedup) = m
         .store
         .write(|tx| {
-            let vault = resource::get(tx, &vid)?.unwrap_or_default();
-            let (p, secret) = principals::create_service_principal(
-                tx,
-                &format!("{}-{container}", vault["name"].as_str().unwrap_or("vault")),
-            )?;
+            let vault = registered_vault(tx, &vid)?;
+            let (p, secret) =
+                principals::create_service_principal(tx, &format!("{}-{container}", vault.name))?;
             let machine = Machine {
                 vault_id: vid.clone(),
                 container: container.clone(),
@@ -730,11 +728,11 @@ fn register(m: &Mars, c: &mut Conn, req: &Value) -> Answer {
         .view(|r| {
             Ok::<_, ArmError>((
                 recoverite_rs_core::vault::get(r, &vid)?.unwrap_or_default(),
-                resource::get(r, &vid)?.unwrap_or_default(),
+                registered_vault(r, &vid)?,
             ))
         })
         .map_err(|e| arm_refusal(&e))?;
-    let (blob, queue) = storage_hosts(&vault, meta.numeric_id);
+    let (blob, queue) = storage_hosts(&vault.location, meta.numeric_id);
     let v1 = meta.pe_version == recoverite_rs_core::vault::PeVersion::V1;
     ok(json!({
         "peVersion": if v1 { "V1" } else { "V2" },
@@ -743,6 +741,22 @@ fn register(m: &Mars, c: &mut Conn, req: &Value) -> Answer {
         "tenantId": m.tenant_id, "authority": m.authority, "dedupKey": dedup,
         "containerId": mab::container_id(&vid, &machine.container), "path": c.path,
     }))
+}
+
+/// The vault an agent registered with; gone, the agent is told so.
+fn registered_vault(
+    r: &impl recoverite_store::Reader,
+    vid: &str,
+) -> Result<recoverite_rs_core::vault_record::Vault, ArmError> {
+    recoverite_rs_core::vault_record::load(r, vid)?.ok_or_else(|| {
+        ArmError::resource_not_found(
+            recoverite_rs_core::vault_record::VAULT_TYPE,
+            vid.rsplit('/').next().unwrap_or_default(),
+            recoverite_arm::id::parse_id(vid)
+                .and_then(|p| p.resource_group)
+                .as_deref(),
+        )
+    })
 }
 
 /// Sign-in: an Entra token of a machine registered to this vault. Over a
@@ -754,9 +768,9 @@ fn hello(m: &Mars, c: &mut Conn, req: &Value) -> Answer {
     let (num, want, pe_version, blob) = m
         .store
         .view(|r| {
-            let vault = resource::get(r, &vid)?.unwrap_or_default();
+            let vault = registered_vault(r, &vid)?;
             let meta = recoverite_rs_core::vault::get(r, &vid)?.unwrap_or_default();
-            let (blob, _) = storage_hosts(&vault, meta.numeric_id);
+            let (blob, _) = storage_hosts(&vault.location, meta.numeric_id);
             Ok::<_, ArmError>((
                 meta.numeric_id,
                 certificates::aad_audience(&vault, meta.numeric_id),
@@ -826,9 +840,8 @@ fn hello(m: &Mars, c: &mut Conn, req: &Value) -> Answer {
 }
 
 /// A version 1 vault's storage account names: `(blob, queue)`.
-fn storage_hosts(vault: &Value, numeric_id: u64) -> (String, String) {
-    let geo =
-        recoverite_rp_recoveryservices::target::geo(vault["location"].as_str().unwrap_or_default());
+fn storage_hosts(location: &str, numeric_id: u64) -> (String, String) {
+    let geo = recoverite_rp_recoveryservices::target::geo(location);
     let acct = recoverite_rp_recoveryservices::target::v1_storage_account(numeric_id, &geo);
     (
         format!("{acct}.blob.core.windows.net"),

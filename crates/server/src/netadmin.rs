@@ -59,7 +59,7 @@ pub async fn aliases(
         None => aliases::all(r),
         Some(vm) => {
             let cfg = recoverite_rp_network::position::vm_primary_ipconfig(r, vm)?;
-            let owner = cfg.as_ref().and_then(|c| c["id"].as_str()).ok_or_else(|| {
+            let owner = cfg.as_ref().map(|c| c.id.as_str()).ok_or_else(|| {
                 ArmError::new(
                     404,
                     "NotFound",
