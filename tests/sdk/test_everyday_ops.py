@@ -392,3 +392,23 @@ def test_attach_detach_data_disks_in_one_call(env):
     assert e.value.status_code == 400
     c.virtual_machines.begin_attach_detach_data_disks(RG, "vm", {"dataDisksToDetach": [{"diskId": b.id}]}).result()
     assert c.disks.get(RG, "attach-b").managed_by is None
+
+
+def test_updates_keep_a_vms_identity_unless_they_name_one(env):
+    """An update (PATCH, attachDetachDataDisks) that names no identity keeps
+    the VM's (they used to drop it)."""
+    c = env["compute"]
+    vm = c.virtual_machines.get(RG, "vm")
+    vm.identity = {"type": "SystemAssigned"}
+    with_id = c.virtual_machines.begin_create_or_update(RG, "vm", vm).result()
+    principal = with_id.identity.principal_id
+    assert principal
+    patched = c.virtual_machines.begin_update(RG, "vm", {"tags": {"kept": "identity"}}).result()
+    assert patched.tags == {"kept": "identity"}
+    assert patched.identity is not None and patched.identity.principal_id == principal
+    disk = c.disks.begin_create_or_update(RG, "keep-id", {"location": "eastus", "sku": {"name": "Standard_LRS"},
+        "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 1}}).result()
+    c.virtual_machines.begin_attach_detach_data_disks(RG, "vm", {"dataDisksToAttach": [{"diskId": disk.id}]}).result()
+    c.virtual_machines.begin_attach_detach_data_disks(RG, "vm", {"dataDisksToDetach": [{"diskId": disk.id}]}).result()
+    assert c.virtual_machines.get(RG, "vm").identity.principal_id == principal
+    c.disks.begin_delete(RG, "keep-id").result()

@@ -5,7 +5,8 @@
 use serde_json::{json, Value};
 
 use recoverite_arm::{id, resource, time, ArmError, ArmRequest, Ctx, Reply};
-use recoverite_rp_compute::{disks, vms};
+use recoverite_rp_compute::disks;
+use recoverite_rp_compute::view::Vm;
 use recoverite_rs_core::backup_item::{BackupOp, BackupState};
 use recoverite_rs_core::vault_record::Vault;
 use recoverite_store::Reader;
@@ -72,7 +73,7 @@ pub fn refresh(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 }
 
 /// The VMs a vault may protect: in its region, not protected yet.
-fn candidates(r: &impl Reader, vault: &Vault) -> Result<Vec<Value>, ArmError> {
+fn candidates(r: &impl Reader, vault: &Vault) -> Result<Vec<Vm>, ArmError> {
     let vid = &vault.id;
     let sub = id::parse_id(vid)
         .and_then(|p| p.subscription)
@@ -82,15 +83,10 @@ fn candidates(r: &impl Reader, vault: &Vault) -> Result<Vec<Value>, ArmError> {
         .filter_map(|i| i["properties"]["sourceResourceId"].as_str().map(id::key))
         .collect();
     Ok(
-        resource::list_of_type(r, &format!("/subscriptions/{sub}"), vms::VM_TYPE)?
+        recoverite_rp_compute::view::vms_in(r, &format!("/subscriptions/{sub}"))?
             .into_iter()
-            .filter(|v| {
-                v["location"]
-                    .as_str()
-                    .unwrap_or("")
-                    .eq_ignore_ascii_case(&vault.location)
-            })
-            .filter(|v| !protected.contains(&id::key(v["id"].as_str().unwrap_or_default())))
+            .filter(|v| v.location.eq_ignore_ascii_case(&vault.location))
+            .filter(|v| !protected.contains(&id::key(&v.id)))
             .collect(),
     )
 }
@@ -110,8 +106,8 @@ pub fn protectable(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let items: Vec<Value> = ctx.store().view(|r| {
         let vault = crate::vault_record(r, &vid)?;
         Ok::<_, ArmError>(candidates(r, &vault)?.into_iter().map(|v| {
-            let vm_id = v["id"].as_str().unwrap_or_default();
-            let (rg, name) = (rg_of(vm_id), v["name"].as_str().unwrap_or_default().to_string());
+            let vm_id = v.id.as_str();
+            let (rg, name) = (rg_of(vm_id), v.name.clone());
             json!({
                 "id": format!("{vid}/backupFabrics/Azure/protectionContainers/{}/protectableItems/{}", container_name(&rg, &name), item_name(&rg, &name)),
                 "name": item_name(&rg, &name),

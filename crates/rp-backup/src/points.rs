@@ -610,10 +610,18 @@ mod take_point_tests {
 
     #[test]
     fn the_os_disk_is_lun_minus_one_and_data_disks_keep_theirs() {
-        let vm = Vm::of(&json!({"id": "/vm", "name": "vm", "location": "westus", "properties": {"storageProfile": {
-            "osDisk": {"managedDisk": {"id": "/d/OS"}},
-            "dataDisks": [{"lun": 3, "managedDisk": {"id": "/d/data"}}]}}}))
-        .unwrap();
+        let vm = Vm {
+            id: "/vm".into(),
+            name: "vm".into(),
+            location: "westus".into(),
+            vm_id: None,
+            size: None,
+            os_type: None,
+            os_disk: Some("/d/OS".into()),
+            data_disks: vec![(3, "/d/data".into())],
+            network_interfaces: Vec::new(),
+            availability_set: None,
+        };
         assert_eq!(lun_of(&vm, "/d/os"), -1);
         assert_eq!(lun_of(&vm, "/D/DATA"), 3);
     }

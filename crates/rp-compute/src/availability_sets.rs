@@ -8,10 +8,10 @@ use serde_json::{json, Value};
 
 use recoverite_arm::names::NameRule;
 use recoverite_arm::tracked::{Sku, Tracked, TrackedKind};
-use recoverite_arm::{id, resource, ArmError, Ctx};
+use recoverite_arm::{id, ArmError, Ctx};
 use recoverite_store::{Reader, WriteTx};
 
-use crate::vms::{SET_TYPE, VM_TYPE};
+use crate::vms::SET_TYPE;
 
 fn name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
@@ -63,18 +63,11 @@ fn members(r: &impl Reader, set_id: &str) -> Result<Vec<Value>, ArmError> {
         .and_then(|p| p.subscription)
         .unwrap_or_default();
     let key = id::key(set_id);
-    Ok(
-        resource::list_of_type(r, &format!("/subscriptions/{sub}"), VM_TYPE)?
-            .into_iter()
-            .filter(|vm| {
-                vm["properties"]["availabilitySet"]["id"]
-                    .as_str()
-                    .map(id::key)
-                    == Some(key.clone())
-            })
-            .map(|vm| json!({"id": vm["id"]}))
-            .collect(),
-    )
+    Ok(crate::view::vms_in(r, &format!("/subscriptions/{sub}"))?
+        .into_iter()
+        .filter(|vm| vm.availability_set.as_deref().map(id::key) == Some(key.clone()))
+        .map(|vm| json!({"id": vm.id}))
+        .collect())
 }
 
 pub struct AvailabilitySet;

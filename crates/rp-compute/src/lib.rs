@@ -5,6 +5,7 @@ pub mod access;
 pub mod availability_sets;
 pub mod disks;
 pub mod images;
+pub mod machine;
 pub mod managed_disk;
 pub mod power;
 pub mod restore_points;

@@ -73,9 +73,15 @@ pub struct DiskProperties {
     /// A disk's attachment; a snapshot has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_state: Option<DiskState>,
+    /// Disks a VM made before this was typed carry none of these four;
+    /// they read back with Azure's defaults (and no creation time).
+    #[serde(default)]
     pub time_created: String,
+    #[serde(default = "platform_key")]
     pub encryption: Encryption,
+    #[serde(default = "allow_all")]
     pub network_access_policy: String,
+    #[serde(default = "enabled")]
     pub public_network_access: String,
     /// Snapshots only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +90,20 @@ pub struct DiskProperties {
     pub os_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hyper_v_generation: Option<String>,
+}
+
+fn platform_key() -> Encryption {
+    Encryption {
+        kind: "EncryptionAtRestWithPlatformKey".into(),
+    }
+}
+
+fn allow_all() -> String {
+    "AllowAll".into()
+}
+
+fn enabled() -> String {
+    "Enabled".into()
 }
 
 /// A managed disk or snapshot.
@@ -137,11 +157,9 @@ impl Disk {
                 provisioning_state: "Succeeded".into(),
                 disk_state: (!snapshot).then_some(DiskState::Unattached),
                 time_created: recoverite_arm::time::now_string(),
-                encryption: Encryption {
-                    kind: "EncryptionAtRestWithPlatformKey".into(),
-                },
-                network_access_policy: "AllowAll".into(),
-                public_network_access: "Enabled".into(),
+                encryption: platform_key(),
+                network_access_policy: allow_all(),
+                public_network_access: enabled(),
                 incremental: snapshot.then_some(false),
                 os_type: n.os_type,
                 hyper_v_generation: None,
@@ -288,5 +306,21 @@ mod tests {
         let mut bad = v.clone();
         bad["properties"]["diskSizeBytes"] = serde_json::json!("big");
         assert!(Disk::of(bad).is_err());
+        // A disk a VM made before disks were typed reads with Azure's defaults.
+        let mut old = v;
+        for k in [
+            "timeCreated",
+            "encryption",
+            "networkAccessPolicy",
+            "publicNetworkAccess",
+        ] {
+            old["properties"].as_object_mut().unwrap().remove(k);
+        }
+        let d = Disk::of(old).unwrap();
+        assert_eq!(
+            d.properties.encryption.kind,
+            "EncryptionAtRestWithPlatformKey"
+        );
+        assert_eq!(d.properties.network_access_policy, "AllowAll");
     }
 }

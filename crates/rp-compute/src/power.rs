@@ -99,16 +99,23 @@ pub fn forget(tx: &mut WriteTx, vm_id: &str) -> Result<(), ArmError> {
 }
 
 /// The VM's instance view: provisioning and power status, and its disks.
-pub fn instance_view(vm: &Value, state: PowerState) -> Value {
-    let disks: Vec<Value> = crate::vms::disk_ids(vm)
+pub fn instance_view(vm: &crate::machine::VirtualMachine, state: PowerState) -> Value {
+    let disks: Vec<Value> = vm
+        .disk_ids()
         .iter()
         .map(|d| {
             json!({"name": d.rsplit('/').next().unwrap_or_default(), "statuses": [
                 {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded"}]})
         })
         .collect();
+    let computer_name = vm
+        .properties
+        .os_profile
+        .as_ref()
+        .and_then(|p| p["computerName"].as_str())
+        .unwrap_or(&vm.name);
     json!({
-        "computerName": vm["properties"]["osProfile"]["computerName"].as_str().unwrap_or(vm["name"].as_str().unwrap_or_default()),
+        "computerName": computer_name,
         "disks": disks,
         "statuses": [
             {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded"},

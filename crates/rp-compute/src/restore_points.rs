@@ -11,7 +11,6 @@ use recoverite_blockstore::BlockStore;
 
 use crate::disks::{self, Disk};
 use crate::view::{DiskRole, Vm};
-use crate::vms::VM_TYPE;
 
 pub const COLLECTION_TYPE: &str = "Microsoft.Compute/restorePointCollections";
 pub const POINT_TYPE: &str = "Microsoft.Compute/restorePointCollections/restorePoints";
@@ -105,6 +104,192 @@ pub fn disk_point(
         .transpose()
 }
 
+/// A restore point collection: the VM it keeps points of, in its region.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Collection {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub location: String,
+    #[serde(default)]
+    pub tags: serde_json::Map<String, Value>,
+    pub properties: CollectionProperties,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectionSource {
+    pub id: String,
+    pub location: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectionProperties {
+    pub source: CollectionSource,
+    pub restore_point_collection_id: String,
+    pub provisioning_state: String,
+}
+
+impl Collection {
+    /// A new collection of the VM `vm_id`'s points, in `location`.
+    fn new(id: &str, location: &str, vm_id: &str) -> Collection {
+        Collection {
+            id: id.to_string(),
+            name: id.rsplit('/').next().unwrap_or_default().to_string(),
+            kind: COLLECTION_TYPE.into(),
+            location: location.to_string(),
+            tags: serde_json::Map::new(),
+            properties: CollectionProperties {
+                source: CollectionSource {
+                    id: vm_id.to_string(),
+                    location: location.to_string(),
+                },
+                restore_point_collection_id: uuid::Uuid::new_v4().to_string(),
+                provisioning_state: "Succeeded".into(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdRef {
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceStorageProfile {
+    /// Each entry names its disk restore point (display metadata).
+    pub os_disk: Value,
+    pub data_disks: Vec<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VmSize {
+    pub vm_size: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceMetadata {
+    pub vm_id: Option<String>,
+    pub location: String,
+    pub hardware_profile: VmSize,
+    pub storage_profile: SourceStorageProfile,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestorePointProperties {
+    pub exclude_disks: Vec<IdRef>,
+    pub consistency_mode: String,
+    pub time_created: String,
+    pub provisioning_state: String,
+    pub source_metadata: SourceMetadata,
+}
+
+/// A VM restore point: every disk of the VM but the excluded ones, copied
+/// into disk restore points at one time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestorePoint {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub properties: RestorePointProperties,
+}
+
+/// Reads a stored document of this module's kinds; one that does not fit
+/// is an error.
+fn typed<T: serde::de::DeserializeOwned>(what: &str, doc: Value) -> Result<T, ArmError> {
+    let rid = doc["id"].as_str().unwrap_or_default().to_string();
+    serde_json::from_value(doc)
+        .map_err(|e| ArmError::internal(format!("stored {what} {rid} does not read back: {e}")))
+}
+
+fn save<T: Serialize>(tx: &mut recoverite_store::WriteTx, id: &str, t: &T) -> Result<(), ArmError> {
+    let v = serde_json::to_value(t).map_err(|e| ArmError::internal(e.to_string()))?;
+    resource::put(tx, id, &v)
+}
+
+fn to_value<T: Serialize>(t: &T) -> Result<Value, ArmError> {
+    serde_json::to_value(t).map_err(|e| ArmError::internal(e.to_string()))
+}
+
+/// The collection at `id`, if it is one.
+pub fn collection(
+    r: &impl recoverite_store::Reader,
+    id: &str,
+) -> Result<Option<Collection>, ArmError> {
+    resource::get(r, id)?
+        .filter(|d| {
+            d["type"]
+                .as_str()
+                .is_some_and(|t| t.eq_ignore_ascii_case(COLLECTION_TYPE))
+        })
+        .map(|d| typed("restore point collection", d))
+        .transpose()
+}
+
+/// The restore point at `id`, if it is one.
+pub fn restore_point(
+    r: &impl recoverite_store::Reader,
+    id: &str,
+) -> Result<Option<RestorePoint>, ArmError> {
+    resource::get(r, id)?
+        .filter(|d| {
+            d["type"]
+                .as_str()
+                .is_some_and(|t| t.eq_ignore_ascii_case(POINT_TYPE))
+        })
+        .map(|d| typed("restore point", d))
+        .transpose()
+}
+
+/// Copies the VM's `snapshots` (each disk with the image holding its copy)
+/// into disk restore points under `rid`, and the restore point naming them.
+fn write_point(
+    tx: &mut recoverite_store::WriteTx,
+    rid: &str,
+    vm: &Vm,
+    snapshots: &[(Disk, String, String)],
+    excluded: &[String],
+    mode: &str,
+) -> Result<RestorePoint, ArmError> {
+    let now = time::now_string();
+    let (mut os_entry, mut data_entries) = (Value::Null, Vec::new());
+    for (d, drp_id, unique) in snapshots {
+        DiskPoint::of_disk(d, drp_id, unique, &vm.location, &now).save(tx)?;
+        add_disk_entry(vm, d, drp_id, &mut os_entry, &mut data_entries);
+    }
+    let point = RestorePoint {
+        id: rid.to_string(),
+        name: rid.rsplit('/').next().unwrap_or_default().to_string(),
+        kind: POINT_TYPE.into(),
+        properties: RestorePointProperties {
+            exclude_disks: excluded.iter().map(|e| IdRef { id: e.clone() }).collect(),
+            consistency_mode: mode.to_string(),
+            time_created: now,
+            provisioning_state: "Succeeded".into(),
+            source_metadata: SourceMetadata {
+                vm_id: vm.vm_id.clone(),
+                location: vm.location.clone(),
+                hardware_profile: VmSize {
+                    vm_size: vm.size.clone(),
+                },
+                storage_profile: SourceStorageProfile {
+                    os_disk: os_entry,
+                    data_disks: data_entries,
+                },
+            },
+        },
+    };
+    save(tx, rid, &point)?;
+    Ok(point)
+}
+
 /// "You can keep a maximum of 500 VM restore points for any VM at any time."
 pub const MAX_POINTS: usize = 500;
 
@@ -169,10 +354,10 @@ pub fn put_collection(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     disks::check_name(&name)?;
     let body = req.body.clone().unwrap_or(json!({}));
     let out = ctx.store().write(|tx| {
-        let existing = resource::get(tx, &rid)?;
+        let existing = collection(tx, &rid)?;
         let source = match (body["properties"]["source"]["id"].as_str(), &existing) {
             (Some(s), _) => s.to_string(),
-            (None, Some(e)) => e["properties"]["source"]["id"].as_str().unwrap_or_default().to_string(),
+            (None, Some(e)) => e.properties.source.id.clone(),
             (None, None) => {
                 return Err(ArmError::invalid_parameter(
                     "properties.source.id",
@@ -181,35 +366,34 @@ pub fn put_collection(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
             }
         };
         if let Some(e) = &existing {
-            if !e["properties"]["source"]["id"].as_str().unwrap_or_default().eq_ignore_ascii_case(&source) {
+            if !e.properties.source.id.eq_ignore_ascii_case(&source) {
                 return Err(ArmError::conflict(
                     "PropertyChangeNotAllowed",
                     "Changing property 'source.id' is not allowed: a restore point collection belongs to one VM.",
                 ));
             }
         }
-        let vm = resource::get(tx, &source)?
-            .filter(|v| v["type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(VM_TYPE)))
+        let vm = crate::view::vm(tx, &source)?
             .ok_or_else(|| ArmError::bad_request("InvalidParameter", format!("The source VM '{source}' was not found.")))?;
         ctx.require_linked(&format!("{COLLECTION_TYPE}/write"), &rid, "Microsoft.Compute/virtualMachines/read", &source)?;
-        let location = regions::require(body["location"].as_str().or(existing.as_ref().and_then(|e| e["location"].as_str())).unwrap_or(""), COLLECTION_TYPE)?.name.to_string();
-        if !location.eq_ignore_ascii_case(vm["location"].as_str().unwrap_or_default()) {
+        let location = regions::require(body["location"].as_str().or(existing.as_ref().map(|e| e.location.as_str())).unwrap_or(""), COLLECTION_TYPE)?.name.to_string();
+        if !location.eq_ignore_ascii_case(&vm.location) {
             return Err(ArmError::bad_request(
                 "InvalidParameter",
-                format!("The restore point collection must be in the VM's region '{}', not '{location}'.", vm["location"].as_str().unwrap_or_default()),
+                format!("The restore point collection must be in the VM's region '{}', not '{location}'.", vm.location),
             ));
         }
-        let doc = json!({
-            "id": rid, "name": name, "type": COLLECTION_TYPE, "location": location,
-            "tags": body.get("tags").cloned().or_else(|| existing.as_ref().and_then(|e| e.get("tags").cloned())).unwrap_or(json!({})),
-            "properties": {
-                "source": {"id": source, "location": location},
-                "restorePointCollectionId": existing.as_ref().and_then(|e| e["properties"]["restorePointCollectionId"].as_str().map(str::to_string)).unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-                "provisioningState": "Succeeded",
-            }
-        });
-        resource::put(tx, &rid, &doc)?;
-        Ok((doc, existing.is_some()))
+        let mut c = Collection::new(&rid, &location, &source);
+        c.name = name.clone();
+        if let Some(e) = &existing {
+            c.properties.restore_point_collection_id = e.properties.restore_point_collection_id.clone();
+            c.tags = e.tags.clone();
+        }
+        if let Some(t) = body.get("tags") {
+            c.tags = resource::validate_tags(Some(t))?;
+        }
+        save(tx, &rid, &c)?;
+        Ok((to_value(&c)?, existing.is_some()))
     })?;
     Ok(Reply::json(if out.1 { 200 } else { 201 }, out.0))
 }
@@ -220,8 +404,9 @@ pub fn get_collection(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         .query_get("$expand")
         .is_some_and(|e| e.eq_ignore_ascii_case("restorePoints"));
     ctx.store().view(|r| {
-        let mut doc = resource::get(r, &rid)?
-            .ok_or_else(|| not_found(COLLECTION_TYPE, &last(req, 0), req))?;
+        let mut doc = to_value(
+            &collection(r, &rid)?.ok_or_else(|| not_found(COLLECTION_TYPE, &last(req, 0), req))?,
+        )?;
         if expand {
             doc["properties"]["restorePoints"] =
                 Value::Array(resource::list_children(r, &rid, "restorePoints")?);
@@ -327,14 +512,14 @@ pub fn put_point(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Rep
         .filter_map(|d| d["id"].as_str().map(str::to_ascii_lowercase))
         .collect();
     let doc = ctx.store().write(|tx| {
-        if let Some(existing) = resource::get(tx, &rid)? {
+        if let Some(existing) = restore_point(tx, &rid)? {
             // Restore points are immutable: the same PUT again answers the point.
-            return Ok((existing, false));
+            return Ok((to_value(&existing)?, false));
         }
-        let coll = resource::get(tx, &coll_id)?
+        let coll = collection(tx, &coll_id)?
             .ok_or_else(|| not_found(COLLECTION_TYPE, &last(req, 0), req))?;
         check_point_count(resource::list_children(tx, &coll_id, "restorePoints")?.len())?;
-        let vm_id = coll["properties"]["source"]["id"].as_str().unwrap_or_default().to_string();
+        let vm_id = coll.properties.source.id.clone();
         let (vm, vm_disks) = disks::of_vm(tx, &vm_id)?.ok_or_else(|| {
             ArmError::bad_request("InvalidParameter", format!("The collection's source VM '{vm_id}' no longer exists; restore points can only be taken of an existing VM."))
         })?;
@@ -343,36 +528,15 @@ pub fn put_point(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Rep
                 return Err(ArmError::invalid_parameter("excludeDisks", format!("'{e}' is not a disk of the VM.")));
             }
         }
-        let now = time::now_string();
-        let mut os_entry = Value::Null;
-        let mut data_entries = Vec::new();
-        for d in &vm_disks {
-            if excluded.contains(&d.id.to_ascii_lowercase()) {
-                continue;
-            }
+        let mut copies = Vec::new();
+        for d in vm_disks.into_iter().filter(|d| !excluded.contains(&d.id.to_ascii_lowercase())) {
             let drp_id = format!("{rid}/diskRestorePoints/{}_{}", d.name, uuid::Uuid::new_v4());
             let unique = uuid::Uuid::new_v4().to_string();
             blocks.copy(&d.properties.unique_id, &unique, d.properties.disk_size_bytes).map_err(io)?;
-            DiskPoint::of_disk(d, &drp_id, &unique, &d.location, &now).save(tx)?;
-            add_disk_entry(&vm, d, &drp_id, &mut os_entry, &mut data_entries);
+            copies.push((d, drp_id, unique));
         }
-        let doc = json!({
-            "id": rid, "name": name, "type": POINT_TYPE,
-            "properties": {
-                "excludeDisks": excluded.iter().map(|e| json!({"id": e})).collect::<Vec<_>>(),
-                "consistencyMode": mode,
-                "timeCreated": now,
-                "provisioningState": "Succeeded",
-                "sourceMetadata": {
-                    "vmId": vm.vm_id,
-                    "location": vm.location,
-                    "hardwareProfile": {"vmSize": vm.size},
-                    "storageProfile": {"osDisk": os_entry, "dataDisks": data_entries},
-                },
-            }
-        });
-        resource::put(tx, &rid, &doc)?;
-        Ok((doc, true))
+        let point = write_point(tx, &rid, &vm, &copies, &excluded, mode)?;
+        Ok((to_value(&point)?, true))
     })?;
     Ok(Reply::json(if doc.1 { 201 } else { 200 }, doc.0))
 }
@@ -434,39 +598,18 @@ pub fn record_snapshot_point(
         "{rg_id}/providers/{COLLECTION_TYPE}/{}",
         backup_collection_name(&vm.name, vm_id)
     );
-    if resource::get(tx, &coll_id)?.is_none() {
-        let name = coll_id.rsplit('/').next().unwrap_or_default();
-        let doc = json!({
-            "id": coll_id, "name": name, "type": COLLECTION_TYPE, "location": location, "tags": {},
-            "properties": {
-                "source": {"id": vm_id, "location": location},
-                "restorePointCollectionId": uuid::Uuid::new_v4().to_string(),
-                "provisioningState": "Succeeded",
-            }
-        });
-        resource::put(tx, &coll_id, &doc)?;
+    if collection(tx, &coll_id)?.is_none() {
+        save(tx, &coll_id, &Collection::new(&coll_id, location, vm_id))?;
     }
     let rid = format!("{coll_id}/restorePoints/{point_name}");
-    let now = time::now_string();
-    let (mut os_entry, mut data_entries) = (Value::Null, Vec::new());
-    for (d, unique) in snapshots {
-        let drp_id = format!("{rid}/diskRestorePoints/{}_{point_name}", d.name);
-        DiskPoint::of_disk(d, &drp_id, unique, location, &now).save(tx)?;
-        add_disk_entry(vm, d, &drp_id, &mut os_entry, &mut data_entries);
-    }
-    let doc = json!({
-        "id": rid, "name": point_name, "type": POINT_TYPE,
-        "properties": {
-            "excludeDisks": [], "consistencyMode": "CrashConsistent", "timeCreated": now,
-            "provisioningState": "Succeeded",
-            "sourceMetadata": {
-                "vmId": vm.vm_id, "location": location,
-                "hardwareProfile": {"vmSize": vm.size},
-                "storageProfile": {"osDisk": os_entry, "dataDisks": data_entries},
-            },
-        }
-    });
-    resource::put(tx, &rid, &doc)?;
+    let copies: Vec<(Disk, String, String)> = snapshots
+        .iter()
+        .map(|(d, unique)| {
+            let drp_id = format!("{rid}/diskRestorePoints/{}_{point_name}", d.name);
+            (d.clone(), drp_id, unique.clone())
+        })
+        .collect();
+    write_point(tx, &rid, vm, &copies, &[], "CrashConsistent")?;
     Ok(rid)
 }
 
@@ -479,9 +622,10 @@ pub fn forget_point(tx: &mut recoverite_store::WriteTx, point_id: &str) -> Resul
 pub fn get_point(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let rid = req.path.id();
     ctx.store()
-        .view(|r| resource::get(r, &rid))?
-        .map(Reply::ok)
+        .view(|r| restore_point(r, &rid))?
         .ok_or_else(|| not_found(POINT_TYPE, &last(req, 1), req))
+        .and_then(|p| to_value(&p))
+        .map(Reply::ok)
 }
 
 pub fn delete_point(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, ArmError> {
@@ -491,9 +635,10 @@ pub fn delete_point(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<
 pub fn get_disk_point(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let rid = req.path.id();
     ctx.store()
-        .view(|r| resource::get(r, &rid))?
-        .map(Reply::ok)
+        .view(|r| disk_point(r, &rid))?
         .ok_or_else(|| not_found(DISK_POINT_TYPE, &last(req, 2), req))
+        .and_then(|p| to_value(&p))
+        .map(Reply::ok)
 }
 
 pub fn list_disk_points(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {

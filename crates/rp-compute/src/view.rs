@@ -2,69 +2,11 @@
 //! network's effective routes): a VM's disks, their roles and LUNs, its OS
 //! type and NICs, typed, so no other crate reads a VM document's profile.
 
-use serde::Deserialize;
-use serde_json::Value;
-
-use recoverite_arm::{id, resource, ArmError};
+use recoverite_arm::{id, ArmError};
+use recoverite_rp_network::interface::{self, IpConfiguration};
 use recoverite_store::Reader;
 
-#[derive(Deserialize)]
-struct Ref {
-    id: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct OsDisk {
-    os_type: Option<String>,
-    managed_disk: Option<Ref>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DataDisk {
-    lun: u32,
-    managed_disk: Option<Ref>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StorageProfile {
-    os_disk: Option<OsDisk>,
-    #[serde(default)]
-    data_disks: Vec<DataDisk>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct NetworkProfile {
-    #[serde(default)]
-    network_interfaces: Vec<Ref>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct HardwareProfile {
-    vm_size: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct VmProperties {
-    vm_id: Option<String>,
-    availability_set: Option<Ref>,
-    hardware_profile: Option<HardwareProfile>,
-    storage_profile: Option<StorageProfile>,
-    network_profile: Option<NetworkProfile>,
-}
-
-#[derive(Deserialize)]
-struct VmDoc {
-    id: String,
-    name: String,
-    location: String,
-    properties: VmProperties,
-}
+use crate::machine::{self, VirtualMachine};
 
 /// Where a disk sits in a VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,46 +35,30 @@ pub struct Vm {
     pub availability_set: Option<String>,
 }
 
-impl Vm {
-    /// Reads a VM document (as stored, or as a provider kept it in a plan).
-    pub fn of(doc: &Value) -> Result<Vm, ArmError> {
-        let d: VmDoc = serde_json::from_value(doc.clone()).map_err(|e| {
-            ArmError::internal(format!(
-                "virtual machine document {} is malformed: {e}",
-                doc["id"].as_str().unwrap_or_default()
-            ))
-        })?;
-        let sp = d.properties.storage_profile;
-        let (os_type, os_disk) = match sp.as_ref().and_then(|s| s.os_disk.as_ref()) {
-            Some(o) => (
-                o.os_type.clone(),
-                o.managed_disk.as_ref().map(|m| m.id.clone()),
-            ),
-            None => (None, None),
-        };
-        Ok(Vm {
-            id: d.id,
-            name: d.name,
-            location: d.location,
-            vm_id: d.properties.vm_id,
-            availability_set: d.properties.availability_set.map(|a| a.id),
-            size: d.properties.hardware_profile.and_then(|h| h.vm_size),
-            os_type,
-            os_disk,
+impl From<&VirtualMachine> for Vm {
+    fn from(m: &VirtualMachine) -> Vm {
+        let p = &m.properties;
+        let sp = &p.storage_profile;
+        Vm {
+            id: m.id.clone(),
+            name: m.name.clone(),
+            location: m.location.clone(),
+            vm_id: Some(p.vm_id.clone()),
+            availability_set: p.availability_set.as_ref().map(|a| a.id.clone()),
+            size: Some(p.hardware_profile.vm_size.clone()),
+            os_type: sp.os_disk.os_type.clone(),
+            os_disk: Some(sp.os_disk.managed_disk.id.clone()),
             data_disks: sp
-                .map(|s| s.data_disks)
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|x| Some((x.lun, x.managed_disk?.id)))
+                .data_disks
+                .iter()
+                .map(|d| (d.lun, d.managed_disk.id.clone()))
                 .collect(),
-            network_interfaces: d
-                .properties
-                .network_profile
-                .map(|n| n.network_interfaces.into_iter().map(|r| r.id).collect())
-                .unwrap_or_default(),
-        })
+            network_interfaces: m.nic_ids(),
+        }
     }
+}
 
+impl Vm {
     /// The disk's role in this VM, if it is attached.
     pub fn role_of(&self, disk_id: &str) -> Option<DiskRole> {
         let key = id::key(disk_id);
@@ -148,14 +74,24 @@ impl Vm {
 
 /// The VM `vm_id`, if it exists.
 pub fn vm(r: &impl Reader, vm_id: &str) -> Result<Option<Vm>, ArmError> {
-    resource::get(r, vm_id)?
-        .filter(|v| {
-            v["type"]
-                .as_str()
-                .is_some_and(|t| t.eq_ignore_ascii_case(crate::vms::VM_TYPE))
-        })
-        .map(|doc| Vm::of(&doc))
-        .transpose()
+    Ok(machine::load(r, vm_id)?.map(|m| Vm::from(&m)))
+}
+
+/// Every VM in `scope` (a subscription or resource group).
+pub fn vms_in(r: &impl Reader, scope: &str) -> Result<Vec<Vm>, ArmError> {
+    Ok(machine::list(r, scope)?.iter().map(Vm::from).collect())
+}
+
+/// A VM's primary IP configuration: its primary (or only) NIC's primary
+/// (or first) configuration; `None` when the VM or its NIC is missing.
+pub fn primary_ipconfig(r: &impl Reader, vm_id: &str) -> Result<Option<IpConfiguration>, ArmError> {
+    let Some(vm) = machine::load(r, vm_id)? else {
+        return Ok(None);
+    };
+    let Some(nic) = vm.primary_nic() else {
+        return Ok(None);
+    };
+    Ok(interface::load(r, nic)?.and_then(|n| n.primary().cloned()))
 }
 
 #[cfg(test)]
@@ -164,17 +100,20 @@ mod tests {
 
     #[test]
     fn disk_roles_and_luns_whatever_the_case_of_the_ids() {
-        let vm = Vm::of(&serde_json::json!({"id": "/vm", "name": "vm", "location": "westus", "properties": {"storageProfile": {
-            "osDisk": {"osType": "Linux", "managedDisk": {"id": "/d/OS"}},
-            "dataDisks": [{"lun": 3, "managedDisk": {"id": "/d/data"}}]},
-            "networkProfile": {"networkInterfaces": [{"id": "/n"}]}}}))
-        .unwrap();
+        let vm = Vm {
+            id: "/vm".into(),
+            name: "vm".into(),
+            location: "westus".into(),
+            vm_id: None,
+            size: None,
+            os_type: Some("Linux".into()),
+            os_disk: Some("/d/OS".into()),
+            data_disks: vec![(3, "/d/data".into())],
+            network_interfaces: vec!["/n".into()],
+            availability_set: None,
+        };
         assert_eq!(vm.role_of("/d/os"), Some(DiskRole::Os));
         assert_eq!(vm.role_of("/D/DATA"), Some(DiskRole::Data { lun: 3 }));
         assert_eq!(vm.role_of("/d/other"), None);
-        assert_eq!(vm.os_type.as_deref(), Some("Linux"));
-        assert_eq!(vm.network_interfaces, vec!["/n".to_string()]);
-        // A document without properties is an error, not an empty VM.
-        assert!(Vm::of(&serde_json::json!({"id": "/vm"})).is_err());
     }
 }

@@ -11,7 +11,8 @@ use recoverite_store::WriteTx;
 
 use crate::disks::{self, CreationData, Disk, NewDisk, DISK_TYPE};
 
-pub const VM_TYPE: &str = "Microsoft.Compute/virtualMachines";
+pub use crate::machine::VM_TYPE;
+use crate::machine::{self as machine, VirtualMachine};
 pub const SET_TYPE: &str = "Microsoft.Compute/availabilitySets";
 use recoverite_rp_network::interface;
 const VM_WRITE: &str = "Microsoft.Compute/virtualMachines/write";
@@ -65,32 +66,6 @@ fn detach_disk(tx: &mut WriteTx, disk_id: &str) -> Result<(), ArmError> {
         d.save(tx)?;
     }
     Ok(())
-}
-
-pub(crate) fn disk_ids(vm: &Value) -> Vec<String> {
-    let sp = &vm["properties"]["storageProfile"];
-    let mut out: Vec<String> = sp["osDisk"]["managedDisk"]["id"]
-        .as_str()
-        .map(str::to_string)
-        .into_iter()
-        .collect();
-    out.extend(
-        sp["dataDisks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|d| d["managedDisk"]["id"].as_str().map(str::to_string)),
-    );
-    out
-}
-
-fn nic_ids(vm: &Value) -> Vec<String> {
-    vm["properties"]["networkProfile"]["networkInterfaces"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|n| n["id"].as_str().map(str::to_string))
-        .collect()
 }
 
 /// Every data disk has a LUN, and no two share one.
@@ -252,37 +227,76 @@ fn data_disks(tx: &mut WriteTx, at: &DiskPlace, given: &[Value]) -> Result<Vec<V
 /// lists are its own.
 fn release_and_claim(
     tx: &mut WriteTx,
-    existing: Option<&Value>,
-    sp: &Value,
-    nics: &[Value],
-    vid: &str,
+    existing: Option<&VirtualMachine>,
+    kept: &VirtualMachine,
 ) -> Result<(), ArmError> {
     if let Some(old) = existing {
-        let keep_disks = disk_ids(&json!({"properties": {"storageProfile": sp}}));
-        for d in disk_ids(old) {
-            if !keep_disks.iter().any(|k| id::key(k) == id::key(&d)) {
+        for d in old.disk_ids() {
+            if !kept.has_disk(&d) {
                 detach_disk(tx, &d)?;
             }
         }
-        for nid in nic_ids(old) {
-            if !nics
-                .iter()
-                .any(|x| x["id"].as_str().map(id::key) == Some(id::key(&nid)))
-            {
+        let now: Vec<String> = kept.nic_ids().iter().map(|n| id::key(n)).collect();
+        for nid in old.nic_ids() {
+            if !now.contains(&id::key(&nid)) {
                 interface::set_virtual_machine(tx, &nid, None)?;
             }
         }
     }
-    for nic in nics {
-        interface::set_virtual_machine(tx, nic["id"].as_str().unwrap_or_default(), Some(vid))?;
+    for nid in kept.nic_ids() {
+        interface::set_virtual_machine(tx, &nid, Some(&kept.id))?;
     }
     Ok(())
+}
+
+/// "A VM can be added to an availability set only when it is created, in
+/// the set's region": the set must exist (`found` is its region) and be in
+/// the VM's.
+pub fn check_availability_set(
+    set_id: &str,
+    found: Option<&str>,
+    vm_location: &str,
+) -> Result<(), ArmError> {
+    match found {
+        None => Err(bad(
+            "NotFound",
+            format!("Availability set {set_id} was not found."),
+        )),
+        Some(l) if !l.eq_ignore_ascii_case(vm_location) => Err(bad(
+            "InvalidParameter",
+            "The availability set must be in the VM's region.",
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// A part of a VM PUT's body, read typed (a field of the wrong type is the
+/// caller's error).
+fn given<T: serde::de::DeserializeOwned>(v: Value, what: &str) -> Result<T, ArmError> {
+    serde_json::from_value(v).map_err(|e| ArmError::invalid_content(format!("{what}: {e}")))
 }
 
 /// PUT a virtual machine: NICs and disks checked and claimed, disks made
 /// where the VM asks for them, its identities, one transaction with the
 /// operation record; answered as a long-running operation.
 pub fn put(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, ArmError> {
+    write(ctx, req, blocks, Identity::AsGiven)
+}
+
+/// What a write does with the VM's identities when the body names none: a
+/// PUT replaces the VM (no block, no identity), an update keeps them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Identity {
+    AsGiven,
+    KeepUnlessGiven,
+}
+
+fn write(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    blocks: &BlockStore,
+    identity_rule: Identity,
+) -> Result<Reply, ArmError> {
     let n = name(req);
     disks::check_name(&n)?;
     let body = req.body.clone().unwrap_or(json!({}));
@@ -294,44 +308,47 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, Ar
     let rg_id = req.path.resource_group_id().unwrap_or_default();
     let op = OperationRecord::new(ctx, "Microsoft.Compute", &rid).succeed(None);
     let (created, doc) = ctx.store().write(|tx| {
-        let existing = resource::get(tx, &rid)?;
+        let existing = machine::load(tx, &rid)?;
         let location = match (body["location"].as_str(), &existing) {
             (Some(l), _) => regions::require(l, VM_TYPE)?.name.to_string(),
-            (None, Some(e)) => e["location"].as_str().unwrap_or_default().to_string(),
-            (None, None) => return Err(ArmError::bad_request("LocationRequired", "The location property is required for a virtual machine.")),
+            (None, Some(e)) => e.location.clone(),
+            (None, None) => {
+                return Err(ArmError::bad_request(
+                    "LocationRequired",
+                    "The location property is required for a virtual machine.",
+                ))
+            }
         };
-        let vid = existing.as_ref().and_then(|e| e["id"].as_str().map(str::to_string)).unwrap_or(rid.clone());
-        let size = props["hardwareProfile"]["vmSize"].as_str().unwrap_or("Standard_D2s_v3").to_string();
+        let vid = existing
+            .as_ref()
+            .map(|e| e.id.clone())
+            .unwrap_or(rid.clone());
+        let size = props["hardwareProfile"]["vmSize"]
+            .as_str()
+            .unwrap_or("Standard_D2s_v3")
+            .to_string();
         let nics = checked_nics(ctx, tx, &props, &vid, &location)?;
-        let at = DiskPlace { ctx, blocks, rg_id: &rg_id, vm_name: &n, vid: &vid, location: &location };
+        let at = DiskPlace {
+            ctx,
+            blocks,
+            rg_id: &rg_id,
+            vm_name: &n,
+            vid: &vid,
+            location: &location,
+        };
         let mut sp = props["storageProfile"].clone();
         os_disk(tx, &at, &mut sp)?;
-        sp["dataDisks"] = Value::Array(data_disks(tx, &at, &sp["dataDisks"].as_array().cloned().unwrap_or_default())?);
-        release_and_claim(tx, existing.as_ref(), &sp, &nics, &vid)?;
+        sp["dataDisks"] = Value::Array(data_disks(
+            tx,
+            &at,
+            &sp["dataDisks"].as_array().cloned().unwrap_or_default(),
+        )?);
         let set = props["availabilitySet"]["id"].as_str().map(str::to_string);
         if let Some(s) = &set {
-            let sdoc = resource::get(tx, s)?.filter(|d| d["type"].as_str() == Some(SET_TYPE)).ok_or_else(|| bad("NotFound", format!("Availability set {s} was not found.")))?;
-            if sdoc["location"].as_str() != Some(location.as_str()) {
-                return Err(bad("InvalidParameter", "The availability set must be in the VM's region."));
-            }
-        }
-        let mut doc = json!({
-            "id": vid,
-            "name": existing.as_ref().and_then(|e| e["name"].as_str()).unwrap_or(&n),
-            "type": VM_TYPE,
-            "location": location,
-            "tags": body.get("tags").cloned().or_else(|| existing.as_ref().and_then(|e| e.get("tags").cloned())).unwrap_or(json!({})),
-            "properties": {
-                "vmId": existing.as_ref().and_then(|e| e["properties"]["vmId"].as_str().map(str::to_string)).unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-                "provisioningState": "Succeeded",
-                "hardwareProfile": {"vmSize": size},
-                "storageProfile": sp,
-                "networkProfile": {"networkInterfaces": nics},
-                "timeCreated": existing.as_ref().map(|e| e["properties"]["timeCreated"].clone()).unwrap_or_else(|| json!(recoverite_arm::time::now_string())),
-            }
-        });
-        if let Some(s) = set {
-            doc["properties"]["availabilitySet"] = json!({"id": s});
+            let found = resource::get(tx, s)?
+                .filter(|d| d["type"].as_str() == Some(SET_TYPE))
+                .map(|d| d["location"].as_str().unwrap_or_default().to_string());
+            check_availability_set(s, found.as_deref(), &location)?;
         }
         // The VM's own identities, which it uses through IMDS.
         identity_block::require_assign(ctx, VM_WRITE, &vid, body.get("identity"))?;
@@ -339,22 +356,61 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, Ar
             tx,
             &ctx.env().tenant_id,
             &vid,
-            body.get("identity").or(Some(&Value::Null)),
-            existing.as_ref().and_then(|e| e.get("identity")),
+            body.get("identity").or(match identity_rule {
+                Identity::AsGiven => Some(&Value::Null),
+                Identity::KeepUnlessGiven => None,
+            }),
+            existing.as_ref().and_then(|e| e.identity.as_ref()),
             CombinedStyle::Spaced,
         )?;
-        if let Some(i) = identity {
-            doc["identity"] = i;
-        }
-        if let Some(os_profile) = props.get("osProfile") {
-            let mut p = os_profile.clone();
+        let os_profile = props.get("osProfile").map(|p| {
+            let mut p = p.clone();
             p.as_object_mut().map(|o| o.remove("adminPassword"));
-            doc["properties"]["osProfile"] = p;
-        }
-        resource::put(tx, &vid, &doc)?;
+            p
+        });
+        let vm = VirtualMachine {
+            id: vid.clone(),
+            name: existing
+                .as_ref()
+                .map(|e| e.name.clone())
+                .unwrap_or(n.clone()),
+            kind: VM_TYPE.into(),
+            location,
+            tags: match body.get("tags") {
+                Some(t) => resource::validate_tags(Some(t))?,
+                None => existing
+                    .as_ref()
+                    .map(|e| e.tags.clone())
+                    .unwrap_or_default(),
+            },
+            identity,
+            properties: machine::VmProperties {
+                vm_id: existing
+                    .as_ref()
+                    .map(|e| e.properties.vm_id.clone())
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                provisioning_state: "Succeeded".into(),
+                hardware_profile: machine::HardwareProfile { vm_size: size },
+                storage_profile: given(sp, "properties.storageProfile")?,
+                network_profile: machine::NetworkProfile {
+                    network_interfaces: given(
+                        Value::Array(nics),
+                        "properties.networkProfile.networkInterfaces",
+                    )?,
+                },
+                time_created: existing
+                    .as_ref()
+                    .map(|e| e.properties.time_created.clone())
+                    .unwrap_or_else(recoverite_arm::time::now_string),
+                availability_set: set.map(|id| machine::Ref { id }),
+                os_profile,
+            },
+        };
+        release_and_claim(tx, existing.as_ref(), &vm)?;
+        vm.save(tx)?;
         // The operation's record commits with the change it reports.
         op.save(tx)?;
-        Ok((existing.is_none(), doc))
+        Ok((existing.is_none(), vm.to_value()?))
     })?;
     let sub = req.path.subscription.clone().unwrap_or_default();
     let url = lro::status_url(
@@ -376,26 +432,30 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, Ar
 }
 
 pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let mut doc = ctx
+    let vm = ctx
         .store()
-        .view(|r| resource::get(r, &req.path.id()))?
+        .view(|r| machine::load(r, &req.path.id()))?
         .ok_or_else(|| {
             ArmError::resource_not_found(VM_TYPE, &name(req), req.path.resource_group.as_deref())
         })?;
+    let mut doc = vm.to_value()?;
     if req
         .query_get("$expand")
         .is_some_and(|e| e.eq_ignore_ascii_case("instanceView"))
     {
-        let state = ctx.store().view(|r| power::get(r, &req.path.id()))?;
-        doc["properties"]["instanceView"] = power::instance_view(&doc, state);
+        let state = ctx.store().view(|r| power::get(r, &vm.id))?;
+        doc["properties"]["instanceView"] = power::instance_view(&vm, state);
     }
     Ok(Reply::ok(doc))
 }
 
 pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let items = ctx
-        .store()
-        .view(|r| resource::list_of_type(r, &req.path.scope(), VM_TYPE))?;
+    let items = ctx.store().view(|r| {
+        machine::list(r, &req.path.scope())?
+            .iter()
+            .map(VirtualMachine::to_value)
+            .collect::<Result<Vec<_>, ArmError>>()
+    })?;
     paging::page_visible(ctx, req, items)
 }
 
@@ -404,22 +464,22 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let rid = req.path.id();
     let op = OperationRecord::new(ctx, "Microsoft.Compute", &rid).succeed(None);
     let gone = ctx.store().write(|tx| {
-        let Some(doc) = resource::get(tx, &rid)? else {
+        let Some(vm) = machine::load(tx, &rid)? else {
             return Ok::<_, ArmError>(None);
         };
-        for d in disk_ids(&doc) {
+        for d in vm.disk_ids() {
             detach_disk(tx, &d)?;
         }
-        for nid in nic_ids(&doc) {
+        for nid in vm.nic_ids() {
             interface::set_virtual_machine(tx, &nid, None)?;
         }
         power::forget(tx, &rid)?;
         resource::delete_tree(tx, &rid)?;
         ctx.cascade_delete(tx, &rid)?;
         op.save(tx)?;
-        Ok(Some(doc))
+        Ok(Some(vm))
     })?;
-    let Some(doc) = gone else {
+    let Some(vm) = gone else {
         return Ok(Reply::empty(204));
     };
     let sub = req.path.subscription.clone().unwrap_or_default();
@@ -427,13 +487,7 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         ctx,
         Reply::empty(202).header(
             "Location",
-            lro::result_url(
-                ctx,
-                &sub,
-                doc["location"].as_str().unwrap_or_default(),
-                &op,
-                &req.api_version,
-            ),
+            lro::result_url(ctx, &sub, &vm.location, &op, &req.api_version),
         ),
     ))
 }
@@ -441,14 +495,7 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 /// PATCH: tags and top-level properties merged into the VM, then written as
 /// a PUT would (200 only, as the SDK expects for an update).
 pub fn patch(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, ArmError> {
-    let rid = req.path.id();
-    let current = ctx
-        .store()
-        .view(|r| resource::get(r, &rid))?
-        .filter(|d| d["type"].as_str() == Some(VM_TYPE))
-        .ok_or_else(|| {
-            ArmError::resource_not_found(VM_TYPE, &name(req), req.path.resource_group.as_deref())
-        })?;
+    let current = vm_of(ctx, &req.path.id(), req)?.to_value()?;
     let patch = req.body.clone().unwrap_or(json!({}));
     let mut merged = json!({"location": current["location"], "tags": patch.get("tags").cloned().unwrap_or(current["tags"].clone()), "properties": current["properties"].clone()});
     if let Some(p) = patch["properties"].as_object() {
@@ -456,28 +503,33 @@ pub fn patch(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, 
             merged["properties"][k] = v.clone();
         }
     }
+    if let Some(i) = patch.get("identity") {
+        merged["identity"] = i.clone();
+    }
     let mut r2 = req.clone();
     r2.body = Some(merged);
-    let mut reply = put(ctx, &r2, blocks)?;
+    let mut reply = write(ctx, &r2, blocks, Identity::KeepUnlessGiven)?;
     reply.status = 200;
     Ok(reply)
 }
 
-fn vm_of(ctx: &Ctx, req: &ArmRequest) -> Result<Value, ArmError> {
-    let vid = req.path.prefix(req.path.segments.len() - 1);
-    ctx.store()
-        .view(|r| resource::get(r, &vid))?
-        .filter(|d| d["type"].as_str() == Some(VM_TYPE))
-        .ok_or_else(|| {
-            ArmError::resource_not_found(VM_TYPE, &name(req), req.path.resource_group.as_deref())
-        })
+/// The VM `vid` a request acts on (404 naming it).
+fn vm_of(ctx: &Ctx, vid: &str, req: &ArmRequest) -> Result<VirtualMachine, ArmError> {
+    ctx.store().view(|r| machine::load(r, vid))?.ok_or_else(|| {
+        ArmError::resource_not_found(VM_TYPE, &name(req), req.path.resource_group.as_deref())
+    })
+}
+
+/// The VM under an action's path (`…/virtualMachines/{vm}/{action}`).
+fn vm_of_action(ctx: &Ctx, req: &ArmRequest) -> Result<VirtualMachine, ArmError> {
+    vm_of(ctx, &req.path.prefix(req.path.segments.len() - 1), req)
 }
 
 /// `POST …/virtualMachines/{vm}/start|powerOff|restart|deallocate`: a
 /// long-running operation whose state change is written with its record.
 pub fn power(ctx: &Ctx, req: &ArmRequest, action: PowerAction) -> Result<Reply, ArmError> {
-    let vm = vm_of(ctx, req)?;
-    let vid = vm["id"].as_str().unwrap_or_default().to_string();
+    let vm = vm_of_action(ctx, req)?;
+    let vid = vm.id.clone();
     let op = OperationRecord::new(ctx, "Microsoft.Compute", &vid).succeed(None);
     ctx.store().write(|tx| {
         let now = power::get(tx, &vid)?;
@@ -485,7 +537,7 @@ pub fn power(ctx: &Ctx, req: &ArmRequest, action: PowerAction) -> Result<Reply, 
         op.save(tx)
     })?;
     let sub = req.path.subscription.clone().unwrap_or_default();
-    let loc = vm["location"].as_str().unwrap_or_default();
+    let loc = vm.location.as_str();
     Ok(lro::with_retry_after(
         ctx,
         Reply::empty(202)
@@ -502,10 +554,8 @@ pub fn power(ctx: &Ctx, req: &ArmRequest, action: PowerAction) -> Result<Reply, 
 
 /// `GET …/virtualMachines/{vm}/instanceView`.
 pub fn instance_view(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let vm = vm_of(ctx, req)?;
-    let state = ctx
-        .store()
-        .view(|r| power::get(r, vm["id"].as_str().unwrap_or_default()))?;
+    let vm = vm_of_action(ctx, req)?;
+    let state = ctx.store().view(|r| power::get(r, &vm.id))?;
     Ok(Reply::ok(power::instance_view(&vm, state)))
 }
 
@@ -616,7 +666,7 @@ pub fn data_disks_after(
 /// its new data disks (as a PUT would, so every disk rule applies); the
 /// answer is its storage profile.
 pub fn attach_detach(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, ArmError> {
-    let vm = vm_of(ctx, req)?;
+    let vm = vm_of_action(ctx, req)?.to_value()?;
     let body = req.body.clone().unwrap_or(json!({}));
     let list = |k: &str| body[k].as_array().cloned().unwrap_or_default();
     let current = vm["properties"]["storageProfile"]["dataDisks"]
@@ -635,7 +685,7 @@ pub fn attach_detach(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result
     put_req.path = recoverite_arm::id::ResourcePath::parse(vm["id"].as_str().unwrap_or_default())?;
     put_req.body =
         Some(json!({"location": vm["location"], "tags": vm["tags"], "properties": props}));
-    let written = put(ctx, &put_req, blocks)?;
+    let written = write(ctx, &put_req, blocks, Identity::KeepUnlessGiven)?;
     let profile = written
         .body
         .as_ref()
@@ -647,6 +697,23 @@ pub fn attach_detach(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result
 #[cfg(test)]
 mod data_disk_tests {
     use super::*;
+
+    #[test]
+    fn a_vm_joins_an_existing_set_in_its_region() {
+        assert!(check_availability_set("/as", Some("eastus"), "eastus").is_ok());
+        assert_eq!(
+            check_availability_set("/as", None, "eastus")
+                .unwrap_err()
+                .code(),
+            "NotFound"
+        );
+        assert_eq!(
+            check_availability_set("/as", Some("westus"), "eastus")
+                .unwrap_err()
+                .code(),
+            "InvalidParameter"
+        );
+    }
 
     #[test]
     fn every_data_disk_has_its_own_lun() {

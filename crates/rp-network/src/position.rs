@@ -8,8 +8,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::aliases::vnet_of_subnet;
-use crate::interface::IpConfiguration;
-use recoverite_arm::{resource, ArmError};
+use recoverite_arm::ArmError;
 use recoverite_netcore::nsg::{self, Access, Decision, Direction, Flow, Protocol};
 use recoverite_netcore::routes::{NextHop, NextHopType, RouteContext};
 use recoverite_netcore::tags::{Endpoint, TagContext};
@@ -296,41 +295,4 @@ pub fn effective_routes(pos: &Position) -> Vec<Value> {
         }));
     }
     out
-}
-
-/// A VM's primary IP configuration: the primary (or only) NIC's primary
-/// (or first) configuration; `None` when the VM or its NIC is missing.
-pub fn vm_primary_ipconfig(
-    r: &impl Reader,
-    vm_id: &str,
-) -> Result<Option<IpConfiguration>, ArmError> {
-    match resource::get(r, vm_id)? {
-        Some(vm) => primary_ipconfig_of(r, &vm),
-        None => Ok(None),
-    }
-}
-
-/// [`vm_primary_ipconfig`] for a VM document already read.
-pub fn primary_ipconfig_of(
-    r: &impl Reader,
-    vm: &Value,
-) -> Result<Option<IpConfiguration>, ArmError> {
-    let nics = vm["properties"]["networkProfile"]["networkInterfaces"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let Some(nic_id) = nics
-        .iter()
-        .find(|n| n["properties"]["primary"].as_bool() == Some(true))
-        .or(nics.first())
-        .and_then(|n| n["id"].as_str())
-    else {
-        return Ok(None);
-    };
-    Ok(crate::interface::load(r, nic_id)?.and_then(|nic| nic.primary().cloned()))
-}
-
-/// A VM's primary private address.
-pub fn primary_address(r: &impl Reader, vm_id: &str) -> Result<Option<String>, ArmError> {
-    Ok(vm_primary_ipconfig(r, vm_id)?.map(|c| c.properties.private_ip_address.to_string()))
 }

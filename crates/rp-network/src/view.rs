@@ -89,6 +89,42 @@ pub fn subnet_applies_nsg_to_endpoints(r: &impl Reader, subnet_id: &str) -> Resu
     Ok(crate::network::load_subnet(r, subnet_id)?.is_some_and(|s| s.applies_nsg_to_endpoints()))
 }
 
+/// A subnet as another provider references it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubnetRef {
+    pub id: String,
+    pub name: String,
+    /// The services it has service endpoints for.
+    pub service_endpoints: Vec<String>,
+}
+
+impl SubnetRef {
+    /// "Service endpoints enable … Microsoft.Storage" (or its global form).
+    pub fn has_storage_endpoint(&self) -> bool {
+        self.service_endpoints.iter().any(|s| {
+            s.eq_ignore_ascii_case("Microsoft.Storage")
+                || s.eq_ignore_ascii_case("Microsoft.Storage.Global")
+        })
+    }
+}
+
+/// The subnet `subnet_id`, if it exists.
+pub fn subnet(r: &impl Reader, subnet_id: &str) -> Result<Option<SubnetRef>, ArmError> {
+    Ok(
+        crate::network::load_subnet(r, subnet_id)?.map(|s| SubnetRef {
+            service_endpoints: s
+                .properties
+                .service_endpoints
+                .iter()
+                .flatten()
+                .map(|e| e.service.clone())
+                .collect(),
+            id: s.id,
+            name: s.name,
+        }),
+    )
+}
+
 /// A virtual network's address space and subnets, in their order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VirtualNetwork {
@@ -178,6 +214,19 @@ mod tests {
         assert_eq!(nic.fqdn_of("/N/ipconfigurations/A"), Some("v.example"));
         assert_eq!(nic.fqdn_of("/n/ipConfigurations/b"), None);
         assert_eq!(nic.ip_configurations[0].0, "/n/ipConfigurations/a");
+    }
+
+    #[test]
+    fn storage_acls_need_a_storage_service_endpoint_on_the_subnet() {
+        let s = |svc: &[&str]| SubnetRef {
+            id: "/s".into(),
+            name: "s".into(),
+            service_endpoints: svc.iter().map(|x| x.to_string()).collect(),
+        };
+        assert!(s(&["microsoft.storage"]).has_storage_endpoint());
+        assert!(s(&["Microsoft.KeyVault", "Microsoft.Storage.Global"]).has_storage_endpoint());
+        assert!(!s(&["Microsoft.KeyVault"]).has_storage_endpoint());
+        assert!(!s(&[]).has_storage_endpoint());
     }
 
     #[test]

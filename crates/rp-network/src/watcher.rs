@@ -239,6 +239,9 @@ pub fn next_hop(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 /// decision for the connection — supplied by the server.
 pub trait Connectivity: Send + Sync {
     fn probe(&self, source_vm: &str, destination: &str, port: u16) -> Result<Probe, ArmError>;
+    /// A VM's primary private address (Compute's VMs are not this crate's
+    /// to read).
+    fn vm_address(&self, vm_id: &str) -> Result<Option<String>, ArmError>;
 }
 
 /// One probe's outcome, as the gateway decided it.
@@ -322,15 +325,17 @@ pub fn connectivity_check(
             ))
         }
     }
+    let checker = late
+        .0
+        .get()
+        .ok_or_else(|| ArmError::internal("the connectivity check is not wired"))?;
     let destination = match (
         body["destination"]["address"].as_str(),
         body["destination"]["resourceId"].as_str(),
     ) {
         (Some(a), _) => a.to_string(),
         (None, Some(rid)) => {
-            let addr = ctx
-                .store()
-                .view(|r| crate::position::primary_address(r, rid))?;
+            let addr = checker.vm_address(rid)?;
             addr.ok_or_else(|| ArmError::invalid_parameter("destination.resourceId", format!("'{rid}' is not a VM with a network interface; give destination.address instead.")))?
         }
         (None, None) => {
@@ -340,11 +345,7 @@ pub fn connectivity_check(
             ))
         }
     };
-    let probe = late
-        .0
-        .get()
-        .ok_or_else(|| ArmError::internal("the connectivity check is not wired"))?
-        .probe(vm, &destination, port)?;
+    let probe = checker.probe(vm, &destination, port)?;
     let (src, dst) = (
         uuid::Uuid::new_v4().to_string(),
         uuid::Uuid::new_v4().to_string(),

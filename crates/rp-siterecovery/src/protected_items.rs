@@ -274,7 +274,7 @@ fn plan_enable(
     let chosen = chosen_disks(a2a, &vm.name, &vm_disks)?;
     // The cache account (documents 000 and 002).
     let cache_id = str_of(&chosen[0].1, "primaryStagingAzureStorageAccountId").to_string();
-    let cache = resource::get(r, &cache_id)?.ok_or_else(|| ArmError::bad_request("CacheStorageAccountNotFound", format!("Cache storage account '{cache_id}' was not found; create a storage account in {source_loc} first.")))?;
+    let cache = recoverite_rp_storage::account::load(r, &cache_id)?.ok_or_else(|| ArmError::bad_request("CacheStorageAccountNotFound", format!("Cache storage account '{cache_id}' was not found; create a storage account in {source_loc} first.")))?;
     let subnet = targets::vm_subnet(r, &vm.id)?;
     let source_vnet_id = subnet.as_deref().map(targets::vnet_of_subnet);
     let vault_private = recoverite_privatelink::of_target(r, &vid)?.iter().any(|c| {
@@ -305,7 +305,7 @@ fn plan_enable(
         ENABLE_ACTION,
         t.id,
         "Microsoft.Storage/storageAccounts/listkeys/action",
-        str_of(&cache, "id"),
+        &cache.id,
     )?;
     let net = recovery_network_plan(ctx, r, t, a2a, &vid, source_vnet_id.as_deref(), &rg_id)?;
     let policy = found(

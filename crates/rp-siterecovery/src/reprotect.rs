@@ -188,7 +188,7 @@ fn cache_for(
         .unwrap_or_default()
         .to_string();
     ctx.store().view(|r| {
-        let account = resource::get(r, &id)?.ok_or_else(|| {
+        let account = recoverite_rp_storage::account::load(r, &id)?.ok_or_else(|| {
             ArmError::bad_request(
                 "CacheStorageAccountNotFound",
                 format!("Cache storage account '{id}' was not found."),

@@ -226,11 +226,11 @@ pub fn vm_alias(r: &impl Reader, item: &Value) -> Result<Ipv4Addr, Blocked> {
         Side::Primary => str_of(d, "fabricObjectId"),
         Side::Recovery => str_of(d, "recoveryFabricObjectId"),
     };
-    let vm = resource::get(r, vm_id)
+    recoverite_rp_compute::view::vm(r, vm_id)
         .ok()
         .flatten()
         .ok_or_else(|| no(format!("VM {vm_id} does not exist, so no agent runs")))?;
-    let cfg = crate::targets::primary_ipconfig(r, &vm)
+    let cfg = recoverite_rp_compute::view::primary_ipconfig(r, vm_id)
         .ok()
         .flatten()
         .ok_or_else(|| no("the VM's network interface does not exist".into()))?;
@@ -537,7 +537,7 @@ fn facts(
     let mut roles = None;
     if matches!(&b.hop, Hop::Http(403, c) if c == "AuthorizationPermissionMismatch") {
         let vault = recoverite_rs_core::vault_record::load(r, &vault_id)?;
-        let account = resource::get(r, &cache_id)?;
+        let account = recoverite_rp_storage::account::load(r, &cache_id)?;
         if let (Some(pid), Some(acct), Some(authz)) = (
             vault.as_ref().and_then(|v| v.principal_id()),
             account.as_ref(),
@@ -546,7 +546,7 @@ fn facts(
             let missing = recoverite_rp_storage::cache::missing_roles(&**authz, pid, acct)?;
             roles = Some(health::RolesGap {
                 principal: pid.to_string(),
-                account: str_of(acct, "name").to_string(),
+                account: acct.name.clone(),
                 roles: missing.iter().map(|m| m.to_string()).collect(),
             });
         }

@@ -28,20 +28,9 @@ pub fn name_of(id: &str) -> &str {
     id.rsplit('/').next().unwrap_or_default()
 }
 
-/// The primary IP configuration of a VM's primary network interface.
-pub fn primary_ipconfig(
-    r: &impl Reader,
-    vm: &Value,
-) -> Result<Option<recoverite_rp_network::interface::IpConfiguration>, ArmError> {
-    recoverite_rp_network::position::primary_ipconfig_of(r, vm)
-}
-
 /// The subnet of a VM's primary NIC.
 pub fn vm_subnet(r: &impl Reader, vm_id: &str) -> Result<Option<String>, ArmError> {
-    Ok(
-        recoverite_rp_network::position::vm_primary_ipconfig(r, vm_id)?
-            .map(|c| c.subnet_id().to_string()),
-    )
+    Ok(recoverite_rp_compute::view::primary_ipconfig(r, vm_id)?.map(|c| c.subnet_id().to_string()))
 }
 
 pub fn vnet_of_subnet(subnet_id: &str) -> String {

@@ -6,6 +6,9 @@ use serde_json::{json, Map, Value};
 use recoverite_arm::{paging, regions, resource, time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_store::Reader;
 
+use crate::account::{
+    self, AccountProperties, AccountSku, IpRule, NetworkRuleSet, StorageAccount, VirtualNetworkRule,
+};
 use crate::ACCOUNT_TYPE;
 
 pub const KINDS: &[&str] = &[
@@ -57,14 +60,10 @@ pub fn check_account_name(name: &str) -> Result<(), ArmError> {
 }
 
 /// The account of this name anywhere (names are global across subscriptions).
-pub fn find_by_name(r: &impl Reader, name: &str) -> Result<Option<Value>, ArmError> {
-    Ok(resource::list_of_type(r, "", ACCOUNT_TYPE)?
+pub fn find_by_name(r: &impl Reader, name: &str) -> Result<Option<StorageAccount>, ArmError> {
+    Ok(account::list(r, "")?
         .into_iter()
-        .find(|a| {
-            a["name"]
-                .as_str()
-                .is_some_and(|n| n.eq_ignore_ascii_case(name))
-        }))
+        .find(|a| a.name.eq_ignore_ascii_case(name)))
 }
 
 fn tier(sku: &str) -> &'static str {
@@ -76,11 +75,9 @@ fn tier(sku: &str) -> &'static str {
 }
 
 /// Validates `networkAcls` against the networks it names.
-fn network_acls(r: &impl Reader, acls: Option<&Value>) -> Result<Value, ArmError> {
+fn network_acls(r: &impl Reader, acls: Option<&Value>) -> Result<NetworkRuleSet, ArmError> {
     let Some(a) = acls.filter(|v| !v.is_null()) else {
-        return Ok(
-            json!({"bypass": "AzureServices", "defaultAction": "Allow", "virtualNetworkRules": [], "ipRules": [], "resourceAccessRules": []}),
-        );
+        return Ok(NetworkRuleSet::open());
     };
     let default_action = a["defaultAction"].as_str().unwrap_or("Allow");
     if !["Allow", "Deny"].contains(&default_action) {
@@ -98,26 +95,20 @@ fn network_acls(r: &impl Reader, acls: Option<&Value>) -> Result<Value, ArmError
     let mut vnet_rules = Vec::new();
     for rule in a["virtualNetworkRules"].as_array().into_iter().flatten() {
         let sid = rule["id"].as_str().unwrap_or_default();
-        let subnet = resource::get(r, sid)?.ok_or_else(|| {
+        let subnet = recoverite_rp_network::view::subnet(r, sid)?.ok_or_else(|| {
             ArmError::bad_request(
                 "NetworkAclsValidationFailure",
                 format!("Validation of network acls failure: subnet {sid} was not found."),
             )
         })?;
-        let has_endpoint = subnet["properties"]["serviceEndpoints"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|e| {
-                e["service"].as_str().is_some_and(|s| {
-                    s.eq_ignore_ascii_case("Microsoft.Storage")
-                        || s.eq_ignore_ascii_case("Microsoft.Storage.Global")
-                })
-            });
-        if !has_endpoint {
-            return Err(ArmError::bad_request("NetworkAclsValidationFailure", format!("Validation of network acls failure: SubnetsHaveNoServiceEndpointsConfigured:Subnets {} do not have ServiceEndpoints for Microsoft.Storage resources configured. Add Microsoft.Storage to subnet's ServiceEndpoints collection before trying to ACL Microsoft.Storage resources to these subnets.", subnet["name"].as_str().unwrap_or(sid))));
+        if !subnet.has_storage_endpoint() {
+            return Err(ArmError::bad_request("NetworkAclsValidationFailure", format!("Validation of network acls failure: SubnetsHaveNoServiceEndpointsConfigured:Subnets {} do not have ServiceEndpoints for Microsoft.Storage resources configured. Add Microsoft.Storage to subnet's ServiceEndpoints collection before trying to ACL Microsoft.Storage resources to these subnets.", subnet.name)));
         }
-        vnet_rules.push(json!({"id": subnet["id"], "action": "Allow", "state": "Succeeded"}));
+        vnet_rules.push(VirtualNetworkRule {
+            id: subnet.id,
+            action: "Allow".into(),
+            state: "Succeeded".into(),
+        });
     }
     let mut ip_rules = Vec::new();
     for rule in a["ipRules"].as_array().into_iter().flatten() {
@@ -128,15 +119,24 @@ fn network_acls(r: &impl Reader, acls: Option<&Value>) -> Result<Value, ArmError
                 format!("'{v}' is not an IPv4 address or range."),
             ));
         }
-        ip_rules.push(json!({"value": v, "action": "Allow"}));
+        ip_rules.push(IpRule {
+            value: v.to_string(),
+            action: "Allow".into(),
+        });
     }
-    Ok(json!({
-        "bypass": bypass, "defaultAction": default_action, "virtualNetworkRules": vnet_rules,
-        "ipRules": ip_rules, "resourceAccessRules": a.get("resourceAccessRules").cloned().unwrap_or(json!([])),
-    }))
+    Ok(NetworkRuleSet {
+        bypass: bypass.to_string(),
+        default_action: default_action.to_string(),
+        virtual_network_rules: vnet_rules,
+        ip_rules,
+        resource_access_rules: a["resourceAccessRules"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+    })
 }
 
-fn endpoints(name: &str) -> Value {
+fn endpoints(name: &str) -> Map<String, Value> {
     let mut m = Map::new();
     for s in SERVICES {
         m.insert(
@@ -144,7 +144,7 @@ fn endpoints(name: &str) -> Value {
             json!(format!("https://{name}.{s}.core.windows.net/")),
         );
     }
-    Value::Object(m)
+    m
 }
 
 /// PUT: create, or update an account of this resource group.
@@ -212,44 +212,52 @@ pub fn put(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     }
     ctx.store().write(|tx| {
         let acls = network_acls(tx, props.get("networkAcls"))?;
-        let existing = resource::get(tx, &rid)?;
+        let existing = account::load(tx, &rid)?;
         if existing.is_none() {
             if let Some(other) = find_by_name(tx, &name)? {
-                return Err(ArmError::conflict("StorageAccountAlreadyTaken", format!("The storage account named {name} is already taken ({}).", other["id"].as_str().unwrap_or(""))));
+                return Err(ArmError::conflict("StorageAccountAlreadyTaken", format!("The storage account named {name} is already taken ({}).", other.id)));
             }
         }
         if let Some(e) = &existing {
-            if !e["location"].as_str().unwrap_or("").eq_ignore_ascii_case(location) {
-                return Err(ArmError::conflict("InvalidResourceLocation", format!("Storage account {name} exists in {}; an account cannot move to {location}.", e["location"].as_str().unwrap_or(""))));
+            if !e.location.eq_ignore_ascii_case(location) {
+                return Err(ArmError::conflict("InvalidResourceLocation", format!("Storage account {name} exists in {}; an account cannot move to {location}.", e.location)));
             }
         }
-        let created = existing.as_ref().map(|e| e["properties"]["creationTime"].clone()).unwrap_or(json!(time::now_string()));
-        let mut p = json!({
-            "provisioningState": "Succeeded", "creationTime": created,
-            "primaryEndpoints": endpoints(&name), "primaryLocation": location, "statusOfPrimary": "available",
-            "networkAcls": acls, "publicNetworkAccess": pna, "minimumTlsVersion": tls,
-            "allowBlobPublicAccess": props["allowBlobPublicAccess"].as_bool().unwrap_or(false),
-            "allowSharedKeyAccess": props["allowSharedKeyAccess"].as_bool().unwrap_or(true),
-            "supportsHttpsTrafficOnly": props["supportsHttpsTrafficOnly"].as_bool().unwrap_or(true),
-            "isHnsEnabled": props["isHnsEnabled"].as_bool().unwrap_or(false),
-            "encryption": {"keySource": "Microsoft.Storage", "services": {"blob": {"enabled": true, "keyType": "Account"}, "file": {"enabled": true, "keyType": "Account"}}},
-        });
-        if ["StorageV2", "BlobStorage"].contains(kind) {
-            p["accessTier"] = props.get("accessTier").cloned().unwrap_or(json!("Hot"));
-        }
-        let doc = json!({
-            "id": rid, "name": name, "type": ACCOUNT_TYPE, "location": location, "tags": tags,
-            "kind": kind, "sku": {"name": sku, "tier": tier(sku)}, "properties": p,
-        });
-        resource::put(tx, &rid, &doc)?;
-        Ok(Reply::ok(decorate(tx, doc)?))
+        let flag = |k: &str, d: bool| props[k].as_bool().unwrap_or(d);
+        let acct = StorageAccount {
+            id: rid.clone(),
+            name: name.clone(),
+            kind_of_resource: ACCOUNT_TYPE.into(),
+            location: location.to_string(),
+            tags: tags.clone(),
+            kind: kind.to_string(),
+            sku: AccountSku { name: sku.to_string(), tier: tier(sku).into() },
+            properties: AccountProperties {
+                provisioning_state: "Succeeded".into(),
+                creation_time: existing.as_ref().map(|e| e.properties.creation_time.clone()).unwrap_or_else(time::now_string),
+                primary_endpoints: endpoints(&name),
+                primary_location: location.to_string(),
+                status_of_primary: "available".into(),
+                network_acls: acls,
+                public_network_access: pna.to_string(),
+                minimum_tls_version: tls.to_string(),
+                allow_blob_public_access: flag("allowBlobPublicAccess", false),
+                allow_shared_key_access: flag("allowSharedKeyAccess", true),
+                supports_https_traffic_only: flag("supportsHttpsTrafficOnly", true),
+                is_hns_enabled: flag("isHnsEnabled", false),
+                encryption: json!({"keySource": "Microsoft.Storage", "services": {"blob": {"enabled": true, "keyType": "Account"}, "file": {"enabled": true, "keyType": "Account"}}}),
+                access_tier: ["StorageV2", "BlobStorage"].contains(kind).then(|| props.get("accessTier").cloned().unwrap_or(json!("Hot"))),
+            },
+        };
+        acct.save(tx)?;
+        Ok(Reply::ok(decorate(tx, &acct)?))
     })
 }
 
 /// PATCH: tags, networkAcls, publicNetworkAccess and other properties.
 pub fn patch(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let rid = req.path.id();
-    let current = ctx.store().view(|r| load(r, &rid, req))?;
+    let current = ctx.store().view(|r| load(r, &rid, req))?.to_value()?;
     let patch = req.body.clone().unwrap_or(json!({}));
     let mut merged = current.clone();
     for k in ["tags", "sku", "kind"] {
@@ -267,8 +275,8 @@ pub fn patch(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     put(ctx, &r2)
 }
 
-fn load(r: &impl Reader, rid: &str, req: &ArmRequest) -> Result<Value, ArmError> {
-    resource::get(r, rid)?.ok_or_else(|| {
+fn load(r: &impl Reader, rid: &str, req: &ArmRequest) -> Result<StorageAccount, ArmError> {
+    account::load(r, rid)?.ok_or_else(|| {
         ArmError::resource_not_found(
             ACCOUNT_TYPE,
             &name_of(req),
@@ -278,9 +286,9 @@ fn load(r: &impl Reader, rid: &str, req: &ArmRequest) -> Result<Value, ArmError>
 }
 
 /// The account with its private endpoint connections.
-fn decorate(r: &impl Reader, mut doc: Value) -> Result<Value, ArmError> {
-    let tid = doc["id"].as_str().unwrap_or_default().to_string();
-    let conns: Vec<Value> = recoverite_privatelink::of_target(r, &tid)?
+fn decorate(r: &impl Reader, acct: &StorageAccount) -> Result<Value, ArmError> {
+    let mut doc = acct.to_value()?;
+    let conns: Vec<Value> = recoverite_privatelink::of_target(r, &acct.id)?
         .iter()
         .map(crate::target::connection_json)
         .collect();
@@ -291,14 +299,14 @@ fn decorate(r: &impl Reader, mut doc: Value) -> Result<Value, ArmError> {
 pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let rid = req.path.id();
     ctx.store()
-        .view(|r| Ok(Reply::ok(decorate(r, load(r, &rid, req)?)?)))
+        .view(|r| Ok(Reply::ok(decorate(r, &load(r, &rid, req)?)?)))
 }
 
 pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let items = ctx.store().view(|r| {
-        resource::list_of_type(r, &req.path.scope(), ACCOUNT_TYPE)?
-            .into_iter()
-            .map(|d| decorate(r, d))
+        account::list(r, &req.path.scope())?
+            .iter()
+            .map(|a| decorate(r, a))
             .collect::<Result<Vec<_>, _>>()
     })?;
     Ok(Reply::ok(paging::page(ctx, req, items)?))
@@ -339,5 +347,5 @@ fn check_name_only(name: &str) -> Result<(), String> {
 
 /// The account id for an account name, or None.
 pub fn id_of_name(r: &impl Reader, name: &str) -> Result<Option<String>, ArmError> {
-    Ok(find_by_name(r, name)?.and_then(|a| a["id"].as_str().map(str::to_string)))
+    Ok(find_by_name(r, name)?.map(|a| a.id))
 }

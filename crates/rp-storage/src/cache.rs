@@ -2,10 +2,10 @@
 //! Kept here, beside the account, so the rule lives in one place; the Site
 //! Recovery provider calls it when replication is enabled or reprotected.
 
-use serde_json::Value;
-
 use recoverite_arm::{ArmError, Authorizer, Caller};
 use recoverite_store::Reader;
+
+use crate::account::StorageAccount;
 
 pub const BLOB_WRITE: &str =
     "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write";
@@ -15,8 +15,8 @@ pub const BLOB_OWNERSHIP: &str =
 /// What Contributor grants on the account that Storage Blob Data roles don't.
 pub const ACCOUNT_WRITE: &str = "Microsoft.Storage/storageAccounts/write";
 
-fn is_premium(account: &Value) -> bool {
-    account["sku"]["tier"].as_str() == Some("Premium")
+fn is_premium(account: &StorageAccount) -> bool {
+    account.sku.tier == "Premium"
 }
 
 /// The roles the vault's managed identity needs on the account (document
@@ -25,9 +25,9 @@ fn is_premium(account: &Value) -> bool {
 pub fn missing_roles(
     authz: &dyn Authorizer,
     principal_id: &str,
-    account: &Value,
+    account: &StorageAccount,
 ) -> Result<Vec<&'static str>, ArmError> {
-    let aid = account["id"].as_str().unwrap_or_default();
+    let aid = account.id.as_str();
     let caller = Caller {
         object_id: principal_id.to_string(),
         tenant_id: String::new(),
@@ -49,14 +49,9 @@ pub fn missing_roles(
 
 /// Whether the replication service (a trusted Microsoft service) may read the
 /// account: a firewalled account must allow trusted Microsoft services.
-pub fn trusted_services_allowed(account: &Value) -> bool {
-    let acls = &account["properties"]["networkAcls"];
-    acls["defaultAction"].as_str() != Some("Deny")
-        || acls["bypass"]
-            .as_str()
-            .unwrap_or("")
-            .split(',')
-            .any(|b| b.trim().eq_ignore_ascii_case("AzureServices"))
+pub fn trusted_services_allowed(account: &StorageAccount) -> bool {
+    let acls = &account.properties.network_acls;
+    !acls.denies_by_default() || acls.trusts_azure_services()
 }
 
 /// Checks a cache account for replicating VMs of `source_vnet` in
@@ -65,42 +60,32 @@ pub fn trusted_services_allowed(account: &Value) -> bool {
 pub fn check_for_replication(
     r: &impl Reader,
     authz: &dyn Authorizer,
-    account: &Value,
+    account: &StorageAccount,
     source_region: &str,
     source_vnet: Option<&str>,
     vault_private: Option<Option<&str>>,
 ) -> Result<(), ArmError> {
-    let name = account["name"].as_str().unwrap_or_default();
+    let name = account.name.as_str();
     let bad = |code: &str, m: String| Err(ArmError::bad_request(code, m));
-    if !account["location"]
-        .as_str()
-        .unwrap_or("")
-        .eq_ignore_ascii_case(source_region)
-    {
-        return bad("CacheStorageAccountWrongRegion", format!("Cache storage account {name} is in {}; Site Recovery needs it in the source region {source_region}.", account["location"].as_str().unwrap_or("")));
+    if !account.location.eq_ignore_ascii_case(source_region) {
+        return bad("CacheStorageAccountWrongRegion", format!("Cache storage account {name} is in {}; Site Recovery needs it in the source region {source_region}.", account.location));
     }
     if !trusted_services_allowed(account) {
         return bad("CacheStorageAccountFirewall", format!("Cache storage account {name} denies network access by default without allowing trusted Microsoft services; select 'Allow trusted Microsoft services to access this storage account' (networkAcls.bypass AzureServices)."));
     }
-    let acls = &account["properties"]["networkAcls"];
-    if acls["defaultAction"].as_str() == Some("Deny") {
+    let acls = &account.properties.network_acls;
+    if acls.denies_by_default() {
         let vnet = source_vnet.unwrap_or_default().to_ascii_lowercase();
-        let subnet_listed = acls["virtualNetworkRules"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|rule| {
-                rule["id"].as_str().is_some_and(|id| {
-                    !vnet.is_empty()
-                        && id
-                            .to_ascii_lowercase()
-                            .starts_with(&format!("{vnet}/subnets/"))
-                })
-            });
-        let has_endpoint =
-            recoverite_privatelink::of_target(r, account["id"].as_str().unwrap_or_default())?
-                .iter()
-                .any(|c| c.carries_traffic());
+        let subnet_listed = acls.virtual_network_rules.iter().any(|rule| {
+            !vnet.is_empty()
+                && rule
+                    .id
+                    .to_ascii_lowercase()
+                    .starts_with(&format!("{vnet}/subnets/"))
+        });
+        let has_endpoint = recoverite_privatelink::of_target(r, &account.id)?
+            .iter()
+            .any(|c| c.carries_traffic());
         if !subnet_listed && !has_endpoint {
             return bad("CacheStorageAccountFirewall", format!("Cache storage account {name} denies network access by default and allows no subnet of the source network {}; add a virtual network rule for the VMs' subnet (with a Microsoft.Storage service endpoint) or a private endpoint.", source_vnet.unwrap_or("")));
         }

@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 
 use recoverite_arm::{paging, resource, time, ArmError, ArmRequest, Ctx, Reply};
 
+use crate::account::StorageAccount;
 use crate::ACCOUNT_TYPE;
 
 pub const SERVICE_TYPE: &str = "Microsoft.Storage/storageAccounts/blobServices";
@@ -45,12 +46,11 @@ pub fn check_public_access(value: &str, account_allows: bool) -> Result<&'static
 }
 
 /// The account document the path names, and its name.
-fn account(ctx: &Ctx, req: &ArmRequest) -> Result<(Value, String), ArmError> {
+fn account(ctx: &Ctx, req: &ArmRequest) -> Result<(StorageAccount, String), ArmError> {
     let aid = req.path.prefix(8);
     let doc = ctx
         .store()
-        .view(|r| resource::get(r, &aid))?
-        .filter(|d| d["type"].as_str() == Some(ACCOUNT_TYPE))
+        .view(|r| crate::account::load(r, &aid))?
         .ok_or_else(|| {
             ArmError::resource_not_found(
                 ACCOUNT_TYPE,
@@ -58,10 +58,7 @@ fn account(ctx: &Ctx, req: &ArmRequest) -> Result<(Value, String), ArmError> {
                 req.path.resource_group.as_deref(),
             )
         })?;
-    let name = doc["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let name = doc.name.to_ascii_lowercase();
     Ok((doc, name))
 }
 
@@ -78,16 +75,13 @@ fn check_service(req: &ArmRequest) -> Result<String, ArmError> {
     }
 }
 
-fn service_doc(account: &Value, stored: Option<Value>) -> Value {
-    let id = format!(
-        "{}/blobServices/default",
-        account["id"].as_str().unwrap_or_default()
-    );
+fn service_doc(account: &StorageAccount, stored: Option<Value>) -> Value {
+    let id = format!("{}/blobServices/default", account.id);
     let props = stored.and_then(|d| d.get("properties").cloned()).unwrap_or_else(|| {
         json!({"cors": {"corsRules": []}, "deleteRetentionPolicy": {"enabled": false, "allowPermanentDelete": false},
                "containerDeleteRetentionPolicy": {"enabled": false}, "isVersioningEnabled": false})
     });
-    json!({"id": id, "name": "default", "type": SERVICE_TYPE, "sku": account["sku"], "properties": props})
+    json!({"id": id, "name": "default", "type": SERVICE_TYPE, "sku": account.sku, "properties": props})
 }
 
 pub fn get_service(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
@@ -99,10 +93,7 @@ pub fn get_service(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 
 pub fn list_services(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let (acct, _) = account(ctx, req)?;
-    let sid = format!(
-        "{}/blobServices/default",
-        acct["id"].as_str().unwrap_or_default()
-    );
+    let sid = format!("{}/blobServices/default", &acct.id);
     let stored = ctx.store().view(|r| resource::get(r, &sid))?;
     Ok(Reply::ok(json!({"value": [service_doc(&acct, stored)]})))
 }
@@ -150,15 +141,12 @@ fn container_name(req: &ArmRequest) -> Result<String, ArmError> {
 }
 
 fn container_doc(
-    acct: &Value,
+    acct: &StorageAccount,
     name: &str,
     stored: Option<&Value>,
     state: &recoverite_blob::worm::ContainerState,
 ) -> Value {
-    let id = format!(
-        "{}/blobServices/default/containers/{name}",
-        acct["id"].as_str().unwrap_or_default()
-    );
+    let id = format!("{}/blobServices/default/containers/{name}", &acct.id);
     let mut props = json!({
         "publicAccess": "None",
         "leaseStatus": "Unlocked",
@@ -197,7 +185,7 @@ pub fn locate(ctx: &Ctx, req: &ArmRequest) -> Result<(String, String, String), A
 
 pub fn account_location(ctx: &Ctx, req: &ArmRequest) -> Result<String, ArmError> {
     let (acct, _) = account(ctx, req)?;
-    Ok(acct["location"].as_str().unwrap_or_default().to_string())
+    Ok(acct.location.clone())
 }
 
 /// Whether the account's blob service keeps versions (`isVersioningEnabled`).
@@ -207,11 +195,8 @@ pub fn versioning_enabled(ctx: &Ctx, req: &ArmRequest) -> Result<bool, ArmError>
     Ok(stored.is_some_and(|d| d["properties"]["isVersioningEnabled"] == true))
 }
 
-fn container_id(acct: &Value, name: &str) -> String {
-    format!(
-        "{}/blobServices/default/containers/{name}",
-        acct["id"].as_str().unwrap_or_default()
-    )
+fn container_id(acct: &StorageAccount, name: &str) -> String {
+    format!("{}/blobServices/default/containers/{name}", &acct.id)
 }
 
 pub fn not_found() -> ArmError {
@@ -244,9 +229,7 @@ pub fn put_container(
         .as_ref()
         .and_then(|s| s["properties"].as_object().cloned())
         .unwrap_or_default();
-    let allows = acct["properties"]["allowBlobPublicAccess"]
-        .as_bool()
-        .unwrap_or(false);
+    let allows = acct.properties.allow_blob_public_access;
     if let Some(pa) = props.get("publicAccess").and_then(Value::as_str) {
         keep.insert(
             "publicAccess".into(),

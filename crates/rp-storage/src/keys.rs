@@ -8,7 +8,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use recoverite_arm::{id, resource, time, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_arm::{id, time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_store::{Reader, Table, WriteTx};
 
 /// Account id (case-folded) → its keys. Kept apart from the account
@@ -107,8 +107,7 @@ pub fn account_id(ctx: &Ctx, req: &ArmRequest) -> Result<String, ArmError> {
     let aid = req.path.prefix(req.path.segments.len() - 1);
     let doc = ctx
         .store()
-        .view(|r| resource::get(r, &aid))?
-        .filter(|d| d["type"].as_str() == Some(crate::ACCOUNT_TYPE))
+        .view(|r| crate::account::load(r, &aid))?
         .ok_or_else(|| {
             ArmError::resource_not_found(
                 crate::ACCOUNT_TYPE,
@@ -116,7 +115,7 @@ pub fn account_id(ctx: &Ctx, req: &ArmRequest) -> Result<String, ArmError> {
                 req.path.resource_group.as_deref(),
             )
         })?;
-    Ok(doc["id"].as_str().unwrap_or(&aid).to_string())
+    Ok(doc.id)
 }
 
 /// `POST …/storageAccounts/{account}/listKeys`.

@@ -5,6 +5,7 @@
 //! [`cache::check_for_replication`] holds the rules Site Recovery's cache
 //! accounts must meet (document 000 and 002).
 
+pub mod account;
 pub mod accounts;
 pub mod cache;
 pub mod containers;

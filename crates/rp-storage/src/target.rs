@@ -3,11 +3,12 @@
 use http::Method;
 use serde_json::{json, Value};
 
-use recoverite_arm::{paging, resource, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_arm::{paging, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_privatelink::{
     self as pl, ConnectionRequest, GroupInfo, Member, PrivateLinkTarget, ReaderDyn,
 };
 
+use crate::account::StorageAccount;
 use crate::accounts::SERVICES;
 use crate::ACCOUNT_TYPE;
 
@@ -80,31 +81,27 @@ impl PrivateLinkTarget for StorageTarget {
     }
 
     fn public_network_access(&self, target: &Value) -> bool {
-        target["properties"]["publicNetworkAccess"].as_str() != Some("Disabled")
+        // An account that does not read back is treated as closed.
+        StorageAccount::of(target.clone()).is_ok_and(|a| !a.public_access_disabled())
     }
 
     /// The account firewall: with `defaultAction: Deny` only sources in a
     /// subnet named by a virtual network rule get through (over the subnet's
     /// Microsoft.Storage service endpoint).
     fn admits(&self, target: &Value, source_subnet: Option<&str>) -> Result<(), String> {
-        let name = target["name"].as_str().unwrap_or_default();
-        if !self.public_network_access(target) {
+        let acct = StorageAccount::of(target.clone()).map_err(|e| e.body.message.clone())?;
+        let name = &acct.name;
+        if acct.public_access_disabled() {
             return Err(format!("storage account {name} has public network access disabled: it accepts connections only through its approved private endpoints"));
         }
-        let acls = &target["properties"]["networkAcls"];
-        if acls["defaultAction"].as_str() != Some("Deny") {
+        let acls = &acct.properties.network_acls;
+        if !acls.denies_by_default() {
             return Ok(());
         }
         let listed = source_subnet.is_some_and(|s| {
-            acls["virtualNetworkRules"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|r| {
-                    r["id"]
-                        .as_str()
-                        .is_some_and(|id| id.eq_ignore_ascii_case(s))
-                })
+            acls.virtual_network_rules
+                .iter()
+                .any(|r| r.id.eq_ignore_ascii_case(s))
         });
         if listed {
             Ok(())
@@ -130,10 +127,10 @@ pub fn connection_json(c: &pl::Connection) -> Value {
     })
 }
 
-fn account(ctx: &Ctx, req: &ArmRequest) -> Result<Value, ArmError> {
+fn account(ctx: &Ctx, req: &ArmRequest) -> Result<StorageAccount, ArmError> {
     let tid = req.path.prefix(8);
     ctx.store()
-        .view(|r| resource::get(r, &tid))?
+        .view(|r| crate::account::load(r, &tid))?
         .ok_or_else(|| {
             ArmError::resource_not_found(
                 ACCOUNT_TYPE,
@@ -146,7 +143,7 @@ fn account(ctx: &Ctx, req: &ArmRequest) -> Result<Value, ArmError> {
 /// GET …/privateLinkResources (not paged).
 pub fn link_resources(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let a = account(ctx, req)?;
-    let aid = a["id"].as_str().unwrap_or_default();
+    let aid = a.id.as_str();
     let value: Vec<Value> = SERVICES
         .iter()
         .map(|s| json!({"id": format!("{aid}/privateLinkResources/{s}"), "name": s, "type": format!("{ACCOUNT_TYPE}/privateLinkResources"),
@@ -157,7 +154,7 @@ pub fn link_resources(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 
 pub fn list_connections(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let a = account(ctx, req)?;
-    let tid = a["id"].as_str().unwrap_or_default().to_string();
+    let tid = a.id.clone();
     let items: Vec<Value> = ctx
         .store()
         .view(|r| pl::of_target(r, &tid))?
@@ -170,11 +167,5 @@ pub fn list_connections(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> 
 /// GET / PUT (approve, reject; 200, not an LRO) / DELETE of one connection.
 pub fn connection(ctx: &Ctx, req: &ArmRequest, m: Method) -> Result<Reply, ArmError> {
     let a = account(ctx, req)?;
-    pl::connection_api(
-        ctx,
-        req,
-        a["id"].as_str().unwrap_or_default(),
-        m,
-        connection_json,
-    )
+    pl::connection_api(ctx, req, &a.id, m, connection_json)
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use recoverite_arm::{id, ArmError};
 use recoverite_gateway::decide::Destination;
 use recoverite_rp_network::watcher::{Connectivity, Probe};
-use recoverite_rp_network::{addressbook, aliases, position};
+use recoverite_rp_network::{addressbook, aliases};
 use recoverite_store::Store;
 
 pub struct GatewayConnectivity {
@@ -41,14 +41,22 @@ impl GatewayConnectivity {
 }
 
 impl Connectivity for GatewayConnectivity {
+    fn vm_address(&self, vm_id: &str) -> Result<Option<String>, ArmError> {
+        self.store.view(|r| {
+            Ok(recoverite_rp_compute::view::primary_ipconfig(r, vm_id)?
+                .map(|c| c.properties.private_ip_address.to_string()))
+        })
+    }
+
     fn probe(&self, source_vm: &str, destination: &str, port: u16) -> Result<Probe, ArmError> {
         let (src_alias, src_ip) = self.store.view(|r| {
-            let cfg = position::vm_primary_ipconfig(r, source_vm)?.ok_or_else(|| {
-                ArmError::invalid_parameter(
-                    "source.resourceId",
-                    format!("'{source_vm}' is not a VM with a network interface."),
-                )
-            })?;
+            let cfg =
+                recoverite_rp_compute::view::primary_ipconfig(r, source_vm)?.ok_or_else(|| {
+                    ArmError::invalid_parameter(
+                        "source.resourceId",
+                        format!("'{source_vm}' is not a VM with a network interface."),
+                    )
+                })?;
             let a = aliases::of_owner(r, &cfg.id)?.ok_or_else(|| {
                 ArmError::internal("the VM's network interface has no network position")
             })?;

@@ -133,7 +133,7 @@ pub fn run(
     };
     let mut out = Vec::new();
     let position = store.view(|r| {
-        let cfg = recoverite_rp_network::position::vm_primary_ipconfig(r, vm)?;
+        let cfg = recoverite_rp_compute::view::primary_ipconfig(r, vm)?;
         Ok::<_, ArmError>(match cfg {
             Some(c) => recoverite_rp_network::aliases::of_owner(r, &c.id)?,
             None => None,
@@ -340,7 +340,7 @@ pub fn run(
                 .unwrap_or_default()
                 .to_string();
             let verdict = store.view(|r| {
-                let Some(acct) = resource::get(r, &cache_id)? else {
+                let Some(acct) = recoverite_rp_storage::account::load(r, &cache_id)? else {
                     return Ok::<_, ArmError>(None);
                 };
                 let vid = item["id"]
@@ -350,7 +350,7 @@ pub fn run(
                     .take(9)
                     .collect::<Vec<_>>()
                     .join("/");
-                let vault_doc = resource::get(r, &vid)?.unwrap_or_default();
+                let vault = recoverite_rs_core::vault_record::load(r, &vid)?;
                 let private = pl::of_target(r, &vid)?
                     .iter()
                     .any(|c| c.group_ids.iter().any(|g| g == "AzureSiteRecovery"));
@@ -363,12 +363,9 @@ pub fn run(
                     &acct,
                     &region,
                     Some(&vnet),
-                    private.then_some(vault_doc["identity"]["principalId"].as_str()),
+                    private.then_some(vault.as_ref().and_then(|v| v.principal_id())),
                 );
-                Ok(Some((
-                    acct["name"].as_str().unwrap_or_default().to_string(),
-                    res,
-                )))
+                Ok(Some((acct.name.clone(), res)))
             })?;
             match verdict {
                 Some((name, Ok(()))) => out.push(pass(

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use recoverite_arm::{resource, ArmError};
+use recoverite_arm::ArmError;
 use recoverite_identity::principals::{self, Principal, PrincipalKind};
 use recoverite_identity::{tokens, Directory};
 use recoverite_rp_network::aliases;
@@ -47,7 +47,9 @@ pub fn vm_of_alias(r: &impl Reader, source: Ipv4Addr) -> Result<Option<Value>, A
     }
     let nic_id = recoverite_rp_network::view::nic_id_of(&a.owner);
     match recoverite_rp_network::view::nic(r, nic_id)?.and_then(|n| n.virtual_machine) {
-        Some(vm) => resource::get(r, &vm),
+        Some(vm) => recoverite_rp_compute::machine::load(r, &vm)?
+            .map(|m| m.to_value())
+            .transpose(),
         None => Ok(None),
     }
 }

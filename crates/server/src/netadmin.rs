@@ -58,7 +58,7 @@ pub async fn aliases(
     let listed = s.directory.store.view(|r| match q.get("vm") {
         None => aliases::all(r),
         Some(vm) => {
-            let cfg = recoverite_rp_network::position::vm_primary_ipconfig(r, vm)?;
+            let cfg = recoverite_rp_compute::view::primary_ipconfig(r, vm)?;
             let owner = cfg.as_ref().map(|c| c.id.as_str()).ok_or_else(|| {
                 ArmError::new(
                     404,

@@ -38,7 +38,10 @@ pub struct BlobAuth {
 
 impl BlobAuth {
     /// The storage account a Blob request names, or the Blob service's 404.
-    fn account(&self, account: &str) -> Result<serde_json::Value, BlobError> {
+    fn account(
+        &self,
+        account: &str,
+    ) -> Result<recoverite_rp_storage::account::StorageAccount, BlobError> {
         self.store
             .view(|r| recoverite_rp_storage::accounts::find_by_name(r, account))
             .map_err(|e| BlobError::new(500, "InternalError", e.body.message.clone()))?
@@ -78,7 +81,7 @@ impl Authorize for BlobAuth {
         let claims = self.tokens.verify_for_storage(token.trim()).map_err(|e| {
             BlobError::new(401, "InvalidAuthenticationInfo", e.body.message.clone())
         })?;
-        let aid = doc["id"].as_str().unwrap_or_default();
+        let aid = doc.id.as_str();
         // Site Recovery's first party writes to cache accounts with the
         // account's keys, as Azure's does: it may when its role assignments
         // let it list them (Contributor on the subscription, given at start),
@@ -135,10 +138,10 @@ impl Authorize for BlobAuth {
             BlobError::new(500, "InternalError", e.body.message.clone())
         };
         let doc = self.account(account)?;
-        if doc["properties"]["allowSharedKeyAccess"].as_bool() == Some(false) {
+        if !doc.properties.allow_shared_key_access {
             return Err(BlobError::new(403, "KeyBasedAuthenticationNotPermitted", format!("Key based authentication is not permitted on this storage account ({account} has allowSharedKeyAccess false); use an Entra token.")));
         }
-        let aid = doc["id"].as_str().unwrap_or_default().to_string();
+        let aid = doc.id.clone();
         let keys = self
             .store
             .view(|r| recoverite_rp_storage::keys::of(r, &aid))
