@@ -7,6 +7,10 @@ use serde_json::{json, Value};
 use recoverite_arm::{names, regions, resource, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_store::Reader;
 
+use crate::records::{
+    self, ContainerMapping, ContainerProperties, Fabric, FabricDetails, FabricProperties,
+    MappingProperties, ProtectionContainer,
+};
 use crate::{jobs, policies, vault_of};
 
 pub const FABRIC_TYPE: &str = "Microsoft.RecoveryServices/vaults/replicationFabrics";
@@ -72,44 +76,53 @@ pub fn put_fabric(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     ctx.store().write(|tx| {
         let vault = vault_of(tx, req)?;
         let vid = vault.id.clone();
-        let existing = resource::get(tx, &id)?;
-        for f in resource::list_children(tx, &vid, "replicationFabrics")? {
-            let same = f["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(&id));
-            if f["properties"]["customDetails"]["location"] == region.name && !same {
+        let existing = match resource::get(tx, &id)? {
+            Some(_) => Some(records::fabric(tx, &id, "fabric")?),
+            None => None,
+        };
+        for f in records::fabrics_of(tx, &vid)? {
+            let same = f.id.eq_ignore_ascii_case(&id);
+            if f.region() == region.name && !same {
                 return Err(ArmError::conflict(
                     "FabricAlreadyExists",
                     format!(
                         "The vault already has fabric '{}' for region '{}'; a vault holds one Azure fabric per region. Use that fabric.",
-                        f["name"].as_str().unwrap_or_default(),
-                        region.name
+                        f.name, region.name
                     ),
                 ));
             }
         }
         if let Some(e) = &existing {
-            if e["properties"]["customDetails"]["location"] != region.name {
+            if e.region() != region.name {
                 return Err(ArmError::bad_request(
                     "FabricLocationCannotChange",
-                    format!("Fabric '{name}' stands for region '{}'; its location cannot change. Create another fabric for '{}'.", e["properties"]["customDetails"]["location"].as_str().unwrap_or_default(), region.name),
+                    format!("Fabric '{name}' stands for region '{}'; its location cannot change. Create another fabric for '{}'.", e.region(), region.name),
                 ));
             }
         }
-        let doc = existing.unwrap_or_else(|| {
-            json!({
-                "id": id, "name": name, "type": FABRIC_TYPE, "location": vault.location,
-                "properties": {
-                    "friendlyName": name,
-                    "internalIdentifier": uuid::Uuid::new_v4().to_string(),
-                    "bcdrState": "Valid",
-                    "health": "Normal",
-                    "healthErrorDetails": [],
-                    "encryptionDetails": {"kekState": "None"},
-                    "rolloverEncryptionDetails": {"kekState": "None"},
-                    "customDetails": {"instanceType": "Azure", "location": region.name, "containerIds": [], "zones": []},
-                }
-            })
+        let fabric = existing.unwrap_or_else(|| Fabric {
+            id: id.clone(),
+            name: name.clone(),
+            kind: FABRIC_TYPE.into(),
+            location: vault.location.clone(),
+            properties: FabricProperties {
+                friendly_name: name.clone(),
+                internal_identifier: uuid::Uuid::new_v4().to_string(),
+                bcdr_state: "Valid".into(),
+                health: "Normal".into(),
+                health_error_details: Vec::new(),
+                encryption_details: json!({"kekState": "None"}),
+                rollover_encryption_details: json!({"kekState": "None"}),
+                custom_details: FabricDetails {
+                    instance_type: "Azure".into(),
+                    location: region.name.to_string(),
+                    container_ids: Vec::new(),
+                    zones: Vec::new(),
+                },
+            },
         });
-        resource::put(tx, &id, &doc)?;
+        records::save(tx, &id, &fabric)?;
+        let doc = records::to_value(&fabric)?;
         jobs::record(tx, &vid, "CreateFabric", "Create fabric", &doc, &["Creating fabric", "Updating fabric"])?;
         crate::finish(ctx, req, tx, Some(doc))
     })
@@ -135,30 +148,32 @@ pub fn put_container(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         .write(|tx| {
             let vault = vault_of(tx, req)?;
             let vid = vault.id.clone();
-            let mut fabric = found(tx, &fabric_id, "fabric")?;
-            let doc = match resource::get(tx, &id)? {
-                Some(d) => d,
-                None => json!({
-                    "id": id, "name": name, "type": CONTAINER_TYPE, "location": vault.location,
-                    "properties": {
-                        "friendlyName": name,
-                        "fabricFriendlyName": fabric["properties"]["friendlyName"],
-                        "fabricType": "Azure",
-                        "protectedItemCount": 0,
-                        "pairingStatus": "NotPaired",
-                        "role": "Primary",
-                        "fabricSpecificDetails": {"instanceId": uuid::Uuid::new_v4().to_string()},
-                    }
-                }),
+            let mut fabric = records::fabric(tx, &fabric_id, "fabric")?;
+            let container = match records::container(tx, &id)? {
+                Some(c) => c,
+                None => ProtectionContainer {
+                    id: id.clone(),
+                    name: name.clone(),
+                    kind: CONTAINER_TYPE.into(),
+                    location: vault.location.clone(),
+                    properties: ContainerProperties {
+                        friendly_name: name.clone(),
+                        fabric_friendly_name: fabric.properties.friendly_name.clone(),
+                        fabric_type: "Azure".into(),
+                        protected_item_count: 0,
+                        pairing_status: "NotPaired".into(),
+                        role: "Primary".into(),
+                        fabric_specific_details: json!({"instanceId": uuid::Uuid::new_v4().to_string()}),
+                    },
+                },
             };
-            if let Some(ids) = fabric["properties"]["customDetails"]["containerIds"].as_array_mut()
-            {
-                if !ids.iter().any(|i| i == &doc["id"]) {
-                    ids.push(doc["id"].clone());
-                }
+            let ids = &mut fabric.properties.custom_details.container_ids;
+            if !ids.iter().any(|i| i == &container.id) {
+                ids.push(container.id.clone());
             }
-            resource::put(tx, &fabric_id, &fabric)?;
-            resource::put(tx, &id, &doc)?;
+            records::save(tx, &fabric_id, &fabric)?;
+            records::save(tx, &id, &container)?;
+            let doc = records::to_value(&container)?;
             jobs::record(
                 tx,
                 &vid,
@@ -209,65 +224,64 @@ pub fn put_mapping(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     ctx.store().write(|tx| {
         let vault = vault_of(tx, req)?;
         let vid = vault.id.clone();
-        let source = found(tx, &source_id, "protection container")?;
-        let target = found(tx, target_id, "target protection container")?;
-        if target["type"] != CONTAINER_TYPE || !in_vault(target_id, &vid) {
+        let source = records::container(tx, &source_id)?.ok_or_else(|| records_missing("protection container", &source_id))?;
+        let target_doc = found(tx, target_id, "target protection container")?;
+        if target_doc["type"] != CONTAINER_TYPE || !in_vault(target_id, &vid) {
             return Err(ArmError::invalid_parameter("properties.targetProtectionContainerId", format!("'{target_id}' is not a protection container of this vault.")));
         }
         let policy = found(tx, policy_id, "replication policy")?;
         if policy["type"] != policies::POLICY_TYPE || !in_vault(policy_id, &vid) {
             return Err(ArmError::invalid_parameter("properties.policyId", format!("'{policy_id}' is not a replication policy of this vault.")));
         }
-        let src_fabric = found(tx, &parent_of(&source_id), "fabric")?;
-        let tgt_fabric = found(tx, &parent_of(target_id), "fabric")?;
-        let (src_loc, tgt_loc) = (
-            src_fabric["properties"]["customDetails"]["location"].as_str().unwrap_or_default(),
-            tgt_fabric["properties"]["customDetails"]["location"].as_str().unwrap_or_default(),
-        );
+        let target = records::container(tx, target_id)?.ok_or_else(|| records_missing("target protection container", target_id))?;
+        let src_fabric = records::fabric(tx, &parent_of(&source_id), "fabric")?;
+        let tgt_fabric = records::fabric(tx, &parent_of(target_id), "fabric")?;
+        let (src_loc, tgt_loc) = (src_fabric.region(), tgt_fabric.region());
         if src_loc == tgt_loc {
             return Err(ArmError::bad_request(
                 "SameSourceAndTargetRegion",
                 format!("The source and target containers are both in region '{src_loc}'. Azure to Azure replication needs a target container in another region."),
             ));
         }
-        for m in resource::list_children(tx, &source_id, "replicationProtectionContainerMappings")? {
-            let same = m["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(&id));
-            let t = m["properties"]["targetProtectionContainerId"].as_str().unwrap_or_default();
-            if !same && t.eq_ignore_ascii_case(target_id) {
+        for m in records::mappings_of(tx, &source_id)? {
+            let same = m.id.eq_ignore_ascii_case(&id);
+            if !same && m.properties.target_protection_container_id.eq_ignore_ascii_case(target_id) {
                 return Err(ArmError::conflict(
                     "ProtectionContainerMappingAlreadyExists",
-                    format!("Mapping '{}' already pairs these containers; a container pair has one mapping.", m["name"].as_str().unwrap_or_default()),
+                    format!("Mapping '{}' already pairs these containers; a container pair has one mapping.", m.name),
                 ));
             }
         }
-        let doc = json!({
-            "id": id, "name": name, "type": MAPPING_TYPE, "location": vault.location,
-            "properties": {
-                "targetProtectionContainerId": target["id"],
-                "targetProtectionContainerFriendlyName": target["properties"]["friendlyName"],
-                "sourceProtectionContainerFriendlyName": source["properties"]["friendlyName"],
-                "sourceFabricFriendlyName": src_fabric["properties"]["friendlyName"],
-                "targetFabricFriendlyName": tgt_fabric["properties"]["friendlyName"],
-                "policyId": policy["id"],
-                "policyFriendlyName": policy["properties"]["friendlyName"],
-                "state": "Paired",
-                "health": "Normal",
-                "healthErrorDetails": [],
-                "providerSpecificDetails": {
+        let mapping = ContainerMapping {
+            id: id.clone(),
+            name: name.clone(),
+            kind: MAPPING_TYPE.into(),
+            location: vault.location.clone(),
+            properties: MappingProperties {
+                target_protection_container_id: target.id.clone(),
+                target_protection_container_friendly_name: target.properties.friendly_name.clone(),
+                source_protection_container_friendly_name: source.properties.friendly_name.clone(),
+                source_fabric_friendly_name: src_fabric.properties.friendly_name.clone(),
+                target_fabric_friendly_name: tgt_fabric.properties.friendly_name.clone(),
+                policy_id: policy["id"].as_str().unwrap_or(policy_id).to_string(),
+                policy_friendly_name: policy["properties"]["friendlyName"].clone(),
+                state: "Paired".into(),
+                health: "Normal".into(),
+                health_error_details: Vec::new(),
+                provider_specific_details: json!({
                     "instanceType": "A2A",
                     "agentAutoUpdateStatus": if auto_update.eq_ignore_ascii_case("enabled") { "Enabled" } else { "Disabled" },
                     "automationAccountArmId": specific.get("automationAccountArmId"),
                     "automationAccountAuthenticationType": specific.get("automationAccountAuthenticationType").and_then(Value::as_str).unwrap_or("RunAsAccount"),
-                },
-            }
-        });
-        for (cid, status) in [(&source_id, "Paired"), (&target_id.to_string(), "Paired")] {
-            if let Some(mut c) = resource::get(tx, cid)? {
-                c["properties"]["pairingStatus"] = json!(status);
-                resource::put(tx, cid, &c)?;
-            }
+                }),
+            },
+        };
+        for mut c in [source, target] {
+            c.properties.pairing_status = "Paired".into();
+            records::save(tx, &c.id.clone(), &c)?;
         }
-        resource::put(tx, &id, &doc)?;
+        records::save(tx, &id, &mapping)?;
+        let doc = records::to_value(&mapping)?;
         jobs::record(tx, &vid, "PairContainers", "Configure protection", &doc, &["Pairing protection containers", "Associating replication policy"])?;
         crate::finish(ctx, req, tx, Some(doc))
     })
@@ -302,11 +316,10 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest, what: &str) -> Result<Reply, ArmError
                 ));
             }
             let fabric_id = parent_of(&id);
-            if let Some(mut f) = resource::get(tx, &fabric_id)? {
-                if let Some(ids) = f["properties"]["customDetails"]["containerIds"].as_array_mut() {
-                    ids.retain(|i| !i.as_str().unwrap_or_default().eq_ignore_ascii_case(&id));
-                }
-                resource::put(tx, &fabric_id, &f)?;
+            if resource::get(tx, &fabric_id)?.is_some() {
+                let mut f = records::fabric(tx, &fabric_id, "fabric")?;
+                f.properties.custom_details.container_ids.retain(|i| !i.eq_ignore_ascii_case(&id));
+                records::save(tx, &fabric_id, &f)?;
             }
         } else {
             let source_id = parent_of(&id);
@@ -318,9 +331,9 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest, what: &str) -> Result<Reply, ArmError
             }
             for cid in [source_id.as_str(), doc["properties"]["targetProtectionContainerId"].as_str().unwrap_or_default()] {
                 let remaining = mappings_touching(tx, &vid, cid, &id)?;
-                if let (0, Some(mut c)) = (remaining, resource::get(tx, cid)?) {
-                    c["properties"]["pairingStatus"] = json!("NotPaired");
-                    resource::put(tx, cid, &c)?;
+                if let (0, Some(mut c)) = (remaining, records::container(tx, cid)?) {
+                    c.properties.pairing_status = "NotPaired".into();
+                    records::save(tx, cid, &c)?;
                 }
             }
         }
@@ -343,22 +356,24 @@ fn mappings_touching(
     cid: &str,
     except: &str,
 ) -> Result<usize, ArmError> {
-    Ok(resource::list_of_type(r, vault_id, MAPPING_TYPE)?
+    Ok(records::mappings_in(r, vault_id)?
         .iter()
+        .filter(|m| !m.id.eq_ignore_ascii_case(except))
         .filter(|m| {
-            !m["id"]
-                .as_str()
-                .unwrap_or_default()
-                .eq_ignore_ascii_case(except)
-        })
-        .filter(|m| {
-            let mid = m["id"].as_str().unwrap_or_default();
-            parent_of(mid).eq_ignore_ascii_case(cid)
-                || m["properties"]["targetProtectionContainerId"]
-                    .as_str()
-                    .is_some_and(|t| t.eq_ignore_ascii_case(cid))
+            parent_of(&m.id).eq_ignore_ascii_case(cid)
+                || m.properties
+                    .target_protection_container_id
+                    .eq_ignore_ascii_case(cid)
         })
         .count())
+}
+
+fn records_missing(what: &str, id: &str) -> ArmError {
+    ArmError::new(
+        404,
+        "NotFound",
+        format!("The {what} '{id}' was not found in the vault. Create it first."),
+    )
 }
 
 pub fn found(r: &impl Reader, id: &str, what: &str) -> Result<Value, ArmError> {

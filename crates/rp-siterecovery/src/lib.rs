@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod network_mappings;
 pub mod policies;
 pub mod protected_items;
+pub mod records;
 pub mod replication_loop;
 pub mod reprotect;
 pub mod route;

@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 use recoverite_arm::{names, resource, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_store::Reader;
 
-use crate::fabrics::found;
 use crate::{jobs, vault_of};
 
 pub const MAPPING_TYPE: &str = "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationNetworks/replicationNetworkMappings";
@@ -57,16 +56,16 @@ pub fn put(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let vault_id = req.path.prefix(8);
     let done = ctx.store().write(|tx| {
         vault_of(tx, req)?;
-        let fabric = found(tx, &fabric_id, "fabric")?;
+        let fabric = crate::records::fabric(tx, &fabric_id, "fabric")?;
         let primary_id = details["primaryNetworkId"].as_str().ok_or_else(|| ArmError::invalid_parameter("properties.fabricSpecificDetails.primaryNetworkId", "Name the source virtual network."))?;
         let recovery_id = props["recoveryNetworkId"].as_str().ok_or_else(|| ArmError::invalid_parameter("properties.recoveryNetworkId", "Name the recovery virtual network."))?;
         let recovery_fabric_name = props["recoveryFabricName"].as_str().ok_or_else(|| ArmError::invalid_parameter("properties.recoveryFabricName", "Name the recovery fabric."))?;
-        let recovery_fabric = found(tx, &format!("{vault_id}/replicationFabrics/{recovery_fabric_name}"), "recovery fabric")?;
+        let recovery_fabric = crate::records::fabric(tx, &format!("{vault_id}/replicationFabrics/{recovery_fabric_name}"), "recovery fabric")?;
         let primary = net(tx, primary_id, "properties.fabricSpecificDetails.primaryNetworkId")?;
         let recovery = net(tx, recovery_id, "properties.recoveryNetworkId")?;
-        let (floc, rloc) = (fabric["properties"]["customDetails"]["location"].as_str().unwrap_or_default(), recovery_fabric["properties"]["customDetails"]["location"].as_str().unwrap_or_default());
+        let (floc, rloc) = (fabric.region(), recovery_fabric.region());
         if !loc(&primary).eq_ignore_ascii_case(floc) {
-            return Err(ArmError::bad_request("NetworkNotInFabricRegion", format!("Network '{}' is in '{}' but fabric '{}' is for '{floc}'.", primary["name"].as_str().unwrap_or(""), loc(&primary), fabric["name"].as_str().unwrap_or(""))));
+            return Err(ArmError::bad_request("NetworkNotInFabricRegion", format!("Network '{}' is in '{}' but fabric '{}' is for '{floc}'.", primary["name"].as_str().unwrap_or(""), loc(&primary), &fabric.name)));
         }
         if !loc(&recovery).eq_ignore_ascii_case(rloc) {
             return Err(ArmError::bad_request("NetworkNotInFabricRegion", format!("Recovery network '{}' is in '{}' but fabric '{recovery_fabric_name}' is for '{rloc}'.", recovery["name"].as_str().unwrap_or(""), loc(&recovery))));
@@ -78,8 +77,8 @@ pub fn put(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
             "id": id, "name": name, "type": MAPPING_TYPE, "location": floc,
             "properties": {
                 "state": "Paired", "primaryNetworkFriendlyName": primary["name"], "primaryNetworkId": primary["id"],
-                "primaryFabricFriendlyName": fabric["name"], "recoveryNetworkFriendlyName": recovery["name"], "recoveryNetworkId": recovery["id"],
-                "recoveryFabricArmId": recovery_fabric["id"], "recoveryFabricFriendlyName": recovery_fabric["name"],
+                "primaryFabricFriendlyName": fabric.name, "recoveryNetworkFriendlyName": recovery["name"], "recoveryNetworkId": recovery["id"],
+                "recoveryFabricArmId": recovery_fabric.id, "recoveryFabricFriendlyName": recovery_fabric.name,
                 "fabricSpecificSettings": {"instanceType": "AzureToAzure", "primaryFabricLocation": floc, "recoveryFabricLocation": rloc},
             }
         });

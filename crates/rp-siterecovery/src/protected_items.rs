@@ -13,6 +13,7 @@ use recoverite_store::Reader;
 
 use crate::enable_rules as rules;
 use crate::fabrics::{found, parent_of};
+use crate::records;
 use crate::runtime::Runtime;
 use crate::{jobs, targets, vault_of};
 
@@ -239,14 +240,13 @@ fn plan_enable(
     }
     let container_id = parent_of(t.id);
     let container = found(r, &container_id, "protection container")?;
-    let fabric = found(r, &parent_of(&container_id), "fabric")?;
+    let fabric = records::fabric(r, &parent_of(&container_id), "fabric")?;
     let mapping = container_mapping(r, &container_id, p["policyId"].as_str())?;
-    let target_container_id =
-        str_of(&mapping["properties"], "targetProtectionContainerId").to_string();
+    let target_container_id = mapping.properties.target_protection_container_id.clone();
     rules::recovery_container(a2a["recoveryContainerId"].as_str(), &target_container_id)?;
-    let target_fabric = found(r, &parent_of(&target_container_id), "fabric")?;
-    let source_loc = str_of(&fabric["properties"]["customDetails"], "location").to_string();
-    let target_loc = str_of(&target_fabric["properties"]["customDetails"], "location").to_string();
+    let target_fabric = records::fabric(r, &parent_of(&target_container_id), "fabric")?;
+    let source_loc = fabric.region().to_string();
+    let target_loc = target_fabric.region().to_string();
     let (vm, vm_disks) = disks::of_vm(r, t.vm_id)?.ok_or_else(|| {
         ArmError::invalid_parameter(
             &format!("{ENABLE_INPUT}.fabricObjectId"),
@@ -308,11 +308,7 @@ fn plan_enable(
         &cache.id,
     )?;
     let net = recovery_network_plan(ctx, r, t, a2a, &vid, source_vnet_id.as_deref(), &rg_id)?;
-    let policy = found(
-        r,
-        str_of(&mapping["properties"], "policyId"),
-        "replication policy",
-    )?;
+    let policy = found(r, &mapping.properties.policy_id, "replication policy")?;
     let multi_vm_group_id = match a2a["multiVmGroupName"].as_str().filter(|g| !g.is_empty()) {
         Some(g) => Some(crate::groups::admit(r, &vid, g, &policy)?),
         None => None,
@@ -321,9 +317,15 @@ fn plan_enable(
     Ok(EnablePlan {
         vault_id: vid,
         vm,
-        fabric: Named::of(&fabric),
+        fabric: Named {
+            id: fabric.id.clone(),
+            name: fabric.name.clone(),
+        },
         container: Named::of(&container),
-        target_fabric: Named::of(&target_fabric),
+        target_fabric: Named {
+            id: target_fabric.id.clone(),
+            name: target_fabric.name.clone(),
+        },
         target_container: Named::of(&target_container),
         policy: Named::of(&policy),
         source_location: source_loc,
@@ -433,10 +435,10 @@ fn container_mapping(
     r: &impl Reader,
     container_id: &str,
     policy_id: Option<&str>,
-) -> Result<Value, ArmError> {
-    resource::list_children(r, container_id, "replicationProtectionContainerMappings")?
+) -> Result<records::ContainerMapping, ArmError> {
+    records::mappings_of(r, container_id)?
         .into_iter()
-        .find(|m| policy_id.is_none_or(|pid| str_of(&m["properties"], "policyId").eq_ignore_ascii_case(pid)))
+        .find(|m| policy_id.is_none_or(|pid| m.properties.policy_id.eq_ignore_ascii_case(pid)))
         .ok_or_else(|| ArmError::bad_request("ProtectionContainerNotPaired", "The protection container has no container mapping with that policy. Pair it with a container in the recovery region first."))
 }
 
