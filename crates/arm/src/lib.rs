@@ -1,6 +1,7 @@
 //! The Azure Resource Manager surface shared by every recoverite resource provider.
 
 pub mod api_version;
+pub mod document;
 pub mod endpoint_checks;
 pub mod error;
 pub mod first_party;

@@ -7,7 +7,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use recoverite_arm::{id, resource, ArmError};
+use recoverite_arm::document;
+use recoverite_arm::{id, ArmError};
 use recoverite_store::{Reader, WriteTx};
 
 pub const VM_TYPE: &str = "Microsoft.Compute/virtualMachines";
@@ -176,41 +177,29 @@ impl VirtualMachine {
     }
 
     pub fn to_value(&self) -> Result<Value, ArmError> {
-        serde_json::to_value(self).map_err(|e| ArmError::internal(e.to_string()))
+        document::to_value(self)
     }
 
     pub fn save(&self, tx: &mut WriteTx) -> Result<(), ArmError> {
-        resource::put(tx, &self.id, &self.to_value()?)
+        document::save(tx, self)
     }
 
+    /// Reads a stored VM document.
     pub fn of(doc: Value) -> Result<VirtualMachine, ArmError> {
-        let rid = doc["id"].as_str().unwrap_or_default().to_string();
-        serde_json::from_value(doc).map_err(|e| {
-            ArmError::internal(format!(
-                "stored virtual machine {rid} does not read back: {e}"
-            ))
-        })
+        document::read(doc)
     }
 }
 
+recoverite_arm::impl_document!(VirtualMachine, VM_TYPE, "virtual machine");
+
 /// The VM at `id`, if it is one.
 pub fn load(r: &impl Reader, vm_id: &str) -> Result<Option<VirtualMachine>, ArmError> {
-    resource::get(r, vm_id)?
-        .filter(|d| {
-            d["type"]
-                .as_str()
-                .is_some_and(|t| t.eq_ignore_ascii_case(VM_TYPE))
-        })
-        .map(VirtualMachine::of)
-        .transpose()
+    document::load(r, vm_id)
 }
 
 /// Every VM in `scope`.
 pub fn list(r: &impl Reader, scope: &str) -> Result<Vec<VirtualMachine>, ArmError> {
-    resource::list_of_type(r, scope, VM_TYPE)?
-        .into_iter()
-        .map(VirtualMachine::of)
-        .collect()
+    document::list(r, scope)
 }
 
 #[cfg(test)]

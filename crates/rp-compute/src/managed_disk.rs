@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use recoverite_arm::document;
 use recoverite_arm::{resource, ArmError};
 use recoverite_store::{Reader, WriteTx};
 
@@ -173,20 +174,18 @@ impl Disk {
 
     /// The document as the API shows it.
     pub fn to_value(&self) -> Result<Value, ArmError> {
-        serde_json::to_value(self).map_err(|e| ArmError::internal(e.to_string()))
+        document::to_value(self)
     }
 
     /// Reads a stored disk or snapshot document; one that does not fit is an
     /// error, not a disk with empty fields.
     pub fn of(doc: Value) -> Result<Disk, ArmError> {
-        let rid = doc["id"].as_str().unwrap_or_default().to_string();
-        serde_json::from_value(doc)
-            .map_err(|e| ArmError::internal(format!("stored disk {rid} does not read back: {e}")))
+        document::read(doc)
     }
 
     /// Writes the disk at its id.
     pub fn save(&self, tx: &mut WriteTx) -> Result<(), ArmError> {
-        resource::put(tx, &self.id, &self.to_value()?)
+        document::save(tx, self)
     }
 
     /// Attached to `vm_id` (the attachment's state follows).
@@ -201,22 +200,22 @@ impl Disk {
     }
 }
 
-fn is_type(doc: &Value, kinds: &[&str]) -> bool {
-    doc["type"]
-        .as_str()
-        .is_some_and(|t| kinds.iter().any(|k| t.eq_ignore_ascii_case(k)))
-}
+recoverite_arm::impl_document!(Disk, DISK_TYPE, "disk");
 
 /// The managed disk at `id`, if it is one.
 pub fn load(r: &impl Reader, id: &str) -> Result<Option<Disk>, ArmError> {
-    load_of(r, id, &[DISK_TYPE])
+    document::load(r, id)
 }
 
 /// The disk or snapshot at `id`, if it is one of `kinds`.
 pub fn load_of(r: &impl Reader, id: &str, kinds: &[&str]) -> Result<Option<Disk>, ArmError> {
     resource::get(r, id)?
-        .filter(|d| is_type(d, kinds))
-        .map(Disk::of)
+        .filter(|d| {
+            d["type"]
+                .as_str()
+                .is_some_and(|t| kinds.iter().any(|k| t.eq_ignore_ascii_case(k)))
+        })
+        .map(document::read)
         .transpose()
 }
 
@@ -224,7 +223,7 @@ pub fn load_of(r: &impl Reader, id: &str, kinds: &[&str]) -> Result<Option<Disk>
 pub fn list(r: &impl Reader, scope: &str, kind: &str) -> Result<Vec<Disk>, ArmError> {
     resource::list_of_type(r, scope, kind)?
         .into_iter()
-        .map(Disk::of)
+        .map(document::read)
         .collect()
 }
 

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use recoverite_arm::document;
 use recoverite_arm::{paging, regions, resource, time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_blockstore::BlockStore;
 
@@ -75,33 +76,22 @@ impl DiskPoint {
     }
 
     fn save(&self, tx: &mut recoverite_store::WriteTx) -> Result<(), ArmError> {
-        let v = serde_json::to_value(self).map_err(|e| ArmError::internal(e.to_string()))?;
-        resource::put(tx, &self.id, &v)
-    }
-
-    fn of(doc: Value) -> Result<DiskPoint, ArmError> {
-        let rid = doc["id"].as_str().unwrap_or_default().to_string();
-        serde_json::from_value(doc).map_err(|e| {
-            ArmError::internal(format!(
-                "stored disk restore point {rid} does not read back: {e}"
-            ))
-        })
+        document::save(tx, self)
     }
 }
+
+recoverite_arm::impl_document!(DiskPoint, DISK_POINT_TYPE, "disk restore point");
+
+recoverite_arm::impl_document!(Collection, COLLECTION_TYPE, "restore point collection");
+
+recoverite_arm::impl_document!(RestorePoint, POINT_TYPE, "restore point");
 
 /// The disk restore point at `id`, if it is one.
 pub fn disk_point(
     r: &impl recoverite_store::Reader,
     id: &str,
 ) -> Result<Option<DiskPoint>, ArmError> {
-    resource::get(r, id)?
-        .filter(|d| {
-            d["type"]
-                .as_str()
-                .is_some_and(|t| t.eq_ignore_ascii_case(DISK_POINT_TYPE))
-        })
-        .map(DiskPoint::of)
-        .transpose()
+    document::load(r, id)
 }
 
 /// A restore point collection: the VM it keeps points of, in its region.
@@ -201,36 +191,12 @@ pub struct RestorePoint {
     pub properties: RestorePointProperties,
 }
 
-/// Reads a stored document of this module's kinds; one that does not fit
-/// is an error.
-fn typed<T: serde::de::DeserializeOwned>(what: &str, doc: Value) -> Result<T, ArmError> {
-    let rid = doc["id"].as_str().unwrap_or_default().to_string();
-    serde_json::from_value(doc)
-        .map_err(|e| ArmError::internal(format!("stored {what} {rid} does not read back: {e}")))
-}
-
-fn save<T: Serialize>(tx: &mut recoverite_store::WriteTx, id: &str, t: &T) -> Result<(), ArmError> {
-    let v = serde_json::to_value(t).map_err(|e| ArmError::internal(e.to_string()))?;
-    resource::put(tx, id, &v)
-}
-
-fn to_value<T: Serialize>(t: &T) -> Result<Value, ArmError> {
-    serde_json::to_value(t).map_err(|e| ArmError::internal(e.to_string()))
-}
-
 /// The collection at `id`, if it is one.
 pub fn collection(
     r: &impl recoverite_store::Reader,
     id: &str,
 ) -> Result<Option<Collection>, ArmError> {
-    resource::get(r, id)?
-        .filter(|d| {
-            d["type"]
-                .as_str()
-                .is_some_and(|t| t.eq_ignore_ascii_case(COLLECTION_TYPE))
-        })
-        .map(|d| typed("restore point collection", d))
-        .transpose()
+    document::load(r, id)
 }
 
 /// The restore point at `id`, if it is one.
@@ -238,14 +204,7 @@ pub fn restore_point(
     r: &impl recoverite_store::Reader,
     id: &str,
 ) -> Result<Option<RestorePoint>, ArmError> {
-    resource::get(r, id)?
-        .filter(|d| {
-            d["type"]
-                .as_str()
-                .is_some_and(|t| t.eq_ignore_ascii_case(POINT_TYPE))
-        })
-        .map(|d| typed("restore point", d))
-        .transpose()
+    document::load(r, id)
 }
 
 /// Copies the VM's `snapshots` (each disk with the image holding its copy)
@@ -286,7 +245,7 @@ fn write_point(
             },
         },
     };
-    save(tx, rid, &point)?;
+    document::save(tx, &point)?;
     Ok(point)
 }
 
@@ -392,8 +351,8 @@ pub fn put_collection(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         if let Some(t) = body.get("tags") {
             c.tags = resource::validate_tags(Some(t))?;
         }
-        save(tx, &rid, &c)?;
-        Ok((to_value(&c)?, existing.is_some()))
+        document::save(tx, &c)?;
+        Ok((document::to_value(&c)?, existing.is_some()))
     })?;
     Ok(Reply::json(if out.1 { 200 } else { 201 }, out.0))
 }
@@ -404,7 +363,7 @@ pub fn get_collection(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         .query_get("$expand")
         .is_some_and(|e| e.eq_ignore_ascii_case("restorePoints"));
     ctx.store().view(|r| {
-        let mut doc = to_value(
+        let mut doc = document::to_value(
             &collection(r, &rid)?.ok_or_else(|| not_found(COLLECTION_TYPE, &last(req, 0), req))?,
         )?;
         if expand {
@@ -468,10 +427,12 @@ fn disk_uniques(
     r: &impl recoverite_store::Reader,
     point_id: &str,
 ) -> Result<Vec<String>, ArmError> {
-    resource::list_children(r, point_id, "diskRestorePoints")?
-        .into_iter()
-        .map(|d| DiskPoint::of(d).map(|p| p.properties.unique_id))
-        .collect()
+    Ok(
+        document::children::<DiskPoint>(r, point_id, "diskRestorePoints")?
+            .into_iter()
+            .map(|p| p.properties.unique_id)
+            .collect(),
+    )
 }
 
 /// The images of every disk restore point in `scope`.
@@ -479,10 +440,10 @@ pub fn disk_points_in(
     r: &impl recoverite_store::Reader,
     scope: &str,
 ) -> Result<Vec<String>, ArmError> {
-    resource::list_of_type(r, scope, DISK_POINT_TYPE)?
+    Ok(document::list::<DiskPoint>(r, scope)?
         .into_iter()
-        .map(|d| DiskPoint::of(d).map(|p| p.properties.unique_id))
-        .collect()
+        .map(|p| p.properties.unique_id)
+        .collect())
 }
 
 /// Bytes go after the records that named them are gone (a crash between
@@ -514,7 +475,7 @@ pub fn put_point(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Rep
     let doc = ctx.store().write(|tx| {
         if let Some(existing) = restore_point(tx, &rid)? {
             // Restore points are immutable: the same PUT again answers the point.
-            return Ok((to_value(&existing)?, false));
+            return Ok((document::to_value(&existing)?, false));
         }
         let coll = collection(tx, &coll_id)?
             .ok_or_else(|| not_found(COLLECTION_TYPE, &last(req, 0), req))?;
@@ -536,7 +497,7 @@ pub fn put_point(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Rep
             copies.push((d, drp_id, unique));
         }
         let point = write_point(tx, &rid, &vm, &copies, &excluded, mode)?;
-        Ok((to_value(&point)?, true))
+        Ok((document::to_value(&point)?, true))
     })?;
     Ok(Reply::json(if doc.1 { 201 } else { 200 }, doc.0))
 }
@@ -599,7 +560,7 @@ pub fn record_snapshot_point(
         backup_collection_name(&vm.name, vm_id)
     );
     if collection(tx, &coll_id)?.is_none() {
-        save(tx, &coll_id, &Collection::new(&coll_id, location, vm_id))?;
+        document::save(tx, &Collection::new(&coll_id, location, vm_id))?;
     }
     let rid = format!("{coll_id}/restorePoints/{point_name}");
     let copies: Vec<(Disk, String, String)> = snapshots
@@ -624,7 +585,7 @@ pub fn get_point(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     ctx.store()
         .view(|r| restore_point(r, &rid))?
         .ok_or_else(|| not_found(POINT_TYPE, &last(req, 1), req))
-        .and_then(|p| to_value(&p))
+        .and_then(|p| document::to_value(&p))
         .map(Reply::ok)
 }
 
@@ -637,7 +598,7 @@ pub fn get_disk_point(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     ctx.store()
         .view(|r| disk_point(r, &rid))?
         .ok_or_else(|| not_found(DISK_POINT_TYPE, &last(req, 2), req))
-        .and_then(|p| to_value(&p))
+        .and_then(|p| document::to_value(&p))
         .map(Reply::ok)
 }
 
@@ -680,7 +641,7 @@ mod tests {
         assert_eq!(p.properties.disk_size_gb, 2);
         let v = serde_json::to_value(&p).unwrap();
         assert_eq!(v["properties"]["osType"], "Linux");
-        assert_eq!(DiskPoint::of(v).unwrap(), p);
+        assert_eq!(document::read::<DiskPoint>(v).unwrap(), p);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use recoverite_arm::{resource, ArmError};
+use recoverite_arm::document;
+use recoverite_arm::ArmError;
 use recoverite_store::{Reader, WriteTx};
 
 use crate::interface::Ref;
@@ -108,41 +109,24 @@ impl PrivateEndpoint {
     }
 
     pub fn to_value(&self) -> Result<Value, ArmError> {
-        serde_json::to_value(self).map_err(|e| ArmError::internal(e.to_string()))
+        document::to_value(self)
     }
 
     pub fn save(&self, tx: &mut WriteTx) -> Result<(), ArmError> {
-        resource::put(tx, &self.id, &self.to_value()?)
+        document::save(tx, self)
     }
 }
 
-fn parse(doc: Value) -> Result<PrivateEndpoint, ArmError> {
-    let rid = doc["id"].as_str().unwrap_or_default().to_string();
-    serde_json::from_value(doc).map_err(|e| {
-        ArmError::internal(format!(
-            "stored private endpoint {rid} does not read back: {e}"
-        ))
-    })
-}
+recoverite_arm::impl_document!(PrivateEndpoint, PE_TYPE, "private endpoint");
 
 /// The private endpoint at `id`, if it is one.
 pub fn load(r: &impl Reader, id: &str) -> Result<Option<PrivateEndpoint>, ArmError> {
-    resource::get(r, id)?
-        .filter(|d| {
-            d["type"]
-                .as_str()
-                .is_some_and(|t| t.eq_ignore_ascii_case(PE_TYPE))
-        })
-        .map(parse)
-        .transpose()
+    document::load(r, id)
 }
 
 /// Every private endpoint in `scope`.
 pub fn list(r: &impl Reader, scope: &str) -> Result<Vec<PrivateEndpoint>, ArmError> {
-    resource::list_of_type(r, scope, PE_TYPE)?
-        .into_iter()
-        .map(parse)
-        .collect()
+    document::list(r, scope)
 }
 
 #[cfg(test)]
@@ -161,7 +145,7 @@ mod tests {
                    "requestMessage": "please", "privateLinkServiceConnectionState": {"status": "Pending"}}}],
               "customNetworkInterfaceName": "", "applicationSecurityGroups": [],
               "ipConfigurations": [{"name": "a", "properties": {"groupId": "AzureBackup", "memberName": "m", "privateIPAddress": "10.0.0.9"}}]}});
-        let mut pe = parse(v.clone()).unwrap();
+        let mut pe: PrivateEndpoint = document::read(v.clone()).unwrap();
         assert_eq!(pe.nic_id(), Some("/n/pe.nic"));
         assert_eq!(pe.subnet_id(), "/v/subnets/pe");
         assert_eq!(pe.connections_mut().count(), 1);
@@ -174,6 +158,6 @@ mod tests {
         assert_eq!(pe.to_value().unwrap(), v);
         let mut bad = v;
         bad["properties"]["networkInterfaces"] = serde_json::json!("nic");
-        assert!(parse(bad).is_err());
+        assert!(document::read::<PrivateEndpoint>(bad).is_err());
     }
 }

@@ -9,7 +9,8 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use recoverite_arm::{id, resource, ArmError};
+use recoverite_arm::document;
+use recoverite_arm::{id, ArmError};
 use recoverite_store::{Reader, WriteTx};
 
 pub const NIC_TYPE: &str = "Microsoft.Network/networkInterfaces";
@@ -189,41 +190,24 @@ impl NetworkInterface {
     }
 
     pub fn to_value(&self) -> Result<Value, ArmError> {
-        serde_json::to_value(self).map_err(|e| ArmError::internal(e.to_string()))
+        document::to_value(self)
     }
 
     pub fn save(&self, tx: &mut WriteTx) -> Result<(), ArmError> {
-        resource::put(tx, &self.id, &self.to_value()?)
-    }
-
-    fn of(doc: Value) -> Result<NetworkInterface, ArmError> {
-        let rid = doc["id"].as_str().unwrap_or_default().to_string();
-        serde_json::from_value(doc).map_err(|e| {
-            ArmError::internal(format!(
-                "stored network interface {rid} does not read back: {e}"
-            ))
-        })
+        document::save(tx, self)
     }
 }
 
+recoverite_arm::impl_document!(NetworkInterface, NIC_TYPE, "network interface");
+
 /// The NIC at `nic_id`, if there is one.
 pub fn load(r: &impl Reader, nic_id: &str) -> Result<Option<NetworkInterface>, ArmError> {
-    resource::get(r, nic_id)?
-        .filter(|d| {
-            d["type"]
-                .as_str()
-                .is_some_and(|t| t.eq_ignore_ascii_case(NIC_TYPE))
-        })
-        .map(NetworkInterface::of)
-        .transpose()
+    document::load(r, nic_id)
 }
 
 /// Every NIC in `scope`.
 pub fn list(r: &impl Reader, scope: &str) -> Result<Vec<NetworkInterface>, ArmError> {
-    resource::list_of_type(r, scope, NIC_TYPE)?
-        .into_iter()
-        .map(NetworkInterface::of)
-        .collect()
+    document::list(r, scope)
 }
 
 /// "A network interface can be attached to one virtual machine", and not
@@ -318,7 +302,7 @@ mod tests {
             "Static"
         );
         assert!(v["properties"].get("privateEndpoint").is_none());
-        assert_eq!(NetworkInterface::of(v).unwrap(), n);
+        assert_eq!(document::read::<NetworkInterface>(v).unwrap(), n);
         assert_eq!(n.primary().unwrap().name, "b");
     }
 
@@ -346,6 +330,6 @@ mod tests {
         let mut v = nic().to_value().unwrap();
         v["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"] =
             serde_json::json!("10.0.0");
-        assert!(NetworkInterface::of(v).is_err());
+        assert!(document::read::<NetworkInterface>(v).is_err());
     }
 }

@@ -7,7 +7,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use recoverite_arm::{resource, ArmError};
+use recoverite_arm::document;
+use recoverite_arm::ArmError;
 use recoverite_netcore::cidr::Ipv4Net;
 use recoverite_store::{Reader, WriteTx};
 
@@ -16,17 +17,6 @@ use crate::interface::Ref;
 pub const VNET_TYPE: &str = "Microsoft.Network/virtualNetworks";
 pub const SUBNET_TYPE: &str = "Microsoft.Network/virtualNetworks/subnets";
 pub const PEERING_TYPE: &str = "Microsoft.Network/virtualNetworks/virtualNetworkPeerings";
-
-fn parse<T: serde::de::DeserializeOwned>(what: &str, doc: Value) -> Result<T, ArmError> {
-    let rid = doc["id"].as_str().unwrap_or_default().to_string();
-    serde_json::from_value(doc)
-        .map_err(|e| ArmError::internal(format!("stored {what} {rid} does not read back: {e}")))
-}
-
-fn save<T: Serialize>(tx: &mut WriteTx, id: &str, t: &T) -> Result<(), ArmError> {
-    let v = serde_json::to_value(t).map_err(|e| ArmError::internal(e.to_string()))?;
-    resource::put(tx, id, &v)
-}
 
 fn of_type(doc: &Value, kind: &str) -> bool {
     doc["type"]
@@ -80,11 +70,11 @@ impl VirtualNetwork {
     }
 
     pub fn to_value(&self) -> Result<Value, ArmError> {
-        serde_json::to_value(self).map_err(|e| ArmError::internal(e.to_string()))
+        document::to_value(self)
     }
 
     pub fn save(&self, tx: &mut WriteTx) -> Result<(), ArmError> {
-        save(tx, &self.id, self)
+        document::save(tx, self)
     }
 }
 
@@ -166,11 +156,11 @@ impl Subnet {
     }
 
     pub fn to_value(&self) -> Result<Value, ArmError> {
-        serde_json::to_value(self).map_err(|e| ArmError::internal(e.to_string()))
+        document::to_value(self)
     }
 
     pub fn save(&self, tx: &mut WriteTx) -> Result<(), ArmError> {
-        save(tx, &self.id, self)
+        document::save(tx, self)
     }
 }
 
@@ -198,40 +188,32 @@ pub struct Peering {
 
 impl Peering {
     pub fn save(&self, tx: &mut WriteTx) -> Result<(), ArmError> {
-        save(tx, &self.id, self)
+        document::save(tx, self)
     }
 }
 
+recoverite_arm::impl_document!(VirtualNetwork, VNET_TYPE, "virtual network");
+recoverite_arm::impl_document!(Subnet, SUBNET_TYPE, "subnet");
+recoverite_arm::impl_document!(Peering, PEERING_TYPE, "virtual network peering");
+
 /// The virtual network at `id`, if it is one.
 pub fn load_vnet(r: &impl Reader, id: &str) -> Result<Option<VirtualNetwork>, ArmError> {
-    resource::get(r, id)?
-        .filter(|d| of_type(d, VNET_TYPE))
-        .map(|d| parse("virtual network", d))
-        .transpose()
+    document::load(r, id)
 }
 
 /// Every virtual network in `scope`.
 pub fn list_vnets(r: &impl Reader, scope: &str) -> Result<Vec<VirtualNetwork>, ArmError> {
-    resource::list_of_type(r, scope, VNET_TYPE)?
-        .into_iter()
-        .map(|d| parse("virtual network", d))
-        .collect()
+    document::list(r, scope)
 }
 
 /// The subnet at `id`, if it is one.
 pub fn load_subnet(r: &impl Reader, id: &str) -> Result<Option<Subnet>, ArmError> {
-    resource::get(r, id)?
-        .filter(|d| of_type(d, SUBNET_TYPE))
-        .map(|d| parse("subnet", d))
-        .transpose()
+    document::load(r, id)
 }
 
 /// A network's subnets, in the order its PUT gave them.
 pub fn subnets_of(r: &impl Reader, vnet_id: &str) -> Result<Vec<Subnet>, ArmError> {
-    resource::list_children(r, vnet_id, "subnets")?
-        .into_iter()
-        .map(|d| parse("subnet", d))
-        .collect()
+    document::children(r, vnet_id, "subnets")
 }
 
 /// Every subnet of the subscription `sub` (subnets have no location, so
@@ -242,16 +224,13 @@ pub fn subnets_of_subscription(r: &impl Reader, sub: &str) -> Result<Vec<Subnet>
         .into_iter()
         .map(|(_, d)| d)
         .filter(|d| of_type(d, SUBNET_TYPE))
-        .map(|d| parse("subnet", d))
+        .map(document::read)
         .collect()
 }
 
 /// A network's peerings.
 pub fn peerings_of(r: &impl Reader, vnet_id: &str) -> Result<Vec<Peering>, ArmError> {
-    resource::list_children(r, vnet_id, "virtualNetworkPeerings")?
-        .into_iter()
-        .map(|d| parse("virtual network peering", d))
-        .collect()
+    document::children(r, vnet_id, "virtualNetworkPeerings")
 }
 
 #[cfg(test)]

@@ -121,7 +121,7 @@ pub fn put_fabric(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
                 },
             },
         });
-        records::save(tx, &id, &fabric)?;
+        records::save(tx, &fabric)?;
         let doc = records::to_value(&fabric)?;
         jobs::record(tx, &vid, "CreateFabric", "Create fabric", &doc, &["Creating fabric", "Updating fabric"])?;
         crate::finish(ctx, req, tx, Some(doc))
@@ -171,8 +171,8 @@ pub fn put_container(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
             if !ids.iter().any(|i| i == &container.id) {
                 ids.push(container.id.clone());
             }
-            records::save(tx, &fabric_id, &fabric)?;
-            records::save(tx, &id, &container)?;
+            records::save(tx, &fabric)?;
+            records::save(tx, &container)?;
             let doc = records::to_value(&container)?;
             jobs::record(
                 tx,
@@ -278,9 +278,9 @@ pub fn put_mapping(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         };
         for mut c in [source, target] {
             c.properties.pairing_status = "Paired".into();
-            records::save(tx, &c.id.clone(), &c)?;
+            records::save(tx, &c)?;
         }
-        records::save(tx, &id, &mapping)?;
+        records::save(tx, &mapping)?;
         let doc = records::to_value(&mapping)?;
         jobs::record(tx, &vid, "PairContainers", "Configure protection", &doc, &["Pairing protection containers", "Associating replication policy"])?;
         crate::finish(ctx, req, tx, Some(doc))
@@ -319,7 +319,7 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest, what: &str) -> Result<Reply, ArmError
             if resource::get(tx, &fabric_id)?.is_some() {
                 let mut f = records::fabric(tx, &fabric_id, "fabric")?;
                 f.properties.custom_details.container_ids.retain(|i| !i.eq_ignore_ascii_case(&id));
-                records::save(tx, &fabric_id, &f)?;
+                records::save(tx, &f)?;
             }
         } else {
             let source_id = parent_of(&id);
@@ -333,7 +333,7 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest, what: &str) -> Result<Reply, ArmError
                 let remaining = mappings_touching(tx, &vid, cid, &id)?;
                 if let (0, Some(mut c)) = (remaining, records::container(tx, cid)?) {
                     c.properties.pairing_status = "NotPaired".into();
-                    records::save(tx, cid, &c)?;
+                    records::save(tx, &c)?;
                 }
             }
         }

@@ -7,7 +7,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use recoverite_arm::{resource, ArmError};
+use recoverite_arm::document::{self, Document};
+use recoverite_arm::ArmError;
 use recoverite_store::{Reader, WriteTx};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,19 +104,25 @@ pub struct ContainerMapping {
     pub properties: MappingProperties,
 }
 
-fn typed<T: serde::de::DeserializeOwned>(what: &str, doc: Value) -> Result<T, ArmError> {
-    let rid = doc["id"].as_str().unwrap_or_default().to_string();
-    serde_json::from_value(doc)
-        .map_err(|e| ArmError::internal(format!("stored {what} {rid} does not read back: {e}")))
-}
+recoverite_arm::impl_document!(Fabric, crate::fabrics::FABRIC_TYPE, "fabric");
+recoverite_arm::impl_document!(
+    ProtectionContainer,
+    crate::fabrics::CONTAINER_TYPE,
+    "protection container"
+);
+recoverite_arm::impl_document!(
+    ContainerMapping,
+    crate::fabrics::MAPPING_TYPE,
+    "container mapping"
+);
 
 /// Writes a record at its id.
-pub fn save<T: Serialize>(tx: &mut WriteTx, id: &str, t: &T) -> Result<(), ArmError> {
-    resource::put(tx, id, &to_value(t)?)
+pub fn save<T: Document>(tx: &mut WriteTx, t: &T) -> Result<(), ArmError> {
+    document::save(tx, t)
 }
 
 pub fn to_value<T: Serialize>(t: &T) -> Result<Value, ArmError> {
-    serde_json::to_value(t).map_err(|e| ArmError::internal(e.to_string()))
+    document::to_value(t)
 }
 
 fn missing(what: &str, id: &str) -> ArmError {
@@ -128,39 +135,27 @@ fn missing(what: &str, id: &str) -> ArmError {
 
 /// The fabric at `id` (404 naming `what` when missing).
 pub fn fabric(r: &impl Reader, id: &str, what: &str) -> Result<Fabric, ArmError> {
-    let doc = resource::get(r, id)?.ok_or_else(|| missing(what, id))?;
-    typed("fabric", doc)
+    document::load(r, id)?.ok_or_else(|| missing(what, id))
 }
 
 /// The protection container at `id`, if there is one.
 pub fn container(r: &impl Reader, id: &str) -> Result<Option<ProtectionContainer>, ArmError> {
-    resource::get(r, id)?
-        .map(|d| typed("protection container", d))
-        .transpose()
+    document::load(r, id)
 }
 
 /// The fabrics of a vault.
 pub fn fabrics_of(r: &impl Reader, vault_id: &str) -> Result<Vec<Fabric>, ArmError> {
-    resource::list_children(r, vault_id, "replicationFabrics")?
-        .into_iter()
-        .map(|d| typed("fabric", d))
-        .collect()
+    document::children(r, vault_id, "replicationFabrics")
 }
 
 /// The mappings of a source container.
 pub fn mappings_of(r: &impl Reader, container_id: &str) -> Result<Vec<ContainerMapping>, ArmError> {
-    resource::list_children(r, container_id, "replicationProtectionContainerMappings")?
-        .into_iter()
-        .map(|d| typed("container mapping", d))
-        .collect()
+    document::children(r, container_id, "replicationProtectionContainerMappings")
 }
 
 /// Every mapping of a vault.
 pub fn mappings_in(r: &impl Reader, vault_id: &str) -> Result<Vec<ContainerMapping>, ArmError> {
-    resource::list_of_type(r, vault_id, crate::fabrics::MAPPING_TYPE)?
-        .into_iter()
-        .map(|d| typed("container mapping", d))
-        .collect()
+    document::list(r, vault_id)
 }
 
 #[cfg(test)]
@@ -174,7 +169,7 @@ mod tests {
             "health": "Normal", "healthErrorDetails": [], "encryptionDetails": {"kekState": "None"},
             "rolloverEncryptionDetails": {"kekState": "None"},
             "customDetails": {"instanceType": "Azure", "location": "eastus", "containerIds": [], "zones": []}}});
-        let f: Fabric = typed("fabric", v.clone()).unwrap();
+        let f: Fabric = document::read(v.clone()).unwrap();
         assert_eq!(f.region(), "eastus");
         assert_eq!(to_value(&f).unwrap(), v);
         let mut bad = v;
@@ -182,6 +177,6 @@ mod tests {
             .as_object_mut()
             .unwrap()
             .remove("location");
-        assert!(typed::<Fabric>("fabric", bad).is_err());
+        assert!(document::read::<Fabric>(bad).is_err());
     }
 }

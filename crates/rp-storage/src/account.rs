@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use recoverite_arm::{resource, ArmError};
+use recoverite_arm::{document, ArmError};
 use recoverite_store::{Reader, WriteTx};
 
 use crate::ACCOUNT_TYPE;
@@ -114,41 +114,28 @@ impl StorageAccount {
     }
 
     pub fn to_value(&self) -> Result<Value, ArmError> {
-        serde_json::to_value(self).map_err(|e| ArmError::internal(e.to_string()))
+        document::to_value(self)
     }
 
     pub fn save(&self, tx: &mut WriteTx) -> Result<(), ArmError> {
-        resource::put(tx, &self.id, &self.to_value()?)
+        document::save(tx, self)
     }
 
     pub fn of(doc: Value) -> Result<StorageAccount, ArmError> {
-        let rid = doc["id"].as_str().unwrap_or_default().to_string();
-        serde_json::from_value(doc).map_err(|e| {
-            ArmError::internal(format!(
-                "stored storage account {rid} does not read back: {e}"
-            ))
-        })
+        document::read(doc)
     }
 }
 
+recoverite_arm::impl_document!(StorageAccount, ACCOUNT_TYPE, "storage account");
+
 /// The storage account at `id`, if it is one.
 pub fn load(r: &impl Reader, id: &str) -> Result<Option<StorageAccount>, ArmError> {
-    resource::get(r, id)?
-        .filter(|d| {
-            d["type"]
-                .as_str()
-                .is_some_and(|t| t.eq_ignore_ascii_case(ACCOUNT_TYPE))
-        })
-        .map(StorageAccount::of)
-        .transpose()
+    document::load(r, id)
 }
 
 /// Every storage account in `scope` ("" for all).
 pub fn list(r: &impl Reader, scope: &str) -> Result<Vec<StorageAccount>, ArmError> {
-    resource::list_of_type(r, scope, ACCOUNT_TYPE)?
-        .into_iter()
-        .map(StorageAccount::of)
-        .collect()
+    document::list(r, scope)
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use recoverite_arm::{resource, ArmError};
+use recoverite_arm::document;
+use recoverite_arm::ArmError;
 use recoverite_store::{Reader, WriteTx};
 
 pub const VAULT_TYPE: &str = "Microsoft.RecoveryServices/vaults";
@@ -63,39 +64,24 @@ impl Vault {
     }
 
     pub fn to_value(&self) -> Result<Value, ArmError> {
-        serde_json::to_value(self).map_err(|e| ArmError::internal(e.to_string()))
+        document::to_value(self)
     }
 
     pub fn save(&self, tx: &mut WriteTx) -> Result<(), ArmError> {
-        resource::put(tx, &self.id, &self.to_value()?)
-    }
-
-    /// Reads a stored vault document; one that does not fit is an error.
-    pub fn of(doc: Value) -> Result<Vault, ArmError> {
-        let rid = doc["id"].as_str().unwrap_or_default().to_string();
-        serde_json::from_value(doc)
-            .map_err(|e| ArmError::internal(format!("stored vault {rid} does not read back: {e}")))
+        document::save(tx, self)
     }
 }
 
+recoverite_arm::impl_document!(Vault, VAULT_TYPE, "vault");
+
 /// The vault at `id`, if it is one.
 pub fn load(r: &impl Reader, id: &str) -> Result<Option<Vault>, ArmError> {
-    resource::get(r, id)?
-        .filter(|d| {
-            d["type"]
-                .as_str()
-                .is_some_and(|t| t.eq_ignore_ascii_case(VAULT_TYPE))
-        })
-        .map(Vault::of)
-        .transpose()
+    document::load(r, id)
 }
 
 /// Every vault in `scope`.
 pub fn list(r: &impl Reader, scope: &str) -> Result<Vec<Vault>, ArmError> {
-    resource::list_of_type(r, scope, VAULT_TYPE)?
-        .into_iter()
-        .map(Vault::of)
-        .collect()
+    document::list(r, scope)
 }
 
 /// The vault a request under `…/vaults/{vault}/…` names (404 naming it).
@@ -123,7 +109,7 @@ mod tests {
             "properties": {"provisioningState": "Succeeded", "publicNetworkAccess": "Disabled",
                 "redundancySettings": {"standardTierStorageRedundancy": "GeoRedundant"},
                 "securitySettings": {}, "monitoringSettings": {}, "backupStorageVersion": "V2"}});
-        let vault = Vault::of(v.clone()).unwrap();
+        let vault: Vault = document::read(v.clone()).unwrap();
         assert!(vault.public_access_disabled());
         assert!(vault.identity.is_none());
         assert_eq!(vault.to_value().unwrap(), v);
@@ -132,6 +118,6 @@ mod tests {
             .as_object_mut()
             .unwrap()
             .remove("publicNetworkAccess");
-        assert!(Vault::of(bad).is_err());
+        assert!(document::read::<Vault>(bad).is_err());
     }
 }
