@@ -4,10 +4,11 @@
 
 use serde_json::Value;
 
-use recoverite_arm::{id, regions, time, ArmError};
+use recoverite_arm::{document, id, regions, time, ArmError};
 use recoverite_privatelink::{
     ConnectionRequest, GroupInfo, Member, PrivateLinkTarget, ReaderDyn, Status,
 };
+use recoverite_rs_core::vault_record::Vault;
 
 use crate::meta::{self, PeVersion, VaultMeta};
 
@@ -61,10 +62,17 @@ pub fn meta_of(r: &dyn ReaderDyn, vault_id: &str) -> Result<VaultMeta, ArmError>
     serde_json::from_value(v).map_err(|e| ArmError::internal(e.to_string()))
 }
 
-fn has_system_identity(vault: &Value) -> bool {
-    vault["identity"]["type"]
-        .as_str()
+fn has_system_identity(vault: &Vault) -> bool {
+    vault
+        .identity
+        .as_ref()
+        .and_then(|i| i["type"].as_str())
         .is_some_and(|t| t.to_ascii_lowercase().contains("systemassigned"))
+}
+
+/// The vault document the private link interface hands over, typed.
+fn typed(doc: &Value) -> Result<Vault, ArmError> {
+    document::read(doc.clone())
 }
 
 pub struct VaultTarget;
@@ -74,8 +82,9 @@ impl PrivateLinkTarget for VaultTarget {
         VAULT_TYPE
     }
 
-    fn groups(&self, _: &dyn ReaderDyn, vault: &Value) -> Result<Vec<GroupInfo>, ArmError> {
-        let g = geo(vault["location"].as_str().unwrap_or_default());
+    fn groups(&self, _: &dyn ReaderDyn, doc: &Value) -> Result<Vec<GroupInfo>, ArmError> {
+        let vault = typed(doc)?;
+        let g = geo(&vault.location);
         let backup_members: Vec<String> = BACKUP_SERVICES
             .iter()
             .map(|s| format!("backup-{s}"))
@@ -108,7 +117,7 @@ impl PrivateLinkTarget for VaultTarget {
                 required_members: backup_members,
                 required_zone_names: vec![format!(
                     "privatelink.{}.backup.windowsazure.com",
-                    secondary_geo(vault)
+                    secondary_geo(&vault.location)
                 )],
             },
         ])
@@ -117,10 +126,12 @@ impl PrivateLinkTarget for VaultTarget {
     fn validate(
         &self,
         r: &dyn ReaderDyn,
-        vault: &Value,
+        doc: &Value,
         req: &ConnectionRequest,
     ) -> Result<(), ArmError> {
-        let vid = vault["id"].as_str().unwrap_or_default();
+        let vault = typed(doc)?;
+        let vault = &vault;
+        let vid = vault.id.as_str();
         let m = meta_of(r, vid)?;
         // Document 001: a registration from before May 2020 must be renewed first.
         let sub = id::parse_id(vid)
@@ -142,10 +153,7 @@ impl PrivateLinkTarget for VaultTarget {
         }
         if let Some(kid) = &m.cmk_key_vault {
             if crate::dependents::key_vault_restricted(r, kid)? {
-                return Err(crate::dependents::cmk_conflict(
-                    vault["name"].as_str().unwrap_or(""),
-                    kid,
-                ));
+                return Err(crate::dependents::cmk_conflict(&vault.name, kid));
             }
         }
         let live: Vec<_> = r
@@ -156,7 +164,7 @@ impl PrivateLinkTarget for VaultTarget {
         if live.len() >= MAX_PRIVATE_ENDPOINTS {
             return Err(bad(
                 "PrivateEndpointLimitReached",
-                format!("Vault {} already has {} private endpoints; a vault can have at most {MAX_PRIVATE_ENDPOINTS}.", vault["name"].as_str().unwrap_or(""), live.len()),
+                format!("Vault {} already has {} private endpoints; a vault can have at most {MAX_PRIVATE_ENDPOINTS}.", vault.name, live.len()),
             ));
         }
         let endpoint_name = |id: &str| id.rsplit('/').next().unwrap_or("").to_ascii_lowercase();
@@ -166,7 +174,7 @@ impl PrivateLinkTarget for VaultTarget {
         {
             return Err(bad(
                 "PrivateEndpointNameAlreadyUsed",
-                format!("Vault {} already has a private endpoint named {}; private endpoints of one vault need distinct names.", vault["name"].as_str().unwrap_or(""), req.endpoint_name),
+                format!("Vault {} already has a private endpoint named {}; private endpoints of one vault need distinct names.", vault.name, req.endpoint_name),
             ));
         }
         for g in &req.group_ids {
@@ -203,21 +211,22 @@ impl PrivateLinkTarget for VaultTarget {
     fn members(
         &self,
         r: &dyn ReaderDyn,
-        vault: &Value,
+        doc: &Value,
         group_id: &str,
         _: &ConnectionRequest,
     ) -> Result<Vec<Member>, ArmError> {
-        let vid = vault["id"].as_str().unwrap_or_default();
-        let m = meta_of(r, vid)?;
-        Ok(members_for(vault, &m, group_id))
+        let vault = typed(doc)?;
+        let m = meta_of(r, &vault.id)?;
+        Ok(members_for(&vault.location, &m, group_id))
     }
 
     fn approval_action(&self) -> String {
         format!("{VAULT_TYPE}/privateEndpointConnectionsApproval/action")
     }
 
-    fn public_network_access(&self, vault: &Value) -> bool {
-        vault["properties"]["publicNetworkAccess"].as_str() != Some("Disabled")
+    fn public_network_access(&self, doc: &Value) -> bool {
+        // A vault that does not read back is treated as closed.
+        typed(doc).is_ok_and(|v| !v.public_access_disabled())
     }
 
     /// Backup's public URLs, `{svc}.{geo}.backup.windowsazure.com` (document 001).
@@ -225,14 +234,17 @@ impl PrivateLinkTarget for VaultTarget {
     /// public service names in the vault's region and in every region
     /// replication was enabled for (agents reach the vault there when no
     /// private endpoint answers for them).
-    fn shared_public_names(&self, r: &dyn ReaderDyn, vault: &Value) -> Vec<String> {
-        let loc = vault["location"].as_str().unwrap_or_default();
+    fn shared_public_names(&self, r: &dyn ReaderDyn, doc: &Value) -> Vec<String> {
+        let Ok(vault) = typed(doc) else {
+            return Vec::new();
+        };
+        let loc = vault.location.as_str();
         let g = geo(loc);
         let mut out: Vec<String> = BACKUP_SERVICES
             .iter()
             .map(|s| format!("{s}.{g}.backup.windowsazure.com"))
             .collect();
-        let Ok(m) = meta_of(r, vault["id"].as_str().unwrap_or_default()) else {
+        let Ok(m) = meta_of(r, &vault.id) else {
             return out;
         };
         let mut regions = vec![loc.to_string()];
@@ -250,18 +262,17 @@ impl PrivateLinkTarget for VaultTarget {
     }
 }
 
-fn never_registered_error(vault: &Value) -> ArmError {
+fn never_registered_error(vault: &Vault) -> ArmError {
     bad(
         "PrivateEndpointNotSupportedForVaultWithRegisteredItems",
         format!(
             "Private endpoints can be created only for Recovery Services vaults that have never had items registered; vault {} has. Create the private endpoints before adding items, or use a new vault.",
-            vault["name"].as_str().unwrap_or("")
+            vault.name
         ),
     )
 }
 
-fn secondary_geo(vault: &Value) -> String {
-    let loc = vault["location"].as_str().unwrap_or_default();
+fn secondary_geo(loc: &str) -> String {
     regions::find(loc)
         .and_then(|r| r.paired)
         .map(geo)
@@ -269,8 +280,8 @@ fn secondary_geo(vault: &Value) -> String {
 }
 
 /// The members (FQDNs) an endpoint of `group_id` gets now.
-pub fn members_for(vault: &Value, m: &VaultMeta, group_id: &str) -> Vec<Member> {
-    let g = geo(vault["location"].as_str().unwrap_or_default());
+pub fn members_for(location: &str, m: &VaultMeta, group_id: &str) -> Vec<Member> {
+    let g = geo(location);
     let n = m.numeric_id;
     let member = |name: String, fqdn: String| Member {
         member_name: name,
@@ -285,7 +296,7 @@ pub fn members_for(vault: &Value, m: &VaultMeta, group_id: &str) -> Vec<Member> 
         return out;
     }
     let geo_for = if group_id.eq_ignore_ascii_case(BACKUP_SECONDARY) {
-        secondary_geo(vault)
+        secondary_geo(location)
     } else {
         g
     };

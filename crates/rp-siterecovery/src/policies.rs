@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use recoverite_arm::{names, resource, ArmError, ArmRequest, Ctx, Reply};
 
-use crate::{fabrics, jobs, vault_of};
+use crate::{jobs, vault_of};
 
 pub const POLICY_TYPE: &str = "Microsoft.RecoveryServices/vaults/replicationPolicies";
 
@@ -180,13 +180,13 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         let Some(doc) = resource::get(tx, &id)? else {
             return crate::finish(ctx, req, tx, None);
         };
-        if let Some(m) = resource::list_of_type(tx, &vid, fabrics::MAPPING_TYPE)?
+        if let Some(m) = crate::records::mappings_in(tx, &vid)?
             .into_iter()
-            .find(|m| m["properties"]["policyId"].as_str().is_some_and(|p| p.eq_ignore_ascii_case(&id)))
+            .find(|m| m.properties.policy_id.eq_ignore_ascii_case(&id))
         {
             return Err(ArmError::conflict(
                 "PolicyInUse",
-                format!("Container mapping '{}' uses this policy. Delete the mapping, or point it at another policy, first.", m["name"].as_str().unwrap_or_default()),
+                format!("Container mapping '{}' uses this policy. Delete the mapping, or point it at another policy, first.", m.name),
             ));
         }
         resource::delete_tree(tx, &id)?;
