@@ -108,7 +108,7 @@ impl Endpoints for RecoveryServicesProvider {
             CheckNameAvailability => vault::check_name_availability(ctx, req),
             VaultOperationStatus => operations::vault_operation(ctx, req, true),
             VaultOperationResult => operations::vault_operation(ctx, req, false),
-            Capabilities => operations::capabilities(ctx, req),
+            Capabilities => operations::capabilities(req),
             ListDeletedVaults => deleted_vaults::list(ctx, req),
             GetDeletedVault => deleted_vaults::get(ctx, req),
             UndeleteVault => deleted_vaults::undelete(ctx, req),

@@ -7,9 +7,8 @@ use serde_json::json;
 
 use recoverite_arm::lro::{self, OperationRecord};
 use recoverite_arm::{id, regions, ArmError, ArmRequest, Ctx, Reply};
-use recoverite_privatelink::PrivateLinkTarget;
 
-use crate::target::{VaultTarget, VAULT_TYPE};
+use crate::target::VAULT_TYPE;
 
 fn op_not_found(op_id: &str) -> ArmError {
     ArmError::new(
@@ -93,7 +92,7 @@ const SUB_RESOURCES: &[&str] = &["AzureBackup", "AzureBackup_secondary", "AzureS
 /// POST `locations/{l}/capabilities`: for each requested private-link
 /// sub-resource of a vault in that region, the private DNS zones its
 /// endpoints need (the same names a vault's private link resources list).
-pub fn capabilities(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+pub fn capabilities(req: &ArmRequest) -> Result<Reply, ArmError> {
     let p = req.provider_part()?;
     let loc = regions::require(
         p.names.first().map(String::as_str).unwrap_or(""),
@@ -115,9 +114,7 @@ pub fn capabilities(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         Some(zones) => zones.into_iter().map(|z| z.sub_resource).collect(),
         None => SUB_RESOURCES.iter().map(|s| s.to_string()).collect(),
     };
-    let groups = ctx
-        .store()
-        .view(|r| VaultTarget.groups(r, &json!({"location": loc})))?;
+    let groups = crate::target::groups_in(&loc);
     let mut zones = Vec::new();
     for s in &asked {
         let g = groups

@@ -75,6 +75,48 @@ fn typed(doc: &Value) -> Result<Vault, ArmError> {
     document::read(doc.clone())
 }
 
+/// A vault's sub-resources in `location`: the members each takes and the
+/// private DNS zones it needs (capabilities and endpoints both ask).
+pub fn groups_in(location: &str) -> Vec<GroupInfo> {
+    let g = geo(location);
+    let backup_members: Vec<String> = BACKUP_SERVICES
+        .iter()
+        .map(|s| format!("backup-{s}"))
+        .collect();
+    vec![
+        GroupInfo {
+            group_id: SITE_RECOVERY.into(),
+            required_members: ASR_TYPES
+                .iter()
+                .chain([&ASR_PAIR_TYPE])
+                .map(|t| format!("siteRecovery-{t}"))
+                .collect(),
+            required_zone_names: vec![
+                "privatelink.siterecovery.windowsazure.com".into(),
+                "privatelink.queue.core.windows.net".into(),
+                "privatelink.blob.core.windows.net".into(),
+            ],
+        },
+        GroupInfo {
+            group_id: BACKUP.into(),
+            required_members: backup_members.clone(),
+            required_zone_names: vec![
+                format!("privatelink.{g}.backup.windowsazure.com"),
+                "privatelink.queue.core.windows.net".into(),
+                "privatelink.blob.core.windows.net".into(),
+            ],
+        },
+        GroupInfo {
+            group_id: BACKUP_SECONDARY.into(),
+            required_members: backup_members,
+            required_zone_names: vec![format!(
+                "privatelink.{}.backup.windowsazure.com",
+                secondary_geo(location)
+            )],
+        },
+    ]
+}
+
 pub struct VaultTarget;
 
 impl PrivateLinkTarget for VaultTarget {
@@ -83,44 +125,7 @@ impl PrivateLinkTarget for VaultTarget {
     }
 
     fn groups(&self, _: &dyn ReaderDyn, doc: &Value) -> Result<Vec<GroupInfo>, ArmError> {
-        let vault = typed(doc)?;
-        let g = geo(&vault.location);
-        let backup_members: Vec<String> = BACKUP_SERVICES
-            .iter()
-            .map(|s| format!("backup-{s}"))
-            .collect();
-        Ok(vec![
-            GroupInfo {
-                group_id: SITE_RECOVERY.into(),
-                required_members: ASR_TYPES
-                    .iter()
-                    .chain([&ASR_PAIR_TYPE])
-                    .map(|t| format!("siteRecovery-{t}"))
-                    .collect(),
-                required_zone_names: vec![
-                    "privatelink.siterecovery.windowsazure.com".into(),
-                    "privatelink.queue.core.windows.net".into(),
-                    "privatelink.blob.core.windows.net".into(),
-                ],
-            },
-            GroupInfo {
-                group_id: BACKUP.into(),
-                required_members: backup_members.clone(),
-                required_zone_names: vec![
-                    format!("privatelink.{g}.backup.windowsazure.com"),
-                    "privatelink.queue.core.windows.net".into(),
-                    "privatelink.blob.core.windows.net".into(),
-                ],
-            },
-            GroupInfo {
-                group_id: BACKUP_SECONDARY.into(),
-                required_members: backup_members,
-                required_zone_names: vec![format!(
-                    "privatelink.{}.backup.windowsazure.com",
-                    secondary_geo(&vault.location)
-                )],
-            },
-        ])
+        Ok(groups_in(&typed(doc)?.location))
     }
 
     fn validate(
@@ -385,4 +390,25 @@ pub fn enable_replication_pair(
         .add_members(tx, vault_id, SITE_RECOVERY, &members)?;
     meta::put(tx, vault_id, &m)?;
     Ok(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vaults_sub_resources_need_zones_of_its_region_and_its_pair() {
+        let groups = groups_in("eastus");
+        let ids: Vec<&str> = groups.iter().map(|g| g.group_id.as_str()).collect();
+        assert_eq!(ids, vec![SITE_RECOVERY, BACKUP, BACKUP_SECONDARY]);
+        let backup = &groups[1].required_zone_names[0];
+        let secondary = &groups[2].required_zone_names[0];
+        assert!(backup.starts_with("privatelink.") && backup.ends_with(".backup.windowsazure.com"));
+        assert_ne!(
+            backup, secondary,
+            "the secondary zone is the paired region's"
+        );
+        // A document that is not a vault is refused, not read as an empty one.
+        assert!(typed(&serde_json::json!({"location": "eastus"})).is_err());
+    }
 }
