@@ -538,19 +538,7 @@ mod rule_tests {
 
     #[test]
     fn an_attached_disk_is_not_deleted() {
-        let mut d = Disk::new(NewDisk {
-            id: "/x/disks/d",
-            kind: DISK_TYPE,
-            location: "westus",
-            sku: "Standard_LRS",
-            size_bytes: 1 << 30,
-            unique_id: "u",
-            creation: CreationData {
-                create_option: "Empty".into(),
-                source_resource_id: None,
-            },
-            os_type: None,
-        });
+        let mut d = crate::managed_disk::empty_disk("/x/disks/d", "Standard_LRS", 1);
         assert!(check_deletable(&d).is_ok());
         d.attach("/vm");
         let e = check_deletable(&d).unwrap_err();

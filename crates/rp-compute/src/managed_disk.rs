@@ -227,25 +227,35 @@ pub fn list(r: &impl Reader, scope: &str, kind: &str) -> Result<Vec<Disk>, ArmEr
         .collect()
 }
 
+/// An empty, unattached managed disk, for tests.
+#[cfg(test)]
+pub(crate) fn empty_disk(id: &str, sku: &str, gb: u64) -> Disk {
+    Disk::new(NewDisk {
+        id,
+        kind: DISK_TYPE,
+        location: "westus",
+        sku,
+        size_bytes: gb << 30,
+        unique_id: "u",
+        creation: CreationData {
+            create_option: "Empty".into(),
+            source_resource_id: None,
+        },
+        os_type: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_new_disk_reads_back_as_written_and_shows_azures_fields() {
-        let d = Disk::new(NewDisk {
-            id: "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/disks/d1",
-            kind: DISK_TYPE,
-            location: "westus",
-            sku: "Premium_LRS",
-            size_bytes: 4 << 30,
-            unique_id: "u",
-            creation: CreationData {
-                create_option: "Empty".into(),
-                source_resource_id: None,
-            },
-            os_type: None,
-        });
+        let d = empty_disk(
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/disks/d1",
+            "Premium_LRS",
+            4,
+        );
         let v = d.to_value().unwrap();
         assert_eq!(v["name"], "d1");
         assert_eq!(v["sku"]["tier"], "Premium");
@@ -258,19 +268,7 @@ mod tests {
 
     #[test]
     fn attachment_and_access_states_are_azures_words() {
-        let mut d = Disk::new(NewDisk {
-            id: "/x/disks/d",
-            kind: DISK_TYPE,
-            location: "westus",
-            sku: "Standard_LRS",
-            size_bytes: 1 << 30,
-            unique_id: "u",
-            creation: CreationData {
-                create_option: "Empty".into(),
-                source_resource_id: None,
-            },
-            os_type: None,
-        });
+        let mut d = empty_disk("/x/disks/d", "Standard_LRS", 1);
         d.attach("/vm");
         let v = d.to_value().unwrap();
         assert_eq!(v["managedBy"], "/vm");
