@@ -143,6 +143,10 @@ def test_backup_and_restore_through_the_private_url(server, env):
     assert item.properties.computer_name == VM and item.properties.protection_state == "Protected"
     [p1] = points(bk, VM, item.name)
     assert p1.properties.object_type == "GenericRecoveryPoint"
+    # The machine's folder lives in the container it registered: listing
+    # every container shows that one once, not an Azure VM container too.
+    named = [c for c in bk.backup_protection_containers.list(VAULT, RG) if c.name.lower() == VM.lower()]
+    assert [c.properties.backup_management_type for c in named] == ["MAB"], named
 
     # Unchanged data: the second backup reads and sends nothing.
     second = mars(server, "backup", "--agent-dir", str(agent), "--path", str(env["data"]))

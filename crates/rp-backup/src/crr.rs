@@ -22,10 +22,11 @@ use recoverite_rs_core::backup_config::{self, VaultConfig};
 use recoverite_rs_core::vault_record::Vault;
 use recoverite_store::{Reader, Store, Table};
 
-use crate::items::{item_id, load, matches};
+use crate::items::{item_id, load};
 use crate::jobs::{self, filter_value, parse_filter_time};
 use crate::points::{self, PointData, POINT_DATA};
-use crate::{vault_of, BackupProvider, ITEM_TYPE};
+use crate::{vault_of, BackupProvider};
+use recoverite_rs_core::backup_item::{self as core_item, ProtectedItem};
 
 /// The passive stamp's api-version: on vault paths it asks for the
 /// secondary region's view.
@@ -181,18 +182,16 @@ fn secondary_points(r: &impl Reader, item_id: &str) -> Result<Vec<Value>, ArmErr
 pub fn protected_items(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let vid = ctx.store().view(|r| vault_of(r, req))?;
     let filter = req.query_get("$filter").unwrap_or("").to_string();
-    let items: Vec<Value> = ctx.store().view(|r| {
+    let items: Vec<ProtectedItem> = ctx.store().view(|r| {
         let mut out = Vec::new();
-        for i in resource::list_of_type(r, &vid, ITEM_TYPE)? {
-            if matches(&i, &filter)
-                && !secondary_points(r, i["id"].as_str().unwrap_or_default())?.is_empty()
-            {
+        for i in core_item::list(r, &vid)? {
+            if i.matches(&filter) && !secondary_points(r, &i.id)?.is_empty() {
                 out.push(i);
             }
         }
         Ok::<_, ArmError>(out)
     })?;
-    recoverite_arm::paging::page_visible(ctx, req, items)
+    recoverite_arm::paging::page_visible(ctx, req, crate::items::render(&items)?)
 }
 
 /// `GET …/recoveryPoints` (2021-11-15): the points in the paired region.
@@ -307,8 +306,7 @@ pub fn access_token(
         )?;
         Ok::<_, ArmError>(())
     })?;
-    let p = &it["properties"];
-    let vm_id = p["sourceResourceId"].as_str().unwrap_or_default();
+    let vm_id = it.vm_id();
     let parsed = recoverite_arm::id::parse_id(&vid);
     Ok(Reply::ok(json!({
         "properties": {
@@ -445,7 +443,7 @@ pub fn trigger(
         ArmError::invalid_parameter("restoreRequest.targetResourceGroupId", "Cross-region restore writes the disks into a resource group of the secondary region: give targetResourceGroupId.")
     })?;
     let (it, data, vault) = ctx.store().view(|r| {
-        let it = resource::get(r, &t.item_id)?
+        let it = core_item::load(r, &t.item_id)?
             .ok_or_else(|| bad("BMSUserErrorItemNotFound", "The backup item was removed."))?;
         let data =
             points::point_data(r, &t.point_id)?.ok_or_else(|| not_in_secondary(&t.point_id))?;
@@ -594,7 +592,7 @@ fn check_secondary_target(
 fn record_crr_job(
     ctx: &Ctx,
     vault_id: &str,
-    item: &Value,
+    item: &ProtectedItem,
     region: &str,
     secs: u64,
     bag: Value,

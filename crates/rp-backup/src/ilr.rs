@@ -256,12 +256,9 @@ pub fn provision(
             let s = Session {
                 name,
                 vault_id: vid.clone(),
-                item_id: it["id"].as_str().unwrap_or_default().to_string(),
+                item_id: it.id.clone(),
                 point_id: pid.clone(),
-                vm_id: it["properties"]["sourceResourceId"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
+                vm_id: it.vm_id().to_string(),
                 password: random_password(),
                 operation: String::new(),
                 expires,

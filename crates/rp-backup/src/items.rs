@@ -4,37 +4,36 @@
 
 use serde_json::{json, Value};
 
-use recoverite_arm::{id, resource, time, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_arm::{id, resource, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_rp_compute::disks;
 use recoverite_rp_compute::view::Vm;
-use recoverite_rs_core::backup_item::{BackupOp, BackupState};
+use recoverite_rs_core::backup_item::{
+    self as core_item, BackupOp, ItemExtendedInfo, ItemProperties, ProtectedItem, ProtectionState,
+    VmItem, Workload,
+};
 use recoverite_rs_core::vault_record::Vault;
-use recoverite_store::Reader;
+use recoverite_store::{Reader, WriteTx};
 
 use crate::{
     container_name, item_name, jobs, parse_workload_name, policy, vault_of, BackupProvider,
     ITEM_TYPE,
 };
 
-/// "Deleted backup data is kept for 14 days and can be undeleted in that time."
-pub const SOFT_DELETE_DAYS: i64 = 14;
+pub use recoverite_rs_core::backup_item::SOFT_DELETE_DAYS;
 
 /// `az backup protection enable-for-vm`: "a policy protects at most 1,000 items".
 pub const MAX_ITEMS_PER_POLICY: usize = 1000;
 
+/// How many items a policy protects (stopped ones no longer count).
 pub fn count_with_policy(
     r: &impl Reader,
     vault_id: &str,
     policy_id: &str,
 ) -> Result<usize, ArmError> {
-    Ok(resource::list_of_type(r, vault_id, ITEM_TYPE)?
+    Ok(core_item::list(r, vault_id)?
         .iter()
-        .filter(|i| {
-            i["properties"]["policyId"]
-                .as_str()
-                .is_some_and(|p| id::key(p) == id::key(policy_id))
-        })
-        .filter(|i| i["properties"]["protectionState"] != "ProtectionStopped")
+        .filter(|i| id::key(&i.properties.policy_id) == id::key(policy_id))
+        .filter(|i| i.properties.protection_state != ProtectionState::ProtectionStopped)
         .count())
 }
 
@@ -51,8 +50,13 @@ pub fn load(
     vault_id: &str,
     container: &str,
     item: &str,
-) -> Result<Value, ArmError> {
-    resource::get(r, &item_id(vault_id, container, item))?.ok_or_else(|| not_found(item))
+) -> Result<ProtectedItem, ArmError> {
+    core_item::load(r, &item_id(vault_id, container, item))?.ok_or_else(|| not_found(item))
+}
+
+/// The items as the API shows them.
+pub fn render(items: &[ProtectedItem]) -> Result<Vec<Value>, ArmError> {
+    items.iter().map(ProtectedItem::to_value).collect()
 }
 
 /// POST refreshContainers: discovery finds the subscription's VMs; it is
@@ -78,9 +82,9 @@ fn candidates(r: &impl Reader, vault: &Vault) -> Result<Vec<Vm>, ArmError> {
     let sub = id::parse_id(vid)
         .and_then(|p| p.subscription)
         .unwrap_or_default();
-    let protected: Vec<String> = resource::list_of_type(r, vid, ITEM_TYPE)?
+    let protected: Vec<String> = core_item::list(r, vid)?
         .iter()
-        .filter_map(|i| i["properties"]["sourceResourceId"].as_str().map(id::key))
+        .filter_map(|i| i.vm().map(|v| id::key(&v.source_resource_id)))
         .collect();
     Ok(
         recoverite_rp_compute::view::vms_in(r, &format!("/subscriptions/{sub}"))?
@@ -124,35 +128,113 @@ pub fn protectable(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     recoverite_arm::paging::page_visible(ctx, req, items)
 }
 
-/// What azure-cli and the portal filter item lists by.
-pub(crate) fn matches(item: &Value, filter: &str) -> bool {
-    let p = &item["properties"];
-    let check = |key: &str, field: &str| {
-        recoverite_rs_core::containers::filter_allows(filter, key, p[field].as_str().unwrap_or(""))
-    };
-    check("backupManagementType", "backupManagementType")
-        && check("itemType", "workloadType")
-        && check("policyName", "policyName")
-        && check("containerName", "containerName")
-}
-
 pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let vid = ctx.store().view(|r| vault_of(r, req))?;
     let filter = req.query_get("$filter").unwrap_or("").to_string();
-    let items: Vec<Value> = ctx
+    let items: Vec<ProtectedItem> = ctx
         .store()
-        .view(|r| resource::list_of_type(r, &vid, ITEM_TYPE))?
+        .view(|r| core_item::list(r, &vid))?
         .into_iter()
-        .filter(|i| matches(i, &filter))
+        .filter(|i| i.matches(&filter))
         .collect();
-    recoverite_arm::paging::page_visible(ctx, req, items)
+    recoverite_arm::paging::page_visible(ctx, req, render(&items)?)
 }
 
 pub fn get(ctx: &Ctx, req: &ArmRequest, container: &str, item: &str) -> Result<Reply, ArmError> {
     let vid = ctx.store().view(|r| vault_of(r, req))?;
     Ok(Reply::ok(
-        ctx.store().view(|r| load(r, &vid, container, item))?,
+        ctx.store()
+            .view(|r| load(r, &vid, container, item))?
+            .to_value()?,
     ))
+}
+
+/// What a PUT of an Azure VM's item asks for.
+#[derive(Debug, PartialEq)]
+enum ItemRequest {
+    /// Undelete a soft-deleted item (`isRehydrate`).
+    Undelete,
+    /// Stop protection, keeping the data (`protectionState: ProtectionStopped`).
+    Stop,
+    /// Protect the VM with a policy, change its policy, or resume protection.
+    Protect { policy_id: String },
+}
+
+impl ItemRequest {
+    fn of(p: &Value) -> Result<ItemRequest, ArmError> {
+        if p["isRehydrate"].as_bool() == Some(true) {
+            return Ok(ItemRequest::Undelete);
+        }
+        if p["protectionState"].as_str() == Some("ProtectionStopped") {
+            return Ok(ItemRequest::Stop);
+        }
+        match p["policyId"].as_str().filter(|s| !s.is_empty()) {
+            Some(id) => Ok(ItemRequest::Protect {
+                policy_id: id.to_string(),
+            }),
+            None => Err(ArmError::invalid_parameter(
+                "properties.policyId",
+                "Protecting a VM needs a backup policy id (for example the vault's DefaultPolicy).",
+            )),
+        }
+    }
+}
+
+/// The policy an Azure VM is protected with: an AzureIaasVM policy of the
+/// vault with room for one more item.
+fn vm_policy(tx: &WriteTx, vid: &str, policy_id: &str) -> Result<Value, ArmError> {
+    let pol = policy::find(tx, vid, policy_id)?.ok_or_else(|| policy::not_found(policy_id))?;
+    let name = pol["name"].as_str().unwrap_or_default();
+    if pol["properties"]["backupManagementType"] != "AzureIaasVM" {
+        return Err(ArmError::bad_request(
+            "BMSUserErrorInvalidPolicy",
+            format!("Policy '{name}' is not an Azure VM (AzureIaasVM) policy."),
+        ));
+    }
+    let in_use = count_with_policy(tx, vid, pol["id"].as_str().unwrap_or_default())?;
+    if in_use >= MAX_ITEMS_PER_POLICY {
+        return Err(ArmError::bad_request("BMSUserErrorPolicyFull", format!("Policy '{name}' already protects {MAX_ITEMS_PER_POLICY} items; use another policy.")));
+    }
+    Ok(pol)
+}
+
+/// A new item for a VM, protected with `pol`: no point yet (`IRPending`).
+fn new_vm_item(vault: &Vault, rid: &str, name: &str, vm: &Vm, pol: &Value) -> ProtectedItem {
+    let rg = rg_of(&vm.id);
+    ProtectedItem {
+        id: rid.to_string(),
+        name: name.to_string(),
+        kind: ITEM_TYPE.to_string(),
+        location: vault.location.clone(),
+        properties: ItemProperties {
+            protected_item_type: "Microsoft.Compute/virtualMachines".into(),
+            workload: Workload::Vm(VmItem {
+                source_resource_id: vm.id.clone(),
+                virtual_machine_id: vm.id.clone(),
+                protection_status: "Healthy".into(),
+                health_status: "Passed".into(),
+                protected_item_data_id: uuid::Uuid::new_v4().to_string(),
+                create_mode: "Default".into(),
+            }),
+            workload_type: "VM".into(),
+            container_name: container_name(&rg, &vm.name),
+            friendly_name: vm.name.clone(),
+            policy_id: pol["id"].as_str().unwrap_or_default().to_string(),
+            policy_name: pol["name"].as_str().unwrap_or_default().to_string(),
+            protection_state: ProtectionState::IrPending,
+            last_backup_status: String::new(),
+            last_backup_time: None,
+            last_recovery_point: None,
+            is_scheduled_for_deferred_delete: false,
+            deferred_delete_time_in_utc: None,
+            deferred_delete_time_remaining: None,
+            extended_info: ItemExtendedInfo {
+                policy_inconsistent: Some(false),
+                ..Default::default()
+            },
+            vault_id: vault.id.clone(),
+        },
+    }
 }
 
 /// PUT of a protected item: enable protection (with a policy), change its
@@ -162,23 +244,23 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, container: &str, item: &str) -> Result<R
     let body: Value = req.body_as()?;
     let p = body.get("properties").cloned().unwrap_or(json!({}));
     let vid = ctx.store().view(|r| vault_of(r, req))?;
-    if let Some(d) = ctx
+    let rid = item_id(&vid, container, item);
+    if ctx
         .store()
-        .view(|r| resource::get(r, &item_id(&vid, container, item)))?
+        .view(|r| core_item::load(r, &rid))?
+        .is_some_and(|d| d.is_mab())
     {
-        if d["properties"]["backupManagementType"] == "MAB" {
-            return put_mab(ctx, req, &vid, d, &p);
-        }
+        return put_mab(ctx, req, &vid, &rid, &p);
     }
     let (rg, vm_name) = parse_workload_name(item)
         .ok_or_else(|| ArmError::invalid_parameter("protectedItemName", format!("'{item}' is not an Azure VM item name; use vm;iaasvmcontainerv2;{{resourceGroup}};{{vm}}.")))?;
-    let rid = item_id(&vid, container, item);
+    let vm_id = p["sourceResourceId"].as_str().or(p["virtualMachineId"].as_str()).map(str::to_string).unwrap_or_else(|| {
+        let sub = id::parse_id(&vid).and_then(|x| x.subscription).unwrap_or_default();
+        format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm_name}")
+    });
+    let wanted = ItemRequest::of(&p)?;
     // Protecting a VM takes the right to read it, as the caller.
-    if p["policyId"].as_str().is_some_and(|s| !s.is_empty()) && p["isRehydrate"] != true {
-        let vm_id = p["sourceResourceId"].as_str().or(p["virtualMachineId"].as_str()).map(str::to_string).unwrap_or_else(|| {
-            let sub = id::parse_id(&vid).and_then(|x| x.subscription).unwrap_or_default();
-            format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm_name}")
-        });
+    if matches!(wanted, ItemRequest::Protect { .. }) {
         ctx.require_linked(
             "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectedItems/write",
             &rid,
@@ -186,98 +268,81 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, container: &str, item: &str) -> Result<R
             &vm_id,
         )?;
     }
-    let (doc, job) = ctx.store().write(|tx| {
+    let job = ctx.store().write(|tx| {
         policy::ensure_defaults(tx, &vid)?;
-        let vault = crate::vault_record(tx, &vid)?;
-        let existing = resource::get(tx, &rid)?;
-        let now = time::now_string();
-        // Undelete within the soft-delete window.
-        if p["isRehydrate"].as_bool() == Some(true) {
-            let mut d = existing.ok_or_else(|| not_found(item))?;
-            let next = transition(&d, BackupOp::Undelete, false)?;
-            let pr = &mut d["properties"];
-            pr["isScheduledForDeferredDelete"] = json!(false);
-            pr["deferredDeleteTimeInUTC"] = Value::Null;
-            pr["protectionState"] = json!(next.protection_state());
-            resource::put(tx, &rid, &d)?;
-            let job = jobs::record(tx, &vid, "Undelete", &d, &[("Undelete", 0)], json!({}))?;
-            return Ok((d, job));
-        }
-        // Stop protection, keeping the data.
-        if p["protectionState"].as_str() == Some("ProtectionStopped") {
-            let mut d = existing.ok_or_else(|| not_found(item))?;
-            let next = transition(&d, BackupOp::StopKeepingData, false)?;
-            d["properties"]["protectionState"] = json!(next.protection_state());
-            d["properties"]["protectionStatus"] = json!("Healthy");
-            d["properties"]["policyId"] = json!("");
-            d["properties"]["policyName"] = json!("");
-            resource::put(tx, &rid, &d)?;
-            let job = jobs::record(tx, &vid, "DisableBackup", &d, &[("Disable backup", 0)], json!({}))?;
-            return Ok((d, job));
-        }
-        let policy_id = p["policyId"].as_str().filter(|s| !s.is_empty()).ok_or_else(|| {
-            ArmError::invalid_parameter("properties.policyId", "Protecting a VM needs a backup policy id (for example the vault's DefaultPolicy).")
-        })?;
-        let pol = policy::find(tx, &vid, policy_id)?.ok_or_else(|| policy::not_found(policy_id))?;
-        if pol["properties"]["backupManagementType"] != "AzureIaasVM" {
-            return Err(ArmError::bad_request("BMSUserErrorInvalidPolicy", format!("Policy '{}' is not an Azure VM (AzureIaasVM) policy.", pol["name"].as_str().unwrap_or(""))));
-        }
-        let pol_id = pol["id"].as_str().unwrap_or_default().to_string();
-        if count_with_policy(tx, &vid, &pol_id)? >= MAX_ITEMS_PER_POLICY {
-            return Err(ArmError::bad_request("BMSUserErrorPolicyFull", format!("Policy '{}' already protects {MAX_ITEMS_PER_POLICY} items; use another policy.", pol["name"].as_str().unwrap_or(""))));
-        }
-        if let Some(mut d) = existing {
-            // Change policy, or resume a stopped protection.
-            let has_point = !d["properties"]["lastRecoveryPoint"].is_null();
-            let next = transition(&d, BackupOp::Configure, has_point)?;
-            let pr = &mut d["properties"];
-            pr["policyId"] = json!(pol_id);
-            pr["policyName"] = pol["name"].clone();
-            pr["protectionState"] = json!(next.protection_state());
-            resource::put(tx, &rid, &d)?;
-            let job = jobs::record(tx, &vid, "ConfigureBackup", &d, &[("Configure backup", 0)], json!({"Policy Name": pol["name"]}))?;
-            return Ok((d, job));
-        }
-        let vm_id = p["sourceResourceId"].as_str().or(p["virtualMachineId"].as_str()).map(str::to_string).unwrap_or_else(|| {
-            let sub = id::parse_id(&vid).and_then(|x| x.subscription).unwrap_or_default();
-            format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm_name}")
-        });
-        let (vm, _) = disks::of_vm(tx, &vm_id)?.ok_or_else(|| {
-            ArmError::bad_request("BMSUserErrorVmNotFound", format!("The VM '{vm_id}' was not found; check its resource group and name."))
-        })?;
-        // `az backup protection enable-for-vm`: the VM must be in the vault's region.
-        let (vm_loc, vault_loc) = (vm.location.as_str(), &vault.location);
-        if !vm_loc.eq_ignore_ascii_case(vault_loc) {
-            return Err(ArmError::bad_request("BMSUserErrorVmNotInVaultRegion", format!("VM '{vm_name}' is in '{vm_loc}' and vault is in '{vault_loc}'; Azure VM backup needs a vault in the VM's region.")));
-        }
-        if let Some(other) = resource::list_of_type(tx, &vid, ITEM_TYPE)?.into_iter().find(|i| i["properties"]["sourceResourceId"].as_str().map(id::key) == Some(id::key(&vm_id))) {
-            return Err(ArmError::conflict("BMSUserErrorAlreadyProtected", format!("VM '{vm_name}' is already protected as '{}'.", other["name"].as_str().unwrap_or(""))));
-        }
-        let d = json!({
-            "id": rid, "name": item, "type": ITEM_TYPE, "location": vault.location,
-            "properties": {
-                "protectedItemType": "Microsoft.Compute/virtualMachines",
-                "backupManagementType": "AzureIaasVM", "workloadType": "VM",
-                "containerName": container_name(&rg, &vm_name),
-                "sourceResourceId": vm.id, "virtualMachineId": vm.id,
-                "friendlyName": vm.name, "policyId": pol_id, "policyName": pol["name"],
-                "protectionStatus": "Healthy", "protectionState": "IRPending", "healthStatus": "Passed",
-                "lastBackupStatus": "", "lastRecoveryPoint": null, "protectedItemDataId": uuid::Uuid::new_v4().to_string(),
-                "isScheduledForDeferredDelete": false, "createMode": "Default",
-                "extendedInfo": {"recoveryPointCount": 0, "policyInconsistent": false},
-                "vaultId": vid,
+        let existing = core_item::load(tx, &rid)?;
+        let now = recoverite_arm::time::now();
+        let (op, operation, task) = match &wanted {
+            ItemRequest::Undelete => (BackupOp::Undelete, "Undelete", "Undelete"),
+            ItemRequest::Stop => (BackupOp::StopKeepingData, "DisableBackup", "Disable backup"),
+            ItemRequest::Protect { policy_id } => {
+                let pol = vm_policy(tx, &vid, policy_id)?;
+                let bag = json!({"Policy Name": pol["name"]});
+                let d = match existing {
+                    // Change policy, or resume a stopped protection.
+                    Some(mut d) => {
+                        d.apply(BackupOp::Configure, now)?;
+                        d.properties.policy_id = pol["id"].as_str().unwrap_or_default().into();
+                        d.properties.policy_name = pol["name"].as_str().unwrap_or_default().into();
+                        d
+                    }
+                    None => protect_vm(tx, &vid, &rid, item, &vm_id, &vm_name, &pol)?,
+                };
+                d.save(tx)?;
+                return jobs::record(
+                    tx,
+                    &vid,
+                    "ConfigureBackup",
+                    &d,
+                    &[("Configure backup", 0)],
+                    bag,
+                );
             }
-        });
-        resource::put(tx, &rid, &d)?;
-        crate::schedule::start(tx, &rid)?;
-        // Documents 000 and 001: a vault with items takes no new private endpoints.
-        recoverite_rs_core::vault::mark_registered(tx, &vid)?;
-        let job = jobs::record(tx, &vid, "ConfigureBackup", &d, &[("Configure backup", 0)], json!({"Policy Name": pol["name"]}))?;
-        let _ = now;
-        Ok::<_, ArmError>((d, job))
+        };
+        let mut d = existing.ok_or_else(|| not_found(item))?;
+        d.apply(op, now)?;
+        d.save(tx)?;
+        jobs::record(tx, &vid, operation, &d, &[(task, 0)], json!({}))
     })?;
-    let _ = doc;
     jobs::accepted(ctx, req, &vid, &rid, &job)
+}
+
+/// Protects a VM for the first time: it must exist, be in the vault's
+/// region and not be protected already (checked in the transaction that
+/// writes the item, so two racing requests cannot both protect it).
+fn protect_vm(
+    tx: &mut WriteTx,
+    vid: &str,
+    rid: &str,
+    item: &str,
+    vm_id: &str,
+    vm_name: &str,
+    pol: &Value,
+) -> Result<ProtectedItem, ArmError> {
+    let vault = crate::vault_record(tx, vid)?;
+    let (vm, _) = disks::of_vm(tx, vm_id)?.ok_or_else(|| {
+        ArmError::bad_request(
+            "BMSUserErrorVmNotFound",
+            format!("The VM '{vm_id}' was not found; check its resource group and name."),
+        )
+    })?;
+    // `az backup protection enable-for-vm`: the VM must be in the vault's region.
+    let (vm_loc, vault_loc) = (vm.location.as_str(), &vault.location);
+    if !vm_loc.eq_ignore_ascii_case(vault_loc) {
+        return Err(ArmError::bad_request("BMSUserErrorVmNotInVaultRegion", format!("VM '{vm_name}' is in '{vm_loc}' and vault is in '{vault_loc}'; Azure VM backup needs a vault in the VM's region.")));
+    }
+    let same_vm = |i: &ProtectedItem| id::key(i.vm_id()) == id::key(vm_id);
+    if let Some(other) = core_item::list(tx, vid)?.into_iter().find(same_vm) {
+        return Err(ArmError::conflict(
+            "BMSUserErrorAlreadyProtected",
+            format!("VM '{vm_name}' is already protected as '{}'.", other.name),
+        ));
+    }
+    let d = new_vm_item(&vault, rid, item, &vm, pol);
+    crate::schedule::start(tx, rid)?;
+    // Documents 000 and 001: a vault with items takes no new private endpoints.
+    recoverite_rs_core::vault::mark_registered(tx, vid)?;
+    Ok(d)
 }
 
 /// PUT of a MARS item (the agent makes them by backing up): stop
@@ -286,33 +351,25 @@ fn put_mab(
     ctx: &Ctx,
     req: &ArmRequest,
     vid: &str,
-    existing: Value,
+    rid: &str,
     p: &Value,
 ) -> Result<Reply, ArmError> {
-    let rid = existing["id"].as_str().unwrap_or_default().to_string();
+    let (op, name, task) = if p["isRehydrate"] == true {
+        (BackupOp::Undelete, "Undelete", "Undelete")
+    } else if p["protectionState"] == "ProtectionStopped" {
+        (BackupOp::StopKeepingData, "DisableBackup", "Disable backup")
+    } else if p["protectionState"] == "Protected" {
+        (BackupOp::Configure, "ConfigureBackup", "Configure backup")
+    } else {
+        return Err(ArmError::bad_request("BMSUserErrorInvalidInput", "A MARS item is protected by backing it up from the agent; a PUT may only stop protection (protectionState ProtectionStopped), resume it (Protected) or undelete it (isRehydrate)."));
+    };
     let job = ctx.store().write(|tx| {
-        let mut d = resource::get(tx, &rid)?.unwrap_or(existing);
-        let has_point = !d["properties"]["lastBackupTime"].is_null();
-        let (op, name, task) = if p["isRehydrate"] == true {
-            (BackupOp::Undelete, "Undelete", "Undelete")
-        } else if p["protectionState"] == "ProtectionStopped" {
-            (BackupOp::StopKeepingData, "DisableBackup", "Disable backup")
-        } else if p["protectionState"] == "Protected" {
-            (BackupOp::Configure, "ConfigureBackup", "Configure backup")
-        } else {
-            return Err(ArmError::bad_request("BMSUserErrorInvalidInput", "A MARS item is protected by backing it up from the agent; a PUT may only stop protection (protectionState ProtectionStopped), resume it (Protected) or undelete it (isRehydrate)."));
-        };
-        let next = transition(&d, op, has_point)?;
-        let pr = &mut d["properties"];
-        if op == BackupOp::Undelete {
-            pr["isScheduledForDeferredDelete"] = json!(false);
-            pr["deferredDeleteTimeInUTC"] = Value::Null;
-        }
-        pr["protectionState"] = json!(next.protection_state());
-        resource::put(tx, &rid, &d)?;
+        let mut d = core_item::load(tx, rid)?.ok_or_else(|| not_found(rid))?;
+        d.apply(op, recoverite_arm::time::now())?;
+        d.save(tx)?;
         jobs::record(tx, vid, name, &d, &[(task, 0)], json!({}))
     })?;
-    jobs::accepted(ctx, req, vid, &rid, &job)
+    jobs::accepted(ctx, req, vid, rid, &job)
 }
 
 /// DELETE of a protected item: stop protection and delete its backup data.
@@ -332,69 +389,75 @@ pub fn delete(
         .view(|r| crate::config::get_config(r, &vid))?
         .soft_delete
         != "Disabled";
-    if !soft {
-        // Without soft delete the data goes now: points, both tiers, the item.
-        let job = ctx.store().write(|tx| {
-            let Some(d) = resource::get(tx, &rid)? else {
+    let done = ctx.store().write(|tx| {
+        let Some(mut d) = core_item::load(tx, &rid)? else {
+            return Ok(None);
+        };
+        let gone = if soft {
+            if d.properties.is_scheduled_for_deferred_delete {
                 return Ok(None);
-            };
+            }
+            d.apply(BackupOp::DeleteData, recoverite_arm::time::now())?;
+            d.save(tx)?;
+            Vec::new()
+        } else {
+            // Without soft delete the data goes now: points, both tiers, the item.
             let gone = crate::points::forget_points(tx, &rid)?;
             resource::delete_tree(tx, &rid)?;
-            let job = jobs::record(
-                tx,
-                &vid,
-                "DeleteBackupData",
-                &d,
-                &[("Delete backup data", 0)],
-                json!({}),
-            )?;
-            Ok::<_, ArmError>(Some((job, gone)))
-        })?;
-        return match job {
-            Some((j, gone)) => {
-                crate::points::free(bp, &gone);
-                jobs::accepted_plain(ctx, req, &vid, &j)
-            }
-            None => Ok(Reply::empty(204)),
+            gone
         };
-    }
-    let job = ctx.store().write(|tx| {
-        let Some(mut d) = resource::get(tx, &rid)? else {
-            return Ok(None);
-        };
-        if d["properties"]["isScheduledForDeferredDelete"] == true {
-            return Ok(None);
-        }
-        let next = transition(&d, BackupOp::DeleteData, false)?;
-        let until = time::now() + ::time::Duration::days(SOFT_DELETE_DAYS);
-        let pr = &mut d["properties"];
-        pr["protectionState"] = json!(next.protection_state());
-        pr["isScheduledForDeferredDelete"] = json!(true);
-        pr["deferredDeleteTimeInUTC"] = json!(time::format(until));
-        pr["deferredDeleteTimeRemaining"] = json!(format!("P{SOFT_DELETE_DAYS}D"));
-        pr["policyId"] = json!("");
-        resource::put(tx, &rid, &d)?;
-        Ok::<_, ArmError>(Some(jobs::record(
+        let job = jobs::record(
             tx,
             &vid,
             "DeleteBackupData",
             &d,
             &[("Delete backup data", 0)],
             json!({}),
-        )?))
+        )?;
+        Ok::<_, ArmError>(Some((job, gone)))
     })?;
-    match job {
-        Some(j) => jobs::accepted_plain(ctx, req, &vid, &j),
+    match done {
+        Some((j, gone)) => {
+            crate::points::free(bp, &gone);
+            jobs::accepted_plain(ctx, req, &vid, &j)
+        }
         None => Ok(Reply::empty(204)),
     }
 }
 
-/// The state an operation leads an item to, checked against the item as
-/// stored in the transaction that writes the result.
-/// `has_point`: the item has a recovery point (a resumed protection is then
-/// `Protected`, else `IRPending`).
-fn transition(item: &Value, op: BackupOp, has_point: bool) -> Result<BackupState, ArmError> {
-    let state = BackupState::of_item(item).map_err(|e| e.to_arm())?;
-    state.check(op).map_err(|e| e.to_arm())?;
-    Ok(state.after(op, has_point))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_put_body_asks_for_one_thing_and_protecting_needs_a_policy() {
+        let of = |v: Value| ItemRequest::of(&v);
+        assert_eq!(
+            of(json!({"isRehydrate": true, "policyId": "/p"})).unwrap(),
+            ItemRequest::Undelete
+        );
+        assert_eq!(
+            of(json!({"protectionState": "ProtectionStopped", "policyId": "/p"})).unwrap(),
+            ItemRequest::Stop
+        );
+        assert_eq!(
+            of(json!({"policyId": "/p/DefaultPolicy"})).unwrap(),
+            ItemRequest::Protect {
+                policy_id: "/p/DefaultPolicy".into()
+            }
+        );
+        for body in [
+            json!({}),
+            json!({"policyId": ""}),
+            json!({"isRehydrate": false}),
+        ] {
+            let e = of(body).unwrap_err();
+            assert_eq!(e.status, 400);
+            assert!(
+                e.body.message.contains("DefaultPolicy"),
+                "{}",
+                e.body.message
+            );
+        }
+    }
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use recoverite_arm::{resource, time, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_rs_core::backup_item::ProtectedItem;
 use recoverite_rs_core::jobs::{Job, JobError, JobStatus};
 use recoverite_store::{Reader, Table, WriteTx};
 
@@ -35,7 +36,7 @@ pub fn record(
     tx: &mut WriteTx,
     vault_id: &str,
     operation: &str,
-    item: &Value,
+    item: &ProtectedItem,
     tasks: &[(&str, u64)],
     property_bag: Value,
 ) -> Result<String, ArmError> {
@@ -56,7 +57,7 @@ pub fn record_with_status(
     tx: &mut WriteTx,
     vault_id: &str,
     operation: &str,
-    item: &Value,
+    item: &ProtectedItem,
     tasks: &[(&str, u64)],
     property_bag: Value,
     status: JobStatus,
@@ -80,7 +81,7 @@ pub fn record_with_status(
 pub fn job_doc(
     vault_id: &str,
     operation: &str,
-    item: &Value,
+    item: &ProtectedItem,
     tasks: &[(&str, u64)],
     property_bag: Value,
     status: JobStatus,
@@ -106,17 +107,17 @@ pub fn job_doc(
                    "duration": iso_duration(t.seconds()), "status": status, "progressPercentage": 100.0})
         })
         .collect();
-    let p = &item["properties"];
+    let p = &item.properties;
     // A MARS item's jobs are MabJobs.
-    let mab = p["backupManagementType"] == "MAB";
+    let mab = item.mab();
     let doc = json!({
         "id": format!("{vault_id}/backupJobs/{id}"), "name": id, "type": JOB_TYPE,
         "properties": {
-            "jobType": if mab { "MabJob" } else { "AzureIaaSVMJob" },
-            "entityFriendlyName": p["friendlyName"],
-            "backupManagementType": if mab { "MAB" } else { "AzureIaasVM" },
-            "mabServerName": if mab { p["computerName"].clone() } else { Value::Null },
-            "workloadType": if mab { json!("FileFolder") } else { Value::Null },
+            "jobType": if mab.is_some() { "MabJob" } else { "AzureIaaSVMJob" },
+            "entityFriendlyName": p.friendly_name,
+            "backupManagementType": if mab.is_some() { "MAB" } else { "AzureIaasVM" },
+            "mabServerName": mab.map(|m| m.computer_name.clone()),
+            "workloadType": if mab.is_some() { json!("FileFolder") } else { Value::Null },
             "operation": operation,
             "status": status,
             "startTime": time::format(start),
@@ -124,7 +125,7 @@ pub fn job_doc(
             "activityId": uuid::Uuid::new_v4().to_string(),
             "duration": iso_duration(total),
             "virtualMachineVersion": "Compute",
-            "containerName": p["containerName"],
+            "containerName": p.container_name,
             "isUserTriggered": true,
             "actionsInfo": [],
             "errorDetails": job.errors.iter().map(|e| json!({"errorCode": 0, "errorString": format!("{}: {}", e.code, e.message), "errorTitle": e.code, "recommendations": []})).collect::<Vec<_>>(),

@@ -14,7 +14,10 @@ use sha2::Digest;
 
 use recoverite_arm::{id, resource, time, ArmError};
 use recoverite_backup_store::{ChunkStore, Manifest};
-use recoverite_rs_core::backup_item::{BackupOp, BackupState};
+use recoverite_rs_core::backup_item::{
+    self as core_item, BackupOp, ItemExtendedInfo, ItemProperties, MabItem, ProtectedItem,
+    ProtectionState, Workload,
+};
 use recoverite_rs_core::jobs::{iso_duration, Job, JobError, JobStatus};
 use recoverite_store::{Reader, Table, WriteTx};
 
@@ -183,13 +186,51 @@ pub fn dedup_key(tx: &mut WriteTx, vault_id: &str) -> Result<String, ArmError> {
     Ok(k)
 }
 
-fn items_of(r: &impl Reader, vault_id: &str, container: &str) -> Result<Vec<Value>, ArmError> {
-    Ok(
-        resource::list_children(r, &container_id(vault_id, container), "protectedItems")?
-            .into_iter()
-            .filter(|i| i["type"].as_str() == Some(ITEM_TYPE))
-            .collect(),
-    )
+fn items_of(
+    r: &impl Reader,
+    vault_id: &str,
+    container: &str,
+) -> Result<Vec<ProtectedItem>, ArmError> {
+    core_item::in_container(r, &container_id(vault_id, container))
+}
+
+/// A folder's item, made by its first backup: no point yet, no policy.
+fn new_item(
+    vault: &recoverite_rs_core::vault_record::Vault,
+    rid: &str,
+    m: &Machine,
+    root: &str,
+) -> ProtectedItem {
+    ProtectedItem {
+        id: rid.to_string(),
+        name: item_name(root),
+        kind: ITEM_TYPE.to_string(),
+        location: vault.location.clone(),
+        properties: ItemProperties {
+            protected_item_type: "MabFileFolderProtectedItem".into(),
+            workload: Workload::Mab(MabItem {
+                computer_name: m.friendly_name.clone(),
+                deferred_delete_sync_time_in_utc: 0,
+            }),
+            workload_type: "FileFolder".into(),
+            container_name: m.container.clone(),
+            friendly_name: root.to_string(),
+            policy_id: String::new(),
+            policy_name: String::new(),
+            protection_state: ProtectionState::IrPending,
+            last_backup_status: String::new(),
+            last_backup_time: None,
+            last_recovery_point: None,
+            is_scheduled_for_deferred_delete: false,
+            deferred_delete_time_in_utc: None,
+            deferred_delete_time_remaining: None,
+            extended_info: ItemExtendedInfo {
+                last_refreshed_at: Some(time::now_string()),
+                ..Default::default()
+            },
+            vault_id: vault.id.clone(),
+        },
+    }
 }
 
 fn container_doc(vault_id: &str, m: &Machine, items: usize) -> Value {
@@ -299,29 +340,18 @@ pub fn begin_backup(
     let vid = &m.vault_id;
     let rid = item_id(vid, &m.container, root);
     let vault = crate::vault_record(tx, vid)?;
-    let is_new = resource::get(tx, &rid)?.is_none();
-    let mut item = match resource::get(tx, &rid)? {
+    let existing = core_item::load(tx, &rid)?;
+    let is_new = existing.is_none();
+    let mut item = match existing {
         Some(d) => {
             // The Backup item state machine: no backups of a stopped or
             // soft-deleted item.
-            if let Err(e) = BackupState::of_item(&d).and_then(|s| s.check(BackupOp::Backup)) {
+            if let Err(e) = d.state().check(BackupOp::Backup) {
                 return Err(bad(e.code(), format!("{root} on {}: {e}", m.friendly_name)));
             }
             d
         }
-        None => json!({
-            "id": rid, "name": item_name(root), "type": ITEM_TYPE, "location": vault.location,
-            "properties": {
-                "protectedItemType": "MabFileFolderProtectedItem",
-                "backupManagementType": "MAB", "workloadType": "FileFolder",
-                "containerName": m.container, "friendlyName": root, "computerName": m.friendly_name,
-                "protectionState": "IRPending", "lastBackupStatus": "", "lastBackupTime": null,
-                "deferredDeleteSyncTimeInUTC": 0, "isScheduledForDeferredDelete": false,
-                "policyId": "", "policyName": "",
-                "extendedInfo": {"lastRefreshedAt": time::now_string(), "oldestRecoveryPoint": null, "recoveryPointCount": 0},
-                "vaultId": vid,
-            }
-        }),
+        None => new_item(&vault, &rid, m, root),
     };
     // A policy puts the folder on a schedule (run by the agent) and gives
     // its points their retention.
@@ -335,9 +365,10 @@ pub fn begin_backup(
                 format!("Policy '{name}' is not a MARS (MAB) policy."),
             ));
         }
-        let changed = item["properties"]["policyId"] != pol["id"];
-        item["properties"]["policyId"] = pol["id"].clone();
-        item["properties"]["policyName"] = pol["name"].clone();
+        let pol_id = pol["id"].as_str().unwrap_or_default();
+        let changed = item.properties.policy_id != pol_id;
+        item.properties.policy_id = pol_id.to_string();
+        item.properties.policy_name = pol["name"].as_str().unwrap_or_default().to_string();
         if changed {
             crate::schedule::start(tx, &rid)?;
         }
@@ -345,7 +376,7 @@ pub fn begin_backup(
         // Known to the clock even without a policy: soft-deleted data is purged on it.
         crate::schedule::start(tx, &rid)?;
     }
-    resource::put(tx, &rid, &item)?;
+    item.save(tx)?;
     let job = uuid::Uuid::new_v4().to_string();
     let doc = job_doc(
         vid,
@@ -402,15 +433,8 @@ pub fn mark_due(tx: &mut WriteTx, item_id: &str, slot: &str) -> Result<(), ArmEr
 pub fn due_of(r: &impl Reader, m: &Machine) -> Result<Vec<(String, String)>, ArmError> {
     let mut out = Vec::new();
     for item in items_of(r, &m.vault_id, &m.container)? {
-        let rid = item["id"].as_str().unwrap_or_default();
-        if let Some(slot) = r.get_json::<String>(DUE, &id::key(rid))? {
-            out.push((
-                item["properties"]["friendlyName"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                slot,
-            ));
+        if let Some(slot) = r.get_json::<String>(DUE, &id::key(&item.id))? {
+            out.push((item.properties.friendly_name, slot));
         }
     }
     Ok(out)
@@ -418,8 +442,12 @@ pub fn due_of(r: &impl Reader, m: &Machine) -> Result<Vec<(String, String)>, Arm
 
 /// When a point of an item under a policy expires: its daily (or weekly)
 /// retention from now.
-fn expiry_of(r: &impl Reader, vault_id: &str, item: &Value) -> Result<Option<String>, ArmError> {
-    let pid = item["properties"]["policyId"].as_str().unwrap_or_default();
+fn expiry_of(
+    r: &impl Reader,
+    vault_id: &str,
+    item: &ProtectedItem,
+) -> Result<Option<String>, ArmError> {
+    let pid = item.properties.policy_id.as_str();
     if pid.is_empty() {
         return Ok(None);
     }
@@ -533,11 +561,11 @@ pub fn commit(
     })?;
     let pid = format!("{item_id}/recoveryPoints/{point}");
     let res = store.write(|tx| {
-        let Some(mut item) = resource::get(tx, item_id)? else {
+        let Some(mut item) = core_item::load(tx, item_id)? else {
             return Err(bad("BMSUserErrorItemNotFound", "The protected item was deleted while the backup ran."));
         };
         let now = time::now_string();
-        let root = item["properties"]["friendlyName"].as_str().unwrap_or_default().to_string();
+        let root = item.properties.friendly_name.clone();
         let expiry = expiry_of(tx, &m.vault_id, &item)?;
         tx.delete(DUE, &id::key(item_id))?;
         let doc = json!({
@@ -555,7 +583,7 @@ pub fn commit(
         resource::put(tx, &pid, &doc)?;
         let data = PointData {
             vault_numeric_id,
-            location: item["location"].as_str().unwrap_or_default().to_string(),
+            location: item.location.clone(),
             disks: vec![PointDisk {
                 lun: 0,
                 disk_id: item_id.to_string(),
@@ -579,17 +607,9 @@ pub fn commit(
         };
         points::put_point_data(tx, &pid, &data)?;
         let count = resource::list_children(tx, item_id, "recoveryPoints")?.len();
-        let pr = &mut item["properties"];
-        pr["protectionState"] = json!(BackupState::Protected.protection_state());
-        pr["lastBackupStatus"] = json!("Completed");
-        pr["lastBackupTime"] = json!(now);
-        pr["lastRecoveryPoint"] = json!(now);
-        pr["extendedInfo"]["recoveryPointCount"] = json!(count);
-        pr["extendedInfo"]["lastRefreshedAt"] = json!(now);
-        if pr["extendedInfo"]["oldestRecoveryPoint"].is_null() {
-            pr["extendedInfo"]["oldestRecoveryPoint"] = json!(now);
-        }
-        resource::put(tx, item_id, &item)?;
+        item.record_point(&now, count);
+        item.properties.extended_info.last_refreshed_at = Some(now.clone());
+        item.save(tx)?;
         let jid = format!("{}/backupJobs/{job}", m.vault_id);
         if let Some(old) = resource::get(tx, &jid)? {
             let mut b = old["properties"]["extendedInfo"]["propertyBag"].clone();
@@ -673,8 +693,8 @@ pub fn refuse_for_mab(
     let vid = ctx.store().view(|r| crate::vault_of(r, req))?;
     let doc = ctx
         .store()
-        .view(|r| resource::get(r, &crate::items::item_id(&vid, container, item)))?;
-    if doc.is_some_and(|d| d["properties"]["backupManagementType"] == "MAB") {
+        .view(|r| core_item::load(r, &crate::items::item_id(&vid, container, item)))?;
+    if doc.is_some_and(|d| d.is_mab()) {
         return Err(bad("BMSUserErrorNotSupported", "A MARS (MAB) item is backed up and restored by the agent on its machine (`recoverite mars backup` / `recoverite mars restore`), not through the Backup API."));
     }
     Ok(())
@@ -683,14 +703,12 @@ pub fn refuse_for_mab(
 /// Every MARS point of the vault's machines, newest first.
 pub fn points_of_vault(r: &impl Reader, vault_id: &str) -> Result<Vec<Value>, ArmError> {
     let mut out = Vec::new();
-    for item in resource::list_of_type(r, vault_id, ITEM_TYPE)? {
-        if item["properties"]["backupManagementType"] != "MAB" {
+    for item in core_item::list(r, vault_id)? {
+        let Some(mab) = item.mab() else {
             continue;
-        }
-        for p in
-            resource::list_children(r, item["id"].as_str().unwrap_or_default(), "recoveryPoints")?
-        {
-            out.push(json!({"id": p["id"], "time": p["properties"]["recoveryPointTime"], "path": p["properties"]["friendlyName"], "machine": item["properties"]["computerName"]}));
+        };
+        for p in resource::list_children(r, &item.id, "recoveryPoints")? {
+            out.push(json!({"id": p["id"], "time": p["properties"]["recoveryPointTime"], "path": p["properties"]["friendlyName"], "machine": mab.computer_name}));
         }
     }
     out.sort_by(|a, b| b["time"].as_str().cmp(&a["time"].as_str()));

@@ -4,7 +4,7 @@
 //! new managed disks from the snapshot tier while the point's instant
 //! restore days last, from the vault tier after.
 
-use recoverite_rs_core::backup_item::{BackupOp, BackupState};
+use recoverite_rs_core::backup_item::{self as core_item, BackupOp, BackupState, ProtectedItem};
 use recoverite_rs_core::drills;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -136,10 +136,8 @@ pub(crate) fn not_found(point: &str) -> ArmError {
 
 /// "Backup now" needs an item under protection: not stopped, not deleted
 /// (the Backup item state machine in the Recovery Services core).
-pub fn check_backup_allowed(item: &Value) -> Result<(), ArmError> {
-    BackupState::of_item(item)
-        .and_then(|s| s.check(BackupOp::Backup))
-        .map_err(|e| e.to_arm())
+pub fn check_backup_allowed(state: BackupState) -> Result<(), ArmError> {
+    Ok(state.check(BackupOp::Backup)?)
 }
 
 /// Support matrix for Azure VM backups: "one scheduled backup per day. The
@@ -158,16 +156,16 @@ pub fn check_on_demand_count(taken_today: usize) -> Result<(), ArmError> {
 }
 
 /// On-demand backups of the item in a vault since the start of today (UTC).
-fn on_demand_today(r: &impl Reader, vid: &str, item: &Value) -> Result<usize, ArmError> {
+fn on_demand_today(r: &impl Reader, vid: &str, item: &ProtectedItem) -> Result<usize, ArmError> {
     let today = time::now().replace_time(::time::Time::MIDNIGHT);
-    let container = &item["properties"]["containerName"];
+    let container = &item.properties.container_name;
     Ok(resource::list_children(r, vid, "backupJobs")?
         .iter()
         .filter(|j| {
             let p = &j["properties"];
             p["operation"] == "Backup"
                 && p["isUserTriggered"] == true
-                && &p["containerName"] == container
+                && p["containerName"].as_str() == Some(container)
                 && p["startTime"]
                     .as_str()
                     .and_then(time::parse)
@@ -194,9 +192,8 @@ fn previous_disks(r: &impl Reader, rid: &str) -> Result<Vec<PointDisk>, ArmError
 /// position of its item's newest point (the next backup reads from there).
 pub fn journal_holds(r: &impl Reader) -> Result<Vec<(String, u64)>, ArmError> {
     let mut out = Vec::new();
-    for it in resource::list_of_type(r, "", crate::ITEM_TYPE)? {
-        let rid = it["id"].as_str().unwrap_or_default();
-        for d in previous_disks(r, rid)? {
+    for it in core_item::list(r, "")? {
+        for d in previous_disks(r, &it.id)? {
             if let (Some(u), Some(p)) = (d.source_unique, d.journal_pos) {
                 out.push((u, p));
             }
@@ -255,7 +252,7 @@ pub fn backup(
 
 /// What a backup of an item works from, read in one snapshot of the state.
 struct BackupInputs {
-    item: Value,
+    item: ProtectedItem,
     vm: Vm,
     vm_disks: Vec<Disk>,
     numeric_id: u64,
@@ -263,10 +260,10 @@ struct BackupInputs {
 }
 
 fn backup_inputs(r: &impl Reader, vid: &str, rid: &str) -> Result<BackupInputs, ArmError> {
-    let item = resource::get(r, rid)?
+    let item = core_item::load(r, rid)?
         .ok_or_else(|| ArmError::conflict("BMSUserErrorItemNotFound", "The item was removed."))?;
-    check_backup_allowed(&item)?;
-    let vm_id = vm_id_of(&item);
+    check_backup_allowed(item.state())?;
+    let vm_id = item.vm_id().to_string();
     let (vm, vm_disks) = disks::of_vm(r, &vm_id)?.ok_or_else(|| {
         ArmError::bad_request(
             "BMSUserErrorVmNotFound",
@@ -275,11 +272,7 @@ fn backup_inputs(r: &impl Reader, vid: &str, rid: &str) -> Result<BackupInputs, 
     })?;
     let meta = recoverite_rs_core::vault::get(r, vid)?
         .ok_or_else(|| ArmError::internal("the vault has no record"))?;
-    let policy = policy::find(
-        r,
-        vid,
-        item["properties"]["policyId"].as_str().unwrap_or_default(),
-    )?;
+    let policy = policy::find(r, vid, &item.properties.policy_id)?;
     Ok(BackupInputs {
         item,
         vm,
@@ -369,9 +362,10 @@ fn snapshot_disks(
             snapshot: snap,
             manifest: format!(
                 "{}-{name}-{}",
-                inputs.item["properties"]["protectedItemDataId"]
-                    .as_str()
-                    .unwrap_or("item"),
+                inputs
+                    .item
+                    .vm()
+                    .map_or("item", |v| &v.protected_item_data_id),
                 made.len()
             ),
             source: PointSource {
@@ -535,16 +529,16 @@ pub fn take_point(
     let snapshot_group = snapshot_group_name(inputs.policy.as_ref(), location);
     let job = store_.write(|tx| {
         // The item may have been stopped or deleted meanwhile.
-        let mut it = resource::get(tx, &rid)?.ok_or_else(|| {
+        let mut it = core_item::load(tx, &rid)?.ok_or_else(|| {
             ArmError::conflict(
                 "BMSUserErrorItemNotFound",
                 "The item was removed during the backup.",
             )
         })?;
-        check_backup_allowed(&it)?;
+        check_backup_allowed(it.state())?;
         resource::put(tx, &pid, &doc)?;
         // The snapshot tier, where users see it: a restore point of the VM.
-        let sub = recoverite_arm::id::parse_id(&vm_id_of(&it))
+        let sub = recoverite_arm::id::parse_id(it.vm_id())
             .and_then(|p| p.subscription)
             .unwrap_or_default();
         let rg = recoverite_rp_resources::groups::ensure(tx, &sub, &snapshot_group, location)?;
@@ -562,16 +556,8 @@ pub fn take_point(
         );
         tx.put_json(POINT_DATA, &point_key(&pid), &data)?;
         let count = resource::list_children(tx, &rid, "recoveryPoints")?.len();
-        let p = &mut it["properties"];
-        p["protectionState"] = json!(BackupState::Protected.protection_state());
-        p["lastBackupStatus"] = json!("Completed");
-        p["lastBackupTime"] = json!(time::format(now));
-        p["lastRecoveryPoint"] = json!(time::format(now));
-        p["extendedInfo"]["recoveryPointCount"] = json!(count);
-        if p["extendedInfo"]["oldestRecoveryPoint"].is_null() {
-            p["extendedInfo"]["oldestRecoveryPoint"] = json!(time::format(now));
-        }
-        resource::put(tx, &rid, &it)?;
+        it.record_point(&time::format(now), count);
+        it.save(tx)?;
         jobs::record(
             tx,
             &vid,
@@ -961,7 +947,7 @@ pub(crate) fn load_point(
     container: &str,
     item: &str,
     point: &str,
-) -> Result<(Value, PointData), ArmError> {
+) -> Result<(ProtectedItem, PointData), ArmError> {
     let it = load(r, vid, container, item)?;
     let pid = format!("{}/recoveryPoints/{point}", item_id(vid, container, item));
     resource::get(r, &pid)?.ok_or_else(|| not_found(point))?;
@@ -1191,13 +1177,6 @@ pub fn forget_points(
     Ok(out)
 }
 
-fn vm_id_of(item: &Value) -> String {
-    item["properties"]["sourceResourceId"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// Drops the restore point showing a point's snapshot (its images are the
 /// snapshot tier's, freed by their owner).
 pub fn forget_snapshot_point(
@@ -1279,7 +1258,7 @@ pub fn point_data(r: &impl Reader, point_id: &str) -> Result<Option<PointData>, 
 fn restore_report(
     tx: &mut recoverite_store::WriteTx,
     vault_id: &str,
-    item: &Value,
+    item: &ProtectedItem,
     point_id: &str,
     outcome: String,
     watch: &drills::Stopwatch,
@@ -1296,10 +1275,8 @@ fn restore_report(
         drills::Drill {
             vault_id,
             kind: drills::DrillKind::Restore,
-            item_id: item["id"].as_str().unwrap_or_default(),
-            item_name: item["properties"]["friendlyName"]
-                .as_str()
-                .unwrap_or_default(),
+            item_id: &item.id,
+            item_name: &item.properties.friendly_name,
             point_id,
             point_time: &point_time,
             outcome,
@@ -1335,18 +1312,19 @@ mod tests {
 
     #[test]
     fn backups_need_an_item_under_protection() {
-        let item = |state: &str, deleted: bool| json!({"properties": {"protectionState": state, "isScheduledForDeferredDelete": deleted}});
-        assert!(check_backup_allowed(&item("IRPending", false)).is_ok());
-        assert!(check_backup_allowed(&item("Protected", false)).is_ok());
+        use recoverite_rs_core::backup_item::ProtectionState::*;
+        let item = BackupState::of;
+        assert!(check_backup_allowed(item(IrPending, false)).is_ok());
+        assert!(check_backup_allowed(item(Protected, false)).is_ok());
         assert_eq!(
-            check_backup_allowed(&item("ProtectionStopped", false))
+            check_backup_allowed(item(ProtectionStopped, false))
                 .unwrap_err()
                 .body
                 .code,
             "BMSUserErrorProtectionStopped"
         );
         assert_eq!(
-            check_backup_allowed(&item("ProtectionStopped", true))
+            check_backup_allowed(item(ProtectionStopped, true))
                 .unwrap_err()
                 .body
                 .code,

@@ -10,7 +10,9 @@ use recoverite_arm::{resource, time, ArmError};
 use recoverite_store::{Reader, Store, Table};
 
 use crate::points::{self, PointData};
-use crate::{policy, BackupProvider, ITEM_TYPE};
+use recoverite_rs_core::backup_item::{self as core_item, BackupOp, ProtectedItem};
+
+use crate::{policy, BackupProvider};
 
 /// When each item's schedule last ran (or was first seen: no backfill).
 const LAST_RUN: Table = Table("backup_schedule");
@@ -133,14 +135,8 @@ pub fn tick(store: &Store, bp: &BackupProvider) -> Result<(), ArmError> {
     let ids = store.read(|r| r.scan_json::<String>(ITEMS, ""))?;
     let mut items = Vec::new();
     for (k, id) in ids {
-        match store.view(|r| resource::get(r, &id))? {
-            Some(d)
-                if d["type"]
-                    .as_str()
-                    .is_some_and(|t| t.eq_ignore_ascii_case(ITEM_TYPE)) =>
-            {
-                items.push(d)
-            }
+        match store.view(|r| core_item::load(r, &id))? {
+            Some(d) => items.push(d),
             // Gone (deleted, or its resource group was): forget it.
             _ => {
                 store.write(|tx| {
@@ -154,7 +150,7 @@ pub fn tick(store: &Store, bp: &BackupProvider) -> Result<(), ArmError> {
     for item in items {
         if let Err(e) = tick_item(store, bp, &item, now) {
             // One item's trouble never stops the others.
-            tracing::warn!(item = %item["id"], err = %e.body.message, "backup schedule");
+            tracing::warn!(item = %item.id, err = %e.body.message, "backup schedule");
         }
     }
     crate::ilr::expire(store, bp)?;
@@ -164,22 +160,14 @@ pub fn tick(store: &Store, bp: &BackupProvider) -> Result<(), ArmError> {
 fn tick_item(
     store: &Store,
     bp: &BackupProvider,
-    item: &Value,
+    item: &ProtectedItem,
     now: OffsetDateTime,
 ) -> Result<(), ArmError> {
-    let rid = item["id"].as_str().unwrap_or_default().to_string();
-    let vid = item["properties"]["vaultId"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let p = &item["properties"];
+    let rid = item.id.clone();
+    let vid = item.properties.vault_id.clone();
     // Soft-deleted items go once their 14 days are over.
-    if p["isScheduledForDeferredDelete"] == true {
-        if p["deferredDeleteTimeInUTC"]
-            .as_str()
-            .and_then(time::parse)
-            .is_some_and(|t| t <= now)
-        {
+    if item.properties.is_scheduled_for_deferred_delete {
+        if item.purge_due(now) {
             let gone = store.write(|tx| {
                 let gone = points::forget_points(tx, &rid)?;
                 resource::delete_tree(tx, &rid)?;
@@ -192,14 +180,10 @@ fn tick_item(
     }
     prune(store, bp, &rid, now)?;
     // Only items the state machine lets back up are backed up on schedule.
-    let allowed = recoverite_rs_core::backup_item::BackupState::of_item(item)
-        .and_then(|s| s.check(recoverite_rs_core::backup_item::BackupOp::Backup));
-    if allowed.is_err() {
+    if item.state().check(BackupOp::Backup).is_err() {
         return Ok(());
     }
-    let Some(pol) =
-        store.view(|r| policy::find(r, &vid, p["policyId"].as_str().unwrap_or_default()))?
-    else {
+    let Some(pol) = store.view(|r| policy::find(r, &vid, &item.properties.policy_id))? else {
         return Ok(());
     };
     let slot = latest_slot(&pol["properties"]["schedulePolicy"], now);
@@ -214,7 +198,7 @@ fn tick_item(
         Some(l) if due(slot, Some(l)) => {
             let s = slot.unwrap_or(now);
             store.write(|tx| tx.put_json(LAST_RUN, &key, &time::format(s)))?;
-            if p["backupManagementType"] == "MAB" {
+            if item.is_mab() {
                 // The agent on the machine backs MARS items up; it asks what is due.
                 store.write(|tx| crate::mab::mark_due(tx, &rid, &time::format(s)))?;
             } else {
@@ -287,14 +271,15 @@ fn prune(
             }
             points::forget_point(tx, pid)?;
         }
-        if let Some(mut it) = resource::get(tx, rid)? {
+        if let Some(mut it) = core_item::load(tx, rid)? {
             let left = resource::list_children(tx, rid, "recoveryPoints")?;
-            it["properties"]["extendedInfo"]["recoveryPointCount"] = serde_json::json!(left.len());
-            it["properties"]["extendedInfo"]["oldestRecoveryPoint"] = left
-                .first()
-                .map(|p| p["properties"]["recoveryPointTime"].clone())
-                .unwrap_or(Value::Null);
-            resource::put(tx, rid, &it)?;
+            let oldest = left.first().and_then(|p| {
+                p["properties"]["recoveryPointTime"]
+                    .as_str()
+                    .map(str::to_string)
+            });
+            it.set_points(left.len(), oldest);
+            it.save(tx)?;
         }
         Ok::<_, ArmError>(gone)
     })?;

@@ -5,7 +5,14 @@
 //! operation and write the state it leads to in one transaction, so a
 //! change made meanwhile is checked against what is really stored.
 
-use recoverite_arm::ArmError;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use recoverite_arm::{document, ArmError};
+use recoverite_store::{Reader, WriteTx};
+
+use crate::vault::BACKUP_ITEM_TYPE;
 
 /// Where a Backup protected item is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +52,6 @@ pub enum BackupStateError {
     NotSoftDeleted,
     #[error("Protection of the item is stopped; resume it with a policy before backing up.")]
     ProtectionStopped,
-    #[error("The stored protection state '{0}' is not one Azure Backup has.")]
-    Unknown(String),
 }
 
 impl BackupStateError {
@@ -55,48 +60,40 @@ impl BackupStateError {
             BackupStateError::SoftDeleted => "BMSUserErrorItemSoftDeleted",
             BackupStateError::NotSoftDeleted => "BMSUserErrorItemNotSoftDeleted",
             BackupStateError::ProtectionStopped => "BMSUserErrorProtectionStopped",
-            BackupStateError::Unknown(_) => "InternalError",
         }
     }
 
     pub fn to_arm(&self) -> ArmError {
-        match self {
-            BackupStateError::Unknown(_) => ArmError::internal(self.to_string()),
-            _ => ArmError::bad_request(self.code(), self.to_string()),
-        }
+        ArmError::bad_request(self.code(), self.to_string())
+    }
+}
+
+impl From<BackupStateError> for ArmError {
+    fn from(e: BackupStateError) -> ArmError {
+        e.to_arm()
     }
 }
 
 impl BackupState {
     /// The state of an item from its `protectionState` and soft delete mark.
-    pub fn of(protection_state: &str, soft_deleted: bool) -> Result<BackupState, BackupStateError> {
-        if soft_deleted {
-            return Ok(BackupState::SoftDeleted);
+    pub fn of(protection_state: ProtectionState, soft_deleted: bool) -> BackupState {
+        match (soft_deleted, protection_state) {
+            (true, _) => BackupState::SoftDeleted,
+            (false, ProtectionState::IrPending) => BackupState::IrPending,
+            (false, ProtectionState::Protected) => BackupState::Protected,
+            (false, ProtectionState::ProtectionStopped) => BackupState::ProtectionStopped,
         }
-        match protection_state {
-            "IRPending" => Ok(BackupState::IrPending),
-            "Protected" => Ok(BackupState::Protected),
-            "ProtectionStopped" => Ok(BackupState::ProtectionStopped),
-            other => Err(BackupStateError::Unknown(other.to_string())),
-        }
-    }
-
-    /// The item's state as stored on a protected item document.
-    pub fn of_item(item: &serde_json::Value) -> Result<BackupState, BackupStateError> {
-        let p = &item["properties"];
-        BackupState::of(
-            p["protectionState"].as_str().unwrap_or_default(),
-            p["isScheduledForDeferredDelete"] == true,
-        )
     }
 
     /// Azure's `protectionState` for this state (a soft-deleted item shows
     /// `ProtectionStopped`).
-    pub fn protection_state(self) -> &'static str {
+    pub fn protection_state(self) -> ProtectionState {
         match self {
-            BackupState::IrPending => "IRPending",
-            BackupState::Protected => "Protected",
-            BackupState::ProtectionStopped | BackupState::SoftDeleted => "ProtectionStopped",
+            BackupState::IrPending => ProtectionState::IrPending,
+            BackupState::Protected => ProtectionState::Protected,
+            BackupState::ProtectionStopped | BackupState::SoftDeleted => {
+                ProtectionState::ProtectionStopped
+            }
         }
     }
 
@@ -127,6 +124,248 @@ impl BackupState {
             BackupOp::DeleteData => BackupState::SoftDeleted,
         }
     }
+}
+
+/// Azure's `protectionState` of a Backup protected item, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProtectionState {
+    #[serde(rename = "IRPending")]
+    IrPending,
+    Protected,
+    ProtectionStopped,
+}
+
+/// What is only on an Azure VM's item (`AzureIaaSComputeVMProtectedItem`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VmItem {
+    pub source_resource_id: String,
+    pub virtual_machine_id: String,
+    pub protection_status: String,
+    pub health_status: String,
+    pub protected_item_data_id: String,
+    pub create_mode: String,
+}
+
+/// What is only on a MARS agent's folder (`MabFileFolderProtectedItem`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MabItem {
+    /// The registered machine's name.
+    pub computer_name: String,
+    #[serde(rename = "deferredDeleteSyncTimeInUTC", default)]
+    pub deferred_delete_sync_time_in_utc: i64,
+}
+
+/// The two workloads' own fields, told apart by `backupManagementType`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "backupManagementType")]
+pub enum Workload {
+    #[serde(rename = "AzureIaasVM")]
+    Vm(VmItem),
+    #[serde(rename = "MAB")]
+    Mab(MabItem),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemExtendedInfo {
+    #[serde(default)]
+    pub recovery_point_count: usize,
+    #[serde(default)]
+    pub oldest_recovery_point: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_inconsistent: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refreshed_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemProperties {
+    pub protected_item_type: String,
+    #[serde(flatten)]
+    pub workload: Workload,
+    pub workload_type: String,
+    pub container_name: String,
+    pub friendly_name: String,
+    /// Empty when no policy protects the item (stopped, soft-deleted, or a
+    /// MARS folder backed up without one), as Azure shows it.
+    pub policy_id: String,
+    pub policy_name: String,
+    pub protection_state: ProtectionState,
+    pub last_backup_status: String,
+    #[serde(default)]
+    pub last_backup_time: Option<String>,
+    #[serde(default)]
+    pub last_recovery_point: Option<String>,
+    pub is_scheduled_for_deferred_delete: bool,
+    #[serde(rename = "deferredDeleteTimeInUTC", default)]
+    pub deferred_delete_time_in_utc: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred_delete_time_remaining: Option<String>,
+    pub extended_info: ItemExtendedInfo,
+    pub vault_id: String,
+}
+
+/// A Backup protected item: an Azure VM or a MARS agent's folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProtectedItem {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub location: String,
+    pub properties: ItemProperties,
+}
+
+recoverite_arm::impl_document!(ProtectedItem, BACKUP_ITEM_TYPE, "protected item");
+
+impl ProtectedItem {
+    pub fn vm(&self) -> Option<&VmItem> {
+        match &self.properties.workload {
+            Workload::Vm(v) => Some(v),
+            Workload::Mab(_) => None,
+        }
+    }
+
+    pub fn mab(&self) -> Option<&MabItem> {
+        match &self.properties.workload {
+            Workload::Mab(m) => Some(m),
+            Workload::Vm(_) => None,
+        }
+    }
+
+    pub fn is_mab(&self) -> bool {
+        self.mab().is_some()
+    }
+
+    /// The protected VM's id (empty for a MARS folder).
+    pub fn vm_id(&self) -> &str {
+        self.vm()
+            .map(|v| v.source_resource_id.as_str())
+            .unwrap_or("")
+    }
+
+    /// The item's container, as its id names it.
+    pub fn container(&self) -> &str {
+        self.id
+            .split("/protectionContainers/")
+            .nth(1)
+            .and_then(|t| t.split('/').next())
+            .unwrap_or("")
+    }
+
+    /// Where the item is in the state machine.
+    pub fn state(&self) -> BackupState {
+        let p = &self.properties;
+        BackupState::of(p.protection_state, p.is_scheduled_for_deferred_delete)
+    }
+
+    /// Whether a backup has made a point of it.
+    pub fn has_point(&self) -> bool {
+        self.properties.last_recovery_point.is_some() || self.properties.last_backup_time.is_some()
+    }
+
+    /// Checks `op` against the item's state and moves the item to the state
+    /// it leads to (the soft-delete mark, the time the data goes, and the
+    /// policy a stopped item no longer has). Called on the item as read in
+    /// the transaction that writes it.
+    pub fn apply(&mut self, op: BackupOp, now: OffsetDateTime) -> Result<(), BackupStateError> {
+        let state = self.state();
+        state.check(op)?;
+        let next = state.after(op, self.has_point());
+        let p = &mut self.properties;
+        p.protection_state = next.protection_state();
+        match op {
+            BackupOp::Undelete => {
+                p.is_scheduled_for_deferred_delete = false;
+                p.deferred_delete_time_in_utc = None;
+                p.deferred_delete_time_remaining = None;
+            }
+            BackupOp::DeleteData => {
+                let until = now + time::Duration::days(SOFT_DELETE_DAYS);
+                p.is_scheduled_for_deferred_delete = true;
+                p.deferred_delete_time_in_utc = Some(recoverite_arm::time::format(until));
+                p.deferred_delete_time_remaining = Some(format!("P{SOFT_DELETE_DAYS}D"));
+                p.policy_id.clear();
+            }
+            BackupOp::StopKeepingData => {
+                if let Workload::Vm(v) = &mut p.workload {
+                    v.protection_status = "Healthy".into();
+                    p.policy_id.clear();
+                    p.policy_name.clear();
+                }
+            }
+            BackupOp::Backup | BackupOp::Configure => {}
+        }
+        Ok(())
+    }
+
+    /// Whether the soft-delete window of a deleted item is over at `now`.
+    pub fn purge_due(&self, now: OffsetDateTime) -> bool {
+        let p = &self.properties;
+        p.is_scheduled_for_deferred_delete
+            && p.deferred_delete_time_in_utc
+                .as_deref()
+                .and_then(recoverite_arm::time::parse)
+                .is_some_and(|t| t <= now)
+    }
+
+    /// A backup made a point at `at`; the item now has `count`.
+    pub fn record_point(&mut self, at: &str, count: usize) {
+        let p = &mut self.properties;
+        p.protection_state = ProtectionState::Protected;
+        p.last_backup_status = "Completed".into();
+        p.last_backup_time = Some(at.to_string());
+        p.last_recovery_point = Some(at.to_string());
+        p.extended_info.recovery_point_count = count;
+        if p.extended_info.oldest_recovery_point.is_none() {
+            p.extended_info.oldest_recovery_point = Some(at.to_string());
+        }
+    }
+
+    /// Points were pruned: `count` are left, the oldest taken at `oldest`.
+    pub fn set_points(&mut self, count: usize, oldest: Option<String>) {
+        self.properties.extended_info.recovery_point_count = count;
+        self.properties.extended_info.oldest_recovery_point = oldest;
+    }
+
+    /// Whether a list's `$filter` (as azure-cli and the portal send it) keeps the item.
+    pub fn matches(&self, filter: &str) -> bool {
+        let p = &self.properties;
+        let management = if self.is_mab() { "MAB" } else { "AzureIaasVM" };
+        crate::containers::filter_allows(filter, "backupManagementType", management)
+            && crate::containers::filter_allows(filter, "itemType", &p.workload_type)
+            && crate::containers::filter_allows(filter, "policyName", &p.policy_name)
+            && crate::containers::filter_allows(filter, "containerName", &p.container_name)
+    }
+
+    pub fn to_value(&self) -> Result<Value, ArmError> {
+        document::to_value(self)
+    }
+
+    pub fn save(&self, tx: &mut WriteTx) -> Result<(), ArmError> {
+        document::save(tx, self)
+    }
+}
+
+/// "Deleted backup data is kept for 14 days and can be undeleted in that time."
+pub const SOFT_DELETE_DAYS: i64 = 14;
+
+/// The item at `id`, if there is one.
+pub fn load(r: &impl Reader, id: &str) -> Result<Option<ProtectedItem>, ArmError> {
+    document::load(r, id)
+}
+
+/// The vault's items ("" for every vault's).
+pub fn list(r: &impl Reader, vault_id: &str) -> Result<Vec<ProtectedItem>, ArmError> {
+    document::list(r, vault_id)
+}
+
+/// The items of one container.
+pub fn in_container(r: &impl Reader, container_id: &str) -> Result<Vec<ProtectedItem>, ArmError> {
+    document::children::<ProtectedItem>(r, container_id, "protectedItems")
 }
 
 #[cfg(test)]
@@ -163,12 +402,120 @@ mod tests {
         assert_eq!(ProtectionStopped.after(Configure, false), IrPending);
         assert_eq!(ProtectionStopped.after(Configure, true), Protected);
         assert_eq!(Protected.after(DeleteData, true), SoftDeleted);
-        assert_eq!(SoftDeleted.protection_state(), "ProtectionStopped");
-        assert_eq!(BackupState::of("Protected", true), Ok(SoftDeleted));
-        assert_eq!(BackupState::of("IRPending", false), Ok(IrPending));
-        assert!(BackupState::of("Bogus", false).is_err());
+        assert_eq!(
+            SoftDeleted.protection_state(),
+            ProtectionState::ProtectionStopped
+        );
+        assert_eq!(
+            BackupState::of(ProtectionState::Protected, true),
+            SoftDeleted
+        );
+        assert_eq!(
+            BackupState::of(ProtectionState::IrPending, false),
+            IrPending
+        );
         for s in [IrPending, Protected, ProtectionStopped] {
-            assert_eq!(BackupState::of(s.protection_state(), false), Ok(s));
+            assert_eq!(BackupState::of(s.protection_state(), false), s);
         }
+    }
+
+    fn vm_item() -> serde_json::Value {
+        // As the VM item was stored before it was typed.
+        serde_json::json!({
+            "id": "/subscriptions/s/resourceGroups/g/providers/Microsoft.RecoveryServices/vaults/v/backupFabrics/Azure/protectionContainers/iaasvmcontainer;iaasvmcontainerv2;g;vm1/protectedItems/vm;iaasvmcontainerv2;g;vm1",
+            "name": "vm;iaasvmcontainerv2;g;vm1", "type": BACKUP_ITEM_TYPE, "location": "westeurope",
+            "properties": {
+                "protectedItemType": "Microsoft.Compute/virtualMachines",
+                "backupManagementType": "AzureIaasVM", "workloadType": "VM",
+                "containerName": "iaasvmcontainer;iaasvmcontainerv2;g;vm1",
+                "sourceResourceId": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm1",
+                "virtualMachineId": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm1",
+                "friendlyName": "vm1", "policyId": "/p/DefaultPolicy", "policyName": "DefaultPolicy",
+                "protectionStatus": "Healthy", "protectionState": "IRPending", "healthStatus": "Passed",
+                "lastBackupStatus": "", "lastRecoveryPoint": null, "protectedItemDataId": "d",
+                "isScheduledForDeferredDelete": false, "createMode": "Default",
+                "extendedInfo": {"recoveryPointCount": 0, "policyInconsistent": false},
+                "vaultId": "/v",
+            }
+        })
+    }
+
+    #[test]
+    fn stored_items_of_both_workloads_read_back_typed() {
+        let vm: ProtectedItem = serde_json::from_value(vm_item()).unwrap();
+        assert_eq!(vm.state(), IrPending);
+        assert!(vm.vm_id().ends_with("/vm1") && !vm.is_mab());
+        assert_eq!(vm.container(), "iaasvmcontainer;iaasvmcontainerv2;g;vm1");
+        let back = vm.to_value().unwrap();
+        assert_eq!(back["properties"]["backupManagementType"], "AzureIaasVM");
+        assert_eq!(back["properties"]["protectionState"], "IRPending");
+        assert_eq!(
+            back["properties"]["extendedInfo"]["policyInconsistent"],
+            false
+        );
+        let mab: ProtectedItem = serde_json::from_value(serde_json::json!({
+            "id": "/v/backupFabrics/Azure/protectionContainers/c/protectedItems/FileFolder;x", "name": "FileFolder;x",
+            "type": BACKUP_ITEM_TYPE, "location": "westeurope",
+            "properties": {
+                "protectedItemType": "MabFileFolderProtectedItem", "backupManagementType": "MAB",
+                "workloadType": "FileFolder", "containerName": "c", "friendlyName": "C:\\data",
+                "computerName": "host1", "protectionState": "Protected", "lastBackupStatus": "Completed",
+                "lastBackupTime": "2026-01-01T00:00:00Z", "deferredDeleteSyncTimeInUTC": 0,
+                "isScheduledForDeferredDelete": false, "policyId": "", "policyName": "",
+                "extendedInfo": {"lastRefreshedAt": "t", "oldestRecoveryPoint": null, "recoveryPointCount": 1},
+                "vaultId": "/v",
+            }
+        }))
+        .unwrap();
+        assert_eq!(mab.mab().unwrap().computer_name, "host1");
+        assert!(mab.has_point() && mab.vm_id().is_empty());
+        // A misspelled state is refused, not read as an empty one.
+        let mut bad = vm_item();
+        bad["properties"]["protectionState"] = serde_json::json!("Bogus");
+        assert!(serde_json::from_value::<ProtectedItem>(bad).is_err());
+    }
+
+    #[test]
+    fn delete_keeps_data_fourteen_days_and_undelete_restores_a_stopped_item() {
+        let now = recoverite_arm::time::parse("2026-03-01T00:00:00Z").unwrap();
+        let mut it: ProtectedItem = serde_json::from_value(vm_item()).unwrap();
+        it.record_point("2026-02-28T00:00:00Z", 1);
+        assert_eq!(it.state(), Protected);
+        it.apply(DeleteData, now).unwrap();
+        assert_eq!(it.state(), SoftDeleted);
+        let p = &it.properties;
+        assert_eq!(
+            p.deferred_delete_time_in_utc.as_deref(),
+            Some("2026-03-15T00:00:00.0000000Z")
+        );
+        assert!(p.policy_id.is_empty());
+        assert!(!it.purge_due(now) && it.purge_due(now + time::Duration::days(14)));
+        assert_eq!(
+            it.clone().apply(Backup, now),
+            Err(BackupStateError::SoftDeleted)
+        );
+        it.apply(Undelete, now).unwrap();
+        assert_eq!(it.state(), ProtectionStopped);
+        assert!(it.properties.deferred_delete_time_in_utc.is_none());
+        assert!(!it.purge_due(now + time::Duration::days(30)));
+    }
+
+    #[test]
+    fn stopping_a_vm_clears_its_policy_and_filters_read_typed_fields() {
+        let now = recoverite_arm::time::now();
+        let mut it: ProtectedItem = serde_json::from_value(vm_item()).unwrap();
+        assert!(it.matches("backupManagementType eq 'AzureIaasVM' and itemType eq 'VM'"));
+        assert!(it.matches("policyName eq 'DefaultPolicy'"));
+        assert!(!it.matches("backupManagementType eq 'MAB'"));
+        it.apply(StopKeepingData, now).unwrap();
+        assert_eq!(
+            it.properties.protection_state,
+            ProtectionState::ProtectionStopped
+        );
+        assert!(it.properties.policy_name.is_empty());
+        assert!(!it.matches("policyName eq 'DefaultPolicy'"));
+        // Resuming without a point goes back to IRPending.
+        it.apply(Configure, now).unwrap();
+        assert_eq!(it.state(), IrPending);
     }
 }

@@ -7,10 +7,8 @@
 
 use serde_json::{json, Value};
 
-use recoverite_arm::{resource, ArmError};
+use recoverite_arm::ArmError;
 use recoverite_store::Reader;
-
-use crate::vault::BACKUP_ITEM_TYPE;
 
 pub const CONTAINER_TYPE: &str =
     "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers";
@@ -40,7 +38,7 @@ pub fn filter_allows(filter: &str, key: &str, value: &str) -> bool {
     }
 }
 
-fn doc(vault_id: &str, name: &str, item: &Value) -> Value {
+fn doc(vault_id: &str, name: &str, vm_id: &str) -> Value {
     let parts: Vec<&str> = name.split(';').collect();
     let (rg, vm) = match parts.as_slice() {
         [_, _, rg, vm] => (rg.to_string(), vm.to_string()),
@@ -57,32 +55,28 @@ fn doc(vault_id: &str, name: &str, item: &Value) -> Value {
             "healthStatus": "Healthy",
             "containerType": "Microsoft.Compute/virtualMachines",
             "protectableObjectType": "Microsoft.Compute/virtualMachines",
-            "virtualMachineId": item["properties"]["virtualMachineId"],
+            "virtualMachineId": vm_id,
             "virtualMachineVersion": "Compute",
             "resourceGroup": rg,
         }
     })
 }
 
-/// The containers of the vault's protected VMs, one per VM.
+/// The containers of the vault's protected VMs, one per VM (a MARS
+/// machine's folders are in the container it registered, not one of these).
 pub fn vm_containers(r: &impl Reader, vault_id: &str) -> Result<Vec<Value>, ArmError> {
     let mut out: Vec<Value> = Vec::new();
-    for i in resource::list_of_type(r, vault_id, BACKUP_ITEM_TYPE)? {
-        // The container is the item id's segment.
-        let Some(name) = i["id"]
-            .as_str()
-            .and_then(|id| id.split("/protectionContainers/").nth(1))
-            .and_then(|t| t.split('/').next())
-            .map(str::to_string)
-        else {
+    for i in crate::backup_item::list(r, vault_id)? {
+        let Some(vm) = i.vm() else {
             continue;
         };
+        let name = i.container();
         if !out.iter().any(|c| {
             c["name"]
                 .as_str()
-                .is_some_and(|n| n.eq_ignore_ascii_case(&name))
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
         }) {
-            out.push(doc(vault_id, &name, &i));
+            out.push(doc(vault_id, name, &vm.virtual_machine_id));
         }
     }
     Ok(out)
@@ -120,11 +114,7 @@ mod tests {
             filter_allows(f, "itemType", "anything"),
             "a key the filter does not name"
         );
-        let c = doc(
-            "/v",
-            "iaasvmcontainer;iaasvmcontainerv2;rg;app",
-            &json!({"properties": {"virtualMachineId": "/vm"}}),
-        );
+        let c = doc("/v", "iaasvmcontainer;iaasvmcontainerv2;rg;app", "/vm");
         assert_eq!(c["properties"]["friendlyName"], "app");
         assert_eq!(c["properties"]["resourceGroup"], "rg");
         assert!(!container_matches(&c, f));
@@ -132,5 +122,54 @@ mod tests {
             &c,
             "backupManagementType eq 'AzureIaasVM' and friendlyName eq 'app'"
         ));
+    }
+
+    #[test]
+    fn only_vm_items_make_vm_containers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = recoverite_store::Store::open(&dir.path().join("s.redb")).unwrap();
+        let v = "/subscriptions/s/resourceGroups/g/providers/Microsoft.RecoveryServices/vaults/v";
+        let item = |container: &str, name: &str, props: Value| {
+            let mut p = json!({
+                "containerName": container, "friendlyName": name, "workloadType": "VM",
+                "policyId": "", "policyName": "", "protectionState": "Protected",
+                "lastBackupStatus": "", "isScheduledForDeferredDelete": false,
+                "extendedInfo": {"recoveryPointCount": 0}, "vaultId": v,
+            });
+            p.as_object_mut()
+                .unwrap()
+                .extend(props.as_object().unwrap().clone());
+            let id = format!(
+                "{v}/backupFabrics/Azure/protectionContainers/{container}/protectedItems/{name}"
+            );
+            (
+                id.clone(),
+                json!({"id": id, "name": name, "type": crate::vault::BACKUP_ITEM_TYPE, "location": "westeurope", "properties": p}),
+            )
+        };
+        let vm = item(
+            "iaasvmcontainer;iaasvmcontainerv2;g;app",
+            "vm;iaasvmcontainerv2;g;app",
+            json!({
+            "protectedItemType": "Microsoft.Compute/virtualMachines", "backupManagementType": "AzureIaasVM",
+            "sourceResourceId": "/vm/app", "virtualMachineId": "/vm/app", "protectionStatus": "Healthy",
+            "healthStatus": "Passed", "protectedItemDataId": "x", "createMode": "Default"}),
+        );
+        let mars = item(
+            "MARS_host1",
+            "FileFolder;C:\\data",
+            json!({
+            "protectedItemType": "MabFileFolderProtectedItem", "backupManagementType": "MAB",
+            "computerName": "host1"}),
+        );
+        store
+            .write(|tx| {
+                recoverite_arm::resource::put(tx, &vm.0, &vm.1)?;
+                recoverite_arm::resource::put(tx, &mars.0, &mars.1)
+            })
+            .unwrap();
+        let cs = store.view(|r| vm_containers(r, v)).unwrap();
+        assert_eq!(cs.len(), 1, "{cs:?}");
+        assert_eq!(cs[0]["properties"]["virtualMachineId"], "/vm/app");
     }
 }
