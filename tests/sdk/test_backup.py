@@ -356,3 +356,33 @@ def test_storage_redundancy_and_soft_delete_settings(server, env):
         vc.update("bkp-cfg", RG, {"properties": {"softDeleteFeatureState": "Enabled"}})
     assert e.value.error.code == "BMSUserErrorSoftDeleteAlwaysOn"
     rs.vaults.begin_delete(RG, "bkp-cfg").result()
+
+
+def test_a_weekly_policy_keeps_points_its_weeks(server, env):
+    """A point taken under a weekly schedule is kept as its weekly retention
+    says (12 weeks here), not the 30 days of a daily default."""
+    import datetime
+    rg, name = "bkp-weekly", "wkvm"
+    asr.groups(server, (rg, "eastus"))
+    vm = asr.vm(server, rg, name, env["vnet"].subnets[0].id, os_gb=1, data_gb=1)
+    bk = env["bk"]
+    pol = bk.protection_policies.create_or_update(VAULT, RG, "weekly12", {"properties": {
+        "backupManagementType": "AzureIaasVM", "instantRpRetentionRangeInDays": 5,
+        "schedulePolicy": {"schedulePolicyType": "SimpleSchedulePolicy", "scheduleRunFrequency": "Weekly",
+                           "scheduleRunDays": ["Sunday"], "scheduleRunTimes": ["2026-01-04T02:00:00Z"]},
+        "retentionPolicy": {"retentionPolicyType": "LongTermRetentionPolicy", "weeklySchedule": {
+            "daysOfTheWeek": ["Sunday"], "retentionTimes": ["2026-01-04T02:00:00Z"],
+            "retentionDuration": {"count": 12, "durationType": "Weeks"}}}}})
+    # What Azure only echoes comes back as given.
+    assert pol.properties.retention_policy.weekly_schedule.days_of_the_week == ["Sunday"]
+    assert pol.properties.instant_rp_retention_range_in_days == 5 and pol.properties.time_zone == "UTC"
+    container, item = f"iaasvmcontainer;iaasvmcontainerv2;{rg};{name}", f"vm;iaasvmcontainerv2;{rg};{name}"
+    bk.protected_items.begin_create_or_update(VAULT, RG, "Azure", container, item, {"properties": {
+        "protectedItemType": "Microsoft.Compute/virtualMachines", "sourceResourceId": vm.id, "policyId": pol.id}}).result()
+    assert bk.protection_policies.get(VAULT, RG, "weekly12").properties.protected_items_count == 1
+    bk.backups.trigger(VAULT, RG, "Azure", container, item, {"properties": {"objectType": "IaasVMBackupRequest"}})
+    [point] = list(bk.recovery_points.list(VAULT, RG, "Azure", container, item))
+    expiry = datetime.date.fromisoformat(point.properties.recovery_point_properties.expiry_time[:10])
+    taken = point.properties.recovery_point_time
+    taken = datetime.date.fromisoformat(taken[:10] if isinstance(taken, str) else taken.date().isoformat())
+    assert abs((expiry - taken).days - 84) <= 1, (taken, expiry)

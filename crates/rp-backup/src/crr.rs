@@ -25,6 +25,7 @@ use recoverite_store::{Reader, Store, Table};
 use crate::items::{item_id, load};
 use crate::jobs::{self, filter_value, parse_filter_time};
 use crate::points::{self, PointData, POINT_DATA};
+use crate::recovery_point::{self, RecoveryPoint};
 use crate::{vault_of, BackupProvider};
 use recoverite_rs_core::backup_item::{self as core_item, ProtectedItem};
 
@@ -122,13 +123,11 @@ pub fn replicate(store: &Store, bp: &BackupProvider) -> Result<(), ArmError> {
             if data.secondary.is_some() {
                 continue;
             }
-            let Some(doc) = resource::get(r, &key)? else {
+            let Some(doc) = recovery_point::load(r, &key)? else {
                 continue;
             };
             let config = backup_config::get_config(r, &vault_of_point(&key))?;
-            let taken = doc["properties"]["recoveryPointTime"]
-                .as_str()
-                .and_then(time::parse);
+            let taken = doc.time();
             if taken.is_some_and(|t| due_for_copy(&config, t, now)) {
                 if let Some(region) = paired_region(&data.location) {
                     out.push((key, data, region));
@@ -162,16 +161,12 @@ pub fn replicate(store: &Store, bp: &BackupProvider) -> Result<(), ArmError> {
     Ok(())
 }
 
-fn secondary_points(r: &impl Reader, item_id: &str) -> Result<Vec<Value>, ArmError> {
+fn secondary_points(r: &impl Reader, item_id: &str) -> Result<Vec<RecoveryPoint>, ArmError> {
     let mut out = Vec::new();
-    for p in resource::list_children(r, item_id, "recoveryPoints")? {
-        let pid = p["id"].as_str().unwrap_or_default().to_string();
-        if points::point_data(r, &pid)?.is_some_and(|d| d.secondary.is_some()) {
-            let mut p = p;
+    for p in recovery_point::of_item(r, item_id)? {
+        if points::point_data(r, &p.id)?.is_some_and(|d| d.secondary.is_some()) {
             // Only the vault tier is copied: no snapshot in the paired region.
-            p["properties"]["recoveryPointTierDetails"] =
-                json!([{"type": "HardenedRP", "status": "Valid"}]);
-            out.push(p);
+            out.push(p.with_tiers(false));
         }
     }
     Ok(out)
@@ -209,14 +204,12 @@ pub fn points_list(
         load(r, &vid, container, item)?;
         secondary_points(r, &item_id(&vid, container, item))
     })?;
-    list.retain(|p| {
-        let t = p["properties"]["recoveryPointTime"]
-            .as_str()
-            .and_then(time::parse);
-        from.is_none_or(|f| t.is_some_and(|t| t >= f))
-            && to.is_none_or(|e| t.is_some_and(|t| t <= e))
-    });
+    list.retain(|p| p.taken_within(from, to));
     list.reverse();
+    let list = list
+        .iter()
+        .map(RecoveryPoint::to_value)
+        .collect::<Result<Vec<_>, _>>()?;
     recoverite_arm::paging::page_visible(ctx, req, list)
 }
 
@@ -235,13 +228,10 @@ pub fn point_get(
             secondary_points(r, &item_id(&vid, container, item))
         })?
         .into_iter()
-        .find(|p| {
-            p["name"]
-                .as_str()
-                .is_some_and(|n| n.eq_ignore_ascii_case(point))
-        })
+        .find(|p| p.name.eq_ignore_ascii_case(point))
+        .ok_or_else(|| not_in_secondary(point))?
+        .to_value()
         .map(Reply::ok)
-        .ok_or_else(|| not_in_secondary(point))
 }
 
 fn not_in_secondary(point: &str) -> ArmError {
@@ -277,7 +267,7 @@ pub fn access_token(
     let rid = item_id(&vid, container, item);
     let (it, vault, doc, data, config) = ctx.store().view(|r| {
         let it = load(r, &vid, container, item)?;
-        let doc = resource::get(r, &pid)?.ok_or_else(|| not_in_secondary(point))?;
+        let doc = recovery_point::load(r, &pid)?.ok_or_else(|| not_in_secondary(point))?;
         let data = points::point_data(r, &pid)?.ok_or_else(|| not_in_secondary(point))?;
         let vault = crate::vault_record(r, &vid)?;
         Ok::<_, ArmError>((it, vault, doc, data, backup_config::get_config(r, &vid)?))
@@ -318,7 +308,7 @@ pub fn access_token(
             "resourceId": vid,
             "protectionContainerId": 0,
             "recoveryPointId": point,
-            "recoveryPointTime": doc["properties"]["recoveryPointTime"],
+            "recoveryPointTime": doc.time_str(),
             "containerName": container,
             "containerType": "IaasVMContainer",
             "backupManagementType": "AzureIaasVM",

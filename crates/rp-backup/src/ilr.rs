@@ -177,9 +177,9 @@ fn mark_point(
     point_id: &str,
     active: bool,
 ) -> Result<(), ArmError> {
-    if let Some(mut p) = resource::get(tx, point_id)? {
-        p["properties"]["isInstantIlrSessionActive"] = json!(active);
-        resource::put(tx, point_id, &p)?;
+    if let Some(mut p) = crate::recovery_point::load(tx, point_id)? {
+        p.set_ilr_active(active);
+        p.save(tx)?;
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ use recoverite_rs_core::backup_item::{
 use recoverite_rs_core::vault_record::Vault;
 use recoverite_store::{Reader, WriteTx};
 
+use crate::policy::Policy;
 use crate::{
     container_name, item_name, jobs, parse_workload_name, policy, vault_of, BackupProvider,
     ITEM_TYPE,
@@ -182,16 +183,16 @@ impl ItemRequest {
 
 /// The policy an Azure VM is protected with: an AzureIaasVM policy of the
 /// vault with room for one more item.
-fn vm_policy(tx: &WriteTx, vid: &str, policy_id: &str) -> Result<Value, ArmError> {
+fn vm_policy(tx: &WriteTx, vid: &str, policy_id: &str) -> Result<Policy, ArmError> {
     let pol = policy::find(tx, vid, policy_id)?.ok_or_else(|| policy::not_found(policy_id))?;
-    let name = pol["name"].as_str().unwrap_or_default();
-    if pol["properties"]["backupManagementType"] != "AzureIaasVM" {
+    let name = &pol.name;
+    if pol.vm().is_none() {
         return Err(ArmError::bad_request(
             "BMSUserErrorInvalidPolicy",
             format!("Policy '{name}' is not an Azure VM (AzureIaasVM) policy."),
         ));
     }
-    let in_use = count_with_policy(tx, vid, pol["id"].as_str().unwrap_or_default())?;
+    let in_use = count_with_policy(tx, vid, &pol.id)?;
     if in_use >= MAX_ITEMS_PER_POLICY {
         return Err(ArmError::bad_request("BMSUserErrorPolicyFull", format!("Policy '{name}' already protects {MAX_ITEMS_PER_POLICY} items; use another policy.")));
     }
@@ -199,7 +200,7 @@ fn vm_policy(tx: &WriteTx, vid: &str, policy_id: &str) -> Result<Value, ArmError
 }
 
 /// A new item for a VM, protected with `pol`: no point yet (`IRPending`).
-fn new_vm_item(vault: &Vault, rid: &str, name: &str, vm: &Vm, pol: &Value) -> ProtectedItem {
+fn new_vm_item(vault: &Vault, rid: &str, name: &str, vm: &Vm, pol: &Policy) -> ProtectedItem {
     let rg = rg_of(&vm.id);
     ProtectedItem {
         id: rid.to_string(),
@@ -219,8 +220,8 @@ fn new_vm_item(vault: &Vault, rid: &str, name: &str, vm: &Vm, pol: &Value) -> Pr
             workload_type: "VM".into(),
             container_name: container_name(&rg, &vm.name),
             friendly_name: vm.name.clone(),
-            policy_id: pol["id"].as_str().unwrap_or_default().to_string(),
-            policy_name: pol["name"].as_str().unwrap_or_default().to_string(),
+            policy_id: pol.id.clone(),
+            policy_name: pol.name.clone(),
             protection_state: ProtectionState::IrPending,
             last_backup_status: String::new(),
             last_backup_time: None,
@@ -277,13 +278,13 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, container: &str, item: &str) -> Result<R
             ItemRequest::Stop => (BackupOp::StopKeepingData, "DisableBackup", "Disable backup"),
             ItemRequest::Protect { policy_id } => {
                 let pol = vm_policy(tx, &vid, policy_id)?;
-                let bag = json!({"Policy Name": pol["name"]});
+                let bag = json!({"Policy Name": pol.name});
                 let d = match existing {
                     // Change policy, or resume a stopped protection.
                     Some(mut d) => {
                         d.apply(BackupOp::Configure, now)?;
-                        d.properties.policy_id = pol["id"].as_str().unwrap_or_default().into();
-                        d.properties.policy_name = pol["name"].as_str().unwrap_or_default().into();
+                        d.properties.policy_id = pol.id.clone();
+                        d.properties.policy_name = pol.name.clone();
                         d
                     }
                     None => protect_vm(tx, &vid, &rid, item, &vm_id, &vm_name, &pol)?,
@@ -317,7 +318,7 @@ fn protect_vm(
     item: &str,
     vm_id: &str,
     vm_name: &str,
-    pol: &Value,
+    pol: &Policy,
 ) -> Result<ProtectedItem, ArmError> {
     let vault = crate::vault_record(tx, vid)?;
     let (vm, _) = disks::of_vm(tx, vm_id)?.ok_or_else(|| {

@@ -16,6 +16,8 @@ pub mod jobs;
 pub mod mab;
 pub mod points;
 pub mod policy;
+pub mod policy_model;
+pub mod recovery_point;
 pub mod schedule;
 
 use std::path::PathBuf;

@@ -22,7 +22,10 @@ use recoverite_rs_core::jobs::{iso_duration, Job, JobError, JobStatus};
 use recoverite_store::{Reader, Table, WriteTx};
 
 use crate::points::{self, PointData, PointDisk};
-use crate::{BackupProvider, ITEM_TYPE, JOB_TYPE, POINT_TYPE};
+use crate::recovery_point::{
+    self, GenericPointProperties, PointExpiry, PointProperties, RecoveryPoint,
+};
+use crate::{BackupProvider, ITEM_TYPE, JOB_TYPE};
 
 const MACHINES: Table = Table("mab_machines");
 const VAULT_KEYS: Table = Table("mab_vault_keys");
@@ -359,16 +362,15 @@ pub fn begin_backup(
         crate::policy::ensure_defaults(tx, vid)?;
         let pol =
             crate::policy::find(tx, vid, name)?.ok_or_else(|| crate::policy::not_found(name))?;
-        if pol["properties"]["backupManagementType"] != "MAB" {
+        if pol.management_type() != "MAB" {
             return Err(bad(
                 "BMSUserErrorInvalidPolicy",
                 format!("Policy '{name}' is not a MARS (MAB) policy."),
             ));
         }
-        let pol_id = pol["id"].as_str().unwrap_or_default();
-        let changed = item.properties.policy_id != pol_id;
-        item.properties.policy_id = pol_id.to_string();
-        item.properties.policy_name = pol["name"].as_str().unwrap_or_default().to_string();
+        let changed = item.properties.policy_id != pol.id;
+        item.properties.policy_id = pol.id.clone();
+        item.properties.policy_name = pol.name.clone();
         if changed {
             crate::schedule::start(tx, &rid)?;
         }
@@ -454,16 +456,9 @@ fn expiry_of(
     let Some(pol) = crate::policy::find(r, vault_id, pid)? else {
         return Ok(None);
     };
-    let p = &pol["properties"];
-    let freq = if p["schedulePolicy"]["scheduleRunFrequency"] == "Weekly" {
-        crate::policy::Frequency::Weekly
-    } else {
-        crate::policy::Frequency::Daily
-    };
-    let days =
-        crate::policy::check_retention(freq, &p["retentionPolicy"]).map_err(|e| e.to_arm())?;
+    let days = pol.retention_days();
     Ok(Some(time::format(
-        time::now() + ::time::Duration::days(days as i64),
+        time::now() + ::time::Duration::days(days),
     )))
 }
 
@@ -562,25 +557,36 @@ pub fn commit(
     let pid = format!("{item_id}/recoveryPoints/{point}");
     let res = store.write(|tx| {
         let Some(mut item) = core_item::load(tx, item_id)? else {
-            return Err(bad("BMSUserErrorItemNotFound", "The protected item was deleted while the backup ran."));
+            return Err(bad(
+                "BMSUserErrorItemNotFound",
+                "The protected item was deleted while the backup ran.",
+            ));
         };
         let now = time::now_string();
         let root = item.properties.friendly_name.clone();
         let expiry = expiry_of(tx, &m.vault_id, &item)?;
         tx.delete(DUE, &id::key(item_id))?;
-        let doc = json!({
-            "id": pid, "name": point, "type": POINT_TYPE,
-            "properties": {
-                "objectType": "GenericRecoveryPoint",
-                "friendlyName": root,
-                "recoveryPointType": "FileSystemConsistent",
-                "recoveryPointTime": now,
-                "recoveryPointAdditionalInfo": format!("{} files, {} bytes", bag["Files"].as_u64().unwrap_or(0), total_bytes),
-                "indexObject": index_id,
-                "recoveryPointProperties": {"expiryTime": expiry},
-            }
-        });
-        resource::put(tx, &pid, &doc)?;
+        let mut given = serde_json::Map::new();
+        given.insert("indexObject".into(), json!(index_id));
+        RecoveryPoint::new(
+            &pid,
+            &point,
+            PointProperties::Generic(GenericPointProperties {
+                friendly_name: root.clone(),
+                recovery_point_type: "FileSystemConsistent".into(),
+                recovery_point_time: now.clone(),
+                recovery_point_additional_info: format!(
+                    "{} files, {} bytes",
+                    bag["Files"].as_u64().unwrap_or(0),
+                    total_bytes
+                ),
+                recovery_point_properties: PointExpiry {
+                    expiry_time: expiry,
+                },
+                given,
+            }),
+        )
+        .save(tx)?;
         let data = PointData {
             vault_numeric_id,
             location: item.location.clone(),
@@ -617,8 +623,25 @@ pub fn commit(
                 b[k] = v.clone();
             }
             b["Recovery point"] = json!(point);
-            let started = old["properties"]["startTime"].as_str().unwrap_or("").to_string();
-            resource::put(tx, &jid, &job_doc(&m.vault_id, job, m, &root, "Backup", JobStatus::Completed, &started, b, &[]))?;
+            let started = old["properties"]["startTime"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            resource::put(
+                tx,
+                &jid,
+                &job_doc(
+                    &m.vault_id,
+                    job,
+                    m,
+                    &root,
+                    "Backup",
+                    JobStatus::Completed,
+                    &started,
+                    b,
+                    &[],
+                ),
+            )?;
         }
         Ok(())
     });
@@ -655,7 +678,7 @@ pub fn restorable(
     if !id::key(point_id).starts_with(&vault_prefix) {
         return Err(not_found());
     }
-    let doc = resource::get(r, point_id)?.ok_or_else(not_found)?;
+    let doc = recovery_point::load(r, point_id)?.ok_or_else(not_found)?;
     let data = points::point_data(r, point_id)?.ok_or_else(not_found)?;
     let disk = data.disks.first().ok_or_else(not_found)?;
     let tier = points::store_of(bp, data.vault_numeric_id)?;
@@ -672,11 +695,8 @@ pub fn restorable(
         .unwrap_or_default()
         .to_string();
     Ok(RestorablePoint {
-        point_id: doc["id"].as_str().unwrap_or(point_id).to_string(),
-        root: doc["properties"]["friendlyName"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
+        root: doc.friendly_name().to_string(),
+        point_id: doc.id,
         source_machine: container,
         index_id: man.chunks.first().map(|c| c.1.clone()).unwrap_or_default(),
         chunk_ids: man.chunks.iter().skip(1).map(|c| c.1.clone()).collect(),
@@ -707,8 +727,8 @@ pub fn points_of_vault(r: &impl Reader, vault_id: &str) -> Result<Vec<Value>, Ar
         let Some(mab) = item.mab() else {
             continue;
         };
-        for p in resource::list_children(r, &item.id, "recoveryPoints")? {
-            out.push(json!({"id": p["id"], "time": p["properties"]["recoveryPointTime"], "path": p["properties"]["friendlyName"], "machine": mab.computer_name}));
+        for p in recovery_point::of_item(r, &item.id)? {
+            out.push(json!({"id": p.id, "time": p.time_str(), "path": p.friendly_name(), "machine": mab.computer_name}));
         }
     }
     out.sort_by(|a, b| b["time"].as_str().cmp(&a["time"].as_str()));

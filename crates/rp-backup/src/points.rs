@@ -20,7 +20,8 @@ use recoverite_store::{Reader, Table};
 
 use crate::items::{item_id, load};
 use crate::jobs::{self, filter_value, parse_filter_time};
-use crate::{policy, vault_of, BackupProvider, POINT_TYPE};
+use crate::recovery_point::{self, PointExpiry, PointProperties, RecoveryPoint, VmPointProperties};
+use crate::{policy, vault_of, BackupProvider};
 
 /// Where each point's bytes are, beside its ARM document.
 pub(crate) const POINT_DATA: Table = Table("backup_point_data");
@@ -85,24 +86,7 @@ pub struct PointData {
     pub restore_point: Option<String>,
 }
 
-/// Where instant-restore snapshots go: the policy's
-/// `instantRPDetails.azureBackupRGNamePrefix` + `1` + its suffix, or
-/// `AzureBackupRG_{region}_1`.
-pub fn snapshot_group_name(policy: Option<&Value>, region: &str) -> String {
-    let details = policy.map(|p| &p["properties"]["instantRPDetails"]);
-    match details
-        .and_then(|d| d["azureBackupRGNamePrefix"].as_str())
-        .filter(|p| !p.is_empty())
-    {
-        Some(prefix) => format!(
-            "{prefix}1{}",
-            details
-                .and_then(|d| d["azureBackupRGNameSuffix"].as_str())
-                .unwrap_or("")
-        ),
-        None => format!("AzureBackupRG_{region}_1"),
-    }
-}
+pub use crate::policy_model::snapshot_group_name;
 
 fn mb(bytes: u64) -> String {
     format!("{:.2} MB", bytes as f64 / (1u64 << 20) as f64)
@@ -176,14 +160,8 @@ fn on_demand_today(r: &impl Reader, vid: &str, item: &ProtectedItem) -> Result<u
 
 /// The disks of the item's newest point: the base of an incremental backup.
 fn previous_disks(r: &impl Reader, rid: &str) -> Result<Vec<PointDisk>, ArmError> {
-    let mut pts = resource::list_children(r, rid, "recoveryPoints")?;
-    pts.sort_by(|a, b| {
-        a["properties"]["recoveryPointTime"]
-            .as_str()
-            .cmp(&b["properties"]["recoveryPointTime"].as_str())
-    });
-    match pts.last().and_then(|p| p["id"].as_str()) {
-        Some(pid) => Ok(point_data(r, pid)?.map(|d| d.disks).unwrap_or_default()),
+    match recovery_point::of_item(r, rid)?.last() {
+        Some(p) => Ok(point_data(r, &p.id)?.map(|d| d.disks).unwrap_or_default()),
         None => Ok(Vec::new()),
     }
 }
@@ -256,7 +234,7 @@ struct BackupInputs {
     vm: Vm,
     vm_disks: Vec<Disk>,
     numeric_id: u64,
-    policy: Option<Value>,
+    policy: Option<crate::policy::Policy>,
 }
 
 fn backup_inputs(r: &impl Reader, vid: &str, rid: &str) -> Result<BackupInputs, ArmError> {
@@ -292,19 +270,7 @@ pub fn lun_of(vm: &Vm, disk_id: &str) -> i64 {
     }
 }
 
-/// How long a point's snapshot tier and the point itself are kept: the
-/// policy's `instantRpRetentionRangeInDays` (2 by default) and its daily
-/// retention count (30 by default).
-pub fn point_retention(policy: Option<&Value>) -> (i64, i64) {
-    let p = policy.map(|p| &p["properties"]);
-    let instant = p
-        .and_then(|p| p["instantRpRetentionRangeInDays"].as_i64())
-        .unwrap_or(2);
-    let keep = p
-        .and_then(|p| p["retentionPolicy"]["dailySchedule"]["retentionDuration"]["count"].as_i64())
-        .unwrap_or(30);
-    (instant, keep)
-}
+pub use crate::policy_model::point_retention;
 
 /// Removes the snapshot copies and manifests of a backup that did not
 /// become a point.
@@ -448,27 +414,30 @@ fn point_document(
     made: &[PointDisk],
     now: &str,
     expiry: &str,
-) -> Value {
-    json!({
-        "id": pid, "name": name, "type": POINT_TYPE,
-        "properties": {
-            "objectType": "IaasVMRecoveryPoint",
-            "recoveryPointType": "CrashConsistent",
-            "recoveryPointTime": now,
-            "recoveryPointTierDetails": [{"type": "InstantRP", "status": "Valid"}, {"type": "HardenedRP", "status": "Valid"}],
-            "isManagedVirtualMachine": true,
-            "virtualMachineSize": vm.size,
-            "osType": vm.os_type,
-            "sourceVMStorageType": "NormalStorage",
-            "isSourceVMEncrypted": false, "isInstantIlrSessionActive": false, "originalStorageAccountOption": false,
-            "recoveryPointDiskConfiguration": {
-                "numberOfDisksIncludedInBackup": made.len(), "numberOfDisksAttachedToVm": made.len(),
-                "includedDiskList": made.iter().map(|d| json!({"lun": d.lun, "name": d.name})).collect::<Vec<_>>(),
-                "excludedDiskList": [],
-            },
-            "recoveryPointProperties": {"expiryTime": expiry},
-        }
-    })
+) -> RecoveryPoint {
+    let shown = json!({
+        "isManagedVirtualMachine": true,
+        "virtualMachineSize": vm.size,
+        "osType": vm.os_type,
+        "sourceVMStorageType": "NormalStorage",
+        "isSourceVMEncrypted": false, "originalStorageAccountOption": false,
+        "recoveryPointDiskConfiguration": {
+            "numberOfDisksIncludedInBackup": made.len(), "numberOfDisksAttachedToVm": made.len(),
+            "includedDiskList": made.iter().map(|d| json!({"lun": d.lun, "name": d.name})).collect::<Vec<_>>(),
+            "excludedDiskList": [],
+        },
+    });
+    let props = VmPointProperties {
+        recovery_point_type: "CrashConsistent".into(),
+        recovery_point_time: now.to_string(),
+        recovery_point_tier_details: Vec::new(),
+        is_instant_ilr_session_active: false,
+        recovery_point_properties: PointExpiry {
+            expiry_time: Some(expiry.to_string()),
+        },
+        given: shown.as_object().cloned().unwrap_or_default(),
+    };
+    RecoveryPoint::new(pid, name, PointProperties::Vm(props)).with_tiers(true)
 }
 
 /// Takes a recovery point of a protected item: the snapshot tier, then the
@@ -536,7 +505,7 @@ pub fn take_point(
             )
         })?;
         check_backup_allowed(it.state())?;
-        resource::put(tx, &pid, &doc)?;
+        doc.save(tx)?;
         // The snapshot tier, where users see it: a restore point of the VM.
         let sub = recoverite_arm::id::parse_id(it.vm_id())
             .and_then(|p| p.subscription)
@@ -611,14 +580,6 @@ mod take_point_tests {
         assert_eq!(lun_of(&vm, "/d/os"), -1);
         assert_eq!(lun_of(&vm, "/D/DATA"), 3);
     }
-
-    #[test]
-    fn retention_comes_from_the_policy_with_azures_defaults() {
-        assert_eq!(point_retention(None), (2, 30));
-        let pol = json!({"properties": {"instantRpRetentionRangeInDays": 5,
-            "retentionPolicy": {"dailySchedule": {"retentionDuration": {"count": 180}}}}});
-        assert_eq!(point_retention(Some(&pol)), (5, 180));
-    }
 }
 
 pub fn list(ctx: &Ctx, req: &ArmRequest, container: &str, item: &str) -> Result<Reply, ArmError> {
@@ -630,14 +591,9 @@ pub fn list(ctx: &Ctx, req: &ArmRequest, container: &str, item: &str) -> Result<
     let mut items: Vec<Value> = ctx.store().view(|r| {
         load(r, &vid, container, item)?;
         let mut out = Vec::new();
-        for p in resource::list_children(r, &rid, "recoveryPoints")? {
-            let t = p["properties"]["recoveryPointTime"]
-                .as_str()
-                .and_then(time::parse);
-            if from.is_none_or(|f| t.is_some_and(|t| t >= f))
-                && to.is_none_or(|e| t.is_some_and(|t| t <= e))
-            {
-                out.push(with_tiers(r, p)?);
+        for p in recovery_point::of_item(r, &rid)? {
+            if p.taken_within(from, to) {
+                out.push(with_tiers(r, p)?.to_value()?);
             }
         }
         Ok::<_, ArmError>(out)
@@ -648,18 +604,11 @@ pub fn list(ctx: &Ctx, req: &ArmRequest, container: &str, item: &str) -> Result<
 
 /// The tiers a point is in now: the snapshot tier only until its instant
 /// restore days end.
-pub(crate) fn with_tiers(r: &impl Reader, mut p: Value) -> Result<Value, ArmError> {
-    let data = point_data(r, p["id"].as_str().unwrap_or_default())?;
-    let instant = data
+pub(crate) fn with_tiers(r: &impl Reader, p: RecoveryPoint) -> Result<RecoveryPoint, ArmError> {
+    let instant = point_data(r, &p.id)?
         .and_then(|d| time::parse(&d.snapshot_until))
         .is_some_and(|t| t > time::now());
-    let mut tiers = Vec::new();
-    if instant {
-        tiers.push(json!({"type": "InstantRP", "status": "Valid"}));
-    }
-    tiers.push(json!({"type": "HardenedRP", "status": "Valid"}));
-    p["properties"]["recoveryPointTierDetails"] = Value::Array(tiers);
-    Ok(p)
+    Ok(p.with_tiers(instant))
 }
 
 /// The vault a request is under and the id of the point it names.
@@ -683,8 +632,8 @@ pub fn get(
     point: &str,
 ) -> Result<Reply, ArmError> {
     let (_, pid) = point_path(ctx, req, container, item, point)?;
-    ctx.store().view(|r| match resource::get(r, &pid)? {
-        Some(p) => Ok(Reply::ok(with_tiers(r, p)?)),
+    ctx.store().view(|r| match recovery_point::load(r, &pid)? {
+        Some(p) => Ok(Reply::ok(with_tiers(r, p)?.to_value()?)),
         None => Err(not_found(point)),
     })
 }
@@ -950,7 +899,7 @@ pub(crate) fn load_point(
 ) -> Result<(ProtectedItem, PointData), ArmError> {
     let it = load(r, vid, container, item)?;
     let pid = format!("{}/recoveryPoints/{point}", item_id(vid, container, item));
-    resource::get(r, &pid)?.ok_or_else(|| not_found(point))?;
+    recovery_point::load(r, &pid)?.ok_or_else(|| not_found(point))?;
     let data = r
         .get_json::<PointData>(POINT_DATA, &point_key(&pid))?
         .ok_or_else(|| not_found(point))?;
@@ -1166,8 +1115,8 @@ pub fn forget_points(
     item_id: &str,
 ) -> Result<Vec<PointData>, ArmError> {
     let mut out = Vec::new();
-    for p in resource::list_children(tx, item_id, "recoveryPoints")? {
-        let pid = p["id"].as_str().unwrap_or_default().to_string();
+    for p in recovery_point::of_item(tx, item_id)? {
+        let pid = p.id;
         if let Some(d) = tx.get_json::<PointData>(POINT_DATA, &point_key(&pid))? {
             forget_snapshot_point(tx, &d)?;
             out.push(d);
@@ -1263,12 +1212,8 @@ fn restore_report(
     outcome: String,
     watch: &drills::Stopwatch,
 ) -> Result<(), ArmError> {
-    let point_time = resource::get(tx, point_id)?
-        .and_then(|p| {
-            p["properties"]["recoveryPointTime"]
-                .as_str()
-                .map(str::to_string)
-        })
+    let point_time = recovery_point::load(tx, point_id)?
+        .map(|p| p.time_str().to_string())
         .unwrap_or_default();
     drills::record(
         tx,

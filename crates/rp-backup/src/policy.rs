@@ -4,10 +4,11 @@
 
 use serde_json::{json, Value};
 
-use recoverite_arm::{resource, time, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_arm::{document, resource, time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_store::{Reader, Table, WriteTx};
 
-use crate::{items, vault_of, POLICY_TYPE};
+pub use crate::policy_model::Policy;
+use crate::{items, vault_of};
 
 /// Vaults whose default policies were made (deleting one keeps it deleted).
 const DEFAULTS_MADE: Table = Table("backup_default_policies");
@@ -302,10 +303,6 @@ pub fn defaults() -> Vec<(&'static str, Value)> {
     ]
 }
 
-fn doc(vault_id: &str, name: &str, props: Value) -> Value {
-    json!({"id": format!("{vault_id}/backupPolicies/{name}"), "name": name, "type": POLICY_TYPE, "properties": props})
-}
-
 /// Makes the default policies of a vault the first time its Backup side is used.
 pub fn ensure_defaults(tx: &mut WriteTx, vault_id: &str) -> Result<(), ArmError> {
     let k = recoverite_arm::id::key(vault_id);
@@ -313,45 +310,41 @@ pub fn ensure_defaults(tx: &mut WriteTx, vault_id: &str) -> Result<(), ArmError>
         return Ok(());
     }
     for (name, props) in defaults() {
-        let id = format!("{vault_id}/backupPolicies/{name}");
-        if resource::get(tx, &id)?.is_none() {
-            resource::put(tx, &id, &doc(vault_id, name, props))?;
+        let p = Policy::new(vault_id, name, props)?;
+        if resource::get(tx, &p.id)?.is_none() {
+            document::save(tx, &p)?;
         }
     }
     tx.put_json(DEFAULTS_MADE, &k, &true)?;
     Ok(())
 }
 
+/// The vault's policy named by `policy_id_or_name` (an id or a name).
 pub fn find(
     r: &impl Reader,
     vault_id: &str,
     policy_id_or_name: &str,
-) -> Result<Option<Value>, ArmError> {
+) -> Result<Option<Policy>, ArmError> {
     let name = policy_id_or_name.rsplit('/').next().unwrap_or_default();
-    resource::get(r, &format!("{vault_id}/backupPolicies/{name}"))
+    document::load(r, &format!("{vault_id}/backupPolicies/{name}"))
 }
 
-fn with_count(r: &impl Reader, vault_id: &str, mut d: Value) -> Result<Value, ArmError> {
-    let n = items::count_with_policy(r, vault_id, d["id"].as_str().unwrap_or_default())?;
-    d["properties"]["protectedItemsCount"] = json!(n);
-    Ok(d)
+fn with_count(r: &impl Reader, vault_id: &str, p: &Policy) -> Result<Value, ArmError> {
+    p.render(items::count_with_policy(r, vault_id, &p.id)?)
 }
 
 pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let vid = ctx.store().view(|r| vault_of(r, req))?;
     ctx.store().write(|tx| ensure_defaults(tx, &vid))?;
-    let filter = req.query_get("$filter").unwrap_or("").to_ascii_lowercase();
+    let filter = req.query_get("$filter").unwrap_or("").to_string();
     let items = ctx.store().view(|r| {
         let mut out = Vec::new();
-        for d in resource::list_children(r, &vid, "backupPolicies")? {
-            let bmt = d["properties"]["backupManagementType"]
-                .as_str()
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            if filter.contains("backupmanagementtype") && !filter.contains(&format!("'{bmt}'")) {
-                continue;
+        for p in document::children::<Policy>(r, &vid, "backupPolicies")? {
+            let kind = p.management_type();
+            if recoverite_rs_core::containers::filter_allows(&filter, "backupManagementType", kind)
+            {
+                out.push(with_count(r, &vid, &p)?);
             }
-            out.push(with_count(r, &vid, d)?);
         }
         Ok::<_, ArmError>(out)
     })?;
@@ -362,7 +355,7 @@ pub fn get(ctx: &Ctx, req: &ArmRequest, name: &str) -> Result<Reply, ArmError> {
     let vid = ctx.store().view(|r| vault_of(r, req))?;
     ctx.store().write(|tx| ensure_defaults(tx, &vid))?;
     ctx.store().view(|r| match find(r, &vid, name)? {
-        Some(d) => Ok(Reply::ok(with_count(r, &vid, d)?)),
+        Some(p) => Ok(Reply::ok(with_count(r, &vid, &p)?)),
         None => Err(not_found(name)),
     })
 }
@@ -380,19 +373,11 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, name: &str) -> Result<Reply, ArmError> {
         .ok_or_else(|| ArmError::invalid_parameter("properties", "A policy needs properties."))?;
     validate(&props).map_err(|e| e.to_arm())?;
     let vid = ctx.store().view(|r| vault_of(r, req))?;
+    let policy = Policy::new(&vid, name, props)?;
     let d = ctx.store().write(|tx| {
         ensure_defaults(tx, &vid)?;
-        let mut p = props.clone();
-        let mab = p["backupManagementType"] == "MAB";
-        if p.get("instantRpRetentionRangeInDays").is_none() && !mab {
-            p["instantRpRetentionRangeInDays"] = json!(if p["policyType"] == "V2" { 7 } else { 2 });
-        }
-        if p.get("timeZone").is_none() && !mab {
-            p["timeZone"] = json!("UTC");
-        }
-        let d = doc(&vid, name, p);
-        resource::put(tx, d["id"].as_str().unwrap_or_default(), &d)?;
-        with_count(tx, &vid, d)
+        document::save(tx, &policy)?;
+        with_count(tx, &vid, &policy)
     })?;
     Ok(Reply::ok(d))
 }
@@ -409,12 +394,11 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest, name: &str) -> Result<Reply, ArmError
     let vid = ctx.store().view(|r| vault_of(r, req))?;
     ctx.store().write(|tx| {
         ensure_defaults(tx, &vid)?;
-        let Some(d) = find(tx, &vid, name)? else {
+        let Some(p) = find(tx, &vid, name)? else {
             return Ok(());
         };
-        let id = d["id"].as_str().unwrap_or_default().to_string();
-        check_deletable(name, items::count_with_policy(tx, &vid, &id)?)?;
-        resource::delete_tree(tx, &id)?;
+        check_deletable(name, items::count_with_policy(tx, &vid, &p.id)?)?;
+        resource::delete_tree(tx, &p.id)?;
         Ok::<_, ArmError>(())
     })?;
     Ok(Reply::empty(200))

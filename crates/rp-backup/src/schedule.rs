@@ -4,7 +4,6 @@
 //! purged after their 14 days.
 
 use ::time::{Duration, OffsetDateTime, Time, Weekday};
-use serde_json::Value;
 
 use recoverite_arm::{resource, time, ArmError};
 use recoverite_store::{Reader, Store, Table};
@@ -12,6 +11,7 @@ use recoverite_store::{Reader, Store, Table};
 use crate::points::{self, PointData};
 use recoverite_rs_core::backup_item::{self as core_item, BackupOp, ProtectedItem};
 
+use crate::policy_model::Schedule;
 use crate::{policy, BackupProvider};
 
 /// When each item's schedule last ran (or was first seen: no backfill).
@@ -36,28 +36,18 @@ fn weekday(name: &str) -> Option<Weekday> {
 /// The latest slot of `schedule` at or before `now` (UTC), if any: daily
 /// at the run time; weekly at the run time on the run days; hourly every
 /// `interval` hours from the window's start, within the window.
-pub fn latest_slot(schedule: &Value, now: OffsetDateTime) -> Option<OffsetDateTime> {
-    let freq = schedule["scheduleRunFrequency"].as_str()?;
-    let v2 = schedule["schedulePolicyType"].as_str() == Some("SimpleSchedulePolicyV2");
-    let run_time = || {
-        let times = if v2 {
-            match freq {
-                "Daily" => &schedule["dailySchedule"]["scheduleRunTimes"],
-                _ => &schedule["weeklySchedule"]["scheduleRunTimes"],
-            }
-        } else {
-            &schedule["scheduleRunTimes"]
-        };
-        times.get(0).and_then(Value::as_str).and_then(time_of_day)
-    };
-    match freq {
+pub fn latest_slot(schedule: &Schedule, now: OffsetDateTime) -> Option<OffsetDateTime> {
+    let times: Vec<Time> = schedule
+        .run_times()
+        .iter()
+        .filter_map(|t| time_of_day(t))
+        .collect();
+    match schedule.frequency() {
         // Every run time counts (a MARS policy has up to three a day).
-        "Daily" if !v2 => schedule["scheduleRunTimes"]
-            .as_array()?
+        "Daily" => times
             .iter()
-            .filter_map(|t| t.as_str().and_then(time_of_day))
             .map(|at| {
-                let today = now.replace_time(at);
+                let today = now.replace_time(*at);
                 if today <= now {
                     today
                 } else {
@@ -65,37 +55,24 @@ pub fn latest_slot(schedule: &Value, now: OffsetDateTime) -> Option<OffsetDateTi
                 }
             })
             .max(),
-        "Daily" => {
-            let at = run_time()?;
-            let today = now.replace_time(at);
-            Some(if today <= now {
-                today
-            } else {
-                today - Duration::days(1)
-            })
-        }
         "Weekly" => {
-            let at = run_time()?;
-            let days = if v2 {
-                &schedule["weeklySchedule"]["scheduleRunDays"]
-            } else {
-                &schedule["scheduleRunDays"]
-            };
-            let days: Vec<Weekday> = days
-                .as_array()?
+            let at = *times.first()?;
+            let days: Vec<Weekday> = schedule
+                .run_days()
                 .iter()
-                .filter_map(|d| d.as_str().and_then(weekday))
+                .filter_map(|d| weekday(d))
                 .collect();
             (0..8)
                 .map(|back| now.replace_time(at) - Duration::days(back))
                 .find(|t| *t <= now && days.contains(&t.weekday()))
         }
         "Hourly" => {
-            let h = &schedule["hourlySchedule"];
-            let interval = h["interval"].as_i64().filter(|i| *i > 0)?;
-            let window = h["scheduleWindowDuration"].as_i64().unwrap_or(24);
-            let start = h["scheduleWindowStartTime"]
-                .as_str()
+            let h = schedule.hourly()?;
+            let interval = Some(h.interval).filter(|i| *i > 0)?;
+            let window = h.schedule_window_duration;
+            let start = h
+                .schedule_window_start_time
+                .as_deref()
                 .and_then(time_of_day)?;
             // The window opened today or yesterday; the last slot in it at or before now.
             for back in 0..2 {
@@ -186,7 +163,10 @@ fn tick_item(
     let Some(pol) = store.view(|r| policy::find(r, &vid, &item.properties.policy_id))? else {
         return Ok(());
     };
-    let slot = latest_slot(&pol["properties"]["schedulePolicy"], now);
+    let Some(schedule) = pol.schedule() else {
+        return Ok(());
+    };
+    let slot = latest_slot(schedule, now);
     let key = recoverite_arm::id::key(&rid);
     let last = store.read(|r| Ok(r.get_json::<String>(LAST_RUN, &key)))??;
     match last.as_deref().and_then(time::parse) {
@@ -218,20 +198,14 @@ fn prune(
     rid: &str,
     now: OffsetDateTime,
 ) -> Result<(), ArmError> {
-    let pts = store.view(|r| resource::list_children(r, rid, "recoveryPoints"))?;
-    let newest = pts
-        .last()
-        .and_then(|p| p["id"].as_str())
-        .map(str::to_string);
+    let pts = store.view(|r| crate::recovery_point::of_item(r, rid))?;
+    let newest = pts.last().map(|p| p.id.clone());
     let mut expired: Vec<String> = Vec::new();
     let mut snapshots: Vec<String> = Vec::new();
     let mut shown: Vec<String> = Vec::new();
     for p in &pts {
-        let pid = p["id"].as_str().unwrap_or_default().to_string();
-        let exp = p["properties"]["recoveryPointProperties"]["expiryTime"]
-            .as_str()
-            .and_then(time::parse);
-        if exp.is_some_and(|e| e <= now) && Some(&pid) != newest.as_ref() {
+        let pid = p.id.clone();
+        if p.expired(now) && Some(&pid) != newest.as_ref() {
             expired.push(pid);
         } else if let Some(d) = store.view(|r| points::point_data(r, &pid))? {
             if time::parse(&d.snapshot_until).is_some_and(|t| t <= now) {
@@ -272,12 +246,8 @@ fn prune(
             points::forget_point(tx, pid)?;
         }
         if let Some(mut it) = core_item::load(tx, rid)? {
-            let left = resource::list_children(tx, rid, "recoveryPoints")?;
-            let oldest = left.first().and_then(|p| {
-                p["properties"]["recoveryPointTime"]
-                    .as_str()
-                    .map(str::to_string)
-            });
+            let left = crate::recovery_point::of_item(tx, rid)?;
+            let oldest = left.first().map(|p| p.time_str().to_string());
             it.set_points(left.len(), oldest);
             it.save(tx)?;
         }
@@ -290,21 +260,27 @@ fn prune(
 #[cfg(test)]
 mod tests {
 
+    fn sched(v: serde_json::Value) -> Schedule {
+        serde_json::from_value(v).unwrap()
+    }
+
     #[test]
     fn a_daily_schedule_with_several_run_times_uses_the_latest_passed() {
-        let sched = serde_json::json!({"schedulePolicyType": "SimpleSchedulePolicy", "scheduleRunFrequency": "Daily",
-            "scheduleRunTimes": ["2026-01-01T02:00:00Z", "2026-01-01T14:00:00Z"]});
+        let sched = &sched(
+            serde_json::json!({"schedulePolicyType": "SimpleSchedulePolicy", "scheduleRunFrequency": "Daily",
+            "scheduleRunTimes": ["2026-01-01T02:00:00Z", "2026-01-01T14:00:00Z"]}),
+        );
         let at = |s: &str| time::parse(s).unwrap();
         assert_eq!(
-            latest_slot(&sched, at("2026-05-05T15:00:00Z")),
+            latest_slot(sched, at("2026-05-05T15:00:00Z")),
             Some(at("2026-05-05T14:00:00Z"))
         );
         assert_eq!(
-            latest_slot(&sched, at("2026-05-05T10:00:00Z")),
+            latest_slot(sched, at("2026-05-05T10:00:00Z")),
             Some(at("2026-05-05T02:00:00Z"))
         );
         assert_eq!(
-            latest_slot(&sched, at("2026-05-05T01:00:00Z")),
+            latest_slot(sched, at("2026-05-05T01:00:00Z")),
             Some(at("2026-05-04T14:00:00Z"))
         );
     }
@@ -318,20 +294,24 @@ mod tests {
 
     #[test]
     fn daily_and_weekly_slots() {
-        let daily = json!({"schedulePolicyType": "SimpleSchedulePolicy", "scheduleRunFrequency": "Daily", "scheduleRunTimes": ["2020-01-01T02:30:00Z"]});
+        let daily = &sched(
+            json!({"schedulePolicyType": "SimpleSchedulePolicy", "scheduleRunFrequency": "Daily", "scheduleRunTimes": ["2020-01-01T02:30:00Z"]}),
+        );
         assert_eq!(
-            latest_slot(&daily, at("2026-12-01T03:00:00Z")),
+            latest_slot(daily, at("2026-12-01T03:00:00Z")),
             Some(at("2026-12-01T02:30:00Z"))
         );
         assert_eq!(
-            latest_slot(&daily, at("2026-12-01T02:00:00Z")),
+            latest_slot(daily, at("2026-12-01T02:00:00Z")),
             Some(at("2026-11-30T02:30:00Z"))
         );
         // 2026-12-01 is a Tuesday.
-        let weekly = json!({"schedulePolicyType": "SimpleSchedulePolicy", "scheduleRunFrequency": "Weekly",
-                            "scheduleRunTimes": ["2020-01-01T02:30:00Z"], "scheduleRunDays": ["Sunday"]});
+        let weekly = &sched(
+            json!({"schedulePolicyType": "SimpleSchedulePolicy", "scheduleRunFrequency": "Weekly",
+                            "scheduleRunTimes": ["2020-01-01T02:30:00Z"], "scheduleRunDays": ["Sunday"]}),
+        );
         assert_eq!(
-            latest_slot(&weekly, at("2026-12-01T03:00:00Z")),
+            latest_slot(weekly, at("2026-12-01T03:00:00Z")),
             Some(at("2026-11-29T02:30:00Z"))
         );
     }
@@ -339,8 +319,10 @@ mod tests {
     #[test]
     fn hourly_slots_stay_in_their_window() {
         let h = |window: i64| {
-            json!({"schedulePolicyType": "SimpleSchedulePolicyV2", "scheduleRunFrequency": "Hourly",
-                                     "hourlySchedule": {"interval": 4, "scheduleWindowStartTime": "2020-01-01T08:00:00Z", "scheduleWindowDuration": window}})
+            sched(
+                json!({"schedulePolicyType": "SimpleSchedulePolicyV2", "scheduleRunFrequency": "Hourly",
+                                     "hourlySchedule": {"interval": 4, "scheduleWindowStartTime": "2020-01-01T08:00:00Z", "scheduleWindowDuration": window}}),
+            )
         };
         assert_eq!(
             latest_slot(&h(24), at("2026-12-01T13:10:00Z")),
@@ -363,5 +345,30 @@ mod tests {
         assert!(due(s, Some(at("2026-11-30T02:30:00Z"))));
         assert!(!due(s, s));
         assert!(!due(None, s));
+    }
+
+    #[test]
+    fn enhanced_daily_and_weekly_slots_read_their_own_parts() {
+        let daily = &sched(
+            json!({"schedulePolicyType": "SimpleSchedulePolicyV2", "scheduleRunFrequency": "Daily",
+            "dailySchedule": {"scheduleRunTimes": ["2020-01-01T22:00:00Z"]}}),
+        );
+        assert_eq!(
+            latest_slot(daily, at("2026-12-01T03:00:00Z")),
+            Some(at("2026-11-30T22:00:00Z"))
+        );
+        // 2026-12-01 is a Tuesday.
+        let weekly = &sched(
+            json!({"schedulePolicyType": "SimpleSchedulePolicyV2", "scheduleRunFrequency": "Weekly",
+            "weeklySchedule": {"scheduleRunDays": ["Monday"], "scheduleRunTimes": ["2020-01-01T05:00:00Z"]}}),
+        );
+        assert_eq!(
+            latest_slot(weekly, at("2026-12-01T03:00:00Z")),
+            Some(at("2026-11-30T05:00:00Z"))
+        );
+        let empty = &sched(
+            json!({"schedulePolicyType": "SimpleSchedulePolicyV2", "scheduleRunFrequency": "Weekly"}),
+        );
+        assert_eq!(latest_slot(empty, at("2026-12-01T03:00:00Z")), None);
     }
 }
