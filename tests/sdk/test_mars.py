@@ -315,6 +315,46 @@ def test_kill_9_mid_backup_then_the_next_backup_completes(server, env):
     assert tree(target / "bigdata") == tree(big)
 
 
+def test_cancel_a_running_backup_then_no_point_is_made(server, env):
+    """A MARS backup is a job in progress while the agent sends; cancelling
+    it ends it Cancelled, the agent stops, and no point is made. A job that
+    already ended cannot be cancelled."""
+    tmp, bk = env["tmp"], env["bk"]
+    agent = tmp / "agent1"
+    data = tmp / "canceldata"
+    data.mkdir()
+    for i in range(8):
+        (data / f"f{i}.bin").write_bytes(os.urandom(16 << 20))
+    proc = subprocess.Popen([str(BIN), "mars", "backup", "--agent-dir", str(agent), "--path", str(data),
+                             "--data-dir", str(server.data_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    running = None
+    while time.time() < deadline and running is None:
+        for j in bk.backup_jobs.list(VAULT, RG, filter="operation eq 'Backup' and status eq 'InProgress'"):
+            if j.properties.entity_friendly_name == str(data.resolve()):
+                running = j
+        time.sleep(0.05)
+    assert running is not None and "Cancellable" in running.properties.actions_info
+    headers = bk.job_cancellations.trigger(VAULT, RG, running.name, cls=lambda resp, body, h: resp.http_response.headers)
+    op = headers["Location"].split("?")[0].rstrip("/").split("/")[-1]
+    bk.job_operation_results.get(VAULT, RG, running.name, op)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "BMSUserErrorJobCancelled" in err, (out, err)
+    job = bk.job_details.get(VAULT, RG, running.name)
+    assert job.properties.status == "Cancelled" and job.properties.end_time is not None, job.properties
+    [item] = [i for i in bk.backup_protected_items.list(VAULT, RG, filter="backupManagementType eq 'MAB'")
+              if i.properties.friendly_name == str(data.resolve())]
+    assert points(bk, VM, item.name) == []
+    # An ended job stays as it ended.
+    with pytest.raises(HttpResponseError) as e:
+        bk.job_cancellations.trigger(VAULT, RG, running.name)
+    assert e.value.error.code == "BMSUserErrorJobNotCancellable"
+    [done] = [j for j in bk.backup_jobs.list(VAULT, RG, filter="operation eq 'Backup' and status eq 'Completed'")][:1]
+    with pytest.raises(HttpResponseError) as e:
+        bk.job_cancellations.trigger(VAULT, RG, done.name)
+    assert e.value.error.code == "BMSUserErrorJobNotCancellable"
+
+
 def test_stop_protection_soft_delete_and_unregister(server, env):
     bk, rs = env["bk"], env["rs"]
     items = [i for i in bk.backup_protected_items.list(VAULT, RG, filter="backupManagementType eq 'MAB'")

@@ -22,6 +22,7 @@ use recoverite_rs_core::backup_config::{self, VaultConfig};
 use recoverite_rs_core::vault_record::Vault;
 use recoverite_store::{Reader, Store, Table};
 
+use crate::backup_job::BackupJob;
 use crate::items::{item_id, load};
 use crate::jobs::{self, filter_value, parse_filter_time};
 use crate::points::{self, PointData, POINT_DATA};
@@ -596,7 +597,7 @@ fn record_crr_job(
         recoverite_rs_core::jobs::JobStatus::Completed,
         &[],
     );
-    doc["properties"]["isUserTriggered"] = json!(true);
+    doc.properties.is_user_triggered = Some(true);
     let op = uuid::Uuid::new_v4().to_string();
     let now = time::now_string();
     ctx.store().write(|tx| {
@@ -700,20 +701,15 @@ fn vault_named(ctx: &Ctx, body: &Value, region: &str) -> Result<(String, Vault),
 pub fn jobs_list(ctx: &Ctx, req: &ArmRequest, region: &str) -> Result<Reply, ArmError> {
     let body = req.body.clone().unwrap_or_default();
     let (vid, _) = vault_named(ctx, &body, region)?;
-    let all: Vec<Value> = ctx
+    let mut all: Vec<BackupJob> = ctx
         .store()
-        .read(|r| r.scan_json::<Value>(CRR_JOBS, &format!("{}|", id::key(&vid))))?
+        .read(|r| r.scan_json::<BackupJob>(CRR_JOBS, &format!("{}|", id::key(&vid))))?
         .into_iter()
         .map(|(_, j)| j)
         .collect();
-    let mut all = all;
-    all.sort_by(|a, b| {
-        a["properties"]["startTime"]
-            .as_str()
-            .cmp(&b["properties"]["startTime"].as_str())
-    });
+    all.sort_by(|a, b| a.properties.start_time.cmp(&b.properties.start_time));
     let f = req.query_get("$filter").unwrap_or("").to_string();
-    Ok(Reply::ok(json!({"value": jobs::filtered(all, &f)})))
+    Ok(Reply::ok(json!({"value": jobs::filtered(all, &f)?})))
 }
 
 /// `POST locations/{region}/backupCrrJob` (`CrrJobRequest`: the vault and
@@ -723,15 +719,16 @@ pub fn job_get(ctx: &Ctx, req: &ArmRequest, region: &str) -> Result<Reply, ArmEr
     let (vid, _) = vault_named(ctx, &body, region)?;
     let name = body["jobName"].as_str().unwrap_or_default();
     ctx.store()
-        .read(|r| Ok(r.get_json::<Value>(CRR_JOBS, &format!("{}|{name}", id::key(&vid)))))??
-        .map(Reply::ok)
+        .read(|r| Ok(r.get_json::<BackupJob>(CRR_JOBS, &format!("{}|{name}", id::key(&vid)))))??
         .ok_or_else(|| {
             ArmError::new(
                 404,
                 "BMSUserErrorJobNotFound",
                 format!("The job '{name}' was not found in the secondary region."),
             )
-        })
+        })?
+        .to_value()
+        .map(Reply::ok)
 }
 
 #[cfg(test)]

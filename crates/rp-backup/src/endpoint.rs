@@ -122,6 +122,7 @@ fn action_of(route: &Route, m: &Method) -> Option<&'static str> {
         (Route::ProtectedItems, &M::GET) => rs!("vaults/backupProtectedItems/read"),
         (Route::Jobs | Route::Job(_), &M::GET) => rs!("vaults/backupJobs/read"),
         (Route::CancelJob(_), &M::POST) => rs!("vaults/backupJobs/cancel/action"),
+        (Route::JobOperationResult(..), &M::GET) => rs!("vaults/backupJobs/operationResults/read"),
         (Route::StorageConfig, &M::GET) => rs!("vaults/backupstorageconfig/read"),
         (Route::StorageConfig, &M::PUT | &M::PATCH) => rs!("vaults/backupstorageconfig/write"),
         (Route::VaultConfig, &M::GET) => rs!("vaults/backupconfig/read"),
@@ -202,6 +203,7 @@ mod tests {
             (M::GET, format!("{V}/backupJobs")),
             (M::GET, format!("{V}/backupJobs/j")),
             (M::POST, format!("{V}/backupJobs/j/cancel")),
+            (M::GET, format!("{V}/backupJobs/j/operationResults/o")),
             (
                 M::GET,
                 format!("{V}/backupstorageconfig/vaultstorageconfig"),

@@ -10,6 +10,7 @@ use recoverite_rs_core::backup_item::ProtectedItem;
 use recoverite_rs_core::jobs::{Job, JobError, JobStatus};
 use recoverite_store::{Reader, Table, WriteTx};
 
+use crate::backup_job::{self, BackupJob, JobExtendedInfo, JobFilter, JobProperties};
 use crate::{vault_of, JOB_TYPE};
 
 const OPERATIONS: Table = Table("backup_operations");
@@ -72,12 +73,12 @@ pub fn record_with_status(
         status,
         errors,
     );
-    resource::put(tx, &format!("{vault_id}/backupJobs/{id}"), &doc)?;
+    doc.save(tx)?;
     Ok(id)
 }
 
-/// A finished job's document (`AzureIaaSVMJob`) and its id; its tasks ran
-/// one after the other and ended now.
+/// A finished job's document (`AzureIaaSVMJob`, or `MabJob` for a MARS
+/// item) and its id; its tasks ran one after the other and ended now.
 pub fn job_doc(
     vault_id: &str,
     operation: &str,
@@ -86,7 +87,7 @@ pub fn job_doc(
     property_bag: Value,
     status: JobStatus,
     errors: &[(String, String)],
-) -> (String, Value) {
+) -> (String, BackupJob) {
     let errors = errors
         .iter()
         .map(|(code, message)| JobError {
@@ -97,50 +98,57 @@ pub fn job_doc(
     let job = Job::ended_now(operation, tasks, status, errors);
     let id = job.name.clone();
     let (start, end) = (job.start, job.end.unwrap_or(job.start));
-    let total = job.seconds();
-    let status = job.status.backup();
     let tasks: Vec<Value> = job
         .tasks
         .iter()
         .map(|t| {
             json!({"taskId": t.name, "startTime": time::format(t.start), "endTime": t.end.map(time::format),
-                   "duration": iso_duration(t.seconds()), "status": status, "progressPercentage": 100.0})
+                   "duration": iso_duration(t.seconds()), "status": job.status.backup(), "progressPercentage": 100.0})
         })
         .collect();
     let p = &item.properties;
     // A MARS item's jobs are MabJobs.
     let mab = item.mab();
-    let doc = json!({
-        "id": format!("{vault_id}/backupJobs/{id}"), "name": id, "type": JOB_TYPE,
-        "properties": {
-            "jobType": if mab.is_some() { "MabJob" } else { "AzureIaaSVMJob" },
-            "entityFriendlyName": p.friendly_name,
-            "backupManagementType": if mab.is_some() { "MAB" } else { "AzureIaasVM" },
-            "mabServerName": mab.map(|m| m.computer_name.clone()),
-            "workloadType": if mab.is_some() { json!("FileFolder") } else { Value::Null },
-            "operation": operation,
-            "status": status,
-            "startTime": time::format(start),
-            "endTime": time::format(end),
-            "activityId": uuid::Uuid::new_v4().to_string(),
-            "duration": iso_duration(total),
-            "virtualMachineVersion": "Compute",
-            "containerName": p.container_name,
-            "isUserTriggered": true,
-            "actionsInfo": [],
-            "errorDetails": job.errors.iter().map(|e| json!({"errorCode": 0, "errorString": format!("{}: {}", e.code, e.message), "errorTitle": e.code, "recommendations": []})).collect::<Vec<_>>(),
-            "extendedInfo": {"tasksList": tasks, "propertyBag": property_bag, "progressPercentage": 100.0},
-        }
+    let given = json!({
+        "mabServerName": mab.map(|m| m.computer_name.clone()),
+        "workloadType": if mab.is_some() { json!("FileFolder") } else { Value::Null },
+        "virtualMachineVersion": "Compute",
     });
+    let doc = BackupJob {
+        id: BackupJob::job_id(vault_id, &id),
+        name: id.clone(),
+        kind: JOB_TYPE.to_string(),
+        properties: JobProperties {
+            job_type: if mab.is_some() { "MabJob" } else { "AzureIaaSVMJob" }.into(),
+            entity_friendly_name: p.friendly_name.clone(),
+            backup_management_type: if mab.is_some() { "MAB" } else { "AzureIaasVM" }.into(),
+            operation: operation.to_string(),
+            status: job.status,
+            start_time: time::format(start),
+            end_time: Some(time::format(end)),
+            duration: iso_duration(job.seconds()),
+            activity_id: uuid::Uuid::new_v4().to_string(),
+            is_user_triggered: Some(true),
+            container_name: Some(p.container_name.clone()),
+            actions_info: Vec::new(),
+            error_details: job.errors.iter().map(|e| json!({"errorCode": 0, "errorString": format!("{}: {}", e.code, e.message), "errorTitle": e.code, "recommendations": []})).collect(),
+            extended_info: JobExtendedInfo {
+                tasks_list: tasks,
+                property_bag: property_bag.as_object().cloned().unwrap_or_default(),
+                progress_percentage: Some(100.0),
+                dynamic_error_message: None,
+            },
+            given: given.as_object().cloned().unwrap_or_default(),
+        },
+    };
     (id, doc)
 }
 
 /// Marks a job as started by the policy's schedule, not a user.
 pub fn mark_scheduled(tx: &mut WriteTx, vault_id: &str, job: &str) -> Result<(), ArmError> {
-    let id = format!("{vault_id}/backupJobs/{job}");
-    if let Some(mut d) = resource::get(tx, &id)? {
-        d["properties"]["isUserTriggered"] = json!(false);
-        resource::put(tx, &id, &d)?;
+    if let Some(mut d) = backup_job::load(tx, vault_id, job)? {
+        d.properties.is_user_triggered = Some(false);
+        d.save(tx)?;
     }
     Ok(())
 }
@@ -337,71 +345,91 @@ pub fn filter_value(filter: &str, name: &str) -> Option<String> {
 pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let vid = ctx.store().view(|r| vault_of(r, req))?;
     let f = req.query_get("$filter").unwrap_or("").to_string();
-    let all = ctx
-        .store()
-        .view(|r| resource::list_children(r, &vid, "backupJobs"))?;
-    recoverite_arm::paging::page_visible(ctx, req, filtered(all, &f))
+    let all = ctx.store().view(|r| backup_job::list(r, &vid))?;
+    recoverite_arm::paging::page_visible(ctx, req, filtered(all, &f)?)
+}
+
+/// What azure-cli's `$filter` asks of a job list.
+pub fn job_filter(f: &str) -> JobFilter {
+    JobFilter {
+        operation: filter_value(f, "operation"),
+        status: filter_value(f, "status"),
+        management_type: filter_value(f, "backupManagementType"),
+        from: filter_value(f, "startTime").and_then(|t| parse_filter_time(&t)),
+        to: filter_value(f, "endTime").and_then(|t| parse_filter_time(&t)),
+    }
 }
 
 /// Jobs matching azure-cli's `$filter` (operation, status,
-/// backupManagementType, startTime, endTime), newest first.
-pub fn filtered(jobs: Vec<Value>, f: &str) -> Vec<Value> {
-    let (op, status, bmt) = (
-        filter_value(f, "operation"),
-        filter_value(f, "status"),
-        filter_value(f, "backupManagementType"),
-    );
-    let from = filter_value(f, "startTime").and_then(|t| parse_filter_time(&t));
-    let to = filter_value(f, "endTime").and_then(|t| parse_filter_time(&t));
-    let mut items: Vec<Value> = jobs
-        .into_iter()
-        .filter(|j| {
-            let p = &j["properties"];
-            let eq = |want: &Option<String>, k: &str| {
-                want.as_ref()
-                    .is_none_or(|w| p[k].as_str().is_some_and(|v| v.eq_ignore_ascii_case(w)))
-            };
-            let started = p["startTime"].as_str().and_then(time::parse);
-            eq(&op, "operation")
-                && eq(&status, "status")
-                && eq(&bmt, "backupManagementType")
-                && from.is_none_or(|f| started.is_some_and(|s| s >= f))
-                && to.is_none_or(|t| started.is_some_and(|s| s <= t))
-        })
-        .collect();
+/// backupManagementType, startTime, endTime), newest first, as the API
+/// shows them.
+pub fn filtered(jobs: Vec<BackupJob>, f: &str) -> Result<Vec<Value>, ArmError> {
+    let filter = job_filter(f);
     // Newest first, as the portal and azure-cli show them.
-    items.reverse();
-    items
+    jobs.iter()
+        .rev()
+        .filter(|j| j.matches(&filter))
+        .map(BackupJob::to_value)
+        .collect()
+}
+
+fn job_not_found(id: &str) -> ArmError {
+    ArmError::new(
+        404,
+        "BMSUserErrorJobNotFound",
+        format!("The job '{id}' was not found in the vault."),
+    )
 }
 
 pub fn get(ctx: &Ctx, req: &ArmRequest, id: &str) -> Result<Reply, ArmError> {
     let vid = ctx.store().view(|r| vault_of(r, req))?;
     ctx.store()
-        .view(|r| resource::get(r, &format!("{vid}/backupJobs/{id}")))?
+        .view(|r| backup_job::load(r, &vid, id))?
+        .ok_or_else(|| job_not_found(id))?
+        .to_value()
         .map(Reply::ok)
-        .ok_or_else(|| {
-            ArmError::new(
-                404,
-                "BMSUserErrorJobNotFound",
-                format!("The job '{id}' was not found in the vault."),
-            )
-        })
 }
 
-/// POST backupJobs/{id}/cancel. Jobs here finish within their request, so
-/// there is never one still running to cancel.
+/// POST backupJobs/{id}/cancel: a job still in progress that can be
+/// cancelled (a MARS backup while its agent sends) ends Cancelled, and the
+/// agent's next request learns it; 202 with the cancellation's
+/// `backupJobs/{id}/operationResults/{op}`. Jobs that finish within their
+/// request (every Azure VM job here) are never in progress to cancel.
 pub fn cancel(ctx: &Ctx, req: &ArmRequest, id: &str) -> Result<Reply, ArmError> {
-    let job = get(ctx, req, id)?;
-    let status = job
-        .body
-        .as_ref()
-        .and_then(|b| b["properties"]["status"].as_str())
-        .unwrap_or("")
-        .to_string();
-    Err(ArmError::bad_request(
-        "BMSUserErrorJobNotCancellable",
-        format!("Job '{id}' is {status}; only a job in progress can be cancelled."),
+    let vid = ctx.store().view(|r| vault_of(r, req))?;
+    let op = ctx.store().write(|tx| {
+        let mut job = backup_job::load(tx, &vid, id)?.ok_or_else(|| job_not_found(id))?;
+        job.check_cancellable()?;
+        job.end(JobStatus::Cancelled, time::now());
+        job.save(tx)?;
+        finished_operation(tx, &vid, None)
+    })?;
+    Ok(recoverite_arm::lro::with_retry_after(
+        ctx,
+        Reply::empty(202).header(
+            "Location",
+            url(
+                ctx,
+                req,
+                &format!("{vid}/backupJobs/{id}/operationResults/{op}"),
+            ),
+        ),
     ))
+}
+
+/// GET backupJobs/{id}/operationResults/{op}: the cancellation is done (204).
+pub fn job_operation_result(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    id: &str,
+    op: &str,
+) -> Result<Reply, ArmError> {
+    let vid = ctx.store().view(|r| vault_of(r, req))?;
+    ctx.store()
+        .view(|r| backup_job::load(r, &vid, id))?
+        .ok_or_else(|| job_not_found(id))?;
+    load_op(ctx, req, op)?;
+    Ok(Reply::empty(204))
 }
 
 #[cfg(test)]

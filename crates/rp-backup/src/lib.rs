@@ -7,6 +7,7 @@
 //!
 //! Each request is parsed once into a [`Route`]; the handler receives it.
 
+pub mod backup_job;
 pub mod config;
 pub mod crr;
 pub mod endpoint;
@@ -52,6 +53,7 @@ const TYPES: &[&str] = &[
     "vaults/backupProtectableItems",
     "vaults/backupProtectedItems",
     "vaults/backupJobs",
+    "vaults/backupJobs/operationResults",
     "vaults/backupstorageconfig",
     "vaults/backupconfig",
     "vaults/backupOperations",
@@ -199,6 +201,8 @@ pub enum Route {
     Jobs,
     Job(String),
     CancelJob(String),
+    /// `backupJobs/{job}/operationResults/{op}`: a cancellation's result.
+    JobOperationResult(String, String),
     StorageConfig,
     VaultConfig,
     EncryptionConfig,
@@ -268,6 +272,9 @@ pub fn route(req: &ArmRequest) -> Result<Route, ArmError> {
         ["vaults", "backupjobs"] if p.is_resource() => Route::Job(n(1)),
         ["vaults", "backupjobs"] => Route::Jobs,
         ["vaults", "backupjobs", "cancel"] => Route::CancelJob(n(1)),
+        ["vaults", "backupjobs", "operationresults"] if p.is_resource() => {
+            Route::JobOperationResult(n(1), n(2))
+        }
         ["vaults", "backupstorageconfig"] if n(1).eq_ignore_ascii_case("vaultstorageconfig") => Route::StorageConfig,
         ["vaults", "backupconfig"] if n(1).eq_ignore_ascii_case("vaultconfig") => Route::VaultConfig,
         ["vaults", "backupencryptionconfigs"] if n(1).eq_ignore_ascii_case("backupResourceEncryptionConfig") => {
@@ -398,6 +405,9 @@ impl Endpoints for BackupProvider {
             (Route::Jobs, M::GET) => jobs::list(ctx, req),
             (Route::Job(id), M::GET) => jobs::get(ctx, req, &id),
             (Route::CancelJob(id), M::POST) => jobs::cancel(ctx, req, &id),
+            (Route::JobOperationResult(id, op), M::GET) => {
+                jobs::job_operation_result(ctx, req, &id, &op)
+            }
             (Route::StorageConfig, M::GET | M::PUT | M::PATCH) => config::storage(ctx, req),
             (Route::VaultConfig, M::GET | M::PUT | M::PATCH) => config::vault(ctx, req),
             (Route::EncryptionConfig, M::GET | M::PUT | M::PATCH) => config::encryption(ctx, req),

@@ -9,7 +9,7 @@
 //! and freed the same way.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use sha2::Digest;
 
 use recoverite_arm::{id, resource, time, ArmError};
@@ -21,6 +21,7 @@ use recoverite_rs_core::backup_item::{
 use recoverite_rs_core::jobs::{iso_duration, Job, JobError, JobStatus};
 use recoverite_store::{Reader, Table, WriteTx};
 
+use crate::backup_job::{self, BackupJob, JobExtendedInfo, JobProperties};
 use crate::points::{self, PointData, PointDisk};
 use crate::recovery_point::{
     self, GenericPointProperties, PointExpiry, PointProperties, RecoveryPoint,
@@ -282,7 +283,7 @@ pub fn item_id(vault_id: &str, container: &str, root: &str) -> String {
     )
 }
 
-/// A `MabJob` document, in progress or ended.
+/// A `MabJob` document, in progress (cancellable) or ended.
 #[allow(clippy::too_many_arguments)]
 fn job_doc(
     vault_id: &str,
@@ -292,9 +293,9 @@ fn job_doc(
     operation: &str,
     status: JobStatus,
     started: &str,
-    bag: Value,
+    bag: Map<String, Value>,
     errors: &[String],
-) -> Value {
+) -> BackupJob {
     let start = time::parse(started).unwrap_or_else(time::now);
     let errors = errors
         .iter()
@@ -304,31 +305,78 @@ fn job_doc(
         })
         .collect();
     let j = Job::since(job, operation, start, status, errors);
-    let end = j.end.map(time::format);
-    json!({
-        "id": format!("{vault_id}/backupJobs/{job}"), "name": job, "type": JOB_TYPE,
-        "properties": {
-            "jobType": "MabJob",
-            "entityFriendlyName": root,
-            "backupManagementType": "MAB",
-            "operation": j.operation,
-            "status": j.status.backup(),
-            "startTime": started,
-            "endTime": end,
-            "duration": iso_duration(j.seconds()),
-            "activityId": uuid::Uuid::new_v4().to_string(),
-            "mabServerName": m.friendly_name,
-            "mabServerType": "MABContainer",
-            "workloadType": "FileFolder",
-            "actionsInfo": if j.status.ended() { json!([]) } else { json!(["Cancellable"]) },
-            "errorDetails": j.errors.iter().map(|e| json!({"errorString": e.message, "recommendations": []})).collect::<Vec<_>>(),
-            "extendedInfo": {
-                "tasksList": j.tasks.iter().map(|t| json!({"taskId": t.name, "startTime": started, "endTime": t.end.map(time::format), "status": j.status.backup()})).collect::<Vec<_>>(),
-                "propertyBag": bag,
-                "dynamicErrorMessage": j.errors.first().map(|e| e.message.clone()),
+    let shown = json!({"mabServerName": m.friendly_name, "mabServerType": "MABContainer", "workloadType": "FileFolder"});
+    BackupJob {
+        id: BackupJob::job_id(vault_id, job),
+        name: job.to_string(),
+        kind: JOB_TYPE.to_string(),
+        properties: JobProperties {
+            job_type: "MabJob".into(),
+            entity_friendly_name: root.to_string(),
+            backup_management_type: "MAB".into(),
+            operation: j.operation.clone(),
+            status: j.status,
+            start_time: started.to_string(),
+            end_time: j.end.map(time::format),
+            duration: iso_duration(j.seconds()),
+            activity_id: uuid::Uuid::new_v4().to_string(),
+            is_user_triggered: None,
+            container_name: None,
+            actions_info: if j.status.ended() { Vec::new() } else { vec!["Cancellable".into()] },
+            error_details: j.errors.iter().map(|e| json!({"errorString": e.message, "recommendations": []})).collect(),
+            extended_info: JobExtendedInfo {
+                tasks_list: j.tasks.iter().map(|t| json!({"taskId": t.name, "startTime": started, "endTime": t.end.map(time::format), "status": j.status.backup()})).collect(),
+                property_bag: bag,
+                progress_percentage: None,
+                dynamic_error_message: j.errors.first().map(|e| e.message.clone()),
             },
-        }
-    })
+            given: shown.as_object().cloned().unwrap_or_default(),
+        },
+    }
+}
+
+/// A cancelled job's agent learns it here: nothing more is taken for it.
+pub fn check_running(r: &impl Reader, vault_id: &str, job: &str) -> Result<(), ArmError> {
+    match backup_job::load(r, vault_id, job)? {
+        Some(j) if j.properties.status == JobStatus::Cancelled => Err(bad(
+            "BMSUserErrorJobCancelled",
+            format!("The backup job '{job}' was cancelled; no recovery point is made for it. Start the backup again to take one."),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Ends a running job of `m` with `status`, its bag merged with `bag`; a job
+/// that already ended (cancelled meanwhile) stays as it ended.
+fn end_running(
+    tx: &mut WriteTx,
+    m: &Machine,
+    job: &str,
+    status: JobStatus,
+    bag: &Map<String, Value>,
+    errors: &[String],
+) -> Result<(), ArmError> {
+    let Some(old) = backup_job::load(tx, &m.vault_id, job)? else {
+        return Ok(());
+    };
+    let p = &old.properties;
+    if p.status.ended() {
+        return Ok(());
+    }
+    let mut merged = p.extended_info.property_bag.clone();
+    merged.extend(bag.clone());
+    job_doc(
+        &m.vault_id,
+        job,
+        m,
+        &p.entity_friendly_name,
+        &p.operation,
+        status,
+        &p.start_time,
+        merged,
+        errors,
+    )
+    .save(tx)
 }
 
 /// Starts a backup of `root`: its item (made on the first backup) and an
@@ -388,10 +436,10 @@ pub fn begin_backup(
         "Backup",
         JobStatus::InProgress,
         &time::now_string(),
-        json!({"Notes": notes.join("; ")}),
+        bag_of(json!({"Notes": notes.join("; ")})),
         &[],
     );
-    resource::put(tx, &format!("{vid}/backupJobs/{job}"), &doc)?;
+    doc.save(tx)?;
     let items = items_of(tx, vid, &m.container)?.len();
     resource::put(
         tx,
@@ -418,10 +466,10 @@ pub fn begin_restore(
         "Restore",
         JobStatus::InProgress,
         &time::now_string(),
-        json!({"Recovery point": point_id, "Restored to": m.friendly_name}),
+        bag_of(json!({"Recovery point": point_id, "Restored to": m.friendly_name})),
         &[],
     );
-    resource::put(tx, &format!("{}/backupJobs/{job}", m.vault_id), &doc)?;
+    doc.save(tx)?;
     Ok(job)
 }
 
@@ -464,19 +512,27 @@ fn expiry_of(
 
 /// Updates a running job's progress from the agent's figures.
 pub fn progress(tx: &mut WriteTx, vault_id: &str, job: &str, bag: &Value) -> Result<(), ArmError> {
-    let jid = format!("{vault_id}/backupJobs/{job}");
-    if let Some(mut d) = resource::get(tx, &jid)? {
-        if d["properties"]["status"] == "InProgress" {
-            for (k, v) in bag.as_object().into_iter().flatten() {
-                d["properties"]["extendedInfo"]["propertyBag"][k] = v.clone();
-            }
-            resource::put(tx, &jid, &d)?;
+    if let Some(mut d) = backup_job::load(tx, vault_id, job)? {
+        if d.properties.status == JobStatus::InProgress {
+            d.properties
+                .extended_info
+                .property_bag
+                .extend(bag_of(bag.clone()));
+            d.save(tx)?;
         }
     }
     Ok(())
 }
 
-/// Ends a job as Failed (or Completed with no point), with what the agent said.
+fn bag_of(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// Ends a job as Failed (or Completed with no point), with what the agent
+/// said; a job cancelled meanwhile stays Cancelled.
 pub fn end_job(
     tx: &mut WriteTx,
     m: &Machine,
@@ -484,23 +540,7 @@ pub fn end_job(
     status: JobStatus,
     errors: &[String],
 ) -> Result<(), ArmError> {
-    let jid = format!("{}/backupJobs/{job}", m.vault_id);
-    let Some(old) = resource::get(tx, &jid)? else {
-        return Ok(());
-    };
-    let p = &old["properties"];
-    let doc = job_doc(
-        &m.vault_id,
-        job,
-        m,
-        p["entityFriendlyName"].as_str().unwrap_or(""),
-        p["operation"].as_str().unwrap_or("Backup"),
-        status,
-        p["startTime"].as_str().unwrap_or(""),
-        p["extendedInfo"]["propertyBag"].clone(),
-        errors,
-    );
-    resource::put(tx, &jid, &doc)
+    end_running(tx, m, job, status, &Map::new(), errors)
 }
 
 /// What a committed backup made.
@@ -616,33 +656,9 @@ pub fn commit(
         item.record_point(&now, count);
         item.properties.extended_info.last_refreshed_at = Some(now.clone());
         item.save(tx)?;
-        let jid = format!("{}/backupJobs/{job}", m.vault_id);
-        if let Some(old) = resource::get(tx, &jid)? {
-            let mut b = old["properties"]["extendedInfo"]["propertyBag"].clone();
-            for (k, v) in bag.as_object().into_iter().flatten() {
-                b[k] = v.clone();
-            }
-            b["Recovery point"] = json!(point);
-            let started = old["properties"]["startTime"]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
-            resource::put(
-                tx,
-                &jid,
-                &job_doc(
-                    &m.vault_id,
-                    job,
-                    m,
-                    &root,
-                    "Backup",
-                    JobStatus::Completed,
-                    &started,
-                    b,
-                    &[],
-                ),
-            )?;
-        }
+        let mut done = bag_of(bag.clone());
+        done.insert("Recovery point".into(), json!(point));
+        end_running(tx, m, job, JobStatus::Completed, &done, &[])?;
         Ok(())
     });
     if let Err(e) = res {

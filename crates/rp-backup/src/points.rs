@@ -143,17 +143,14 @@ pub fn check_on_demand_count(taken_today: usize) -> Result<(), ArmError> {
 fn on_demand_today(r: &impl Reader, vid: &str, item: &ProtectedItem) -> Result<usize, ArmError> {
     let today = time::now().replace_time(::time::Time::MIDNIGHT);
     let container = &item.properties.container_name;
-    Ok(resource::list_children(r, vid, "backupJobs")?
+    Ok(crate::backup_job::list(r, vid)?
         .iter()
         .filter(|j| {
-            let p = &j["properties"];
-            p["operation"] == "Backup"
-                && p["isUserTriggered"] == true
-                && p["containerName"].as_str() == Some(container)
-                && p["startTime"]
-                    .as_str()
-                    .and_then(time::parse)
-                    .is_some_and(|t| t >= today)
+            let p = &j.properties;
+            p.operation == "Backup"
+                && p.is_user_triggered == Some(true)
+                && p.container_name.as_ref() == Some(container)
+                && j.started().is_some_and(|t| t >= today)
         })
         .count())
 }

@@ -6,8 +6,8 @@
 
 use time::{Duration, OffsetDateTime};
 
-/// How a job stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a job stands (as stored, Backup's `status` words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum JobStatus {
     InProgress,
     Completed,

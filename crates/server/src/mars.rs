@@ -413,6 +413,13 @@ fn handle(m: &Mars, c: &mut Conn, req: &Value, body: Vec<u8>) -> Answer {
             ok(json!({"ok": true, "item": item, "job": job}))
         }
         "missing" => {
+            // A job cancelled meanwhile stops here: its agent is told before
+            // it sends more.
+            if let Some((_, job)) = &c.job {
+                m.store
+                    .view(|r| mab::check_running(r, &machine.vault_id, job))
+                    .map_err(arm)?;
+            }
             let ids: Vec<String> = req["ids"]
                 .as_array()
                 .into_iter()
