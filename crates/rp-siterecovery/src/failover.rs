@@ -12,11 +12,10 @@ use recoverite_rp_compute::disks;
 use recoverite_rs_core::drills;
 use recoverite_rs_core::protection::Transition;
 
-use crate::fabrics::found;
+use crate::item::{self, ProtectedDisk, ReplicationItem, Side};
 use crate::jobs;
-use crate::protected_items::{engine_id, io, item_of, str_of, Side};
+use crate::protected_items::{io, item_of, not_found, str_of};
 use crate::runtime::Runtime;
-use crate::state;
 use crate::targets;
 
 /// The point a failover uses. `recoveryPointId` names one; without it the
@@ -27,11 +26,10 @@ use crate::targets;
 pub fn choose_point(
     engine: &Engine,
     rt: &Runtime,
-    item: &Value,
+    item: &ReplicationItem,
     input: &Value,
 ) -> Result<RecoveryPoint, ArmError> {
-    let eid = engine_id(item);
-    let m = engine.manifest(&eid).map_err(io)?;
+    let m = engine.manifest(item.engine_id()).map_err(io)?;
     let field = "properties.providerSpecificDetails.recoveryPointId";
     if let Some(rp) = input["recoveryPointId"].as_str().filter(|s| !s.is_empty()) {
         let seq = rp.rsplit('/').next().and_then(|s| s.parse::<u64>().ok());
@@ -42,7 +40,7 @@ pub fn choose_point(
     let kind = input["recoveryPointType"].as_str().unwrap_or("Latest");
     let newest = |want: Option<PointKind>| {
         m.points.iter().rev().find(|p| want.is_none_or(|k| p.kind == k)).cloned().ok_or_else(|| {
-            ArmError::bad_request("RecoveryPointNotFound", format!("No {kind} recovery point exists yet for '{}'; wait for one or fail over to Latest.", str_of(item, "name")))
+            ArmError::bad_request("RecoveryPointNotFound", format!("No {kind} recovery point exists yet for '{}'; wait for one or fail over to Latest.", item.name))
         })
     };
     match kind.to_ascii_lowercase().as_str() {
@@ -61,29 +59,28 @@ pub fn choose_point(
 struct Made {
     rid: String,
     unique: String,
-    disk: Value,
+    disk: ProtectedDisk,
 }
 
 /// Materializes every protected disk at `seq` into fresh images; `name_of`
 /// gives each disk's destination id.
 fn materialize_all(
     engine: &Engine,
-    item: &Value,
+    item: &ReplicationItem,
     seq: u64,
-    name_of: impl Fn(&Value) -> String,
+    name_of: impl Fn(&ProtectedDisk) -> String,
 ) -> Result<Vec<Made>, ArmError> {
     let mut made: Vec<Made> = Vec::new();
-    for (i, disk) in item["properties"]["providerSpecificDetails"]["protectedManagedDisks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    let disks = &item
+        .properties
+        .provider_specific_details
+        .protected_managed_disks;
+    for (i, disk) in disks.iter().enumerate() {
         let unique = uuid::Uuid::new_v4().to_string();
         let dst = engine.blocks().image(&unique);
         // Durable before the transaction that puts it in place commits: a
         // committed failover never names an image a power cut emptied.
-        if let Err(e) = engine.materialize_with(&engine_id(item), seq, i, &dst, true) {
+        if let Err(e) = engine.materialize_with(item.engine_id(), seq, i, &dst, true) {
             discard(engine, &made);
             let _ = std::fs::remove_file(&dst);
             return Err(io(e));
@@ -134,7 +131,7 @@ fn place_all(ctx: &Ctx, made: &[Made], location: &str) -> Result<Vec<Placed>, Ar
                 existing.save(tx)?;
                 Some(old)
             } else {
-                let source_id = str_of(&m.disk, "diskId");
+                let source_id = m.disk.disk_id.as_str();
                 let source = disks::load(tx, source_id)?;
                 let source = disks::RestoredFrom {
                     id: source_id,
@@ -142,13 +139,17 @@ fn place_all(ctx: &Ctx, made: &[Made], location: &str) -> Result<Vec<Placed>, Ar
                         .as_ref()
                         .and_then(|s| s.properties.os_type.as_deref()),
                 };
-                let sku = str_of(&m.disk, "recoveryTargetDiskAccountType");
+                let sku = m
+                    .disk
+                    .recovery_target_disk_account_type
+                    .as_deref()
+                    .unwrap_or_default();
                 disks::register(
                     tx,
                     &m.rid,
                     location,
                     sku,
-                    m.disk["diskCapacityInBytes"].as_u64().unwrap_or(0),
+                    m.disk.disk_capacity_in_bytes,
                     &m.unique,
                     source,
                 )?;
@@ -194,7 +195,7 @@ fn unplace(ctx: &Ctx, engine: &Engine, placed: &[Placed]) {
 fn bring_up_vm(
     ctx: &Ctx,
     rt: &Runtime,
-    item: &Value,
+    item: &ReplicationItem,
     made: &[Made],
     vm_id: &str,
     subnet: Option<String>,
@@ -206,19 +207,19 @@ fn bring_up_vm(
     let Some(subnet) = subnet else {
         return Ok(None);
     };
-    let d = &item["properties"]["providerSpecificDetails"];
+    let d = &item.properties.provider_specific_details;
     // The source VM may be gone (failover after losing the region): then
     // data disks take LUNs in order.
     let source = ctx
         .store()
-        .view(|r| recoverite_rp_compute::view::vm(r, str_of(d, "fabricObjectId")))?;
+        .view(|r| recoverite_rp_compute::view::vm(r, &d.fabric_object_id))?;
     let lun_of = |disk_id: &str| match source.as_ref()?.role_of(disk_id)? {
         recoverite_rp_compute::view::DiskRole::Data { lun } => Some(u64::from(lun)),
         recoverite_rp_compute::view::DiskRole::Os => None,
     };
     let os = made
         .iter()
-        .find(|m| m.disk["diskType"] == "OperatingSystem")
+        .find(|m| m.disk.is_os())
         .or(made.first())
         .map(|m| m.rid.clone())
         .unwrap_or_default();
@@ -226,24 +227,20 @@ fn bring_up_vm(
         .iter()
         .filter(|m| m.rid != os)
         .enumerate()
-        .map(|(i, m)| {
-            (
-                lun_of(str_of(&m.disk, "diskId")).unwrap_or(i as u64),
-                m.rid.clone(),
-            )
-        })
+        .map(|(i, m)| (lun_of(&m.disk.disk_id).unwrap_or(i as u64), m.rid.clone()))
         .collect();
-    let size = d["recoveryAzureVMSize"]
-        .as_str()
+    let size = d
+        .recovery_azure_vm_size
+        .as_deref()
         .unwrap_or("Standard_D2s_v3");
-    let loc = Side::Primary.target_location(item);
-    let os_type = d["osType"].as_str().unwrap_or("Linux");
+    let loc = item.target_location(Side::Primary);
+    let os_type = d.os_type.as_deref().unwrap_or("Linux");
     targets::create_vm(
         rt,
         &targets::VmSpec {
             id: vm_id,
             availability_set: set,
-            location: &loc,
+            location: loc,
             size,
             os_disk: &os,
             os_type,
@@ -254,21 +251,20 @@ fn bring_up_vm(
     .map(Some)
 }
 
-fn recovery_vm_id(item: &Value) -> String {
-    let d = &item["properties"]["providerSpecificDetails"];
+fn recovery_vm_id(item: &ReplicationItem) -> String {
+    let d = &item.properties.provider_specific_details;
     format!(
         "{}/providers/Microsoft.Compute/virtualMachines/{}",
-        str_of(d, "recoveryAzureResourceGroupId"),
-        str_of(d, "recoveryAzureVMName")
+        d.recovery_azure_resource_group_id, d.recovery_azure_vm_name
     )
 }
 
-fn recovery_subnet(item: &Value) -> Option<String> {
-    let d = &item["properties"]["providerSpecificDetails"];
-    let net = d["selectedRecoveryAzureNetworkId"].as_str()?;
+fn recovery_subnet(item: &ReplicationItem) -> Option<String> {
+    let d = &item.properties.provider_specific_details;
+    let net = d.selected_recovery_azure_network_id.as_deref()?;
     Some(format!(
         "{net}/subnets/{}",
-        d["recoverySubnetName"].as_str()?
+        d.recovery_subnet_name.as_deref()?
     ))
 }
 
@@ -276,12 +272,12 @@ fn point_id(item_id: &str, p: &RecoveryPoint) -> String {
     format!("{item_id}/recoveryPoints/{}", p.seq)
 }
 
-fn job_details(kind: &str, item: &Value, p: &RecoveryPoint, extra: Value) -> Value {
+fn job_details(kind: &str, item: &ReplicationItem, p: &RecoveryPoint, extra: Value) -> Value {
     let mut d = json!({
         "instanceType": kind, "affectedObjectDetails": {},
         "protectedItemDetails": [{
-            "name": item["name"], "friendlyName": item["properties"]["friendlyName"],
-            "recoveryPointId": point_id(str_of(item, "id"), p), "recoveryPointTime": p.time,
+            "name": item.name, "friendlyName": item.properties.friendly_name,
+            "recoveryPointId": point_id(&item.id, p), "recoveryPointTime": p.time,
         }],
     });
     if let (Some(d), Some(e)) = (d.as_object_mut(), extra.as_object()) {
@@ -316,10 +312,10 @@ pub fn unplanned_failover(
             )
         })?;
     let item = item_of(ctx, req, &item_id)?;
-    let side = Side::of(&item);
-    state::check(&item, Transition::UnplannedFailover)?;
+    let side = item.side();
+    item.check(Transition::UnplannedFailover)?;
     check_direction(
-        str_of(&item, "name"),
+        &item.name,
         body["properties"]["failoverDirection"].as_str(),
         side.failover_direction(),
     )?;
@@ -331,7 +327,7 @@ pub fn unplanned_failover(
     )?;
     watch.step("Prerequisites check for failover");
     let made = materialize_all(engine, &item, point.seq, |d| side.failover_disk_id(d))?;
-    let target_loc = side.target_location(&item);
+    let target_loc = item.target_location(side).to_string();
     let placed = place_all(ctx, &made, &target_loc).inspect_err(|_| discard(engine, &made))?;
     watch.step("Creating recovery disks");
     let vm = match side {
@@ -342,7 +338,10 @@ pub fn unplanned_failover(
             &made,
             &recovery_vm_id(&item),
             recovery_subnet(&item),
-            item["properties"]["providerSpecificDetails"]["recoveryAvailabilitySet"].as_str(),
+            item.properties
+                .provider_specific_details
+                .recovery_availability_set
+                .as_deref(),
         ),
         Side::Recovery => Ok(None),
     };
@@ -352,9 +351,9 @@ pub fn unplanned_failover(
     let vault_id = req.path.prefix(8);
     let refused = refused_flows(rt, &item, &point);
     let done = ctx.store().write(|tx| {
-        let mut item = found(tx, &item_id, "replication protected item")?;
+        let mut item = item::load(tx, &item_id)?.ok_or_else(|| not_found(&item_id))?;
         // The transition is checked again where it commits.
-        state::apply(&mut item, Transition::UnplannedFailover)?;
+        item.apply(Transition::UnplannedFailover)?;
         mark_failed_over(
             &mut item,
             side,
@@ -362,7 +361,7 @@ pub fn unplanned_failover(
             vm.as_deref(),
             &point_id(&item_id, &point),
         );
-        resource::put(tx, &item_id, &item)?;
+        item.save(tx)?;
         let friendly = if side == Side::Primary {
             "Failover"
         } else {
@@ -394,7 +393,7 @@ pub fn unplanned_failover(
                     drills::DrillKind::Failback
                 },
                 item_id: &item_id,
-                item_name: str_of(&item["properties"], "friendlyName"),
+                item_name: &item.properties.friendly_name,
                 point_id: &point_id(&item_id, &point),
                 point_time: &point.time,
                 outcome,
@@ -402,7 +401,7 @@ pub fn unplanned_failover(
             },
             &watch,
         )?;
-        crate::finish(ctx, req, tx, Some(item.clone()))
+        crate::finish(ctx, req, tx, Some(item.to_value()?))
     });
     match done {
         Ok(op) => {
@@ -422,22 +421,27 @@ pub fn unplanned_failover(
 
 /// The item after a failover: active on the other side, the recovery disks
 /// (and VM) it failed over to, when and to which point.
-fn mark_failed_over(item: &mut Value, side: Side, made: &[Made], vm: Option<&str>, point_id: &str) {
-    let disks =
-        item["properties"]["providerSpecificDetails"]["protectedManagedDisks"].as_array_mut();
-    for (d, m) in disks.into_iter().flatten().zip(made) {
-        if side == Side::Primary {
-            d["recoveryTargetDiskId"] = json!(m.rid);
-            d["recoveryReplicaDiskId"] = json!(m.rid);
+fn mark_failed_over(
+    item: &mut ReplicationItem,
+    side: Side,
+    made: &[Made],
+    vm: Option<&str>,
+    point_id: &str,
+) {
+    let p = &mut item.properties;
+    let d = &mut p.provider_specific_details;
+    if side == Side::Primary {
+        for (disk, m) in d.protected_managed_disks.iter_mut().zip(made) {
+            disk.recovery_target_disk_id = Some(m.rid.clone());
+            disk.recovery_replica_disk_id = Some(m.rid.clone());
         }
     }
-    let p = &mut item["properties"];
     if let Some(vm) = vm {
-        p["providerSpecificDetails"]["recoveryFabricObjectId"] = json!(vm);
+        d.recovery_fabric_object_id = Some(vm.to_string());
     }
-    p["activeLocation"] = json!(side.other().name());
-    p["lastSuccessfulFailoverTime"] = json!(time::now_string());
-    p["failoverRecoveryPointId"] = json!(point_id);
+    p.active_location = side.other().name().to_string();
+    p.last_successful_failover_time = Some(time::now_string());
+    p.failover_recovery_point_id = Some(point_id.to_string());
 }
 
 /// What a failover left running, in the drill report's words.
@@ -519,14 +523,14 @@ pub fn test_failover(
     let item = item_of(ctx, req, &item_id)?;
     let body = req.body.clone().unwrap_or(json!({}));
     let p = &body["properties"];
-    let side = Side::of(&item);
-    state::check(&item, Transition::TestFailover)?;
+    let side = item.side();
+    item.check(Transition::TestFailover)?;
     check_direction(
-        str_of(&item, "name"),
+        &item.name,
         p["failoverDirection"].as_str(),
         side.failover_direction(),
     )?;
-    let target_loc = side.target_location(&item);
+    let target_loc = item.target_location(side).to_string();
     let network_id = p["networkId"].as_str().unwrap_or_default().to_string();
     let network = ctx.store().view(|r| resource::get(r, &network_id))?;
     let network = drill_network(network, &target_loc)?;
@@ -538,8 +542,10 @@ pub fn test_failover(
         .collect();
     let subnet = drill_subnet(
         &subnets,
-        item["properties"]["providerSpecificDetails"]["recoverySubnetName"]
-            .as_str()
+        item.properties
+            .provider_specific_details
+            .recovery_subnet_name
+            .as_deref()
             .unwrap_or_default(),
     );
     let point = choose_point(engine, rt, &item, &p["providerSpecificDetails"])?;
@@ -576,10 +582,7 @@ pub fn test_failover(
                 .to_string()
         })
         .unwrap_or_default();
-    let vm_name = format!(
-        "{}-test",
-        item["properties"]["friendlyName"].as_str().unwrap_or("vm")
-    );
+    let vm_name = format!("{}-test", item.properties.friendly_name);
     let vm_id = format!("{rg}/providers/Microsoft.Compute/virtualMachines/{vm_name}");
     let vm = bring_up_vm(ctx, rt, &item, &made, &vm_id, subnet, None)
         .inspect_err(|_| unplace(ctx, engine, &placed))?;
@@ -588,16 +591,17 @@ pub fn test_failover(
     let vault_id = req.path.prefix(8);
     let refused = refused_flows(rt, &item, &point);
     let done = ctx.store().write(|tx| {
-        let mut item = found(tx, &item_id, "replication protected item")?;
-        state::apply(&mut item, Transition::TestFailover)?;
-        let pr = &mut item["properties"];
-        pr["testFailoverStateDescription"] = json!("Test failover completed; clean up the test environment when the drill is over");
-        pr["lastSuccessfulTestFailoverTime"] = json!(time::now_string());
-        pr["providerSpecificDetails"]["testFailoverDiskIds"] = json!(made.iter().map(|m| m.rid.clone()).collect::<Vec<_>>());
-        pr["providerSpecificDetails"]["selectedTfoAzureNetworkId"] = json!(network_id);
-        pr["providerSpecificDetails"]["testFailoverRecoveryFabricObjectId"] = json!(vm);
-        pr["providerSpecificDetails"]["tfoAzureVMName"] = json!(vm_name);
-        resource::put(tx, &item_id, &item)?;
+        let mut item = item::load(tx, &item_id)?.ok_or_else(|| not_found(&item_id))?;
+        item.apply(Transition::TestFailover)?;
+        let pr = &mut item.properties;
+        pr.test_failover_state_description = "Test failover completed; clean up the test environment when the drill is over".into();
+        pr.last_successful_test_failover_time = Some(time::now_string());
+        let d = &mut pr.provider_specific_details;
+        d.test_failover_disk_ids = made.iter().map(|m| m.rid.clone()).collect();
+        d.selected_tfo_azure_network_id = Some(network_id.clone());
+        d.test_failover_recovery_fabric_object_id = vm.clone();
+        d.tfo_azure_vm_name = Some(vm_name.clone());
+        item.save(tx)?;
         let mut details = job_details("TestFailoverJobDetails", &item, &point, json!({
             "testFailoverStatus": "Completed", "networkName": network["name"], "networkType": "VmNetworkAsInput", "networkFriendlyName": network["name"],
         }));
@@ -608,7 +612,7 @@ pub fn test_failover(
             vault_id: &vault_id,
             kind: drills::DrillKind::TestFailover,
             item_id: &item_id,
-            item_name: str_of(&item["properties"], "friendlyName"),
+            item_name: &item.properties.friendly_name,
             point_id: &point_id(&item_id, &point),
             point_time: &point.time,
             outcome: match &vm {
@@ -617,7 +621,7 @@ pub fn test_failover(
             },
             refused_flows: refused.clone(),
         }, &watch)?;
-        crate::finish(ctx, req, tx, Some(item.clone()))
+        crate::finish(ctx, req, tx, Some(item.to_value()?))
     });
     match done {
         Ok(op) => Ok(crate::accepted(ctx, req, &op)),
@@ -644,15 +648,10 @@ pub fn test_failover_cleanup(ctx: &Ctx, req: &ArmRequest, rt: &Runtime) -> Resul
     let lock = rt.transition_lock(&item_id);
     let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
     let item = item_of(ctx, req, &item_id)?;
-    state::check(&item, Transition::TestFailoverCleanup)?;
-    let d = &item["properties"]["providerSpecificDetails"];
-    let disk_ids: Vec<String> = d["testFailoverDiskIds"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|x| x.as_str().map(str::to_string))
-        .collect();
-    match d["testFailoverRecoveryFabricObjectId"].as_str() {
+    item.check(Transition::TestFailoverCleanup)?;
+    let d = &item.properties.provider_specific_details;
+    let disk_ids = d.test_failover_disk_ids.clone();
+    match d.test_failover_recovery_fabric_object_id.as_deref() {
         Some(vm) => targets::delete_vm(rt, vm, &disk_ids)?,
         None => {
             for id in &disk_ids {
@@ -662,20 +661,19 @@ pub fn test_failover_cleanup(ctx: &Ctx, req: &ArmRequest, rt: &Runtime) -> Resul
     }
     let vault_id = req.path.prefix(8);
     let op = ctx.store().write(|tx| {
-        let mut item = found(tx, &item_id, "replication protected item")?;
-        state::apply(&mut item, Transition::TestFailoverCleanup)?;
-        let pr = &mut item["properties"];
-        pr["testFailoverStateDescription"] = json!("None");
-        if let Some(d) = pr["providerSpecificDetails"].as_object_mut() {
-            d.remove("testFailoverDiskIds");
-            d.remove("selectedTfoAzureNetworkId");
-            d.remove("testFailoverRecoveryFabricObjectId");
-            d.remove("tfoAzureVMName");
-        }
-        resource::put(tx, &item_id, &item)?;
+        let mut item = item::load(tx, &item_id)?.ok_or_else(|| not_found(&item_id))?;
+        item.apply(Transition::TestFailoverCleanup)?;
+        let pr = &mut item.properties;
+        pr.test_failover_state_description = "None".into();
+        let d = &mut pr.provider_specific_details;
+        d.test_failover_disk_ids.clear();
+        d.selected_tfo_azure_network_id = None;
+        d.test_failover_recovery_fabric_object_id = None;
+        d.tfo_azure_vm_name = None;
+        item.save(tx)?;
         let details = json!({"instanceType": "TestFailoverJobDetails", "testFailoverStatus": "Cleaned up", "comments": comments, "affectedObjectDetails": {}});
         jobs::record_with(tx, &vault_id, "TestFailoverCleanup", "Cleanup test failover", &item, &["Deleting the test virtual machine", "Deleting test disks"], details)?;
-        crate::finish(ctx, req, tx, Some(item.clone()))
+        crate::finish(ctx, req, tx, Some(item.to_value()?))
     })?;
     Ok(crate::accepted(ctx, req, &op))
 }
@@ -685,9 +683,9 @@ pub fn commit(ctx: &Ctx, req: &ArmRequest, engine: &Engine) -> Result<Reply, Arm
     let item_id = req.path.parent_id();
     let vault_id = req.path.prefix(8);
     let (op, eid) = ctx.store().write(|tx| {
-        let mut item = found(tx, &item_id, "replication protected item")?;
-        state::apply(&mut item, Transition::Commit)?;
-        resource::put(tx, &item_id, &item)?;
+        let mut item = item::load(tx, &item_id)?.ok_or_else(|| not_found(&item_id))?;
+        item.apply(Transition::Commit)?;
+        item.save(tx)?;
         jobs::record(
             tx,
             &vault_id,
@@ -696,8 +694,8 @@ pub fn commit(ctx: &Ctx, req: &ArmRequest, engine: &Engine) -> Result<Reply, Arm
             &item,
             &["Committing failover"],
         )?;
-        let op = crate::finish(ctx, req, tx, Some(item.clone()))?;
-        Ok::<_, ArmError>((op, engine_id(&item)))
+        let op = crate::finish(ctx, req, tx, Some(item.to_value()?))?;
+        Ok::<_, ArmError>((op, item.engine_id().to_string()))
     })?;
     // The points belong to the direction that was failed over: gone now.
     let _ = engine.disable(&eid);
@@ -706,12 +704,8 @@ pub fn commit(ctx: &Ctx, req: &ArmRequest, engine: &Engine) -> Result<Reply, Arm
 
 /// The flows the network refused from the item's VM since the point was
 /// taken: why the point is as old as it is.
-fn refused_flows(rt: &Runtime, item: &Value, point: &RecoveryPoint) -> Vec<Value> {
-    let d = &item["properties"]["providerSpecificDetails"];
-    let vm = match Side::of(item) {
-        Side::Primary => str_of(d, "fabricObjectId"),
-        Side::Recovery => str_of(d, "recoveryFabricObjectId"),
-    };
+fn refused_flows(rt: &Runtime, item: &ReplicationItem, point: &RecoveryPoint) -> Vec<Value> {
+    let vm = item.vm_on(item.side());
     rt.explain
         .get()
         .map(|e| e.refused_flows(vm, &point.time))

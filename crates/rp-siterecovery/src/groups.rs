@@ -5,18 +5,16 @@
 
 use serde_json::Value;
 
-use recoverite_arm::{resource, ArmError};
+use recoverite_arm::ArmError;
 use recoverite_store::Reader;
 
-use crate::protected_items::{str_of, ITEM_TYPE};
+use crate::item::{self, ReplicationItem};
 
 pub const MAX_VMS: usize = 16;
 pub const SYNC_PORT: u16 = 20004;
 
-pub fn group_of(item: &Value) -> Option<&str> {
-    item["properties"]["providerSpecificDetails"]["multiVmGroupName"]
-        .as_str()
-        .filter(|g| !g.is_empty())
+pub fn group_of(item: &ReplicationItem) -> Option<&str> {
+    item.group()
 }
 
 /// The vault of an item (the id up to the vault's name).
@@ -28,12 +26,16 @@ pub fn vault_of_item(item_id: &str) -> &str {
 }
 
 /// Members of a group in a vault, in id order.
-pub fn members(r: &impl Reader, vault_id: &str, group: &str) -> Result<Vec<Value>, ArmError> {
-    let mut out: Vec<Value> = resource::list_of_type(r, vault_id, ITEM_TYPE)?
+pub fn members(
+    r: &impl Reader,
+    vault_id: &str,
+    group: &str,
+) -> Result<Vec<ReplicationItem>, ArmError> {
+    let mut out: Vec<ReplicationItem> = item::list(r, vault_id)?
         .into_iter()
         .filter(|i| group_of(i).is_some_and(|g| g.eq_ignore_ascii_case(group)))
         .collect();
-    out.sort_by(|a, b| str_of(a, "id").cmp(str_of(b, "id")));
+    out.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(out)
 }
 
@@ -57,9 +59,10 @@ pub fn admit(
     Ok(existing
         .first()
         .and_then(|m| {
-            m["properties"]["providerSpecificDetails"]["multiVmGroupId"]
-                .as_str()
-                .map(str::to_string)
+            m.properties
+                .provider_specific_details
+                .multi_vm_group_id
+                .clone()
         })
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()))
 }

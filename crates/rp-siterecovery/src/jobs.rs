@@ -8,13 +8,41 @@ use recoverite_store::WriteTx;
 
 pub const JOB_TYPE: &str = "Microsoft.RecoveryServices/vaults/replicationJobs";
 
+/// What a job ran on: its id, name and type.
+pub struct JobTarget {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+}
+
+impl From<&Value> for JobTarget {
+    fn from(doc: &Value) -> JobTarget {
+        let s = |k: &str| doc[k].as_str().unwrap_or_default().to_string();
+        JobTarget {
+            id: s("id"),
+            name: s("name"),
+            kind: s("type"),
+        }
+    }
+}
+
+impl From<&crate::item::ReplicationItem> for JobTarget {
+    fn from(i: &crate::item::ReplicationItem) -> JobTarget {
+        JobTarget {
+            id: i.id.clone(),
+            name: i.name.clone(),
+            kind: i.kind.clone(),
+        }
+    }
+}
+
 /// Records a finished job for `target` under the vault.
 pub fn record(
     tx: &mut WriteTx,
     vault_id: &str,
     scenario: &str,
     friendly: &str,
-    target: &Value,
+    target: impl Into<JobTarget>,
     tasks: &[&str],
 ) -> Result<Value, ArmError> {
     let custom = json!({"instanceType": "AsrJobDetails", "affectedObjectDetails": {}});
@@ -28,10 +56,11 @@ pub fn record_with(
     vault_id: &str,
     scenario: &str,
     friendly: &str,
-    target: &Value,
+    target: impl Into<JobTarget>,
     tasks: &[&str],
     custom: Value,
 ) -> Result<Value, ArmError> {
+    let target: JobTarget = target.into();
     let tasks: Vec<(&str, u64)> = tasks.iter().map(|t| (*t, 0)).collect();
     let job = Job::ended_now(scenario, &tasks, JobStatus::Completed, Vec::new());
     let name = job.name.clone();
@@ -59,9 +88,9 @@ pub fn record_with(
             "startTime": time::format(job.start),
             "endTime": at(job.end),
             "allowedActions": [],
-            "targetObjectId": target["id"],
-            "targetObjectName": target["name"],
-            "targetInstanceType": target["type"],
+            "targetObjectId": target.id,
+            "targetObjectName": target.name,
+            "targetInstanceType": target.kind,
             "tasks": tasks,
             "errors": [],
             "customDetails": custom,

@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! Site Recovery, Azure to Azure: the vault's `replication*` resources.
 //! Every change is a long-running operation answered 202 + Location, and
 //! leaves a job behind, as Site Recovery does.
@@ -7,6 +8,7 @@ pub mod fabrics;
 pub mod failover;
 pub mod groups;
 pub mod health;
+pub mod item;
 pub mod jobs;
 pub mod network_mappings;
 pub mod policies;
@@ -16,7 +18,6 @@ pub mod replication_loop;
 pub mod reprotect;
 pub mod route;
 pub mod runtime;
-pub mod state;
 pub mod targets;
 
 use serde_json::Value;

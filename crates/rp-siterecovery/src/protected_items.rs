@@ -17,7 +17,8 @@ use crate::records;
 use crate::runtime::Runtime;
 use crate::{jobs, targets, vault_of};
 
-pub const ITEM_TYPE: &str = "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationProtectionContainers/replicationProtectedItems";
+use crate::item::{self, A2ADetails, ItemProperties, ProtectedDisk};
+pub use crate::item::{ReplicationItem, Side, ITEM_TYPE};
 pub const POINT_TYPE: &str = "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationProtectionContainers/replicationProtectedItems/recoveryPoints";
 /// A protected item turns critical when its newest point is this old.
 pub const CRITICAL_AFTER_SECS: i64 = 60 * 60;
@@ -28,14 +29,6 @@ pub(crate) fn io(e: std::io::Error) -> ArmError {
 
 pub(crate) fn str_of<'a>(v: &'a Value, k: &str) -> &'a str {
     v[k].as_str().unwrap_or_default()
-}
-
-pub fn engine_id(item: &Value) -> String {
-    str_of(
-        &item["properties"]["providerSpecificDetails"],
-        "lifecycleId",
-    )
-    .to_string()
 }
 
 /// PUT: enable replication of a VM (`A2AEnableProtectionInput`).
@@ -119,7 +112,7 @@ pub fn enable(
         recovery_network.as_deref(),
         &lifecycle,
         &now,
-    )?;
+    );
     let vault_id = &plan.vault_id;
     let done = ctx.store().write(|tx| {
         if resource::get(tx, &id)?.is_some() {
@@ -143,7 +136,7 @@ pub fn enable(
             &plan.source_location,
             &plan.target_location,
         )?;
-        resource::put(tx, &id, &doc)?;
+        doc.save(tx)?;
         jobs::record(
             tx,
             vault_id,
@@ -157,7 +150,7 @@ pub fn enable(
                 "Starting initial replication",
             ],
         )?;
-        crate::finish(ctx, req, tx, Some(doc.clone()))
+        crate::finish(ctx, req, tx, Some(doc.to_value()?))
     });
     match done {
         Ok(op) => Ok(crate::accepted(ctx, req, &op)),
@@ -477,22 +470,13 @@ fn vm_not_yet_protected(
     vm_id: &str,
     vm_name: &str,
 ) -> Result<(), ArmError> {
-    let other = resource::list_of_type(r, vault_id, ITEM_TYPE)?
+    let other = item::list(r, vault_id)?
         .into_iter()
-        .find(|i| {
-            str_of(
-                &i["properties"]["providerSpecificDetails"],
-                "fabricObjectId",
-            )
-            .eq_ignore_ascii_case(vm_id)
-        });
+        .find(|i| i.vm_on(Side::Primary).eq_ignore_ascii_case(vm_id));
     match other {
         Some(o) => Err(ArmError::conflict(
             "VmAlreadyProtected",
-            format!(
-                "VM '{vm_name}' is already protected as '{}'.",
-                str_of(&o, "name")
-            ),
+            format!("VM '{vm_name}' is already protected as '{}'.", o.name),
         )),
         None => Ok(()),
     }
@@ -505,80 +489,114 @@ fn item_doc(
     recovery_network: Option<&str>,
     lifecycle: &str,
     now: &str,
-) -> Result<Value, ArmError> {
+) -> ReplicationItem {
     let vm = &plan.vm;
-    let managed: Vec<Value> = plan
+    let text = |input: &Value, k: &str| input[k].as_str().map(str::to_string);
+    let disks = plan
         .disks
         .iter()
         .map(|(disk, input)| {
-            let sku = json!(disk.sku.name);
-            json!({
-                "diskId": disk.id, "diskName": disk.name, "diskCapacityInBytes": disk.properties.disk_size_bytes,
-                "diskType": if vm.role_of(&disk.id) == Some(DiskRole::Os) { "OperatingSystem" } else { "Data" },
-                "primaryStagingAzureStorageAccountId": input["primaryStagingAzureStorageAccountId"],
-                "recoveryResourceGroupId": input.get("recoveryResourceGroupId").cloned().unwrap_or(json!(plan.rg)),
-                "recoveryReplicaDiskAccountType": input.get("recoveryReplicaDiskAccountType").cloned().unwrap_or(sku.clone()),
-                "recoveryTargetDiskAccountType": input.get("recoveryTargetDiskAccountType").cloned().unwrap_or(sku),
-                "monitoringPercentageCompletion": 100, "monitoringJobType": "InitialReplication",
-                "dataPendingInStagingStorageAccountInMB": 0.0, "dataPendingAtSourceAgentInMB": 0.0, "isDiskEncrypted": false,
-            })
+            let shown = json!({"monitoringPercentageCompletion": 100, "monitoringJobType": "InitialReplication",
+                "dataPendingInStagingStorageAccountInMB": 0.0, "isDiskEncrypted": false});
+            ProtectedDisk {
+                disk_id: disk.id.clone(),
+                disk_name: disk.name.clone(),
+                disk_capacity_in_bytes: disk.properties.disk_size_bytes,
+                disk_type: if vm.role_of(&disk.id) == Some(DiskRole::Os) { "OperatingSystem" } else { "Data" }.into(),
+                primary_staging_azure_storage_account_id: text(input, "primaryStagingAzureStorageAccountId").unwrap_or_default(),
+                recovery_resource_group_id: text(input, "recoveryResourceGroupId").unwrap_or_else(|| plan.rg.clone()),
+                recovery_replica_disk_account_type: text(input, "recoveryReplicaDiskAccountType").or_else(|| Some(disk.sku.name.clone())),
+                recovery_target_disk_account_type: text(input, "recoveryTargetDiskAccountType").or_else(|| Some(disk.sku.name.clone())),
+                recovery_target_disk_id: None,
+                recovery_replica_disk_id: None,
+                data_pending_at_source_agent_in_mb: 0.0,
+                given: shown.as_object().cloned().unwrap_or_default(),
+            }
         })
         .collect();
-    let details = json!({
+    let shown = json!({
         "instanceType": "A2A",
-        "fabricObjectId": vm.id,
-        "lifecycleId": lifecycle,
-        "primaryFabricLocation": plan.source_location,
-        "recoveryFabricLocation": plan.target_location,
         "initialPrimaryFabricLocation": plan.source_location,
         "initialRecoveryFabricLocation": plan.target_location,
-        "osType": vm.os_type,
-        "recoveryAzureResourceGroupId": plan.rg,
-        "multiVmGroupName": plan.multi_vm_group_name,
-        "multiVmGroupId": plan.multi_vm_group_id,
-        "selectedRecoveryAzureNetworkId": recovery_network,
-        "recoverySubnetName": plan.recovery_subnet_name,
-        "recoveryAzureVMName": vm.name,
-        "recoveryAzureVMSize": vm.size,
-        "recoveryAvailabilitySet": plan.recovery_set,
         "multiVmGroupCreateOption": if plan.multi_vm_group_name.is_some() { "UserSpecified" } else { "AutoCreated" },
         "vmProtectionState": "Protected", "vmProtectionStateDescription": "Protected",
-        "protectedManagedDisks": managed,
-        "initialReplicationStartTime": now,
         "lastHeartbeat": now,
         "agentVersion": "9.60.0.0 (recoverite)",
         "isReplicationAgentUpdateRequired": false,
     });
-    Ok(json!({
-        "id": id, "name": name, "type": ITEM_TYPE, "location": plan.source_location,
-        "properties": {
-            "friendlyName": vm.name,
-            "protectedItemType": "ProtectedItem",
-            "protectableItemId": vm.id,
-            "primaryFabricFriendlyName": plan.fabric.name,
-            "primaryProtectionContainerFriendlyName": plan.container.name,
-            "recoveryFabricFriendlyName": plan.target_fabric.name,
-            "recoveryProtectionContainerFriendlyName": plan.target_container.name,
-            "recoveryFabricId": plan.target_fabric.id,
-            "recoveryContainerId": plan.target_container.id,
-            "primaryFabricProvider": "Azure", "recoveryFabricProvider": "Azure",
-            "policyId": plan.policy.id, "policyFriendlyName": plan.policy.name,
-            "protectionState": "Protected", "protectionStateDescription": "Protected",
-            "activeLocation": "Primary", "testFailoverState": "None", "testFailoverStateDescription": "None",
-            "replicationHealth": "Normal", "failoverHealth": "Normal", "healthErrors": [],
-            "allowedOperations": recoverite_rs_core::protection::ItemState::NEW.allowed_operations(),
-            "currentScenario": {"scenarioName": "None"},
-            "lastSuccessfulFailoverTime": null,
-            "providerSpecificDetails": details,
-        }
-    }))
+    let details = A2ADetails {
+        fabric_object_id: vm.id.clone(),
+        lifecycle_id: lifecycle.to_string(),
+        primary_fabric_location: plan.source_location.clone(),
+        recovery_fabric_location: plan.target_location.clone(),
+        os_type: vm.os_type.clone(),
+        recovery_azure_resource_group_id: plan.rg.clone(),
+        multi_vm_group_name: plan.multi_vm_group_name.clone(),
+        multi_vm_group_id: plan.multi_vm_group_id.clone(),
+        selected_recovery_azure_network_id: recovery_network.map(str::to_string),
+        recovery_subnet_name: plan.recovery_subnet_name.clone(),
+        recovery_azure_vm_name: vm.name.clone(),
+        recovery_azure_vm_size: vm.size.clone(),
+        recovery_availability_set: plan.recovery_set.clone(),
+        protected_managed_disks: disks,
+        initial_replication_start_time: now.to_string(),
+        recovery_fabric_object_id: None,
+        recovery_cache_storage_account_id: None,
+        replication_direction: None,
+        resync_bytes: None,
+        test_failover_disk_ids: Vec::new(),
+        test_failover_recovery_fabric_object_id: None,
+        selected_tfo_azure_network_id: None,
+        tfo_azure_vm_name: None,
+        given: shown.as_object().cloned().unwrap_or_default(),
+    };
+    let shown = json!({
+        "protectedItemType": "ProtectedItem",
+        "protectableItemId": vm.id,
+        "primaryFabricFriendlyName": plan.fabric.name,
+        "primaryProtectionContainerFriendlyName": plan.container.name,
+        "recoveryFabricFriendlyName": plan.target_fabric.name,
+        "recoveryProtectionContainerFriendlyName": plan.target_container.name,
+        "primaryFabricProvider": "Azure", "recoveryFabricProvider": "Azure",
+        "policyFriendlyName": plan.policy.name,
+        "failoverHealth": "Normal",
+        "currentScenario": {"scenarioName": "None"},
+    });
+    let mut item = ReplicationItem {
+        id: id.to_string(),
+        name: name.to_string(),
+        kind: ITEM_TYPE.to_string(),
+        location: plan.source_location.clone(),
+        properties: ItemProperties {
+            friendly_name: vm.name.clone(),
+            policy_id: plan.policy.id.clone(),
+            recovery_fabric_id: plan.target_fabric.id.clone(),
+            recovery_container_id: plan.target_container.id.clone(),
+            protection_state: recoverite_rs_core::protection::ProtectionState::Protected,
+            protection_state_description: String::new(),
+            test_failover_state: recoverite_rs_core::protection::TestFailoverState::None,
+            test_failover_state_description: "None".into(),
+            active_location: Side::Primary.name().into(),
+            replication_health: "Normal".into(),
+            health_errors: Vec::new(),
+            allowed_operations: Vec::new(),
+            last_successful_failover_time: None,
+            last_successful_test_failover_time: None,
+            failover_recovery_point_id: None,
+            provider_specific_details: details,
+            given: shown.as_object().cloned().unwrap_or_default(),
+        },
+    };
+    item.set_state(recoverite_rs_core::protection::ItemState::NEW);
+    item
 }
 
 /// The item as read: RPO and health come from its newest recovery point.
-pub fn decorate(mut item: Value, engine: &Engine) -> Value {
-    let Ok(m) = engine.manifest(&engine_id(&item)) else {
-        return item;
+pub fn decorate(item: &ReplicationItem, engine: &Engine) -> Result<Value, ArmError> {
+    let Ok(m) = engine.manifest(item.engine_id()) else {
+        return item.to_value();
     };
+    let mut item = item.clone();
     let now = time::now();
     let newest = m
         .points
@@ -589,44 +607,39 @@ pub fn decorate(mut item: Value, engine: &Engine) -> Value {
         .map(|t| (now - t).whole_seconds())
         .unwrap_or(0);
     let pending = engine
-        .pending_at_source(&engine_id(&item))
+        .pending_at_source(item.engine_id())
         .unwrap_or_default();
-    let vm_id = str_of(
-        &item["properties"]["providerSpecificDetails"],
-        "fabricObjectId",
-    )
-    .to_string();
-    let d = &mut item["properties"]["providerSpecificDetails"];
-    if let Some(disks) = d["protectedManagedDisks"].as_array_mut() {
-        for (disk, p) in disks.iter_mut().zip(pending) {
-            disk["dataPendingAtSourceAgentInMB"] = json!(p as f64 / (1 << 20) as f64);
-        }
+    let vm_id = item.vm_on(Side::Primary).to_string();
+    let d = &mut item.properties.provider_specific_details;
+    for (disk, p) in d.protected_managed_disks.iter_mut().zip(pending) {
+        disk.data_pending_at_source_agent_in_mb = p as f64 / (1 << 20) as f64;
     }
-    d["rpoInSeconds"] = json!(age);
-    d["lastRpoCalculatedTime"] = json!(time::format(now));
-    d["lastRecoveryPointReceived"] = json!(m.points.last().map(|p| p.time.clone()));
-    if item["properties"]["protectionState"] == "Protected" && age > CRITICAL_AFTER_SECS {
-        item["properties"]["replicationHealth"] = json!("Critical");
+    d.given.insert("rpoInSeconds".into(), json!(age));
+    d.given
+        .insert("lastRpoCalculatedTime".into(), json!(time::format(now)));
+    d.given.insert(
+        "lastRecoveryPointReceived".into(),
+        json!(m.points.last().map(|p| p.time.clone())),
+    );
+    if item.is_replicating() && age > CRITICAL_AFTER_SECS {
+        item.properties.replication_health = "Critical".into();
         let rpo = json!(crate::health::no_recent_point(
             age,
             &vm_id,
             &time::format(now)
         ));
-        match item["properties"]["healthErrors"].as_array_mut() {
-            Some(errors) => errors.push(rpo),
-            None => item["properties"]["healthErrors"] = json!([rpo]),
-        }
+        item.properties.health_errors.push(rpo);
     }
-    item
+    item.to_value()
 }
 
 pub fn get(ctx: &Ctx, req: &ArmRequest, engine: &Engine) -> Result<Reply, ArmError> {
     let id = req.path.id();
     let item = ctx.store().view(|r| {
         vault_of(r, req)?;
-        found(r, &id, "replication protected item")
+        item::load(r, &id)?.ok_or_else(|| not_found(&id))
     })?;
-    Ok(Reply::ok(decorate(item, engine)))
+    Ok(Reply::ok(decorate(&item, engine)?))
 }
 
 pub fn list(
@@ -638,34 +651,56 @@ pub fn list(
     let items = ctx.store().view(|r| {
         let v = vault_of(r, req)?;
         if in_vault {
-            resource::list_of_type(r, &v.id, ITEM_TYPE)
+            item::list(r, &v.id)
         } else {
-            resource::list_children(r, &req.path.parent_id(), "replicationProtectedItems")
+            item::in_container(r, &req.path.parent_id())
         }
     })?;
-    let items = items.into_iter().map(|i| decorate(i, engine)).collect();
+    let items = items
+        .iter()
+        .map(|i| decorate(i, engine))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Reply::ok(recoverite_arm::paging::page(ctx, req, items)?))
 }
 
-pub(crate) fn point_doc(item: &Value, p: &recoverite_replication::RecoveryPoint) -> Value {
+pub(crate) fn point_doc(
+    item: &ReplicationItem,
+    p: &recoverite_replication::RecoveryPoint,
+) -> Value {
     let kind = match p.kind {
         PointKind::CrashConsistent => "CrashConsistent",
         PointKind::AppConsistent => "AppConsistent",
     };
     json!({
-        "id": format!("{}/recoveryPoints/{}", str_of(item, "id"), p.seq), "name": p.seq.to_string(), "type": POINT_TYPE,
+        "id": format!("{}/recoveryPoints/{}", item.id, p.seq), "name": p.seq.to_string(), "type": POINT_TYPE,
         "properties": {
             "recoveryPointTime": p.time, "recoveryPointType": kind,
-            "providerSpecificDetails": {"instanceType": "A2A", "recoveryPointSyncType": if item["properties"]["providerSpecificDetails"]["multiVmGroupName"].is_string() { "MultiVmSyncRecoveryPoint" } else { "PerVmRecoveryPoint" }},
+            "providerSpecificDetails": {"instanceType": "A2A", "recoveryPointSyncType": if item.group().is_some() { "MultiVmSyncRecoveryPoint" } else { "PerVmRecoveryPoint" }},
         }
     })
 }
 
-pub(crate) fn item_of(ctx: &Ctx, req: &ArmRequest, item_id: &str) -> Result<Value, ArmError> {
+pub(crate) fn item_of(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    item_id: &str,
+) -> Result<ReplicationItem, ArmError> {
     ctx.store().view(|r| {
         vault_of(r, req)?;
-        found(r, item_id, "replication protected item")
+        item::load(r, item_id)?.ok_or_else(|| not_found(item_id))
     })
+}
+
+/// The item named by `id` is not in the vault.
+pub(crate) fn not_found(id: &str) -> ArmError {
+    ArmError::new(
+        404,
+        "NotFound",
+        format!(
+            "The replication protected item '{}' was not found in the vault; list replicationProtectedItems for the ones it has.",
+            id.rsplit('/').next().unwrap_or_default()
+        ),
+    )
 }
 
 /// GET …/recoveryPoints[/{seq}], newest first.
@@ -676,7 +711,7 @@ pub fn points(ctx: &Ctx, req: &ArmRequest, engine: &Engine, one: bool) -> Result
         req.path.parent_id()
     };
     let item = item_of(ctx, req, &item_id)?;
-    let m = engine.manifest(&engine_id(&item)).unwrap_or_default();
+    let m = engine.manifest(item.engine_id()).unwrap_or_default();
     // recoverite adds whether a test failover has used the point (the
     // drill reports, `/recoverite/drills`): a point proven to boot.
     let docs: Vec<Value> = ctx.store().view(|r| {
@@ -713,15 +748,8 @@ pub fn disable(ctx: &Ctx, req: &ArmRequest, engine: &Engine) -> Result<Reply, Ar
     let vault_id = req.path.prefix(8);
     let (op, eid) = ctx.store().write(|tx| {
         vault_of(tx, req)?;
-        let Some(item) = resource::get(tx, &item_id)? else {
-            return Err(ArmError::new(
-                404,
-                "NotFound",
-                format!(
-                    "The replication protected item '{}' was not found in the vault; list replicationProtectedItems for the ones it has.",
-                    item_id.rsplit('/').next().unwrap_or_default()
-                ),
-            ));
+        let Some(item) = item::load(tx, &item_id)? else {
+            return Err(not_found(&item_id));
         };
         resource::delete_tree(tx, &item_id)?;
         jobs::record(
@@ -732,7 +760,10 @@ pub fn disable(ctx: &Ctx, req: &ArmRequest, engine: &Engine) -> Result<Reply, Ar
             &item,
             &["Disabling protection", "Cleaning up"],
         )?;
-        Ok((crate::finish(ctx, req, tx, None)?, Some(engine_id(&item))))
+        Ok((
+            crate::finish(ctx, req, tx, None)?,
+            Some(item.engine_id().to_string()),
+        ))
     })?;
     if let Some(e) = eid {
         engine.disable(&e).map_err(io)?;
@@ -743,100 +774,7 @@ pub fn disable(ctx: &Ctx, req: &ArmRequest, engine: &Engine) -> Result<Reply, Ar
 /// Whether any protected item still uses `container_id` or `policy_id` (so
 /// the mapping behind it stays).
 pub fn uses(r: &impl Reader, vault_id: &str, container_id: &str) -> Result<bool, ArmError> {
-    Ok(resource::list_of_type(r, vault_id, ITEM_TYPE)?
+    Ok(item::list(r, vault_id)?
         .iter()
-        .any(|i| parent_of(str_of(i, "id")).eq_ignore_ascii_case(container_id)))
-}
-
-/// Where a protected item is active: the side it replicates from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    Primary,
-    Recovery,
-}
-
-impl Side {
-    pub fn of(item: &Value) -> Side {
-        if item["properties"]["activeLocation"] == "Recovery" {
-            Side::Recovery
-        } else {
-            Side::Primary
-        }
-    }
-
-    pub fn other(self) -> Side {
-        match self {
-            Side::Primary => Side::Recovery,
-            Side::Recovery => Side::Primary,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Side::Primary => "Primary",
-            Side::Recovery => "Recovery",
-        }
-    }
-
-    pub fn failover_direction(self) -> &'static str {
-        match self {
-            Side::Primary => "PrimaryToRecovery",
-            Side::Recovery => "RecoveryToPrimary",
-        }
-    }
-
-    /// The region a failover from this side lands in.
-    pub fn target_location(self, item: &Value) -> String {
-        let d = &item["properties"]["providerSpecificDetails"];
-        match self {
-            Side::Primary => str_of(d, "recoveryFabricLocation"),
-            Side::Recovery => str_of(d, "primaryFabricLocation"),
-        }
-        .to_string()
-    }
-
-    /// The disk a failover from this side writes for a protected disk: the
-    /// recovery disk (`{disk}-ASRReplica` until one exists), or on failback
-    /// the original disk.
-    pub fn failover_disk_id(self, disk: &Value) -> String {
-        match self {
-            Side::Primary => disk["recoveryTargetDiskId"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| {
-                    format!(
-                        "{}/providers/Microsoft.Compute/disks/{}-ASRReplica",
-                        str_of(disk, "recoveryResourceGroupId"),
-                        str_of(disk, "diskName")
-                    )
-                }),
-            Side::Recovery => str_of(disk, "diskId").to_string(),
-        }
-    }
-
-    /// The region replication reads from on this side.
-    pub fn source_location(self, item: &Value) -> String {
-        self.other().target_location(item)
-    }
-
-    /// The cache storage account the agent on this side writes to.
-    pub fn cache_account_id(self, item: &Value) -> String {
-        let d = &item["properties"]["providerSpecificDetails"];
-        match self {
-            Side::Primary => str_of(
-                &d["protectedManagedDisks"][0],
-                "primaryStagingAzureStorageAccountId",
-            ),
-            Side::Recovery => str_of(d, "recoveryCacheStorageAccountId"),
-        }
-        .to_string()
-    }
-
-    /// The disk replication reads from on this side.
-    pub fn source_disk_id(self, disk: &Value) -> String {
-        match self {
-            Side::Primary => str_of(disk, "diskId").to_string(),
-            Side::Recovery => str_of(disk, "recoveryTargetDiskId").to_string(),
-        }
-    }
+        .any(|i| parent_of(&i.id).eq_ignore_ascii_case(container_id)))
 }

@@ -12,10 +12,10 @@ use serde_json::Value;
 use recoverite_arm::{resource, time, ArmError};
 use recoverite_replication::{Engine, PointKind, RecoveryPoint};
 
-use crate::fabrics::found;
 use crate::groups;
+use crate::item::{self, ReplicationItem};
 use crate::policies::{self, A2aSettings};
-use crate::protected_items::{engine_id, io, point_doc, str_of, ITEM_TYPE};
+use crate::protected_items::{io, not_found, point_doc};
 use crate::runtime::{self, Runtime};
 
 /// Every point of this recent past is kept; older ones are thinned.
@@ -28,12 +28,12 @@ pub const THIN_TO_MINUTES: i64 = 60;
 pub fn latest_point(
     engine: &Engine,
     rt: &Runtime,
-    item: &Value,
+    item: &ReplicationItem,
 ) -> Result<RecoveryPoint, ArmError> {
     runtime::drain(engine, rt, item)?;
     engine
         .seal(
-            &engine_id(item),
+            item.engine_id(),
             PointKind::CrashConsistent,
             &time::now_string(),
         )
@@ -41,16 +41,18 @@ pub fn latest_point(
 }
 
 /// Items that seal together: a replication group, or a VM on its own.
-fn units(items: Vec<(Value, Option<A2aSettings>)>) -> Vec<Vec<(Value, Option<A2aSettings>)>> {
-    let mut grouped: BTreeMap<String, Vec<(Value, Option<A2aSettings>)>> = BTreeMap::new();
+type Unit = Vec<(ReplicationItem, Option<A2aSettings>)>;
+
+fn units(items: Unit) -> Vec<Unit> {
+    let mut grouped: BTreeMap<String, Unit> = BTreeMap::new();
     for (item, pol) in items {
         let key = match groups::group_of(&item) {
             Some(g) => format!(
                 "{}|{}",
-                groups::vault_of_item(str_of(&item, "id")).to_ascii_lowercase(),
+                item.vault_id().to_ascii_lowercase(),
                 g.to_ascii_lowercase()
             ),
-            None => str_of(&item, "id").to_string(),
+            None => item.id.clone(),
         };
         grouped.entry(key).or_default().push((item, pol));
     }
@@ -61,12 +63,12 @@ fn units(items: Vec<(Value, Option<A2aSettings>)>) -> Vec<Vec<(Value, Option<A2a
 /// a group's VMs always seal together).
 fn due(
     engine: &Engine,
-    first: &Value,
+    first: &ReplicationItem,
     policy: Option<&A2aSettings>,
     crash_every: ::time::Duration,
     now: ::time::OffsetDateTime,
 ) -> Option<PointKind> {
-    let m = engine.manifest(&engine_id(first)).ok()?;
+    let m = engine.manifest(first.engine_id()).ok()?;
     let age = |t: Option<&String>| t.and_then(|s| time::parse(s)).map(|t| now - t);
     let newest = age(m.points.last().map(|p| &p.time).or(Some(&m.base_time)));
     if newest.is_some_and(|a| a < crash_every) {
@@ -95,11 +97,11 @@ fn due(
 /// crash-consistent points older than two hours to one per hour.
 fn retain(
     engine: &Engine,
-    item: &Value,
+    item: &ReplicationItem,
     policy: Option<&A2aSettings>,
     now: ::time::OffsetDateTime,
 ) -> Result<(), ArmError> {
-    let eid = engine_id(item);
+    let eid = item.engine_id().to_string();
     let keep = policy
         .map(|p| p.recovery_point_history)
         .unwrap_or(policies::DEFAULT_RETENTION_MINUTES);
@@ -138,11 +140,11 @@ pub fn tick(
     crash_every: ::time::Duration,
 ) -> Result<usize, ArmError> {
     let items = store.view(|r| {
-        resource::list_of_type(r, "", ITEM_TYPE).map(|v| {
+        item::list(r, "").map(|v| {
             v.into_iter()
-                .filter(|i| i["properties"]["protectionState"] == "Protected")
+                .filter(ReplicationItem::is_replicating)
                 .map(|i| {
-                    let pol = resource::get(r, str_of(&i["properties"], "policyId"))
+                    let pol = resource::get(r, &i.properties.policy_id)
                         .ok()
                         .flatten()
                         .and_then(|p| A2aSettings::from_doc(&p));
@@ -158,7 +160,7 @@ pub fn tick(
             if let Err(e) = runtime::drain(engine, rt, item) {
                 eprintln!(
                     "replication service: {}: {}",
-                    str_of(item, "id"),
+                    item.id.as_str(),
                     e.body.message
                 );
             }
@@ -169,7 +171,7 @@ pub fn tick(
         // Points come only from agents heard from since the newest point:
         // a silent (blocked) agent means no new points, and RPO grows.
         let heard = unit.iter().all(|(item, _)| {
-            let eid = engine_id(item);
+            let eid = item.engine_id().to_string();
             let newest = engine.manifest(&eid).ok().and_then(|m| {
                 time::parse(
                     m.points
@@ -190,11 +192,11 @@ pub fn tick(
         let at = time::format(now);
         for (item, policy) in &unit {
             // One item's trouble must not stop the others' points.
-            let sealed = engine.seal(&engine_id(item), kind, &at).map_err(io);
+            let sealed = engine.seal(item.engine_id(), kind, &at).map_err(io);
             if let Err(e) = sealed.and_then(|_| retain(engine, item, policy.as_ref(), now)) {
                 eprintln!(
                     "replication service: {}: {}",
-                    str_of(item, "id"),
+                    item.id.as_str(),
                     e.body.message
                 );
                 continue;
@@ -216,8 +218,8 @@ pub fn take_point_now(
     item_id: &str,
     app: bool,
 ) -> Result<Value, ArmError> {
-    let item = store.view(|r| found(r, item_id, "replication protected item"))?;
-    if item["properties"]["protectionState"] != "Protected" {
+    let item = store.view(|r| item::load(r, item_id)?.ok_or_else(|| not_found(item_id)))?;
+    if !item.is_replicating() {
         return Err(ArmError::conflict(
             "OperationNotAllowed",
             "Only a replicating item takes recovery points.",
@@ -230,15 +232,15 @@ pub fn take_point_now(
     let h = tokio::runtime::Handle::try_current()
         .map_err(|_| ArmError::internal("no network runtime for the agent"))?;
     for member in &unit {
-        let mid = str_of(member, "id").to_string();
-        if rt.external_agent(&engine_id(member)).is_some() {
+        let mid = member.id.as_str().to_string();
+        if rt.external_agent(member.engine_id()).is_some() {
             continue; // its own process ships; the point takes what it sent
         }
         if let Err(b) = h.block_on(runtime::agent_cycle(store, engine, rt, member, None)) {
             let _ = runtime::set_health(store, rt, &mid, Some(&b));
             return Err(ArmError::conflict(
                 "ReplicationBlocked",
-                format!("The agent of '{}' could not ship the VM's changes: the {} ({}) is unreachable: {}", str_of(member, "name"), b.endpoint, b.fqdn, b.reason),
+                format!("The agent of '{}' could not ship the VM's changes: the {} ({}) is unreachable: {}", member.name.as_str(), b.endpoint, b.fqdn, b.reason),
             ));
         }
         let _ = runtime::set_health(store, rt, &mid, None);
@@ -252,8 +254,8 @@ pub fn take_point_now(
     let mut mine = None;
     for member in &unit {
         runtime::drain(engine, rt, member)?;
-        let p = engine.seal(&engine_id(member), kind, &at).map_err(io)?;
-        if str_of(member, "id").eq_ignore_ascii_case(item_id) {
+        let p = engine.seal(member.engine_id(), kind, &at).map_err(io)?;
+        if member.id.as_str().eq_ignore_ascii_case(item_id) {
             mine = Some(p);
         }
     }

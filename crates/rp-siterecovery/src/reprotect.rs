@@ -5,17 +5,16 @@
 
 use serde_json::{json, Value};
 
-use recoverite_arm::{resource, time, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_arm::{time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_replication::{Engine, SourceDisk};
 use recoverite_rp_compute::disks;
 
 use recoverite_rs_core::protection::Transition;
 
-use crate::fabrics::found;
+use crate::item::{self, ReplicationItem, Side};
 use crate::jobs;
-use crate::protected_items::{engine_id, io, item_of, str_of, Side};
+use crate::protected_items::{io, item_of, not_found};
 use crate::runtime::{self, Runtime};
-use crate::state;
 
 /// POST …/reProtect.
 pub fn reprotect(
@@ -29,17 +28,17 @@ pub fn reprotect(
     let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
     let item = item_of(ctx, req, &item_id)?;
     let body = req.body.clone().unwrap_or(json!({}));
-    state::check(&item, Transition::Reprotect)?;
+    item.check(Transition::Reprotect)?;
     // After a failover the item is active on the side it failed over to,
     // which now becomes the replication source.
-    let side = Side::of(&item);
+    let side = item.side();
     if let Some(d) = body["properties"]["failoverDirection"].as_str() {
         if !d.eq_ignore_ascii_case(side.failover_direction()) {
             return Err(ArmError::bad_request(
                 "FailoverDirectionInvalid",
                 format!(
                     "'{}' is active in its {} region: reprotect replicates {}.",
-                    str_of(&item, "name"),
+                    item.name,
                     side.name().to_ascii_lowercase(),
                     side.failover_direction()
                 ),
@@ -49,10 +48,10 @@ pub fn reprotect(
     // Source disks (where the item runs now) and seeds (left in the other region).
     let plan = ctx.store().view(|r| {
         let mut out = Vec::new();
-        for d in item["properties"]["providerSpecificDetails"]["protectedManagedDisks"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        for d in &item
+            .properties
+            .provider_specific_details
+            .protected_managed_disks
         {
             let sid = side.source_disk_id(d);
             let src = disks::load(r, &sid)?.ok_or_else(|| {
@@ -84,33 +83,35 @@ pub fn reprotect(
     // vault from there (document 000: the recovery network needs its own
     // endpoint and DNS zone with the vault's records), or reprotect fails.
     let mut after = item.clone();
-    after["properties"]["providerSpecificDetails"]["lifecycleId"] = json!(lifecycle);
+    after.properties.provider_specific_details.lifecycle_id = lifecycle.clone();
     if side == Side::Recovery {
-        after["properties"]["providerSpecificDetails"]["recoveryCacheStorageAccountId"] =
-            json!(cache);
+        after
+            .properties
+            .provider_specific_details
+            .recovery_cache_storage_account_id = Some(cache.clone());
     }
     if let Err(b) = runtime::check_vault_reachable(ctx.store(), rt, &after) {
-        return Err(ArmError::bad_request("ReprotectVaultUnreachable", format!("Reprotect needs the VM in the {} region to reach the vault, and it cannot: {} ({}{}): {}", side.source_location(&item), b.endpoint, b.fqdn, b.address.map(|a| format!(" → {a}")).unwrap_or_default(), b.reason)));
+        return Err(ArmError::bad_request("ReprotectVaultUnreachable", format!("Reprotect needs the VM in the {} region to reach the vault, and it cannot: {} ({}{}): {}", item.source_location(side), b.endpoint, b.fqdn, b.address.map(|a| format!(" → {a}")).unwrap_or_default(), b.reason)));
     }
     let m = engine
         .enable(&lifecycle, &plan, &time::now_string())
         .map_err(io)?;
     let vault_id = req.path.prefix(8);
-    let old = engine_id(&item);
+    let old = item.engine_id().to_string();
     let done = ctx.store().write(|tx| {
-        let mut item = found(tx, &item_id, "replication protected item")?;
-        state::apply(&mut item, Transition::Reprotect)?;
-        let p = &mut item["properties"];
-        p["replicationHealth"] = json!("Normal");
-        let d = &mut p["providerSpecificDetails"];
-        d["lifecycleId"] = json!(lifecycle);
-        d["replicationDirection"] = json!(side.failover_direction());
-        d["resyncBytes"] = json!(m.seeded_bytes);
+        let mut item = item::load(tx, &item_id)?.ok_or_else(|| not_found(&item_id))?;
+        item.apply(Transition::Reprotect)?;
+        let p = &mut item.properties;
+        p.replication_health = "Normal".into();
+        let d = &mut p.provider_specific_details;
+        d.lifecycle_id = lifecycle.clone();
+        d.replication_direction = Some(side.failover_direction().to_string());
+        d.resync_bytes = Some(m.seeded_bytes);
         if side == Side::Recovery {
-            d["recoveryCacheStorageAccountId"] = json!(cache);
+            d.recovery_cache_storage_account_id = Some(cache.clone());
         }
-        d["initialReplicationStartTime"] = json!(time::now_string());
-        resource::put(tx, &item_id, &item)?;
+        d.initial_replication_start_time = time::now_string();
+        item.save(tx)?;
         jobs::record(
             tx,
             &vault_id,
@@ -123,7 +124,7 @@ pub fn reprotect(
                 "Starting replication",
             ],
         )?;
-        crate::finish(ctx, req, tx, Some(item.clone()))
+        crate::finish(ctx, req, tx, Some(item.to_value()?))
     });
     match done {
         Ok(op) => {
@@ -145,24 +146,20 @@ pub fn reprotect(
 fn cache_for(
     ctx: &Ctx,
     rt: &Runtime,
-    item: &Value,
+    item: &ReplicationItem,
     side: Side,
     input: &Value,
     lifecycle: &str,
 ) -> Result<String, ArmError> {
     if side == Side::Primary {
-        return Ok(side.cache_account_id(item));
+        return Ok(item.cache_account_id(side).to_string());
     }
-    let d = &item["properties"]["providerSpecificDetails"];
-    let region = side.source_location(item);
+    let d = &item.properties.provider_specific_details;
+    let region = item.source_location(side).to_string();
     let named = input["vmDisks"][0]["primaryStagingAzureStorageAccountId"]
         .as_str()
         .map(str::to_string)
-        .or_else(|| {
-            d["recoveryCacheStorageAccountId"]
-                .as_str()
-                .map(str::to_string)
-        });
+        .or_else(|| d.recovery_cache_storage_account_id.clone());
     let id = match named {
         Some(id) => id,
         None => {
@@ -176,17 +173,13 @@ fn cache_for(
             );
             let id = format!(
                 "{}/providers/Microsoft.Storage/storageAccounts/{name}",
-                str_of(d, "recoveryAzureResourceGroupId")
+                d.recovery_azure_resource_group_id
             );
             rt.arm.call(http::Method::PUT, &id, "2026-09-01", Some(json!({"location": region, "kind": "StorageV2", "sku": {"name": "Standard_LRS"}, "tags": {"createdBy": "Azure Site Recovery"}})))?;
             id
         }
     };
-    let vault_id = str_of(item, "id")
-        .split("/replicationFabrics/")
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let vault_id = item.vault_id().to_string();
     ctx.store().view(|r| {
         let account = recoverite_rp_storage::account::load(r, &id)?.ok_or_else(|| {
             ArmError::bad_request(
@@ -202,7 +195,7 @@ fn cache_for(
                     .iter()
                     .any(|g| g.eq_ignore_ascii_case("AzureSiteRecovery"))
             });
-        let vnet = d["selectedRecoveryAzureNetworkId"].as_str();
+        let vnet = d.selected_recovery_azure_network_id.as_deref();
         recoverite_rp_storage::cache::check_for_replication(
             r,
             ctx.authorizer(),

@@ -16,7 +16,8 @@ use recoverite_rp_network::{addressbook, aliases};
 use recoverite_store::{Reader, Store};
 
 use crate::health;
-use crate::protected_items::{engine_id, io, str_of, Side, ITEM_TYPE};
+use crate::item::{self, ReplicationItem};
+use crate::protected_items::{io, not_found};
 
 /// Batches waiting in cache storage accounts (the replication service reads
 /// them as a trusted Microsoft service, not through the customer's network).
@@ -220,12 +221,8 @@ fn no(why: String) -> Blocked {
 }
 
 /// The loopback alias of the VM an item runs on (its active side).
-pub fn vm_alias(r: &impl Reader, item: &Value) -> Result<Ipv4Addr, Blocked> {
-    let d = &item["properties"]["providerSpecificDetails"];
-    let vm_id = match Side::of(item) {
-        Side::Primary => str_of(d, "fabricObjectId"),
-        Side::Recovery => str_of(d, "recoveryFabricObjectId"),
-    };
+pub fn vm_alias(r: &impl Reader, item: &ReplicationItem) -> Result<Ipv4Addr, Blocked> {
+    let vm_id = item.vm_on(item.side());
     recoverite_rp_compute::view::vm(r, vm_id)
         .ok()
         .flatten()
@@ -242,30 +239,26 @@ pub fn vm_alias(r: &impl Reader, item: &Value) -> Result<Ipv4Addr, Blocked> {
 }
 
 /// The protected item's agent placement on its active side.
-pub fn placement(r: &impl Reader, rt: &Runtime, item: &Value) -> Result<Placement, Blocked> {
-    let side = Side::of(item);
+pub fn placement(
+    r: &impl Reader,
+    rt: &Runtime,
+    item: &ReplicationItem,
+) -> Result<Placement, Blocked> {
+    let side = item.side();
     let vm_alias = vm_alias(r, item)?;
-    let d = &item["properties"]["providerSpecificDetails"];
-    let vm_id = match side {
-        Side::Primary => str_of(d, "fabricObjectId"),
-        Side::Recovery => str_of(d, "recoveryFabricObjectId"),
-    };
+    let vm_id = item.vm_on(side);
     let vm = resource::get(r, vm_id).ok().flatten().unwrap_or_default();
-    let vault_id = str_of(item, "id")
-        .split("/replicationFabrics/")
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let vault_id = item.vault_id().to_string();
     let meta = recoverite_rp_recoveryservices::target::meta_of(r, &vault_id)
         .map_err(|e| no(e.body.message.clone()))?;
-    let region = side.source_location(item);
+    let region = item.source_location(side).to_string();
     let geo = recoverite_rp_recoveryservices::target::geo(&region);
     let vault_fqdn = format!(
         "{}-asr-pod01-{}.{geo}.siterecovery.windowsazure.com",
         meta.numeric_id,
         recoverite_rp_recoveryservices::target::ASR_PAIR_TYPE
     );
-    let cache_id = side.cache_account_id(item);
+    let cache_id = item.cache_account_id(side).to_string();
     let account = cache_id
         .rsplit('/')
         .next()
@@ -283,15 +276,15 @@ pub fn placement(r: &impl Reader, rt: &Runtime, item: &Value) -> Result<Placemen
         vault_id,
         vault_fqdn,
         cache_host: format!("{account}.blob.core.windows.net"),
-        item_prefix: engine_id(item),
+        item_prefix: item.engine_id().to_string(),
         storage_token,
         proxy: vm["tags"]["recoverite-proxy"].as_str().map(str::to_string),
         services: rt.services.get().map(|(tenant, tls)| agent::Services {
             tenant_id: tenant.clone(),
             monitoring_host: agent::monitoring_host(&recoverite_rp_recoveryservices::target::geo(
-                &side.target_location(item),
+                item.target_location(side),
             )),
-            item: str_of(item, "id").to_string(),
+            item: item.id.as_str().to_string(),
             tls: tls.clone(),
         }),
     })
@@ -316,7 +309,7 @@ pub async fn agent_cycle(
     store: &Store,
     engine: &Engine,
     rt: &Runtime,
-    item: &Value,
+    item: &ReplicationItem,
     budget: Option<std::time::Duration>,
 ) -> Result<u64, Blocked> {
     let p = store
@@ -329,7 +322,7 @@ pub async fn agent_cycle(
     // The agent authenticates to Site Recovery through Entra ID, which has
     // no private endpoint (documents 000, 002): its public name, through the
     // VM's network.
-    let eid = engine_id(item);
+    let eid = item.engine_id().to_string();
     if !rt.signed_in_recently(&eid) {
         let res = agent::reach_entra(&p, &al).await;
         rt.mark_signed_in(&eid, res.is_ok());
@@ -337,19 +330,16 @@ pub async fn agent_cycle(
     }
     // A replication group's VMs must reach each other on port 20004.
     if let Some(g) = crate::groups::group_of(item) {
-        let vault = crate::groups::vault_of_item(str_of(item, "id"));
+        let vault = item.vault_id();
         let peers = store
             .view(|r| crate::groups::members(r, vault, g))
             .map_err(|e| unwired(&e.body.message))?;
-        for peer in peers
-            .iter()
-            .filter(|m| str_of(m, "id") != str_of(item, "id"))
-        {
+        for peer in peers.iter().filter(|m| m.id.as_str() != item.id.as_str()) {
             let alias = store
                 .view(|r| Ok::<_, ArmError>(vm_alias(r, peer)))
                 .map_err(|e| unwired(&e.body.message))?;
             if let Ok(a) = alias {
-                let name = str_of(&peer["properties"], "friendlyName");
+                let name = peer.properties.friendly_name.as_str();
                 agent::check_peer(&p, a, name)
                     .await
                     .map_err(|b| explained(rt, b))?;
@@ -400,7 +390,11 @@ async fn monitor(rt: &Runtime, p: &Placement, al: &StoreAliases, eid: &str, ship
 
 /// Checks, from the item's active side, that its agent can reach the vault
 /// (reprotect refuses when it cannot: document 000's DNS trap).
-pub fn check_vault_reachable(store: &Store, rt: &Runtime, item: &Value) -> Result<(), Blocked> {
+pub fn check_vault_reachable(
+    store: &Store,
+    rt: &Runtime,
+    item: &ReplicationItem,
+) -> Result<(), Blocked> {
     let p = store
         .view(|r| Ok::<_, ArmError>(placement(r, rt, item)))
         .map_err(|e| unwired(&e.body.message))??;
@@ -412,13 +406,13 @@ pub fn check_vault_reachable(store: &Store, rt: &Runtime, item: &Value) -> Resul
 }
 
 /// The replication service: applies every batch waiting in the cache.
-pub fn drain(engine: &Engine, rt: &Runtime, item: &Value) -> Result<u64, ArmError> {
+pub fn drain(engine: &Engine, rt: &Runtime, item: &ReplicationItem) -> Result<u64, ArmError> {
     let Some(cache) = rt.cache.get() else {
         return Ok(0);
     };
-    let eid = engine_id(item);
-    let account = Side::of(item)
-        .cache_account_id(item)
+    let eid = item.engine_id().to_string();
+    let account = item
+        .cache_account_id(item.side())
         .rsplit('/')
         .next()
         .unwrap_or_default()
@@ -459,10 +453,10 @@ pub fn set_health(
     item_id: &str,
     blocked: Option<&Blocked>,
 ) -> Result<(), ArmError> {
-    let Some(item) = store.view(|r| resource::get(r, item_id))? else {
+    let Some(item) = store.view(|r| item::load(r, item_id))? else {
         return Ok(());
     };
-    let eid = engine_id(&item);
+    let eid = item.engine_id().to_string();
     let now = time::now_string();
     let mut errors = Vec::new();
     let monitoring = rt.monitoring_blocked(&eid);
@@ -471,11 +465,13 @@ pub fn set_health(
         errors.push(health::health_error(health::diagnose(b, &f), b, &f, &now));
     }
     store.write(|tx| {
-        let Some(mut item) = resource::get(tx, item_id)? else {
+        let Some(mut item) = item::load(tx, item_id)? else {
             return Ok(());
         };
-        let before: Vec<health::HealthError> =
-            serde_json::from_value(item["properties"]["healthErrors"].clone()).unwrap_or_default();
+        let before: Vec<health::HealthError> = serde_json::from_value(Value::Array(
+            item.properties.health_errors.clone(),
+        ))
+        .map_err(|e| ArmError::internal(format!("stored health errors of {item_id}: {e}")))?;
         let after = health::carry_over(&before, errors.clone());
         if before == after {
             return Ok(());
@@ -487,9 +483,12 @@ pub fn set_health(
         } else {
             "Warning"
         };
-        item["properties"]["healthErrors"] = json!(after);
-        item["properties"]["replicationHealth"] = json!(level);
-        resource::put(tx, item_id, &item)
+        item.properties.health_errors = after
+            .iter()
+            .map(|e| serde_json::to_value(e).map_err(|e| ArmError::internal(e.to_string())))
+            .collect::<Result<_, _>>()?;
+        item.properties.replication_health = level.to_string();
+        item.save(tx)
     })
 }
 
@@ -497,27 +496,19 @@ pub fn set_health(
 fn facts(
     r: &impl Reader,
     rt: &Runtime,
-    item: &Value,
+    item: &ReplicationItem,
     b: &Blocked,
 ) -> Result<health::Facts, ArmError> {
-    let side = Side::of(item);
-    let d = &item["properties"]["providerSpecificDetails"];
-    let vm_id = match side {
-        Side::Primary => str_of(d, "fabricObjectId"),
-        Side::Recovery => str_of(d, "recoveryFabricObjectId"),
-    };
+    let side = item.side();
+    let vm_id = item.vm_on(side);
     let vnet_id = match vm_alias(r, item) {
         Ok(a) => aliases::lookup(r, a)?
             .map(|a| a.vnet_id)
             .unwrap_or_default(),
         Err(_) => String::new(),
     };
-    let vault_id = str_of(item, "id")
-        .split("/replicationFabrics/")
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let cache_id = side.cache_account_id(item);
+    let vault_id = item.vault_id().to_string();
+    let cache_id = item.cache_account_id(side).to_string();
     let approved = |target: &str, group: &str| -> Result<bool, ArmError> {
         Ok(recoverite_privatelink::of_target(r, target)?
             .iter()
@@ -556,31 +547,27 @@ fn facts(
         private_endpoint,
         verdict,
         roles,
-        target_region: side.target_location(item),
-        source_region: side.source_location(item),
+        target_region: item.target_location(side).to_string(),
+        source_region: item.source_location(side).to_string(),
         vm_id: vm_id.to_string(),
         cache_id,
     })
 }
 
 /// Items replicating now.
-pub fn replicating(store: &Store) -> Result<Vec<Value>, ArmError> {
+pub fn replicating(store: &Store) -> Result<Vec<ReplicationItem>, ArmError> {
     store.view(|r| {
-        Ok(resource::list_of_type(r, "", ITEM_TYPE)?
+        Ok(item::list(r, "")?
             .into_iter()
-            .filter(|i| i["properties"]["protectionState"] == "Protected")
+            .filter(ReplicationItem::is_replicating)
             .collect())
     })
 }
 
 /// The replicating item whose agent runs on `vm_id` now (its active side's VM).
-pub fn item_of_vm(store: &Store, vm_id: &str) -> Result<Option<Value>, ArmError> {
+pub fn item_of_vm(store: &Store, vm_id: &str) -> Result<Option<ReplicationItem>, ArmError> {
     Ok(replicating(store)?.into_iter().find(|i| {
-        let d = &i["properties"]["providerSpecificDetails"];
-        let active = match Side::of(i) {
-            Side::Primary => str_of(d, "fabricObjectId"),
-            Side::Recovery => str_of(d, "recoveryFabricObjectId"),
-        };
+        let active = i.vm_on(i.side());
         active.eq_ignore_ascii_case(vm_id)
     }))
 }
@@ -602,19 +589,19 @@ pub fn external_placement(
     let peers = match crate::groups::group_of(&item) {
         Some(g) => store.view(|r| {
             Ok::<_, ArmError>(
-                crate::groups::members(r, crate::groups::vault_of_item(str_of(&item, "id")), g)?
+                crate::groups::members(r, item.vault_id(), g)?
                     .iter()
-                    .filter(|m| str_of(m, "id") != str_of(&item, "id"))
-                    .filter_map(|m| vm_alias(r, m).ok().map(|a| serde_json::json!({"name": str_of(&m["properties"], "friendlyName"), "alias": a.to_string()})))
+                    .filter(|m| m.id.as_str() != item.id.as_str())
+                    .filter_map(|m| vm_alias(r, m).ok().map(|a| serde_json::json!({"name": m.properties.friendly_name.as_str(), "alias": a.to_string()})))
                     .collect::<Vec<_>>(),
             )
         })?,
         None => Vec::new(),
     };
-    let eid = engine_id(&item);
+    let eid = item.engine_id().to_string();
     rt.external_check_in(&eid, who);
     Ok(json!({
-        "itemId": item["id"], "engineId": eid, "vmAlias": p.vm_alias.to_string(), "dnsServer": p.dns_server.to_string(),
+        "itemId": item.id, "engineId": eid, "vmAlias": p.vm_alias.to_string(), "dnsServer": p.dns_server.to_string(),
         "vaultId": p.vault_id, "vaultFqdn": p.vault_fqdn, "cacheHost": p.cache_host, "itemPrefix": p.item_prefix,
         "storageToken": p.storage_token, "proxy": p.proxy, "peers": peers,
         "tenantId": rt.services.get().map(|(t, _)| t.clone()),
@@ -631,8 +618,8 @@ pub fn external_report(
     who: &str,
     blocked: Option<Blocked>,
 ) -> Result<(), ArmError> {
-    let item = store.view(|r| crate::fabrics::found(r, item_id, "replication protected item"))?;
-    let eid = engine_id(&item);
+    let item = store.view(|r| item::load(r, item_id)?.ok_or_else(|| not_found(item_id)))?;
+    let eid = item.engine_id().to_string();
     rt.external_check_in(&eid, who);
     match blocked {
         None => {

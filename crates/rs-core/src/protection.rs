@@ -10,7 +10,7 @@ use std::fmt;
 use recoverite_arm::ArmError;
 
 /// Azure's `protectionState` of a replication protected item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ProtectionState {
     /// Replicating from its active side.
     Protected,
@@ -21,7 +21,7 @@ pub enum ProtectionState {
 }
 
 /// Azure's `testFailoverState`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TestFailoverState {
     None,
     TestFailoverCompleted,

@@ -173,16 +173,11 @@ pub fn run(
     let replicating = recoverite_rp_siterecovery::runtime::item_of_vm(&store, vm)?;
     if matches!(scenario, Scenario::SiteRecovery | Scenario::Both) {
         let target = match &replicating {
-            Some(item) => Some(
-                recoverite_rp_siterecovery::protected_items::Side::of(item).target_location(item),
-            ),
+            Some(item) => Some(item.target_location(item.side()).to_string()),
             None => match vault {
-                Some(v) => store.view(|r| {
-                    Ok::<_, ArmError>(
-                        resource::get(r, v)?
-                            .and_then(|d| d["location"].as_str().map(str::to_string)),
-                    )
-                })?,
+                Some(v) => store
+                    .view(|r| recoverite_rs_core::vault_record::load(r, v))?
+                    .map(|v| v.location),
                 None => None,
             },
         };
@@ -334,28 +329,20 @@ pub fn run(
             }
             // Document 000: the account's region, its firewall's trusted
             // services, and (with private endpoints) the vault identity's roles.
-            let cache_id = item["properties"]["providerSpecificDetails"]["protectedManagedDisks"]
-                [0]["primaryStagingAzureStorageAccountId"]
-                .as_str()
-                .unwrap_or_default()
+            let cache_id = item
+                .cache_account_id(recoverite_rp_siterecovery::item::Side::Primary)
                 .to_string();
             let verdict = store.view(|r| {
                 let Some(acct) = recoverite_rp_storage::account::load(r, &cache_id)? else {
                     return Ok::<_, ArmError>(None);
                 };
-                let vid = item["id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .split('/')
-                    .take(9)
-                    .collect::<Vec<_>>()
-                    .join("/");
+                let vid = item.vault_id().to_string();
                 let vault = recoverite_rs_core::vault_record::load(r, &vid)?;
                 let private = pl::of_target(r, &vid)?
                     .iter()
                     .any(|c| c.group_ids.iter().any(|g| g == "AzureSiteRecovery"));
-                let region = resource::get(r, vm)?
-                    .and_then(|v| v["location"].as_str().map(str::to_string))
+                let region = recoverite_rp_compute::view::vm(r, vm)?
+                    .map(|v| v.location)
                     .unwrap_or_default();
                 let res = recoverite_rp_storage::cache::check_for_replication(
                     r,

@@ -295,8 +295,8 @@ pub fn spawn(
                 }
             };
             for item in &items {
-                let id = item["id"].as_str().unwrap_or_default().to_string();
-                let eid = recoverite_rp_siterecovery::protected_items::engine_id(item);
+                let id = item.id.clone();
+                let eid = item.engine_id().to_string();
                 if rt.external_agent(&eid).is_some() {
                     continue; // its own process ships (`recoverite agent`)
                 }
