@@ -277,23 +277,29 @@ def test_an_on_premises_server_uses_the_public_urls(server, env):
         set_public_access(env, "Disabled")
 
 
+def start_big_backup(server, env, folder, files):
+    """Starts `mars backup` of `files` × 16 MiB of random data and returns
+    the folder, the agent's process and its running job (once InProgress)."""
+    big = env["tmp"] / folder
+    big.mkdir()
+    for i in range(files):
+        (big / f"f{i}.bin").write_bytes(os.urandom(16 << 20))
+    proc = subprocess.Popen([str(BIN), "mars", "backup", "--agent-dir", str(env["tmp"] / "agent1"), "--path", str(big),
+                             "--data-dir", str(server.data_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        for j in env["bk"].backup_jobs.list(VAULT, RG, filter="operation eq 'Backup' and status eq 'InProgress'"):
+            if j.properties.entity_friendly_name == str(big.resolve()):
+                return big, proc, j
+        time.sleep(0.05)
+    raise AssertionError(f"no backup of {big} in progress")
+
+
 def test_kill_9_mid_backup_then_the_next_backup_completes(server, env):
     tmp, bk = env["tmp"], env["bk"]
     agent = tmp / "agent1"
-    big = tmp / "bigdata"
-    big.mkdir()
-    for i in range(6):
-        (big / f"f{i}.bin").write_bytes(os.urandom(16 << 20))
-    proc = subprocess.Popen([str(BIN), "mars", "backup", "--agent-dir", str(agent), "--path", str(big),
-                             "--data-dir", str(server.data_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # Kill it once it is sending.
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        jobs = [j for j in bk.backup_jobs.list(VAULT, RG, filter="operation eq 'Backup'")
-                if j.properties.entity_friendly_name == str(big.resolve())]
-        if jobs and jobs[0].properties.status == "InProgress":
-            break
-        time.sleep(0.05)
+    big, proc, _ = start_big_backup(server, env, "bigdata", 6)
     time.sleep(0.3)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -319,22 +325,9 @@ def test_cancel_a_running_backup_then_no_point_is_made(server, env):
     """A MARS backup is a job in progress while the agent sends; cancelling
     it ends it Cancelled, the agent stops, and no point is made. A job that
     already ended cannot be cancelled."""
-    tmp, bk = env["tmp"], env["bk"]
-    agent = tmp / "agent1"
-    data = tmp / "canceldata"
-    data.mkdir()
-    for i in range(8):
-        (data / f"f{i}.bin").write_bytes(os.urandom(16 << 20))
-    proc = subprocess.Popen([str(BIN), "mars", "backup", "--agent-dir", str(agent), "--path", str(data),
-                             "--data-dir", str(server.data_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    running = None
-    while time.time() < deadline and running is None:
-        for j in bk.backup_jobs.list(VAULT, RG, filter="operation eq 'Backup' and status eq 'InProgress'"):
-            if j.properties.entity_friendly_name == str(data.resolve()):
-                running = j
-        time.sleep(0.05)
-    assert running is not None and "Cancellable" in running.properties.actions_info
+    bk = env["bk"]
+    data, proc, running = start_big_backup(server, env, "canceldata", 8)
+    assert "Cancellable" in running.properties.actions_info
     headers = bk.job_cancellations.trigger(VAULT, RG, running.name, cls=lambda resp, body, h: resp.http_response.headers)
     op = headers["Location"].split("?")[0].rstrip("/").split("/")[-1]
     bk.job_operation_results.get(VAULT, RG, running.name, op)

@@ -8,8 +8,8 @@ use recoverite_arm::{id, resource, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_rp_compute::disks;
 use recoverite_rp_compute::view::Vm;
 use recoverite_rs_core::backup_item::{
-    self as core_item, BackupOp, ItemExtendedInfo, ItemProperties, ProtectedItem, ProtectionState,
-    VmItem, Workload,
+    self as core_item, BackupOp, ItemProperties, NewItem, ProtectedItem, ProtectionState, VmItem,
+    Workload,
 };
 use recoverite_rs_core::vault_record::Vault;
 use recoverite_store::{Reader, WriteTx};
@@ -202,39 +202,31 @@ fn vm_policy(tx: &WriteTx, vid: &str, policy_id: &str) -> Result<Policy, ArmErro
 /// A new item for a VM, protected with `pol`: no point yet (`IRPending`).
 fn new_vm_item(vault: &Vault, rid: &str, name: &str, vm: &Vm, pol: &Policy) -> ProtectedItem {
     let rg = rg_of(&vm.id);
+    let workload = Workload::Vm(VmItem {
+        source_resource_id: vm.id.clone(),
+        virtual_machine_id: vm.id.clone(),
+        protection_status: "Healthy".into(),
+        health_status: "Passed".into(),
+        protected_item_data_id: uuid::Uuid::new_v4().to_string(),
+        create_mode: "Default".into(),
+    });
+    let new = NewItem {
+        protected_item_type: "Microsoft.Compute/virtualMachines",
+        workload,
+        workload_type: "VM",
+        container_name: &container_name(&rg, &vm.name),
+        friendly_name: &vm.name,
+    };
+    let mut properties = ItemProperties::new(new, &vault.id);
+    properties.policy_id = pol.id.clone();
+    properties.policy_name = pol.name.clone();
+    properties.extended_info.policy_inconsistent = Some(false);
     ProtectedItem {
         id: rid.to_string(),
         name: name.to_string(),
         kind: ITEM_TYPE.to_string(),
         location: vault.location.clone(),
-        properties: ItemProperties {
-            protected_item_type: "Microsoft.Compute/virtualMachines".into(),
-            workload: Workload::Vm(VmItem {
-                source_resource_id: vm.id.clone(),
-                virtual_machine_id: vm.id.clone(),
-                protection_status: "Healthy".into(),
-                health_status: "Passed".into(),
-                protected_item_data_id: uuid::Uuid::new_v4().to_string(),
-                create_mode: "Default".into(),
-            }),
-            workload_type: "VM".into(),
-            container_name: container_name(&rg, &vm.name),
-            friendly_name: vm.name.clone(),
-            policy_id: pol.id.clone(),
-            policy_name: pol.name.clone(),
-            protection_state: ProtectionState::IrPending,
-            last_backup_status: String::new(),
-            last_backup_time: None,
-            last_recovery_point: None,
-            is_scheduled_for_deferred_delete: false,
-            deferred_delete_time_in_utc: None,
-            deferred_delete_time_remaining: None,
-            extended_info: ItemExtendedInfo {
-                policy_inconsistent: Some(false),
-                ..Default::default()
-            },
-            vault_id: vault.id.clone(),
-        },
+        properties,
     }
 }
 

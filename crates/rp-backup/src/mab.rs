@@ -15,8 +15,7 @@ use sha2::Digest;
 use recoverite_arm::{id, resource, time, ArmError};
 use recoverite_backup_store::{ChunkStore, Manifest};
 use recoverite_rs_core::backup_item::{
-    self as core_item, BackupOp, ItemExtendedInfo, ItemProperties, MabItem, ProtectedItem,
-    ProtectionState, Workload,
+    self as core_item, BackupOp, ItemProperties, MabItem, NewItem, ProtectedItem, Workload,
 };
 use recoverite_rs_core::jobs::{iso_duration, Job, JobError, JobStatus};
 use recoverite_store::{Reader, Table, WriteTx};
@@ -205,35 +204,25 @@ fn new_item(
     m: &Machine,
     root: &str,
 ) -> ProtectedItem {
+    let workload = Workload::Mab(MabItem {
+        computer_name: m.friendly_name.clone(),
+        deferred_delete_sync_time_in_utc: 0,
+    });
+    let new = NewItem {
+        protected_item_type: "MabFileFolderProtectedItem",
+        workload,
+        workload_type: "FileFolder",
+        container_name: &m.container,
+        friendly_name: root,
+    };
+    let mut properties = ItemProperties::new(new, &vault.id);
+    properties.extended_info.last_refreshed_at = Some(time::now_string());
     ProtectedItem {
         id: rid.to_string(),
         name: item_name(root),
         kind: ITEM_TYPE.to_string(),
         location: vault.location.clone(),
-        properties: ItemProperties {
-            protected_item_type: "MabFileFolderProtectedItem".into(),
-            workload: Workload::Mab(MabItem {
-                computer_name: m.friendly_name.clone(),
-                deferred_delete_sync_time_in_utc: 0,
-            }),
-            workload_type: "FileFolder".into(),
-            container_name: m.container.clone(),
-            friendly_name: root.to_string(),
-            policy_id: String::new(),
-            policy_name: String::new(),
-            protection_state: ProtectionState::IrPending,
-            last_backup_status: String::new(),
-            last_backup_time: None,
-            last_recovery_point: None,
-            is_scheduled_for_deferred_delete: false,
-            deferred_delete_time_in_utc: None,
-            deferred_delete_time_remaining: None,
-            extended_info: ItemExtendedInfo {
-                last_refreshed_at: Some(time::now_string()),
-                ..Default::default()
-            },
-            vault_id: vault.id.clone(),
-        },
+        properties,
     }
 }
 

@@ -208,6 +208,41 @@ pub struct ItemProperties {
     pub vault_id: String,
 }
 
+/// What a new item is: `protectedItemType`, its workload's own fields,
+/// `workloadType`, its container, its name.
+pub struct NewItem<'a> {
+    pub protected_item_type: &'a str,
+    pub workload: Workload,
+    pub workload_type: &'a str,
+    pub container_name: &'a str,
+    pub friendly_name: &'a str,
+}
+
+impl ItemProperties {
+    /// A newly protected item of the vault: no policy named yet, no backup
+    /// and no point (`IRPending`), not deleted.
+    pub fn new(item: NewItem, vault_id: &str) -> ItemProperties {
+        ItemProperties {
+            protected_item_type: item.protected_item_type.to_string(),
+            workload: item.workload,
+            workload_type: item.workload_type.to_string(),
+            container_name: item.container_name.to_string(),
+            friendly_name: item.friendly_name.to_string(),
+            policy_id: String::new(),
+            policy_name: String::new(),
+            protection_state: ProtectionState::IrPending,
+            last_backup_status: String::new(),
+            last_backup_time: None,
+            last_recovery_point: None,
+            is_scheduled_for_deferred_delete: false,
+            deferred_delete_time_in_utc: None,
+            deferred_delete_time_remaining: None,
+            extended_info: ItemExtendedInfo::default(),
+            vault_id: vault_id.to_string(),
+        }
+    }
+}
+
 /// A Backup protected item: an Azure VM or a MARS agent's folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProtectedItem {
