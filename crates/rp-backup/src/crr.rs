@@ -16,7 +16,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use recoverite_arm::{id, regions, resource, time, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_arm::{id, regions, time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_backup_store::ChunkStore;
 use recoverite_rs_core::backup_config::{self, VaultConfig};
 use recoverite_rs_core::vault_record::Vault;
@@ -558,23 +558,14 @@ fn check_secondary_target(
         }
     }
     check_secondary_endpoint(primary, secondary, &vault.name)?;
-    if resource::get(r, target_rg)?.is_none() {
+    if !recoverite_rp_resources::groups::group_exists(r, target_rg)? {
         return Err(bad(
             "BMSUserErrorTargetResourceGroupNotFound",
             format!("The target resource group '{target_rg}' does not exist; create it first."),
         ));
     }
-    let sa = staging.ok_or_else(|| ArmError::invalid_parameter("restoreRequest.storageAccountId", "Cross-region restore needs a staging storage account (storageAccountId) in the secondary region."))?;
-    let acct = resource::get(r, sa)?.ok_or_else(|| {
-        bad(
-            "BMSUserErrorStorageAccountNotFound",
-            format!("The staging storage account '{sa}' does not exist."),
-        )
-    })?;
-    let loc = acct["location"].as_str().unwrap_or("");
-    if !loc.eq_ignore_ascii_case(region) {
-        return Err(bad("BMSUserErrorStorageAccountRegionMismatch", format!("The staging storage account is in '{loc}'; a cross-region restore needs one in the secondary region '{region}'.")));
-    }
+    let staging = ("restoreRequest.storageAccountId", staging);
+    points::check_staging(r, staging, region, "the secondary region")?;
     Ok(())
 }
 

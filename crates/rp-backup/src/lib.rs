@@ -25,7 +25,7 @@ use std::path::PathBuf;
 
 use http::Method;
 
-use recoverite_arm::{resource, ArmError, ArmRequest, Ctx, Endpoints, ProviderInfo, Reply};
+use recoverite_arm::{ArmError, ArmRequest, Ctx, Endpoints, ProviderInfo, Reply};
 use recoverite_blockstore::BlockStore;
 use recoverite_rs_core::vault_record::Vault;
 use recoverite_store::Reader;
@@ -437,10 +437,8 @@ pub fn vault_record(r: &impl Reader, vid: &str) -> Result<Vault, ArmError> {
 
 pub fn vault_of(r: &impl Reader, req: &ArmRequest) -> Result<String, ArmError> {
     let vid = req.path.prefix(8);
-    match resource::get(r, &vid)? {
-        Some(v) if v["type"].as_str() == Some(VAULT_TYPE) => {
-            Ok(v["id"].as_str().unwrap_or(&vid).to_string())
-        }
+    match recoverite_rs_core::vault_record::load(r, &vid)? {
+        Some(v) => Ok(v.id),
         _ => Err(ArmError::resource_not_found(
             VAULT_TYPE,
             req.path

@@ -662,6 +662,91 @@ struct RestoreBody {
 
 /// Restores the point's disks (`RestoreDisks`) as new managed disks in the
 /// target resource group, as the caller.
+/// An `IaasVMRestoreRequest` as the rules read it.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Restore {
+    kind: RecoveryType,
+    /// Where new disks (and a new VM) go; not for OriginalLocation.
+    target_rg: Option<String>,
+    staging: Option<String>,
+    luns: Option<Vec<i64>>,
+    /// AlternateLocation's new VM and its subnet.
+    vm: Option<(String, String)>,
+}
+
+impl Restore {
+    /// "RestoreDisks writes disks into a target resource group; an
+    /// AlternateLocation restore also creates a VM in a subnet;
+    /// OriginalLocation replaces the VM's disks."
+    fn of(p: RestoreProps) -> Result<Restore, ArmError> {
+        if p.object_type
+            .as_deref()
+            .is_some_and(|o| o != "IaasVMRestoreRequest")
+        {
+            return Err(ArmError::invalid_parameter(
+                "properties.objectType",
+                "Azure VM restores take an IaasVMRestoreRequest.",
+            ));
+        }
+        let kind = match p.recovery_type.as_deref() {
+            Some("RestoreDisks") => RecoveryType::RestoreDisks,
+            Some("AlternateLocation") => RecoveryType::AlternateLocation,
+            Some("OriginalLocation") => RecoveryType::OriginalLocation,
+            other => return Err(ArmError::invalid_parameter("properties.recoveryType", format!("'{}' is not a recovery type; use RestoreDisks, AlternateLocation or OriginalLocation.", other.unwrap_or("")))),
+        };
+        let mut r = Restore {
+            kind,
+            target_rg: None,
+            staging: p.storage_account_id,
+            luns: p.restore_disk_lun_list,
+            vm: None,
+        };
+        if kind == RecoveryType::OriginalLocation {
+            return Ok(r);
+        }
+        r.target_rg = Some(p.target_resource_group_id.ok_or_else(|| {
+            ArmError::invalid_parameter(
+                "properties.targetResourceGroupId",
+                "RestoreDisks writes the disks into a resource group: give targetResourceGroupId.",
+            )
+        })?);
+        if kind == RecoveryType::AlternateLocation {
+            match (p.target_virtual_machine_id, p.subnet_id) {
+                (Some(vm), Some(subnet)) => r.vm = Some((vm, subnet)),
+                _ => return Err(ArmError::invalid_parameter("properties.targetVirtualMachineId", "An AlternateLocation restore creates a VM: give targetVirtualMachineId and subnetId (and virtualNetworkId).")),
+            }
+        }
+        Ok(r)
+    }
+}
+
+/// "RestoreDisks needs a staging storage account in the VM's region" (a
+/// cross-region restore: in the secondary region).
+pub(crate) fn check_staging(
+    r: &impl Reader,
+    (field, staging): (&str, Option<&str>),
+    region: &str,
+    why: &str,
+) -> Result<(), ArmError> {
+    let sa = staging.ok_or_else(|| ArmError::invalid_parameter(field, format!("The restore needs a staging storage account (storageAccountId) in {why} '{region}'.")))?;
+    let acct = recoverite_rp_storage::account::load(r, sa)?.ok_or_else(|| {
+        ArmError::bad_request(
+            "BMSUserErrorStorageAccountNotFound",
+            format!("The staging storage account '{sa}' does not exist."),
+        )
+    })?;
+    if !acct.location.eq_ignore_ascii_case(region) {
+        return Err(ArmError::bad_request(
+            "BMSUserErrorStorageAccountRegionMismatch",
+            format!(
+                "The staging storage account is in '{}'; it must be in {why} '{region}'.",
+                acct.location
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub fn restore(
     ctx: &Ctx,
     req: &ArmRequest,
@@ -671,59 +756,23 @@ pub fn restore(
     point: &str,
 ) -> Result<Reply, ArmError> {
     let body: RestoreBody = req.body_as()?;
-    let p = body.properties;
-    if p.object_type
-        .as_deref()
-        .is_some_and(|o| o != "IaasVMRestoreRequest")
-    {
-        return Err(ArmError::invalid_parameter(
-            "properties.objectType",
-            "Azure VM restores take an IaasVMRestoreRequest.",
-        ));
-    }
-    let kind = match p.recovery_type.as_deref() {
-        Some("RestoreDisks") => RecoveryType::RestoreDisks,
-        Some("AlternateLocation") => RecoveryType::AlternateLocation,
-        Some("OriginalLocation") => RecoveryType::OriginalLocation,
-        other => return Err(ArmError::invalid_parameter("properties.recoveryType", format!("'{}' is not a recovery type; use RestoreDisks, AlternateLocation or OriginalLocation.", other.unwrap_or("")))),
+    let p = Restore::of(body.properties)?;
+    let Some(target_rg) = p.target_rg.clone() else {
+        return restore_in_place(ctx, req, bp, container, item, point, p.luns.as_deref());
     };
-    if kind == RecoveryType::OriginalLocation {
-        return restore_in_place(
-            ctx,
-            req,
-            bp,
-            container,
-            item,
-            point,
-            p.restore_disk_lun_list.as_deref(),
-        );
-    }
-    let target_rg = p.target_resource_group_id.clone().ok_or_else(|| {
-        ArmError::invalid_parameter(
-            "properties.targetResourceGroupId",
-            "RestoreDisks writes the disks into a resource group: give targetResourceGroupId.",
-        )
-    })?;
-    if kind == RecoveryType::AlternateLocation
-        && (p.target_virtual_machine_id.is_none() || p.subnet_id.is_none())
-    {
-        return Err(ArmError::invalid_parameter("properties.targetVirtualMachineId", "An AlternateLocation restore creates a VM: give targetVirtualMachineId and subnetId (and virtualNetworkId)."));
-    }
     let vid = ctx.store().view(|r| vault_of(r, req))?;
     let rid = item_id(&vid, container, item);
     let pid = format!("{rid}/recoveryPoints/{point}");
     let (it, data) = ctx.store().view(|r| {
         let (it, data) = load_point(r, &vid, container, item, point)?;
-        if resource::get(r, &target_rg)?.is_none() {
-            return Err(ArmError::bad_request("BMSUserErrorTargetResourceGroupNotFound", format!("The target resource group '{target_rg}' does not exist; create it first.")));
+        if !recoverite_rp_resources::groups::group_exists(r, &target_rg)? {
+            return Err(ArmError::bad_request(
+                "BMSUserErrorTargetResourceGroupNotFound",
+                format!("The target resource group '{target_rg}' does not exist; create it first."),
+            ));
         }
-        // "RestoreDisks needs a staging storage account in the VM's region."
-        let sa = p.storage_account_id.clone().ok_or_else(|| ArmError::invalid_parameter("properties.storageAccountId", "RestoreDisks needs a staging storage account (storageAccountId) in the VM's region."))?;
-        let acct = resource::get(r, &sa)?.ok_or_else(|| ArmError::bad_request("BMSUserErrorStorageAccountNotFound", format!("The staging storage account '{sa}' does not exist.")))?;
-        let loc = acct["location"].as_str().unwrap_or("");
-        if !loc.eq_ignore_ascii_case(&data.location) {
-            return Err(ArmError::bad_request("BMSUserErrorStorageAccountRegionMismatch", format!("The staging storage account is in '{loc}'; it must be in the VM's region '{}'.", data.location)));
-        }
+        let staging = ("properties.storageAccountId", p.staging.as_deref());
+        check_staging(r, staging, &data.location, "the VM's region")?;
         Ok::<_, ArmError>((it, data))
     })?;
     // Restores create resources as the caller.
@@ -734,7 +783,7 @@ pub fn restore(
         &target_rg,
     )?;
     let mut watch = drills::Stopwatch::start();
-    let (chosen, from_snapshot) = choose_disks(bp, &data, p.restore_disk_lun_list.as_deref());
+    let (chosen, from_snapshot) = choose_disks(bp, &data, p.luns.as_deref());
     let store = store_of(bp, data.vault_numeric_id)?;
     let t0 = Instant::now();
     let written = restore_disks(
@@ -757,37 +806,24 @@ pub fn restore(
     let mut bag = json!({
         "Recovery point": point,
         "Restore source": if from_snapshot { "Snapshot" } else { "Vault" },
-        "Restore type": format!("{kind:?}"),
+        "Restore type": format!("{:?}", p.kind),
         "Target resource group": target_rg,
         "Restored disks": ids.join(","),
     });
-    if kind == RecoveryType::AlternateLocation {
-        let vm_id = p.target_virtual_machine_id.clone().unwrap_or_default();
-        let made = bring_up_vm(
-            ctx,
-            req,
-            bp,
-            &vm_id,
-            p.subnet_id.as_deref().unwrap_or_default(),
-            &data,
-            &written,
-            &data.location,
-        );
-        if let Err(e) = made {
-            discard_restored(ctx, bp, &written);
-            return Err(e);
+    let outcome = match &p.vm {
+        Some((vm_id, subnet)) => {
+            let made = bring_up_vm(ctx, req, bp, vm_id, subnet, &data, &written, &data.location);
+            if let Err(e) = made {
+                discard_restored(ctx, bp, &written);
+                return Err(e);
+            }
+            bag["Target VM"] = json!(vm_id);
+            watch.step("Create the virtual machine");
+            format!("VM {vm_id} was created on the restored disks")
         }
-        bag["Target VM"] = json!(vm_id);
-        watch.step("Create the virtual machine");
-    }
-    watch.up();
-    let outcome = match kind {
-        RecoveryType::AlternateLocation => format!(
-            "VM {} was created on the restored disks",
-            p.target_virtual_machine_id.as_deref().unwrap_or_default()
-        ),
-        _ => format!("disks {} hold the point's bytes", ids.join(", ")),
+        None => format!("disks {} hold the point's bytes", ids.join(", ")),
     };
+    watch.up();
     let job = ctx.store().write(|tx| {
         let job = jobs::record(
             tx,
@@ -841,7 +877,7 @@ pub(crate) fn restore_disks<'a>(
                 } else {
                     format!("{base}-{n}")
                 };
-                let taken = resource::get(
+                let taken = disks::load(
                     r,
                     &format!("{target_rg}/providers/Microsoft.Compute/disks/{candidate}"),
                 )?
@@ -871,7 +907,7 @@ pub(crate) fn restore_disks<'a>(
     }
     let registered = ctx.store().write(|tx| {
         for (unique, d, disk_id) in &written {
-            if resource::get(tx, disk_id)?.is_some() {
+            if disks::load(tx, disk_id)?.is_some() {
                 return Err(ArmError::conflict("BMSUserErrorDiskAlreadyExists", format!("A disk '{disk_id}' already exists; restore into another resource group or delete it.")));
             }
             let from = disks::RestoredFrom { id: &d.source.id, os_type: d.source.properties.os_type.as_deref() };
@@ -1232,6 +1268,49 @@ fn restore_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn restore_of(v: Value) -> Result<Restore, ArmError> {
+        Restore::of(serde_json::from_value(v).unwrap())
+    }
+
+    #[test]
+    fn a_restore_request_names_what_its_recovery_type_needs() {
+        let disks = restore_of(
+            json!({"objectType": "IaasVMRestoreRequest", "recoveryType": "RestoreDisks",
+            "targetResourceGroupId": "/rg", "storageAccountId": "/sa", "restoreDiskLunList": [0]}),
+        )
+        .unwrap();
+        assert_eq!(disks.kind, RecoveryType::RestoreDisks);
+        assert_eq!(disks.target_rg.as_deref(), Some("/rg"));
+        assert_eq!(disks.luns, Some(vec![0]));
+        assert!(disks.vm.is_none());
+        let e = restore_of(json!({"recoveryType": "RestoreDisks"})).unwrap_err();
+        assert!(e.body.message.contains("targetResourceGroupId"));
+        let e = restore_of(
+            json!({"recoveryType": "AlternateLocation", "targetResourceGroupId": "/rg",
+            "targetVirtualMachineId": "/vm"}),
+        )
+        .unwrap_err();
+        assert!(e.body.message.contains("subnetId"));
+        let alt = restore_of(
+            json!({"recoveryType": "AlternateLocation", "targetResourceGroupId": "/rg",
+            "targetVirtualMachineId": "/vm", "subnetId": "/s"}),
+        )
+        .unwrap();
+        assert_eq!(alt.vm, Some(("/vm".to_string(), "/s".to_string())));
+        // In place: the VM's own disks, no target group.
+        let orig = restore_of(json!({"recoveryType": "OriginalLocation"})).unwrap();
+        assert_eq!(
+            (orig.kind, orig.target_rg),
+            (RecoveryType::OriginalLocation, None)
+        );
+        for bad in [
+            json!({"recoveryType": "Elsewhere"}),
+            json!({"objectType": "AzureFileShareRestoreRequest", "recoveryType": "RestoreDisks"}),
+        ] {
+            assert_eq!(restore_of(bad).unwrap_err().status, 400);
+        }
+    }
 
     #[test]
     fn nine_on_demand_backups_a_day() {

@@ -34,6 +34,15 @@ fn load(r: &impl Reader, rg_id: &str) -> Result<Option<Value>, ArmError> {
     resource::get(r, rg_id)
 }
 
+/// Whether the resource group `rg_id` exists (the read other providers ask).
+pub fn group_exists(r: &impl Reader, rg_id: &str) -> Result<bool, ArmError> {
+    Ok(load(r, rg_id)?.is_some_and(|d| {
+        d["type"]
+            .as_str()
+            .is_some_and(|t| t.eq_ignore_ascii_case(RG_TYPE))
+    }))
+}
+
 pub fn get(ctx: &Ctx, req: &ArmRequest, rg: &str) -> Result<Reply, ArmError> {
     let doc = ctx.store().read(|r| Ok(load(r, &rg_id(req, rg))))??;
     doc.map(Reply::ok)

@@ -3,12 +3,11 @@
 //! multi-VM sync enabled, number at most 16, and reach each other on port
 //! 20004 (their agents check it through the gateway).
 
-use serde_json::Value;
-
 use recoverite_arm::ArmError;
 use recoverite_store::Reader;
 
 use crate::item::{self, ReplicationItem};
+use crate::policies::ReplicationPolicy;
 
 pub const MAX_VMS: usize = 16;
 pub const SYNC_PORT: u16 = 20004;
@@ -45,11 +44,9 @@ pub fn admit(
     r: &impl Reader,
     vault_id: &str,
     group: &str,
-    policy: &Value,
+    policy: &ReplicationPolicy,
 ) -> Result<String, ArmError> {
-    let multi = policy["properties"]["providerSpecificDetails"]["multiVmSyncStatus"].as_str()
-        == Some("Enabled");
-    if !multi {
+    if !policy.settings().multi_vm_sync {
         return Err(ArmError::bad_request("MultiVmSyncNotEnabled", format!("Replication group '{group}' needs multi-VM consistency: use a replication policy with multiVmSyncStatus 'Enable'.")));
     }
     let existing = members(r, vault_id, group)?;

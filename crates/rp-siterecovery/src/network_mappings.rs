@@ -3,30 +3,82 @@
 //! recovery network uses the source network's mapping. The `{networkName}`
 //! segment is the source network's name (as Terraform uses it).
 
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
 
-use recoverite_arm::{names, resource, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_arm::{document, names, resource, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_rp_network::view::{self, VirtualNetwork};
 use recoverite_store::Reader;
 
 use crate::{jobs, vault_of};
 
 pub const MAPPING_TYPE: &str = "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationNetworks/replicationNetworkMappings";
-const VNET_TYPE: &str = "Microsoft.Network/virtualNetworks";
 
-fn net(r: &impl Reader, id: &str, field: &str) -> Result<Value, ArmError> {
-    resource::get(r, id)?
-        .filter(|n| {
-            n["type"]
-                .as_str()
-                .is_some_and(|t| t.eq_ignore_ascii_case(VNET_TYPE))
-        })
-        .ok_or_else(|| {
-            ArmError::invalid_parameter(field, format!("Virtual network '{id}' was not found."))
-        })
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MappingProperties {
+    pub primary_network_id: String,
+    pub recovery_network_id: String,
+    /// State, friendly names, fabrics and their regions: as written.
+    #[serde(flatten)]
+    pub given: Map<String, Value>,
 }
 
-fn loc(v: &Value) -> &str {
-    v["location"].as_str().unwrap_or_default()
+/// A source network's pairing with a recovery network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkMapping {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub location: String,
+    pub properties: MappingProperties,
+}
+
+recoverite_arm::impl_document!(NetworkMapping, MAPPING_TYPE, "network mapping");
+
+/// The virtual network a mapping names (the network provider's read model).
+fn net(r: &impl Reader, id: &str, field: &str) -> Result<VirtualNetwork, ArmError> {
+    view::virtual_network(r, id)?.ok_or_else(|| {
+        ArmError::invalid_parameter(field, format!("Virtual network '{id}' was not found."))
+    })
+}
+
+/// "The recovery network is in the recovery fabric's region, the source
+/// network in the source fabric's, and the two fabrics are in different
+/// regions."
+pub fn check_regions(
+    primary: &VirtualNetwork,
+    fabric: (&str, &str),
+    recovery: &VirtualNetwork,
+    recovery_fabric: (&str, &str),
+) -> Result<(), ArmError> {
+    let ((fname, floc), (rname, rloc)) = (fabric, recovery_fabric);
+    if !primary.location.eq_ignore_ascii_case(floc) {
+        return Err(ArmError::bad_request(
+            "NetworkNotInFabricRegion",
+            format!(
+                "Network '{}' is in '{}' but fabric '{fname}' is for '{floc}'.",
+                primary.name, primary.location
+            ),
+        ));
+    }
+    if !recovery.location.eq_ignore_ascii_case(rloc) {
+        return Err(ArmError::bad_request(
+            "NetworkNotInFabricRegion",
+            format!(
+                "Recovery network '{}' is in '{}' but fabric '{rname}' is for '{rloc}'.",
+                recovery.name, recovery.location
+            ),
+        ));
+    }
+    if floc.eq_ignore_ascii_case(rloc) {
+        return Err(ArmError::bad_request(
+            "InvalidRecoveryFabric",
+            "The recovery fabric must be in another region.",
+        ));
+    }
+    Ok(())
 }
 
 /// PUT (and PATCH) `{F}/replicationNetworks/{net}/replicationNetworkMappings/{name}`.
@@ -64,25 +116,26 @@ pub fn put(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         let primary = net(tx, primary_id, "properties.fabricSpecificDetails.primaryNetworkId")?;
         let recovery = net(tx, recovery_id, "properties.recoveryNetworkId")?;
         let (floc, rloc) = (fabric.region(), recovery_fabric.region());
-        if !loc(&primary).eq_ignore_ascii_case(floc) {
-            return Err(ArmError::bad_request("NetworkNotInFabricRegion", format!("Network '{}' is in '{}' but fabric '{}' is for '{floc}'.", primary["name"].as_str().unwrap_or(""), loc(&primary), &fabric.name)));
-        }
-        if !loc(&recovery).eq_ignore_ascii_case(rloc) {
-            return Err(ArmError::bad_request("NetworkNotInFabricRegion", format!("Recovery network '{}' is in '{}' but fabric '{recovery_fabric_name}' is for '{rloc}'.", recovery["name"].as_str().unwrap_or(""), loc(&recovery))));
-        }
-        if floc.eq_ignore_ascii_case(rloc) {
-            return Err(ArmError::bad_request("InvalidRecoveryFabric", "The recovery fabric must be in another region."));
-        }
-        let doc = json!({
-            "id": id, "name": name, "type": MAPPING_TYPE, "location": floc,
-            "properties": {
-                "state": "Paired", "primaryNetworkFriendlyName": primary["name"], "primaryNetworkId": primary["id"],
-                "primaryFabricFriendlyName": fabric.name, "recoveryNetworkFriendlyName": recovery["name"], "recoveryNetworkId": recovery["id"],
-                "recoveryFabricArmId": recovery_fabric.id, "recoveryFabricFriendlyName": recovery_fabric.name,
-                "fabricSpecificSettings": {"instanceType": "AzureToAzure", "primaryFabricLocation": floc, "recoveryFabricLocation": rloc},
-            }
+        check_regions(&primary, (&fabric.name, floc), &recovery, (recovery_fabric_name, rloc))?;
+        let shown = json!({
+            "state": "Paired", "primaryNetworkFriendlyName": primary.name,
+            "primaryFabricFriendlyName": fabric.name, "recoveryNetworkFriendlyName": recovery.name,
+            "recoveryFabricArmId": recovery_fabric.id, "recoveryFabricFriendlyName": recovery_fabric.name,
+            "fabricSpecificSettings": {"instanceType": "AzureToAzure", "primaryFabricLocation": floc, "recoveryFabricLocation": rloc},
         });
-        resource::put(tx, &id, &doc)?;
+        let mapping = NetworkMapping {
+            id: id.clone(),
+            name: name.clone(),
+            kind: MAPPING_TYPE.to_string(),
+            location: floc.to_string(),
+            properties: MappingProperties {
+                primary_network_id: primary.id.clone(),
+                recovery_network_id: recovery.id.clone(),
+                given: shown.as_object().cloned().unwrap_or_default(),
+            },
+        };
+        document::save(tx, &mapping)?;
+        let doc = document::to_value(&mapping)?;
         jobs::record(tx, &vault_id, "ConfigureNetworkMapping", "Configure network mapping", &doc, &["Pairing the networks"])?;
         crate::finish(ctx, req, tx, Some(doc))
     })?;
@@ -105,16 +158,40 @@ pub fn recovery_network_for(
     vault_id: &str,
     source_vnet: &str,
 ) -> Result<Option<String>, ArmError> {
-    Ok(resource::list_of_type(r, vault_id, MAPPING_TYPE)?
+    Ok(document::list::<NetworkMapping>(r, vault_id)?
         .into_iter()
         .find(|m| {
-            m["properties"]["primaryNetworkId"]
-                .as_str()
-                .is_some_and(|p| p.eq_ignore_ascii_case(source_vnet))
+            m.properties
+                .primary_network_id
+                .eq_ignore_ascii_case(source_vnet)
         })
-        .and_then(|m| {
-            m["properties"]["recoveryNetworkId"]
-                .as_str()
-                .map(str::to_string)
-        }))
+        .map(|m| m.properties.recovery_network_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vnet(name: &str, location: &str) -> VirtualNetwork {
+        VirtualNetwork {
+            id: format!("/vnets/{name}"),
+            name: name.into(),
+            location: location.into(),
+            address_prefixes: vec!["10.0.0.0/16".into()],
+            subnets: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_mapping_pairs_networks_in_their_fabrics_regions_across_two_regions() {
+        let (east, west) = (vnet("app", "eastus"), vnet("app-asr", "westus"));
+        assert!(check_regions(&east, ("e", "eastus"), &west, ("w", "westus")).is_ok());
+        let e = check_regions(&west, ("e", "eastus"), &west, ("w", "westus")).unwrap_err();
+        assert_eq!(e.body.code, "NetworkNotInFabricRegion");
+        assert!(e.body.message.contains("'app-asr' is in 'westus'"));
+        let e = check_regions(&east, ("e", "eastus"), &east, ("w", "westus")).unwrap_err();
+        assert!(e.body.message.starts_with("Recovery network"));
+        let e = check_regions(&east, ("e", "eastus"), &east, ("e2", "eastus")).unwrap_err();
+        assert_eq!(e.body.code, "InvalidRecoveryFabric");
+    }
 }

@@ -2,9 +2,11 @@
 //! 1 to 72 hours (default 24), app-consistent snapshots every 1 to 12 hours
 //! (default 4) or off, and multi-VM consistency switched on or off.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use recoverite_arm::{names, resource, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_arm::{document, names, resource, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_store::Reader;
 
 use crate::{jobs, vault_of};
 
@@ -96,25 +98,84 @@ impl A2aSettings {
         })
     }
 
-    pub fn from_doc(doc: &Value) -> Option<A2aSettings> {
-        let d = &doc["properties"]["providerSpecificDetails"];
-        Some(A2aSettings {
-            recovery_point_history: d["recoveryPointHistory"].as_i64()?,
-            app_consistent_frequency: d["appConsistentFrequencyInMinutes"].as_i64()?,
-            multi_vm_sync: d["multiVmSyncStatus"].as_str()? == "Enabled",
-        })
+    pub fn of(d: &A2aPolicyDetails) -> A2aSettings {
+        A2aSettings {
+            recovery_point_history: d.recovery_point_history,
+            app_consistent_frequency: d.app_consistent_frequency_in_minutes,
+            multi_vm_sync: d.multi_vm_sync_status == "Enabled",
+        }
     }
 
-    pub fn details(&self) -> Value {
-        json!({
-            "instanceType": "A2A",
-            "recoveryPointHistory": self.recovery_point_history,
-            "appConsistentFrequencyInMinutes": self.app_consistent_frequency,
-            "crashConsistentFrequencyInMinutes": CRASH_CONSISTENT_MINUTES,
-            "recoveryPointThresholdInMinutes": RPO_THRESHOLD_MINUTES,
-            "multiVmSyncStatus": if self.multi_vm_sync { "Enabled" } else { "Disabled" },
-        })
+    pub fn details(&self) -> A2aPolicyDetails {
+        A2aPolicyDetails {
+            instance_type: "A2A".into(),
+            recovery_point_history: self.recovery_point_history,
+            app_consistent_frequency_in_minutes: self.app_consistent_frequency,
+            crash_consistent_frequency_in_minutes: CRASH_CONSISTENT_MINUTES,
+            recovery_point_threshold_in_minutes: RPO_THRESHOLD_MINUTES,
+            multi_vm_sync_status: if self.multi_vm_sync {
+                "Enabled"
+            } else {
+                "Disabled"
+            }
+            .into(),
+        }
     }
+}
+
+/// `A2APolicyDetails` as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct A2aPolicyDetails {
+    pub instance_type: String,
+    pub recovery_point_history: i64,
+    pub app_consistent_frequency_in_minutes: i64,
+    pub crash_consistent_frequency_in_minutes: i64,
+    pub recovery_point_threshold_in_minutes: i64,
+    /// `Enabled` or `Disabled`.
+    pub multi_vm_sync_status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyProperties {
+    pub friendly_name: String,
+    pub provider_specific_details: A2aPolicyDetails,
+}
+
+/// A replication policy of a vault.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicationPolicy {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub location: String,
+    pub properties: PolicyProperties,
+}
+
+recoverite_arm::impl_document!(ReplicationPolicy, POLICY_TYPE, "replication policy");
+
+impl ReplicationPolicy {
+    pub fn settings(&self) -> A2aSettings {
+        A2aSettings::of(&self.properties.provider_specific_details)
+    }
+}
+
+/// The policy at `id`, if there is one.
+pub fn load(r: &impl Reader, id: &str) -> Result<Option<ReplicationPolicy>, ArmError> {
+    document::load(r, id)
+}
+
+/// The policy at `id` (404 without one).
+pub fn found(r: &impl Reader, id: &str) -> Result<ReplicationPolicy, ArmError> {
+    load(r, id)?.ok_or_else(|| {
+        ArmError::new(
+            404,
+            "NotFound",
+            format!("The replication policy '{id}' was not found in the vault. Create it first."),
+        )
+    })
 }
 
 /// PUT creates (`properties.providerSpecificInput`); PATCH updates
@@ -142,11 +203,11 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, update: bool) -> Result<Reply, ArmError>
     ctx.store().write(|tx| {
         let vault = vault_of(tx, req)?;
         let vid = vault.id.clone();
-        let existing = resource::get(tx, &id)?;
+        let existing = load(tx, &id)?;
         if update && existing.is_none() {
             return Err(ArmError::new(404, "NotFound", format!("The policy '{name}' was not found in the vault; create it with PUT first.")));
         }
-        let base = existing.as_ref().and_then(A2aSettings::from_doc);
+        let base = existing.as_ref().map(ReplicationPolicy::settings);
         let settings = if input.is_null() && update {
             base.clone().ok_or_else(|| ArmError::internal("stored policy settings are unreadable"))?
         } else {
@@ -159,11 +220,18 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, update: bool) -> Result<Reply, ArmError>
             }
             A2aSettings::from_input(&input, base.as_ref())?
         };
-        let doc = json!({
-            "id": id, "name": name, "type": POLICY_TYPE, "location": vault.location,
-            "properties": {"friendlyName": name, "providerSpecificDetails": settings.details()},
-        });
-        resource::put(tx, &id, &doc)?;
+        let policy = ReplicationPolicy {
+            id: id.clone(),
+            name: name.clone(),
+            kind: POLICY_TYPE.to_string(),
+            location: vault.location.clone(),
+            properties: PolicyProperties {
+                friendly_name: name.clone(),
+                provider_specific_details: settings.details(),
+            },
+        };
+        document::save(tx, &policy)?;
+        let doc = document::to_value(&policy)?;
         let (scenario, friendly) = if existing.is_some() { ("UpdatePolicy", "Update replication policy") } else { ("AddPolicy", "Create replication policy") };
         jobs::record(tx, &vid, scenario, friendly, &doc, &["Creating or updating policy"])?;
         crate::finish(ctx, req, tx, Some(doc))
@@ -254,11 +322,12 @@ mod tests {
             A2aSettings::from_input(&json!({"recoveryPointHistory": 2880}), Some(&base)).unwrap();
         assert!(upd.multi_vm_sync);
         assert_eq!(upd.recovery_point_history, 2880);
-        assert_eq!(
-            A2aSettings::from_doc(
-                &json!({"properties": {"providerSpecificDetails": upd.details()}})
-            ),
-            Some(upd)
-        );
+        assert_eq!(A2aSettings::of(&upd.details()), upd);
+        let stored: A2aPolicyDetails = serde_json::from_value(json!({
+            "instanceType": "A2A", "recoveryPointHistory": 2880, "appConsistentFrequencyInMinutes": 240,
+            "crashConsistentFrequencyInMinutes": 5, "recoveryPointThresholdInMinutes": 60,
+            "multiVmSyncStatus": "Enabled"}))
+        .unwrap();
+        assert_eq!(A2aSettings::of(&stored), upd);
     }
 }

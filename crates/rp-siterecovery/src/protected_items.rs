@@ -301,7 +301,7 @@ fn plan_enable(
         &cache.id,
     )?;
     let net = recovery_network_plan(ctx, r, t, a2a, &vid, source_vnet_id.as_deref(), &rg_id)?;
-    let policy = found(r, &mapping.properties.policy_id, "replication policy")?;
+    let policy = crate::policies::found(r, &mapping.properties.policy_id)?;
     let multi_vm_group_id = match a2a["multiVmGroupName"].as_str().filter(|g| !g.is_empty()) {
         Some(g) => Some(crate::groups::admit(r, &vid, g, &policy)?),
         None => None,
@@ -320,7 +320,10 @@ fn plan_enable(
             name: target_fabric.name.clone(),
         },
         target_container: Named::of(&target_container),
-        policy: Named::of(&policy),
+        policy: Named {
+            id: policy.id.clone(),
+            name: policy.name.clone(),
+        },
         source_location: source_loc,
         target_location: target_loc,
         rg: rg_id,

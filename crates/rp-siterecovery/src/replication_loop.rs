@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use recoverite_arm::{resource, time, ArmError};
+use recoverite_arm::{time, ArmError};
 use recoverite_replication::{Engine, PointKind, RecoveryPoint};
 
 use crate::groups;
@@ -144,10 +144,10 @@ pub fn tick(
             v.into_iter()
                 .filter(ReplicationItem::is_replicating)
                 .map(|i| {
-                    let pol = resource::get(r, &i.properties.policy_id)
+                    let pol = policies::load(r, &i.properties.policy_id)
                         .ok()
                         .flatten()
-                        .and_then(|p| A2aSettings::from_doc(&p));
+                        .map(|p| p.settings());
                     (i, pol)
                 })
                 .collect::<Vec<_>>()
