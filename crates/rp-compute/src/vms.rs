@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use recoverite_arm::lro::{self, OperationRecord};
 use recoverite_arm::{id, paging, regions, resource, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_blockstore::BlockStore;
-use recoverite_store::WriteTx;
+use recoverite_store::{Reader, WriteTx};
 
 use crate::disks::{self, CreationData, Disk, NewDisk, DISK_TYPE};
 
@@ -283,6 +283,44 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result<Reply, Ar
     write(ctx, req, blocks, Identity::AsGiven)
 }
 
+/// "The location property is required for a virtual machine."
+fn vm_location(given: Option<&str>, existing: Option<&str>) -> Result<String, ArmError> {
+    match (given, existing) {
+        (Some(l), _) => Ok(regions::require(l, VM_TYPE)?.name.to_string()),
+        (None, Some(e)) => Ok(e.to_string()),
+        (None, None) => Err(ArmError::bad_request(
+            "LocationRequired",
+            "The location property is required for a virtual machine.",
+        )),
+    }
+}
+
+/// The storage profile as stored: the OS disk and each data disk made or
+/// attached (`DiskPlace` says where new ones go).
+fn storage_profile(tx: &mut WriteTx, at: &DiskPlace, props: &Value) -> Result<Value, ArmError> {
+    let mut sp = props["storageProfile"].clone();
+    os_disk(tx, at, &mut sp)?;
+    let given = sp["dataDisks"].as_array().cloned().unwrap_or_default();
+    sp["dataDisks"] = Value::Array(data_disks(tx, at, &given)?);
+    Ok(sp)
+}
+
+/// The availability set the VM joins, checked (`check_availability_set`).
+fn availability_set(
+    r: &impl Reader,
+    props: &Value,
+    location: &str,
+) -> Result<Option<String>, ArmError> {
+    let Some(set) = props["availabilitySet"]["id"].as_str() else {
+        return Ok(None);
+    };
+    let found = resource::get(r, set)?
+        .filter(|d| d["type"].as_str() == Some(SET_TYPE))
+        .map(|d| d["location"].as_str().unwrap_or_default().to_string());
+    check_availability_set(set, found.as_deref(), location)?;
+    Ok(Some(set.to_string()))
+}
+
 /// What a write does with the VM's identities when the body names none: a
 /// PUT replaces the VM (no block, no identity), an update keeps them.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -309,16 +347,10 @@ fn write(
     let op = OperationRecord::new(ctx, "Microsoft.Compute", &rid).succeed(None);
     let (created, doc) = ctx.store().write(|tx| {
         let existing = machine::load(tx, &rid)?;
-        let location = match (body["location"].as_str(), &existing) {
-            (Some(l), _) => regions::require(l, VM_TYPE)?.name.to_string(),
-            (None, Some(e)) => e.location.clone(),
-            (None, None) => {
-                return Err(ArmError::bad_request(
-                    "LocationRequired",
-                    "The location property is required for a virtual machine.",
-                ))
-            }
-        };
+        let location = vm_location(
+            body["location"].as_str(),
+            existing.as_ref().map(|e| e.location.as_str()),
+        )?;
         let vid = existing
             .as_ref()
             .map(|e| e.id.clone())
@@ -336,20 +368,8 @@ fn write(
             vid: &vid,
             location: &location,
         };
-        let mut sp = props["storageProfile"].clone();
-        os_disk(tx, &at, &mut sp)?;
-        sp["dataDisks"] = Value::Array(data_disks(
-            tx,
-            &at,
-            &sp["dataDisks"].as_array().cloned().unwrap_or_default(),
-        )?);
-        let set = props["availabilitySet"]["id"].as_str().map(str::to_string);
-        if let Some(s) = &set {
-            let found = resource::get(tx, s)?
-                .filter(|d| d["type"].as_str() == Some(SET_TYPE))
-                .map(|d| d["location"].as_str().unwrap_or_default().to_string());
-            check_availability_set(s, found.as_deref(), &location)?;
-        }
+        let sp = storage_profile(tx, &at, &props)?;
+        let set = availability_set(tx, &props, &location)?;
         // The VM's own identities, which it uses through IMDS.
         identity_block::require_assign(ctx, VM_WRITE, &vid, body.get("identity"))?;
         let identity = identity_block::apply(
@@ -363,6 +383,7 @@ fn write(
             existing.as_ref().and_then(|e| e.identity.as_ref()),
             CombinedStyle::Spaced,
         )?;
+        // The admin password is never stored or shown back.
         let os_profile = props.get("osProfile").map(|p| {
             let mut p = p.clone();
             p.as_object_mut().map(|o| o.remove("adminPassword"));
@@ -410,7 +431,7 @@ fn write(
         vm.save(tx)?;
         // The operation's record commits with the change it reports.
         op.save(tx)?;
-        Ok((existing.is_none(), vm.to_value()?))
+        Ok::<_, ArmError>((existing.is_none(), vm.to_value()?))
     })?;
     let sub = req.path.subscription.clone().unwrap_or_default();
     let url = lro::status_url(
@@ -697,6 +718,17 @@ pub fn attach_detach(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result
 #[cfg(test)]
 mod data_disk_tests {
     use super::*;
+
+    #[test]
+    fn a_vm_needs_a_location_and_keeps_its_own() {
+        assert_eq!(vm_location(Some("West US"), None).unwrap(), "westus");
+        assert_eq!(vm_location(None, Some("westus")).unwrap(), "westus");
+        assert_eq!(
+            vm_location(None, None).unwrap_err().body.code,
+            "LocationRequired"
+        );
+        assert!(vm_location(Some("atlantis"), None).is_err());
+    }
 
     #[test]
     fn a_vm_joins_an_existing_set_in_its_region() {

@@ -109,6 +109,143 @@ fn apply_backup_settings(
     bc::put_config(tx, vault_id, &c)
 }
 
+/// What the vault remembers beyond its document, after a PUT: its private
+/// endpoint experience (from its tags) and its customer-managed key's key
+/// vault, each under its rule.
+fn vault_meta(
+    tx: &mut recoverite_store::WriteTx,
+    (vid, n, sub): (&str, &str, &str),
+    tags: &serde_json::Map<String, Value>,
+    props: &Value,
+) -> Result<VaultMeta, ArmError> {
+    let mut m = meta::get(tx, vid)?.unwrap_or_else(VaultMeta::new);
+    let version = version_of(&Value::Object(tags.clone()))?;
+    if version != m.pe_version {
+        let backup_endpoints = pl::of_target(tx, vid)?
+            .into_iter()
+            .filter(|c| {
+                c.status != Status::Disconnected
+                    && c.group_ids.iter().any(|g| g.eq_ignore_ascii_case(BACKUP))
+            })
+            .count();
+        check_experience_switch(n, m.pe_version, backup_endpoints)?;
+        m.pe_version = version;
+    }
+    // Customer-managed keys: remember the key vault; a restricted one cannot
+    // be combined with private endpoints (documents 001 and 004).
+    if let Some(uri) = props["encryption"]["keyVaultProperties"]["keyUri"].as_str() {
+        m.cmk_key_vault = crate::dependents::key_vault_of_uri(tx, sub, uri)?;
+        if let Some(kid) = &m.cmk_key_vault {
+            let live = pl::of_target(tx, vid)?
+                .into_iter()
+                .any(|c| c.status != Status::Disconnected);
+            if live && crate::dependents::key_vault_restricted(tx, kid)? {
+                return Err(crate::dependents::cmk_conflict(n, kid));
+            }
+        }
+    }
+    Ok(m)
+}
+
+/// "publicNetworkAccess is Enabled or Disabled; a vault's SKU is Standard (RS0)."
+fn check_input(body: &Value, props: &Value) -> Result<(), ArmError> {
+    if let Some(p) = props.get("publicNetworkAccess").and_then(Value::as_str) {
+        if !["Enabled", "Disabled"].contains(&p) {
+            return Err(ArmError::invalid_parameter(
+                "properties.publicNetworkAccess",
+                "publicNetworkAccess must be Enabled or Disabled.",
+            ));
+        }
+    }
+    let sku = body["sku"]["name"].as_str().unwrap_or("Standard");
+    if !["Standard", "RS0"].contains(&sku) {
+        return Err(ArmError::invalid_parameter(
+            "sku.name",
+            format!("SKU '{sku}' is not valid; use Standard (RS0)."),
+        ));
+    }
+    Ok(())
+}
+
+/// "The location is required for a vault and cannot change."
+fn vault_location(given: Option<&str>, existing: Option<&str>) -> Result<String, ArmError> {
+    match (given, existing) {
+        (Some(l), Some(e)) => {
+            let r = regions::require(l, VAULT_TYPE)?;
+            if r.name != e {
+                return Err(ArmError::bad_request(
+                    "LocationCannotBeChanged",
+                    "A vault's location cannot change.",
+                ));
+            }
+            Ok(r.name.to_string())
+        }
+        (Some(l), None) => Ok(regions::require(l, VAULT_TYPE)?.name.to_string()),
+        (None, Some(e)) => Ok(e.to_string()),
+        (None, None) => Err(ArmError::bad_request(
+            "LocationRequired",
+            "The location property is required for a vault.",
+        )),
+    }
+}
+
+/// Document 001: a vault does not switch private endpoint experience
+/// while it has Backup private endpoints of the other one.
+fn check_experience_switch(
+    vault: &str,
+    from: PeVersion,
+    backup_endpoints: usize,
+) -> Result<(), ArmError> {
+    if backup_endpoints > 0 {
+        return Err(ArmError::bad_request(
+            "PrivateEndpointVersionUpgradeNotSupported",
+            format!("Vault {vault} has {backup_endpoints} Backup private endpoint(s) of the {from:?} experience; it cannot switch experience while they exist. Delete them all, then create new private endpoints."),
+        ));
+    }
+    Ok(())
+}
+
+/// The vault's properties after a PUT or PATCH: what the body gives, else
+/// what the vault had, else Azure's defaults (public access Enabled,
+/// GeoRedundant storage, soft delete on for 14 days, job failure alerts).
+fn vault_properties(props: &Value, old: Option<&VaultProperties>) -> VaultProperties {
+    let pick = |k: &str, had: Option<&Value>, default: Value| {
+        props
+            .get(k)
+            .cloned()
+            .or_else(|| had.cloned())
+            .unwrap_or(default)
+    };
+    VaultProperties {
+        provisioning_state: "Succeeded".into(),
+        public_network_access: props["publicNetworkAccess"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| old.map(|o| o.public_network_access.clone()))
+            .unwrap_or_else(|| "Enabled".into()),
+        redundancy_settings: pick(
+            "redundancySettings",
+            old.map(|o| &o.redundancy_settings),
+            json!({"standardTierStorageRedundancy": "GeoRedundant", "crossRegionRestore": "Disabled"}),
+        ),
+        security_settings: pick(
+            "securitySettings",
+            old.map(|o| &o.security_settings),
+            json!({"softDeleteSettings": {"softDeleteState": "Enabled", "softDeleteRetentionPeriodInDays": 14}}),
+        ),
+        monitoring_settings: pick(
+            "monitoringSettings",
+            old.map(|o| &o.monitoring_settings),
+            json!({"azureMonitorAlertSettings": {"alertsForAllJobFailures": "Enabled"}, "classicAlertSettings": {"alertsForCriticalOperations": "Disabled"}}),
+        ),
+        backup_storage_version: "V2".into(),
+        encryption: props
+            .get("encryption")
+            .cloned()
+            .or_else(|| old.and_then(|o| o.encryption.clone())),
+    }
+}
+
 fn version_of(tags: &Value) -> Result<PeVersion, ArmError> {
     match tags
         .get(PE_VERSION_TAG)
@@ -133,105 +270,78 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmError> 
         return Err(ArmError::invalid_content("the body must be a JSON object"));
     }
     let props = body.get("properties").cloned().unwrap_or(json!({}));
-    if let Some(p) = props.get("publicNetworkAccess").and_then(Value::as_str) {
-        if !["Enabled", "Disabled"].contains(&p) {
-            return Err(ArmError::invalid_parameter(
-                "properties.publicNetworkAccess",
-                "publicNetworkAccess must be Enabled or Disabled.",
-            ));
-        }
-    }
-    let sku = body["sku"]["name"].as_str().unwrap_or("Standard");
-    if !["Standard", "RS0"].contains(&sku) {
-        return Err(ArmError::invalid_parameter(
-            "sku.name",
-            format!("SKU '{sku}' is not valid; use Standard (RS0)."),
-        ));
-    }
+    check_input(&body, &props)?;
     let rid = req.path.id();
     let tenant = ctx.env().tenant_id.clone();
     let (created, doc, op) = ctx.store().write(|tx| {
         let existing = vault_record::load(tx, &rid)?;
         if patch && existing.is_none() {
-            return Err(ArmError::resource_not_found(VAULT_TYPE, &n, req.path.resource_group.as_deref()));
+            return Err(ArmError::resource_not_found(
+                VAULT_TYPE,
+                &n,
+                req.path.resource_group.as_deref(),
+            ));
         }
         if existing.is_none() {
             let sub = req.path.subscription.clone().unwrap_or_default();
             crate::deleted_vaults::purge_expired(ctx, tx, &sub)?;
             crate::deleted_vaults::check_not_held(tx, &rid)?;
         }
-        let location = match (body["location"].as_str(), &existing) {
-            (Some(l), Some(e)) => {
-                let r = regions::require(l, VAULT_TYPE)?;
-                if r.name != e.location {
-                    return Err(ArmError::bad_request("LocationCannotBeChanged", "A vault's location cannot change."));
-                }
-                r.name.to_string()
-            }
-            (Some(l), None) => regions::require(l, VAULT_TYPE)?.name.to_string(),
-            (None, Some(e)) => e.location.clone(),
-            (None, None) => return Err(ArmError::bad_request("LocationRequired", "The location property is required for a vault.")),
-        };
-        let vid = existing.as_ref().map(|e| e.id.clone()).unwrap_or(rid.clone());
+        let location = vault_location(
+            body["location"].as_str(),
+            existing.as_ref().map(|e| e.location.as_str()),
+        )?;
+        let vid = existing
+            .as_ref()
+            .map(|e| e.id.clone())
+            .unwrap_or(rid.clone());
         let tags = match body.get("tags") {
             Some(t) => resource::validate_tags(Some(t))?,
-            None => existing.as_ref().map(|e| e.tags.clone()).unwrap_or_default(),
+            None => existing
+                .as_ref()
+                .map(|e| e.tags.clone())
+                .unwrap_or_default(),
         };
-        let mut m = meta::get(tx, &vid)?.unwrap_or_else(VaultMeta::new);
-        let version = version_of(&Value::Object(tags.clone()))?;
-        if version != m.pe_version {
-            let backup_endpoints = pl::of_target(tx, &vid)?
-                .into_iter()
-                .filter(|c| c.status != Status::Disconnected && c.group_ids.iter().any(|g| g.eq_ignore_ascii_case(BACKUP)))
-                .count();
-            if backup_endpoints > 0 {
-                return Err(ArmError::bad_request(
-                    "PrivateEndpointVersionUpgradeNotSupported",
-                    format!("Vault {n} has {backup_endpoints} Backup private endpoint(s) of the {:?} experience; it cannot switch experience while they exist. Delete them all, then create new private endpoints.", m.pe_version),
-                ));
-            }
-            m.pe_version = version;
-        }
-        // Customer-managed keys: remember the key vault; a restricted one cannot
-        // be combined with private endpoints (documents 001 and 004).
-        if let Some(uri) = props["encryption"]["keyVaultProperties"]["keyUri"].as_str() {
-            let sub = req.path.subscription.clone().unwrap_or_default();
-            m.cmk_key_vault = crate::dependents::key_vault_of_uri(tx, &sub, uri)?;
-            if let Some(kid) = &m.cmk_key_vault {
-                let live = pl::of_target(tx, &vid)?.into_iter().any(|c| c.status != Status::Disconnected);
-                if live && crate::dependents::key_vault_restricted(tx, kid)? {
-                    return Err(crate::dependents::cmk_conflict(&n, kid));
-                }
-            }
-        }
+        let sub = req.path.subscription.clone().unwrap_or_default();
+        let m = vault_meta(tx, (&vid, &n, &sub), &tags, &props)?;
         // Storage redundancy and soft delete are the vault's Backup settings
         // (one record, also `backupstorageconfig`/`backupconfig`), with their rules.
         apply_backup_settings(tx, &vid, &props, m.ever_registered)?;
-        identity_block::require_assign(ctx, "Microsoft.RecoveryServices/vaults/write", &vid, body.get("identity"))?;
+        identity_block::require_assign(
+            ctx,
+            "Microsoft.RecoveryServices/vaults/write",
+            &vid,
+            body.get("identity"),
+        )?;
         let old_identity = existing.as_ref().and_then(|e| e.identity.clone());
-        let identity = identity_block::apply(tx, &tenant, &vid, body.get("identity").or(if patch { None } else { Some(&Value::Null) }), old_identity.as_ref(), CombinedStyle::Spaced)?;
-        let old = existing.as_ref().map(|e| e.properties.clone());
-        let pick = |k: &str, old: Option<&Value>, d: Value| props.get(k).cloned().or_else(|| old.cloned()).unwrap_or(d);
+        let identity = identity_block::apply(
+            tx,
+            &tenant,
+            &vid,
+            body.get("identity")
+                .or(if patch { None } else { Some(&Value::Null) }),
+            old_identity.as_ref(),
+            CombinedStyle::Spaced,
+        )?;
         let vault = Vault {
             id: vid.clone(),
-            name: existing.as_ref().map(|e| e.name.clone()).unwrap_or(n.clone()),
+            name: existing
+                .as_ref()
+                .map(|e| e.name.clone())
+                .unwrap_or(n.clone()),
             kind: VAULT_TYPE.into(),
             location,
             tags,
-            etag: format!("W/\"datetime'{}'\"", recoverite_arm::time::now_string().replace(':', "%3A")),
-            sku: VaultSku { name: "RS0".into(), tier: "Standard".into() },
-            identity,
-            properties: VaultProperties {
-                provisioning_state: "Succeeded".into(),
-                public_network_access: props["publicNetworkAccess"].as_str().map(str::to_string)
-                    .or_else(|| old.as_ref().map(|o| o.public_network_access.clone()))
-                    .unwrap_or_else(|| "Enabled".into()),
-                redundancy_settings: pick("redundancySettings", old.as_ref().map(|o| &o.redundancy_settings), json!({"standardTierStorageRedundancy": "GeoRedundant", "crossRegionRestore": "Disabled"})),
-                security_settings: pick("securitySettings", old.as_ref().map(|o| &o.security_settings), json!({"softDeleteSettings": {"softDeleteState": "Enabled", "softDeleteRetentionPeriodInDays": 14}})),
-                monitoring_settings: pick("monitoringSettings", old.as_ref().map(|o| &o.monitoring_settings), json!({"azureMonitorAlertSettings": {"alertsForAllJobFailures": "Enabled"}, "classicAlertSettings": {"alertsForCriticalOperations": "Disabled"}})),
-                backup_storage_version: "V2".into(),
-                encryption: props.get("encryption").cloned().or_else(|| old.as_ref().and_then(|o| o.encryption.clone())),
+            etag: format!(
+                "W/\"datetime'{}'\"",
+                recoverite_arm::time::now_string().replace(':', "%3A")
+            ),
+            sku: VaultSku {
+                name: "RS0".into(),
+                tier: "Standard".into(),
             },
+            identity,
+            properties: vault_properties(&props, existing.as_ref().map(|e| &e.properties)),
         };
         vault.save(tx)?;
         meta::put(tx, &vid, &m)?;
@@ -391,4 +501,77 @@ pub fn replication_usages(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError
 
 pub fn key(v: &Vault) -> String {
     id::key(&v.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vault_takes_standard_and_an_access_setting_azure_knows() {
+        assert!(check_input(&json!({"sku": {"name": "RS0"}}), &json!({})).is_ok());
+        assert!(check_input(&json!({}), &json!({"publicNetworkAccess": "Disabled"})).is_ok());
+        let e = check_input(&json!({"sku": {"name": "Premium"}}), &json!({})).unwrap_err();
+        assert!(e.body.message.contains("Standard (RS0)"));
+        let e = check_input(&json!({}), &json!({"publicNetworkAccess": "Open"})).unwrap_err();
+        assert_eq!(e.status, 400);
+    }
+
+    #[test]
+    fn a_vaults_location_is_required_and_never_changes() {
+        assert_eq!(vault_location(Some("East US"), None).unwrap(), "eastus");
+        assert_eq!(vault_location(None, Some("eastus")).unwrap(), "eastus");
+        assert_eq!(
+            vault_location(Some("eastus"), Some("eastus")).unwrap(),
+            "eastus"
+        );
+        assert_eq!(
+            vault_location(Some("westus"), Some("eastus"))
+                .unwrap_err()
+                .body
+                .code,
+            "LocationCannotBeChanged"
+        );
+        assert_eq!(
+            vault_location(None, None).unwrap_err().body.code,
+            "LocationRequired"
+        );
+    }
+
+    #[test]
+    fn the_private_endpoint_experience_switches_only_without_backup_endpoints() {
+        assert!(check_experience_switch("v", PeVersion::V1, 0).is_ok());
+        let e = check_experience_switch("v", PeVersion::V1, 2).unwrap_err();
+        assert_eq!(e.body.code, "PrivateEndpointVersionUpgradeNotSupported");
+        assert!(e
+            .body
+            .message
+            .contains("2 Backup private endpoint(s) of the V1"));
+    }
+
+    #[test]
+    fn properties_come_from_the_body_then_the_vault_then_azures_defaults() {
+        let new = vault_properties(&json!({}), None);
+        assert_eq!(new.public_network_access, "Enabled");
+        assert_eq!(
+            new.redundancy_settings["standardTierStorageRedundancy"],
+            "GeoRedundant"
+        );
+        assert_eq!(
+            new.security_settings["softDeleteSettings"]["softDeleteRetentionPeriodInDays"],
+            14
+        );
+        let mut had = new.clone();
+        had.public_network_access = "Disabled".into();
+        let patched = vault_properties(&json!({"monitoringSettings": {"x": 1}}), Some(&had));
+        assert_eq!(
+            patched.public_network_access, "Disabled",
+            "kept from the vault"
+        );
+        assert_eq!(
+            patched.monitoring_settings,
+            json!({"x": 1}),
+            "taken from the body"
+        );
+    }
 }

@@ -348,61 +348,18 @@ pub fn unplanned_failover(
     let vm = vm.inspect_err(|_| unplace(ctx, engine, &placed))?;
     watch.step("Starting the virtual machine");
     watch.up();
-    let vault_id = req.path.prefix(8);
     let refused = refused_flows(rt, &item, &point);
-    let done = ctx.store().write(|tx| {
-        let mut item = item::load(tx, &item_id)?.ok_or_else(|| not_found(&item_id))?;
-        // The transition is checked again where it commits.
-        item.apply(Transition::UnplannedFailover)?;
-        mark_failed_over(
-            &mut item,
-            side,
-            &made,
-            vm.as_deref(),
-            &point_id(&item_id, &point),
-        );
-        item.save(tx)?;
-        let friendly = if side == Side::Primary {
-            "Failover"
-        } else {
-            "Failback"
-        };
-        let details = job_details("FailoverJobDetails", &item, &point, json!({}));
-        jobs::record_with(
-            tx,
-            &vault_id,
-            "UnplannedFailover",
-            friendly,
-            &item,
-            &[
-                "Prerequisites check for failover",
-                "Creating recovery disks",
-                "Starting the virtual machine",
-                "Failing over",
-            ],
-            details,
-        )?;
-        let outcome = failover_outcome(vm.as_deref(), side, &target_loc);
-        drills::record(
-            tx,
-            drills::Drill {
-                vault_id: &vault_id,
-                kind: if side == Side::Primary {
-                    drills::DrillKind::Failover
-                } else {
-                    drills::DrillKind::Failback
-                },
-                item_id: &item_id,
-                item_name: &item.properties.friendly_name,
-                point_id: &point_id(&item_id, &point),
-                point_time: &point.time,
-                outcome,
-                refused_flows: refused.clone(),
-            },
-            &watch,
-        )?;
-        crate::finish(ctx, req, tx, Some(item.to_value()?))
-    });
+    let failed_over = FailedOver {
+        side,
+        made: &made,
+        vm: vm.as_deref(),
+        point: &point,
+        target_loc: &target_loc,
+        refused,
+    };
+    let done = ctx
+        .store()
+        .write(|tx| commit_failover(ctx, req, tx, &item_id, &failed_over, &watch));
     match done {
         Ok(op) => {
             for p in &placed {
@@ -417,6 +374,72 @@ pub fn unplanned_failover(
             Err(e)
         }
     }
+}
+
+/// What an unplanned failover did before it commits.
+struct FailedOver<'a> {
+    side: Side,
+    made: &'a [Made],
+    vm: Option<&'a str>,
+    point: &'a RecoveryPoint,
+    target_loc: &'a str,
+    refused: Vec<Value>,
+}
+
+/// Commits a failover: the item's transition (checked again here), where
+/// it now runs, its job and its drill report, in one transaction.
+fn commit_failover(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    tx: &mut recoverite_store::WriteTx,
+    item_id: &str,
+    f: &FailedOver,
+    watch: &drills::Stopwatch,
+) -> Result<(recoverite_arm::lro::OperationRecord, String), ArmError> {
+    let vault_id = req.path.prefix(8);
+    let side = f.side;
+    let mut item = item::load(tx, item_id)?.ok_or_else(|| not_found(item_id))?;
+    item.apply(Transition::UnplannedFailover)?;
+    let pid = point_id(item_id, f.point);
+    mark_failed_over(&mut item, side, f.made, f.vm, &pid);
+    item.save(tx)?;
+    let friendly = if side == Side::Primary {
+        "Failover"
+    } else {
+        "Failback"
+    };
+    let details = job_details("FailoverJobDetails", &item, f.point, json!({}));
+    jobs::record_with(
+        tx,
+        &vault_id,
+        "UnplannedFailover",
+        friendly,
+        &item,
+        &[
+            "Prerequisites check for failover",
+            "Creating recovery disks",
+            "Starting the virtual machine",
+            "Failing over",
+        ],
+        details,
+    )?;
+    let kind = if side == Side::Primary {
+        drills::DrillKind::Failover
+    } else {
+        drills::DrillKind::Failback
+    };
+    let drill = drills::Drill {
+        vault_id: &vault_id,
+        kind,
+        item_id,
+        item_name: &item.properties.friendly_name,
+        point_id: &pid,
+        point_time: &f.point.time,
+        outcome: failover_outcome(f.vm, side, f.target_loc),
+        refused_flows: f.refused.clone(),
+    };
+    drills::record(tx, drill, watch)?;
+    crate::finish(ctx, req, tx, Some(item.to_value()?))
 }
 
 /// The item after a failover: active on the other side, the recovery disks
@@ -588,41 +611,19 @@ pub fn test_failover(
         .inspect_err(|_| unplace(ctx, engine, &placed))?;
     watch.step("Starting the test virtual machine");
     watch.up();
-    let vault_id = req.path.prefix(8);
-    let refused = refused_flows(rt, &item, &point);
-    let done = ctx.store().write(|tx| {
-        let mut item = item::load(tx, &item_id)?.ok_or_else(|| not_found(&item_id))?;
-        item.apply(Transition::TestFailover)?;
-        let pr = &mut item.properties;
-        pr.test_failover_state_description = "Test failover completed; clean up the test environment when the drill is over".into();
-        pr.last_successful_test_failover_time = Some(time::now_string());
-        let d = &mut pr.provider_specific_details;
-        d.test_failover_disk_ids = made.iter().map(|m| m.rid.clone()).collect();
-        d.selected_tfo_azure_network_id = Some(network_id.clone());
-        d.test_failover_recovery_fabric_object_id = vm.clone();
-        d.tfo_azure_vm_name = Some(vm_name.clone());
-        item.save(tx)?;
-        let mut details = job_details("TestFailoverJobDetails", &item, &point, json!({
-            "testFailoverStatus": "Completed", "networkName": network["name"], "networkType": "VmNetworkAsInput", "networkFriendlyName": network["name"],
-        }));
-        details["protectedItemDetails"][0]["testVmName"] = json!(vm_name);
-        details["protectedItemDetails"][0]["networkConnectionStatus"] = json!(if vm.is_some() { "Connected" } else { "NotConnected" });
-        jobs::record_with(tx, &vault_id, "TestFailover", "Test failover", &item, &["Prerequisites check for test failover", "Creating test disks", "Starting the test virtual machine"], details)?;
-        drills::record(tx, drills::Drill {
-            vault_id: &vault_id,
-            kind: drills::DrillKind::TestFailover,
-            item_id: &item_id,
-            item_name: &item.properties.friendly_name,
-            point_id: &point_id(&item_id, &point),
-            point_time: &point.time,
-            outcome: match &vm {
-                Some(_) => format!("test VM {vm_name} is running in {} ({target_loc})", str_of(&network, "name")),
-                None => format!("the test disks are in {target_loc}; no VM was started (the network has no subnet)"),
-            },
-            refused_flows: refused.clone(),
-        }, &watch)?;
-        crate::finish(ctx, req, tx, Some(item.to_value()?))
-    });
+    let drill = Drill {
+        made: &made,
+        vm: vm.as_deref(),
+        vm_name: &vm_name,
+        point: &point,
+        network_id: &network_id,
+        network: &network,
+        target_loc: &target_loc,
+        refused: refused_flows(rt, &item, &point),
+    };
+    let done = ctx
+        .store()
+        .write(|tx| commit_drill(ctx, req, tx, &item_id, &drill, &watch));
     match done {
         Ok(op) => Ok(crate::accepted(ctx, req, &op)),
         Err(e) => {
@@ -633,6 +634,95 @@ pub fn test_failover(
             Err(e)
         }
     }
+}
+
+/// What a test failover made before it commits.
+struct Drill<'a> {
+    made: &'a [Made],
+    vm: Option<&'a str>,
+    vm_name: &'a str,
+    point: &'a RecoveryPoint,
+    /// The drill network as named in the request, and its document.
+    network_id: &'a str,
+    network: &'a Value,
+    target_loc: &'a str,
+    refused: Vec<Value>,
+}
+
+/// Commits a test failover: the item's transition (checked again here),
+/// the drill's resources on the item, its job and its drill report.
+fn commit_drill(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    tx: &mut recoverite_store::WriteTx,
+    item_id: &str,
+    d: &Drill,
+    watch: &drills::Stopwatch,
+) -> Result<(recoverite_arm::lro::OperationRecord, String), ArmError> {
+    let vault_id = req.path.prefix(8);
+    let mut item = item::load(tx, item_id)?.ok_or_else(|| not_found(item_id))?;
+    item.apply(Transition::TestFailover)?;
+    let pr = &mut item.properties;
+    pr.test_failover_state_description =
+        "Test failover completed; clean up the test environment when the drill is over".into();
+    pr.last_successful_test_failover_time = Some(time::now_string());
+    let a2a = &mut pr.provider_specific_details;
+    a2a.test_failover_disk_ids = d.made.iter().map(|m| m.rid.clone()).collect();
+    a2a.selected_tfo_azure_network_id = Some(d.network_id.to_string());
+    a2a.test_failover_recovery_fabric_object_id = d.vm.map(str::to_string);
+    a2a.tfo_azure_vm_name = Some(d.vm_name.to_string());
+    item.save(tx)?;
+    let network_name = str_of(d.network, "name");
+    let mut details = job_details(
+        "TestFailoverJobDetails",
+        &item,
+        d.point,
+        json!({
+            "testFailoverStatus": "Completed", "networkName": network_name, "networkType": "VmNetworkAsInput", "networkFriendlyName": network_name,
+        }),
+    );
+    details["protectedItemDetails"][0]["testVmName"] = json!(d.vm_name);
+    details["protectedItemDetails"][0]["networkConnectionStatus"] = json!(if d.vm.is_some() {
+        "Connected"
+    } else {
+        "NotConnected"
+    });
+    let tasks = [
+        "Prerequisites check for test failover",
+        "Creating test disks",
+        "Starting the test virtual machine",
+    ];
+    jobs::record_with(
+        tx,
+        &vault_id,
+        "TestFailover",
+        "Test failover",
+        &item,
+        &tasks,
+        details,
+    )?;
+    let target_loc = d.target_loc;
+    let outcome = match d.vm {
+        Some(_) => format!(
+            "test VM {} is running in {network_name} ({target_loc})",
+            d.vm_name
+        ),
+        None => format!(
+            "the test disks are in {target_loc}; no VM was started (the network has no subnet)"
+        ),
+    };
+    let report = drills::Drill {
+        vault_id: &vault_id,
+        kind: drills::DrillKind::TestFailover,
+        item_id,
+        item_name: &item.properties.friendly_name,
+        point_id: &point_id(item_id, d.point),
+        point_time: &d.point.time,
+        outcome,
+        refused_flows: d.refused.clone(),
+    };
+    drills::record(tx, report, watch)?;
+    crate::finish(ctx, req, tx, Some(item.to_value()?))
 }
 
 /// POST …/testFailoverCleanup: deletes the drill's VM, its network

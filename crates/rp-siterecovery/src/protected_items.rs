@@ -113,45 +113,9 @@ pub fn enable(
         &lifecycle,
         &now,
     );
-    let vault_id = &plan.vault_id;
-    let done = ctx.store().write(|tx| {
-        if resource::get(tx, &id)?.is_some() {
-            return Err(ArmError::conflict(
-                "ProtectedItemAlreadyExists",
-                format!("'{name}' was protected meanwhile."),
-            ));
-        }
-        // Checked again where it commits: two enables of one VM racing
-        // (under different item names) must not both protect it.
-        vm_not_yet_protected(tx, vault_id, vm_id, &plan.vm.name)?;
-        // Documents 000 and 001: private endpoints only for vaults with no
-        // items registered; a protected VM is such an item.
-        recoverite_rp_recoveryservices::meta::mark_registered(tx, vault_id)?;
-        // Document 004: replication between a region pair needs the pair's
-        // Site Recovery names on the vault's private endpoints.
-        recoverite_rp_recoveryservices::target::enable_replication_pair(
-            tx,
-            registry,
-            vault_id,
-            &plan.source_location,
-            &plan.target_location,
-        )?;
-        doc.save(tx)?;
-        jobs::record(
-            tx,
-            vault_id,
-            "EnableDr",
-            "Enable replication",
-            &doc,
-            &[
-                "Prerequisites check for enabling protection",
-                "Identifying the replication target",
-                "Enabling replication",
-                "Starting initial replication",
-            ],
-        )?;
-        crate::finish(ctx, req, tx, Some(doc.to_value()?))
-    });
+    let done = ctx
+        .store()
+        .write(|tx| commit_enable(ctx, req, tx, registry, &plan, &doc));
     match done {
         Ok(op) => Ok(crate::accepted(ctx, req, &op)),
         Err(e) => {
@@ -159,6 +123,56 @@ pub fn enable(
             Err(e)
         }
     }
+}
+
+/// Commits an enable: the item, the vault's marks and pairs, the job, in
+/// one transaction that checks again that nobody protected the VM meanwhile.
+fn commit_enable(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    tx: &mut recoverite_store::WriteTx,
+    registry: &recoverite_privatelink::Registry,
+    plan: &EnablePlan,
+    doc: &ReplicationItem,
+) -> Result<(recoverite_arm::lro::OperationRecord, String), ArmError> {
+    let (id, name, vm_id) = (&doc.id, &doc.name, &plan.vm.id);
+    let vault_id = &plan.vault_id;
+    if resource::get(tx, id)?.is_some() {
+        return Err(ArmError::conflict(
+            "ProtectedItemAlreadyExists",
+            format!("'{name}' was protected meanwhile."),
+        ));
+    }
+    // Checked again where it commits: two enables of one VM racing
+    // (under different item names) must not both protect it.
+    vm_not_yet_protected(tx, vault_id, vm_id, &plan.vm.name)?;
+    // Documents 000 and 001: private endpoints only for vaults with no
+    // items registered; a protected VM is such an item.
+    recoverite_rp_recoveryservices::meta::mark_registered(tx, vault_id)?;
+    // Document 004: replication between a region pair needs the pair's
+    // Site Recovery names on the vault's private endpoints.
+    recoverite_rp_recoveryservices::target::enable_replication_pair(
+        tx,
+        registry,
+        vault_id,
+        &plan.source_location,
+        &plan.target_location,
+    )?;
+    doc.save(tx)?;
+    jobs::record(
+        tx,
+        vault_id,
+        "EnableDr",
+        "Enable replication",
+        doc,
+        &[
+            "Prerequisites check for enabling protection",
+            "Identifying the replication target",
+            "Enabling replication",
+            "Starting initial replication",
+        ],
+    )?;
+    crate::finish(ctx, req, tx, Some(doc.to_value()?))
 }
 
 /// The item being made: its id and name, and the VM it protects.
@@ -212,6 +226,53 @@ struct EnablePlan {
 
 const ENABLE_INPUT: &str = "properties.providerSpecificDetails";
 
+/// The recovery availability set: the one named, or `{set}-asr` in the
+/// recovery group when the VM is in a set (none otherwise).
+fn recovery_availability_set(
+    named: Option<&str>,
+    source: Option<&str>,
+    rg_id: &str,
+) -> Option<String> {
+    match (named, source) {
+        (Some(x), _) => Some(x.to_string()),
+        (None, Some(src)) => Some(format!(
+            "{rg_id}/providers/Microsoft.Compute/availabilitySets/{}-asr",
+            targets::name_of(src)
+        )),
+        (None, None) => None,
+    }
+}
+
+/// The cache account the agent writes to (documents 000 and 002): it must
+/// exist and meet the storage provider's replication rules for the source
+/// region, the VM's network and (with private endpoints) the vault's identity.
+fn cache_account(
+    ctx: &Ctx,
+    r: &impl Reader,
+    vault: &recoverite_rs_core::vault_record::Vault,
+    cache_id: &str,
+    source_loc: &str,
+    source_vnet_id: Option<&str>,
+) -> Result<recoverite_rp_storage::account::StorageAccount, ArmError> {
+    let cache = recoverite_rp_storage::account::load(r, cache_id)?.ok_or_else(|| ArmError::bad_request("CacheStorageAccountNotFound", format!("Cache storage account '{cache_id}' was not found; create a storage account in {source_loc} first.")))?;
+    let vault_private = recoverite_privatelink::of_target(r, &vault.id)?
+        .iter()
+        .any(|c| {
+            c.group_ids
+                .iter()
+                .any(|g| g.eq_ignore_ascii_case("AzureSiteRecovery"))
+        });
+    recoverite_rp_storage::cache::check_for_replication(
+        r,
+        ctx.authorizer(),
+        &cache,
+        source_loc,
+        source_vnet_id,
+        vault_private.then_some(vault.principal_id()),
+    )?;
+    Ok(cache)
+}
+
 fn plan_enable(
     ctx: &Ctx,
     r: &impl Reader,
@@ -250,39 +311,27 @@ fn plan_enable(
     vm_not_yet_protected(r, &vid, t.vm_id, &vm.name)?;
     rules::vault_region(&vault.name, &vault.location, &source_loc)?;
     let (rg_id, create_rg) = recovery_group(r, a2a, t.vm_id, &source_loc)?;
-    // The recovery availability set: named, or `{set}-asr` when the VM is in one.
     let source_set_id = vm.availability_set.as_deref();
-    let recovery_set = match (a2a["recoveryAvailabilitySetId"].as_str(), source_set_id) {
-        (Some(x), _) => Some(x.to_string()),
-        (None, Some(src)) => Some(format!(
-            "{rg_id}/providers/Microsoft.Compute/availabilitySets/{}-asr",
-            targets::name_of(src)
-        )),
-        (None, None) => None,
-    };
+    let recovery_set = recovery_availability_set(
+        a2a["recoveryAvailabilitySetId"].as_str(),
+        source_set_id,
+        &rg_id,
+    );
     let source_set = match source_set_id {
         Some(id) => resource::get(r, id)?,
         None => None,
     };
     let chosen = chosen_disks(a2a, &vm.name, &vm_disks)?;
-    // The cache account (documents 000 and 002).
-    let cache_id = str_of(&chosen[0].1, "primaryStagingAzureStorageAccountId").to_string();
-    let cache = recoverite_rp_storage::account::load(r, &cache_id)?.ok_or_else(|| ArmError::bad_request("CacheStorageAccountNotFound", format!("Cache storage account '{cache_id}' was not found; create a storage account in {source_loc} first.")))?;
     let subnet = targets::vm_subnet(r, &vm.id)?;
     let source_vnet_id = subnet.as_deref().map(targets::vnet_of_subnet);
-    let vault_private = recoverite_privatelink::of_target(r, &vid)?.iter().any(|c| {
-        c.group_ids
-            .iter()
-            .any(|g| g.eq_ignore_ascii_case("AzureSiteRecovery"))
-    });
-    let vault_principal = vault.principal_id();
-    recoverite_rp_storage::cache::check_for_replication(
+    let cache_id = str_of(&chosen[0].1, "primaryStagingAzureStorageAccountId");
+    let cache = cache_account(
+        ctx,
         r,
-        ctx.authorizer(),
-        &cache,
+        &vault,
+        cache_id,
         &source_loc,
         source_vnet_id.as_deref(),
-        vault_private.then_some(vault_principal),
     )?;
     // "To enable replication for a new virtual machine, a user must have
     // permission to create a virtual machine in the selected resource
@@ -780,4 +829,25 @@ pub fn uses(r: &impl Reader, vault_id: &str, container_id: &str) -> Result<bool,
     Ok(item::list(r, vault_id)?
         .iter()
         .any(|i| parent_of(&i.id).eq_ignore_ascii_case(container_id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recovery_set_is_the_named_one_or_the_vms_set_with_asr() {
+        let rg = "/subscriptions/s/resourceGroups/west";
+        let src =
+            "/subscriptions/s/resourceGroups/east/providers/Microsoft.Compute/availabilitySets/web";
+        assert_eq!(
+            recovery_availability_set(None, Some(src), rg).as_deref(),
+            Some("/subscriptions/s/resourceGroups/west/providers/Microsoft.Compute/availabilitySets/web-asr")
+        );
+        assert_eq!(
+            recovery_availability_set(Some("/mine"), Some(src), rg).as_deref(),
+            Some("/mine")
+        );
+        assert_eq!(recovery_availability_set(None, None, rg), None);
+    }
 }
