@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use recoverite_arm::{resource, time, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_arm::{time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_rs_core::backup_item::ProtectedItem;
 use recoverite_rs_core::jobs::{Job, JobError, JobStatus};
 use recoverite_store::{Reader, Table, WriteTx};
@@ -315,8 +315,11 @@ pub fn item_operation(ctx: &Ctx, req: &ArmRequest, id: &str) -> Result<Reply, Ar
         return Ok(Reply::ok(status_doc(&o)));
     }
     let item_id = req.path.prefix(req.path.segments.len() - 2);
-    match ctx.store().view(|r| resource::get(r, &item_id))? {
-        Some(d) => Ok(Reply::ok(d)),
+    match ctx
+        .store()
+        .view(|r| recoverite_rs_core::backup_item::load(r, &item_id))?
+    {
+        Some(d) => Ok(Reply::ok(d.to_value()?)),
         None => Ok(Reply::empty(204)),
     }
 }
