@@ -17,6 +17,7 @@ use recoverite_backup_store::{ChunkStore, Manifest};
 use recoverite_rs_core::backup_item::{
     self as core_item, BackupOp, ItemProperties, MabItem, NewItem, ProtectedItem, Workload,
 };
+use recoverite_rs_core::containers::{self, BackupContainer};
 use recoverite_rs_core::jobs::{iso_duration, Job, JobError, JobStatus};
 use recoverite_store::{Reader, Table, WriteTx};
 
@@ -142,7 +143,9 @@ pub fn machine(
     let m: Option<Machine> = r.get_json(MACHINES, &machine_key(vault_id, container))?;
     // Unregistering deletes the container: the machine is no longer known.
     match m {
-        Some(m) if resource::get(r, &container_id(vault_id, container))?.is_some() => Ok(Some(m)),
+        Some(m) if containers::load(r, &container_id(vault_id, container))?.is_some() => {
+            Ok(Some(m))
+        }
         _ => Ok(None),
     }
 }
@@ -226,27 +229,23 @@ fn new_item(
     }
 }
 
-fn container_doc(vault_id: &str, m: &Machine, items: usize) -> Value {
-    json!({
-        "id": container_id(vault_id, &m.container),
-        "name": m.container,
-        "type": CONTAINER_TYPE,
-        "properties": {
-            "containerType": "Windows",
-            "backupManagementType": "MAB",
-            "friendlyName": m.friendly_name,
-            "registrationStatus": "Registered",
-            "healthStatus": "Healthy",
-            "protectableObjectType": "MABWindowsContainer",
-            "canReRegister": true,
-            "containerId": u64::from_str_radix(&m.principal_object_id.replace('-', "")[..12], 16).unwrap_or(0),
-            "protectedItemCount": items,
-            "agentVersion": concat!("recoverite-mars/", env!("CARGO_PKG_VERSION")),
-            "containerHealthState": "Healthy",
-            "extendedInfo": {"lastRefreshedAt": time::now_string(), "backupItemType": "FileFolder", "backupItems": [], "policyName": "", "lastBackupStatus": ""},
-            "sourceResourceId": m.vm_id,
-        }
-    })
+fn container_doc(vault_id: &str, m: &Machine, items: usize) -> BackupContainer {
+    let shown = json!({
+        "protectableObjectType": "MABWindowsContainer",
+        "canReRegister": true,
+        "containerId": u64::from_str_radix(&m.principal_object_id.replace('-', "")[..12], 16).unwrap_or(0),
+        "protectedItemCount": items,
+        "agentVersion": concat!("recoverite-mars/", env!("CARGO_PKG_VERSION")),
+        "containerHealthState": "Healthy",
+        "extendedInfo": {"lastRefreshedAt": time::now_string(), "backupItemType": "FileFolder", "backupItems": [], "policyName": "", "lastBackupStatus": ""},
+        "sourceResourceId": m.vm_id,
+    });
+    BackupContainer::registered(
+        &container_id(vault_id, &m.container),
+        &m.container,
+        (&m.friendly_name, "MAB", "Windows"),
+        shown.as_object().cloned().unwrap_or_default(),
+    )
 }
 
 /// Registers (or re-registers) a machine: its record and its container, in
@@ -254,11 +253,7 @@ fn container_doc(vault_id: &str, m: &Machine, items: usize) -> Value {
 /// (documents 000 and 001: no new private endpoints).
 pub fn register(tx: &mut WriteTx, m: &Machine) -> Result<(), ArmError> {
     let items = items_of(tx, &m.vault_id, &m.container)?.len();
-    resource::put(
-        tx,
-        &container_id(&m.vault_id, &m.container),
-        &container_doc(&m.vault_id, m, items),
-    )?;
+    container_doc(&m.vault_id, m, items).save(tx)?;
     tx.put_json(MACHINES, &machine_key(&m.vault_id, &m.container), m)?;
     recoverite_rs_core::vault::mark_registered(tx, &m.vault_id)?;
     Ok(())
@@ -430,11 +425,7 @@ pub fn begin_backup(
     );
     doc.save(tx)?;
     let items = items_of(tx, vid, &m.container)?.len();
-    resource::put(
-        tx,
-        &container_id(vid, &m.container),
-        &container_doc(vid, m, items),
-    )?;
+    container_doc(vid, m, items).save(tx)?;
     Ok((rid, job))
 }
 

@@ -217,21 +217,14 @@ pub fn delete_registered_identity(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, 
         let want = name.to_ascii_lowercase();
         let mut removed = 0;
         for c in crate::containers::all(tx, &vid)? {
-            let cname = c["name"].as_str().unwrap_or_default().to_ascii_lowercase();
-            let friendly = c["properties"]["friendlyName"]
-                .as_str()
-                .unwrap_or_default()
-                .to_ascii_lowercase();
+            let cname = c.name.to_ascii_lowercase();
+            let friendly = c.properties.friendly_name.to_ascii_lowercase();
             // Containers are named `{type};{name}`; the identity is either.
             if cname == want || cname.rsplit(';').next() == Some(want.as_str()) || friendly == want
             {
-                let cid = c["id"].as_str().unwrap_or_default();
-                let items = resource::list_children(tx, cid, "protectedItems")?.len();
+                let items = recoverite_rs_core::backup_item::in_container(tx, &c.id)?.len();
                 recoverite_rs_core::containers::check_unregister(items, &cname)?;
-                removed += usize::from(resource::delete_tree(
-                    tx,
-                    c["id"].as_str().unwrap_or_default(),
-                )?);
+                removed += usize::from(resource::delete_tree(tx, &c.id)?);
             }
         }
         tracing::debug!(identity = %name, removed, "registered identity deleted");

@@ -3,26 +3,32 @@
 
 use serde_json::{json, Value};
 
-use recoverite_arm::{paging, resource, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_arm::{document, paging, resource, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_privatelink::{self as pl, Status};
+use recoverite_rs_core::containers::{self as core_containers, BackupContainer};
 use recoverite_store::Reader;
 
 use crate::meta;
 use crate::target::BACKUP;
 use crate::vault::vault_of;
 
-pub const CONTAINER_TYPE: &str =
-    "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers";
+pub use recoverite_rs_core::containers::CONTAINER_TYPE;
 
-pub(crate) fn all(r: &impl Reader, vault_id: &str) -> Result<Vec<Value>, ArmError> {
-    Ok(r.scan_json::<Value>(
+/// The containers registered in the vault (workloads, MARS machines).
+pub(crate) fn all(r: &impl Reader, vault_id: &str) -> Result<Vec<BackupContainer>, ArmError> {
+    r.scan_json::<Value>(
         recoverite_arm::RESOURCES,
         &format!("{}/backupfabrics/", recoverite_arm::id::key(vault_id)),
     )?
     .into_iter()
     .map(|(_, v)| v)
-    .filter(|v| v["type"].as_str() == Some(CONTAINER_TYPE))
-    .collect())
+    .filter(|v| {
+        v["type"]
+            .as_str()
+            .is_some_and(|t| t.eq_ignore_ascii_case(CONTAINER_TYPE))
+    })
+    .map(document::read)
+    .collect()
 }
 
 pub fn count(r: &impl Reader, vault_id: &str) -> Result<u64, ArmError> {
@@ -62,7 +68,7 @@ pub fn register(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     ctx.store().write(|tx| {
         let vault = vault_of(tx, req)?;
         let vid = vault.id.clone();
-        let existing = resource::get(tx, &rid)?;
+        let existing = core_containers::load(tx, &rid)?;
         if existing.is_none() && count(tx, &vid)? > 0 {
             // Document 001: static IPs cannot grow, so with items already protected
             // a new registration needing more addresses fails.
@@ -73,23 +79,20 @@ pub fn register(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
                 ));
             }
         }
-        let doc = json!({
-            "id": rid,
-            "name": name,
-            "type": CONTAINER_TYPE,
-            "properties": {
-                "friendlyName": props["friendlyName"].as_str().unwrap_or(&name),
-                "backupManagementType": props["backupManagementType"].as_str().unwrap_or("AzureWorkload"),
-                "containerType": props["containerType"].as_str().unwrap_or("VMAppContainer"),
-                "sourceResourceId": props["sourceResourceId"],
-                "workloadType": props["workloadType"],
-                "registrationStatus": "Registered",
-                "healthStatus": "Healthy",
-            }
-        });
-        resource::put(tx, &rid, &doc)?;
+        let shown = json!({"sourceResourceId": props["sourceResourceId"], "workloadType": props["workloadType"]});
+        let c = BackupContainer::registered(
+            &rid,
+            &name,
+            (
+                props["friendlyName"].as_str().unwrap_or(&name),
+                props["backupManagementType"].as_str().unwrap_or("AzureWorkload"),
+                props["containerType"].as_str().unwrap_or("VMAppContainer"),
+            ),
+            shown.as_object().cloned().unwrap_or_default(),
+        );
+        c.save(tx)?;
         meta::mark_registered(tx, &vid)?;
-        Ok(Reply::ok(doc))
+        Ok(Reply::ok(c.to_value()?))
     })
 }
 
@@ -98,24 +101,21 @@ pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let name = req.resource_name().to_string();
     ctx.store().view(|r| {
         let v = vault_of(r, req)?;
-        if let Some(d) = resource::get(r, &req.path.id())? {
-            return Ok(Reply::ok(d));
+        if let Some(c) = core_containers::load(r, &req.path.id())? {
+            return Ok(Reply::ok(c.to_value()?));
         }
-        recoverite_rs_core::containers::vm_containers(r, &v.id)?
+        core_containers::vm_containers(r, &v.id)?
             .into_iter()
-            .find(|c| {
-                c["name"]
-                    .as_str()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(&name))
-            })
-            .map(Reply::ok)
+            .find(|c| c.name.eq_ignore_ascii_case(&name))
             .ok_or_else(|| {
                 ArmError::resource_not_found(
                     CONTAINER_TYPE,
                     &name,
                     req.path.resource_group.as_deref(),
                 )
-            })
+            })?
+            .to_value()
+            .map(Reply::ok)
     })
 }
 
@@ -137,12 +137,13 @@ pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         let v = vault_of(r, req)?;
         let vid = &v.id;
         let mut items = all(r, vid)?;
-        items.extend(recoverite_rs_core::containers::vm_containers(r, vid)?);
+        items.extend(core_containers::vm_containers(r, vid)?);
         Ok::<_, ArmError>(items)
     })?;
     let items = items
-        .into_iter()
-        .filter(|c| recoverite_rs_core::containers::container_matches(c, &filter))
-        .collect();
+        .iter()
+        .filter(|c| c.matches(&filter))
+        .map(BackupContainer::to_value)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Reply::ok(paging::page(ctx, req, items)?))
 }

@@ -5,13 +5,87 @@
 //! them with the containers registered explicitly (workloads), with the
 //! filters azure-cli sends.
 
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
 
-use recoverite_arm::ArmError;
-use recoverite_store::Reader;
+use recoverite_arm::{document, ArmError};
+use recoverite_store::{Reader, WriteTx};
 
 pub const CONTAINER_TYPE: &str =
     "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers";
+
+/// What the list filters and the rules read of a container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerProperties {
+    pub friendly_name: String,
+    /// `AzureIaasVM`, `MAB`, `AzureWorkload`…
+    pub backup_management_type: String,
+    pub container_type: String,
+    pub registration_status: String,
+    pub health_status: String,
+    /// The workload's own fields (a VM's id, a MARS agent's version…), as written.
+    #[serde(flatten)]
+    pub given: Map<String, Value>,
+}
+
+/// A Backup protection container: one a workload or a MARS machine
+/// registered (stored), or an Azure VM's (made from its protected item).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupContainer {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub properties: ContainerProperties,
+}
+
+recoverite_arm::impl_document!(BackupContainer, CONTAINER_TYPE, "protection container");
+
+impl BackupContainer {
+    /// A registered container of `backup_management_type` in the vault.
+    pub fn registered(
+        id: &str,
+        name: &str,
+        (friendly_name, backup_management_type, container_type): (&str, &str, &str),
+        given: Map<String, Value>,
+    ) -> BackupContainer {
+        BackupContainer {
+            id: id.to_string(),
+            name: name.to_string(),
+            kind: CONTAINER_TYPE.to_string(),
+            properties: ContainerProperties {
+                friendly_name: friendly_name.to_string(),
+                backup_management_type: backup_management_type.to_string(),
+                container_type: container_type.to_string(),
+                registration_status: "Registered".into(),
+                health_status: "Healthy".into(),
+                given,
+            },
+        }
+    }
+
+    /// Whether a list's `$filter` keeps the container.
+    pub fn matches(&self, filter: &str) -> bool {
+        let p = &self.properties;
+        filter_allows(filter, "backupManagementType", &p.backup_management_type)
+            && filter_allows(filter, "status", &p.registration_status)
+            && filter_allows(filter, "friendlyName", &p.friendly_name)
+    }
+
+    pub fn to_value(&self) -> Result<Value, ArmError> {
+        document::to_value(self)
+    }
+
+    pub fn save(&self, tx: &mut WriteTx) -> Result<(), ArmError> {
+        document::save(tx, self)
+    }
+}
+
+/// The container at `id`, if one is registered there.
+pub fn load(r: &impl Reader, id: &str) -> Result<Option<BackupContainer>, ArmError> {
+    document::load(r, id)
+}
 
 /// Whether an OData `$filter` of `key eq 'value'` clauses (joined by
 /// `and`, as azure-cli and the portal send them) allows `value` for `key`;
@@ -38,57 +112,40 @@ pub fn filter_allows(filter: &str, key: &str, value: &str) -> bool {
     }
 }
 
-fn doc(vault_id: &str, name: &str, vm_id: &str) -> Value {
+fn doc(vault_id: &str, name: &str, vm_id: &str) -> BackupContainer {
     let parts: Vec<&str> = name.split(';').collect();
     let (rg, vm) = match parts.as_slice() {
         [_, _, rg, vm] => (rg.to_string(), vm.to_string()),
         _ => (String::new(), name.to_string()),
     };
-    json!({
-        "id": format!("{vault_id}/backupFabrics/Azure/protectionContainers/{name}"),
-        "name": name,
-        "type": CONTAINER_TYPE,
-        "properties": {
-            "friendlyName": vm,
-            "backupManagementType": "AzureIaasVM",
-            "registrationStatus": "Registered",
-            "healthStatus": "Healthy",
-            "containerType": "Microsoft.Compute/virtualMachines",
-            "protectableObjectType": "Microsoft.Compute/virtualMachines",
-            "virtualMachineId": vm_id,
-            "virtualMachineVersion": "Compute",
-            "resourceGroup": rg,
-        }
-    })
+    let shown = json!({
+        "protectableObjectType": "Microsoft.Compute/virtualMachines",
+        "virtualMachineId": vm_id,
+        "virtualMachineVersion": "Compute",
+        "resourceGroup": rg,
+    });
+    BackupContainer::registered(
+        &format!("{vault_id}/backupFabrics/Azure/protectionContainers/{name}"),
+        name,
+        (&vm, "AzureIaasVM", "Microsoft.Compute/virtualMachines"),
+        shown.as_object().cloned().unwrap_or_default(),
+    )
 }
 
 /// The containers of the vault's protected VMs, one per VM (a MARS
 /// machine's folders are in the container it registered, not one of these).
-pub fn vm_containers(r: &impl Reader, vault_id: &str) -> Result<Vec<Value>, ArmError> {
-    let mut out: Vec<Value> = Vec::new();
+pub fn vm_containers(r: &impl Reader, vault_id: &str) -> Result<Vec<BackupContainer>, ArmError> {
+    let mut out: Vec<BackupContainer> = Vec::new();
     for i in crate::backup_item::list(r, vault_id)? {
         let Some(vm) = i.vm() else {
             continue;
         };
         let name = i.container();
-        if !out.iter().any(|c| {
-            c["name"]
-                .as_str()
-                .is_some_and(|n| n.eq_ignore_ascii_case(name))
-        }) {
+        if !out.iter().any(|c| c.name.eq_ignore_ascii_case(name)) {
             out.push(doc(vault_id, name, &vm.virtual_machine_id));
         }
     }
     Ok(out)
-}
-
-/// Whether a container passes a list's `$filter`.
-pub fn container_matches(c: &Value, filter: &str) -> bool {
-    let p = &c["properties"];
-    let s = |k: &str| p[k].as_str().unwrap_or("");
-    filter_allows(filter, "backupManagementType", s("backupManagementType"))
-        && filter_allows(filter, "status", s("registrationStatus"))
-        && filter_allows(filter, "friendlyName", s("friendlyName"))
 }
 
 #[cfg(test)]
@@ -115,13 +172,10 @@ mod tests {
             "a key the filter does not name"
         );
         let c = doc("/v", "iaasvmcontainer;iaasvmcontainerv2;rg;app", "/vm");
-        assert_eq!(c["properties"]["friendlyName"], "app");
-        assert_eq!(c["properties"]["resourceGroup"], "rg");
-        assert!(!container_matches(&c, f));
-        assert!(container_matches(
-            &c,
-            "backupManagementType eq 'AzureIaasVM' and friendlyName eq 'app'"
-        ));
+        assert_eq!(c.properties.friendly_name, "app");
+        assert_eq!(c.to_value().unwrap()["properties"]["resourceGroup"], "rg");
+        assert!(!c.matches(f));
+        assert!(c.matches("backupManagementType eq 'AzureIaasVM' and friendlyName eq 'app'"));
     }
 
     #[test]
@@ -170,6 +224,6 @@ mod tests {
             .unwrap();
         let cs = store.view(|r| vm_containers(r, v)).unwrap();
         assert_eq!(cs.len(), 1, "{cs:?}");
-        assert_eq!(cs[0]["properties"]["virtualMachineId"], "/vm/app");
+        assert_eq!(cs[0].properties.given["virtualMachineId"], "/vm/app");
     }
 }
