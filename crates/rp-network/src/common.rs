@@ -236,73 +236,6 @@ pub fn check_same_region(
     ))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_nic_or_endpoint_is_in_its_networks_region() {
-        assert!(check_same_region("network interface", "/n", "eastus", "/s", "EastUS").is_ok());
-        let e = check_same_region("private endpoint", "/pe", "westus", "/s", "eastus").unwrap_err();
-        assert_eq!(e.code(), "InvalidResourceReference");
-        assert!(e
-            .body
-            .message
-            .contains("private endpoint must be in its virtual network's region"));
-    }
-}
-
-/// A named child given inline in its parent's body (a security rule, a route).
-#[derive(serde::Deserialize)]
-pub struct GivenChild {
-    name: Option<String>,
-    #[serde(default)]
-    properties: Value,
-}
-
-/// The inline children's names and properties, each checked by `check`.
-pub fn named_children(
-    given: Option<Vec<GivenChild>>,
-    what: &str,
-    check: impl Fn(&str, &Value) -> Result<(), ArmError>,
-) -> Result<Vec<(String, Value)>, ArmError> {
-    let mut out = Vec::new();
-    for c in given.unwrap_or_default() {
-        let n = c
-            .name
-            .ok_or_else(|| ArmError::invalid_content(format!("every {what} needs a 'name'")))?;
-        check(&n, &c.properties)?;
-        out.push((n, c.properties));
-    }
-    Ok(out)
-}
-
-/// The parent's children under `segment` become exactly `children`, in
-/// their order (`doc` makes a child's document from its parent id, name,
-/// properties and the child as stored).
-pub fn replace_children(
-    tx: &mut WriteTx,
-    parent: &str,
-    segment: &str,
-    children: &[(String, Value)],
-    doc: fn(&str, &str, &Value, Option<&Value>) -> Value,
-) -> Result<(), ArmError> {
-    for old in resource::list_children(tx, parent, segment)? {
-        let on = old["name"].as_str().unwrap_or_default();
-        if !children.iter().any(|(n, _)| n.eq_ignore_ascii_case(on)) {
-            resource::delete_tree(tx, old["id"].as_str().unwrap_or_default())?;
-        }
-    }
-    let mut order = Vec::new();
-    for (n, p) in children {
-        let id = child_id(parent, segment, n);
-        let old = resource::get(tx, &id)?;
-        resource::put(tx, &id, &doc(parent, n, p, old.as_ref()))?;
-        order.push(id);
-    }
-    resource::keep_order(tx, &order)
-}
-
 /// The parent a child request names (`…/{parent}/{segment}/{name}`), or
 /// ARM's 404 naming the parent.
 pub fn parent_of(r: &impl Reader, req: &ArmRequest, parent_type: &str) -> Result<Value, ArmError> {
@@ -343,4 +276,20 @@ pub fn delete_child(
             parent["location"].as_str().unwrap_or("global"),
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nic_or_endpoint_is_in_its_networks_region() {
+        assert!(check_same_region("network interface", "/n", "eastus", "/s", "EastUS").is_ok());
+        let e = check_same_region("private endpoint", "/pe", "westus", "/s", "eastus").unwrap_err();
+        assert_eq!(e.code(), "InvalidResourceReference");
+        assert!(e
+            .body
+            .message
+            .contains("private endpoint must be in its virtual network's region"));
+    }
 }

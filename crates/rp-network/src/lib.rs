@@ -3,6 +3,7 @@
 
 pub mod addressbook;
 pub mod aliases;
+pub mod child;
 mod common;
 pub mod endpoint;
 pub mod interface;

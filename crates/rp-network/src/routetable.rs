@@ -1,14 +1,15 @@
 //! Route tables and their routes.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use recoverite_arm::tracked::{Tracked, TrackedKind};
-use recoverite_arm::{paging, resource, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_arm::{ArmError, ArmRequest, Ctx, Reply};
 use recoverite_netcore::cidr;
 use recoverite_netcore::routes::{NextHopType, UserRoute};
 use recoverite_store::{Reader, WriteTx};
 
+use crate::child::{self, ChildKind, GivenChild};
 use crate::common::{self, *};
 
 pub const ROUTE_TABLE_TYPE: &str = "Microsoft.Network/routeTables";
@@ -16,76 +17,91 @@ pub const ROUTE_TABLE_TYPE: &str = "Microsoft.Network/routeTables";
 pub const JOIN: &str = "Microsoft.Network/routeTables/join/action";
 pub const ROUTE_TYPE: &str = "Microsoft.Network/routeTables/routes";
 
-pub fn parse_route(name: &str, props: &Value) -> Result<UserRoute, ArmError> {
-    check_name("route", name)?;
-    let prefix_s = props["addressPrefix"].as_str().ok_or_else(|| {
-        ArmError::invalid_parameter(
-            "addressPrefix",
-            format!("Route {name} needs an addressPrefix."),
-        )
-    })?;
-    let prefix = cidr::parse_prefix(prefix_s).map_err(|e| {
-        ArmError::bad_request(
-            "InvalidRouteAddressPrefix",
-            format!("Route {name} has an invalid address prefix: {e}."),
-        )
-    })?;
-    let hop_s = props["nextHopType"].as_str().unwrap_or("");
-    let next_hop = NextHopType::parse(hop_s).filter(|h| *h != NextHopType::VNetPeering).ok_or_else(|| {
-        ArmError::bad_request(
-            "InvalidRouteNextHopType",
-            format!("Route {name} has next hop type '{hop_s}'; use VirtualNetworkGateway, VnetLocal, Internet, VirtualAppliance or None."),
-        )
-    })?;
-    let ip = props["nextHopIpAddress"].as_str().filter(|s| !s.is_empty());
-    let next_hop_ip = match (next_hop, ip) {
-        (NextHopType::VirtualAppliance, Some(ip)) => Some(ip.parse().map_err(|_| {
-            ArmError::bad_request("InvalidRouteNextHopIpAddress", format!("Route {name} has an invalid nextHopIpAddress '{ip}'."))
-        })?),
-        (NextHopType::VirtualAppliance, None) => {
-            return Err(ArmError::bad_request(
-                "InvalidRouteNextHopIpAddress",
-                format!("Route {name} has next hop type VirtualAppliance and needs a nextHopIpAddress (the appliance's private IP)."),
-            ))
-        }
-        (_, Some(_)) => {
-            return Err(ArmError::bad_request(
-                "NextHopIpAddressNotAllowed",
-                format!("Route {name}: a nextHopIpAddress is only allowed with next hop type VirtualAppliance."),
-            ))
-        }
-        (_, None) => None,
-    };
-    Ok(UserRoute {
-        name: name.to_string(),
-        prefix,
-        next_hop,
-        next_hop_ip,
-    })
+/// A route as stored and shown (`RoutePropertiesFormat`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteProperties {
+    pub address_prefix: String,
+    pub next_hop_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_hop_ip_address: Option<String>,
+    pub provisioning_state: String,
 }
 
-fn route_doc(rt_id: &str, name: &str, props: &Value, existing: Option<&Value>) -> Value {
-    let rid = child_id(rt_id, "routes", name);
-    let mut doc = base_doc(
-        &stored_id(existing, &rid),
-        existing.and_then(|e| e["name"].as_str()).unwrap_or(name),
-        ROUTE_TYPE,
-    );
-    let mut p = Map::new();
-    for k in ["addressPrefix", "nextHopType", "nextHopIpAddress"] {
-        if let Some(v) = props.get(k).filter(|v| !v.is_null()) {
-            p.insert(k.into(), v.clone());
-        }
+impl ChildKind for RouteProperties {
+    const TYPE: &'static str = ROUTE_TYPE;
+    const NOUN: &'static str = "route";
+    const SEGMENT: &'static str = "routes";
+    const PARENT_TYPE: &'static str = ROUTE_TABLE_TYPE;
+}
+
+impl RouteProperties {
+    /// A route's body, read into its fields and checked as a route.
+    pub fn given(name: &str, props: &Value) -> Result<Self, ArmError> {
+        check_name("route", name)?;
+        let text = |k: &str| props[k].as_str().map(str::to_string);
+        let p = RouteProperties {
+            address_prefix: text("addressPrefix").ok_or_else(|| {
+                ArmError::invalid_parameter(
+                    "addressPrefix",
+                    format!("Route {name} needs an addressPrefix."),
+                )
+            })?,
+            next_hop_type: text("nextHopType").unwrap_or_default(),
+            next_hop_ip_address: text("nextHopIpAddress").filter(|s| !s.is_empty()),
+            provisioning_state: "Succeeded".into(),
+        };
+        p.route(name)?;
+        Ok(p)
     }
-    p.insert("provisioningState".into(), json!("Succeeded"));
-    doc["properties"] = Value::Object(p);
-    doc
+
+    /// The route the network follows, or Azure's error for the first field
+    /// that cannot be one.
+    pub fn route(&self, name: &str) -> Result<UserRoute, ArmError> {
+        let prefix = cidr::parse_prefix(&self.address_prefix).map_err(|e| {
+            ArmError::bad_request(
+                "InvalidRouteAddressPrefix",
+                format!("Route {name} has an invalid address prefix: {e}."),
+            )
+        })?;
+        let hop_s = &self.next_hop_type;
+        let next_hop = NextHopType::parse(hop_s).filter(|h| *h != NextHopType::VNetPeering).ok_or_else(|| {
+            ArmError::bad_request(
+                "InvalidRouteNextHopType",
+                format!("Route {name} has next hop type '{hop_s}'; use VirtualNetworkGateway, VnetLocal, Internet, VirtualAppliance or None."),
+            )
+        })?;
+        let next_hop_ip = match (next_hop, &self.next_hop_ip_address) {
+            (NextHopType::VirtualAppliance, Some(ip)) => Some(ip.parse().map_err(|_| {
+                ArmError::bad_request("InvalidRouteNextHopIpAddress", format!("Route {name} has an invalid nextHopIpAddress '{ip}'."))
+            })?),
+            (NextHopType::VirtualAppliance, None) => {
+                return Err(ArmError::bad_request(
+                    "InvalidRouteNextHopIpAddress",
+                    format!("Route {name} has next hop type VirtualAppliance and needs a nextHopIpAddress (the appliance's private IP)."),
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(ArmError::bad_request(
+                    "NextHopIpAddressNotAllowed",
+                    format!("Route {name}: a nextHopIpAddress is only allowed with next hop type VirtualAppliance."),
+                ))
+            }
+            (_, None) => None,
+        };
+        Ok(UserRoute {
+            name: name.to_string(),
+            prefix,
+            next_hop,
+            next_hop_ip,
+        })
+    }
 }
 
 pub fn routes_of(r: &impl Reader, rt_id: &str) -> Result<Vec<UserRoute>, ArmError> {
-    resource::list_children(r, rt_id, "routes")?
+    child::list::<RouteProperties>(r, rt_id)?
         .iter()
-        .map(|d| parse_route(d["name"].as_str().unwrap_or_default(), &d["properties"]))
+        .map(|c| c.properties.route(&c.name))
         .collect()
 }
 
@@ -152,8 +168,8 @@ impl TrackedKind for RouteTable {
             return Ok(e.clone());
         }
         // A PUT replaces the routes: none given, none kept.
-        let routes = named_children(given.routes, "route", |n, p| parse_route(n, p).map(|_| ()))?;
-        replace_children(tx, id, "routes", &routes, route_doc)?;
+        let routes = child::named(given.routes, RouteProperties::given)?;
+        child::replace(tx, id, routes)?;
         Ok(RouteTableProperties {
             provisioning_state: "Succeeded".into(),
             disable_bgp_route_propagation: given.disable_bgp_route_propagation.unwrap_or(false),
@@ -165,7 +181,8 @@ impl TrackedKind for RouteTable {
 
     fn render(r: &impl Reader, doc: &mut Value) -> Result<(), ArmError> {
         let id = doc["id"].as_str().unwrap_or_default().to_string();
-        doc["properties"]["routes"] = Value::Array(resource::list_children(r, &id, "routes")?);
+        doc["properties"]["routes"] =
+            Value::Array(child::values(&child::list::<RouteProperties>(r, &id)?)?);
         let subnets = subnets_using(r, &subscription_of(&id), &id)?;
         if !subnets.is_empty() {
             doc["properties"]["subnets"] = Value::Array(subnets);
@@ -188,59 +205,69 @@ fn subscription_of(id: &str) -> String {
     id.split('/').nth(2).unwrap_or_default().to_string()
 }
 
-fn table_of(r: &impl Reader, req: &ArmRequest) -> Result<Value, ArmError> {
-    parent_of(r, req, ROUTE_TABLE_TYPE)
-}
-
 pub fn put_route(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let rn = name(req);
     let body = req.body.clone().unwrap_or(json!({}));
-    let props = body.get("properties").cloned().unwrap_or(json!({}));
-    parse_route(&rn, &props)?;
-    ctx.store().write(|tx| {
-        let t = table_of(tx, req)?;
-        let tid = t["id"].as_str().unwrap_or_default().to_string();
-        let id = child_id(&tid, "routes", &rn);
-        let old = resource::get(tx, &id)?;
-        let doc = route_doc(&tid, &rn, &props, old.as_ref());
-        resource::put(tx, &id, &doc)?;
-        let op = common::op(ctx, &id);
-        op.save(tx)?;
-        Ok(put_reply(
-            ctx,
-            req,
-            old.is_none(),
-            doc,
-            &op,
-            t["location"].as_str().unwrap_or_default(),
-        ))
-    })
+    let props = RouteProperties::given(&name(req), &body["properties"])?;
+    child::put(ctx, req, props, |_| Ok(()))
 }
 
 pub fn get_route(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    ctx.store().view(|r| {
-        table_of(r, req)?;
-        resource::get(r, &req.path.id())?
-            .map(Reply::ok)
-            .ok_or_else(|| not_found(req, ROUTE_TYPE))
-    })
+    child::get::<RouteProperties>(ctx, req)
 }
 
 pub fn list_routes(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let tid = req.path.parent_id();
-    let items = ctx.store().view(|r| {
-        if resource::get(r, &tid)?.is_none() {
-            return Err(ArmError::resource_not_found(
-                ROUTE_TABLE_TYPE,
-                &names(req)[0],
-                req.path.resource_group.as_deref(),
-            ));
-        }
-        resource::list_children(r, &tid, "routes")
-    })?;
-    Ok(Reply::ok(paging::page(ctx, req, items)?))
+    child::list_reply::<RouteProperties>(ctx, req, |_, routes| child::values(&routes))
 }
 
 pub fn delete_route(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     delete_child(ctx, req, ROUTE_TABLE_TYPE, |_, _| Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_body_reads_into_typed_fields_and_back_into_the_route_followed() {
+        let p = RouteProperties::given(
+            "fw",
+            &json!({"addressPrefix": "0.0.0.0/0", "nextHopType": "VirtualAppliance", "nextHopIpAddress": "10.0.9.4"}),
+        )
+        .unwrap();
+        let r = p.route("fw").unwrap();
+        assert_eq!(r.next_hop, NextHopType::VirtualAppliance);
+        assert_eq!(r.next_hop_ip, Some("10.0.9.4".parse().unwrap()));
+        let stored: RouteProperties =
+            serde_json::from_value(serde_json::to_value(&p).unwrap()).unwrap();
+        assert_eq!(stored.route("fw").unwrap(), r);
+    }
+
+    #[test]
+    fn each_field_that_cannot_be_a_route_has_its_own_code() {
+        let code = |b: Value| {
+            RouteProperties::given("r", &b)
+                .unwrap_err()
+                .code()
+                .to_string()
+        };
+        assert_eq!(code(json!({"nextHopType": "Internet"})), "InvalidParameter");
+        assert_eq!(
+            code(json!({"addressPrefix": "10.0.0.0/33", "nextHopType": "Internet"})),
+            "InvalidRouteAddressPrefix"
+        );
+        assert_eq!(
+            code(json!({"addressPrefix": "10.0.0.0/8", "nextHopType": "VNetPeering"})),
+            "InvalidRouteNextHopType"
+        );
+        assert_eq!(
+            code(json!({"addressPrefix": "10.0.0.0/8", "nextHopType": "VirtualAppliance"})),
+            "InvalidRouteNextHopIpAddress"
+        );
+        assert_eq!(
+            code(
+                json!({"addressPrefix": "10.0.0.0/8", "nextHopType": "Internet", "nextHopIpAddress": "10.0.0.4"})
+            ),
+            "NextHopIpAddressNotAllowed"
+        );
+    }
 }
