@@ -18,6 +18,7 @@ pub mod routetable;
 pub mod view;
 pub mod vnet;
 pub mod watcher;
+pub mod zone_group;
 
 use std::sync::Arc;
 
@@ -152,10 +153,10 @@ impl Endpoints for NetworkProvider {
             (PrivateEndpoint, Get | PatchTags) => private_endpoint::get(ctx, req),
             (PrivateEndpoint, Delete) => private_endpoint::delete(ctx, req, registry),
             (PrivateEndpoint, List) => private_endpoint::list(ctx, req),
-            (ZoneGroup, Put) => private_endpoint::put_zone_group(ctx, req),
-            (ZoneGroup, Get) => private_endpoint::get_zone_group(ctx, req),
-            (ZoneGroup, Delete) => private_endpoint::delete_zone_group(ctx, req),
-            (ZoneGroup, List) => private_endpoint::list_zone_groups(ctx, req),
+            (ZoneGroup, Put) => zone_group::put(ctx, req),
+            (ZoneGroup, Get) => zone_group::get(ctx, req),
+            (ZoneGroup, Delete) => zone_group::delete(ctx, req),
+            (ZoneGroup, List) => zone_group::list(ctx, req),
             // `route::parse` admits only the verbs each kind takes.
             _ => Err(ArmError::method_not_allowed(req.method.as_str())),
         }

@@ -12,21 +12,18 @@ use recoverite_arm::{paging, resource, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_privatelink::{
     self as pl, Connection, ConnectionRequest, Member, Registry, StaticIp, Status,
 };
-use recoverite_rp_privatedns::view as dnsview;
 use recoverite_store::{Reader, WriteTx};
 
 use crate::common::{self, *};
 use crate::interface::{self, IpConfiguration, LinkConnectionProperties, NetworkInterface, Ref};
-use crate::{ipam_store, vnet};
+use crate::{ipam_store, vnet, zone_group};
 
 pub use crate::endpoint::PE_TYPE;
 use crate::endpoint::{
     self, EndpointProperties, LinkServiceConnection, LinkServiceConnectionProperties,
     PrivateEndpoint, StaticIpConfiguration, StaticIpProperties,
 };
-pub const ZONE_GROUP_TYPE: &str = "Microsoft.Network/privateEndpoints/privateDnsZoneGroups";
-/// Azure writes zone-group records with a 10 second TTL.
-pub const ZONE_GROUP_TTL: u64 = 10;
+pub use crate::zone_group::{ZONE_GROUP_TTL, ZONE_GROUP_TYPE};
 
 struct ConnIn {
     name: String,
@@ -578,8 +575,8 @@ pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
 /// Removes an endpoint with everything it owns (inside `tx`).
 pub fn remove(tx: &mut WriteTx, registry: &Registry, pe: &PrivateEndpoint) -> Result<(), ArmError> {
     let pe_id = pe.id.clone();
-    for zg in resource::list_children(tx, &pe_id, "privateDnsZoneGroups")? {
-        clear_zone_group(tx, pe, &zg)?;
+    for zg in zone_group::of_endpoint(tx, &pe_id)? {
+        zone_group::clear(tx, pe, &zg)?;
     }
     for n in &pe.properties.network_interfaces {
         ipam_store::release_owned_by(tx, &n.id)?;
@@ -606,171 +603,6 @@ pub fn delete(ctx: &Ctx, req: &ArmRequest, registry: &Registry) -> Result<Reply,
         remove(tx, registry, &pe)?;
         ctx.cascade_delete(tx, &rid)?;
         let op = common::op(ctx, &rid);
-        op.save(tx)?;
-        Ok(delete_reply(ctx, req, &op, &pe.location))
-    })
-}
-
-// ---- DNS zone groups -------------------------------------------------------
-
-fn zone_configs(zg: &Value) -> Vec<(String, String)> {
-    zg["properties"]["privateDnsZoneConfigs"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|c| {
-                    Some((
-                        c["name"].as_str().unwrap_or_default().to_string(),
-                        c["properties"]["privateDnsZoneId"].as_str()?.to_string(),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn relative(fqdn: &str, zone: &str) -> Option<String> {
-    let f = fqdn.trim_end_matches('.').to_ascii_lowercase();
-    let z = zone.trim_end_matches('.').to_ascii_lowercase();
-    f.strip_suffix(&format!(".{z}")).map(str::to_string)
-}
-
-/// Writes the A records of an endpoint's members into the group's zones;
-/// returns the record sets for the group's read-only view.
-fn apply_zone_group(tx: &mut WriteTx, pe: &PrivateEndpoint, zg: &Value) -> Result<Value, ArmError> {
-    let members = members_of(tx, pe)?;
-    let mut configs = Vec::new();
-    for (cname, zone_id) in zone_configs(zg) {
-        let zone = dnsview::zone(tx, &zone_id)?
-            .ok_or_else(|| invalid_reference(&zone_id, zg["id"].as_str().unwrap_or_default()))?;
-        let zname = zone["name"].as_str().unwrap_or_default().to_string();
-        let mut record_sets = Vec::new();
-        for EndpointMember { fqdns, ip, .. } in &members {
-            for f in fqdns {
-                if let Some(rel) = relative(f, &zname) {
-                    dnsview::set_a(tx, &zone_id, &rel, &[*ip], ZONE_GROUP_TTL)?;
-                    record_sets.push(json!({"recordType": "A", "recordSetName": rel, "fqdn": format!("{rel}.{zname}"), "ttl": ZONE_GROUP_TTL, "ipAddresses": [ip.to_string()], "provisioningState": "Succeeded"}));
-                }
-            }
-        }
-        configs.push(json!({"name": cname, "properties": {"privateDnsZoneId": zone["id"], "recordSets": record_sets}}));
-    }
-    Ok(Value::Array(configs))
-}
-
-/// Removes the records a zone group wrote (those still pointing at this endpoint).
-fn clear_zone_group(tx: &mut WriteTx, pe: &PrivateEndpoint, zg: &Value) -> Result<(), ArmError> {
-    let members = members_of(tx, pe)?;
-    for (_, zone_id) in zone_configs(zg) {
-        let Some(zone) = dnsview::zone(tx, &zone_id)? else {
-            continue;
-        };
-        let zname = zone["name"].as_str().unwrap_or_default().to_string();
-        for EndpointMember { fqdns, ip, .. } in &members {
-            for f in fqdns {
-                if let Some(rel) = relative(f, &zname) {
-                    let still_ours = dnsview::record(tx, &zone_id, "A", &rel)?
-                        .is_some_and(|r| dnsview::a_records(&r).contains(ip));
-                    if still_ours {
-                        dnsview::delete_record(tx, &zone_id, "A", &rel)?;
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-fn pe_of(r: &impl Reader, req: &ArmRequest) -> Result<PrivateEndpoint, ArmError> {
-    let pid = req.path.prefix(8);
-    endpoint::load(r, &pid)?.ok_or_else(|| {
-        ArmError::resource_not_found(PE_TYPE, &names(req)[0], req.path.resource_group.as_deref())
-    })
-}
-
-pub fn put_zone_group(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let n = name(req);
-    check_name("private DNS zone group", &n)?;
-    let body = req.body.clone().unwrap_or(json!({}));
-    let props = body.get("properties").cloned().unwrap_or(json!({}));
-    let configs = props["privateDnsZoneConfigs"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    if configs.is_empty() || configs.len() > 5 {
-        return Err(ArmError::bad_request(
-            "InvalidPrivateDnsZoneConfigs",
-            "A private DNS zone group needs 1 to 5 privateDnsZoneConfigs, each with properties.privateDnsZoneId.",
-        ));
-    }
-    // Writing records into a zone, wherever it lives (a hub subscription's
-    // zone, say), takes the right to join it.
-    for c in &configs {
-        if let Some(zone) = c["properties"]["privateDnsZoneId"].as_str() {
-            ctx.require_linked(
-                "Microsoft.Network/privateEndpoints/privateDnsZoneGroups/write",
-                &req.path.id(),
-                "Microsoft.Network/privateDnsZones/join/action",
-                zone,
-            )?;
-        }
-    }
-    ctx.store().write(|tx| {
-        let pe = pe_of(tx, req)?;
-        let pe_id = pe.id.clone();
-        let zid = child_id(&pe_id, "privateDnsZoneGroups", &n);
-        let others: Vec<Value> = resource::list_children(tx, &pe_id, "privateDnsZoneGroups")?
-            .into_iter()
-            .filter(|g| !g["name"].as_str().unwrap_or_default().eq_ignore_ascii_case(&n))
-            .collect();
-        if !others.is_empty() {
-            return Err(ArmError::bad_request(
-                "OnlyOnePrivateDnsZoneGroupPerPrivateEndpoint",
-                format!("Private endpoint {pe_id} already has DNS zone group {}; an endpoint can have only one.", others[0]["name"].as_str().unwrap_or("")),
-            ));
-        }
-        let old = resource::get(tx, &zid)?;
-        if let Some(o) = &old {
-            clear_zone_group(tx, &pe, o)?;
-        }
-        let mut doc = base_doc(&zid, &n, ZONE_GROUP_TYPE);
-        doc["properties"] = json!({"provisioningState": "Succeeded", "privateDnsZoneConfigs": configs});
-        let applied = apply_zone_group(tx, &pe, &doc)?;
-        doc["properties"]["privateDnsZoneConfigs"] = applied;
-        resource::put(tx, &zid, &doc)?;
-        let op = common::op(ctx, &zid);
-        op.save(tx)?;
-        Ok(put_reply(ctx, req, old.is_none(), doc, &op, &pe.location))
-    })
-}
-
-pub fn get_zone_group(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    ctx.store().view(|r| {
-        pe_of(r, req)?;
-        resource::get(r, &req.path.id())?
-            .map(Reply::ok)
-            .ok_or_else(|| not_found(req, ZONE_GROUP_TYPE))
-    })
-}
-
-pub fn list_zone_groups(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let items = ctx.store().view(|r| {
-        let pe = pe_of(r, req)?;
-        resource::list_children(r, &pe.id, "privateDnsZoneGroups")
-    })?;
-    Ok(Reply::ok(paging::page(ctx, req, items)?))
-}
-
-pub fn delete_zone_group(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let zid = req.path.id();
-    ctx.store().write(|tx| {
-        let pe = pe_of(tx, req)?;
-        let Some(zg) = resource::get(tx, &zid)? else {
-            return Ok(Reply::empty(204));
-        };
-        clear_zone_group(tx, &pe, &zg)?;
-        resource::delete_tree(tx, &zid)?;
-        let op = common::op(ctx, &zid);
         op.save(tx)?;
         Ok(delete_reply(ctx, req, &op, &pe.location))
     })
@@ -839,13 +671,7 @@ impl pl::EndpointHost for Host {
                 cfgs.push(cfg);
             }
             nic.save(tx)?;
-            let pe_id = pe.id.clone();
-            for zg in resource::list_children(tx, &pe_id, "privateDnsZoneGroups")? {
-                let mut zg = zg;
-                let applied = apply_zone_group(tx, &pe, &zg)?;
-                zg["properties"]["privateDnsZoneConfigs"] = applied;
-                resource::put(tx, zg["id"].as_str().unwrap_or_default(), &zg)?;
-            }
+            zone_group::refresh(tx, &pe)?;
         }
         Ok(())
     }

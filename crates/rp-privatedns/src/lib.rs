@@ -2,6 +2,7 @@
 //! and virtual network links, with Azure's ETag preconditions. The DNS server
 //! reads what is here through [`view`].
 
+pub mod record_set;
 mod records;
 pub mod route;
 pub mod view;

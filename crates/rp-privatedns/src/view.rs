@@ -5,16 +5,15 @@
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use serde::Deserialize;
+use serde_json::json;
 
-use serde_json::{json, Value};
-
+use recoverite_arm::tracked::Tracked;
 use recoverite_arm::{id, resource, ArmError, RESOURCES};
 use recoverite_store::{Reader, WriteTx};
 
+use crate::record_set::{self, RecordSet, RecordSetProperties};
 use crate::zones::{LinkProperties, ZoneProperties};
 use crate::{records, LINK_TYPE, ZONE_TYPE};
-use recoverite_arm::tracked::Tracked;
 
 /// The record types the DNS server answers from private zones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,68 +69,31 @@ pub struct ZoneView {
     pub links: Vec<ZoneLink>,
 }
 
-#[derive(Deserialize)]
-struct Ipv4Rec {
-    #[serde(rename = "ipv4Address")]
-    ip: String,
-}
-
-#[derive(Deserialize)]
-struct Ipv6Rec {
-    #[serde(rename = "ipv6Address")]
-    ip: String,
-}
-
-#[derive(Deserialize)]
-struct CnameRec {
-    cname: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct TxtRec {
-    #[serde(default)]
-    value: Vec<String>,
-}
-
-/// A stored record set's content (`records::write` writes it; the SOA and
-/// other types the DNS server does not answer are not read).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RecordSetProperties {
-    ttl: u64,
-    #[serde(default)]
-    a_records: Vec<Ipv4Rec>,
-    #[serde(default)]
-    aaaa_records: Vec<Ipv6Rec>,
-    cname_record: Option<CnameRec>,
-    #[serde(default)]
-    txt_records: Vec<TxtRec>,
-}
-
-#[derive(Deserialize)]
-struct RecordSetDoc {
-    properties: RecordSetProperties,
-}
-
-impl From<RecordSetProperties> for Rec {
-    fn from(p: RecordSetProperties) -> Rec {
+impl From<&RecordSetProperties> for Rec {
+    fn from(p: &RecordSetProperties) -> Rec {
         Rec {
             ttl: p.ttl.min(u32::MAX as u64) as u32,
-            // The API validated every address when the set was written.
             a: p.a_records
                 .iter()
-                .filter_map(|r| r.ip.parse().ok())
+                .flatten()
+                .map(|r| r.ipv4_address)
                 .collect(),
             aaaa: p
                 .aaaa_records
                 .iter()
-                .filter_map(|r| r.ip.parse().ok())
+                .flatten()
+                .map(|r| r.ipv6_address)
                 .collect(),
             cname: p
                 .cname_record
-                .and_then(|c| c.cname)
-                .map(|c| c.trim_end_matches('.').to_ascii_lowercase()),
-            txt: p.txt_records.into_iter().map(|t| t.value).collect(),
+                .as_ref()
+                .map(|c| c.cname.trim_end_matches('.').to_ascii_lowercase()),
+            txt: p
+                .txt_records
+                .iter()
+                .flatten()
+                .map(|t| t.value.clone())
+                .collect(),
         }
     }
 }
@@ -171,7 +133,7 @@ pub fn zones_for_resolution(r: &impl Reader) -> Result<Vec<ZoneView>, ArmError> 
             .then(|| doc["type"].as_str().and_then(RType::of))
             .flatten()
         {
-            let d: RecordSetDoc = serde_json::from_value(doc).map_err(|e| malformed(&k, e))?;
+            let d: RecordSet = serde_json::from_value(doc).map_err(|e| malformed(&k, e))?;
             sets.push((k, rt, d.properties));
         }
     }
@@ -181,7 +143,7 @@ pub fn zones_for_resolution(r: &impl Reader) -> Result<Vec<ZoneView>, ArmError> 
         let rel = parts.next().unwrap_or_default().to_string();
         let _type = parts.next();
         if let Some(z) = zones.get_mut(parts.next().unwrap_or_default()) {
-            z.records.insert((rel, rt), props.into());
+            z.records.insert((rel, rt), Rec::from(&props));
         }
     }
     for (k, l) in links {
@@ -196,30 +158,26 @@ pub fn zones_for_resolution(r: &impl Reader) -> Result<Vec<ZoneView>, ArmError> 
     Ok(zones.into_values().collect())
 }
 
+/// A zone and one of its links.
+pub type ZoneAndLink = (Tracked<ZoneProperties>, Tracked<LinkProperties>);
+
 /// Every (zone, link) pair linking `vnet_id`.
-pub fn links_of_vnet(r: &impl Reader, vnet_id: &str) -> Result<Vec<(Value, Value)>, ArmError> {
+pub fn links_of_vnet(r: &impl Reader, vnet_id: &str) -> Result<Vec<ZoneAndLink>, ArmError> {
     let vk = id::key(vnet_id);
     let mut out = Vec::new();
-    for (_, link) in r.scan_json::<Value>(RESOURCES, "/subscriptions/")? {
-        if !link["type"]
-            .as_str()
-            .is_some_and(|t| t.eq_ignore_ascii_case(LINK_TYPE))
-        {
+    for link in resource::list_of_type(r, "", LINK_TYPE)? {
+        let k = link["id"].as_str().unwrap_or_default().to_string();
+        let link: Tracked<LinkProperties> =
+            serde_json::from_value(link).map_err(|e| malformed(&k, e))?;
+        if id::key(&link.properties.virtual_network.id) != vk {
             continue;
         }
-        if link["properties"]["virtualNetwork"]["id"]
-            .as_str()
-            .map(id::key)
-            != Some(vk.clone())
-        {
-            continue;
-        }
-        let lid = link["id"].as_str().unwrap_or_default();
-        let zid = &lid[..lid
+        let zid = &link.id[..link
+            .id
             .to_ascii_lowercase()
             .rfind("/virtualnetworklinks/")
             .unwrap_or(0)];
-        if let Some(zone) = resource::get(r, zid)? {
+        if let Some(zone) = zone(r, zid)? {
             out.push((zone, link));
         }
     }
@@ -232,27 +190,24 @@ pub fn record(
     zone_id: &str,
     rtype: &str,
     rel: &str,
-) -> Result<Option<Value>, ArmError> {
-    resource::get(r, &records::record_id(zone_id, rtype, rel))
+) -> Result<Option<RecordSet>, ArmError> {
+    record_set::load(r, &record_set::record_id(zone_id, rtype, rel))
 }
 
-pub fn a_records(doc: &Value) -> Vec<Ipv4Addr> {
-    doc["properties"]["aRecords"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|r| r["ipv4Address"].as_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-pub fn zone(r: &impl Reader, zone_id: &str) -> Result<Option<Value>, ArmError> {
-    Ok(resource::get(r, zone_id)?.filter(|z| {
-        z["type"]
-            .as_str()
-            .is_some_and(|t| t.eq_ignore_ascii_case(ZONE_TYPE))
-    }))
+/// The private DNS zone at `zone_id`, if there is one.
+pub fn zone(r: &impl Reader, zone_id: &str) -> Result<Option<Tracked<ZoneProperties>>, ArmError> {
+    match resource::get(r, zone_id)? {
+        Some(z)
+            if z["type"]
+                .as_str()
+                .is_some_and(|t| t.eq_ignore_ascii_case(ZONE_TYPE)) =>
+        {
+            serde_json::from_value(z)
+                .map(Some)
+                .map_err(|e| malformed(zone_id, e))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Creates or overwrites the A record set `rel` with `ips` (private endpoint
@@ -271,16 +226,9 @@ pub fn set_a(
         ));
     };
     let existing = record(tx, zone_id, "A", rel)?;
-    let recs: Vec<Value> = ips
-        .iter()
-        .map(|ip| json!({"ipv4Address": ip.to_string()}))
-        .collect();
-    let data = records::RecordData {
-        ttl,
-        metadata: json!({}),
-        records: ("aRecords", Value::Array(recs)),
-    };
-    records::write(tx, &zone, "A", rel, data, existing.as_ref())?;
+    let body = json!({"ttl": ttl, "aRecords": ips.iter().map(|ip| json!({"ipv4Address": ip.to_string()})).collect::<Vec<_>>()});
+    let props = RecordSetProperties::given("A", record_set::fqdn(rel, &zone.name), &body, None)?;
+    records::write(tx, zone_id, "A", rel, props, existing)?;
     Ok(())
 }
 
@@ -290,7 +238,7 @@ pub fn delete_record(
     rtype: &str,
     rel: &str,
 ) -> Result<(), ArmError> {
-    resource::delete_tree(tx, &records::record_id(zone_id, rtype, rel))?;
+    resource::delete_tree(tx, &record_set::record_id(zone_id, rtype, rel))?;
     Ok(())
 }
 
@@ -304,14 +252,14 @@ mod tests {
 
     #[test]
     fn record_sets_read_as_the_dns_server_answers_them() {
-        let p: RecordSetProperties = serde_json::from_value(serde_json::json!({
+        let p: RecordSetProperties = serde_json::from_value(json!({
             "ttl": 10, "fqdn": "x.zone.", "isAutoRegistered": false, "metadata": {},
             "aRecords": [{"ipv4Address": "10.0.0.4"}],
             "cnameRecord": {"cname": "Target.Example."},
             "txtRecords": [{"value": ["a", "b"]}]
         }))
         .unwrap();
-        let rec = Rec::from(p);
+        let rec = Rec::from(&p);
         assert_eq!(rec.ttl, 10);
         assert_eq!(rec.a, vec![Ipv4Addr::new(10, 0, 0, 4)]);
         assert_eq!(rec.cname.as_deref(), Some("target.example"));

@@ -37,7 +37,7 @@ pub fn check_zone_name(n: &str) -> Result<(), ArmError> {
 }
 
 fn counts(r: &impl Reader, zone_id: &str) -> Result<(u64, u64, u64), ArmError> {
-    let records = records::all(r, zone_id)?.len() as u64;
+    let records = crate::record_set::all(r, zone_id)?.len() as u64;
     let links = resource::list_children(r, zone_id, "virtualNetworkLinks")?;
     let reg = links
         .iter()
@@ -264,10 +264,10 @@ impl TrackedKind for Link {
         let others: Vec<OtherLink> = links
             .iter()
             .map(|(z, l)| OtherLink {
-                zone_id: z["id"].as_str().unwrap_or_default(),
-                zone_name: z["name"].as_str().unwrap_or_default(),
-                link_id: l["id"].as_str().unwrap_or_default(),
-                registration: l["properties"]["registrationEnabled"].as_bool() == Some(true),
+                zone_id: &z.id,
+                zone_name: &z.name,
+                link_id: &l.id,
+                registration: l.properties.registration_enabled,
             })
             .collect();
         check_link(zone_id, zone_name, link_id, &vnet, registration, &others)?;
