@@ -166,7 +166,12 @@ def test_route_table_forced_tunneling_and_watcher(server, net):
     assert e.value.error.code == "InvalidRouteNextHopIpAddress"
     vm_nic = net.network_interfaces.begin_create_or_update("net-rg", "vm-nic", nic(sub_id(server, "source-vnet", "vms"))).result()
     watcher = net.network_watchers.create_or_update("net-rg", "nw-eastus", {"location": "eastus"})
-    assert watcher.provisioning_state == "Succeeded"
+    assert watcher.provisioning_state == "Succeeded" and watcher.etag
+    # Watchers take tags-only updates and list by group, as Azure's do.
+    tagged = net.network_watchers.update_tags("net-rg", "nw-eastus", {"tags": {"team": "dr"}})
+    assert tagged.tags == {"team": "dr"} and tagged.etag != watcher.etag
+    assert [w.name for w in net.network_watchers.list("net-rg")] == ["nw-eastus"]
+    assert net.network_watchers.create_or_update("net-rg", "nw-eastus", {"location": "eastus"}).tags in (None, {})
 
     def verify(remote_ip, port="443"):
         return net.network_watchers.begin_verify_ip_flow("net-rg", "nw-eastus", {

@@ -1,7 +1,7 @@
 //! What every Microsoft.Network resource shares: api-versions, etags, the
 //! long-running-operation replies Azure's network RP sends, references.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use recoverite_arm::lro::{self, OperationRecord};
 use recoverite_arm::{id, regions, resource, ArmError, ArmRequest, Ctx, Reply};
@@ -200,10 +200,6 @@ pub fn not_found(req: &ArmRequest, kind: &str) -> ArmError {
 /// A child-collection id: `{parent}/{segment}/{name}`.
 pub fn child_id(parent: &str, segment: &str, n: &str) -> String {
     format!("{parent}/{segment}/{n}")
-}
-
-pub fn base_doc(rid: &str, n: &str, kind: &str) -> Value {
-    json!({"id": rid, "name": n, "type": kind, "etag": etag()})
 }
 
 /// The stored document's original spelling of the id, or the request's.

@@ -105,6 +105,7 @@ impl Endpoints for NetworkProvider {
         match kind {
             RouteTable => return tracked_verb::<routetable::RouteTable>(ctx, req, verb),
             SecurityGroup => return tracked_verb::<nsg::SecurityGroup>(ctx, req, verb),
+            NetworkWatcher => return tracked_verb::<watcher::NetworkWatcher>(ctx, req, verb),
             _ => {}
         }
         // A tags-only PATCH changes the tags, then answers as a GET.
@@ -145,10 +146,6 @@ impl Endpoints for NetworkProvider {
             (NetworkInterface, List) => nic::list(ctx, req),
             (IpConfiguration, Get) => nic::get_ipconfig(ctx, req),
             (IpConfiguration, List) => nic::list_ipconfigs(ctx, req),
-            (NetworkWatcher, Put) => watcher::put(ctx, req),
-            (NetworkWatcher, Get) => watcher::get(ctx, req),
-            (NetworkWatcher, Delete) => watcher::delete(ctx, req),
-            (NetworkWatcher, List) => watcher::list(ctx, req),
             (PrivateEndpoint, Put) => private_endpoint::put(ctx, req, registry),
             (PrivateEndpoint, Get | PatchTags) => private_endpoint::get(ctx, req),
             (PrivateEndpoint, Delete) => private_endpoint::delete(ctx, req, registry),

@@ -86,7 +86,12 @@ impl Kind {
             Verb::Put | Verb::Delete => !matches!(self, DefaultSecurityRule | IpConfiguration),
             Verb::PatchTags => matches!(
                 self,
-                VirtualNetwork | SecurityGroup | RouteTable | NetworkInterface | PrivateEndpoint
+                VirtualNetwork
+                    | SecurityGroup
+                    | RouteTable
+                    | NetworkInterface
+                    | PrivateEndpoint
+                    | NetworkWatcher
             ),
         }
     }

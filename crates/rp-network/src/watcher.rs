@@ -3,73 +3,65 @@
 use std::net::Ipv4Addr;
 use std::sync::{Arc, OnceLock};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use recoverite_arm::lro::{self, OperationRecord};
-use recoverite_arm::{paging, resource, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_arm::tracked::TrackedKind;
+use recoverite_arm::{resource, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_netcore::nsg::{Access, Direction, Flow, Protocol};
 use recoverite_netcore::tags::Endpoint;
-use recoverite_store::Reader;
+use recoverite_store::{Reader, WriteTx};
 
 use crate::common::{self, *};
 use crate::{addressbook, nic, position};
 
 pub const WATCHER_TYPE: &str = "Microsoft.Network/networkWatchers";
 
-pub fn put(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let n = name(req);
-    check_name("network watcher", &n)?;
-    let body = req.body.clone().unwrap_or(json!({}));
-    let rid = req.path.id();
-    let tags = tags_of(&body)?;
-    ctx.store().write(|tx| {
-        let existing = resource::get(tx, &rid)?;
-        let location = location_of(&body, WATCHER_TYPE, existing.as_ref())?;
-        let mut doc = base_doc(&stored_id(existing.as_ref(), &rid), &n, WATCHER_TYPE);
-        doc["location"] = json!(location);
-        doc["tags"] = tags.clone();
-        doc["properties"] = json!({"provisioningState": "Succeeded"});
-        resource::put(tx, &rid, &doc)?;
-        // Azure answers a watcher PUT synchronously.
-        Ok(if existing.is_some() {
-            Reply::ok(doc)
-        } else {
-            Reply::created(doc)
-        })
-    })
+/// A watcher's properties: it has none of its own but its state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WatcherProperties {
+    pub provisioning_state: String,
 }
 
-pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    ctx.store()
-        .view(|r| resource::get(r, &req.path.id()))?
-        .map(Reply::ok)
-        .ok_or_else(|| not_found(req, WATCHER_TYPE))
-}
+/// A watcher's properties are read-only; whatever a request sends is ignored.
+#[derive(Deserialize, Default)]
+pub struct GivenWatcher {}
 
-pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let scope = req.path.scope();
-    let items = ctx
-        .store()
-        .view(|r| resource::list_of_type(r, &scope, WATCHER_TYPE))?;
-    Ok(Reply::ok(paging::page(ctx, req, items)?))
-}
+/// Network watchers, served by the tracked-resource core (one per region is
+/// what Azure makes; recoverite does not limit it). Their diagnostics are
+/// below.
+pub struct NetworkWatcher;
 
-pub fn delete(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let rid = req.path.id();
-    ctx.store().write(|tx| {
-        let Some(doc) = resource::get(tx, &rid)? else {
-            return Ok(Reply::empty(204));
-        };
-        resource::delete_tree(tx, &rid)?;
-        let op = common::op(ctx, &rid);
-        op.save(tx)?;
-        Ok(delete_reply(
-            ctx,
-            req,
-            &op,
-            doc["location"].as_str().unwrap_or("global"),
-        ))
-    })
+impl TrackedKind for NetworkWatcher {
+    const TYPE: &'static str = WATCHER_TYPE;
+    const NOUN: &'static str = "network watcher";
+    const ETAG: bool = true;
+    const ASYNC: bool = true;
+    type Properties = WatcherProperties;
+    type Given = GivenWatcher;
+
+    fn new_etag() -> String {
+        common::etag()
+    }
+
+    fn check_name(name: &str) -> Result<(), ArmError> {
+        check_name("network watcher", name)
+    }
+
+    fn properties(
+        _: &Ctx,
+        _: &mut WriteTx,
+        _: &str,
+        _: GivenWatcher,
+        existing: Option<&WatcherProperties>,
+        _: bool,
+    ) -> Result<WatcherProperties, ArmError> {
+        Ok(existing.cloned().unwrap_or(WatcherProperties {
+            provisioning_state: "Succeeded".into(),
+        }))
+    }
 }
 
 /// The NIC a diagnostic targets: `targetNicResourceId`, a NIC id, or a VM's primary NIC.

@@ -3,9 +3,10 @@
 //! the Backup agents and azure-cli keep with the vault. Created by PUT,
 //! merged by PATCH, read by GET; it goes with the vault.
 
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use recoverite_arm::{resource, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_arm::{document, resource, ArmError, ArmRequest, Ctx, Reply};
 
 pub const TYPE: &str = "Microsoft.RecoveryServices/vaults/extendedInformation";
 /// The one name Azure serves.
@@ -19,18 +20,64 @@ const PROPERTIES: &[&str] = &[
     "algorithm",
 ];
 
+/// `VaultExtendedInfo`: keys the clients keep with the vault.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtendedInfoProperties {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_key_thumbprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
+}
+
+impl ExtendedInfoProperties {
+    /// What `given` names replaces, the rest stays (a PATCH).
+    pub fn merged(mut self, given: ExtendedInfoProperties) -> Self {
+        let keep = |new: Option<String>, old: &mut Option<String>| {
+            if new.is_some() {
+                *old = new;
+            }
+        };
+        keep(given.integrity_key, &mut self.integrity_key);
+        keep(given.encryption_key, &mut self.encryption_key);
+        keep(
+            given.encryption_key_thumbprint,
+            &mut self.encryption_key_thumbprint,
+        );
+        keep(given.algorithm, &mut self.algorithm);
+        self
+    }
+}
+
+/// A vault's stored extended information.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExtendedInfo {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub etag: String,
+    pub properties: ExtendedInfoProperties,
+}
+
+recoverite_arm::impl_document!(ExtendedInfo, TYPE, "vault extended information");
+
 /// "The extended info name must be vaultExtendedInfo", and only the known
 /// string properties are taken.
-pub fn check(name: &str, props: &Value) -> Result<Map<String, Value>, ArmError> {
+pub fn check(name: &str, props: &Value) -> Result<ExtendedInfoProperties, ArmError> {
     if !name.eq_ignore_ascii_case(NAME) {
         return Err(ArmError::invalid_parameter(
             "resourceName",
             format!("'{name}' is not a vault's extended information; its only name is '{NAME}'."),
         ));
     }
-    let mut out = Map::new();
+    let mut out = serde_json::Map::new();
     if props.is_null() {
-        return Ok(out);
+        return Ok(ExtendedInfoProperties::default());
     }
     let obj = props
         .as_object()
@@ -56,7 +103,7 @@ pub fn check(name: &str, props: &Value) -> Result<Map<String, Value>, ArmError> 
         }
         out.insert(known.to_string(), v.clone());
     }
-    Ok(out)
+    serde_json::from_value(Value::Object(out)).map_err(|e| ArmError::invalid_content(e.to_string()))
 }
 
 fn vault_id(req: &ArmRequest) -> String {
@@ -77,7 +124,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmError> 
                 req.path.resource_group.as_deref(),
             ));
         }
-        let existing = resource::get(tx, &rid)?;
+        let existing = document::load::<ExtendedInfo>(tx, &rid)?;
         if patch && existing.is_none() {
             return Err(ArmError::resource_not_found(
                 TYPE,
@@ -85,35 +132,54 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, patch: bool) -> Result<Reply, ArmError> 
                 req.path.resource_group.as_deref(),
             ));
         }
-        let mut merged = if patch {
-            existing
-                .as_ref()
-                .and_then(|e| e["properties"].as_object().cloned())
-                .unwrap_or_default()
-        } else {
-            Map::new()
+        let properties = match (patch, existing) {
+            (true, Some(e)) => e.properties.merged(props),
+            _ => props,
         };
-        merged.extend(props);
-        let doc = json!({
-            "id": rid, "name": NAME, "type": TYPE,
-            "etag": uuid::Uuid::new_v4().to_string(),
-            "properties": Value::Object(merged),
-        });
-        resource::put(tx, &rid, &doc)?;
-        Ok(Reply::ok(doc))
+        let info = ExtendedInfo {
+            id: rid.clone(),
+            name: NAME.into(),
+            kind: TYPE.into(),
+            etag: uuid::Uuid::new_v4().to_string(),
+            properties,
+        };
+        document::save(tx, &info)?;
+        Ok(Reply::ok(document::to_value(&info)?))
     })
 }
 
 pub fn get(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    ctx.store()
-        .view(|r| resource::get(r, &req.path.id()))?
-        .map(Reply::ok)
-        .ok_or_else(|| ArmError::resource_not_found(TYPE, NAME, req.path.resource_group.as_deref()))
+    match ctx
+        .store()
+        .view(|r| document::load::<ExtendedInfo>(r, &req.path.id()))?
+    {
+        Some(info) => Ok(Reply::ok(document::to_value(&info)?)),
+        None => Err(ArmError::resource_not_found(
+            TYPE,
+            NAME,
+            req.path.resource_group.as_deref(),
+        )),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_patch_replaces_only_what_it_names() {
+        let stored = check(NAME, &json!({"integrityKey": "k", "algorithm": "None"})).unwrap();
+        let p = stored.merged(check(NAME, &json!({"algorithm": "AES"})).unwrap());
+        assert_eq!(
+            (p.integrity_key.as_deref(), p.algorithm.as_deref()),
+            (Some("k"), Some("AES"))
+        );
+        assert!(serde_json::to_value(&p)
+            .unwrap()
+            .get("encryptionKey")
+            .is_none());
+    }
 
     #[test]
     fn only_vault_extended_info_with_known_string_properties() {
@@ -122,10 +188,13 @@ mod tests {
             &json!({"integrityKey": "k", "Algorithm": "None"}),
         )
         .unwrap();
-        assert_eq!(p["algorithm"], "None");
+        assert_eq!(p.algorithm.as_deref(), Some("None"));
         assert!(check("other", &json!({})).is_err());
         assert!(check(NAME, &json!({"colour": "red"})).is_err());
         assert!(check(NAME, &json!({"integrityKey": 5})).is_err());
-        assert!(check(NAME, &Value::Null).unwrap().is_empty());
+        assert_eq!(
+            check(NAME, &Value::Null).unwrap(),
+            ExtendedInfoProperties::default()
+        );
     }
 }

@@ -1,15 +1,55 @@
 //! Resource groups and generic resource listing.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use recoverite_arm::lro::{self, OperationRecord};
 use recoverite_arm::{
-    id, names, paging, regions, resource, ArmError, ArmRequest, Ctx, Reply, RESOURCES,
+    document, id, names, paging, regions, resource, ArmError, ArmRequest, Ctx, Reply, RESOURCES,
 };
 use recoverite_store::Reader;
 
 const RG_TYPE: &str = "Microsoft.Resources/resourceGroups";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupProperties {
+    pub provisioning_state: String,
+}
+
+/// A resource group as stored and shown (`ResourceGroup`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceGroup {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub location: String,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub tags: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_by: Option<String>,
+    pub properties: GroupProperties,
+}
+
+recoverite_arm::impl_document!(ResourceGroup, RG_TYPE, "resource group");
+
+impl ResourceGroup {
+    fn new(id: String, name: &str, location: &str) -> Self {
+        ResourceGroup {
+            id,
+            name: name.to_string(),
+            kind: RG_TYPE.into(),
+            location: location.to_string(),
+            tags: Map::new(),
+            managed_by: None,
+            properties: GroupProperties {
+                provisioning_state: "Succeeded".into(),
+            },
+        }
+    }
+}
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -30,23 +70,19 @@ fn rg_id(req: &ArmRequest, rg: &str) -> String {
     id::resource_group_id(req.path.subscription.as_deref().unwrap_or_default(), rg)
 }
 
-fn load(r: &impl Reader, rg_id: &str) -> Result<Option<Value>, ArmError> {
-    resource::get(r, rg_id)
+fn load(r: &impl Reader, rg_id: &str) -> Result<Option<ResourceGroup>, ArmError> {
+    document::load(r, rg_id)
 }
 
 /// Whether the resource group `rg_id` exists (the read other providers ask).
 pub fn group_exists(r: &impl Reader, rg_id: &str) -> Result<bool, ArmError> {
-    Ok(load(r, rg_id)?.is_some_and(|d| {
-        d["type"]
-            .as_str()
-            .is_some_and(|t| t.eq_ignore_ascii_case(RG_TYPE))
-    }))
+    Ok(load(r, rg_id)?.is_some())
 }
 
 pub fn get(ctx: &Ctx, req: &ArmRequest, rg: &str) -> Result<Reply, ArmError> {
-    let doc = ctx.store().read(|r| Ok(load(r, &rg_id(req, rg))))??;
-    doc.map(Reply::ok)
-        .ok_or_else(|| ArmError::resource_group_not_found(rg))
+    let group = ctx.store().read(|r| Ok(load(r, &rg_id(req, rg))))??;
+    let group = group.ok_or_else(|| ArmError::resource_group_not_found(rg))?;
+    Ok(Reply::ok(document::to_value(&group)?))
 }
 
 pub fn exists(ctx: &Ctx, req: &ArmRequest, rg: &str) -> Result<Reply, ArmError> {
@@ -75,7 +111,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, rg: &str) -> Result<Reply, ArmError> {
     ctx.store().write(|tx| {
         let existing = load(tx, &rid)?;
         if let Some(e) = &existing {
-            let current = e["location"].as_str().unwrap_or_default();
+            let current = e.location.as_str();
             if current != region.name {
                 return Err(ArmError::conflict(
                     "InvalidResourceGroupLocation",
@@ -84,12 +120,12 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, rg: &str) -> Result<Reply, ArmError> {
             }
         }
         // ARM keeps the name as first created.
-        let name = existing
-            .as_ref()
-            .and_then(|e| e["name"].as_str().map(str::to_string))
-            .unwrap_or_else(|| rg.to_string());
-        let doc = group_doc(req, &name, region.name, tags, body.managed_by.clone());
-        resource::put(tx, &rid, &doc)?;
+        let name = existing.as_ref().map_or(rg, |e| e.name.as_str());
+        let mut group = ResourceGroup::new(rg_id(req, name), name, region.name);
+        group.tags = tags;
+        group.managed_by = body.managed_by.clone();
+        document::save(tx, &group)?;
+        let doc = document::to_value(&group)?;
         Ok(if existing.is_some() { Reply::ok(doc) } else { Reply::created(doc) })
     })
 }
@@ -106,36 +142,9 @@ pub fn ensure(
     names::RESOURCE_GROUP.check("resource group", name)?;
     let rid = id::resource_group_id(subscription, name);
     if load(tx, &rid)?.is_none() {
-        let doc = json!({
-            "id": rid, "name": name, "type": RG_TYPE, "location": location,
-            "properties": {"provisioningState": "Succeeded"},
-        });
-        resource::put(tx, &rid, &doc)?;
+        document::save(tx, &ResourceGroup::new(rid.clone(), name, location))?;
     }
     Ok(rid)
-}
-
-fn group_doc(
-    req: &ArmRequest,
-    name: &str,
-    location: &str,
-    tags: Map<String, Value>,
-    managed_by: Option<String>,
-) -> Value {
-    let mut doc = json!({
-        "id": rg_id(req, name),
-        "name": name,
-        "type": RG_TYPE,
-        "location": location,
-        "properties": {"provisioningState": "Succeeded"},
-    });
-    if !tags.is_empty() {
-        doc["tags"] = Value::Object(tags);
-    }
-    if let Some(m) = managed_by {
-        doc["managedBy"] = json!(m);
-    }
-    doc
 }
 
 pub fn patch(ctx: &Ctx, req: &ArmRequest, rg: &str) -> Result<Reply, ArmError> {
@@ -146,9 +155,9 @@ pub fn patch(ctx: &Ctx, req: &ArmRequest, rg: &str) -> Result<Reply, ArmError> {
     };
     let rid = rg_id(req, rg);
     ctx.store().write(|tx| {
-        let mut doc = load(tx, &rid)?.ok_or_else(|| ArmError::resource_group_not_found(rg))?;
+        let mut group = load(tx, &rid)?.ok_or_else(|| ArmError::resource_group_not_found(rg))?;
         if let Some(loc) = &body.location {
-            let same = regions::find(loc).is_some_and(|r| Some(r.name) == doc["location"].as_str());
+            let same = regions::find(loc).is_some_and(|r| r.name == group.location);
             if !same {
                 return Err(ArmError::conflict(
                     "InvalidResourceGroupLocation",
@@ -157,17 +166,13 @@ pub fn patch(ctx: &Ctx, req: &ArmRequest, rg: &str) -> Result<Reply, ArmError> {
             }
         }
         if let Some(t) = tags {
-            if t.is_empty() {
-                doc.as_object_mut().map(|o| o.remove("tags"));
-            } else {
-                doc["tags"] = Value::Object(t);
-            }
+            group.tags = t;
         }
         if let Some(m) = &body.managed_by {
-            doc["managedBy"] = json!(m);
+            group.managed_by = Some(m.clone());
         }
-        resource::put(tx, &rid, &doc)?;
-        Ok(Reply::ok(doc))
+        document::save(tx, &group)?;
+        Ok(Reply::ok(document::to_value(&group)?))
     })
 }
 
@@ -236,9 +241,9 @@ fn tag_filter(filter: &str) -> Option<(String, Option<String>)> {
     grab("tagname eq").map(|n| (n, grab("tagvalue eq")))
 }
 
-fn matches_tag(doc: &Value, tf: &Option<(String, Option<String>)>) -> bool {
+fn matches_tag(tags: Option<&Map<String, Value>>, tf: &Option<(String, Option<String>)>) -> bool {
     let Some((name, value)) = tf else { return true };
-    let Some(tags) = doc.get("tags").and_then(Value::as_object) else {
+    let Some(tags) = tags else {
         return false;
     };
     tags.iter().any(|(k, v)| {
@@ -261,11 +266,12 @@ pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
         .read(|r| r.scan_json::<Value>(RESOURCES, &prefix))?;
     let mut items = Vec::new();
     for (k, doc) in docs {
-        if k[prefix.len()..].contains('/') || !matches_tag(&doc, &tf) {
+        if k[prefix.len()..].contains('/') {
             continue;
         }
-        if ctx.can_see(doc["id"].as_str().unwrap_or_default())? {
-            items.push(doc);
+        let group: ResourceGroup = document::read(doc)?;
+        if matches_tag(Some(&group.tags), &tf) && ctx.can_see(&group.id)? {
+            items.push(document::to_value(&group)?);
         }
     }
     Ok(Reply::ok(paging::page(ctx, req, items)?))
@@ -300,7 +306,7 @@ pub fn list_resources(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply,
         if type_filter
             .as_ref()
             .is_some_and(|f| !f.eq_ignore_ascii_case(t))
-            || !matches_tag(&doc, &tf)
+            || !matches_tag(doc.get("tags").and_then(Value::as_object), &tf)
         {
             continue;
         }

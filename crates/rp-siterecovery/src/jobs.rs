@@ -1,10 +1,12 @@
-//! Site Recovery jobs: every operation leaves one, with its tasks.
+//! Site Recovery jobs: every operation leaves one, with its tasks, as a
+//! typed document (issue 9) built from the Recovery Services core's `Job`.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use recoverite_arm::{resource, time, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_arm::{document, time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_rs_core::jobs::{Job, JobStatus};
-use recoverite_store::WriteTx;
+use recoverite_store::{Reader, WriteTx};
 
 pub const JOB_TYPE: &str = "Microsoft.RecoveryServices/vaults/replicationJobs";
 
@@ -49,6 +51,129 @@ pub fn record(
     record_with(tx, vault_id, scenario, friendly, target, tasks, custom)
 }
 
+/// One task of a job (`ASRTask`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Task {
+    pub task_id: String,
+    pub name: String,
+    pub friendly_name: String,
+    pub start_time: String,
+    #[serde(default)]
+    pub end_time: Option<String>,
+    pub state: String,
+    pub state_description: String,
+    pub task_type: String,
+    #[serde(default)]
+    pub allowed_actions: Vec<String>,
+    pub custom_details: InstanceType,
+    #[serde(default)]
+    pub errors: Vec<Value>,
+}
+
+/// A polymorphic detail that carries only its discriminator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceType {
+    pub instance_type: String,
+}
+
+/// A Site Recovery job's properties (`JobProperties`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobProperties {
+    pub activity_id: String,
+    pub scenario_name: String,
+    pub friendly_name: String,
+    /// Site Recovery's words for the core's `JobStatus`.
+    pub state: String,
+    pub state_description: String,
+    pub start_time: String,
+    #[serde(default)]
+    pub end_time: Option<String>,
+    #[serde(default)]
+    pub allowed_actions: Vec<String>,
+    pub target_object_id: String,
+    pub target_object_name: String,
+    pub target_instance_type: String,
+    pub tasks: Vec<Task>,
+    #[serde(default)]
+    pub errors: Vec<Value>,
+    /// The scenario's details (`AsrJobDetails`, `FailoverJobDetails`, …),
+    /// as its operation wrote them; recoverite shows them and never reads
+    /// them back.
+    pub custom_details: Value,
+}
+
+/// A stored Site Recovery job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicationJob {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub properties: JobProperties,
+}
+
+recoverite_arm::impl_document!(ReplicationJob, JOB_TYPE, "replication job");
+
+impl ReplicationJob {
+    /// A job of the core's `job` on `target` under the vault, in Site
+    /// Recovery's shape.
+    pub fn of(
+        vault_id: &str,
+        job: &Job,
+        friendly: &str,
+        target: JobTarget,
+        custom: Value,
+    ) -> ReplicationJob {
+        let name = job.name.clone();
+        let (state, description) = job.status.site_recovery();
+        let at = |t: Option<::time::OffsetDateTime>| t.map(time::format);
+        let tasks = job
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Task {
+                task_id: format!("{name}-{i}"),
+                name: t.name.clone(),
+                friendly_name: t.name.clone(),
+                start_time: time::format(t.start),
+                end_time: at(t.end),
+                state: state.into(),
+                state_description: description.into(),
+                task_type: "JobTaskDetails".into(),
+                allowed_actions: Vec::new(),
+                custom_details: InstanceType {
+                    instance_type: "JobTaskDetails".into(),
+                },
+                errors: Vec::new(),
+            })
+            .collect();
+        ReplicationJob {
+            id: format!("{vault_id}/replicationJobs/{name}"),
+            kind: JOB_TYPE.into(),
+            properties: JobProperties {
+                activity_id: uuid::Uuid::new_v4().to_string(),
+                scenario_name: job.operation.clone(),
+                friendly_name: friendly.into(),
+                state: state.into(),
+                state_description: description.into(),
+                start_time: time::format(job.start),
+                end_time: at(job.end),
+                allowed_actions: Vec::new(),
+                target_object_id: target.id,
+                target_object_name: target.name,
+                target_instance_type: target.kind,
+                tasks,
+                errors: Vec::new(),
+                custom_details: custom,
+            },
+            name,
+        }
+    }
+}
+
 /// Records a finished job with scenario-specific `customDetails`
 /// (`FailoverJobDetails`, `TestFailoverJobDetails`, …).
 pub fn record_with(
@@ -60,56 +185,68 @@ pub fn record_with(
     tasks: &[&str],
     custom: Value,
 ) -> Result<Value, ArmError> {
-    let target: JobTarget = target.into();
     let tasks: Vec<(&str, u64)> = tasks.iter().map(|t| (*t, 0)).collect();
     let job = Job::ended_now(scenario, &tasks, JobStatus::Completed, Vec::new());
-    let name = job.name.clone();
-    let jid = format!("{vault_id}/replicationJobs/{name}");
-    let (state, description) = job.status.site_recovery();
-    let at = |t: Option<::time::OffsetDateTime>| t.map(time::format);
-    let tasks: Vec<Value> = job
-        .tasks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            json!({"taskId": format!("{name}-{i}"), "name": t.name, "friendlyName": t.name, "startTime": time::format(t.start), "endTime": at(t.end),
-                   "state": state, "stateDescription": description, "taskType": "JobTaskDetails", "allowedActions": [],
-                   "customDetails": {"instanceType": "JobTaskDetails"}, "errors": []})
-        })
-        .collect();
-    let doc = json!({
-        "id": jid, "name": name, "type": JOB_TYPE,
-        "properties": {
-            "activityId": uuid::Uuid::new_v4().to_string(),
-            "scenarioName": job.operation,
-            "friendlyName": friendly,
-            "state": state,
-            "stateDescription": description,
-            "startTime": time::format(job.start),
-            "endTime": at(job.end),
-            "allowedActions": [],
-            "targetObjectId": target.id,
-            "targetObjectName": target.name,
-            "targetInstanceType": target.kind,
-            "tasks": tasks,
-            "errors": [],
-            "customDetails": custom,
-        }
-    });
-    resource::put(tx, &jid, &doc)?;
-    Ok(doc)
+    let job = ReplicationJob::of(vault_id, &job, friendly, target.into(), custom);
+    document::save(tx, &job)?;
+    document::to_value(&job)
+}
+
+/// A vault's jobs, the latest first.
+pub fn of_vault(r: &impl Reader, vault_id: &str) -> Result<Vec<ReplicationJob>, ArmError> {
+    let mut jobs: Vec<ReplicationJob> = document::children(r, vault_id, "replicationJobs")?;
+    jobs.sort_by(|a, b| b.properties.start_time.cmp(&a.properties.start_time));
+    Ok(jobs)
 }
 
 pub fn list(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let items = ctx.store().view(|r| {
         let v = crate::vault_of(r, req)?;
-        let mut jobs = resource::list_children(r, &v.id, "replicationJobs")?;
-        jobs.sort_by(|a, b| {
-            b["properties"]["startTime"]
-                .as_str()
-                .cmp(&a["properties"]["startTime"].as_str())
-        });
-        Ok::<_, ArmError>(jobs)
+        of_vault(r, &v.id)?
+            .iter()
+            .map(document::to_value)
+            .collect::<Result<Vec<_>, _>>()
     })?;
     Ok(Reply::ok(recoverite_arm::paging::page(ctx, req, items)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_job_shows_the_cores_status_in_site_recoverys_words() {
+        let job = Job::ended_now(
+            "TestFailover",
+            &[("Prerequisites check", 0), ("Starting", 0)],
+            JobStatus::Completed,
+            Vec::new(),
+        );
+        let target = JobTarget { id: "/v/replicationProtectedItems/i".into(), name: "i".into(), kind: "Microsoft.RecoveryServices/vaults/replicationFabrics/replicationProtectionContainers/replicationProtectedItems".into() };
+        let j = ReplicationJob::of(
+            "/v",
+            &job,
+            "Test failover",
+            target,
+            json!({"instanceType": "TestFailoverJobDetails"}),
+        );
+        assert_eq!(j.id, format!("/v/replicationJobs/{}", job.name));
+        assert_eq!(
+            (
+                j.properties.state.as_str(),
+                j.properties.state_description.as_str()
+            ),
+            ("Succeeded", "Completed")
+        );
+        assert_eq!(j.properties.tasks.len(), 2);
+        assert_eq!(j.properties.tasks[1].task_id, format!("{}-1", job.name));
+        let shown = document::to_value(&j).unwrap();
+        assert_eq!(
+            shown["properties"]["tasks"][0]["customDetails"]["instanceType"],
+            "JobTaskDetails"
+        );
+        assert_eq!(shown["properties"]["targetObjectName"], "i");
+        assert_eq!(serde_json::from_value::<ReplicationJob>(shown).unwrap(), j);
+    }
 }

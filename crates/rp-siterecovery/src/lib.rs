@@ -22,6 +22,7 @@ pub mod targets;
 
 use serde_json::Value;
 
+use recoverite_arm::document::{self, Document};
 use recoverite_arm::lro::{self, OperationRecord};
 use recoverite_arm::{
     resource, ArmError, ArmRequest, Ctx, Endpoints, ProviderInfo, Reply, ResourceType,
@@ -91,21 +92,21 @@ impl Endpoints for SiteRecoveryProvider {
         use Route::*;
         match route {
             PutFabric => fabrics::put_fabric(ctx, req),
-            GetFabric => get(ctx, req, "fabric"),
+            GetFabric => get::<records::Fabric>(ctx, req),
             DeleteFabric => fabrics::delete(ctx, req, "fabric"),
             RemoveFabric => fabrics::delete(ctx, &on_parent(req), "fabric"),
             PutContainer => fabrics::put_container(ctx, req),
-            GetContainer => get(ctx, req, "protection container"),
+            GetContainer => get::<records::ProtectionContainer>(ctx, req),
             RemoveContainer => fabrics::delete(ctx, &on_parent(req), "container"),
             PutContainerMapping => fabrics::put_mapping(ctx, req),
-            GetContainerMapping => get(ctx, req, "protection container mapping"),
+            GetContainerMapping => get::<records::ContainerMapping>(ctx, req),
             DeleteContainerMapping => fabrics::delete(ctx, req, "mapping"),
             RemoveContainerMapping => fabrics::delete(ctx, &on_parent(req), "mapping"),
-            ListFabrics
-            | ListContainers
-            | ListContainerMappings
-            | ListNetworkMappings
-            | ListPolicies => list_children(ctx, req),
+            ListFabrics => list_children::<records::Fabric>(ctx, req),
+            ListContainers => list_children::<records::ProtectionContainer>(ctx, req),
+            ListContainerMappings => list_children::<records::ContainerMapping>(ctx, req),
+            ListNetworkMappings => list_children::<network_mappings::NetworkMapping>(ctx, req),
+            ListPolicies => list_children::<policies::ReplicationPolicy>(ctx, req),
             EnableProtection => protected_items::enable(ctx, req, engine, &self.registry, rt),
             GetProtectedItem => protected_items::get(ctx, req, engine),
             PurgeProtectedItem => protected_items::disable(ctx, req, engine),
@@ -122,14 +123,14 @@ impl Endpoints for SiteRecoveryProvider {
             ListVaultContainers => list_in_vault(ctx, req, fabrics::CONTAINER_TYPE),
             ListVaultContainerMappings => list_in_vault(ctx, req, fabrics::MAPPING_TYPE),
             PutNetworkMapping => network_mappings::put(ctx, req),
-            GetNetworkMapping => get(ctx, req, "network mapping"),
+            GetNetworkMapping => get::<network_mappings::NetworkMapping>(ctx, req),
             DeleteNetworkMapping => network_mappings::delete(ctx, req),
             ListVaultNetworkMappings => list_in_vault(ctx, req, network_mappings::MAPPING_TYPE),
             CreatePolicy => policies::put(ctx, req, false),
             UpdatePolicy => policies::put(ctx, req, true),
-            GetPolicy => get(ctx, req, "policy"),
+            GetPolicy => get::<policies::ReplicationPolicy>(ctx, req),
             DeletePolicy => policies::delete(ctx, req),
-            GetJob => get(ctx, req, "job"),
+            GetJob => get::<jobs::ReplicationJob>(ctx, req),
             ListJobs => jobs::list(ctx, req),
         }
     }
@@ -150,30 +151,35 @@ pub fn vault_of(r: &impl Reader, req: &ArmRequest) -> Result<Vault, ArmError> {
     recoverite_rs_core::vault_record::of_request(r, req)
 }
 
-fn get(ctx: &Ctx, req: &ArmRequest, what: &str) -> Result<Reply, ArmError> {
+/// GET of one of a vault's typed Site Recovery documents.
+fn get<T: Document>(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     ctx.store().view(|r| {
         vault_of(r, req)?;
-        resource::get(r, &req.path.id())?
-            .map(Reply::ok)
-            .ok_or_else(|| {
-                ArmError::new(
-                    404,
-                    "NotFound",
-                    format!(
-                        "The {what} '{}' was not found in the vault.",
-                        req.resource_name()
-                    ),
-                )
-            })
+        match document::load::<T>(r, &req.path.id())? {
+            Some(t) => Ok(Reply::ok(document::to_value(&t)?)),
+            None => Err(ArmError::new(
+                404,
+                "NotFound",
+                format!(
+                    "The {} '{}' was not found in the vault.",
+                    T::NOUN,
+                    req.resource_name()
+                ),
+            )),
+        }
     })
 }
 
-fn list_children(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
+/// A list of one of a vault's typed Site Recovery documents under its parent.
+fn list_children<T: Document>(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let parent = req.path.parent_id();
     let segment = req.path.segments.last().cloned().unwrap_or_default();
     let items = ctx.store().view(|r| {
         vault_of(r, req)?;
-        resource::list_children(r, &parent, &segment)
+        document::children::<T>(r, &parent, &segment)?
+            .iter()
+            .map(document::to_value)
+            .collect::<Result<Vec<_>, _>>()
     })?;
     Ok(Reply::ok(recoverite_arm::paging::page(ctx, req, items)?))
 }

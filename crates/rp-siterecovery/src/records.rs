@@ -113,7 +113,7 @@ recoverite_arm::impl_document!(
 recoverite_arm::impl_document!(
     ContainerMapping,
     crate::fabrics::MAPPING_TYPE,
-    "container mapping"
+    "protection container mapping"
 );
 
 /// Writes a record at its id.

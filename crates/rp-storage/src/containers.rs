@@ -4,11 +4,12 @@
 //! Blob API is listed here, and one made here takes blobs at once); ARM
 //! keeps only the container's management properties beside it.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use recoverite_arm::{paging, resource, time, ArmError, ArmRequest, Ctx, Reply};
+use recoverite_arm::{document, paging, resource, time, ArmError, ArmRequest, Ctx, Reply};
 
 use crate::account::StorageAccount;
+use crate::blob_docs::{self, BlobContainer, BlobService};
 use crate::ACCOUNT_TYPE;
 
 pub const SERVICE_TYPE: &str = "Microsoft.Storage/storageAccounts/blobServices";
@@ -75,27 +76,30 @@ fn check_service(req: &ArmRequest) -> Result<String, ArmError> {
     }
 }
 
-fn service_doc(account: &StorageAccount, stored: Option<Value>) -> Value {
-    let id = format!("{}/blobServices/default", account.id);
-    let props = stored.and_then(|d| d.get("properties").cloned()).unwrap_or_else(|| {
-        json!({"cors": {"corsRules": []}, "deleteRetentionPolicy": {"enabled": false, "allowPermanentDelete": false},
-               "containerDeleteRetentionPolicy": {"enabled": false}, "isVersioningEnabled": false})
-    });
-    json!({"id": id, "name": "default", "type": SERVICE_TYPE, "sku": account.sku, "properties": props})
+fn service_doc(account: &StorageAccount, stored: Option<BlobService>) -> Result<Value, ArmError> {
+    let properties = stored.map(|s| s.properties).unwrap_or_default();
+    let mut doc = document::to_value(&BlobService {
+        id: format!("{}/blobServices/default", account.id),
+        name: "default".into(),
+        kind: SERVICE_TYPE.into(),
+        properties,
+    })?;
+    doc["sku"] = json!(account.sku);
+    Ok(doc)
 }
 
 pub fn get_service(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let (acct, _) = account(ctx, req)?;
     let sid = check_service(req)?;
-    let stored = ctx.store().view(|r| resource::get(r, &sid))?;
-    Ok(Reply::ok(service_doc(&acct, stored)))
+    let stored = ctx.store().view(|r| blob_docs::load_service(r, &sid))?;
+    Ok(Reply::ok(service_doc(&acct, stored)?))
 }
 
 pub fn list_services(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let (acct, _) = account(ctx, req)?;
     let sid = format!("{}/blobServices/default", &acct.id);
-    let stored = ctx.store().view(|r| resource::get(r, &sid))?;
-    Ok(Reply::ok(json!({"value": [service_doc(&acct, stored)]})))
+    let stored = ctx.store().view(|r| blob_docs::load_service(r, &sid))?;
+    Ok(Reply::ok(json!({"value": [service_doc(&acct, stored)?]})))
 }
 
 /// PUT: the service properties as given (CORS, soft-delete and versioning
@@ -104,29 +108,15 @@ pub fn put_service(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let (acct, _) = account(ctx, req)?;
     let sid = check_service(req)?;
     let body = req.body.clone().unwrap_or(json!({}));
-    let props = body.get("properties").cloned().unwrap_or(json!({}));
-    if !props.is_object() {
-        return Err(ArmError::invalid_content("properties must be an object"));
-    }
-    if let Some(days) = props
-        .pointer("/deleteRetentionPolicy/days")
-        .and_then(Value::as_u64)
-    {
-        if !(1..=365).contains(&days) {
-            return Err(ArmError::invalid_parameter(
-                "properties.deleteRetentionPolicy.days",
-                "deleteRetentionPolicy.days must be from 1 to 365.",
-            ));
-        }
-    }
-    let mut doc = service_doc(&acct, None);
-    if let (Some(d), Some(p)) = (doc["properties"].as_object_mut(), props.as_object()) {
-        for (k, v) in p {
-            d.insert(k.clone(), v.clone());
-        }
-    }
-    ctx.store().write(|tx| resource::put(tx, &sid, &doc))?;
-    Ok(Reply::ok(doc))
+    let properties = blob_docs::service_properties(body.get("properties").unwrap_or(&json!({})))?;
+    let service = BlobService {
+        id: sid,
+        name: "default".into(),
+        kind: SERVICE_TYPE.into(),
+        properties,
+    };
+    ctx.store().write(|tx| document::save(tx, &service))?;
+    Ok(Reply::ok(service_doc(&acct, Some(service))?))
 }
 
 fn container_name(req: &ArmRequest) -> Result<String, ArmError> {
@@ -143,9 +133,9 @@ fn container_name(req: &ArmRequest) -> Result<String, ArmError> {
 fn container_doc(
     acct: &StorageAccount,
     name: &str,
-    stored: Option<&Value>,
+    stored: Option<&BlobContainer>,
     state: &recoverite_blob::worm::ContainerState,
-) -> Value {
+) -> Result<Value, ArmError> {
     let id = format!("{}/blobServices/default/containers/{name}", &acct.id);
     let mut props = json!({
         "publicAccess": "None",
@@ -159,19 +149,19 @@ fn container_doc(
         "remainingRetentionDays": 0,
         "metadata": {},
     });
-    let mut etag = json!("\"0x8D0000000000000\"");
+    let mut etag = "\"0x8D0000000000000\"".to_string();
     if let Some(s) = stored {
-        if let (Some(p), Some(sp)) = (props.as_object_mut(), s["properties"].as_object()) {
-            for (k, v) in sp {
-                p.insert(k.clone(), v.clone());
-            }
+        if let (Some(p), Value::Object(sp)) =
+            (props.as_object_mut(), document::to_value(&s.properties)?)
+        {
+            p.extend(sp);
         }
-        etag = s["etag"].clone();
+        etag = s.etag.clone();
     }
     if let Some(p) = props.as_object_mut() {
         crate::worm::decorate(p, &id, state);
     }
-    json!({"id": id, "name": name, "type": CONTAINER_TYPE, "etag": etag, "properties": props})
+    Ok(json!({"id": id, "name": name, "type": CONTAINER_TYPE, "etag": etag, "properties": props}))
 }
 
 /// The container a path names: (account name, container name, its ARM id).
@@ -191,8 +181,8 @@ pub fn account_location(ctx: &Ctx, req: &ArmRequest) -> Result<String, ArmError>
 /// Whether the account's blob service keeps versions (`isVersioningEnabled`).
 pub fn versioning_enabled(ctx: &Ctx, req: &ArmRequest) -> Result<bool, ArmError> {
     let sid = req.path.prefix(10);
-    let stored = ctx.store().view(|r| resource::get(r, &sid))?;
-    Ok(stored.is_some_and(|d| d["properties"]["isVersioningEnabled"] == true))
+    let stored = ctx.store().view(|r| blob_docs::load_service(r, &sid))?;
+    Ok(stored.is_some_and(|s| s.properties.is_versioning_enabled))
 }
 
 fn container_id(acct: &StorageAccount, name: &str) -> String {
@@ -224,42 +214,14 @@ pub fn put_container(
     if patch && !existed {
         return Err(not_found());
     }
-    let stored = ctx.store().view(|r| resource::get(r, &cid))?;
-    let mut keep: Map<String, Value> = stored
-        .as_ref()
-        .and_then(|s| s["properties"].as_object().cloned())
-        .unwrap_or_default();
-    let allows = acct.properties.allow_blob_public_access;
-    if let Some(pa) = props.get("publicAccess").and_then(Value::as_str) {
-        keep.insert(
-            "publicAccess".into(),
-            json!(check_public_access(pa, allows)?),
-        );
-    }
-    if let Some(m) = props.get("metadata") {
-        let ok = m
-            .as_object()
-            .is_some_and(|o| o.values().all(Value::is_string));
-        if !ok {
-            return Err(ArmError::invalid_parameter(
-                "properties.metadata",
-                "metadata must be an object of string values.",
-            ));
-        }
-        keep.insert("metadata".into(), m.clone());
-    }
-    for k in ["defaultEncryptionScope", "denyEncryptionScopeOverride"] {
-        if let Some(v) = props.get(k) {
-            if existed && stored.is_some() && !patch && keep.get(k).is_some_and(|old| old != v) {
-                return Err(ArmError::conflict(
-                    "ContainerOperationFailure",
-                    format!("'{k}' cannot change once the container exists."),
-                ));
-            }
-            keep.insert(k.into(), v.clone());
-        }
-    }
-    keep.insert("lastModifiedTime".into(), json!(time::now_string()));
+    let stored = ctx.store().view(|r| blob_docs::load_container(r, &cid))?;
+    let settings = blob_docs::container_settings(
+        &props,
+        stored.as_ref().map(|s| &s.properties),
+        existed,
+        patch,
+        acct.properties.allow_blob_public_access,
+    )?;
     let etag = format!(
         "\"0x{:X}\"",
         time::now().unix_timestamp_nanos() as u128 & 0xFFFF_FFFF_FFFF_FFFF
@@ -269,11 +231,16 @@ pub fn put_container(
     if !existed {
         blobs.create(&account_name, &name).map_err(blob_error)?;
     }
-    let doc =
-        json!({"id": cid, "name": name, "type": CONTAINER_TYPE, "etag": etag, "properties": keep});
-    ctx.store().write(|tx| resource::put(tx, &cid, &doc))?;
+    let container = BlobContainer {
+        id: cid,
+        name: name.clone(),
+        kind: CONTAINER_TYPE.into(),
+        etag,
+        properties: settings,
+    };
+    ctx.store().write(|tx| document::save(tx, &container))?;
     let state = blobs.state(&account_name, &name).map_err(blob_error)?;
-    let out = container_doc(&acct, &name, Some(&doc), &state);
+    let out = container_doc(&acct, &name, Some(&container), &state)?;
     Ok(Reply::json(if existed || patch { 200 } else { 201 }, out))
 }
 
@@ -286,14 +253,14 @@ pub fn get_container(ctx: &Ctx, req: &ArmRequest, blobs: &Store) -> Result<Reply
     }
     let stored = ctx
         .store()
-        .view(|r| resource::get(r, &container_id(&acct, &name)))?;
+        .view(|r| blob_docs::load_container(r, &container_id(&acct, &name)))?;
     let state = blobs.state(&account_name, &name).map_err(blob_error)?;
     Ok(Reply::ok(container_doc(
         &acct,
         &name,
         stored.as_ref(),
         &state,
-    )))
+    )?))
 }
 
 pub fn delete_container(ctx: &Ctx, req: &ArmRequest, blobs: &Store) -> Result<Reply, ArmError> {
@@ -331,12 +298,12 @@ pub fn list_containers(ctx: &Ctx, req: &ArmRequest, blobs: &Store) -> Result<Rep
             .iter()
             .zip(&states)
             .map(|(n, st)| {
-                Ok(container_doc(
+                container_doc(
                     &acct,
                     n,
-                    resource::get(r, &container_id(&acct, n))?.as_ref(),
+                    blob_docs::load_container(r, &container_id(&acct, n))?.as_ref(),
                     st,
-                ))
+                )
             })
             .collect::<Result<Vec<_>, ArmError>>()
     })?;

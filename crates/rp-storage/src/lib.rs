@@ -7,6 +7,7 @@
 
 pub mod account;
 pub mod accounts;
+pub mod blob_docs;
 pub mod cache;
 pub mod containers;
 pub mod keys;
