@@ -128,9 +128,12 @@ def main():
                     if e.code != 409:  # the policy's scheduled backup is running
                         raise
                     time.sleep(0.5)
-            took = time.time() - t
             op = h["azure-asyncoperation"].split("?")[0].rsplit("/", 1)[-1]
-            job = arm.call("GET", f"{v}/backupJobs/" + arm.call("GET", f"{v}/backupOperations/{op}", api=BK)["properties"]["jobId"], api=BK)
+            job_url = f"{v}/backupJobs/" + arm.call("GET", f"{v}/backupOperations/{op}", api=BK)["properties"]["jobId"]
+            # The backup runs after its 202, as in Azure: `az backup job wait`.
+            while (job := arm.call("GET", job_url, api=BK))["properties"]["status"] == "InProgress":
+                time.sleep(0.02)
+            took = time.time() - t
             tasks = {x["taskId"]: x["duration"] for x in job["properties"]["extendedInfo"]["tasksList"]}
             return took, dict(job["properties"]["extendedInfo"]["propertyBag"], **tasks)
 

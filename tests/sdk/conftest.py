@@ -192,3 +192,36 @@ def wait_listening(addr, timeout=10):
             if time.time() > end:
                 raise
             time.sleep(0.05)
+
+
+def wait_job(bk, vault, rg, job_id, timeout=180):
+    """A Backup job as `az backup job wait` follows it: until it is no
+    longer InProgress (an Azure VM backup runs after its 202, as in Azure)."""
+    deadline = time.time() + timeout
+    while True:
+        job = bk.job_details.get(vault, rg, job_id)
+        if job.properties.status != "InProgress":
+            return job
+        assert time.time() < deadline, f"job {job_id} still InProgress after {timeout} s"
+        time.sleep(0.1)
+
+
+def backup_and_wait(bk, vault, rg, container, item, body=None, timeout=180):
+    """Backup now as azure-cli runs it: trigger, the Azure-AsyncOperation's
+    last segment → backupOperations/{id} → jobId, then wait for the job."""
+    headers = bk.backups.trigger(vault, rg, "Azure", container, item,
+                                 body or {"properties": {"objectType": "IaasVMBackupRequest"}},
+                                 cls=lambda resp, b, h: resp.http_response.headers)
+    op_id = headers["Azure-AsyncOperation"].split("?")[0].rstrip("/").split("/")[-1]
+    status = bk.backup_operation_statuses.get(vault, rg, op_id)
+    assert status.status == "Succeeded", status
+    return wait_job(bk, vault, rg, status.properties.job_id, timeout)
+
+
+def wait_no_running_backups(bk, vault, rg, timeout=180):
+    """Until no Backup job of the vault is InProgress (backups accepted
+    before a restart run again when the service is back)."""
+    deadline = time.time() + timeout
+    while any(j.properties.status == "InProgress" for j in bk.backup_jobs.list(vault, rg)):
+        assert time.time() < deadline, "backups still running"
+        time.sleep(0.2)

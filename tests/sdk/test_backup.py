@@ -18,6 +18,7 @@ from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
 from azure.mgmt.storage import StorageManagementClient
 
 import asr
+from conftest import backup_and_wait, wait_job
 
 RG, VAULT, VM = "bkp-rg", "bkp-vault", "bkvm"
 CONTAINER, ITEM = f"iaasvmcontainer;iaasvmcontainerv2;{RG};{VM}", f"vm;iaasvmcontainerv2;{RG};{VM}"
@@ -55,17 +56,15 @@ def io(env, rg, disk, *cmds):
 # (the properties stay a mapping), so items are read by their wire names.
 
 def follow_job(bk, headers):
-    """azure-cli's chain: the Azure-AsyncOperation's last segment → backupOperations/{id} → jobId → the job."""
+    """azure-cli's chain: the Azure-AsyncOperation's last segment → backupOperations/{id} → jobId → the job, waited for."""
     op_id = headers["Azure-AsyncOperation"].split("?")[0].rstrip("/").split("/")[-1]
     status = bk.backup_operation_statuses.get(VAULT, RG, op_id)
     assert status.status == "Succeeded", status
-    return bk.job_details.get(VAULT, RG, status.properties.job_id)
+    return wait_job(bk, VAULT, RG, status.properties.job_id)
 
 
 def backup_now(bk):
-    headers = bk.backups.trigger(VAULT, RG, "Azure", CONTAINER, ITEM, {"properties": {"objectType": "IaasVMBackupRequest"}},
-                                 cls=lambda resp, body, h: resp.http_response.headers)
-    return follow_job(bk, headers)
+    return backup_and_wait(bk, VAULT, RG, CONTAINER, ITEM)
 
 
 def test_default_policies_and_policy_rules(env):
@@ -344,7 +343,7 @@ def test_storage_redundancy_and_soft_delete_settings(server, env):
         "protectedItemType": "Microsoft.Compute/virtualMachines", "sourceResourceId": vm2.id,
         "policyId": bk.protection_policies.get("bkp-cfg", RG, "DefaultPolicy").id}}).result()
     io(env, RG, "bkvm2-os", "write -P 0x44 0 64k")
-    bk.backups.trigger("bkp-cfg", RG, "Azure", c2, i2, {"properties": {"objectType": "IaasVMBackupRequest"}})
+    backup_and_wait(bk, "bkp-cfg", RG, c2, i2)
     assert len(list(bk.recovery_points.list("bkp-cfg", RG, "Azure", c2, i2))) == 1
     bk.protected_items.delete("bkp-cfg", RG, "Azure", c2, i2)
     with pytest.raises(HttpResponseError) as e:
@@ -380,7 +379,7 @@ def test_a_weekly_policy_keeps_points_its_weeks(server, env):
     bk.protected_items.begin_create_or_update(VAULT, RG, "Azure", container, item, {"properties": {
         "protectedItemType": "Microsoft.Compute/virtualMachines", "sourceResourceId": vm.id, "policyId": pol.id}}).result()
     assert bk.protection_policies.get(VAULT, RG, "weekly12").properties.protected_items_count == 1
-    bk.backups.trigger(VAULT, RG, "Azure", container, item, {"properties": {"objectType": "IaasVMBackupRequest"}})
+    backup_and_wait(bk, VAULT, RG, container, item)
     [point] = list(bk.recovery_points.list(VAULT, RG, "Azure", container, item))
     expiry = datetime.date.fromisoformat(point.properties.recovery_point_properties.expiry_time[:10])
     taken = point.properties.recovery_point_time

@@ -15,7 +15,7 @@ from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
 from azure.mgmt.storage import StorageManagementClient
 
 import asr
-from conftest import kill_during
+from conftest import backup_and_wait, kill_during, wait_no_running_backups
 
 RG, VAULT, VM = "bcrash-rg", "bcrash-vault", "crashvm"
 CONTAINER, ITEM = f"iaasvmcontainer;iaasvmcontainerv2;{RG};{VM}", f"vm;iaasvmcontainerv2;{RG};{VM}"
@@ -48,15 +48,21 @@ def test_kill_9_during_backups_and_restores(server):
     assert ok, out
 
     def backup():
-        bk().backups.trigger(VAULT, RG, "Azure", CONTAINER, ITEM, {"properties": {"objectType": "IaasVMBackupRequest"}})
+        return backup_and_wait(bk(), VAULT, RG, CONTAINER, ITEM)
 
-    # Backups cut short at random moments.
+    # Backups cut short at random moments. One accepted before the kill runs
+    # again from the start once the service is back (its job stays
+    # InProgress meanwhile); its point, if it makes one, is whole.
     for _ in range(6):
+        wait_no_running_backups(bk(), VAULT, RG)
         kill_during(server, backup, rng.uniform(0.0, 1.2))
+    wait_no_running_backups(bk(), VAULT, RG)
+    states = [j.properties.status for j in bk().backup_jobs.list(VAULT, RG, filter="operation eq 'Backup'")]
+    assert "InProgress" not in states, states
     survived = len(list(bk().recovery_points.list(VAULT, RG, "Azure", CONTAINER, ITEM)))
     print(f"{survived} of 6 backups cut short left a point")
     t0 = time.time()
-    backup()  # the next backup works
+    assert backup().properties.status == "Completed"  # the next backup works
     print(f"a whole backup takes {time.time() - t0:.2f} s")
     points = list(bk().recovery_points.list(VAULT, RG, "Azure", CONTAINER, ITEM))
     assert points, "at least the last backup made a point"

@@ -19,7 +19,7 @@ from azure.mgmt.recoveryservices import RecoveryServicesClient
 from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
 
 import asr
-from conftest import BIN
+from conftest import BIN, backup_and_wait
 
 RG, VAULT, VM = "ilr-rg", "ilr-vault", "ilrvm"
 CONTAINER, ITEM = f"iaasvmcontainer;iaasvmcontainerv2;{RG};{VM}", f"vm;iaasvmcontainerv2;{RG};{VM}"
@@ -72,7 +72,7 @@ def env(server):
         "protectedItemType": "Microsoft.Compute/virtualMachines", "sourceResourceId": vm.id, "policyId": policy}}).result()
     nbd = server.http("GET", "/recoverite/nbd").json()["endpoint"]
     qemu(f"{nbd}/{RG}/{VM}_DataDisk_0", "write -P 0x5a 0 1M", "write -P 0x6b 1536k 64k")
-    bk.backups.trigger(VAULT, RG, "Azure", CONTAINER, ITEM, {"properties": {"objectType": "IaasVMBackupRequest"}})
+    backup_and_wait(bk, VAULT, RG, CONTAINER, ITEM)
     # Later writes are not in the point.
     qemu(f"{nbd}/{RG}/{VM}_DataDisk_0", "write -P 0x77 0 1M")
     point = next(iter(bk.recovery_points.list(VAULT, RG, "Azure", CONTAINER, ITEM)))
@@ -186,7 +186,7 @@ def test_nine_on_demand_backups_a_day(server, env):
     body = {"properties": {"objectType": "IaasVMBackupRequest"}}
     today = [j for j in bk.backup_jobs.list(VAULT, RG, filter="operation eq 'Backup'") if j.properties.is_user_triggered]
     for _ in range(9 - len(today)):
-        bk.backups.trigger(VAULT, RG, "Azure", CONTAINER, ITEM, body)
+        backup_and_wait(bk, VAULT, RG, CONTAINER, ITEM, body)
     with pytest.raises(HttpResponseError) as e:
         bk.backups.trigger(VAULT, RG, "Azure", CONTAINER, ITEM, body)
     assert e.value.status_code == 400 and e.value.error.code == "BMSUserErrorOnDemandBackupLimitReached"

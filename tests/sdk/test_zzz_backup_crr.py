@@ -22,6 +22,7 @@ from azure.mgmt.recoveryservicesbackup.passivestamp.models import (
 from azure.mgmt.storage import StorageManagementClient
 
 import asr
+from conftest import backup_and_wait
 
 RG, VAULT, VM = "crr-rg", "crr-vault", "crrvm"
 CONTAINER, ITEM = f"iaasvmcontainer;iaasvmcontainerv2;{RG};{VM}", f"vm;iaasvmcontainerv2;{RG};{VM}"
@@ -70,7 +71,7 @@ def test_points_reach_the_paired_region_and_restore_there(server):
     bk.protected_items.begin_create_or_update("crr-pe-vault", RG, "Azure", pe_container, pe_item, {"properties": {
         "protectedItemType": "Microsoft.Compute/virtualMachines", "sourceResourceId": pe_vm.id,
         "policyId": bk.protection_policies.get("crr-pe-vault", RG, "DefaultPolicy").id}}).result()
-    bk.backups.trigger("crr-pe-vault", RG, "Azure", pe_container, pe_item, {"properties": {"objectType": "IaasVMBackupRequest"}})
+    backup_and_wait(bk, "crr-pe-vault", RG, pe_container, pe_item)
     pe_point = next(iter(bk.recovery_points.list("crr-pe-vault", RG, "Azure", pe_container, pe_item)))
     nbd = server.http("GET", "/recoverite/nbd").json()["endpoint"]
 
@@ -80,7 +81,7 @@ def test_points_reach_the_paired_region_and_restore_there(server):
         assert out.returncode == 0 and "Pattern verification failed" not in out.stdout + out.stderr, out.stdout + out.stderr
 
     io(RG, f"{VM}_DataDisk_0", "write -P 0x3c 0 1M", "write -P 0x4d 1M 256k")
-    bk.backups.trigger(VAULT, RG, "Azure", CONTAINER, ITEM, {"properties": {"objectType": "IaasVMBackupRequest"}})
+    backup_and_wait(bk, VAULT, RG, CONTAINER, ITEM)
     point = next(iter(bk.recovery_points.list(VAULT, RG, "Azure", CONTAINER, ITEM)))
 
     # Not in the paired region yet.

@@ -14,6 +14,7 @@ from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
 from azure.mgmt.storage import StorageManagementClient
 
 import asr
+from conftest import backup_and_wait
 
 RG, VAULT, VM = "tier-rg", "tier-vault", "tiervm"
 CONTAINER, ITEM = f"iaasvmcontainer;iaasvmcontainerv2;{RG};{VM}", f"vm;iaasvmcontainerv2;{RG};{VM}"
@@ -41,7 +42,7 @@ def test_restore_from_the_vault_tier_after_the_instant_restore_days(server):
         "protectedItemType": "Microsoft.Compute/virtualMachines", "sourceResourceId": vm.id,
         "policyId": bk.protection_policies.get(VAULT, RG, "DefaultPolicy").id}}).result()
     io(f"{VM}_DataDisk_0", "write -P 0x7e 1M 3M")
-    bk.backups.trigger(VAULT, RG, "Azure", CONTAINER, ITEM, {"properties": {"objectType": "IaasVMBackupRequest"}})
+    backup_and_wait(bk, VAULT, RG, CONTAINER, ITEM)
     io(f"{VM}_DataDisk_0", "write -P 0x11 1M 3M")  # after the point
     [point] = list(bk.recovery_points.list(VAULT, RG, "Azure", CONTAINER, ITEM))
     assert [t.type for t in point.properties.recovery_point_tier_details] == ["InstantRP", "HardenedRP"]
@@ -77,7 +78,8 @@ def test_restore_from_the_vault_tier_after_the_instant_restore_days(server):
     deadline = wall.time() + 15
     while wall.time() < deadline:
         scheduled = [j for j in bk.backup_jobs.list(VAULT, RG, filter="operation eq 'Backup'") if j.properties.is_user_triggered is False]
-        if scheduled:
+        # Shown InProgress while it runs, as Azure shows it.
+        if scheduled and scheduled[0].properties.status != "InProgress":
             break
         wall.sleep(0.3)
     assert scheduled and scheduled[0].properties.status == "Completed", [j.properties for j in bk.backup_jobs.list(VAULT, RG)]

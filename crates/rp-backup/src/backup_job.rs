@@ -16,11 +16,28 @@ use recoverite_store::{Reader, WriteTx};
 
 use crate::JOB_TYPE;
 
+/// One step of a job (`AzureIaaSVMJobTaskDetails`): while the job runs,
+/// the steps not reached yet are `NotStarted`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobTask {
+    pub task_id: String,
+    #[serde(default)]
+    pub start_time: Option<String>,
+    #[serde(default)]
+    pub end_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_percentage: Option<f64>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobExtendedInfo {
     #[serde(default)]
-    pub tasks_list: Vec<Value>,
+    pub tasks_list: Vec<JobTask>,
     #[serde(default)]
     pub property_bag: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -143,6 +160,58 @@ impl BackupJob {
         self.properties.actions_info.clear();
     }
 
+    /// Task `i` of a running job ended at `now`; the next one starts then.
+    pub fn task_ended(&mut self, i: usize, now: OffsetDateTime) {
+        let at = arm_time::format(now);
+        let tasks = &mut self.properties.extended_info.tasks_list;
+        let count = tasks.len().max(1);
+        if let Some(t) = tasks.get_mut(i) {
+            let secs = t
+                .start_time
+                .as_deref()
+                .and_then(arm_time::parse)
+                .map(|s| (now - s).whole_seconds().max(0) as u64)
+                .unwrap_or(0);
+            t.end_time = Some(at.clone());
+            t.duration = Some(iso_duration(secs));
+            t.status = JobStatus::Completed.backup().into();
+            t.progress_percentage = Some(100.0);
+        }
+        if let Some(next) = tasks.get_mut(i + 1) {
+            next.start_time = Some(at);
+            next.status = JobStatus::InProgress.backup().into();
+        }
+        self.properties.extended_info.progress_percentage =
+            Some(100.0 * (i + 1) as f64 / count as f64);
+    }
+
+    /// Ends a running job's tasks and the job with `status` at `now`: the
+    /// task that was running ends with it, those not reached stay
+    /// `NotStarted`.
+    pub fn finish(&mut self, status: JobStatus, now: OffsetDateTime) {
+        let at = arm_time::format(now);
+        for t in &mut self.properties.extended_info.tasks_list {
+            if t.status == JobStatus::InProgress.backup() {
+                let secs = t
+                    .start_time
+                    .as_deref()
+                    .and_then(arm_time::parse)
+                    .map(|s| (now - s).whole_seconds().max(0) as u64)
+                    .unwrap_or(0);
+                t.end_time = Some(at.clone());
+                t.duration = Some(iso_duration(secs));
+                t.status = status.backup().into();
+                if status == JobStatus::Completed {
+                    t.progress_percentage = Some(100.0);
+                }
+            }
+        }
+        if status == JobStatus::Completed {
+            self.properties.extended_info.progress_percentage = Some(100.0);
+        }
+        self.end(status, now);
+    }
+
     pub fn to_value(&self) -> Result<Value, ArmError> {
         document::to_value(self)
     }
@@ -199,6 +268,50 @@ mod tests {
         assert_eq!(v["properties"]["status"], "Cancelled");
         assert_eq!(v["properties"]["mabServerName"], "host1");
         assert_eq!(v["properties"]["extendedInfo"]["propertyBag"]["Files"], 3);
+    }
+
+    #[test]
+    fn a_running_jobs_tasks_end_one_after_the_other() {
+        let mut j = job("InProgress", json!(["Cancellable"]));
+        j.properties.extended_info.tasks_list = ["Take Snapshot", "Transfer data to vault"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| JobTask {
+                task_id: n.to_string(),
+                start_time: (i == 0).then(|| "2026-03-01T00:00:00Z".to_string()),
+                end_time: None,
+                duration: None,
+                status: if i == 0 { "InProgress" } else { "NotStarted" }.into(),
+                progress_percentage: Some(0.0),
+            })
+            .collect();
+        j.task_ended(0, arm_time::parse("2026-03-01T00:00:02Z").unwrap());
+        let t = &j.properties.extended_info.tasks_list;
+        assert_eq!(
+            (t[0].status.as_str(), t[0].duration.as_deref()),
+            ("Completed", Some("PT2S"))
+        );
+        assert_eq!(t[1].status, "InProgress");
+        assert_eq!(j.properties.extended_info.progress_percentage, Some(50.0));
+        // Cancelled while transferring: the running step ends Cancelled.
+        let mut c = j.clone();
+        c.finish(
+            JobStatus::Cancelled,
+            arm_time::parse("2026-03-01T00:00:05Z").unwrap(),
+        );
+        let t = &c.properties.extended_info.tasks_list;
+        assert_eq!(
+            (t[1].status.as_str(), t[1].duration.as_deref()),
+            ("Cancelled", Some("PT3S"))
+        );
+        assert_eq!(c.properties.duration, "PT5S");
+        assert!(c.properties.actions_info.is_empty());
+        j.finish(
+            JobStatus::Completed,
+            arm_time::parse("2026-03-01T00:00:09Z").unwrap(),
+        );
+        assert_eq!(j.properties.extended_info.tasks_list[1].status, "Completed");
+        assert_eq!(j.properties.extended_info.progress_percentage, Some(100.0));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use recoverite_rs_core::backup_item::ProtectedItem;
 use recoverite_rs_core::jobs::{Job, JobError, JobStatus};
 use recoverite_store::{Reader, Table, WriteTx};
 
-use crate::backup_job::{self, BackupJob, JobExtendedInfo, JobFilter, JobProperties};
+use crate::backup_job::{self, BackupJob, JobExtendedInfo, JobFilter, JobProperties, JobTask};
 use crate::{vault_of, JOB_TYPE};
 
 const OPERATIONS: Table = Table("backup_operations");
@@ -98,12 +98,16 @@ pub fn job_doc(
     let job = Job::ended_now(operation, tasks, status, errors);
     let id = job.name.clone();
     let (start, end) = (job.start, job.end.unwrap_or(job.start));
-    let tasks: Vec<Value> = job
+    let tasks: Vec<JobTask> = job
         .tasks
         .iter()
-        .map(|t| {
-            json!({"taskId": t.name, "startTime": time::format(t.start), "endTime": t.end.map(time::format),
-                   "duration": iso_duration(t.seconds()), "status": job.status.backup(), "progressPercentage": 100.0})
+        .map(|t| JobTask {
+            task_id: t.name.clone(),
+            start_time: Some(time::format(t.start)),
+            end_time: t.end.map(time::format),
+            duration: Some(iso_duration(t.seconds())),
+            status: job.status.backup().into(),
+            progress_percentage: Some(100.0),
         })
         .collect();
     let p = &item.properties;
@@ -142,6 +146,43 @@ pub fn job_doc(
         },
     };
     (id, doc)
+}
+
+/// A job of `operation` on `item` that starts now with `tasks` ahead of it:
+/// the first running, the others `NotStarted`, cancellable while it runs.
+pub fn running_job(
+    vault_id: &str,
+    operation: &str,
+    item: &ProtectedItem,
+    tasks: &[&str],
+    user: bool,
+) -> BackupJob {
+    let steps: Vec<(&str, u64)> = tasks.iter().map(|t| (*t, 0)).collect();
+    let (_, mut job) = job_doc(
+        vault_id,
+        operation,
+        item,
+        &steps,
+        json!({}),
+        JobStatus::InProgress,
+        &[],
+    );
+    let p = &mut job.properties;
+    p.end_time = None;
+    p.duration = iso_duration(0);
+    p.is_user_triggered = Some(user);
+    p.actions_info = vec!["Cancellable".into()];
+    p.extended_info.progress_percentage = Some(0.0);
+    for (i, t) in p.extended_info.tasks_list.iter_mut().enumerate() {
+        t.end_time = None;
+        t.duration = None;
+        t.progress_percentage = Some(0.0);
+        if i > 0 {
+            t.start_time = None;
+            t.status = "NotStarted".into();
+        }
+    }
+    job
 }
 
 /// Marks a job as started by the policy's schedule, not a user.
@@ -394,16 +435,17 @@ pub fn get(ctx: &Ctx, req: &ArmRequest, id: &str) -> Result<Reply, ArmError> {
 }
 
 /// POST backupJobs/{id}/cancel: a job still in progress that can be
-/// cancelled (a MARS backup while its agent sends) ends Cancelled, and the
-/// agent's next request learns it; 202 with the cancellation's
-/// `backupJobs/{id}/operationResults/{op}`. Jobs that finish within their
-/// request (every Azure VM job here) are never in progress to cancel.
+/// cancelled (an Azure VM backup while it snapshots or transfers, a MARS
+/// backup while its agent sends) ends Cancelled, and what runs it learns it
+/// before it would make a point; 202 with the cancellation's
+/// `backupJobs/{id}/operationResults/{op}`. Restores end within their
+/// request and are never in progress to cancel.
 pub fn cancel(ctx: &Ctx, req: &ArmRequest, id: &str) -> Result<Reply, ArmError> {
     let vid = ctx.store().view(|r| vault_of(r, req))?;
     let op = ctx.store().write(|tx| {
         let mut job = backup_job::load(tx, &vid, id)?.ok_or_else(|| job_not_found(id))?;
         job.check_cancellable()?;
-        job.end(JobStatus::Cancelled, time::now());
+        job.finish(JobStatus::Cancelled, time::now());
         job.save(tx)?;
         finished_operation(tx, &vid, None)
     })?;

@@ -20,6 +20,7 @@ pub mod policy;
 pub mod policy_model;
 pub mod recovery_point;
 pub mod schedule;
+pub mod vm_backup;
 
 use std::path::PathBuf;
 
@@ -350,7 +351,7 @@ impl Endpoints for BackupProvider {
             (Route::ItemOperation { op, .. }, M::GET) => jobs::item_operation(ctx, req, &op),
             (Route::Backup { container, item }, M::POST) => {
                 mab::refuse_for_mab(ctx, req, &container, &item)?;
-                points::backup(ctx, req, self, &container, &item)
+                vm_backup::backup(ctx, req, self, &container, &item)
             }
             (Route::Points { container, item }, M::GET) if crr::is_secondary_view(req) => {
                 crr::points_list(ctx, req, &container, &item)

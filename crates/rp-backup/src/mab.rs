@@ -21,7 +21,7 @@ use recoverite_rs_core::containers::{self, BackupContainer};
 use recoverite_rs_core::jobs::{iso_duration, Job, JobError, JobStatus};
 use recoverite_store::{Reader, Table, WriteTx};
 
-use crate::backup_job::{self, BackupJob, JobExtendedInfo, JobProperties};
+use crate::backup_job::{self, BackupJob, JobExtendedInfo, JobProperties, JobTask};
 use crate::points::{self, PointData, PointDisk};
 use crate::recovery_point::{
     self, GenericPointProperties, PointExpiry, PointProperties, RecoveryPoint,
@@ -306,10 +306,29 @@ fn job_doc(
             activity_id: uuid::Uuid::new_v4().to_string(),
             is_user_triggered: None,
             container_name: None,
-            actions_info: if j.status.ended() { Vec::new() } else { vec!["Cancellable".into()] },
-            error_details: j.errors.iter().map(|e| json!({"errorString": e.message, "recommendations": []})).collect(),
+            actions_info: if j.status.ended() {
+                Vec::new()
+            } else {
+                vec!["Cancellable".into()]
+            },
+            error_details: j
+                .errors
+                .iter()
+                .map(|e| json!({"errorString": e.message, "recommendations": []}))
+                .collect(),
             extended_info: JobExtendedInfo {
-                tasks_list: j.tasks.iter().map(|t| json!({"taskId": t.name, "startTime": started, "endTime": t.end.map(time::format), "status": j.status.backup()})).collect(),
+                tasks_list: j
+                    .tasks
+                    .iter()
+                    .map(|t| JobTask {
+                        task_id: t.name.clone(),
+                        start_time: Some(started.to_string()),
+                        end_time: t.end.map(time::format),
+                        duration: None,
+                        status: j.status.backup().into(),
+                        progress_percentage: None,
+                    })
+                    .collect(),
                 property_bag: bag,
                 progress_percentage: None,
                 dynamic_error_message: j.errors.first().map(|e| e.message.clone()),

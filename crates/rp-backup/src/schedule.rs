@@ -108,6 +108,8 @@ pub fn due(slot: Option<OffsetDateTime>, last: Option<OffsetDateTime>) -> bool {
 
 /// One pass over every Backup item of the tenant.
 pub fn tick(store: &Store, bp: &BackupProvider) -> Result<(), ArmError> {
+    // Backups accepted before a restart run again first.
+    crate::vm_backup::resume(store, bp)?;
     let now = time::now();
     let ids = store.read(|r| r.scan_json::<String>(ITEMS, ""))?;
     let mut items = Vec::new();
@@ -182,7 +184,7 @@ fn tick_item(
                 // The agent on the machine backs MARS items up; it asks what is due.
                 store.write(|tx| crate::mab::mark_due(tx, &rid, &time::format(s)))?;
             } else {
-                points::take_point(store, bp, &vid, &rid, None, false)?;
+                crate::vm_backup::take_point(store, bp, &vid, &rid, None, false)?;
             }
         }
         _ => {}
