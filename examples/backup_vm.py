@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 
 import requests
 from azure.identity import ClientSecretCredential
@@ -72,7 +73,10 @@ def main(conn_file):
         h = bk.backups.trigger(VAULT, RG, "Azure", CONTAINER, ITEM, {"properties": {"objectType": "IaasVMBackupRequest"}},
                                cls=lambda resp, body, headers: resp.http_response.headers)
         op = h["Azure-AsyncOperation"].split("?")[0].rsplit("/", 1)[-1]
-        job = bk.job_details.get(VAULT, RG, bk.backup_operation_statuses.get(VAULT, RG, op).properties.job_id)
+        job_id = bk.backup_operation_statuses.get(VAULT, RG, op).properties.job_id
+        # The backup runs after the 202, as in Azure: wait for its job (`az backup job wait`).
+        while (job := bk.job_details.get(VAULT, RG, job_id)).properties.status == "InProgress":
+            time.sleep(0.2)
         print(f"   job {job.name}: {job.properties.operation} {job.properties.status}, {job.properties.extended_info.property_bag}")
         return job
 
