@@ -33,6 +33,24 @@ pub struct JobTask {
     pub progress_percentage: Option<f64>,
 }
 
+impl JobTask {
+    /// The task ends at `now` with `status`, its duration from its start.
+    fn end(&mut self, status: JobStatus, now: OffsetDateTime) {
+        let secs = self
+            .start_time
+            .as_deref()
+            .and_then(arm_time::parse)
+            .map(|s| (now - s).whole_seconds().max(0) as u64)
+            .unwrap_or(0);
+        self.end_time = Some(arm_time::format(now));
+        self.duration = Some(iso_duration(secs));
+        self.status = status.backup().into();
+        if status == JobStatus::Completed {
+            self.progress_percentage = Some(100.0);
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobExtendedInfo {
@@ -166,16 +184,7 @@ impl BackupJob {
         let tasks = &mut self.properties.extended_info.tasks_list;
         let count = tasks.len().max(1);
         if let Some(t) = tasks.get_mut(i) {
-            let secs = t
-                .start_time
-                .as_deref()
-                .and_then(arm_time::parse)
-                .map(|s| (now - s).whole_seconds().max(0) as u64)
-                .unwrap_or(0);
-            t.end_time = Some(at.clone());
-            t.duration = Some(iso_duration(secs));
-            t.status = JobStatus::Completed.backup().into();
-            t.progress_percentage = Some(100.0);
+            t.end(JobStatus::Completed, now);
         }
         if let Some(next) = tasks.get_mut(i + 1) {
             next.start_time = Some(at);
@@ -189,21 +198,9 @@ impl BackupJob {
     /// task that was running ends with it, those not reached stay
     /// `NotStarted`.
     pub fn finish(&mut self, status: JobStatus, now: OffsetDateTime) {
-        let at = arm_time::format(now);
         for t in &mut self.properties.extended_info.tasks_list {
             if t.status == JobStatus::InProgress.backup() {
-                let secs = t
-                    .start_time
-                    .as_deref()
-                    .and_then(arm_time::parse)
-                    .map(|s| (now - s).whole_seconds().max(0) as u64)
-                    .unwrap_or(0);
-                t.end_time = Some(at.clone());
-                t.duration = Some(iso_duration(secs));
-                t.status = status.backup().into();
-                if status == JobStatus::Completed {
-                    t.progress_percentage = Some(100.0);
-                }
+                t.end(status, now);
             }
         }
         if status == JobStatus::Completed {

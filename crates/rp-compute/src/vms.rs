@@ -2,7 +2,8 @@
 
 use crate::power::{self, PowerAction};
 use recoverite_identity::identity_block::{self, CombinedStyle};
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
 
 use recoverite_arm::lro::{self, OperationRecord};
 use recoverite_arm::{id, paging, regions, resource, ArmError, ArmRequest, Ctx, Reply};
@@ -69,21 +70,80 @@ fn detach_disk(tx: &mut WriteTx, disk_id: &str) -> Result<(), ArmError> {
 }
 
 /// Every data disk has a LUN, and no two share one.
-pub fn check_luns(data_disks: &[Value]) -> Result<Vec<u64>, ArmError> {
-    let mut luns = Vec::new();
-    for dd in data_disks {
-        let lun = dd["lun"]
-            .as_u64()
-            .ok_or_else(|| bad("InvalidParameter", "Every data disk needs a lun."))?;
-        if luns.contains(&lun) {
+pub fn check_luns(luns: &[Option<u64>]) -> Result<Vec<u64>, ArmError> {
+    let mut out = Vec::new();
+    for lun in luns {
+        let lun = lun.ok_or_else(|| bad("InvalidParameter", "Every data disk needs a lun."))?;
+        if out.contains(&lun) {
             return Err(bad(
                 "InvalidParameter",
                 format!("Two data disks use lun {lun}."),
             ));
         }
-        luns.push(lun);
+        out.push(lun);
     }
-    Ok(luns)
+    Ok(out)
+}
+
+/// A disk's `managedDisk` as a request gives it.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct GivenManagedDisk {
+    id: Option<String>,
+    storage_account_type: Option<String>,
+}
+
+/// The OS disk as a request gives it; what recoverite only shows back
+/// (caching, delete option, …) is kept as given.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct GivenOsDisk {
+    create_option: Option<String>,
+    #[serde(default)]
+    managed_disk: GivenManagedDisk,
+    #[serde(rename = "diskSizeGB")]
+    disk_size_gb: Option<u64>,
+    os_type: Option<String>,
+    /// The disk's own name wins over the one given.
+    #[serde(rename = "name")]
+    _name: Option<String>,
+    #[serde(flatten)]
+    rest: Map<String, Value>,
+}
+
+/// A data disk as a request gives it.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct GivenDataDisk {
+    lun: Option<u64>,
+    name: Option<String>,
+    create_option: Option<String>,
+    #[serde(default)]
+    managed_disk: GivenManagedDisk,
+    #[serde(rename = "diskSizeGB")]
+    disk_size_gb: Option<u64>,
+    caching: Option<String>,
+}
+
+/// `properties.storageProfile` as a request gives it (an image reference
+/// and the like are kept as given).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct GivenStorageProfile {
+    #[serde(default)]
+    os_disk: GivenOsDisk,
+    #[serde(default)]
+    data_disks: Vec<GivenDataDisk>,
+    #[serde(flatten)]
+    rest: Map<String, Value>,
+}
+
+fn disk_ref(d: &Disk) -> machine::ManagedDiskRef {
+    machine::ManagedDiskRef {
+        id: d.id.clone(),
+        storage_account_type: Some(d.sku.name.clone()),
+        given: Map::new(),
+    }
 }
 
 /// The network interfaces of a VM PUT, each checked and the caller's right
@@ -94,23 +154,22 @@ fn checked_nics(
     props: &Value,
     vid: &str,
     location: &str,
-) -> Result<Vec<Value>, ArmError> {
-    let nics = props["networkProfile"]["networkInterfaces"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+) -> Result<Vec<machine::NicRef>, ArmError> {
+    let nics: Vec<machine::NicRef> = match &props["networkProfile"]["networkInterfaces"] {
+        Value::Null => Vec::new(),
+        v => given(v.clone(), "properties.networkProfile.networkInterfaces")?,
+    };
     if nics.is_empty() {
         return Err(bad("InvalidParameter", "A virtual machine needs at least one network interface in properties.networkProfile.networkInterfaces."));
     }
-    for nic in &nics {
-        let nid = nic["id"].as_str().unwrap_or_default();
-        let nic = interface::load(tx, nid)?.ok_or_else(|| {
+    for n in &nics {
+        let nic = interface::load(tx, &n.id)?.ok_or_else(|| {
             bad(
                 "NotFound",
-                format!("Network interface {nid} was not found."),
+                format!("Network interface {} was not found.", n.id),
             )
         })?;
-        ctx.require_linked(VM_WRITE, vid, NIC_JOIN, nid)?;
+        ctx.require_linked(VM_WRITE, vid, NIC_JOIN, &n.id)?;
         interface::check_attachable(&nic, vid, location)?;
     }
     Ok(nics)
@@ -158,22 +217,23 @@ struct DiskPlace<'a> {
 
 /// The OS disk: attached by id, or made `FromImage` (kept when a re-sent PUT
 /// finds the one it made before).
-fn os_disk(tx: &mut WriteTx, at: &DiskPlace, sp: &mut Value) -> Result<(), ArmError> {
-    let os_option = sp["osDisk"]["createOption"]
-        .as_str()
-        .unwrap_or("Attach")
-        .to_string();
+fn os_disk(
+    tx: &mut WriteTx,
+    at: &DiskPlace,
+    given: GivenOsDisk,
+) -> Result<machine::OsDisk, ArmError> {
+    let os_option = given.create_option.unwrap_or_else(|| "Attach".into());
     let implicit = format!(
         "{}/providers/Microsoft.Compute/disks/{}_OsDisk_1",
         at.rg_id, at.vm_name
     );
-    let os_id = match (sp["osDisk"]["managedDisk"]["id"].as_str().map(str::to_string), os_option.as_str()) {
+    let os_id = match (given.managed_disk.id, os_option.as_str()) {
         (Some(d), _) => d,
         (None, "FromImage") if implicit_disk_kept(tx, &implicit, at.vid)? => implicit,
         (None, "FromImage") => {
-            let gb = sp["osDisk"]["diskSizeGB"].as_u64().unwrap_or(30);
-            let os_type = sp["osDisk"]["osType"].as_str().unwrap_or("Linux");
-            new_disk(tx, at, &implicit, gb, "Premium_LRS", "FromImage", Some(os_type.to_string()))?;
+            let gb = given.disk_size_gb.unwrap_or(30);
+            let os_type = given.os_type.clone().unwrap_or_else(|| "Linux".into());
+            new_disk(tx, at, &implicit, gb, "Premium_LRS", "FromImage", Some(os_type))?;
             implicit
         }
         _ => return Err(bad("InvalidParameter", "The OS disk needs managedDisk.id (createOption Attach) or an imageReference (createOption FromImage).")),
@@ -182,33 +242,40 @@ fn os_disk(tx: &mut WriteTx, at: &DiskPlace, sp: &mut Value) -> Result<(), ArmEr
         at.ctx.require_linked(VM_WRITE, at.vid, DISK_READ, &os_id)?;
     }
     let os = attach_disk(tx, &os_id, at.vid, at.location)?;
-    sp["osDisk"]["managedDisk"] = json!({"id": os.id, "storageAccountType": os.sku.name});
-    sp["osDisk"]["name"] = json!(os.name);
-    sp["osDisk"]["diskSizeGB"] = json!(os.properties.disk_size_gb);
-    sp["osDisk"]["createOption"] = json!(os_option);
-    Ok(())
+    Ok(machine::OsDisk {
+        os_type: given.os_type,
+        name: Some(os.name.clone()),
+        create_option: os_option,
+        disk_size_gb: Some(os.properties.disk_size_gb),
+        managed_disk: disk_ref(&os),
+        given: given.rest,
+    })
 }
 
 /// The data disks: attached by id, or created `Empty` (kept when a re-sent
 /// PUT finds the one it made before).
-fn data_disks(tx: &mut WriteTx, at: &DiskPlace, given: &[Value]) -> Result<Vec<Value>, ArmError> {
-    let luns = check_luns(given)?;
+fn data_disks(
+    tx: &mut WriteTx,
+    at: &DiskPlace,
+    given: Vec<GivenDataDisk>,
+) -> Result<Vec<machine::DataDisk>, ArmError> {
+    let luns = check_luns(&given.iter().map(|d| d.lun).collect::<Vec<_>>())?;
     let mut out = Vec::new();
-    for (dd, lun) in given.iter().zip(luns) {
-        let option = dd["createOption"].as_str().unwrap_or("Attach");
-        let did = match (dd["managedDisk"]["id"].as_str(), option) {
+    for (dd, lun) in given.into_iter().zip(luns) {
+        let option = dd.create_option.unwrap_or_else(|| "Attach".into());
+        let did = match (dd.managed_disk.id, option.as_str()) {
             (Some(d), _) => {
-                at.ctx.require_linked(VM_WRITE, at.vid, DISK_READ, d)?;
-                d.to_string()
+                at.ctx.require_linked(VM_WRITE, at.vid, DISK_READ, &d)?;
+                d
             }
             (None, "Empty") => {
-                let disk_name = dd["name"].as_str().map(str::to_string).unwrap_or_else(|| format!("{}_DataDisk_{lun}", at.vm_name));
+                let disk_name = dd.name.unwrap_or_else(|| format!("{}_DataDisk_{lun}", at.vm_name));
                 disks::check_name(&disk_name)?;
                 let did = format!("{}/providers/Microsoft.Compute/disks/{disk_name}", at.rg_id);
-                let gb = dd["diskSizeGB"].as_u64().ok_or_else(|| bad("InvalidParameter", "An empty data disk needs diskSizeGB."))?;
+                let gb = dd.disk_size_gb.ok_or_else(|| bad("InvalidParameter", "An empty data disk needs diskSizeGB."))?;
                 disks::check_size(gb)?;
                 if !implicit_disk_kept(tx, &did, at.vid)? {
-                    let sku = dd["managedDisk"]["storageAccountType"].as_str().unwrap_or("Standard_LRS");
+                    let sku = dd.managed_disk.storage_account_type.as_deref().unwrap_or("Standard_LRS");
                     new_disk(tx, at, &did, gb, sku, "Empty", None)?;
                 }
                 did
@@ -216,9 +283,21 @@ fn data_disks(tx: &mut WriteTx, at: &DiskPlace, given: &[Value]) -> Result<Vec<V
             _ => return Err(bad("InvalidParameter", format!("Data disk at lun {lun} needs managedDisk.id (Attach) or createOption Empty with diskSizeGB."))),
         };
         let d = attach_disk(tx, &did, at.vid, at.location)?;
-        out.push(json!({"lun": lun, "name": d.name, "createOption": option,
-                        "caching": dd["caching"].as_str().unwrap_or("None"), "diskSizeGB": d.properties.disk_size_gb,
-                        "managedDisk": {"id": d.id, "storageAccountType": d.sku.name}}));
+        let lun = u32::try_from(lun)
+            .map_err(|_| bad("InvalidParameter", format!("lun {lun} is out of range.")))?;
+        let mut shown = Map::new();
+        shown.insert(
+            "caching".into(),
+            json!(dd.caching.unwrap_or_else(|| "None".into())),
+        );
+        out.push(machine::DataDisk {
+            lun,
+            name: Some(d.name.clone()),
+            create_option: option,
+            disk_size_gb: Some(d.properties.disk_size_gb),
+            managed_disk: disk_ref(&d),
+            given: shown,
+        });
     }
     Ok(out)
 }
@@ -297,12 +376,20 @@ fn vm_location(given: Option<&str>, existing: Option<&str>) -> Result<String, Ar
 
 /// The storage profile as stored: the OS disk and each data disk made or
 /// attached (`DiskPlace` says where new ones go).
-fn storage_profile(tx: &mut WriteTx, at: &DiskPlace, props: &Value) -> Result<Value, ArmError> {
-    let mut sp = props["storageProfile"].clone();
-    os_disk(tx, at, &mut sp)?;
-    let given = sp["dataDisks"].as_array().cloned().unwrap_or_default();
-    sp["dataDisks"] = Value::Array(data_disks(tx, at, &given)?);
-    Ok(sp)
+fn storage_profile(
+    tx: &mut WriteTx,
+    at: &DiskPlace,
+    props: &Value,
+) -> Result<machine::StorageProfile, ArmError> {
+    let given: GivenStorageProfile = match &props["storageProfile"] {
+        Value::Null => GivenStorageProfile::default(),
+        v => self::given(v.clone(), "properties.storageProfile")?,
+    };
+    Ok(machine::StorageProfile {
+        os_disk: os_disk(tx, at, given.os_disk)?,
+        data_disks: data_disks(tx, at, given.data_disks)?,
+        given: given.rest,
+    })
 }
 
 /// The availability set the VM joins, checked (`check_availability_set`).
@@ -412,12 +499,9 @@ fn write(
                     .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
                 provisioning_state: "Succeeded".into(),
                 hardware_profile: machine::HardwareProfile { vm_size: size },
-                storage_profile: given(sp, "properties.storageProfile")?,
+                storage_profile: sp,
                 network_profile: machine::NetworkProfile {
-                    network_interfaces: given(
-                        Value::Array(nics),
-                        "properties.networkProfile.networkInterfaces",
-                    )?,
+                    network_interfaces: nics,
                 },
                 time_created: existing
                     .as_ref()
@@ -749,12 +833,9 @@ mod data_disk_tests {
 
     #[test]
     fn every_data_disk_has_its_own_lun() {
-        assert_eq!(
-            check_luns(&[json!({"lun": 0}), json!({"lun": 3})]).unwrap(),
-            vec![0, 3]
-        );
-        assert!(check_luns(&[json!({"lun": 1}), json!({"lun": 1})]).is_err());
-        assert!(check_luns(&[json!({"name": "x"})]).is_err());
+        assert_eq!(check_luns(&[Some(0), Some(3)]).unwrap(), vec![0, 3]);
+        assert!(check_luns(&[Some(1), Some(1)]).is_err());
+        assert!(check_luns(&[None]).is_err());
     }
 
     fn disk(lun: i64, id: &str) -> Value {

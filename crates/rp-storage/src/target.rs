@@ -41,10 +41,8 @@ impl PrivateLinkTarget for StorageTarget {
         target: &Value,
         _: &ConnectionRequest,
     ) -> Result<(), ArmError> {
-        pl::require_general_purpose_v2(
-            target["kind"].as_str().unwrap_or_default(),
-            target["name"].as_str().unwrap_or_default(),
-        )
+        let acct = StorageAccount::of(target.clone())?;
+        pl::require_general_purpose_v2(&acct.kind, &acct.name)
     }
 
     fn members(
@@ -54,9 +52,8 @@ impl PrivateLinkTarget for StorageTarget {
         group_id: &str,
         _: &ConnectionRequest,
     ) -> Result<Vec<Member>, ArmError> {
-        let name = target["name"]
-            .as_str()
-            .unwrap_or_default()
+        let name = StorageAccount::of(target.clone())?
+            .name
             .to_ascii_lowercase();
         let svc = SERVICES
             .iter()
