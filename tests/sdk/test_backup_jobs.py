@@ -12,6 +12,7 @@ from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.recoveryservices import RecoveryServicesClient
 from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
+from azure.mgmt.storage import StorageManagementClient
 
 import asr
 from conftest import backup_and_wait, wait_job
@@ -38,7 +39,9 @@ def env(server):
     image = server.data_dir / "disks" / f"{disk.unique_id}.img"
     with open(image, "r+b") as f:
         f.write(os.urandom(BIG))
-    return {"bk": bk}
+    staging = server.client(StorageManagementClient).storage_accounts.begin_create(RG, "bjobstaging", {
+        "location": "eastus", "kind": "StorageV2", "sku": {"name": "Standard_LRS"}}).result()
+    return {"bk": bk, "image": image, "vm": vm, "staging": staging}
 
 
 def trigger(bk):
@@ -90,3 +93,34 @@ def test_a_running_backup_shows_its_steps_holds_its_item_and_cancels(env):
     with pytest.raises(HttpResponseError) as e:
         bk.job_cancellations.trigger(VAULT, RG, job.name)
     assert e.value.error.code == "BMSUserErrorJobNotCancellable"
+
+
+def test_a_backup_accepted_before_kill_9_runs_again_after_the_restart(server, env):
+    """An acknowledged request survives kill -9: the backup accepted (202,
+    job InProgress) runs again from the start when the service is back, and
+    its point holds the disk's bytes."""
+    bk = env["bk"]
+    data = os.urandom(BIG)
+    with open(env["image"], "r+b") as f:
+        f.write(data)
+    before = {p.name for p in bk.recovery_points.list(VAULT, RG, "Azure", CONTAINER, ITEM)}
+    job_id = trigger(bk)
+    assert bk.job_details.get(VAULT, RG, job_id).properties.status == "InProgress"
+    server.proc.kill()
+    server.proc.wait()
+    server.proc = None
+    server.start()
+    bk = server.client(RecoveryServicesBackupClient)
+    job = wait_job(bk, VAULT, RG, job_id)
+    assert job.properties.status == "Completed", job.properties
+    [new] = sorted({p.name for p in bk.recovery_points.list(VAULT, RG, "Azure", CONTAINER, ITEM)} - before)
+    assert job.properties.extended_info.property_bag["Recovery point"] == new
+    # Restored, the data disk holds exactly the bytes written before the backup.
+    bk.restores.begin_trigger(VAULT, RG, "Azure", CONTAINER, ITEM, new, {"properties": {
+        "objectType": "IaasVMRestoreRequest", "recoveryPointId": new, "recoveryType": "RestoreDisks",
+        "sourceResourceId": env["vm"].id, "storageAccountId": env["staging"].id, "region": "eastus",
+        "restoreDiskLunList": [0], "targetResourceGroupId": f"/subscriptions/{server.sub}/resourceGroups/{RG}"}}).result()
+    compute = server.client(ComputeManagementClient)
+    [restored] = [d for d in compute.disks.list_by_resource_group(RG) if d.name.startswith(f"{VM}_DataDisk_0-")]
+    with open(server.data_dir / "disks" / f"{restored.unique_id}.img", "rb") as f:
+        assert f.read(BIG) == data
