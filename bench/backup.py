@@ -175,10 +175,16 @@ def main():
 
         def restore(point, target):
             t = time.time()
-            arm.call("POST", f"{item}/recoveryPoints/{point}/restore", {"properties": {
+            h = arm.call("POST", f"{item}/recoveryPoints/{point}/restore", {"properties": {
                 "objectType": "IaasVMRestoreRequest", "recoveryPointId": point, "recoveryType": "RestoreDisks",
                 "sourceResourceId": f"{comp}/virtualMachines/vm", "storageAccountId": f"{rg}/providers/Microsoft.Storage/storageAccounts/benchstaging",
-                "region": "eastus", "restoreDiskLunList": [0], "targetResourceGroupId": f"/subscriptions/{sub}/resourceGroups/{target}"}}, BK)
+                "region": "eastus", "restoreDiskLunList": [0], "targetResourceGroupId": f"/subscriptions/{sub}/resourceGroups/{target}"}}, BK, headers=True)
+            # The restore runs after its 202: until its job ends.
+            op = h["azure-asyncoperation"].split("?")[0].rsplit("/", 1)[-1]
+            job_url = f"{v}/backupJobs/" + arm.call("GET", f"{v}/backupOperations/{op}", api=BK)["properties"]["jobId"]
+            while (job := arm.call("GET", job_url, api=BK))["properties"]["status"] == "InProgress":
+                time.sleep(0.02)
+            assert job["properties"]["status"] == "Completed", job
             return time.time() - t
 
         snap = restore(newest, "bench-restore")

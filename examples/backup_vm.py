@@ -69,14 +69,20 @@ def main(conn_file):
     bk.protected_items.begin_create_or_update(VAULT, RG, "Azure", CONTAINER, ITEM, {"properties": {
         "protectedItemType": "Microsoft.Compute/virtualMachines", "sourceResourceId": vm.id, "policyId": policy.id}}).result()
 
+    def wait_job(h):
+        # Backups and restores run after their 202, as in Azure: the
+        # operation names the job, waited for as `az backup job wait` does.
+        op = h["Azure-AsyncOperation"].split("?")[0].rsplit("/", 1)[-1]
+        job_id = bk.backup_operation_statuses.get(VAULT, RG, op).properties.job_id
+        while (job := bk.job_details.get(VAULT, RG, job_id)).properties.status == "InProgress":
+            time.sleep(0.2)
+        assert job.properties.status == "Completed", job.properties
+        return job
+
     def backup_now():
         h = bk.backups.trigger(VAULT, RG, "Azure", CONTAINER, ITEM, {"properties": {"objectType": "IaasVMBackupRequest"}},
                                cls=lambda resp, body, headers: resp.http_response.headers)
-        op = h["Azure-AsyncOperation"].split("?")[0].rsplit("/", 1)[-1]
-        job_id = bk.backup_operation_statuses.get(VAULT, RG, op).properties.job_id
-        # The backup runs after the 202, as in Azure: wait for its job (`az backup job wait`).
-        while (job := bk.job_details.get(VAULT, RG, job_id)).properties.status == "InProgress":
-            time.sleep(0.2)
+        job = wait_job(h)
         print(f"   job {job.name}: {job.properties.operation} {job.properties.status}, {job.properties.extended_info.property_bag}")
         return job
 
@@ -89,10 +95,12 @@ def main(conn_file):
     print(f"   points: {[p.name for p in points]}")
 
     step("restore the first point's disks into backup-demo-restored and check them")
-    bk.restores.begin_trigger(VAULT, RG, "Azure", CONTAINER, ITEM, points[0].name, {"properties": {
+    h = bk.restores.begin_trigger(VAULT, RG, "Azure", CONTAINER, ITEM, points[0].name, {"properties": {
         "objectType": "IaasVMRestoreRequest", "recoveryPointId": points[0].name, "recoveryType": "RestoreDisks",
         "sourceResourceId": vm.id, "targetResourceGroupId": f"/subscriptions/{sub}/resourceGroups/{RG}-restored",
-        "storageAccountId": staging.id, "region": "eastus"}}).result()
+        "storageAccountId": staging.id, "region": "eastus"}}, polling=False,
+        cls=lambda resp, body, headers: resp.http_response.headers).result()
+    wait_job(h)
     restored = [d.name for d in compute.disks.list_by_resource_group(f"{RG}-restored")]
     data = next(n for n in restored if n.startswith(f"{VM}_DataDisk_0"))
     ok = io(f"{RG}-restored", data, "read -P 0xa1 0 4M")

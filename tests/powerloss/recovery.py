@@ -349,10 +349,12 @@ class Trials:
                 problems.append(f"acknowledged backup point {n} is gone")
         compute = self.rig.server.client(ComputeManagementClient)
         for n in sorted(points - self.bk_checked):
-            bk().restores.begin_trigger(BK_VAULT, RG, "Azure", CONTAINER, ITEM, n, {"properties": {
+            job = conftest.restore_and_wait(bk(), BK_VAULT, RG, CONTAINER, ITEM, n, {"properties": {
                 "objectType": "IaasVMRestoreRequest", "recoveryPointId": n, "recoveryType": "RestoreDisks",
                 "sourceResourceId": self.env["vm"], "storageAccountId": self.env["staging"], "region": "eastus",
-                "restoreDiskLunList": [0], "targetResourceGroupId": f"/subscriptions/{self.rig.server.sub}/resourceGroups/{RESTORE_RG}"}}).result()
+                "restoreDiskLunList": [0], "targetResourceGroupId": f"/subscriptions/{self.rig.server.sub}/resourceGroups/{RESTORE_RG}"}})
+            if job.properties.status != "Completed":
+                problems.append(f"restoring backup point {n}: job {job.properties.status}")
             for d in compute.disks.list_by_resource_group(RESTORE_RG):
                 if d.name.startswith(DATA):
                     got = read_state(self.rig, RESTORE_RG, d.name)

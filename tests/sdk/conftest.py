@@ -225,3 +225,14 @@ def wait_no_running_backups(bk, vault, rg, timeout=180):
     while any(j.properties.status == "InProgress" for j in bk.backup_jobs.list(vault, rg)):
         assert time.time() < deadline, "backups still running"
         time.sleep(0.2)
+
+
+def restore_and_wait(bk, vault, rg, container, item, point, body, timeout=180):
+    """A restore as azure-cli runs it: trigger, backupOperations/{id} →
+    jobId, then wait for the Restore job (it runs after the 202, as in Azure)."""
+    headers = bk.restores.begin_trigger(vault, rg, "Azure", container, item, point, body, polling=False,
+                                        cls=lambda resp, b, h: resp.http_response.headers).result()
+    op_id = headers["Azure-AsyncOperation"].split("?")[0].rstrip("/").split("/")[-1]
+    status = bk.backup_operation_statuses.get(vault, rg, op_id)
+    assert status.status == "Succeeded", status
+    return wait_job(bk, vault, rg, status.properties.job_id, timeout)

@@ -18,7 +18,7 @@ from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
 from azure.mgmt.storage import StorageManagementClient
 
 import asr
-from conftest import backup_and_wait, wait_job
+from conftest import backup_and_wait, restore_and_wait, wait_job
 
 RG, VAULT, VM = "bkp-rg", "bkp-vault", "bkvm"
 CONTAINER, ITEM = f"iaasvmcontainer;iaasvmcontainerv2;{RG};{VM}", f"vm;iaasvmcontainerv2;{RG};{VM}"
@@ -156,7 +156,9 @@ def test_discover_protect_backup_restore(server, env):
     body = {"properties": {"objectType": "IaasVMRestoreRequest", "recoveryPointId": older.name, "recoveryType": "RestoreDisks",
                            "sourceResourceId": vm.id, "targetResourceGroupId": rg_id,
                            "storageAccountId": env["staging"].id, "region": "eastus"}}
-    headers = bk.restores.begin_trigger(VAULT, RG, "Azure", CONTAINER, ITEM, older.name, body, polling=False).result() or {}
+    restored_job = restore_and_wait(bk, VAULT, RG, CONTAINER, ITEM, older.name, body)
+    assert restored_job.properties.status == "Completed", restored_job.properties
+    assert [t.status for t in restored_job.properties.extended_info.tasks_list] == ["Completed", "Completed"]
     jobs = list(bk.backup_jobs.list(VAULT, RG, filter="operation eq 'Restore'"))
     assert len(jobs) == 1 and jobs[0].properties.status == "Completed"
     assert jobs[0].properties.extended_info.property_bag["Restore type"] == "RestoreDisks"
@@ -170,10 +172,9 @@ def test_discover_protect_backup_restore(server, env):
     body["properties"]["recoveryPointId"] = newer.name
     body["properties"]["restoreDiskLunList"] = [0]
     body["properties"]["targetResourceGroupId"] = f"/subscriptions/{server.sub}/resourceGroups/{RG}"
-    bk.restores.begin_trigger(VAULT, RG, "Azure", CONTAINER, ITEM, newer.name, body).result()
+    assert restore_and_wait(bk, VAULT, RG, CONTAINER, ITEM, newer.name, body).properties.status == "Completed"
     newer_disk = f"{data}-{newer.name[-8:]}"
     io(env, RG, newer_disk, "read -P 0xb2 0 1M", "read -P 0xc3 2M 1M")
-    _ = headers
 
     # Refusals that change nothing.
     body["properties"]["storageAccountId"] = None
@@ -190,7 +191,7 @@ def test_discover_protect_backup_restore(server, env):
     with pytest.raises(HttpResponseError) as e:  # the target VM is named
         bk.restores.begin_trigger(VAULT, RG, "Azure", CONTAINER, ITEM, older.name, {"properties": dict(alt, targetVirtualMachineId=None)}).result()
     assert e.value.status_code == 400
-    bk.restores.begin_trigger(VAULT, RG, "Azure", CONTAINER, ITEM, older.name, {"properties": alt}).result()
+    assert restore_and_wait(bk, VAULT, RG, CONTAINER, ITEM, older.name, {"properties": alt}).properties.status == "Completed"
     compute = server.client(ComputeManagementClient)
     new_vm = compute.virtual_machines.get("bkp-restore", "bkvm-alt")
     nic = server.client(NetworkManagementClient).network_interfaces.get("bkp-restore", "bkvm-alt-nic")
@@ -202,7 +203,7 @@ def test_discover_protect_backup_restore(server, env):
     io(env, RG, data, "write -P 0xee 0 1M")
     orig = {"objectType": "IaasVMRestoreRequest", "recoveryPointId": older.name, "recoveryType": "OriginalLocation",
             "sourceResourceId": vm.id, "region": "eastus", "storageAccountId": env["staging"].id}
-    bk.restores.begin_trigger(VAULT, RG, "Azure", CONTAINER, ITEM, older.name, {"properties": orig}).result()
+    assert restore_and_wait(bk, VAULT, RG, CONTAINER, ITEM, older.name, {"properties": orig}).properties.status == "Completed"
     io(env, RG, data, "read -P 0xa1 0 1M", "read -P 0 2M 1M", "read -P 0xa2 5M 512k")
     assert compute.virtual_machines.get(RG, VM).storage_profile.data_disks[0].managed_disk.id.lower().endswith(data.lower())
     # Every restore left a drill report with its point and timings (issue 13).

@@ -15,7 +15,7 @@ from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
 from azure.mgmt.storage import StorageManagementClient
 
 import asr
-from conftest import backup_and_wait, kill_during, wait_no_running_backups
+from conftest import backup_and_wait, kill_during, restore_and_wait, wait_no_running_backups
 
 RG, VAULT, VM = "bcrash-rg", "bcrash-vault", "crashvm"
 CONTAINER, ITEM = f"iaasvmcontainer;iaasvmcontainerv2;{RG};{VM}", f"vm;iaasvmcontainerv2;{RG};{VM}"
@@ -68,14 +68,18 @@ def test_kill_9_during_backups_and_restores(server):
     assert points, "at least the last backup made a point"
 
     def restore(point, target):
-        return bk().restores.begin_trigger(VAULT, RG, "Azure", CONTAINER, ITEM, point, {"properties": {
+        return restore_and_wait(bk(), VAULT, RG, CONTAINER, ITEM, point, {"properties": {
             "objectType": "IaasVMRestoreRequest", "recoveryPointId": point, "recoveryType": "RestoreDisks",
             "sourceResourceId": vm.id, "storageAccountId": staging.id, "region": "eastus", "restoreDiskLunList": [0],
-            "targetResourceGroupId": f"/subscriptions/{server.sub}/resourceGroups/{target}"}}).result()
+            "targetResourceGroupId": f"/subscriptions/{server.sub}/resourceGroups/{target}"}})
 
     # Restores cut short: whatever disk exists afterwards holds the whole point.
     for _ in range(3):
         kill_during(server, lambda: restore(points[-1].name, "bcrash-restore"), rng.uniform(0.0, 0.3))
+    # A restore cut short is not run again: its job ends Failed once the service is back.
+    wait_no_running_backups(bk(), VAULT, RG)
+    ends = {j.properties.status for j in bk().backup_jobs.list(VAULT, RG, filter="operation eq 'Restore'")}
+    assert ends <= {"Completed", "Failed"}, ends
     for d in server.client(ComputeManagementClient).disks.list_by_resource_group("bcrash-restore"):
         if d.name.startswith(f"{VM}_DataDisk_0"):
             ok, out = io(server, f"bcrash-restore/{d.name}", *PATTERN)

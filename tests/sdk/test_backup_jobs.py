@@ -15,7 +15,7 @@ from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
 from azure.mgmt.storage import StorageManagementClient
 
 import asr
-from conftest import backup_and_wait, wait_job
+from conftest import backup_and_wait, restore_and_wait, wait_job
 
 RG, VAULT, VM = "bjob-rg", "bjob-vault", "jobvm"
 CONTAINER, ITEM = f"iaasvmcontainer;iaasvmcontainerv2;{RG};{VM}", f"vm;iaasvmcontainerv2;{RG};{VM}"
@@ -116,11 +116,42 @@ def test_a_backup_accepted_before_kill_9_runs_again_after_the_restart(server, en
     [new] = sorted({p.name for p in bk.recovery_points.list(VAULT, RG, "Azure", CONTAINER, ITEM)} - before)
     assert job.properties.extended_info.property_bag["Recovery point"] == new
     # Restored, the data disk holds exactly the bytes written before the backup.
-    bk.restores.begin_trigger(VAULT, RG, "Azure", CONTAINER, ITEM, new, {"properties": {
+    restored_job = restore_and_wait(bk, VAULT, RG, CONTAINER, ITEM, new, {"properties": {
         "objectType": "IaasVMRestoreRequest", "recoveryPointId": new, "recoveryType": "RestoreDisks",
         "sourceResourceId": env["vm"].id, "storageAccountId": env["staging"].id, "region": "eastus",
-        "restoreDiskLunList": [0], "targetResourceGroupId": f"/subscriptions/{server.sub}/resourceGroups/{RG}"}}).result()
+        "restoreDiskLunList": [0], "targetResourceGroupId": f"/subscriptions/{server.sub}/resourceGroups/{RG}"}})
+    assert restored_job.properties.status == "Completed"
     compute = server.client(ComputeManagementClient)
     [restored] = [d for d in compute.disks.list_by_resource_group(RG) if d.name.startswith(f"{VM}_DataDisk_0-")]
     with open(server.data_dir / "disks" / f"{restored.unique_id}.img", "rb") as f:
         assert f.read(BIG) == data
+
+
+def test_a_restore_cut_short_by_kill_9_ends_failed_and_keeps_no_disk(server, env):
+    """A restore is not run again after a restart (the caller's token that
+    would finish it is gone): its job ends Failed, and no restored disk is
+    left; one that finished before the kill is whole."""
+    bk = server.client(RecoveryServicesBackupClient)  # the server restarted above
+    point = sorted(bk.recovery_points.list(VAULT, RG, "Azure", CONTAINER, ITEM),
+                   key=lambda p: p.properties.recovery_point_time)[-1].name
+    compute = server.client(ComputeManagementClient)
+    before = {d.name for d in compute.disks.list_by_resource_group(RG)}
+    headers = bk.restores.begin_trigger(VAULT, RG, "Azure", CONTAINER, ITEM, point, {"properties": {
+        "objectType": "IaasVMRestoreRequest", "recoveryPointId": point, "recoveryType": "RestoreDisks",
+        "sourceResourceId": env["vm"].id, "storageAccountId": env["staging"].id, "region": "eastus",
+        "restoreDiskLunList": [0], "targetResourceGroupId": f"/subscriptions/{server.sub}/resourceGroups/{RG}"}},
+        polling=False, cls=lambda resp, b, h: resp.http_response.headers).result()
+    server.proc.kill()
+    server.proc.wait()
+    server.proc = None
+    server.start()
+    bk = server.client(RecoveryServicesBackupClient)
+    op = headers["Azure-AsyncOperation"].split("?")[0].rstrip("/").split("/")[-1]
+    job = wait_job(bk, VAULT, RG, bk.backup_operation_statuses.get(VAULT, RG, op).properties.job_id)
+    new = {d.name for d in server.client(ComputeManagementClient).disks.list_by_resource_group(RG)} - before
+    print(f"the restore cut short ended {job.properties.status}")
+    if job.properties.status == "Failed":
+        assert job.properties.error_details[0].error_title == "BMSUserErrorRestoreInterrupted"
+        assert new == set(), new
+    else:
+        assert job.properties.status == "Completed" and len(new) == 1, (job.properties.status, new)

@@ -14,7 +14,7 @@ from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
 from azure.mgmt.storage import StorageManagementClient
 
 import asr
-from conftest import backup_and_wait
+from conftest import backup_and_wait, restore_and_wait
 
 RG, VAULT, VM = "tier-rg", "tier-vault", "tiervm"
 CONTAINER, ITEM = f"iaasvmcontainer;iaasvmcontainerv2;{RG};{VM}", f"vm;iaasvmcontainerv2;{RG};{VM}"
@@ -52,10 +52,10 @@ def test_restore_from_the_vault_tier_after_the_instant_restore_days(server):
     assert r.status_code == 200, r.text
     point = bk.recovery_points.get(VAULT, RG, "Azure", CONTAINER, ITEM, point.name)
     assert [t.type for t in point.properties.recovery_point_tier_details] == ["HardenedRP"]
-    bk.restores.begin_trigger(VAULT, RG, "Azure", CONTAINER, ITEM, point.name, {"properties": {
+    restore_and_wait(bk, VAULT, RG, CONTAINER, ITEM, point.name, {"properties": {
         "objectType": "IaasVMRestoreRequest", "recoveryPointId": point.name, "recoveryType": "RestoreDisks",
         "sourceResourceId": vm.id, "targetResourceGroupId": f"/subscriptions/{server.sub}/resourceGroups/{RG}",
-        "storageAccountId": staging.id, "region": "westus", "restoreDiskLunList": [0]}}).result()
+        "storageAccountId": staging.id, "region": "westus", "restoreDiskLunList": [0]}})
     [job] = list(bk.backup_jobs.list(VAULT, RG, filter="operation eq 'Restore'"))
     assert job.properties.extended_info.property_bag["Restore source"] == "Vault"
     restored = f"{VM}_DataDisk_0-{point.name[-8:]}"

@@ -19,6 +19,7 @@ pub mod points;
 pub mod policy;
 pub mod policy_model;
 pub mod recovery_point;
+pub mod restore_job;
 pub mod schedule;
 pub mod vm_backup;
 

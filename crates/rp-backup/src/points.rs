@@ -7,7 +7,6 @@
 use recoverite_rs_core::backup_item::{self as core_item, BackupOp, BackupState, ProtectedItem};
 use recoverite_rs_core::drills;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -18,8 +17,9 @@ use recoverite_rp_compute::disks;
 use recoverite_store::{Reader, Table};
 
 use crate::items::{item_id, load};
-use crate::jobs::{self, filter_value, parse_filter_time};
+use crate::jobs::{filter_value, parse_filter_time};
 use crate::recovery_point::{self, RecoveryPoint};
+use crate::restore_job::{self, RestoreJob};
 use crate::{vault_of, BackupProvider};
 
 /// Where each point's bytes are, beside its ARM document.
@@ -359,61 +359,57 @@ pub fn restore(
         "Microsoft.Compute/disks/write",
         &target_rg,
     )?;
-    let mut watch = drills::Stopwatch::start();
-    let (chosen, from_snapshot) = choose_disks(bp, &data, p.luns.as_deref());
-    let store = store_of(bp, data.vault_numeric_id)?;
-    let t0 = Instant::now();
-    let written = restore_disks(
-        ctx,
-        bp,
-        &store,
-        &chosen,
-        from_snapshot,
-        point,
-        &target_rg,
-        &data.location,
-    )?;
-    let secs = t0.elapsed().as_secs();
-    watch.step(if from_snapshot {
-        "Create disks from the snapshot tier"
-    } else {
-        "Transfer data from the vault tier"
-    });
-    let ids: Vec<&str> = written.iter().map(|(_, _, i)| i.as_str()).collect();
-    let mut bag = json!({
-        "Recovery point": point,
-        "Restore source": if from_snapshot { "Snapshot" } else { "Vault" },
-        "Restore type": format!("{:?}", p.kind),
-        "Target resource group": target_rg,
-        "Restored disks": ids.join(","),
-    });
-    let outcome = match &p.vm {
-        Some((vm_id, subnet)) => {
-            let made = bring_up_vm(ctx, req, bp, vm_id, subnet, &data, &written, &data.location);
-            if let Err(e) = made {
-                discard_restored(ctx, bp, &written);
-                return Err(e);
-            }
-            bag["Target VM"] = json!(vm_id);
-            watch.step("Create the virtual machine");
-            format!("VM {vm_id} was created on the restored disks")
-        }
-        None => format!("disks {} hold the point's bytes", ids.join(", ")),
-    };
-    watch.up();
-    let job = ctx.store().write(|tx| {
-        let job = jobs::record(
-            tx,
-            &vid,
-            "Restore",
-            &it,
-            &[("Transfer data", secs), ("Create disks", 0)],
-            bag,
+    let (job, op) = RestoreJob::start(ctx.store(), &vid, &it, &["Transfer data", "Create disks"])?;
+    let (ctx2, req2, bp2, point) = (ctx.clone(), req.clone(), bp.clone(), point.to_string());
+    Ok(restore_job::spawn(ctx, req, job, op, move |job| {
+        let (ctx, req, bp) = (&ctx2, &req2, &bp2);
+        let mut watch = drills::Stopwatch::start();
+        let (chosen, from_snapshot) = choose_disks(bp, &data, p.luns.as_deref());
+        let store = store_of(bp, data.vault_numeric_id)?;
+        let written = restore_disks(
+            ctx,
+            bp,
+            &store,
+            &chosen,
+            from_snapshot,
+            &point,
+            &target_rg,
+            &data.location,
         )?;
-        restore_report(tx, &vid, &it, &pid, outcome, &watch)?;
-        Ok::<_, ArmError>(job)
-    })?;
-    jobs::accepted_plain(ctx, req, &vid, &job)
+        watch.step(if from_snapshot {
+            "Create disks from the snapshot tier"
+        } else {
+            "Transfer data from the vault tier"
+        });
+        job.step_done(ctx.store(), 0);
+        let ids: Vec<&str> = written.iter().map(|(_, _, i)| i.as_str()).collect();
+        let mut bag = json!({
+            "Recovery point": point,
+            "Restore source": if from_snapshot { "Snapshot" } else { "Vault" },
+            "Restore type": format!("{:?}", p.kind),
+            "Target resource group": target_rg,
+            "Restored disks": ids.join(","),
+        });
+        let outcome = match &p.vm {
+            Some((vm_id, subnet)) => {
+                let made =
+                    bring_up_vm(ctx, req, bp, vm_id, subnet, &data, &written, &data.location);
+                if let Err(e) = made {
+                    discard_restored(ctx, bp, &written);
+                    return Err(e);
+                }
+                bag["Target VM"] = json!(vm_id);
+                watch.step("Create the virtual machine");
+                format!("VM {vm_id} was created on the restored disks")
+            }
+            None => format!("disks {} hold the point's bytes", ids.join(", ")),
+        };
+        watch.up();
+        ctx.store().write(|tx| {
+            job.complete(tx, bag)?;
+            restore_report(tx, &vid, &it, &pid, outcome, &watch)
+        })
+    }))
 }
 
 /// Writes the chosen disks of a point (snapshot or vault tier of `store`)
@@ -658,64 +654,72 @@ fn restore_in_place(
     let (it, data) = ctx
         .store()
         .view(|r| load_point(r, &vid, container, item, point))?;
-    let mut watch = drills::Stopwatch::start();
-    let (chosen, from_snapshot) = choose_disks(bp, &data, luns);
-    for d in &chosen {
-        ctx.require_linked(
-            "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectedItems/recoveryPoints/restore/action",
-            &pid,
-            "Microsoft.Compute/disks/write",
-            &d.disk_id,
-        )?;
+    let luns = luns.map(<[i64]>::to_vec);
+    {
+        let (chosen, _) = choose_disks(bp, &data, luns.as_deref());
+        for d in &chosen {
+            ctx.require_linked(
+                "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectedItems/recoveryPoints/restore/action",
+                &pid,
+                "Microsoft.Compute/disks/write",
+                &d.disk_id,
+            )?;
+        }
     }
-    let store = store_of(bp, data.vault_numeric_id)?;
-    let t0 = Instant::now();
-    let mut fresh: Vec<(String, &PointDisk)> = Vec::new();
-    for d in &chosen {
-        match write_disk(bp, &store, d, from_snapshot) {
-            Ok(unique) => fresh.push((unique, d)),
+    let (job, op) = RestoreJob::start(ctx.store(), &vid, &it, &["Transfer data", "Replace disks"])?;
+    let (ctx2, bp2, point) = (ctx.clone(), bp.clone(), point.to_string());
+    Ok(restore_job::spawn(ctx, req, job, op, move |job| {
+        let (ctx, bp) = (&ctx2, &bp2);
+        let mut watch = drills::Stopwatch::start();
+        let (chosen, from_snapshot) = choose_disks(bp, &data, luns.as_deref());
+        let store = store_of(bp, data.vault_numeric_id)?;
+        let mut fresh: Vec<(String, &PointDisk)> = Vec::new();
+        for d in &chosen {
+            match write_disk(bp, &store, d, from_snapshot) {
+                Ok(unique) => fresh.push((unique, d)),
+                Err(e) => {
+                    for (u, _) in &fresh {
+                        let _ = bp.blocks.delete(u);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        watch.step("Transfer data");
+        job.step_done(ctx.store(), 0);
+        watch.up();
+        let swapped = ctx.store().write(|tx| {
+            let mut old = Vec::new();
+            for (unique, d) in &fresh {
+                let mut doc = disks::load(tx, &d.disk_id)?.ok_or_else(|| ArmError::bad_request("BMSUserErrorOriginalDiskNotFound", format!("The VM's disk '{}' no longer exists; restore with RestoreDisks or AlternateLocation instead.", d.disk_id)))?;
+                old.push(std::mem::replace(&mut doc.properties.unique_id, unique.clone()));
+                doc.save(tx)?;
+            }
+            job.complete(tx, json!({
+                "Recovery point": point,
+                "Restore source": if from_snapshot { "Snapshot" } else { "Vault" },
+                "Restore type": "OriginalLocation",
+                "Restored disks": chosen.iter().map(|d| d.disk_id.as_str()).collect::<Vec<_>>().join(","),
+            }))?;
+            let outcome = format!("the VM's disks hold the point's bytes in place ({})", chosen.iter().map(|d| d.disk_id.rsplit('/').next().unwrap_or_default()).collect::<Vec<_>>().join(", "));
+            restore_report(tx, &vid, &it, &pid, outcome, &watch)?;
+            Ok::<_, ArmError>(old)
+        });
+        match swapped {
+            Ok(old) => {
+                for u in old {
+                    let _ = bp.blocks.delete(&u);
+                }
+                Ok(())
+            }
             Err(e) => {
                 for (u, _) in &fresh {
                     let _ = bp.blocks.delete(u);
                 }
-                return Err(e);
+                Err(e)
             }
         }
-    }
-    let secs = t0.elapsed().as_secs();
-    watch.step("Transfer data");
-    watch.up();
-    let swapped = ctx.store().write(|tx| {
-        let mut old = Vec::new();
-        for (unique, d) in &fresh {
-            let mut doc = disks::load(tx, &d.disk_id)?.ok_or_else(|| ArmError::bad_request("BMSUserErrorOriginalDiskNotFound", format!("The VM's disk '{}' no longer exists; restore with RestoreDisks or AlternateLocation instead.", d.disk_id)))?;
-            old.push(std::mem::replace(&mut doc.properties.unique_id, unique.clone()));
-            doc.save(tx)?;
-        }
-        let job = jobs::record(tx, &vid, "Restore", &it, &[("Transfer data", secs), ("Replace disks", 0)], json!({
-            "Recovery point": point,
-            "Restore source": if from_snapshot { "Snapshot" } else { "Vault" },
-            "Restore type": "OriginalLocation",
-            "Restored disks": chosen.iter().map(|d| d.disk_id.as_str()).collect::<Vec<_>>().join(","),
-        }))?;
-        let outcome = format!("the VM's disks hold the point's bytes in place ({})", chosen.iter().map(|d| d.disk_id.rsplit('/').next().unwrap_or_default()).collect::<Vec<_>>().join(", "));
-        restore_report(tx, &vid, &it, &pid, outcome, &watch)?;
-        Ok::<_, ArmError>((old, job))
-    });
-    match swapped {
-        Ok((old, job)) => {
-            for u in old {
-                let _ = bp.blocks.delete(&u);
-            }
-            jobs::accepted_plain(ctx, req, &vid, &job)
-        }
-        Err(e) => {
-            for (u, _) in &fresh {
-                let _ = bp.blocks.delete(u);
-            }
-            Err(e)
-        }
-    }
+    }))
 }
 
 /// Drops an item's points from the store (in the caller's transaction) and

@@ -110,6 +110,8 @@ pub fn due(slot: Option<OffsetDateTime>, last: Option<OffsetDateTime>) -> bool {
 pub fn tick(store: &Store, bp: &BackupProvider) -> Result<(), ArmError> {
     // Backups accepted before a restart run again first.
     crate::vm_backup::resume(store, bp)?;
+    // Restores cut short by a restart end Failed.
+    crate::restore_job::fail_interrupted(store)?;
     let now = time::now();
     let ids = store.read(|r| r.scan_json::<String>(ITEMS, ""))?;
     let mut items = Vec::new();
