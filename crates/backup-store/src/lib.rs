@@ -31,6 +31,8 @@ use std::sync::Arc;
 
 /// The chunk size: the unit of change tracking, deduplication and restore.
 pub const CHUNK: u64 = 1 << 20;
+/// How many chunks a backup worker reads between asking whether to stop.
+pub const STOP_EVERY: usize = 32;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Manifest {
@@ -267,6 +269,20 @@ impl ChunkStore {
         name: &str,
         since: Option<(&str, &[(u64, u64)])>,
     ) -> std::io::Result<(Manifest, Transfer)> {
+        self.backup_since_unless(image, size, name, since, &|| false)
+    }
+
+    /// As [`ChunkStore::backup_since`], stopped (an `Interrupted` error,
+    /// nothing published, new chunks removed) once `stop` says so: asked
+    /// every [`STOP_EVERY`] chunks of each worker (a cancelled job).
+    pub fn backup_since_unless(
+        &self,
+        image: &Path,
+        size: u64,
+        name: &str,
+        since: Option<(&str, &[(u64, u64)])>,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> std::io::Result<(Manifest, Transfer)> {
         let lock = tier_lock(&self.lock_key());
         let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
         let f = File::open(image)?;
@@ -325,7 +341,13 @@ impl ChunkStore {
                         use std::os::unix::fs::FileExt;
                         let mut buf = vec![0u8; CHUNK as usize];
                         let mut out = Vec::new();
-                        for off in offsets.iter().skip(w).step_by(workers) {
+                        for (i, off) in offsets.iter().skip(w).step_by(workers).enumerate() {
+                            if i % STOP_EVERY == STOP_EVERY - 1 && stop() {
+                                return Err(std::io::Error::new(
+                                    std::io::ErrorKind::Interrupted,
+                                    "the backup was stopped",
+                                ));
+                            }
                             let n = (size - off).min(CHUNK) as usize;
                             let mut got = 0;
                             while got < n {
@@ -710,6 +732,31 @@ mod tests {
         let p = dir.join("disk.img");
         File::create(&p).unwrap().set_len(size).unwrap();
         p
+    }
+
+    #[test]
+    fn a_stopped_backup_publishes_nothing_and_keeps_no_new_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(&dir.path().join("vault")).unwrap();
+        let size = 200 << 20;
+        let img = disk(dir.path(), size);
+        for i in 0..200u64 {
+            write_at(&img, i << 20, i as u8 + 1, 1 << 20);
+        }
+        let asked = std::sync::atomic::AtomicUsize::new(0);
+        let e = store
+            .backup_since_unless(&img, size, "p1", None, &|| {
+                asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                true
+            })
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::Interrupted);
+        assert!(asked.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+        assert!(store.manifest("p1").is_err(), "nothing is published");
+        // Whatever a worker had written before it stopped was removed: a
+        // backup afterwards stores every chunk as new.
+        let (_, t) = store.backup(&img, size, "p1").unwrap();
+        assert_eq!(t.new_chunks, 200);
     }
 
     #[test]

@@ -514,11 +514,11 @@ fn transfer_to_vault(
     store: &ChunkStore,
     previous: &[PointDisk],
     made: &[PointDisk],
-    cancelled: &dyn Fn() -> bool,
+    cancelled: &(dyn Fn() -> bool + Sync),
 ) -> Result<Transfer, ArmError> {
     let mut t = Transfer::default();
     for d in made {
-        // A cancel is seen between disks (and at the commit).
+        // A cancel is seen between disks, every few chunks of one, and at the commit.
         if cancelled() {
             return Err(ArmError::conflict(
                 "BMSUserErrorJobCancelled",
@@ -545,11 +545,12 @@ fn transfer_to_vault(
                 Some((p.manifest.clone(), written))
             });
         let (_, stats) = store
-            .backup_since(
+            .backup_since_unless(
                 &bp.blocks.image(&d.snapshot),
                 d.size_bytes,
                 &d.manifest,
                 since.as_ref().map(|(m, w)| (m.as_str(), w.as_slice())),
+                cancelled,
             )
             .map_err(io)?;
         t.scanned += stats.scanned;
