@@ -1,7 +1,7 @@
 //! Microsoft.Authorization: role definitions, role assignments, permissions.
 
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use recoverite_arm::provider::default_operation;
 use recoverite_arm::{
@@ -11,7 +11,7 @@ use recoverite_arm::{
 use recoverite_store::Reader;
 
 use crate::principals;
-use crate::rbac::{self, Assignment};
+use crate::rbac::{self, Assignment, AssignmentProperties, RoleAssignment};
 use crate::roles::{self, Permission, RoleDefinition};
 
 pub const NAMESPACE: &str = "Microsoft.Authorization";
@@ -228,7 +228,7 @@ fn create_assignment(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, 
                 ),
             )
         })?;
-        let existing = resource::get(tx, &assignment_id)?.and_then(Assignment::from_doc);
+        let existing = rbac::load(tx, &assignment_id)?;
         if let Some(e) = &existing {
             if !e.principal_id.eq_ignore_ascii_case(&principal.object_id) || !e.role_guid.eq_ignore_ascii_case(&role_guid) {
                 return Err(ArmError::bad_request(
@@ -236,7 +236,7 @@ fn create_assignment(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, 
                     "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.",
                 ));
             }
-            return Ok(Reply::ok(e.doc.clone()));
+            return Ok(Reply::ok(e.to_value()?));
         }
         let duplicate = rbac::for_principal(tx, &principal.object_id)?.into_iter().any(|a| {
             a.role_guid.eq_ignore_ascii_case(&role_guid) && id::key(&a.scope) == id::key(scope)
@@ -245,42 +245,41 @@ fn create_assignment(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, 
             return Err(ArmError::conflict("RoleAssignmentExists", "The role assignment already exists."));
         }
         let now = time::now_string();
-        let doc = json!({
-            "id": assignment_id,
-            "name": name,
-            "type": "Microsoft.Authorization/roleAssignments",
-            "properties": {
-                "roleDefinitionId": def.id_at(req.path.subscription.as_deref()),
-                "principalId": principal.object_id,
-                "principalType": props.principal_type.unwrap_or_else(|| principal.principal_type().to_string()),
-                "scope": scope,
-                "condition": props.condition,
-                "conditionVersion": props.condition_version,
-                "createdOn": now,
-                "updatedOn": now,
-                "createdBy": caller,
-                "updatedBy": caller,
-                "delegatedManagedIdentityResourceId": props.delegated_managed_identity_resource_id,
-                "description": props.description,
-            }
+        let a = Assignment::of(RoleAssignment {
+            id: assignment_id.clone(),
+            name: name.to_string(),
+            kind: rbac::ASSIGNMENT_TYPE.into(),
+            properties: AssignmentProperties {
+                role_definition_id: def.id_at(req.path.subscription.as_deref()),
+                principal_id: principal.object_id.clone(),
+                principal_type: props
+                    .principal_type
+                    .unwrap_or_else(|| principal.principal_type().to_string()),
+                scope: scope.to_string(),
+                condition: props.condition,
+                condition_version: props.condition_version,
+                created_on: now.clone(),
+                updated_on: now,
+                created_by: Some(caller.clone()),
+                updated_by: Some(caller.clone()),
+                delegated_managed_identity_resource_id: props.delegated_managed_identity_resource_id,
+                description: props.description,
+            },
         });
-        let a = Assignment::from_doc(doc.clone()).expect("well-formed assignment");
         rbac::save(tx, &a)?;
-        Ok(Reply::created(doc))
+        Ok(Reply::created(a.to_value()?))
     })
 }
 
 fn delete_assignment(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
     let aid = req.path.id();
-    ctx.store().write(
-        |tx| match resource::get(tx, &aid)?.and_then(Assignment::from_doc) {
-            Some(a) => {
-                rbac::delete(tx, &a)?;
-                Ok(Reply::ok(a.doc))
-            }
-            None => Ok(Reply::empty(204)),
-        },
-    )
+    ctx.store().write(|tx| match rbac::load(tx, &aid)? {
+        Some(a) => {
+            rbac::delete(tx, &a)?;
+            Ok(Reply::ok(a.to_value()?))
+        }
+        None => Ok(Reply::empty(204)),
+    })
 }
 
 fn list_assignments(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, ArmError> {
@@ -303,7 +302,7 @@ fn list_assignments(ctx: &Ctx, req: &ArmRequest, scope: &str) -> Result<Reply, A
             continue;
         }
         if ctx.can_see(&a.scope)? {
-            items.push(a.doc);
+            items.push(a.to_value()?);
         }
     }
     Ok(Reply::ok(paging::page(ctx, req, items)?))
@@ -536,24 +535,27 @@ pub fn assign(
     );
     let subscription = id::parse_id(scope).and_then(|p| p.subscription);
     let now = time::now_string();
-    let doc = json!({
-        "id": assignment_id,
-        "name": name,
-        "type": "Microsoft.Authorization/roleAssignments",
-        "properties": {
-            "roleDefinitionId": def.id_at(subscription.as_deref()),
-            "principalId": principal_id,
-            "principalType": "ServicePrincipal",
-            "scope": scope,
-            "createdOn": now,
-            "updatedOn": now,
-            "createdBy": created_by,
-            "updatedBy": created_by,
-        }
+    let a = Assignment::of(RoleAssignment {
+        id: assignment_id,
+        name,
+        kind: rbac::ASSIGNMENT_TYPE.into(),
+        properties: AssignmentProperties {
+            role_definition_id: def.id_at(subscription.as_deref()),
+            principal_id: principal_id.to_string(),
+            principal_type: "ServicePrincipal".into(),
+            scope: scope.to_string(),
+            condition: None,
+            condition_version: None,
+            created_on: now.clone(),
+            updated_on: now,
+            created_by: Some(created_by.to_string()),
+            updated_by: Some(created_by.to_string()),
+            delegated_managed_identity_resource_id: None,
+            description: None,
+        },
     });
-    let a = Assignment::from_doc(doc.clone()).expect("well-formed assignment");
     rbac::save(tx, &a)?;
-    Ok(doc)
+    a.to_value()
 }
 
 /// Whether a principal exists (used by callers outside this crate).
