@@ -164,11 +164,8 @@ fn assignment_not_found(name: &str) -> ArmError {
 }
 
 fn get_assignment(ctx: &Ctx, req: &ArmRequest) -> Result<Reply, ArmError> {
-    let doc = ctx
-        .store()
-        .read(|r| Ok(resource::get(r, &req.path.id())))??;
-    match doc {
-        Some(d) => Ok(Reply::ok(d)),
+    match ctx.store().view(|r| rbac::load(r, &req.path.id()))? {
+        Some(a) => Ok(Reply::ok(a.to_value()?)),
         None => Err(assignment_not_found(req.resource_name())),
     }
 }
