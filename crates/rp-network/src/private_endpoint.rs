@@ -430,6 +430,47 @@ fn endpoint_subnet(
     Ok((subnet, net))
 }
 
+/// A PUT of an existing endpoint: only its tags change (Azure keeps the
+/// rest of an endpoint as made).
+fn retag(
+    ctx: &Ctx,
+    req: &ArmRequest,
+    tx: &mut WriteTx,
+    mut pe: PrivateEndpoint,
+    tags: &Value,
+    location: &str,
+) -> Result<Reply, ArmError> {
+    pe.tags = tags.as_object().cloned().unwrap_or_default();
+    pe.etag = etag();
+    pe.save(tx)?;
+    let op = common::op(ctx, &pe.id);
+    op.save(tx)?;
+    Ok(put_reply(
+        ctx,
+        req,
+        false,
+        assemble(tx, &pe)?,
+        &op,
+        location,
+    ))
+}
+
+/// The members the target gives each requested group: one address each.
+fn wanted_members(
+    tx: &mut WriteTx,
+    target: &dyn pl::PrivateLinkTarget,
+    target_doc: &Value,
+    request: &ConnectionRequest,
+) -> Result<Vec<(String, Member)>, ArmError> {
+    let mut wanted = Vec::new();
+    for g in &request.group_ids {
+        for m in target.members(tx, target_doc, g, request)? {
+            wanted.push((g.clone(), m));
+        }
+    }
+    Ok(wanted)
+}
+
 pub fn put(ctx: &Ctx, req: &ArmRequest, registry: &Arc<Registry>) -> Result<Reply, ArmError> {
     let n = name(req);
     check_name("private endpoint", &n)?;
@@ -455,21 +496,8 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, registry: &Arc<Registry>) -> Result<Repl
             .map(PrivateEndpoint::to_value)
             .transpose()?;
         let location = location_of(&body, PE_TYPE, existing_doc.as_ref())?;
-        if let Some(mut pe) = existing {
-            // Only tags change on an existing endpoint.
-            pe.tags = tags.as_object().cloned().unwrap_or_default();
-            pe.etag = etag();
-            pe.save(tx)?;
-            let op = common::op(ctx, &rid);
-            op.save(tx)?;
-            return Ok(put_reply(
-                ctx,
-                req,
-                false,
-                assemble(tx, &pe)?,
-                &op,
-                &location,
-            ));
+        if let Some(pe) = existing {
+            return retag(ctx, req, tx, pe, &tags, &location);
         }
         let (subnet, net) = endpoint_subnet(ctx, tx, &rid, &subnet_id, &location)?;
         let mut pool = ipam_store::pool(tx, &subnet_id, net)?;
@@ -489,12 +517,7 @@ pub fn put(ctx: &Ctx, req: &ArmRequest, registry: &Arc<Registry>) -> Result<Repl
             request_message: conn.message.clone(),
         };
         target.validate(tx, &target_doc, &request)?;
-        let mut wanted: Vec<(String, Member)> = Vec::new();
-        for g in &conn.group_ids {
-            for m in target.members(tx, &target_doc, g, &request)? {
-                wanted.push((g.clone(), m));
-            }
-        }
+        let wanted = wanted_members(tx, target.as_ref(), &target_doc, &request)?;
         if (wanted.len() as u64) > pool.free() {
             return Err(ipam_store::ipam_error(
                 recoverite_netcore::ipam::IpamError::Exhausted {
