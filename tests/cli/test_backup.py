@@ -2,8 +2,10 @@
 vault and storage redundancy, protection with the default policy, an
 on-demand backup followed with `job wait`, recovery points, a disk restore
 whose bytes are the point's (written and checked with qemu-io over NBD),
-containers, and stopping protection with the data deleted."""
+containers, stopping protection with the data deleted, and a running
+backup seen InProgress and stopped with `job stop`."""
 
+import os
 import shutil
 import subprocess
 
@@ -66,3 +68,33 @@ def test_protect_back_up_restore_disks_and_delete_data(az):
     left = az.run("backup", "item", "list", "-g", RG, "-v", "cli-bk-vault")
     # Soft delete keeps the data 14 days; the item says so.
     assert [i["properties"]["isScheduledForDeferredDelete"] for i in left] == [True]
+
+
+def test_a_running_backup_shows_as_in_progress_and_job_stop_cancels_it(az):
+    """`az backup protection backup-now` returns while the backup runs (as in
+    Azure); `az backup job show`/`list` see it InProgress, and `az backup job
+    stop` cancels it: no recovery point is made."""
+    rg, vault = "cli-backup-jobs", "cli-jobs-vault"
+    az.run("group", "create", "-n", rg, "-l", "eastus")
+    az.run("network", "vnet", "create", "-g", rg, "-n", "net", "--address-prefix", "10.62.0.0/16",
+           "--subnet-name", "vms", "--subnet-prefix", "10.62.1.0/24")
+    disk = az.run("disk", "create", "-g", rg, "-n", "big-os", "--size-gb", "4", "--os-type", "Linux")
+    az.run("network", "nic", "create", "-g", rg, "-n", "big-nic", "--vnet-name", "net", "--subnet", "vms")
+    az.run("vm", "create", "-g", rg, "-n", "big", "--attach-os-disk", "big-os", "--os-type", "linux", "--nics", "big-nic")
+    az.run("backup", "vault", "create", "-g", rg, "-n", vault, "-l", "eastus")
+    az.run("backup", "protection", "enable-for-vm", "-g", rg, "-v", vault, "--vm", "big", "--policy-name", "DefaultPolicy")
+    # 2 GiB of random bytes straight into the disk's image: a backup long enough to watch.
+    with open(az.server.data_dir / "disks" / f"{disk['uniqueId']}.img", "r+b") as f:
+        for _ in range(32):
+            f.write(os.urandom(64 << 20))
+    job = az.run("backup", "protection", "backup-now", "-g", rg, "-v", vault, "-c", "big", "-i", "big",
+                 "--backup-management-type", "AzureIaasVM", "--retain-until", "01-01-2030")
+    assert job["properties"]["status"] == "InProgress", job["properties"]
+    running = az.run("backup", "job", "list", "-g", rg, "-v", vault, "--status", "InProgress")
+    assert [j["name"] for j in running] == [job["name"]]
+    az.run("backup", "job", "stop", "-g", rg, "-v", vault, "-n", job["name"])
+    done = az.run("backup", "job", "wait", "-g", rg, "-v", vault, "-n", job["name"])
+    assert done["properties"]["status"] == "Cancelled", done["properties"]
+    points = az.run("backup", "recoverypoint", "list", "-g", rg, "-v", vault, "-c", "big", "-i", "big",
+                    "--backup-management-type", "AzureIaasVM")
+    assert points == []
