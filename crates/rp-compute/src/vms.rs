@@ -416,6 +416,40 @@ enum Identity {
     KeepUnlessGiven,
 }
 
+/// The VM's own identities, which it uses through IMDS: what the body
+/// gives (assigning one takes the caller's right to), or on an update that
+/// names none, what the VM had.
+fn vm_identity(
+    ctx: &Ctx,
+    tx: &mut WriteTx,
+    vid: &str,
+    body: &Value,
+    rule: Identity,
+    existing: Option<&VirtualMachine>,
+) -> Result<Option<Value>, ArmError> {
+    identity_block::require_assign(ctx, VM_WRITE, vid, body.get("identity"))?;
+    identity_block::apply(
+        tx,
+        &ctx.env().tenant_id,
+        vid,
+        body.get("identity").or(match rule {
+            Identity::AsGiven => Some(&Value::Null),
+            Identity::KeepUnlessGiven => None,
+        }),
+        existing.and_then(|e| e.identity.as_ref()),
+        CombinedStyle::Spaced,
+    )
+}
+
+/// "The admin password is never stored or shown back."
+fn without_password(os_profile: &Value) -> Value {
+    let mut p = os_profile.clone();
+    if let Some(o) = p.as_object_mut() {
+        o.remove("adminPassword");
+    }
+    p
+}
+
 fn write(
     ctx: &Ctx,
     req: &ArmRequest,
@@ -457,25 +491,8 @@ fn write(
         };
         let sp = storage_profile(tx, &at, &props)?;
         let set = availability_set(tx, &props, &location)?;
-        // The VM's own identities, which it uses through IMDS.
-        identity_block::require_assign(ctx, VM_WRITE, &vid, body.get("identity"))?;
-        let identity = identity_block::apply(
-            tx,
-            &ctx.env().tenant_id,
-            &vid,
-            body.get("identity").or(match identity_rule {
-                Identity::AsGiven => Some(&Value::Null),
-                Identity::KeepUnlessGiven => None,
-            }),
-            existing.as_ref().and_then(|e| e.identity.as_ref()),
-            CombinedStyle::Spaced,
-        )?;
-        // The admin password is never stored or shown back.
-        let os_profile = props.get("osProfile").map(|p| {
-            let mut p = p.clone();
-            p.as_object_mut().map(|o| o.remove("adminPassword"));
-            p
-        });
+        let identity = vm_identity(ctx, tx, &vid, &body, identity_rule, existing.as_ref())?;
+        let os_profile = props.get("osProfile").map(without_password);
         let vm = VirtualMachine {
             id: vid.clone(),
             name: existing
@@ -802,6 +819,14 @@ pub fn attach_detach(ctx: &Ctx, req: &ArmRequest, blocks: &BlockStore) -> Result
 #[cfg(test)]
 mod data_disk_tests {
     use super::*;
+
+    #[test]
+    fn the_admin_password_is_never_kept() {
+        let p = without_password(
+            &json!({"adminUsername": "ops", "adminPassword": "s3cret!", "computerName": "app"}),
+        );
+        assert_eq!(p, json!({"adminUsername": "ops", "computerName": "app"}));
+    }
 
     #[test]
     fn a_vm_needs_a_location_and_keeps_its_own() {

@@ -337,12 +337,12 @@ pub fn in_container(r: &impl Reader, container_id: &str) -> Result<Vec<Replicati
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
     /// An item as enable stored it before items were typed.
-    fn stored() -> Value {
+    pub(crate) fn stored() -> Value {
         json!({
             "id": "/subscriptions/s/resourceGroups/g/providers/Microsoft.RecoveryServices/vaults/v/replicationFabrics/east/replicationProtectionContainers/east-c/replicationProtectedItems/web",
             "name": "web", "type": ITEM_TYPE, "location": "eastus",

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use recoverite_arm::{time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_replication::{Engine, SourceDisk};
 use recoverite_rp_compute::disks;
+use recoverite_store::Reader;
 
 use recoverite_rs_core::protection::Transition;
 
@@ -15,6 +16,60 @@ use crate::item::{self, ReplicationItem, Side};
 use crate::jobs;
 use crate::protected_items::{io, item_of, not_found};
 use crate::runtime::{self, Runtime};
+
+/// "Reprotect replicates from the side the item is active on": a
+/// `failoverDirection` naming the other way is refused.
+fn check_direction(
+    item: &ReplicationItem,
+    side: Side,
+    given: Option<&str>,
+) -> Result<(), ArmError> {
+    match given {
+        Some(d) if !d.eq_ignore_ascii_case(side.failover_direction()) => {
+            Err(ArmError::bad_request(
+                "FailoverDirectionInvalid",
+                format!(
+                    "'{}' is active in its {} region: reprotect replicates {}.",
+                    item.name,
+                    side.name().to_ascii_lowercase(),
+                    side.failover_direction()
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The disks replication starts from: where the item runs now, each seeded
+/// with the disk left in the other region (only what differs is sent).
+fn source_disks(
+    r: &impl Reader,
+    item: &ReplicationItem,
+    side: Side,
+) -> Result<Vec<SourceDisk>, ArmError> {
+    let mut out = Vec::new();
+    for d in &item
+        .properties
+        .provider_specific_details
+        .protected_managed_disks
+    {
+        let sid = side.source_disk_id(d);
+        let src = disks::load(r, &sid)?.ok_or_else(|| {
+            ArmError::bad_request(
+                "ReprotectSourceDiskMissing",
+                format!("Disk '{sid}' that the item runs on was deleted; reprotect needs it."),
+            )
+        })?;
+        let seed_id = side.other().source_disk_id(d);
+        let seed = disks::load(r, &seed_id)?.map(|s| s.properties.unique_id);
+        out.push(SourceDisk {
+            unique_id: src.properties.unique_id.clone(),
+            size: src.properties.disk_size_bytes,
+            seed,
+        });
+    }
+    Ok(out)
+}
 
 /// POST …/reProtect.
 pub fn reprotect(
@@ -32,44 +87,12 @@ pub fn reprotect(
     // After a failover the item is active on the side it failed over to,
     // which now becomes the replication source.
     let side = item.side();
-    if let Some(d) = body["properties"]["failoverDirection"].as_str() {
-        if !d.eq_ignore_ascii_case(side.failover_direction()) {
-            return Err(ArmError::bad_request(
-                "FailoverDirectionInvalid",
-                format!(
-                    "'{}' is active in its {} region: reprotect replicates {}.",
-                    item.name,
-                    side.name().to_ascii_lowercase(),
-                    side.failover_direction()
-                ),
-            ));
-        }
-    }
-    // Source disks (where the item runs now) and seeds (left in the other region).
-    let plan = ctx.store().view(|r| {
-        let mut out = Vec::new();
-        for d in &item
-            .properties
-            .provider_specific_details
-            .protected_managed_disks
-        {
-            let sid = side.source_disk_id(d);
-            let src = disks::load(r, &sid)?.ok_or_else(|| {
-                ArmError::bad_request(
-                    "ReprotectSourceDiskMissing",
-                    format!("Disk '{sid}' that the item runs on was deleted; reprotect needs it."),
-                )
-            })?;
-            let seed_id = side.other().source_disk_id(d);
-            let seed = disks::load(r, &seed_id)?.map(|s| s.properties.unique_id);
-            out.push(SourceDisk {
-                unique_id: src.properties.unique_id.clone(),
-                size: src.properties.disk_size_bytes,
-                seed,
-            });
-        }
-        Ok::<_, ArmError>(out)
-    })?;
+    check_direction(
+        &item,
+        side,
+        body["properties"]["failoverDirection"].as_str(),
+    )?;
+    let plan = ctx.store().view(|r| source_disks(r, &item, side))?;
     let lifecycle = uuid::Uuid::new_v4().to_string();
     let cache = cache_for(
         ctx,
@@ -206,4 +229,25 @@ fn cache_for(
         )
     })?;
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reprotect_replicates_from_the_side_the_item_is_active_on() {
+        let item: ReplicationItem = serde_json::from_value(item::tests::stored()).unwrap();
+        let side = item.side();
+        assert_eq!(side, Side::Primary);
+        assert!(check_direction(&item, side, None).is_ok());
+        assert!(check_direction(&item, side, Some(side.failover_direction())).is_ok());
+        let other = side.other().failover_direction();
+        let e = check_direction(&item, side, Some(other)).unwrap_err();
+        assert_eq!(e.code(), "FailoverDirectionInvalid");
+        assert!(e
+            .body
+            .message
+            .contains("'web' is active in its primary region"));
+    }
 }
