@@ -259,55 +259,43 @@ impl RecordSetProperties {
                 None => kept.cloned().flatten().unwrap_or_default(),
             }))
         }
+        // One list of records per type, each read whole or refused with what to send.
+        macro_rules! records {
+            ($field:ident, $key:literal, $msg:literal) => {
+                p.$field = list(body, $key, $msg, existing.map(|e| &e.$field))?
+            };
+        }
         match rtype {
-            "A" => {
-                p.a_records = list(
-                    body,
-                    "aRecords",
-                    "Every aRecords entry needs a valid ipv4Address.",
-                    existing.map(|e| &e.a_records),
-                )?
-            }
-            "AAAA" => {
-                p.aaaa_records = list(
-                    body,
-                    "aaaaRecords",
-                    "Every aaaaRecords entry needs a valid ipv6Address.",
-                    existing.map(|e| &e.aaaa_records),
-                )?
-            }
-            "MX" => {
-                p.mx_records = list(
-                    body,
-                    "mxRecords",
-                    "Every mxRecords entry needs preference and exchange.",
-                    existing.map(|e| &e.mx_records),
-                )?
-            }
-            "PTR" => {
-                p.ptr_records = list(
-                    body,
-                    "ptrRecords",
-                    "Every ptrRecords entry needs ptrdname.",
-                    existing.map(|e| &e.ptr_records),
-                )?
-            }
-            "SRV" => {
-                p.srv_records = list(
-                    body,
-                    "srvRecords",
-                    "Every srvRecords entry needs priority, weight, port and target.",
-                    existing.map(|e| &e.srv_records),
-                )?
-            }
-            "TXT" => {
-                p.txt_records = list(
-                    body,
-                    "txtRecords",
-                    "Every txtRecords entry needs a 'value' list of strings.",
-                    existing.map(|e| &e.txt_records),
-                )?
-            }
+            "A" => records!(
+                a_records,
+                "aRecords",
+                "Every aRecords entry needs a valid ipv4Address."
+            ),
+            "AAAA" => records!(
+                aaaa_records,
+                "aaaaRecords",
+                "Every aaaaRecords entry needs a valid ipv6Address."
+            ),
+            "MX" => records!(
+                mx_records,
+                "mxRecords",
+                "Every mxRecords entry needs preference and exchange."
+            ),
+            "PTR" => records!(
+                ptr_records,
+                "ptrRecords",
+                "Every ptrRecords entry needs ptrdname."
+            ),
+            "SRV" => records!(
+                srv_records,
+                "srvRecords",
+                "Every srvRecords entry needs priority, weight, port and target."
+            ),
+            "TXT" => records!(
+                txt_records,
+                "txtRecords",
+                "Every txtRecords entry needs a 'value' list of strings."
+            ),
             "CNAME" => {
                 let msg = "A CNAME record set needs cnameRecord.cname.";
                 let c = match field::<CnameRecord>(body, "cnameRecord", msg)? {
