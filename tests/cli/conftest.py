@@ -4,6 +4,7 @@ service-principal login, the CA bundle in REQUESTS_CA_BUNDLE."""
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -52,5 +53,7 @@ def az():
         yield a
     finally:
         # Also when setting up failed: a server left running would hold the
-        # loopback aliases and IMDS address the next run needs.
+        # loopback aliases and IMDS address the next run needs. Its data
+        # (disk images of gigabytes) goes with it.
         server.stop()
+        shutil.rmtree(d, ignore_errors=True)

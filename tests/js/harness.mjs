@@ -3,7 +3,7 @@
 // authority and CA certificate, nothing else changed.
 
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, existsSync, readFileSync, openSync } from "node:fs";
+import { mkdtempSync, existsSync, readFileSync, openSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -25,7 +25,11 @@ export async function startServer() {
   return {
     dir,
     conn,
-    stop: () => new Promise((resolve) => { proc.once("exit", resolve); proc.kill("SIGTERM"); }),
+    // Its data (disk images) goes with it.
+    stop: () => new Promise((resolve) => {
+      proc.once("exit", () => { rmSync(dir, { recursive: true, force: true }); resolve(); });
+      proc.kill("SIGTERM");
+    }),
   };
 }
 
