@@ -116,13 +116,23 @@ def test_points_reach_the_paired_region_and_restore_there(server):
     with pytest.raises(HttpResponseError) as e:  # the staging account must be in the paired region
         crr.cross_region_restore.begin_trigger("westus", request(east), polling=False).result()
     assert e.value.error.code == "BMSUserErrorStorageAccountRegionMismatch"
-    headers = crr.cross_region_restore.begin_trigger(
-        "westus", request(west), polling=False, cls=lambda resp, body, h: resp.http_response.headers).result()
-    op = headers["Azure-AsyncOperation"].split("?")[0].rstrip("/").split("/")[-1]
-    status = crr.crr_operation_status.get("westus", op)
-    assert status.status == "Succeeded"
-    job = crr.backup_crr_job_details.get("westus", CrrJobRequest(resource_id=vault.id, job_name=status.properties.job_id))
-    assert job.properties.operation == "CrossRegionRestore" and job.properties.status == "Completed"
+    def restored(body, vault_id=vault.id):
+        """The restore runs after its 202, as in Azure: its job in the
+        secondary region, followed until it ends."""
+        headers = crr.cross_region_restore.begin_trigger(
+            "westus", body, polling=False, cls=lambda resp, b, h: resp.http_response.headers).result()
+        op = headers["Azure-AsyncOperation"].split("?")[0].rstrip("/").split("/")[-1]
+        status = crr.crr_operation_status.get("westus", op)
+        assert status.status == "Succeeded"
+        ask = CrrJobRequest(resource_id=vault_id, job_name=status.properties.job_id)
+        until = time.time() + 120
+        while (job := crr.backup_crr_job_details.get("westus", ask)).properties.status == "InProgress":
+            assert time.time() < until, "cross-region restore still InProgress"
+            time.sleep(0.1)
+        return job
+
+    job = restored(request(west))
+    assert job.properties.operation == "CrossRegionRestore" and job.properties.status == "Completed", job.properties
     listed = list(crr.backup_crr_jobs.list("westus", CrrJobRequest(resource_id=vault.id)))
     assert [j.name for j in listed] == [job.name]
     # The primary region's jobs do not show it.
@@ -140,7 +150,7 @@ def test_points_reach_the_paired_region_and_restore_there(server):
         recovery_point_id=point.name, recovery_type="AlternateLocation", source_resource_id=vm.id,
         target_resource_group_id=target_rg, storage_account_id=west.id, region="westus",
         target_virtual_machine_id=alt_vm, subnet_id=west_vnet.subnets[0].id))
-    crr.cross_region_restore.begin_trigger("westus", alt, polling=False).result()
+    assert restored(alt).properties.status == "Completed"
     made = server.client(ComputeManagementClient).virtual_machines.get("crr-west", "crrvm-west")
     assert made.location == "westus" and len(made.storage_profile.data_disks) == 1
     alt_data = made.storage_profile.data_disks[0].managed_disk.id.rsplit("/", 1)[1]
@@ -168,6 +178,6 @@ def test_points_reach_the_paired_region_and_restore_there(server):
         crr.cross_region_restore.begin_trigger("westus", pe_request, polling=False).result()
     assert e.value.error.code == "BMSUserErrorCrrSecondaryPrivateEndpointMissing" and "AzureBackup_secondary" in e.value.error.message
     endpoint("crr-pe-secondary", "westus", west_vnet.subnets[0].id, "AzureBackup_secondary")
-    crr.cross_region_restore.begin_trigger("westus", pe_request, polling=False).result()
+    assert restored(pe_request, pe_vault.id).properties.status == "Completed"
     restored = [d for d in server.client(ComputeManagementClient).disks.list_by_resource_group("crr-west") if d.name.startswith("crrvm-pe-os")]
     assert len(restored) == 1 and restored[0].location == "westus"

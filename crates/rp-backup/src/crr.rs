@@ -11,7 +11,7 @@
 //! its operation status, as azure-cli's `--use-secondary-region` follows
 //! them.
 
-use std::time::Instant;
+use recoverite_rs_core::jobs::JobStatus;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -20,13 +20,14 @@ use recoverite_arm::{id, regions, time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_backup_store::ChunkStore;
 use recoverite_rs_core::backup_config::{self, VaultConfig};
 use recoverite_rs_core::vault_record::Vault;
-use recoverite_store::{Reader, Store, Table};
+use recoverite_store::{Reader, Store, Table, WriteTx};
 
 use crate::backup_job::BackupJob;
 use crate::items::{item_id, load};
 use crate::jobs::{self, filter_value, parse_filter_time};
 use crate::points::{self, PointData, POINT_DATA};
 use crate::recovery_point::{self, RecoveryPoint};
+use crate::restore_job;
 use crate::{vault_of, BackupProvider};
 use recoverite_rs_core::backup_item::{self as core_item, ProtectedItem};
 
@@ -475,42 +476,54 @@ pub fn trigger(
         .unwrap_or_default()
         .to_string();
     let store = secondary_store(bp, data.vault_numeric_id, &copy.region)?;
-    let chosen: Vec<&points::PointDisk> = data
-        .disks
-        .iter()
-        .filter(|d| {
-            d.lun < 0
-                || p.restore_disk_lun_list
-                    .as_ref()
-                    .is_none_or(|l| l.contains(&d.lun))
-        })
-        .collect();
-    let t0 = Instant::now();
-    let written =
-        points::restore_disks(ctx, bp, &store, &chosen, false, &point, &target_rg, region)?;
-    let secs = t0.elapsed().as_secs();
-    // AlternateLocation: a VM on the restored disks in the secondary region,
-    // made as the caller; if it cannot be, the disks go again.
-    if let Some((vm_id, subnet_id)) = &alternate {
-        if let Err(e) = points::bring_up_vm(ctx, req, bp, vm_id, subnet_id, &data, &written, region)
+    let luns = p.restore_disk_lun_list.clone();
+    // As every restore, it runs after its 202: the job (in the secondary
+    // region's job list) is InProgress until the disks are made.
+    let (job, op) = start_crr_job(ctx, &t.vault_id, &it, region)?;
+    let (ctx2, req2, bp2, to) = (ctx.clone(), req.clone(), bp.clone(), region.to_string());
+    let vault_id = t.vault_id.clone();
+    std::thread::spawn(move || {
+        let (ctx, req, bp) = (&ctx2, &req2, &bp2);
+        let chosen: Vec<&points::PointDisk> = data
+            .disks
+            .iter()
+            .filter(|d| d.lun < 0 || luns.as_ref().is_none_or(|l| l.contains(&d.lun)))
+            .collect();
+        let done = (|| {
+            let written =
+                points::restore_disks(ctx, bp, &store, &chosen, false, &point, &target_rg, &to)?;
+            // AlternateLocation: a VM on the restored disks in the secondary
+            // region, made as the caller; if it cannot be, the disks go again.
+            if let Some((vm_id, subnet_id)) = &alternate {
+                if let Err(e) =
+                    points::bring_up_vm(ctx, req, bp, vm_id, subnet_id, &data, &written, &to)
+                {
+                    points::discard_restored(ctx, bp, &written);
+                    return Err(e);
+                }
+            }
+            let ids: Vec<&str> = written.iter().map(|(_, _, i)| i.as_str()).collect();
+            let mut bag = json!({
+                "Recovery point": point,
+                "Restore source": "Vault (secondary region)",
+                "Restore type": if alternate.is_some() { "AlternateLocation" } else { "RestoreDisks" },
+                "Target region": to,
+                "Target resource group": target_rg,
+                "Restored disks": ids.join(","),
+            });
+            if let Some((vm_id, _)) = &alternate {
+                bag["Target VM"] = json!(vm_id);
+            }
+            Ok(bag)
+        })();
+        if let Err(e) = ctx
+            .store()
+            .write(|tx| end_crr_job(tx, &vault_id, &job, &done))
         {
-            points::discard_restored(ctx, bp, &written);
-            return Err(e);
+            tracing::warn!("ending cross-region restore job {job}: {}", e.body.message);
         }
-    }
-    let ids: Vec<&str> = written.iter().map(|(_, _, i)| i.as_str()).collect();
-    let mut bag = json!({
-        "Recovery point": point,
-        "Restore source": "Vault (secondary region)",
-        "Restore type": if alternate.is_some() { "AlternateLocation" } else { "RestoreDisks" },
-        "Target region": region,
-        "Target resource group": target_rg,
-        "Restored disks": ids.join(","),
+        restore_job::set_running(&job, false);
     });
-    if let Some((vm_id, _)) = &alternate {
-        bag["Target VM"] = json!(vm_id);
-    }
-    let op = record_crr_job(ctx, &t.vault_id, &it, region, secs, bag)?;
     Ok(crr_accepted(ctx, req, region, &op))
 }
 
@@ -571,28 +584,33 @@ fn check_secondary_target(
 
 /// Records the finished cross-region restore's job and operation (in the
 /// secondary region's tables); returns the operation's id.
-fn record_crr_job(
+/// Cross-region restores accepted and not ended, by `{vault key}|{job}`.
+const CRR_ACCEPTED: Table = Table("backup_crr_accepted");
+
+/// Starts a cross-region restore's job, `InProgress` in the secondary
+/// region's job list, and the operation a client polls for it.
+fn start_crr_job(
     ctx: &Ctx,
     vault_id: &str,
     item: &ProtectedItem,
     region: &str,
-    secs: u64,
-    bag: Value,
-) -> Result<String, ArmError> {
-    let (job_id, mut doc) = jobs::job_doc(
+) -> Result<(String, String), ArmError> {
+    let mut doc = jobs::running_job(
         vault_id,
         "CrossRegionRestore",
         item,
-        &[("Transfer data", secs), ("Create disks", 0)],
-        bag,
-        recoverite_rs_core::jobs::JobStatus::Completed,
-        &[],
+        &["Transfer data", "Create disks"],
+        true,
     );
-    doc.properties.is_user_triggered = Some(true);
+    doc.properties.actions_info.clear();
+    let job_id = doc.name.clone();
+    let key = format!("{}|{job_id}", id::key(vault_id));
+    restore_job::set_running(&job_id, true);
     let op = uuid::Uuid::new_v4().to_string();
     let now = time::now_string();
-    ctx.store().write(|tx| {
-        tx.put_json(CRR_JOBS, &format!("{}|{job_id}", id::key(vault_id)), &doc)?;
+    let stored = ctx.store().write(|tx| {
+        tx.put_json(CRR_JOBS, &key, &doc)?;
+        tx.put_json(CRR_ACCEPTED, &key, &job_id)?;
         tx.put_json(
             CRR_OPERATIONS,
             &op,
@@ -607,8 +625,68 @@ fn record_crr_job(
             },
         )?;
         Ok::<_, ArmError>(())
-    })?;
-    Ok(op)
+    });
+    match stored {
+        Ok(()) => Ok((job_id, op)),
+        Err(e) => {
+            restore_job::set_running(&job_id, false);
+            Err(e)
+        }
+    }
+}
+
+/// Ends a cross-region restore's job: `Completed` with what it restored, or
+/// `Failed` with why; it is no longer accepted.
+fn end_crr_job(
+    tx: &mut WriteTx,
+    vault_id: &str,
+    job_id: &str,
+    done: &Result<Value, ArmError>,
+) -> Result<(), ArmError> {
+    let key = format!("{}|{job_id}", id::key(vault_id));
+    if let Some(mut doc) = tx.get_json::<BackupJob>(CRR_JOBS, &key)? {
+        if !doc.properties.status.ended() {
+            match done {
+                Ok(bag) => {
+                    if let Value::Object(b) = bag {
+                        doc.properties.extended_info.property_bag.extend(b.clone());
+                    }
+                    doc.task_ended(0, time::now());
+                    doc.finish(JobStatus::Completed, time::now());
+                }
+                Err(e) => {
+                    doc.finish(JobStatus::Failed, time::now());
+                    doc.properties.error_details = vec![json!({
+                        "errorCode": 0, "errorString": format!("{}: {}", e.body.code, e.body.message),
+                        "errorTitle": e.body.code, "recommendations": []})];
+                    doc.properties.extended_info.dynamic_error_message =
+                        Some(e.body.message.clone());
+                }
+            }
+            tx.put_json(CRR_JOBS, &key, &doc)?;
+        }
+    }
+    tx.delete(CRR_ACCEPTED, &key)?;
+    Ok(())
+}
+
+/// Cross-region restores cut short by a restart end `Failed`, as other
+/// restores do.
+pub fn fail_interrupted(store: &recoverite_store::Store) -> Result<usize, ArmError> {
+    let left: Vec<(String, String)> = store
+        .read(|r| Ok(r.scan_json::<String>(CRR_ACCEPTED, "")))??
+        .into_iter()
+        .filter(|(_, job)| !restore_job::is_running(job))
+        .collect();
+    let cut = ArmError::conflict(
+        "BMSUserErrorRestoreInterrupted",
+        "The cross-region restore was cut short by a restart of the service; no restored disk was kept. Trigger it again.",
+    );
+    for (key, job) in &left {
+        let vault = key.split('|').next().unwrap_or_default().to_string();
+        store.write(|tx| end_crr_job(tx, &vault, job, &Err(cut.clone())))?;
+    }
+    Ok(left.len())
 }
 
 /// 202 with the secondary region's operation result and status URLs.

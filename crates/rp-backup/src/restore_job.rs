@@ -38,13 +38,20 @@ fn running() -> &'static Mutex<HashSet<String>> {
     RUNNING.get_or_init(Default::default)
 }
 
-fn set_running(job: &str, on: bool) {
+pub(crate) fn set_running(job: &str, on: bool) {
     let mut r = running().lock().unwrap_or_else(|p| p.into_inner());
     if on {
         r.insert(job.to_string());
     } else {
         r.remove(job);
     }
+}
+
+pub(crate) fn is_running(job: &str) -> bool {
+    running()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(job)
 }
 
 impl RestoreJob {

@@ -112,6 +112,7 @@ pub fn tick(store: &Store, bp: &BackupProvider) -> Result<(), ArmError> {
     crate::vm_backup::resume(store, bp)?;
     // Restores cut short by a restart end Failed.
     crate::restore_job::fail_interrupted(store)?;
+    crate::crr::fail_interrupted(store)?;
     let now = time::now();
     let ids = store.read(|r| r.scan_json::<String>(ITEMS, ""))?;
     let mut items = Vec::new();
