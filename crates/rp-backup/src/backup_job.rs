@@ -209,6 +209,16 @@ impl BackupJob {
         self.end(status, now);
     }
 
+    /// Ends a running job `Failed` at `now` with `e` as its error, the way
+    /// Azure shows a job's error details.
+    pub fn fail(&mut self, e: &ArmError, now: OffsetDateTime) {
+        self.finish(JobStatus::Failed, now);
+        self.properties.error_details = vec![serde_json::json!({
+            "errorCode": 0, "errorString": format!("{}: {}", e.body.code, e.body.message),
+            "errorTitle": e.body.code, "recommendations": []})];
+        self.properties.extended_info.dynamic_error_message = Some(e.body.message.clone());
+    }
+
     pub fn to_value(&self) -> Result<Value, ArmError> {
         document::to_value(self)
     }
@@ -309,6 +319,23 @@ mod tests {
         );
         assert_eq!(j.properties.extended_info.tasks_list[1].status, "Completed");
         assert_eq!(j.properties.extended_info.progress_percentage, Some(100.0));
+    }
+
+    #[test]
+    fn a_failed_job_says_why() {
+        let mut j = job("InProgress", json!(["Cancellable"]));
+        let e = ArmError::conflict("BMSUserErrorItemNotFound", "The item was removed.");
+        j.fail(&e, arm_time::parse("2026-03-01T00:00:03Z").unwrap());
+        assert_eq!(j.properties.status, JobStatus::Failed);
+        assert_eq!(
+            j.properties.error_details[0]["errorTitle"],
+            "BMSUserErrorItemNotFound"
+        );
+        assert_eq!(
+            j.properties.extended_info.dynamic_error_message.as_deref(),
+            Some("The item was removed.")
+        );
+        assert!(j.properties.actions_info.is_empty());
     }
 
     #[test]

@@ -27,7 +27,6 @@ use crate::items::{item_id, load};
 use crate::jobs::{self, filter_value, parse_filter_time};
 use crate::points::{self, PointData, POINT_DATA};
 use crate::recovery_point::{self, RecoveryPoint};
-use crate::restore_job;
 use crate::{vault_of, BackupProvider};
 use recoverite_rs_core::backup_item::{self as core_item, ProtectedItem};
 
@@ -522,7 +521,7 @@ pub fn trigger(
         {
             tracing::warn!("ending cross-region restore job {job}: {}", e.body.message);
         }
-        restore_job::set_running(&job, false);
+        jobs::release(&job);
     });
     Ok(crr_accepted(ctx, req, region, &op))
 }
@@ -605,7 +604,7 @@ fn start_crr_job(
     doc.properties.actions_info.clear();
     let job_id = doc.name.clone();
     let key = format!("{}|{job_id}", id::key(vault_id));
-    restore_job::set_running(&job_id, true);
+    jobs::claim(&job_id);
     let op = uuid::Uuid::new_v4().to_string();
     let now = time::now_string();
     let stored = ctx.store().write(|tx| {
@@ -629,7 +628,7 @@ fn start_crr_job(
     match stored {
         Ok(()) => Ok((job_id, op)),
         Err(e) => {
-            restore_job::set_running(&job_id, false);
+            jobs::release(&job_id);
             Err(e)
         }
     }
@@ -655,12 +654,7 @@ fn end_crr_job(
                     doc.finish(JobStatus::Completed, time::now());
                 }
                 Err(e) => {
-                    doc.finish(JobStatus::Failed, time::now());
-                    doc.properties.error_details = vec![json!({
-                        "errorCode": 0, "errorString": format!("{}: {}", e.body.code, e.body.message),
-                        "errorTitle": e.body.code, "recommendations": []})];
-                    doc.properties.extended_info.dynamic_error_message =
-                        Some(e.body.message.clone());
+                    doc.fail(e, time::now());
                 }
             }
             tx.put_json(CRR_JOBS, &key, &doc)?;
@@ -676,7 +670,7 @@ pub fn fail_interrupted(store: &recoverite_store::Store) -> Result<usize, ArmErr
     let left: Vec<(String, String)> = store
         .read(|r| Ok(r.scan_json::<String>(CRR_ACCEPTED, "")))??
         .into_iter()
-        .filter(|(_, job)| !restore_job::is_running(job))
+        .filter(|(_, job)| !jobs::is_running(job))
         .collect();
     let cut = ArmError::conflict(
         "BMSUserErrorRestoreInterrupted",

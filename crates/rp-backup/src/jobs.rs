@@ -148,6 +148,37 @@ pub fn job_doc(
     (id, doc)
 }
 
+/// Jobs whose work runs in this process (a backup, a restore): work runs
+/// once even when its request's thread and the clock's sweep both see it,
+/// and the sweep tells a job cut short by a restart from one still running.
+fn running() -> &'static std::sync::Mutex<std::collections::HashSet<String>> {
+    static RUNNING: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::OnceLock::new();
+    RUNNING.get_or_init(Default::default)
+}
+
+/// Marks `job` as running here; false if it already was.
+pub(crate) fn claim(job: &str) -> bool {
+    running()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(job.to_string())
+}
+
+pub(crate) fn release(job: &str) {
+    running()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(job);
+}
+
+pub(crate) fn is_running(job: &str) -> bool {
+    running()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(job)
+}
+
 /// A job of `operation` on `item` that starts now with `tasks` ahead of it:
 /// the first running, the others `NotStarted`, cancellable while it runs.
 pub fn running_job(

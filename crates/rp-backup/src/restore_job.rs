@@ -8,11 +8,8 @@
 //! leaves no restored disk half-written (disks are registered only once
 //! their bytes are durable).
 
-use std::collections::HashSet;
-use std::sync::{Mutex, OnceLock};
-
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use recoverite_arm::{time, ArmError, ArmRequest, Ctx, Reply};
 use recoverite_rs_core::backup_item::ProtectedItem;
@@ -30,28 +27,6 @@ const ACCEPTED: Table = Table("vm_restores_accepted");
 pub struct RestoreJob {
     pub vault_id: String,
     pub job: String,
-}
-
-/// Restores running in this process.
-fn running() -> &'static Mutex<HashSet<String>> {
-    static RUNNING: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
-    RUNNING.get_or_init(Default::default)
-}
-
-pub(crate) fn set_running(job: &str, on: bool) {
-    let mut r = running().lock().unwrap_or_else(|p| p.into_inner());
-    if on {
-        r.insert(job.to_string());
-    } else {
-        r.remove(job);
-    }
-}
-
-pub(crate) fn is_running(job: &str) -> bool {
-    running()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .contains(job)
 }
 
 impl RestoreJob {
@@ -72,7 +47,7 @@ impl RestoreJob {
         };
         // Running here before it is stored: the clock's sweep of restores
         // cut short by a restart never takes it for one.
-        set_running(&r.job, true);
+        jobs::claim(&r.job);
         let op = store.write(|tx| {
             job.save(tx)?;
             tx.put_json(ACCEPTED, &r.job, &r)?;
@@ -81,7 +56,7 @@ impl RestoreJob {
         match op {
             Ok(op) => Ok((r, op)),
             Err(e) => {
-                set_running(&r.job, false);
+                jobs::release(&r.job);
                 Err(e)
             }
         }
@@ -118,11 +93,7 @@ impl RestoreJob {
     pub fn fail(&self, tx: &mut WriteTx, e: &ArmError) -> Result<(), ArmError> {
         if let Some(mut j) = backup_job::load(tx, &self.vault_id, &self.job)? {
             if !j.properties.status.ended() {
-                j.finish(JobStatus::Failed, time::now());
-                j.properties.error_details = vec![json!({
-                    "errorCode": 0, "errorString": format!("{}: {}", e.body.code, e.body.message),
-                    "errorTitle": e.body.code, "recommendations": []})];
-                j.properties.extended_info.dynamic_error_message = Some(e.body.message.clone());
+                j.fail(e, time::now());
                 j.save(tx)?;
             }
         }
@@ -149,7 +120,7 @@ pub fn spawn(
                 tracing::warn!("ending restore job {}: {}", job.job, e2.body.message);
             }
         }
-        set_running(&job.job, false);
+        jobs::release(&job.job);
     });
     reply
 }
@@ -160,12 +131,7 @@ pub fn fail_interrupted(store: &Store) -> Result<usize, ArmError> {
         .read(|r| Ok(r.scan_json::<RestoreJob>(ACCEPTED, "")))??
         .into_iter()
         .map(|(_, j)| j)
-        .filter(|j| {
-            !running()
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&j.job)
-        })
+        .filter(|j| !jobs::is_running(&j.job))
         .collect();
     let cut = ArmError::conflict(
         "BMSUserErrorRestoreInterrupted",

@@ -8,9 +8,7 @@
 //! job, so one cut short by a restart runs again from the start (under the
 //! same point name, overwriting what it had made) when the service is back.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -177,21 +175,10 @@ pub fn take_point(
     Ok(a.job)
 }
 
-/// Jobs running in this process: a backup runs once even when both its
-/// request's thread and the clock's resume see it.
-fn running() -> &'static Mutex<HashSet<String>> {
-    static RUNNING: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
-    RUNNING.get_or_init(Default::default)
-}
-
 /// Runs an accepted backup to its end (a point, or a job that says why
 /// not); returns at once if it already runs here.
 pub fn run(store: &Store, bp: &BackupProvider, a: &Accepted) -> Result<(), ArmError> {
-    if !running()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(a.job.clone())
-    {
+    if !jobs::claim(&a.job) {
         return Ok(());
     }
     let result = run_once(store, bp, a);
@@ -200,10 +187,7 @@ pub fn run(store: &Store, bp: &BackupProvider, a: &Accepted) -> Result<(), ArmEr
             tracing::warn!("ending backup job {}: {}", a.job, e2.body.message);
         }
     }
-    running()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&a.job);
+    jobs::release(&a.job);
     result
 }
 
@@ -213,12 +197,7 @@ pub fn resume(store: &Store, bp: &BackupProvider) -> Result<usize, ArmError> {
     let waiting: Vec<Accepted> = store
         .view(accepted)?
         .into_iter()
-        .filter(|a| {
-            !running()
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&a.job)
-        })
+        .filter(|a| !jobs::is_running(&a.job))
         .collect();
     for a in &waiting {
         let _ = run(store, bp, a);
@@ -246,11 +225,7 @@ fn still_running(r: &impl Reader, a: &Accepted) -> Result<BackupJob, ArmError> {
 fn end_without_point(tx: &mut WriteTx, a: &Accepted, e: &ArmError) -> Result<(), ArmError> {
     if let Some(mut job) = backup_job::load(tx, &a.vault_id, &a.job)? {
         if job.properties.status == JobStatus::InProgress {
-            job.finish(JobStatus::Failed, time::now());
-            job.properties.error_details = vec![json!({
-                "errorCode": 0, "errorString": format!("{}: {}", e.body.code, e.body.message),
-                "errorTitle": e.body.code, "recommendations": []})];
-            job.properties.extended_info.dynamic_error_message = Some(e.body.message.clone());
+            job.fail(e, time::now());
             job.save(tx)?;
         }
     }
