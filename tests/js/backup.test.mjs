@@ -94,7 +94,7 @@ test("Backup: protect, back up, restore the point's bytes, soft-delete", async (
     assert.equal(status.status, "Succeeded");
     for (;;) {
       const job = await bk.jobDetails.get(VAULT, RG, status.properties.jobId);
-      if (job.properties.status !== "InProgress") return job;
+      if (!["InProgress", "Cancelling"].includes(job.properties.status)) return job;
       await sleep(100);
     }
   };

@@ -195,12 +195,13 @@ def wait_listening(addr, timeout=10):
 
 
 def wait_job(bk, vault, rg, job_id, timeout=180):
-    """A Backup job as `az backup job wait` follows it: until it is no
-    longer InProgress (an Azure VM backup runs after its 202, as in Azure)."""
+    """A Backup job as `az backup job wait` follows it: until it is neither
+    InProgress nor Cancelling (an Azure VM backup runs after its 202, as in
+    Azure; a cancelled one is Cancelling until it has stopped)."""
     deadline = time.time() + timeout
     while True:
         job = bk.job_details.get(vault, rg, job_id)
-        if job.properties.status != "InProgress":
+        if job.properties.status not in ("InProgress", "Cancelling"):
             return job
         assert time.time() < deadline, f"job {job_id} still InProgress after {timeout} s"
         time.sleep(0.1)

@@ -71,6 +71,10 @@ def test_a_running_backup_shows_its_steps_holds_its_item_and_cancels(env):
     assert job_id in e.value.error.message
     # Cancelled while it runs: it ends Cancelled and makes no point.
     bk.job_cancellations.trigger(VAULT, RG, job_id)
+    # Cancelling until the runner has stopped (or already Cancelled); no longer cancellable.
+    stopping = bk.job_details.get(VAULT, RG, job_id)
+    assert stopping.properties.status in ("Cancelling", "Cancelled"), stopping.properties.status
+    assert stopping.properties.actions_info in (None, [])
     done = wait_job(bk, VAULT, RG, job_id)
     assert done.properties.status == "Cancelled", done.properties
     assert done.properties.actions_info in (None, [])

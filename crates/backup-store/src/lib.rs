@@ -1,5 +1,6 @@
 //! The vault tier of Azure Backup: disk images cut into fixed 1 MiB chunks,
-//! each stored once under its SHA-256 (zstd-compressed), and a manifest per
+//! each stored once under its SHA-256 (zstd-compressed, or as it is when
+//! compression would not make it smaller), and a manifest per
 //! recovery point disk naming the chunks at each offset. Backups are
 //! incremental forever: a chunk an earlier point already stored is not
 //! written again; holes and all-zero chunks are not stored at all. Deleting
@@ -19,7 +20,6 @@
 //! suit block devices, where a changed block keeps its offset.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use object_store::local::LocalFileSystem;
@@ -104,9 +104,34 @@ fn encode_manifest(m: &Manifest) -> std::io::Result<Vec<u8>> {
     zstd::bulk::compress(&json, 3)
 }
 
+/// How every zstd frame begins.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// A chunk as stored: zstd level 1 when that makes it smaller, else the
+/// bytes as they are (random or already-compressed data would only grow
+/// and cost a decompression on every restore). A raw chunk that happens to
+/// begin like a zstd frame is stored compressed, so [`unpack`] never
+/// mistakes one for the other.
+fn pack(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let packed = zstd::bulk::compress(data, 1)?;
+    if packed.len() < data.len() || data.starts_with(&ZSTD_MAGIC) {
+        Ok(packed)
+    } else {
+        Ok(data.to_vec())
+    }
+}
+
+/// A stored chunk's bytes (see [`pack`]).
+fn unpack(stored: &[u8]) -> std::io::Result<Vec<u8>> {
+    if stored.starts_with(&ZSTD_MAGIC) {
+        zstd::decode_all(stored)
+    } else {
+        Ok(stored.to_vec())
+    }
+}
+
 /// Reads a stored manifest: compressed, or plain JSON as earlier versions wrote.
 fn decode_manifest(bytes: &[u8]) -> std::io::Result<Manifest> {
-    const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
     let json = if bytes.starts_with(&ZSTD_MAGIC) {
         zstd::decode_all(bytes)?
     } else {
@@ -145,6 +170,14 @@ fn os(e: object_store::Error) -> std::io::Error {
         }
         e => std::io::Error::other(e.to_string()),
     }
+}
+
+/// How many threads hash, compress and write chunks: every core, at most 8.
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
 }
 
 /// Runs an object-store call to completion on this (blocking) thread.
@@ -218,17 +251,31 @@ impl ChunkStore {
         Ok(Some(staged))
     }
 
+    /// Puts `bytes` for `key`: on a local filesystem under a staging name
+    /// (returned; the caller syncs, then renames it to `key`), elsewhere at
+    /// `key` itself, where a put is durable and atomic (returns `None`).
+    fn put_staged(
+        &self,
+        key: &ObjectPath,
+        bytes: Vec<u8>,
+        tag: &str,
+    ) -> std::io::Result<Option<ObjectPath>> {
+        if self.local.is_none() {
+            run(self.objects.put(key, PutPayload::from(bytes)))?;
+            return Ok(None);
+        }
+        self.stage(bytes, tag)
+    }
+
     /// Writes `bytes` at `key` durably.
     fn publish(&self, key: &ObjectPath, bytes: Vec<u8>) -> std::io::Result<()> {
         let tag = format!("{}.tmp", uuid_like());
-        match self.stage(bytes.clone(), &tag)? {
-            Some(staged) => {
-                self.sync()?;
-                run(self.objects.rename(&staged, key))?;
-                self.sync()
-            }
-            None => run(self.objects.put(key, PutPayload::from(bytes))).map(|_| ()),
+        if let Some(staged) = self.put_staged(key, bytes, &tag)? {
+            self.sync()?;
+            run(self.objects.rename(&staged, key))?;
+            self.sync()?;
         }
+        Ok(())
     }
 
     fn get(&self, key: &ObjectPath) -> std::io::Result<Vec<u8>> {
@@ -320,10 +367,7 @@ impl ChunkStore {
         let offsets: Vec<u64> = offsets.into_iter().collect();
         // Hash and compress on every core: each worker reads its share of
         // the chunks; a chunk new to the vault is written once (`claimed`).
-        let workers = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .clamp(1, 8);
+        let workers = workers();
         let claimed = std::sync::Mutex::new(std::collections::HashSet::<String>::new());
         let tag = uuid_like();
         let tag = tag.as_str();
@@ -367,17 +411,10 @@ impl ChunkStore {
                             if !self.has_chunk(&hash)
                                 && claimed.lock().expect("claimed").insert(hash.clone())
                             {
-                                let packed = zstd::encode_all(data, 1)?;
+                                let packed = pack(data)?;
                                 let stored = packed.len() as u64;
                                 let staged =
-                                    match self.stage(packed.clone(), &format!("{tag}/{hash}"))? {
-                                        Some(s) => Some(s),
-                                        None => {
-                                            // A remote store's put is durable and atomic.
-                                            run(self.objects.put(&fin, PutPayload::from(packed)))?;
-                                            None
-                                        }
-                                    };
+                                    self.put_staged(&fin, packed, &format!("{tag}/{hash}"))?;
                                 written = Some((staged, fin, stored));
                             }
                             out.push((*off, hash, written, n as u64));
@@ -449,35 +486,55 @@ impl ChunkStore {
 
     /// Writes manifest `name`'s disk into `dst` (a new sparse file), checking
     /// every chunk against its hash; the file is synced before it returns.
+    /// Chunks are fetched, unpacked, checked and written on every core.
     pub fn restore(&self, name: &str, dst: &Path) -> std::io::Result<u64> {
+        use std::os::unix::fs::FileExt;
         let m = self.manifest(name)?;
-        let mut out = OpenOptions::new()
+        if let Some((off, _)) = m.chunks.iter().find(|(off, _)| *off >= m.size) {
+            return Err(bad(format!(
+                "manifest {name}: chunk at {off} past the disk's end"
+            )));
+        }
+        let out = OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(true)
             .open(dst)?;
         out.set_len(m.size)?;
-        let mut written = 0u64;
-        for (off, hash) in &m.chunks {
-            if *off >= m.size {
-                return Err(bad(format!(
-                    "manifest {name}: chunk at {off} past the disk's end"
-                )));
-            }
-            let packed = self
-                .get(&self.chunk_key(hash))
-                .map_err(|e| bad(format!("chunk {hash} of {name} is missing: {e}")))?;
-            let data = zstd::decode_all(&packed[..])?;
-            if hex::encode(Sha256::digest(&data)) != *hash {
-                return Err(bad(format!("chunk {hash} of {name} is corrupt")));
-            }
-            let n = (data.len() as u64).min(m.size - off) as usize;
-            out.seek(SeekFrom::Start(*off))?;
-            out.write_all(&data[..n])?;
-            written += n as u64;
-        }
+        let workers = workers();
+        let written = std::sync::atomic::AtomicU64::new(0);
+        let results: Vec<std::io::Result<()>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    let (m, out, written) = (&m, &out, &written);
+                    scope.spawn(move || -> std::io::Result<()> {
+                        for (off, hash) in m.chunks.iter().skip(w).step_by(workers) {
+                            let packed = self.get(&self.chunk_key(hash)).map_err(|e| {
+                                bad(format!("chunk {hash} of {name} is missing: {e}"))
+                            })?;
+                            let data = unpack(&packed)?;
+                            if hex::encode(Sha256::digest(&data)) != *hash {
+                                return Err(bad(format!("chunk {hash} of {name} is corrupt")));
+                            }
+                            let n = (data.len() as u64).min(m.size - off) as usize;
+                            out.write_all_at(&data[..n], *off)?;
+                            written.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(bad("a restore worker panicked")))
+                })
+                .collect()
+        });
+        results.into_iter().collect::<std::io::Result<Vec<()>>>()?;
         out.sync_all()?;
-        Ok(written)
+        Ok(written.into_inner())
     }
 
     /// Copies manifest `name` into `other` (the paired region's copy of the
@@ -496,7 +553,7 @@ impl ChunkStore {
             let packed = self
                 .get(&self.chunk_key(hash))
                 .map_err(|e| bad(format!("chunk {hash} of {name} is missing: {e}")))?;
-            if hex::encode(Sha256::digest(zstd::decode_all(&packed[..])?)) != *hash {
+            if hex::encode(Sha256::digest(unpack(&packed)?)) != *hash {
                 return Err(bad(format!("chunk {hash} of {name} is corrupt")));
             }
             copied += packed.len() as u64;
@@ -598,9 +655,8 @@ impl ChunkStore {
         for (id, data) in objs {
             bytes += data.len() as u64;
             let key = self.chunk_key(&id);
-            match self.stage(data.clone(), &format!("{}.tmp", uuid_like()))? {
-                Some(staged) => pending.push((staged, key)),
-                None => run(self.objects.put(&key, PutPayload::from(data))).map(|_| ())?,
+            if let Some(staged) = self.put_staged(&key, data, &format!("{}.tmp", uuid_like()))? {
+                pending.push((staged, key));
             }
         }
         if !pending.is_empty() {
@@ -706,6 +762,31 @@ mod tests {
     }
 
     use super::*;
+    use std::io::{Seek, SeekFrom, Write};
+
+    #[test]
+    fn incompressible_chunks_are_stored_as_they_are_and_read_back_exactly() {
+        // Random bytes would only grow under zstd: stored as they are.
+        let random: Vec<u8> = (0..CHUNK as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let stored = pack(&random).unwrap();
+        assert!(stored.len() <= random.len());
+        assert_eq!(unpack(&stored).unwrap(), random);
+        // Text-like bytes shrink: stored compressed.
+        let text = b"recovery point ".repeat(1000);
+        let stored = pack(&text).unwrap();
+        assert!(stored.len() < text.len() && stored.starts_with(&ZSTD_MAGIC));
+        assert_eq!(unpack(&stored).unwrap(), text);
+        // A raw chunk that begins like a zstd frame is never stored raw.
+        let mut tricky = random.clone();
+        tricky[..4].copy_from_slice(&ZSTD_MAGIC);
+        let stored = pack(&tricky).unwrap();
+        assert_eq!(unpack(&stored).unwrap(), tricky);
+        // Chunks written before raw storage (always zstd) still read.
+        let old = zstd::encode_all(&random[..], 1).unwrap();
+        assert_eq!(unpack(&old).unwrap(), random);
+    }
 
     #[test]
     fn manifests_are_stored_compressed_and_plain_ones_still_read() {

@@ -165,6 +165,22 @@ impl BackupJob {
         Ok(())
     }
 
+    /// Cancels a job in progress ("Cancel a job in progress"): one that
+    /// something in this process runs (`stopping_here`) is `Cancelling`
+    /// until that runner stops and ends it `Cancelled`; one nothing runs
+    /// here (a MARS agent's, or a backup not yet resumed after a restart)
+    /// ends `Cancelled` at once — whatever would run it sees that first.
+    pub fn cancel(&mut self, stopping_here: bool, now: OffsetDateTime) -> Result<(), ArmError> {
+        self.check_cancellable()?;
+        if stopping_here {
+            self.properties.status = JobStatus::Cancelling;
+            self.properties.actions_info.clear();
+        } else {
+            self.finish(JobStatus::Cancelled, now);
+        }
+        Ok(())
+    }
+
     /// Ends a running job with `status` at `now` (its duration follows).
     pub fn end(&mut self, status: JobStatus, now: OffsetDateTime) {
         let p = &mut self.properties;
@@ -207,6 +223,17 @@ impl BackupJob {
             self.properties.extended_info.progress_percentage = Some(100.0);
         }
         self.end(status, now);
+    }
+
+    /// The job of a backup that stopped without a point: one being
+    /// cancelled ends `Cancelled`, one still in progress `Failed` with `e`;
+    /// one that already ended stays as it ended.
+    pub fn end_without_point(&mut self, e: &ArmError, now: OffsetDateTime) {
+        match self.properties.status {
+            JobStatus::Cancelling => self.finish(JobStatus::Cancelled, now),
+            JobStatus::InProgress => self.fail(e, now),
+            _ => {}
+        }
     }
 
     /// Ends a running job `Failed` at `now` with `e` as its error, the way
@@ -275,6 +302,34 @@ mod tests {
         assert_eq!(v["properties"]["status"], "Cancelled");
         assert_eq!(v["properties"]["mabServerName"], "host1");
         assert_eq!(v["properties"]["extendedInfo"]["propertyBag"]["Files"], 3);
+    }
+
+    #[test]
+    fn a_cancel_is_cancelling_while_its_runner_stops_then_cancelled() {
+        let at = arm_time::parse("2026-03-01T00:00:09Z").unwrap();
+        let stopped = ArmError::conflict("BMSUserErrorJobCancelled", "stopped");
+        // Run here: Cancelling, no longer cancellable, not ended.
+        let mut j = job("InProgress", json!(["Cancellable"]));
+        j.cancel(true, at).unwrap();
+        assert_eq!(j.properties.status, JobStatus::Cancelling);
+        assert!(j.properties.end_time.is_none() && !j.properties.status.ended());
+        let e = j.cancel(true, at).unwrap_err();
+        assert_eq!(e.body.code, "BMSUserErrorJobNotCancellable");
+        // Its runner stops: Cancelled, not Failed.
+        j.end_without_point(&stopped, at);
+        assert_eq!(j.properties.status, JobStatus::Cancelled);
+        assert_eq!(j.properties.duration, "PT9S");
+        assert!(j.properties.error_details.is_empty());
+        // Nothing runs it here: Cancelled at once.
+        let mut k = job("InProgress", json!(["Cancellable"]));
+        k.cancel(false, at).unwrap();
+        assert_eq!(k.properties.status, JobStatus::Cancelled);
+        // A backup that fails on its own ends Failed with why; an ended job stays.
+        let mut f = job("InProgress", json!(["Cancellable"]));
+        f.end_without_point(&ArmError::conflict("X", "disk gone"), at);
+        assert_eq!(f.properties.status, JobStatus::Failed);
+        k.end_without_point(&stopped, at);
+        assert_eq!(k.properties.status, JobStatus::Cancelled);
     }
 
     #[test]

@@ -467,16 +467,16 @@ pub fn get(ctx: &Ctx, req: &ArmRequest, id: &str) -> Result<Reply, ArmError> {
 
 /// POST backupJobs/{id}/cancel: a job still in progress that can be
 /// cancelled (an Azure VM backup while it snapshots or transfers, a MARS
-/// backup while its agent sends) ends Cancelled, and what runs it learns it
-/// before it would make a point; 202 with the cancellation's
+/// backup while its agent sends) is `Cancelling` until what runs it here
+/// stops (within a few chunks), then `Cancelled`; one nothing here runs
+/// ends `Cancelled` at once. No point is made for it. 202 with the cancellation's
 /// `backupJobs/{id}/operationResults/{op}`. Restores end within their
 /// request and are never in progress to cancel.
 pub fn cancel(ctx: &Ctx, req: &ArmRequest, id: &str) -> Result<Reply, ArmError> {
     let vid = ctx.store().view(|r| vault_of(r, req))?;
     let op = ctx.store().write(|tx| {
         let mut job = backup_job::load(tx, &vid, id)?.ok_or_else(|| job_not_found(id))?;
-        job.check_cancellable()?;
-        job.finish(JobStatus::Cancelled, time::now());
+        job.cancel(is_running(id), time::now())?;
         job.save(tx)?;
         finished_operation(tx, &vid, None)
     })?;
@@ -493,7 +493,8 @@ pub fn cancel(ctx: &Ctx, req: &ArmRequest, id: &str) -> Result<Reply, ArmError> 
     ))
 }
 
-/// GET backupJobs/{id}/operationResults/{op}: the cancellation is done (204).
+/// GET backupJobs/{id}/operationResults/{op}: 202 while the job is still
+/// `Cancelling`, 204 once the cancellation is done.
 pub fn job_operation_result(
     ctx: &Ctx,
     req: &ArmRequest,
@@ -501,10 +502,23 @@ pub fn job_operation_result(
     op: &str,
 ) -> Result<Reply, ArmError> {
     let vid = ctx.store().view(|r| vault_of(r, req))?;
-    ctx.store()
+    let job = ctx
+        .store()
         .view(|r| backup_job::load(r, &vid, id))?
         .ok_or_else(|| job_not_found(id))?;
     load_op(ctx, req, op)?;
+    if job.properties.status == JobStatus::Cancelling {
+        // Still stopping: ask again (Location, Retry-After).
+        let here = url(
+            ctx,
+            req,
+            &format!("{vid}/backupJobs/{id}/operationResults/{op}"),
+        );
+        return Ok(recoverite_arm::lro::with_retry_after(
+            ctx,
+            Reply::empty(202).header("Location", here),
+        ));
+    }
     Ok(Reply::empty(204))
 }
 

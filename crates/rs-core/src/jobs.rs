@@ -10,6 +10,9 @@ use time::{Duration, OffsetDateTime};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum JobStatus {
     InProgress,
+    /// A cancel was asked for and what runs the job has not stopped yet
+    /// (azure-cli's `job wait` keeps waiting through it).
+    Cancelling,
     Completed,
     Failed,
     Cancelled,
@@ -21,6 +24,7 @@ impl JobStatus {
     pub fn backup(self) -> &'static str {
         match self {
             JobStatus::InProgress => "InProgress",
+            JobStatus::Cancelling => "Cancelling",
             JobStatus::Completed => "Completed",
             JobStatus::Failed => "Failed",
             JobStatus::Cancelled => "Cancelled",
@@ -32,6 +36,7 @@ impl JobStatus {
     pub fn site_recovery(self) -> (&'static str, &'static str) {
         match self {
             JobStatus::InProgress => ("InProgress", "InProgress"),
+            JobStatus::Cancelling => ("Cancelling", "Cancelling"),
             JobStatus::Completed => ("Succeeded", "Completed"),
             JobStatus::Failed => ("Failed", "Failed"),
             JobStatus::Cancelled => ("Cancelled", "Cancelled"),
@@ -39,8 +44,9 @@ impl JobStatus {
         }
     }
 
+    /// Whether the job has ended: neither running nor still stopping.
     pub fn ended(self) -> bool {
-        self != JobStatus::InProgress
+        !matches!(self, JobStatus::InProgress | JobStatus::Cancelling)
     }
 }
 
@@ -195,6 +201,10 @@ mod tests {
         assert_eq!(JobStatus::Completed.backup(), "Completed");
         assert_eq!(JobStatus::Failed.site_recovery().0, "Failed");
         assert!(!JobStatus::InProgress.ended() && JobStatus::Cancelled.ended());
+        assert!(
+            !JobStatus::Cancelling.ended(),
+            "a job still stopping has not ended"
+        );
         assert_eq!(iso_duration(0), "PT0S");
         assert_eq!(iso_duration(3723), "PT1H2M3S");
     }
