@@ -221,11 +221,11 @@ fn still_running(r: &impl Reader, a: &Accepted) -> Result<BackupJob, ArmError> {
 }
 
 /// The job of a backup that made no point ends `Failed` with why (one
-/// cancelled meanwhile stays `Cancelled`); the backup is no longer accepted.
+/// being cancelled ends `Cancelled`); the backup is no longer accepted.
 fn end_without_point(tx: &mut WriteTx, a: &Accepted, e: &ArmError) -> Result<(), ArmError> {
     if let Some(mut job) = backup_job::load(tx, &a.vault_id, &a.job)? {
-        if job.properties.status == JobStatus::InProgress {
-            job.fail(e, time::now());
+        if !job.properties.status.ended() {
+            job.end_without_point(e, time::now());
             job.save(tx)?;
         }
     }
