@@ -113,6 +113,16 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// begin like a zstd frame is stored compressed, so [`unpack`] never
 /// mistakes one for the other.
 fn pack(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    // A sample first: a chunk whose first 64 KiB do not shrink is taken as
+    // incompressible (random, encrypted, already compressed) without
+    // compressing all of it.
+    const SAMPLE: usize = 64 << 10;
+    if data.len() > SAMPLE && !data.starts_with(&ZSTD_MAGIC) {
+        let sample = &data[..SAMPLE];
+        if zstd::bulk::compress(sample, 1)?.len() >= sample.len() {
+            return Ok(data.to_vec());
+        }
+    }
     let packed = zstd::bulk::compress(data, 1)?;
     if packed.len() < data.len() || data.starts_with(&ZSTD_MAGIC) {
         Ok(packed)
@@ -121,12 +131,12 @@ fn pack(data: &[u8]) -> std::io::Result<Vec<u8>> {
     }
 }
 
-/// A stored chunk's bytes (see [`pack`]).
-fn unpack(stored: &[u8]) -> std::io::Result<Vec<u8>> {
+/// A stored chunk's bytes (see [`pack`]): borrowed when stored as they are.
+fn unpack(stored: &[u8]) -> std::io::Result<std::borrow::Cow<'_, [u8]>> {
     if stored.starts_with(&ZSTD_MAGIC) {
-        zstd::decode_all(stored)
+        zstd::decode_all(stored).map(std::borrow::Cow::Owned)
     } else {
-        Ok(stored.to_vec())
+        Ok(std::borrow::Cow::Borrowed(stored))
     }
 }
 
@@ -279,8 +289,13 @@ impl ChunkStore {
     }
 
     fn get(&self, key: &ObjectPath) -> std::io::Result<Vec<u8>> {
+        Ok(self.get_bytes(key)?.as_ref().to_vec())
+    }
+
+    /// An object's bytes as the store hands them (no copy).
+    fn get_bytes(&self, key: &ObjectPath) -> std::io::Result<impl AsRef<[u8]>> {
         let r = run(self.objects.get(key))?;
-        Ok(run(r.bytes())?.to_vec())
+        run(r.bytes())
     }
 
     fn list(&self, rel: &str) -> std::io::Result<Vec<object_store::ObjectMeta>> {
@@ -509,10 +524,10 @@ impl ChunkStore {
                     let (m, out, written) = (&m, &out, &written);
                     scope.spawn(move || -> std::io::Result<()> {
                         for (off, hash) in m.chunks.iter().skip(w).step_by(workers) {
-                            let packed = self.get(&self.chunk_key(hash)).map_err(|e| {
+                            let packed = self.get_bytes(&self.chunk_key(hash)).map_err(|e| {
                                 bad(format!("chunk {hash} of {name} is missing: {e}"))
                             })?;
-                            let data = unpack(&packed)?;
+                            let data = unpack(packed.as_ref())?;
                             if hex::encode(Sha256::digest(&data)) != *hash {
                                 return Err(bad(format!("chunk {hash} of {name} is corrupt")));
                             }
