@@ -124,6 +124,8 @@ def main():
         arm.call("PUT", item, {"properties": {"protectedItemType": "Microsoft.Compute/virtualMachines",
                                               "sourceResourceId": f"{comp}/virtualMachines/vm", "policyId": policy["id"]}}, BK)
 
+        steps = []
+
         def backup():
             # Azure takes at most nine on-demand backups of a VM a day: the
             # emulated clock moves three hours before each one.
@@ -145,9 +147,10 @@ def main():
             took = time.time() - t
             # Each task's own time, from its start and end (seven fractional
             # digits; the emulated clock runs at wall-clock speed here).
-            tasks = {x["taskId"]: f"{seconds(x['startTime'], x['endTime']):.2f} s"
+            tasks = {x["taskId"]: seconds(x["startTime"], x["endTime"])
                      for x in job["properties"]["extendedInfo"]["tasksList"]}
-            return took, dict(job["properties"]["extendedInfo"]["propertyBag"], **tasks)
+            steps.append(tasks)
+            return took, dict(job["properties"]["extendedInfo"]["propertyBag"], **{k: f"{v:.2f} s" for k, v in tasks.items()})
 
         print(f"disk {DISK_GB} GiB with {DATA // MiB} MiB of random data; ten backups after rewriting {CHURN // MiB} MiB each")
         offsets = [o * MiB for o in range(0, DISK_GB * 1024, max(1, DISK_GB * 1024 // (DATA // MiB)))][: DATA // MiB]
@@ -204,6 +207,17 @@ def main():
         arm.call("POST", "/recoverite/clock/advance", {"hours": 49})
         vault = restore(newest, "bench-restore")
         print(f"restore from the vault tier:    {vault:.2f} s ({DATA / MiB / vault:.0f} MB/s of data)")
+        # The targets, from this run (MB/s of data, 1 MB = 2^20 bytes).
+        first = steps[0]
+        for what, value, target, ok in [
+            ("snapshot of the first backup (s)", first["Take Snapshot"], "<= 1", first["Take Snapshot"] <= 1),
+            ("vault transfer of the first backup (MB/s)", DATA / MiB / first["Transfer data to vault"], ">= 500",
+             DATA / MiB / first["Transfer data to vault"] >= 500),
+            ("vault tier / distinct changed bytes", vault_tier / distinct, "<= 1.1", vault_tier / distinct <= 1.1),
+            ("restore from the snapshot tier (MB/s)", DATA / MiB / snap, ">= 1000", DATA / MiB / snap >= 1000),
+            ("restore from the vault tier (MB/s)", DATA / MiB / vault, ">= 500", DATA / MiB / vault >= 500),
+        ]:
+            print(f"target {what:<44} {value:>9.2f}  {target:<7} {'met' if ok else 'NOT met'}")
         if os.environ.get("BENCH_RESTIC_RESTORE", "1") == "0":
             print("restic restore: skipped (BENCH_RESTIC_RESTORE=0; restic 0.14 writes the whole image, zeros included)")
             return
