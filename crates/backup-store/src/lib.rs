@@ -190,6 +190,28 @@ fn workers() -> usize {
         .clamp(1, 8)
 }
 
+/// Runs `work(w)` for each worker `w` of [`workers`] on its own thread and
+/// returns what each returned, in worker order; a worker that panicked
+/// returns an error naming `what`.
+fn on_workers<T: Send>(
+    what: &str,
+    work: impl Fn(usize) -> std::io::Result<T> + Sync,
+) -> Vec<std::io::Result<T>> {
+    std::thread::scope(|scope| {
+        let work = &work;
+        let handles: Vec<_> = (0..workers())
+            .map(|w| scope.spawn(move || work(w)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(bad(format!("a {what} worker panicked"))))
+            })
+            .collect()
+    })
+}
+
 /// Runs an object-store call to completion on this (blocking) thread.
 fn run<T>(f: impl std::future::Future<Output = object_store::Result<T>>) -> std::io::Result<T> {
     futures::executor::block_on(f).map_err(os)
@@ -250,20 +272,10 @@ impl ChunkStore {
         }
     }
 
-    /// Puts an object where a later put of the same name cannot be seen
-    /// half-written: staged, synced and renamed on a local filesystem.
-    fn stage(&self, bytes: Vec<u8>, tag: &str) -> std::io::Result<Option<ObjectPath>> {
-        if self.local.is_none() {
-            return Ok(None);
-        }
-        let staged = self.key(&format!("staging/{tag}"));
-        run(self.objects.put(&staged, PutPayload::from(bytes)))?;
-        Ok(Some(staged))
-    }
-
-    /// Puts `bytes` for `key`: on a local filesystem under a staging name
-    /// (returned; the caller syncs, then renames it to `key`), elsewhere at
-    /// `key` itself, where a put is durable and atomic (returns `None`).
+    /// Puts `bytes` for `key` so that no reader sees it half-written: on a
+    /// local filesystem under a staging name (returned; the caller syncs,
+    /// then renames it to `key`), elsewhere at `key` itself, where a put is
+    /// durable and atomic (returns `None`).
     fn put_staged(
         &self,
         key: &ObjectPath,
@@ -274,7 +286,9 @@ impl ChunkStore {
             run(self.objects.put(key, PutPayload::from(bytes)))?;
             return Ok(None);
         }
-        self.stage(bytes, tag)
+        let staged = self.key(&format!("staging/{tag}"));
+        run(self.objects.put(&staged, PutPayload::from(bytes)))?;
+        Ok(Some(staged))
     }
 
     /// Writes `bytes` at `key` durably.
@@ -392,59 +406,42 @@ impl ChunkStore {
             Option<(Option<ObjectPath>, ObjectPath, u64)>,
             u64,
         );
-        let results: Vec<std::io::Result<Vec<Found>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers)
-                .map(|w| {
-                    let (offsets, claimed, f) = (&offsets, &claimed, &f);
-                    scope.spawn(move || -> std::io::Result<Vec<Found>> {
-                        use std::os::unix::fs::FileExt;
-                        let mut buf = vec![0u8; CHUNK as usize];
-                        let mut out = Vec::new();
-                        for (i, off) in offsets.iter().skip(w).step_by(workers).enumerate() {
-                            if i % STOP_EVERY == STOP_EVERY - 1 && stop() {
-                                return Err(std::io::Error::new(
-                                    std::io::ErrorKind::Interrupted,
-                                    "the backup was stopped",
-                                ));
-                            }
-                            let n = (size - off).min(CHUNK) as usize;
-                            let mut got = 0;
-                            while got < n {
-                                match f.read_at(&mut buf[got..n], off + got as u64)? {
-                                    0 => break,
-                                    k => got += k,
-                                }
-                            }
-                            buf[got..n].fill(0);
-                            let data = &buf[..n];
-                            if data.iter().all(|b| *b == 0) {
-                                continue;
-                            }
-                            let hash = hex::encode(Sha256::digest(data));
-                            let fin = self.chunk_key(&hash);
-                            let mut written = None;
-                            if !self.has_chunk(&hash)
-                                && claimed.lock().expect("claimed").insert(hash.clone())
-                            {
-                                let packed = pack(data)?;
-                                let stored = packed.len() as u64;
-                                let staged =
-                                    self.put_staged(&fin, packed, &format!("{tag}/{hash}"))?;
-                                written = Some((staged, fin, stored));
-                            }
-                            out.push((*off, hash, written, n as u64));
-                        }
-                        Ok(out)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(bad("a backup worker panicked")))
-                })
-                .collect()
+        let results: Vec<std::io::Result<Vec<Found>>> = on_workers("backup", |w| {
+            use std::os::unix::fs::FileExt;
+            let mut buf = vec![0u8; CHUNK as usize];
+            let mut out = Vec::new();
+            for (i, off) in offsets.iter().skip(w).step_by(workers).enumerate() {
+                if i % STOP_EVERY == STOP_EVERY - 1 && stop() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::Interrupted,
+                        "the backup was stopped",
+                    ));
+                }
+                let n = (size - off).min(CHUNK) as usize;
+                let mut got = 0;
+                while got < n {
+                    match f.read_at(&mut buf[got..n], off + got as u64)? {
+                        0 => break,
+                        k => got += k,
+                    }
+                }
+                buf[got..n].fill(0);
+                let data = &buf[..n];
+                if data.iter().all(|b| *b == 0) {
+                    continue;
+                }
+                let hash = hex::encode(Sha256::digest(data));
+                let fin = self.chunk_key(&hash);
+                let mut written = None;
+                if !self.has_chunk(&hash) && claimed.lock().expect("claimed").insert(hash.clone()) {
+                    let packed = pack(data)?;
+                    let stored = packed.len() as u64;
+                    let staged = self.put_staged(&fin, packed, &format!("{tag}/{hash}"))?;
+                    written = Some((staged, fin, stored));
+                }
+                out.push((*off, hash, written, n as u64));
+            }
+            Ok(out)
         });
         let mut t = Transfer::default();
         let mut pending: Vec<(ObjectPath, ObjectPath)> = Vec::new();
@@ -518,34 +515,20 @@ impl ChunkStore {
         out.set_len(m.size)?;
         let workers = workers();
         let written = std::sync::atomic::AtomicU64::new(0);
-        let results: Vec<std::io::Result<()>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers)
-                .map(|w| {
-                    let (m, out, written) = (&m, &out, &written);
-                    scope.spawn(move || -> std::io::Result<()> {
-                        for (off, hash) in m.chunks.iter().skip(w).step_by(workers) {
-                            let packed = self.get_bytes(&self.chunk_key(hash)).map_err(|e| {
-                                bad(format!("chunk {hash} of {name} is missing: {e}"))
-                            })?;
-                            let data = unpack(packed.as_ref())?;
-                            if hex::encode(Sha256::digest(&data)) != *hash {
-                                return Err(bad(format!("chunk {hash} of {name} is corrupt")));
-                            }
-                            let n = (data.len() as u64).min(m.size - off) as usize;
-                            out.write_all_at(&data[..n], *off)?;
-                            written.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-                        }
-                        Ok(())
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(bad("a restore worker panicked")))
-                })
-                .collect()
+        let results = on_workers("restore", |w| {
+            for (off, hash) in m.chunks.iter().skip(w).step_by(workers) {
+                let packed = self
+                    .get_bytes(&self.chunk_key(hash))
+                    .map_err(|e| bad(format!("chunk {hash} of {name} is missing: {e}")))?;
+                let data = unpack(packed.as_ref())?;
+                if hex::encode(Sha256::digest(&data)) != *hash {
+                    return Err(bad(format!("chunk {hash} of {name} is corrupt")));
+                }
+                let n = (data.len() as u64).min(m.size - off) as usize;
+                out.write_all_at(&data[..n], *off)?;
+                written.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(())
         });
         results.into_iter().collect::<std::io::Result<Vec<()>>>()?;
         out.sync_all()?;

@@ -470,8 +470,8 @@ pub fn get(ctx: &Ctx, req: &ArmRequest, id: &str) -> Result<Reply, ArmError> {
 /// backup while its agent sends) is `Cancelling` until what runs it here
 /// stops (within a few chunks), then `Cancelled`; one nothing here runs
 /// ends `Cancelled` at once. No point is made for it. 202 with the cancellation's
-/// `backupJobs/{id}/operationResults/{op}`. Restores end within their
-/// request and are never in progress to cancel.
+/// `backupJobs/{id}/operationResults/{op}`. A restore, once it writes
+/// disks, is not cancellable.
 pub fn cancel(ctx: &Ctx, req: &ArmRequest, id: &str) -> Result<Reply, ArmError> {
     let vid = ctx.store().view(|r| vault_of(r, req))?;
     let op = ctx.store().write(|tx| {
@@ -480,17 +480,18 @@ pub fn cancel(ctx: &Ctx, req: &ArmRequest, id: &str) -> Result<Reply, ArmError> 
         job.save(tx)?;
         finished_operation(tx, &vid, None)
     })?;
-    Ok(recoverite_arm::lro::with_retry_after(
+    Ok(cancellation_pending(ctx, req, &vid, id, &op))
+}
+
+/// 202 with where to ask whether the cancellation of `id` is done
+/// (`Location`, `Retry-After`).
+fn cancellation_pending(ctx: &Ctx, req: &ArmRequest, vid: &str, id: &str, op: &str) -> Reply {
+    let at = url(
         ctx,
-        Reply::empty(202).header(
-            "Location",
-            url(
-                ctx,
-                req,
-                &format!("{vid}/backupJobs/{id}/operationResults/{op}"),
-            ),
-        ),
-    ))
+        req,
+        &format!("{vid}/backupJobs/{id}/operationResults/{op}"),
+    );
+    recoverite_arm::lro::with_retry_after(ctx, Reply::empty(202).header("Location", at))
 }
 
 /// GET backupJobs/{id}/operationResults/{op}: 202 while the job is still
@@ -508,16 +509,7 @@ pub fn job_operation_result(
         .ok_or_else(|| job_not_found(id))?;
     load_op(ctx, req, op)?;
     if job.properties.status == JobStatus::Cancelling {
-        // Still stopping: ask again (Location, Retry-After).
-        let here = url(
-            ctx,
-            req,
-            &format!("{vid}/backupJobs/{id}/operationResults/{op}"),
-        );
-        return Ok(recoverite_arm::lro::with_retry_after(
-            ctx,
-            Reply::empty(202).header("Location", here),
-        ));
+        return Ok(cancellation_pending(ctx, req, &vid, id, op));
     }
     Ok(Reply::empty(204))
 }
